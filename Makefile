@@ -1,0 +1,87 @@
+# Developer and CI entry points. Everything runs from the virtualenv in .venv/
+# (created on demand, re-installed whenever pyproject.toml changes) and from
+# pinned npm tools in .tools/ (installed from tools/package*.json).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+TOOLS := .tools
+TOOLS_STAMP := $(TOOLS)/.installed
+BUF := $(TOOLS)/node_modules/.bin/buf
+
+# Hand-written Python packages that exist right now (generated code under
+# orderengine/v1/ is excluded by the ruff and mypy config in pyproject.toml).
+MYPY_PATHS := $(wildcard orderengine order_service router_service executor gateway tests)
+
+PYTEST_ARGS ?=
+RUN_ARGS ?=
+
+.PHONY: help install protos check-protos buf-lint lint test chaos run compose-check clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and pip install -e '.[dev]' (again when pyproject.toml changes)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $@
+
+protos: $(STAMP) ## regenerate orderengine/v1/ from protos/
+	PYTHON=$(PY) bash scripts/gen_protos.sh
+
+check-protos: protos ## fail if the committed generated code differs from protos/
+	@if [ -n "$$(git status --porcelain -- orderengine/v1)" ]; then \
+	  git status --porcelain -- orderengine/v1; \
+	  git --no-pager diff --stat -- orderengine/v1; \
+	  echo "generated code is stale: run make protos" >&2; \
+	  exit 1; \
+	fi
+	@echo "generated code is up to date"
+
+$(TOOLS_STAMP): tools/package.json tools/package-lock.json
+	@mkdir -p $(TOOLS)
+	cp tools/package.json tools/package-lock.json $(TOOLS)/
+	npm ci --prefix $(TOOLS) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+buf-lint: $(TOOLS_STAMP) ## buf lint protos/ with the pinned @bufbuild/buf
+	cd protos && ../$(BUF) lint
+
+lint: $(STAMP) ## ruff check + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy $(MYPY_PATHS)
+
+test: $(STAMP) ## run the test suite (PYTEST_ARGS=... passes arguments to pytest)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+chaos: $(STAMP) ## run only the fault-injection tests
+	$(PY) -m pytest -m chaos $(PYTEST_ARGS)
+
+run: $(STAMP) ## start the whole stack (Ctrl-C stops it; RUN_ARGS=... passes arguments)
+	$(PY) -m orderengine.stack $(RUN_ARGS)
+
+compose-check: ## validate docker-compose.yml (no engine needed)
+	@if docker compose version >/dev/null 2>&1; then \
+	  echo "docker compose -f docker-compose.yml config -q"; \
+	  docker compose -f docker-compose.yml config -q; \
+	elif command -v docker-compose >/dev/null 2>&1; then \
+	  echo "docker-compose -f docker-compose.yml config -q"; \
+	  docker-compose -f docker-compose.yml config -q; \
+	else \
+	  echo "neither 'docker compose' nor 'docker-compose' is installed (apt-get install docker-compose)" >&2; \
+	  exit 1; \
+	fi
+	@echo "docker-compose.yml is valid"
+
+clean: ## remove .venv, .tools, caches and runtime state (var/, artifacts/)
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist var artifacts *.egg-info
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

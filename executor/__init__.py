@@ -1,0 +1,1 @@
+"""ExecutionService (the simulated chain) and the jobs that drive orders."""

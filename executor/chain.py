@@ -1,0 +1,213 @@
+"""The simulated chain, shaped like a Solana RPC node.
+
+A swap is taken at once and gets its signature; one slot later it lands
+against the pools as they are then (not as quoted), and fails with a
+slippage error when the route gives less than its floor. Its status then
+moves processed -> confirmed -> finalized. All state is in Redis, so any
+replica can answer for any signature, and an attempt key lands at most once:
+the same key always maps to the same transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+import base58
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from orderengine.amounts import format_amount
+from orderengine.market.routes import RouteError, apply_route, plan_from_proto
+from orderengine.market.state import pool_key, read_reserves, write_reserves
+from orderengine.tokens import token
+from orderengine.v1 import execution_service_pb2, market_pb2
+
+log = logging.getLogger(__name__)
+
+Commitment = execution_service_pb2.Commitment
+
+LANDING = "chain:landing"  # signatures waiting to land, scored by when
+# How many swaps landed, per order: the chaos tests' witness that none
+# landed twice.
+LANDED_BY_ORDER = "chain:landed-by-order"
+# Slots, as on mainnet: a slot number grows every 0.4 s of wall time.
+SLOT_SECONDS = 0.4
+# Finalized is 31 slots after confirmed.
+FINALIZE_SLOTS = 31
+
+# Take the attempt key if it is new and record the transaction, in one step,
+# so that a racing duplicate never sees a key without its transaction.
+_SUBMIT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('HSET', KEYS[2], 'attempt_key', ARGV[2], 'route', ARGV[3],
+             'submitted_at', ARGV[4], 'land_at', ARGV[5], 'state', 'pending')
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+def attempt_key_name(attempt_key: str) -> str:
+    return f"chain:attempt:{attempt_key}"
+
+
+def tx_key(signature: str) -> str:
+    return f"chain:tx:{signature}"
+
+
+def signature_for(attempt_key: str) -> str:
+    """A 64-byte, base58 signature, fixed by the attempt key."""
+    return base58.b58encode(hashlib.sha512(attempt_key.encode()).digest()).decode()
+
+
+def order_of(attempt_key: str) -> str:
+    return attempt_key.rsplit(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    signature: str
+    duplicate: bool
+
+
+class Chain:
+    def __init__(self, redis: Redis, slot_seconds: float, confirm_seconds: float) -> None:
+        self.redis = redis
+        self.slot_seconds = slot_seconds
+        self.confirm_seconds = confirm_seconds
+        self._submit = redis.register_script(_SUBMIT)
+
+    async def submit(self, attempt_key: str, route: market_pb2.Route) -> Submitted:
+        """Raises RouteError when the route cannot be executed at all."""
+        plan_from_proto(route)
+        signature = signature_for(attempt_key)
+        now = time.time()
+        taken = await self._submit(
+            keys=[attempt_key_name(attempt_key), tx_key(signature), LANDING],
+            args=[signature, attempt_key, route.SerializeToString(), repr(now),
+                  repr(now + self.slot_seconds)],
+        )
+        return Submitted(signature, duplicate=not taken)
+
+    async def land(self, signature: str) -> None:
+        """Lands a pending transaction against the pools now. Optimistic:
+        whoever lands it first wins; everyone else finds it landed."""
+        key = tx_key(signature)
+        while True:
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(key)
+                    state, attempt_key, raw_route = await pipe.hmget(
+                        key, "state", "attempt_key", "route")
+                    if state != b"pending":
+                        return
+                    route = market_pb2.Route.FromString(raw_route)
+                    plan = plan_from_proto(route)
+                    pool_ids = [leg.pool_id for leg in plan.legs]
+                    await pipe.watch(*(pool_key(p) for p in pool_ids))
+                    reserves = await read_reserves(pipe, pool_ids)
+                    now = time.time()
+                    result: dict[str, str] = {"landed_at": repr(now), "slot": str(current_slot(now))}
+                    try:
+                        fill = apply_route(plan.legs, plan.input_token, plan.output_token,
+                                           plan.amount_in, reserves)
+                    except RouteError as exc:
+                        fill = None
+                        result.update(state="failed", error_code="ROUTE_INVALID", error=str(exc))
+                    pipe.multi()
+                    decimals = token(plan.output_token).decimals
+                    if fill is not None and fill.amount_out < plan.min_amount_out:
+                        result.update(
+                            state="failed", error_code="SLIPPAGE_EXCEEDED",
+                            error=(f"slippage exceeded: the route gives "
+                                   f"{format_amount(fill.amount_out, decimals)} "
+                                   f"{plan.output_token} at landing, below the minimum "
+                                   f"{format_amount(plan.min_amount_out, decimals)}"),
+                        )
+                    elif fill is not None:
+                        result.update(state="landed",
+                                      amount_out=format_amount(fill.amount_out, decimals))
+                        write_reserves(pipe, fill.reserves)
+                        pipe.hincrby(LANDED_BY_ORDER, order_of(attempt_key.decode()), 1)
+                    pipe.hset(key, mapping=result)
+                    pipe.zrem(LANDING, signature)
+                    await pipe.execute()
+                    return
+            except WatchError:
+                continue  # a pool or the transaction moved under us: look again
+
+    async def land_due(self, limit: int = 200) -> int:
+        """Lands every transaction whose slot has come; returns how many."""
+        due = await self.redis.zrangebyscore(LANDING, "-inf", repr(time.time()), 0, limit)
+        for signature in due:
+            await self.land(signature.decode())
+        return len(due)
+
+    async def statuses(self, signatures: list[str]) -> list[execution_service_pb2.SignatureStatus]:
+        now = time.time()
+        fields = ("state", "land_at", "landed_at", "slot", "amount_out", "error_code", "error")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for signature in signatures:
+                pipe.hmget(tx_key(signature), *fields)
+            rows = await pipe.execute()
+        result = []
+        for signature, row in zip(signatures, rows, strict=True):
+            values = dict(zip(fields, (v.decode() if v is not None else None for v in row),
+                              strict=True))
+            if values["state"] == "pending" and float(values["land_at"] or 0) <= now:
+                # Its slot has come: land it now rather than wait for the lander.
+                await self.land(signature)
+                row = await self.redis.hmget(tx_key(signature), *fields)
+                values = dict(zip(fields, (v.decode() if v is not None else None for v in row),
+                                  strict=True))
+            result.append(self._status(signature, values, now))
+        return result
+
+    def _status(
+        self, signature: str, values: dict[str, str | None], now: float
+    ) -> execution_service_pb2.SignatureStatus:
+        state = values["state"]
+        if state is None:
+            return execution_service_pb2.SignatureStatus(signature=signature, found=False)
+        status = execution_service_pb2.SignatureStatus(signature=signature, found=True)
+        if state == "pending":
+            status.commitment = Commitment.COMMITMENT_PENDING
+            return status
+        landed_at = float(values["landed_at"] or 0)
+        confirmed_at = landed_at + self.confirm_seconds
+        if now >= confirmed_at + FINALIZE_SLOTS * self.slot_seconds:
+            status.commitment = Commitment.COMMITMENT_FINALIZED
+        elif now >= confirmed_at:
+            status.commitment = Commitment.COMMITMENT_CONFIRMED
+        else:
+            status.commitment = Commitment.COMMITMENT_PROCESSED
+        status.slot = int(values["slot"] or 0)
+        if state == "failed":
+            status.error_code = values["error_code"] or "UNKNOWN"
+            status.error = values["error"] or ""
+        else:
+            status.amount_out = values["amount_out"] or "0"
+        return status
+
+    async def run_lander(self, stopping: asyncio.Event) -> None:
+        """Lands due transactions in the background, so pools move on time
+        whether or not anyone asks for a status."""
+        interval = min(max(self.slot_seconds / 4, 0.005), 0.05)
+        while not stopping.is_set():
+            try:
+                await self.land_due()
+            except Exception:  # keep landing; Redis may be back next time
+                log.exception("landing failed")
+                await asyncio.sleep(1)
+            try:
+                await asyncio.wait_for(stopping.wait(), interval)
+            except TimeoutError:
+                pass
+
+
+def current_slot(now: float) -> int:
+    return int(now / SLOT_SECONDS)

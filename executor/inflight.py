@@ -1,0 +1,60 @@
+"""Submitted swaps waiting for confirmation: a Redis sorted set scored by when
+each is next due for a status check. Trackers claim due entries with a lease
+(their score moves a lease ahead), so several trackers share the work and one
+that dies leaves its entries to the others when the lease runs out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from redis import Redis
+
+INFLIGHT = "orderengine:inflight"
+
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[2], member)
+end
+return due
+"""
+
+
+@dataclass(frozen=True)
+class Inflight:
+    order_id: str
+    attempt: int
+    signature: str
+
+    @property
+    def member(self) -> str:
+        return f"{self.order_id}|{self.attempt}|{self.signature}"
+
+    @classmethod
+    def parse(cls, member: bytes | str) -> Inflight:
+        text = member.decode() if isinstance(member, bytes) else member
+        order_id, attempt, signature = text.split("|")
+        return cls(order_id, int(attempt), signature)
+
+
+def track(redis: Redis, entry: Inflight, due_in: float = 0.0) -> None:
+    redis.zadd(INFLIGHT, {entry.member: time.time() + due_in})
+
+
+def claim_due(redis: Redis, lease_seconds: float, limit: int) -> list[Inflight]:
+    now = time.time()
+    claim = redis.register_script(_CLAIM)
+    due = claim(keys=[INFLIGHT], args=[repr(now), repr(now + lease_seconds), limit])
+    return [Inflight.parse(m) for m in due]
+
+
+def reschedule(redis: Redis, entries: list[Inflight], due_in: float) -> None:
+    if entries:
+        at = time.time() + due_in
+        redis.zadd(INFLIGHT, {e.member: at for e in entries})
+
+
+def forget(redis: Redis, entries: list[Inflight]) -> None:
+    if entries:
+        redis.zrem(INFLIGHT, *(e.member for e in entries))

@@ -1,0 +1,77 @@
+"""Runs a part of the executor:
+
+    python -m executor.main chain     ExecutionService, the simulated chain
+    python -m executor.main worker    an RQ worker driving orders
+    python -m executor.main tracker   the confirmation tracker and reconciler
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import threading
+
+from redis.asyncio import Redis
+
+from orderengine.serving import Server, Service, configure_logging, create_server, serve_until_signal
+from orderengine.settings import Settings
+from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
+from executor import tracker, worker
+from executor.chain import Chain
+from executor.execution_service import ExecutionServicer
+
+SERVICE_NAME = execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name
+
+
+async def create_execution_server(address: str, settings: Settings) -> Server:
+    redis = Redis.from_url(settings.redis_url)
+    chain = Chain(redis, settings.slot_seconds, settings.confirm_seconds)
+    server = await create_server(address, [
+        Service(SERVICE_NAME, execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
+                ExecutionServicer(chain)),
+    ])
+    stopping = asyncio.Event()
+    lander = asyncio.create_task(chain.run_lander(stopping))
+
+    async def stop_lander() -> None:
+        stopping.set()
+        await lander
+        await redis.aclose()
+
+    server.on_stop.append(stop_lander)
+    return server
+
+
+async def serve_chain() -> None:
+    settings = Settings()
+    server = await create_execution_server(settings.bind_address("EXECUTION_SERVICE"), settings)
+    print(f"ExecutionService listening on port {server.port}", flush=True)
+    await serve_until_signal(server, settings.shutdown_grace_seconds)
+
+
+def run_tracker() -> None:
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    tracker.run(stopping)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m executor.main", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["chain", "worker", "tracker"])
+    parser.add_argument("--burst", action="store_true",
+                        help="worker: stop when the queue is empty")
+    args = parser.parse_args()
+    configure_logging()
+    if args.part == "chain":
+        asyncio.run(serve_chain())
+    elif args.part == "worker":
+        worker.run(burst=args.burst)
+    else:
+        run_tracker()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""What happens when an attempt fails: retry a transient failure with a new
+quote after exponential back-off with full jitter, or fail the order."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from orderengine.settings import Settings
+
+# Failures the next attempt can get past: the market moved, the blockhash
+# expired, the transaction was dropped.
+RETRYABLE = frozenset({
+    "SLIPPAGE_EXCEEDED", "BLOCKHASH_EXPIRED", "TRANSACTION_DROPPED", "RPC_TIMEOUT",
+})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: float
+    factor: float
+    cap_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(settings.max_attempts, settings.retry_base_seconds, settings.retry_factor,
+                   settings.retry_cap_seconds)
+
+    def should_retry(self, code: str, attempt: int) -> bool:
+        return code in RETRYABLE and attempt < self.max_attempts
+
+    def backoff_seconds(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Back-off before attempt ``attempt + 1``: full jitter over
+        base * factor**(attempt-1), capped."""
+        ceiling = min(self.cap_seconds, self.base_seconds * self.factor ** (attempt - 1))
+        return (rng or random).uniform(0, ceiling)

@@ -1,0 +1,101 @@
+"""The confirmation tracker: polls the chain for every submitted swap in
+batches (as getSignatureStatuses does), and moves each order to CONFIRMED,
+or retries or fails it, as the chain answers. No worker ever waits for a
+slot: throughput does not fall as the chain's latency rises.
+
+Beside it runs the reconciler: any order left in a non-terminal status past
+a deadline (a crashed worker, a lost queue) is driven again."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+from orderengine.amounts import parse_amount
+from orderengine.order_queue import enqueue_order
+from orderengine.statuses import Status
+from orderengine.store.orders import Change
+from orderengine.tokens import token
+from orderengine.v1 import execution_service_pb2
+from executor.context import RPC_TIMEOUT_SECONDS, Context, context
+from executor.inflight import Inflight, claim_due, forget, reschedule, track
+from executor.progress import advance, attempt_failed
+
+log = logging.getLogger(__name__)
+
+Commitment = execution_service_pb2.Commitment
+BATCH = 256  # getSignatureStatuses takes at most 256
+# A claimed entry comes back to the others if its tracker dies.
+LEASE_SECONDS = 10.0
+RECONCILE_EVERY_SECONDS = 5.0
+
+
+def check_once(ctx: Context) -> int:
+    """One round: claims due swaps, asks the chain, acts. Returns how many."""
+    entries = claim_due(ctx.redis, LEASE_SECONDS, BATCH)
+    if not entries:
+        return 0
+    response = ctx.chain.GetSignatureStatuses(
+        execution_service_pb2.GetSignatureStatusesRequest(
+            signatures=[e.signature for e in entries]),
+        timeout=RPC_TIMEOUT_SECONDS,
+    )
+    waiting: list[Inflight] = []
+    done: list[Inflight] = []
+    for entry, status in zip(entries, response.statuses, strict=True):
+        if status.found and status.commitment in (
+            Commitment.COMMITMENT_PENDING, Commitment.COMMITMENT_PROCESSED
+        ):
+            waiting.append(entry)
+            continue
+        _settle(ctx, entry, status)
+        done.append(entry)
+    reschedule(ctx.redis, waiting, ctx.settings.tracker_poll_seconds)
+    forget(ctx.redis, done)
+    return len(entries)
+
+
+def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.SignatureStatus) -> None:
+    row = ctx.store.get(entry.order_id)
+    if row is None or row.status != Status.SUBMITTED or row.attempt != entry.attempt:
+        return  # settled already, by another tracker or an earlier round
+    if not status.found:
+        attempt_failed(ctx, row, "TRANSACTION_DROPPED",
+                       "the chain has no record of the transaction (dropped)")
+    elif status.error_code:
+        attempt_failed(ctx, row, status.error_code, status.error)
+    else:
+        amount_out = parse_amount(status.amount_out, token(row.output_token).decimals)
+        advance(ctx, row.order_id, Status.CONFIRMED,
+                Change(signature=entry.signature, amount_out=amount_out), attempt=entry.attempt)
+
+
+def reconcile_once(ctx: Context) -> int:
+    """Drives again every order stuck past the deadline; returns how many."""
+    stale = ctx.store.stale(timedelta(seconds=ctx.settings.reconcile_after_seconds))
+    for row in stale:
+        if row.status == Status.SUBMITTED and row.signature:
+            track(ctx.redis, Inflight(row.order_id, row.attempt, row.signature))
+        else:
+            enqueue_order(ctx.queue, row.order_id)
+    if stale:
+        log.info("reconciler: drove %d stuck orders again", len(stale))
+    return len(stale)
+
+
+def run(stopping: threading.Event) -> None:
+    ctx = context()
+    next_reconcile = 0.0
+    while not stopping.is_set():
+        try:
+            if time.monotonic() >= next_reconcile:
+                reconcile_once(ctx)
+                next_reconcile = time.monotonic() + RECONCILE_EVERY_SECONDS
+            if check_once(ctx) == BATCH:
+                continue  # more may be due right now
+        except Exception:  # keep tracking: the chain or Redis may be back next round
+            log.exception("tracker round failed")
+            stopping.wait(1.0)
+        stopping.wait(ctx.settings.tracker_poll_seconds)

@@ -1,0 +1,1 @@
+"""OrderService: submit, get, list, cancel and watch orders."""

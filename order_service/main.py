@@ -1,0 +1,62 @@
+"""Runs OrderService: ``python -m order_service.main``."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+from orderengine.order_queue import order_queue
+from orderengine.serving import Server, Service, configure_logging, create_server, serve_until_signal
+from orderengine.settings import Settings
+from orderengine.store.database import create_database_engine
+from orderengine.store.orders import OrderStore
+from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
+from order_service.order_service import OrderServicer
+from order_service.watch_hub import WatchHub
+
+SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
+
+
+async def create_order_server(address: str, settings: Settings) -> Server:
+    # Store and queue calls run here; sized for the database pool.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, "order-service"))
+    engine = create_database_engine(settings.database_url)
+    redis = Redis.from_url(settings.redis_url)
+    hub = WatchHub(AsyncRedis.from_url(settings.redis_url))
+    hub.start()
+    servicer = OrderServicer(OrderStore(engine), redis, order_queue(redis, settings.queue_name),
+                             hub)
+    server = await create_server(address, [
+        Service(SERVICE_NAME, order_service_pb2_grpc.add_OrderServiceServicer_to_server,
+                servicer),
+    ])
+
+    async def close() -> None:
+        await hub.redis.aclose()
+        redis.close()
+        engine.dispose()
+
+    # Open streams end with UNAVAILABLE (clients resume elsewhere with
+    # after_sequence) before the server waits out the unary calls.
+    server.before_stop.append(hub.close)
+    server.on_stop.append(close)
+    return server
+
+
+async def serve() -> None:
+    settings = Settings()
+    server = await create_order_server(settings.bind_address("ORDER_SERVICE"), settings)
+    print(f"OrderService listening on port {server.port}", flush=True)
+    await serve_until_signal(server, settings.shutdown_grace_seconds)
+
+
+def main() -> None:
+    configure_logging()
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""The OrderService servicer: the public API.
+
+Database and queue calls are blocking (one store for the services and the
+workers), so they run on the thread pool; the event loop only waits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+import grpc
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from sqlalchemy.exc import OperationalError
+
+from orderengine.errors import FieldError, abort, abort_invalid
+from orderengine.events import publish
+from orderengine.order_queue import enqueue_order
+from orderengine.statuses import Status
+from orderengine.store.models import OrderRow
+from orderengine.store.orders import Change, NewOrder, OrderStore, PageTokenError
+from orderengine.store.wire import order_to_proto
+from orderengine.swaps import parse_swap
+from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
+from order_service.watch_hub import Inbox, Signal, WatchHub
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Until API keys arrive, every order belongs to one owner.
+DEFAULT_OWNER = "local"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+MAX_CLIENT_ORDER_ID = 128
+# A quiet watcher looks at the database this often (with jitter), in case a
+# publish was lost.
+RESYNC_SECONDS = 15.0
+
+
+class Unavailable(Exception):
+    pass
+
+
+def _order_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise FieldError("order_id", f"must be a UUID, got {value[:64]!r}") from None
+
+
+class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
+    def __init__(self, store: OrderStore, redis: Redis, queue: Queue, hub: WatchHub) -> None:
+        self.store = store
+        self.redis = redis
+        self.queue = queue
+        self.hub = hub
+
+    async def _blocking(self, context: grpc.aio.ServicerContext, fn: Callable[..., T],
+                        *args: object) -> T:
+        """Runs a store call on the thread pool; a store that is down is
+        UNAVAILABLE to the client, never a half-done request."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except OperationalError as exc:
+            log.warning("database unavailable: %s", exc.orig)
+            await abort(context, grpc.StatusCode.UNAVAILABLE,
+                        "the order database is unavailable; try again", "DATABASE_UNAVAILABLE")
+
+    # -- SubmitOrder ----------------------------------------------------------
+
+    async def SubmitOrder(
+        self, request: order_service_pb2.SubmitOrderRequest, context: grpc.aio.ServicerContext
+    ) -> order_service_pb2.SubmitOrderResponse:
+        try:
+            swap = parse_swap(request.input_token, request.output_token, request.amount,
+                              request.slippage_bps)
+            if len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
+                raise FieldError("client_order_id",
+                                 f"must be at most {MAX_CLIENT_ORDER_ID} characters")
+        except FieldError as exc:
+            await abort_invalid(context, exc)
+        new = NewOrder(
+            owner=DEFAULT_OWNER, input_token=swap.input_token, output_token=swap.output_token,
+            amount_in=swap.amount_in, slippage_bps=swap.slippage_bps,
+            client_order_id=request.client_order_id or None,
+        )
+        row, created = await self._blocking(context, self._submit, new)
+        return order_service_pb2.SubmitOrderResponse(
+            order=order_to_proto(row), already_exists=not created
+        )
+
+    def _submit(self, new: NewOrder) -> tuple[OrderRow, bool]:
+        row, event = self.store.submit(new)
+        if event is None:
+            return row, False
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                enqueue_order(self.queue, row.order_id, pipeline=pipe)
+                publish(pipe, [event])
+                pipe.execute()
+        except RedisError as exc:
+            # Stored is accepted: the reconciler queues what Redis did not take.
+            log.warning("order %s stored but not queued (%s); the reconciler will", row.order_id,
+                        exc)
+        return row, True
+
+    # -- GetOrder, ListOrders, CancelOrder -------------------------------------
+
+    async def _owned(self, context: grpc.aio.ServicerContext, raw_id: str) -> OrderRow:
+        try:
+            order_id = _order_id(raw_id)
+        except FieldError as exc:
+            await abort_invalid(context, exc)
+        row = await self._blocking(context, self.store.get, order_id, DEFAULT_OWNER)
+        if row is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"order {order_id} not found",
+                        "ORDER_NOT_FOUND")
+        return row
+
+    async def GetOrder(
+        self, request: order_service_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.Order:
+        return order_to_proto(await self._owned(context, request.order_id))
+
+    async def ListOrders(
+        self, request: order_service_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext
+    ) -> order_service_pb2.ListOrdersResponse:
+        if request.page_size < 0:
+            await abort_invalid(context, FieldError("page_size", "must not be negative"))
+        # AIP-132: 0 means the default; more than the maximum is coerced.
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        try:
+            rows, next_token = await self._blocking(
+                context, self.store.list_page, DEFAULT_OWNER, size, request.page_token)
+        except PageTokenError as exc:
+            await abort_invalid(context, FieldError("page_token", str(exc).split(": ", 1)[-1]))
+        return order_service_pb2.ListOrdersResponse(
+            orders=[order_to_proto(r) for r in rows], next_page_token=next_token
+        )
+
+    async def CancelOrder(
+        self, request: order_service_pb2.CancelOrderRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.Order:
+        row = await self._owned(context, request.order_id)
+        result = await self._blocking(
+            context, self.store.transition, row.order_id, Status.CANCELLED,
+            Change(reason="cancelled by the owner", reason_code="CANCELLED"),
+        )
+        if result is None:
+            now = await self._blocking(context, self.store.get, row.order_id)
+            status = now.status if now else row.status
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                        f"order {row.order_id} is {status}; only a PENDING order can be "
+                        "cancelled", "ORDER_NOT_PENDING", metadata={"status": status})
+        cancelled, event = result
+        try:
+            await asyncio.to_thread(publish, self.redis, [event])
+        except RedisError:
+            log.warning("could not publish the cancel of %s", cancelled.order_id)
+        return order_to_proto(cancelled)
+
+    # -- WatchOrder -----------------------------------------------------------
+
+    async def WatchOrder(
+        self, request: order_service_pb2.WatchOrderRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[order_pb2.OrderEvent]:
+        if request.after_sequence < 0:
+            await abort_invalid(context, FieldError("after_sequence", "must not be negative"))
+        row = await self._owned(context, request.order_id)
+        # Register first, then read the history: an event committed between
+        # the two arrives live, and duplicates are dropped by sequence.
+        with self.hub.watch(row.order_id) as inbox:
+            last = request.after_sequence
+            if Status(row.status).terminal and last >= row.last_sequence:
+                return
+            while True:
+                for event in await self._blocking(context, self.store.events, row.order_id,
+                                                  last):
+                    yield event
+                    last = event.sequence
+                    if Status.from_proto(event.status).terminal:
+                        return
+                async for event in self._live(context, inbox, last):
+                    yield event
+                    last = event.sequence
+                    if Status.from_proto(event.status).terminal:
+                        return
+                # _live ended: a gap, a resync or a quiet spell; read the database.
+
+    async def _live(
+        self, context: grpc.aio.ServicerContext, inbox: Inbox, last: int
+    ) -> AsyncIterator[order_pb2.OrderEvent]:
+        """Live events in sequence, until one is missing or a resync is due."""
+        while not inbox.overflowed:
+            timeout = RESYNC_SECONDS * random.uniform(0.8, 1.2)
+            try:
+                item = await asyncio.wait_for(inbox.items.get(), timeout)
+            except TimeoutError:
+                return
+            if item is Signal.SHUTDOWN:
+                await abort(context, grpc.StatusCode.UNAVAILABLE,
+                            "the server is shutting down; watch again with after_sequence "
+                            f"{last}", "SERVER_SHUTTING_DOWN",
+                            metadata={"after_sequence": str(last)})
+            if item is Signal.RESYNC:
+                return
+            assert isinstance(item, order_pb2.OrderEvent)
+            if item.sequence <= last:
+                continue  # already sent, from the history
+            if item.sequence > last + 1:
+                return  # missed one: the database has it
+            yield item
+            last = item.sequence
+        inbox.overflowed = False

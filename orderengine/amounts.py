@@ -1,0 +1,45 @@
+"""Amounts: decimal strings in whole-token units on the wire, integers in the
+token's base units inside. Never a float in between."""
+
+from __future__ import annotations
+
+import re
+
+# SPL token amounts are u64 on chain; we also store them in a signed 64-bit
+# column, so the tighter bound wins.
+MAX_BASE_UNITS = 2**63 - 1
+
+_DECIMAL = re.compile(r"^(?P<whole>\d+)(?:\.(?P<frac>\d+))?$")
+
+
+class AmountError(ValueError):
+    pass
+
+
+def parse_amount(text: str, decimals: int) -> int:
+    """``"1.5"`` with 9 decimals -> 1_500_000_000. Rejects anything that is not
+    a plain positive decimal number representable in the token's base units."""
+    raw = text.strip()
+    if len(raw) > 40:
+        raise AmountError("must be a decimal number of at most 40 characters")
+    match = _DECIMAL.match(raw)
+    if match is None:
+        raise AmountError(f"must be a positive decimal number like '10' or '0.25', got {text!r}")
+    frac = (match["frac"] or "").rstrip("0")
+    if len(frac) > decimals:
+        raise AmountError(f"has {len(frac)} decimal places; this token has {decimals}")
+    units = int(match["whole"]) * 10**decimals + int(frac.ljust(decimals, "0") or "0")
+    if units <= 0:
+        raise AmountError("must be greater than zero")
+    if units > MAX_BASE_UNITS:
+        raise AmountError("is too large")
+    return units
+
+
+def format_amount(units: int, decimals: int) -> str:
+    """1_500_000_000 with 9 decimals -> ``"1.5"``; no trailing zeros."""
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), 10**decimals)
+    if decimals == 0 or frac == 0:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{str(frac).rjust(decimals, '0').rstrip('0')}"

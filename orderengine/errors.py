@@ -1,0 +1,59 @@
+"""Errors as gRPC statuses (AIP-193): a code, a message that names the
+field, and machine-readable details (ErrorInfo, BadRequest) beside it."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "orderengine.v1"
+
+
+class FieldError(ValueError):
+    """Bad input in one field of a request."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.description = message
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def status(
+    code: grpc.StatusCode, message: str, reason: str, *, field: FieldError | None = None,
+    metadata: dict[str, str] | None = None,
+) -> grpc.Status:
+    details = [_pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN,
+                                                 metadata=metadata or {}))]
+    if field is not None:
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=field.field,
+                                                        description=field.description)
+        ])))
+    return rpc_status.to_status(status_pb2.Status(
+        code=getattr(code_pb2, code.name), message=message, details=details,
+    ))
+
+
+async def abort_invalid(context: grpc.aio.ServicerContext, error: FieldError) -> NoReturn:
+    await context.abort_with_status(
+        status(grpc.StatusCode.INVALID_ARGUMENT, str(error), "INVALID_FIELD", field=error)
+    )
+    raise AssertionError("abort_with_status returns only by raising")
+
+
+async def abort(
+    context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, reason: str,
+    metadata: dict[str, str] | None = None,
+) -> NoReturn:
+    await context.abort_with_status(status(code, message, reason, metadata=metadata))
+    raise AssertionError("abort_with_status returns only by raising")

@@ -1,0 +1,154 @@
+"""A route is legs over pools; applying it to pool reserves gives what each
+leg swaps and what comes out. The router applies it to quote, the chain to
+land: one piece of math for both, so a quote tells the truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orderengine.amounts import format_amount, parse_amount
+from orderengine.market.cpmm import swap_exact_in
+from orderengine.market.pools import Pool, all_pools
+from orderengine.tokens import token
+from orderengine.v1 import market_pb2
+
+FULL_SHARE = 10_000
+
+
+@dataclass(frozen=True)
+class Reserves:
+    a: int
+    b: int
+
+
+@dataclass(frozen=True)
+class Leg:
+    pool_id: str
+    input_token: str
+    output_token: str
+    # The share of the input token held at this point that the leg swaps.
+    share_bps: int = FULL_SHARE
+
+
+@dataclass(frozen=True)
+class LegFill:
+    leg: Leg
+    amount_in: int
+    amount_out: int
+    fee: int
+
+
+@dataclass(frozen=True)
+class RouteFill:
+    amount_out: int
+    fills: tuple[LegFill, ...]
+    # The pools' reserves after the route, for the pools it touched.
+    reserves: dict[str, Reserves]
+
+
+class RouteError(ValueError):
+    pass
+
+
+def _swap(pool: Pool, reserves: Reserves, input_token: str, amount_in: int) -> tuple[int, int, Reserves]:
+    if input_token == pool.token_a:
+        result = swap_exact_in(reserves.a, reserves.b, amount_in, pool.fee_rate)
+        after = Reserves(reserves.a + amount_in, reserves.b - result.amount_out)
+    else:
+        result = swap_exact_in(reserves.b, reserves.a, amount_in, pool.fee_rate)
+        after = Reserves(reserves.a - result.amount_out, reserves.b + amount_in)
+    return result.amount_out, result.fee, after
+
+
+def apply_route(
+    legs: list[Leg], input_token: str, output_token: str, amount_in: int,
+    reserves: dict[str, Reserves],
+) -> RouteFill:
+    """Runs the legs in order against ``reserves`` (not changed)."""
+    pools = all_pools()
+    balances = {input_token: amount_in}
+    current = dict(reserves)
+    fills: list[LegFill] = []
+    for i, leg in enumerate(legs):
+        pool = pools.get(leg.pool_id)
+        if pool is None or not pool.trades(leg.input_token, leg.output_token):
+            raise RouteError(f"legs[{i}]: pool {leg.pool_id!r} does not trade "
+                             f"{leg.input_token}/{leg.output_token}")
+        held = balances.get(leg.input_token, 0)
+        later = any(other.input_token == leg.input_token for other in legs[i + 1:])
+        spend = held * leg.share_bps // FULL_SHARE if later else held
+        if spend <= 0:
+            raise RouteError(f"legs[{i}]: nothing of {leg.input_token} left to swap")
+        out, fee, current[pool.id] = _swap(pool, current[pool.id], leg.input_token, spend)
+        balances[leg.input_token] = held - spend
+        balances[leg.output_token] = balances.get(leg.output_token, 0) + out
+        fills.append(LegFill(leg, spend, out, fee))
+    touched = {f.leg.pool_id: current[f.leg.pool_id] for f in fills}
+    return RouteFill(balances.get(output_token, 0), tuple(fills), touched)
+
+
+def min_amount_out(amount_out: int, slippage_bps: int) -> int:
+    return amount_out * (FULL_SHARE - slippage_bps) // FULL_SHARE
+
+
+def route_to_proto(
+    fill: RouteFill, input_token: str, output_token: str, amount_in: int, slippage_bps: int,
+) -> market_pb2.Route:
+    pools = all_pools()
+    return market_pb2.Route(
+        legs=[
+            market_pb2.RouteLeg(
+                venue=pools[f.leg.pool_id].venue.proto,
+                pool_id=f.leg.pool_id,
+                input_token=f.leg.input_token,
+                output_token=f.leg.output_token,
+                amount_in=format_amount(f.amount_in, token(f.leg.input_token).decimals),
+                amount_out=format_amount(f.amount_out, token(f.leg.output_token).decimals),
+                fee=format_amount(f.fee, token(f.leg.input_token).decimals),
+                share_bps=f.leg.share_bps,
+            )
+            for f in fill.fills
+        ],
+        input_token=input_token,
+        output_token=output_token,
+        amount_in=format_amount(amount_in, token(input_token).decimals),
+        amount_out=format_amount(fill.amount_out, token(output_token).decimals),
+        min_amount_out=format_amount(
+            min_amount_out(fill.amount_out, slippage_bps), token(output_token).decimals
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """What the chain needs of a route: the legs, the input and the floor."""
+
+    legs: list[Leg]
+    input_token: str
+    output_token: str
+    amount_in: int
+    min_amount_out: int
+
+
+def plan_from_proto(route: market_pb2.Route) -> RoutePlan:
+    """Parses a route off the wire; RouteError names the field that is wrong."""
+    try:
+        src, dst = token(route.input_token), token(route.output_token)
+    except ValueError as exc:
+        raise RouteError(f"route: {exc}") from None
+    if not route.legs:
+        raise RouteError("route.legs: a route needs at least one leg")
+    try:
+        amount_in = parse_amount(route.amount_in, src.decimals)
+    except ValueError as exc:
+        raise RouteError(f"route.amount_in {exc}") from None
+    try:
+        floor = parse_amount(route.min_amount_out, dst.decimals) if route.min_amount_out else 0
+    except ValueError as exc:
+        raise RouteError(f"route.min_amount_out {exc}") from None
+    legs = []
+    for i, leg in enumerate(route.legs):
+        if not 0 < leg.share_bps <= FULL_SHARE:
+            raise RouteError(f"route.legs[{i}].share_bps must be 1..10000")
+        legs.append(Leg(leg.pool_id, leg.input_token, leg.output_token, leg.share_bps))
+    return RoutePlan(legs, src.symbol, dst.symbol, amount_in, floor)

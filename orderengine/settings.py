@@ -1,0 +1,85 @@
+"""Settings, read from environment variables. Every default is documented in
+README.md ("Settings") and suits one machine; docker-compose.yml overrides
+them for a real deployment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(
+        default_factory=lambda: _env("DATABASE_URL", "sqlite:///var/orderengine.db")
+    )
+    redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+    # Where clients find each service; a server binds to *_BIND, or to its
+    # address when that is unset.
+    order_service_address: str = field(
+        default_factory=lambda: _env("ORDER_SERVICE_ADDRESS", "127.0.0.1:50051")
+    )
+    quote_service_address: str = field(
+        default_factory=lambda: _env("QUOTE_SERVICE_ADDRESS", "127.0.0.1:50052")
+    )
+    execution_service_address: str = field(
+        default_factory=lambda: _env("EXECUTION_SERVICE_ADDRESS", "127.0.0.1:50053")
+    )
+
+    queue_name: str = field(default_factory=lambda: _env("QUEUE_NAME", "orders"))
+
+    # The simulated chain: a swap lands (processed) one slot after it is
+    # taken and is confirmed confirm_seconds later.
+    slot_seconds: float = field(default_factory=lambda: _float("CHAIN_SLOT_SECONDS", 0.4))
+    confirm_seconds: float = field(default_factory=lambda: _float("CHAIN_CONFIRM_SECONDS", 0.6))
+
+    # Retries of transient failures: base * factor**(attempt-1), capped, with
+    # full jitter; FAILED after max_attempts.
+    max_attempts: int = field(default_factory=lambda: _int("MAX_ATTEMPTS", 3))
+    retry_base_seconds: float = field(default_factory=lambda: _float("RETRY_BASE_SECONDS", 0.5))
+    retry_factor: float = field(default_factory=lambda: _float("RETRY_FACTOR", 2.0))
+    retry_cap_seconds: float = field(default_factory=lambda: _float("RETRY_CAP_SECONDS", 8.0))
+
+    # The confirmation tracker polls the chain for submitted swaps this often.
+    tracker_poll_seconds: float = field(
+        default_factory=lambda: _float("TRACKER_POLL_SECONDS", 0.05)
+    )
+    # Orders in a non-terminal status untouched this long are driven again.
+    reconcile_after_seconds: float = field(
+        default_factory=lambda: _float("RECONCILE_AFTER_SECONDS", 30.0)
+    )
+
+    # How long a gRPC server waits for in-flight calls on SIGTERM.
+    shutdown_grace_seconds: float = field(
+        default_factory=lambda: _float("SHUTDOWN_GRACE_SECONDS", 5.0)
+    )
+
+    def bind_address(self, service: str) -> str:
+        """The address a server listens on: ``<SERVICE>_BIND``, else its address."""
+        address = {
+            "ORDER_SERVICE": self.order_service_address,
+            "QUOTE_SERVICE": self.quote_service_address,
+            "EXECUTION_SERVICE": self.execution_service_address,
+        }[service]
+        return _env(f"{service}_BIND", address)

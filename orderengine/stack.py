@@ -1,0 +1,173 @@
+"""The whole stack on one machine: ``make run`` (``python -m orderengine.stack``).
+
+With no REDIS_URL it starts an embedded Redis; with no DATABASE_URL it uses
+an SQLite file in var/. Every service runs as its own process; Ctrl-C (or
+SIGTERM) stops them all, each gracefully."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from orderengine.embedded_redis import EmbeddedRedis
+from orderengine.settings import Settings
+from orderengine.store import migrate
+
+STOP_SECONDS = 15.0
+
+
+@dataclass
+class Part:
+    name: str
+    args: list[str]
+    address: str | None = None  # a gRPC server to wait for
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+def parts(settings: Settings, workers: int) -> list[Part]:
+    py = sys.executable
+    return [
+        Part("QuoteService", [py, "-m", "router_service.main"], settings.quote_service_address),
+        Part("ExecutionService", [py, "-m", "executor.main", "chain"],
+             settings.execution_service_address),
+        Part("OrderService", [py, "-m", "order_service.main"], settings.order_service_address),
+        *(Part(f"worker-{i + 1}", [py, "-m", "executor.main", "worker"]) for i in range(workers)),
+        Part("tracker", [py, "-m", "executor.main", "tracker"]),
+    ]
+
+
+def wait_serving(address: str, deadline: float) -> None:
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing serving on {address}")
+            time.sleep(0.1)
+
+
+class Stack:
+    def __init__(self, workers: int, data_dir: Path) -> None:
+        self.workers = workers
+        self.data_dir = data_dir
+        self.redis: EmbeddedRedis | None = None
+        self.parts: list[Part] = []
+
+    def start(self) -> Settings:
+        env = os.environ
+        if not env.get("REDIS_URL"):
+            self.redis = EmbeddedRedis(self.data_dir / "redis.db")
+            env["REDIS_URL"] = self.redis.url
+        env.setdefault("DATABASE_URL", f"sqlite:///{self.data_dir / 'orderengine.db'}")
+        settings = Settings()
+        migrate.upgrade(settings.database_url)
+        self.parts = parts(settings, self.workers)
+        for part in self.parts:
+            # A session of its own: Ctrl-C reaches only us, and we stop each
+            # part once, gracefully.
+            part.process = subprocess.Popen(part.args, start_new_session=True)
+        deadline = time.monotonic() + 60
+        for part in self.parts:
+            if part.address:
+                wait_serving(part.address, deadline)
+        return settings
+
+    def exited(self) -> Part | None:
+        for part in self.parts:
+            if part.process is not None and part.process.poll() is not None:
+                return part
+        return None
+
+    def stop(self) -> None:
+        running = [p for p in self.parts if p.process and p.process.poll() is None]
+        for part in running:
+            assert part.process is not None
+            part.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for part in running:
+            assert part.process is not None
+            try:
+                part.process.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                print(f"{part.name} did not stop in time; killing it", flush=True)
+                part.process.kill()
+                part.process.wait()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+def banner(settings: Settings, stack: Stack) -> str:
+    redis = f"embedded ({settings.redis_url})" if stack.redis else settings.redis_url
+    rows = [
+        ("OrderService", f"{settings.order_service_address}   gRPC, public (reflection on)"),
+        ("QuoteService", f"{settings.quote_service_address}   gRPC, internal"),
+        ("ExecutionService", f"{settings.execution_service_address}   gRPC, internal "
+                             f"(slot {settings.slot_seconds}s, confirmed "
+                             f"{settings.confirm_seconds}s after landing)"),
+        ("workers", f"{stack.workers} RQ workers on queue '{settings.queue_name}', "
+                    "1 confirmation tracker"),
+        ("database", settings.database_url),
+        ("redis", redis),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = ["", "Order engine is up.", *(f"  {n.ljust(width)}  {v}" for n, v in rows), "",
+             "Try:  .venv/bin/orderengine submit SOL USDC 10 --watch",
+             "Ctrl-C stops everything.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m orderengine.stack", description=__doc__)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")),
+                        help="RQ worker processes (default: $WORKERS or 2)")
+    parser.add_argument("--data-dir", type=Path, default=Path("var"),
+                        help="where the SQLite file and embedded Redis live (default: var/)")
+    args = parser.parse_args()
+
+    stack = Stack(args.workers, args.data_dir.resolve())
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    code = 0
+    try:
+        settings = stack.start()
+        print(banner(settings, stack), flush=True)
+        while not stopping:
+            dead = stack.exited()
+            if dead is not None:
+                print(f"{dead.name} exited with code {dead.process.returncode if dead.process else '?'}"
+                      "; stopping the stack", flush=True)
+                code = 1
+                break
+            time.sleep(0.2)
+    except Exception as exc:
+        print(f"the stack did not start: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    finally:
+        print("stopping...", flush=True)
+        stack.stop()
+        print("stopped.", flush=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

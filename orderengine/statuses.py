@@ -1,0 +1,55 @@
+"""The order state machine: which status may follow which.
+
+PENDING -> ROUTING -> ROUTED -> SUBMITTED -> CONFIRMED, FAILED from any step
+before CONFIRMED, CANCELLED only from PENDING. A failed attempt that will be
+retried goes back to ROUTING (from ROUTED or SUBMITTED)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from orderengine.v1 import order_pb2
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    ROUTING = "ROUTING"
+    ROUTED = "ROUTED"
+    SUBMITTED = "SUBMITTED"
+    CONFIRMED = "CONFIRMED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def proto(self) -> order_pb2.OrderStatus.ValueType:
+        return order_pb2.OrderStatus.Value(f"ORDER_STATUS_{self.value}")
+
+    @classmethod
+    def from_proto(cls, value: order_pb2.OrderStatus.ValueType) -> Status:
+        return cls(order_pb2.OrderStatus.Name(value).removeprefix("ORDER_STATUS_"))
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.CONFIRMED, Status.FAILED, Status.CANCELLED})
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.ROUTING, Status.CANCELLED, Status.FAILED}),
+    Status.ROUTING: frozenset({Status.ROUTED, Status.FAILED}),
+    Status.ROUTED: frozenset({Status.SUBMITTED, Status.ROUTING, Status.FAILED}),
+    Status.SUBMITTED: frozenset({Status.CONFIRMED, Status.ROUTING, Status.FAILED}),
+    Status.CONFIRMED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+
+
+def sources(target: Status) -> frozenset[Status]:
+    """The statuses an order may be in to move to ``target``."""
+    return frozenset(s for s, nexts in TRANSITIONS.items() if target in nexts)
+
+
+def is_legal(current: Status, target: Status) -> bool:
+    return target in TRANSITIONS[current]

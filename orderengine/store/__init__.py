@@ -1,0 +1,1 @@
+"""The record: orders and their append-only events, on PostgreSQL or SQLite."""

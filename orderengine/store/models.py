@@ -1,0 +1,77 @@
+"""The tables. The database is the truth; Redis only buffers and fans out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Named constraints, so that migrations are the same on every database.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        # AIP-155: one order per owner and client_order_id, also under races.
+        UniqueConstraint("owner", "client_order_id", name="uq_orders_owner_client_order_id"),
+        # ListOrders: the owner's orders, newest first.
+        Index("ix_orders_owner_created", "owner", "created_at", "order_id"),
+        # The reconciler: non-terminal orders by age.
+        Index("ix_orders_status_updated", "status", "updated_at"),
+    )
+
+    order_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    client_order_id: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    input_token: Mapped[str] = mapped_column(String(16))
+    output_token: Mapped[str] = mapped_column(String(16))
+    # Base units of the input token.
+    amount_in: Mapped[int] = mapped_column(BigInteger)
+    slippage_bps: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    last_sequence: Mapped[int] = mapped_column(Integer)
+    # The current attempt's route as a proto JSON dict, once ROUTED.
+    route: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    signature: Mapped[str | None] = mapped_column(String(128))
+    # Base units of the output token, once CONFIRMED.
+    amount_out: Mapped[int | None] = mapped_column(BigInteger)
+    failure_reason: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EventRow(Base):
+    __tablename__ = "order_events"
+
+    order_id: Mapped[str] = mapped_column(
+        ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
+    )
+    # 1, 2, 3 ... per order; the primary key makes a duplicate impossible.
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The whole OrderEvent as proto JSON: what the step produced.
+    event: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,235 @@
+"""Orders and their events: every write the engine makes, in one place.
+
+Each status change is one transaction: a compare-and-set UPDATE of the order
+(legal only from the statuses the state machine allows, and only for the
+attempt the caller drove) that also bumps its sequence, and the INSERT of the
+event with that sequence. A refused change writes nothing."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from orderengine.amounts import format_amount
+from orderengine.statuses import TERMINAL, Status, sources
+from orderengine.store.database import session_factory
+from orderengine.store.models import EventRow, OrderRow
+from orderengine.store.wire import event_from_row, message_to_json, timestamp
+from orderengine.tokens import token
+from orderengine.v1 import market_pb2, order_pb2
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    owner: str
+    input_token: str
+    output_token: str
+    amount_in: int
+    slippage_bps: int
+    client_order_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a status change records beside the status itself."""
+
+    reason: str = ""
+    reason_code: str = ""
+    quotes: Sequence[market_pb2.VenueQuote] = ()
+    route: market_pb2.Route | None = None
+    signature: str = ""
+    amount_out: int | None = None
+    # Start the next attempt: route and signature of this one are cleared.
+    next_attempt: bool = False
+
+
+class PageTokenError(ValueError):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class OrderStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = session_factory(engine)
+
+    # -- submission -----------------------------------------------------------
+
+    def submit(self, new: NewOrder) -> tuple[OrderRow, order_pb2.OrderEvent | None]:
+        """Stores the order as PENDING with its first event. With a
+        client_order_id already used by this owner, returns that order and no
+        event, also when two submissions race."""
+        if new.client_order_id:
+            existing = self._by_client_id(new.owner, new.client_order_id)
+            if existing is not None:
+                return existing, None
+        now = _now()
+        row = OrderRow(
+            order_id=str(uuid.uuid4()), owner=new.owner, client_order_id=new.client_order_id,
+            status=Status.PENDING, input_token=new.input_token, output_token=new.output_token,
+            amount_in=new.amount_in, slippage_bps=new.slippage_bps, attempt=1, last_sequence=1,
+            created_at=now, updated_at=now,
+        )
+        event = order_pb2.OrderEvent(
+            order_id=row.order_id, sequence=1, status=Status.PENDING.proto,
+            event_time=timestamp(now), attempt=1,
+        )
+        try:
+            with self._sessions.begin() as session:
+                session.add(row)
+                session.flush()  # the order before its event (foreign key)
+                session.add(self._event_row(event, now))
+        except IntegrityError:
+            if new.client_order_id:
+                existing = self._by_client_id(new.owner, new.client_order_id)
+                if existing is not None:
+                    return existing, None
+            raise
+        return row, event
+
+    def _by_client_id(self, owner: str, client_order_id: str) -> OrderRow | None:
+        with self._sessions() as session:
+            return session.scalars(
+                select(OrderRow).where(
+                    OrderRow.owner == owner, OrderRow.client_order_id == client_order_id
+                )
+            ).first()
+
+    # -- status changes -------------------------------------------------------
+
+    def transition(
+        self, order_id: str, target: Status, change: Change = Change(), *,
+        attempt: int | None = None,
+    ) -> tuple[OrderRow, order_pb2.OrderEvent] | None:
+        """Moves the order to ``target`` if that is legal from its status now
+        (and it is still on ``attempt``, when given). None when refused."""
+        now = _now()
+        values: dict[str, Any] = {
+            "status": target.value,
+            "last_sequence": OrderRow.last_sequence + 1,
+            "updated_at": now,
+        }
+        if change.next_attempt:
+            values.update(attempt=OrderRow.attempt + 1, route=None, signature=None)
+        if change.route is not None:
+            values["route"] = message_to_json(change.route)
+        if change.signature:
+            values["signature"] = change.signature
+        if change.amount_out is not None:
+            values["amount_out"] = change.amount_out
+        if target is Status.FAILED:
+            values["failure_reason"] = change.reason[:512]
+        conditions = [OrderRow.order_id == order_id, OrderRow.status.in_(sources(target))]
+        if attempt is not None:
+            conditions.append(OrderRow.attempt == attempt)
+        with self._sessions.begin() as session:
+            row = session.scalars(
+                update(OrderRow).where(*conditions).values(values).returning(OrderRow),
+                execution_options={"synchronize_session": False},
+            ).one_or_none()
+            if row is None:
+                return None
+            event = order_pb2.OrderEvent(
+                order_id=order_id, sequence=row.last_sequence, status=target.proto,
+                event_time=timestamp(now), attempt=row.attempt, quotes=list(change.quotes),
+                signature=change.signature, reason=change.reason, reason_code=change.reason_code,
+            )
+            if change.route is not None:
+                event.route.CopyFrom(change.route)
+            if change.amount_out is not None:
+                event.amount_out = format_amount(
+                    change.amount_out, token(row.output_token).decimals
+                )
+            session.add(self._event_row(event, now))
+        return row, event
+
+    @staticmethod
+    def _event_row(event: order_pb2.OrderEvent, now: datetime) -> EventRow:
+        return EventRow(
+            order_id=event.order_id, sequence=event.sequence,
+            status=Status.from_proto(event.status).value, created_at=now,
+            event=message_to_json(event),
+        )
+
+    # -- reading --------------------------------------------------------------
+
+    def get(self, order_id: str, owner: str | None = None) -> OrderRow | None:
+        with self._sessions() as session:
+            row = session.get(OrderRow, order_id)
+        if row is None or (owner is not None and row.owner != owner):
+            return None
+        return row
+
+    def events(self, order_id: str, after_sequence: int = 0) -> list[order_pb2.OrderEvent]:
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(EventRow)
+                .where(EventRow.order_id == order_id, EventRow.sequence > after_sequence)
+                .order_by(EventRow.sequence)
+            ).all()
+        return [event_from_row(r) for r in rows]
+
+    def list_page(
+        self, owner: str, page_size: int, page_token: str = ""
+    ) -> tuple[list[OrderRow], str]:
+        """The owner's orders, newest first, and the token of the next page
+        ("" on the last). Keyset paging: stable while new orders arrive."""
+        query = select(OrderRow).where(OrderRow.owner == owner)
+        if page_token:
+            created, last_id = _decode_page_token(page_token)
+            query = query.where(
+                or_(
+                    OrderRow.created_at < created,
+                    and_(OrderRow.created_at == created, OrderRow.order_id < last_id),
+                )
+            )
+        query = query.order_by(OrderRow.created_at.desc(), OrderRow.order_id.desc())
+        with self._sessions() as session:
+            rows = list(session.scalars(query.limit(page_size + 1)).all())
+        if len(rows) <= page_size:
+            return rows, ""
+        rows = rows[:page_size]
+        return rows, _encode_page_token(rows[-1])
+
+    def stale(self, older_than: timedelta, limit: int = 500) -> list[OrderRow]:
+        """Non-terminal orders untouched for ``older_than``: the reconciler's work."""
+        cutoff = _now() - older_than
+        with self._sessions() as session:
+            return list(
+                session.scalars(
+                    select(OrderRow)
+                    .where(
+                        OrderRow.status.not_in([s.value for s in TERMINAL]),
+                        OrderRow.updated_at < cutoff,
+                    )
+                    .order_by(OrderRow.updated_at)
+                    .limit(limit)
+                ).all()
+            )
+
+
+def _encode_page_token(row: OrderRow) -> str:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    raw = json.dumps([created.isoformat(), row.order_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page_token(page_token: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(page_token + "=" * (-len(page_token) % 4))
+        created, order_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(order_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise PageTokenError("page_token is not a token this service gave out") from exc

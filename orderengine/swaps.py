@@ -1,0 +1,49 @@
+"""A swap as a client asks for it, checked field by field. OrderService and
+QuoteService accept the same fields and reject them the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orderengine.amounts import AmountError, parse_amount
+from orderengine.errors import FieldError
+from orderengine.tokens import UnknownTokenError, token
+
+DEFAULT_SLIPPAGE_BPS = 50
+MAX_SLIPPAGE_BPS = 5_000
+
+
+@dataclass(frozen=True)
+class SwapRequest:
+    input_token: str
+    output_token: str
+    # Base units of the input token.
+    amount_in: int
+    slippage_bps: int
+
+
+def parse_swap(
+    input_token: str, output_token: str, amount: str, slippage_bps: int
+) -> SwapRequest:
+    """Raises FieldError naming the first bad field."""
+    try:
+        src = token(input_token)
+    except UnknownTokenError as exc:
+        raise FieldError("input_token", str(exc)) from None
+    try:
+        dst = token(output_token)
+    except UnknownTokenError as exc:
+        raise FieldError("output_token", str(exc)) from None
+    if src == dst:
+        raise FieldError("output_token", f"must differ from input_token ({src.symbol})")
+    if not amount.strip():
+        raise FieldError("amount", "is required, e.g. \"10\" or \"0.25\"")
+    try:
+        units = parse_amount(amount, src.decimals)
+    except AmountError as exc:
+        raise FieldError("amount", f"{exc}") from None
+    slippage = slippage_bps or DEFAULT_SLIPPAGE_BPS
+    if not 1 <= slippage <= MAX_SLIPPAGE_BPS:
+        raise FieldError("slippage_bps", f"must be 1 to {MAX_SLIPPAGE_BPS} basis points, got "
+                                         f"{slippage_bps}")
+    return SwapRequest(src.symbol, dst.symbol, units, slippage)

@@ -1,0 +1,66 @@
+from orderengine.v1 import order_pb2 as _order_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SubmitOrderRequest(_message.Message):
+    __slots__ = ("input_token", "output_token", "amount", "slippage_bps", "client_order_id")
+    INPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    SLIPPAGE_BPS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    input_token: str
+    output_token: str
+    amount: str
+    slippage_bps: int
+    client_order_id: str
+    def __init__(self, input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ..., client_order_id: _Optional[str] = ...) -> None: ...
+
+class SubmitOrderResponse(_message.Message):
+    __slots__ = ("order", "already_exists")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_EXISTS_FIELD_NUMBER: _ClassVar[int]
+    order: _order_pb2.Order
+    already_exists: bool
+    def __init__(self, order: _Optional[_Union[_order_pb2.Order, _Mapping]] = ..., already_exists: _Optional[bool] = ...) -> None: ...
+
+class GetOrderRequest(_message.Message):
+    __slots__ = ("order_id",)
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    def __init__(self, order_id: _Optional[str] = ...) -> None: ...
+
+class ListOrdersRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListOrdersResponse(_message.Message):
+    __slots__ = ("orders", "next_page_token")
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    orders: _containers.RepeatedCompositeFieldContainer[_order_pb2.Order]
+    next_page_token: str
+    def __init__(self, orders: _Optional[_Iterable[_Union[_order_pb2.Order, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CancelOrderRequest(_message.Message):
+    __slots__ = ("order_id",)
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    def __init__(self, order_id: _Optional[str] = ...) -> None: ...
+
+class WatchOrderRequest(_message.Message):
+    __slots__ = ("order_id", "after_sequence")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    after_sequence: int
+    def __init__(self, order_id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...

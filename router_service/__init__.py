@@ -1,0 +1,1 @@
+"""QuoteService: prices a swap on every venue and picks the route."""

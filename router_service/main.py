@@ -1,0 +1,40 @@
+"""Runs QuoteService: ``python -m router_service.main``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from orderengine.serving import Server, Service, configure_logging, create_server, serve_until_signal
+from orderengine.settings import Settings
+from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc
+from router_service.quote_service import QuoteServicer
+
+SERVICE_NAME = quote_service_pb2.DESCRIPTOR.services_by_name["QuoteService"].full_name
+
+
+async def create_quote_server(address: str, settings: Settings) -> Server:
+    redis = Redis.from_url(settings.redis_url)
+    server = await create_server(address, [
+        Service(SERVICE_NAME, quote_service_pb2_grpc.add_QuoteServiceServicer_to_server,
+                QuoteServicer(redis)),
+    ])
+    server.on_stop.append(redis.aclose)
+    return server
+
+
+async def serve() -> None:
+    settings = Settings()
+    server = await create_quote_server(settings.bind_address("QUOTE_SERVICE"), settings)
+    print(f"QuoteService listening on port {server.port}", flush=True)
+    await serve_until_signal(server, settings.shutdown_grace_seconds)
+
+
+def main() -> None:
+    configure_logging()
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Regenerates the Python code for protos/ into orderengine/v1/ (generated
+# only: never edit it by hand). CI runs this and fails on any diff.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+out=orderengine/v1
+rm -f "$out"/*_pb2*.py "$out"/*_pb2*.pyi
+"$PY" -m grpc_tools.protoc -I protos \
+  --python_out=. --pyi_out=. --grpc_python_out=. \
+  --plugin=protoc-gen-mypy_grpc="$(dirname "$PY")/protoc-gen-mypy_grpc" --mypy_grpc_out=. --mypy_grpc_opt=quiet \
+  protos/orderengine/v1/*.proto
+printf '"""Generated from protos/orderengine/v1 by scripts/gen_protos.sh. Do not edit."""\n' > "$out/__init__.py"
