@@ -10,10 +10,12 @@ the same key always maps to the same transaction."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
 import base58
 from redis.asyncio import Redis
@@ -105,13 +107,13 @@ class Chain:
                         key, "state", "attempt_key", "route")
                     if state != b"pending":
                         return
-                    route = market_pb2.Route.FromString(raw_route)
+                    route = market_pb2.Route.FromString(cast(bytes, raw_route))
                     plan = plan_from_proto(route)
                     pool_ids = [leg.pool_id for leg in plan.legs]
                     await pipe.watch(*(pool_key(p) for p in pool_ids))
                     reserves = await read_reserves(pipe, pool_ids)
                     now = time.time()
-                    result: dict[str, str] = {"landed_at": repr(now), "slot": str(current_slot(now))}
+                    result: dict[Any, Any] = {"landed_at": repr(now), "slot": str(current_slot(now))}
                     try:
                         fill = apply_route(plan.legs, plan.input_token, plan.output_token,
                                            plan.amount_in, reserves)
@@ -132,7 +134,7 @@ class Chain:
                         result.update(state="landed",
                                       amount_out=format_amount(fill.amount_out, decimals))
                         write_reserves(pipe, fill.reserves)
-                        pipe.hincrby(LANDED_BY_ORDER, order_of(attempt_key.decode()), 1)
+                        pipe.hincrby(LANDED_BY_ORDER, order_of(_text(attempt_key) or ""), 1)
                     pipe.hset(key, mapping=result)
                     pipe.zrem(LANDING, signature)
                     await pipe.execute()
@@ -144,7 +146,7 @@ class Chain:
         """Lands every transaction whose slot has come; returns how many."""
         due = await self.redis.zrangebyscore(LANDING, "-inf", repr(time.time()), 0, limit)
         for signature in due:
-            await self.land(signature.decode())
+            await self.land(_text(signature) or "")
         return len(due)
 
     async def statuses(self, signatures: list[str]) -> list[execution_service_pb2.SignatureStatus]:
@@ -156,14 +158,12 @@ class Chain:
             rows = await pipe.execute()
         result = []
         for signature, row in zip(signatures, rows, strict=True):
-            values = dict(zip(fields, (v.decode() if v is not None else None for v in row),
-                              strict=True))
+            values = dict(zip(fields, map(_text, row), strict=True))
             if values["state"] == "pending" and float(values["land_at"] or 0) <= now:
                 # Its slot has come: land it now rather than wait for the lander.
                 await self.land(signature)
                 row = await self.redis.hmget(tx_key(signature), *fields)
-                values = dict(zip(fields, (v.decode() if v is not None else None for v in row),
-                                  strict=True))
+                values = dict(zip(fields, map(_text, row), strict=True))
             result.append(self._status(signature, values, now))
         return result
 
@@ -203,10 +203,12 @@ class Chain:
             except Exception:  # keep landing; Redis may be back next time
                 log.exception("landing failed")
                 await asyncio.sleep(1)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), interval)
-            except TimeoutError:
-                pass
+
+
+def _text(value: object) -> str | None:
+    return value.decode() if isinstance(value, bytes) else None if value is None else str(value)
 
 
 def current_slot(now: float) -> int:

@@ -11,12 +11,12 @@ import grpc
 from redis import Redis
 from rq import Queue
 
+from executor.retries import RetryPolicy
 from orderengine.order_queue import order_queue
 from orderengine.settings import Settings
 from orderengine.store.database import create_database_engine
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import execution_service_pb2_grpc, quote_service_pb2_grpc
-from executor.retries import RetryPolicy
 
 # Internal calls are quick; a peer that does not answer in this long is down.
 RPC_TIMEOUT_SECONDS = 5.0

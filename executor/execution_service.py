@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 
+from executor.chain import Chain
 from orderengine.errors import FieldError, abort_invalid
 from orderengine.market.routes import RouteError
 from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
-from executor.chain import Chain
 
 # As Solana's getSignatureStatuses.
 MAX_SIGNATURES = 256

@@ -13,16 +13,16 @@ import logging
 import grpc
 from google.protobuf import json_format
 
+from executor.context import RPC_TIMEOUT_SECONDS, Context, context
+from executor.inflight import Inflight, track
+from executor.progress import advance, attempt_failed
+from orderengine.amounts import format_amount
 from orderengine.order_queue import enqueue_order
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change
 from orderengine.tokens import token
-from orderengine.amounts import format_amount
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
-from executor.context import RPC_TIMEOUT_SECONDS, Context, context
-from executor.inflight import Inflight, track
-from executor.progress import advance, attempt_failed
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,11 @@ def drive_order(order_id: str) -> str:
     try:
         row = _drive(ctx, row)
     except grpc.RpcError as exc:
-        if exc.code() not in TRANSIENT:  # type: ignore[attr-defined]
+        if exc.code() not in TRANSIENT:
             raise
         # Same step again after a pause; the order's state says where it was.
         delay = ctx.retry.backoff_seconds(ctx.retry.max_attempts)
-        log.warning("order %s: %s, again in %.1fs", order_id, exc.details(), delay)  # type: ignore[attr-defined]
+        log.warning("order %s: %s, again in %.1fs", order_id, exc.details(), delay)
         enqueue_order(ctx.queue, order_id, delay_seconds=delay)
     return row.status if row else "moved on"
 
@@ -74,9 +74,9 @@ def _route(ctx: Context, row: OrderRow) -> OrderRow | None:
     try:
         quote = ctx.quotes.GetQuote(request, timeout=RPC_TIMEOUT_SECONDS)
     except grpc.RpcError as exc:
-        if exc.code() in TRANSIENT:  # type: ignore[attr-defined]
+        if exc.code() in TRANSIENT:
             raise
-        attempt_failed(ctx, row, "NO_ROUTE", f"no route: {exc.details()}")  # type: ignore[attr-defined]
+        attempt_failed(ctx, row, "NO_ROUTE", f"no route: {exc.details()}")
         return None
     return advance(ctx, row.order_id, Status.ROUTED,
                    Change(quotes=list(quote.quotes), route=quote.route), attempt=row.attempt)
@@ -89,9 +89,9 @@ def _submit(ctx: Context, row: OrderRow) -> OrderRow | None:
     try:
         submitted = ctx.chain.SubmitSwap(request, timeout=RPC_TIMEOUT_SECONDS)
     except grpc.RpcError as exc:
-        if exc.code() in TRANSIENT:  # type: ignore[attr-defined]
+        if exc.code() in TRANSIENT:
             raise
-        attempt_failed(ctx, row, "SWAP_REJECTED", f"swap rejected: {exc.details()}")  # type: ignore[attr-defined]
+        attempt_failed(ctx, row, "SWAP_REJECTED", f"swap rejected: {exc.details()}")
         return None
     return advance(ctx, row.order_id, Status.SUBMITTED,
                    Change(signature=submitted.signature), attempt=row.attempt)

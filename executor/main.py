@@ -14,12 +14,18 @@ import threading
 
 from redis.asyncio import Redis
 
-from orderengine.serving import Server, Service, configure_logging, create_server, serve_until_signal
-from orderengine.settings import Settings
-from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
 from executor import tracker, worker
 from executor.chain import Chain
 from executor.execution_service import ExecutionServicer
+from orderengine.serving import (
+    Server,
+    Service,
+    configure_logging,
+    create_server,
+    serve_until_signal,
+)
+from orderengine.settings import Settings
+from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
 
 SERVICE_NAME = execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name
 

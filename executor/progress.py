@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import logging
 
+from executor.context import Context
+from executor.retries import RETRYABLE
 from orderengine.events import publish
 from orderengine.order_queue import enqueue_order
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change
-from executor.context import Context
-from executor.retries import RETRYABLE
+from orderengine.store.orders import NO_CHANGE, Change
 
 log = logging.getLogger(__name__)
 
 
 def advance(
-    ctx: Context, order_id: str, target: Status, change: Change = Change(), *,
+    ctx: Context, order_id: str, target: Status, change: Change = NO_CHANGE, *,
     attempt: int | None = None,
 ) -> OrderRow | None:
     """The order after the change, or None when the change was refused (the

@@ -13,15 +13,15 @@ import threading
 import time
 from datetime import timedelta
 
+from executor.context import RPC_TIMEOUT_SECONDS, Context, context
+from executor.inflight import Inflight, claim_due, forget, reschedule, track
+from executor.progress import advance, attempt_failed
 from orderengine.amounts import parse_amount
 from orderengine.order_queue import enqueue_order
 from orderengine.statuses import Status
 from orderengine.store.orders import Change
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2
-from executor.context import RPC_TIMEOUT_SECONDS, Context, context
-from executor.inflight import Inflight, claim_due, forget, reschedule, track
-from executor.progress import advance, attempt_failed
 
 log = logging.getLogger(__name__)
 

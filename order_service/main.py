@@ -8,14 +8,20 @@ from concurrent.futures import ThreadPoolExecutor
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
+from order_service.order_service import OrderServicer
+from order_service.watch_hub import WatchHub
 from orderengine.order_queue import order_queue
-from orderengine.serving import Server, Service, configure_logging, create_server, serve_until_signal
+from orderengine.serving import (
+    Server,
+    Service,
+    configure_logging,
+    create_server,
+    serve_until_signal,
+)
 from orderengine.settings import Settings
 from orderengine.store.database import create_database_engine
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
-from order_service.order_service import OrderServicer
-from order_service.watch_hub import WatchHub
 
 SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 

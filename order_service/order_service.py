@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 from sqlalchemy.exc import OperationalError
 
+from order_service.watch_hub import Inbox, Signal, WatchHub
 from orderengine.errors import FieldError, abort, abort_invalid
 from orderengine.events import publish
 from orderengine.order_queue import enqueue_order
@@ -27,7 +28,6 @@ from orderengine.store.orders import Change, NewOrder, OrderStore, PageTokenErro
 from orderengine.store.wire import order_to_proto
 from orderengine.swaps import parse_swap
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
-from order_service.watch_hub import Inbox, Signal, WatchHub
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from orderengine.v1 import market_pb2, order_pb2, order_service_pb2, order_servi
 
 
 def _venue(value: int) -> str:
-    return market_pb2.Venue.Name(value).removeprefix("VENUE_").lower()  # type: ignore[arg-type]
+    return market_pb2.Venue.Name(value).removeprefix("VENUE_").lower()
 
 
 def describe(event: order_pb2.OrderEvent, output_token: str) -> str:
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = args.run(args)
     except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 130

@@ -45,7 +45,7 @@ def status(
 
 
 async def abort_invalid(context: grpc.aio.ServicerContext, error: FieldError) -> NoReturn:
-    await context.abort_with_status(
+    await context.abort_with_status(  # type: ignore[attr-defined]
         status(grpc.StatusCode.INVALID_ARGUMENT, str(error), "INVALID_FIELD", field=error)
     )
     raise AssertionError("abort_with_status returns only by raising")
@@ -55,5 +55,6 @@ async def abort(
     context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, reason: str,
     metadata: dict[str, str] | None = None,
 ) -> NoReturn:
-    await context.abort_with_status(status(code, message, reason, metadata=metadata))
+    await context.abort_with_status(  # type: ignore[attr-defined]
+        status(code, message, reason, metadata=metadata))
     raise AssertionError("abort_with_status returns only by raising")

@@ -40,7 +40,7 @@ class Service:
 class Server:
     server: grpc.aio.Server
     port: int
-    health: health.aio.HealthServicer
+    health: Any  # grpc_health.v1.health.aio.HealthServicer (not in grpc-stubs)
     names: list[str] = field(default_factory=list)
     # Run before the server stops taking calls (ending open streams cleanly),
     # and after it has stopped (closing what the servicers hold).
@@ -61,7 +61,7 @@ class Server:
 async def create_server(address: str, services: Iterable[Service]) -> Server:
     """A started server on ``address`` (port 0 picks a free one)."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
     for service in services:

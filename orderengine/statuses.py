@@ -7,6 +7,7 @@ retried goes back to ROUTING (from ROUTED or SUBMITTED)."""
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import cast
 
 from orderengine.v1 import order_pb2
 
@@ -21,11 +22,11 @@ class Status(StrEnum):
     CANCELLED = "CANCELLED"
 
     @property
-    def proto(self) -> order_pb2.OrderStatus.ValueType:
-        return order_pb2.OrderStatus.Value(f"ORDER_STATUS_{self.value}")
+    def proto(self) -> order_pb2.OrderStatus:
+        return cast("order_pb2.OrderStatus", order_pb2.OrderStatus.Value(f"ORDER_STATUS_{self.value}"))
 
     @classmethod
-    def from_proto(cls, value: order_pb2.OrderStatus.ValueType) -> Status:
+    def from_proto(cls, value: int) -> Status:
         return cls(order_pb2.OrderStatus.Name(value).removeprefix("ORDER_STATUS_"))
 
     @property

@@ -6,7 +6,13 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from orderengine.serving import Server, Service, configure_logging, create_server, serve_until_signal
+from orderengine.serving import (
+    Server,
+    Service,
+    configure_logging,
+    create_server,
+    serve_until_signal,
+)
 from orderengine.settings import Settings
 from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc
 from router_service.quote_service import QuoteServicer

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import cast
 
 from orderengine.amounts import parse_amount
 from orderengine.tokens import token
@@ -20,11 +21,11 @@ class Venue(StrEnum):
     METEORA = "meteora"
 
     @property
-    def proto(self) -> market_pb2.Venue.ValueType:
-        return market_pb2.Venue.Value(f"VENUE_{self.name}")
+    def proto(self) -> market_pb2.Venue:
+        return cast("market_pb2.Venue", market_pb2.Venue.Value(f"VENUE_{self.name}"))
 
     @classmethod
-    def from_proto(cls, value: market_pb2.Venue.ValueType) -> Venue:
+    def from_proto(cls, value: int) -> Venue:
         return cls[market_pb2.Venue.Name(value).removeprefix("VENUE_")]
 
 

@@ -31,7 +31,7 @@ async def read_reserves(redis: Redis | Pipeline, pool_ids: Iterable[str]) -> dic
     if missing:
         await seed(redis, missing)
         return await read_reserves(redis, ids)
-    return {pool_id: Reserves(int(a), int(b)) for pool_id, (a, b) in zip(ids, raw, strict=True)}
+    return {pool_id: Reserves(int(a), int(b)) for pool_id, (a, b) in zip(ids, raw, strict=True)}  # type: ignore[arg-type]
 
 
 async def seed(redis: Redis | Pipeline, pool_ids: Iterable[str]) -> None:

@@ -52,6 +52,9 @@ class Change:
     next_attempt: bool = False
 
 
+NO_CHANGE = Change()
+
+
 class PageTokenError(ValueError):
     pass
 
@@ -110,7 +113,7 @@ class OrderStore:
     # -- status changes -------------------------------------------------------
 
     def transition(
-        self, order_id: str, target: Status, change: Change = Change(), *,
+        self, order_id: str, target: Status, change: Change = NO_CHANGE, *,
         attempt: int | None = None,
     ) -> tuple[OrderRow, order_pb2.OrderEvent] | None:
         """Moves the order to ``target`` if that is legal from its status now
