@@ -1,0 +1,214 @@
+"""Real parts for every test: a real Redis (embedded, or TEST_REDIS_URL), a
+real database (SQLite, or TEST_DATABASE_URL), gRPC servers on free ports and
+worker processes. Redis is flushed and the tables emptied before each test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+from redis import Redis
+from sqlalchemy import delete
+
+from orderengine.embedded_redis import EmbeddedRedis
+from orderengine.settings import Settings
+from orderengine.store import migrate
+from orderengine.store.database import create_database_engine
+from orderengine.store.models import EventRow, OrderRow
+from orderengine.store.orders import OrderStore
+from orderengine.v1 import (
+    execution_service_pb2_grpc,
+    order_service_pb2_grpc,
+    quote_service_pb2_grpc,
+)
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+# The chain lands and confirms at once in tests unless a test says otherwise.
+FAST_CHAIN = {
+    "CHAIN_SLOT_SECONDS": "0",
+    "CHAIN_CONFIRM_SECONDS": "0",
+    "TRACKER_POLL_SECONDS": "0.02",
+    "RETRY_BASE_SECONDS": "0.05",
+    "RETRY_CAP_SECONDS": "0.2",
+    "SHUTDOWN_GRACE_SECONDS": "1",
+}
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis") / "test.db", persist=False)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("TEST_DATABASE_URL") or (
+        f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    )
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[OrderStore]:
+    engine = create_database_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(delete(EventRow))
+        connection.execute(delete(OrderRow))
+    yield OrderStore(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, redis: Redis, store: OrderStore, redis_url: str,
+        database_url: str) -> dict[str, str]:
+    """The environment every part of the engine under test reads."""
+    values = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **FAST_CHAIN}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+class LoopThread:
+    """An event loop in a thread, for the grpc.aio servers under test."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@dataclass
+class Services:
+    """The three gRPC services, in this process, on free ports."""
+
+    loop: LoopThread
+    servers: dict[str, Any]
+    channels: list[grpc.Channel]
+
+    def address(self, name: str) -> str:
+        return f"127.0.0.1:{self.servers[name].port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "ORDER_SERVICE_ADDRESS": self.address("order"),
+            "QUOTE_SERVICE_ADDRESS": self.address("quote"),
+            "EXECUTION_SERVICE_ADDRESS": self.address("execution"),
+        }
+
+    def channel(self, name: str) -> grpc.Channel:
+        channel = grpc.insecure_channel(self.address(name))
+        self.channels.append(channel)
+        return channel
+
+    def orders(self) -> order_service_pb2_grpc.OrderServiceStub:
+        return order_service_pb2_grpc.OrderServiceStub(self.channel("order"))
+
+    def quotes(self) -> quote_service_pb2_grpc.QuoteServiceStub:
+        return quote_service_pb2_grpc.QuoteServiceStub(self.channel("quote"))
+
+    def chain(self) -> execution_service_pb2_grpc.ExecutionServiceStub:
+        return execution_service_pb2_grpc.ExecutionServiceStub(self.channel("execution"))
+
+
+@pytest.fixture
+def services(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
+    from executor.main import create_execution_server
+    from order_service.main import create_order_server
+    from router_service.main import create_quote_server
+
+    settings = Settings()
+    loop = LoopThread()
+    servers: dict[str, Any] = {}
+    running = Services(loop, servers, [])
+    try:
+        servers["quote"] = loop.run(create_quote_server("127.0.0.1:0", settings))
+        servers["execution"] = loop.run(create_execution_server("127.0.0.1:0", settings))
+        servers["order"] = loop.run(create_order_server("127.0.0.1:0", settings))
+        for name, value in running.env().items():
+            monkeypatch.setenv(name, value)
+        yield running
+    finally:
+        for channel in running.channels:
+            channel.close()
+        for server in servers.values():
+            loop.run(server.stop(0.5))
+        loop.close()
+
+
+class Processes:
+    """Engine processes (workers, trackers) started for one test."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env)
+        self.running.append(process)
+        return process
+
+    def worker(self) -> subprocess.Popen[bytes]:
+        return self.start("-m", "executor.main", "worker")
+
+    def tracker(self) -> subprocess.Popen[bytes]:
+        return self.start("-m", "executor.main", "tracker")
+
+    def stop(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.running:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def processes(services: Services) -> Iterator[Processes]:
+    # os.environ already carries the test's settings and the servers' addresses.
+    running = Processes(dict(os.environ))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def engine(processes: Processes) -> Processes:
+    """The whole engine: in-process services, one worker and one tracker."""
+    processes.worker()
+    processes.tracker()
+    return processes
