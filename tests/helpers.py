@@ -42,12 +42,17 @@ def eventually(check: Callable[[], T | None], timeout: float = 20, every: float 
         time.sleep(every)
 
 
+def details(error: grpc.RpcError) -> str:
+    """The status message of a failed call."""
+    return error.details() or ""
+
+
 def field_violations(error: grpc.RpcError) -> list[str]:
     """The fields a google.rpc.BadRequest detail of the error names."""
     from google.rpc import error_details_pb2
 
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    fields = []
+    fields: list[str] = []
     for detail in status.details if status else []:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()

@@ -1,0 +1,260 @@
+"""OrderService over gRPC: what a client sees for good and bad requests."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from redis import Redis
+
+from orderengine.events import publish
+from orderengine.statuses import Status
+from orderengine.store.orders import Change, OrderStore
+from orderengine.v1 import order_pb2, order_service_pb2
+from tests.conftest import Processes, Services
+from tests.helpers import details, eventually, field_violations, statuses, watch_all
+
+Submit = order_service_pb2.SubmitOrderRequest
+
+
+def submit(services: Services, **fields: object) -> order_pb2.Order:
+    request = Submit(**{"input_token": "SOL", "output_token": "USDC", "amount": "1", **fields})  # type: ignore[arg-type]
+    return services.orders().SubmitOrder(request, timeout=10).order
+
+
+def rejected(call: object) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()  # type: ignore[operator]
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "words"),
+    [
+        ({"input_token": "DOGE"}, "input_token", "unknown token"),
+        ({"output_token": "XYZ"}, "output_token", "unknown token"),
+        ({"output_token": "SOL"}, "output_token", "must differ"),
+        ({"amount": "0"}, "amount", "greater than zero"),
+        ({"amount": "-5"}, "amount", "positive decimal"),
+        ({"amount": "ten"}, "amount", "positive decimal"),
+        ({"amount": ""}, "amount", "required"),
+        ({"amount": "1.0000000001"}, "amount", "decimal places"),
+        ({"amount": "1" * 30}, "amount", "too large"),
+        ({"slippage_bps": 5001}, "slippage_bps", "1 to 5000"),
+        ({"client_order_id": "x" * 129}, "client_order_id", "at most 128"),
+    ],
+)
+def test_bad_submissions_name_the_field_and_store_nothing(
+    services: Services, store: OrderStore, fields: dict[str, object], field: str, words: str
+) -> None:
+    error = rejected(lambda: submit(services, **fields))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(error).startswith(f"{field}:")
+    assert words in details(error)
+    assert field_violations(error) == [field]
+    assert store.list_page("local", 10) == ([], "")
+
+
+def test_submit_returns_at_once_with_a_stored_pending_order(services: Services) -> None:
+    order = submit(services, amount="2.5", slippage_bps=120, client_order_id="mine-1")
+    assert uuid.UUID(order.order_id)
+    assert order.status == order_pb2.ORDER_STATUS_PENDING
+    assert (order.input_token, order.output_token, order.amount) == ("SOL", "USDC", "2.5")
+    assert order.slippage_bps == 120 and order.client_order_id == "mine-1"
+    assert order.attempt == 1 and order.last_sequence == 1
+    fetched = services.orders().GetOrder(
+        order_service_pb2.GetOrderRequest(order_id=order.order_id))
+    assert fetched.order_id == order.order_id and fetched.status == order.status
+
+
+def test_token_symbols_are_case_insensitive_and_stored_canonical(services: Services) -> None:
+    order = submit(services, input_token="sol", output_token="usdc")
+    assert (order.input_token, order.output_token) == ("SOL", "USDC")
+
+
+def test_resubmitting_a_client_order_id_returns_the_first_order(services: Services) -> None:
+    stub = services.orders()
+    first = stub.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
+                                    client_order_id="retry-me"))
+    again = stub.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
+                                    client_order_id="retry-me"))
+    assert not first.already_exists and again.already_exists
+    assert again.order.order_id == first.order.order_id
+    listed = stub.ListOrders(order_service_pb2.ListOrdersRequest()).orders
+    assert [o.order_id for o in listed] == [first.order.order_id]
+
+
+def test_racing_resubmissions_make_one_order(services: Services) -> None:
+    stub = services.orders()
+    barrier = threading.Barrier(8)
+    ids: list[str] = []
+
+    def send() -> None:
+        barrier.wait()
+        reply = stub.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
+                                        client_order_id="race"), timeout=20)
+        ids.append(reply.order.order_id)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ids) == 8 and len(set(ids)) == 1
+
+
+@pytest.mark.parametrize(("order_id", "code"), [
+    ("not-a-uuid", grpc.StatusCode.INVALID_ARGUMENT),
+    ("", grpc.StatusCode.INVALID_ARGUMENT),
+    (str(uuid.uuid4()), grpc.StatusCode.NOT_FOUND),
+])
+def test_unknown_or_malformed_order_ids(services: Services, order_id: str,
+                                        code: grpc.StatusCode) -> None:
+    stub = services.orders()
+    calls = [
+        lambda: stub.GetOrder(order_service_pb2.GetOrderRequest(order_id=order_id)),
+        lambda: stub.CancelOrder(order_service_pb2.CancelOrderRequest(order_id=order_id)),
+        lambda: list(stub.WatchOrder(order_service_pb2.WatchOrderRequest(order_id=order_id))),
+    ]
+    for call in calls:
+        error = rejected(call)
+        assert error.code() == code
+        assert "order" in details(error)
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            assert field_violations(error) == ["order_id"]
+
+
+def test_list_orders_pages_newest_first(services: Services) -> None:
+    made = [submit(services, amount=str(i + 1)).order_id for i in range(7)]
+    stub = services.orders()
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        reply = stub.ListOrders(order_service_pb2.ListOrdersRequest(page_size=3,
+                                                                     page_token=token))
+        seen += [o.order_id for o in reply.orders]
+        pages += 1
+        token = reply.next_page_token
+        if not token:
+            break
+    assert pages == 3
+    assert seen == list(reversed(made))
+
+
+def test_list_orders_rejects_bad_paging(services: Services) -> None:
+    stub = services.orders()
+    error = rejected(lambda: stub.ListOrders(order_service_pb2.ListOrdersRequest(page_size=-1)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(error) == ["page_size"]
+    error = rejected(lambda: stub.ListOrders(
+        order_service_pb2.ListOrdersRequest(page_token="garbage!")))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(error) == ["page_token"]
+
+
+def test_cancel_a_pending_order_then_not_again(services: Services) -> None:
+    # No worker runs here, so the order stays PENDING until cancelled.
+    order = submit(services)
+    stub = services.orders()
+    cancelled = stub.CancelOrder(order_service_pb2.CancelOrderRequest(order_id=order.order_id))
+    assert cancelled.status == order_pb2.ORDER_STATUS_CANCELLED
+    events = watch_all(stub, order.order_id)
+    assert statuses(events) == ["PENDING", "CANCELLED"]
+    error = rejected(lambda: stub.CancelOrder(
+        order_service_pb2.CancelOrderRequest(order_id=order.order_id)))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "CANCELLED" in details(error) and "only a PENDING order" in details(error)
+
+
+def test_a_cancelled_order_is_never_driven(services: Services, processes: Processes) -> None:
+    order = submit(services)
+    services.orders().CancelOrder(order_service_pb2.CancelOrderRequest(order_id=order.order_id))
+    processes.worker()
+    processes.tracker()
+    # A second order behind it in the queue shows the worker has run past it.
+    later = submit(services)
+    assert statuses(watch_all(services.orders(), later.order_id))[-1] == "CONFIRMED"
+    final = services.orders().GetOrder(order_service_pb2.GetOrderRequest(order_id=order.order_id))
+    assert final.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert final.last_sequence == 2
+
+
+def test_watch_resumes_after_a_sequence(services: Services, store: OrderStore) -> None:
+    order = submit(services)
+    store.transition(order.order_id, Status.ROUTING)
+    store.transition(order.order_id, Status.FAILED, Change(reason="test says no"))
+    stub = services.orders()
+    assert [e.sequence for e in watch_all(stub, order.order_id, after=1)] == [2, 3]
+    assert [e.sequence for e in watch_all(stub, order.order_id, after=2)] == [3]
+    # Past the terminal event: the stream ends at once, empty.
+    assert watch_all(stub, order.order_id, after=3) == []
+    failed = watch_all(stub, order.order_id)[-1]
+    assert failed.reason == "test says no"
+
+
+def test_watch_streams_live_events_as_they_commit(services: Services, store: OrderStore,
+                                                  redis: Redis) -> None:
+    order = submit(services)
+    stub = services.orders()
+    received: list[order_pb2.OrderEvent] = []
+    stream = stub.WatchOrder(order_service_pb2.WatchOrderRequest(order_id=order.order_id),
+                             timeout=30)
+    reader = threading.Thread(target=lambda: received.extend(stream))
+    reader.start()
+    eventually(lambda: len(received) == 1)
+    for status, change in [(Status.ROUTING, Change()),
+                           (Status.FAILED, Change(reason="live"))]:
+        moved = store.transition(order.order_id, status, change)
+        assert moved is not None
+        publish(redis, [moved[1]])
+    reader.join(10)
+    assert statuses(received) == ["PENDING", "ROUTING", "FAILED"]
+
+
+def test_a_watcher_misses_nothing_when_a_publish_is_lost(services: Services, store: OrderStore,
+                                                         redis: Redis) -> None:
+    """An event committed but never published still reaches the watcher,
+    when the next one reveals the gap."""
+    order = submit(services)
+    received: list[order_pb2.OrderEvent] = []
+    stream = services.orders().WatchOrder(
+        order_service_pb2.WatchOrderRequest(order_id=order.order_id), timeout=30)
+    reader = threading.Thread(target=lambda: received.extend(stream))
+    reader.start()
+    eventually(lambda: len(received) == 1)
+    store.transition(order.order_id, Status.ROUTING)  # committed, not published
+    moved = store.transition(order.order_id, Status.FAILED, Change(reason="gap"))
+    assert moved is not None
+    publish(redis, [moved[1]])
+    reader.join(10)
+    assert [e.sequence for e in received] == [1, 2, 3]
+
+
+def test_stopping_the_server_ends_open_streams_with_unavailable(services: Services) -> None:
+    order = submit(services)
+    stream = iter(services.orders().WatchOrder(
+        order_service_pb2.WatchOrderRequest(order_id=order.order_id), timeout=30))
+    first = next(stream)
+    assert first.sequence == 1
+    services.loop.run(services.servers["order"].stop(5))
+    error = rejected(lambda: next(stream))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "after_sequence 1" in details(error)
+
+
+def test_health_and_reflection_are_served(services: Services) -> None:
+    channel = services.channel("order")
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ("", "orderengine.v1.OrderService"):
+        reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    replies = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    names = {s.name for r in replies for s in r.list_services_response.service}
+    assert "orderengine.v1.OrderService" in names

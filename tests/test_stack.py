@@ -1,0 +1,126 @@
+"""The whole stack as ``make run`` starts it: every service its own process,
+driven from the CLI over gRPC, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.stack
+
+STATUSES = ["PENDING", "ROUTING", "ROUTED", "SUBMITTED", "CONFIRMED"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "DATABASE_URL")}
+    # The embedded defaults, unless the suite runs against real servers.
+    if os.environ.get("TEST_REDIS_URL"):
+        env["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
+    if os.environ.get("TEST_DATABASE_URL"):
+        env["DATABASE_URL"] = os.environ["TEST_DATABASE_URL"]
+    for name in ("ORDER_SERVICE_ADDRESS", "QUOTE_SERVICE_ADDRESS", "EXECUTION_SERVICE_ADDRESS"):
+        env[name] = f"127.0.0.1:{free_port()}"
+    # A realistic chain: land after a slot, confirmed a little later.
+    env.update(CHAIN_SLOT_SECONDS="0.4", CHAIN_CONFIRM_SECONDS="0.6", WORKERS="2")
+    return env
+
+
+@pytest.fixture
+def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orderengine.stack", "--data-dir", str(tmp_path / "var")],
+        cwd=ROOT, env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    banner = []
+    for line in process.stdout:
+        banner.append(line)
+        if "Ctrl-C stops everything" in line:
+            break
+        assert time.monotonic() < deadline, "".join(banner)
+    text = "".join(banner)
+    assert "Order engine is up." in text, text
+    assert stack_env["ORDER_SERVICE_ADDRESS"] in text
+    yield process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def children_of(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "orderengine.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_make_run_stack_confirms_an_order_watched_live_and_late(
+    stack: subprocess.Popen[str], stack_env: dict[str, str]
+) -> None:
+    submitter = cli(stack_env, "submit", "SOL", "USDC", "10", "--watch")
+    assert submitter.stdout is not None
+    first = submitter.stdout.readline()
+    match = re.match(r"order (\S+): 10 SOL -> USDC", first)
+    assert match, first
+    order_id = match.group(1)
+
+    # A second watcher joins after the order is under way.
+    time.sleep(0.3)
+    late = cli(stack_env, "watch", order_id)
+    late_out, late_err = late.communicate(timeout=30)
+    rest, err = submitter.communicate(timeout=30)
+    assert submitter.returncode == 0, err
+    assert late.returncode == 0, late_err
+
+    for output in (rest, late_out):
+        lines = [line.split() for line in output.splitlines() if line.strip().startswith("#")]
+        assert [words[1] for words in lines] == STATUSES, output
+        assert [words[0] for words in lines] == ["#1", "#2", "#3", "#4", "#5"]
+    assert "received" in rest and "USDC" in rest
+
+    listed = subprocess.run([sys.executable, "-m", "orderengine.cli", "orders"], cwd=ROOT,
+                            env=stack_env, capture_output=True, text=True, timeout=30)
+    assert order_id in listed.stdout and "CONFIRMED" in listed.stdout
+
+
+def test_ctrl_c_stops_every_process(stack: subprocess.Popen[str]) -> None:
+    pids = children_of(stack.pid)
+    assert len(pids) >= 6  # three services, two workers, a tracker
+    stack.send_signal(signal.SIGINT)
+    output, _ = stack.communicate(timeout=30)
+    assert stack.returncode == 0, output
+    assert "stopped." in output
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
