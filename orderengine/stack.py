@@ -15,10 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from orderengine.embedded_redis import EmbeddedRedis
+from orderengine.healthcheck import wait_serving
 from orderengine.settings import Settings
 from orderengine.store import migrate
 
@@ -43,21 +41,6 @@ def parts(settings: Settings, workers: int) -> list[Part]:
         *(Part(f"worker-{i + 1}", [py, "-m", "executor.main", "worker"]) for i in range(workers)),
         Part("tracker", [py, "-m", "executor.main", "tracker"]),
     ]
-
-
-def wait_serving(address: str, deadline: float) -> None:
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing serving on {address}")
-            time.sleep(0.1)
 
 
 class Stack:
