@@ -7,6 +7,7 @@ SIGTERM) stops them all, each gracefully."""
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from orderengine.settings import Settings
 from orderengine.store import migrate
 
 STOP_SECONDS = 15.0
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -43,6 +45,13 @@ def parts(settings: Settings, workers: int) -> list[Part]:
     ]
 
 
+def _stop_with_parent() -> None:
+    """In the child: SIGTERM when the stack process dies, even by SIGKILL,
+    so that no part outlives it (Linux; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Stack:
     def __init__(self, workers: int, data_dir: Path) -> None:
         self.workers = workers
@@ -62,7 +71,8 @@ class Stack:
         for part in self.parts:
             # A session of its own: Ctrl-C reaches only us, and we stop each
             # part once, gracefully.
-            part.process = subprocess.Popen(part.args, start_new_session=True)
+            part.process = subprocess.Popen(part.args, start_new_session=True,
+                                            preexec_fn=_stop_with_parent)
         deadline = time.monotonic() + 60
         for part in self.parts:
             if part.address:

@@ -63,8 +63,12 @@ def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Pope
     assert stack_env["ORDER_SERVICE_ADDRESS"] in text
     yield process
     if process.poll() is None:
-        process.kill()
-        process.wait()
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()  # its parts follow it: they die with their parent
+            process.communicate()
 
 
 def children_of(pid: int) -> list[int]:
@@ -124,3 +128,21 @@ def test_ctrl_c_stops_every_process(stack: subprocess.Popen[str]) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_no_part_outlives_a_killed_stack(stack: subprocess.Popen[str]) -> None:
+    pids = children_of(stack.pid)
+    assert len(pids) >= 6
+    stack.kill()
+    stack.wait()
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in pids):
+        assert time.monotonic() < deadline, "parts still running after the stack was killed"
+        time.sleep(0.1)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
