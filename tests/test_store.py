@@ -1,0 +1,378 @@
+"""OrderStore on the real database: orders, events, idempotent submits, paging, staleness."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from orderengine.statuses import Status
+from orderengine.store.models import EventRow, OrderRow
+from orderengine.store.orders import Change, NewOrder, OrderStore, PageTokenError
+from orderengine.v1 import market_pb2, order_pb2
+
+SOL = 10**9
+
+
+def new_order(owner: str = "alice", client_order_id: str | None = None,
+              amount_in: int = 2 * SOL) -> NewOrder:
+    return NewOrder(owner=owner, input_token="SOL", output_token="USDC", amount_in=amount_in,
+                    slippage_bps=50, client_order_id=client_order_id)
+
+
+def submit(store: OrderStore, owner: str = "alice") -> str:
+    """A new order's id; the order is new, not an earlier one returned again."""
+    row, event = store.submit(new_order(owner=owner))
+    assert event is not None
+    return row.order_id
+
+
+def event_statuses(store: OrderStore, order_id: str) -> list[tuple[int, Status]]:
+    return [(e.sequence, Status.from_proto(e.status)) for e in store.events(order_id)]
+
+
+def drive(store: OrderStore, order_id: str, *targets: Status) -> None:
+    for target in targets:
+        assert store.transition(order_id, target) is not None, target
+
+
+def count(store: OrderStore, model: type[OrderRow] | type[EventRow]) -> int:
+    with store.engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(model)) or 0
+
+
+A_ROUTE = market_pb2.Route(
+    input_token="SOL", output_token="USDC", amount_in="2", amount_out="280",
+    min_amount_out="278.6",
+    legs=[market_pb2.RouteLeg(pool_id="raydium-sol-usdc", input_token="SOL",
+                              output_token="USDC", share_bps=10_000)],
+)
+
+
+# -- submit and transition ----------------------------------------------------
+
+
+def test_submit_stores_a_pending_order_with_its_first_event(store: OrderStore) -> None:
+    row, event = store.submit(new_order())
+
+    assert event is not None
+    assert (event.order_id, event.sequence, event.status, event.attempt) == (
+        row.order_id, 1, order_pb2.ORDER_STATUS_PENDING, 1)
+    stored = store.get(row.order_id)
+    assert stored is not None
+    assert (stored.status, stored.attempt, stored.last_sequence) == ("PENDING", 1, 1)
+    assert (stored.owner, stored.input_token, stored.output_token, stored.amount_in) == (
+        "alice", "SOL", "USDC", 2 * SOL)
+    assert store.events(row.order_id) == [event]
+
+
+def test_get_hides_another_owners_order(store: OrderStore) -> None:
+    order_id = submit(store, owner="alice")
+    assert store.get(order_id, owner="bob") is None
+    assert store.get(order_id, owner="alice") is not None
+    assert store.get("no-such-order") is None
+
+
+def test_transitions_append_events_in_sequence(store: OrderStore) -> None:
+    order_id = submit(store)
+
+    routing = store.transition(order_id, Status.ROUTING)
+    routed = store.transition(order_id, Status.ROUTED, Change(route=A_ROUTE))
+
+    assert routing is not None and routed is not None
+    assert (routing[1].sequence, routed[1].sequence) == (2, 3)
+    assert routed[1].route == A_ROUTE
+    assert event_statuses(store, order_id) == [
+        (1, Status.PENDING), (2, Status.ROUTING), (3, Status.ROUTED)]
+    assert [e.sequence for e in store.events(order_id, after_sequence=1)] == [2, 3]
+    stored = store.get(order_id)
+    assert stored is not None
+    assert (stored.status, stored.last_sequence) == ("ROUTED", 3)
+    assert stored.route is not None and stored.route["amount_out"] == "280"
+
+
+@pytest.mark.parametrize(
+    ("path", "illegal"),
+    [
+        ((), Status.ROUTED),  # PENDING cannot skip routing
+        ((), Status.CONFIRMED),
+        ((Status.ROUTING,), Status.CANCELLED),  # CANCELLED only from PENDING
+        ((Status.ROUTING, Status.ROUTED, Status.SUBMITTED, Status.CONFIRMED), Status.FAILED),
+        ((Status.CANCELLED,), Status.ROUTING),
+        ((Status.FAILED,), Status.FAILED),
+    ],
+)
+def test_an_illegal_transition_is_refused_and_writes_nothing(
+    store: OrderStore, path: tuple[Status, ...], illegal: Status
+) -> None:
+    order_id = submit(store)
+    drive(store, order_id, *path)
+    before_events = store.events(order_id)
+    before = store.get(order_id)
+
+    assert store.transition(order_id, illegal, Change(reason="nope")) is None
+
+    assert store.events(order_id) == before_events
+    after = store.get(order_id)
+    assert after is not None and before is not None
+    assert (after.status, after.last_sequence, after.updated_at, after.failure_reason) == (
+        before.status, before.last_sequence, before.updated_at, before.failure_reason)
+
+
+def test_a_transition_of_an_unknown_order_is_refused(store: OrderStore) -> None:
+    assert store.transition("no-such-order", Status.ROUTING) is None
+    assert count(store, EventRow) == 0
+
+
+def test_a_transition_for_another_attempt_is_refused(store: OrderStore) -> None:
+    order_id = submit(store)
+
+    assert store.transition(order_id, Status.ROUTING, attempt=2) is None
+    assert event_statuses(store, order_id) == [(1, Status.PENDING)]
+    assert store.transition(order_id, Status.ROUTING, attempt=1) is not None
+    assert event_statuses(store, order_id) == [(1, Status.PENDING), (2, Status.ROUTING)]
+
+
+def test_next_attempt_bumps_the_attempt_and_clears_route_and_signature(
+    store: OrderStore,
+) -> None:
+    order_id = submit(store)
+    drive(store, order_id, Status.ROUTING)
+    assert store.transition(order_id, Status.ROUTED, Change(route=A_ROUTE)) is not None
+    assert store.transition(order_id, Status.SUBMITTED, Change(signature="sig-1")) is not None
+
+    retried = store.transition(order_id, Status.ROUTING,
+                               Change(next_attempt=True, reason="blockhash expired"), attempt=1)
+
+    assert retried is not None
+    row, event = retried
+    assert (row.attempt, row.route, row.signature) == (2, None, None)
+    assert (event.attempt, event.sequence, event.reason) == (2, 5, "blockhash expired")
+    stored = store.get(order_id)
+    assert stored is not None
+    assert (stored.attempt, stored.route, stored.signature) == (2, None, None)
+    # A worker still driving attempt 1 is refused from now on.
+    assert store.transition(order_id, Status.ROUTED, Change(route=A_ROUTE), attempt=1) is None
+    assert store.transition(order_id, Status.ROUTED, Change(route=A_ROUTE), attempt=2) is not None
+
+
+def test_failed_records_the_failure_reason(store: OrderStore) -> None:
+    order_id = submit(store)
+    drive(store, order_id, Status.ROUTING)
+
+    failed = store.transition(order_id, Status.FAILED,
+                              Change(reason="no pool trades SOL for USDC", reason_code="NO_ROUTE"))
+
+    assert failed is not None
+    assert (failed[1].reason, failed[1].reason_code) == ("no pool trades SOL for USDC",
+                                                         "NO_ROUTE")
+    stored = store.get(order_id)
+    assert stored is not None
+    assert (stored.status, stored.failure_reason) == ("FAILED", "no pool trades SOL for USDC")
+    assert store.events(order_id)[-1].reason_code == "NO_ROUTE"
+
+
+def test_a_long_failure_reason_is_cut_to_fit_the_column(store: OrderStore) -> None:
+    order_id = submit(store)
+    assert store.transition(order_id, Status.FAILED, Change(reason="x" * 600)) is not None
+    stored = store.get(order_id)
+    assert stored is not None and stored.failure_reason == "x" * 512
+
+
+def test_amount_out_is_stored_in_base_units_and_shown_as_a_decimal_string(
+    store: OrderStore,
+) -> None:
+    order_id = submit(store)
+    drive(store, order_id, Status.ROUTING, Status.ROUTED, Status.SUBMITTED)
+
+    confirmed = store.transition(order_id, Status.CONFIRMED,
+                                 Change(amount_out=279_301_234, signature="sig-1"))
+
+    assert confirmed is not None
+    assert confirmed[1].amount_out == "279.301234"  # USDC has 6 decimals
+    assert store.events(order_id)[-1].amount_out == "279.301234"
+    stored = store.get(order_id)
+    assert stored is not None and stored.amount_out == 279_301_234
+
+
+# -- idempotent submit --------------------------------------------------------
+
+
+def test_a_repeated_client_order_id_returns_the_same_order_and_no_event(
+    store: OrderStore,
+) -> None:
+    first, first_event = store.submit(new_order(client_order_id="buy-1"))
+    again, again_event = store.submit(new_order(client_order_id="buy-1"))
+
+    assert first_event is not None and again_event is None
+    assert again.order_id == first.order_id
+    assert (count(store, OrderRow), count(store, EventRow)) == (1, 1)
+
+
+def test_the_same_client_order_id_from_another_owner_is_another_order(
+    store: OrderStore,
+) -> None:
+    alice, _ = store.submit(new_order(owner="alice", client_order_id="buy-1"))
+    bob, bob_event = store.submit(new_order(owner="bob", client_order_id="buy-1"))
+
+    assert bob_event is not None
+    assert bob.order_id != alice.order_id and bob.owner == "bob"
+    assert count(store, OrderRow) == 2
+
+
+def test_orders_without_a_client_order_id_are_never_merged(store: OrderStore) -> None:
+    assert submit(store) != submit(store)
+    assert count(store, OrderRow) == 2
+
+
+def test_racing_submits_with_one_client_order_id_make_one_order(
+    store: OrderStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    racers = 8
+    start, all_checked = threading.Barrier(racers), threading.Barrier(racers)
+    first_lookup = store._by_client_id
+    waited = threading.local()
+
+    def lookup_then_wait_for_the_others(owner: str, client_order_id: str) -> OrderRow | None:
+        # Every racer finds no order before any of them inserts: the worst race.
+        found = first_lookup(owner, client_order_id)
+        if not getattr(waited, "done", False):
+            waited.done = True
+            all_checked.wait(timeout=10)
+        return found
+
+    monkeypatch.setattr(store, "_by_client_id", lookup_then_wait_for_the_others)
+
+    def race(_: int) -> tuple[str, bool]:
+        start.wait(timeout=10)
+        row, event = store.submit(new_order(client_order_id="race-1"))
+        return row.order_id, event is not None
+
+    with ThreadPoolExecutor(racers) as pool:
+        results = list(pool.map(race, range(racers)))
+
+    assert len({order_id for order_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert (count(store, OrderRow), count(store, EventRow)) == (1, 1)
+
+
+# -- listing ------------------------------------------------------------------
+
+
+def all_pages(store: OrderStore, owner: str, page_size: int) -> list[list[str]]:
+    pages, token = [], ""
+    while True:
+        rows, token = store.list_page(owner, page_size, token)
+        pages.append([r.order_id for r in rows])
+        if not token:
+            return pages
+
+
+def test_pages_are_newest_first_without_gaps_or_duplicates(store: OrderStore) -> None:
+    submitted = [submit(store) for _ in range(25)]
+
+    pages = all_pages(store, "alice", 10)
+
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [order_id for page in pages for order_id in page] == submitted[::-1]
+
+
+def test_an_exact_multiple_of_the_page_size_ends_without_an_empty_page(
+    store: OrderStore,
+) -> None:
+    submitted = [submit(store) for _ in range(20)]
+    pages = all_pages(store, "alice", 10)
+    assert [len(p) for p in pages] == [10, 10]
+    assert [order_id for page in pages for order_id in page] == submitted[::-1]
+
+
+def test_page_tokens_stay_stable_while_new_orders_arrive(store: OrderStore) -> None:
+    submitted = [submit(store) for _ in range(25)]
+
+    first, token = store.list_page("alice", 10)
+    newcomer = submit(store)
+    second, token = store.list_page("alice", 10, token)
+    third, token = store.list_page("alice", 10, token)
+
+    listed = [r.order_id for r in first + second + third]
+    assert token == ""
+    assert listed == submitted[::-1]
+    assert newcomer not in listed
+    newest, _ = store.list_page("alice", 10)
+    assert newest[0].order_id == newcomer
+
+
+def test_other_owners_orders_are_never_listed(store: OrderStore) -> None:
+    alices = []
+    for _ in range(6):
+        alices.append(submit(store, owner="alice"))
+        submit(store, owner="bob")
+
+    pages = all_pages(store, "alice", 4)
+
+    assert [order_id for page in pages for order_id in page] == alices[::-1]
+    assert all_pages(store, "carol", 4) == [[]]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "garbage",
+        "!!!",
+        "a",
+        "\u00e9t\u00e9",
+        base64.urlsafe_b64encode(b'"just a string"').decode(),
+        base64.urlsafe_b64encode(b"[1, 2]").decode(),
+        base64.urlsafe_b64encode(b'["2026-01-01T00:00:00+00:00"]').decode(),
+        base64.urlsafe_b64encode(b'["not a time", "x"]').decode(),
+        base64.urlsafe_b64encode(b"{}").decode(),
+    ],
+)
+def test_a_page_token_the_store_never_gave_out_is_refused(store: OrderStore, token: str) -> None:
+    submit(store)
+    with pytest.raises(PageTokenError):
+        store.list_page("alice", 10, token)
+
+
+# -- stale orders -------------------------------------------------------------
+
+
+def age(store: OrderStore, order_id: str, by: timedelta) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(update(OrderRow).where(OrderRow.order_id == order_id)
+                           .values(updated_at=datetime.now(UTC) - by))
+
+
+def test_stale_lists_old_unfinished_orders_oldest_first(store: OrderStore) -> None:
+    old_pending, old_submitted, fresh_pending = submit(store), submit(store), submit(store)
+    old_confirmed, old_failed, old_cancelled = submit(store), submit(store), submit(store)
+    drive(store, old_submitted, Status.ROUTING, Status.ROUTED, Status.SUBMITTED)
+    drive(store, old_confirmed, Status.ROUTING, Status.ROUTED, Status.SUBMITTED,
+          Status.CONFIRMED)
+    drive(store, old_failed, Status.FAILED)
+    drive(store, old_cancelled, Status.CANCELLED)
+    age(store, old_pending, timedelta(hours=1))
+    age(store, old_submitted, timedelta(hours=2))
+    for order_id in (old_confirmed, old_failed, old_cancelled):
+        age(store, order_id, timedelta(hours=3))
+
+    stale = store.stale(timedelta(minutes=5))
+
+    assert [r.order_id for r in stale] == [old_submitted, old_pending]
+    assert fresh_pending not in {r.order_id for r in stale}
+    assert [r.order_id for r in store.stale(timedelta(minutes=90))] == [old_submitted]
+    assert [r.order_id for r in store.stale(timedelta(minutes=5), limit=1)] == [old_submitted]
+
+
+def test_a_transition_makes_a_stale_order_fresh_again(store: OrderStore) -> None:
+    order_id = submit(store)
+    age(store, order_id, timedelta(hours=1))
+    assert [r.order_id for r in store.stale(timedelta(minutes=5))] == [order_id]
+
+    drive(store, order_id, Status.ROUTING)
+
+    assert store.stale(timedelta(minutes=5)) == []
