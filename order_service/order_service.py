@@ -19,7 +19,7 @@ from rq import Queue
 from sqlalchemy.exc import OperationalError
 
 from order_service.watch_hub import Inbox, Signal, WatchHub
-from orderengine.errors import FieldError, abort, abort_invalid
+from orderengine.errors import FieldError, abort, abort_invalid, status
 from orderengine.events import publish
 from orderengine.order_queue import enqueue_order
 from orderengine.statuses import Status
@@ -91,6 +91,15 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             client_order_id=request.client_order_id or None,
         )
         row, created = await self._blocking(context, self._submit, new)
+        if not created and not new.same_as(row):
+            # AIP-155: a request id names one request; reusing it for another
+            # order is a client bug, not a resubmission.
+            await context.abort_with_status(status(  # type: ignore[attr-defined]
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"client_order_id: {request.client_order_id!r} was used for order "
+                f"{row.order_id} with other parameters", "CLIENT_ORDER_ID_REUSED",
+                field=FieldError("client_order_id", "was used for another order"),
+                metadata={"order_id": row.order_id}))
         return order_service_pb2.SubmitOrderResponse(
             order=order_to_proto(row), already_exists=not created
         )

@@ -9,7 +9,8 @@ import re
 # column, so the tighter bound wins.
 MAX_BASE_UNITS = 2**63 - 1
 
-_DECIMAL = re.compile(r"^(?P<whole>\d+)(?:\.(?P<frac>\d+))?$")
+# ASCII digits only: int() would also take Arabic-Indic or fullwidth digits.
+_DECIMAL = re.compile(r"^(?P<whole>[0-9]+)(?:\.(?P<frac>[0-9]+))?$")
 
 
 class AmountError(ValueError):

@@ -107,6 +107,19 @@ def test_racing_resubmissions_make_one_order(services: Services) -> None:
     assert len(ids) == 8 and len(set(ids)) == 1
 
 
+def test_a_client_order_id_reused_for_another_order_is_refused(services: Services) -> None:
+    stub = services.orders()
+    first = stub.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
+                                    client_order_id="once"))
+    error = rejected(lambda: stub.SubmitOrder(Submit(
+        input_token="SOL", output_token="USDC", amount="2", client_order_id="once")))
+    assert error.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert first.order.order_id in details(error)
+    assert field_violations(error) == ["client_order_id"]
+    listed = stub.ListOrders(order_service_pb2.ListOrdersRequest()).orders
+    assert [o.amount for o in listed] == ["1"]
+
+
 @pytest.mark.parametrize(("order_id", "code"), [
     ("not-a-uuid", grpc.StatusCode.INVALID_ARGUMENT),
     ("", grpc.StatusCode.INVALID_ARGUMENT),

@@ -133,9 +133,13 @@ class RoutePlan:
 def plan_from_proto(route: market_pb2.Route) -> RoutePlan:
     """Parses a route off the wire; RouteError names the field that is wrong."""
     try:
-        src, dst = token(route.input_token), token(route.output_token)
+        src = token(route.input_token)
     except ValueError as exc:
-        raise RouteError(f"route: {exc}") from None
+        raise RouteError(f"route.input_token: {exc}") from None
+    try:
+        dst = token(route.output_token)
+    except ValueError as exc:
+        raise RouteError(f"route.output_token: {exc}") from None
     if not route.legs:
         raise RouteError("route.legs: a route needs at least one leg")
     try:
@@ -146,8 +150,15 @@ def plan_from_proto(route: market_pb2.Route) -> RoutePlan:
         floor = parse_amount(route.min_amount_out, dst.decimals) if route.min_amount_out else 0
     except ValueError as exc:
         raise RouteError(f"route.min_amount_out {exc}") from None
+    pools = all_pools()
     legs = []
     for i, leg in enumerate(route.legs):
+        pool = pools.get(leg.pool_id)
+        if pool is None:
+            raise RouteError(f"route.legs[{i}].pool_id: no pool {leg.pool_id[:64]!r}")
+        if not pool.trades(leg.input_token, leg.output_token):
+            raise RouteError(f"route.legs[{i}]: pool {pool.id} does not trade "
+                             f"{leg.input_token[:16]}/{leg.output_token[:16]}")
         if not 0 < leg.share_bps <= FULL_SHARE:
             raise RouteError(f"route.legs[{i}].share_bps must be 1..10000")
         legs.append(Leg(leg.pool_id, leg.input_token, leg.output_token, leg.share_bps))

@@ -37,6 +37,11 @@ class NewOrder:
     slippage_bps: int
     client_order_id: str | None = None
 
+    def same_as(self, row: OrderRow) -> bool:
+        """Whether ``row`` is this order (a resubmission), not another one."""
+        return (row.input_token, row.output_token, row.amount_in, row.slippage_bps) == (
+            self.input_token, self.output_token, self.amount_in, self.slippage_bps)
+
 
 @dataclass(frozen=True)
 class Change:
@@ -189,6 +194,8 @@ class OrderStore:
     ) -> tuple[list[OrderRow], str]:
         """The owner's orders, newest first, and the token of the next page
         ("" on the last). Keyset paging: stable while new orders arrive."""
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
         query = select(OrderRow).where(OrderRow.owner == owner)
         if page_token:
             created, last_id = _decode_page_token(page_token)
