@@ -146,7 +146,10 @@ class Chain:
         """Lands every transaction whose slot has come; returns how many."""
         due = await self.redis.zrangebyscore(LANDING, "-inf", repr(time.time()), 0, limit)
         for signature in due:
-            await self.land(_text(signature) or "")
+            try:
+                await self.land(_text(signature) or "")
+            except Exception:  # one bad transaction must not hold up the rest
+                log.exception("could not land %s", signature)
         return len(due)
 
     async def statuses(self, signatures: list[str]) -> list[execution_service_pb2.SignatureStatus]:

@@ -1,0 +1,356 @@
+"""ExecutionService and QuoteService over gRPC: swaps land once, at the pools' real price."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import base58
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from redis import Redis
+
+from orderengine.market.pools import all_pools
+from orderengine.tokens import token
+from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
+from tests.conftest import Services
+from tests.helpers import eventually, field_violations
+
+Commitment = execution_service_pb2.Commitment
+SubmitSwap = execution_service_pb2.SubmitSwapRequest
+Statuses = execution_service_pb2.GetSignatureStatusesRequest
+
+
+def quote(services: Services, amount: str = "10") -> market_pb2.Route:
+    """The route QuoteService picks for selling ``amount`` SOL for USDC."""
+    reply = services.quotes().GetQuote(quote_service_pb2.GetQuoteRequest(
+        input_token="SOL", output_token="USDC", amount=amount, slippage_bps=50), timeout=10)
+    return reply.route
+
+
+def attempt_key(attempt: int = 1) -> tuple[str, str]:
+    """A fresh order id and its attempt key, as the worker makes them."""
+    order_id = str(uuid.uuid4())
+    return order_id, f"{order_id}:{attempt}"
+
+
+def base_units(amount: str, symbol: str) -> int:
+    value = Decimal(amount).scaleb(token(symbol).decimals)
+    assert value == value.to_integral_value(), f"{amount} {symbol} is not whole base units"
+    return int(value)
+
+
+def reserves(redis: Redis, pool_id: str) -> tuple[int, int]:
+    a, b = redis.hmget(f"market:pool:{pool_id}", ["a", "b"])
+    assert a is not None and b is not None, f"pool {pool_id} is not in Redis"
+    return int(a), int(b)
+
+
+def after_one_swap(before: tuple[int, int], route: market_pb2.Route) -> tuple[int, int]:
+    """The pool's reserves once the route's single leg has been swapped."""
+    (leg,) = route.legs
+    pool = all_pools()[leg.pool_id]
+    paid = base_units(leg.amount_in, leg.input_token)
+    got = base_units(leg.amount_out, leg.output_token)
+    a, b = before
+    return (a + paid, b - got) if leg.input_token == pool.token_a else (a - got, b + paid)
+
+
+def landings(redis: Redis, order_id: str) -> int:
+    return int(redis.hget("chain:landed-by-order", order_id) or 0)
+
+
+def status_of(services: Services, signature: str) -> execution_service_pb2.SignatureStatus:
+    (status,) = services.chain().GetSignatureStatuses(
+        Statuses(signatures=[signature]), timeout=10).statuses
+    return status
+
+
+def landed(services: Services, signature: str) -> execution_service_pb2.SignatureStatus:
+    """The swap's status once it has landed (or failed) on the chain."""
+    def check() -> execution_service_pb2.SignatureStatus | None:
+        status = status_of(services, signature)
+        assert status.found
+        return status if status.commitment != Commitment.COMMITMENT_PENDING else None
+    return eventually(check, timeout=10)
+
+
+def rejected(call: Callable[[], object]) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value
+
+
+def message(error: grpc.RpcError) -> str:
+    return error.details() or ""
+
+
+@pytest.fixture
+def slow_chain(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chain that takes a slot and a confirmation of 0.2 s each (request before services)."""
+    monkeypatch.setenv("CHAIN_SLOT_SECONDS", "0.2")
+    monkeypatch.setenv("CHAIN_CONFIRM_SECONDS", "0.2")
+
+
+# -- SubmitSwap: one signature per attempt key, one landing --------------------------------
+
+
+def test_a_swap_gets_its_signature_at_once_and_lands_exactly_once(
+    services: Services, redis: Redis
+) -> None:
+    route = quote(services)
+    pool_id = route.legs[0].pool_id
+    before = reserves(redis, pool_id)
+    order_id, key = attempt_key()
+    chain = services.chain()
+
+    first = chain.SubmitSwap(SubmitSwap(attempt_key=key, route=route), timeout=10)
+    assert not first.duplicate
+    assert len(base58.b58decode(first.signature)) == 64
+
+    again = chain.SubmitSwap(SubmitSwap(attempt_key=key, route=route), timeout=10)
+    assert (again.signature, again.duplicate) == (first.signature, True)
+
+    status = landed(services, first.signature)
+    assert status.error_code == "" and status.amount_out == route.amount_out
+    assert reserves(redis, pool_id) == after_one_swap(before, route)
+    assert landings(redis, order_id) == 1
+
+    # Sent once more after landing: still the same transaction, and nothing moves.
+    late = chain.SubmitSwap(SubmitSwap(attempt_key=key, route=route), timeout=10)
+    assert (late.signature, late.duplicate) == (first.signature, True)
+    assert landed(services, first.signature).amount_out == route.amount_out
+    assert reserves(redis, pool_id) == after_one_swap(before, route)
+    assert landings(redis, order_id) == 1
+
+
+def test_another_attempt_of_the_same_order_is_another_transaction(services: Services) -> None:
+    route = quote(services)
+    order_id = str(uuid.uuid4())
+    chain = services.chain()
+    one = chain.SubmitSwap(SubmitSwap(attempt_key=f"{order_id}:1", route=route), timeout=10)
+    two = chain.SubmitSwap(SubmitSwap(attempt_key=f"{order_id}:2", route=route), timeout=10)
+    assert not one.duplicate and not two.duplicate
+    assert one.signature != two.signature
+
+
+def test_concurrent_duplicate_submits_get_one_signature_and_land_once(
+    services: Services, redis: Redis
+) -> None:
+    route = quote(services)
+    pool_id = route.legs[0].pool_id
+    before = reserves(redis, pool_id)
+    order_id, key = attempt_key()
+    chain = services.chain()
+    start = threading.Barrier(10)
+
+    def submit(_: int) -> execution_service_pb2.SubmitSwapResponse:
+        start.wait(5)
+        return chain.SubmitSwap(SubmitSwap(attempt_key=key, route=route), timeout=10)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        replies = list(pool.map(submit, range(10)))
+
+    assert len({r.signature for r in replies}) == 1
+    assert sorted(r.duplicate for r in replies) == [False] + [True] * 9
+    landed(services, replies[0].signature)
+    assert reserves(redis, pool_id) == after_one_swap(before, route)
+    assert landings(redis, order_id) == 1
+
+
+# -- GetSignatureStatuses ---------------------------------------------------------------
+
+
+def test_an_unknown_signature_is_not_found(services: Services) -> None:
+    signature = base58.b58encode(os.urandom(64)).decode()
+    status = status_of(services, signature)
+    assert status.signature == signature
+    assert not status.found
+    assert status.commitment == Commitment.COMMITMENT_UNSPECIFIED
+
+
+def test_a_swap_is_pending_then_processed_after_its_slot_then_confirmed(
+    slow_chain: None, services: Services
+) -> None:
+    reply = services.chain().SubmitSwap(
+        SubmitSwap(attempt_key=attempt_key()[1], route=quote(services)), timeout=10)
+    seen: list[execution_service_pb2.SignatureStatus] = []
+
+    def confirmed() -> bool:
+        status = status_of(services, reply.signature)
+        if not seen or seen[-1].commitment != status.commitment:
+            seen.append(status)
+        return status.commitment == Commitment.COMMITMENT_CONFIRMED
+
+    eventually(confirmed, timeout=10, every=0.01)
+    assert [s.commitment for s in seen] == [
+        Commitment.COMMITMENT_PENDING, Commitment.COMMITMENT_PROCESSED,
+        Commitment.COMMITMENT_CONFIRMED,
+    ]
+    pending, processed, confirmed_status = seen
+    assert pending.found and pending.slot == 0 and pending.amount_out == ""
+    assert processed.slot > 0 and processed.amount_out
+    assert (confirmed_status.slot, confirmed_status.amount_out) == (
+        processed.slot, processed.amount_out)
+
+
+def test_statuses_take_at_most_256_signatures(services: Services) -> None:
+    signatures = [base58.b58encode(os.urandom(64)).decode() for _ in range(257)]
+    chain = services.chain()
+
+    reply = chain.GetSignatureStatuses(Statuses(signatures=signatures[:256]), timeout=10)
+    assert [s.signature for s in reply.statuses] == signatures[:256]
+    assert not any(s.found for s in reply.statuses)
+
+    error = rejected(lambda: chain.GetSignatureStatuses(Statuses(signatures=signatures),
+                                                        timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message(error).startswith("signatures:")
+    assert "257" in message(error)
+    assert field_violations(error) == ["signatures"]
+
+
+# -- Slippage: a swap lands at the pool's price when it lands, not when it was quoted -----------
+
+
+def test_a_swap_the_market_moved_against_fails_on_slippage_and_leaves_the_pool_alone(
+    services: Services, redis: Redis
+) -> None:
+    route = quote(services)
+    leg = route.legs[0]
+    # Someone else dumps 20000 SOL into the same pool before our swap is sent.
+    dump = market_pb2.Route(
+        input_token="SOL", output_token="USDC", amount_in="20000",
+        legs=[market_pb2.RouteLeg(venue=leg.venue, pool_id=leg.pool_id, input_token="SOL",
+                                  output_token="USDC", share_bps=10_000)],
+    )
+    chain = services.chain()
+    other_order, other_key = attempt_key()
+    dumped = landed(services, chain.SubmitSwap(
+        SubmitSwap(attempt_key=other_key, route=dump), timeout=10).signature)
+    assert dumped.error_code == "" and dumped.amount_out
+    moved = reserves(redis, leg.pool_id)
+
+    order_id, key = attempt_key()
+    status = landed(services, chain.SubmitSwap(
+        SubmitSwap(attempt_key=key, route=route), timeout=10).signature)
+
+    assert status.error_code == "SLIPPAGE_EXCEEDED"
+    assert "slippage" in status.error and route.min_amount_out in status.error
+    assert status.amount_out == ""
+    assert reserves(redis, leg.pool_id) == moved
+    assert landings(redis, order_id) == 0
+    assert landings(redis, other_order) == 1
+
+
+# -- Bad input ----------------------------------------------------------------------------
+
+
+def one_leg(*, pool_id: str = "raydium-sol-usdc", input_token: str = "SOL",
+            amount_in: str = "1", share_bps: int = 10_000) -> market_pb2.Route:
+    """A route selling SOL for USDC over one pool, with one field spoilt at will."""
+    return market_pb2.Route(
+        input_token=input_token, output_token="USDC", amount_in=amount_in,
+        legs=[market_pb2.RouteLeg(pool_id=pool_id, input_token="SOL", output_token="USDC",
+                                  share_bps=share_bps)],
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "route", "field", "words"),
+    [
+        ("", one_leg(), "attempt_key", "required"),
+        ("x" * 129, one_leg(), "attempt_key", "at most 128"),
+        ("o:1", market_pb2.Route(input_token="SOL", output_token="USDC", amount_in="1"),
+         "route", "route.legs"),
+        ("o:1", one_leg(input_token="DOGE"), "route", "route.input_token"),
+        ("o:1", one_leg(amount_in="ten"), "route", "route.amount_in"),
+        ("o:1", one_leg(share_bps=0), "route", "route.legs[0].share_bps"),
+        ("o:1", one_leg(pool_id="raydium-sol-nope"), "route", "route.legs[0].pool_id"),
+        ("o:1", one_leg(pool_id="raydium-jup-sol"), "route", "does not trade SOL/USDC"),
+    ],
+    ids=["no-key", "long-key", "no-legs", "unknown-token", "bad-amount", "zero-share",
+         "unknown-pool", "pool-of-other-tokens"],
+)
+def test_bad_swaps_are_refused_naming_the_field(
+    services: Services, redis: Redis, key: str, route: market_pb2.Route, field: str, words: str
+) -> None:
+    chain = services.chain()
+    error = rejected(lambda: chain.SubmitSwap(SubmitSwap(attempt_key=key, route=route),
+                                              timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message(error).startswith(f"{field}:")
+    assert words in message(error)
+    assert field_violations(error) == [field]
+    assert redis.zcard("chain:landing") == 0  # nothing was taken
+
+
+# -- QuoteService ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "words"),
+    [
+        ({"input_token": "DOGE"}, "input_token", "unknown token"),
+        ({"output_token": ""}, "output_token", "unknown token"),
+        ({"output_token": "SOL"}, "output_token", "must differ"),
+        ({"amount": ""}, "amount", "required"),
+        ({"amount": "0"}, "amount", "greater than zero"),
+        ({"amount": "1.0000000001"}, "amount", "decimal places"),
+        ({"slippage_bps": 5001}, "slippage_bps", "1 to 5000"),
+    ],
+)
+def test_bad_quotes_are_refused_naming_the_field(
+    services: Services, fields: dict[str, object], field: str, words: str
+) -> None:
+    request = quote_service_pb2.GetQuoteRequest(
+        **{"input_token": "SOL", "output_token": "USDC", "amount": "10", **fields})  # type: ignore[arg-type]
+    quotes = services.quotes()
+    error = rejected(lambda: quotes.GetQuote(request, timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message(error).startswith(f"{field}:")
+    assert words in message(error)
+    assert field_violations(error) == [field]
+
+
+def test_a_pair_no_pool_trades_has_no_route(services: Services) -> None:
+    quotes = services.quotes()
+    error = rejected(lambda: quotes.GetQuote(quote_service_pb2.GetQuoteRequest(
+        input_token="JUP", output_token="BONK", amount="100"), timeout=10))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "JUP" in message(error) and "BONK" in message(error)
+
+
+def test_a_quote_prices_both_venues_and_routes_over_the_best(services: Services) -> None:
+    reply = services.quotes().GetQuote(quote_service_pb2.GetQuoteRequest(
+        input_token="SOL", output_token="USDC", amount="10", slippage_bps=50), timeout=10)
+    assert {q.pool_id for q in reply.quotes} == {"raydium-sol-usdc", "meteora-sol-usdc"}
+    best = max(reply.quotes, key=lambda q: Decimal(q.amount_out))
+    assert [leg.pool_id for leg in reply.route.legs] == [best.pool_id]
+    assert reply.route.amount_out == best.amount_out
+    floor = base_units(reply.route.amount_out, "USDC") * 9950 // 10_000
+    assert base_units(reply.route.min_amount_out, "USDC") == floor
+
+
+# -- Health and reflection ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", ["", "orderengine.v1.ExecutionService"])
+def test_the_execution_service_reports_serving(services: Services, service: str) -> None:
+    health = health_pb2_grpc.HealthStub(services.channel("execution"))
+    reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_the_execution_service_is_listed_by_reflection(services: Services) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(services.channel("execution"))
+    replies = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+    names = {s.name for reply in replies for s in reply.list_services_response.service}
+    assert {"orderengine.v1.ExecutionService", "grpc.health.v1.Health"} <= names
