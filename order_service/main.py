@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
@@ -21,7 +22,7 @@ from orderengine.serving import (
 from orderengine.settings import Settings
 from orderengine.store.database import create_database_engine
 from orderengine.store.orders import OrderStore
-from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
+from orderengine.v1 import order_service_pb2, order_service_pb2_grpc, quote_service_pb2_grpc
 
 SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 
@@ -33,14 +34,16 @@ async def create_order_server(address: str, settings: Settings) -> Server:
     redis = Redis.from_url(settings.redis_url)
     hub = WatchHub(AsyncRedis.from_url(settings.redis_url))
     hub.start()
+    quote_channel = grpc.aio.insecure_channel(settings.quote_service_address)
     servicer = OrderServicer(OrderStore(engine), redis, order_queue(redis, settings.queue_name),
-                             hub)
+                             hub, quote_service_pb2_grpc.QuoteServiceStub(quote_channel))
     server = await create_server(address, [
         Service(SERVICE_NAME, order_service_pb2_grpc.add_OrderServiceServicer_to_server,
                 servicer),
     ])
 
     async def close() -> None:
+        await quote_channel.close(None)
         await hub.redis.aclose()
         redis.close()
         engine.dispose()

@@ -27,7 +27,13 @@ from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, NewOrder, OrderStore, PageTokenError
 from orderengine.store.wire import order_to_proto
 from orderengine.swaps import parse_swap
-from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
+from orderengine.v1 import (
+    order_pb2,
+    order_service_pb2,
+    order_service_pb2_grpc,
+    quote_service_pb2,
+    quote_service_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,7 @@ MAX_CLIENT_ORDER_ID = 128
 # A quiet watcher looks at the database this often (with jitter), in case a
 # publish was lost.
 RESYNC_SECONDS = 15.0
+QUOTE_TIMEOUT_SECONDS = 5.0
 
 
 class Unavailable(Exception):
@@ -55,11 +62,13 @@ def _order_id(value: str) -> str:
 
 
 class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
-    def __init__(self, store: OrderStore, redis: Redis, queue: Queue, hub: WatchHub) -> None:
+    def __init__(self, store: OrderStore, redis: Redis, queue: Queue, hub: WatchHub,
+                 quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub) -> None:
         self.store = store
         self.redis = redis
         self.queue = queue
         self.hub = hub
+        self.quotes = quotes
 
     async def _blocking(self, context: grpc.aio.ServicerContext, fn: Callable[..., T],
                         *args: object) -> T:
@@ -118,6 +127,32 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             log.warning("order %s stored but not queued (%s); the reconciler will", row.order_id,
                         exc)
         return row, True
+
+    # -- QuoteOrder -------------------------------------------------------------
+
+    async def QuoteOrder(
+        self, request: order_service_pb2.QuoteOrderRequest, context: grpc.aio.ServicerContext
+    ) -> order_service_pb2.QuoteOrderResponse:
+        try:
+            swap = parse_swap(request.input_token, request.output_token, request.amount,
+                              request.slippage_bps)
+        except FieldError as exc:
+            await abort_invalid(context, exc)
+        remaining = context.time_remaining()
+        try:
+            quote = await self.quotes.GetQuote(
+                quote_service_pb2.GetQuoteRequest(
+                    input_token=swap.input_token, output_token=swap.output_token,
+                    amount=request.amount.strip(), slippage_bps=swap.slippage_bps),
+                timeout=min(remaining or QUOTE_TIMEOUT_SECONDS, QUOTE_TIMEOUT_SECONDS),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                              grpc.StatusCode.FAILED_PRECONDITION):
+                await abort(context, exc.code(), exc.details() or "", "NO_ROUTE")
+            await abort(context, grpc.StatusCode.UNAVAILABLE,
+                        "quotes are unavailable right now; try again", "QUOTES_UNAVAILABLE")
+        return order_service_pb2.QuoteOrderResponse(quotes=quote.quotes, route=quote.route)
 
     # -- GetOrder, ListOrders, CancelOrder -------------------------------------
 

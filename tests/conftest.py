@@ -156,9 +156,11 @@ def services(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     try:
         servers["quote"] = loop.run(create_quote_server("127.0.0.1:0", settings))
         servers["execution"] = loop.run(create_execution_server("127.0.0.1:0", settings))
-        servers["order"] = loop.run(create_order_server("127.0.0.1:0", settings))
-        for name, value in running.env().items():
-            monkeypatch.setenv(name, value)
+        # OrderService calls QuoteService: it needs the address just made.
+        monkeypatch.setenv("QUOTE_SERVICE_ADDRESS", running.address("quote"))
+        monkeypatch.setenv("EXECUTION_SERVICE_ADDRESS", running.address("execution"))
+        servers["order"] = loop.run(create_order_server("127.0.0.1:0", Settings()))
+        monkeypatch.setenv("ORDER_SERVICE_ADDRESS", running.address("order"))
         yield running
     finally:
         for channel in running.channels:

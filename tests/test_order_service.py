@@ -271,3 +271,30 @@ def test_health_and_reflection_are_served(services: Services) -> None:
         iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
     names = {s.name for r in replies for s in r.list_services_response.service}
     assert "orderengine.v1.OrderService" in names
+
+
+def test_quote_order_prices_every_venue_and_stores_nothing(services: Services,
+                                                           store: OrderStore) -> None:
+    reply = services.orders().QuoteOrder(order_service_pb2.QuoteOrderRequest(
+        input_token="SOL", output_token="USDC", amount="10", slippage_bps=100), timeout=10)
+    assert {q.pool_id for q in reply.quotes} == {"raydium-sol-usdc", "meteora-sol-usdc"}
+    assert reply.route.amount_out == reply.quotes[0].amount_out
+    assert reply.route.amount_in == "10"
+    assert store.list_page("local", 10) == ([], "")
+
+
+@pytest.mark.parametrize(("fields", "code", "field"), [
+    ({"amount": "0"}, grpc.StatusCode.INVALID_ARGUMENT, "amount"),
+    ({"input_token": "JUP", "output_token": "BONK"}, grpc.StatusCode.FAILED_PRECONDITION, None),
+])
+def test_quote_order_refuses_what_cannot_be_quoted(
+    services: Services, fields: dict[str, str], code: grpc.StatusCode, field: str | None
+) -> None:
+    request = {"input_token": "SOL", "output_token": "USDC", "amount": "1", **fields}
+    error = rejected(lambda: services.orders().QuoteOrder(
+        order_service_pb2.QuoteOrderRequest(**request), timeout=10))  # type: ignore[arg-type]
+    assert error.code() == code
+    if field:
+        assert field_violations(error) == [field]
+    else:
+        assert "no pool" in details(error)

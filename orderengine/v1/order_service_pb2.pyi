@@ -1,3 +1,4 @@
+from orderengine.v1 import market_pb2 as _market_pb2
 from orderengine.v1 import order_pb2 as _order_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -56,6 +57,26 @@ class CancelOrderRequest(_message.Message):
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     def __init__(self, order_id: _Optional[str] = ...) -> None: ...
+
+class QuoteOrderRequest(_message.Message):
+    __slots__ = ("input_token", "output_token", "amount", "slippage_bps")
+    INPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    SLIPPAGE_BPS_FIELD_NUMBER: _ClassVar[int]
+    input_token: str
+    output_token: str
+    amount: str
+    slippage_bps: int
+    def __init__(self, input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ...) -> None: ...
+
+class QuoteOrderResponse(_message.Message):
+    __slots__ = ("quotes", "route")
+    QUOTES_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    quotes: _containers.RepeatedCompositeFieldContainer[_market_pb2.VenueQuote]
+    route: _market_pb2.Route
+    def __init__(self, quotes: _Optional[_Iterable[_Union[_market_pb2.VenueQuote, _Mapping]]] = ..., route: _Optional[_Union[_market_pb2.Route, _Mapping]] = ...) -> None: ...
 
 class WatchOrderRequest(_message.Message):
     __slots__ = ("order_id", "after_sequence")

@@ -61,6 +61,11 @@ class OrderServiceStub:
                 request_serializer=orderengine_dot_v1_dot_order__service__pb2.WatchOrderRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_order__pb2.OrderEvent.FromString,
                 _registered_method=True)
+        self.QuoteOrder = channel.unary_unary(
+                '/orderengine.v1.OrderService/QuoteOrder',
+                request_serializer=orderengine_dot_v1_dot_order__service__pb2.QuoteOrderRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_order__service__pb2.QuoteOrderResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -106,6 +111,15 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QuoteOrder(self, request, context):
+        """What an order would get now: each venue's quote and the route the
+        engine would take. Nothing is stored; the price may move before a
+        submitted order is routed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +147,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.WatchOrder,
                     request_deserializer=orderengine_dot_v1_dot_order__service__pb2.WatchOrderRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_order__pb2.OrderEvent.SerializeToString,
+            ),
+            'QuoteOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.QuoteOrder,
+                    request_deserializer=orderengine_dot_v1_dot_order__service__pb2.QuoteOrderRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_order__service__pb2.QuoteOrderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +290,33 @@ class OrderService:
             '/orderengine.v1.OrderService/WatchOrder',
             orderengine_dot_v1_dot_order__service__pb2.WatchOrderRequest.SerializeToString,
             orderengine_dot_v1_dot_order__pb2.OrderEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QuoteOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.OrderService/QuoteOrder',
+            orderengine_dot_v1_dot_order__service__pb2.QuoteOrderRequest.SerializeToString,
+            orderengine_dot_v1_dot_order__service__pb2.QuoteOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,11 @@ class OrderServiceStub:
     """Every event of the order so far, then live ones; the stream ends after
     the terminal event.
     """
+    QuoteOrder: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.QuoteOrderRequest, _order_service_pb2.QuoteOrderResponse]
+    """What an order would get now: each venue's quote and the route the
+    engine would take. Nothing is stored; the price may move before a
+    submitted order is routed.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -73,6 +78,11 @@ class OrderServiceAsyncStub(OrderServiceStub):
     WatchOrder: _aio.UnaryStreamMultiCallable[_order_service_pb2.WatchOrderRequest, _order_pb2.OrderEvent]  # type: ignore[assignment]
     """Every event of the order so far, then live ones; the stream ends after
     the terminal event.
+    """
+    QuoteOrder: _aio.UnaryUnaryMultiCallable[_order_service_pb2.QuoteOrderRequest, _order_service_pb2.QuoteOrderResponse]  # type: ignore[assignment]
+    """What an order would get now: each venue's quote and the route the
+    engine would take. Nothing is stored; the price may move before a
+    submitted order is routed.
     """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -123,6 +133,17 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_order_pb2.OrderEvent], _abc.AsyncIterator[_order_pb2.OrderEvent]]:
         """Every event of the order so far, then live ones; the stream ends after
         the terminal event.
+        """
+
+    @_abc_1.abstractmethod
+    def QuoteOrder(
+        self,
+        request: _order_service_pb2.QuoteOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_service_pb2.QuoteOrderResponse, _abc.Awaitable[_order_service_pb2.QuoteOrderResponse]]:
+        """What an order would get now: each venue's quote and the route the
+        engine would take. Nothing is stored; the price may move before a
+        submitted order is routed.
         """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
