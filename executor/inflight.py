@@ -42,6 +42,11 @@ def track(redis: Redis, entry: Inflight, due_in: float = 0.0) -> None:
     redis.zadd(INFLIGHT, {entry.member: time.time() + due_in})
 
 
+def track_if_missing(redis: Redis, entry: Inflight) -> int:
+    """Tracks the swap unless it is tracked already; 1 if it was missing."""
+    return int(redis.zadd(INFLIGHT, {entry.member: time.time()}, nx=True) or 0)
+
+
 def claim_due(redis: Redis, lease_seconds: float, limit: int) -> list[Inflight]:
     now = time.time()
     claim = redis.register_script(_CLAIM)

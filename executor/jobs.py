@@ -15,9 +15,10 @@ from google.protobuf import json_format
 
 from executor.context import RPC_TIMEOUT_SECONDS, Context, context
 from executor.inflight import Inflight, track
+from executor.leases import order_lease
 from executor.progress import advance, attempt_failed
 from orderengine.amounts import format_amount
-from orderengine.order_queue import enqueue_order
+from orderengine.order_queue import enqueue_order, taken
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change
@@ -36,6 +37,14 @@ TRANSIENT = frozenset({
 def drive_order(order_id: str) -> str:
     """Moves the order as far as it goes without the chain; returns its status."""
     ctx = context()
+    taken(ctx.redis, order_id)
+    with order_lease(ctx.redis, order_id, ctx.settings.order_lease_seconds) as mine:
+        if not mine:
+            return "driven by another worker"
+        return _drive_leased(ctx, order_id)
+
+
+def _drive_leased(ctx: Context, order_id: str) -> str:
     row = ctx.store.get(order_id)
     if row is None:
         return "unknown"

@@ -31,7 +31,7 @@ SERVICE_NAME = execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionServi
 
 
 async def create_execution_server(address: str, settings: Settings) -> Server:
-    redis = Redis.from_url(settings.redis_url)
+    redis = Redis.from_url(settings.chain_redis_url)
     chain = Chain(redis, settings.slot_seconds, settings.confirm_seconds)
     server = await create_server(address, [
         Service(SERVICE_NAME, execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,

@@ -3,21 +3,19 @@ batches (as getSignatureStatuses does), and moves each order to CONFIRMED,
 or retries or fails it, as the chain answers. No worker ever waits for a
 slot: throughput does not fall as the chain's latency rises.
 
-Beside it runs the reconciler: any order left in a non-terminal status past
-a deadline (a crashed worker, a lost queue) is driven again."""
+The tracker process also runs the reconciler (executor.reconciler)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from datetime import timedelta
 
 from executor.context import RPC_TIMEOUT_SECONDS, Context, context
-from executor.inflight import Inflight, claim_due, forget, reschedule, track
+from executor.inflight import Inflight, claim_due, forget, reschedule
 from executor.progress import advance, attempt_failed
+from executor.reconciler import reconcile_once
 from orderengine.amounts import parse_amount
-from orderengine.order_queue import enqueue_order
 from orderengine.statuses import Status
 from orderengine.store.orders import Change
 from orderengine.tokens import token
@@ -70,19 +68,6 @@ def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.Signatu
         amount_out = parse_amount(status.amount_out, token(row.output_token).decimals)
         advance(ctx, row.order_id, Status.CONFIRMED,
                 Change(signature=entry.signature, amount_out=amount_out), attempt=entry.attempt)
-
-
-def reconcile_once(ctx: Context) -> int:
-    """Drives again every order stuck past the deadline; returns how many."""
-    stale = ctx.store.stale(timedelta(seconds=ctx.settings.reconcile_after_seconds))
-    for row in stale:
-        if row.status == Status.SUBMITTED and row.signature:
-            track(ctx.redis, Inflight(row.order_id, row.attempt, row.signature))
-        else:
-            enqueue_order(ctx.queue, row.order_id)
-    if stale:
-        log.info("reconciler: drove %d stuck orders again", len(stale))
-    return len(stale)
 
 
 def run(stopping: threading.Event) -> None:

@@ -36,7 +36,8 @@ async def create_order_server(address: str, settings: Settings) -> Server:
     hub.start()
     quote_channel = grpc.aio.insecure_channel(settings.quote_service_address)
     servicer = OrderServicer(OrderStore(engine), redis, order_queue(redis, settings.queue_name),
-                             hub, quote_service_pb2_grpc.QuoteServiceStub(quote_channel))
+                             hub, quote_service_pb2_grpc.QuoteServiceStub(quote_channel),
+                             settings.max_queue_depth)
     server = await create_server(address, [
         Service(SERVICE_NAME, order_service_pb2_grpc.add_OrderServiceServicer_to_server,
                 servicer),

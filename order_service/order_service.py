@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from order_service.watch_hub import Inbox, Signal, WatchHub
 from orderengine.errors import FieldError, abort, abort_invalid, status
 from orderengine.events import publish
-from orderengine.order_queue import enqueue_order
+from orderengine.order_queue import enqueue_order, queue_depth
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, NewOrder, OrderStore, PageTokenError
@@ -50,8 +50,18 @@ RESYNC_SECONDS = 15.0
 QUOTE_TIMEOUT_SECONDS = 5.0
 
 
-class Unavailable(Exception):
-    pass
+# A client told the queue is full waits about this long before trying again.
+QUEUE_FULL_RETRY_SECONDS = 1.0
+
+
+class QueueUnavailable(Exception):
+    """Redis does not answer: nothing was stored."""
+
+
+class QueueFull(Exception):
+    def __init__(self, depth: int) -> None:
+        super().__init__(depth)
+        self.depth = depth
 
 
 def _order_id(value: str) -> str:
@@ -63,7 +73,9 @@ def _order_id(value: str) -> str:
 
 class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
     def __init__(self, store: OrderStore, redis: Redis, queue: Queue, hub: WatchHub,
-                 quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub) -> None:
+                 quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub,
+                 max_queue_depth: int) -> None:
+        self.max_queue_depth = max_queue_depth
         self.store = store
         self.redis = redis
         self.queue = queue
@@ -99,7 +111,17 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             amount_in=swap.amount_in, slippage_bps=swap.slippage_bps,
             client_order_id=request.client_order_id or None,
         )
-        row, created = await self._blocking(context, self._submit, new)
+        try:
+            row, created = await self._blocking(context, self._submit, new)
+        except QueueFull as full:
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"the order queue is full ({full.depth} orders waiting); nothing was "
+                        f"stored, try again in {QUEUE_FULL_RETRY_SECONDS:g}s", "QUEUE_FULL",
+                        retry_after=QUEUE_FULL_RETRY_SECONDS)
+        except QueueUnavailable:
+            await abort(context, grpc.StatusCode.UNAVAILABLE,
+                        "the order queue is unavailable; nothing was stored, try again",
+                        "QUEUE_UNAVAILABLE")
         if not created and not new.same_as(row):
             # AIP-155: a request id names one request; reusing it for another
             # order is a client bug, not a resubmission.
@@ -114,6 +136,14 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         )
 
     def _submit(self, new: NewOrder) -> tuple[OrderRow, bool]:
+        # Refuse before storing anything: an order we cannot queue now would
+        # only wait for the reconciler, and a full queue must push back.
+        try:
+            depth = queue_depth(self.queue)
+        except RedisError as exc:
+            raise QueueUnavailable from exc
+        if depth >= self.max_queue_depth:
+            raise QueueFull(depth)
         row, event = self.store.submit(new)
         if event is None:
             return row, False
@@ -123,7 +153,8 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 publish(pipe, [event])
                 pipe.execute()
         except RedisError as exc:
-            # Stored is accepted: the reconciler queues what Redis did not take.
+            # Stored is accepted: the reconciler queues what Redis did not
+            # take (Redis failed between the depth check and here).
             log.warning("order %s stored but not queued (%s); the reconciler will", row.order_id,
                         exc)
         return row, True

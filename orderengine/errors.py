@@ -30,10 +30,14 @@ def _pack(message: object) -> any_pb2.Any:
 
 def status(
     code: grpc.StatusCode, message: str, reason: str, *, field: FieldError | None = None,
-    metadata: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None, retry_after: float | None = None,
 ) -> grpc.Status:
     details = [_pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN,
                                                  metadata=metadata or {}))]
+    if retry_after is not None:
+        delay = error_details_pb2.RetryInfo()
+        delay.retry_delay.FromMilliseconds(int(retry_after * 1000))
+        details.append(_pack(delay))
     if field is not None:
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=field.field,
@@ -53,8 +57,8 @@ async def abort_invalid(context: grpc.aio.ServicerContext, error: FieldError) ->
 
 async def abort(
     context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, reason: str,
-    metadata: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None, retry_after: float | None = None,
 ) -> NoReturn:
     await context.abort_with_status(  # type: ignore[attr-defined]
-        status(code, message, reason, metadata=metadata))
+        status(code, message, reason, metadata=metadata, retry_after=retry_after))
     raise AssertionError("abort_with_status returns only by raising")

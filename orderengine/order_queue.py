@@ -1,9 +1,14 @@
 """The order queue: RQ on Redis, a buffer between "accepted" and "executed".
 The database stays the truth: a job only says "drive this order", and
-driving an order that has moved on does nothing."""
+driving an order that has moved on does nothing.
+
+Beside each job the queue keeps a marker, order id -> when queued, so the
+reconciler can tell an order whose job waits in a long queue from one whose
+job was lost (a flushed Redis loses both, and the order is queued again)."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from redis import Redis
@@ -13,6 +18,7 @@ from rq import Queue
 # Named, not imported: services meet over Redis, never by importing another
 # service's code.
 DRIVE_ORDER = "executor.jobs.drive_order"
+QUEUED = "orderengine:queued"
 
 # A job that has not finished in this long is killed and its order
 # reconciled; the job itself does two gRPC calls and a few writes.
@@ -35,8 +41,29 @@ def enqueue_order(
         "failure_ttl": 24 * 3600,
         "description": f"drive order {order_id}",
     }
+    pipe = pipeline if pipeline is not None else queue.connection.pipeline()
     if delay_seconds > 0:
         queue.enqueue_in(timedelta(seconds=delay_seconds), DRIVE_ORDER, order_id,
-                         pipeline=pipeline, **options)
+                         pipeline=pipe, **options)
     else:
-        queue.enqueue(DRIVE_ORDER, order_id, pipeline=pipeline, **options)
+        queue.enqueue(DRIVE_ORDER, order_id, pipeline=pipe, **options)
+    pipe.hset(QUEUED, order_id, repr(time.time() + delay_seconds))
+    if pipeline is None:
+        pipe.execute()
+
+
+def queue_depth(queue: Queue) -> int:
+    return int(queue.connection.llen(queue.key))
+
+
+def taken(redis: Redis, order_id: str) -> None:
+    """A worker has the order's job: it no longer waits in the queue."""
+    redis.hdel(QUEUED, order_id)
+
+
+def queued_since(redis: Redis, order_ids: list[str]) -> dict[str, float]:
+    """When each order was queued, for those whose job is still waiting."""
+    if not order_ids:
+        return {}
+    values = redis.hmget(QUEUED, order_ids)
+    return {i: float(v) for i, v in zip(order_ids, values, strict=True) if v is not None}

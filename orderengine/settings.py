@@ -34,6 +34,12 @@ class Settings:
         default_factory=lambda: _env("DATABASE_URL", "sqlite:///var/orderengine.db")
     )
     redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    # The simulated chain's own store (its transactions and the pools): the
+    # chain is not ours, so losing our Redis must not make it forget what
+    # landed. Defaults to REDIS_URL.
+    chain_redis_url: str = field(
+        default_factory=lambda: _env("CHAIN_REDIS_URL", _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    )
 
     # Where clients find each service; a server binds to *_BIND, or to its
     # address when that is unset.
@@ -48,6 +54,14 @@ class Settings:
     )
 
     queue_name: str = field(default_factory=lambda: _env("QUEUE_NAME", "orders"))
+    # Back-pressure: past this many queued orders SubmitOrder answers
+    # RESOURCE_EXHAUSTED instead of letting the backlog grow without end.
+    max_queue_depth: int = field(default_factory=lambda: _int("MAX_QUEUE_DEPTH", 10_000))
+    # A worker driving an order holds its lease this long; a worker that
+    # dies leaves the order to the reconciler once the lease runs out.
+    order_lease_seconds: float = field(
+        default_factory=lambda: _float("ORDER_LEASE_SECONDS", 15.0)
+    )
 
     # The simulated chain: a swap lands (processed) one slot after it is
     # taken and is confirmed confirm_seconds later.
@@ -65,9 +79,14 @@ class Settings:
     tracker_poll_seconds: float = field(
         default_factory=lambda: _float("TRACKER_POLL_SECONDS", 0.05)
     )
-    # Orders in a non-terminal status untouched this long are driven again.
+    # Orders in a non-terminal status untouched this long are driven again,
+    # unless a worker holds their lease or their job is still queued...
     reconcile_after_seconds: float = field(
-        default_factory=lambda: _float("RECONCILE_AFTER_SECONDS", 30.0)
+        default_factory=lambda: _float("RECONCILE_AFTER_SECONDS", 10.0)
+    )
+    # ...for less than this long: past it the job is taken to be lost.
+    queue_patience_seconds: float = field(
+        default_factory=lambda: _float("QUEUE_PATIENCE_SECONDS", 120.0)
     )
 
     # How long a gRPC server waits for in-flight calls on SIGTERM.

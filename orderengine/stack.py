@@ -64,6 +64,8 @@ class Stack:
         if not env.get("REDIS_URL"):
             self.redis = EmbeddedRedis(self.data_dir / "redis.db")
             env["REDIS_URL"] = self.redis.url
+            # The chain keeps its own database on the same server.
+            env.setdefault("CHAIN_REDIS_URL", f"{self.redis.url}?db=1")
         env.setdefault("DATABASE_URL", f"sqlite:///{self.data_dir / 'orderengine.db'}")
         settings = Settings()
         migrate.upgrade(settings.database_url)

@@ -21,7 +21,8 @@ SERVICE_NAME = quote_service_pb2.DESCRIPTOR.services_by_name["QuoteService"].ful
 
 
 async def create_quote_server(address: str, settings: Settings) -> Server:
-    redis = Redis.from_url(settings.redis_url)
+    # Pool state is chain state: it lives in the chain's store.
+    redis = Redis.from_url(settings.chain_redis_url)
     server = await create_server(address, [
         Service(SERVICE_NAME, quote_service_pb2_grpc.add_QuoteServiceServicer_to_server,
                 QuoteServicer(redis)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
@@ -14,7 +15,7 @@ from redis import Redis
 from orderengine.events import publish
 from orderengine.statuses import Status
 from orderengine.store.orders import Change, OrderStore
-from orderengine.v1 import order_pb2, order_service_pb2
+from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.conftest import Processes, Services
 from tests.helpers import details, eventually, field_violations, statuses, watch_all
 
@@ -298,3 +299,50 @@ def test_quote_order_refuses_what_cannot_be_quoted(
         assert field_violations(error) == [field]
     else:
         assert "no pool" in details(error)
+
+
+def test_a_full_queue_pushes_back_and_stores_nothing(env: dict[str, str], store: OrderStore,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     request: pytest.FixtureRequest) -> None:
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    monkeypatch.setenv("MAX_QUEUE_DEPTH", "2")
+    services: Services = request.getfixturevalue("services")
+    first, second = submit(services), submit(services)
+    error = rejected(lambda: submit(services))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "queue is full" in details(error) and "nothing was stored" in details(error)
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    retry = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+    assert len(retry) == 1
+    rows, _ = store.list_page("local", 10)
+    assert {r.order_id for r in rows} == {first.order_id, second.order_id}
+
+
+def test_with_redis_down_submit_is_unavailable_and_stores_nothing(
+    env: dict[str, str], store: OrderStore, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from order_service.main import create_order_server
+    from orderengine.embedded_redis import EmbeddedRedis
+    from orderengine.settings import Settings
+    from tests.conftest import LoopThread
+
+    doomed = EmbeddedRedis(tmp_path / "doomed.db", persist=False)
+    monkeypatch.setenv("REDIS_URL", doomed.url)
+    loop = LoopThread()
+    server = loop.run(create_order_server("127.0.0.1:0", Settings()))
+    try:
+        doomed.stop()
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = order_service_pb2_grpc.OrderServiceStub(channel)
+            error = rejected(lambda: stub.SubmitOrder(
+                Submit(input_token="SOL", output_token="USDC", amount="1"), timeout=10))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "nothing was stored" in details(error)
+        assert store.list_page("local", 10) == ([], "")
+    finally:
+        loop.run(server.stop(0.5))
+        loop.close()

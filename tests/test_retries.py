@@ -17,8 +17,8 @@ from sqlalchemy import update
 from executor.context import Context, context
 from executor.inflight import Inflight, claim_due
 from executor.progress import attempt_failed
+from executor.reconciler import Reconciled, reconcile_once
 from executor.retries import RETRYABLE, RetryPolicy
-from executor.tracker import reconcile_once
 from orderengine.market.pools import all_pools
 from orderengine.order_queue import order_queue
 from orderengine.settings import Settings
@@ -201,7 +201,7 @@ def test_the_reconciler_drives_again_only_what_is_stuck(ctx: Context, store: Ord
     in_flight = to_submitted(store, new_order(store), attempt=1)
     age(store, in_flight.order_id)
 
-    assert reconcile_once(ctx) == 2
+    assert reconcile_once(ctx) == Reconciled(queued=1, tracked=1)
 
     # A stuck order is queued again; a stuck swap goes back to the tracker.
     assert drives(queued_jobs(ctx)) == [("executor.jobs.drive_order", (stuck,))]
@@ -209,6 +209,32 @@ def test_the_reconciler_drives_again_only_what_is_stuck(ctx: Context, store: Ord
     assert claim_due(ctx.redis, 10, 100) == [Inflight(in_flight.order_id, 1, in_flight.signature)]
     rows = [store.get(i) for i in (stuck, fresh, cancelled)]
     assert [r.status if r else None for r in rows] == ["PENDING", "PENDING", "CANCELLED"]
+    # Its job now waits in the queue, and the swap is tracked: nothing twice.
+    assert reconcile_once(ctx) == Reconciled(queued=0, tracked=0)
+
+
+def test_the_reconciler_leaves_alone_what_a_worker_is_driving(ctx: Context,
+                                                              store: OrderStore) -> None:
+    from executor.leases import order_lease
+
+    stuck = new_order(store)
+    age(store, stuck)
+    with order_lease(ctx.redis, stuck, 10) as mine:
+        assert mine
+        assert reconcile_once(ctx) == Reconciled(queued=0, tracked=0)
+        with order_lease(ctx.redis, stuck, 10) as second:
+            assert not second  # one driver at a time
+    assert reconcile_once(ctx) == Reconciled(queued=1, tracked=0)
+
+
+def test_the_reconciler_queues_again_a_job_lost_with_redis(ctx: Context,
+                                                           store: OrderStore) -> None:
+    stuck = new_order(store)
+    age(store, stuck)
+    assert reconcile_once(ctx).queued == 1
+    ctx.redis.flushdb()  # the queue and its markers are gone
+    assert reconcile_once(ctx).queued == 1
+    assert drives(queued_jobs(ctx)) == [("executor.jobs.drive_order", (stuck,))]
 
 
 @pytest.fixture

@@ -1,0 +1,44 @@
+"""Order leases: one worker drives an order at a time. A lease is a Redis key
+with an expiry; a worker that dies mid-job lets its lease run out, and the
+reconciler then hands the order to another."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from redis import Redis
+
+# Delete the lease only if it is still ours: it may have expired and been
+# taken by another worker since.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def lease_key(order_id: str) -> str:
+    return f"orderengine:lease:{order_id}"
+
+
+@contextmanager
+def order_lease(redis: Redis, order_id: str, seconds: float) -> Iterator[bool]:
+    """Yields whether this worker got the lease; releases it after."""
+    token = uuid.uuid4().hex
+    got = bool(redis.set(lease_key(order_id), token, nx=True, px=int(seconds * 1000)))
+    try:
+        yield got
+    finally:
+        if got:
+            redis.register_script(_RELEASE)(keys=[lease_key(order_id)], args=[token])
+
+
+def leased(redis: Redis, order_ids: list[str]) -> set[str]:
+    """Which of the orders a worker is driving now."""
+    if not order_ids:
+        return set()
+    values = redis.mget([lease_key(i) for i in order_ids])
+    return {i for i, v in zip(order_ids, values, strict=True) if v is not None}

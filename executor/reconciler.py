@@ -1,0 +1,53 @@
+"""The reconciler: the database is the truth, so any order it shows in a
+non-terminal status that nobody is moving is driven again. That covers a
+worker killed mid-job (its lease runs out), a job or a whole queue lost with
+Redis, and a swap handed to the tracker that Redis forgot. Driving an order
+twice is harmless: every step is a compare-and-set, and the chain lands an
+attempt key once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from rq.registry import clean_registries
+
+from executor.context import Context
+from executor.inflight import Inflight, track_if_missing
+from executor.leases import leased
+from orderengine.order_queue import enqueue_order, queued_since
+from orderengine.statuses import Status
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    queued: int
+    tracked: int
+
+
+def reconcile_once(ctx: Context) -> Reconciled:
+    stale = ctx.store.stale(timedelta(seconds=ctx.settings.reconcile_after_seconds))
+    ids = [row.order_id for row in stale]
+    busy = leased(ctx.redis, ids)
+    waiting = queued_since(ctx.redis, ids)
+    patience = time.time() - ctx.settings.queue_patience_seconds
+    queued = tracked = 0
+    for row in stale:
+        if row.order_id in busy:
+            continue
+        if row.status == Status.SUBMITTED and row.signature:
+            tracked += track_if_missing(ctx.redis, Inflight(row.order_id, row.attempt,
+                                                            row.signature))
+        elif waiting.get(row.order_id, 0.0) < patience:
+            enqueue_order(ctx.queue, row.order_id)
+            queued += 1
+    if queued or tracked:
+        log.info("reconciler: queued %d orders again, tracked %d swaps again", queued, tracked)
+    # RQ's own bookkeeping of jobs whose worker died, without waiting for
+    # its ten-minute maintenance.
+    clean_registries(ctx.queue)
+    return Reconciled(queued, tracked)
