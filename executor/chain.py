@@ -116,10 +116,10 @@ class Chain:
                     result: dict[Any, Any] = {"landed_at": repr(now), "slot": str(current_slot(now))}
                     try:
                         fill = apply_route(plan.legs, plan.input_token, plan.output_token,
-                                           plan.amount_in, reserves)
+                                           plan.amount_in, reserves, now=int(now))
                     except RouteError as exc:
                         fill = None
-                        result.update(state="failed", error_code="ROUTE_INVALID", error=str(exc))
+                        result.update(state="failed", error_code=exc.code, error=str(exc))
                     pipe.multi()
                     decimals = token(plan.output_token).decimals
                     if fill is not None and fill.amount_out < plan.min_amount_out:

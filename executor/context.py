@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-import grpc
 from redis import Redis
 from rq import Queue
 
 from executor.retries import RetryPolicy
+from orderengine.channels import internal_channel
 from orderengine.order_queue import order_queue
 from orderengine.settings import Settings
 from orderengine.store.database import create_database_engine
@@ -43,8 +43,8 @@ def context() -> Context:
         redis=redis,
         queue=order_queue(redis, settings.queue_name),
         quotes=quote_service_pb2_grpc.QuoteServiceStub(
-            grpc.insecure_channel(settings.quote_service_address)),
+            internal_channel(settings.quote_service_address)),
         chain=execution_service_pb2_grpc.ExecutionServiceStub(
-            grpc.insecure_channel(settings.execution_service_address)),
+            internal_channel(settings.execution_service_address)),
         retry=RetryPolicy.from_settings(settings),
     )

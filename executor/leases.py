@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 # Delete the lease only if it is still ours: it may have expired and been
 # taken by another worker since.
@@ -33,7 +34,9 @@ def order_lease(redis: Redis, order_id: str, seconds: float) -> Iterator[bool]:
         yield got
     finally:
         if got:
-            redis.register_script(_RELEASE)(keys=[lease_key(order_id)], args=[token])
+            # Best effort: a lease we cannot delete runs out by itself.
+            with suppress(RedisError):
+                redis.register_script(_RELEASE)(keys=[lease_key(order_id)], args=[token])
 
 
 def leased(redis: Redis, order_ids: list[str]) -> set[str]:

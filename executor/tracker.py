@@ -11,6 +11,8 @@ import logging
 import threading
 import time
 
+import grpc
+
 from executor.context import RPC_TIMEOUT_SECONDS, Context, context
 from executor.inflight import Inflight, claim_due, forget, reschedule
 from executor.progress import advance, attempt_failed
@@ -28,6 +30,7 @@ BATCH = 256  # getSignatureStatuses takes at most 256
 # A claimed entry comes back to the others if its tracker dies.
 LEASE_SECONDS = 10.0
 RECONCILE_EVERY_SECONDS = 5.0
+UNREACHABLE_RETRY_SECONDS = 0.2
 
 
 def check_once(ctx: Context) -> int:
@@ -35,11 +38,16 @@ def check_once(ctx: Context) -> int:
     entries = claim_due(ctx.redis, LEASE_SECONDS, BATCH)
     if not entries:
         return 0
-    response = ctx.chain.GetSignatureStatuses(
-        execution_service_pb2.GetSignatureStatusesRequest(
-            signatures=[e.signature for e in entries]),
-        timeout=RPC_TIMEOUT_SECONDS,
-    )
+    try:
+        response = ctx.chain.GetSignatureStatuses(
+            execution_service_pb2.GetSignatureStatusesRequest(
+                signatures=[e.signature for e in entries]),
+            timeout=RPC_TIMEOUT_SECONDS,
+        )
+    except grpc.RpcError:
+        # Give the claims back at once rather than at the end of the lease.
+        reschedule(ctx.redis, entries, UNREACHABLE_RETRY_SECONDS)
+        raise
     waiting: list[Inflight] = []
     done: list[Inflight] = []
     for entry, status in zip(entries, response.statuses, strict=True):
@@ -82,5 +90,5 @@ def run(stopping: threading.Event) -> None:
                 continue  # more may be due right now
         except Exception:  # keep tracking: the chain or Redis may be back next round
             log.exception("tracker round failed")
-            stopping.wait(1.0)
+            stopping.wait(UNREACHABLE_RETRY_SECONDS)
         stopping.wait(ctx.settings.tracker_poll_seconds)

@@ -4,14 +4,42 @@ SIGTERM is a warm stop: the current job finishes first."""
 
 from __future__ import annotations
 
+import logging
+import time
+
+from redis.exceptions import RedisError
 from rq import SimpleWorker
 
 from executor.context import context
 
+log = logging.getLogger(__name__)
+
+# After losing Redis, try again this often.
+RESTART_SECONDS = 1.0
+
+
+def _asked_to_stop(worker: SimpleWorker) -> bool:
+    # RQ records a warm-stop request only as these two (a busy worker sets
+    # the first, an idle one only the date).
+    return worker._stop_requested or worker._shutdown_requested_date is not None
+
 
 def run(burst: bool = False) -> None:
     ctx = context()
-    worker = SimpleWorker([ctx.queue], connection=ctx.redis)
-    # The scheduler enqueues retries whose back-off has passed; one worker
-    # at a time holds its lock.
-    worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+    while True:
+        worker: SimpleWorker | None = None
+        try:
+            worker = SimpleWorker([ctx.queue], connection=ctx.redis)
+            # The scheduler enqueues retries whose back-off has passed; one
+            # worker at a time holds its lock.
+            worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        except RedisError as exc:  # Redis down at start, or in RQ's own teardown
+            log.warning("worker stopped on %s", exc)
+        if burst or (worker is not None and _asked_to_stop(worker)):
+            return
+        # RQ gives up when Redis goes away in the middle of a job; the order
+        # itself is safe (the reconciler drives it again), so start over.
+        log.warning("worker lost Redis; starting again in %.0fs", RESTART_SECONDS)
+        time.sleep(RESTART_SECONDS)
+        if worker is not None and _asked_to_stop(worker):  # a SIGTERM while we waited
+            return

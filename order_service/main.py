@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-import grpc
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from order_service.order_service import OrderServicer
 from order_service.watch_hub import WatchHub
+from orderengine.channels import internal_aio_channel
 from orderengine.order_queue import order_queue
 from orderengine.serving import (
     Server,
@@ -34,7 +34,7 @@ async def create_order_server(address: str, settings: Settings) -> Server:
     redis = Redis.from_url(settings.redis_url)
     hub = WatchHub(AsyncRedis.from_url(settings.redis_url))
     hub.start()
-    quote_channel = grpc.aio.insecure_channel(settings.quote_service_address)
+    quote_channel = internal_aio_channel(settings.quote_service_address)
     servicer = OrderServicer(OrderStore(engine), redis, order_queue(redis, settings.queue_name),
                              hub, quote_service_pb2_grpc.QuoteServiceStub(quote_channel),
                              settings.max_queue_depth)
