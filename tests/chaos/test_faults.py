@@ -185,13 +185,47 @@ def _failure_reasons(store: OrderStore, order_ids: list[str]) -> list[tuple[str]
                                                   OrderRow.status == Status.FAILED)).all()]
 
 
+def resilient_watch(address: str, order_id: str, seen: list[order_pb2.OrderEvent]) -> None:
+    """Watches to the end, resuming with after_sequence whenever the stream
+    breaks, as a client should."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        after = seen[-1].sequence if seen else 0
+        try:
+            with grpc.insecure_channel(address) as channel:
+                stub = order_service_pb2_grpc.OrderServiceStub(channel)
+                for event in stub.WatchOrder(order_service_pb2.WatchOrderRequest(
+                        order_id=order_id, after_sequence=after), timeout=60):
+                    seen.append(event)
+                    if Status.from_proto(event.status) in TERMINAL:
+                        return
+        except grpc.RpcError:
+            time.sleep(0.2)
+
+
 def strike(cluster: Cluster, store: OrderStore, fault: str,
            action: Callable[[], None]) -> Row:
+    """Submits orders, watches ten of them, strikes once they are under way,
+    and accounts for every one."""
     load = Load(cluster.order_address, f"{fault}-{time.time_ns()}", ORDERS_PER_FAULT).start()
+    load.wait_for(0.3)
+    seen: dict[str, list[order_pb2.OrderEvent]] = {oid: [] for oid in load.acknowledged[:10]}
+    watchers = [threading.Thread(target=resilient_watch,
+                                 args=(cluster.order_address, oid, events))
+                for oid, events in seen.items()]
+    for w in watchers:
+        w.start()
     load.wait_for(0.4)
     struck_at = time.monotonic()
     action()
-    return account(cluster, store, fault, load.finish(), struck_at)
+    row = account(cluster, store, fault, load.finish(), struck_at)
+    for w in watchers:
+        w.join(60)
+    for oid, events in seen.items():
+        # The whole history, exactly once, in order, whatever broke.
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1)), oid
+        assert events and Status.from_proto(events[-1].status) in TERMINAL, oid
+    return row
 
 
 def test_sigkill_a_worker_mid_job(cluster: Cluster, store: OrderStore) -> None:
@@ -213,44 +247,8 @@ def test_restart_quote_service(cluster: Cluster, store: OrderStore) -> None:
     strike(cluster, store, "restart QuoteService", lambda: cluster.restart("quote"))
 
 
-def resilient_watch(address: str, order_id: str, seen: list[order_pb2.OrderEvent]) -> None:
-    """Watches to the end, resuming with after_sequence whenever the stream
-    breaks, as a client should."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        after = seen[-1].sequence if seen else 0
-        try:
-            with grpc.insecure_channel(address) as channel:
-                stub = order_service_pb2_grpc.OrderServiceStub(channel)
-                for event in stub.WatchOrder(order_service_pb2.WatchOrderRequest(
-                        order_id=order_id, after_sequence=after), timeout=60):
-                    seen.append(event)
-                    if Status.from_proto(event.status) in TERMINAL:
-                        return
-        except grpc.RpcError:
-            time.sleep(0.2)
-
-
 def test_restart_order_service_with_streams_open(cluster: Cluster, store: OrderStore) -> None:
-    load = Load(cluster.order_address, f"watch-{time.time_ns()}", ORDERS_PER_FAULT).start()
-    load.wait_for(0.3)
-    watched = list(load.acknowledged[:10])
-    seen: dict[str, list[order_pb2.OrderEvent]] = {oid: [] for oid in watched}
-    watchers = [threading.Thread(target=resilient_watch,
-                                 args=(cluster.order_address, oid, seen[oid]))
-                for oid in watched]
-    for w in watchers:
-        w.start()
-    time.sleep(0.2)
-    struck_at = time.monotonic()
-    cluster.restart("order")
-    account(cluster, store, "restart OrderService", load.finish(), struck_at)
-    for w in watchers:
-        w.join(60)
-    for oid, events in seen.items():
-        # The whole history, exactly once, in order, across the restart.
-        assert [e.sequence for e in events] == list(range(1, len(events) + 1)), oid
-        assert Status.from_proto(events[-1].status) in TERMINAL, oid
+    strike(cluster, store, "restart OrderService", lambda: cluster.restart("order"))
 
 
 def test_flush_redis(cluster: Cluster, store: OrderStore) -> None:
