@@ -21,6 +21,7 @@ import base58
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from executor.faults import NO_FAULTS, REASONS, TRANSACTION_DROPPED, Faults
 from orderengine.amounts import format_amount
 from orderengine.market.routes import RouteError, apply_route, plan_from_proto
 from orderengine.market.state import pool_key, read_reserves, write_reserves
@@ -45,8 +46,11 @@ FINALIZE_SLOTS = 31
 _SUBMIT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   redis.call('HSET', KEYS[2], 'attempt_key', ARGV[2], 'route', ARGV[3],
-             'submitted_at', ARGV[4], 'land_at', ARGV[5], 'state', 'pending')
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+             'submitted_at', ARGV[4], 'land_at', ARGV[5], 'state', 'pending',
+             'fate', ARGV[6])
+  if ARGV[6] ~= 'TRANSACTION_DROPPED' then
+    redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+  end
   return 1
 end
 return 0
@@ -76,23 +80,32 @@ class Submitted:
     duplicate: bool
 
 
+class RpcTimeout(Exception):
+    """The node took the transaction, but its answer never came back."""
+
+
 class Chain:
-    def __init__(self, redis: Redis, slot_seconds: float, confirm_seconds: float) -> None:
+    def __init__(self, redis: Redis, slot_seconds: float, confirm_seconds: float,
+                 faults: Faults = NO_FAULTS) -> None:
         self.redis = redis
         self.slot_seconds = slot_seconds
         self.confirm_seconds = confirm_seconds
+        self.faults = faults
         self._submit = redis.register_script(_SUBMIT)
 
     async def submit(self, attempt_key: str, route: market_pb2.Route) -> Submitted:
-        """Raises RouteError when the route cannot be executed at all."""
+        """Raises RouteError when the route cannot be executed at all, and
+        RpcTimeout (after taking it) when a timeout is injected."""
         plan_from_proto(route)
         signature = signature_for(attempt_key)
         now = time.time()
         taken = await self._submit(
             keys=[attempt_key_name(attempt_key), tx_key(signature), LANDING],
             args=[signature, attempt_key, route.SerializeToString(), repr(now),
-                  repr(now + self.slot_seconds)],
+                  repr(now + self.slot_seconds), self.faults.fate()],
         )
+        if taken and self.faults.rpc_times_out():
+            raise RpcTimeout(signature)
         return Submitted(signature, duplicate=not taken)
 
     async def land(self, signature: str) -> None:
@@ -103,9 +116,19 @@ class Chain:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     await pipe.watch(key)
-                    state, attempt_key, raw_route = await pipe.hmget(
-                        key, "state", "attempt_key", "route")
+                    state, attempt_key, raw_route, fate = await pipe.hmget(
+                        key, "state", "attempt_key", "route", "fate")
                     if state != b"pending":
+                        return
+                    if fate:  # an injected failure: the pools never see it
+                        code = _text(fate) or ""
+                        pipe.multi()
+                        pipe.hset(key, mapping={
+                            "state": "failed", "error_code": code,
+                            "error": REASONS.get(code, code.lower()),
+                            "landed_at": repr(time.time()), "slot": current_slot(time.time())})
+                        pipe.zrem(LANDING, signature)
+                        await pipe.execute()
                         return
                     route = market_pb2.Route.FromString(cast(bytes, raw_route))
                     plan = plan_from_proto(route)
@@ -154,7 +177,8 @@ class Chain:
 
     async def statuses(self, signatures: list[str]) -> list[execution_service_pb2.SignatureStatus]:
         now = time.time()
-        fields = ("state", "land_at", "landed_at", "slot", "amount_out", "error_code", "error")
+        fields = ("state", "land_at", "landed_at", "slot", "amount_out", "error_code", "error",
+                  "fate")
         async with self.redis.pipeline(transaction=False) as pipe:
             for signature in signatures:
                 pipe.hmget(tx_key(signature), *fields)
@@ -174,7 +198,8 @@ class Chain:
         self, signature: str, values: dict[str, str | None], now: float
     ) -> execution_service_pb2.SignatureStatus:
         state = values["state"]
-        if state is None:
+        if state is None or values["fate"] == TRANSACTION_DROPPED:
+            # Dropped: no node has it, as for a signature never sent.
             return execution_service_pb2.SignatureStatus(signature=signature, found=False)
         status = execution_service_pb2.SignatureStatus(signature=signature, found=True)
         if state == "pending":

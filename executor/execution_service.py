@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import grpc
 
-from executor.chain import Chain
-from orderengine.errors import FieldError, abort_invalid
+from executor.chain import Chain, RpcTimeout
+from executor.faults import RPC_TIMEOUT
+from orderengine.errors import FieldError, abort, abort_invalid
 from orderengine.market.routes import RouteError
 from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
 
@@ -27,6 +28,12 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
             submitted = await self.chain.submit(request.attempt_key, request.route)
         except RouteError as exc:
             await abort_invalid(context, FieldError("route", str(exc)))
+        except RpcTimeout:
+            # As a node that took the transaction and went quiet: the client
+            # cannot know, and must send the same attempt again.
+            await abort(context, grpc.StatusCode.DEADLINE_EXCEEDED,
+                        "RPC timeout: the transaction may or may not have been received; "
+                        "send the same attempt_key again", RPC_TIMEOUT)
         return execution_service_pb2.SubmitSwapResponse(
             signature=submitted.signature, duplicate=submitted.duplicate
         )

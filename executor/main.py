@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from executor import tracker, worker
 from executor.chain import Chain
 from executor.execution_service import ExecutionServicer
+from executor.faults import FailureRates, Faults
 from orderengine.serving import (
     Server,
     Service,
@@ -32,7 +33,8 @@ SERVICE_NAME = execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionServi
 
 async def create_execution_server(address: str, settings: Settings) -> Server:
     redis = Redis.from_url(settings.chain_redis_url)
-    chain = Chain(redis, settings.slot_seconds, settings.confirm_seconds)
+    chain = Chain(redis, settings.slot_seconds, settings.confirm_seconds,
+                  Faults(FailureRates.from_settings(settings), settings.chain_seed))
     server = await create_server(address, [
         Service(SERVICE_NAME, execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
                 ExecutionServicer(chain)),

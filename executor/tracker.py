@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import grpc
 
 from executor.context import RPC_TIMEOUT_SECONDS, Context, context
+from executor.faults import TRANSACTION_DROPPED
 from executor.inflight import Inflight, claim_due, forget, reschedule
 from executor.progress import advance, attempt_failed
 from executor.reconciler import reconcile_once
@@ -56,26 +58,36 @@ def check_once(ctx: Context) -> int:
         ):
             waiting.append(entry)
             continue
-        _settle(ctx, entry, status)
-        done.append(entry)
+        if _settle(ctx, entry, status):
+            done.append(entry)
+        else:
+            waiting.append(entry)
     reschedule(ctx.redis, waiting, ctx.settings.tracker_poll_seconds)
     forget(ctx.redis, done)
     return len(entries)
 
 
-def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.SignatureStatus) -> None:
+def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.SignatureStatus) -> bool:
+    """Acts on a final answer; False when the swap must be asked about again."""
     row = ctx.store.get(entry.order_id)
     if row is None or row.status != Status.SUBMITTED or row.attempt != entry.attempt:
-        return  # settled already, by another tracker or an earlier round
+        return True  # settled already, by another tracker or an earlier round
     if not status.found:
-        attempt_failed(ctx, row, "TRANSACTION_DROPPED",
-                       "the chain has no record of the transaction (dropped)")
+        # Unknown to the chain: maybe not propagated yet. Only once its
+        # blockhash has expired can it never land, and a new attempt is safe.
+        sent = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+        if datetime.now(UTC) - sent < timedelta(seconds=ctx.settings.blockhash_valid_seconds):
+            return False
+        attempt_failed(ctx, row, TRANSACTION_DROPPED,
+                       "transaction dropped: the chain never saw it before its blockhash "
+                       "expired")
     elif status.error_code:
         attempt_failed(ctx, row, status.error_code, status.error)
     else:
         amount_out = parse_amount(status.amount_out, token(row.output_token).decimals)
         advance(ctx, row.order_id, Status.CONFIRMED,
                 Change(signature=entry.signature, amount_out=amount_out), attempt=entry.attempt)
+    return True
 
 
 def run(stopping: threading.Event) -> None:

@@ -67,6 +67,20 @@ class Settings:
     # taken and is confirmed confirm_seconds later.
     slot_seconds: float = field(default_factory=lambda: _float("CHAIN_SLOT_SECONDS", 0.4))
     confirm_seconds: float = field(default_factory=lambda: _float("CHAIN_CONFIRM_SECONDS", 0.6))
+    # A transaction not landed this long after it was sent never will (its
+    # blockhash expired): only then may a client call it dropped.
+    blockhash_valid_seconds: float = field(
+        default_factory=lambda: _float("CHAIN_BLOCKHASH_VALID_SECONDS", 60.0)
+    )
+    # Failures real swaps meet, injected at these rates (0 to 1).
+    blockhash_expired_rate: float = field(
+        default_factory=lambda: _float("CHAIN_BLOCKHASH_EXPIRED_RATE", 0.0))
+    dropped_rate: float = field(default_factory=lambda: _float("CHAIN_DROPPED_RATE", 0.0))
+    rpc_timeout_rate: float = field(default_factory=lambda: _float("CHAIN_RPC_TIMEOUT_RATE", 0.0))
+    insufficient_funds_rate: float = field(
+        default_factory=lambda: _float("CHAIN_INSUFFICIENT_FUNDS_RATE", 0.0))
+    # Seeds the injected failures, for runs that repeat; empty: random.
+    chain_seed: str = field(default_factory=lambda: _env("CHAIN_SEED", ""))
 
     # Retries of transient failures: base * factor**(attempt-1), capped, with
     # full jitter; FAILED after max_attempts.
