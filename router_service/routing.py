@@ -7,8 +7,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from orderengine.amounts import format_amount
-from orderengine.market.pools import Pool, pools_for
-from orderengine.market.routes import Leg, Reserves, RouteFill, apply_route, route_to_proto
+from orderengine.market.pools import Pool, PoolState, pools_for, spot_price
+from orderengine.market.routes import (
+    Leg,
+    PoolOutOfLiquidityError,
+    RouteFill,
+    apply_route,
+    route_to_proto,
+)
 from orderengine.swaps import SwapRequest
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2
@@ -22,34 +28,36 @@ class NoRouteError(LookupError):
 class Priced:
     pool: Pool
     fill: RouteFill
-    reserves: Reserves
+    reserves: PoolState
 
 
 def candidate_pools(request: SwapRequest) -> list[Pool]:
     return pools_for(request.input_token, request.output_token)
 
 
-def price_impact_pct(pool: Pool, reserves: Reserves, input_token: str, fill: RouteFill) -> str:
+def price_impact_pct(pool: Pool, reserves: PoolState, input_token: str, fill: RouteFill) -> str:
     """How far the fill's price falls short of the pool's spot price, in %."""
-    reserve_in, reserve_out = (
-        (reserves.a, reserves.b) if input_token == pool.token_a else (reserves.b, reserves.a)
-    )
+    spot = spot_price(pool, reserves, input_token)  # out per in, exact
     amount_in = fill.fills[0].amount_in
-    # spot = reserve_out / reserve_in; executed = out / in
-    executed_over_spot = Decimal(fill.amount_out * reserve_in) / Decimal(amount_in * reserve_out)
+    # executed = out / in
+    executed_over_spot = (Decimal(fill.amount_out * spot.denominator)
+                          / Decimal(amount_in * spot.numerator))
     impact = (1 - executed_over_spot) * 100
     return f"{impact.quantize(Decimal('0.0001')):f}"
 
 
 def best_route(
-    request: SwapRequest, reserves: dict[str, Reserves]
+    request: SwapRequest, reserves: dict[str, PoolState]
 ) -> tuple[list[market_pb2.VenueQuote], market_pb2.Route]:
     """Each venue's quote (best first) and the route to take."""
     priced = []
     for pool in candidate_pools(request):
         leg = Leg(pool.id, request.input_token, request.output_token)
-        fill = apply_route([leg], request.input_token, request.output_token,
-                           request.amount_in, reserves)
+        try:
+            fill = apply_route([leg], request.input_token, request.output_token,
+                               request.amount_in, reserves)
+        except PoolOutOfLiquidityError:
+            continue  # more than the pool holds: it has no quote in this size
         if fill.amount_out > 0:
             priced.append(Priced(pool, fill, reserves[pool.id]))
     if not priced:

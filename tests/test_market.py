@@ -1,15 +1,15 @@
-"""The market model: CPMM math, routes over pools, the router's choice and pool state in Redis."""
+"""The market model: routes over pools of both kinds, the router's choice,
+pools.toml and pool state in Redis."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import tomllib
 from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from fractions import Fraction
+from typing import Any, cast
 
 import pytest
 from redis import Redis as SyncRedis
@@ -18,89 +18,66 @@ from redis.exceptions import WatchError
 
 from orderengine.amounts import format_amount
 from orderengine.market import pools as pools_module
-from orderengine.market.cpmm import SwapResult, swap_exact_in
-from orderengine.market.pools import FEE_DENOMINATOR, Pool, Venue, all_pools, pools_for
+from orderengine.market.base import OutOfLiquidityError
+from orderengine.market.cpmm import FEE_DENOMINATOR, CpmmPool, Reserves
+from orderengine.market.dlmm import ONE, DlmmPool, DlmmState, price_from_id
+from orderengine.market.pools import (
+    DATA_FILE,
+    Pool,
+    PoolState,
+    Venue,
+    all_pools,
+    balances,
+    load_pools,
+    pools_for,
+    quote,
+)
 from orderengine.market.routes import (
     Leg,
-    Reserves,
+    PoolOutOfLiquidityError,
     RouteError,
     apply_route,
     min_amount_out,
     plan_from_proto,
     route_to_proto,
 )
-from orderengine.market.state import pool_key, read_reserves, seed, write_reserves
+from orderengine.market.state import (
+    decode,
+    encode,
+    land_route,
+    pool_key,
+    read_reserves,
+    seed,
+    write_reserves,
+)
 from orderengine.swaps import parse_swap
-from orderengine.tokens import TOKENS
+from orderengine.tokens import TOKENS, token
 from orderengine.v1 import market_pb2
 from router_service.routing import NoRouteError, best_route
 
 SOL = 10**9  # base units per whole token
 USDC = 10**6
 JUP = 10**6
+NOW = 1_000_000
 
 
-def initial_reserves() -> dict[str, Reserves]:
-    return {p.id: Reserves(p.initial_a, p.initial_b) for p in all_pools().values()}
+def initial_states() -> dict[str, PoolState]:
+    return {p.id: p.initial_state() for p in all_pools().values()}
 
 
-# -- CPMM ---------------------------------------------------------------------
+def quote_out(pool_id: str, input_token: str, amount_in: int) -> int:
+    """What the pool gives for the swap as pools.toml starts it (0 if it cannot)."""
+    pool = all_pools()[pool_id]
+    try:
+        return quote(pool, pool.initial_state(), input_token, amount_in, NOW).amount_out
+    except OutOfLiquidityError:
+        return 0
 
 
-@pytest.mark.parametrize(
-    ("fee_rate", "expected"),
-    [
-        # reserves 1_000_000 in / 2_000_000 out, k = 2_000_000_000_000, amount_in 10_000:
-        # fee = ceil(10_000 * 100 / 1e6) = 1; net = 9_999; 2e12 / 1_009_999 = 1_980_199.98..
-        # -> ceil 1_980_200; out = 2_000_000 - 1_980_200 = 19_800
-        (100, SwapResult(amount_out=19_800, fee=1)),
-        # fee = ceil(10_000 * 2_500 / 1e6) = 25; net = 9_975; 2e12 / 1_009_975 = 1_980_247.03..
-        # -> ceil 1_980_248; out = 2_000_000 - 1_980_248 = 19_752
-        (2_500, SwapResult(amount_out=19_752, fee=25)),
-        # fee = ceil(10_000 * 10_000 / 1e6) = 100; net = 9_900; 2e12 / 1_009_900 = 1_980_394.09..
-        # -> ceil 1_980_395; out = 2_000_000 - 1_980_395 = 19_605
-        (10_000, SwapResult(amount_out=19_605, fee=100)),
-    ],
-)
-def test_swap_exact_in_matches_hand_computed_numbers(fee_rate: int, expected: SwapResult) -> None:
-    assert swap_exact_in(1_000_000, 2_000_000, 10_000, fee_rate) == expected
-
-
-def test_swap_in_the_other_direction() -> None:
-    # reserves 2_000_000 in / 1_000_000 out, amount 10_000, fee 2_500: fee 25, net 9_975;
-    # 2e12 / 2_009_975 = 995_037.25.. -> ceil 995_038; out = 1_000_000 - 995_038 = 4_962
-    assert swap_exact_in(2_000_000, 1_000_000, 10_000, 2_500) == SwapResult(4_962, 25)
-
-
-def test_the_fee_rounds_up() -> None:
-    # 10_001 * 2_500 / 1e6 = 25.0025 -> fee 26; net is 9_975 as for 10_000, so the same output
-    assert swap_exact_in(1_000_000, 2_000_000, 10_001, 2_500) == SwapResult(19_752, 26)
-
-
-def test_a_dust_swap_pays_the_fee_and_gets_nothing() -> None:
-    # fee = ceil(1 * 2_500 / 1e6) = 1, net 0 -> out 0
-    assert swap_exact_in(1_000_000, 2_000_000, 1, 2_500) == SwapResult(0, 1)
-
-
-@pytest.mark.parametrize(("reserve_in", "reserve_out", "amount_in"),
-                         [(1_000, 1_000, 0), (1_000, 1_000, -5), (0, 1_000, 10), (1_000, 0, 10)])
-def test_nothing_to_swap_gives_nothing(reserve_in: int, reserve_out: int, amount_in: int) -> None:
-    assert swap_exact_in(reserve_in, reserve_out, amount_in, 2_500) == SwapResult(0, 0)
-
-
-def test_k_never_falls_and_output_never_drains_the_pool() -> None:
-    rng = random.Random(42)
-    for _ in range(3_000):
-        reserve_in = rng.randint(1, 10 ** rng.randint(1, 18))
-        reserve_out = rng.randint(1, 10 ** rng.randint(1, 18))
-        amount_in = rng.randint(1, 10 ** rng.randint(1, 18))
-        fee_rate = rng.choice([0, 50, 100, 2_000, 2_500, 10_000])
-        result = swap_exact_in(reserve_in, reserve_out, amount_in, fee_rate)
-        case = (reserve_in, reserve_out, amount_in, fee_rate, result)
-        assert 0 <= result.amount_out < reserve_out, case
-        assert result.fee * FEE_DENOMINATOR >= amount_in * fee_rate, case  # fee rounds up
-        assert (reserve_in + amount_in) * (reserve_out - result.amount_out) >= (
-            reserve_in * reserve_out), case
+def cpmm_of(pool_id: str) -> CpmmPool:
+    pool = all_pools()[pool_id]
+    assert isinstance(pool, CpmmPool)
+    return pool
 
 
 # -- routes -------------------------------------------------------------------
@@ -111,75 +88,78 @@ def test_k_never_falls_and_output_never_drains_the_pool() -> None:
     [
         ("raydium-sol-usdc", "SOL", "USDC", 10 * SOL),  # token_a in
         ("raydium-sol-usdc", "USDC", "SOL", 1_400 * USDC),  # token_b in
+        ("meteora-sol-usdc", "SOL", "USDC", 100 * SOL),  # across bins
+        ("meteora-sol-usdc", "USDC", "SOL", 1_400 * USDC),
         ("meteora-bonk-sol", "SOL", "BONK", 3 * SOL),
     ],
 )
 def test_a_leg_conserves_tokens_in_its_pool(pool_id: str, input_token: str, output_token: str,
                                             amount_in: int) -> None:
-    before = initial_reserves()
+    before = initial_states()
     snapshot = dict(before)
     fill = apply_route([Leg(pool_id, input_token, output_token)], input_token, output_token,
-                       amount_in, before)
+                       amount_in, before, NOW)
 
     pool = all_pools()[pool_id]
-    after = fill.reserves[pool_id]
     (leg,) = fill.fills
     assert leg.amount_in == amount_in and fill.amount_out == leg.amount_out > 0
-    delta_a, delta_b = after.a - before[pool_id].a, after.b - before[pool_id].b
+    held_a, held_b = balances(pool, before[pool_id])
+    after_a, after_b = balances(pool, fill.reserves[pool_id])
     if input_token == pool.token_a:
-        assert (delta_a, delta_b) == (amount_in, -fill.amount_out)
+        assert (after_a - held_a, after_b - held_b) == (amount_in, -fill.amount_out)
     else:
-        assert (delta_a, delta_b) == (-fill.amount_out, amount_in)
-    assert before == snapshot  # the reserves passed in are not changed
+        assert (after_a - held_a, after_b - held_b) == (-fill.amount_out, amount_in)
+    assert before == snapshot  # the states passed in are not changed
     assert set(fill.reserves) == {pool_id}  # only touched pools are reported
 
 
+def test_a_route_prices_each_leg_through_the_pools_own_math() -> None:
+    fill = apply_route([Leg("meteora-sol-usdc", "SOL", "USDC")], "SOL", "USDC", 100 * SOL,
+                       initial_states(), NOW)
+    pool = all_pools()["meteora-sol-usdc"]
+    direct = quote(pool, pool.initial_state(), "SOL", 100 * SOL, NOW)
+    assert (fill.amount_out, fill.fills[0].fee) == (direct.amount_out, direct.fee)
+    assert fill.reserves["meteora-sol-usdc"] == direct.state
+
+
 def test_a_two_leg_route_feeds_the_first_legs_output_into_the_second() -> None:
-    reserves = initial_reserves()
-    jup_sol, sol_usdc = all_pools()["raydium-jup-sol"], all_pools()["raydium-sol-usdc"]
+    states = initial_states()
     amount_in = 1_000 * JUP
-    legs = [Leg("raydium-jup-sol", "JUP", "SOL"), Leg("raydium-sol-usdc", "SOL", "USDC")]
+    legs = [Leg("meteora-jup-sol", "JUP", "SOL"), Leg("raydium-sol-usdc", "SOL", "USDC")]
 
-    fill = apply_route(legs, "JUP", "USDC", amount_in, reserves)
+    fill = apply_route(legs, "JUP", "USDC", amount_in, states, NOW)
 
-    sol_out = swap_exact_in(jup_sol.initial_a, jup_sol.initial_b, amount_in,
-                            jup_sol.fee_rate).amount_out
-    usdc_out = swap_exact_in(sol_usdc.initial_a, sol_usdc.initial_b, sol_out,
-                             sol_usdc.fee_rate).amount_out
+    jup_sol, sol_usdc = all_pools()["meteora-jup-sol"], all_pools()["raydium-sol-usdc"]
+    first_swap = quote(jup_sol, states[jup_sol.id], "JUP", amount_in, NOW)
+    second_swap = quote(sol_usdc, states[sol_usdc.id], "SOL", first_swap.amount_out, NOW)
     first, second = fill.fills
-    assert (first.amount_in, first.amount_out) == (amount_in, sol_out)
-    assert (second.amount_in, second.amount_out) == (sol_out, usdc_out)
-    assert fill.amount_out == usdc_out > 0
-    assert fill.reserves == {
-        "raydium-jup-sol": Reserves(jup_sol.initial_a + amount_in, jup_sol.initial_b - sol_out),
-        "raydium-sol-usdc": Reserves(sol_usdc.initial_a + sol_out,
-                                     sol_usdc.initial_b - usdc_out),
-    }
+    assert (first.amount_in, first.amount_out) == (amount_in, first_swap.amount_out)
+    assert (second.amount_in, second.amount_out) == (first_swap.amount_out,
+                                                     second_swap.amount_out)
+    assert fill.amount_out == second_swap.amount_out > 0
+    assert fill.reserves == {jup_sol.id: first_swap.state, sol_usdc.id: second_swap.state}
 
 
 def test_split_legs_spend_their_share_and_the_last_takes_the_rest() -> None:
-    reserves = initial_reserves()
     amount_in = 10 * SOL + 1  # 60% is 6_000_000_000.6: the odd unit goes to the last leg
     legs = [Leg("raydium-sol-usdc", "SOL", "USDC", share_bps=6_000),
             Leg("meteora-sol-usdc", "SOL", "USDC", share_bps=10_000)]
 
-    fill = apply_route(legs, "SOL", "USDC", amount_in, reserves)
+    fill = apply_route(legs, "SOL", "USDC", amount_in, initial_states(), NOW)
 
     first, second = fill.fills
     assert first.amount_in == 6 * SOL
     assert second.amount_in == 4 * SOL + 1
     assert fill.amount_out == first.amount_out + second.amount_out
     for leg_fill in fill.fills:
-        pool = all_pools()[leg_fill.leg.pool_id]
-        assert leg_fill.amount_out == swap_exact_in(
-            pool.initial_a, pool.initial_b, leg_fill.amount_in, pool.fee_rate).amount_out
+        assert leg_fill.amount_out == quote_out(leg_fill.leg.pool_id, "SOL", leg_fill.amount_in)
 
 
 def test_the_last_leg_on_a_token_spends_all_that_is_left_whatever_its_share() -> None:
     legs = [Leg("raydium-sol-usdc", "SOL", "USDC", share_bps=6_000),
             Leg("meteora-sol-usdc", "SOL", "USDC", share_bps=5_000)]
 
-    fill = apply_route(legs, "SOL", "USDC", 10 * SOL, initial_reserves())
+    fill = apply_route(legs, "SOL", "USDC", 10 * SOL, initial_states(), NOW)
 
     assert [f.amount_in for f in fill.fills] == [6 * SOL, 4 * SOL]  # no SOL left behind
 
@@ -193,8 +173,16 @@ def test_the_last_leg_on_a_token_spends_all_that_is_left_whatever_its_share() ->
     ],
 )
 def test_a_leg_the_route_cannot_take_is_a_route_error(leg: Leg, message: str) -> None:
-    with pytest.raises(RouteError, match=message):
-        apply_route([leg], "SOL", "USDC", SOL, initial_reserves())
+    with pytest.raises(RouteError, match=message) as raised:
+        apply_route([leg], "SOL", "USDC", SOL, initial_states(), NOW)
+    assert raised.value.code == "ROUTE_INVALID"
+
+
+def test_a_leg_larger_than_its_dlmm_pool_is_refused_with_its_own_code() -> None:
+    with pytest.raises(PoolOutOfLiquidityError, match="meteora-sol-usdc cannot fill") as raised:
+        apply_route([Leg("meteora-sol-usdc", "SOL", "USDC")], "SOL", "USDC", 100_000 * SOL,
+                    initial_states(), NOW)
+    assert raised.value.code == "POOL_OUT_OF_LIQUIDITY"
 
 
 @pytest.mark.parametrize(
@@ -214,13 +202,14 @@ def test_min_amount_out_rounds_the_floor_down(amount_out: int, slippage_bps: int
 
 
 def test_a_route_survives_the_wire_as_a_plan() -> None:
-    legs = [Leg("raydium-jup-sol", "JUP", "SOL"), Leg("raydium-sol-usdc", "SOL", "USDC")]
-    fill = apply_route(legs, "JUP", "USDC", 1_000 * JUP, initial_reserves())
+    legs = [Leg("raydium-jup-sol", "JUP", "SOL"), Leg("meteora-sol-usdc", "SOL", "USDC")]
+    fill = apply_route(legs, "JUP", "USDC", 1_000 * JUP, initial_states(), NOW)
     wire = route_to_proto(fill, "JUP", "USDC", 1_000 * JUP, 100)
 
     assert wire.amount_in == "1000"
     assert wire.amount_out == format_amount(fill.amount_out, 6)
     assert wire.min_amount_out == format_amount(fill.amount_out * 9_900 // 10_000, 6)
+    assert [leg.venue for leg in wire.legs] == [Venue.RAYDIUM.proto, Venue.METEORA.proto]
     plan = plan_from_proto(market_pb2.Route.FromString(wire.SerializeToString()))
     assert plan.legs == legs
     assert (plan.input_token, plan.output_token) == ("JUP", "USDC")
@@ -280,41 +269,46 @@ def test_a_route_over_an_unknown_pool_is_refused() -> None:
 # -- the router ---------------------------------------------------------------
 
 
-def quote_out(pool_id: str, input_token: str, amount_in: int) -> int:
-    pool = all_pools()[pool_id]
-    a_in = input_token == pool.token_a
-    reserve_in, reserve_out = (
-        (pool.initial_a, pool.initial_b) if a_in else (pool.initial_b, pool.initial_a))
-    return swap_exact_in(reserve_in, reserve_out, amount_in, pool.fee_rate).amount_out
-
-
 @pytest.mark.parametrize(
-    ("amount", "winner", "loser"),
+    ("input_token", "output_token", "amount", "winner", "loser"),
     [
-        # Meteora's price is a little better (140.2 vs 140 USDC/SOL, 0.20% vs 0.25% fee) ...
-        ("1", "meteora-sol-usdc", "raydium-sol-usdc"),
-        # ... but its pool is a sixth as deep, so a large swap does better on Raydium.
-        ("5000", "raydium-sol-usdc", "meteora-sol-usdc"),
+        # SOL/USDC: Meteora sells SOL cheaper (139.6 vs 140 USDC, 0.1% vs 0.25% fee) ...
+        ("USDC", "SOL", "2500", "meteora-sol-usdc", "raydium-sol-usdc"),
+        # ... but its bins are thin: a large purchase walks them up and Raydium wins.
+        ("USDC", "SOL", "200000", "raydium-sol-usdc", "meteora-sol-usdc"),
+        # Selling SOL, Raydium's higher price wins from the first unit.
+        ("SOL", "USDC", "10", "raydium-sol-usdc", "meteora-sol-usdc"),
+        # SOL/USDT the other way round: Meteora pays more for SOL ...
+        ("SOL", "USDT", "10", "meteora-sol-usdt", "raydium-sol-usdt"),
+        # ... until a sale runs through its bins.
+        ("SOL", "USDT", "5000", "raydium-sol-usdt", "meteora-sol-usdt"),
+        ("USDT", "SOL", "1000", "raydium-sol-usdt", "meteora-sol-usdt"),
+        # BONK: Meteora's 0.5% beats Raydium's 1% tier for small sales, not for large buys.
+        ("BONK", "SOL", "100000000", "meteora-bonk-sol", "raydium-bonk-sol"),
+        ("SOL", "BONK", "1000", "raydium-bonk-sol", "meteora-bonk-sol"),
+        # JUP: small sales to Meteora, large ones to Raydium.
+        ("JUP", "SOL", "1000", "meteora-jup-sol", "raydium-jup-sol"),
+        ("JUP", "SOL", "100000", "raydium-jup-sol", "meteora-jup-sol"),
     ],
 )
-def test_the_venue_that_gives_more_wins(amount: str, winner: str, loser: str) -> None:
-    request = parse_swap("SOL", "USDC", amount, 0)
-    assert quote_out(winner, "SOL", request.amount_in) > quote_out(loser, "SOL",
-                                                                   request.amount_in)
+def test_the_venue_that_gives_more_wins(input_token: str, output_token: str, amount: str,
+                                        winner: str, loser: str) -> None:
+    request = parse_swap(input_token, output_token, amount, 0)
+    best = quote_out(winner, input_token, request.amount_in)
+    assert best > quote_out(loser, input_token, request.amount_in)
 
-    quotes, route = best_route(request, initial_reserves())
+    quotes, route = best_route(request, initial_states())
 
+    decimals = token(output_token).decimals
     assert [leg.pool_id for leg in route.legs] == [winner]
-    assert route.amount_out == format_amount(quote_out(winner, "SOL", request.amount_in), 6)
-    assert route.amount_out == quotes[0].amount_out
+    assert route.amount_out == format_amount(best, decimals) == quotes[0].amount_out
     assert quotes[0].pool_id == winner
-    assert route.min_amount_out == format_amount(
-        min_amount_out(quote_out(winner, "SOL", request.amount_in), 50), 6)
+    assert route.min_amount_out == format_amount(min_amount_out(best, 50), decimals)
 
 
 def test_quotes_are_one_per_venue_best_first() -> None:
     request = parse_swap("USDC", "SOL", "25000", 0)
-    quotes, _ = best_route(request, initial_reserves())
+    quotes, _ = best_route(request, initial_states())
 
     assert sorted(q.venue for q in quotes) == sorted(v.proto for v in Venue)
     outs = [Decimal(q.amount_out) for q in quotes]
@@ -324,43 +318,55 @@ def test_quotes_are_one_per_venue_best_first() -> None:
         assert q.amount_out == format_amount(quote_out(q.pool_id, "USDC", request.amount_in), 9)
 
 
+def test_a_pool_that_cannot_fill_the_size_is_left_out() -> None:
+    request = parse_swap("SOL", "USDC", "20000", 0)
+    assert quote_out("meteora-sol-usdc", "SOL", request.amount_in) == 0  # out of bins
+
+    quotes, route = best_route(request, initial_states())
+
+    assert [q.pool_id for q in quotes] == ["raydium-sol-usdc"]
+    assert [leg.pool_id for leg in route.legs] == ["raydium-sol-usdc"]
+
+
 def test_each_venue_is_quoted_by_its_best_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     real = all_pools()
-    shallow = replace(real["raydium-sol-usdc"], id="raydium-sol-usdc-shallow",
+    shallow = replace(cpmm_of("raydium-sol-usdc"), id="raydium-sol-usdc-shallow",
                       initial_a=1_000 * SOL, initial_b=140_000 * USDC)
     more_pools: dict[str, Pool] = {**real, shallow.id: shallow}
     monkeypatch.setattr(pools_module, "all_pools", lambda: more_pools)
     monkeypatch.setattr("orderengine.market.routes.all_pools", lambda: more_pools)
-    reserves = {**initial_reserves(), shallow.id: Reserves(shallow.initial_a, shallow.initial_b)}
+    states = {**initial_states(), shallow.id: shallow.initial_state()}
     assert len(pools_for("SOL", "USDC")) == 3
 
-    quotes, _ = best_route(parse_swap("SOL", "USDC", "100", 0), reserves)
+    quotes, _ = best_route(parse_swap("SOL", "USDC", "100", 0), states)
 
     assert sorted(q.pool_id for q in quotes) == ["meteora-sol-usdc", "raydium-sol-usdc"]
 
 
-def test_price_impact_grows_with_size() -> None:
+@pytest.mark.parametrize("pool_id", ["raydium-sol-usdc", "meteora-sol-usdc"])
+def test_price_impact_grows_with_size(pool_id: str) -> None:
     def impact(amount: str) -> Decimal:
-        quotes, _ = best_route(parse_swap("SOL", "USDC", amount, 0), initial_reserves())
-        by_pool = {q.pool_id: q for q in quotes}
-        return Decimal(by_pool["raydium-sol-usdc"].price_impact_pct)
+        quotes, _ = best_route(parse_swap("USDC", "SOL", amount, 0), initial_states())
+        return Decimal({q.pool_id: q for q in quotes}[pool_id].price_impact_pct)
 
-    assert Decimal(0) < impact("1") < impact("100") < impact("10000")
+    # Within Meteora's active bin the price is flat: only its 0.1% fee shows.
+    assert Decimal(0) < impact("10") <= impact("1000") < impact("100000")
+    if pool_id.startswith("meteora"):
+        assert impact("10") == impact("1000") == Decimal("0.1000")
 
 
 @pytest.mark.parametrize(("input_token", "output_token"), [("JUP", "BONK"), ("RAY", "USDC")])
 def test_no_route_when_no_pool_trades_the_pair(input_token: str, output_token: str) -> None:
     assert pools_for(input_token, output_token) == []
     with pytest.raises(NoRouteError):
-        best_route(parse_swap(input_token, output_token, "1", 0), initial_reserves())
+        best_route(parse_swap(input_token, output_token, "1", 0), initial_states())
 
 
 # -- pools.toml ---------------------------------------------------------------
 
 
 def raw_pools() -> list[dict[str, Any]]:
-    path = Path(pools_module.__file__).with_name("pools.toml")
-    entries: list[dict[str, Any]] = tomllib.loads(path.read_text())["pool"]
+    entries: list[dict[str, Any]] = tomllib.loads(DATA_FILE.read_text())["pool"]
     return entries
 
 
@@ -373,28 +379,76 @@ def test_every_pool_trades_two_known_distinct_tokens_with_sane_numbers() -> None
     for pool in all_pools().values():
         assert pool.token_a in TOKENS and pool.token_b in TOKENS, pool.id
         assert pool.token_a != pool.token_b, pool.id
-        assert pool.initial_a > 0 and pool.initial_b > 0, pool.id
-        assert 0 < pool.fee_rate < FEE_DENOMINATOR, pool.id
+        assert all(held > 0 for held in balances(pool, pool.initial_state())), pool.id
+        if isinstance(pool, CpmmPool):
+            assert pool.venue is Venue.RAYDIUM
+            assert 0 < pool.fee_rate < FEE_DENOMINATOR, pool.id
+        else:
+            assert pool.venue is Venue.METEORA
+            assert 0 < pool.params.base_fee_rate() < pool.params.total_fee_rate(10**6), pool.id
+            assert pool.params.filter_period < pool.params.decay_period, pool.id
+
+
+def test_raydiums_fee_tiers_are_all_used() -> None:
+    tiers = {p.fee_rate for p in all_pools().values() if isinstance(p, CpmmPool)}
+    assert {100, 2_500, 10_000} <= tiers
 
 
 def test_every_pair_is_listed_on_both_venues() -> None:
     venues: dict[frozenset[str], set[Venue]] = defaultdict(set)
     for pool in all_pools().values():
         venues[frozenset({pool.token_a, pool.token_b})].add(pool.venue)
-    assert venues
+    assert len(venues) >= 5
     for pair, found in venues.items():
         assert found == set(Venue), sorted(pair)
 
 
 def test_reserves_are_whole_tokens_in_the_file_and_base_units_in_the_pool() -> None:
-    pool = all_pools()["raydium-sol-usdc"]
+    pool = cpmm_of("raydium-sol-usdc")
     assert (pool.initial_a, pool.initial_b) == (250_000 * SOL, 35_000_000 * USDC)
+
+
+@pytest.mark.parametrize("entry", [e for e in raw_pools() if e["kind"] == "dlmm"],
+                         ids=lambda e: e["id"])
+def test_a_dlmm_pool_starts_at_the_price_in_the_file(entry: dict[str, Any]) -> None:
+    pool = all_pools()[entry["id"]]
+    assert isinstance(pool, DlmmPool)
+    a, b = token(pool.token_a), token(pool.token_b)
+    wanted = Fraction(entry["price"]) * 10**b.decimals / 10**a.decimals
+    active = Fraction(price_from_id(pool.initial.active_id, pool.params.bin_step), ONE)
+    # The nearest bin: within half a step of the price.
+    assert abs(active / wanted - 1) <= Fraction(pool.params.bin_step, 2 * 10_000)
+    state = pool.initial
+    assert state.max_id - state.min_id == 2 * entry["bins_each_side"]
+    assert all(bin_.x == 0 for i, bin_ in state.items() if i < state.active_id)
+    assert all(bin_.y == 0 for i, bin_ in state.items() if i > state.active_id)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[pool]]\nid="x"\nvenue="raydium"\nkind="clmm"\ntoken_a="SOL"\ntoken_b="USDC"',
+         "unknown kind"),
+        ('[[pool]]\nid="x"\nvenue="meteora"\nkind="dlmm"\ntoken_a="SOL"\ntoken_b="USDC"\n'
+         'price="139.6"\nbin_step=10', "pool 'x' has no base_factor"),
+        ('[dlmm_defaults]\nbase_fee_power_factor=0\nfilter_period=30\ndecay_period=600\n'
+         'reduction_factor=5000\n[[pool]]\nid="x"\nvenue="meteora"\nkind="dlmm"\n'
+         'token_a="SOL"\ntoken_b="USDC"\nprice=139.6\nbin_step=10\nbase_factor=10000\n'
+         'variable_fee_control=0\nmax_volatility_accumulator=0\nbins_each_side=1\n'
+         'liquidity_per_bin="1"', "price must be a string"),
+        ('[[pool]]\nid="x"\nvenue="raydium"\nkind="cpmm"\ntoken_a="SOL"\ntoken_b="USDC"\n'
+         'reserve_a="1"\nreserve_b="1"\nfee_rate=2500\n' * 2, "appears twice"),
+    ],
+)
+def test_a_bad_pools_file_is_refused(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_pools(text)
 
 
 # -- pool state in Redis ------------------------------------------------------
 
 
-async def _read(redis_url: str, pool_ids: list[str]) -> dict[str, Reserves]:
+async def _read(redis_url: str, pool_ids: list[str]) -> dict[str, PoolState]:
     client = Redis.from_url(redis_url)
     try:
         return await read_reserves(client, pool_ids)
@@ -402,14 +456,22 @@ async def _read(redis_url: str, pool_ids: list[str]) -> dict[str, Reserves]:
         await client.aclose()
 
 
-async def _write(redis_url: str, reserves: dict[str, Reserves]) -> None:
+async def _write(redis_url: str, states: dict[str, PoolState]) -> None:
     client = Redis.from_url(redis_url)
     try:
         async with client.pipeline(transaction=True) as pipe:
-            write_reserves(pipe, reserves)
+            write_reserves(pipe, states)
             await pipe.execute()
     finally:
         await client.aclose()
+
+
+def moved_dlmm_state() -> DlmmState:
+    pool = all_pools()["meteora-sol-usdc"]
+    assert isinstance(pool, DlmmPool)
+    swap = quote(pool, pool.initial_state(), "SOL", 300 * SOL, NOW)
+    assert isinstance(swap.state, DlmmState) and swap.state.active_id != pool.initial.active_id
+    return swap.state
 
 
 def test_missing_pools_are_seeded_from_pools_toml(redis: SyncRedis, redis_url: str) -> None:
@@ -420,41 +482,72 @@ def test_missing_pools_are_seeded_from_pools_toml(redis: SyncRedis, redis_url: s
 
     assert got == {
         "raydium-sol-usdc": Reserves(250_000 * SOL, 35_000_000 * USDC),
-        "meteora-bonk-sol": Reserves(40_000_000_000 * 10**5, 5_640 * SOL),
+        "meteora-bonk-sol": all_pools()["meteora-bonk-sol"].initial_state(),
     }
     assert redis.hgetall(pool_key("raydium-sol-usdc")) == {
-        b"a": b"250000000000000", b"b": b"35000000000000"}
+        b"kind": b"cpmm", b"a": b"250000000000000", b"b": b"35000000000000"}
+    # A DLMM pool's hash holds its vault totals beside its bins.
+    fields = redis.hgetall(pool_key("meteora-bonk-sol"))
+    pool = all_pools()["meteora-bonk-sol"]
+    assert (int(fields[b"a"]), int(fields[b"b"])) == balances(pool, pool.initial_state())
+    assert fields[b"kind"] == b"dlmm"
+    assert sum(cast(bytes, name).startswith(b"bin:") for name in fields) == 61
 
 
-def test_reserves_read_back_what_was_written(redis: SyncRedis, redis_url: str) -> None:
-    written = {"raydium-sol-usdc": Reserves(250_001 * SOL, 34_999_860 * USDC),
-               "raydium-jup-sol": Reserves(1, 2)}
+def test_states_read_back_what_was_written(redis: SyncRedis, redis_url: str) -> None:
+    written: dict[str, PoolState] = {"raydium-sol-usdc": Reserves(250_001 * SOL, 34_999_860 * USDC),
+                                     "raydium-jup-sol": Reserves(1, 2),
+                                     "meteora-sol-usdc": moved_dlmm_state()}
     asyncio.run(_write(redis_url, written))
 
     got = asyncio.run(_read(redis_url, ["raydium-sol-usdc", "raydium-jup-sol",
-                                        "meteora-sol-usdc"]))
+                                        "meteora-sol-usdc", "meteora-jup-sol"]))
 
-    assert got == {**written, "meteora-sol-usdc": Reserves(40_000 * SOL, 5_608_000 * USDC)}
+    assert got == {**written, "meteora-jup-sol": all_pools()["meteora-jup-sol"].initial_state()}
 
 
-def test_seeding_never_overwrites_reserves_a_swap_wrote(redis: SyncRedis, redis_url: str) -> None:
-    # A replica that saw the pool missing seeds it only after a swap landed there.
+def test_a_dlmm_state_survives_its_hash_fields() -> None:
+    pool = all_pools()["meteora-sol-usdc"]
+    state = moved_dlmm_state()
+    fields = encode(pool, state)
+    assert decode(pool, {k.encode(): v.encode() for k, v in fields.items()}) == state
+    # A hash of the wrong kind, or missing a field, is no state at all.
+    assert decode(pool, {b"a": b"1", b"b": b"2"}) is None
+    del fields["active_id"]
+    assert decode(pool, dict(fields.items())) is None
+
+
+def test_seeding_never_overwrites_state_a_swap_wrote(redis: SyncRedis, redis_url: str) -> None:
+    # A replica that saw the pools missing seeds them only after swaps landed there.
     async def seed_late() -> None:
         client = Redis.from_url(redis_url)
         try:
-            await seed(client, ["raydium-jup-sol"])
+            await seed(client, ["raydium-jup-sol", "meteora-sol-usdc"])
         finally:
             await client.aclose()
 
-    asyncio.run(_write(redis_url, {"raydium-jup-sol": Reserves(1, 2)}))
+    written: dict[str, PoolState] = {"raydium-jup-sol": Reserves(1, 2),
+                                     "meteora-sol-usdc": moved_dlmm_state()}
+    asyncio.run(_write(redis_url, written))
     asyncio.run(seed_late())
 
-    assert asyncio.run(_read(redis_url, ["raydium-jup-sol"])) == {
-        "raydium-jup-sol": Reserves(1, 2)}
+    assert asyncio.run(_read(redis_url, list(written))) == written
 
 
-def test_reserves_read_and_written_inside_a_watched_transaction(redis: SyncRedis,
-                                                                redis_url: str) -> None:
+def test_a_hash_of_another_kind_is_replaced_by_the_pool_from_the_file(
+    redis: SyncRedis, redis_url: str
+) -> None:
+    # What an older engine left for meteora-sol-usdc when it was a constant-product pool.
+    redis.hset(pool_key("meteora-sol-usdc"), mapping={"a": "1", "b": "2"})
+
+    got = asyncio.run(_read(redis_url, ["meteora-sol-usdc"]))
+
+    assert got == {"meteora-sol-usdc": all_pools()["meteora-sol-usdc"].initial_state()}
+    assert redis.hget(pool_key("meteora-sol-usdc"), "kind") == b"dlmm"
+
+
+def test_states_read_and_written_inside_a_watched_transaction(redis: SyncRedis,
+                                                              redis_url: str) -> None:
     async def swap_one_unit() -> None:
         # As the chain lands a swap: optimistic, retried when a watched key moved
         # (seeding a missing pool moves it, too).
@@ -463,10 +556,11 @@ def test_reserves_read_and_written_inside_a_watched_transaction(redis: SyncRedis
             for _ in range(3):
                 try:
                     async with client.pipeline(transaction=True) as pipe:
-                        await pipe.watch(pool_key("meteora-sol-usdc"))
-                        now = (await read_reserves(pipe, ["meteora-sol-usdc"]))["meteora-sol-usdc"]
+                        await pipe.watch(pool_key("raydium-sol-usdc"))
+                        now = (await read_reserves(pipe, ["raydium-sol-usdc"]))["raydium-sol-usdc"]
+                        assert isinstance(now, Reserves)
                         pipe.multi()
-                        write_reserves(pipe, {"meteora-sol-usdc": Reserves(now.a + 1, now.b - 1)})
+                        write_reserves(pipe, {"raydium-sol-usdc": Reserves(now.a + 1, now.b - 1)})
                         await pipe.execute()
                         return
                 except WatchError:
@@ -478,5 +572,55 @@ def test_reserves_read_and_written_inside_a_watched_transaction(redis: SyncRedis
     asyncio.run(swap_one_unit())
     asyncio.run(swap_one_unit())
 
-    assert asyncio.run(_read(redis_url, ["meteora-sol-usdc"])) == {
-        "meteora-sol-usdc": Reserves(40_000 * SOL + 2, 5_608_000 * USDC - 2)}
+    assert asyncio.run(_read(redis_url, ["raydium-sol-usdc"])) == {
+        "raydium-sol-usdc": Reserves(250_000 * SOL + 2, 35_000_000 * USDC - 2)}
+
+
+def test_concurrent_landings_each_see_the_last_and_conserve_tokens(
+    redis: SyncRedis, redis_url: str
+) -> None:
+    """Forty swaps from eight clients at once on one DLMM pool: each lands on
+    the state the one before it left, so the pool moves by exactly their sum."""
+    pool = all_pools()["meteora-sol-usdc"]
+    sizes = [(i % 7 + 1) * SOL if i % 2 else (i % 5 + 1) * 150 * USDC for i in range(40)]
+
+    async def trade(client: Redis, i: int) -> tuple[str, int, int]:
+        src, dst = ("SOL", "USDC") if i % 2 else ("USDC", "SOL")
+        landed = await land_route(client, [Leg(pool.id, src, dst)], src, dst, sizes[i], NOW + i)
+        assert landed is not None
+        return src, sizes[i], landed.fill.amount_out
+
+    async def run() -> list[tuple[str, int, int]]:
+        clients = [Redis.from_url(redis_url) for _ in range(8)]
+        try:
+            return await asyncio.gather(*(trade(clients[i % 8], i) for i in range(40)))
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    trades = asyncio.run(run())
+
+    after = asyncio.run(_read(redis_url, [pool.id]))[pool.id]
+    held_a, held_b = balances(pool, pool.initial_state())
+    sol_in = sum(amount for src, amount, _ in trades if src == "SOL")
+    sol_out = sum(out for src, _, out in trades if src == "USDC")
+    usdc_in = sum(amount for src, amount, _ in trades if src == "USDC")
+    usdc_out = sum(out for src, _, out in trades if src == "SOL")
+    assert balances(pool, after) == (held_a + sol_in - sol_out, held_b + usdc_in - usdc_out)
+    fields = redis.hgetall(pool_key(pool.id))
+    assert (int(fields[b"a"]), int(fields[b"b"])) == balances(pool, after)
+
+
+def test_a_landing_the_caller_refuses_writes_nothing(redis: SyncRedis, redis_url: str) -> None:
+    async def land() -> object:
+        client = Redis.from_url(redis_url)
+        try:
+            return await land_route(client, [Leg("meteora-sol-usdc", "SOL", "USDC")], "SOL",
+                                    "USDC", 10 * SOL, NOW, accept=lambda fill: False)
+        finally:
+            await client.aclose()
+
+    asyncio.run(_read(redis_url, ["meteora-sol-usdc"]))
+    before = redis.hgetall(pool_key("meteora-sol-usdc"))
+    assert asyncio.run(land()) is None
+    assert redis.hgetall(pool_key("meteora-sol-usdc")) == before

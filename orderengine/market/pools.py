@@ -1,69 +1,159 @@
-"""The pools of each venue, as pools.toml defines them."""
+"""The pools of each venue, as pools.toml defines them, and the one interface
+through which any pool is priced: ``quote(pool, state, input_token,
+amount_in, now)``."""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
-from enum import StrEnum
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
-from typing import cast
+from typing import Any
 
 from orderengine.amounts import parse_amount
+from orderengine.market.base import Swap, Venue
+from orderengine.market.cpmm import FEE_DENOMINATOR, CpmmPool, Reserves
+from orderengine.market.dlmm import (
+    ONE,
+    DlmmParams,
+    DlmmPool,
+    DlmmState,
+    Shape,
+    bin_id_for_price,
+    make_bins,
+    price_from_id,
+)
 from orderengine.tokens import token
-from orderengine.v1 import market_pb2
 
-FEE_DENOMINATOR = 1_000_000
+__all__ = [
+    "FEE_DENOMINATOR",
+    "CpmmPool",
+    "DlmmPool",
+    "Pool",
+    "PoolState",
+    "Venue",
+    "all_pools",
+    "balances",
+    "pools_for",
+    "quote",
+    "spot_price",
+]
 
+Pool = CpmmPool | DlmmPool
+PoolState = Reserves | DlmmState
 
-class Venue(StrEnum):
-    RAYDIUM = "raydium"
-    METEORA = "meteora"
-
-    @property
-    def proto(self) -> market_pb2.Venue:
-        return cast("market_pb2.Venue", market_pb2.Venue.Value(f"VENUE_{self.name}"))
-
-    @classmethod
-    def from_proto(cls, value: int) -> Venue:
-        return cls[market_pb2.Venue.Name(value).removeprefix("VENUE_")]
-
-
-@dataclass(frozen=True)
-class Pool:
-    id: str
-    venue: Venue
-    token_a: str
-    token_b: str
-    # Reserves the pool starts with, in base units.
-    initial_a: int
-    initial_b: int
-    # Millionths of the input taken as the fee.
-    fee_rate: int
-
-    def trades(self, input_token: str, output_token: str) -> bool:
-        return {input_token, output_token} == {self.token_a, self.token_b}
+DATA_FILE = Path(__file__).with_name("pools.toml")
 
 
-@cache
-def all_pools() -> dict[str, Pool]:
-    data = tomllib.loads(Path(__file__).with_name("pools.toml").read_text())
+def quote(pool: Pool, state: PoolState, input_token: str, amount_in: int,
+          now: int) -> Swap[PoolState]:
+    """Swaps ``amount_in`` base units of ``input_token`` on ``pool`` as it is
+    in ``state`` at unix time ``now``. The router prices with it and the chain
+    lands with it. Raises OutOfLiquidityError when the pool cannot take it."""
+    if isinstance(pool, CpmmPool) and isinstance(state, Reserves):
+        cpmm = pool.quote(state, input_token, amount_in, now)
+        return Swap(cpmm.amount_in, cpmm.amount_out, cpmm.fee, cpmm.state)
+    if isinstance(pool, DlmmPool) and isinstance(state, DlmmState):
+        dlmm = pool.quote(state, input_token, amount_in, now)
+        return Swap(dlmm.amount_in, dlmm.amount_out, dlmm.fee, dlmm.state)
+    raise TypeError(f"pool {pool.id} is {type(pool).__name__}; its state cannot be "
+                    f"{type(state).__name__}")
+
+
+def spot_price(pool: Pool, state: PoolState, input_token: str) -> Fraction:
+    """Output base units per input base unit for a tiny swap, before the fee."""
+    if isinstance(pool, CpmmPool) and isinstance(state, Reserves):
+        return pool.spot_price(state, input_token)
+    if isinstance(pool, DlmmPool) and isinstance(state, DlmmState):
+        return pool.spot_price(state, input_token)
+    raise TypeError(f"pool {pool.id}: a {type(state).__name__} is not its state")
+
+
+def balances(pool: Pool, state: PoolState) -> tuple[int, int]:
+    """What the pool holds of token_a and token_b, fees included."""
+    if isinstance(pool, CpmmPool) and isinstance(state, Reserves):
+        return pool.balances(state)
+    if isinstance(pool, DlmmPool) and isinstance(state, DlmmState):
+        return pool.balances(state)
+    raise TypeError(f"pool {pool.id}: a {type(state).__name__} is not its state")
+
+
+# -- pools.toml ----------------------------------------------------------------------
+
+
+def _cpmm(entry: dict[str, Any], common: dict[str, Any]) -> CpmmPool:
+    a, b = token(common["token_a"]), token(common["token_b"])
+    return CpmmPool(
+        **common,
+        initial_a=parse_amount(entry["reserve_a"], a.decimals),
+        initial_b=parse_amount(entry["reserve_b"], b.decimals),
+        fee_rate=int(entry["fee_rate"]),
+    )
+
+
+def _dlmm(entry: dict[str, Any], common: dict[str, Any], defaults: dict[str, Any]) -> DlmmPool:
+    a, b = token(common["token_a"]), token(common["token_b"])
+    settings = {**defaults, **entry}
+    params = DlmmParams(
+        bin_step=int(settings["bin_step"]),
+        base_factor=int(settings["base_factor"]),
+        base_fee_power_factor=int(settings["base_fee_power_factor"]),
+        variable_fee_control=int(settings["variable_fee_control"]),
+        max_volatility_accumulator=int(settings["max_volatility_accumulator"]),
+        filter_period=int(settings["filter_period"]),
+        decay_period=int(settings["decay_period"]),
+        reduction_factor=int(settings["reduction_factor"]),
+    )
+    # "price" is whole token_b per whole token_a, a string so that it is
+    # exact; bins price base units.
+    if not isinstance(entry["price"], str):
+        raise ValueError(f"pools.toml: pool {common['id']!r}: price must be a string")
+    price = Fraction(entry["price"]) * 10**b.decimals / 10**a.decimals
+    active_id = bin_id_for_price(price, params.bin_step)
+    min_id, bins = make_bins(
+        active_id, params.bin_step, int(entry["bins_each_side"]),
+        parse_amount(entry["liquidity_per_bin"], b.decimals), Shape(entry.get("shape", "spot")),
+    )
+    # Keep every bin's price where Q64.64 holds it to at least 24 bits.
+    for bin_id in (min_id, min_id + len(bins) - 1):
+        if not ONE >> 40 <= price_from_id(bin_id, params.bin_step) <= ONE << 40:
+            raise ValueError(f"pools.toml: pool {common['id']!r}: bin {bin_id} is priced "
+                             "beyond what Q64.64 holds precisely")
+    initial = DlmmState(active_id=active_id, min_id=min_id, bins=bins, index_reference=active_id)
+    return DlmmPool(**common, params=params, initial=initial)
+
+
+def load_pools(text: str) -> dict[str, Pool]:
+    data = tomllib.loads(text)
+    defaults = data.get("dlmm_defaults", {})
     pools: dict[str, Pool] = {}
     for entry in data["pool"]:
-        a, b = token(entry["token_a"]), token(entry["token_b"])
-        pool = Pool(
-            id=entry["id"],
-            venue=Venue(entry["venue"]),
-            token_a=a.symbol,
-            token_b=b.symbol,
-            initial_a=parse_amount(entry["reserve_a"], a.decimals),
-            initial_b=parse_amount(entry["reserve_b"], b.decimals),
-            fee_rate=int(entry["fee_rate"]),
-        )
+        common = {
+            "id": entry["id"],
+            "venue": Venue(entry["venue"]),
+            "token_a": token(entry["token_a"]).symbol,
+            "token_b": token(entry["token_b"]).symbol,
+        }
+        kind = entry.get("kind")
+        pool: Pool
+        try:
+            if kind == "cpmm":
+                pool = _cpmm(entry, common)
+            elif kind == "dlmm":
+                pool = _dlmm(entry, common, defaults)
+            else:
+                raise ValueError(f"pools.toml: pool {entry['id']!r} has unknown kind {kind!r}")
+        except KeyError as exc:
+            raise ValueError(f"pools.toml: pool {entry['id']!r} has no {exc.args[0]}") from None
         if pool.id in pools:
             raise ValueError(f"pools.toml: pool id {pool.id!r} appears twice")
         pools[pool.id] = pool
     return pools
+
+
+@cache
+def all_pools() -> dict[str, Pool]:
+    return load_pools(DATA_FILE.read_text())
 
 
 def pools_for(input_token: str, output_token: str) -> list[Pool]:

@@ -1,24 +1,20 @@
-"""A route is legs over pools; applying it to pool reserves gives what each
-leg swaps and what comes out. The router applies it to quote, the chain to
-land: one piece of math for both, so a quote tells the truth."""
+"""A route is legs over pools; applying it to the pools' states gives what
+each leg swaps and what comes out. The router applies it to quote, the chain
+to land: one piece of math for both, so a quote tells the truth."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from orderengine.amounts import format_amount, parse_amount
-from orderengine.market.cpmm import swap_exact_in
-from orderengine.market.pools import Pool, all_pools
+from orderengine.market.base import OutOfLiquidityError
+from orderengine.market.cpmm import Reserves as Reserves  # re-exported for older callers
+from orderengine.market.pools import PoolState, all_pools, quote
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2
 
 FULL_SHARE = 10_000
-
-
-@dataclass(frozen=True)
-class Reserves:
-    a: int
-    b: int
 
 
 @dataclass(frozen=True)
@@ -42,29 +38,30 @@ class LegFill:
 class RouteFill:
     amount_out: int
     fills: tuple[LegFill, ...]
-    # The pools' reserves after the route, for the pools it touched.
-    reserves: dict[str, Reserves]
+    # The touched pools' states after the route (reserves for a CPMM pool,
+    # bins and volatility for a DLMM pool): what landing writes back.
+    reserves: dict[str, PoolState]
 
 
 class RouteError(ValueError):
-    pass
+    """The route cannot be executed; ``code`` is the chain's error code."""
+
+    code = "ROUTE_INVALID"
 
 
-def _swap(pool: Pool, reserves: Reserves, input_token: str, amount_in: int) -> tuple[int, int, Reserves]:
-    if input_token == pool.token_a:
-        result = swap_exact_in(reserves.a, reserves.b, amount_in, pool.fee_rate)
-        after = Reserves(reserves.a + amount_in, reserves.b - result.amount_out)
-    else:
-        result = swap_exact_in(reserves.b, reserves.a, amount_in, pool.fee_rate)
-        after = Reserves(reserves.a - result.amount_out, reserves.b + amount_in)
-    return result.amount_out, result.fee, after
+class PoolOutOfLiquidityError(RouteError):
+    """A leg is larger than its pool can fill (a DLMM pool ran out of bins)."""
+
+    code = "POOL_OUT_OF_LIQUIDITY"
 
 
 def apply_route(
     legs: list[Leg], input_token: str, output_token: str, amount_in: int,
-    reserves: dict[str, Reserves],
+    reserves: dict[str, PoolState], now: int | None = None,
 ) -> RouteFill:
-    """Runs the legs in order against ``reserves`` (not changed)."""
+    """Runs the legs in order against the pools' states in ``reserves`` (not
+    changed) at unix time ``now`` (seconds; the wall clock when None)."""
+    at = int(time.time()) if now is None else now
     pools = all_pools()
     balances = {input_token: amount_in}
     current = dict(reserves)
@@ -79,10 +76,16 @@ def apply_route(
         spend = held * leg.share_bps // FULL_SHARE if later else held
         if spend <= 0:
             raise RouteError(f"legs[{i}]: nothing of {leg.input_token} left to swap")
-        out, fee, current[pool.id] = _swap(pool, current[pool.id], leg.input_token, spend)
+        try:
+            swap = quote(pool, current[pool.id], leg.input_token, spend, at)
+        except OutOfLiquidityError as exc:
+            raise PoolOutOfLiquidityError(
+                f"legs[{i}]: pool {pool.id} cannot fill {spend} base units of "
+                f"{leg.input_token}: {exc}") from None
+        current[pool.id] = swap.state
         balances[leg.input_token] = held - spend
-        balances[leg.output_token] = balances.get(leg.output_token, 0) + out
-        fills.append(LegFill(leg, spend, out, fee))
+        balances[leg.output_token] = balances.get(leg.output_token, 0) + swap.amount_out
+        fills.append(LegFill(leg, spend, swap.amount_out, swap.fee))
     touched = {f.leg.pool_id: current[f.leg.pool_id] for f in fills}
     return RouteFill(balances.get(output_token, 0), tuple(fills), touched)
 

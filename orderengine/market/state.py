@@ -1,48 +1,170 @@
-"""Pool reserves in Redis, so every replica of every service sees one market.
-A missing pool (a new Redis, a flush) starts again from pools.toml."""
+"""Pool state in Redis, so every replica of every service sees one market.
+
+One hash per pool, ``market:pool:<id>``:
+
+- every pool: ``kind`` and ``a``, ``b``: what the pool holds of token_a and
+  token_b (its vaults, fees included; for a CPMM pool these are its reserves);
+- a DLMM pool also: ``active_id``, ``volatility_accumulator``,
+  ``volatility_reference``, ``index_reference``, ``last_update``, ``fee_a``,
+  ``fee_b``, and one field ``bin:<id>`` = ``"<x> <y>"`` per bin.
+
+A missing pool (a new Redis, a flush) starts again from pools.toml. A swap
+lands by reading the pools under WATCH, applying the route with the same
+math a quote uses, and writing the states back in one MULTI/EXEC: the read
+and the write are one atomic step, or nothing is written and the lander
+looks again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
-from orderengine.market.pools import all_pools
-from orderengine.market.routes import Reserves
+from orderengine.market.cpmm import Reserves
+from orderengine.market.dlmm import Bin, DlmmState
+from orderengine.market.pools import Pool, PoolState, all_pools, balances
+from orderengine.market.routes import Leg, RouteFill, apply_route
+
+# Seeds a pool only when Redis has none of the right kind: a replica racing
+# us, or a swap landed meanwhile, wins. A hash of another kind (a pool whose
+# kind changed in pools.toml) is replaced whole.
+_SEED = """
+local kind = redis.call('HGET', KEYS[1], 'kind')
+if kind == ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'kind', ARGV[1], unpack(ARGV, 2))
+return 1
+"""
 
 
 def pool_key(pool_id: str) -> str:
     return f"market:pool:{pool_id}"
 
 
-async def read_reserves(redis: Redis | Pipeline, pool_ids: Iterable[str]) -> dict[str, Reserves]:
-    """The pools' reserves now; seeds any pool Redis does not hold yet."""
+def _kind(pool: Pool) -> str:
+    return "cpmm" if isinstance(pool.initial_state(), Reserves) else "dlmm"
+
+
+def encode(pool: Pool, state: PoolState) -> dict[str, str]:
+    """The hash fields for a pool's state."""
+    a, b = balances(pool, state)
+    fields = {"kind": _kind(pool), "a": str(a), "b": str(b)}
+    if isinstance(state, DlmmState):
+        fields.update({
+            "active_id": str(state.active_id),
+            "volatility_accumulator": str(state.volatility_accumulator),
+            "volatility_reference": str(state.volatility_reference),
+            "index_reference": str(state.index_reference),
+            "last_update": str(state.last_update),
+            "fee_a": str(state.fee_x),
+            "fee_b": str(state.fee_y),
+        })
+        for bin_id, bin_ in state.items():
+            fields[f"bin:{bin_id}"] = f"{bin_.x} {bin_.y}"
+    return fields
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def decode(pool: Pool, raw: Mapping[bytes | str, bytes | str]) -> PoolState | None:
+    """The state in a pool's hash; None when Redis holds none of its kind."""
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    if fields.get("kind", "cpmm") != _kind(pool):
+        return None
+    try:
+        if _kind(pool) == "cpmm":
+            return Reserves(int(fields["a"]), int(fields["b"]))
+        bins = {}
+        for name, value in fields.items():
+            if name.startswith("bin:"):
+                x, y = value.split()
+                bins[int(name[4:])] = Bin(int(x), int(y))
+        min_id = min(bins)
+        return DlmmState(
+            active_id=int(fields["active_id"]),
+            min_id=min_id,
+            bins=tuple(bins[i] for i in range(min_id, min_id + len(bins))),
+            volatility_accumulator=int(fields["volatility_accumulator"]),
+            volatility_reference=int(fields["volatility_reference"]),
+            index_reference=int(fields["index_reference"]),
+            last_update=int(fields["last_update"]),
+            fee_x=int(fields["fee_a"]),
+            fee_y=int(fields["fee_b"]),
+        )
+    except (KeyError, ValueError):
+        return None  # a partial or older hash: not a state of this kind
+
+
+async def read_reserves(redis: Redis | Pipeline, pool_ids: Iterable[str]) -> dict[str, PoolState]:
+    """The pools' states now; seeds any pool Redis does not hold yet."""
+    pools = all_pools()
     ids = list(dict.fromkeys(pool_ids))
     if isinstance(redis, Pipeline):
         # Inside a WATCHed transaction: commands run at once.
-        raw = [await redis.hmget(pool_key(i), "a", "b") for i in ids]
+        raw = [await redis.hgetall(pool_key(i)) for i in ids]
     else:
         async with redis.pipeline(transaction=False) as pipe:
             for pool_id in ids:
-                pipe.hmget(pool_key(pool_id), "a", "b")
+                pipe.hgetall(pool_key(pool_id))
             raw = await pipe.execute()
-    missing = [pool_id for pool_id, (a, b) in zip(ids, raw, strict=True) if a is None or b is None]
+    states = {pool_id: decode(pools[pool_id], fields)
+              for pool_id, fields in zip(ids, raw, strict=True)}
+    missing = [pool_id for pool_id, state in states.items() if state is None]
     if missing:
         await seed(redis, missing)
         return await read_reserves(redis, ids)
-    return {pool_id: Reserves(int(a), int(b)) for pool_id, (a, b) in zip(ids, raw, strict=True)}  # type: ignore[arg-type]
+    return {pool_id: state for pool_id, state in states.items() if state is not None}
 
 
 async def seed(redis: Redis | Pipeline, pool_ids: Iterable[str]) -> None:
     pools = all_pools()
     for pool_id in pool_ids:
         pool = pools[pool_id]
-        # HSETNX: a replica racing us, or a swap landed meanwhile, wins.
-        await redis.hsetnx(pool_key(pool_id), "a", str(pool.initial_a))
-        await redis.hsetnx(pool_key(pool_id), "b", str(pool.initial_b))
+        fields = encode(pool, pool.initial_state())
+        kind = fields.pop("kind")
+        args = [kind, *(item for pair in fields.items() for item in pair)]
+        await redis.eval(_SEED, 1, pool_key(pool_id), *args)
 
 
-def write_reserves(pipe: Pipeline, reserves: dict[str, Reserves]) -> None:
-    for pool_id, r in reserves.items():
-        pipe.hset(pool_key(pool_id), mapping={"a": str(r.a), "b": str(r.b)})
+def write_reserves(pipe: Pipeline, reserves: dict[str, PoolState]) -> None:
+    """Queues the writes of the pools' new states (inside MULTI)."""
+    pools = all_pools()
+    for pool_id, state in reserves.items():
+        pipe.hset(pool_key(pool_id), mapping=encode(pools[pool_id], state))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Landed:
+    fill: RouteFill
+    # The pools' states the route was applied to.
+    before: dict[str, PoolState]
+
+
+async def land_route(
+    redis: Redis, legs: list[Leg], input_token: str, output_token: str, amount_in: int,
+    now: int, accept: Callable[[RouteFill], bool] = lambda fill: True,
+) -> Landed | None:
+    """Applies the route to the pools as they are and writes the result, in
+    one optimistic transaction retried until no other writer came between.
+    Writes nothing (and returns None) when ``accept`` refuses the fill, e.g.
+    below a minimum out. Raises RouteError as apply_route does."""
+    pool_ids = [leg.pool_id for leg in legs]
+    while True:
+        try:
+            async with redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(*(pool_key(p) for p in pool_ids))
+                before = await read_reserves(pipe, pool_ids)
+                fill = apply_route(legs, input_token, output_token, amount_in, before, now)
+                if not accept(fill):
+                    return None  # leaving the block unwatches
+                pipe.multi()
+                write_reserves(pipe, fill.reserves)
+                await pipe.execute()
+                return Landed(fill, before)
+        except WatchError:
+            continue  # a pool moved under us: look again
