@@ -1,0 +1,305 @@
+"""``make bench`` / ``python -m orderengine.bench``: starts the stack as real
+processes, drives it from a separate load process over gRPC, and prints one
+table (and a JSON file) of medians over rounds, with min and max, each
+engine figure beside the ceiling of the part it is built on.
+
+The embedded defaults (SQLite, embedded Redis) unless BENCH_DATABASE_URL /
+BENCH_REDIS_URL name real servers -- whose order tables and Redis database
+the benchmark empties."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from sqlalchemy import delete
+
+from orderengine.bench.ceilings import EchoServer, inserts_per_second, rq_jobs_per_second
+from orderengine.bench.stats import Figure
+from orderengine.embedded_redis import EmbeddedRedis
+from orderengine.settings import Settings
+from orderengine.stack import Stack
+from orderengine.store import migrate
+from orderengine.store.database import create_database_engine
+from orderengine.store.models import EventRow, OrderRow
+
+
+def progress(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Row:
+    section: str
+    name: str
+    figure: Figure
+    unit: str
+    ceiling: Figure | None = None
+    ceiling_name: str = ""
+
+    def ratio(self) -> float | None:
+        if self.ceiling is None or not self.ceiling.median:
+            return None
+        return self.figure.median / self.ceiling.median
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        ratio = f" ({row.ratio():.0%} of {row.ceiling_name})" if row.ratio() is not None else ""
+        progress(f"{row.section} / {row.name}: {row.figure.median:,.1f} {row.unit}{ratio}")
+        return row
+
+    def table(self) -> str:
+        head = (f"{'section':<10} {'figure':<44} {'median':>10} {'min':>10} {'max':>10}  "
+                f"{'unit':<10} {'vs ceiling':>10}")
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            ratio = f"{r.ratio():.0%}" if r.ratio() is not None else ""
+            f = r.figure
+            lines.append(f"{r.section:<10} {r.name:<44} {f.median:>10,.1f} {f.low:>10,.1f} "
+                         f"{f.high:>10,.1f}  {r.unit:<10} {ratio:>10}")
+        return "\n".join(lines)
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "info": self.info,
+            "rows": [{"section": r.section, "name": r.name, "unit": r.unit,
+                      **r.figure.json(),
+                      "ceiling": r.ceiling.json() if r.ceiling else None,
+                      "ceiling_name": r.ceiling_name, "ratio": r.ratio()} for r in self.rows],
+        }
+
+
+def load(*args: str) -> dict[str, Any]:
+    """Runs the load process and returns what it printed."""
+    out = subprocess.run([sys.executable, "-m", "orderengine.bench.load", *args],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"load {' '.join(args)} failed:\n{out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+class Backing:
+    """The Redis and database every stack of the run uses, emptied between."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.embedded: EmbeddedRedis | None = None
+        self.redis_url = os.environ.get("BENCH_REDIS_URL", "")
+        if not self.redis_url:
+            self.embedded = EmbeddedRedis(workdir / "redis.db", persist=False)
+            self.redis_url = self.embedded.url
+        self.database_url = (os.environ.get("BENCH_DATABASE_URL")
+                             or f"sqlite:///{workdir / 'bench.db'}")
+        migrate.upgrade(self.database_url)
+        self.engine = create_database_engine(self.database_url)
+
+    def empty(self) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(EventRow))
+            connection.execute(delete(OrderRow))
+        client = Redis.from_url(self.redis_url)
+        client.flushdb()
+        client.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+@contextmanager
+def stack(backing: Backing, workdir: Path, workers: int, **env: str) -> Iterator[Settings]:
+    backing.empty()
+    saved = dict(os.environ)
+    os.environ.update({
+        "REDIS_URL": backing.redis_url, "CHAIN_REDIS_URL": backing.redis_url,
+        "DATABASE_URL": backing.database_url, "LOG_LEVEL": "WARNING",
+        "MAX_QUEUE_DEPTH": "1000000",
+        "ORDER_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
+        "QUOTE_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
+        "EXECUTION_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
+        "GATEWAY_ADDRESS": f"http://127.0.0.1:{free_port()}",
+        "MARKET_FLOW_RATE": "0",
+        **env,
+    })
+    running = Stack(workers, workdir / "stack")
+    try:
+        settings = running.start()
+        yield settings
+    finally:
+        running.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def pid_listening(address: str) -> int:
+    """The pid of the process serving ``address`` (the OrderService)."""
+    port = int(address.rsplit(":", 1)[1])
+    inode = ""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            parts = line.split()
+            if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "0A":
+                inode = parts[9]
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) == f"socket:[{inode}]":
+                return int(fd.parent.parent.name)
+        except OSError:
+            continue
+    raise LookupError(f"nothing listens on {address}")
+
+
+def run(args: argparse.Namespace) -> Report:
+    quick: bool = args.quick
+    rounds = 1 if quick else args.rounds
+    seconds = 2.0 if quick else 5.0
+    report = Report(info={"quick": quick, "rounds": rounds, "cpus": os.cpu_count(),
+                          "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    sections = set(args.only.split(",")) if args.only else {
+        "ceiling", "accept", "e2e", "watch", "quote"}
+    worker_counts = [1, 2] if quick else [1, 2, 4]
+    workdir = Path(tempfile.mkdtemp(prefix="orderengine-bench-"))
+    backing = Backing(workdir)
+    report.info["database"] = backing.database_url.split("@")[-1]
+    report.info["redis"] = "embedded" if backing.embedded else backing.redis_url.split("@")[-1]
+    ceilings: dict[str, Figure] = {}
+    try:
+        if "ceiling" in sections or "accept" in sections or "e2e" in sections:
+            progress("ceilings: the bare parts")
+            echo = EchoServer()
+            try:
+                ceilings["grpc"] = report.add(Row("ceiling", "grpc.aio unary echo, 64 concurrent",
+                    Figure.of([load("unary", "--target", "echo", "--address", echo.address,
+                                    "--concurrency", "64", "--seconds", str(seconds))["per_second"]
+                               for _ in range(rounds)]), "calls/s")).figure
+            finally:
+                echo.stop()
+            ceilings["insert"] = report.add(Row("ceiling", "insert + commit of one row",
+                Figure.of([inserts_per_second(backing.database_url, seconds)
+                           for _ in range(rounds)]), "rows/s")).figure
+            for w in worker_counts:
+                jobs = 2000 if quick else 4000
+                ceilings[f"rq{w}"] = report.add(Row(
+                    "ceiling", f"RQ enqueue + no-op job, {w} worker{'s' * (w > 1)}",
+                    Figure.of([rq_jobs_per_second(backing.redis_url, w, jobs)
+                               for _ in range(rounds)]), "jobs/s")).figure
+
+        if "accept" in sections:
+            progress("accept: SubmitOrder with no workers draining")
+            with stack(backing, workdir, workers=0) as settings:
+                address = settings.order_service_address
+                best = None
+                for concurrency in ([16, 64] if quick else [1, 16, 64, 256]):
+                    row = report.add(Row("accept", f"SubmitOrder, {concurrency} concurrent",
+                        Figure.of([load("unary", "--target", "submit", "--address", address,
+                                        "--concurrency", str(concurrency),
+                                        "--seconds", str(seconds))["per_second"]
+                                   for _ in range(rounds)]), "orders/s", ceilings.get("grpc"),
+                        "grpc echo"))
+                    best = row if best is None or row.figure.median > best.figure.median else best
+                runs = [load("unary", "--target", "submit", "--address", address, "--rate", "500",
+                             "--seconds", str(seconds)) for _ in range(rounds)]
+                report.add(Row("accept", "SubmitOrder p50 at 500/s offered",
+                               Figure.of([r["p50_ms"] for r in runs]), "ms"))
+                report.add(Row("accept", "SubmitOrder p99 at 500/s offered",
+                               Figure.of([r["p99_ms"] for r in runs]), "ms"))
+
+        if "e2e" in sections:
+            sustained = 10.0 if quick else 30.0
+            delays = [("0", "0")] if quick else [("0", "0"), ("0.4", "0.6")]
+            for slot, confirm in delays:
+                for w in worker_counts:
+                    label = (f"submit -> CONFIRMED, {w} worker{'s' * (w > 1)}, "
+                             f"slot {slot}s")
+                    progress(f"e2e: {label} (sustained {sustained:.0f}s)")
+                    with stack(backing, workdir, workers=w, CHAIN_SLOT_SECONDS=slot,
+                               CHAIN_CONFIRM_SECONDS=confirm) as settings:
+                        result = load("e2e", "--address", settings.order_service_address,
+                                      "--seconds", str(sustained),
+                                      "--windows", "2" if quick else "6")
+                    report.add(Row("e2e", label, Figure.of(result["windows"]), "orders/s",
+                                   ceilings.get(f"rq{w}"), f"RQ ceiling, {w}w"))
+
+        if "watch" in sections:
+            for streams in ([1000] if quick else [1000, 10000]):
+                progress(f"watch: {streams} streams on one OrderService")
+                with stack(backing, workdir, workers=0) as settings:
+                    pid = pid_listening(settings.order_service_address)
+                    result = load("watch", "--address", settings.order_service_address,
+                                  "--streams", str(streams), "--server-pid", str(pid))
+                report.add(Row("watch", f"{streams} streams: delivery p50",
+                               Figure.of([result["p50_ms"]]), "ms"))
+                report.add(Row("watch", f"{streams} streams: delivery p99",
+                               Figure.of([result["p99_ms"]]), "ms"))
+                report.add(Row("watch", f"{streams} streams: memory per stream",
+                               Figure.of([result["kib_per_stream"]]), "KiB"))
+
+        if "quote" in sections:
+            progress("quote: QuoteService.GetQuote")
+            with stack(backing, workdir, workers=0) as settings:
+                address = settings.quote_service_address
+                single = [load("unary", "--target", "quote", "--address", address,
+                               "--concurrency", "1", "--seconds", str(seconds))
+                          for _ in range(rounds)]
+                report.add(Row("quote", "GetQuote p50, one at a time",
+                               Figure.of([r["p50_ms"] for r in single]), "ms"))
+                report.add(Row("quote", "GetQuote p99, one at a time",
+                               Figure.of([r["p99_ms"] for r in single]), "ms"))
+                report.add(Row("quote", "GetQuote, 16 concurrent",
+                    Figure.of([load("unary", "--target", "quote", "--address", address,
+                                    "--concurrency", "16", "--seconds", str(seconds))["per_second"]
+                               for _ in range(rounds)]), "quotes/s", ceilings.get("grpc"),
+                    "grpc echo"))
+    finally:
+        backing.close()
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m orderengine.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="one short round of each figure: under a minute, for CI")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated sections: ceiling,accept,e2e,watch,quote")
+    parser.add_argument("--json", type=Path, default=Path("artifacts/bench.json"),
+                        help="where to write the figures (default artifacts/bench.json)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    report = run(args)
+    report.info["seconds"] = round(time.perf_counter() - started, 1)
+    print()
+    print(report.table())
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report.json(), indent=2))
+    print(f"\n{len(report.rows)} figures in {report.info['seconds']}s; JSON in {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The bare parts the engine is built on, measured the same way on the same
+machine: RQ enqueue plus a no-op job, a grpc.aio unary call, and one row
+inserted and committed. Every engine figure is printed as a ratio to these."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from redis import Redis
+from rq import Queue
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert
+
+from orderengine.store.database import create_database_engine
+
+NOOP = "orderengine.bench.noop.noop"
+
+
+def rq_jobs_per_second(redis_url: str, workers: int, jobs: int) -> float:
+    """Enqueues ``jobs`` no-op jobs, then times ``workers`` burst workers
+    through them, from the first job taken to the last."""
+    redis = Redis.from_url(redis_url)
+    queue = Queue(f"bench-ceiling-{time.time_ns()}", connection=redis)
+    queue.enqueue_many([Queue.prepare_data(NOOP, result_ttl=0) for _ in range(jobs)])
+    env = {**os.environ, "REDIS_URL": redis_url}
+    processes = [subprocess.Popen([sys.executable, "-m", "orderengine.bench.rq_worker",
+                                   queue.name], env=env) for _ in range(workers)]
+    started = None
+    while any(p.poll() is None for p in processes):
+        if started is None and queue.count < jobs:
+            started = time.perf_counter()
+        time.sleep(0.005)
+    finished = time.perf_counter()
+    queue.delete(delete_jobs=True)
+    redis.close()
+    return jobs / (finished - (started or finished - 1e-9))
+
+
+def inserts_per_second(database_url: str, seconds: float) -> float:
+    """One row per transaction, on one connection, for ``seconds``."""
+    engine = create_database_engine(database_url)
+    table = Table(f"bench_insert_{time.time_ns()}", MetaData(),
+                  Column("id", Integer, primary_key=True), Column("payload", String(64)))
+    table.create(engine)
+    try:
+        count = 0
+        deadline = time.perf_counter() + seconds
+        start = time.perf_counter()
+        with engine.connect() as connection:
+            while time.perf_counter() < deadline:
+                with connection.begin():
+                    connection.execute(insert(table).values(payload="x" * 36))
+                count += 1
+        return count / (time.perf_counter() - start)
+    finally:
+        table.drop(engine)
+        engine.dispose()
+
+
+class EchoServer:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "orderengine.bench.echo"],
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        self.address = f"127.0.0.1:{self.process.stdout.readline().strip()}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)

@@ -1,0 +1,275 @@
+"""The load process: drives a running stack over gRPC and prints what it
+measured as one JSON line. The benchmark runs it as a separate process, so
+the load never shares an interpreter with what it measures.
+
+    python -m orderengine.bench.load unary --target submit --address A --concurrency 64 --seconds 5
+    python -m orderengine.bench.load unary --target submit --address A --rate 500 --seconds 5
+    python -m orderengine.bench.load e2e --address A --seconds 30 --windows 6
+    python -m orderengine.bench.load watch --address A --streams 1000 --server-pid P
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import func, select
+
+from orderengine.bench.stats import percentile
+from orderengine.events import publish
+from orderengine.settings import Settings
+from orderengine.statuses import TERMINAL, Status
+from orderengine.store.database import create_database_engine
+from orderengine.store.models import OrderRow
+from orderengine.store.orders import Change, OrderStore
+from orderengine.v1 import (
+    order_service_pb2,
+    order_service_pb2_grpc,
+    quote_service_pb2,
+    quote_service_pb2_grpc,
+)
+
+Call = Callable[[], Awaitable[Any]]
+CHANNELS = 4  # spread streams over a few HTTP/2 connections, as many clients would
+
+
+def _submit_call(address: str) -> Call:
+    channel = grpc.aio.insecure_channel(address)
+    stub = order_service_pb2_grpc.OrderServiceStub(channel)
+    rng = random.Random(1)
+
+    def call() -> Awaitable[Any]:
+        amount = f"0.{rng.randint(1, 999):03d}"
+        return stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
+            input_token="SOL", output_token="USDC", amount=amount), timeout=10)
+    return call
+
+
+def _quote_call(address: str) -> Call:
+    stub = quote_service_pb2_grpc.QuoteServiceStub(grpc.aio.insecure_channel(address))
+    rng = random.Random(2)
+    pairs = [("SOL", "USDC"), ("USDC", "SOL"), ("SOL", "USDT"), ("JUP", "SOL")]
+
+    def call() -> Awaitable[Any]:
+        src, dst = rng.choice(pairs)
+        return stub.GetQuote(quote_service_pb2.GetQuoteRequest(
+            input_token=src, output_token=dst, amount=str(rng.randint(1, 500)),
+            slippage_bps=50), timeout=10)
+    return call
+
+
+def _echo_call(address: str) -> Call:
+    stub = health_pb2_grpc.HealthStub(grpc.aio.insecure_channel(address))
+
+    def call() -> Awaitable[Any]:
+        return stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
+    return call
+
+
+TARGETS = {"submit": _submit_call, "quote": _quote_call, "echo": _echo_call}
+
+
+async def unary(target: str, address: str, seconds: float, concurrency: int,
+                rate: float) -> dict[str, Any]:
+    """Closed loop at ``concurrency``, or open loop at ``rate`` calls/s."""
+    call = TARGETS[target](address)
+    for _ in range(20):  # warm the connection
+        await call()
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def one() -> None:
+        nonlocal errors
+        began = time.perf_counter()
+        try:
+            await call()
+            latencies.append(time.perf_counter() - began)
+        except grpc.aio.AioRpcError:
+            errors += 1
+
+    if rate > 0:
+        tasks = []
+        sent = 0
+        while (now := time.perf_counter()) < deadline:
+            due = int((now - start) * rate) + 1
+            while sent < due:
+                tasks.append(asyncio.ensure_future(one()))
+                sent += 1
+            await asyncio.sleep(max(0.0, start + sent / rate - time.perf_counter()))
+        await asyncio.gather(*tasks)
+    else:
+        async def loop() -> None:
+            while time.perf_counter() < deadline:
+                await one()
+        await asyncio.gather(*(loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    return {"calls": len(latencies), "errors": errors, "seconds": elapsed,
+            "per_second": len(latencies) / elapsed,
+            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
+
+
+async def end_to_end(address: str, seconds: float, windows: int, outstanding: int,
+                     warmup: float) -> dict[str, Any]:
+    """Keeps ``outstanding`` orders in flight and counts those confirmed per
+    second, in ``windows`` equal windows after a warm-up."""
+    engine = create_database_engine(Settings().database_url)
+    terminal = [s.value for s in TERMINAL]
+
+    def count(statuses: list[str]) -> int:
+        with engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(OrderRow)
+                                          .where(OrderRow.status.in_(statuses))).scalar_one())
+
+    base_done, base_confirmed = count(terminal), count([Status.CONFIRMED])
+    call = _submit_call(address)
+    submitted = 0
+    done = 0
+    stop = asyncio.Event()
+
+    async def submitter() -> None:
+        nonlocal submitted
+        while not stop.is_set():
+            if submitted - done >= outstanding:
+                await asyncio.sleep(0.005)
+                continue
+            submitted += 1
+            try:
+                await call()
+            except grpc.aio.AioRpcError:
+                submitted -= 1
+                await asyncio.sleep(0.05)
+
+    tasks = [asyncio.ensure_future(submitter()) for _ in range(32)]
+    samples: list[tuple[float, int]] = []
+    start = time.perf_counter()
+    while (now := time.perf_counter()) < start + warmup + seconds:
+        done = await asyncio.to_thread(count, terminal) - base_done
+        confirmed = await asyncio.to_thread(count, [Status.CONFIRMED]) - base_confirmed
+        if now >= start + warmup:
+            samples.append((now, confirmed))
+        await asyncio.sleep(0.25)
+    stop.set()
+    await asyncio.gather(*tasks)
+    engine.dispose()
+    rates = []
+    per_window = max(1, len(samples) // windows)
+    for i in range(windows):
+        chunk = samples[i * per_window:(i + 1) * per_window + 1]
+        if len(chunk) >= 2:
+            rates.append((chunk[-1][1] - chunk[0][1]) / (chunk[-1][0] - chunk[0][0]))
+    return {"windows": rates, "submitted": submitted}
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def watch(address: str, streams: int, orders: int, server_pid: int) -> dict[str, Any]:
+    """Opens ``streams`` WatchOrder streams over ``orders`` PENDING orders,
+    then commits one event per order and times its delivery to each stream."""
+    settings = Settings()
+    store = OrderStore(create_database_engine(settings.database_url))
+    from redis import Redis
+
+    redis = Redis.from_url(settings.redis_url)
+    channels = [grpc.aio.insecure_channel(address) for _ in range(CHANNELS)]
+    stubs = [order_service_pb2_grpc.OrderServiceStub(c) for c in channels]
+    ids = []
+    for i in range(orders):
+        reply = await stubs[i % CHANNELS].SubmitOrder(order_service_pb2.SubmitOrderRequest(
+            input_token="SOL", output_token="USDC", amount="0.01"), timeout=10)
+        ids.append(reply.order.order_id)
+    await asyncio.sleep(1)
+    rss_before = _rss_kib(server_pid)
+    ready = 0
+    all_ready = asyncio.Event()
+    latencies: list[float] = []
+
+    async def stream(i: int) -> None:
+        nonlocal ready
+        call = stubs[i % CHANNELS].WatchOrder(order_service_pb2.WatchOrderRequest(
+            order_id=ids[i % orders]), timeout=600)
+        async for event in call:
+            if event.sequence == 1:
+                ready += 1
+                if ready == streams:
+                    all_ready.set()
+                continue
+            latencies.append(time.time() - event.event_time.ToMicroseconds() / 1e6)
+            if Status.from_proto(event.status).terminal:
+                return
+
+    tasks = [asyncio.ensure_future(stream(i)) for i in range(streams)]
+    opened = time.perf_counter()
+    await asyncio.wait_for(all_ready.wait(), 300)
+    open_seconds = time.perf_counter() - opened
+    await asyncio.sleep(2)
+    rss_after = _rss_kib(server_pid)
+
+    def move(status: Status, change: Change) -> None:
+        for order_id in ids:
+            moved = store.transition(order_id, status, change)
+            if moved is not None:
+                publish(redis, [moved[1]])
+
+    await asyncio.to_thread(move, Status.ROUTING, Change())
+    await asyncio.sleep(1)
+    await asyncio.to_thread(move, Status.FAILED, Change(reason="benchmark over"))
+    await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    for channel in channels:
+        await channel.close(None)
+    return {"streams": streams, "open_seconds": open_seconds,
+            "kib_per_stream": (rss_after - rss_before) / streams,
+            "deliveries": len(latencies),
+            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m orderengine.bench.load", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="kind", required=True)
+    u = sub.add_parser("unary")
+    u.add_argument("--target", choices=sorted(TARGETS), required=True)
+    u.add_argument("--address", required=True)
+    u.add_argument("--seconds", type=float, default=5)
+    u.add_argument("--concurrency", type=int, default=16)
+    u.add_argument("--rate", type=float, default=0, help="open loop at this many calls/s")
+    e = sub.add_parser("e2e")
+    e.add_argument("--address", required=True)
+    e.add_argument("--seconds", type=float, default=30)
+    e.add_argument("--windows", type=int, default=6)
+    e.add_argument("--outstanding", type=int, default=600)
+    e.add_argument("--warmup", type=float, default=3)
+    w = sub.add_parser("watch")
+    w.add_argument("--address", required=True)
+    w.add_argument("--streams", type=int, default=1000)
+    w.add_argument("--orders", type=int, default=100)
+    w.add_argument("--server-pid", type=int, required=True)
+    args = parser.parse_args()
+    result: dict[str, Any]
+    if args.kind == "unary":
+        result = asyncio.run(unary(args.target, args.address, args.seconds, args.concurrency,
+                                   args.rate))
+    elif args.kind == "e2e":
+        result = asyncio.run(end_to_end(args.address, args.seconds, args.windows,
+                                        args.outstanding, args.warmup))
+    else:
+        result = asyncio.run(watch(args.address, args.streams, args.orders, args.server_pid))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""The job of the RQ ceiling: nothing, so only the queue is measured."""
+
+
+def noop() -> None:
+    return None
