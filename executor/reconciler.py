@@ -17,7 +17,7 @@ from rq.registry import clean_registries
 from executor.context import Context
 from executor.inflight import Inflight, track_if_missing
 from executor.leases import leased
-from orderengine.order_queue import enqueue_order, queued_since
+from orderengine.order_queue import enqueue_orders, queued_since
 from orderengine.statuses import Status
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ def reconcile_once(ctx: Context) -> Reconciled:
     busy = leased(ctx.redis, ids)
     waiting = queued_since(ctx.redis, ids)
     patience = time.time() - ctx.settings.queue_patience_seconds
-    queued = tracked = 0
+    again: list[str] = []
+    tracked = 0
     for row in stale:
         if row.order_id in busy:
             continue
@@ -43,8 +44,10 @@ def reconcile_once(ctx: Context) -> Reconciled:
             tracked += track_if_missing(ctx.redis, Inflight(row.order_id, row.attempt,
                                                             row.signature))
         elif waiting.get(row.order_id, 0.0) < patience:
-            enqueue_order(ctx.queue, row.order_id)
-            queued += 1
+            again.append(row.order_id)
+    if again:
+        enqueue_orders(ctx.queue, again)
+    queued = len(again)
     if queued or tracked:
         log.info("reconciler: queued %d orders again, tracked %d swaps again", queued, tracked)
     # RQ's own bookkeeping of jobs whose worker died, without waiting for

@@ -9,6 +9,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from order_service.order_service import OrderServicer
+from order_service.submissions import Submissions
 from order_service.watch_hub import WatchHub
 from orderengine.channels import internal_aio_channel
 from orderengine.order_queue import order_queue
@@ -35,15 +36,18 @@ async def create_order_server(address: str, settings: Settings) -> Server:
     hub = WatchHub(AsyncRedis.from_url(settings.redis_url))
     hub.start()
     quote_channel = internal_aio_channel(settings.quote_service_address)
-    servicer = OrderServicer(OrderStore(engine), redis, order_queue(redis, settings.queue_name),
-                             hub, quote_service_pb2_grpc.QuoteServiceStub(quote_channel),
-                             settings.max_queue_depth)
+    store = OrderStore(engine)
+    submissions = Submissions(store, redis, order_queue(redis, settings.queue_name),
+                              settings.max_queue_depth)
+    servicer = OrderServicer(store, redis, submissions, hub,
+                             quote_service_pb2_grpc.QuoteServiceStub(quote_channel))
     server = await create_server(address, [
         Service(SERVICE_NAME, order_service_pb2_grpc.add_OrderServiceServicer_to_server,
                 servicer),
     ])
 
     async def close() -> None:
+        submissions.close()
         await quote_channel.close(None)
         await hub.redis.aclose()
         redis.close()

@@ -9,19 +9,18 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
 from sqlalchemy.exc import OperationalError
 
+from order_service.submissions import QueueFull, QueueUnavailable, Submissions
 from order_service.watch_hub import Inbox, Signal, WatchHub
 from orderengine.errors import FieldError, abort, abort_invalid, status
 from orderengine.events import publish
-from orderengine.order_queue import enqueue_order, queue_depth
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, NewOrder, OrderStore, PageTokenError
@@ -54,16 +53,6 @@ QUOTE_TIMEOUT_SECONDS = 5.0
 QUEUE_FULL_RETRY_SECONDS = 1.0
 
 
-class QueueUnavailable(Exception):
-    """Redis does not answer: nothing was stored."""
-
-
-class QueueFull(Exception):
-    def __init__(self, depth: int) -> None:
-        super().__init__(depth)
-        self.depth = depth
-
-
 def _order_id(value: str) -> str:
     try:
         return str(uuid.UUID(value))
@@ -72,22 +61,25 @@ def _order_id(value: str) -> str:
 
 
 class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
-    def __init__(self, store: OrderStore, redis: Redis, queue: Queue, hub: WatchHub,
-                 quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub,
-                 max_queue_depth: int) -> None:
-        self.max_queue_depth = max_queue_depth
+    def __init__(self, store: OrderStore, redis: Redis, submissions: Submissions,
+                 hub: WatchHub, quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub) -> None:
         self.store = store
         self.redis = redis
-        self.queue = queue
+        self.submissions = submissions
         self.hub = hub
         self.quotes = quotes
 
     async def _blocking(self, context: grpc.aio.ServicerContext, fn: Callable[..., T],
                         *args: object) -> T:
-        """Runs a store call on the thread pool; a store that is down is
-        UNAVAILABLE to the client, never a half-done request."""
+        """Runs a store call on the thread pool."""
+        return await self._store_call(context, asyncio.to_thread(fn, *args))
+
+    async def _store_call(self, context: grpc.aio.ServicerContext,
+                          call: Awaitable[T]) -> T:
+        """A store that is down is UNAVAILABLE to the client, never a
+        half-done request."""
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await call
         except OperationalError as exc:
             log.warning("database unavailable: %s", exc.orig)
             await abort(context, grpc.StatusCode.UNAVAILABLE,
@@ -112,7 +104,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             client_order_id=request.client_order_id or None,
         )
         try:
-            row, created = await self._blocking(context, self._submit, new)
+            row, created = await self._store_call(context, self.submissions.submit(new))
         except QueueFull as full:
             await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                         f"the order queue is full ({full.depth} orders waiting); nothing was "
@@ -134,30 +126,6 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         return order_service_pb2.SubmitOrderResponse(
             order=order_to_proto(row), already_exists=not created
         )
-
-    def _submit(self, new: NewOrder) -> tuple[OrderRow, bool]:
-        # Refuse before storing anything: an order we cannot queue now would
-        # only wait for the reconciler, and a full queue must push back.
-        try:
-            depth = queue_depth(self.queue)
-        except RedisError as exc:
-            raise QueueUnavailable from exc
-        if depth >= self.max_queue_depth:
-            raise QueueFull(depth)
-        row, event = self.store.submit(new)
-        if event is None:
-            return row, False
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                enqueue_order(self.queue, row.order_id, pipeline=pipe)
-                publish(pipe, [event])
-                pipe.execute()
-        except RedisError as exc:
-            # Stored is accepted: the reconciler queues what Redis did not
-            # take (Redis failed between the depth check and here).
-            log.warning("order %s stored but not queued (%s); the reconciler will", row.order_id,
-                        exc)
-        return row, True
 
     # -- QuoteOrder -------------------------------------------------------------
 

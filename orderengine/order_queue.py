@@ -29,26 +29,42 @@ def order_queue(redis: Redis, name: str) -> Queue:
     return Queue(name, connection=redis)
 
 
-def enqueue_order(
-    queue: Queue, order_id: str, *, delay_seconds: float = 0.0, pipeline: Pipeline | None = None
-) -> None:
+_JOB_OPTIONS = {
+    "timeout": JOB_TIMEOUT_SECONDS,
+    # Results are in the database; keep nothing in Redis.
+    "result_ttl": 0,
+    "failure_ttl": 24 * 3600,
+}
+
+
+def enqueue_orders(queue: Queue, order_ids: list[str], *,
+                   pipeline: Pipeline | None = None) -> None:
+    """Queues the jobs that drive the orders, in one round trip (or with the
+    given pipeline's next execute())."""
+    pipe = pipeline if pipeline is not None else queue.connection.pipeline()
+    queue.enqueue_many([
+        Queue.prepare_data(DRIVE_ORDER, (order_id,), description=f"drive order {order_id}",
+                           **_JOB_OPTIONS)  # type: ignore[arg-type]
+        for order_id in order_ids
+    ], pipeline=pipe)
+    now = repr(time.time())
+    pipe.hset(QUEUED, mapping=dict.fromkeys(order_ids, now))
+    if pipeline is None:
+        pipe.execute()
+
+
+def enqueue_order(queue: Queue, order_id: str, *, delay_seconds: float = 0.0) -> None:
     """Queues the job that drives the order; after ``delay_seconds`` if set
     (a retry's back-off), which needs a worker running RQ's scheduler."""
-    options = {
-        "job_timeout": JOB_TIMEOUT_SECONDS,
-        # Results are in the database; keep nothing in Redis.
-        "result_ttl": 0,
-        "failure_ttl": 24 * 3600,
-        "description": f"drive order {order_id}",
-    }
-    pipe = pipeline if pipeline is not None else queue.connection.pipeline()
-    if delay_seconds > 0:
-        queue.enqueue_in(timedelta(seconds=delay_seconds), DRIVE_ORDER, order_id,
-                         pipeline=pipe, **options)
-    else:
-        queue.enqueue(DRIVE_ORDER, order_id, pipeline=pipe, **options)
-    pipe.hset(QUEUED, order_id, repr(time.time() + delay_seconds))
-    if pipeline is None:
+    if delay_seconds <= 0:
+        enqueue_orders(queue, [order_id])
+        return
+    with queue.connection.pipeline() as pipe:
+        queue.enqueue_in(timedelta(seconds=delay_seconds), DRIVE_ORDER, order_id, pipeline=pipe,
+                         job_timeout=JOB_TIMEOUT_SECONDS, result_ttl=0,
+                         failure_ttl=_JOB_OPTIONS["failure_ttl"],
+                         description=f"drive order {order_id}")
+        pipe.hset(QUEUED, order_id, repr(time.time() + delay_seconds))
         pipe.execute()
 
 

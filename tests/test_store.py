@@ -234,18 +234,20 @@ def test_racing_submits_with_one_client_order_id_make_one_order(
 ) -> None:
     racers = 8
     start, all_checked = threading.Barrier(racers), threading.Barrier(racers)
-    first_lookup = store._by_client_id
+    first_lookup = store._by_client_ids
     waited = threading.local()
 
-    def lookup_then_wait_for_the_others(owner: str, client_order_id: str) -> OrderRow | None:
+    def lookup_then_wait_for_the_others(
+        keys: set[tuple[str, str]],
+    ) -> dict[tuple[str, str], OrderRow]:
         # Every racer finds no order before any of them inserts: the worst race.
-        found = first_lookup(owner, client_order_id)
+        found = first_lookup(keys)
         if not getattr(waited, "done", False):
             waited.done = True
             all_checked.wait(timeout=10)
         return found
 
-    monkeypatch.setattr(store, "_by_client_id", lookup_then_wait_for_the_others)
+    monkeypatch.setattr(store, "_by_client_ids", lookup_then_wait_for_the_others)
 
     def race(_: int) -> tuple[str, bool]:
         start.wait(timeout=10)
@@ -258,6 +260,24 @@ def test_racing_submits_with_one_client_order_id_make_one_order(
     assert len({order_id for order_id, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     assert (count(store, OrderRow), count(store, EventRow)) == (1, 1)
+
+
+def test_a_batch_is_answered_in_order_with_client_order_ids_settled(store: OrderStore) -> None:
+    earlier, _ = store.submit(new_order(client_order_id="old"))
+    batch = [new_order(), new_order(client_order_id="new"), new_order(client_order_id="old"),
+             new_order(client_order_id="new"), new_order(owner="bob", client_order_id="new")]
+    results = store.submit_many(batch)
+    ids = [row.order_id for row, _ in results]
+    created = [event is not None for _, event in results]
+    assert created == [True, True, False, False, True]
+    assert ids[2] == earlier.order_id  # taken before the batch
+    assert ids[3] == ids[1]  # taken earlier in the same batch
+    assert ids[4] not in ids[:4]  # another owner's id is another order
+    assert (count(store, OrderRow), count(store, EventRow)) == (4, 4)
+    for row, event in results:
+        assert store.get(row.order_id) is not None
+        if event is not None:
+            assert [e.sequence for e in store.events(row.order_id)] == [1]
 
 
 # -- listing ------------------------------------------------------------------

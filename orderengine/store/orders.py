@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from orderengine.amounts import format_amount
@@ -79,41 +79,69 @@ class OrderStore:
         """Stores the order as PENDING with its first event. With a
         client_order_id already used by this owner, returns that order and no
         event, also when two submissions race."""
-        if new.client_order_id:
-            existing = self._by_client_id(new.owner, new.client_order_id)
-            if existing is not None:
-                return existing, None
+        return self.submit_many([new])[0]
+
+    def submit_many(
+        self, news: Sequence[NewOrder]
+    ) -> list[tuple[OrderRow, order_pb2.OrderEvent | None]]:
+        """``submit`` for several orders in one transaction, each answered in
+        turn. An order whose client_order_id is taken (also earlier in the
+        same batch) comes back as the order that took it, with no event."""
+        keys = {(n.owner, n.client_order_id) for n in news if n.client_order_id}
+        taken = self._by_client_ids(keys) if keys else {}
         now = _now()
-        row = OrderRow(
-            order_id=str(uuid.uuid4()), owner=new.owner, client_order_id=new.client_order_id,
-            status=Status.PENDING, input_token=new.input_token, output_token=new.output_token,
-            amount_in=new.amount_in, slippage_bps=new.slippage_bps, attempt=1, last_sequence=1,
-            created_at=now, updated_at=now,
-        )
-        event = order_pb2.OrderEvent(
-            order_id=row.order_id, sequence=1, status=Status.PENDING.proto,
-            event_time=timestamp(now), attempt=1,
-        )
+        results: list[tuple[OrderRow, order_pb2.OrderEvent | None]] = []
+        rows, events = [], []
+        for new in news:
+            key = (new.owner, new.client_order_id or "")
+            if new.client_order_id and key in taken:
+                results.append((taken[key], None))
+                continue
+            row = OrderRow(
+                order_id=str(uuid.uuid4()), owner=new.owner,
+                client_order_id=new.client_order_id, status=Status.PENDING,
+                input_token=new.input_token, output_token=new.output_token,
+                amount_in=new.amount_in, slippage_bps=new.slippage_bps, attempt=1,
+                last_sequence=1, route=None, signature=None, amount_out=None,
+                failure_reason=None, created_at=now, updated_at=now,
+            )
+            event = order_pb2.OrderEvent(
+                order_id=row.order_id, sequence=1, status=Status.PENDING.proto,
+                event_time=timestamp(now), attempt=1,
+            )
+            if new.client_order_id:
+                taken[key] = row
+            rows.append(row)
+            events.append(event)
+            results.append((row, event))
+        if not rows:
+            return results
         try:
             with self._sessions.begin() as session:
-                session.add(row)
-                session.flush()  # the order before its event (foreign key)
-                session.add(self._event_row(event, now))
+                # Plain executemany inserts: one round trip per table.
+                session.execute(insert(OrderRow), [_columns(r) for r in rows])
+                session.execute(insert(EventRow),
+                                [_columns(self._event_row(e, now)) for e in events])
         except IntegrityError:
-            if new.client_order_id:
-                existing = self._by_client_id(new.owner, new.client_order_id)
-                if existing is not None:
-                    return existing, None
-            raise
-        return row, event
+            if len(news) == 1 and news[0].client_order_id:
+                # Lost a race for the client_order_id: the winner's order is ours.
+                winner = self._by_client_ids({(news[0].owner, news[0].client_order_id)})
+                if winner:
+                    return [(next(iter(winner.values())), None)]
+            if len(news) == 1:
+                raise
+            # One of the batch raced another process: settle them one by one.
+            return [self.submit(new) for new in news]
+        return results
 
-    def _by_client_id(self, owner: str, client_order_id: str) -> OrderRow | None:
+    def _by_client_ids(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], OrderRow]:
+        owners = {owner for owner, _ in keys}
+        ids = {cid for _, cid in keys}
         with self._sessions() as session:
-            return session.scalars(
-                select(OrderRow).where(
-                    OrderRow.owner == owner, OrderRow.client_order_id == client_order_id
-                )
-            ).first()
+            rows = session.scalars(select(OrderRow).where(
+                OrderRow.owner.in_(owners), OrderRow.client_order_id.in_(ids))).all()
+        return {(r.owner, r.client_order_id or ""): r for r in rows
+                if (r.owner, r.client_order_id or "") in keys}
 
     # -- status changes -------------------------------------------------------
 
@@ -228,6 +256,11 @@ class OrderStore:
                     .limit(limit)
                 ).all()
             )
+
+
+def _columns(row: Any) -> dict[str, Any]:
+    """A mapped object's column values, for a Core insert."""
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns}
 
 
 def _encode_page_token(row: OrderRow) -> str:
