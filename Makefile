@@ -23,7 +23,7 @@ MYPY_PATHS := $(wildcard orderengine order_service router_service executor gatew
 PYTEST_ARGS ?=
 RUN_ARGS ?=
 
-.PHONY: help install protos check-protos buf-lint lint test chaos run compose-check clean
+.PHONY: help install protos check-protos buf-lint lint test chaos run compose-check clean node-client screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -69,6 +69,12 @@ chaos: $(STAMP) ## run only the fault-injection tests
 run: $(STAMP) ## start the whole stack (Ctrl-C stops it; RUN_ARGS=... passes arguments)
 	$(PY) -m orderengine.stack $(RUN_ARGS)
 
+node-client: ## install the Node.js client's pinned packages (tests/node; the suite does it when missing)
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+
+screenshot: $(STAMP) ## redo docs/page.png from the page test (headless Debian chromium)
+	UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/test_page.py -k confirm $(PYTEST_ARGS)
+
 compose-check: ## validate docker-compose.yml (no engine needed)
 	@if docker compose version >/dev/null 2>&1; then \
 	  echo "docker compose -f docker-compose.yml config -q"; \
@@ -84,4 +90,5 @@ compose-check: ## validate docker-compose.yml (no engine needed)
 
 clean: ## remove .venv, .tools, caches and runtime state (var/, artifacts/)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist var artifacts *.egg-info
+	rm -rf tests/node/node_modules
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -12,6 +12,11 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, "").strip() or default
 
 
+def _url(address: str) -> str:
+    address = address.rstrip("/")
+    return address if "://" in address else f"http://{address}"
+
+
 def _float(name: str, default: float) -> float:
     raw = _env(name, str(default))
     try:
@@ -51,6 +56,11 @@ class Settings:
     )
     execution_service_address: str = field(
         default_factory=lambda: _env("EXECUTION_SERVICE_ADDRESS", "127.0.0.1:50053")
+    )
+
+    # Where browsers find the HTTP/WebSocket gateway (a URL).
+    gateway_address: str = field(
+        default_factory=lambda: _url(_env("GATEWAY_ADDRESS", "http://127.0.0.1:8080"))
     )
 
     queue_name: str = field(default_factory=lambda: _env("QUEUE_NAME", "orders"))

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +32,23 @@ class Part:
     name: str
     args: list[str]
     address: str | None = None  # a gRPC server to wait for
+    health_url: str | None = None  # an HTTP server to wait for (until it answers 200)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+def wait_http(url: str, deadline: float) -> None:
+    """Waits until ``url`` answers 200, or raises TimeoutError at ``deadline``."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+    while True:
+        try:
+            with direct.open(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} does not answer 200")
+        time.sleep(0.1)
 
 
 def parts(settings: Settings, workers: int) -> list[Part]:
@@ -40,6 +58,7 @@ def parts(settings: Settings, workers: int) -> list[Part]:
         Part("ExecutionService", [py, "-m", "executor.main", "chain"],
              settings.execution_service_address),
         Part("OrderService", [py, "-m", "order_service.main"], settings.order_service_address),
+        Part("gateway", [py, "-m", "gateway.main"], health_url=f"{settings.gateway_address}/healthz"),
         *(Part(f"worker-{i + 1}", [py, "-m", "executor.main", "worker"]) for i in range(workers)),
         Part("tracker", [py, "-m", "executor.main", "tracker"]),
     ]
@@ -79,6 +98,8 @@ class Stack:
         for part in self.parts:
             if part.address:
                 wait_serving(part.address, deadline)
+            if part.health_url:
+                wait_http(part.health_url, deadline)
         return settings
 
     def exited(self) -> Part | None:
@@ -109,6 +130,7 @@ def banner(settings: Settings, stack: Stack) -> str:
     redis = f"embedded ({settings.redis_url})" if stack.redis else settings.redis_url
     rows = [
         ("OrderService", f"{settings.order_service_address}   gRPC, public (reflection on)"),
+        ("gateway", f"{settings.gateway_address}   HTTP + WebSocket, page at /"),
         ("QuoteService", f"{settings.quote_service_address}   gRPC, internal"),
         ("ExecutionService", f"{settings.execution_service_address}   gRPC, internal "
                              f"(slot {settings.slot_seconds}s, confirmed "
@@ -121,6 +143,7 @@ def banner(settings: Settings, stack: Stack) -> str:
     width = max(len(name) for name, _ in rows)
     lines = ["", "Order engine is up.", *(f"  {n.ljust(width)}  {v}" for n, v in rows), "",
              "Try:  .venv/bin/orderengine submit SOL USDC 10 --watch",
+             f"  or open {settings.gateway_address}/ in a browser",
              "Ctrl-C stops everything.", ""]
     return "\n".join(lines)
 

@@ -39,6 +39,7 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
         env["DATABASE_URL"] = os.environ["TEST_DATABASE_URL"]
     for name in ("ORDER_SERVICE_ADDRESS", "QUOTE_SERVICE_ADDRESS", "EXECUTION_SERVICE_ADDRESS"):
         env[name] = f"127.0.0.1:{free_port()}"
+    env["GATEWAY_ADDRESS"] = f"http://127.0.0.1:{free_port()}"
     # A realistic chain: land after a slot, confirmed a little later.
     env.update(CHAIN_SLOT_SECONDS="0.4", CHAIN_CONFIRM_SECONDS="0.6", WORKERS="2")
     return env
@@ -61,6 +62,8 @@ def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Pope
     text = "".join(banner)
     assert "Order engine is up." in text, text
     assert stack_env["ORDER_SERVICE_ADDRESS"] in text
+    assert re.search(rf"^  gateway +{re.escape(stack_env['GATEWAY_ADDRESS'])} +HTTP \+ WebSocket, "
+                     r"page at /$", text, re.MULTILINE), text
     yield process
     if process.poll() is None:
         process.send_signal(signal.SIGINT)

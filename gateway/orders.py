@@ -1,0 +1,126 @@
+"""The HTTP API: each route is one OrderService call, translated both ways.
+
+``POST /api/orders`` answers exactly as the seed did, so its clients switch
+without changing a line."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from gateway.amounts import Amount, DecimalJSONRoute
+from gateway.errors import ErrorBody
+from gateway.models import (
+    UINT32_MAX,
+    OrderJSON,
+    OrderListJSON,
+    QuoteJSON,
+    SubmitOrderBody,
+    SubmitOrderReply,
+)
+from gateway.upstream import CALL_TIMEOUT_SECONDS, OrdersStub, Upstream
+from orderengine.v1 import order_service_pb2
+
+QUEUED = "Order queued successfully"
+ALREADY_QUEUED = "Order already queued with this clientOrderId"
+
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+BAD_INPUT: Responses = {400: _error("bad input; `error.field` names the field")}
+UNAVAILABLE: Responses = {503: _error("OrderService is unavailable; try again"),
+                          502: _error("OrderService failed in an unexpected way")}
+UNKNOWN_ORDER: Responses = {404: _error("no such order")}
+
+router = APIRouter(prefix="/api", route_class=DecimalJSONRoute, tags=["orders"])
+
+
+def orders_stub(request: Request) -> OrdersStub:
+    upstream: Upstream = request.app.state.upstream
+    return upstream.orders
+
+
+Stub = Annotated[OrdersStub, Depends(orders_stub)]
+
+
+@router.post(
+    "/orders", status_code=status.HTTP_201_CREATED, response_model=SubmitOrderReply,
+    summary="Submit a market order",
+    responses={200: {"model": SubmitOrderReply,
+                     "description": "clientOrderId matched an earlier order: that order"},
+               409: _error("clientOrderId was used for an order with other parameters"),
+               **BAD_INPUT, **UNAVAILABLE},
+)
+async def submit_order(body: SubmitOrderBody, stub: Stub,
+                       response: Response) -> SubmitOrderReply:
+    """Validates, stores and queues the order, and answers at once; watch it
+    on `/ws/orders/{orderId}`."""
+    reply = await stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
+        input_token=body.input_token, output_token=body.output_token, amount=body.amount,
+        slippage_bps=body.slippage_bps or 0, client_order_id=body.client_order_id or "",
+    ), timeout=CALL_TIMEOUT_SECONDS)
+    order_id = reply.order.order_id
+    response.headers["Location"] = f"/api/orders/{order_id}"
+    if reply.already_exists:
+        response.status_code = status.HTTP_200_OK
+        return SubmitOrderReply(message=ALREADY_QUEUED, order_id=order_id)
+    return SubmitOrderReply(message=QUEUED, order_id=order_id)
+
+
+@router.get("/orders", response_model=OrderListJSON, summary="List orders, newest first",
+            responses={**BAD_INPUT, **UNAVAILABLE})
+async def list_orders(
+    stub: Stub,
+    page_size: Annotated[int, Query(alias="pageSize", ge=0, le=1000,
+                                    description="at most this many (0: 50)")] = 0,
+    page_token: Annotated[str, Query(alias="pageToken",
+                                     description="nextPageToken of the previous page")] = "",
+) -> OrderListJSON:
+    reply = await stub.ListOrders(order_service_pb2.ListOrdersRequest(
+        page_size=page_size, page_token=page_token), timeout=CALL_TIMEOUT_SECONDS)
+    return OrderListJSON(orders=[OrderJSON.of(order) for order in reply.orders],
+                         next_page_token=reply.next_page_token or None)
+
+
+@router.get("/orders/{order_id}", response_model=OrderJSON, summary="One order, as stored now",
+            responses={**BAD_INPUT, **UNKNOWN_ORDER, **UNAVAILABLE})
+async def get_order(order_id: str, stub: Stub) -> OrderJSON:
+    order = await stub.GetOrder(order_service_pb2.GetOrderRequest(order_id=order_id),
+                                timeout=CALL_TIMEOUT_SECONDS)
+    return OrderJSON.of(order)
+
+
+@router.delete(
+    "/orders/{order_id}", response_model=OrderJSON, summary="Cancel a PENDING order",
+    responses={**BAD_INPUT, **UNKNOWN_ORDER,
+               409: _error("the order is no longer PENDING"), **UNAVAILABLE},
+)
+async def cancel_order(order_id: str, stub: Stub) -> OrderJSON:
+    order = await stub.CancelOrder(order_service_pb2.CancelOrderRequest(order_id=order_id),
+                                   timeout=CALL_TIMEOUT_SECONDS)
+    return OrderJSON.of(order)
+
+
+@router.get("/quote", response_model=QuoteJSON, tags=["quotes"],
+            summary="What an order would get now, on each venue",
+            responses={**BAD_INPUT, **UNAVAILABLE})
+async def quote(
+    stub: Stub,
+    input_token: Annotated[str, Query(alias="inputToken", examples=["SOL"])],
+    output_token: Annotated[str, Query(alias="outputToken", examples=["USDC"])],
+    amount: Annotated[Amount, Query(examples=["10"])],
+    slippage_bps: Annotated[int, Query(alias="slippageBps", ge=0, le=UINT32_MAX,
+                                       description="0: the default, 50")] = 0,
+) -> QuoteJSON:
+    """Each venue's quote for the whole input and the route the engine would
+    take. Nothing is stored; the price may move before an order is routed."""
+    reply = await stub.QuoteOrder(order_service_pb2.QuoteOrderRequest(
+        input_token=input_token, output_token=output_token, amount=amount,
+        slippage_bps=slippage_bps), timeout=CALL_TIMEOUT_SECONDS)
+    return QuoteJSON.of(reply)

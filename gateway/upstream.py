@@ -1,0 +1,61 @@
+"""The gateway's one connection to OrderService: a grpc.aio channel opened
+for the app's lifetime, the stub, and a count of open WatchOrder streams."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
+
+if TYPE_CHECKING:
+    # The async stub's type exists only in the generated .pyi.
+    OrdersStub = order_service_pb2_grpc.OrderServiceAsyncStub
+else:
+    OrdersStub = order_service_pb2_grpc.OrderServiceStub
+
+SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
+# Unary calls: long enough for a slow database, short enough for a browser.
+CALL_TIMEOUT_SECONDS = 10.0
+HEALTH_TIMEOUT_SECONDS = 1.0
+
+CHANNEL_OPTIONS = [
+    # A restarted OrderService is found again within a second, not gRPC's
+    # default of up to two minutes of reconnect back-off.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    # Long-lived watch streams notice a dead peer (OrderService allows pings
+    # every 10 s without data).
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class Upstream:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        # Created inside the running loop (grpc.aio binds to it).
+        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.orders: OrdersStub = order_service_pb2_grpc.OrderServiceStub(self.channel)
+        self._health = health_pb2_grpc.HealthStub(self.channel)
+        # WatchOrder calls open right now: what a client that went away
+        # must not leave behind (reported by /healthz).
+        self.open_streams = 0
+
+    async def health(self) -> tuple[str, str | None]:
+        """OrderService's standard health status, and why when it is not SERVING."""
+        try:
+            reply = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAME),
+                timeout=HEALTH_TIMEOUT_SECONDS)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name, exc.details()
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        return status, None
+
+    async def close(self) -> None:
+        await self.channel.close(None)

@@ -1,0 +1,151 @@
+"""``/ws/orders/{orderId}``: one WatchOrder stream per WebSocket.
+
+Every socket gets a stream of its own, so any number of clients can watch
+one order, and a late one still gets the whole history (OrderService
+replays it). Messages are the seed's ``ORDER_UPDATE`` envelope; the socket
+closes normally (1000) after the terminal event.
+
+When the client goes away the upstream call is cancelled at once. When
+OrderService stops mid-stream (UNAVAILABLE), the stream is opened again
+with ``after_sequence`` = the last event sent, so nothing repeats and
+nothing is lost, for up to ``resume_seconds``; then the socket closes with
+1011 and the sequence to resume from."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+import grpc
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from gateway.models import TERMINAL, OrderUpdate, status_name
+from gateway.upstream import Upstream
+from orderengine.v1 import order_service_pb2
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+NORMAL = 1000
+UPSTREAM_FAILED = 1011
+BAD_REQUEST = 4400
+NOT_FOUND = 4404
+MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 125 bytes with its code
+# A stopping OrderService ends streams with UNAVAILABLE; one whose grace
+# period ran out cancels them. (Our own cancel raises CancelledError instead.)
+RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+FIRST_RETRY_SECONDS = 0.1
+MAX_RETRY_SECONDS = 1.0
+
+
+def _reason(text: str) -> str:
+    return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+
+
+class Relay:
+    """Upstream events to one socket until the order ends, the client goes
+    away, or OrderService stays away longer than ``resume_seconds``."""
+
+    def __init__(self, socket: WebSocket, upstream: Upstream, order_id: str, after: int,
+                 resume_seconds: float) -> None:
+        self.socket = socket
+        self.upstream = upstream
+        self.order_id = order_id
+        self.last = after
+        self.resume_seconds = resume_seconds
+
+    async def run(self) -> None:
+        pump = asyncio.create_task(self._pump())
+        listen = asyncio.create_task(self._until_disconnect())
+        try:
+            await asyncio.wait({pump, listen}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Cancelling the pump cancels its upstream call: no stream
+            # outlives its socket.
+            for task in (pump, listen):
+                task.cancel()
+            await asyncio.gather(pump, listen, return_exceptions=True)
+        if not pump.done() or pump.cancelled():
+            return  # the client left first
+        error = pump.exception()
+        if error is not None:
+            log.error("watch %s failed", self.order_id, exc_info=error)
+            closing: tuple[int, str] | None = (UPSTREAM_FAILED, "internal error")
+        else:
+            closing = pump.result()
+        if closing is not None:
+            with suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await self.socket.close(closing[0], _reason(closing[1]))
+
+    async def _until_disconnect(self) -> None:
+        # What the client sends is ignored; only its leaving matters.
+        while True:
+            message = await self.socket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+
+    async def _pump(self) -> tuple[int, str] | None:
+        """Relays events; returns the close code and reason, or None when the
+        client is already gone."""
+        loop = asyncio.get_running_loop()
+        give_up_at: float | None = None
+        delay = FIRST_RETRY_SECONDS
+        while True:
+            call = self.upstream.orders.WatchOrder(order_service_pb2.WatchOrderRequest(
+                order_id=self.order_id, after_sequence=self.last))
+            self.upstream.open_streams += 1
+            try:
+                async for event in call:
+                    give_up_at, delay = None, FIRST_RETRY_SECONDS
+                    try:
+                        await self.socket.send_text(OrderUpdate.of(event).to_json())
+                    except (WebSocketDisconnect, RuntimeError, OSError):
+                        return None
+                    self.last = event.sequence
+                    if event.status in TERMINAL:
+                        return NORMAL, f"order {status_name(event.status)}"
+                return NORMAL, "order already ended"
+            except grpc.aio.AioRpcError as exc:
+                code, details = exc.code(), exc.details() or exc.code().name
+                if code is grpc.StatusCode.NOT_FOUND:
+                    return NOT_FOUND, f"order {self.order_id} not found"
+                if code is grpc.StatusCode.INVALID_ARGUMENT:
+                    return BAD_REQUEST, details
+                if code not in RESUMABLE:
+                    log.warning("watch %s: %s: %s", self.order_id, code.name, details)
+                    return UPSTREAM_FAILED, f"{code.name}: {details}"
+            finally:
+                call.cancel()
+                self.upstream.open_streams -= 1
+            # OrderService is stopping or away; resume where we were.
+            now = loop.time()
+            if give_up_at is None:
+                give_up_at = now + self.resume_seconds
+            if now >= give_up_at:
+                return UPSTREAM_FAILED, (f"order service unavailable; reconnect with "
+                                         f"?after={self.last}")
+            log.info("watch %s: order service unavailable, resuming after #%d",
+                     self.order_id, self.last)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
+
+
+@router.websocket("/ws/orders/{order_id}")
+async def watch_order(socket: WebSocket, order_id: str) -> None:
+    """Streams ``ORDER_UPDATE`` messages; ``?after=N`` sends only events
+    after sequence N (to resume)."""
+    # Accept first: a close code and reason reach a browser only after that.
+    await socket.accept()
+    raw_after = socket.query_params.get("after", "0")
+    try:
+        after = int(raw_after)
+    except ValueError:
+        after = -1
+    if after < 0:
+        await socket.close(BAD_REQUEST, _reason(
+            f"after: must be a sequence number >= 0, got {raw_after[:32]!r}"))
+        return
+    upstream: Upstream = socket.app.state.upstream
+    await Relay(socket, upstream, order_id, after, socket.app.state.resume_seconds).run()
