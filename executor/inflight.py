@@ -38,8 +38,10 @@ class Inflight:
         return cls(order_id, int(attempt), signature)
 
 
-def track(redis: Redis, entry: Inflight, due_in: float = 0.0) -> None:
-    redis.zadd(INFLIGHT, {entry.member: time.time() + due_in})
+def track(redis: Redis, entries: list[Inflight], due_in: float = 0.0) -> None:
+    if entries:
+        at = time.time() + due_in
+        redis.zadd(INFLIGHT, {entry.member: at for entry in entries})
 
 
 def track_if_missing(redis: Redis, entry: Inflight) -> int:

@@ -1,27 +1,32 @@
-"""The RQ job that drives an order: PENDING -> ROUTING -> ROUTED -> SUBMITTED.
+"""The RQ job that drives orders: PENDING -> ROUTING -> ROUTED -> SUBMITTED.
 
-It never waits for the chain: once the swap is submitted the order is
-handed to the confirmation tracker. Every step is a compare-and-set on the
-order, so a job that runs twice, or late, or after a cancel, does nothing
-the order's state does not allow; a re-submitted swap is recognised by the
-chain through its attempt key."""
+One job moves a batch of orders (those submitted together): their quotes
+and swaps are asked for side by side, and each step of the batch is one
+transaction and one publish, so the cost of a job, RQ's own included, is
+shared. It never waits for the chain: once a swap is submitted the order is
+the confirmation tracker's. Every step is a compare-and-set on the order, so
+a job that runs twice, or late, or after a cancel, does nothing the order's
+state does not allow; a swap sent again is recognised by the chain through
+its attempt key."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import grpc
 from google.protobuf import json_format
 
 from executor.context import RPC_TIMEOUT_SECONDS, Context, context
 from executor.inflight import Inflight, track
-from executor.leases import order_lease
-from executor.progress import advance, attempt_failed
+from executor.leases import order_leases
+from executor.progress import advance_many, attempt_failed
 from orderengine.amounts import format_amount
 from orderengine.order_queue import enqueue_order, taken
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change
+from orderengine.store.orders import Change, Transition
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
 
@@ -34,73 +39,97 @@ TRANSIENT = frozenset({
 })
 
 
-def drive_order(order_id: str) -> str:
-    """Moves the order as far as it goes without the chain; returns its status."""
+def drive_orders(order_ids: list[str]) -> None:
+    """Moves each order as far as it goes without the chain."""
     ctx = context()
-    taken(ctx.redis, order_id)
-    with order_lease(ctx.redis, order_id, ctx.settings.order_lease_seconds) as mine:
-        if not mine:
-            return "driven by another worker"
-        return _drive_leased(ctx, order_id)
-
-
-def _drive_leased(ctx: Context, order_id: str) -> str:
-    row = ctx.store.get(order_id)
-    if row is None:
-        return "unknown"
-    try:
-        row = _drive(ctx, row)
-    except grpc.RpcError as exc:
-        if exc.code() not in TRANSIENT:
-            raise
-        # Same step again after a pause; the order's state says where it was.
-        delay = ctx.retry.backoff_seconds(ctx.retry.max_attempts)
-        log.warning("order %s: %s, again in %.1fs", order_id, exc.details(), delay)
-        enqueue_order(ctx.queue, order_id, delay_seconds=delay)
-    return row.status if row else "moved on"
-
-
-def _drive(ctx: Context, row: OrderRow | None) -> OrderRow | None:
-    if row is not None and row.status == Status.PENDING:
-        row = advance(ctx, row.order_id, Status.ROUTING, attempt=row.attempt)
-    if row is not None and row.status == Status.ROUTING:
-        row = _route(ctx, row)
-    if row is not None and row.status == Status.ROUTED:
-        row = _submit(ctx, row)
-    if row is not None and row.status == Status.SUBMITTED and row.signature:
-        # Also when a crash came between SUBMITTED and tracking it.
-        track(ctx.redis, Inflight(row.order_id, row.attempt, row.signature),
+    taken(ctx.redis, order_ids)
+    with order_leases(ctx.redis, order_ids, ctx.settings.order_lease_seconds) as mine:
+        # An order leased by another worker is being driven there.
+        rows = ctx.store.get_many(mine)
+        later: list[str] = []
+        routed = _route(ctx, [r for r in rows.values()
+                              if r.status in (Status.PENDING, Status.ROUTING)], later)
+        routed += [r for r in rows.values() if r.status == Status.ROUTED]
+        submitted = _submit(ctx, routed, later)
+        # Also those a crash left between SUBMITTED and the tracker.
+        submitted += [r for r in rows.values() if r.status == Status.SUBMITTED]
+        track(ctx.redis, [Inflight(r.order_id, r.attempt, r.signature)
+                          for r in submitted if r.signature],
               due_in=ctx.settings.slot_seconds)
-    return row
+    for order_id in later:
+        # A peer was down: the same step again after a pause.
+        enqueue_order(ctx.queue, order_id,
+                      delay_seconds=ctx.retry.backoff_seconds(ctx.retry.max_attempts))
 
 
-def _route(ctx: Context, row: OrderRow) -> OrderRow | None:
-    request = quote_service_pb2.GetQuoteRequest(
-        input_token=row.input_token, output_token=row.output_token,
-        amount=format_amount(row.amount_in, token(row.input_token).decimals),
-        slippage_bps=row.slippage_bps,
-    )
-    try:
-        quote = ctx.quotes.GetQuote(request, timeout=RPC_TIMEOUT_SECONDS)
-    except grpc.RpcError as exc:
-        if exc.code() in TRANSIENT:
-            raise
-        attempt_failed(ctx, row, "NO_ROUTE", f"no route: {exc.details()}")
-        return None
-    return advance(ctx, row.order_id, Status.ROUTED,
-                   Change(quotes=list(quote.quotes), route=quote.route), attempt=row.attempt)
+def drive_order(order_id: str) -> None:
+    """One order (jobs queued before orders were driven in batches)."""
+    drive_orders([order_id])
 
 
-def _submit(ctx: Context, row: OrderRow) -> OrderRow | None:
-    route = json_format.ParseDict(row.route or {}, market_pb2.Route())
-    request = execution_service_pb2.SubmitSwapRequest(
-        attempt_key=f"{row.order_id}:{row.attempt}", route=route)
-    try:
-        submitted = ctx.chain.SubmitSwap(request, timeout=RPC_TIMEOUT_SECONDS)
-    except grpc.RpcError as exc:
-        if exc.code() in TRANSIENT:
-            raise
-        attempt_failed(ctx, row, "SWAP_REJECTED", f"swap rejected: {exc.details()}")
-        return None
-    return advance(ctx, row.order_id, Status.SUBMITTED,
-                   Change(signature=submitted.signature), attempt=row.attempt)
+def _answers(
+    rows: list[OrderRow], send: Callable[[OrderRow], grpc.Future],
+) -> list[tuple[OrderRow, object | grpc.RpcError]]:
+    """Sends one call per order at once, then collects the answers."""
+    futures = [(row, send(row)) for row in rows]
+    answers: list[tuple[OrderRow, object | grpc.RpcError]] = []
+    for row, future in futures:
+        try:
+            answers.append((row, future.result()))
+        except grpc.RpcError as exc:
+            answers.append((row, exc))
+    return answers
+
+
+def _transient(answer: object) -> bool:
+    return isinstance(answer, grpc.RpcError) and answer.code() in TRANSIENT
+
+
+def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRow]:
+    """Quotes the orders; PENDING ones also go through ROUTING, dated when
+    routing began, in the same transaction as their ROUTED."""
+    began = datetime.now(UTC)
+
+    def ask(row: OrderRow) -> grpc.Future:
+        return ctx.quotes.GetQuote.future(quote_service_pb2.GetQuoteRequest(
+            input_token=row.input_token, output_token=row.output_token,
+            amount=format_amount(row.amount_in, token(row.input_token).decimals),
+            slippage_bps=row.slippage_bps), timeout=RPC_TIMEOUT_SECONDS)
+
+    steps: list[Transition] = []
+    for row, answer in _answers(rows, ask):
+        if _transient(answer):
+            later.append(row.order_id)
+        elif isinstance(answer, grpc.RpcError):
+            attempt_failed(ctx, row, "NO_ROUTE", f"no route: {answer.details()}")
+        else:
+            assert isinstance(answer, quote_service_pb2.GetQuoteResponse)
+            if row.status == Status.PENDING:
+                steps.append(Transition(row.order_id, Status.ROUTING, Change(at=began),
+                                        row.attempt))
+            steps.append(Transition(row.order_id, Status.ROUTED,
+                                    Change(quotes=list(answer.quotes), route=answer.route),
+                                    row.attempt))
+    moved = advance_many(ctx, steps)
+    return [row for step, row in zip(steps, moved, strict=True)
+            if row is not None and step.target is Status.ROUTED]
+
+
+def _submit(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRow]:
+    def send(row: OrderRow) -> grpc.Future:
+        route = json_format.ParseDict(row.route or {}, market_pb2.Route())
+        return ctx.chain.SubmitSwap.future(execution_service_pb2.SubmitSwapRequest(
+            attempt_key=f"{row.order_id}:{row.attempt}", route=route),
+            timeout=RPC_TIMEOUT_SECONDS)
+
+    steps: list[Transition] = []
+    for row, answer in _answers(rows, send):
+        if _transient(answer):
+            later.append(row.order_id)
+        elif isinstance(answer, grpc.RpcError):
+            attempt_failed(ctx, row, "SWAP_REJECTED", f"swap rejected: {answer.details()}")
+        else:
+            assert isinstance(answer, execution_service_pb2.SubmitSwapResponse)
+            steps.append(Transition(row.order_id, Status.SUBMITTED,
+                                    Change(signature=answer.signature), row.attempt))
+    return [row for row in advance_many(ctx, steps) if row is not None]

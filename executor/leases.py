@@ -26,17 +26,23 @@ def lease_key(order_id: str) -> str:
 
 
 @contextmanager
-def order_lease(redis: Redis, order_id: str, seconds: float) -> Iterator[bool]:
-    """Yields whether this worker got the lease; releases it after."""
+def order_leases(redis: Redis, order_ids: list[str], seconds: float) -> Iterator[list[str]]:
+    """Yields the orders this worker got the lease of (in one round trip);
+    releases them after."""
     token = uuid.uuid4().hex
-    got = bool(redis.set(lease_key(order_id), token, nx=True, px=int(seconds * 1000)))
+    with redis.pipeline(transaction=False) as pipe:
+        for order_id in order_ids:
+            pipe.set(lease_key(order_id), token, nx=True, px=int(seconds * 1000))
+        got = [i for i, ok in zip(order_ids, pipe.execute(), strict=True) if ok]
     try:
         yield got
     finally:
-        if got:
-            # Best effort: a lease we cannot delete runs out by itself.
-            with suppress(RedisError):
-                redis.register_script(_RELEASE)(keys=[lease_key(order_id)], args=[token])
+        # Best effort: a lease we cannot delete runs out by itself.
+        with suppress(RedisError), redis.pipeline(transaction=False) as pipe:
+            release = redis.register_script(_RELEASE)
+            for order_id in got:
+                release(keys=[lease_key(order_id)], args=[token], client=pipe)
+            pipe.execute()
 
 
 def leased(redis: Redis, order_ids: list[str]) -> set[str]:

@@ -11,7 +11,7 @@ from orderengine.events import publish
 from orderengine.order_queue import enqueue_order
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import NO_CHANGE, Change
+from orderengine.store.orders import NO_CHANGE, Change, Transition
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +22,20 @@ def advance(
 ) -> OrderRow | None:
     """The order after the change, or None when the change was refused (the
     order moved on, was cancelled, or is on another attempt)."""
-    result = ctx.store.transition(order_id, target, change, attempt=attempt)
-    if result is None:
-        return None
-    row, event = result
+    return advance_many(ctx, [Transition(order_id, target, change, attempt)])[0]
+
+
+def advance_many(ctx: Context, transitions: list[Transition]) -> list[OrderRow | None]:
+    """Each change as ``advance``, all in one transaction and one publish."""
+    if not transitions:
+        return []
+    results = ctx.store.transition_many(transitions)
+    events = [result[1] for result in results if result is not None]
     try:
-        publish(ctx.redis, [event])
+        publish(ctx.redis, events)
     except Exception:  # committed is what counts; watchers read gaps from the database
-        log.warning("could not publish event %s of order %s", event.sequence, order_id)
-    return row
+        log.warning("could not publish %d events", len(events))
+    return [result[0] if result is not None else None for result in results]
 
 
 def attempt_failed(ctx: Context, row: OrderRow, code: str, reason: str) -> None:

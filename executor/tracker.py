@@ -17,11 +17,12 @@ import grpc
 from executor.context import RPC_TIMEOUT_SECONDS, Context, context
 from executor.faults import TRANSACTION_DROPPED
 from executor.inflight import Inflight, claim_due, forget, reschedule
-from executor.progress import advance, attempt_failed
+from executor.progress import advance_many, attempt_failed
 from executor.reconciler import reconcile_once
 from orderengine.amounts import parse_amount
 from orderengine.statuses import Status
-from orderengine.store.orders import Change
+from orderengine.store.models import OrderRow
+from orderengine.store.orders import Change, Transition
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2
 
@@ -51,43 +52,48 @@ def check_once(ctx: Context) -> int:
         reschedule(ctx.redis, entries, UNREACHABLE_RETRY_SECONDS)
         raise
     waiting: list[Inflight] = []
-    done: list[Inflight] = []
+    final: list[tuple[Inflight, execution_service_pb2.SignatureStatus]] = []
     for entry, status in zip(entries, response.statuses, strict=True):
-        if status.found and status.commitment in (
-            Commitment.COMMITMENT_PENDING, Commitment.COMMITMENT_PROCESSED
-        ):
+        if status.found and status.commitment in (Commitment.COMMITMENT_PENDING,
+                                                  Commitment.COMMITMENT_PROCESSED):
             waiting.append(entry)
-            continue
-        if _settle(ctx, entry, status):
+        else:
+            final.append((entry, status))
+    rows = ctx.store.get_many([e.order_id for e, _ in final])
+    confirmations: list[Transition] = []
+    done: list[Inflight] = []
+    for entry, status in final:
+        row = rows.get(entry.order_id)
+        if row is None or row.status != Status.SUBMITTED or row.attempt != entry.attempt:
+            done.append(entry)  # settled already, by another tracker or an earlier round
+        elif not status.found and not _blockhash_expired(ctx, row):
+            # Unknown to the chain: maybe not propagated yet. Only once its
+            # blockhash has expired can it never land, and a new attempt is safe.
+            waiting.append(entry)
+        elif not status.found:
+            attempt_failed(ctx, row, TRANSACTION_DROPPED,
+                           "transaction dropped: the chain never saw it before its blockhash "
+                           "expired")
+            done.append(entry)
+        elif status.error_code:
+            attempt_failed(ctx, row, status.error_code, status.error)
             done.append(entry)
         else:
-            waiting.append(entry)
+            amount_out = parse_amount(status.amount_out, token(row.output_token).decimals)
+            confirmations.append(Transition(
+                row.order_id, Status.CONFIRMED,
+                Change(signature=entry.signature, amount_out=amount_out), entry.attempt))
+            done.append(entry)
+    # Every confirmation of the round: one transaction, one publish.
+    advance_many(ctx, confirmations)
     reschedule(ctx.redis, waiting, ctx.settings.tracker_poll_seconds)
     forget(ctx.redis, done)
     return len(entries)
 
 
-def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.SignatureStatus) -> bool:
-    """Acts on a final answer; False when the swap must be asked about again."""
-    row = ctx.store.get(entry.order_id)
-    if row is None or row.status != Status.SUBMITTED or row.attempt != entry.attempt:
-        return True  # settled already, by another tracker or an earlier round
-    if not status.found:
-        # Unknown to the chain: maybe not propagated yet. Only once its
-        # blockhash has expired can it never land, and a new attempt is safe.
-        sent = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
-        if datetime.now(UTC) - sent < timedelta(seconds=ctx.settings.blockhash_valid_seconds):
-            return False
-        attempt_failed(ctx, row, TRANSACTION_DROPPED,
-                       "transaction dropped: the chain never saw it before its blockhash "
-                       "expired")
-    elif status.error_code:
-        attempt_failed(ctx, row, status.error_code, status.error)
-    else:
-        amount_out = parse_amount(status.amount_out, token(row.output_token).decimals)
-        advance(ctx, row.order_id, Status.CONFIRMED,
-                Change(signature=entry.signature, amount_out=amount_out), attempt=entry.attempt)
-    return True
+def _blockhash_expired(ctx: Context, row: OrderRow) -> bool:
+    sent = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+    return datetime.now(UTC) - sent >= timedelta(seconds=ctx.settings.blockhash_valid_seconds)
 
 
 def run(stopping: threading.Event) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 
 import base58
 import pytest
@@ -19,7 +22,6 @@ from executor.inflight import Inflight, claim_due
 from executor.progress import attempt_failed
 from executor.reconciler import Reconciled, reconcile_once
 from executor.retries import RETRYABLE, RetryPolicy
-from orderengine.market.pools import all_pools
 from orderengine.order_queue import order_queue
 from orderengine.settings import Settings
 from orderengine.statuses import Status
@@ -136,7 +138,7 @@ def test_a_retryable_failure_goes_back_to_routing_on_the_next_attempt_with_a_ret
     retry = events[-1]
     assert (retry.sequence, retry.attempt) == (5, 2)
     assert (retry.reason_code, retry.reason) == ("SLIPPAGE_EXCEEDED", SLIPPAGE)
-    assert drives(queued_jobs(ctx)) == [("executor.jobs.drive_order", (order_id,))]
+    assert drives(queued_jobs(ctx)) == [("executor.jobs.drive_orders", ([order_id],))]
 
     # The same failure reported again (a second tracker, a late round) changes nothing.
     attempt_failed(ctx, row, "SLIPPAGE_EXCEEDED", SLIPPAGE)
@@ -204,7 +206,7 @@ def test_the_reconciler_drives_again_only_what_is_stuck(ctx: Context, store: Ord
     assert reconcile_once(ctx) == Reconciled(queued=1, tracked=1)
 
     # A stuck order is queued again; a stuck swap goes back to the tracker.
-    assert drives(queued_jobs(ctx)) == [("executor.jobs.drive_order", (stuck,))]
+    assert drives(queued_jobs(ctx)) == [("executor.jobs.drive_orders", ([stuck],))]
     assert in_flight.signature is not None
     assert claim_due(ctx.redis, 10, 100) == [Inflight(in_flight.order_id, 1, in_flight.signature)]
     rows = [store.get(i) for i in (stuck, fresh, cancelled)]
@@ -215,15 +217,15 @@ def test_the_reconciler_drives_again_only_what_is_stuck(ctx: Context, store: Ord
 
 def test_the_reconciler_leaves_alone_what_a_worker_is_driving(ctx: Context,
                                                               store: OrderStore) -> None:
-    from executor.leases import order_lease
+    from executor.leases import order_leases
 
     stuck = new_order(store)
     age(store, stuck)
-    with order_lease(ctx.redis, stuck, 10) as mine:
-        assert mine
+    with order_leases(ctx.redis, [stuck], 10) as mine:
+        assert mine == [stuck]
         assert reconcile_once(ctx) == Reconciled(queued=0, tracked=0)
-        with order_lease(ctx.redis, stuck, 10) as second:
-            assert not second  # one driver at a time
+        with order_leases(ctx.redis, [stuck], 10) as second:
+            assert second == []  # one driver at a time
     assert reconcile_once(ctx) == Reconciled(queued=1, tracked=0)
 
 
@@ -234,7 +236,7 @@ def test_the_reconciler_queues_again_a_job_lost_with_redis(ctx: Context,
     assert reconcile_once(ctx).queued == 1
     ctx.redis.flushdb()  # the queue and its markers are gone
     assert reconcile_once(ctx).queued == 1
-    assert drives(queued_jobs(ctx)) == [("executor.jobs.drive_order", (stuck,))]
+    assert drives(queued_jobs(ctx)) == [("executor.jobs.drive_orders", ([stuck],))]
 
 
 @pytest.fixture
@@ -271,6 +273,40 @@ def half_second_slots(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("CHAIN_SLOT_SECONDS", "0.5")
 
 
+async def trade_against(redis_url: str, leg: market_pb2.RouteLeg) -> None:
+    """Other traders make the leg's trade, through the chain's own path, until
+    its price is 3% worse."""
+    from redis.asyncio import Redis as AsyncRedis
+
+    from orderengine.market.pools import all_pools, balances, spot_price
+    from orderengine.market.routes import Leg, RouteError
+    from orderengine.market.state import land_route, read_reserves
+
+    client = AsyncRedis.from_url(redis_url)
+    pool = all_pools()[leg.pool_id]
+
+    async def price() -> Fraction:
+        return spot_price(pool, (await read_reserves(client, [pool.id]))[pool.id],
+                          leg.input_token)
+
+    try:
+        start = await price()
+        state = (await read_reserves(client, [pool.id]))[pool.id]
+        a, b = balances(pool, state)
+        chunk = (a if leg.input_token == pool.token_a else b) // 50
+        for _ in range(200):
+            if await price() <= start * Fraction(97, 100):
+                return
+            try:
+                await land_route(client, [Leg(pool.id, leg.input_token, leg.output_token)],
+                                 leg.input_token, leg.output_token, chunk, int(time.time()))
+            except RouteError:
+                chunk //= 2  # more than the liquidity left takes
+        raise AssertionError(f"could not move {pool.id}")
+    finally:
+        await client.aclose()
+
+
 def test_an_order_the_market_moved_against_retries_with_a_new_quote_and_lands_once(
     half_second_slots: None, services: Services, engine: Processes, redis: Redis
 ) -> None:
@@ -283,15 +319,12 @@ def test_an_order_the_market_moved_against_retries_with_a_new_quote_and_lands_on
         now = orders.GetOrder(get, timeout=10)
         return now if now.route.legs else None
 
-    # The route is fixed; before its slot comes, the pool's USDC side loses 5%.
+    # The route is fixed; before its slot comes, other traders move its first
+    # pool 3% against the order (the order allows 0.5%).
     first = eventually(routed, timeout=10, every=0.01)
     assert first.attempt == 1
     assert first.status in (order_pb2.ORDER_STATUS_ROUTED, order_pb2.ORDER_STATUS_SUBMITTED)
-    pool = all_pools()[first.route.legs[0].pool_id]
-    key = f"market:pool:{pool.id}"
-    side = "b" if pool.token_b == "USDC" else "a"
-    usdc = int(redis.hget(key, side) or 0)
-    redis.hset(key, side, str(usdc * 95 // 100))
+    asyncio.run(trade_against(Settings().chain_redis_url, first.route.legs[0]))
 
     events = watch_all(orders, order.order_id)
     assert statuses(events) == [*FIRST_TRY, "ROUTING", "ROUTED", "SUBMITTED", "CONFIRMED"]

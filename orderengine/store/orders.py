@@ -12,12 +12,13 @@ import binascii
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from orderengine.amounts import format_amount
 from orderengine.statuses import TERMINAL, Status, sources
@@ -55,6 +56,18 @@ class Change:
     amount_out: int | None = None
     # Start the next attempt: route and signature of this one are cleared.
     next_attempt: bool = False
+    # When the step happened, if not at the commit (ROUTING began before the
+    # quote it is committed with).
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    order_id: str
+    target: Status
+    change: Change = field(default_factory=Change)
+    # Only if the order is still on this attempt.
+    attempt: int | None = None
 
 
 NO_CHANGE = Change()
@@ -151,7 +164,31 @@ class OrderStore:
     ) -> tuple[OrderRow, order_pb2.OrderEvent] | None:
         """Moves the order to ``target`` if that is legal from its status now
         (and it is still on ``attempt``, when given). None when refused."""
+        return self.transition_many([Transition(order_id, target, change, attempt)])[0]
+
+    def transition_many(
+        self, transitions: Sequence[Transition]
+    ) -> list[tuple[OrderRow, order_pb2.OrderEvent] | None]:
+        """``transition`` for each, in order, in one transaction: several
+        orders' changes, or several changes of one order, cost one commit."""
         now = _now()
+        results: list[tuple[OrderRow, order_pb2.OrderEvent] | None] = []
+        events: list[EventRow] = []
+        with self._sessions.begin() as session:
+            for t in transitions:
+                result = self._transition(session, t, now)
+                results.append(result)
+                if result is not None:
+                    events.append(self._event_row(result[1], now))
+            if events:
+                session.execute(insert(EventRow), [_columns(e) for e in events])
+        return results
+
+    @staticmethod
+    def _transition(
+        session: Session, t: Transition, now: datetime
+    ) -> tuple[OrderRow, order_pb2.OrderEvent] | None:
+        change, target = t.change, t.target
         values: dict[str, Any] = {
             "status": target.value,
             "last_sequence": OrderRow.last_sequence + 1,
@@ -167,28 +204,27 @@ class OrderStore:
             values["amount_out"] = change.amount_out
         if target is Status.FAILED:
             values["failure_reason"] = change.reason[:512]
-        conditions = [OrderRow.order_id == order_id, OrderRow.status.in_(sources(target))]
-        if attempt is not None:
-            conditions.append(OrderRow.attempt == attempt)
-        with self._sessions.begin() as session:
-            row = session.scalars(
-                update(OrderRow).where(*conditions).values(values).returning(OrderRow),
-                execution_options={"synchronize_session": False},
-            ).one_or_none()
-            if row is None:
-                return None
-            event = order_pb2.OrderEvent(
-                order_id=order_id, sequence=row.last_sequence, status=target.proto,
-                event_time=timestamp(now), attempt=row.attempt, quotes=list(change.quotes),
-                signature=change.signature, reason=change.reason, reason_code=change.reason_code,
-            )
-            if change.route is not None:
-                event.route.CopyFrom(change.route)
-            if change.amount_out is not None:
-                event.amount_out = format_amount(
-                    change.amount_out, token(row.output_token).decimals
-                )
-            session.add(self._event_row(event, now))
+        conditions = [OrderRow.order_id == t.order_id, OrderRow.status.in_(sources(target))]
+        if t.attempt is not None:
+            conditions.append(OrderRow.attempt == t.attempt)
+        row = session.scalars(
+            update(OrderRow).where(*conditions).values(values).returning(OrderRow),
+            # A second change of one order in one transaction must see the
+            # row as the first left it, not the session's copy.
+            execution_options={"synchronize_session": False, "populate_existing": True},
+        ).one_or_none()
+        if row is None:
+            return None
+        event = order_pb2.OrderEvent(
+            order_id=t.order_id, sequence=row.last_sequence, status=target.proto,
+            event_time=timestamp(change.at or now), attempt=row.attempt,
+            quotes=list(change.quotes), signature=change.signature, reason=change.reason,
+            reason_code=change.reason_code,
+        )
+        if change.route is not None:
+            event.route.CopyFrom(change.route)
+        if change.amount_out is not None:
+            event.amount_out = format_amount(change.amount_out, token(row.output_token).decimals)
         return row, event
 
     @staticmethod
@@ -207,6 +243,13 @@ class OrderStore:
         if row is None or (owner is not None and row.owner != owner):
             return None
         return row
+
+    def get_many(self, order_ids: Sequence[str]) -> dict[str, OrderRow]:
+        if not order_ids:
+            return {}
+        with self._sessions() as session:
+            rows = session.scalars(select(OrderRow).where(OrderRow.order_id.in_(order_ids)))
+            return {row.order_id: row for row in rows}
 
     def events(self, order_id: str, after_sequence: int = 0) -> list[order_pb2.OrderEvent]:
         with self._sessions() as session:
