@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from redis import Redis as SyncRedis
@@ -490,8 +490,8 @@ def test_missing_pools_are_seeded_from_pools_toml(redis: SyncRedis, redis_url: s
     fields = redis.hgetall(pool_key("meteora-bonk-sol"))
     pool = all_pools()["meteora-bonk-sol"]
     assert (int(fields[b"a"]), int(fields[b"b"])) == balances(pool, pool.initial_state())
-    assert fields[b"kind"] == b"dlmm"
-    assert sum(cast(bytes, name).startswith(b"bin:") for name in fields) == 61
+    assert fields[b"kind"] == b"dlmm/2"
+    assert len(fields[b"bins"].split()) == 1 + 2 * 61  # the lowest bin id, then x y per bin
 
 
 def test_states_read_back_what_was_written(redis: SyncRedis, redis_url: str) -> None:
@@ -543,7 +543,16 @@ def test_a_hash_of_another_kind_is_replaced_by_the_pool_from_the_file(
     got = asyncio.run(_read(redis_url, ["meteora-sol-usdc"]))
 
     assert got == {"meteora-sol-usdc": all_pools()["meteora-sol-usdc"].initial_state()}
-    assert redis.hget(pool_key("meteora-sol-usdc"), "kind") == b"dlmm"
+    assert redis.hget(pool_key("meteora-sol-usdc"), "kind") == b"dlmm/2"
+
+
+def test_a_dlmm_hash_in_an_older_encoding_is_replaced(redis: SyncRedis, redis_url: str) -> None:
+    # A bin per field, as the first DLMM pools were kept.
+    redis.hset(pool_key("meteora-sol-usdc"), mapping={"kind": "dlmm", "a": "1", "b": "2",
+                                                      "bin:0": "1 2"})
+    got = asyncio.run(_read(redis_url, ["meteora-sol-usdc"]))
+    assert got == {"meteora-sol-usdc": all_pools()["meteora-sol-usdc"].initial_state()}
+    assert redis.hget(pool_key("meteora-sol-usdc"), "bin:0") is None
 
 
 def test_states_read_and_written_inside_a_watched_transaction(redis: SyncRedis,

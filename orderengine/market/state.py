@@ -6,7 +6,8 @@ One hash per pool, ``market:pool:<id>``:
   token_b (its vaults, fees included; for a CPMM pool these are its reserves);
 - a DLMM pool also: ``active_id``, ``volatility_accumulator``,
   ``volatility_reference``, ``index_reference``, ``last_update``, ``fee_a``,
-  ``fee_b``, and one field ``bin:<id>`` = ``"<x> <y>"`` per bin.
+  ``fee_b``, and ``bins`` = ``"<min_id> <x> <y> <x> <y> ..."``: every bin in
+  one field, so that reading a pool is a dozen fields, not hundreds.
 
 A missing pool (a new Redis, a flush) starts again from pools.toml. A swap
 lands by reading the pools under WATCH, applying the route with the same
@@ -45,7 +46,8 @@ def pool_key(pool_id: str) -> str:
 
 
 def _kind(pool: Pool) -> str:
-    return "cpmm" if isinstance(pool.initial_state(), Reserves) else "dlmm"
+    # The DLMM kind names its encoding: a hash of an older one is seeded anew.
+    return "cpmm" if isinstance(pool.initial_state(), Reserves) else "dlmm/2"
 
 
 def encode(pool: Pool, state: PoolState) -> dict[str, str]:
@@ -62,8 +64,8 @@ def encode(pool: Pool, state: PoolState) -> dict[str, str]:
             "fee_a": str(state.fee_x),
             "fee_b": str(state.fee_y),
         })
-        for bin_id, bin_ in state.items():
-            fields[f"bin:{bin_id}"] = f"{bin_.x} {bin_.y}"
+        fields["bins"] = " ".join([str(state.min_id),
+                                   *(f"{b.x} {b.y}" for b in state.bins)])
     return fields
 
 
@@ -79,16 +81,11 @@ def decode(pool: Pool, raw: Mapping[bytes | str, bytes | str]) -> PoolState | No
     try:
         if _kind(pool) == "cpmm":
             return Reserves(int(fields["a"]), int(fields["b"]))
-        bins = {}
-        for name, value in fields.items():
-            if name.startswith("bin:"):
-                x, y = value.split()
-                bins[int(name[4:])] = Bin(int(x), int(y))
-        min_id = min(bins)
+        min_id, *amounts = map(int, fields["bins"].split())
         return DlmmState(
             active_id=int(fields["active_id"]),
             min_id=min_id,
-            bins=tuple(bins[i] for i in range(min_id, min_id + len(bins))),
+            bins=tuple(Bin(x, y) for x, y in zip(amounts[::2], amounts[1::2], strict=True)),
             volatility_accumulator=int(fields["volatility_accumulator"]),
             volatility_reference=int(fields["volatility_reference"]),
             index_reference=int(fields["index_reference"]),
