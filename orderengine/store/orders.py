@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy import Engine, Table, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -71,6 +71,7 @@ class Transition:
 
 
 NO_CHANGE = Change()
+ORDERS = cast(Table, OrderRow.__table__)
 
 
 class PageTokenError(ValueError):
@@ -189,13 +190,14 @@ class OrderStore:
         session: Session, t: Transition, now: datetime
     ) -> tuple[OrderRow, order_pb2.OrderEvent] | None:
         change, target = t.change, t.target
+        # Core, not the ORM's bulk UPDATE: this runs for every status change.
         values: dict[str, Any] = {
             "status": target.value,
-            "last_sequence": OrderRow.last_sequence + 1,
+            "last_sequence": ORDERS.c.last_sequence + 1,
             "updated_at": now,
         }
         if change.next_attempt:
-            values.update(attempt=OrderRow.attempt + 1, route=None, signature=None)
+            values.update(attempt=ORDERS.c.attempt + 1, route=None, signature=None)
         if change.route is not None:
             values["route"] = message_to_json(change.route)
         if change.signature:
@@ -204,15 +206,14 @@ class OrderStore:
             values["amount_out"] = change.amount_out
         if target is Status.FAILED:
             values["failure_reason"] = change.reason[:512]
-        conditions = [OrderRow.order_id == t.order_id, OrderRow.status.in_(sources(target))]
+        conditions = [ORDERS.c.order_id == t.order_id,
+                      ORDERS.c.status.in_([s.value for s in sources(target)])]
         if t.attempt is not None:
-            conditions.append(OrderRow.attempt == t.attempt)
-        row = session.scalars(
-            update(OrderRow).where(*conditions).values(values).returning(OrderRow),
-            # A second change of one order in one transaction must see the
-            # row as the first left it, not the session's copy.
-            execution_options={"synchronize_session": False, "populate_existing": True},
-        ).one_or_none()
+            conditions.append(ORDERS.c.attempt == t.attempt)
+        updated = session.execute(
+            update(ORDERS).where(*conditions).values(values).returning(*ORDERS.c)
+        ).first()
+        row = OrderRow(**updated._mapping) if updated is not None else None
         if row is None:
             return None
         event = order_pb2.OrderEvent(
