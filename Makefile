@@ -22,8 +22,9 @@ MYPY_PATHS := $(wildcard orderengine order_service router_service executor gatew
 
 PYTEST_ARGS ?=
 RUN_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help install protos check-protos buf-lint lint test chaos run compose-check clean node-client screenshot
+.PHONY: help install protos check-protos buf-lint lint test chaos bench run compose-check clean node-client screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -65,6 +66,9 @@ test: $(STAMP) ## run the test suite (PYTEST_ARGS=... passes arguments to pytest
 
 chaos: $(STAMP) ## run only the fault-injection tests
 	$(PY) -m pytest -m chaos $(PYTEST_ARGS)
+
+bench: $(STAMP) ## the benchmark table (BENCH_ARGS=--quick for a short run; see --help)
+	$(PY) -m orderengine.bench $(BENCH_ARGS)
 
 run: $(STAMP) ## start the whole stack (Ctrl-C stops it; RUN_ARGS=... passes arguments)
 	$(PY) -m orderengine.stack $(RUN_ARGS)
