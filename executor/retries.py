@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from orderengine.settings import Settings
 
 # Failures the next attempt can get past: the market moved, the blockhash
-# expired, the transaction was dropped.
+# expired, the transaction was dropped. Also a pool that can no longer fill
+# its leg (other swaps drained a DLMM pool's bins since the quote): the new
+# quote prices every pool as it is then, and leaves out any that cannot fill.
 RETRYABLE = frozenset({
     "SLIPPAGE_EXCEEDED", "BLOCKHASH_EXPIRED", "TRANSACTION_DROPPED", "RPC_TIMEOUT",
+    "POOL_OUT_OF_LIQUIDITY",
 })
 
 

@@ -6,15 +6,16 @@ import grpc
 from redis.asyncio import Redis
 
 from orderengine.errors import FieldError, abort, abort_invalid
-from orderengine.market.state import read_reserves
 from orderengine.swaps import parse_swap
 from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc
-from router_service.routing import NoRouteError, best_route, candidate_pools
+from router_service.routing import NoRouteError, candidate_pools, route_swap
+from router_service.snapshot import PoolReader
 
 
 class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self.pools = PoolReader(redis)
 
     async def GetQuote(
         self, request: quote_service_pb2.GetQuoteRequest, context: grpc.aio.ServicerContext
@@ -24,9 +25,9 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
                               request.slippage_bps)
         except FieldError as exc:
             await abort_invalid(context, exc)
-        reserves = await read_reserves(self.redis, [p.id for p in candidate_pools(swap)])
+        reserves = await self.pools.read(p.id for p in candidate_pools(swap))
         try:
-            quotes, route = best_route(swap, reserves)
+            routed = route_swap(swap, reserves)
         except NoRouteError as exc:
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc), "NO_ROUTE")
-        return quote_service_pb2.GetQuoteResponse(quotes=quotes, route=route)
+        return quote_service_pb2.GetQuoteResponse(quotes=routed.quotes, route=routed.route)

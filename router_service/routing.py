@@ -1,86 +1,178 @@
-"""Choosing a route: price the whole input on every pool that trades the
-pair, quote each venue by its best pool, and take the best output."""
+"""Choosing a route: quote each venue by its best single path, then take
+whatever gives the most out of all of them: the best single path (one
+pool, or two through an intermediate token, on any venues), or a split of
+the input across several paths.
+
+Whatever is chosen is priced in the end by ``apply_route`` on the states
+read, the very function the chain lands with: the route's amount_out is
+what landing it on those states gives, to the base unit."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 
 from orderengine.amounts import format_amount
-from orderengine.market.pools import Pool, PoolState, pools_for, spot_price
-from orderengine.market.routes import (
-    Leg,
-    PoolOutOfLiquidityError,
-    RouteFill,
-    apply_route,
-    route_to_proto,
-)
+from orderengine.market.pools import Pool, PoolState, Venue, all_pools
+from orderengine.market.routes import Leg, RouteError, RouteFill, apply_route, route_to_proto
 from orderengine.swaps import SwapRequest
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2
+from router_service.legs import legs_for
+from router_service.paths import Path, PathFill, fill_paths, find_paths, path_spot, pool_ids_of
+from router_service.split import DEFAULT_CHUNKS, alone_is_best, greedy_split
 
 
 class NoRouteError(LookupError):
     pass
 
 
-@dataclass(frozen=True)
-class Priced:
-    pool: Pool
-    fill: RouteFill
-    reserves: PoolState
+def candidate_paths(request: SwapRequest) -> tuple[Path, ...]:
+    """Every one- and two-pool path from the input token to the output token."""
+    pools = all_pools()
+    # The pools never change in a process (all_pools is cached): find the
+    # paths of a pair once, not twice a quote.
+    key = (id(pools), request.input_token, request.output_token)
+    if key not in _PATHS:
+        _PATHS[key] = tuple(find_paths(request.input_token, request.output_token,
+                                       pools.values()))
+    return _PATHS[key]
+
+
+_PATHS: dict[tuple[int, str, str], tuple[Path, ...]] = {}
 
 
 def candidate_pools(request: SwapRequest) -> list[Pool]:
-    return pools_for(request.input_token, request.output_token)
+    """Every pool a route for the request may use: the states to read."""
+    pools = all_pools()
+    return [pools[pid] for pid in pool_ids_of(candidate_paths(request))]
 
 
-def price_impact_pct(pool: Pool, reserves: PoolState, input_token: str, fill: RouteFill) -> str:
-    """How far the fill's price falls short of the pool's spot price, in %."""
-    spot = spot_price(pool, reserves, input_token)  # out per in, exact
-    amount_in = fill.fills[0].amount_in
-    # executed = out / in
-    executed_over_spot = (Decimal(fill.amount_out * spot.denominator)
-                          / Decimal(amount_in * spot.numerator))
-    impact = (1 - executed_over_spot) * 100
-    return f"{impact.quantize(Decimal('0.0001')):f}"
+@dataclass(frozen=True)
+class Routed:
+    """A request, routed: each venue's quote, and the route with its fill."""
+
+    quotes: list[market_pb2.VenueQuote]
+    legs: list[Leg]
+    fill: RouteFill
+    route: market_pb2.Route
+    # Every path's fill for the whole amount, best first (those that can take it).
+    singles: list[PathFill]
+
+
+def route_swap(request: SwapRequest, reserves: Mapping[str, PoolState], now: int | None = None,
+               chunks: int = DEFAULT_CHUNKS, paths: Sequence[Path] | None = None) -> Routed:
+    """Routes the request on the pools as ``reserves`` holds them, at unix
+    time ``now`` (the wall clock when None), over ``paths`` (every one- and
+    two-pool path when None). Raises NoRouteError when no path can take the
+    amount."""
+    at = int(time.time()) if now is None else now
+    src, dst, amount = request.input_token, request.output_token, request.amount_in
+    paths = candidate_paths(request) if paths is None else paths
+    singles = _singles(paths, reserves, amount, at)
+    if not singles:
+        raise NoRouteError(f"no pool or pair of pools trades {src} for {dst} in this size")
+    best = singles[0]
+    chosen: tuple[list[Leg], RouteFill] | None = None
+    if len(paths) > 1 and not alone_is_best(best, paths, reserves, at, chunks):
+        chosen = _split(request, paths, reserves, at, chunks, better_than=best.amount_out)
+    if chosen is None:
+        # The best path's own legs: apply_route swaps them exactly as
+        # fill_paths priced them.
+        legs = _path_legs(best.path)
+        chosen = legs, apply_route(legs, src, dst, amount, dict(reserves), at)
+    legs, fill = chosen
+    route = route_to_proto(fill, src, dst, amount, request.slippage_bps)
+    return Routed(venue_quotes(request, paths, singles, reserves), legs, fill, route, singles)
 
 
 def best_route(
-    request: SwapRequest, reserves: dict[str, PoolState]
+    request: SwapRequest, reserves: Mapping[str, PoolState], now: int | None = None,
 ) -> tuple[list[market_pb2.VenueQuote], market_pb2.Route]:
     """Each venue's quote (best first) and the route to take."""
-    priced = []
-    for pool in candidate_pools(request):
-        leg = Leg(pool.id, request.input_token, request.output_token)
-        try:
-            fill = apply_route([leg], request.input_token, request.output_token,
-                               request.amount_in, reserves)
-        except PoolOutOfLiquidityError:
-            continue  # more than the pool holds: it has no quote in this size
-        if fill.amount_out > 0:
-            priced.append(Priced(pool, fill, reserves[pool.id]))
-    if not priced:
-        raise NoRouteError(
-            f"no pool trades {request.input_token} for {request.output_token} in this size"
-        )
-    priced.sort(key=lambda p: p.fill.amount_out, reverse=True)
-    best_per_venue: dict[str, Priced] = {}
-    for p in priced:
-        best_per_venue.setdefault(p.pool.venue, p)
+    routed = route_swap(request, reserves, now)
+    return routed.quotes, routed.route
+
+
+def _split(request: SwapRequest, paths: Sequence[Path], reserves: Mapping[str, PoolState],
+           now: int, chunks: int, better_than: int) -> tuple[list[Leg], RouteFill] | None:
+    """The split route, priced by apply_route, when it gives more than ``better_than``."""
+    split = greedy_split(paths, reserves, request.amount_in, now, chunks)
+    if split is None or split.paths_used < 2:
+        return None
+    legs = legs_for(paths, split.pool_inputs, request.input_token)
+    try:
+        fill = apply_route(legs, request.input_token, request.output_token, request.amount_in,
+                           dict(reserves), now)
+    except RouteError:
+        return None  # a pool cannot take its share whole
+    return (legs, fill) if fill.amount_out > better_than else None
+
+
+def _path_legs(path: Path) -> list[Leg]:
+    return [Leg(h.pool.id, h.input_token, h.output_token) for h in path.hops]
+
+
+def _singles(paths: Sequence[Path], reserves: Mapping[str, PoolState], amount: int,
+             now: int) -> list[PathFill]:
+    """Each path's fill for the whole amount, best first; a path that
+    cannot take it, or gives nothing, is left out. Ties go to the path
+    listed first (direct before two-hop)."""
+    fills = [f for f in fill_paths(paths, reserves, amount, now) if f.amount_out > 0]
+    return sorted(fills, key=lambda f: f.amount_out, reverse=True)
+
+
+def venue_quotes(request: SwapRequest, paths: Sequence[Path], singles: Sequence[PathFill],
+                 reserves: Mapping[str, PoolState]) -> list[market_pb2.VenueQuote]:
+    """One quote per venue, best first: its best direct pool for the whole
+    amount or, where the venue has no pool for the pair, its best two-hop
+    path with both pools on it."""
+    quotes: dict[Venue, PathFill] = {}
+    has_direct = {p.venue for p in paths if len(p.hops) == 1}
+    for fill in singles:  # best first: the first a venue may take is its best
+        venue = fill.path.venue
+        if venue is None or venue in quotes:
+            continue
+        if (len(fill.path.hops) == 1) == (venue in has_direct):
+            quotes[venue] = fill
+    return [_venue_quote(request, f, reserves) for f in quotes.values()]
+
+
+def _venue_quote(request: SwapRequest, fill: PathFill,
+                 reserves: Mapping[str, PoolState]) -> market_pb2.VenueQuote:
     src, dst = token(request.input_token), token(request.output_token)
-    quotes = [
-        market_pb2.VenueQuote(
-            venue=p.pool.venue.proto,
-            pool_id=p.pool.id,
-            amount_in=format_amount(request.amount_in, src.decimals),
-            amount_out=format_amount(p.fill.amount_out, dst.decimals),
-            fee=format_amount(p.fill.fills[0].fee, src.decimals),
-            price_impact_pct=price_impact_pct(p.pool, p.reserves, request.input_token, p.fill),
-        )
-        for p in best_per_venue.values()
-    ]
-    best = priced[0]
-    route = route_to_proto(best.fill, request.input_token, request.output_token,
-                           request.amount_in, request.slippage_bps)
-    return quotes, route
+    venue = fill.path.venue
+    assert venue is not None
+    return market_pb2.VenueQuote(
+        venue=venue.proto,
+        pool_id=fill.path.name,
+        amount_in=format_amount(fill.amount_in, src.decimals),
+        amount_out=format_amount(fill.amount_out, dst.decimals),
+        fee=format_amount(fee_in_input(fill), src.decimals),
+        price_impact_pct=price_impact_pct(fill, path_spot(fill.path, reserves)),
+    )
+
+
+def fee_in_input(fill: PathFill) -> int:
+    """Every hop's fee, in the input token: a later hop's fee is valued at
+    the rate the hops before it gave (rounded down)."""
+    total = Fraction(0)
+    rate = Fraction(1)  # input units per unit of the token this hop spends
+    for swap in fill.swaps:
+        total += swap.fee * rate
+        if swap.amount_out == 0:
+            break
+        rate *= Fraction(swap.amount_in, swap.amount_out)
+    return int(total)
+
+
+def price_impact_pct(fill: PathFill, spot: Fraction) -> str:
+    """How far the fill's price falls short of the path's spot price (before
+    fees), in %."""
+    executed_over_spot = (Decimal(fill.amount_out * spot.denominator)
+                          / Decimal(fill.amount_in * spot.numerator))
+    impact = (1 - executed_over_spot) * 100
+    return f"{impact.quantize(Decimal('0.0001')):f}"
