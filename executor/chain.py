@@ -156,7 +156,7 @@ class Chain:
                     elif fill is not None:
                         result.update(state="landed",
                                       amount_out=format_amount(fill.amount_out, decimals))
-                        write_reserves(pipe, fill.reserves)
+                        write_reserves(pipe, fill.reserves, reserves)
                         pipe.hincrby(LANDED_BY_ORDER, order_of(_text(attempt_key) or ""), 1)
                     pipe.hset(key, mapping=result)
                     pipe.zrem(LANDING, signature)

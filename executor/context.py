@@ -43,8 +43,8 @@ def context() -> Context:
         redis=redis,
         queue=order_queue(redis, settings.queue_name),
         quotes=quote_service_pb2_grpc.QuoteServiceStub(
-            internal_channel(settings.quote_service_address)),
+            internal_channel(settings.quote_service_address, settings.internal_token)),
         chain=execution_service_pb2_grpc.ExecutionServiceStub(
-            internal_channel(settings.execution_service_address)),
+            internal_channel(settings.execution_service_address, settings.internal_token)),
         retry=RetryPolicy.from_settings(settings),
     )

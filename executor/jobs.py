@@ -32,10 +32,13 @@ from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
 
 log = logging.getLogger(__name__)
 
-# A peer that is down or slow: try the same step again later.
-TRANSIENT = frozenset({
-    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
+# Answers that are about the order itself. Anything else (UNAVAILABLE, a
+# deadline, CANCELLED or UNKNOWN from a peer stopping mid-call) is about the
+# peer: both calls are safe to repeat (a quote changes nothing, a swap is
+# deduplicated by its attempt key), so the same step runs again later.
+FINAL = frozenset({
+    grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.NOT_FOUND, grpc.StatusCode.OUT_OF_RANGE,
 })
 
 
@@ -82,7 +85,7 @@ def _answers(
 
 
 def _transient(answer: object) -> bool:
-    return isinstance(answer, grpc.RpcError) and answer.code() in TRANSIENT
+    return isinstance(answer, grpc.RpcError) and answer.code() not in FINAL
 
 
 def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRow]:

@@ -18,6 +18,7 @@ from executor import tracker, worker
 from executor.chain import Chain
 from executor.execution_service import ExecutionServicer
 from executor.faults import FailureRates, Faults
+from orderengine.auth import InternalTokenInterceptor
 from orderengine.serving import (
     Server,
     Service,
@@ -32,13 +33,15 @@ SERVICE_NAME = execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionServi
 
 
 async def create_execution_server(address: str, settings: Settings) -> Server:
+    # Internal: only the engine's own services (raises without INTERNAL_TOKEN).
+    internal_only = InternalTokenInterceptor(settings.internal_token)
     redis = Redis.from_url(settings.chain_redis_url)
     chain = Chain(redis, settings.slot_seconds, settings.confirm_seconds,
                   Faults(FailureRates.from_settings(settings), settings.chain_seed))
     server = await create_server(address, [
         Service(SERVICE_NAME, execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
                 ExecutionServicer(chain)),
-    ])
+    ], [internal_only])
     stopping = asyncio.Event()
     lander = asyncio.create_task(chain.run_lander(stopping))
 

@@ -24,13 +24,16 @@ DESCRIPTION = """\
 HTTP and WebSocket for the order execution engine: every call is one
 `orderengine.v1.OrderService` gRPC call. Amounts are decimal strings in whole
 tokens (a JSON number is read exactly, never as a float), times ISO-8601 UTC.
+Every call needs an API key: `Authorization: Bearer <key>` (401 without one).
 
 Watch an order live on `ws://HOST/ws/orders/{orderId}` (`?after=N` resumes):
 each message is `{"type": "ORDER_UPDATE", "orderId", "status", "timestamp",
 "sequence", "attempt", ...}` with what the step produced (`quotes` and `route`
 on ROUTED, `txHash` on SUBMITTED and CONFIRMED, `amountOut` on CONFIRMED,
 `reason` on FAILED); the socket closes with 1000 after the terminal event,
-4404 for an unknown order, 4400 for bad input.
+4404 for an unknown order, 4400 for bad input, 4401 without a good key. The
+socket takes the key as the `Authorization` header, as the subprotocol
+`bearer.<key>`, or as its first message `{"authorization": "Bearer <key>"}`.
 """
 
 

@@ -5,7 +5,7 @@ without changing a line."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
@@ -19,7 +19,7 @@ from gateway.models import (
     SubmitOrderBody,
     SubmitOrderReply,
 )
-from gateway.upstream import CALL_TIMEOUT_SECONDS, OrdersStub, Upstream
+from gateway.upstream import CALL_TIMEOUT_SECONDS, CallerStub, OrdersStub, Upstream
 from orderengine.v1 import order_service_pb2
 
 QUEUED = "Order queued successfully"
@@ -34,7 +34,10 @@ def _error(description: str) -> dict[str, Any]:
 
 
 BAD_INPUT: Responses = {400: _error("bad input; `error.field` names the field")}
-UNAVAILABLE: Responses = {503: _error("OrderService is unavailable; try again"),
+# Every route: who calls (401), and whether OrderService answers.
+UNAVAILABLE: Responses = {401: _error("missing, invalid or revoked API key "
+                                      "(`Authorization: Bearer <key>`)"),
+                          503: _error("OrderService is unavailable; try again"),
                           502: _error("OrderService failed in an unexpected way")}
 UNKNOWN_ORDER: Responses = {404: _error("no such order")}
 
@@ -42,8 +45,9 @@ router = APIRouter(prefix="/api", route_class=DecimalJSONRoute, tags=["orders"])
 
 
 def orders_stub(request: Request) -> OrdersStub:
+    """OrderService as the caller: their ``Authorization`` header goes along."""
     upstream: Upstream = request.app.state.upstream
-    return upstream.orders
+    return cast(OrdersStub, CallerStub(upstream.orders, request.headers.get("authorization")))
 
 
 Stub = Annotated[OrdersStub, Depends(orders_stub)]

@@ -3,7 +3,7 @@ for the app's lifetime, the stub, and a count of open WatchOrder streams."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -33,6 +33,36 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
+
+
+# The caller's API key travels on as this header, unread and never logged:
+# OrderService alone decides who it is.
+AUTHORIZATION = "authorization"
+# A header longer than this is no API key (gRPC metadata has its own limit).
+MAX_AUTHORIZATION_CHARS = 512
+
+
+def caller_metadata(authorization: str | None) -> tuple[tuple[str, str], ...]:
+    """The metadata that carries the caller's ``Authorization`` to OrderService."""
+    if not authorization or len(authorization) > MAX_AUTHORIZATION_CHARS:
+        return ()
+    return ((AUTHORIZATION, authorization),)
+
+
+class CallerStub:
+    """The OrderService stub, each call carrying one caller's authorization."""
+
+    def __init__(self, stub: OrdersStub, authorization: str | None) -> None:
+        self._stub = stub
+        self._metadata = caller_metadata(authorization)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._stub, name)
+
+        def call(request: Any, **kwargs: Any) -> Any:
+            return method(request, metadata=self._metadata, **kwargs)
+
+        return call
 
 
 class Upstream:

@@ -14,6 +14,7 @@ nothing is lost, for up to ``resume_seconds``; then the socket closes with
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from contextlib import suppress
 
@@ -21,7 +22,7 @@ import grpc
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from gateway.models import TERMINAL, OrderUpdate, status_name
-from gateway.upstream import Upstream
+from gateway.upstream import Upstream, caller_metadata
 from orderengine.v1 import order_service_pb2
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,13 @@ router = APIRouter()
 NORMAL = 1000
 UPSTREAM_FAILED = 1011
 BAD_REQUEST = 4400
+UNAUTHENTICATED = 4401
 NOT_FOUND = 4404
+# How long a socket that brought no key in its headers may take to send
+# {"authorization": "Bearer <key>"} as its first message.
+AUTH_MESSAGE_SECONDS = 10.0
+# A Sec-WebSocket-Protocol value "bearer.<key>" carries the key.
+BEARER_PROTOCOL = "bearer."
 MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 125 bytes with its code
 # A stopping OrderService ends streams with UNAVAILABLE; one whose grace
 # period ran out cancels them. (Our own cancel raises CancelledError instead.)
@@ -49,8 +56,9 @@ class Relay:
     away, or OrderService stays away longer than ``resume_seconds``."""
 
     def __init__(self, socket: WebSocket, upstream: Upstream, order_id: str, after: int,
-                 resume_seconds: float) -> None:
+                 resume_seconds: float, authorization: str | None = None) -> None:
         self.socket = socket
+        self.metadata = caller_metadata(authorization)
         self.upstream = upstream
         self.order_id = order_id
         self.last = after
@@ -94,7 +102,7 @@ class Relay:
         delay = FIRST_RETRY_SECONDS
         while True:
             call = self.upstream.orders.WatchOrder(order_service_pb2.WatchOrderRequest(
-                order_id=self.order_id, after_sequence=self.last))
+                order_id=self.order_id, after_sequence=self.last), metadata=self.metadata)
             self.upstream.open_streams += 1
             try:
                 async for event in call:
@@ -111,6 +119,8 @@ class Relay:
                 code, details = exc.code(), exc.details() or exc.code().name
                 if code is grpc.StatusCode.NOT_FOUND:
                     return NOT_FOUND, f"order {self.order_id} not found"
+                if code is grpc.StatusCode.UNAUTHENTICATED:
+                    return UNAUTHENTICATED, details
                 if code is grpc.StatusCode.INVALID_ARGUMENT:
                     return BAD_REQUEST, details
                 if code not in RESUMABLE:
@@ -135,9 +145,25 @@ class Relay:
 @router.websocket("/ws/orders/{order_id}")
 async def watch_order(socket: WebSocket, order_id: str) -> None:
     """Streams ``ORDER_UPDATE`` messages; ``?after=N`` sends only events
-    after sequence N (to resume)."""
+    after sequence N (to resume). The API key comes in the ``Authorization``
+    header, as a ``Sec-WebSocket-Protocol`` value ``bearer.<key>`` (echoed),
+    or as the first message ``{"authorization": "Bearer <key>"}``; never in
+    the URL, which ends up in logs."""
+    authorization = socket.headers.get("authorization")
+    protocol = next((p for p in socket.scope.get("subprotocols", [])
+                     if p.startswith(BEARER_PROTOCOL)), None)
+    if authorization is None and protocol is not None:
+        authorization = f"Bearer {protocol.removeprefix(BEARER_PROTOCOL)}"
     # Accept first: a close code and reason reach a browser only after that.
-    await socket.accept()
+    await socket.accept(subprotocol=protocol)
+    if authorization is None:
+        authorization = await _first_message_authorization(socket)
+        if authorization is None:
+            with suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await socket.close(UNAUTHENTICATED, _reason(
+                    "missing API key: send the Authorization header, the subprotocol "
+                    "bearer.<key>, or first {\"authorization\": \"Bearer <key>\"}"))
+            return
     raw_after = socket.query_params.get("after", "0")
     try:
         after = int(raw_after)
@@ -148,4 +174,23 @@ async def watch_order(socket: WebSocket, order_id: str) -> None:
             f"after: must be a sequence number >= 0, got {raw_after[:32]!r}"))
         return
     upstream: Upstream = socket.app.state.upstream
-    await Relay(socket, upstream, order_id, after, socket.app.state.resume_seconds).run()
+    await Relay(socket, upstream, order_id, after, socket.app.state.resume_seconds,
+                authorization).run()
+
+
+async def _first_message_authorization(socket: WebSocket) -> str | None:
+    """``authorization`` from the first message, a JSON object; None when the
+    client sends something else, nothing in time, or leaves."""
+    try:
+        message = await asyncio.wait_for(socket.receive(), AUTH_MESSAGE_SECONDS)
+    except TimeoutError:
+        return None
+    text = message.get("text")
+    if message["type"] != "websocket.receive" or not isinstance(text, str):
+        return None
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    value = body.get("authorization") if isinstance(body, dict) else None
+    return value if isinstance(value, str) and value else None

@@ -11,7 +11,9 @@ from redis.asyncio import Redis as AsyncRedis
 from order_service.order_service import OrderServicer
 from order_service.submissions import Submissions
 from order_service.watch_hub import WatchHub
+from orderengine.auth import ApiKeyInterceptor
 from orderengine.channels import internal_aio_channel
+from orderengine.keys import ApiKeys, KeyCache
 from orderengine.order_queue import order_queue
 from orderengine.serving import (
     Server,
@@ -35,8 +37,11 @@ async def create_order_server(address: str, settings: Settings) -> Server:
     redis = Redis.from_url(settings.redis_url)
     hub = WatchHub(AsyncRedis.from_url(settings.redis_url))
     hub.start()
-    quote_channel = internal_aio_channel(settings.quote_service_address)
+    quote_channel = internal_aio_channel(settings.quote_service_address,
+                                         settings.internal_token)
     store = OrderStore(engine)
+    # Every call names its caller by API key, checked here before a handler runs.
+    keys = KeyCache(ApiKeys(engine), settings.api_key_cache_seconds)
     submissions = Submissions(store, redis, order_queue(redis, settings.queue_name),
                               settings.max_queue_depth)
     servicer = OrderServicer(store, redis, submissions, hub,
@@ -44,7 +49,7 @@ async def create_order_server(address: str, settings: Settings) -> Server:
     server = await create_server(address, [
         Service(SERVICE_NAME, order_service_pb2_grpc.add_OrderServiceServicer_to_server,
                 servicer),
-    ])
+    ], [ApiKeyInterceptor(keys)])
 
     async def close() -> None:
         submissions.close()

@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from order_service.submissions import QueueFull, QueueUnavailable, Submissions
 from order_service.watch_hub import Inbox, Signal, WatchHub
+from orderengine.auth import caller
 from orderengine.errors import FieldError, abort, abort_invalid, status
 from orderengine.events import publish
 from orderengine.statuses import Status
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Until API keys arrive, every order belongs to one owner.
-DEFAULT_OWNER = "local"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_CLIENT_ORDER_ID = 128
@@ -99,7 +98,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         except FieldError as exc:
             await abort_invalid(context, exc)
         new = NewOrder(
-            owner=DEFAULT_OWNER, input_token=swap.input_token, output_token=swap.output_token,
+            owner=caller(), input_token=swap.input_token, output_token=swap.output_token,
             amount_in=swap.amount_in, slippage_bps=swap.slippage_bps,
             client_order_id=request.client_order_id or None,
         )
@@ -160,7 +159,9 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             order_id = _order_id(raw_id)
         except FieldError as exc:
             await abort_invalid(context, exc)
-        row = await self._blocking(context, self.store.get, order_id, DEFAULT_OWNER)
+        # Another owner's order is exactly an order that does not exist: one
+        # query either way, and the same answer.
+        row = await self._blocking(context, self.store.get, order_id, caller())
         if row is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"order {order_id} not found",
                         "ORDER_NOT_FOUND")
@@ -180,7 +181,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         try:
             rows, next_token = await self._blocking(
-                context, self.store.list_page, DEFAULT_OWNER, size, request.page_token)
+                context, self.store.list_page, caller(), size, request.page_token)
         except PageTokenError as exc:
             await abort_invalid(context, FieldError("page_token", str(exc).split(": ", 1)[-1]))
         return order_service_pb2.ListOrdersResponse(

@@ -1,8 +1,14 @@
-"""``orderengine``: submit, watch, list, get and cancel orders from a terminal.
+"""``orderengine``: quote, submit, watch, list, get and cancel orders from a terminal.
 
+    orderengine quote SOL USDC 5000
     orderengine submit SOL USDC 10 --watch
     orderengine watch ORDER_ID
     orderengine orders
+    orderengine keys create NAME | keys list | keys revoke PREFIX
+
+Calls to OrderService carry the API key in ORDERENGINE_API_KEY, else the one
+in the key file (ORDERENGINE_API_KEY_FILE, default var/api-key, which make
+run writes). ``keys`` works on the database (DATABASE_URL) directly.
 """
 
 from __future__ import annotations
@@ -11,11 +17,16 @@ import argparse
 import sys
 from collections.abc import Iterable
 from datetime import datetime
+from decimal import Decimal
 
 import grpc
 
+from orderengine.auth import key_metadata, with_metadata
+from orderengine.keys import ApiKeys, client_key
 from orderengine.settings import Settings
 from orderengine.statuses import Status
+from orderengine.store.database import create_database_engine
+from orderengine.swaps import DEFAULT_SLIPPAGE_BPS
 from orderengine.v1 import market_pb2, order_pb2, order_service_pb2, order_service_pb2_grpc
 
 
@@ -57,8 +68,52 @@ def print_events(events: Iterable[order_pb2.OrderEvent], output_token: str) -> S
     return last
 
 
+class NoKey(Exception):
+    pass
+
+
 def _stub(args: argparse.Namespace) -> order_service_pb2_grpc.OrderServiceStub:
-    return order_service_pb2_grpc.OrderServiceStub(grpc.insecure_channel(args.address))
+    settings = Settings()
+    key = client_key(settings.api_key, settings.api_key_file)
+    if key is None:
+        raise NoKey(f"no API key: set ORDERENGINE_API_KEY, or start make run (it writes "
+                    f"{settings.api_key_file}), or make one with: orderengine keys create NAME")
+    channel = with_metadata(grpc.insecure_channel(args.address), key_metadata(key))
+    return order_service_pb2_grpc.OrderServiceStub(channel)
+
+
+def _keys() -> ApiKeys:
+    return ApiKeys(create_database_engine(Settings().database_url))
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    key, info = _keys().create(args.name)
+    print(f"created key {info.prefix}... for {info.owner} (id {info.key_id}); it is shown "
+          "only now:", file=sys.stderr)
+    print(key)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    for info in _keys().all():
+        state = f"revoked {_when(info.revoked_at)}" if info.revoked_at else "active"
+        print(f"{info.prefix}...  {info.owner:<16} {_when(info.created_at)}  {state}  "
+              f"{info.key_id}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    revoked = _keys().revoke(args.prefix.removesuffix("..."))
+    if not revoked:
+        print(f"error: no active key {args.prefix!r}", file=sys.stderr)
+        return 1
+    for info in revoked:
+        print(f"revoked {info.prefix}... of {info.owner}")
+    return 0
 
 
 def _watch(args: argparse.Namespace, order_id: str, after: int = 0) -> int:
@@ -92,6 +147,60 @@ def _summary(order: order_pb2.Order) -> str:
     received = f"{order.amount_out} {order.output_token}" if order.amount_out else ""
     return (f"{order.order_id}  {created}  {Status.from_proto(order.status).value:<10} "
             f"{order.amount} {order.input_token} -> {order.output_token}  {received}").rstrip()
+
+
+def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+    """Rows as aligned columns; the columns in ``right`` right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.rjust(w) if i in right else cell.ljust(w)
+                      for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+            for row in rows]
+
+
+def _pct(part: Decimal, whole: Decimal) -> str:
+    return f"{(part * 100 / whole).quantize(Decimal('0.01'))}%" if whole else "-"
+
+
+def quote_lines(reply: order_service_pb2.QuoteOrderResponse, slippage_bps: int) -> list[str]:
+    """Each venue's quote beside the route the engine would take, then the
+    route's legs in the order they run."""
+    route = reply.route
+    src, dst = route.input_token, route.output_token
+    lines = [f"{route.amount_in} {src} -> {dst}, slippage {slippage_bps} bps", ""]
+    rows = [["", f"amount out ({dst})", f"fee ({src})", "price impact", "pools"]]
+    for q in reply.quotes:
+        rows.append([_venue(q.venue), q.amount_out, q.fee, f"{q.price_impact_pct}%",
+                     q.pool_id.replace(">", " > ")])
+    pools = list(dict.fromkeys(leg.pool_id for leg in route.legs))
+    best = max((Decimal(q.amount_out) for q in reply.quotes), default=Decimal(0))
+    versus = (f", {_pct(Decimal(route.amount_out) - best, best)} more than the best venue"
+              if best and Decimal(route.amount_out) > best else "")
+    rows.append(["route", route.amount_out, "", "",
+                 f"{len(route.legs)} leg{'s' if len(route.legs) != 1 else ''} over "
+                 f"{len(pools)} pool{'s' if len(pools) != 1 else ''}{versus}"])
+    lines += _table(rows, right={1, 2, 3})
+    # What the route spends of each token, so each leg's share reads as a
+    # percentage of it (share_bps itself is of what is held at that point).
+    spent: dict[str, Decimal] = {}
+    for leg in route.legs:
+        spent[leg.input_token] = spent.get(leg.input_token, Decimal(0)) + Decimal(leg.amount_in)
+    legs = [["", "venue", "pool", "share", "in", "out"]]
+    for i, leg in enumerate(route.legs, 1):
+        legs.append([f"{i}.", _venue(leg.venue), leg.pool_id,
+                     f"{_pct(Decimal(leg.amount_in), spent[leg.input_token])} of {leg.input_token}",
+                     f"{leg.amount_in} {leg.input_token}", f"{leg.amount_out} {leg.output_token}"])
+    lines += ["", "route, leg by leg:", *("  " + line for line in _table(legs, right={3, 4, 5}))]
+    lines += ["", f"expect {route.amount_out} {dst}, at least {route.min_amount_out} {dst}"]
+    return lines
+
+
+def cmd_quote(args: argparse.Namespace) -> int:
+    reply = _stub(args).QuoteOrder(order_service_pb2.QuoteOrderRequest(
+        input_token=args.input_token, output_token=args.output_token, amount=args.amount,
+        slippage_bps=args.slippage_bps), timeout=10)
+    for line in quote_lines(reply, args.slippage_bps or DEFAULT_SLIPPAGE_BPS):
+        print(line)
+    return 0
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
@@ -135,6 +244,13 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--watch", action="store_true", help="follow the order to its end")
     submit.set_defaults(run=cmd_submit)
 
+    quote = sub.add_parser("quote", help="what each venue and the route would give now")
+    quote.add_argument("input_token")
+    quote.add_argument("output_token")
+    quote.add_argument("amount", help="in whole tokens, e.g. 10 or 0.25")
+    quote.add_argument("--slippage-bps", type=int, default=0, help="default 50")
+    quote.set_defaults(run=cmd_quote)
+
     watch = sub.add_parser("watch", help="print an order's events as they happen")
     watch.add_argument("order_id")
     watch.add_argument("--after", type=int, default=0, help="only events after this sequence")
@@ -152,6 +268,17 @@ def parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", help="cancel a PENDING order")
     cancel.add_argument("order_id")
     cancel.set_defaults(run=cmd_cancel)
+
+    keys = sub.add_parser("keys", help="API keys (on the database: DATABASE_URL)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="a new key for NAME, printed once")
+    create.add_argument("name", help="the owner: whose orders the key reaches")
+    create.set_defaults(run=cmd_keys_create)
+    keys_sub.add_parser("list", help="every key: prefix, owner, state").set_defaults(
+        run=cmd_keys_list)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its prefix or id")
+    revoke.add_argument("prefix", help="as keys list shows it, e.g. oe_AbCd1234")
+    revoke.set_defaults(run=cmd_keys_revoke)
     return top
 
 
@@ -161,6 +288,9 @@ def main(argv: list[str] | None = None) -> None:
         code = args.run(args)
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        code = 2
+    except (NoKey, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 130

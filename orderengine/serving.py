@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,9 +58,11 @@ class Server:
             await hook()
 
 
-async def create_server(address: str, services: Iterable[Service]) -> Server:
-    """A started server on ``address`` (port 0 picks a free one)."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+async def create_server(address: str, services: Iterable[Service],
+                        interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> Server:
+    """A started server on ``address`` (port 0 picks a free one); ``interceptors``
+    decide who may call (orderengine.auth)."""
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors))
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []

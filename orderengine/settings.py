@@ -92,6 +92,14 @@ class Settings:
     # Seeds the injected failures, for runs that repeat; empty: random.
     chain_seed: str = field(default_factory=lambda: _env("CHAIN_SEED", ""))
 
+    # Other traders (python -m orderengine.market.flow): make run starts this
+    # many seeded random swaps a second on the chain's pools, landed as the
+    # chain lands swaps, so quotes go stale as on mainnet. Gentle by default;
+    # 0 starts none (tests and benchmarks that need a still market).
+    market_flow_rate: float = field(default_factory=lambda: _float("MARKET_FLOW_RATE", 2.0))
+    # The same seed makes the same choices of pool, side and size.
+    market_flow_seed: int = field(default_factory=lambda: _int("MARKET_FLOW_SEED", 0))
+
     # Retries of transient failures: base * factor**(attempt-1), capped, with
     # full jitter; FAILED after max_attempts.
     max_attempts: int = field(default_factory=lambda: _int("MAX_ATTEMPTS", 3))
@@ -112,6 +120,20 @@ class Settings:
     queue_patience_seconds: float = field(
         default_factory=lambda: _float("QUEUE_PATIENCE_SECONDS", 120.0)
     )
+
+    # Access (README "Access"). The secret the engine's own services show
+    # each other: QuoteService and ExecutionService refuse to start without
+    # it, and take calls only with it. make run makes one per run.
+    internal_token: str = field(default_factory=lambda: _env("INTERNAL_TOKEN", ""))
+    # OrderService remembers a verified API key this long, so that auth adds
+    # no database query per call; a revoked key works at most this long after.
+    api_key_cache_seconds: float = field(
+        default_factory=lambda: _float("API_KEY_CACHE_SECONDS", 5.0))
+    # What the CLI (and make bench, the tests) send: the key itself, or the
+    # file make run wrote it to (mode 0600).
+    api_key: str = field(default_factory=lambda: _env("ORDERENGINE_API_KEY", ""))
+    api_key_file: str = field(
+        default_factory=lambda: _env("ORDERENGINE_API_KEY_FILE", "var/api-key"))
 
     # How long a gRPC server waits for in-flight calls on SIGTERM.
     shutdown_grace_seconds: float = field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,10 +21,14 @@ from pathlib import Path
 
 from orderengine.embedded_redis import EmbeddedRedis
 from orderengine.healthcheck import wait_serving
+from orderengine.keys import ApiKeys, read_key_file, write_key_file
 from orderengine.settings import Settings
 from orderengine.store import migrate
+from orderengine.store.database import create_database_engine
 
 STOP_SECONDS = 15.0
+# Whose orders make run's own key reaches.
+LOCAL_OWNER = "local"
 PR_SET_PDEATHSIG = 1
 
 
@@ -61,7 +66,29 @@ def parts(settings: Settings, workers: int) -> list[Part]:
         Part("gateway", [py, "-m", "gateway.main"], health_url=f"{settings.gateway_address}/healthz"),
         *(Part(f"worker-{i + 1}", [py, "-m", "executor.main", "worker"]) for i in range(workers)),
         Part("tracker", [py, "-m", "executor.main", "tracker"]),
+        # Other traders, so that the market moves between quote and landing.
+        *([Part("market flow", [py, "-m", "orderengine.market.flow",
+                                "--seed", str(settings.market_flow_seed),
+                                "--rate", str(settings.market_flow_rate)])]
+          if settings.market_flow_rate > 0 else []),
     ]
+
+
+def local_key(settings: Settings, key_file: Path) -> str | None:
+    """Makes sure ``key_file`` holds a working key for owner "local": one made
+    now (returned, to be printed once), or None when the file's key still
+    works."""
+    engine = create_database_engine(settings.database_url)
+    try:
+        keys = ApiKeys(engine)
+        existing = read_key_file(key_file)
+        if existing is not None and keys.owner_of(existing) is not None:
+            return None
+        key, _ = keys.create(LOCAL_OWNER)
+    finally:
+        engine.dispose()
+    write_key_file(key_file, key)
+    return key
 
 
 def _stop_with_parent() -> None:
@@ -77,6 +104,9 @@ class Stack:
         self.data_dir = data_dir
         self.redis: EmbeddedRedis | None = None
         self.parts: list[Part] = []
+        # The local key: where it is, and whether this start made it.
+        self.key_file: Path | None = None
+        self.new_key: str | None = None
 
     def start(self) -> Settings:
         env = os.environ
@@ -86,8 +116,14 @@ class Stack:
             # The chain keeps its own database on the same server.
             env.setdefault("CHAIN_REDIS_URL", f"{self.redis.url}?db=1")
         env.setdefault("DATABASE_URL", f"sqlite:///{self.data_dir / 'orderengine.db'}")
+        # The internal services' shared secret: a new one each run, in every
+        # part's environment (never printed).
+        env.setdefault("INTERNAL_TOKEN", secrets.token_urlsafe(32))
+        env.setdefault("ORDERENGINE_API_KEY_FILE", str(self.data_dir / "api-key"))
         settings = Settings()
         migrate.upgrade(settings.database_url)
+        self.key_file = Path(settings.api_key_file).resolve()
+        self.new_key = local_key(settings, self.key_file)
         self.parts = parts(settings, self.workers)
         for part in self.parts:
             # A session of its own: Ctrl-C reaches only us, and we stop each
@@ -137,11 +173,20 @@ def banner(settings: Settings, stack: Stack) -> str:
                              f"{settings.confirm_seconds}s after landing)"),
         ("workers", f"{stack.workers} RQ workers on queue '{settings.queue_name}', "
                     "1 confirmation tracker"),
+        ("market flow", f"{settings.market_flow_rate:g} swaps/s by other traders "
+                        f"(seed {settings.market_flow_seed}; MARKET_FLOW_RATE=0 stops them)"
+         if settings.market_flow_rate > 0 else "none (MARKET_FLOW_RATE=0)"),
         ("database", settings.database_url),
         ("redis", redis),
+        ("API key", f"{stack.key_file} (mode 0600; the CLI reads it, or ORDERENGINE_API_KEY)"),
     ]
     width = max(len(name) for name, _ in rows)
-    lines = ["", "Order engine is up.", *(f"  {n.ljust(width)}  {v}" for n, v in rows), "",
+    if stack.new_key:
+        made = [f"  A new API key for owner '{LOCAL_OWNER}' (shown once; also in the file "
+                f"above):", f"    {stack.new_key}"]
+    else:
+        made = []
+    lines = ["", "Order engine is up.", *(f"  {n.ljust(width)}  {v}" for n, v in rows), *made, "",
              "Try:  .venv/bin/orderengine submit SOL USDC 10 --watch",
              f"  or open {settings.gateway_address}/ in a browser",
              "Ctrl-C stops everything.", ""]

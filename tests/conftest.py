@@ -19,7 +19,9 @@ import pytest
 from redis import Redis
 from sqlalchemy import delete
 
+from orderengine.auth import key_metadata, token_metadata, with_metadata
 from orderengine.embedded_redis import EmbeddedRedis
+from orderengine.keys import ApiKeys
 from orderengine.settings import Settings
 from orderengine.store import migrate
 from orderengine.store.database import create_database_engine
@@ -43,6 +45,10 @@ FAST_CHAIN = {
     "RETRY_CAP_SECONDS": "0.2",
     "SHUTDOWN_GRACE_SECONDS": "1",
 }
+# The secret the engine's own services share in tests.
+INTERNAL_TOKEN = "test-internal-token"
+# The owners the fixtures make a key for; the first is the default caller.
+OWNER, OTHER_OWNER = "alice", "bob"
 
 
 @pytest.fixture(scope="session")
@@ -79,15 +85,26 @@ def store(database_url: str) -> Iterator[OrderStore]:
     with engine.begin() as connection:
         connection.execute(delete(EventRow))
         connection.execute(delete(OrderRow))
+        # API keys stay: a module's cluster (tests/chaos) keeps its key; each
+        # test makes fresh ones (api_keys).
     yield OrderStore(engine)
     engine.dispose()
 
 
 @pytest.fixture
+def api_keys(store: OrderStore) -> dict[str, str]:
+    """A fresh API key for each of two owners: {owner: key}."""
+    keys = ApiKeys(store.engine)
+    return {owner: keys.create(owner)[0] for owner in (OWNER, OTHER_OWNER)}
+
+
+@pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, redis: Redis, store: OrderStore, redis_url: str,
-        database_url: str) -> dict[str, str]:
-    """The environment every part of the engine under test reads."""
-    values = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **FAST_CHAIN}
+        database_url: str, api_keys: dict[str, str]) -> dict[str, str]:
+    """The environment every part of the engine under test reads: clients
+    (the CLI, the Node client, the bench) send OWNER's key."""
+    values = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **FAST_CHAIN,
+              "INTERNAL_TOKEN": INTERNAL_TOKEN, "ORDERENGINE_API_KEY": api_keys[OWNER]}
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
@@ -117,6 +134,8 @@ class Services:
     loop: LoopThread
     servers: dict[str, Any]
     channels: list[grpc.Channel]
+    # {owner: API key}; orders() calls as OWNER unless told otherwise.
+    keys: dict[str, str]
 
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.servers[name].port}"
@@ -128,13 +147,23 @@ class Services:
             "EXECUTION_SERVICE_ADDRESS": self.address("execution"),
         }
 
-    def channel(self, name: str) -> grpc.Channel:
+    def bare_channel(self, name: str) -> grpc.Channel:
+        """A channel that shows no key and no token."""
         channel = grpc.insecure_channel(self.address(name))
         self.channels.append(channel)
         return channel
 
-    def orders(self) -> order_service_pb2_grpc.OrderServiceStub:
-        return order_service_pb2_grpc.OrderServiceStub(self.channel("order"))
+    def channel(self, name: str, key: str | None = None) -> grpc.Channel:
+        """A channel as the engine's clients have it: OrderService with an
+        API key (OWNER's unless ``key``), the internal services with the token."""
+        if name == "order":
+            metadata = key_metadata(key or self.keys[OWNER])
+        else:
+            metadata = token_metadata(INTERNAL_TOKEN)
+        return with_metadata(self.bare_channel(name), metadata)
+
+    def orders(self, owner: str = OWNER) -> order_service_pb2_grpc.OrderServiceStub:
+        return order_service_pb2_grpc.OrderServiceStub(self.channel("order", self.keys[owner]))
 
     def quotes(self) -> quote_service_pb2_grpc.QuoteServiceStub:
         return quote_service_pb2_grpc.QuoteServiceStub(self.channel("quote"))
@@ -144,7 +173,8 @@ class Services:
 
 
 @pytest.fixture
-def services(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
+def services(env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+             api_keys: dict[str, str]) -> Iterator[Services]:
     from executor.main import create_execution_server
     from order_service.main import create_order_server
     from router_service.main import create_quote_server
@@ -152,7 +182,7 @@ def services(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     settings = Settings()
     loop = LoopThread()
     servers: dict[str, Any] = {}
-    running = Services(loop, servers, [])
+    running = Services(loop, servers, [], api_keys)
     try:
         servers["quote"] = loop.run(create_quote_server("127.0.0.1:0", settings))
         servers["execution"] = loop.run(create_execution_server("127.0.0.1:0", settings))

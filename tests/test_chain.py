@@ -27,10 +27,13 @@ SubmitSwap = execution_service_pb2.SubmitSwapRequest
 Statuses = execution_service_pb2.GetSignatureStatusesRequest
 
 
-def quote(services: Services, amount: str = "10") -> market_pb2.Route:
-    """The route QuoteService picks for selling ``amount`` SOL for USDC."""
+def quote(services: Services, amount: str = "1400") -> market_pb2.Route:
+    """The route QuoteService picks for buying SOL with ``amount`` USDC: in
+    sizes like this one leg, on Meteora's SOL/USDC pool. (Selling SOL pays
+    more through USDT, in two legs: tests/test_routing.py.)"""
     reply = services.quotes().GetQuote(quote_service_pb2.GetQuoteRequest(
-        input_token="SOL", output_token="USDC", amount=amount, slippage_bps=50), timeout=10)
+        input_token="USDC", output_token="SOL", amount=amount, slippage_bps=50), timeout=10)
+    assert len(reply.route.legs) == 1, reply.route
     return reply.route
 
 
@@ -224,11 +227,11 @@ def test_a_swap_the_market_moved_against_fails_on_slippage_and_leaves_the_pool_a
 ) -> None:
     route = quote(services)
     leg = route.legs[0]
-    # Someone else dumps 20000 SOL into the same pool before our swap is sent.
+    # Someone else buys SOL for 200000 USDC in the same pool before our swap is sent.
     dump = market_pb2.Route(
-        input_token="SOL", output_token="USDC", amount_in="20000",
-        legs=[market_pb2.RouteLeg(venue=leg.venue, pool_id=leg.pool_id, input_token="SOL",
-                                  output_token="USDC", share_bps=10_000)],
+        input_token="USDC", output_token="SOL", amount_in="200000",
+        legs=[market_pb2.RouteLeg(venue=leg.venue, pool_id=leg.pool_id, input_token="USDC",
+                                  output_token="SOL", share_bps=10_000)],
     )
     chain = services.chain()
     other_order, other_key = attempt_key()
@@ -319,10 +322,12 @@ def test_bad_quotes_are_refused_naming_the_field(
     assert field_violations(error) == [field]
 
 
-def test_a_pair_no_pool_trades_has_no_route(services: Services) -> None:
+def test_an_amount_no_path_can_give_anything_for_has_no_route(services: Services) -> None:
     quotes = services.quotes()
+    # No pool trades JUP/BONK: both go through SOL, and one base unit of JUP
+    # pays the first pool's fee and passes nothing on.
     error = rejected(lambda: quotes.GetQuote(quote_service_pb2.GetQuoteRequest(
-        input_token="JUP", output_token="BONK", amount="100"), timeout=10))
+        input_token="JUP", output_token="BONK", amount="0.000001"), timeout=10))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "JUP" in message(error) and "BONK" in message(error)
 
@@ -332,8 +337,8 @@ def test_a_quote_prices_both_venues_and_routes_over_the_best(services: Services)
         input_token="SOL", output_token="USDC", amount="10", slippage_bps=50), timeout=10)
     assert {q.pool_id for q in reply.quotes} == {"raydium-sol-usdc", "meteora-sol-usdc"}
     best = max(reply.quotes, key=lambda q: Decimal(q.amount_out))
-    assert [leg.pool_id for leg in reply.route.legs] == [best.pool_id]
-    assert reply.route.amount_out == best.amount_out
+    # The route gives at least the best venue (here more, through USDT).
+    assert Decimal(reply.route.amount_out) >= Decimal(best.amount_out)
     floor = base_units(reply.route.amount_out, "USDC") * 9950 // 10_000
     assert base_units(reply.route.min_amount_out, "USDC") == floor
 

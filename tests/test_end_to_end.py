@@ -34,7 +34,8 @@ def test_an_order_goes_to_confirmed_and_watchers_see_every_step(
 
     routed, submitted, confirmed = early[2], early[3], early[4]
     assert {q.pool_id for q in routed.quotes} == {"raydium-sol-usdc", "meteora-sol-usdc"}
-    assert routed.route.amount_out == max((q.amount_out for q in routed.quotes), key=Decimal)
+    # The route gives at least the best venue (here more: it sells through USDT).
+    assert Decimal(routed.route.amount_out) >= max(Decimal(q.amount_out) for q in routed.quotes)
     assert submitted.signature and confirmed.signature == submitted.signature
     assert confirmed.amount_out == routed.route.amount_out  # nothing else moved the pool
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import socket
 import threading
@@ -95,7 +96,7 @@ def gateway(services: Services) -> Iterator[GatewayServer]:
 
 @pytest.fixture
 def http(gateway: GatewayServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway.url, timeout=15) as client:
+    with httpx.Client(base_url=gateway.url, timeout=15, headers=auth()) as client:
         yield client
 
 
@@ -122,11 +123,18 @@ class Watched:
     reason: str
 
 
+def auth() -> dict[str, str]:
+    """The test's caller: the key the conftest's env names (any key for a
+    fake OrderService, which checks none)."""
+    return {"authorization": f"Bearer {os.environ.get('ORDERENGINE_API_KEY', 'oe_fake')}"}
+
+
 def watch(gateway: GatewayServer, order_id: str, query: str = "",
           timeout: float = 30) -> Watched:
     """Every message until the gateway closes the socket."""
     messages = []
-    with connect(f"{gateway.ws_url}/ws/orders/{order_id}{query}", open_timeout=10) as ws:
+    with connect(f"{gateway.ws_url}/ws/orders/{order_id}{query}", open_timeout=10,
+                 additional_headers=auth()) as ws:
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -329,8 +337,8 @@ def test_quote_shows_every_venue(http: httpx.Client) -> None:
     quote = reply.json()
     assert {q["venue"] for q in quote["quotes"]} == {"raydium", "meteora"}
     best = quote["quotes"][0]
-    assert quote["route"]["amountOut"] == best["amountOut"]
-    assert quote["route"]["legs"][0]["venue"] == best["venue"]
+    # The route gives at least the best venue (it may split or go through another token).
+    assert Decimal(quote["route"]["amountOut"]) >= Decimal(best["amountOut"])
     assert Decimal(quote["route"]["minAmountOut"]) < Decimal(quote["route"]["amountOut"])
 
     bad = http.get("/api/quote", params={"inputToken": "SOL", "outputToken": "DOGE",
@@ -579,7 +587,8 @@ def test_client_disconnect_cancels_the_upstream_stream(
 ) -> None:
     order_id = submit(http)  # stays PENDING: the streams stay open until we leave
     url = f"{gateway.ws_url}/ws/orders/{order_id}"
-    with connect(url) as politely, connect(url) as abruptly:
+    with connect(url, additional_headers=auth()) as politely, \
+            connect(url, additional_headers=auth()) as abruptly:
         for ws in (politely, abruptly):
             assert recv(ws)["status"] == "PENDING"
         assert open_streams(http) == 2
@@ -598,7 +607,7 @@ def test_ws_resumes_when_order_service_restarts(
 ) -> None:
     order_id = submit(http)
     port = services.servers["order"].port
-    with connect(f"{gateway.ws_url}/ws/orders/{order_id}") as ws:
+    with connect(f"{gateway.ws_url}/ws/orders/{order_id}", additional_headers=auth()) as ws:
         assert recv(ws)["sequence"] == 1
         # OrderService stops: its streams end with UNAVAILABLE ...
         services.loop.run(services.servers["order"].stop(0.5))
@@ -621,9 +630,10 @@ def test_ws_resumes_when_order_service_restarts(
 def test_ws_closes_1011_when_order_service_stays_away(services: Services) -> None:
     gateway = GatewayServer(services.address("order"), resume_seconds=0.5)
     try:
-        with httpx.Client(base_url=gateway.url, timeout=10) as http:
+        with httpx.Client(base_url=gateway.url, timeout=10, headers=auth()) as http:
             order_id = submit(http)
-            with connect(f"{gateway.ws_url}/ws/orders/{order_id}") as ws:
+            with connect(f"{gateway.ws_url}/ws/orders/{order_id}",
+                         additional_headers=auth()) as ws:
                 assert recv(ws)["sequence"] == 1
                 services.loop.run(services.servers["order"].stop(0.5))
                 with pytest.raises(ConnectionClosed):

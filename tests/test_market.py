@@ -16,7 +16,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from orderengine.amounts import format_amount
+from orderengine.amounts import format_amount, parse_amount
 from orderengine.market import pools as pools_module
 from orderengine.market.base import OutOfLiquidityError
 from orderengine.market.cpmm import FEE_DENOMINATOR, CpmmPool, Reserves
@@ -300,10 +300,13 @@ def test_the_venue_that_gives_more_wins(input_token: str, output_token: str, amo
     quotes, route = best_route(request, initial_states())
 
     decimals = token(output_token).decimals
-    assert [leg.pool_id for leg in route.legs] == [winner]
-    assert route.amount_out == format_amount(best, decimals) == quotes[0].amount_out
     assert quotes[0].pool_id == winner
-    assert route.min_amount_out == format_amount(min_amount_out(best, 50), decimals)
+    assert quotes[0].amount_out == format_amount(best, decimals)
+    # The route may split, or go through another token, but never gives less
+    # (tests/test_routing.py); its floor is its own amount less the slippage.
+    routed = parse_amount(route.amount_out, decimals)
+    assert routed >= best
+    assert route.min_amount_out == format_amount(min_amount_out(routed, 50), decimals)
 
 
 def test_quotes_are_one_per_venue_best_first() -> None:
@@ -325,7 +328,8 @@ def test_a_pool_that_cannot_fill_the_size_is_left_out() -> None:
     quotes, route = best_route(request, initial_states())
 
     assert [q.pool_id for q in quotes] == ["raydium-sol-usdc"]
-    assert [leg.pool_id for leg in route.legs] == ["raydium-sol-usdc"]
+    # A route may still give that pool a part it can fill (tests/test_routing.py).
+    assert Decimal(route.amount_out) >= Decimal(quotes[0].amount_out)
 
 
 def test_each_venue_is_quoted_by_its_best_pool(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -356,10 +360,12 @@ def test_price_impact_grows_with_size(pool_id: str) -> None:
 
 
 @pytest.mark.parametrize(("input_token", "output_token"), [("JUP", "BONK"), ("RAY", "USDC")])
-def test_no_route_when_no_pool_trades_the_pair(input_token: str, output_token: str) -> None:
+def test_no_route_when_no_path_gives_anything(input_token: str, output_token: str) -> None:
+    # No pool trades the pair: routes go through SOL (tests/test_routing.py),
+    # and one base unit pays the first pool's fee and passes nothing on.
     assert pools_for(input_token, output_token) == []
     with pytest.raises(NoRouteError):
-        best_route(parse_swap(input_token, output_token, "1", 0), initial_states())
+        best_route(parse_swap(input_token, output_token, "0.000001", 0), initial_states())
 
 
 # -- pools.toml ---------------------------------------------------------------
@@ -460,7 +466,8 @@ async def _write(redis_url: str, states: dict[str, PoolState]) -> None:
     client = Redis.from_url(redis_url)
     try:
         async with client.pipeline(transaction=True) as pipe:
-            write_reserves(pipe, states)
+            write_reserves(pipe, states,
+                           {pool_id: all_pools()[pool_id].initial_state() for pool_id in states})
             await pipe.execute()
     finally:
         await client.aclose()
@@ -569,7 +576,8 @@ def test_states_read_and_written_inside_a_watched_transaction(redis: SyncRedis,
                         now = (await read_reserves(pipe, ["raydium-sol-usdc"]))["raydium-sol-usdc"]
                         assert isinstance(now, Reserves)
                         pipe.multi()
-                        write_reserves(pipe, {"raydium-sol-usdc": Reserves(now.a + 1, now.b - 1)})
+                        write_reserves(pipe, {"raydium-sol-usdc": Reserves(now.a + 1, now.b - 1)},
+                                       {"raydium-sol-usdc": now})
                         await pipe.execute()
                         return
                 except WatchError:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Processes, Services
+from tests.conftest import OWNER, ROOT, Processes, Services
 from tests.helpers import eventually
 from tests.test_gateway import STATUSES, GatewayServer
 
@@ -47,11 +47,14 @@ def gateway(engine: Processes, services: Services) -> Iterator[GatewayServer]:
     server.stop()
 
 
-def test_submit_from_the_page_and_watch_it_confirm(gateway: GatewayServer) -> None:
+def test_submit_from_the_page_and_watch_it_confirm(gateway: GatewayServer,
+                                                   api_keys: dict[str, str]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    key = api_keys[OWNER]  # made for this test by the conftest
+    auth = {"authorization": f"Bearer {key}"}
     # An earlier order, so the recent list has history.
-    with httpx.Client(base_url=gateway.url, timeout=15) as http:
+    with httpx.Client(base_url=gateway.url, timeout=15, headers=auth) as http:
         earlier = http.post("/api/orders", json={"inputToken": "USDC", "outputToken": "SOL",
                                                  "amount": "2500.5", "slippageBps": 100})
         earlier_id = earlier.json()["orderId"]
@@ -66,6 +69,9 @@ def test_submit_from_the_page_and_watch_it_confirm(gateway: GatewayServer) -> No
             page.on("pageerror", lambda error: problems.append(str(error)))
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.goto(f"{gateway.url}/")
+            # The page asks for a key before it shows anything of the caller's.
+            expect(page.locator("#quotes")).to_contain_text("API key")
+            page.fill("#api-key", key)
 
             # The live quote from each venue, best first.
             for venue in ("raydium", "meteora"):
@@ -89,7 +95,7 @@ def test_submit_from_the_page_and_watch_it_confirm(gateway: GatewayServer) -> No
             assert offsets == sorted(offsets) and offsets[0] == 0 and offsets[-1] > 0.4
 
             order_id = page.locator("#order-id").inner_text().strip()
-            with httpx.Client(base_url=gateway.url, timeout=15) as http:
+            with httpx.Client(base_url=gateway.url, timeout=15, headers=auth) as http:
                 order = http.get(f"/api/orders/{order_id}").json()
             assert order["status"] == "CONFIRMED"
             expect(page.locator("#signature")).to_have_text(order["txHash"])
@@ -114,7 +120,8 @@ def test_submit_from_the_page_and_watch_it_confirm(gateway: GatewayServer) -> No
         shutil.copyfile(ARTIFACT, README_SHOT)
 
 
-def test_the_page_shows_the_engines_error_for_a_bad_amount(gateway: GatewayServer) -> None:
+def test_the_page_shows_the_engines_error_for_a_bad_amount(gateway: GatewayServer,
+                                                          api_keys: dict[str, str]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
@@ -122,6 +129,7 @@ def test_the_page_shows_the_engines_error_for_a_bad_amount(gateway: GatewayServe
         try:
             page = browser.new_page()
             page.goto(f"{gateway.url}/")
+            page.fill("#api-key", api_keys[OWNER])
             page.fill("#amount", "0.0000000001")
             page.click("#submit")
             expect(page.locator("#form-error")).to_have_text(

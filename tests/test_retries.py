@@ -28,7 +28,7 @@ from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, NewOrder, OrderStore
 from orderengine.v1 import execution_service_pb2, market_pb2, order_pb2, order_service_pb2
-from tests.conftest import Processes, Services
+from tests.conftest import OWNER, Processes, Services
 from tests.helpers import eventually, statuses, watch_all
 
 SOL = 10**9
@@ -59,7 +59,7 @@ def test_backoff_from_the_same_seed_is_the_same() -> None:
 def test_only_retryable_codes_are_retried_and_only_below_the_limit() -> None:
     policy = RetryPolicy(max_attempts=3, base_seconds=0.5, factor=2.0, cap_seconds=8.0)
     assert {"SLIPPAGE_EXCEEDED", "BLOCKHASH_EXPIRED", "TRANSACTION_DROPPED",
-            "RPC_TIMEOUT"} == RETRYABLE
+            "RPC_TIMEOUT", "POOL_OUT_OF_LIQUIDITY"} == RETRYABLE
     for code in RETRYABLE:
         assert [policy.should_retry(code, a) for a in (1, 2, 3, 4)] == [True, True, False, False]
     for code in ("ROUTE_INVALID", "NO_ROUTE", "SWAP_REJECTED", "", "slippage_exceeded"):
@@ -83,7 +83,7 @@ def ctx(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Contex
 
 
 def new_order(store: OrderStore) -> str:
-    row, _ = store.submit(NewOrder(owner="local", input_token="SOL", output_token="USDC",
+    row, _ = store.submit(NewOrder(owner=OWNER, input_token="SOL", output_token="USDC",
                                    amount_in=10 * SOL, slippage_bps=50))
     return row.order_id
 

@@ -31,7 +31,8 @@ def free_port() -> int:
 @pytest.fixture
 def stack_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "DATABASE_URL")}
+           if k not in ("REDIS_URL", "DATABASE_URL", "INTERNAL_TOKEN", "ORDERENGINE_API_KEY",
+                        "ORDERENGINE_API_KEY_FILE")}
     # The embedded defaults, unless the suite runs against real servers.
     if os.environ.get("TEST_REDIS_URL"):
         env["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
@@ -64,6 +65,15 @@ def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Pope
     assert stack_env["ORDER_SERVICE_ADDRESS"] in text
     assert re.search(rf"^  gateway +{re.escape(stack_env['GATEWAY_ADDRESS'])} +HTTP \+ WebSocket, "
                      r"page at /$", text, re.MULTILINE), text
+    # The first start made a key for the local owner: printed once, and in
+    # a file only its owner can read, which the banner names.
+    key_file = tmp_path / "var" / "api-key"
+    assert str(key_file) in text, text
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    assert key.startswith("oe_") and key in text
+    # The CLI finds it there.
+    stack_env["ORDERENGINE_API_KEY_FILE"] = str(key_file)
     yield process
     if process.poll() is None:
         process.send_signal(signal.SIGINT)

@@ -26,10 +26,17 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// The API key: typed once, kept in this browser's localStorage, sent as
+// "Authorization: Bearer" on HTTP and as the subprotocol "bearer.<key>" on
+// the WebSocket (never in a URL).
+const KEY_STORE = "orderengine.apiKey";
+const apiKey = () => (localStorage.getItem(KEY_STORE) || "").trim();
+
 async function api(path, options = {}) {
+  const auth = apiKey() ? { authorization: `Bearer ${apiKey()}` } : {};
   const reply = await fetch(path, {
     ...options,
-    headers: { "content-type": "application/json", ...(options.headers || {}) },
+    headers: { "content-type": "application/json", ...auth, ...(options.headers || {}) },
   });
   const body = await reply.json().catch(() => ({}));
   if (!reply.ok) {
@@ -80,6 +87,10 @@ async function refreshQuote() {
   });
   if (form.slippage()) params.set("slippageBps", form.slippage());
   const list = $("quotes");
+  if (!apiKey()) {
+    list.replaceChildren(el("li", { class: "quote muted small", textContent: "Enter your API key (top right) to see quotes and orders." }));
+    return;
+  }
   try {
     const quote = await api(`/api/quote?${params}`, { signal: quoteController.signal });
     renderQuotes(quote);
@@ -188,7 +199,8 @@ function watchOrder(orderId, output) {
 
 function connect(w) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/orders/${w.orderId}?after=${w.last}`);
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/orders/${w.orderId}?after=${w.last}`,
+                               apiKey() ? [`bearer.${apiKey()}`] : []);
   w.socket = socket;
   socket.onmessage = (message) => {
     if (watching !== w) return;
@@ -223,6 +235,7 @@ function markWatchedRow() {
 
 async function refreshRecent() {
   let page;
+  if (!apiKey()) return;
   try {
     page = await api("/api/orders?pageSize=10");
   } catch (error) {
@@ -284,6 +297,13 @@ async function submitOrder(event) {
 
 function start() {
   fillTokens();
+  $("api-key").value = apiKey();
+  let keyTimer = null;
+  $("api-key").addEventListener("input", () => {
+    localStorage.setItem(KEY_STORE, $("api-key").value.trim());
+    clearTimeout(keyTimer);
+    keyTimer = setTimeout(() => { refreshQuote(); refreshRecent(); }, 300);
+  });
   $("order-form").addEventListener("submit", submitOrder);
   for (const id of ["amount", "slippage"]) $(id).addEventListener("input", quoteSoonAfterTyping);
   for (const id of ["input-token", "output-token"]) $(id).addEventListener("change", refreshQuote);

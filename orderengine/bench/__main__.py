@@ -29,6 +29,7 @@ from sqlalchemy import delete
 from orderengine.bench.ceilings import EchoServer, inserts_per_second, rq_jobs_per_second
 from orderengine.bench.stats import Figure
 from orderengine.embedded_redis import EmbeddedRedis
+from orderengine.keys import read_key_file
 from orderengine.settings import Settings
 from orderengine.stack import Stack
 from orderengine.store import migrate
@@ -65,6 +66,8 @@ class Row:
 class Report:
     rows: list[Row] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    # Figures that could not be measured, and why.
+    failures: list[str] = field(default_factory=list)
 
     def add(self, row: Row) -> Row:
         self.rows.append(row)
@@ -81,11 +84,13 @@ class Report:
             f = r.figure
             lines.append(f"{r.section:<10} {r.name:<44} {f.median:>10,.1f} {f.low:>10,.1f} "
                          f"{f.high:>10,.1f}  {r.unit:<10} {ratio:>10}")
+        lines += [f"not measured: {failure}" for failure in self.failures]
         return "\n".join(lines)
 
     def json(self) -> dict[str, Any]:
         return {
             "info": self.info,
+            "failures": self.failures,
             "rows": [{"section": r.section, "name": r.name, "unit": r.unit,
                       **r.figure.json(),
                       "ceiling": r.ceiling.json() if r.ceiling else None,
@@ -149,6 +154,9 @@ def stack(backing: Backing, workdir: Path, workers: int, **env: str) -> Iterator
     running = Stack(workers, workdir / "stack")
     try:
         settings = running.start()
+        # The load process calls as the stack's local owner.
+        assert running.key_file is not None
+        os.environ["ORDERENGINE_API_KEY"] = read_key_file(running.key_file) or ""
         yield settings
     finally:
         running.stop()
@@ -253,6 +261,10 @@ def run(args: argparse.Namespace) -> Report:
                     pid = pid_listening(settings.order_service_address)
                     result = load("watch", "--address", settings.order_service_address,
                                   "--streams", str(streams), "--server-pid", str(pid))
+                if "error" in result:
+                    report.failures.append(f"watch, {streams} streams: {result['error']}")
+                    progress(report.failures[-1])
+                    continue
                 report.add(Row("watch", f"{streams} streams: delivery p50",
                                Figure.of([result["p50_ms"]]), "ms"))
                 report.add(Row("watch", f"{streams} streams: delivery p99",

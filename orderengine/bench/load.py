@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import func, select
 
+from orderengine.auth import aio_interceptors, key_metadata, token_metadata
 from orderengine.bench.stats import percentile
 from orderengine.events import publish
 from orderengine.settings import Settings
@@ -41,8 +42,14 @@ Call = Callable[[], Awaitable[Any]]
 CHANNELS = 4  # spread streams over a few HTTP/2 connections, as many clients would
 
 
+def _orders_channel(address: str) -> grpc.aio.Channel:
+    """To OrderService, with the bench's API key (ORDERENGINE_API_KEY)."""
+    key = Settings().api_key
+    return grpc.aio.insecure_channel(address, interceptors=aio_interceptors(key_metadata(key)))
+
+
 def _submit_call(address: str) -> Call:
-    channel = grpc.aio.insecure_channel(address)
+    channel = _orders_channel(address)
     stub = order_service_pb2_grpc.OrderServiceStub(channel)
     rng = random.Random(1)
 
@@ -54,7 +61,9 @@ def _submit_call(address: str) -> Call:
 
 
 def _quote_call(address: str) -> Call:
-    stub = quote_service_pb2_grpc.QuoteServiceStub(grpc.aio.insecure_channel(address))
+    # Straight to the internal service, as the engine's own parts call it.
+    stub = quote_service_pb2_grpc.QuoteServiceStub(grpc.aio.insecure_channel(
+        address, interceptors=aio_interceptors(token_metadata(Settings().internal_token))))
     rng = random.Random(2)
     pairs = [("SOL", "USDC"), ("USDC", "SOL"), ("SOL", "USDT"), ("JUP", "SOL")]
 
@@ -185,7 +194,7 @@ async def watch(address: str, streams: int, orders: int, server_pid: int) -> dic
     from redis import Redis
 
     redis = Redis.from_url(settings.redis_url)
-    channels = [grpc.aio.insecure_channel(address) for _ in range(CHANNELS)]
+    channels = [_orders_channel(address) for _ in range(CHANNELS)]
     stubs = [order_service_pb2_grpc.OrderServiceStub(c) for c in channels]
     ids = []
     for i in range(orders):
@@ -214,7 +223,13 @@ async def watch(address: str, streams: int, orders: int, server_pid: int) -> dic
 
     tasks = [asyncio.ensure_future(stream(i)) for i in range(streams)]
     opened = time.perf_counter()
-    await asyncio.wait_for(all_ready.wait(), 300)
+    try:
+        await asyncio.wait_for(all_ready.wait(), 120)
+    except TimeoutError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return {"error": f"only {ready} of {streams} streams had their history within 120 s"}
     open_seconds = time.perf_counter() - opened
     await asyncio.sleep(2)
     rss_after = _rss_kib(server_pid)

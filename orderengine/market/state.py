@@ -128,11 +128,41 @@ async def seed(redis: Redis | Pipeline, pool_ids: Iterable[str]) -> None:
         await redis.eval(_SEED, 1, pool_key(pool_id), *args)
 
 
-def write_reserves(pipe: Pipeline, reserves: dict[str, PoolState]) -> None:
-    """Queues the writes of the pools' new states (inside MULTI)."""
+# What every landed swap moved into (+) and out of (-) each pool, per token,
+# written in the same MULTI as the pool: the ledger conservation is checked
+# against.
+FLOWS = "market:flows"
+
+
+def write_reserves(pipe: Pipeline, reserves: dict[str, PoolState],
+                   before: dict[str, PoolState]) -> None:
+    """Queues the writes of the pools' new states (inside MULTI), and what
+    each moved since ``before`` into the flows ledger."""
     pools = all_pools()
     for pool_id, state in reserves.items():
-        pipe.hset(pool_key(pool_id), mapping=encode(pools[pool_id], state))  # type: ignore[arg-type]
+        pool = pools[pool_id]
+        pipe.hset(pool_key(pool_id), mapping=encode(pool, state))  # type: ignore[arg-type]
+        (a0, b0), (a1, b1) = balances(pool, before[pool_id]), balances(pool, state)
+        pipe.hincrby(FLOWS, f"{pool_id}:{pool.token_a}", a1 - a0)
+        pipe.hincrby(FLOWS, f"{pool_id}:{pool.token_b}", b1 - b0)
+
+
+async def conservation_errors(redis: Redis) -> list[str]:
+    """Pools whose holdings differ from their first state plus every flow the
+    ledger recorded: empty when nothing was created or lost."""
+    pools = all_pools()
+    flows = {_text(k): int(v) for k, v in (await redis.hgetall(FLOWS)).items()}
+    states = await read_reserves(redis, pools)
+    errors = []
+    for pool_id, pool in pools.items():
+        now = balances(pool, states[pool_id])
+        first = balances(pool, pool.initial_state())
+        for token, held, start in ((pool.token_a, now[0], first[0]),
+                                   (pool.token_b, now[1], first[1])):
+            moved = flows.get(f"{pool_id}:{token}", 0)
+            if held != start + moved:
+                errors.append(f"{pool_id}: holds {held} {token}, expected {start} + {moved}")
+    return errors
 
 
 @dataclass(frozen=True)
@@ -160,7 +190,7 @@ async def land_route(
                 if not accept(fill):
                     return None  # leaving the block unwatches
                 pipe.multi()
-                write_reserves(pipe, fill.reserves)
+                write_reserves(pipe, fill.reserves, before)
                 await pipe.execute()
                 return Landed(fill, before)
         except WatchError:

