@@ -6,6 +6,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
+from orderengine.auth import InternalTokenInterceptor
 from orderengine.serving import (
     Server,
     Service,
@@ -21,12 +22,14 @@ SERVICE_NAME = quote_service_pb2.DESCRIPTOR.services_by_name["QuoteService"].ful
 
 
 async def create_quote_server(address: str, settings: Settings) -> Server:
+    # Internal: only the engine's own services (raises without INTERNAL_TOKEN).
+    internal_only = InternalTokenInterceptor(settings.internal_token)
     # Pool state is chain state: it lives in the chain's store.
     redis = Redis.from_url(settings.chain_redis_url)
     server = await create_server(address, [
         Service(SERVICE_NAME, quote_service_pb2_grpc.add_QuoteServiceServicer_to_server,
                 QuoteServicer(redis)),
-    ])
+    ], [internal_only])
     server.on_stop.append(redis.aclose)
     return server
 
