@@ -42,7 +42,10 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Readers need no lock under WAL: only a session made with
+            # read_only=True (see reading()) begins DEFERRED.
+            read_only = connection.get_execution_options().get("read_only", False)
+            connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -52,3 +55,8 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def reading(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that only read: on SQLite they take no write lock."""
+    return sessionmaker(engine.execution_options(read_only=True), expire_on_commit=False)

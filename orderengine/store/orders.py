@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from orderengine.amounts import format_amount
 from orderengine.statuses import TERMINAL, Status, sources
-from orderengine.store.database import session_factory
+from orderengine.store.database import reading, session_factory
 from orderengine.store.models import EventRow, OrderRow
 from orderengine.store.wire import event_from_row, message_to_json, timestamp
 from orderengine.tokens import token
@@ -86,6 +86,7 @@ class OrderStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = session_factory(engine)
+        self._reads = reading(engine)
 
     # -- submission -----------------------------------------------------------
 
@@ -151,7 +152,7 @@ class OrderStore:
     def _by_client_ids(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], OrderRow]:
         owners = {owner for owner, _ in keys}
         ids = {cid for _, cid in keys}
-        with self._sessions() as session:
+        with self._reads() as session:
             rows = session.scalars(select(OrderRow).where(
                 OrderRow.owner.in_(owners), OrderRow.client_order_id.in_(ids))).all()
         return {(r.owner, r.client_order_id or ""): r for r in rows
@@ -239,7 +240,7 @@ class OrderStore:
     # -- reading --------------------------------------------------------------
 
     def get(self, order_id: str, owner: str | None = None) -> OrderRow | None:
-        with self._sessions() as session:
+        with self._reads() as session:
             row = session.get(OrderRow, order_id)
         if row is None or (owner is not None and row.owner != owner):
             return None
@@ -248,12 +249,12 @@ class OrderStore:
     def get_many(self, order_ids: Sequence[str]) -> dict[str, OrderRow]:
         if not order_ids:
             return {}
-        with self._sessions() as session:
+        with self._reads() as session:
             rows = session.scalars(select(OrderRow).where(OrderRow.order_id.in_(order_ids)))
             return {row.order_id: row for row in rows}
 
     def events(self, order_id: str, after_sequence: int = 0) -> list[order_pb2.OrderEvent]:
-        with self._sessions() as session:
+        with self._reads() as session:
             rows = session.scalars(
                 select(EventRow)
                 .where(EventRow.order_id == order_id, EventRow.sequence > after_sequence)
@@ -278,7 +279,7 @@ class OrderStore:
                 )
             )
         query = query.order_by(OrderRow.created_at.desc(), OrderRow.order_id.desc())
-        with self._sessions() as session:
+        with self._reads() as session:
             rows = list(session.scalars(query.limit(page_size + 1)).all())
         if len(rows) <= page_size:
             return rows, ""
@@ -288,7 +289,7 @@ class OrderStore:
     def stale(self, older_than: timedelta, limit: int = 500) -> list[OrderRow]:
         """Non-terminal orders untouched for ``older_than``: the reconciler's work."""
         cutoff = _now() - older_than
-        with self._sessions() as session:
+        with self._reads() as session:
             return list(
                 session.scalars(
                     select(OrderRow)
