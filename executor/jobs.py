@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -65,27 +66,24 @@ def drive_orders(order_ids: list[str]) -> None:
                       delay_seconds=ctx.retry.backoff_seconds(ctx.retry.max_attempts))
 
 
-def drive_order(order_id: str) -> None:
-    """One order (jobs queued before orders were driven in batches)."""
-    drive_orders([order_id])
-
-
-def _answers(
-    rows: list[OrderRow], send: Callable[[OrderRow], grpc.Future],
-) -> list[tuple[OrderRow, object | grpc.RpcError]]:
-    """Sends one call per order at once, then collects the answers."""
+def _ask_all(
+    ctx: Context, rows: list[OrderRow], send: Callable[[OrderRow], grpc.Future],
+    later: list[str], code: str, what: str,
+) -> list[tuple[OrderRow, Any]]:
+    """Sends one call per order at once and returns the orders answered. An
+    order whose peer failed is put in ``later``; one the peer refused fails
+    this attempt with ``code``."""
     futures = [(row, send(row)) for row in rows]
-    answers: list[tuple[OrderRow, object | grpc.RpcError]] = []
+    answered: list[tuple[OrderRow, Any]] = []
     for row, future in futures:
         try:
-            answers.append((row, future.result()))
+            answered.append((row, future.result()))
         except grpc.RpcError as exc:
-            answers.append((row, exc))
-    return answers
-
-
-def _transient(answer: object) -> bool:
-    return isinstance(answer, grpc.RpcError) and answer.code() not in FINAL
+            if exc.code() in FINAL:
+                attempt_failed(ctx, row, code, f"{what}: {exc.details()}")
+            else:
+                later.append(row.order_id)
+    return answered
 
 
 def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRow]:
@@ -100,19 +98,12 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
             slippage_bps=row.slippage_bps), timeout=RPC_TIMEOUT_SECONDS)
 
     steps: list[Transition] = []
-    for row, answer in _answers(rows, ask):
-        if _transient(answer):
-            later.append(row.order_id)
-        elif isinstance(answer, grpc.RpcError):
-            attempt_failed(ctx, row, "NO_ROUTE", f"no route: {answer.details()}")
-        else:
-            assert isinstance(answer, quote_service_pb2.GetQuoteResponse)
-            if row.status == Status.PENDING:
-                steps.append(Transition(row.order_id, Status.ROUTING, Change(at=began),
-                                        row.attempt))
-            steps.append(Transition(row.order_id, Status.ROUTED,
-                                    Change(quotes=list(answer.quotes), route=answer.route),
-                                    row.attempt))
+    for row, quote in _ask_all(ctx, rows, ask, later, "NO_ROUTE", "no route"):
+        if row.status == Status.PENDING:
+            steps.append(Transition(row.order_id, Status.ROUTING, Change(at=began), row.attempt))
+        steps.append(Transition(row.order_id, Status.ROUTED,
+                                Change(quotes=list(quote.quotes), route=quote.route),
+                                row.attempt))
     moved = advance_many(ctx, steps)
     return [row for step, row in zip(steps, moved, strict=True)
             if row is not None and step.target is Status.ROUTED]
@@ -125,14 +116,8 @@ def _submit(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderR
             attempt_key=f"{row.order_id}:{row.attempt}", route=route),
             timeout=RPC_TIMEOUT_SECONDS)
 
-    steps: list[Transition] = []
-    for row, answer in _answers(rows, send):
-        if _transient(answer):
-            later.append(row.order_id)
-        elif isinstance(answer, grpc.RpcError):
-            attempt_failed(ctx, row, "SWAP_REJECTED", f"swap rejected: {answer.details()}")
-        else:
-            assert isinstance(answer, execution_service_pb2.SubmitSwapResponse)
-            steps.append(Transition(row.order_id, Status.SUBMITTED,
-                                    Change(signature=answer.signature), row.attempt))
+    steps = [Transition(row.order_id, Status.SUBMITTED, Change(signature=sent.signature),
+                        row.attempt)
+             for row, sent in _ask_all(ctx, rows, send, later, "SWAP_REJECTED",
+                                       "swap rejected")]
     return [row for row in advance_many(ctx, steps) if row is not None]
