@@ -11,7 +11,8 @@ from redis import Redis
 from rq import Queue
 
 from executor.retries import RetryPolicy
-from orderengine.channels import internal_channel
+from orderengine.auth import token_metadata
+from orderengine.channels import channel
 from orderengine.order_queue import order_queue
 from orderengine.settings import Settings
 from orderengine.store.database import create_database_engine
@@ -43,8 +44,9 @@ def context() -> Context:
         redis=redis,
         queue=order_queue(redis, settings.queue_name),
         quotes=quote_service_pb2_grpc.QuoteServiceStub(
-            internal_channel(settings.quote_service_address, settings.internal_token)),
+            channel(settings.quote_service_address, token_metadata(settings.internal_token))),
         chain=execution_service_pb2_grpc.ExecutionServiceStub(
-            internal_channel(settings.execution_service_address, settings.internal_token)),
+            channel(settings.execution_service_address,
+                    token_metadata(settings.internal_token))),
         retry=RetryPolicy.from_settings(settings),
     )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from orderengine.channels import aio_channel
 from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
 
 if TYPE_CHECKING:
@@ -20,19 +21,6 @@ SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].ful
 # Unary calls: long enough for a slow database, short enough for a browser.
 CALL_TIMEOUT_SECONDS = 10.0
 HEALTH_TIMEOUT_SECONDS = 1.0
-
-CHANNEL_OPTIONS = [
-    # A restarted OrderService is found again within a second, not gRPC's
-    # default of up to two minutes of reconnect back-off.
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    # Long-lived watch streams notice a dead peer (OrderService allows pings
-    # every 10 s without data).
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
 
 
 # The caller's API key travels on as this header, unread and never logged:
@@ -69,7 +57,7 @@ class Upstream:
     def __init__(self, address: str) -> None:
         self.address = address
         # Created inside the running loop (grpc.aio binds to it).
-        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.channel = aio_channel(address)
         self.orders: OrdersStub = order_service_pb2_grpc.OrderServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
         # WatchOrder calls open right now: what a client that went away

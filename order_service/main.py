@@ -11,8 +11,8 @@ from redis.asyncio import Redis as AsyncRedis
 from order_service.order_service import OrderServicer
 from order_service.submissions import Submissions
 from order_service.watch_hub import WatchHub
-from orderengine.auth import ApiKeyInterceptor
-from orderengine.channels import internal_aio_channel
+from orderengine.auth import ApiKeyInterceptor, token_metadata
+from orderengine.channels import aio_channel
 from orderengine.keys import ApiKeys, KeyCache
 from orderengine.order_queue import order_queue
 from orderengine.serving import (
@@ -37,8 +37,8 @@ async def create_order_server(address: str, settings: Settings) -> Server:
     redis = Redis.from_url(settings.redis_url)
     hub = WatchHub(AsyncRedis.from_url(settings.redis_url))
     hub.start()
-    quote_channel = internal_aio_channel(settings.quote_service_address,
-                                         settings.internal_token)
+    quote_channel = aio_channel(settings.quote_service_address,
+                                token_metadata(settings.internal_token))
     store = OrderStore(engine)
     # Every call names its caller by API key, checked here before a handler runs.
     keys = KeyCache(ApiKeys(engine), settings.api_key_cache_seconds)

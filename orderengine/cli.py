@@ -21,7 +21,8 @@ from decimal import Decimal
 
 import grpc
 
-from orderengine.auth import key_metadata, with_metadata
+from orderengine.auth import key_metadata
+from orderengine.channels import channel as orderengine_channel
 from orderengine.keys import ApiKeys, client_key
 from orderengine.settings import Settings
 from orderengine.statuses import Status
@@ -78,7 +79,7 @@ def _stub(args: argparse.Namespace) -> order_service_pb2_grpc.OrderServiceStub:
     if key is None:
         raise NoKey(f"no API key: set ORDERENGINE_API_KEY, or start make run (it writes "
                     f"{settings.api_key_file}), or make one with: orderengine keys create NAME")
-    channel = with_metadata(grpc.insecure_channel(args.address), key_metadata(key))
+    channel = orderengine_channel(args.address, key_metadata(key))
     return order_service_pb2_grpc.OrderServiceStub(channel)
 
 

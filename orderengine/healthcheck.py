@@ -10,6 +10,8 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from orderengine.channels import channel as orderengine_channel
+
 
 def serving(channel: grpc.Channel, service: str = "", timeout: float = 1.0) -> bool:
     try:
@@ -23,7 +25,7 @@ def serving(channel: grpc.Channel, service: str = "", timeout: float = 1.0) -> b
 def wait_serving(address: str, deadline: float) -> None:
     """Waits until ``address`` serves, or raises TimeoutError at ``deadline``
     (a time.monotonic() value)."""
-    with grpc.insecure_channel(address) as channel:
+    with orderengine_channel(address) as channel:
         while not serving(channel):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing serving on {address}")
@@ -33,7 +35,7 @@ def wait_serving(address: str, deadline: float) -> None:
 def main() -> None:
     if len(sys.argv) != 2:
         sys.exit("usage: python -m orderengine.healthcheck HOST:PORT")
-    with grpc.insecure_channel(sys.argv[1]) as channel:
+    with orderengine_channel(sys.argv[1]) as channel:
         sys.exit(0 if serving(channel, timeout=3.0) else 1)
 
 

@@ -15,6 +15,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from orderengine import observability
+
 log = logging.getLogger(__name__)
 
 # Bounded so that one bad client cannot make a server buffer without end.
@@ -62,7 +64,8 @@ async def create_server(address: str, services: Iterable[Service],
                         interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> Server:
     """A started server on ``address`` (port 0 picks a free one); ``interceptors``
     decide who may call (orderengine.auth)."""
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors))
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[
+        *observability.server_interceptors(), *interceptors])
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []

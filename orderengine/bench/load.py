@@ -23,8 +23,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import func, select
 
-from orderengine.auth import aio_interceptors, key_metadata, token_metadata
+from orderengine.auth import key_metadata, token_metadata
 from orderengine.bench.stats import percentile
+from orderengine.channels import aio_channel
 from orderengine.events import publish
 from orderengine.settings import Settings
 from orderengine.statuses import TERMINAL, Status
@@ -45,7 +46,7 @@ CHANNELS = 4  # spread streams over a few HTTP/2 connections, as many clients wo
 def _orders_channel(address: str) -> grpc.aio.Channel:
     """To OrderService, with the bench's API key (ORDERENGINE_API_KEY)."""
     key = Settings().api_key
-    return grpc.aio.insecure_channel(address, interceptors=aio_interceptors(key_metadata(key)))
+    return aio_channel(address, key_metadata(key))
 
 
 def _submit_call(address: str) -> Call:
@@ -62,8 +63,8 @@ def _submit_call(address: str) -> Call:
 
 def _quote_call(address: str) -> Call:
     # Straight to the internal service, as the engine's own parts call it.
-    stub = quote_service_pb2_grpc.QuoteServiceStub(grpc.aio.insecure_channel(
-        address, interceptors=aio_interceptors(token_metadata(Settings().internal_token))))
+    stub = quote_service_pb2_grpc.QuoteServiceStub(
+        aio_channel(address, token_metadata(Settings().internal_token)))
     rng = random.Random(2)
     pairs = [("SOL", "USDC"), ("USDC", "SOL"), ("SOL", "USDT"), ("JUP", "SOL")]
 
@@ -76,7 +77,7 @@ def _quote_call(address: str) -> Call:
 
 
 def _echo_call(address: str) -> Call:
-    stub = health_pb2_grpc.HealthStub(grpc.aio.insecure_channel(address))
+    stub = health_pb2_grpc.HealthStub(aio_channel(address))
 
     def call() -> Awaitable[Any]:
         return stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
