@@ -12,7 +12,7 @@ from rq import Queue
 
 from executor.retries import RetryPolicy
 from orderengine.auth import token_metadata
-from orderengine.channels import channel
+from orderengine.channels import EXECUTION_SERVICE, QUOTE_SERVICE, channel
 from orderengine.order_queue import order_queue
 from orderengine.settings import Settings
 from orderengine.store.database import create_database_engine
@@ -44,9 +44,10 @@ def context() -> Context:
         redis=redis,
         queue=order_queue(redis, settings.queue_name),
         quotes=quote_service_pb2_grpc.QuoteServiceStub(
-            channel(settings.quote_service_address, token_metadata(settings.internal_token))),
+            channel(settings.quote_service_address, token_metadata(settings.internal_token),
+                    service=QUOTE_SERVICE)),
         chain=execution_service_pb2_grpc.ExecutionServiceStub(
             channel(settings.execution_service_address,
-                    token_metadata(settings.internal_token))),
+                    token_metadata(settings.internal_token), service=EXECUTION_SERVICE)),
         retry=RetryPolicy.from_settings(settings),
     )

@@ -1,5 +1,7 @@
 """Runs the gateway: ``python -m gateway.main`` (GATEWAY_ADDRESS, default
-http://127.0.0.1:8080, in front of ORDER_SERVICE_ADDRESS)."""
+http://127.0.0.1:8080, in front of ORDER_SERVICE_ADDRESS). With TLS_CERT_FILE
+and TLS_KEY_FILE it serves HTTPS (and wss://) with that certificate, and its
+channel to OrderService speaks TLS as every channel does (README "TLS")."""
 
 from __future__ import annotations
 
@@ -7,11 +9,15 @@ import logging
 import math
 import os
 import sys
+from urllib.parse import urlsplit
 
 import uvicorn
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from gateway.limits import MAX_WEBSOCKET_MESSAGE_BYTES
+from orderengine.observability import tracing
+from orderengine.tls import tls
 
 
 def configure_logging() -> None:
@@ -24,20 +30,30 @@ def configure_logging() -> None:
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
 
+def public_url(address: str, https: bool) -> str:
+    """GATEWAY_ADDRESS with the scheme it is really served under."""
+    return urlsplit(address)._replace(scheme="https" if https else "http").geturl()
+
+
 def main() -> None:
     configure_logging()
+    tracing.configure("gateway")
     try:
         config = GatewayConfig.from_env()
+        certificate = tls()
     except ValueError as exc:
         sys.exit(f"gateway: {exc}")
-    print(f"gateway listening on {config.address} -> OrderService at "
-          f"{config.order_service_address}", flush=True)
+    print(f"gateway listening on {public_url(config.address, certificate.serves)} -> OrderService "
+          f"at {config.order_service_address}", flush=True)
     uvicorn.run(
         create_app(config.order_service_address),
         host=config.bind_host, port=config.bind_port,
         log_config=None, log_level=None, access_log=False,
+        ws_max_size=MAX_WEBSOCKET_MESSAGE_BYTES,
         # Then open WebSockets are closed (1012, "service restart").
         timeout_graceful_shutdown=max(1, math.ceil(config.shutdown_grace_seconds)),
+        # HTTPS with the certificate the gRPC servers serve; plaintext without.
+        ssl_certfile=certificate.cert_file or None, ssl_keyfile=certificate.key_file or None,
     )
 
 

@@ -16,16 +16,24 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from orderengine import observability
+from orderengine.channels import is_single_address
+from orderengine.keepalive import KEEPALIVE
+from orderengine.request_decoding import MalformedRequests
+from orderengine.tls import tls
 
 log = logging.getLogger(__name__)
 
-# Bounded so that one bad client cannot make a server buffer without end.
 SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
+    # Bounded so that one bad client cannot make a server buffer without end:
+    # the largest request (256 signatures to GetSignatureStatuses) is ~23 KiB.
+    ("grpc.max_receive_message_length", 64 * 1024),
+    # What the engine's clients' pings must respect (orderengine.keepalive).
+    *KEEPALIVE.server_options(),
+    # gRPC core cancels new calls once 1,000 wait for the server to pick them
+    # up; thousands of watchers opening at once (or reconnecting after a
+    # replica stops) are such a burst, and each is cheap once running.
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 20_000),
 ]
 
 
@@ -62,10 +70,18 @@ class Server:
 
 async def create_server(address: str, services: Iterable[Service],
                         interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> Server:
-    """A started server on ``address`` (port 0 picks a free one); ``interceptors``
-    decide who may call (orderengine.auth)."""
+    """A started server on ``address`` (port 0 picks a free one), with TLS
+    when TLS_CERT_FILE and TLS_KEY_FILE are set; ``interceptors`` decide who
+    may call (orderengine.auth)."""
+    if not is_single_address(address):
+        # Clients may name every replica; each server listens on one.
+        raise ValueError(f"cannot listen on {address!r}: it names several replicas or a "
+                         "resolver target; set <SERVICE>_BIND to this replica's HOST:PORT")
+    credentials = tls().server_credentials()  # a bad TLS_* setting fails here, at start
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[
-        *observability.server_interceptors(), *interceptors])
+        *observability.server_interceptors(), *interceptors,
+        # Innermost: decodes each request after the access checks ran.
+        MalformedRequests()])
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
@@ -76,7 +92,8 @@ async def create_server(address: str, services: Iterable[Service],
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME],
                                         server)
-    port = server.add_insecure_port(address)
+    port = (server.add_secure_port(address, credentials) if credentials
+            else server.add_insecure_port(address))
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     await server.start()
@@ -98,10 +115,15 @@ async def serve_until_signal(server: Server, grace: float) -> None:
     stop_signal.cancel()
 
 
-def configure_logging() -> None:
+def configure_logging(service: str = "orderengine") -> None:
+    """Logging, and the traces of this process, ``service`` by name (unless
+    OTEL_SERVICE_NAME says otherwise)."""
     import os
+
+    from orderengine.observability import tracing
 
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    tracing.configure(service)
