@@ -6,10 +6,12 @@ replays it). Messages are the seed's ``ORDER_UPDATE`` envelope; the socket
 closes normally (1000) after the terminal event.
 
 When the client goes away the upstream call is cancelled at once. When
-OrderService stops mid-stream (UNAVAILABLE), the stream is opened again
-with ``after_sequence`` = the last event sent, so nothing repeats and
-nothing is lost, for up to ``resume_seconds``; then the socket closes with
-1011 and the sequence to resume from."""
+an OrderService replica stops or dies mid-stream (UNAVAILABLE), the stream
+is opened again with ``after_sequence`` = the last event sent, on another
+replica or on the same one back (orderengine.resumption), so nothing
+repeats and nothing is lost; only when OrderService stays away longer than
+``resume_seconds`` does the socket close, with 1011 and the sequence to
+resume from."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from gateway.models import TERMINAL, OrderUpdate, status_name
 from gateway.upstream import Upstream, caller_metadata
+from orderengine.resumption import RESUMABLE, Resumption
 from orderengine.v1 import order_service_pb2
 
 log = logging.getLogger(__name__)
@@ -34,17 +37,14 @@ UPSTREAM_FAILED = 1011
 BAD_REQUEST = 4400
 UNAUTHENTICATED = 4401
 NOT_FOUND = 4404
+# RFC 6455's "try again later": the caller's open streams are at their limit.
+TRY_AGAIN_LATER = 1013
 # How long a socket that brought no key in its headers may take to send
 # {"authorization": "Bearer <key>"} as its first message.
 AUTH_MESSAGE_SECONDS = 10.0
 # A Sec-WebSocket-Protocol value "bearer.<key>" carries the key.
 BEARER_PROTOCOL = "bearer."
 MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 125 bytes with its code
-# A stopping OrderService ends streams with UNAVAILABLE; one whose grace
-# period ran out cancels them. (Our own cancel raises CancelledError instead.)
-RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
-FIRST_RETRY_SECONDS = 0.1
-MAX_RETRY_SECONDS = 1.0
 
 
 def _reason(text: str) -> str:
@@ -97,16 +97,17 @@ class Relay:
     async def _pump(self) -> tuple[int, str] | None:
         """Relays events; returns the close code and reason, or None when the
         client is already gone."""
-        loop = asyncio.get_running_loop()
-        give_up_at: float | None = None
-        delay = FIRST_RETRY_SECONDS
+        resumption = Resumption(self.resume_seconds)
         while True:
+            opened_at = resumption.opened()
+            # Our own cancel (the client left) raises CancelledError, never
+            # an AioRpcError: only OrderService's end of a stream resumes.
             call = self.upstream.orders.WatchOrder(order_service_pb2.WatchOrderRequest(
                 order_id=self.order_id, after_sequence=self.last), metadata=self.metadata)
             self.upstream.open_streams += 1
             try:
                 async for event in call:
-                    give_up_at, delay = None, FIRST_RETRY_SECONDS
+                    resumption.served()
                     try:
                         await self.socket.send_text(OrderUpdate.of(event).to_json())
                     except (WebSocketDisconnect, RuntimeError, OSError):
@@ -123,23 +124,21 @@ class Relay:
                     return UNAUTHENTICATED, details
                 if code is grpc.StatusCode.INVALID_ARGUMENT:
                     return BAD_REQUEST, details
-                if code not in RESUMABLE:
+                if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    return TRY_AGAIN_LATER, details
+                delay = resumption.ended(code, opened_at)
+                if delay is None and code not in RESUMABLE:
                     log.warning("watch %s: %s: %s", self.order_id, code.name, details)
                     return UPSTREAM_FAILED, f"{code.name}: {details}"
+                if delay is None:
+                    return UPSTREAM_FAILED, (f"order service unavailable; reconnect with "
+                                             f"?after={self.last}")
             finally:
                 call.cancel()
                 self.upstream.open_streams -= 1
-            # OrderService is stopping or away; resume where we were.
-            now = loop.time()
-            if give_up_at is None:
-                give_up_at = now + self.resume_seconds
-            if now >= give_up_at:
-                return UPSTREAM_FAILED, (f"order service unavailable; reconnect with "
-                                         f"?after={self.last}")
             log.info("watch %s: order service unavailable, resuming after #%d",
                      self.order_id, self.last)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_RETRY_SECONDS)
 
 
 @router.websocket("/ws/orders/{order_id}")

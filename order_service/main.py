@@ -12,9 +12,12 @@ from order_service.order_service import OrderServicer
 from order_service.submissions import Submissions
 from order_service.watch_hub import WatchHub
 from orderengine.auth import ApiKeyInterceptor, token_metadata
-from orderengine.channels import aio_channel
+from orderengine.channels import QUOTE_SERVICE, aio_channel
 from orderengine.keys import ApiKeys, KeyCache
+from orderengine.observability.metrics import serve_metrics
+from orderengine.observability.metrics_orders import report_orders
 from orderengine.order_queue import order_queue
+from orderengine.rate_limit import TokenBuckets
 from orderengine.serving import (
     Server,
     Service,
@@ -35,23 +38,30 @@ async def create_order_server(address: str, settings: Settings) -> Server:
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, "order-service"))
     engine = create_database_engine(settings.database_url)
     redis = Redis.from_url(settings.redis_url)
-    hub = WatchHub(AsyncRedis.from_url(settings.redis_url))
+    hub = WatchHub(AsyncRedis.from_url(settings.redis_url), settings.watch_streams_per_owner)
     hub.start()
     quote_channel = aio_channel(settings.quote_service_address,
-                                token_metadata(settings.internal_token))
+                                token_metadata(settings.internal_token), service=QUOTE_SERVICE)
     store = OrderStore(engine)
     # Every call names its caller by API key, checked here before a handler runs.
     keys = KeyCache(ApiKeys(engine), settings.api_key_cache_seconds)
+    # Per owner, shared by every replica through Redis; 0 turns it off.
+    submit_rate = (TokenBuckets(redis, "submit", settings.submit_rate_per_second,
+                                settings.submit_burst)
+                   if settings.submit_rate_per_second else None)
     submissions = Submissions(store, redis, order_queue(redis, settings.queue_name),
-                              settings.max_queue_depth)
+                              settings.max_queue_depth, submit_rate)
     servicer = OrderServicer(store, redis, submissions, hub,
                              quote_service_pb2_grpc.QuoteServiceStub(quote_channel))
     server = await create_server(address, [
         Service(SERVICE_NAME, order_service_pb2_grpc.add_OrderServiceServicer_to_server,
                 servicer),
     ], [ApiKeyInterceptor(keys)])
+    # Orders by status and the queue, on this process's /metrics.
+    stop_reporting = report_orders(store, submissions.queue)
 
     async def close() -> None:
+        stop_reporting()
         submissions.close()
         await quote_channel.close(None)
         await hub.redis.aclose()
@@ -67,13 +77,14 @@ async def create_order_server(address: str, settings: Settings) -> Server:
 
 async def serve() -> None:
     settings = Settings()
+    serve_metrics(settings, "OrderService")
     server = await create_order_server(settings.bind_address("ORDER_SERVICE"), settings)
     print(f"OrderService listening on port {server.port}", flush=True)
     await serve_until_signal(server, settings.shutdown_grace_seconds)
 
 
 def main() -> None:
-    configure_logging()
+    configure_logging("order-service")
     asyncio.run(serve())
 
 

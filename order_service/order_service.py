@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import ExitStack
 from typing import TypeVar
 
 import grpc
@@ -17,11 +19,14 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
-from order_service.submissions import QueueFull, QueueUnavailable, Submissions
-from order_service.watch_hub import Inbox, Signal, WatchHub
+from order_service.submissions import QueueFull, QueueUnavailable, RateLimited, Submissions
+from order_service.watch_hub import Inbox, Signal, TooManyStreams, WatchHub
 from orderengine.auth import caller
+from orderengine.channels import within_deadline
 from orderengine.errors import FieldError, abort, abort_invalid, status
 from orderengine.events import publish
+from orderengine.observability.metrics_orders import status_left
+from orderengine.rate_limit import retry_hint
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, NewOrder, OrderStore, PageTokenError
@@ -42,6 +47,8 @@ T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_CLIENT_ORDER_ID = 128
+# Ours are ~100 characters; a longer one is not ours, and is not parsed.
+MAX_PAGE_TOKEN = 512
 # A quiet watcher looks at the database this often (with jitter), in case a
 # publish was lost.
 RESYNC_SECONDS = 15.0
@@ -52,11 +59,18 @@ QUOTE_TIMEOUT_SECONDS = 5.0
 QUEUE_FULL_RETRY_SECONDS = 1.0
 
 
+# ASCII hex, 8-4-4-4-12 or the 32 digits alone: uuid.UUID also takes whitespace,
+# underscores and non-ASCII digits (it parses with int(..., 16)).
+_UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}")
+# Control characters (NUL above all) have no place in an id, a log line or
+# a PostgreSQL text column.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _order_id(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise FieldError("order_id", f"must be a UUID, got {value[:64]!r}") from None
+    if not _UUID.fullmatch(value):
+        raise FieldError("order_id", f"must be a UUID, got {value[:64]!r}")
+    return str(uuid.UUID(value))
 
 
 class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
@@ -95,6 +109,8 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             if len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
                 raise FieldError("client_order_id",
                                  f"must be at most {MAX_CLIENT_ORDER_ID} characters")
+            if _CONTROL.search(request.client_order_id):
+                raise FieldError("client_order_id", "must not contain control characters")
         except FieldError as exc:
             await abort_invalid(context, exc)
         new = NewOrder(
@@ -109,6 +125,16 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                         f"the order queue is full ({full.depth} orders waiting); nothing was "
                         f"stored, try again in {QUEUE_FULL_RETRY_SECONDS:g}s", "QUEUE_FULL",
                         retry_after=QUEUE_FULL_RETRY_SECONDS)
+        except RateLimited as limited:
+            limit = limited.limit
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"SubmitOrder rate limit: {limit.rate:g} orders/s per owner, bursts of "
+                        f"{limit.burst}; nothing was stored, try again in "
+                        f"{retry_hint(limited.retry_after)}", "RATE_LIMITED",
+                        metadata={"limit": "SUBMIT_RATE_PER_SECOND",
+                                  "rate_per_second": f"{limit.rate:g}",
+                                  "burst": str(limit.burst)},
+                        retry_after=limited.retry_after)
         except QueueUnavailable:
             await abort(context, grpc.StatusCode.UNAVAILABLE,
                         "the order queue is unavailable; nothing was stored, try again",
@@ -136,13 +162,14 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                               request.slippage_bps)
         except FieldError as exc:
             await abort_invalid(context, exc)
-        remaining = context.time_remaining()
         try:
             quote = await self.quotes.GetQuote(
                 quote_service_pb2.GetQuoteRequest(
                     input_token=swap.input_token, output_token=swap.output_token,
                     amount=request.amount.strip(), slippage_bps=swap.slippage_bps),
-                timeout=min(remaining or QUOTE_TIMEOUT_SECONDS, QUOTE_TIMEOUT_SECONDS),
+                # Never past the caller's deadline: when it passes, this call
+                # is cancelled with the handler and QuoteService stops too.
+                timeout=within_deadline(context, QUOTE_TIMEOUT_SECONDS),
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT,
@@ -179,6 +206,9 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             await abort_invalid(context, FieldError("page_size", "must not be negative"))
         # AIP-132: 0 means the default; more than the maximum is coerced.
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        if len(request.page_token) > MAX_PAGE_TOKEN:
+            await abort_invalid(context, FieldError(
+                "page_token", "is not a token this service gave out"))
         try:
             rows, next_token = await self._blocking(
                 context, self.store.list_page, caller(), size, request.page_token)
@@ -203,6 +233,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                         f"order {row.order_id} is {status}; only a PENDING order can be "
                         "cancelled", "ORDER_NOT_PENDING", metadata={"status": status})
         cancelled, event = result
+        status_left(Status.PENDING, cancelled.created_at, cancelled.updated_at)
         try:
             await asyncio.to_thread(publish, self.redis, [event])
         except RedisError:
@@ -217,12 +248,20 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         if request.after_sequence < 0:
             await abort_invalid(context, FieldError("after_sequence", "must not be negative"))
         row = await self._owned(context, request.order_id)
+        last = request.after_sequence
+        if Status(row.status).terminal and last >= row.last_sequence:
+            return  # nothing more will come: no stream to hold open
         # Register first, then read the history: an event committed between
         # the two arrives live, and duplicates are dropped by sequence.
-        with self.hub.watch(row.order_id) as inbox:
-            last = request.after_sequence
-            if Status(row.status).terminal and last >= row.last_sequence:
-                return
+        with ExitStack() as registered:
+            try:
+                inbox = registered.enter_context(self.hub.watch(row.order_id, caller()))
+            except TooManyStreams as full:
+                await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"at most {full.limit} WatchOrder streams per owner may be open "
+                            "on this server at once; end one first", "TOO_MANY_STREAMS",
+                            metadata={"limit": "WATCH_STREAMS_PER_OWNER",
+                                      "streams": str(full.limit)})
             while True:
                 for event in await self._blocking(context, self.store.events, row.order_id,
                                                   last):

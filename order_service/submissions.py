@@ -1,7 +1,8 @@
 """Submissions in batches: SubmitOrder calls that arrive while a batch is
 being written wait for the next one, so under load many orders share one
-database transaction and one Redis round trip (queue check, jobs, markers,
-events), and a lone order still goes at once."""
+database transaction and two Redis round trips (the queue check with each
+owner's rate limit; then jobs, markers, events), and a lone order still goes
+at once."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from orderengine.events import publish
-from orderengine.order_queue import enqueue_orders, queue_depth
+from orderengine.observability import handoffs
+from orderengine.order_queue import enqueue_orders
+from orderengine.rate_limit import TokenBuckets
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import NewOrder, OrderStore
 
@@ -34,14 +37,31 @@ class QueueFull(Exception):
         self.depth = depth
 
 
+class RateLimited(Exception):
+    """The owner's submit rate limit refused this order: nothing stored."""
+
+    def __init__(self, limit: TokenBuckets, retry_after: float) -> None:
+        super().__init__(limit.name, retry_after)
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+Result = tuple[OrderRow, bool] | RateLimited
+
+
 class Submissions:
     def __init__(self, store: OrderStore, redis: Redis, queue: Queue,
-                 max_queue_depth: int) -> None:
+                 max_queue_depth: int, rate_limit: TokenBuckets | None = None) -> None:
         self.store = store
         self.redis = redis
         self.queue = queue
         self.max_queue_depth = max_queue_depth
-        self._waiting: list[tuple[NewOrder, asyncio.Future[tuple[OrderRow, bool]]]] = []
+        # Orders per second per owner (None: no limit).
+        self.rate_limit = rate_limit
+        # Each order with what its job carries for the submitting request
+        # (its request id and trace: orderengine.observability.handoffs).
+        self._waiting: list[tuple[NewOrder, asyncio.Future[tuple[OrderRow, bool]],
+                                  handoffs.Carrier]] = []
         self._writer: asyncio.Task[None] | None = None
         # One thread writes batches in turn: the order of commits is the
         # order of arrival, and the database sees one writer per process.
@@ -49,10 +69,11 @@ class Submissions:
 
     async def submit(self, new: NewOrder) -> tuple[OrderRow, bool]:
         """The stored order, and whether this call created it. Raises
-        QueueFull or QueueUnavailable (nothing stored), or the store's error."""
+        QueueFull, RateLimited or QueueUnavailable (nothing stored), or the
+        store's error."""
         future: asyncio.Future[tuple[OrderRow, bool]] = (
             asyncio.get_running_loop().create_future())
-        self._waiting.append((new, future))
+        self._waiting.append((new, future, handoffs.capture()))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_batches())
         return await future
@@ -61,34 +82,76 @@ class Submissions:
         loop = asyncio.get_running_loop()
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            # A caller whose deadline passed (or who cancelled) while waiting
+            # was told DEADLINE_EXCEEDED (CANCELLED): its order is not stored.
+            # Once a batch's write has begun it completes, and such an order
+            # exists (found again by its client_order_id, or by ListOrders).
+            batch = [waiting for waiting in batch if not waiting[1].cancelled()]
+            if not batch:
+                continue
             try:
                 results = await loop.run_in_executor(
-                    self._thread, self._write, [new for new, _ in batch])
+                    self._thread, self._write, [new for new, _, _ in batch],
+                    [carrier for _, _, carrier in batch])
             except Exception as exc:  # every caller of the batch hears of it
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
+            for (_, future, _), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, RateLimited):
+                    future.set_exception(result)
+                else:
                     future.set_result(result)
 
-    def _write(self, news: Sequence[NewOrder]) -> list[tuple[OrderRow, bool]]:
-        # Refuse before storing anything: an order we cannot queue now would
-        # only wait for the reconciler, and a full queue must push back.
+    def _admit(self, news: Sequence[NewOrder]) -> dict[int, RateLimited]:
+        """Checks the queue's depth and takes each owner's tokens in one
+        round trip; the orders refused by their owner's limit, by index.
+        Raises QueueFull or QueueUnavailable for the whole batch."""
+        wanted: dict[str, list[int]] = {}
+        for index, new in enumerate(news):
+            wanted.setdefault(new.owner, []).append(index)
+        limit = self.rate_limit
         try:
-            depth = queue_depth(self.queue)
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.llen(self.queue.key)
+                if limit is not None:
+                    for owner, indexes in wanted.items():
+                        limit.check(pipe, owner, len(indexes))
+                depth, *taken = pipe.execute(raise_on_error=False)
+            if isinstance(depth, Exception):
+                raise depth
+            if depth >= self.max_queue_depth:
+                raise QueueFull(depth)
+            refused: dict[int, RateLimited] = {}
+            if limit is not None:
+                for (owner, indexes), result in zip(wanted.items(), taken, strict=True):
+                    grant = limit.grant(result, owner, len(indexes))
+                    for index, delay in zip(indexes[grant.granted:], grant.retry_after,
+                                            strict=True):
+                        refused[index] = RateLimited(limit, delay)
+            return refused
         except RedisError as exc:
             raise QueueUnavailable from exc
-        if depth >= self.max_queue_depth:
-            raise QueueFull(depth)
-        stored = self.store.submit_many(news)
+
+    def _write(self, news: Sequence[NewOrder],
+               carried: Sequence[handoffs.Carrier] = ()) -> list[Result]:
+        # Refuse before storing anything: an order we cannot queue now would
+        # only wait for the reconciler, and a full queue must push back.
+        refused = self._admit(news)
+        admitted = [new for index, new in enumerate(news) if index not in refused]
+        stored = self.store.submit_many(admitted) if admitted else []
         created = [(row, event) for row, event in stored if event is not None]
         if created:
             try:
                 with self.redis.pipeline(transaction=False) as pipe:
                     enqueue_orders(self.queue, [row.order_id for row, _ in created],
-                                   pipeline=pipe)
+                                   pipeline=pipe, carried=dict(zip(
+                                       [row.order_id for row, _ in stored],
+                                       [c for i, c in enumerate(carried) if i not in refused],
+                                       strict=False)))
                     publish(pipe, [event for _, event in created if event is not None])
                     pipe.execute()
             except RedisError as exc:
@@ -96,7 +159,9 @@ class Submissions:
                 # not take (it failed between the depth check and here).
                 log.warning("%d orders stored but not queued (%s); the reconciler will",
                             len(created), exc)
-        return [(row, event is not None) for row, event in stored]
+        results = iter([(row, event is not None) for row, event in stored])
+        return [refused[index] if index in refused else next(results)
+                for index in range(len(news))]
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)

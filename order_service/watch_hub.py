@@ -4,7 +4,12 @@ WatchOrder stream. Thousands of watchers cost no Redis connection each.
 A watcher's inbox is bounded: a slow watcher loses live events rather than
 holding memory, and reads what it lost from the database (it sees the gap in
 sequences, or is told to resync). After Redis comes back every watcher is
-told to resync, so a publish lost while it was away costs nothing."""
+told to resync, so a publish lost while it was away costs nothing.
+
+Each owner may hold a bounded number of streams open on this process at
+once: what a stream costs (its inbox, its call) is this process's memory,
+so the count lives here too, and a process that dies takes its count with
+it (no slot in Redis can outlive its stream)."""
 
 from __future__ import annotations
 
@@ -19,11 +24,21 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from orderengine.events import CHANNEL, decode
+from orderengine.observability.metrics_orders import WATCH_STREAMS
 from orderengine.v1 import order_pb2
 
 log = logging.getLogger(__name__)
 
 INBOX_SIZE = 64
+
+
+class TooManyStreams(Exception):
+    """The owner already holds ``limit`` streams open on this process."""
+
+    def __init__(self, owner: str, limit: int) -> None:
+        super().__init__(owner, limit)
+        self.owner = owner
+        self.limit = limit
 
 
 class Signal(Enum):
@@ -35,24 +50,37 @@ class Inbox:
     def __init__(self) -> None:
         self.items: asyncio.Queue[order_pb2.OrderEvent | Signal] = asyncio.Queue(INBOX_SIZE)
         self.overflowed = False
+        self.closed = False
 
     def push(self, item: order_pb2.OrderEvent | Signal) -> None:
+        if self.closed:
+            return  # the stream is ending; nothing may push its signal out
         try:
             self.items.put_nowait(item)
         except asyncio.QueueFull:
+            # The watcher reads the database next; what waits here is stale.
             self.overflowed = True
+            self._empty()
+
+    def _empty(self) -> None:
+        while not self.items.empty():
+            self.items.get_nowait()
 
     def close(self, item: Signal) -> None:
         """Delivers a signal even to a full inbox."""
-        while self.items.full():
-            self.items.get_nowait()
+        if self.items.full():
+            self._empty()
         self.items.put_nowait(item)
+        self.closed = True
 
 
 class WatchHub:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, streams_per_owner: int = 0) -> None:
         self.redis = redis
+        # 0 (or less): no cap.
+        self.streams_per_owner = streams_per_owner
         self._inboxes: dict[str, set[Inbox]] = defaultdict(set)
+        self._streams: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.subscribed = asyncio.Event()
@@ -64,14 +92,31 @@ class WatchHub:
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen())
 
+    def streams(self, owner: str) -> int:
+        """The owner's streams open on this process."""
+        return self._streams.get(owner, 0)
+
     @contextmanager
-    def watch(self, order_id: str) -> Iterator[Inbox]:
-        """An inbox for the order's live events, registered until the block ends."""
+    def watch(self, order_id: str, owner: str) -> Iterator[Inbox]:
+        """An inbox for the order's live events, registered (and counted as
+        one of the owner's streams) until the block ends, however it ends.
+        Raises TooManyStreams, registering nothing."""
+        open_now = self._streams.get(owner, 0)
+        if self.streams_per_owner > 0 and open_now >= self.streams_per_owner:
+            raise TooManyStreams(owner, self.streams_per_owner)
+        self._streams[owner] = open_now + 1
         inbox = Inbox()
         self._inboxes[order_id].add(inbox)
+        WATCH_STREAMS.inc()
         try:
             yield inbox
         finally:
+            WATCH_STREAMS.dec()
+            left = self._streams[owner] - 1
+            if left:
+                self._streams[owner] = left
+            else:
+                del self._streams[owner]
             boxes = self._inboxes.get(order_id)
             if boxes is not None:
                 boxes.discard(inbox)

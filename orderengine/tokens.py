@@ -35,5 +35,6 @@ def token(symbol: str) -> Token:
     found = TOKENS.get(symbol.strip().upper())
     if found is None:
         known = ", ".join(sorted(TOKENS))
-        raise UnknownTokenError(f"unknown token {symbol!r}; known tokens: {known}")
+        # Clipped: an error echoes what was sent, never all of a huge field.
+        raise UnknownTokenError(f"unknown token {symbol[:16]!r}; known tokens: {known}")
     return found
