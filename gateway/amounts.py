@@ -14,6 +14,11 @@ from fastapi.routing import APIRoute
 from pydantic import BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+# No amount of any token has this many digits. A JSON number that would
+# expand to more is refused as it stands: "1e999999999" is 30 bytes of body
+# and a gigabyte of zeros once written out.
+MAX_DIGITS = 64
+
 
 def _no_constants(name: str) -> Any:
     # NaN and Infinity are not JSON, though Python's parser takes them.
@@ -21,7 +26,41 @@ def _no_constants(name: str) -> Any:
 
 
 def loads(body: bytes) -> Any:
-    return json.loads(body, parse_float=Decimal, parse_constant=_no_constants)
+    try:
+        parsed = json.loads(body, parse_float=Decimal, parse_int=_integer,
+                            parse_constant=_no_constants)
+    except UnicodeDecodeError as exc:
+        raise json.JSONDecodeError(f"not UTF-8 text ({exc.reason})", "", exc.start) from None
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", "", 0) from None
+    _refuse_lone_surrogates(parsed)
+    return parsed
+
+
+def _refuse_lone_surrogates(parsed: Any) -> None:
+    """JSON may escape half a UTF-16 pair ("\\ud800"), which Python keeps in
+    its str but no UTF-8 (and so no protobuf string) can hold: the call to
+    OrderService would fail on the gateway's side, a 500."""
+    pending = [parsed]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise json.JSONDecodeError("a \\u escape names a lone UTF-16 surrogate",
+                                           "", 0) from None
+        elif isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+
+
+def _integer(text: str) -> int | Decimal:
+    # Past 4,300 digits int() raises and FastAPI answers an unnamed 400; as a
+    # Decimal it meets the field's own check, which names the field.
+    return int(text) if len(text) <= MAX_DIGITS else Decimal(text)
 
 
 def decimal_string(value: object) -> object:
@@ -29,12 +68,16 @@ def decimal_string(value: object) -> object:
     which knows each token's decimals."""
     if isinstance(value, bool):  # bool is an int to Python, not to a client
         raise PydanticCustomError("amount_type", "must be a decimal string or a number")
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        return format(value, "f")  # 1E-7 -> 0.0000001
     if isinstance(value, float):  # a caller that parsed JSON itself
-        return format(Decimal(repr(value)), "f")
+        value = Decimal(repr(value))
+    if isinstance(value, int):
+        value = Decimal(value)
+    if isinstance(value, Decimal):
+        _, digits, exponent = value.as_tuple()
+        if not isinstance(exponent, int) or len(digits) + abs(exponent) > MAX_DIGITS:
+            raise PydanticCustomError("amount_size", "must be a finite number of at most "
+                                      "{max_digits} digits", {"max_digits": MAX_DIGITS})
+        return format(value, "f")  # 1E-7 -> 0.0000001
     if not isinstance(value, str):
         raise PydanticCustomError("amount_type", "must be a decimal string or a number")
     return value

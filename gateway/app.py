@@ -9,16 +9,32 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gateway import errors, health, orders, watch
+from gateway.limits import BodySizeLimit
 from gateway.upstream import Upstream
+from orderengine.observability.http_requests import ObservedRequests
+from orderengine.observability.metrics import exposition
 from orderengine.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
 # How long a watch waits for a stopped OrderService to come back.
 RESUME_SECONDS = 10.0
+
+API_PREFIX = "/api/"
+API_KEY_SCHEME = "ApiKey"
+API_KEY_SECURITY = {
+    "type": "http", "scheme": "bearer", "bearerFormat": "oe_…",
+    "description": "an API key (`orderengine keys create NAME`), sent as "
+                   "`Authorization: Bearer <key>`; without one every /api call is a 401",
+}
+# Statuses any /api call may answer, in the error body, beside those each
+# route declares (gateway/orders.py): limits, not the route's own doing.
+EVERY_CALL_MAY_FAIL = {"429": "too many requests (RESOURCE_EXHAUSTED); `Retry-After` says "
+                              "when to try again"}
+BODY_MAY_FAIL = {"413": "the request body is too large"}
 
 DESCRIPTION = """\
 HTTP and WebSocket for the order execution engine: every call is one
@@ -55,6 +71,9 @@ def create_app(order_service_address: str | None = None, *,
                   lifespan=lifespan, strict_content_type=False)
     app.state.resume_seconds = resume_seconds
     errors.install(app)
+    app.add_middleware(BodySizeLimit)
+    # Outermost: every answer carries its X-Request-Id and is logged.
+    app.add_middleware(ObservedRequests)
     app.include_router(orders.router)
     app.include_router(watch.router)
     app.include_router(health.router)
@@ -63,25 +82,65 @@ def create_app(order_service_address: str | None = None, *,
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    # Prometheus scrapes the gateway here, on its own port (README "Live figures").
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    _document_bad_input_as_400(app)
+    _finish_document(app)
     return app
 
 
-def _document_bad_input_as_400(app: FastAPI) -> None:
-    """FastAPI documents a 422 for every route with parameters; this gateway
-    answers bad input with 400 and the error body, so the document says so."""
+def _finish_document(app: FastAPI) -> None:
+    """What FastAPI cannot say by itself: bad input is a 400 (FastAPI documents
+    a 422 for every route with parameters), every /api call needs the API key
+    (an HTTP bearer scheme, so clients and schemathesis know how to send it)
+    and may meet the limits every call has."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
-            for path in schema.get("paths", {}).values():
-                for operation in path.values():
-                    operation.get("responses", {}).pop("422", None)
+            components = schema.setdefault("components", {})
             for name in ("HTTPValidationError", "ValidationError"):
-                schema.get("components", {}).get("schemas", {}).pop(name, None)
+                components.get("schemas", {}).pop(name, None)
+            components["securitySchemes"] = {API_KEY_SCHEME: API_KEY_SECURITY}
+            for path, methods in schema.get("paths", {}).items():
+                for operation in methods.values():
+                    responses = operation.setdefault("responses", {})
+                    responses.pop("422", None)
+                    if not path.startswith(API_PREFIX):
+                        operation["security"] = []  # /healthz: open, as the page
+                        continue
+                    operation["security"] = [{API_KEY_SCHEME: []}]
+                    limits = {**EVERY_CALL_MAY_FAIL,
+                              **(BODY_MAY_FAIL if "requestBody" in operation else {})}
+                    for status, description in limits.items():
+                        responses.setdefault(status, _error_response(description))
+            _link_submit_to_its_order(schema.get("paths", {}))
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _link_submit_to_its_order(paths: dict[str, Any]) -> None:
+    """OpenAPI links: the orderId a submit answers is what GET and DELETE
+    /api/orders/{order_id} take (clients and schemathesis's workflows follow them)."""
+    submit = paths.get("/api/orders", {}).get("post")
+    order = paths.get("/api/orders/{order_id}", {})
+    if submit is None or not {"get", "delete"} <= set(order):
+        return
+    links = {name: {"operationId": order[method]["operationId"],
+                    "parameters": {"order_id": "$response.body#/orderId"}}
+             for name, method in (("GetOrder", "get"), ("CancelOrder", "delete"))}
+    for status in ("200", "201"):
+        if status in submit["responses"]:
+            submit["responses"][status]["links"] = links
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}

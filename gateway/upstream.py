@@ -34,6 +34,10 @@ def caller_metadata(authorization: str | None) -> tuple[tuple[str, str], ...]:
     """The metadata that carries the caller's ``Authorization`` to OrderService."""
     if not authorization or len(authorization) > MAX_AUTHORIZATION_CHARS:
         return ()
+    if not all(" " <= c <= "~" for c in authorization):
+        # gRPC refuses to send such metadata (the call would fail, a 500);
+        # no API key has a tab, a control or a non-ASCII character: none sent, a 401.
+        return ()
     return ((AUTHORIZATION, authorization),)
 
 
@@ -57,7 +61,7 @@ class Upstream:
     def __init__(self, address: str) -> None:
         self.address = address
         # Created inside the running loop (grpc.aio binds to it).
-        self.channel = aio_channel(address)
+        self.channel = aio_channel(address, service=SERVICE_NAME)
         self.orders: OrdersStub = order_service_pb2_grpc.OrderServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
         # WatchOrder calls open right now: what a client that went away

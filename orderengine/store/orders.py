@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, insert, or_, select, update
+from sqlalchemy import Engine, Table, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -76,6 +76,9 @@ ORDERS = cast(Table, OrderRow.__table__)
 
 class PageTokenError(ValueError):
     pass
+
+
+MAX_PAGE_TOKEN_CHARS = 256
 
 
 def _now() -> datetime:
@@ -253,6 +256,13 @@ class OrderStore:
             rows = session.scalars(select(OrderRow).where(OrderRow.order_id.in_(order_ids)))
             return {row.order_id: row for row in rows}
 
+    def count_by_status(self) -> dict[str, int]:
+        """How many orders are in each status (statuses with none are absent)."""
+        with self._reads() as session:
+            counted = session.execute(
+                select(OrderRow.status, func.count()).group_by(OrderRow.status)).all()
+        return {status: int(count) for status, count in counted}
+
     def events(self, order_id: str, after_sequence: int = 0) -> list[order_pb2.OrderEvent]:
         with self._reads() as session:
             rows = session.scalars(
@@ -316,8 +326,15 @@ def _encode_page_token(row: OrderRow) -> str:
 
 def _decode_page_token(page_token: str) -> tuple[datetime, str]:
     try:
+        # Ours are about 110 characters; a long one may nest JSON deep enough
+        # to exhaust the parser's recursion.
+        if len(page_token) > MAX_PAGE_TOKEN_CHARS:
+            raise ValueError("too long")
         raw = base64.urlsafe_b64decode(page_token + "=" * (-len(page_token) % 4))
         created, order_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(order_id)
+        if not isinstance(order_id, str):
+            raise TypeError("order_id")
+        # A canonical UUID: nothing else (a NUL, say) reaches the query.
+        return datetime.fromisoformat(created), str(uuid.UUID(order_id))
     except (binascii.Error, ValueError, TypeError) as exc:
         raise PageTokenError("page_token is not a token this service gave out") from exc

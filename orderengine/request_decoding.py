@@ -1,0 +1,73 @@
+"""Requests that are not the message they claim to be are bad input.
+
+grpc.aio decodes a request before any handler runs and answers bytes that
+do not parse (truncated varints, bad UTF-8 in a string field, a length past
+the end) with UNKNOWN "Unexpected DecodeError", as if the server had failed.
+This interceptor hands the handler's raw bytes to the handler itself and
+decodes them there: what does not parse is INVALID_ARGUMENT, after the
+caller's key or token has been checked (the access interceptors run first)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from orderengine.errors import abort
+
+MALFORMED_REQUEST = "MALFORMED_REQUEST"
+# Quoted from the parser's error; enough to tell what broke.
+MAX_DETAIL_CHARS = 200
+
+
+async def _decoded(decode: Callable[[bytes], Any], raw: bytes,
+                   context: grpc.aio.ServicerContext) -> Any:
+    try:
+        return decode(raw)
+    except Exception as exc:  # any failure to parse is the caller's bytes, not us
+        await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                    f"malformed request: {str(exc)[:MAX_DETAIL_CHARS]}",
+                    MALFORMED_REQUEST)
+
+
+def decoding_in_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """``handler`` taking raw bytes and decoding them itself; handlers this
+    cannot wrap (client streams, synchronous behaviours) stay as they are."""
+    decode = handler.request_deserializer
+    if decode is None:
+        return handler
+    unary: Any = handler.unary_unary
+    if unary is not None and inspect.iscoroutinefunction(unary):
+
+        async def unary_unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            return await unary(await _decoded(decode, raw, context), context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, None, handler.response_serializer)
+    stream: Any = handler.unary_stream
+    if stream is not None and inspect.isasyncgenfunction(stream):
+
+        async def unary_stream(raw: bytes,
+                               context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            request = await _decoded(decode, raw, context)
+            async for item in stream(request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, None, handler.response_serializer)
+    return handler
+
+
+class MalformedRequests(grpc.aio.ServerInterceptor):
+    """Innermost on every server (orderengine.serving): undecodable requests
+    are INVALID_ARGUMENT, not UNKNOWN."""
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails],
+                                     Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        return handler if handler is None else decoding_in_handler(handler)
