@@ -25,6 +25,7 @@ from executor.faults import NO_FAULTS, REASONS, TRANSACTION_DROPPED, Faults
 from orderengine.amounts import format_amount
 from orderengine.market.routes import RouteError, apply_route, plan_from_proto
 from orderengine.market.state import pool_key, read_reserves, write_reserves
+from orderengine.observability.metrics_orders import swap_landed
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, market_pb2
 
@@ -116,8 +117,8 @@ class Chain:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     await pipe.watch(key)
-                    state, attempt_key, raw_route, fate = await pipe.hmget(
-                        key, "state", "attempt_key", "route", "fate")
+                    state, attempt_key, raw_route, fate, submitted_at = await pipe.hmget(
+                        key, "state", "attempt_key", "route", "fate", "submitted_at")
                     if state != b"pending":
                         return
                     if fate:  # an injected failure: the pools never see it
@@ -129,6 +130,7 @@ class Chain:
                             "landed_at": repr(time.time()), "slot": current_slot(time.time())})
                         pipe.zrem(LANDING, signature)
                         await pipe.execute()
+                        swap_landed(submitted_at, time.time())
                         return
                     route = market_pb2.Route.FromString(cast(bytes, raw_route))
                     plan = plan_from_proto(route)
@@ -161,6 +163,7 @@ class Chain:
                     pipe.hset(key, mapping=result)
                     pipe.zrem(LANDING, signature)
                     await pipe.execute()
+                    swap_landed(submitted_at, now)
                     return
             except WatchError:
                 continue  # a pool or the transaction moved under us: look again

@@ -24,6 +24,7 @@ from executor.inflight import Inflight, track
 from executor.leases import order_leases
 from executor.progress import advance_many, attempt_failed
 from orderengine.amounts import format_amount
+from orderengine.observability import handoffs
 from orderengine.order_queue import enqueue_order, taken
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
@@ -44,9 +45,15 @@ FINAL = frozenset({
 
 
 def drive_orders(order_ids: list[str]) -> None:
-    """Moves each order as far as it goes without the chain."""
+    """Moves each order as far as it goes without the chain, each on behalf
+    of the request that submitted it (its request id, its trace)."""
     ctx = context()
     taken(ctx.redis, order_ids)
+    with handoffs.order_work("drive order", order_ids, handoffs.carried_by_job()):
+        _drive(ctx, order_ids)
+
+
+def _drive(ctx: Context, order_ids: list[str]) -> None:
     with order_leases(ctx.redis, order_ids, ctx.settings.order_lease_seconds) as mine:
         # An order leased by another worker is being driven there.
         rows = ctx.store.get_many(mine)
@@ -57,13 +64,14 @@ def drive_orders(order_ids: list[str]) -> None:
         submitted = _submit(ctx, routed, later)
         # Also those a crash left between SUBMITTED and the tracker.
         submitted += [r for r in rows.values() if r.status == Status.SUBMITTED]
-        track(ctx.redis, [Inflight(r.order_id, r.attempt, r.signature)
-                          for r in submitted if r.signature],
-              due_in=ctx.settings.slot_seconds)
+        tracked = [Inflight(r.order_id, r.attempt, r.signature) for r in submitted if r.signature]
+        handoffs.remember(ctx.redis, [entry.order_id for entry in tracked])
+        track(ctx.redis, tracked, due_in=ctx.settings.slot_seconds)
     for order_id in later:
         # A peer was down: the same step again after a pause.
-        enqueue_order(ctx.queue, order_id,
-                      delay_seconds=ctx.retry.backoff_seconds(ctx.retry.max_attempts))
+        with handoffs.within_order(order_id):
+            enqueue_order(ctx.queue, order_id,
+                          delay_seconds=ctx.retry.backoff_seconds(ctx.retry.max_attempts))
 
 
 def _ask_all(
@@ -73,14 +81,18 @@ def _ask_all(
     """Sends one call per order at once and returns the orders answered. An
     order whose peer failed is put in ``later``; one the peer refused fails
     this attempt with ``code``."""
-    futures = [(row, send(row)) for row in rows]
+    futures = []
+    for row in rows:
+        with handoffs.within_order(row.order_id):  # the call is the order's
+            futures.append((row, send(row)))
     answered: list[tuple[OrderRow, Any]] = []
     for row, future in futures:
         try:
             answered.append((row, future.result()))
         except grpc.RpcError as exc:
             if exc.code() in FINAL:
-                attempt_failed(ctx, row, code, f"{what}: {exc.details()}")
+                with handoffs.within_order(row.order_id):  # so is its retry
+                    attempt_failed(ctx, row, code, f"{what}: {exc.details()}")
             else:
                 later.append(row.order_id)
     return answered
@@ -104,7 +116,7 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
         steps.append(Transition(row.order_id, Status.ROUTED,
                                 Change(quotes=list(quote.quotes), route=quote.route),
                                 row.attempt))
-    moved = advance_many(ctx, steps)
+    moved = advance_many(ctx, steps, rows)
     return [row for step, row in zip(steps, moved, strict=True)
             if row is not None and step.target is Status.ROUTED]
 
@@ -120,4 +132,4 @@ def _submit(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderR
                         row.attempt)
              for row, sent in _ask_all(ctx, rows, send, later, "SWAP_REJECTED",
                                        "swap rejected")]
-    return [row for row in advance_many(ctx, steps) if row is not None]
+    return [row for row in advance_many(ctx, steps, rows) if row is not None]

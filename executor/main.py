@@ -19,6 +19,7 @@ from executor.chain import Chain
 from executor.execution_service import ExecutionServicer
 from executor.faults import FailureRates, Faults
 from orderengine.auth import InternalTokenInterceptor
+from orderengine.observability.metrics import serve_metrics
 from orderengine.serving import (
     Server,
     Service,
@@ -75,7 +76,9 @@ def main() -> None:
     parser.add_argument("--burst", action="store_true",
                         help="worker: stop when the queue is empty")
     args = parser.parse_args()
-    configure_logging()
+    configure_logging({"chain": "execution-service", "worker": "executor-worker",
+                       "tracker": "executor-tracker"}[args.part])
+    serve_metrics(Settings(), f"executor {args.part}")
     if args.part == "chain":
         asyncio.run(serve_chain())
     elif args.part == "worker":

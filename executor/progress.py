@@ -4,10 +4,12 @@ what a failed attempt leads to. Jobs and the tracker share these."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from executor.context import Context
 from executor.retries import RETRYABLE
 from orderengine.events import publish
+from orderengine.observability import metrics_orders
 from orderengine.order_queue import enqueue_order
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
@@ -18,18 +20,23 @@ log = logging.getLogger(__name__)
 
 def advance(
     ctx: Context, order_id: str, target: Status, change: Change = NO_CHANGE, *,
-    attempt: int | None = None,
+    attempt: int | None = None, current: OrderRow | None = None,
 ) -> OrderRow | None:
     """The order after the change, or None when the change was refused (the
     order moved on, was cancelled, or is on another attempt)."""
-    return advance_many(ctx, [Transition(order_id, target, change, attempt)])[0]
+    return advance_many(ctx, [Transition(order_id, target, change, attempt)],
+                        [current] if current is not None else [])[0]
 
 
-def advance_many(ctx: Context, transitions: list[Transition]) -> list[OrderRow | None]:
-    """Each change as ``advance``, all in one transaction and one publish."""
+def advance_many(ctx: Context, transitions: list[Transition],
+                 current: Iterable[OrderRow] = ()) -> list[OrderRow | None]:
+    """Each change as ``advance``, all in one transaction and one publish.
+    ``current``: the orders as the caller read them, for the time each spent
+    in its status (README "Live figures")."""
     if not transitions:
         return []
     results = ctx.store.transition_many(transitions)
+    metrics_orders.transitions_made(current, transitions, results)
     events = [result[1] for result in results if result is not None]
     try:
         publish(ctx.redis, events)
@@ -44,7 +51,7 @@ def attempt_failed(ctx: Context, row: OrderRow, code: str, reason: str) -> None:
     if ctx.retry.should_retry(code, row.attempt):
         moved = advance(ctx, row.order_id, Status.ROUTING,
                         Change(reason=reason, reason_code=code, next_attempt=True),
-                        attempt=row.attempt)
+                        attempt=row.attempt, current=row)
         if moved is not None:
             enqueue_order(ctx.queue, row.order_id,
                           delay_seconds=ctx.retry.backoff_seconds(row.attempt))
@@ -52,4 +59,4 @@ def attempt_failed(ctx: Context, row: OrderRow, code: str, reason: str) -> None:
     if code in RETRYABLE:
         reason = f"{reason} (gave up after {row.attempt} attempts)"
     advance(ctx, row.order_id, Status.FAILED, Change(reason=reason, reason_code=code),
-            attempt=row.attempt)
+            attempt=row.attempt, current=row)

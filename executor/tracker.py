@@ -20,6 +20,7 @@ from executor.inflight import Inflight, claim_due, forget, reschedule
 from executor.progress import advance_many, attempt_failed
 from executor.reconciler import reconcile_once
 from orderengine.amounts import parse_amount
+from orderengine.observability import handoffs, tracing
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, Transition
@@ -42,11 +43,13 @@ def check_once(ctx: Context) -> int:
     if not entries:
         return 0
     try:
-        response = ctx.chain.GetSignatureStatuses(
-            execution_service_pb2.GetSignatureStatusesRequest(
-                signatures=[e.signature for e in entries]),
-            timeout=RPC_TIMEOUT_SECONDS,
-        )
+        # About many orders, many times a second: in no order's trace, nor one of its own.
+        with tracing.untraced():
+            response = ctx.chain.GetSignatureStatuses(
+                execution_service_pb2.GetSignatureStatusesRequest(
+                    signatures=[e.signature for e in entries]),
+                timeout=RPC_TIMEOUT_SECONDS,
+            )
     except grpc.RpcError:
         # Give the claims back at once rather than at the end of the lease.
         reschedule(ctx.redis, entries, UNREACHABLE_RETRY_SECONDS)
@@ -60,6 +63,8 @@ def check_once(ctx: Context) -> int:
         else:
             final.append((entry, status))
     rows = ctx.store.get_many([e.order_id for e, _ in final])
+    # Each order's outcome is its request's: its trace, when tracing.
+    carried = handoffs.recall(ctx.redis, list(rows))
     confirmations: list[Transition] = []
     done: list[Inflight] = []
     for entry, status in final:
@@ -71,12 +76,14 @@ def check_once(ctx: Context) -> int:
             # blockhash has expired can it never land, and a new attempt is safe.
             waiting.append(entry)
         elif not status.found:
-            attempt_failed(ctx, row, TRANSACTION_DROPPED,
-                           "transaction dropped: the chain never saw it before its blockhash "
-                           "expired")
+            with handoffs.one_order_work("confirm order", row.order_id, carried):
+                attempt_failed(ctx, row, TRANSACTION_DROPPED,
+                               "transaction dropped: the chain never saw it before its "
+                               "blockhash expired")
             done.append(entry)
         elif status.error_code:
-            attempt_failed(ctx, row, status.error_code, status.error)
+            with handoffs.one_order_work("confirm order", row.order_id, carried):
+                attempt_failed(ctx, row, status.error_code, status.error)
             done.append(entry)
         else:
             amount_out = parse_amount(status.amount_out, token(row.output_token).decimals)
@@ -85,7 +92,8 @@ def check_once(ctx: Context) -> int:
                 Change(signature=entry.signature, amount_out=amount_out), entry.attempt))
             done.append(entry)
     # Every confirmation of the round: one transaction, one publish.
-    advance_many(ctx, confirmations)
+    with handoffs.order_work("confirm order", [c.order_id for c in confirmations], carried):
+        advance_many(ctx, confirmations, rows.values())
     reschedule(ctx.redis, waiting, ctx.settings.tracker_poll_seconds)
     forget(ctx.redis, done)
     return len(entries)

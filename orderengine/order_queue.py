@@ -9,11 +9,14 @@ job was lost (a flushed Redis loses both, and the order is queued again)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
+
+from orderengine.observability import handoffs
 
 # Named, not imported: services meet over Redis, never by importing another
 # service's code.
@@ -41,13 +44,16 @@ _JOB_OPTIONS = {
 
 
 def enqueue_orders(queue: Queue, order_ids: list[str], *,
-                   pipeline: Pipeline | None = None) -> None:
+                   pipeline: Pipeline | None = None,
+                   carried: Mapping[str, handoffs.Carrier] | None = None) -> None:
     """Queues the jobs that drive the orders, in one round trip (or with the
-    given pipeline's next execute())."""
+    given pipeline's next execute()); each job carries ``carried``'s context
+    of its orders (the requests that submitted them)."""
     pipe = pipeline if pipeline is not None else queue.connection.pipeline()
     batches = [order_ids[i:i + ORDERS_PER_JOB] for i in range(0, len(order_ids), ORDERS_PER_JOB)]
     queue.enqueue_many([
         Queue.prepare_data(DRIVE_ORDERS, (batch,), description=f"drive {len(batch)} orders",
+                           meta=handoffs.job_meta(carried or {}, batch),
                            **_JOB_OPTIONS)  # type: ignore[arg-type]
         for batch in batches
     ], pipeline=pipe)
@@ -59,15 +65,18 @@ def enqueue_orders(queue: Queue, order_ids: list[str], *,
 
 def enqueue_order(queue: Queue, order_id: str, *, delay_seconds: float = 0.0) -> None:
     """Queues the job that drives the order; after ``delay_seconds`` if set
-    (a retry's back-off), which needs a worker running RQ's scheduler."""
+    (a retry's back-off), which needs a worker running RQ's scheduler. The
+    job carries the current request's context (handoffs.within_order)."""
+    carried = {order_id: handoffs.capture()}
     if delay_seconds <= 0:
-        enqueue_orders(queue, [order_id])
+        enqueue_orders(queue, [order_id], carried=carried)
         return
     with queue.connection.pipeline() as pipe:
         queue.enqueue_in(timedelta(seconds=delay_seconds), DRIVE_ORDERS, [order_id], pipeline=pipe,
                          job_timeout=JOB_TIMEOUT_SECONDS, result_ttl=0,
                          failure_ttl=_JOB_OPTIONS["failure_ttl"],
-                         description=f"drive order {order_id}")
+                         description=f"drive order {order_id}",
+                         meta=handoffs.job_meta(carried, [order_id]))
         pipe.hset(QUEUED, order_id, repr(time.time() + delay_seconds))
         pipe.execute()
 

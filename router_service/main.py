@@ -7,6 +7,7 @@ import asyncio
 from redis.asyncio import Redis
 
 from orderengine.auth import InternalTokenInterceptor
+from orderengine.observability.metrics import serve_metrics
 from orderengine.serving import (
     Server,
     Service,
@@ -36,13 +37,14 @@ async def create_quote_server(address: str, settings: Settings) -> Server:
 
 async def serve() -> None:
     settings = Settings()
+    serve_metrics(settings, "QuoteService")
     server = await create_quote_server(settings.bind_address("QUOTE_SERVICE"), settings)
     print(f"QuoteService listening on port {server.port}", flush=True)
     await serve_until_signal(server, settings.shutdown_grace_seconds)
 
 
 def main() -> None:
-    configure_logging()
+    configure_logging("quote-service")
     asyncio.run(serve())
 
 

@@ -6,6 +6,7 @@ import grpc
 from redis.asyncio import Redis
 
 from orderengine.errors import FieldError, abort, abort_invalid
+from orderengine.observability.metrics_orders import timed_quote
 from orderengine.swaps import parse_swap
 from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc
 from router_service.routing import NoRouteError, candidate_pools, route_swap
@@ -17,6 +18,7 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
         self.redis = redis
         self.pools = PoolReader(redis)
 
+    @timed_quote
     async def GetQuote(
         self, request: quote_service_pb2.GetQuoteRequest, context: grpc.aio.ServicerContext
     ) -> quote_service_pb2.GetQuoteResponse:

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.rate <= 0:
         parser.error("--rate must be greater than 0")
-    configure_logging()
+    configure_logging("market-flow")
     asyncio.run(_main(args.seed, args.rate, args.count))
 
 

@@ -9,17 +9,28 @@ from typing import Any
 
 import grpc
 
+from orderengine.observability import call_logs, request_ids, tracing
+from orderengine.observability.metrics_grpc import (
+    AIO_CLIENT_METRICS,
+    CLIENT_METRICS,
+    SERVER_METRICS,
+)
+
 
 def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
     """Run on every call a grpc.aio server of the engine takes, outermost first."""
-    return []
+    # The request id first: everything inside logs it; the call log inside
+    # the span, to name its trace.
+    return [request_ids.RequestIdInterceptor(), *tracing.server_interceptors(),
+            SERVER_METRICS, *call_logs.server_interceptors()]
 
 
 def client_interceptors() -> list[Any]:
     """For synchronous channels (``grpc.intercept_channel``), outermost first."""
-    return []
+    return [*tracing.client_interceptors(), request_ids.SendRequestId(), CLIENT_METRICS]
 
 
 def aio_client_interceptors() -> list[Any]:
     """For grpc.aio channels (``interceptors=``), outermost first."""
-    return []
+    return [*tracing.aio_client_interceptors(), request_ids.AioSendRequestId(),
+            request_ids.AioStreamSendRequestId(), AIO_CLIENT_METRICS]

@@ -1,0 +1,153 @@
+"""Something done around every call a grpc.aio server takes, whatever the
+call's kind: a call log line, a span. One wrapper for the four kinds of
+method handler, and what a finished call is known by (its status code, the
+order it names)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import AsyncIterator
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from google.protobuf import descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
+
+S = TypeVar("S")
+
+# Called by anyone: they carry no orders, and calls to them are noise.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+
+
+class Around(Protocol[S]):
+    """``enter`` before the handler runs, in the call's task; ``exit`` after
+    it ended, however. ``request`` is None for client-streaming calls,
+    ``response`` for streaming answers and failures."""
+
+    def enter(self, request: Any, context: grpc.aio.ServicerContext, streaming: bool) -> S: ...
+
+    def exit(self, state: S, context: grpc.aio.ServicerContext, request: Any, response: Any,
+             error: BaseException | None) -> None: ...
+
+
+def around(handler: grpc.RpcMethodHandler, hooks: Around[Any]) -> grpc.RpcMethodHandler:
+    """``handler`` with ``hooks`` run around each call."""
+    if handler.unary_unary:
+        unary: Any = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            state = hooks.enter(request, context, False)
+            response = error = None
+            try:
+                response = await unary(request, context)
+                return response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                hooks.exit(state, context, request, response, error)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, handler.request_deserializer, handler.response_serializer)
+    if handler.stream_unary:
+        client_stream: Any = handler.stream_unary
+
+        async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            state = hooks.enter(None, context, False)
+            response = error = None
+            try:
+                response = await client_stream(requests, context)
+                return response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                hooks.exit(state, context, None, response, error)
+
+        return grpc.stream_unary_rpc_method_handler(
+            stream_unary, handler.request_deserializer, handler.response_serializer)
+    stream: Any = handler.unary_stream or handler.stream_stream
+    make = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
+            else grpc.stream_stream_rpc_method_handler)
+    streamed_request = bool(handler.stream_stream)
+    if not inspect.isasyncgenfunction(stream):
+        # A handler that writes with context.write() (the health service's Watch).
+        async def write(request: Any, context: grpc.aio.ServicerContext) -> None:
+            known = None if streamed_request else request
+            state = hooks.enter(known, context, True)
+            error = None
+            try:
+                await stream(request, context)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                hooks.exit(state, context, known, None, error)
+
+        return make(write, handler.request_deserializer, handler.response_serializer)
+
+    async def respond(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        known = None if streamed_request else request
+        state = hooks.enter(known, context, True)
+        error = None
+        try:
+            async for item in stream(request, context):
+                yield item
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            hooks.exit(state, context, known, None, error)
+
+    return make(respond, handler.request_deserializer, handler.response_serializer)
+
+
+def status_code(context: grpc.aio.ServicerContext,
+                error: BaseException | None) -> grpc.StatusCode:
+    """How the call ended: the code the handler set or aborted with, OK, or
+    what an uncaught error becomes (CANCELLED for a call the client left)."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if error is None:
+        return grpc.StatusCode.OK
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        # Left by the client, or ended by its deadline.
+        remaining = context.time_remaining()
+        return (grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0
+                else grpc.StatusCode.CANCELLED)
+    return grpc.StatusCode.UNKNOWN
+
+
+@functools.cache
+def _request_type(method: str) -> type[Message] | None:
+    """The request message of ``/package.Service/Method``, if this process knows it."""
+    try:
+        found = descriptor_pool.Default().FindMethodByName(method.lstrip("/").replace("/", "."))
+    except KeyError:
+        return None
+    return message_factory.GetMessageClass(found.input_type)
+
+
+def order_id(method: str, request: Any, response: Any) -> str | None:
+    """The order the answer or the request names (``order_id``, or an
+    ``order`` that has one), if any. The request may still be its bytes
+    (orderengine.request_decoding decodes it in the handler): it is read
+    only when the answer did not say, which is mostly a failed call."""
+    for message in (response, request):
+        if isinstance(message, bytes):
+            kind = _request_type(method)
+            try:
+                message = kind.FromString(message) if kind is not None else None
+            except DecodeError:
+                message = None
+        if message is None:
+            continue
+        found = getattr(message, "order_id", None) or getattr(
+            getattr(message, "order", None), "order_id", None)
+        if found:
+            return str(found)
+    return None

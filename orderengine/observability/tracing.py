@@ -1,0 +1,291 @@
+"""OpenTelemetry traces: a span for each call every server of the engine
+takes and each call its channels make, W3C ``traceparent`` in the metadata
+between them, so that one order's path (gateway, OrderService, the worker's
+job, QuoteService, ExecutionService, the tracker) is one trace.
+
+OTEL_TRACES_EXPORTER picks where spans go: ``console`` (one JSON line a
+span, on standard output), ``otlp`` (to OTEL_EXPORTER_OTLP_ENDPOINT, in
+batches) or ``none``, the default. With none no tracer is installed, no
+interceptor here is added and nothing is carried: tracing off costs nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+)
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from orderengine.auth import metadata_value
+from orderengine.observability import handlers, request_ids
+from orderengine.observability.call_details import aio_with_metadata, with_metadata
+from orderengine.settings import Settings
+
+EXPORTERS = ("none", "console", "otlp")
+# Attributes of the engine's own: what a span is about.
+ORDER_ID = "order.id"
+REQUEST_ID = "request.id"
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+_PROPAGATOR = TraceContextTextMapPropagator()
+# A server's fault, an error on its span; a caller's mistake (NOT_FOUND,
+# INVALID_ARGUMENT...) is not (OpenTelemetry's RPC conventions).
+SERVER_ERRORS = frozenset({
+    grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS,
+})
+
+_tracer: trace.Tracer | None = None
+_provider: trace.TracerProvider | None = None
+
+
+# -- setting up ---------------------------------------------------------------
+
+
+def configure(service_name: str) -> None:
+    """Installs the tracer the settings ask for, named OTEL_SERVICE_NAME or
+    ``service_name``; nothing with OTEL_TRACES_EXPORTER=none."""
+    settings = Settings()
+    exporter = settings.traces_exporter.lower()
+    if exporter not in EXPORTERS:
+        raise ValueError(f"OTEL_TRACES_EXPORTER must be one of {', '.join(EXPORTERS)}, "
+                         f"got {settings.traces_exporter!r}")
+    if exporter == "none":
+        install(None)
+        return
+    provider = TracerProvider(resource=Resource.create(
+        {SERVICE_NAME: settings.service_name or service_name}))
+    if exporter == "console":
+        # One line a span: it shares standard output with the process's prints.
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(
+            formatter=lambda span: span.to_json(indent=None) + os.linesep)))
+    else:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        # Batched off the calls' path; flushed when the process exits.
+        provider.add_span_processor(BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=settings.otlp_endpoint or None)))
+    install(provider)
+
+
+def install(provider: trace.TracerProvider | None) -> None:
+    """Spans go to ``provider`` from now on (None: tracing off). Interceptors
+    and channels made before keep what they had."""
+    global _tracer, _provider
+    _provider = provider
+    _tracer = provider.get_tracer("orderengine") if provider is not None else None
+
+
+def shutdown() -> None:
+    """Sends what is still batched and turns tracing off (it happens by
+    itself when the process exits)."""
+    provider = _provider
+    install(None)
+    if isinstance(provider, TracerProvider):
+        provider.shutdown()
+
+
+def tracer() -> trace.Tracer | None:
+    """The installed tracer, or None when tracing is off."""
+    return _tracer
+
+
+def enabled() -> bool:
+    return _tracer is not None
+
+
+# -- carrying a trace ----------------------------------------------------------
+
+
+def inject(carrier: MutableMapping[str, str]) -> None:
+    """Writes the current span's ``traceparent`` into ``carrier`` (nothing when off)."""
+    if _tracer is not None:
+        _PROPAGATOR.inject(carrier)
+
+
+def extract(carrier: Mapping[str, str]) -> otel_context.Context:
+    """The context ``carrier`` continues (an empty one: a new trace)."""
+    return _PROPAGATOR.extract(carrier)
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """Calls made inside start no trace (the tracker's status polls, many a
+    second and about no one order): they carry an unsampled traceparent,
+    which the servers' samplers follow."""
+    if _tracer is None:
+        yield
+        return
+    ids = RandomIdGenerator()
+    quiet = NonRecordingSpan(SpanContext(ids.generate_trace_id(), ids.generate_span_id(),
+                                         is_remote=False, trace_flags=TraceFlags(0)))
+    token = otel_context.attach(trace.set_span_in_context(quiet))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+# -- spans of calls ---------------------------------------------------------------
+
+
+def _text(method: str | bytes) -> str:
+    return method.decode() if isinstance(method, bytes) else method
+
+
+def _rpc_attributes(method: str) -> dict[str, Any]:
+    service, _, name = method.lstrip("/").partition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+
+def _finish(span: trace.Span, code: grpc.StatusCode | None, errors: frozenset[grpc.StatusCode],
+            order_id: str | None = None) -> None:
+    code = code or grpc.StatusCode.UNKNOWN
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if order_id:
+        span.set_attribute(ORDER_ID, order_id)
+    if code in errors:
+        span.set_status(Status(trace.StatusCode.ERROR, code.name))
+    span.end()
+
+
+class _ServerSpan:
+    def __init__(self, tracer: trace.Tracer, method: str, parent: otel_context.Context) -> None:
+        self.tracer = tracer
+        self.method = method
+        self.parent = parent
+
+    def enter(self, request: Any, context: grpc.aio.ServicerContext,
+              streaming: bool) -> tuple[trace.Span, object | None]:
+        span = self.tracer.start_span(self.method.lstrip("/"), context=self.parent,
+                                      kind=SpanKind.SERVER,
+                                      attributes=_rpc_attributes(self.method))
+        # The handler's own calls are children of this span. Not for a
+        # stream: it may end in another context than it began.
+        token = None if streaming else otel_context.attach(
+            trace.set_span_in_context(span, self.parent))
+        return span, token
+
+    def exit(self, state: tuple[trace.Span, object | None], context: grpc.aio.ServicerContext,
+             request: Any, response: Any, error: BaseException | None) -> None:
+        span, token = state
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+        request_id = request_ids.current()
+        if request_id:
+            span.set_attribute(REQUEST_ID, request_id)
+        _finish(span, handlers.status_code(context, error), SERVER_ERRORS,
+                handlers.order_id(self.method, request, response))
+
+
+class ServerSpans(grpc.aio.ServerInterceptor):
+    """A SERVER span for each call, continuing the caller's trace."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails],
+                                     Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(handlers.OPEN_PREFIXES):
+            return handler
+        metadata = handler_call_details.invocation_metadata
+        carrier = {name: value for name in (TRACEPARENT, TRACESTATE)
+                   if (value := metadata_value(metadata, name))}
+        return handlers.around(handler, _ServerSpan(self.tracer, method, extract(carrier)))
+
+
+def _client_span(tracer: trace.Tracer, method: str) -> tuple[trace.Span, list[tuple[str, str]]]:
+    """A CLIENT span child of the current one, and the metadata that carries it."""
+    attributes = _rpc_attributes(method)
+    request_id = request_ids.current()
+    if request_id:
+        attributes[REQUEST_ID] = request_id
+    span = tracer.start_span(method.lstrip("/"), kind=SpanKind.CLIENT, attributes=attributes)
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+    return span, list(carrier.items())
+
+
+class ClientSpans(grpc.UnaryUnaryClientInterceptor):
+    """Synchronous channels (the executor's): a span per unary call, ended
+    when the call is, so ``.future()`` calls sent side by side each get theirs."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
+                              request: Any) -> Any:
+        method = _text(client_call_details.method)
+        if method.startswith(handlers.OPEN_PREFIXES):
+            return continuation(client_call_details, request)
+        span, carried = _client_span(self.tracer, method)
+        outcome = continuation(with_metadata(client_call_details, carried), request)
+        outcome.add_done_callback(lambda done: _finish(span, done.code(), _CLIENT_ERRORS))
+        return outcome
+
+
+# A caller sees every failure as one.
+_CLIENT_ERRORS = frozenset(grpc.StatusCode) - {grpc.StatusCode.OK}
+
+
+class AioClientSpans(grpc.aio.UnaryUnaryClientInterceptor):
+    """grpc.aio channels (gateway to OrderService, OrderService to
+    QuoteService): a span per unary call. The interceptor runs in a task made
+    for the call, with a copy of the caller's context: its span is the parent."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
+                                    request: Any) -> Any:
+        method = _text(client_call_details.method)
+        if method.startswith(handlers.OPEN_PREFIXES):
+            return await continuation(client_call_details, request)
+        span, carried = _client_span(self.tracer, method)
+        code = grpc.StatusCode.UNKNOWN
+        try:
+            call = await continuation(aio_with_metadata(client_call_details, carried), request)
+            await call  # the span ends with the call (its answer is kept for the caller)
+            code = grpc.StatusCode.OK
+            return call
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        finally:
+            _finish(span, code, _CLIENT_ERRORS)
+
+
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    return [ServerSpans(_tracer)] if _tracer is not None else []
+
+
+def client_interceptors() -> list[Any]:
+    return [ClientSpans(_tracer)] if _tracer is not None else []
+
+
+def aio_client_interceptors() -> list[Any]:
+    return [AioClientSpans(_tracer)] if _tracer is not None else []
