@@ -22,6 +22,8 @@ MYPY_PATHS := $(wildcard orderengine order_service router_service executor gatew
 
 PYTEST_ARGS ?=
 RUN_ARGS ?=
+# make run REPLICAS=2: two of every gRPC service, and twice the workers.
+REPLICAS ?= 1
 BENCH_ARGS ?=
 
 .PHONY: help install protos check-protos buf-lint lint test chaos bench run compose-check clean node-client screenshot
@@ -70,8 +72,8 @@ chaos: $(STAMP) ## run only the fault-injection tests
 bench: $(STAMP) ## the benchmark table (BENCH_ARGS=--quick for a short run; see --help)
 	$(PY) -m orderengine.bench $(BENCH_ARGS)
 
-run: $(STAMP) ## start the whole stack (Ctrl-C stops it; RUN_ARGS=... passes arguments)
-	$(PY) -m orderengine.stack $(RUN_ARGS)
+run: $(STAMP) ## start the whole stack (Ctrl-C stops it; REPLICAS=2 for two of each service; RUN_ARGS=... passes arguments)
+	$(PY) -m orderengine.stack --replicas $(REPLICAS) $(RUN_ARGS)
 
 node-client: ## install the Node.js client's pinned packages (tests/node; the suite does it when missing)
 	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error

@@ -15,20 +15,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
 
 import grpc
 
 from orderengine.auth import key_metadata
+from orderengine.channels import ORDER_SERVICE
 from orderengine.channels import channel as orderengine_channel
 from orderengine.keys import ApiKeys, client_key
+from orderengine.resumption import RESUMABLE, Resumption
 from orderengine.settings import Settings
 from orderengine.statuses import Status
 from orderengine.store.database import create_database_engine
 from orderengine.swaps import DEFAULT_SLIPPAGE_BPS
 from orderengine.v1 import market_pb2, order_pb2, order_service_pb2, order_service_pb2_grpc
+
+# How long ``watch`` keeps resuming while OrderService is away.
+WATCH_RESUME_SECONDS = 30.0
 
 
 def _venue(value: int) -> str:
@@ -79,7 +85,7 @@ def _stub(args: argparse.Namespace) -> order_service_pb2_grpc.OrderServiceStub:
     if key is None:
         raise NoKey(f"no API key: set ORDERENGINE_API_KEY, or start make run (it writes "
                     f"{settings.api_key_file}), or make one with: orderengine keys create NAME")
-    channel = orderengine_channel(args.address, key_metadata(key))
+    channel = orderengine_channel(args.address, key_metadata(key), service=ORDER_SERVICE)
     return order_service_pb2_grpc.OrderServiceStub(channel)
 
 
@@ -117,12 +123,42 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def resumed_events(stub: order_service_pb2_grpc.OrderServiceStub, order_id: str, after: int,
+                   give_up_seconds: float = WATCH_RESUME_SECONDS
+                   ) -> Iterator[order_pb2.OrderEvent]:
+    """The order's events after ``after``, through any number of broken
+    streams: each is opened again after the last event seen (on another
+    OrderService replica, or the same one back). Raises the last RpcError
+    once OrderService has been away ``give_up_seconds``."""
+    resumption = Resumption(give_up_seconds)
+    while True:
+        opened_at = resumption.opened()
+        stream = stub.WatchOrder(order_service_pb2.WatchOrderRequest(order_id=order_id,
+                                                                      after_sequence=after))
+        try:
+            for event in stream:
+                resumption.served()
+                after = event.sequence
+                yield event
+            return
+        except grpc.RpcError as exc:
+            delay = resumption.ended(exc.code(), opened_at)
+            if delay is None:
+                if exc.code() in RESUMABLE:
+                    print(f"  (gave up; resume with: orderengine watch {order_id} "
+                          f"--after {after})", file=sys.stderr, flush=True)
+                raise
+            print(f"  ({exc.code().name}: resuming after #{after})", file=sys.stderr,
+                  flush=True)
+        finally:
+            stream.cancel()
+        time.sleep(delay)
+
+
 def _watch(args: argparse.Namespace, order_id: str, after: int = 0) -> int:
     stub = _stub(args)
     order = stub.GetOrder(order_service_pb2.GetOrderRequest(order_id=order_id), timeout=10)
-    stream = stub.WatchOrder(order_service_pb2.WatchOrderRequest(order_id=order_id,
-                                                                  after_sequence=after))
-    final = print_events(stream, order.output_token)
+    final = print_events(resumed_events(stub, order_id, after), order.output_token)
     return 0 if final in (Status.CONFIRMED, None) else 1
 
 

@@ -2,7 +2,11 @@
 
 With no REDIS_URL it starts an embedded Redis; with no DATABASE_URL it uses
 an SQLite file in var/. Every service runs as its own process; Ctrl-C (or
-SIGTERM) stops them all, each gracefully."""
+SIGTERM) stops them all, each gracefully.
+
+``--replicas N`` (``make run REPLICAS=N``) starts N of every gRPC service,
+each on its own port, N trackers and 2·N workers; every client is given the
+list of a service's addresses and balances over it."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import ctypes
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,14 +27,28 @@ from pathlib import Path
 from orderengine.embedded_redis import EmbeddedRedis
 from orderengine.healthcheck import wait_serving
 from orderengine.keys import ApiKeys, read_key_file, write_key_file
+from orderengine.observability import metrics_targets
 from orderengine.settings import Settings
 from orderengine.store import migrate
 from orderengine.store.database import create_database_engine
+from orderengine.tls import tls
 
 STOP_SECONDS = 15.0
 # Whose orders make run's own key reaches.
 LOCAL_OWNER = "local"
 PR_SET_PDEATHSIG = 1
+# Replica k (from 0) of a service listens on the configured port + k·100
+# (50051, 50151, ...): the three services' ports are adjacent, so +k would
+# collide. A port already taken gives way to a free one.
+REPLICA_PORT_STEP = 100
+WORKERS_PER_REPLICA = 2
+# The gRPC services: the name in the banner, the settings' prefix
+# (<PREFIX>_ADDRESS, <PREFIX>_BIND) and the command.
+SERVICES = (
+    ("QuoteService", "QUOTE_SERVICE", ["router_service.main"]),
+    ("ExecutionService", "EXECUTION_SERVICE", ["executor.main", "chain"]),
+    ("OrderService", "ORDER_SERVICE", ["order_service.main"]),
+)
 
 
 @dataclass
@@ -38,12 +57,48 @@ class Part:
     args: list[str]
     address: str | None = None  # a gRPC server to wait for
     health_url: str | None = None  # an HTTP server to wait for (until it answers 200)
+    env: dict[str, str] = field(default_factory=dict)  # on top of the stack's environment
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def replica_addresses(setting: str, configured: str, replicas: int) -> list[str]:
+    """Where each of ``replicas`` servers of one service listens: the
+    configured ``host:port`` list as given, extended past its end by the
+    first one's port + k·REPLICA_PORT_STEP (or a free port when that one is
+    taken). ``setting`` names the variable in errors."""
+    given = [address.strip() for address in configured.split(",") if address.strip()]
+    host, _, port = given[0].rpartition(":") if given else ("", "", "")
+    if not host or not port.isdigit() or any("/" in address for address in given):
+        raise ValueError(f"{setting}: make run starts every replica on this machine, so it "
+                         f"needs HOST:PORT addresses, got {configured!r}")
+    host = host.strip("[]")
+    addresses = given[:replicas]
+    for k in range(len(addresses), replicas):
+        wanted = int(port) + REPLICA_PORT_STEP * k
+        chosen = wanted if wanted < 65536 and _port_is_free(host, wanted) else _free_port(host)
+        addresses.append(f"[{host}]:{chosen}" if ":" in host else f"{host}:{chosen}")
+    return addresses
 
 
 def wait_http(url: str, deadline: float) -> None:
     """Waits until ``url`` answers 200, or raises TimeoutError at ``deadline``."""
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+    direct = urllib.request.build_opener(  # never a proxy; an https:// gateway's own CA
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls().https_context()))
     while True:
         try:
             with direct.open(url, timeout=1) as reply:
@@ -56,16 +111,32 @@ def wait_http(url: str, deadline: float) -> None:
         time.sleep(0.1)
 
 
-def parts(settings: Settings, workers: int) -> list[Part]:
+def service_parts(addresses: dict[str, list[str]]) -> list[Part]:
+    """One process per address of each gRPC service. With one address the
+    server binds as its settings say; a replica binds to its own."""
+    py = sys.executable
+    found: list[Part] = []
+    for name, prefix, command in SERVICES:
+        replicas = addresses[prefix]
+        if len(replicas) == 1:
+            found.append(Part(name, [py, "-m", *command], replicas[0]))
+            continue
+        found += [Part(f"{name} {k + 1}", [py, "-m", *command], address,
+                       env={f"{prefix}_BIND": address}) for k, address in enumerate(replicas)]
+    return found
+
+
+def parts(settings: Settings, workers: int, addresses: dict[str, list[str]],
+          trackers: int = 1) -> list[Part]:
     py = sys.executable
     return [
-        Part("QuoteService", [py, "-m", "router_service.main"], settings.quote_service_address),
-        Part("ExecutionService", [py, "-m", "executor.main", "chain"],
-             settings.execution_service_address),
-        Part("OrderService", [py, "-m", "order_service.main"], settings.order_service_address),
+        *service_parts(addresses),
         Part("gateway", [py, "-m", "gateway.main"], health_url=f"{settings.gateway_address}/healthz"),
         *(Part(f"worker-{i + 1}", [py, "-m", "executor.main", "worker"]) for i in range(workers)),
-        Part("tracker", [py, "-m", "executor.main", "tracker"]),
+        # Trackers share the in-flight set by leased claims, and every step
+        # they take is a compare-and-set, so one per replica is safe.
+        *(Part("tracker" if trackers == 1 else f"tracker-{i + 1}",
+               [py, "-m", "executor.main", "tracker"]) for i in range(trackers)),
         # Other traders, so that the market moves between quote and landing.
         *([Part("market flow", [py, "-m", "orderengine.market.flow",
                                 "--seed", str(settings.market_flow_seed),
@@ -99,11 +170,18 @@ def _stop_with_parent() -> None:
 
 
 class Stack:
-    def __init__(self, workers: int, data_dir: Path) -> None:
+    def __init__(self, workers: int, data_dir: Path, replicas: int = 1) -> None:
+        if replicas < 1:
+            raise ValueError(f"replicas: must be 1 or more, got {replicas}")
         self.workers = workers
         self.data_dir = data_dir
+        self.replicas = replicas
         self.redis: EmbeddedRedis | None = None
         self.parts: list[Part] = []
+        # Where each part serves /metrics (README "Live figures").
+        self.metrics: list[metrics_targets.Target] = []
+        # Where each gRPC service's servers listen, by settings prefix.
+        self.addresses: dict[str, list[str]] = {}
         # The local key: where it is, and whether this start made it.
         self.key_file: Path | None = None
         self.new_key: str | None = None
@@ -121,14 +199,31 @@ class Stack:
         env.setdefault("INTERNAL_TOKEN", secrets.token_urlsafe(32))
         env.setdefault("ORDERENGINE_API_KEY_FILE", str(self.data_dir / "api-key"))
         settings = Settings()
+        configured = {"ORDER_SERVICE": settings.order_service_address,
+                      "QUOTE_SERVICE": settings.quote_service_address,
+                      "EXECUTION_SERVICE": settings.execution_service_address}
+        if self.replicas == 1:
+            self.addresses = {prefix: [address] for prefix, address in configured.items()}
+        else:
+            self.addresses = {prefix: replica_addresses(f"{prefix}_ADDRESS", address,
+                                                        self.replicas)
+                              for prefix, address in configured.items()}
+            # Every client (services, workers, gateway) balances over them all.
+            for prefix, addresses in self.addresses.items():
+                env[f"{prefix}_ADDRESS"] = ",".join(addresses)
+            settings = Settings()
         migrate.upgrade(settings.database_url)
         self.key_file = Path(settings.api_key_file).resolve()
         self.new_key = local_key(settings, self.key_file)
-        self.parts = parts(settings, self.workers)
+        self.parts = parts(settings, self.workers, self.addresses, trackers=self.replicas)
+        self.metrics = metrics_targets.assign(self.parts, settings.gateway_address,
+                                              settings.metrics_host)
+        metrics_targets.write_targets(self.data_dir / metrics_targets.TARGETS_FILE, self.metrics)
         for part in self.parts:
             # A session of its own: Ctrl-C reaches only us, and we stop each
             # part once, gracefully.
             part.process = subprocess.Popen(part.args, start_new_session=True,
+                                            env={**env, **part.env} if part.env else None,
                                             preexec_fn=_stop_with_parent)
         deadline = time.monotonic() + 60
         for part in self.parts:
@@ -164,18 +259,24 @@ class Stack:
 
 def banner(settings: Settings, stack: Stack) -> str:
     redis = f"embedded ({settings.redis_url})" if stack.redis else settings.redis_url
+
+    def where(prefix: str) -> str:
+        return ", ".join(stack.addresses[prefix])
+
+    trackers = f"{stack.replicas} confirmation tracker{'s' if stack.replicas > 1 else ''}"
     rows = [
-        ("OrderService", f"{settings.order_service_address}   gRPC, public (reflection on)"),
+        ("OrderService", f"{where('ORDER_SERVICE')}   gRPC, public (reflection on)"),
         ("gateway", f"{settings.gateway_address}   HTTP + WebSocket, page at /"),
-        ("QuoteService", f"{settings.quote_service_address}   gRPC, internal"),
-        ("ExecutionService", f"{settings.execution_service_address}   gRPC, internal "
+        ("QuoteService", f"{where('QUOTE_SERVICE')}   gRPC, internal"),
+        ("ExecutionService", f"{where('EXECUTION_SERVICE')}   gRPC, internal "
                              f"(slot {settings.slot_seconds}s, confirmed "
                              f"{settings.confirm_seconds}s after landing)"),
-        ("workers", f"{stack.workers} RQ workers on queue '{settings.queue_name}', "
-                    "1 confirmation tracker"),
+        ("workers", f"{stack.workers} RQ workers on queue '{settings.queue_name}', {trackers}"),
         ("market flow", f"{settings.market_flow_rate:g} swaps/s by other traders "
                         f"(seed {settings.market_flow_seed}; MARKET_FLOW_RATE=0 stops them)"
          if settings.market_flow_rate > 0 else "none (MARKET_FLOW_RATE=0)"),
+        ("metrics", metrics_targets.describe(
+            stack.metrics, stack.data_dir / metrics_targets.TARGETS_FILE)),
         ("database", settings.database_url),
         ("redis", redis),
         ("API key", f"{stack.key_file} (mode 0600; the CLI reads it, or ORDERENGINE_API_KEY)"),
@@ -186,8 +287,11 @@ def banner(settings: Settings, stack: Stack) -> str:
                 f"above):", f"    {stack.new_key}"]
     else:
         made = []
+    # The CLI in another terminal knows only the first replica unless told.
+    cli = f"ORDER_SERVICE_ADDRESS={','.join(stack.addresses['ORDER_SERVICE'])} " \
+        if stack.replicas > 1 else ""
     lines = ["", "Order engine is up.", *(f"  {n.ljust(width)}  {v}" for n, v in rows), *made, "",
-             "Try:  .venv/bin/orderengine submit SOL USDC 10 --watch",
+             f"Try:  {cli}.venv/bin/orderengine submit SOL USDC 10 --watch",
              f"  or open {settings.gateway_address}/ in a browser",
              "Ctrl-C stops everything.", ""]
     return "\n".join(lines)
@@ -195,13 +299,21 @@ def banner(settings: Settings, stack: Stack) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m orderengine.stack", description=__doc__)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")),
-                        help="RQ worker processes (default: $WORKERS or 2)")
+    parser.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "1")),
+                        help="processes of each gRPC service, and trackers (default: "
+                             "$REPLICAS or 1)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"RQ worker processes (default: $WORKERS or "
+                             f"{WORKERS_PER_REPLICA} per replica)")
     parser.add_argument("--data-dir", type=Path, default=Path("var"),
                         help="where the SQLite file and embedded Redis live (default: var/)")
     args = parser.parse_args()
+    if args.replicas < 1:
+        parser.error(f"--replicas: must be 1 or more, got {args.replicas}")
+    workers = args.workers if args.workers is not None else int(
+        os.environ.get("WORKERS", str(WORKERS_PER_REPLICA * args.replicas)))
 
-    stack = Stack(args.workers, args.data_dir.resolve())
+    stack = Stack(workers, args.data_dir.resolve(), args.replicas)
     stopping = False
 
     def request_stop(*_: object) -> None:

@@ -627,6 +627,56 @@ def test_ws_resumes_when_order_service_restarts(
         assert ws.close_code == 1000
 
 
+def test_ws_moves_to_the_other_replica_when_one_stops(
+    services: Services, hubs: list[WatchHub]
+) -> None:
+    from order_service.main import create_order_server
+
+    # A second OrderService; the gateway balances over both (hubs[1] is its hub).
+    second = services.loop.run(create_order_server("127.0.0.1:0", Settings()))
+    replicas = [services.servers["order"], second]
+    running = [True, True]
+    gateway = GatewayServer(f"{services.address('order')},127.0.0.1:{second.port}")
+    try:
+        with httpx.Client(base_url=gateway.url, timeout=10, headers=auth()) as http:
+            order_id = submit(http)  # stays PENDING: no worker runs here
+            url = f"{gateway.ws_url}/ws/orders/{order_id}"
+            with connect(url, additional_headers=auth()) as one, \
+                    connect(url, additional_headers=auth()) as two:
+                for ws in (one, two):
+                    assert recv(ws)["sequence"] == 1
+
+                def per_replica() -> list[int]:
+                    async def count() -> list[int]:
+                        return [hub.watchers for hub in hubs]
+                    return services.loop.run(count())
+
+                eventually(lambda: sum(per_replica()) == 2)
+                # Stop a replica that serves a stream: its streams end with
+                # UNAVAILABLE and the gateway opens them on the other.
+                struck = next(i for i, n in enumerate(per_replica()) if n)
+                services.loop.run(replicas[struck].stop(0.5))
+                running[struck] = False
+                # The fixture stops services.servers["order"]: the one left.
+                services.servers["order"] = replicas[1 - struck]
+                eventually(lambda: per_replica()[1 - struck] == 2)
+                assert open_streams(http) == 2
+                cancelled = http.delete(f"/api/orders/{order_id}")
+                assert cancelled.status_code == 200
+                for ws in (one, two):
+                    # The next event once: nothing lost, nothing repeated.
+                    update = recv(ws)
+                    assert (update["sequence"], update["status"]) == (2, "CANCELLED")
+                    with pytest.raises(ConnectionClosed):
+                        ws.recv(timeout=10)
+                    assert ws.close_code == 1000
+    finally:
+        gateway.stop()
+        for replica, up in zip(replicas, running, strict=True):
+            if up and replica is not services.servers["order"]:
+                services.loop.run(replica.stop(0))
+
+
 def test_ws_closes_1011_when_order_service_stays_away(services: Services) -> None:
     gateway = GatewayServer(services.address("order"), resume_seconds=0.5)
     try:
@@ -663,12 +713,18 @@ def _imports(path: Path) -> set[str]:
 
 def test_gateway_imports_only_the_stubs_the_settings_the_channels_and_its_framework() -> None:
     # The channel factory is how every client reaches a service (TLS, keepalive,
-    # balancing, interceptors); the gateway is one of those clients, nothing more.
+    # balancing, interceptors); the gateway is one of those clients, nothing more
+    # (and resumes a broken watch as every client does: orderengine.resumption;
+    # and serves HTTPS with the engine's certificate: orderengine.tls; and gives
+    # its requests ids, log lines and spans as every service its calls:
+    # orderengine.observability).
     for path in (ROOT / "gateway").rglob("*.py"):
         for name in _imports(path):
             if name.split(".")[0] in ENGINE_PACKAGES:
                 assert name.split(".")[0] == "gateway" or name.startswith(
-                    ("orderengine.v1", "orderengine.settings", "orderengine.channels")), f"{path}: imports {name}"
+                    ("orderengine.v1", "orderengine.settings", "orderengine.channels",
+                     "orderengine.resumption", "orderengine.tls",
+                     "orderengine.observability")), f"{path}: imports {name}"
 
 
 def test_nothing_imports_the_gateway() -> None:

@@ -15,6 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from orderengine.channels import channel
+from orderengine.healthcheck import serving
+from orderengine.observability.metrics_scrape import scrape
+from orderengine.observability.metrics_targets import TARGETS_FILE, read_targets
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.stack
@@ -43,13 +47,29 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
     env["GATEWAY_ADDRESS"] = f"http://127.0.0.1:{free_port()}"
     # A realistic chain: land after a slot, confirmed a little later.
     env.update(CHAIN_SLOT_SECONDS="0.4", CHAIN_CONFIRM_SECONDS="0.6", WORKERS="2")
+    # /metrics on free ports: stacks of other test runs may be up beside this one.
+    env["METRICS_PORT"] = "0"
     return env
 
 
 @pytest.fixture
-def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+def stack_args() -> list[str]:
+    """More arguments for the stack (a test parametrizes it)."""
+    return []
+
+
+@pytest.fixture
+def banners() -> list[str]:
+    """The banner the stack printed."""
+    return []
+
+
+@pytest.fixture
+def stack(stack_env: dict[str, str], tmp_path: Path, stack_args: list[str],
+          banners: list[str]) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "orderengine.stack", "--data-dir", str(tmp_path / "var")],
+        [sys.executable, "-m", "orderengine.stack", "--data-dir", str(tmp_path / "var"),
+         *stack_args],
         cwd=ROOT, env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     assert process.stdout is not None
@@ -74,6 +94,7 @@ def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Pope
     assert key.startswith("oe_") and key in text
     # The CLI finds it there.
     stack_env["ORDERENGINE_API_KEY_FILE"] = str(key_file)
+    banners.append(text)
     yield process
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
@@ -103,7 +124,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 
 
 def test_make_run_stack_confirms_an_order_watched_live_and_late(
-    stack: subprocess.Popen[str], stack_env: dict[str, str]
+    stack: subprocess.Popen[str], stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     submitter = cli(stack_env, "submit", "SOL", "USDC", "10", "--watch")
     assert submitter.stdout is not None
@@ -130,10 +151,34 @@ def test_make_run_stack_confirms_an_order_watched_live_and_late(
                             env=stack_env, capture_output=True, text=True, timeout=30)
     assert order_id in listed.stdout and "CONFIRMED" in listed.stdout
 
+    # Every part serves /metrics, listed for Prometheus; together they saw the order through.
+    pages = {target.part: target.url for target in read_targets(tmp_path / "var" / TARGETS_FILE)}
+    assert {"OrderService", "QuoteService", "ExecutionService", "gateway", "worker-1",
+            "worker-2", "tracker"} <= set(pages), pages
+    figures = scrape(pages.values())
+    assert figures.get("orderengine_orders", status="CONFIRMED") == 1
+    for status in ("PENDING", "ROUTING", "ROUTED", "SUBMITTED"):
+        assert figures.get("orderengine_order_status_seconds_count", status=status) == 1, status
 
-def test_ctrl_c_stops_every_process(stack: subprocess.Popen[str]) -> None:
+
+@pytest.mark.parametrize("stack_args", [["--replicas", "2"]])  # make run REPLICAS=2
+def test_ctrl_c_stops_every_process(stack: subprocess.Popen[str], stack_env: dict[str, str],
+                                    banners: list[str]) -> None:
+    # Two of every service, each on its own port, serving; the banner names them all.
+    for service, prefix in (("OrderService", "ORDER"), ("QuoteService", "QUOTE"),
+                            ("ExecutionService", "EXECUTION")):
+        row = re.search(rf"^  {service} +(\S+), (\S+) +gRPC", banners[0], re.MULTILINE)
+        assert row, banners[0]
+        assert row.group(1) == stack_env[f"{prefix}_SERVICE_ADDRESS"] != row.group(2)
+        for address in row.groups():
+            with channel(address) as replica:
+                assert serving(replica), f"{service} at {address}"
+    workers = int(stack_env["WORKERS"])
+    assert f"{workers} RQ workers on queue 'orders', 2 confirmation trackers" in banners[0]
+    assert re.search(r"^Try:  ORDER_SERVICE_ADDRESS=\S+,\S+ \.venv/bin/orderengine ",
+                     banners[0], re.MULTILINE), banners[0]
     pids = children_of(stack.pid)
-    assert len(pids) >= 6  # three services, two workers, a tracker
+    assert len(pids) >= 3 * 2 + 1 + workers + 2  # the services twice, gateway, workers, trackers
     stack.send_signal(signal.SIGINT)
     output, _ = stack.communicate(timeout=30)
     assert stack.returncode == 0, output

@@ -79,25 +79,37 @@ class Part:
     name: str
     args: list[str]
     address: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # on top of the cluster's
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
+# The gRPC services: a part's name, its settings' prefix, its command.
+SERVICES = (("quote", "QUOTE_SERVICE", ["router_service.main"]),
+            ("execution", "EXECUTION_SERVICE", ["executor.main", "chain"]),
+            ("order", "ORDER_SERVICE", ["order_service.main"]))
+
+
 class Cluster:
-    def __init__(self, workdir: Path, database_url: str, workers: int = 2) -> None:
+    """With ``replicas`` > 1, every service and the tracker run that many
+    times ("order-1", "order-2", ..., "tracker-1", ...), each server on its
+    own port, and every client is given the list of a service's addresses.
+    ``env`` overrides settings for every part."""
+
+    def __init__(self, workdir: Path, database_url: str, workers: int = 2,
+                 replicas: int = 1, env: dict[str, str] | None = None) -> None:
         self.redis = RedisServer(workdir / "redis")
         self.chain_redis = RedisServer(workdir / "chain-redis")
         self.database_url = database_url
         self.logs = workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        addresses = {name: f"127.0.0.1:{free_port()}" for name in ("order", "quote", "execution")}
+        addresses = {name: [f"127.0.0.1:{free_port()}" for _ in range(replicas)]
+                     for name, _, _ in SERVICES}
         self.env = {
             **os.environ,
             "REDIS_URL": self.redis.url,
             "CHAIN_REDIS_URL": self.chain_redis.url,
             "DATABASE_URL": database_url,
-            "ORDER_SERVICE_ADDRESS": addresses["order"],
-            "QUOTE_SERVICE_ADDRESS": addresses["quote"],
-            "EXECUTION_SERVICE_ADDRESS": addresses["execution"],
+            **{f"{prefix}_ADDRESS": ",".join(addresses[name]) for name, prefix, _ in SERVICES},
             "CHAIN_SLOT_SECONDS": "0.2",
             "CHAIN_CONFIRM_SECONDS": "0.2",
             "TRACKER_POLL_SECONDS": "0.05",
@@ -110,6 +122,7 @@ class Cluster:
             "SHUTDOWN_GRACE_SECONDS": "1",
             "LOG_LEVEL": "WARNING",
             "INTERNAL_TOKEN": secrets.token_urlsafe(32),
+            **(env or {}),
         }
         # The careful client's key, in the cluster's own database.
         engine = create_database_engine(database_url)
@@ -118,29 +131,33 @@ class Cluster:
         finally:
             engine.dispose()
         py = sys.executable
-        self.parts: dict[str, Part] = {
-            "quote": Part("quote", [py, "-m", "router_service.main"], addresses["quote"]),
-            "execution": Part("execution", [py, "-m", "executor.main", "chain"],
-                              addresses["execution"]),
-            "order": Part("order", [py, "-m", "order_service.main"], addresses["order"]),
-            "tracker": Part("tracker", [py, "-m", "executor.main", "tracker"]),
-            **{f"worker-{i}": Part(f"worker-{i}", [py, "-m", "executor.main", "worker"])
-               for i in range(workers)},
-        }
+        self.parts: dict[str, Part] = {}
+        for name, prefix, command in SERVICES:
+            if replicas == 1:
+                self.parts[name] = Part(name, [py, "-m", *command], addresses[name][0])
+                continue
+            for k, address in enumerate(addresses[name], 1):
+                self.parts[f"{name}-{k}"] = Part(f"{name}-{k}", [py, "-m", *command], address,
+                                                 env={f"{prefix}_BIND": address})
+        for k in range(1, replicas + 1):
+            tracker = "tracker" if replicas == 1 else f"tracker-{k}"
+            self.parts[tracker] = Part(tracker, [py, "-m", "executor.main", "tracker"])
+        self.parts.update({f"worker-{i}": Part(f"worker-{i}", [py, "-m", "executor.main",
+                                                               "worker"])
+                           for i in range(workers)})
         for part in self.parts.values():
             self.start(part.name)
 
     @property
     def order_address(self) -> str:
-        address = self.parts["order"].address
-        assert address is not None
-        return address
+        """Where clients find OrderService: one address, or every replica's."""
+        return self.env["ORDER_SERVICE_ADDRESS"]
 
     def start(self, name: str) -> None:
         part = self.parts[name]
         log = (self.logs / f"{name}.log").open("ab")
-        part.process = subprocess.Popen(part.args, cwd=ROOT, env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT)
+        part.process = subprocess.Popen(part.args, cwd=ROOT, env={**self.env, **part.env},
+                                        stdout=log, stderr=subprocess.STDOUT)
         if part.address:
             wait_serving(part.address, time.monotonic() + 30)
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,10 @@ class Load:
         self.count = count
         self.acknowledged: list[str] = []
         self.errors: list[str] = []
+        # Every failed call the client retried ("client_order_id: CODE"), and
+        # how long each order took from its first call to its acknowledgement.
+        self.retried: list[str] = []
+        self.seconds: list[float] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._rng = random.Random(tag)
@@ -96,23 +101,31 @@ class Load:
         self._thread.start()
         return self
 
+    def channel(self) -> AbstractContextManager[grpc.Channel]:
+        """The channel one order is submitted on: a new one each time."""
+        return grpc.insecure_channel(self.address)
+
     def _submit(self, index: int) -> None:
         src, dst, amount = SWAPS[index % len(SWAPS)]
         request = order_service_pb2.SubmitOrderRequest(
             input_token=src, output_token=dst, amount=amount, slippage_bps=300,
             client_order_id=f"{self.tag}-{index}")
-        deadline = time.monotonic() + 60
-        with grpc.insecure_channel(self.address) as channel:
+        started = time.monotonic()
+        deadline = started + 60
+        with self.channel() as channel:
             stub = order_service_pb2_grpc.OrderServiceStub(with_metadata(channel, self.auth))
             while True:
                 try:
                     reply = stub.SubmitOrder(request, timeout=5)
                     with self._lock:
                         self.acknowledged.append(reply.order.order_id)
+                        self.seconds.append(time.monotonic() - started)
                     return
                 except grpc.RpcError as exc:
                     if exc.code() in FINAL or time.monotonic() > deadline:
                         raise
+                    with self._lock:
+                        self.retried.append(f"{request.client_order_id}: {exc.code().name}")
                     time.sleep(0.2)
 
     def _run(self) -> None:
