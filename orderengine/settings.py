@@ -135,6 +135,55 @@ class Settings:
     api_key_file: str = field(
         default_factory=lambda: _env("ORDERENGINE_API_KEY_FILE", "var/api-key"))
 
+    # TLS (README "TLS"; checked in orderengine.tls). A server given a
+    # certificate and its key serves TLS only, the gateway HTTPS; clients
+    # speak TLS when TLS_CA_FILE or TLS_CERT_FILE is set, or TLS_ENABLED is
+    # true (then trusting the system roots). All unset: plaintext, as on one
+    # machine.
+    tls_cert_file: str = field(default_factory=lambda: _env("TLS_CERT_FILE", ""))
+    tls_key_file: str = field(default_factory=lambda: _env("TLS_KEY_FILE", ""))
+    tls_ca_file: str = field(default_factory=lambda: _env("TLS_CA_FILE", ""))
+    # The name clients check the servers' certificates for, when the address
+    # does not carry it (a list of IPs, replicas under other names).
+    tls_server_name: str = field(default_factory=lambda: _env("TLS_SERVER_NAME", ""))
+    # "true" or "false"; empty: on when a certificate or a CA is given.
+    tls_enabled: str = field(default_factory=lambda: _env("TLS_ENABLED", ""))
+
+    # Limits (README "Limits"). SubmitOrder calls per second per owner, a
+    # token bucket in Redis shared by every OrderService replica, holding up
+    # to submit_burst (default: two seconds' worth); 0 turns it off. 2,000/s
+    # is above what one OrderService accepts on a 2-core machine (~1,900/s at
+    # 256 concurrent calls), so one client of one replica never meets it; it
+    # keeps one owner from taking every replica of a larger deployment.
+    submit_rate_per_second: float = field(
+        default_factory=lambda: _float("SUBMIT_RATE_PER_SECOND", 2000.0))
+    submit_burst: int = field(default_factory=lambda: _int(
+        "SUBMIT_BURST", max(1, round(2 * _float("SUBMIT_RATE_PER_SECOND", 2000.0)))))
+    # Open WatchOrder streams per owner on one OrderService process: each
+    # holds memory there (~34 KiB), so the cap guards that process.
+    watch_streams_per_owner: int = field(
+        default_factory=lambda: _int("WATCH_STREAMS_PER_OWNER", 100))
+
+    # Live figures (README "Live figures"): the port this process serves
+    # Prometheus /metrics on; 0 picks a free one (logged); empty or "off":
+    # none. make run gives each part its own, counting up from this one.
+    metrics_port: int | None = field(default_factory=lambda: None if _env(
+        "METRICS_PORT", "off").lower() == "off" else _int("METRICS_PORT", 0))
+    # Where /metrics listens (0.0.0.0 in a container).
+    metrics_host: str = field(default_factory=lambda: _env("METRICS_HOST", "127.0.0.1"))
+
+    # Observability (README "Observability: request ids, logs and traces").
+    # Where spans go: none (the default: no tracer, no tracing interceptor),
+    # console (a JSON line a span on standard output) or otlp.
+    traces_exporter: str = field(default_factory=lambda: _env("OTEL_TRACES_EXPORTER", "none"))
+    # The collector's gRPC address for otlp; empty: the exporter's default,
+    # http://localhost:4317.
+    otlp_endpoint: str = field(default_factory=lambda: _env("OTEL_EXPORTER_OTLP_ENDPOINT", ""))
+    # The process's name in traces; empty: its own (order-service, executor-worker...).
+    service_name: str = field(default_factory=lambda: _env("OTEL_SERVICE_NAME", ""))
+    # A successful call slower than this is logged at INFO; quicker, at DEBUG.
+    call_log_slow_ms: float = field(default_factory=lambda: _float("CALL_LOG_SLOW_MS", 250.0))
+
     # How long a gRPC server waits for in-flight calls on SIGTERM.
     shutdown_grace_seconds: float = field(
         default_factory=lambda: _float("SHUTDOWN_GRACE_SECONDS", 5.0)
