@@ -11,7 +11,6 @@ import random
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import ExitStack
 from typing import TypeVar
 
 import grpc
@@ -251,20 +250,22 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         last = request.after_sequence
         if Status(row.status).terminal and last >= row.last_sequence:
             return  # nothing more will come: no stream to hold open
+        # An idle stream holds its order's id and an inbox, not the row.
+        order_id = row.order_id
+        del row
         # Register first, then read the history: an event committed between
         # the two arrives live, and duplicates are dropped by sequence.
-        with ExitStack() as registered:
-            try:
-                inbox = registered.enter_context(self.hub.watch(row.order_id, caller()))
-            except TooManyStreams as full:
-                await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                            f"at most {full.limit} WatchOrder streams per owner may be open "
-                            "on this server at once; end one first", "TOO_MANY_STREAMS",
-                            metadata={"limit": "WATCH_STREAMS_PER_OWNER",
-                                      "streams": str(full.limit)})
+        try:
+            inbox = self.hub.open(order_id, caller())
+        except TooManyStreams as full:
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"at most {full.limit} WatchOrder streams per owner may be open "
+                        "on this server at once; end one first", "TOO_MANY_STREAMS",
+                        metadata={"limit": "WATCH_STREAMS_PER_OWNER",
+                                  "streams": str(full.limit)})
+        try:
             while True:
-                for event in await self._blocking(context, self.store.events, row.order_id,
-                                                  last):
+                for event in await self._blocking(context, self.store.events, order_id, last):
                     yield event
                     last = event.sequence
                     if Status.from_proto(event.status).terminal:
@@ -275,17 +276,17 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                     if Status.from_proto(event.status).terminal:
                         return
                 # _live ended: a gap, a resync or a quiet spell; read the database.
+        finally:
+            self.hub.release(inbox)
 
     async def _live(
         self, context: grpc.aio.ServicerContext, inbox: Inbox, last: int
     ) -> AsyncIterator[order_pb2.OrderEvent]:
         """Live events in sequence, until one is missing or a resync is due."""
-        while not inbox.overflowed:
-            timeout = RESYNC_SECONDS * random.uniform(0.8, 1.2)
-            try:
-                item = await asyncio.wait_for(inbox.items.get(), timeout)
-            except TimeoutError:
-                return
+        while True:
+            item = await inbox.next(RESYNC_SECONDS * random.uniform(0.8, 1.2))
+            if item is None:
+                return  # a quiet spell, or events lost to an overflow
             if item is Signal.SHUTDOWN:
                 await abort(context, grpc.StatusCode.UNAVAILABLE,
                             "the server is shutting down; watch again with after_sequence "
@@ -300,4 +301,3 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 return  # missed one: the database has it
             yield item
             last = item.sequence
-        inbox.overflowed = False

@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from enum import Enum
 
 from redis.asyncio import Redis
@@ -47,31 +46,68 @@ class Signal(Enum):
 
 
 class Inbox:
-    def __init__(self) -> None:
-        self.items: asyncio.Queue[order_pb2.OrderEvent | Signal] = asyncio.Queue(INBOX_SIZE)
+    """A watcher's live events: at most INBOX_SIZE, and one waiter. Lighter
+    than an asyncio.Queue (four deques and an Event) and asyncio.wait_for (a
+    task per wait): ten thousand idle watchers each hold one of these."""
+
+    __slots__ = ("_items", "_waiter", "closed", "order_id", "overflowed", "owner")
+
+    def __init__(self, order_id: str, owner: str) -> None:
+        self.order_id = order_id
+        self.owner = owner
+        self._items: list[order_pb2.OrderEvent | Signal] = []
+        self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
         self.closed = False
+
+    def __len__(self) -> int:
+        """Items waiting to be read."""
+        return len(self._items)
 
     def push(self, item: order_pb2.OrderEvent | Signal) -> None:
         if self.closed:
             return  # the stream is ending; nothing may push its signal out
-        try:
-            self.items.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(self._items) >= INBOX_SIZE:
             # The watcher reads the database next; what waits here is stale.
             self.overflowed = True
-            self._empty()
-
-    def _empty(self) -> None:
-        while not self.items.empty():
-            self.items.get_nowait()
+            self._items.clear()
+        else:
+            self._items.append(item)
+        self._wake()
 
     def close(self, item: Signal) -> None:
         """Delivers a signal even to a full inbox."""
-        if self.items.full():
-            self._empty()
-        self.items.put_nowait(item)
+        if len(self._items) >= INBOX_SIZE:
+            self._items.clear()
+        self._items.append(item)
         self.closed = True
+        self._wake()
+
+    async def next(self, timeout: float) -> order_pb2.OrderEvent | Signal | None:
+        """The next item; None after ``timeout`` seconds without one, or when
+        events were lost to an overflow (then the database has them)."""
+        if not self._items and not self.overflowed:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        if self.overflowed:
+            self.overflowed = False
+            return None
+        return self._items.pop(0) if self._items else None
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _wake(self._waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class WatchHub:
@@ -96,32 +132,32 @@ class WatchHub:
         """The owner's streams open on this process."""
         return self._streams.get(owner, 0)
 
-    @contextmanager
-    def watch(self, order_id: str, owner: str) -> Iterator[Inbox]:
+    def open(self, order_id: str, owner: str) -> Inbox:
         """An inbox for the order's live events, registered (and counted as
-        one of the owner's streams) until the block ends, however it ends.
-        Raises TooManyStreams, registering nothing."""
+        one of the owner's streams) until ``release``. Raises TooManyStreams,
+        registering nothing."""
         open_now = self._streams.get(owner, 0)
         if self.streams_per_owner > 0 and open_now >= self.streams_per_owner:
             raise TooManyStreams(owner, self.streams_per_owner)
         self._streams[owner] = open_now + 1
-        inbox = Inbox()
+        inbox = Inbox(order_id, owner)
         self._inboxes[order_id].add(inbox)
         WATCH_STREAMS.inc()
-        try:
-            yield inbox
-        finally:
-            WATCH_STREAMS.dec()
-            left = self._streams[owner] - 1
-            if left:
-                self._streams[owner] = left
-            else:
-                del self._streams[owner]
-            boxes = self._inboxes.get(order_id)
-            if boxes is not None:
-                boxes.discard(inbox)
-                if not boxes:
-                    del self._inboxes[order_id]
+        return inbox
+
+    def release(self, inbox: Inbox) -> None:
+        """Ends what ``open`` began; call it however the stream ends."""
+        WATCH_STREAMS.dec()
+        left = self._streams[inbox.owner] - 1
+        if left:
+            self._streams[inbox.owner] = left
+        else:
+            del self._streams[inbox.owner]
+        boxes = self._inboxes.get(inbox.order_id)
+        if boxes is not None:
+            boxes.discard(inbox)
+            if not boxes:
+                del self._inboxes[inbox.order_id]
 
     def _deliver(self, event: order_pb2.OrderEvent) -> None:
         for inbox in self._inboxes.get(event.order_id, ()):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -28,7 +29,6 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 CALLER: ContextVar[str] = ContextVar("caller")
 
 Metadata = Iterable[tuple[str, Any]]
-Gate = Callable[[grpc.aio.ServicerContext], Awaitable[None]]
 
 
 def bearer(value: str | bytes | None) -> str | None:
@@ -58,53 +58,36 @@ def caller() -> str:
 # -- servers ------------------------------------------------------------------
 
 
-def _guard(handler: grpc.RpcMethodHandler, gate: Gate) -> grpc.RpcMethodHandler:
-    """``handler`` with ``gate`` run first, in the call's own task: a gate
-    that aborts ends the call before the handler sees the request."""
-    if handler.unary_unary:
-        unary: Any = handler.unary_unary
+@dataclass(frozen=True)
+class Refusal:
+    """Why a call may not go on: answered before its handler runs."""
 
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await gate(context)
-            return await unary(request, context)
+    code: grpc.StatusCode
+    message: str
+    reason: str
 
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary, handler.request_deserializer, handler.response_serializer)
-    if handler.unary_stream:
-        stream: Any = handler.unary_stream
 
-        async def unary_stream(request: Any,
-                               context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            await gate(context)
-            async for item in stream(request, context):
-                yield item
+def _refused(handler: grpc.RpcMethodHandler, refusal: Refusal) -> grpc.RpcMethodHandler:
+    """A handler of ``handler``'s kind that answers ``refusal`` and nothing else."""
 
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream, handler.request_deserializer, handler.response_serializer)
-    if handler.stream_unary:
-        client_stream: Any = handler.stream_unary
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await abort(context, refusal.code, refusal.message, refusal.reason)
 
-        async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            await gate(context)
-            return await client_stream(requests, context)
-
-        return grpc.stream_unary_rpc_method_handler(
-            stream_unary, handler.request_deserializer, handler.response_serializer)
-    bidi: Any = handler.stream_stream
-    assert bidi is not None
-
-    async def stream_stream(requests: Any,
-                            context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        await gate(context)
-        async for item in bidi(requests, context):
-            yield item
-
-    return grpc.stream_stream_rpc_method_handler(
-        stream_stream, handler.request_deserializer, handler.response_serializer)
+    kind = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
+            else grpc.unary_stream_rpc_method_handler if handler.unary_stream
+            else grpc.stream_unary_rpc_method_handler if handler.stream_unary
+            else grpc.stream_stream_rpc_method_handler)
+    return kind(refuse, handler.request_deserializer, handler.response_serializer)
 
 
 class _Guarded(grpc.aio.ServerInterceptor):
-    async def gate(self, context: grpc.aio.ServicerContext) -> None:
+    """Decides from the call's metadata, before its handler exists: an
+    accepted call runs its own handler, unwrapped (no frame a call, nothing
+    held by an open stream); a refused one a handler that only refuses.
+    grpc.aio runs the interceptors and then the handler in one task per call,
+    so a context variable set by ``gate`` is the handler's."""
+
+    async def gate(self, metadata: Metadata | None) -> Refusal | None:
         raise NotImplementedError
 
     async def intercept_service(
@@ -115,7 +98,8 @@ class _Guarded(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
             return handler
-        return _guard(handler, self.gate)
+        refusal = await self.gate(handler_call_details.invocation_metadata)
+        return handler if refusal is None else _refused(handler, refusal)
 
 
 class ApiKeyInterceptor(_Guarded):
@@ -126,19 +110,20 @@ class ApiKeyInterceptor(_Guarded):
     def __init__(self, keys: KeyCache) -> None:
         self.keys = keys
 
-    async def gate(self, context: grpc.aio.ServicerContext) -> None:
-        key = bearer(metadata_value(context.invocation_metadata(), AUTHORIZATION))
+    async def gate(self, metadata: Metadata | None) -> Refusal | None:
+        key = bearer(metadata_value(metadata, AUTHORIZATION))
         if key is None:
-            await abort(context, grpc.StatusCode.UNAUTHENTICATED,
-                        "missing API key: send the metadata 'authorization: Bearer <key>' "
-                        "(orderengine keys create NAME makes one)", "API_KEY_MISSING")
+            return Refusal(grpc.StatusCode.UNAUTHENTICATED,
+                           "missing API key: send the metadata 'authorization: Bearer <key>' "
+                           "(orderengine keys create NAME makes one)", "API_KEY_MISSING")
         owner = self.keys.cached(key)
         if owner is None:
             owner = await asyncio.to_thread(self.keys.verify, key)
         if owner is None:
-            await abort(context, grpc.StatusCode.UNAUTHENTICATED,
-                        "invalid or revoked API key", "API_KEY_INVALID")
+            return Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked API key",
+                           "API_KEY_INVALID")
         CALLER.set(owner)
+        return None
 
 
 class InternalTokenInterceptor(_Guarded):
@@ -153,18 +138,18 @@ class InternalTokenInterceptor(_Guarded):
                 "engine's own services, which must share that secret (make run makes one)")
         self._token = token.encode()
 
-    async def gate(self, context: grpc.aio.ServicerContext) -> None:
-        metadata = context.invocation_metadata()
+    async def gate(self, metadata: Metadata | None) -> Refusal | None:
         token = metadata_value(metadata, INTERNAL_TOKEN_HEADER) or bearer(
             metadata_value(metadata, AUTHORIZATION))
         if not token:
-            await abort(context, grpc.StatusCode.UNAUTHENTICATED,
-                        "this is an internal service: calls need the internal token",
-                        "INTERNAL_TOKEN_MISSING")
+            return Refusal(grpc.StatusCode.UNAUTHENTICATED,
+                           "this is an internal service: calls need the internal token",
+                           "INTERNAL_TOKEN_MISSING")
         if not hmac.compare_digest(token.encode(), self._token):
-            await abort(context, grpc.StatusCode.PERMISSION_DENIED,
-                        "this is an internal service: the internal token is wrong",
-                        "INTERNAL_TOKEN_INVALID")
+            return Refusal(grpc.StatusCode.PERMISSION_DENIED,
+                           "this is an internal service: the internal token is wrong",
+                           "INTERNAL_TOKEN_INVALID")
+        return None
 
 
 # -- clients ------------------------------------------------------------------

@@ -67,7 +67,7 @@ class RecordedHub(WatchHub):
         super()._deliver(event)
         self.delivered += 1
         for inbox in self._inboxes.get(event.order_id, ()):
-            self.most_held = max(self.most_held, inbox.items.qsize())
+            self.most_held = max(self.most_held, len(inbox))
 
 
 @pytest.fixture

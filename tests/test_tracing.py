@@ -171,8 +171,8 @@ def test_request_ids_cross_every_hop_and_untraced_calls_cost_no_span(
     call logs of OrderService and, across the queue, of QuoteService and
     ExecutionService; nothing prints a span or names a trace."""
     caplog.set_level(logging.DEBUG, logger="orderengine.calls")
-    assert not [i for i in [*observability.server_interceptors(),
-                            *observability.client_interceptors(),
+    assert tracing.server_observers() == []
+    assert not [i for i in [*observability.client_interceptors(),
                             *observability.aio_client_interceptors()]
                 if type(i).__module__ == tracing.__name__]
     printed = {part: tmp_path / f"{part}.out" for part in ("worker", "tracker")}
@@ -244,7 +244,7 @@ def test_with_tracing_off_no_tracer_and_no_tracing_interceptor(
     monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
     tracing.configure("test")
     assert tracing.tracer() is None
-    assert tracing.server_interceptors() == []
+    assert tracing.server_observers() == []
     assert tracing.client_interceptors() == [] and tracing.aio_client_interceptors() == []
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaeger")
     with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER"):

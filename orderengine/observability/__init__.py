@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from orderengine.observability import call_logs, request_ids, tracing
+from orderengine.observability import call_logs, handlers, request_ids, tracing
 from orderengine.observability.metrics_grpc import (
     AIO_CLIENT_METRICS,
     CLIENT_METRICS,
@@ -21,8 +21,8 @@ def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
     """Run on every call a grpc.aio server of the engine takes, outermost first."""
     # The request id first: everything inside logs it; the call log inside
     # the span, to name its trace.
-    return [request_ids.RequestIdInterceptor(), *tracing.server_interceptors(),
-            SERVER_METRICS, *call_logs.server_interceptors()]
+    return [request_ids.RequestIdInterceptor(), handlers.ObservedCalls(
+        [*tracing.server_observers(), SERVER_METRICS, *call_logs.server_observers()])]
 
 
 def client_interceptors() -> list[Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -83,21 +82,13 @@ class _Logged:
         }))
 
 
-class CallLogInterceptor(grpc.aio.ServerInterceptor):
+class CallLogs:
     def __init__(self, slow_ms: float) -> None:
         self.slow_ms = slow_ms
 
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails],
-                                     Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method: str = handler_call_details.method
-        return handlers.around(handler, _Logged(method, self.slow_ms))
+    def hooks(self, method: str, handler: grpc.RpcMethodHandler) -> _Logged:
+        return _Logged(method, self.slow_ms)
 
 
-def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    return [CallLogInterceptor(Settings().call_log_slow_ms)]
+def server_observers() -> list[handlers.Observer]:
+    return [CallLogs(Settings().call_log_slow_ms)]

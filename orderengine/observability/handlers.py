@@ -8,17 +8,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
+from orderengine import auth
+
 S = TypeVar("S")
 
-# Called by anyone: they carry no orders, and calls to them are noise.
-OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Called by anyone (orderengine.auth): they carry no orders, and calls to them are noise.
+OPEN_PREFIXES = auth.OPEN_PREFIXES
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
@@ -31,6 +33,54 @@ class Around(Protocol[S]):
 
     def exit(self, state: S, context: grpc.aio.ServicerContext, request: Any, response: Any,
              error: BaseException | None) -> None: ...
+
+
+class Observer(Protocol):
+    """What watches a server's calls of one method: its hooks, or None to
+    leave the method alone."""
+
+    def hooks(self, method: str, handler: grpc.RpcMethodHandler) -> Around[Any] | None: ...
+
+
+class _Together:
+    """Several hooks run as one: entered in order, exited in reverse."""
+
+    __slots__ = ("_hooks",)
+
+    def __init__(self, hooks: list[Around[Any]]) -> None:
+        self._hooks = hooks
+
+    def enter(self, request: Any, context: grpc.aio.ServicerContext,
+              streaming: bool) -> list[Any]:
+        return [hooks.enter(request, context, streaming) for hooks in self._hooks]
+
+    def exit(self, state: list[Any], context: grpc.aio.ServicerContext, request: Any,
+             response: Any, error: BaseException | None) -> None:
+        for hooks, entered in zip(reversed(self._hooks), reversed(state), strict=True):
+            hooks.exit(entered, context, request, response, error)
+
+
+class ObservedCalls(grpc.aio.ServerInterceptor):
+    """Every observer of a server's calls in one wrapper a call: each layer
+    of wrapping costs every call a frame, and every open stream its memory."""
+
+    def __init__(self, observers: list[Observer]) -> None:
+        self._observers = observers
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails],
+                                     Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method
+        hooks = [found for observer in self._observers
+                 if (found := observer.hooks(method, handler)) is not None]
+        if not hooks:
+            return handler
+        return around(handler, hooks[0] if len(hooks) == 1 else _Together(hooks))
 
 
 def around(handler: grpc.RpcMethodHandler, hooks: Around[Any]) -> grpc.RpcMethodHandler:

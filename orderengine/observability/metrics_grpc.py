@@ -12,7 +12,6 @@ a histogram observation."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -89,7 +88,7 @@ def _kind(request_streaming: bool, response_streaming: bool) -> str:
 # -- servers ------------------------------------------------------------------
 
 
-class ServerMetrics(grpc.aio.ServerInterceptor):
+class ServerMetrics:
     """Counts and times every call a grpc.aio server takes, by method and code.
     Outside the services' own interceptors, so that calls refused before
     their handler (no API key) count too."""
@@ -97,23 +96,15 @@ class ServerMetrics(grpc.aio.ServerInterceptor):
     def __init__(self) -> None:
         self._methods: dict[str, _MethodFigures] = {}
 
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails],
-                                     Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            # An unknown method (UNIMPLEMENTED): its name is the caller's to
-            # choose, and no label may be.
-            return handler
-        method = handler_call_details.method
+    def hooks(self, method: str, handler: grpc.RpcMethodHandler) -> _MethodFigures:
+        # (An unknown method has no handler and never comes here: its name is
+        # the caller's to choose, and no label may be.)
         figures = self._methods.get(method)
         if figures is None:
             figures = self._methods[method] = _MethodFigures(
                 SERVER_HANDLED, SERVER_SECONDS, method,
                 _kind(handler.request_streaming, handler.response_streaming))
-        return handlers.around(handler, figures)
+        return figures
 
 
 # -- clients ------------------------------------------------------------------

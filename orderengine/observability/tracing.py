@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -166,20 +166,22 @@ def _finish(span: trace.Span, code: grpc.StatusCode | None, errors: frozenset[gr
 
 
 class _ServerSpan:
-    def __init__(self, tracer: trace.Tracer, method: str, parent: otel_context.Context) -> None:
+    def __init__(self, tracer: trace.Tracer, method: str) -> None:
         self.tracer = tracer
         self.method = method
-        self.parent = parent
 
     def enter(self, request: Any, context: grpc.aio.ServicerContext,
               streaming: bool) -> tuple[trace.Span, object | None]:
-        span = self.tracer.start_span(self.method.lstrip("/"), context=self.parent,
+        metadata = context.invocation_metadata()
+        parent = extract({name: value for name in (TRACEPARENT, TRACESTATE)
+                          if (value := metadata_value(metadata, name))})
+        span = self.tracer.start_span(self.method.lstrip("/"), context=parent,
                                       kind=SpanKind.SERVER,
                                       attributes=_rpc_attributes(self.method))
         # The handler's own calls are children of this span. Not for a
         # stream: it may end in another context than it began.
         token = None if streaming else otel_context.attach(
-            trace.set_span_in_context(span, self.parent))
+            trace.set_span_in_context(span, parent))
         return span, token
 
     def exit(self, state: tuple[trace.Span, object | None], context: grpc.aio.ServicerContext,
@@ -194,25 +196,16 @@ class _ServerSpan:
                 handlers.order_id(self.method, request, response))
 
 
-class ServerSpans(grpc.aio.ServerInterceptor):
+class ServerSpans:
     """A SERVER span for each call, continuing the caller's trace."""
 
     def __init__(self, tracer: trace.Tracer) -> None:
         self.tracer = tracer
 
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails],
-                                     Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or method.startswith(handlers.OPEN_PREFIXES):
-            return handler
-        metadata = handler_call_details.invocation_metadata
-        carrier = {name: value for name in (TRACEPARENT, TRACESTATE)
-                   if (value := metadata_value(metadata, name))}
-        return handlers.around(handler, _ServerSpan(self.tracer, method, extract(carrier)))
+    def hooks(self, method: str, handler: grpc.RpcMethodHandler) -> _ServerSpan | None:
+        if method.startswith(handlers.OPEN_PREFIXES):
+            return None
+        return _ServerSpan(self.tracer, method)
 
 
 def _client_span(tracer: trace.Tracer, method: str) -> tuple[trace.Span, list[tuple[str, str]]]:
@@ -279,7 +272,7 @@ class AioClientSpans(grpc.aio.UnaryUnaryClientInterceptor):
             _finish(span, code, _CLIENT_ERRORS)
 
 
-def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+def server_observers() -> list[handlers.Observer]:
     return [ServerSpans(_tracer)] if _tracer is not None else []
 
 
