@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from rq.job import Job
+from rq.queue import Queue
 from rq.registry import clean_registries
 
 from executor.context import Context
@@ -23,10 +25,38 @@ from orderengine.statuses import Status
 log = logging.getLogger(__name__)
 
 
+# RQ's scheduler moves a due retry to the queue within a second. One whose
+# time passed this long ago has no scheduler: its worker was killed holding
+# the scheduler's lock, which lives 61 s and is taken over only by another
+# worker's ten-minute maintenance.
+OVERDUE_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class Reconciled:
     queued: int
     tracked: int
+    overdue: int = 0
+
+
+def enqueue_overdue(queue: Queue, overdue_seconds: float = OVERDUE_SECONDS) -> int:
+    """Queues the scheduled jobs (retries after a back-off) that RQ's
+    scheduler should have queued ``overdue_seconds`` ago. Racing a scheduler
+    that wakes up at the same moment queues a job twice, which is harmless:
+    an order's job takes its lease and moves it by compare-and-set."""
+    registry = queue.scheduled_job_registry
+    job_ids = registry.get_jobs_to_schedule(int(time.time() - overdue_seconds))
+    if not job_ids:
+        return 0
+    with queue.connection.pipeline() as pipe:
+        for job in Job.fetch_many(job_ids, connection=queue.connection):
+            if job is not None:
+                queue.enqueue_job(job, pipeline=pipe)
+        for job_id in job_ids:
+            registry.remove(job_id, pipeline=pipe)
+        pipe.execute()
+    log.warning("reconciler: queued %d retries RQ's scheduler left overdue", len(job_ids))
+    return len(job_ids)
 
 
 def reconcile_once(ctx: Context) -> Reconciled:
@@ -53,4 +83,4 @@ def reconcile_once(ctx: Context) -> Reconciled:
     # RQ's own bookkeeping of jobs whose worker died, without waiting for
     # its ten-minute maintenance.
     clean_registries(ctx.queue)
-    return Reconciled(queued, tracked)
+    return Reconciled(queued, tracked, enqueue_overdue(ctx.queue))

@@ -239,6 +239,28 @@ def test_the_reconciler_queues_again_a_job_lost_with_redis(ctx: Context,
     assert drives(queued_jobs(ctx)) == [("executor.jobs.drive_orders", ([stuck],))]
 
 
+def test_the_reconciler_queues_a_retry_no_scheduler_moved_in_time(ctx: Context,
+                                                                store: OrderStore) -> None:
+    """A retry waits out its back-off in RQ's scheduled registry; if the
+    worker holding the scheduler's lock was killed, nobody moves it for a
+    minute or more. The reconciler does, once it is a few seconds overdue."""
+    from executor.reconciler import OVERDUE_SECONDS
+    from orderengine.order_queue import enqueue_order
+
+    due_now, due_later = new_order(store), new_order(store)
+    enqueue_order(ctx.queue, due_now, delay_seconds=0.01)
+    enqueue_order(ctx.queue, due_later, delay_seconds=60)
+    scheduled = ScheduledJobRegistry(queue=ctx.queue)
+    assert reconcile_once(ctx).overdue == 0  # not overdue yet: the scheduler's to move
+    assert ctx.queue.get_job_ids() == []
+    time.sleep(OVERDUE_SECONDS + 1.1)  # the registry counts in whole seconds
+
+    assert reconcile_once(ctx).overdue == 1
+    assert drives(ctx.queue.get_jobs()) == [("executor.jobs.drive_orders", ([due_now],))]
+    assert len(scheduled.get_job_ids()) == 1  # the later one still waits its turn
+    assert reconcile_once(ctx).overdue == 0
+
+
 @pytest.fixture
 def never_queued(env: dict[str, str], store: OrderStore, redis: Redis,
                  monkeypatch: pytest.MonkeyPatch) -> str:
