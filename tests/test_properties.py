@@ -358,11 +358,15 @@ def test_submit_order_stores_a_valid_order_and_nothing_for_a_bad_field(
         services: Services, store: OrderStore, fields: dict[str, Any],
         client_order_id: str) -> None:
     bad = first_bad_swap_field(**fields)
-    if bad is None and (len(client_order_id) > 128 or re.search(r"[\x00-\x1f\x7f-\x9f]",
-                                                                client_order_id)):
+    refused_id = len(client_order_id) > 128 or bool(re.search(r"[\x00-\x1f\x7f-\x9f]",
+                                                             client_order_id))
+    if bad is None and refused_id:
         bad = "client_order_id"
     before = count_orders(store)
-    earlier = _by_client_order_id(store, client_order_id) if client_order_id else None
+    # A refused id was never stored (and PostgreSQL cannot be asked for one
+    # holding a NUL).
+    earlier = (_by_client_order_id(store, client_order_id)
+               if client_order_id and not refused_id else None)
     try:
         reply = services.orders().SubmitOrder(order_service_pb2.SubmitOrderRequest(
             **fields, client_order_id=client_order_id), timeout=10)
