@@ -160,7 +160,7 @@ class Settings:
     submit_burst: int = field(default_factory=lambda: _int(
         "SUBMIT_BURST", max(1, round(2 * _float("SUBMIT_RATE_PER_SECOND", 2000.0)))))
     # Open WatchOrder streams per owner on one OrderService process: each
-    # holds memory there (~34 KiB), so the cap guards that process.
+    # holds memory there (~26 KiB), so the cap guards that process.
     watch_streams_per_owner: int = field(
         default_factory=lambda: _int("WATCH_STREAMS_PER_OWNER", 100))
 
