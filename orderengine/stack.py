@@ -15,7 +15,6 @@ import ctypes
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from orderengine.embedded_redis import EmbeddedRedis
 from orderengine.healthcheck import wait_serving
 from orderengine.keys import ApiKeys, read_key_file, write_key_file
 from orderengine.observability import metrics_targets
+from orderengine.ports import free_port, port_is_free
 from orderengine.settings import Settings
 from orderengine.store import migrate
 from orderengine.store.database import create_database_engine
@@ -61,21 +61,6 @@ class Part:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
-def _port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
 def replica_addresses(setting: str, configured: str, replicas: int) -> list[str]:
     """Where each of ``replicas`` servers of one service listens: the
     configured ``host:port`` list as given, extended past its end by the
@@ -90,7 +75,7 @@ def replica_addresses(setting: str, configured: str, replicas: int) -> list[str]
     addresses = given[:replicas]
     for k in range(len(addresses), replicas):
         wanted = int(port) + REPLICA_PORT_STEP * k
-        chosen = wanted if wanted < 65536 and _port_is_free(host, wanted) else _free_port(host)
+        chosen = wanted if wanted < 65536 and port_is_free(host, wanted) else free_port(host)
         addresses.append(f"[{host}]:{chosen}" if ":" in host else f"{host}:{chosen}")
     return addresses
 

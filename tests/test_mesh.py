@@ -28,6 +28,7 @@ from orderengine.channels import (
     parse_target,
 )
 from orderengine.keepalive import KEEPALIVE, KeepalivePolicy
+from orderengine.ports import free_port
 from orderengine.serving import SERVER_OPTIONS, Server, Service, create_server
 from orderengine.settings import Settings
 from orderengine.store.orders import OrderStore
@@ -100,12 +101,6 @@ def quotes_channel(address: str) -> grpc.Channel:
 
 def who(stub: quote_service_pb2_grpc.QuoteServiceStub) -> str:
     return stub.GetQuote(QUOTE, timeout=5).quotes[0].pool_id
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- addresses and replicas -------------------------------------------------

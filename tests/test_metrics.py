@@ -5,7 +5,6 @@ pages of their own."""
 
 from __future__ import annotations
 
-import socket
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,18 +17,13 @@ from fastapi.testclient import TestClient
 from orderengine.observability import metrics_targets
 from orderengine.observability.metrics import MetricsEndpoint
 from orderengine.observability.metrics_scrape import Samples, scrape, time_breakdown
+from orderengine.ports import free_port
 from orderengine.settings import Settings
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.conftest import Processes, Services
 from tests.helpers import eventually, statuses, watch_all
 
 ORDERS = "orderengine.v1.OrderService"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

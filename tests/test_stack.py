@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,12 @@ from orderengine.channels import channel
 from orderengine.healthcheck import serving
 from orderengine.observability.metrics_scrape import scrape
 from orderengine.observability.metrics_targets import TARGETS_FILE, read_targets
+from orderengine.ports import free_port
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.stack
 
 STATUSES = ["PENDING", "ROUTING", "ROUTED", "SUBMITTED", "CONFIRMED"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

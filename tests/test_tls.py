@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orderengine.auth import key_metadata, token_metadata
 from orderengine.channels import QUOTE_SERVICE, channel
+from orderengine.ports import free_port
 from orderengine.serving import create_server
 from orderengine.tls import TlsConfigError, tls
 from orderengine.v1 import (
@@ -231,12 +231,6 @@ def test_an_order_goes_through_the_engine_over_tls(services: Services,
         stored = stub.GetOrder(order_service_pb2.GetOrderRequest(order_id=order.order_id),
                                timeout=5)
         assert stored.status == order_pb2.ORDER_STATUS_CONFIRMED
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_the_gateway_serves_https(services: Services, certificates: Certificates) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from orderengine.bench.stats import Figure
 from orderengine.embedded_redis import EmbeddedRedis
 from orderengine.keys import read_key_file
 from orderengine.observability import metrics_scrape, metrics_targets
+from orderengine.ports import free_port
 from orderengine.settings import Settings
 from orderengine.stack import Stack
 from orderengine.store import migrate
@@ -40,12 +40,6 @@ from orderengine.store.models import EventRow, OrderRow
 
 def progress(message: str) -> None:
     print(f"  .. {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

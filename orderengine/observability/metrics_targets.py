@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from orderengine.observability.metrics import PATH
+from orderengine.ports import free_port, port_is_free
 
 FIRST_PORT = 9101
 TARGETS_FILE = "metrics-targets.json"
@@ -47,21 +47,6 @@ def _module(part: PartLike) -> str | None:
     return args[args.index("-m") + 1] if "-m" in args[:-1] else None
 
 
-def _port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
 def _address(host: str, port: int) -> str:
     host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -87,8 +72,8 @@ def assign(parts: Sequence[PartLike], gateway_address: str, host: str) -> list[T
             continue
         if module not in SERVING_MODULES:
             continue
-        port = wanted if first and wanted < 65536 and _port_is_free(host, wanted) else (
-            _free_port(host))
+        port = wanted if first and wanted < 65536 and port_is_free(host, wanted) else (
+            free_port(host))
         wanted += 1
         part.env["METRICS_PORT"] = str(port)
         targets.append(Target(part.name, _address(host, port)))

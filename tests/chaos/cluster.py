@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,14 +18,9 @@ from redis import Redis
 
 from orderengine.healthcheck import wait_serving
 from orderengine.keys import ApiKeys
+from orderengine.ports import free_port
 from orderengine.store.database import create_database_engine
 from tests.conftest import ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:
