@@ -66,6 +66,9 @@ class ObservedCalls(grpc.aio.ServerInterceptor):
 
     def __init__(self, observers: list[Observer]) -> None:
         self._observers = observers
+        # Hooks keep a call's state in what ``enter`` returns, so a method's
+        # serve all its calls: chosen on its first call, then looked up.
+        self._by_method: dict[str, Around[Any] | None] = {}
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails],
@@ -76,11 +79,14 @@ class ObservedCalls(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method: str = handler_call_details.method
-        hooks = [found for observer in self._observers
-                 if (found := observer.hooks(method, handler)) is not None]
-        if not hooks:
-            return handler
-        return around(handler, hooks[0] if len(hooks) == 1 else _Together(hooks))
+        if method in self._by_method:
+            chosen = self._by_method[method]
+        else:
+            hooks = [found for observer in self._observers
+                     if (found := observer.hooks(method, handler)) is not None]
+            chosen = self._by_method[method] = (
+                None if not hooks else hooks[0] if len(hooks) == 1 else _Together(hooks))
+        return handler if chosen is None else around(handler, chosen)
 
 
 def around(handler: grpc.RpcMethodHandler, hooks: Around[Any]) -> grpc.RpcMethodHandler:
