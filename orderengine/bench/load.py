@@ -15,6 +15,7 @@ import asyncio
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -208,19 +209,25 @@ async def watch(address: str, streams: int, orders: int, server_pid: int) -> dic
     all_ready = asyncio.Event()
     latencies: list[float] = []
 
+    failed: Counter[str] = Counter()
+
     async def stream(i: int) -> None:
         nonlocal ready
         call = stubs[i % CHANNELS].WatchOrder(order_service_pb2.WatchOrderRequest(
             order_id=ids[i % orders]), timeout=600)
-        async for event in call:
-            if event.sequence == 1:
-                ready += 1
-                if ready == streams:
-                    all_ready.set()
-                continue
-            latencies.append(time.time() - event.event_time.ToMicroseconds() / 1e6)
-            if Status.from_proto(event.status).terminal:
-                return
+        try:
+            async for event in call:
+                if event.sequence == 1:
+                    ready += 1
+                    if ready == streams:
+                        all_ready.set()
+                    continue
+                latencies.append(time.time() - event.event_time.ToMicroseconds() / 1e6)
+                if Status.from_proto(event.status).terminal:
+                    return
+        except grpc.aio.AioRpcError as exc:
+            failed[f"{exc.code().name}: {exc.details()}"] += 1
+            raise
 
     tasks = [asyncio.ensure_future(stream(i)) for i in range(streams)]
     opened = time.perf_counter()
@@ -230,7 +237,9 @@ async def watch(address: str, streams: int, orders: int, server_pid: int) -> dic
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        return {"error": f"only {ready} of {streams} streams had their history within 120 s"}
+        ended = "; ".join(f"{n} ended {why}" for why, n in failed.most_common(3))
+        return {"error": f"only {ready} of {streams} streams had their history within 120 s"
+                         + (f" ({ended})" if ended else "")}
     open_seconds = time.perf_counter() - opened
     await asyncio.sleep(2)
     rss_after = _rss_kib(server_pid)
