@@ -34,6 +34,9 @@ SERVER_OPTIONS = [
     # replica stops) are such a burst, and each is cheap once running.
     ("grpc.server.max_pending_requests", 20_000),
     ("grpc.server.max_pending_requests_hard_limit", 20_000),
+    # ...and cancels a call that waited 30 s for it: 10,000 opening at once
+    # take about that long. A caller's own deadline still bounds its wait.
+    ("grpc.server_max_unrequested_time_in_server", 120),
 ]
 
 
