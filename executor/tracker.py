@@ -114,6 +114,10 @@ def run(stopping: threading.Event) -> None:
                 next_reconcile = time.monotonic() + RECONCILE_EVERY_SECONDS
             if check_once(ctx) == BATCH:
                 continue  # more may be due right now
+        except grpc.RpcError as exc:  # the chain is away: a line, not a traceback a round
+            log.warning("tracker: ExecutionService %s; trying again in %.1fs",
+                        exc.code().name, UNREACHABLE_RETRY_SECONDS)
+            stopping.wait(UNREACHABLE_RETRY_SECONDS)
         except Exception:  # keep tracking: the chain or Redis may be back next round
             log.exception("tracker round failed")
             stopping.wait(UNREACHABLE_RETRY_SECONDS)
