@@ -12,7 +12,14 @@ from sqlalchemy import func, select, update
 
 from orderengine.statuses import Status
 from orderengine.store.models import EventRow, OrderRow
-from orderengine.store.orders import Change, NewOrder, OrderStore, PageTokenError
+from orderengine.store.orders import (
+    NO_CHANGE,
+    Change,
+    NewOrder,
+    OrderStore,
+    PageTokenError,
+    Transition,
+)
 from orderengine.v1 import market_pb2, order_pb2
 
 SOL = 10**9
@@ -197,6 +204,40 @@ def test_amount_out_is_stored_in_base_units_and_shown_as_a_decimal_string(
     assert store.events(order_id)[-1].amount_out == "279.301234"
     stored = store.get(order_id)
     assert stored is not None and stored.amount_out == 279_301_234
+
+
+def test_a_batch_of_changes_gives_each_order_its_own_values(store: OrderStore) -> None:
+    # Changes of one kind to several orders are one statement: each order
+    # must still get its own route, signature, amount and reason, and a
+    # refused change must leave the others alone.
+    ids = [submit(store) for _ in range(4)]
+    routes = [market_pb2.Route(input_token="SOL", output_token="USDC", amount_in=str(i + 1),
+                               amount_out="1", min_amount_out="1") for i in range(4)]
+    moved = store.transition_many(
+        [Transition(order_id, target, Change(route=route) if target is Status.ROUTED
+                    else NO_CHANGE, attempt=1)
+         for order_id, route in zip(ids, routes, strict=True)
+         for target in (Status.ROUTING, Status.ROUTED)]
+        + [Transition(ids[0], Status.SUBMITTED, Change(signature="sig-0"), attempt=1),
+           Transition(ids[1], Status.SUBMITTED, Change(signature="sig-1"), attempt=2),
+           Transition(ids[2], Status.SUBMITTED, Change(signature="sig-2"), attempt=1),
+           Transition(ids[3], Status.FAILED, Change(reason="reason-3"), attempt=1)])
+
+    assert [m is not None for m in moved] == [True] * 8 + [True, False, True, True]
+    rows = store.get_many(ids)
+    assert [rows[i].route["amount_in"] for i in ids] == ["1", "2", "3", "4"]  # type: ignore[index]
+    assert [rows[i].signature for i in ids] == ["sig-0", None, "sig-2", None]
+    assert [rows[i].status for i in ids] == ["SUBMITTED", "ROUTED", "SUBMITTED", "FAILED"]
+    assert rows[ids[3]].failure_reason == "reason-3"
+    assert [len(store.events(i)) for i in ids] == [4, 3, 4, 4]
+
+    confirmed = store.transition_many(
+        [Transition(order_id, Status.CONFIRMED, Change(amount_out=amount), attempt=1)
+         for order_id, amount in ((ids[0], 5_000_000), (ids[2], 7_000_000))])
+
+    assert [c[1].amount_out for c in confirmed if c is not None] == ["5", "7"]
+    rows = store.get_many(ids)
+    assert (rows[ids[0]].amount_out, rows[ids[2]].amount_out) == (5_000_000, 7_000_000)
 
 
 # -- idempotent submit --------------------------------------------------------

@@ -11,12 +11,13 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, func, insert, or_, select, update
+from sqlalchemy import Column, Engine, Table, and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -71,6 +72,57 @@ class Transition:
 
 
 NO_CHANGE = Change()
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What a status change writes: changes of one kind to different
+    orders can be one statement."""
+
+    target: Status
+    next_attempt: bool
+    route: bool
+    signature: bool
+    amount_out: bool
+    attempt: bool
+
+
+def _kind(t: Transition) -> _Kind:
+    c = t.change
+    return _Kind(t.target, c.next_attempt, c.route is not None, bool(c.signature),
+                 c.amount_out is not None, t.attempt is not None)
+
+
+def _statements(transitions: Sequence[Transition]) -> list[list[int]]:
+    """The transitions' indices, grouped into statements that keep each
+    order's changes in the order given: an order's n-th change is in the
+    n-th round, and a round has one statement per kind of change (different
+    orders' rows do not depend on each other)."""
+    rounds: list[dict[_Kind, list[int]]] = []
+    seen: Counter[str] = Counter()
+    for i, t in enumerate(transitions):
+        n = seen[t.order_id]
+        seen[t.order_id] += 1
+        if n == len(rounds):
+            rounds.append({})
+        rounds[n].setdefault(_kind(t), []).append(i)
+    return [indices for statements in rounds for indices in statements.values()]
+
+
+def _event(t: Transition, row: OrderRow, now: datetime) -> order_pb2.OrderEvent:
+    """The event of a change made: ``row`` is the order after it."""
+    change = t.change
+    event = order_pb2.OrderEvent(
+        order_id=t.order_id, sequence=row.last_sequence, status=t.target.proto,
+        event_time=timestamp(change.at or now), attempt=row.attempt,
+        quotes=list(change.quotes), signature=change.signature, reason=change.reason,
+        reason_code=change.reason_code,
+    )
+    if change.route is not None:
+        event.route.CopyFrom(change.route)
+    if change.amount_out is not None:
+        event.amount_out = format_amount(change.amount_out, token(row.output_token).decimals)
+    return event
 ORDERS = cast(Table, OrderRow.__table__)
 
 
@@ -138,8 +190,7 @@ class OrderStore:
             with self._sessions.begin() as session:
                 # Plain executemany inserts: one round trip per table.
                 session.execute(insert(OrderRow), [_columns(r) for r in rows])
-                session.execute(insert(EventRow),
-                                [_columns(self._event_row(e, now)) for e in events])
+                session.execute(insert(EventRow), [_event_values(e, now) for e in events])
         except IntegrityError:
             if len(news) == 1 and news[0].client_order_id:
                 # Lost a race for the client_order_id: the winner's order is ours.
@@ -175,70 +226,60 @@ class OrderStore:
         self, transitions: Sequence[Transition]
     ) -> list[tuple[OrderRow, order_pb2.OrderEvent] | None]:
         """``transition`` for each, in order, in one transaction: several
-        orders' changes, or several changes of one order, cost one commit."""
+        orders' changes, or several changes of one order, cost one commit.
+        Changes of the same kind to different orders share one statement."""
         now = _now()
-        results: list[tuple[OrderRow, order_pb2.OrderEvent] | None] = []
-        events: list[EventRow] = []
+        results: list[tuple[OrderRow, order_pb2.OrderEvent] | None] = [None] * len(transitions)
         with self._sessions.begin() as session:
-            for t in transitions:
-                result = self._transition(session, t, now)
-                results.append(result)
-                if result is not None:
-                    events.append(self._event_row(result[1], now))
+            for indices in _statements(transitions):
+                moved = self._transition(session, [transitions[i] for i in indices], now)
+                for i in indices:
+                    results[i] = moved.get(transitions[i].order_id)
+            events = [_event_values(r[1], now) for r in results if r is not None]
             if events:
-                session.execute(insert(EventRow), [_columns(e) for e in events])
+                session.execute(insert(EventRow), events)
         return results
 
     @staticmethod
     def _transition(
-        session: Session, t: Transition, now: datetime
-    ) -> tuple[OrderRow, order_pb2.OrderEvent] | None:
-        change, target = t.change, t.target
+        session: Session, ts: Sequence[Transition], now: datetime
+    ) -> dict[str, tuple[OrderRow, order_pb2.OrderEvent]]:
+        """One compare-and-set UPDATE for changes of one kind (``_kind``) to
+        different orders; each order's own values ride in CASE expressions.
+        Returns the orders moved, by id."""
+        target, kind = ts[0].target, _kind(ts[0])
+
+        def each(column: Column[Any], value: Callable[[Transition], Any]) -> Any:
+            return case({t.order_id: literal(value(t), column.type) for t in ts},
+                        value=ORDERS.c.order_id)
+
         # Core, not the ORM's bulk UPDATE: this runs for every status change.
         values: dict[str, Any] = {
             "status": target.value,
             "last_sequence": ORDERS.c.last_sequence + 1,
             "updated_at": now,
         }
-        if change.next_attempt:
+        if kind.next_attempt:
             values.update(attempt=ORDERS.c.attempt + 1, route=None, signature=None)
-        if change.route is not None:
-            values["route"] = message_to_json(change.route)
-        if change.signature:
-            values["signature"] = change.signature
-        if change.amount_out is not None:
-            values["amount_out"] = change.amount_out
+        if kind.route:
+            values["route"] = each(ORDERS.c.route, lambda t: message_to_json(t.change.route))
+        if kind.signature:
+            values["signature"] = each(ORDERS.c.signature, lambda t: t.change.signature)
+        if kind.amount_out:
+            values["amount_out"] = each(ORDERS.c.amount_out, lambda t: t.change.amount_out)
         if target is Status.FAILED:
-            values["failure_reason"] = change.reason[:512]
-        conditions = [ORDERS.c.order_id == t.order_id,
+            values["failure_reason"] = each(ORDERS.c.failure_reason,
+                                            lambda t: t.change.reason[:512])
+        conditions = [ORDERS.c.order_id.in_([t.order_id for t in ts]),
                       ORDERS.c.status.in_([s.value for s in sources(target)])]
-        if t.attempt is not None:
-            conditions.append(ORDERS.c.attempt == t.attempt)
+        if kind.attempt:
+            conditions.append(ORDERS.c.attempt == each(ORDERS.c.attempt, lambda t: t.attempt))
         updated = session.execute(
             update(ORDERS).where(*conditions).values(values).returning(*ORDERS.c)
-        ).first()
-        row = OrderRow(**updated._mapping) if updated is not None else None
-        if row is None:
-            return None
-        event = order_pb2.OrderEvent(
-            order_id=t.order_id, sequence=row.last_sequence, status=target.proto,
-            event_time=timestamp(change.at or now), attempt=row.attempt,
-            quotes=list(change.quotes), signature=change.signature, reason=change.reason,
-            reason_code=change.reason_code,
-        )
-        if change.route is not None:
-            event.route.CopyFrom(change.route)
-        if change.amount_out is not None:
-            event.amount_out = format_amount(change.amount_out, token(row.output_token).decimals)
-        return row, event
-
-    @staticmethod
-    def _event_row(event: order_pb2.OrderEvent, now: datetime) -> EventRow:
-        return EventRow(
-            order_id=event.order_id, sequence=event.sequence,
-            status=Status.from_proto(event.status).value, created_at=now,
-            event=message_to_json(event),
-        )
+        ).all()
+        rows = {r.order_id: OrderRow(**r._mapping) for r in updated}
+        return {t.order_id: (rows[t.order_id], _event(t, rows[t.order_id], now))
+                for t in ts if t.order_id in rows}
 
     # -- reading --------------------------------------------------------------
 
@@ -311,6 +352,13 @@ class OrderStore:
                     .limit(limit)
                 ).all()
             )
+
+
+def _event_values(event: order_pb2.OrderEvent, now: datetime) -> dict[str, Any]:
+    """The event's row, for a Core insert (no ORM object: this runs per event)."""
+    return {"order_id": event.order_id, "sequence": event.sequence,
+            "status": Status.from_proto(event.status).value, "created_at": now,
+            "event": message_to_json(event)}
 
 
 def _columns(row: Any) -> dict[str, Any]:
