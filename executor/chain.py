@@ -14,12 +14,13 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import base58
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
+from redis.exceptions import NoScriptError, WatchError
 
 from executor.faults import NO_FAULTS, REASONS, TRANSACTION_DROPPED, Faults
 from orderengine.amounts import format_amount
@@ -97,17 +98,66 @@ class Chain:
     async def submit(self, attempt_key: str, route: market_pb2.Route) -> Submitted:
         """Raises RouteError when the route cannot be executed at all, and
         RpcTimeout (after taking it) when a timeout is injected."""
-        plan_from_proto(route)
-        signature = signature_for(attempt_key)
+        (outcome,) = await self.submit_many([(attempt_key, route)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def submit_many(
+        self, swaps: Sequence[tuple[str, market_pb2.Route]]
+    ) -> list[Submitted | RouteError | RpcTimeout]:
+        """Takes each (attempt key, route) as ``submit`` does, in order, all
+        in one Redis round trip; for each, what ``submit`` returns or would
+        raise. A key twice in ``swaps`` is taken once: the second is a duplicate."""
+        outcomes: list[Submitted | RouteError | RpcTimeout] = []
+        taking: list[tuple[int, str]] = []  # (index in outcomes, signature)
+        calls: list[list[Any]] = []  # each _SUBMIT's keys and arguments
         now = time.time()
-        taken = await self._submit(
-            keys=[attempt_key_name(attempt_key), tx_key(signature), LANDING],
-            args=[signature, attempt_key, route.SerializeToString(), repr(now),
-                  repr(now + self.slot_seconds), self.faults.fate()],
-        )
-        if taken and self.faults.rpc_times_out():
-            raise RpcTimeout(signature)
-        return Submitted(signature, duplicate=not taken)
+        for attempt_key, route in swaps:
+            try:
+                plan_from_proto(route)
+            except RouteError as exc:
+                outcomes.append(exc)
+                continue
+            signature = signature_for(attempt_key)
+            taking.append((len(outcomes), signature))
+            outcomes.append(Submitted(signature, duplicate=True))  # until the script says
+            calls.append([attempt_key_name(attempt_key), tx_key(signature), LANDING,
+                          signature, attempt_key, route.SerializeToString(), repr(now),
+                          repr(now + self.slot_seconds), self.faults.fate()])
+        for (index, signature), taken in zip(taking, await self._run_submits(calls),
+                                             strict=True):
+            if taken and self.faults.rpc_times_out():
+                outcomes[index] = RpcTimeout(signature)
+            else:
+                outcomes[index] = Submitted(signature, duplicate=not taken)
+        return outcomes
+
+    async def _run_submits(self, calls: list[list[Any]]) -> list[Any]:
+        """Runs _SUBMIT once per call, in order, in one pipeline: one round
+        trip. By its SHA, so without the SCRIPT EXISTS round trip redis-py
+        adds for a Script in a pipeline; a Redis that lost the script (a
+        restart, SCRIPT FLUSH) ran none of those calls, and gets it and them
+        again."""
+        replies: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for _ in range(2):
+            if not pending:
+                break
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for index in pending:
+                    pipe.evalsha(self._submit.sha, 3, *calls[index])
+                answered = await pipe.execute(raise_on_error=False)
+            for index, reply in zip(pending, answered, strict=True):
+                if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
+                    raise reply
+                replies[index] = reply
+            pending = [i for i in pending if isinstance(replies[i], NoScriptError)]
+            if pending:
+                await self.redis.script_load(_SUBMIT)
+        if pending:
+            raise cast(NoScriptError, replies[pending[0]])
+        return replies
 
     async def land(self, signature: str) -> None:
         """Lands a pending transaction against the pools now. Optimistic:

@@ -1,17 +1,34 @@
-"""The ExecutionService servicer: the chain's RPC face."""
+"""The ExecutionService servicer: the chain's RPC face. SubmitSwap and
+BatchSubmitSwaps are one piece of code (``submit_all``): SubmitSwap is a
+batch of one that aborts with its item's failure."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import cast
 
 import grpc
 
 from executor.chain import Chain, RpcTimeout
 from executor.faults import RPC_TIMEOUT
-from orderengine.errors import FieldError, abort, abort_invalid
+from orderengine.errors import FieldError, ItemFailure, abort_invalid
 from orderengine.market.routes import RouteError
 from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
 
 # As Solana's getSignatureStatuses.
 MAX_SIGNATURES = 256
+# Swaps in one BatchSubmitSwaps: one call stays as short as a unary one. A
+# worker's job sends 16.
+MAX_SWAPS_PER_CALL = 64
+
+Answer = execution_service_pb2.SubmitSwapResponse | ItemFailure
+
+# As a node that took the transaction and went quiet: the client cannot
+# know, and must send the same attempt again.
+_TIMED_OUT = ItemFailure(
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    "RPC timeout: the transaction may or may not have been received; "
+    "send the same attempt_key again", RPC_TIMEOUT)
 
 
 class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
@@ -21,22 +38,48 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
     async def SubmitSwap(
         self, request: execution_service_pb2.SubmitSwapRequest, context: grpc.aio.ServicerContext
     ) -> execution_service_pb2.SubmitSwapResponse:
-        if not request.attempt_key or len(request.attempt_key) > 128:
-            await abort_invalid(context, FieldError("attempt_key", "is required, at most 128 "
-                                                                   "characters"))
-        try:
-            submitted = await self.chain.submit(request.attempt_key, request.route)
-        except RouteError as exc:
-            await abort_invalid(context, FieldError("route", str(exc)))
-        except RpcTimeout:
-            # As a node that took the transaction and went quiet: the client
-            # cannot know, and must send the same attempt again.
-            await abort(context, grpc.StatusCode.DEADLINE_EXCEEDED,
-                        "RPC timeout: the transaction may or may not have been received; "
-                        "send the same attempt_key again", RPC_TIMEOUT)
-        return execution_service_pb2.SubmitSwapResponse(
-            signature=submitted.signature, duplicate=submitted.duplicate
-        )
+        (answer,) = await self.submit_all([request])
+        if isinstance(answer, ItemFailure):
+            await answer.abort(context)
+        return answer
+
+    async def BatchSubmitSwaps(
+        self, request: execution_service_pb2.BatchSubmitSwapsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> execution_service_pb2.BatchSubmitSwapsResponse:
+        if len(request.requests) > MAX_SWAPS_PER_CALL:
+            await abort_invalid(context, FieldError(
+                "requests", f"at most {MAX_SWAPS_PER_CALL} per call, got {len(request.requests)}"))
+        Result = execution_service_pb2.BatchSubmitSwapsResponse.Result
+        return execution_service_pb2.BatchSubmitSwapsResponse(results=[
+            Result(error=answer.item_error()) if isinstance(answer, ItemFailure)
+            else Result(response=answer)
+            for answer in await self.submit_all(request.requests)])
+
+    async def submit_all(self, requests: Sequence[execution_service_pb2.SubmitSwapRequest]
+                         ) -> list[Answer]:
+        """Each request's signature, or why it has none, in order; the
+        swaps are taken in one Redis round trip (Chain.submit_many)."""
+        answers: list[Answer | None] = []
+        sent: list[tuple[int, execution_service_pb2.SubmitSwapRequest]] = []
+        for request in requests:
+            if not request.attempt_key or len(request.attempt_key) > 128:
+                answers.append(ItemFailure.invalid(FieldError(
+                    "attempt_key", "is required, at most 128 characters")))
+            else:
+                sent.append((len(answers), request))
+                answers.append(None)
+        outcomes = await self.chain.submit_many(
+            [(request.attempt_key, request.route) for _, request in sent]) if sent else []
+        for (index, _), outcome in zip(sent, outcomes, strict=True):
+            if isinstance(outcome, RouteError):
+                answers[index] = ItemFailure.invalid(FieldError("route", str(outcome)))
+            elif isinstance(outcome, RpcTimeout):
+                answers[index] = _TIMED_OUT
+            else:
+                answers[index] = execution_service_pb2.SubmitSwapResponse(
+                    signature=outcome.signature, duplicate=outcome.duplicate)
+        return cast(list[Answer], answers)  # every place filled
 
     async def GetSignatureStatuses(
         self, request: execution_service_pb2.GetSignatureStatusesRequest,

@@ -1,10 +1,11 @@
 """The RQ job that drives orders: PENDING -> ROUTING -> ROUTED -> SUBMITTED.
 
 One job moves a batch of orders (those submitted together): their quotes
-and swaps are asked for side by side, and each step of the batch is one
-transaction and one publish, so the cost of a job, RQ's own included, is
-shared. It never waits for the chain: once a swap is submitted the order is
-the confirmation tracker's. Every step is a compare-and-set on the order, so
+are asked for in one BatchGetQuotes call and their swaps sent in one
+BatchSubmitSwaps, and each step of the batch is one transaction and one
+publish, so the cost of a job, RQ's own and gRPC's included, is shared. It
+never waits for the chain: once a swap is submitted the order is the
+confirmation tracker's. Every step is a compare-and-set on the order, so
 a job that runs twice, or late, or after a cancel, does nothing the order's
 state does not allow; a swap sent again is recognised by the chain through
 its attempt key."""
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 # Answers that are about the order itself. Anything else (UNAVAILABLE, a
 # deadline, CANCELLED or UNKNOWN from a peer stopping mid-call) is about the
 # peer: both calls are safe to repeat (a quote changes nothing, a swap is
-# deduplicated by its attempt key), so the same step runs again later.
+# deduplicated by its attempt key), so the same step runs again later. The
+# same holds for one order's item of a batch call.
 FINAL = frozenset({
     grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.NOT_FOUND, grpc.StatusCode.OUT_OF_RANGE,
@@ -74,27 +76,41 @@ def _drive(ctx: Context, order_ids: list[str]) -> None:
                           delay_seconds=ctx.retry.backoff_seconds(ctx.retry.max_attempts))
 
 
-def _ask_all(
-    ctx: Context, rows: list[OrderRow], send: Callable[[OrderRow], grpc.Future],
-    later: list[str], code: str, what: str,
+# google.rpc.Code values (an ItemError's code) as grpc's codes.
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _ask_batch(
+    ctx: Context, rows: list[OrderRow], send: Callable[[list[OrderRow]], grpc.Future],
+    name: str, later: list[str], code: str, what: str,
 ) -> list[tuple[OrderRow, Any]]:
-    """Sends one call per order at once and returns the orders answered. An
-    order whose peer failed is put in ``later``; one the peer refused fails
-    this attempt with ``code``."""
-    futures = []
-    for row in rows:
-        with handoffs.within_order(row.order_id):  # the call is the order's
-            futures.append((row, send(row)))
+    """Asks for every order in one batch call and returns the orders
+    answered, with their answers. When the call fails (see FINAL) every
+    order is put in ``later``; an order the peer refused (its item's error
+    has a code in FINAL) fails this attempt with ``code``; one whose item
+    failed otherwise (a lost answer: RPC_TIMEOUT) is put in ``later``."""
+    if not rows:
+        return []
+    try:
+        with handoffs.within_orders(name, [row.order_id for row in rows]):  # the call is theirs
+            results = list(send(rows).result().results)
+    except grpc.RpcError:
+        later.extend(row.order_id for row in rows)
+        return []
+    if len(results) != len(rows):  # no answer to this call: ask again later
+        log.warning("%s: %d answers to %d orders", name, len(results), len(rows))
+        later.extend(row.order_id for row in rows)
+        return []
     answered: list[tuple[OrderRow, Any]] = []
-    for row, future in futures:
-        try:
-            answered.append((row, future.result()))
-        except grpc.RpcError as exc:
-            if exc.code() in FINAL:
-                with handoffs.within_order(row.order_id):  # so is its retry
-                    attempt_failed(ctx, row, code, f"{what}: {exc.details()}")
-            else:
-                later.append(row.order_id)
+    for row, result in zip(rows, results, strict=True):
+        kind = result.WhichOneof("result")
+        if kind == "response":
+            answered.append((row, result.response))
+        elif kind == "error" and _CODES.get(result.error.code) in FINAL:
+            with handoffs.within_order(row.order_id):  # its retry is the order's
+                attempt_failed(ctx, row, code, f"{what}: {result.error.message}")
+        else:
+            later.append(row.order_id)
     return answered
 
 
@@ -103,14 +119,17 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
     routing began, in the same transaction as their ROUTED."""
     began = datetime.now(UTC)
 
-    def ask(row: OrderRow) -> grpc.Future:
-        return ctx.quotes.GetQuote.future(quote_service_pb2.GetQuoteRequest(
-            input_token=row.input_token, output_token=row.output_token,
-            amount=format_amount(row.amount_in, token(row.input_token).decimals),
-            slippage_bps=row.slippage_bps), timeout=RPC_TIMEOUT_SECONDS)
+    def ask(batch: list[OrderRow]) -> grpc.Future:
+        return ctx.quotes.BatchGetQuotes.future(quote_service_pb2.BatchGetQuotesRequest(
+            requests=[quote_service_pb2.GetQuoteRequest(
+                input_token=row.input_token, output_token=row.output_token,
+                amount=format_amount(row.amount_in, token(row.input_token).decimals),
+                slippage_bps=row.slippage_bps) for row in batch]),
+            timeout=RPC_TIMEOUT_SECONDS)
 
     steps: list[Transition] = []
-    for row, quote in _ask_all(ctx, rows, ask, later, "NO_ROUTE", "no route"):
+    for row, quote in _ask_batch(ctx, rows, ask, "quote orders", later, "NO_ROUTE",
+                                 "no route"):
         if row.status == Status.PENDING:
             steps.append(Transition(row.order_id, Status.ROUTING, Change(at=began), row.attempt))
         steps.append(Transition(row.order_id, Status.ROUTED,
@@ -122,14 +141,16 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
 
 
 def _submit(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRow]:
-    def send(row: OrderRow) -> grpc.Future:
-        route = json_format.ParseDict(row.route or {}, market_pb2.Route())
-        return ctx.chain.SubmitSwap.future(execution_service_pb2.SubmitSwapRequest(
-            attempt_key=f"{row.order_id}:{row.attempt}", route=route),
+    def send(batch: list[OrderRow]) -> grpc.Future:
+        return ctx.chain.BatchSubmitSwaps.future(execution_service_pb2.BatchSubmitSwapsRequest(
+            requests=[execution_service_pb2.SubmitSwapRequest(
+                attempt_key=f"{row.order_id}:{row.attempt}",
+                route=json_format.ParseDict(row.route or {}, market_pb2.Route()))
+                for row in batch]),
             timeout=RPC_TIMEOUT_SECONDS)
 
     steps = [Transition(row.order_id, Status.SUBMITTED, Change(signature=sent.signature),
                         row.attempt)
-             for row, sent in _ask_all(ctx, rows, send, later, "SWAP_REJECTED",
-                                       "swap rejected")]
+             for row, sent in _ask_batch(ctx, rows, send, "submit swaps", later,
+                                         "SWAP_REJECTED", "swap rejected")]
     return [row for row in advance_many(ctx, steps, rows) if row is not None]

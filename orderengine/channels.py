@@ -51,15 +51,21 @@ RETRY_POLICY: dict[str, Any] = {
 }
 
 # Safe to repeat:
-# - GetQuote reads pool state and changes nothing.
-# - SubmitSwap: the chain takes an attempt key with SET NX and derives the
-#   signature from it (executor/chain.py), so a repeated submit answers the
-#   same signature with duplicate=true and never lands a second swap; a
-#   retried call is exactly what executor/jobs.py already does on a later run.
+# - GetQuote and BatchGetQuotes read pool state and change nothing.
+# - SubmitSwap and BatchSubmitSwaps: the chain takes an attempt key with SET
+#   NX and derives the signature from it (executor/chain.py), so a repeated
+#   submit answers the same signature with duplicate=true and never lands a
+#   second swap; a retried call is exactly what executor/jobs.py already
+#   does on a later run.
 # - GetSignatureStatuses, GetOrder, ListOrders only read.
+# Each by name, so that a method added later is not repeated unless said
+# here (tests/test_chain.py checks every internal method is).
 RETRIED = [
-    {"service": QUOTE_SERVICE},
-    {"service": EXECUTION_SERVICE},
+    {"service": QUOTE_SERVICE, "method": "GetQuote"},
+    {"service": QUOTE_SERVICE, "method": "BatchGetQuotes"},
+    {"service": EXECUTION_SERVICE, "method": "SubmitSwap"},
+    {"service": EXECUTION_SERVICE, "method": "BatchSubmitSwaps"},
+    {"service": EXECUTION_SERVICE, "method": "GetSignatureStatuses"},
     {"service": ORDER_SERVICE, "method": "GetOrder"},
     {"service": ORDER_SERVICE, "method": "ListOrders"},
 ]

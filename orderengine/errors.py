@@ -3,12 +3,15 @@ field, and machine-readable details (ErrorInfo, BadRequest) beside it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NoReturn
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from orderengine.v1 import item_error_pb2
 
 DOMAIN = "orderengine.v1"
 
@@ -62,3 +65,30 @@ async def abort(
     await context.abort_with_status(  # type: ignore[attr-defined]
         status(code, message, reason, metadata=metadata, retry_after=retry_after))
     raise AssertionError("abort_with_status returns only by raising")
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """Why one request (or one item of a batch) gets no answer: what the
+    unary call aborts with, and, the same, what a batch answers for the item
+    (an ItemError), so that both come from one piece of code."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    field: FieldError | None = None
+
+    @classmethod
+    def invalid(cls, error: FieldError) -> ItemFailure:
+        """Bad input in one field: as abort_invalid answers it."""
+        return cls(grpc.StatusCode.INVALID_ARGUMENT, str(error), "INVALID_FIELD", error)
+
+    def item_error(self) -> item_error_pb2.ItemError:
+        return item_error_pb2.ItemError(
+            code=getattr(code_pb2, self.code.name), message=self.message, reason=self.reason,
+            field=self.field.field if self.field is not None else "")
+
+    async def abort(self, context: grpc.aio.ServicerContext) -> NoReturn:
+        await context.abort_with_status(  # type: ignore[attr-defined]
+            status(self.code, self.message, self.reason, field=self.field))
+        raise AssertionError("abort_with_status returns only by raising")

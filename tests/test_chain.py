@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import uuid
@@ -12,18 +13,25 @@ from decimal import Decimal
 import base58
 import grpc
 import pytest
+from google.rpc import code_pb2, error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
 from redis import Redis
 
+from executor.chain import _SUBMIT as chain_script
+from executor.chain import signature_for
+from executor.execution_service import MAX_SWAPS_PER_CALL
+from orderengine.channels import RETRIED
 from orderengine.market.pools import all_pools
 from orderengine.tokens import token
-from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
+from orderengine.v1 import execution_service_pb2, item_error_pb2, market_pb2, quote_service_pb2
 from tests.conftest import Services
 from tests.helpers import eventually, field_violations
 
 Commitment = execution_service_pb2.Commitment
 SubmitSwap = execution_service_pb2.SubmitSwapRequest
+BatchSubmitSwaps = execution_service_pb2.BatchSubmitSwapsRequest
 Statuses = execution_service_pb2.GetSignatureStatusesRequest
 
 
@@ -92,6 +100,26 @@ def rejected(call: Callable[[], object]) -> grpc.RpcError:
 
 def message(error: grpc.RpcError) -> str:
     return error.details() or ""
+
+
+def item_error_of(error: grpc.RpcError) -> item_error_pb2.ItemError:
+    """A unary call's failure as a batch answers it for an item: its code,
+    message, ErrorInfo reason and BadRequest field."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "no google.rpc.Status in the trailers"
+    found = item_error_pb2.ItemError(code=status.code, message=status.message)
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            found.reason = info.reason
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            (violation,) = bad.field_violations
+            found.field = violation.field
+    assert found.code == error.code().value[0]
+    return found
 
 
 @pytest.fixture
@@ -292,6 +320,143 @@ def test_bad_swaps_are_refused_naming_the_field(
     assert words in message(error)
     assert field_violations(error) == [field]
     assert redis.zcard("chain:landing") == 0  # nothing was taken
+
+
+# -- BatchSubmitSwaps: SubmitSwap's answers, one round trip -------------------------------
+
+
+@pytest.fixture
+def timing_out_chain(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chain whose every answer to a new swap is lost (request before services)."""
+    monkeypatch.setenv("CHAIN_RPC_TIMEOUT_RATE", "1")
+
+
+def test_a_batch_answers_each_swap_in_order_as_submit_swap_would(
+    services: Services, redis: Redis
+) -> None:
+    route = quote(services, amount="100")
+    orders, keys = zip(*(attempt_key() for _ in range(3)), strict=True)
+    bad_route = one_leg(pool_id="raydium-sol-nope")
+    items = [SubmitSwap(attempt_key=keys[0], route=route),
+             SubmitSwap(attempt_key="o:1", route=bad_route),
+             SubmitSwap(attempt_key=keys[1], route=route),
+             SubmitSwap(attempt_key="", route=route),
+             SubmitSwap(attempt_key=keys[2], route=route)]
+    chain = services.chain()
+
+    results = chain.BatchSubmitSwaps(BatchSubmitSwaps(requests=items), timeout=10).results
+
+    assert [r.WhichOneof("result") for r in results] == [
+        "response", "error", "response", "error", "response"]
+    for index in (0, 2, 4):
+        answer = results[index].response
+        assert (answer.signature, answer.duplicate) == (signature_for(items[index].attempt_key),
+                                                        False)
+        # SubmitSwap, asked the same now, answers the same transaction.
+        again = chain.SubmitSwap(items[index], timeout=10)
+        assert (again.signature, again.duplicate) == (answer.signature, True)
+        assert landed(services, answer.signature).amount_out
+    for index, field in ((1, "route"), (3, "attempt_key")):
+        error = results[index].error
+        assert (error.code, error.reason, error.field) == (
+            code_pb2.INVALID_ARGUMENT, "INVALID_FIELD", field)
+        assert error.message.startswith(f"{field}:")
+        unary = rejected(functools.partial(chain.SubmitSwap, items[index], timeout=10))
+        assert error == item_error_of(unary)
+    assert [landings(redis, order_id) for order_id in orders] == [1, 1, 1]
+
+
+def script_calls(redis: Redis) -> int:
+    """SCRIPT commands (EXISTS, LOAD...) Redis has run."""
+    return sum(int(stats.get("calls", 0)) for name, stats in redis.info("commandstats").items()
+               if name.startswith("cmdstat_script"))
+
+
+def test_an_attempt_key_twice_in_a_batch_is_one_transaction_landing_once(
+    services: Services, redis: Redis
+) -> None:
+    route = quote(services)
+    pool_id = route.legs[0].pool_id
+    before = reserves(redis, pool_id)
+    order_id, key = attempt_key()
+    redis.script_load(chain_script)  # as by any swap before (this test may run first)
+    scripts_before = script_calls(redis)
+
+    first, second = services.chain().BatchSubmitSwaps(BatchSubmitSwaps(requests=[
+        SubmitSwap(attempt_key=key, route=route)] * 2), timeout=10).results
+
+    assert (first.response.signature, first.response.duplicate) == (signature_for(key), False)
+    assert (second.response.signature, second.response.duplicate) == (signature_for(key), True)
+    # One pipeline of the chain's script, by its SHA: no SCRIPT EXISTS round trip first.
+    assert script_calls(redis) == scripts_before
+    landed(services, first.response.signature)
+    assert reserves(redis, pool_id) == after_one_swap(before, route)
+    assert landings(redis, order_id) == 1
+
+
+def test_a_redis_that_lost_the_script_still_takes_a_batch_once(
+    services: Services, redis: Redis
+) -> None:
+    route = quote(services)
+    order_id, key = attempt_key()
+    redis.script_flush()  # as a restarted Redis: the chain's script is gone
+
+    first, second = services.chain().BatchSubmitSwaps(BatchSubmitSwaps(requests=[
+        SubmitSwap(attempt_key=key, route=route)] * 2), timeout=10).results
+
+    assert (first.response.duplicate, second.response.duplicate) == (False, True)
+    landed(services, first.response.signature)
+    assert landings(redis, order_id) == 1
+
+
+def test_a_lost_answer_in_a_batch_is_that_swaps_deadline_exceeded_as_submit_swap_says(
+    timing_out_chain: None, services: Services, redis: Redis
+) -> None:
+    route = quote(services)
+    order_id, key = attempt_key()
+    chain = services.chain()
+
+    (lost,) = chain.BatchSubmitSwaps(BatchSubmitSwaps(requests=[
+        SubmitSwap(attempt_key=key, route=route)]), timeout=10).results
+
+    assert (lost.error.code, lost.error.reason) == (code_pb2.DEADLINE_EXCEEDED, "RPC_TIMEOUT")
+    unary = rejected(lambda: chain.SubmitSwap(SubmitSwap(attempt_key=attempt_key()[1],
+                                                         route=route), timeout=10))
+    assert lost.error == item_error_of(unary)
+    # Taken all the same: sent again, it is known, and it lands once.
+    (again,) = chain.BatchSubmitSwaps(BatchSubmitSwaps(requests=[
+        SubmitSwap(attempt_key=key, route=route)]), timeout=10).results
+    assert (again.response.signature, again.response.duplicate) == (signature_for(key), True)
+    landed(services, signature_for(key))
+    assert landings(redis, order_id) == 1
+
+
+def test_a_batch_takes_at_most_64_swaps_and_none_answers_none(services: Services) -> None:
+    chain = services.chain()
+    unkeyed = [SubmitSwap(route=one_leg())] * (MAX_SWAPS_PER_CALL + 1)
+    assert MAX_SWAPS_PER_CALL == 64
+
+    results = chain.BatchSubmitSwaps(BatchSubmitSwaps(requests=unkeyed[:64]), timeout=10).results
+    assert [r.error.field for r in results] == ["attempt_key"] * 64
+
+    error = rejected(lambda: chain.BatchSubmitSwaps(BatchSubmitSwaps(requests=unkeyed),
+                                                    timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message(error).startswith("requests:") and "65" in message(error)
+    assert field_violations(error) == ["requests"]
+
+    assert not chain.BatchSubmitSwaps(BatchSubmitSwaps(), timeout=10).results
+
+
+def test_every_method_of_the_internal_services_is_retried_on_unavailable() -> None:
+    """Each is safe to repeat (orderengine/channels.py says why): a method
+    added to them must be classed there."""
+    named = {(entry["service"], entry["method"]) for entry in RETRIED}
+    for module, name in ((quote_service_pb2, "QuoteService"),
+                         (execution_service_pb2, "ExecutionService")):
+        service = module.DESCRIPTOR.services_by_name[name]
+        for method in service.methods:
+            assert (service.full_name, method.name) in named, method.full_name
 
 
 # -- QuoteService ---------------------------------------------------------------------------

@@ -7,13 +7,16 @@ the chain and asked after."""
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
 import grpc
 import pytest
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.rpc import code_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -23,12 +26,14 @@ from orderengine.request_decoding import MALFORMED_REQUEST
 from orderengine.tokens import TOKENS
 from orderengine.v1 import (
     execution_service_pb2,
+    execution_service_pb2_grpc,
     market_pb2,
     order_service_pb2,
     quote_service_pb2,
 )
 from tests.conftest import Services
 from tests.helpers import details
+from tests.test_chain import item_error_of
 
 # Seeded, no example database, and the fixtures' servers serve every example.
 FUZZ = settings(derandomize=True, database=None, deadline=None,
@@ -46,8 +51,10 @@ class Method:
     streams: bool
     # A well-formed request, for mutation and for the call that must still work.
     example: bytes
-    # The number of a string field of the request (bad UTF-8 goes there).
-    text_field: int
+    # The numbers of the fields down to a string field of the request (bad
+    # UTF-8 goes there): one for a string of its own, more for a batch's,
+    # in the first of its requests.
+    text_path: tuple[int, ...]
 
 
 def _methods() -> list[Method]:
@@ -75,6 +82,12 @@ def _methods() -> list[Method]:
         "GetSignatureStatuses": execution_service_pb2.GetSignatureStatusesRequest(
             signatures=["1" * 88]),
     }
+    # A batch: the unary examples, and one of each a bad item.
+    examples["BatchGetQuotes"] = quote_service_pb2.BatchGetQuotesRequest(requests=[
+        examples["GetQuote"], quote_service_pb2.GetQuoteRequest(
+            input_token="SOL", output_token="SOL", amount="1")])
+    examples["BatchSubmitSwaps"] = execution_service_pb2.BatchSubmitSwapsRequest(requests=[
+        examples["SubmitSwap"], execution_service_pb2.SubmitSwapRequest(attempt_key="fuzz:2")])
     services = [("order", order_service_pb2, "OrderService"),
                 ("quote", quote_service_pb2, "QuoteService"),
                 ("execution", execution_service_pb2, "ExecutionService")]
@@ -82,12 +95,24 @@ def _methods() -> list[Method]:
     for server, module, name in services:
         service = module.DESCRIPTOR.services_by_name[name]
         for method in service.methods:
-            text_field = next(f.number for f in method.input_type.fields
-                              if f.type == FieldDescriptor.TYPE_STRING)
             found.append(Method(server, f"/{service.full_name}/{method.name}",
                                 method.server_streaming,
-                                examples[method.name].SerializeToString(), text_field))
+                                examples[method.name].SerializeToString(),
+                                _text_path(method.input_type)))
     return found
+
+
+def _text_path(message: Descriptor) -> tuple[int, ...]:
+    """The field numbers to the first string field of ``message``, through
+    its message fields (a batch's requests) when it has none of its own."""
+    for field in message.fields:
+        if field.type == FieldDescriptor.TYPE_STRING:
+            return (field.number,)
+    for field in message.fields:
+        if field.message_type is not None:
+            with contextlib.suppress(LookupError):
+                return (field.number, *_text_path(field.message_type))
+    raise LookupError(f"{message.full_name} holds no string field")
 
 
 METHODS = _methods()
@@ -166,7 +191,12 @@ def key(field: int, wire_type: int) -> bytes:
 
 
 def in_text_field(raw: bytes) -> Callable[[Method], bytes]:
-    return lambda method: key(method.text_field, 2) + varint(len(raw)) + raw
+    def encoded(method: Method) -> bytes:
+        data = raw
+        for number in reversed(method.text_path):
+            data = key(number, 2) + varint(len(data)) + data
+        return data
+    return encoded
 
 
 # Bytes no request of the engine parses (some written for the method's own fields).
@@ -359,6 +389,47 @@ def test_any_route_over_real_pools_is_taken_or_refused_and_its_status_always_ans
     (status,) = answer.statuses
     event(f"landed: {status.error_code or 'OK'}")
     assert status.found and status.commitment != execution_service_pb2.COMMITMENT_PENDING
+
+
+@settings(FUZZ, max_examples=30)
+@given(items=st.lists(st.tuples(routes(), st.integers(1, 3)), min_size=1, max_size=5))
+def test_any_batch_of_routes_answers_each_as_submit_swap_would(
+        caller: Caller, items: list[tuple[market_pb2.Route, int]]) -> None:
+    """Routes in one BatchSubmitSwaps, attempt keys repeating at times: each
+    item is taken, a duplicate of an earlier one, or refused as SubmitSwap
+    refuses it; and each signature answers its status."""
+    batch = BY_NAME["BatchSubmitSwaps"]
+    prefix = uuid.uuid4().hex
+    requests = [execution_service_pb2.SubmitSwapRequest(attempt_key=f"{prefix}:{n}", route=route)
+                for route, n in items]
+    chain = execution_service_pb2_grpc.ExecutionServiceStub(caller.channels["execution"])
+    results = caller.channels["execution"].unary_unary(
+        batch.path, request_serializer=_serialize,
+        response_deserializer=execution_service_pb2.BatchSubmitSwapsResponse.FromString)(
+        execution_service_pb2.BatchSubmitSwapsRequest(requests=requests),
+        timeout=CALL_SECONDS).results
+    assert len(results) == len(requests)
+    taken: set[str] = set()
+    for request, result in zip(requests, results, strict=True):
+        if result.WhichOneof("result") == "error":
+            event(f"BatchSubmitSwaps item: {result.error.reason}")
+            assert (result.error.code, result.error.field) == (code_pb2.INVALID_ARGUMENT,
+                                                               "route")
+            with pytest.raises(grpc.RpcError) as unary:
+                chain.SubmitSwap(request, timeout=CALL_SECONDS)
+            assert result.error == item_error_of(unary.value)
+            continue
+        answer = result.response
+        event(f"BatchSubmitSwaps item: {'duplicate' if answer.duplicate else 'taken'}")
+        assert answer.duplicate == (request.attempt_key in taken)
+        taken.add(request.attempt_key)
+        again = chain.SubmitSwap(request, timeout=CALL_SECONDS)
+        assert (again.signature, again.duplicate) == (answer.signature, True)
+    signatures = sorted({r.response.signature for r in results if r.HasField("response")})
+    statuses = chain.GetSignatureStatuses(execution_service_pb2.GetSignatureStatusesRequest(
+        signatures=signatures), timeout=CALL_SECONDS).statuses
+    assert all(s.found and s.commitment != execution_service_pb2.COMMITMENT_PENDING
+               for s in statuses)
 
 
 _serialize: Callable[[Any], bytes] = lambda message: message.SerializeToString()  # noqa: E731

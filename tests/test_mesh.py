@@ -71,6 +71,11 @@ class FakeQuotes(quote_service_pb2_grpc.QuoteServiceServicer):
         return quote_service_pb2.GetQuoteResponse(
             quotes=[market_pb2.VenueQuote(pool_id=self.name)])
 
+    async def BatchGetQuotes(
+        self, request: quote_service_pb2.BatchGetQuotesRequest, context: grpc.aio.ServicerContext,
+    ) -> quote_service_pb2.BatchGetQuotesResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "these tests ask GetQuote only")
+
 
 @pytest.fixture
 def loop() -> Iterator[LoopThread]:

@@ -93,11 +93,12 @@ def test_orders_driven_to_confirmed_show_on_every_part(
     assert now.get("orderengine_queue_oldest_job_age_seconds", queue="orders") == 0
 
     # The worker moved each order through PENDING, ROUTING and ROUTED, with
-    # one quote and one swap each; the tracker confirmed them.
+    # one quote and one swap each (one order a job: one batch call of each);
+    # the tracker confirmed them.
     driven = scrape([worker])
     for status in ("PENDING", "ROUTING", "ROUTED"):
         assert driven.get("orderengine_order_status_seconds_count", status=status) == 3, status
-    for method in ("GetQuote", "SubmitSwap"):
+    for method in ("BatchGetQuotes", "BatchSubmitSwaps"):
         assert driven.get("grpc_client_handled_total", grpc_method=method, grpc_code="OK") == 3
     confirmed = scrape([tracker])
     assert confirmed.get("orderengine_order_status_seconds_count", status="SUBMITTED") == 3

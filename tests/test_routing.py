@@ -11,7 +11,9 @@ from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 
+import grpc
 import pytest
+from google.rpc import code_pb2
 from redis import Redis
 
 from orderengine.amounts import format_amount, parse_amount
@@ -21,15 +23,21 @@ from orderengine.market.cpmm import CpmmPool
 from orderengine.market.dlmm import DlmmPool, Shape, make_bins
 from orderengine.market.pools import Pool, PoolState, Venue, all_pools, quote, spot_price
 from orderengine.market.routes import FULL_SHARE, Leg, apply_route, min_amount_out
+from orderengine.order_queue import enqueue_orders, order_queue
+from orderengine.settings import Settings
+from orderengine.store.orders import NewOrder, OrderStore
 from orderengine.swaps import parse_swap
 from orderengine.tokens import TOKENS, token
-from orderengine.v1 import order_service_pb2, quote_service_pb2
+from orderengine.v1 import order_service_pb2, quote_service_pb2, quote_service_pb2_grpc
 from router_service.bound import certify
 from router_service.legs import legs_for, shares
 from router_service.paths import Path, find_paths, path_spot
+from router_service.quote_service import MAX_QUOTES_PER_CALL
 from router_service.routing import NoRouteError, Routed, candidate_paths, route_swap
 from router_service.split import DEFAULT_CHUNKS, alone_is_best, greedy_split
-from tests.conftest import Services
+from tests.conftest import OWNER, Processes, Services
+from tests.helpers import field_violations, statuses, watch_all
+from tests.test_chain import item_error_of, rejected
 from tests.test_pools_chain import land, same_but_the_clock, state_in
 
 NOW = 1_000_000
@@ -453,3 +461,114 @@ def test_every_pair_is_quoted_over_the_public_api(services: Services) -> None:
         assert legs[0].input_token == src and legs[-1].output_token == dst, (src, dst)
         assert Decimal(reply.route.amount_out) >= max(Decimal(q.amount_out)
                                                        for q in reply.quotes)
+
+
+# -- BatchGetQuotes: GetQuote's answers, one read of the pools -------------------------------
+
+GetQuote = quote_service_pb2.GetQuoteRequest
+BatchGetQuotes = quote_service_pb2.BatchGetQuotesRequest
+
+
+def unary_answers(quotes: quote_service_pb2_grpc.QuoteServiceStub,
+                  requests: Sequence[quote_service_pb2.GetQuoteRequest]) -> list[object]:
+    """What GetQuote answers for each: its reply, or its failure as an item's error."""
+    answers: list[object] = []
+    for request in requests:
+        try:
+            answers.append(quotes.GetQuote(request, timeout=10))
+        except grpc.RpcError as exc:
+            answers.append(item_error_of(exc))
+    return answers
+
+
+def batch_answers(reply: quote_service_pb2.BatchGetQuotesResponse) -> list[object]:
+    return [getattr(result, str(result.WhichOneof("result"))) for result in reply.results]
+
+
+def test_a_batch_answers_each_request_in_order_as_get_quote_would(services: Services) -> None:
+    requests = [GetQuote(input_token="SOL", output_token="USDC", amount="3000", slippage_bps=50),
+                GetQuote(input_token="DOGE", output_token="USDC", amount="1"),
+                GetQuote(input_token="JUP", output_token="USDC", amount="1000", slippage_bps=100),
+                GetQuote(input_token="JUP", output_token="BONK", amount="0.000001"),
+                GetQuote(input_token="USDC", output_token="SOL", amount="200000"),
+                GetQuote(input_token="SOL", output_token="USDC", amount="0")]
+    quotes = services.quotes()
+    # A DLMM pool's price may move with the clock: compare within one second's quotes.
+    for _ in range(3):
+        before = unary_answers(quotes, requests)
+        batched = batch_answers(quotes.BatchGetQuotes(BatchGetQuotes(requests=requests),
+                                                      timeout=10))
+        if unary_answers(quotes, requests) == before:
+            break
+    assert batched == before
+    assert [type(answer).__name__ for answer in batched] == [
+        "GetQuoteResponse", "ItemError", "GetQuoteResponse", "ItemError", "GetQuoteResponse",
+        "ItemError"]
+    bad_token, no_route, zero = batched[1], batched[3], batched[5]
+    assert (bad_token.code, bad_token.reason, bad_token.field) == (  # type: ignore[attr-defined]
+        code_pb2.INVALID_ARGUMENT, "INVALID_FIELD", "input_token")
+    assert bad_token.message.startswith("input_token:")  # type: ignore[attr-defined]
+    assert (no_route.code, no_route.reason, no_route.field) == (  # type: ignore[attr-defined]
+        code_pb2.FAILED_PRECONDITION, "NO_ROUTE", "")
+    assert zero.field == "amount"  # type: ignore[attr-defined]
+
+
+def evalsha_calls(redis: Redis) -> int:
+    return int(redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_a_batch_of_quotes_is_priced_on_one_read_of_the_pools(
+    services: Services, redis: Redis
+) -> None:
+    """One script call reads every pool the quotes need: one round trip,
+    one snapshot of the market."""
+    requests = [GetQuote(input_token="SOL", output_token="USDC", amount="10"),
+                GetQuote(input_token="JUP", output_token="BONK", amount="100"),
+                GetQuote(input_token="RAY", output_token="USDT", amount="50"),
+                GetQuote(input_token="SOL", output_token="USDC", amount="10")]
+    quotes = services.quotes()
+    quotes.BatchGetQuotes(BatchGetQuotes(requests=requests), timeout=10)  # seeds the pools
+    before = evalsha_calls(redis)
+
+    results = quotes.BatchGetQuotes(BatchGetQuotes(requests=requests), timeout=10).results
+
+    assert evalsha_calls(redis) - before == 1
+    assert [r.WhichOneof("result") for r in results] == ["response"] * 4
+    assert results[0].response == results[3].response
+
+
+def test_a_batch_takes_at_most_64_quotes_and_none_answers_none(services: Services) -> None:
+    quotes = services.quotes()
+    small = [GetQuote(input_token="SOL", output_token="USDC", amount="1")] * (
+        MAX_QUOTES_PER_CALL + 1)
+    assert MAX_QUOTES_PER_CALL == 64
+
+    results = quotes.BatchGetQuotes(BatchGetQuotes(requests=small[:64]), timeout=10).results
+    assert [r.WhichOneof("result") for r in results] == ["response"] * 64
+
+    error = rejected(lambda: quotes.BatchGetQuotes(BatchGetQuotes(requests=small), timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.details() or "").startswith("requests:") and "65" in (error.details() or "")
+    assert field_violations(error) == ["requests"]
+
+    assert not quotes.BatchGetQuotes(BatchGetQuotes(), timeout=10).results
+
+
+def test_a_job_quotes_its_orders_in_one_call_and_fails_only_the_one_without_a_route(
+    services: Services, engine: Processes, store: OrderStore, redis: Redis
+) -> None:
+    """One job, three orders: one BatchGetQuotes and one BatchSubmitSwaps. The
+    order no pool can fill fails on its own, as with GetQuote alone; the
+    others are confirmed."""
+    swaps = [("SOL", "USDC", 10 * 10**9), ("JUP", "BONK", 1), ("USDC", "SOL", 100 * 10**6)]
+    order_ids = [store.submit(NewOrder(owner=OWNER, input_token=src, output_token=dst,
+                                       amount_in=amount, slippage_bps=50))[0].order_id
+                 for src, dst, amount in swaps]
+    enqueue_orders(order_queue(redis, Settings().queue_name), order_ids)  # one job
+
+    events = [watch_all(services.orders(), order_id) for order_id in order_ids]
+
+    assert [statuses(e)[-1] for e in events] == ["CONFIRMED", "FAILED", "CONFIRMED"]
+    failed = events[1][-1]
+    assert failed.reason_code == "NO_ROUTE"
+    assert failed.reason.startswith("no route: ") and "JUP" in failed.reason

@@ -25,14 +25,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from gateway.app import create_app
 from orderengine import observability
-from orderengine.observability import tracing
-from orderengine.v1 import order_service_pb2
-from tests.conftest import OWNER, ROOT, Processes, Services
+from orderengine.auth import token_metadata
+from orderengine.channels import channel
+from orderengine.observability import handoffs, tracing
+from orderengine.v1 import order_service_pb2, quote_service_pb2, quote_service_pb2_grpc
+from tests.conftest import INTERNAL_TOKEN, OWNER, ROOT, Processes, Services
 from tests.helpers import eventually, statuses, watch_all
 
 SUBMIT = "orderengine.v1.OrderService/SubmitOrder"
 GET_QUOTE = "orderengine.v1.QuoteService/GetQuote"
-SUBMIT_SWAP = "orderengine.v1.ExecutionService/SubmitSwap"
+# The worker's calls: one of each a job, for all its orders.
+BATCH_GET_QUOTES = "orderengine.v1.QuoteService/BatchGetQuotes"
+BATCH_SUBMIT_SWAPS = "orderengine.v1.ExecutionService/BatchSubmitSwaps"
 ORDER = {"inputToken": "SOL", "outputToken": "USDC", "amount": "10"}
 EXPECTED = ["PENDING", "ROUTING", "ROUTED", "SUBMITTED", "CONFIRMED"]
 
@@ -139,10 +143,13 @@ def test_one_order_is_one_trace_from_the_gateway_to_the_chain(
 
     submit_client, submit = one(trace, SUBMIT, "CLIENT"), one(trace, SUBMIT, "SERVER")
     drive, confirm = one(trace, "drive order", "INTERNAL"), one(trace, "confirm order", "INTERNAL")
-    quote_client, quote = one(trace, GET_QUOTE, "CLIENT"), one(trace, GET_QUOTE, "SERVER")
-    swap_client, swap = one(trace, SUBMIT_SWAP, "CLIENT"), one(trace, SUBMIT_SWAP, "SERVER")
+    quote_client = one(trace, BATCH_GET_QUOTES, "CLIENT")
+    quote = one(trace, BATCH_GET_QUOTES, "SERVER")
+    swap_client = one(trace, BATCH_SUBMIT_SWAPS, "CLIENT")
+    swap = one(trace, BATCH_SUBMIT_SWAPS, "SERVER")
     # gateway -> OrderService -> (the queue) the worker's job -> QuoteService
-    # and ExecutionService, then the tracker's confirmation: one tree.
+    # and ExecutionService (a batch call of one order is that order's), then
+    # the tracker's confirmation: one tree.
     assert post["parent_id"] is None
     assert child_of(submit_client, post) and child_of(submit, submit_client)
     assert child_of(drive, submit) and child_of(confirm, drive)
@@ -161,6 +168,52 @@ def test_one_order_is_one_trace_from_the_gateway_to_the_chain(
     [line] = [r.getMessage() for r in caplog.records
               if r.getMessage().startswith(f"call=/{SUBMIT} ")]
     assert f"order_id={order_id}" in line and f"trace_id={trace_id[2:]}" in line
+
+
+@pytest.mark.parametrize("request_ids", [("req-a", "req-b"), ("req-s", "req-s")],
+                         ids=["two-requests", "one-request"])
+def test_a_batch_call_for_several_orders_is_linked_to_each_orders_trace(
+    in_memory_spans: InMemorySpanExporter, services: Services, request_ids: tuple[str, str],
+) -> None:
+    """A job of several orders, each from a request of its own, quotes them
+    in one call: no one order's. The call is the child of a span of its own
+    (a trace of its own), linked to each order's span and each to it; it
+    sends the request id the orders share, if they do."""
+    order_ids = ["order-a", "order-b"]
+    carried = {order_id: {"x-request-id": request_id}
+               for order_id, request_id in zip(order_ids, request_ids, strict=True)}
+    # As the worker's: this process's channel, made with tracing on.
+    traced = channel(services.address("quote"), token_metadata(INTERNAL_TOKEN))
+    services.channels.append(traced)  # closed with the services
+    quotes = quote_service_pb2_grpc.QuoteServiceStub(traced)
+    quote = quote_service_pb2.GetQuoteRequest(input_token="SOL", output_token="USDC", amount="1")
+    with handoffs.order_work("drive order", order_ids, carried), \
+            handoffs.within_orders("quote orders", order_ids):
+        quotes.BatchGetQuotes(quote_service_pb2.BatchGetQuotesRequest(requests=[quote] * 2),
+                              timeout=10)
+
+    spans = [json.loads(s.to_json()) for s in in_memory_spans.get_finished_spans()]
+    batch = one(spans, "quote orders", "INTERNAL")
+    client, server = one(spans, BATCH_GET_QUOTES, "CLIENT"), one(spans, BATCH_GET_QUOTES, "SERVER")
+    drives = [s for s in spans if s["name"] == "drive order"]
+    assert sorted(d["attributes"]["order.id"] for d in drives) == order_ids
+    assert batch["parent_id"] is None and batch["attributes"]["order.count"] == 2
+    assert child_of(client, batch) and child_of(server, client)
+    assert all(d["context"]["trace_id"] != batch["context"]["trace_id"] for d in drives)
+
+    def linked(span: Span) -> list[tuple[str, str]]:
+        return [(link["context"]["trace_id"], link["context"]["span_id"])
+                for link in span["links"]]
+
+    def ids(span: Span) -> tuple[str, str]:
+        return span["context"]["trace_id"], span["context"]["span_id"]
+
+    assert sorted(linked(batch)) == sorted(ids(d) for d in drives)
+    assert all(linked(d) == [ids(batch)] for d in drives)
+    if request_ids[0] == request_ids[1]:
+        assert server["attributes"]["request.id"] == request_ids[0]
+    else:  # neither's: the server made one
+        assert server["attributes"]["request.id"] not in request_ids
 
 
 def test_request_ids_cross_every_hop_and_untraced_calls_cost_no_span(
@@ -203,7 +256,7 @@ def test_request_ids_cross_every_hop_and_untraced_calls_cost_no_span(
     # OrderService -> the queue -> the worker -> QuoteService, ExecutionService.
     [submitted] = logged(SUBMIT, "order-7")
     assert "code=OK" in submitted and f"order_id={order_id}" in submitted
-    assert logged(GET_QUOTE, "order-7") and logged(SUBMIT_SWAP, "order-7")
+    assert logged(BATCH_GET_QUOTES, "order-7") and logged(BATCH_SUBMIT_SWAPS, "order-7")
     assert not [line for line in lines if "trace_id=" in line]
     assert not printed_spans(*printed.values())
 

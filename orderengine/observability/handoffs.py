@@ -123,6 +123,41 @@ def within_order(order_id: str) -> Iterator[None]:
 
 
 @contextmanager
+def within_orders(name: str, order_ids: Sequence[str]) -> Iterator[None]:
+    """A call made inside is for all these orders at once (a batch call).
+    For one order it is that order's (``within_order``). Several, each on
+    behalf of a request of its own, are no one order's: the call sends the
+    request id they share, if they do (else the server makes one), and,
+    when tracing, is the child of a span ``name`` of its own (a trace of its
+    own), linked to each order's span and each order's span to it, so every
+    order's trace leads to the call. Outside ``order_work``: nothing changes."""
+    if len(order_ids) == 1:
+        with within_order(order_ids[0]):
+            yield
+        return
+    orders = _WORK.get() or {}
+    mine = [orders[order_id] for order_id in dict.fromkeys(order_ids) if order_id in orders]
+    if not mine:
+        yield
+        return
+    shared = {order.request_id for order in mine}
+    tracer = tracing.tracer()
+    with request_ids.using(shared.pop() if len(shared) == 1 else None):
+        if tracer is None:
+            yield
+            return
+        spans = [order.span for order in mine if order.span is not None]
+        batch = tracer.start_span(
+            name, context=otel_context.Context(),
+            links=[trace.Link(span.get_span_context()) for span in spans],
+            attributes={"order.count": len(mine)})
+        for span in spans:
+            span.add_link(batch.get_span_context())
+        with trace.use_span(batch, end_on_exit=True):
+            yield
+
+
+@contextmanager
 def one_order_work(name: str, order_id: str, carried: Mapping[str, Carrier]) -> Iterator[None]:
     """``order_work`` on one order, entered."""
     with order_work(name, [order_id], carried), within_order(order_id):

@@ -18,13 +18,12 @@ where it happens, so they add up across replicas."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY, Gauge, Histogram
@@ -40,9 +39,6 @@ from orderengine.store.orders import OrderStore, Transition
 from orderengine.v1 import order_pb2
 
 log = logging.getLogger(__name__)
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 # An order waits from milliseconds (a quiet engine) to minutes (a backlog,
 # retries' back-off); a quote or a landing takes milliseconds to a second.
@@ -121,18 +117,12 @@ def swap_landed(submitted_at: bytes | str | None, landed_at: float) -> None:
         _PROCESSED.observe(max(landed_at - float(submitted_at), 0.0))
 
 
-def timed_quote(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Observes each answer of the async ``handler`` in orderengine_quote_seconds
-    (refusals, which take no pricing, are not observed)."""
-
-    @functools.wraps(handler)
-    async def timed(*args: P.args, **kwargs: P.kwargs) -> R:
-        began = time.perf_counter()
-        answer = await handler(*args, **kwargs)
-        QUOTE_SECONDS.observe(time.perf_counter() - began)
-        return answer
-
-    return timed
+def quote_priced(seconds: float) -> None:
+    """QuoteService priced one swap in ``seconds``: the read of the pools it
+    needed (shared with the other swaps of a batch call, one round trip) and
+    its own routing. One observation per quote, batched or not; a refusal
+    (a bad field, no route) is none."""
+    QUOTE_SECONDS.observe(seconds)
 
 
 # -- read at scrape time ------------------------------------------------------------

@@ -1,3 +1,4 @@
+from orderengine.v1 import item_error_pb2 as _item_error_pb2
 from orderengine.v1 import market_pb2 as _market_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -36,6 +37,25 @@ class SubmitSwapResponse(_message.Message):
     signature: str
     duplicate: bool
     def __init__(self, signature: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class BatchSubmitSwapsRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SubmitSwapRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[SubmitSwapRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchSubmitSwapsResponse(_message.Message):
+    __slots__ = ("results",)
+    class Result(_message.Message):
+        __slots__ = ("response", "error")
+        RESPONSE_FIELD_NUMBER: _ClassVar[int]
+        ERROR_FIELD_NUMBER: _ClassVar[int]
+        response: SubmitSwapResponse
+        error: _item_error_pb2.ItemError
+        def __init__(self, response: _Optional[_Union[SubmitSwapResponse, _Mapping]] = ..., error: _Optional[_Union[_item_error_pb2.ItemError, _Mapping]] = ...) -> None: ...
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BatchSubmitSwapsResponse.Result]
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchSubmitSwapsResponse.Result, _Mapping]]] = ...) -> None: ...
 
 class GetSignatureStatusesRequest(_message.Message):
     __slots__ = ("signatures",)

@@ -41,6 +41,11 @@ class ExecutionServiceStub:
                 request_serializer=orderengine_dot_v1_dot_execution__service__pb2.SubmitSwapRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_execution__service__pb2.SubmitSwapResponse.FromString,
                 _registered_method=True)
+        self.BatchSubmitSwaps = channel.unary_unary(
+                '/orderengine.v1.ExecutionService/BatchSubmitSwaps',
+                request_serializer=orderengine_dot_v1_dot_execution__service__pb2.BatchSubmitSwapsRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_execution__service__pb2.BatchSubmitSwapsResponse.FromString,
+                _registered_method=True)
         self.GetSignatureStatuses = channel.unary_unary(
                 '/orderengine.v1.ExecutionService/GetSignatureStatuses',
                 request_serializer=orderengine_dot_v1_dot_execution__service__pb2.GetSignatureStatusesRequest.SerializeToString,
@@ -61,6 +66,15 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchSubmitSwaps(self, request, context):
+        """Takes several swaps in one call (AIP-233 style), each exactly as
+        SubmitSwap would, attempt keys deduplicated the same way (within the
+        batch too); a refused item gets its own error, the others are taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSignatureStatuses(self, request, context):
         """The status of each signature, in the order asked (getSignatureStatuses).
         """
@@ -75,6 +89,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.SubmitSwap,
                     request_deserializer=orderengine_dot_v1_dot_execution__service__pb2.SubmitSwapRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_execution__service__pb2.SubmitSwapResponse.SerializeToString,
+            ),
+            'BatchSubmitSwaps': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchSubmitSwaps,
+                    request_deserializer=orderengine_dot_v1_dot_execution__service__pb2.BatchSubmitSwapsRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_execution__service__pb2.BatchSubmitSwapsResponse.SerializeToString,
             ),
             'GetSignatureStatuses': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSignatureStatuses,
@@ -111,6 +130,33 @@ class ExecutionService:
             '/orderengine.v1.ExecutionService/SubmitSwap',
             orderengine_dot_v1_dot_execution__service__pb2.SubmitSwapRequest.SerializeToString,
             orderengine_dot_v1_dot_execution__service__pb2.SubmitSwapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchSubmitSwaps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.ExecutionService/BatchSubmitSwaps',
+            orderengine_dot_v1_dot_execution__service__pb2.BatchSubmitSwapsRequest.SerializeToString,
+            orderengine_dot_v1_dot_execution__service__pb2.BatchSubmitSwapsResponse.FromString,
             options,
             channel_credentials,
             insecure,

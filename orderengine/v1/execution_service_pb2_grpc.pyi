@@ -39,6 +39,11 @@ class ExecutionServiceStub:
     """Takes a swap and returns its signature at once. The same attempt_key
     always returns the same signature and lands at most once.
     """
+    BatchSubmitSwaps: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.BatchSubmitSwapsRequest, _execution_service_pb2.BatchSubmitSwapsResponse]
+    """Takes several swaps in one call (AIP-233 style), each exactly as
+    SubmitSwap would, attempt keys deduplicated the same way (within the
+    batch too); a refused item gets its own error, the others are taken.
+    """
     GetSignatureStatuses: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.GetSignatureStatusesRequest, _execution_service_pb2.GetSignatureStatusesResponse]
     """The status of each signature, in the order asked (getSignatureStatuses)."""
 
@@ -52,6 +57,11 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     SubmitSwap: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.SubmitSwapRequest, _execution_service_pb2.SubmitSwapResponse]  # type: ignore[assignment]
     """Takes a swap and returns its signature at once. The same attempt_key
     always returns the same signature and lands at most once.
+    """
+    BatchSubmitSwaps: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.BatchSubmitSwapsRequest, _execution_service_pb2.BatchSubmitSwapsResponse]  # type: ignore[assignment]
+    """Takes several swaps in one call (AIP-233 style), each exactly as
+    SubmitSwap would, attempt keys deduplicated the same way (within the
+    batch too); a refused item gets its own error, the others are taken.
     """
     GetSignatureStatuses: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetSignatureStatusesRequest, _execution_service_pb2.GetSignatureStatusesResponse]  # type: ignore[assignment]
     """The status of each signature, in the order asked (getSignatureStatuses)."""
@@ -69,6 +79,17 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_execution_service_pb2.SubmitSwapResponse, _abc.Awaitable[_execution_service_pb2.SubmitSwapResponse]]:
         """Takes a swap and returns its signature at once. The same attempt_key
         always returns the same signature and lands at most once.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchSubmitSwaps(
+        self,
+        request: _execution_service_pb2.BatchSubmitSwapsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.BatchSubmitSwapsResponse, _abc.Awaitable[_execution_service_pb2.BatchSubmitSwapsResponse]]:
+        """Takes several swaps in one call (AIP-233 style), each exactly as
+        SubmitSwap would, attempt keys deduplicated the same way (within the
+        batch too); a refused item gets its own error, the others are taken.
         """
 
     @_abc_1.abstractmethod

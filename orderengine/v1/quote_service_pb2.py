@@ -22,20 +22,27 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from orderengine.v1 import item_error_pb2 as orderengine_dot_v1_dot_item__error__pb2
 from orderengine.v1 import market_pb2 as orderengine_dot_v1_dot_market__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"orderengine/v1/quote_service.proto\x12\x0eorderengine.v1\x1a\x1borderengine/v1/market.proto\"b\n\x0fGetQuoteRequest\x12\x13\n\x0binput_token\x18\x01 \x01(\t\x12\x14\n\x0coutput_token\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x14\n\x0cslippage_bps\x18\x04 \x01(\r\"d\n\x10GetQuoteResponse\x12*\n\x06quotes\x18\x01 \x03(\x0b\x32\x1a.orderengine.v1.VenueQuote\x12$\n\x05route\x18\x02 \x01(\x0b\x32\x15.orderengine.v1.Route2]\n\x0cQuoteService\x12M\n\x08GetQuote\x12\x1f.orderengine.v1.GetQuoteRequest\x1a .orderengine.v1.GetQuoteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"orderengine/v1/quote_service.proto\x12\x0eorderengine.v1\x1a\x1forderengine/v1/item_error.proto\x1a\x1borderengine/v1/market.proto\"b\n\x0fGetQuoteRequest\x12\x13\n\x0binput_token\x18\x01 \x01(\t\x12\x14\n\x0coutput_token\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x14\n\x0cslippage_bps\x18\x04 \x01(\r\"d\n\x10GetQuoteResponse\x12*\n\x06quotes\x18\x01 \x03(\x0b\x32\x1a.orderengine.v1.VenueQuote\x12$\n\x05route\x18\x02 \x01(\x0b\x32\x15.orderengine.v1.Route\"J\n\x15\x42\x61tchGetQuotesRequest\x12\x31\n\x08requests\x18\x01 \x03(\x0b\x32\x1f.orderengine.v1.GetQuoteRequest\"\xce\x01\n\x16\x42\x61tchGetQuotesResponse\x12>\n\x07results\x18\x01 \x03(\x0b\x32-.orderengine.v1.BatchGetQuotesResponse.Result\x1at\n\x06Result\x12\x34\n\x08response\x18\x01 \x01(\x0b\x32 .orderengine.v1.GetQuoteResponseH\x00\x12*\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x19.orderengine.v1.ItemErrorH\x00\x42\x08\n\x06result2\xbe\x01\n\x0cQuoteService\x12M\n\x08GetQuote\x12\x1f.orderengine.v1.GetQuoteRequest\x1a .orderengine.v1.GetQuoteResponse\x12_\n\x0e\x42\x61tchGetQuotes\x12%.orderengine.v1.BatchGetQuotesRequest\x1a&.orderengine.v1.BatchGetQuotesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderengine.v1.quote_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETQUOTEREQUEST']._serialized_start=83
-  _globals['_GETQUOTEREQUEST']._serialized_end=181
-  _globals['_GETQUOTERESPONSE']._serialized_start=183
-  _globals['_GETQUOTERESPONSE']._serialized_end=283
-  _globals['_QUOTESERVICE']._serialized_start=285
-  _globals['_QUOTESERVICE']._serialized_end=378
+  _globals['_GETQUOTEREQUEST']._serialized_start=116
+  _globals['_GETQUOTEREQUEST']._serialized_end=214
+  _globals['_GETQUOTERESPONSE']._serialized_start=216
+  _globals['_GETQUOTERESPONSE']._serialized_end=316
+  _globals['_BATCHGETQUOTESREQUEST']._serialized_start=318
+  _globals['_BATCHGETQUOTESREQUEST']._serialized_end=392
+  _globals['_BATCHGETQUOTESRESPONSE']._serialized_start=395
+  _globals['_BATCHGETQUOTESRESPONSE']._serialized_end=601
+  _globals['_BATCHGETQUOTESRESPONSE_RESULT']._serialized_start=485
+  _globals['_BATCHGETQUOTESRESPONSE_RESULT']._serialized_end=601
+  _globals['_QUOTESERVICE']._serialized_start=604
+  _globals['_QUOTESERVICE']._serialized_end=794
 # @@protoc_insertion_point(module_scope)

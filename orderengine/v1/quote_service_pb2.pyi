@@ -1,3 +1,4 @@
+from orderengine.v1 import item_error_pb2 as _item_error_pb2
 from orderengine.v1 import market_pb2 as _market_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -26,3 +27,22 @@ class GetQuoteResponse(_message.Message):
     quotes: _containers.RepeatedCompositeFieldContainer[_market_pb2.VenueQuote]
     route: _market_pb2.Route
     def __init__(self, quotes: _Optional[_Iterable[_Union[_market_pb2.VenueQuote, _Mapping]]] = ..., route: _Optional[_Union[_market_pb2.Route, _Mapping]] = ...) -> None: ...
+
+class BatchGetQuotesRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[GetQuoteRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[GetQuoteRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchGetQuotesResponse(_message.Message):
+    __slots__ = ("results",)
+    class Result(_message.Message):
+        __slots__ = ("response", "error")
+        RESPONSE_FIELD_NUMBER: _ClassVar[int]
+        ERROR_FIELD_NUMBER: _ClassVar[int]
+        response: GetQuoteResponse
+        error: _item_error_pb2.ItemError
+        def __init__(self, response: _Optional[_Union[GetQuoteResponse, _Mapping]] = ..., error: _Optional[_Union[_item_error_pb2.ItemError, _Mapping]] = ...) -> None: ...
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BatchGetQuotesResponse.Result]
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchGetQuotesResponse.Result, _Mapping]]] = ...) -> None: ...

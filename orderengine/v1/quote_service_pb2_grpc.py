@@ -40,6 +40,11 @@ class QuoteServiceStub:
                 request_serializer=orderengine_dot_v1_dot_quote__service__pb2.GetQuoteRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_quote__service__pb2.GetQuoteResponse.FromString,
                 _registered_method=True)
+        self.BatchGetQuotes = channel.unary_unary(
+                '/orderengine.v1.QuoteService/BatchGetQuotes',
+                request_serializer=orderengine_dot_v1_dot_quote__service__pb2.BatchGetQuotesRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_quote__service__pb2.BatchGetQuotesResponse.FromString,
+                _registered_method=True)
 
 
 class QuoteServiceServicer:
@@ -52,6 +57,15 @@ class QuoteServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchGetQuotes(self, request, context):
+        """Quotes several swaps in one call (AIP-231 style), all priced on one
+        snapshot of the pools; each item is answered as GetQuote would answer
+        it, a bad one with its own error while the others still get quotes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QuoteServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +73,11 @@ def add_QuoteServiceServicer_to_server(servicer, server):
                     servicer.GetQuote,
                     request_deserializer=orderengine_dot_v1_dot_quote__service__pb2.GetQuoteRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_quote__service__pb2.GetQuoteResponse.SerializeToString,
+            ),
+            'BatchGetQuotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetQuotes,
+                    request_deserializer=orderengine_dot_v1_dot_quote__service__pb2.BatchGetQuotesRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_quote__service__pb2.BatchGetQuotesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +108,33 @@ class QuoteService:
             '/orderengine.v1.QuoteService/GetQuote',
             orderengine_dot_v1_dot_quote__service__pb2.GetQuoteRequest.SerializeToString,
             orderengine_dot_v1_dot_quote__service__pb2.GetQuoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetQuotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.QuoteService/BatchGetQuotes',
+            orderengine_dot_v1_dot_quote__service__pb2.BatchGetQuotesRequest.SerializeToString,
+            orderengine_dot_v1_dot_quote__service__pb2.BatchGetQuotesResponse.FromString,
             options,
             channel_credentials,
             insecure,

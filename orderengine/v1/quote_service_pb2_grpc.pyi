@@ -34,6 +34,11 @@ class QuoteServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> QuoteServiceAsyncStub: ...
     GetQuote: _grpc.UnaryUnaryMultiCallable[_quote_service_pb2.GetQuoteRequest, _quote_service_pb2.GetQuoteResponse]
+    BatchGetQuotes: _grpc.UnaryUnaryMultiCallable[_quote_service_pb2.BatchGetQuotesRequest, _quote_service_pb2.BatchGetQuotesResponse]
+    """Quotes several swaps in one call (AIP-231 style), all priced on one
+    snapshot of the pools; each item is answered as GetQuote would answer
+    it, a bad one with its own error while the others still get quotes.
+    """
 
 @_typing.type_check_only
 class QuoteServiceAsyncStub(QuoteServiceStub):
@@ -41,6 +46,11 @@ class QuoteServiceAsyncStub(QuoteServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetQuote: _aio.UnaryUnaryMultiCallable[_quote_service_pb2.GetQuoteRequest, _quote_service_pb2.GetQuoteResponse]  # type: ignore[assignment]
+    BatchGetQuotes: _aio.UnaryUnaryMultiCallable[_quote_service_pb2.BatchGetQuotesRequest, _quote_service_pb2.BatchGetQuotesResponse]  # type: ignore[assignment]
+    """Quotes several swaps in one call (AIP-231 style), all priced on one
+    snapshot of the pools; each item is answered as GetQuote would answer
+    it, a bad one with its own error while the others still get quotes.
+    """
 
 class QuoteServiceServicer(metaclass=_abc_1.ABCMeta):
     """Internal: prices a swap on every venue and picks the route."""
@@ -51,5 +61,16 @@ class QuoteServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _quote_service_pb2.GetQuoteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_quote_service_pb2.GetQuoteResponse, _abc.Awaitable[_quote_service_pb2.GetQuoteResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def BatchGetQuotes(
+        self,
+        request: _quote_service_pb2.BatchGetQuotesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quote_service_pb2.BatchGetQuotesResponse, _abc.Awaitable[_quote_service_pb2.BatchGetQuotesResponse]]:
+        """Quotes several swaps in one call (AIP-231 style), all priced on one
+        snapshot of the pools; each item is answered as GetQuote would answer
+        it, a bad one with its own error while the others still get quotes.
+        """
 
 def add_QuoteServiceServicer_to_server(servicer: QuoteServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
