@@ -24,7 +24,8 @@ from redis.exceptions import NoScriptError, WatchError
 
 from executor.faults import NO_FAULTS, REASONS, TRANSACTION_DROPPED, Faults
 from orderengine.amounts import format_amount
-from orderengine.market.routes import RouteError, apply_route, plan_from_proto
+from orderengine.market.pools import PoolState
+from orderengine.market.routes import RouteError, RoutePlan, apply_route, plan_from_proto
 from orderengine.market.state import pool_key, read_reserves, write_reserves
 from orderengine.observability.metrics_orders import swap_landed
 from orderengine.tokens import token
@@ -80,6 +81,31 @@ def order_of(attempt_key: str) -> str:
 class Submitted:
     signature: str
     duplicate: bool
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A transaction waiting to land, as Redis holds it."""
+
+    signature: str
+    attempt_key: str
+    submitted_at: bytes | None
+    # An injected failure's code: the pools never see the swap.
+    fate: str
+    # None when the stored route cannot be executed, with why in ``error``.
+    plan: RoutePlan | None
+    error: str = ""
+
+    @classmethod
+    def read(cls, signature: str, fields: list[Any]) -> _Pending:
+        _, attempt_key, raw_route, fate, submitted_at = fields
+        plan, error = None, ""
+        try:
+            plan = plan_from_proto(market_pb2.Route.FromString(raw_route or b""))
+        except Exception as exc:  # one bad transaction must not hold up the rest
+            error = f"route: {exc}"
+        return cls(signature, _text(attempt_key) or "", submitted_at, _text(fate) or "", plan,
+                   error)
 
 
 class RpcTimeout(Exception):
@@ -160,92 +186,110 @@ class Chain:
         return replies
 
     async def land(self, signature: str) -> None:
-        """Lands a pending transaction against the pools now. Optimistic:
-        whoever lands it first wins; everyone else finds it landed."""
-        key = tx_key(signature)
+        """Lands a pending transaction against the pools now."""
+        await self.land_many([signature])
+
+    async def land_many(self, signatures: Sequence[str]) -> None:
+        """Lands the pending transactions against the pools now, one after
+        another in the order given, in one optimistic transaction: whoever
+        lands a transaction first wins, everyone else finds it landed. A few
+        round trips for the lot instead of a few per transaction."""
+        keys = [tx_key(signature) for signature in signatures]
+        fields = ("state", "attempt_key", "route", "fate", "submitted_at")
         while True:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
-                    await pipe.watch(key)
-                    state, attempt_key, raw_route, fate, submitted_at = await pipe.hmget(
-                        key, "state", "attempt_key", "route", "fate", "submitted_at")
-                    if state != b"pending":
+                    await pipe.watch(*keys)
+                    # Read on another connection, in one round trip: the
+                    # WATCH above still fails the EXEC if any of it changes.
+                    async with self.redis.pipeline(transaction=False) as reads:
+                        for key in keys:
+                            reads.hmget(key, *fields)
+                        txs = await reads.execute()
+                    pending = [_Pending.read(signature, tx) for signature, tx
+                               in zip(signatures, txs, strict=True) if tx[0] == b"pending"]
+                    if not pending:
                         return
-                    if fate:  # an injected failure: the pools never see it
-                        code = _text(fate) or ""
-                        pipe.multi()
-                        pipe.hset(key, mapping={
-                            "state": "failed", "error_code": code,
-                            "error": REASONS.get(code, code.lower()),
-                            "landed_at": repr(time.time()), "slot": current_slot(time.time())})
-                        pipe.zrem(LANDING, signature)
-                        await pipe.execute()
-                        swap_landed(submitted_at, time.time())
-                        return
-                    route = market_pb2.Route.FromString(cast(bytes, raw_route))
-                    plan = plan_from_proto(route)
-                    pool_ids = [leg.pool_id for leg in plan.legs]
-                    await pipe.watch(*(pool_key(p) for p in pool_ids))
-                    reserves = await read_reserves(pipe, pool_ids)
+                    pool_ids = list(dict.fromkeys(
+                        leg.pool_id for tx in pending if tx.plan is not None
+                        for leg in tx.plan.legs))
+                    before: dict[str, PoolState] = {}
+                    if pool_ids:
+                        await pipe.watch(*(pool_key(p) for p in pool_ids))
+                        before = await read_reserves(self.redis, pool_ids)
                     now = time.time()
-                    result: dict[Any, Any] = {"landed_at": repr(now), "slot": str(current_slot(now))}
-                    try:
-                        fill = apply_route(plan.legs, plan.input_token, plan.output_token,
-                                           plan.amount_in, reserves, now=int(now))
-                    except RouteError as exc:
-                        fill = None
-                        result.update(state="failed", error_code=exc.code, error=str(exc))
+                    pools = dict(before)
+                    results = [self._land_one(tx, pools, now) for tx in pending]
                     pipe.multi()
-                    decimals = token(plan.output_token).decimals
-                    if fill is not None and fill.amount_out < plan.min_amount_out:
-                        result.update(
-                            state="failed", error_code="SLIPPAGE_EXCEEDED",
-                            error=(f"slippage exceeded: the route gives "
-                                   f"{format_amount(fill.amount_out, decimals)} "
-                                   f"{plan.output_token} at landing, below the minimum "
-                                   f"{format_amount(plan.min_amount_out, decimals)}"),
-                        )
-                    elif fill is not None:
-                        result.update(state="landed",
-                                      amount_out=format_amount(fill.amount_out, decimals))
-                        write_reserves(pipe, fill.reserves, reserves)
-                        pipe.hincrby(LANDED_BY_ORDER, order_of(_text(attempt_key) or ""), 1)
-                    pipe.hset(key, mapping=result)
-                    pipe.zrem(LANDING, signature)
+                    if pools != before:
+                        write_reserves(pipe, {p: s for p, s in pools.items()
+                                              if s is not before[p]}, before)
+                    for tx, result in zip(pending, results, strict=True):
+                        pipe.hset(tx_key(tx.signature), mapping=result)
+                        if result["state"] == "landed":
+                            pipe.hincrby(LANDED_BY_ORDER, order_of(tx.attempt_key), 1)
+                    pipe.zrem(LANDING, *(tx.signature for tx in pending))
                     await pipe.execute()
-                    swap_landed(submitted_at, now)
+                    for tx in pending:
+                        swap_landed(tx.submitted_at, now)
                     return
             except WatchError:
-                continue  # a pool or the transaction moved under us: look again
+                continue  # a pool or a transaction moved under us: look again
+
+    @staticmethod
+    def _land_one(tx: _Pending, pools: dict[str, PoolState], now: float) -> dict[Any, Any]:
+        """What landing ``tx`` now records; ``pools`` moves on by its fill."""
+        result: dict[Any, Any] = {"landed_at": repr(now), "slot": str(current_slot(now))}
+        if tx.fate:  # an injected failure: the pools never see it
+            return {**result, "state": "failed", "error_code": tx.fate,
+                    "error": REASONS.get(tx.fate, tx.fate.lower())}
+        if tx.plan is None:
+            return {**result, "state": "failed", "error_code": RouteError.code,
+                    "error": tx.error}
+        plan = tx.plan
+        try:
+            fill = apply_route(plan.legs, plan.input_token, plan.output_token,
+                               plan.amount_in, pools, now=int(now))
+        except RouteError as exc:
+            return {**result, "state": "failed", "error_code": exc.code, "error": str(exc)}
+        decimals = token(plan.output_token).decimals
+        if fill.amount_out < plan.min_amount_out:
+            return {**result, "state": "failed", "error_code": "SLIPPAGE_EXCEEDED",
+                    "error": (f"slippage exceeded: the route gives "
+                              f"{format_amount(fill.amount_out, decimals)} "
+                              f"{plan.output_token} at landing, below the minimum "
+                              f"{format_amount(plan.min_amount_out, decimals)}")}
+        pools.update(fill.reserves)
+        return {**result, "state": "landed",
+                "amount_out": format_amount(fill.amount_out, decimals)}
 
     async def land_due(self, limit: int = 200) -> int:
         """Lands every transaction whose slot has come; returns how many."""
         due = await self.redis.zrangebyscore(LANDING, "-inf", repr(time.time()), 0, limit)
-        for signature in due:
-            try:
-                await self.land(_text(signature) or "")
-            except Exception:  # one bad transaction must not hold up the rest
-                log.exception("could not land %s", signature)
+        if due:
+            await self.land_many([_text(signature) or "" for signature in due])
         return len(due)
 
     async def statuses(self, signatures: list[str]) -> list[execution_service_pb2.SignatureStatus]:
         now = time.time()
         fields = ("state", "land_at", "landed_at", "slot", "amount_out", "error_code", "error",
                   "fate")
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for signature in signatures:
-                pipe.hmget(tx_key(signature), *fields)
-            rows = await pipe.execute()
-        result = []
-        for signature, row in zip(signatures, rows, strict=True):
-            values = dict(zip(fields, map(_text, row), strict=True))
-            if values["state"] == "pending" and float(values["land_at"] or 0) <= now:
-                # Its slot has come: land it now rather than wait for the lander.
-                await self.land(signature)
-                row = await self.redis.hmget(tx_key(signature), *fields)
-                values = dict(zip(fields, map(_text, row), strict=True))
-            result.append(self._status(signature, values, now))
-        return result
+
+        async def read(which: list[str]) -> list[dict[str, str | None]]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for signature in which:
+                    pipe.hmget(tx_key(signature), *fields)
+                rows = await pipe.execute()
+            return [dict(zip(fields, map(_text, row), strict=True)) for row in rows]
+
+        values = dict(zip(signatures, await read(signatures), strict=True))
+        # Those whose slot has come: land them now rather than wait for the lander.
+        due = [s for s, v in values.items()
+               if v["state"] == "pending" and float(v["land_at"] or 0) <= now]
+        if due:
+            await self.land_many(due)
+            values.update(zip(due, await read(due), strict=True))
+        return [self._status(signature, values[signature], now) for signature in signatures]
 
     def _status(
         self, signature: str, values: dict[str, str | None], now: float

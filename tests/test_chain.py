@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import threading
@@ -18,9 +19,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from executor.chain import _SUBMIT as chain_script
-from executor.chain import signature_for
+from executor.chain import Chain, Submitted, signature_for
 from executor.execution_service import MAX_SWAPS_PER_CALL
 from orderengine.channels import RETRIED
 from orderengine.market.pools import all_pools
@@ -159,6 +161,51 @@ def test_a_swap_gets_its_signature_at_once_and_lands_exactly_once(
     assert landed(services, first.signature).amount_out == route.amount_out
     assert reserves(redis, pool_id) == after_one_swap(before, route)
     assert landings(redis, order_id) == 1
+
+
+def test_swaps_landed_together_land_one_after_another(
+    services: Services, redis: Redis, redis_url: str
+) -> None:
+    # The lander lands every due swap in one transaction: each must still see
+    # the pool as the swaps before it left it, and fail on its own.
+    route = quote(services, "20000")  # across bins: each such swap moves the price
+    (leg,) = route.legs
+    # Its floor is exactly the quote: met by the first swap, missed once others moved the pool.
+    tight = market_pb2.Route()
+    tight.CopyFrom(route)
+    tight.min_amount_out = route.amount_out
+    bad = market_pb2.Route(input_token="USDC", output_token="SOL", amount_in="1",
+                           min_amount_out="0")  # no legs
+    before = reserves(redis, leg.pool_id)
+    keys = [attempt_key() for _ in range(4)]
+
+    async def land_together() -> list[execution_service_pb2.SignatureStatus]:
+        client = AsyncRedis.from_url(redis_url)
+        try:
+            # Not due for a minute: only this call lands them.
+            chain = Chain(client, slot_seconds=60, confirm_seconds=0)
+            taken = await chain.submit_many(list(zip(
+                [key for _, key in keys], [tight, route, tight, bad], strict=True)))
+            signatures = [t.signature for t in taken if isinstance(t, Submitted)]
+            assert len(signatures) == 3, taken  # the route without legs is refused at once
+            await chain.land_many(signatures)
+            return await chain.statuses(signatures)
+        finally:
+            await client.aclose()
+
+    first, second, third = asyncio.run(land_together())
+
+    assert (first.error_code, first.amount_out) == ("", route.amount_out)
+    assert second.error_code == "" and Decimal(second.amount_out) < Decimal(route.amount_out)
+    assert third.error_code == "SLIPPAGE_EXCEEDED"
+    assert [landings(redis, order_id) for order_id, _ in keys] == [1, 1, 0, 0]
+    # The pool moved by exactly the two swaps that landed.
+    pool = all_pools()[leg.pool_id]
+    paid = 2 * base_units(leg.amount_in, "USDC")
+    got = base_units(first.amount_out, "SOL") + base_units(second.amount_out, "SOL")
+    a, b = before
+    assert reserves(redis, leg.pool_id) == (
+        (a + paid, b - got) if pool.token_a == "USDC" else (a - got, b + paid))
 
 
 def test_another_attempt_of_the_same_order_is_another_transaction(services: Services) -> None:
