@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+_WRITE_LOCK = "orderengine.write_lock"
+_WRITE_LOCKED = "orderengine.write_locked"
+
+
+def _write_unlock(connection: Any) -> None:
+    try:
+        info = connection.info  # the pool's connection: its record's info
+    except (AttributeError, NotImplementedError):  # one the pool does not keep (first connect)
+        return
+    if info.pop(_WRITE_LOCKED, False):
+        fcntl.flock(info[_WRITE_LOCK], fcntl.LOCK_UN)
+
+
+def _unlocking(end: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``end`` (the dialect's commit or rollback), then the write lock let go."""
+    def ended(connection: Any) -> None:
+        try:
+            end(connection)
+        finally:
+            _write_unlock(connection)
+    return ended
 
 
 def normalise_url(url: str) -> str:
@@ -25,11 +50,17 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # Several processes write one file: wait for the lock instead of
-        # failing, and let readers run beside the writer (WAL).
+        # failing, and let readers run beside the writer (WAL). Writers queue
+        # on a kernel lock (flock) beside the file first: SQLite's own wait
+        # sleeps 1, 2, 5, 10, 15... ms between tries, so under load writers
+        # slept past the moment the lock came free, and the unlucky starved.
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
+        lock_path = (f"{parsed.database}.write-lock"
+                     if parsed.database and parsed.database != ":memory:" else None)
+
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        def _pragmas(dbapi_connection: Any, record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -39,14 +70,36 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
             # reads and then writes fails at once (SQLITE_BUSY) when another
             # process wrote in between, instead of waiting its turn.
             dbapi_connection.isolation_level = None
+            if lock_path is not None:
+                record.info[_WRITE_LOCK] = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+
+        @event.listens_for(engine, "close")
+        def _close(_dbapi_connection: Any, record: Any) -> None:
+            if _WRITE_LOCK in record.info:
+                os.close(record.info.pop(_WRITE_LOCK))
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
             # Readers need no lock under WAL: only a session made with
             # read_only=True (see reading()) begins DEFERRED.
-            read_only = connection.get_execution_options().get("read_only", False)
-            connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+            if connection.get_execution_options().get("read_only", False):
+                connection.exec_driver_sql("BEGIN DEFERRED")
+                return
+            info = connection.connection.info
+            if _WRITE_LOCK in info:
+                fcntl.flock(info[_WRITE_LOCK], fcntl.LOCK_EX)
+                info[_WRITE_LOCKED] = True
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                _write_unlock(connection.connection)
+                raise
 
+        # The write lock is let go once the transaction has ended, not
+        # before (SQLAlchemy's commit event comes before the COMMIT).
+        dialect = engine.dialect
+        dialect.do_commit = _unlocking(dialect.do_commit)  # type: ignore[method-assign,assignment]
+        dialect.do_rollback = _unlocking(dialect.do_rollback)  # type: ignore[method-assign,assignment]
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
