@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
+import fcntl
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from orderengine.statuses import Status
+from orderengine.store.database import create_database_engine, reading
 from orderengine.store.models import EventRow, OrderRow
 from orderengine.store.orders import (
     NO_CHANGE,
@@ -437,3 +441,40 @@ def test_a_transition_makes_a_stale_order_fresh_again(store: OrderStore) -> None
     drive(store, order_id, Status.ROUTING)
 
     assert store.stale(timedelta(minutes=5)) == []
+
+
+# -- SQLite's writers ---------------------------------------------------------
+
+
+def test_a_sqlite_writer_holds_the_write_lock_for_its_transaction_only(tmp_path: Path) -> None:
+    # Writers of several processes queue on this lock rather than on SQLite's
+    # sleeping busy handler: it must be held from BEGIN to COMMIT or ROLLBACK,
+    # and never by a reader.
+    engine = create_database_engine(f"sqlite:///{tmp_path}/orders.db")
+    engine.connect().close()  # makes the lock file
+    other = os.open(tmp_path / "orders.db.write-lock", os.O_RDWR)
+
+    def lock_is_free() -> bool:
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(other, fcntl.LOCK_UN)
+        return True
+
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE t (x INTEGER)"))
+            assert not lock_is_free()
+        assert lock_is_free()
+        with pytest.raises(RuntimeError), engine.begin() as connection:
+            connection.execute(text("INSERT INTO t VALUES (1)"))
+            assert not lock_is_free()
+            raise RuntimeError("rolled back")
+        assert lock_is_free()
+        with reading(engine)() as session:
+            assert session.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+            assert lock_is_free()
+    finally:
+        os.close(other)
+        engine.dispose()
