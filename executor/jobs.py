@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from redis.client import Pipeline
 
 from executor.context import RPC_TIMEOUT_SECONDS, Context, context
 from executor.inflight import Inflight, track
@@ -63,12 +64,17 @@ def _drive(ctx: Context, order_ids: list[str]) -> None:
         routed = _route(ctx, [r for r in rows.values()
                               if r.status in (Status.PENDING, Status.ROUTING)], later)
         routed += [r for r in rows.values() if r.status == Status.ROUTED]
-        submitted = _submit(ctx, routed, later)
-        # Also those a crash left between SUBMITTED and the tracker.
-        submitted += [r for r in rows.values() if r.status == Status.SUBMITTED]
-        tracked = [Inflight(r.order_id, r.attempt, r.signature) for r in submitted if r.signature]
-        handoffs.remember(ctx.redis, [entry.order_id for entry in tracked])
-        track(ctx.redis, tracked, due_in=ctx.settings.slot_seconds)
+        # SUBMITTED's events go out in the round trip that hands the swaps
+        # to the tracker.
+        with ctx.redis.pipeline(transaction=False) as pipe:
+            submitted = _submit(ctx, routed, later, pipe)
+            # Also those a crash left between SUBMITTED and the tracker.
+            submitted += [r for r in rows.values() if r.status == Status.SUBMITTED]
+            tracked = [Inflight(r.order_id, r.attempt, r.signature)
+                       for r in submitted if r.signature]
+            handoffs.remember(ctx.redis, [entry.order_id for entry in tracked])
+            track(pipe, tracked, due_in=ctx.settings.slot_seconds)
+            pipe.execute()
     for order_id in later:
         # A peer was down: the same step again after a pause.
         with handoffs.within_order(order_id):
@@ -140,7 +146,8 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
             if row is not None and step.target is Status.ROUTED]
 
 
-def _submit(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRow]:
+def _submit(ctx: Context, rows: list[OrderRow], later: list[str],
+            pipeline: Pipeline) -> list[OrderRow]:
     def send(batch: list[OrderRow]) -> grpc.Future:
         return ctx.chain.BatchSubmitSwaps.future(execution_service_pb2.BatchSubmitSwapsRequest(
             requests=[execution_service_pb2.SubmitSwapRequest(
@@ -153,4 +160,5 @@ def _submit(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderR
                         row.attempt)
              for row, sent in _ask_batch(ctx, rows, send, "submit swaps", later,
                                          "SWAP_REJECTED", "swap rejected")]
-    return [row for row in advance_many(ctx, steps, rows) if row is not None]
+    return [row for row in advance_many(ctx, steps, rows, pipeline=pipeline)
+            if row is not None]

@@ -11,13 +11,16 @@ from contextlib import contextmanager, suppress
 from redis import Redis
 from redis.exceptions import RedisError
 
-# Delete the lease only if it is still ours: it may have expired and been
-# taken by another worker since.
+# Delete each lease only if it is still ours: it may have expired and been
+# taken by another worker since. All of a job's leases in one call.
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+local released = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    released = released + redis.call('DEL', key)
+  end
 end
-return 0
+return released
 """
 
 
@@ -38,11 +41,9 @@ def order_leases(redis: Redis, order_ids: list[str], seconds: float) -> Iterator
         yield got
     finally:
         # Best effort: a lease we cannot delete runs out by itself.
-        with suppress(RedisError), redis.pipeline(transaction=False) as pipe:
-            release = redis.register_script(_RELEASE)
-            for order_id in got:
-                release(keys=[lease_key(order_id)], args=[token], client=pipe)
-            pipe.execute()
+        if got:
+            with suppress(RedisError):
+                redis.register_script(_RELEASE)(keys=[lease_key(i) for i in got], args=[token])
 
 
 def leased(redis: Redis, order_ids: list[str]) -> set[str]:

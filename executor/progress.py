@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from redis.client import Pipeline
+
 from executor.context import Context
 from executor.retries import RETRYABLE
 from orderengine.events import publish
@@ -29,17 +31,19 @@ def advance(
 
 
 def advance_many(ctx: Context, transitions: list[Transition],
-                 current: Iterable[OrderRow] = ()) -> list[OrderRow | None]:
+                 current: Iterable[OrderRow] = (), *,
+                 pipeline: Pipeline | None = None) -> list[OrderRow | None]:
     """Each change as ``advance``, all in one transaction and one publish.
     ``current``: the orders as the caller read them, for the time each spent
-    in its status (README "Live figures")."""
+    in its status (README "Live figures"). With ``pipeline``, the events go
+    out with its caller's execute()."""
     if not transitions:
         return []
     results = ctx.store.transition_many(transitions)
     metrics_orders.transitions_made(current, transitions, results)
     events = [result[1] for result in results if result is not None]
     try:
-        publish(ctx.redis, events)
+        publish(pipeline if pipeline is not None else ctx.redis, events)
     except Exception:  # committed is what counts; watchers read gaps from the database
         log.warning("could not publish %d events", len(events))
     return [result[0] if result is not None else None for result in results]
