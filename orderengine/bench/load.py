@@ -5,7 +5,8 @@ the load never shares an interpreter with what it measures.
     python -m orderengine.bench.load unary --target submit --address A --concurrency 64 --seconds 5
     python -m orderengine.bench.load unary --target submit --address A --rate 500 --seconds 5
     python -m orderengine.bench.load e2e --address A --seconds 30 --windows 6
-    python -m orderengine.bench.load watch --address A --streams 1000 --server-pid P
+    python -m orderengine.bench.load watch --address A --streams 1000 --orders 10 --server-pid P
+    python -m orderengine.bench.load watch --address A --streams 1000 --rate 1000 --server-pid P
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -32,7 +34,7 @@ from orderengine.settings import Settings
 from orderengine.statuses import TERMINAL, Status
 from orderengine.store.database import create_database_engine
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change, OrderStore
+from orderengine.store.orders import Change, OrderStore, Transition
 from orderengine.v1 import (
     order_service_pb2,
     order_service_pb2_grpc,
@@ -188,9 +190,87 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-async def watch(address: str, streams: int, orders: int, server_pid: int) -> dict[str, Any]:
-    """Opens ``streams`` WatchOrder streams over ``orders`` PENDING orders,
-    then commits one event per order and times its delivery to each stream."""
+# A schedule of status changes: (seconds after the start, changes committed
+# together in one transaction and published together, as a worker does).
+# Schedules run one after another, each once the streams have every event
+# of the one before.
+Schedule = list[tuple[float, list[Transition]]]
+OVER = Change(reason="benchmark over")
+
+
+def burst_schedules(ids: list[str]) -> list[Schedule]:
+    """Every order to ROUTING at once (one commit each), then every order to
+    FAILED: twice the server writes all its streams' events in one go."""
+    return [[(0.0, [Transition(i, Status.ROUTING)]) for i in ids],
+            [(0.0, [Transition(i, Status.FAILED, OVER)]) for i in ids]]
+
+
+def paced_schedules(ids: list[str], rate: float, batch_seconds: float,
+                    hold_seconds: float) -> list[Schedule]:
+    """Each order to ROUTING, then ``hold_seconds`` later to FAILED, the
+    changes committed at a steady ``rate`` a second, in a batch every
+    ``batch_seconds``: the orders move as the engine moves them."""
+    lag = round(hold_seconds * rate / 2)  # orders routed before the first one ends
+    changes: list[Transition] = []
+    for k in range(len(ids) + lag):
+        if k < len(ids):
+            changes.append(Transition(ids[k], Status.ROUTING))
+        if k >= lag:
+            changes.append(Transition(ids[k - lag], Status.FAILED, OVER))
+    per_batch = rate * batch_seconds
+    schedule = [(j * batch_seconds, changes[round(j * per_batch):round((j + 1) * per_batch)])
+                for j in range(math.ceil(len(changes) / per_batch))]
+    return [[(due, batch) for due, batch in schedule if batch]]
+
+
+class Replayed(NamedTuple):
+    events: int
+    seconds: float
+    late: float  # the most any batch was committed after it fell due
+
+
+def _replay(store: OrderStore, redis: Any, schedule: Schedule) -> Replayed:
+    """Commits and publishes each batch when it falls due (a thread of its
+    own: the streams' deliveries are read meanwhile)."""
+    start = time.perf_counter()
+    events = 0
+    late = 0.0
+    for due, batch in schedule:
+        if (wait := start + due - time.perf_counter()) > 0:
+            time.sleep(wait)
+        late = max(late, time.perf_counter() - start - due)
+        moved = [result[1] for result in store.transition_many(batch) if result is not None]
+        publish(redis, moved)
+        events += len(moved)
+    return Replayed(events, time.perf_counter() - start, late)
+
+
+async def _submit_orders(stubs: list[Any], count: int, concurrency: int = 64) -> list[str]:
+    """``count`` new PENDING orders, ``concurrency`` SubmitOrder calls at a time."""
+    ids = [""] * count
+    taken = 0
+
+    async def submitter() -> None:
+        nonlocal taken
+        while taken < count:
+            i, taken = taken, taken + 1
+            reply = await stubs[i % CHANNELS].SubmitOrder(order_service_pb2.SubmitOrderRequest(
+                input_token="SOL", output_token="USDC", amount="0.01"), timeout=30)
+            ids[i] = reply.order.order_id
+
+    await asyncio.gather(*(submitter() for _ in range(min(concurrency, count))))
+    return ids
+
+
+async def watch(address: str, streams: int, orders: int, server_pid: int, rate: float,
+                batch_seconds: float, hold_seconds: float) -> dict[str, Any]:
+    """Opens ``streams`` WatchOrder streams over ``orders`` PENDING orders
+    (stream i on order i mod ``orders``), then moves every order to ROUTING
+    and on to FAILED -- all at once (``rate`` 0: ``burst_schedules``) or at a
+    steady ``rate`` (``paced_schedules``) -- and times each event from its
+    commit (event_time) to its arrival at the client; and the server's RSS
+    growth per stream while they are idle (steady as soon as the last one has
+    its history; on a server that held streams before, it reuses their memory)."""
     settings = Settings()
     store = OrderStore(create_database_engine(settings.database_url))
     from redis import Redis
@@ -198,17 +278,13 @@ async def watch(address: str, streams: int, orders: int, server_pid: int) -> dic
     redis = Redis.from_url(settings.redis_url)
     channels = [_orders_channel(address) for _ in range(CHANNELS)]
     stubs = [order_service_pb2_grpc.OrderServiceStub(c) for c in channels]
-    ids = []
-    for i in range(orders):
-        reply = await stubs[i % CHANNELS].SubmitOrder(order_service_pb2.SubmitOrderRequest(
-            input_token="SOL", output_token="USDC", amount="0.01"), timeout=10)
-        ids.append(reply.order.order_id)
-    await asyncio.sleep(1)
+    began = time.perf_counter()
+    ids = await _submit_orders(stubs, orders)
+    submit_seconds = time.perf_counter() - began
     rss_before = _rss_kib(server_pid)
     ready = 0
     all_ready = asyncio.Event()
     latencies: list[float] = []
-
     failed: Counter[str] = Counter()
 
     async def stream(i: int) -> None:
@@ -241,24 +317,28 @@ async def watch(address: str, streams: int, orders: int, server_pid: int) -> dic
         return {"error": f"only {ready} of {streams} streams had their history within 120 s"
                          + (f" ({ended})" if ended else "")}
     open_seconds = time.perf_counter() - opened
-    await asyncio.sleep(2)
     rss_after = _rss_kib(server_pid)
 
-    def move(status: Status, change: Change) -> None:
-        for order_id in ids:
-            moved = store.transition(order_id, status, change)
-            if moved is not None:
-                publish(redis, [moved[1]])
+    async def caught_up(deliveries: int) -> None:
+        while len(latencies) < deliveries:
+            await asyncio.sleep(0.005)
 
-    await asyncio.to_thread(move, Status.ROUTING, Change())
-    await asyncio.sleep(1)
-    await asyncio.to_thread(move, Status.FAILED, Change(reason="benchmark over"))
+    replayed: list[Replayed] = []
+    for schedule in (paced_schedules(ids, rate, batch_seconds, hold_seconds) if rate > 0
+                     else burst_schedules(ids)):
+        if replayed:  # every stream has every event so far
+            await asyncio.wait_for(caught_up(
+                sum(r.events for r in replayed) * streams // orders), 120)
+        replayed.append(await asyncio.to_thread(_replay, store, redis, schedule))
     await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    events, seconds = sum(r.events for r in replayed), sum(r.seconds for r in replayed)
     for channel in channels:
         await channel.close(None)
-    return {"streams": streams, "open_seconds": open_seconds,
+    return {"streams": streams, "orders": orders, "submit_seconds": submit_seconds,
+            "open_seconds": open_seconds,
             "kib_per_stream": (rss_after - rss_before) / streams,
-            "deliveries": len(latencies),
+            "events": events, "events_per_second": events / seconds if seconds else 0.0,
+            "late_ms": max(r.late for r in replayed) * 1000, "deliveries": len(latencies),
             "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
 
 
@@ -281,7 +361,14 @@ def main() -> None:
     w = sub.add_parser("watch")
     w.add_argument("--address", required=True)
     w.add_argument("--streams", type=int, default=1000)
-    w.add_argument("--orders", type=int, default=100)
+    w.add_argument("--orders", type=int, default=0,
+                   help="orders watched (default: one per stream)")
+    w.add_argument("--rate", type=float, default=0,
+                   help="status changes committed a second (default 0: every order at once)")
+    w.add_argument("--batch-ms", type=float, default=10,
+                   help="with --rate: a commit of the changes due every this many ms")
+    w.add_argument("--hold", type=float, default=1,
+                   help="with --rate: seconds from an order's ROUTING to its FAILED")
     w.add_argument("--server-pid", type=int, required=True)
     args = parser.parse_args()
     result: dict[str, Any]
@@ -292,7 +379,9 @@ def main() -> None:
         result = asyncio.run(end_to_end(args.address, args.seconds, args.windows,
                                         args.outstanding, args.warmup))
     else:
-        result = asyncio.run(watch(args.address, args.streams, args.orders, args.server_pid))
+        result = asyncio.run(watch(args.address, args.streams, args.orders or args.streams,
+                                   args.server_pid, args.rate, args.batch_ms / 1000,
+                                   args.hold))
     print(json.dumps(result), flush=True)
 
 
