@@ -18,7 +18,7 @@ from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
 # As Solana's getSignatureStatuses.
 MAX_SIGNATURES = 256
 # Swaps in one BatchSubmitSwaps: one call stays as short as a unary one. A
-# worker's job sends 16.
+# worker's job sends up to 32 (ORDERS_PER_JOB).
 MAX_SWAPS_PER_CALL = 64
 
 Answer = execution_service_pb2.SubmitSwapResponse | ItemFailure

@@ -1,7 +1,7 @@
 """An order's later work done on behalf of the request that submitted it:
 the worker's job that drives the order and the tracker round that confirms
 it use that request's id (so QuoteService and ExecutionService log it) and
-join its trace. A job moves up to 16 orders, each from a request of its own,
+join its trace. A job moves up to 32 orders, each from a request of its own,
 so what is carried is per order: in the RQ job's meta, and, while tracing,
 in Redis beside the swap the tracker watches.
 

@@ -135,7 +135,7 @@ def _orders_family() -> GaugeMetricFamily:
 
 def _depth_family() -> GaugeMetricFamily:
     return GaugeMetricFamily("orderengine_queue_depth", "Jobs waiting in the order queue (each "
-                             "drives up to 16 orders); SubmitOrder refuses past MAX_QUEUE_DEPTH",
+                             "drives up to 32 orders); SubmitOrder refuses past MAX_QUEUE_DEPTH",
                              labels=["queue"])
 
 
