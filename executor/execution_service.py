@@ -11,7 +11,8 @@ import grpc
 
 from executor.chain import Chain, RpcTimeout
 from executor.faults import RPC_TIMEOUT
-from orderengine.errors import FieldError, ItemFailure, abort_invalid
+from orderengine.batches import answer_one, refuse_more_than, results
+from orderengine.errors import FieldError, ItemFailure
 from orderengine.market.routes import RouteError
 from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
 
@@ -38,23 +39,16 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
     async def SubmitSwap(
         self, request: execution_service_pb2.SubmitSwapRequest, context: grpc.aio.ServicerContext
     ) -> execution_service_pb2.SubmitSwapResponse:
-        (answer,) = await self.submit_all([request])
-        if isinstance(answer, ItemFailure):
-            await answer.abort(context)
-        return answer
+        return await answer_one(self.submit_all, request, context)
 
     async def BatchSubmitSwaps(
         self, request: execution_service_pb2.BatchSubmitSwapsRequest,
         context: grpc.aio.ServicerContext,
     ) -> execution_service_pb2.BatchSubmitSwapsResponse:
-        if len(request.requests) > MAX_SWAPS_PER_CALL:
-            await abort_invalid(context, FieldError(
-                "requests", f"at most {MAX_SWAPS_PER_CALL} per call, got {len(request.requests)}"))
-        Result = execution_service_pb2.BatchSubmitSwapsResponse.Result
-        return execution_service_pb2.BatchSubmitSwapsResponse(results=[
-            Result(error=answer.item_error()) if isinstance(answer, ItemFailure)
-            else Result(response=answer)
-            for answer in await self.submit_all(request.requests)])
+        await refuse_more_than(MAX_SWAPS_PER_CALL, request.requests, "requests", context)
+        return execution_service_pb2.BatchSubmitSwapsResponse(results=results(
+            execution_service_pb2.BatchSubmitSwapsResponse.Result,
+            await self.submit_all(request.requests)))
 
     async def submit_all(self, requests: Sequence[execution_service_pb2.SubmitSwapRequest]
                          ) -> list[Answer]:
@@ -85,8 +79,6 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self, request: execution_service_pb2.GetSignatureStatusesRequest,
         context: grpc.aio.ServicerContext,
     ) -> execution_service_pb2.GetSignatureStatusesResponse:
-        if len(request.signatures) > MAX_SIGNATURES:
-            await abort_invalid(context, FieldError(
-                "signatures", f"at most {MAX_SIGNATURES} per call, got {len(request.signatures)}"))
+        await refuse_more_than(MAX_SIGNATURES, request.signatures, "signatures", context)
         statuses = await self.chain.statuses(list(request.signatures))
         return execution_service_pb2.GetSignatureStatusesResponse(statuses=statuses)

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import grpc
 from redis.asyncio import Redis
 
-from orderengine.errors import FieldError, ItemFailure, abort_invalid
+from orderengine.batches import answer_one, refuse_more_than, results
+from orderengine.errors import FieldError, ItemFailure
 from orderengine.observability.metrics_orders import quote_priced
 from orderengine.swaps import SwapRequest, parse_swap
 from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc
@@ -32,23 +33,16 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
     async def GetQuote(
         self, request: quote_service_pb2.GetQuoteRequest, context: grpc.aio.ServicerContext
     ) -> quote_service_pb2.GetQuoteResponse:
-        (answer,) = await self.quote_all([request])
-        if isinstance(answer, ItemFailure):
-            await answer.abort(context)
-        return answer
+        return await answer_one(self.quote_all, request, context)
 
     async def BatchGetQuotes(
         self, request: quote_service_pb2.BatchGetQuotesRequest,
         context: grpc.aio.ServicerContext,
     ) -> quote_service_pb2.BatchGetQuotesResponse:
-        if len(request.requests) > MAX_QUOTES_PER_CALL:
-            await abort_invalid(context, FieldError(
-                "requests", f"at most {MAX_QUOTES_PER_CALL} per call, got {len(request.requests)}"))
-        Result = quote_service_pb2.BatchGetQuotesResponse.Result
-        return quote_service_pb2.BatchGetQuotesResponse(results=[
-            Result(error=answer.item_error()) if isinstance(answer, ItemFailure)
-            else Result(response=answer)
-            for answer in await self.quote_all(request.requests)])
+        await refuse_more_than(MAX_QUOTES_PER_CALL, request.requests, "requests", context)
+        return quote_service_pb2.BatchGetQuotesResponse(results=results(
+            quote_service_pb2.BatchGetQuotesResponse.Result,
+            await self.quote_all(request.requests)))
 
     async def quote_all(self, requests: Sequence[quote_service_pb2.GetQuoteRequest]
                         ) -> list[Answer]:
