@@ -27,15 +27,18 @@ STATUSES = ["PENDING", "ROUTING", "ROUTED", "SUBMITTED", "CONFIRMED"]
 
 
 @pytest.fixture
-def stack_env(tmp_path: Path) -> dict[str, str]:
+def stack_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("REDIS_URL", "DATABASE_URL", "INTERNAL_TOKEN", "ORDERENGINE_API_KEY",
                         "ORDERENGINE_API_KEY_FILE")}
-    # The embedded defaults, unless the suite runs against real servers.
+    # The embedded defaults, unless the suite runs against real servers: then
+    # emptied first, as every test's are (the stack's figures count its orders).
     if os.environ.get("TEST_REDIS_URL"):
         env["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
+        request.getfixturevalue("redis")
     if os.environ.get("TEST_DATABASE_URL"):
         env["DATABASE_URL"] = os.environ["TEST_DATABASE_URL"]
+        request.getfixturevalue("store")
     for name in ("ORDER_SERVICE_ADDRESS", "QUOTE_SERVICE_ADDRESS", "EXECUTION_SERVICE_ADDRESS"):
         env[name] = f"127.0.0.1:{free_port()}"
     env["GATEWAY_ADDRESS"] = f"http://127.0.0.1:{free_port()}"
