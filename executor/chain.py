@@ -121,20 +121,14 @@ class Chain:
         self.faults = faults
         self._submit = redis.register_script(_SUBMIT)
 
-    async def submit(self, attempt_key: str, route: market_pb2.Route) -> Submitted:
-        """Raises RouteError when the route cannot be executed at all, and
-        RpcTimeout (after taking it) when a timeout is injected."""
-        (outcome,) = await self.submit_many([(attempt_key, route)])
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     async def submit_many(
         self, swaps: Sequence[tuple[str, market_pb2.Route]]
     ) -> list[Submitted | RouteError | RpcTimeout]:
-        """Takes each (attempt key, route) as ``submit`` does, in order, all
-        in one Redis round trip; for each, what ``submit`` returns or would
-        raise. A key twice in ``swaps`` is taken once: the second is a duplicate."""
+        """Takes each (attempt key, route), in order, all in one Redis round
+        trip; for each its signature, or RouteError when the route cannot be
+        executed at all, or RpcTimeout (after taking it) when a timeout is
+        injected. A key twice in ``swaps`` is taken once: the second is a
+        duplicate."""
         outcomes: list[Submitted | RouteError | RpcTimeout] = []
         taking: list[tuple[int, str]] = []  # (index in outcomes, signature)
         calls: list[list[Any]] = []  # each _SUBMIT's keys and arguments
@@ -184,10 +178,6 @@ class Chain:
         if pending:
             raise cast(NoScriptError, replies[pending[0]])
         return replies
-
-    async def land(self, signature: str) -> None:
-        """Lands a pending transaction against the pools now."""
-        await self.land_many([signature])
 
     async def land_many(self, signatures: Sequence[str]) -> None:
         """Lands the pending transactions against the pools now, one after

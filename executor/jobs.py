@@ -87,7 +87,7 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def _ask_batch(
-    ctx: Context, rows: list[OrderRow], send: Callable[[list[OrderRow]], grpc.Future],
+    ctx: Context, rows: list[OrderRow], send: Callable[[list[OrderRow]], Any],
     name: str, later: list[str], code: str, what: str,
 ) -> list[tuple[OrderRow, Any]]:
     """Asks for every order in one batch call and returns the orders
@@ -99,7 +99,7 @@ def _ask_batch(
         return []
     try:
         with handoffs.within_orders(name, [row.order_id for row in rows]):  # the call is theirs
-            results = list(send(rows).result().results)
+            results = list(send(rows).results)
     except grpc.RpcError:
         later.extend(row.order_id for row in rows)
         return []
@@ -125,8 +125,8 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
     routing began, in the same transaction as their ROUTED."""
     began = datetime.now(UTC)
 
-    def ask(batch: list[OrderRow]) -> grpc.Future:
-        return ctx.quotes.BatchGetQuotes.future(quote_service_pb2.BatchGetQuotesRequest(
+    def ask(batch: list[OrderRow]) -> quote_service_pb2.BatchGetQuotesResponse:
+        return ctx.quotes.BatchGetQuotes(quote_service_pb2.BatchGetQuotesRequest(
             requests=[quote_service_pb2.GetQuoteRequest(
                 input_token=row.input_token, output_token=row.output_token,
                 amount=format_amount(row.amount_in, token(row.input_token).decimals),
@@ -148,8 +148,8 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
 
 def _submit(ctx: Context, rows: list[OrderRow], later: list[str],
             pipeline: Pipeline) -> list[OrderRow]:
-    def send(batch: list[OrderRow]) -> grpc.Future:
-        return ctx.chain.BatchSubmitSwaps.future(execution_service_pb2.BatchSubmitSwapsRequest(
+    def send(batch: list[OrderRow]) -> execution_service_pb2.BatchSubmitSwapsResponse:
+        return ctx.chain.BatchSubmitSwaps(execution_service_pb2.BatchSubmitSwapsRequest(
             requests=[execution_service_pb2.SubmitSwapRequest(
                 attempt_key=f"{row.order_id}:{row.attempt}",
                 route=json_format.ParseDict(row.route or {}, market_pb2.Route()))
