@@ -38,11 +38,12 @@ async def create_order_server(address: str, settings: Settings) -> Server:
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, "order-service"))
     engine = create_database_engine(settings.database_url)
     redis = Redis.from_url(settings.redis_url)
-    hub = WatchHub(AsyncRedis.from_url(settings.redis_url), settings.watch_streams_per_owner)
+    store = OrderStore(engine)
+    hub = WatchHub(AsyncRedis.from_url(settings.redis_url), settings.watch_streams_per_owner,
+                   store.last_sequences, settings.watch_check_seconds)
     hub.start()
     quote_channel = aio_channel(settings.quote_service_address,
                                 token_metadata(settings.internal_token), service=QUOTE_SERVICE)
-    store = OrderStore(engine)
     # Every call names its caller by API key, checked here before a handler runs.
     keys = KeyCache(ApiKeys(engine), settings.api_key_cache_seconds)
     # Per owner, shared by every replica through Redis; 0 turns it off.

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +17,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
+from order_service.histories import HistoryReads
 from order_service.submissions import QueueFull, QueueUnavailable, RateLimited, Submissions
 from order_service.watch_hub import Inbox, Signal, TooManyStreams, WatchHub
 from orderengine.auth import caller
@@ -28,7 +28,7 @@ from orderengine.observability.metrics_orders import status_left
 from orderengine.rate_limit import retry_hint
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change, NewOrder, OrderStore, PageTokenError
+from orderengine.store.orders import Change, History, NewOrder, OrderStore, PageTokenError
 from orderengine.store.wire import order_to_proto
 from orderengine.swaps import parse_swap
 from orderengine.v1 import (
@@ -48,9 +48,6 @@ MAX_PAGE_SIZE = 1000
 MAX_CLIENT_ORDER_ID = 128
 # Ours are ~100 characters; a longer one is not ours, and is not parsed.
 MAX_PAGE_TOKEN = 512
-# A quiet watcher looks at the database this often (with jitter), in case a
-# publish was lost.
-RESYNC_SECONDS = 15.0
 QUOTE_TIMEOUT_SECONDS = 5.0
 
 
@@ -79,6 +76,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         self.redis = redis
         self.submissions = submissions
         self.hub = hub
+        self.histories = HistoryReads(store)
         self.quotes = quotes
 
     async def _blocking(self, context: grpc.aio.ServicerContext, fn: Callable[..., T],
@@ -244,60 +242,76 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
     async def WatchOrder(
         self, request: order_service_pb2.WatchOrderRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[order_pb2.OrderEvent]:
+        # One frame, and no more state than this, for each of thousands of
+        # idle streams: the history is read by HistoryReads, many at a time.
         if request.after_sequence < 0:
             await abort_invalid(context, FieldError("after_sequence", "must not be negative"))
-        row = await self._owned(context, request.order_id)
+        try:
+            order_id = _order_id(request.order_id)
+        except FieldError as exc:
+            await abort_invalid(context, exc)
+        owner = caller()
         last = request.after_sequence
-        if Status(row.status).terminal and last >= row.last_sequence:
-            return  # nothing more will come: no stream to hold open
-        # An idle stream holds its order's id and an inbox, not the row.
-        order_id = row.order_id
-        del row
         # Register first, then read the history: an event committed between
-        # the two arrives live, and duplicates are dropped by sequence.
+        # the two arrives live, and duplicates are dropped by sequence. An
+        # owner at the cap may still read a finished order's history.
         try:
-            inbox = self.hub.open(order_id, caller())
-        except TooManyStreams as full:
-            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"at most {full.limit} WatchOrder streams per owner may be open "
-                        "on this server at once; end one first", "TOO_MANY_STREAMS",
-                        metadata={"limit": "WATCH_STREAMS_PER_OWNER",
-                                  "streams": str(full.limit)})
+            inbox: Inbox | None = self.hub.open(order_id, owner)
+        except TooManyStreams as exc:
+            inbox, full = None, exc
         try:
+            history = await self._history(context, order_id, owner, last)
+            if inbox is None and not history.terminal:
+                await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"at most {full.limit} WatchOrder streams per owner may be open "
+                            "on this server at once; end one first", "TOO_MANY_STREAMS",
+                            metadata={"limit": "WATCH_STREAMS_PER_OWNER",
+                                      "streams": str(full.limit)})
+            item: order_pb2.OrderEvent | Signal | None
             while True:
-                for event in await self._blocking(context, self.store.events, order_id, last):
-                    yield event
-                    last = event.sequence
-                    if Status.from_proto(event.status).terminal:
+                for item in history.events:
+                    if item.sequence > last:
+                        yield item
+                        last = item.sequence
+                        if Status.from_proto(item.status).terminal:
+                            return
+                if history.terminal or inbox is None:
+                    return  # nothing more will come
+                # Idle, a stream holds no event: only its inbox and position.
+                del history
+                item = None
+                # Live events in sequence, until one is missing or the hub
+                # says to resync; then the database has what was missed.
+                inbox.sent = last
+                while (item := await inbox.next()) is not None:
+                    if item is Signal.SHUTDOWN:
+                        await abort(context, grpc.StatusCode.UNAVAILABLE,
+                                    "the server is shutting down; watch again with "
+                                    f"after_sequence {last}", "SERVER_SHUTTING_DOWN",
+                                    metadata={"after_sequence": str(last)})
+                    if item is Signal.RESYNC:
+                        break
+                    assert isinstance(item, order_pb2.OrderEvent)
+                    if item.sequence <= last:
+                        continue  # already sent, from the history
+                    if item.sequence > last + 1:
+                        break  # missed one
+                    yield item
+                    last = inbox.sent = item.sequence
+                    if Status.from_proto(item.status).terminal:
                         return
-                async for event in self._live(context, inbox, last):
-                    yield event
-                    last = event.sequence
-                    if Status.from_proto(event.status).terminal:
-                        return
-                # _live ended: a gap, a resync or a quiet spell; read the database.
+                inbox.sent = None  # reading the database: nothing for the hub to check
+                history = await self._history(context, order_id, owner, last)
         finally:
-            self.hub.release(inbox)
+            if inbox is not None:
+                self.hub.release(inbox)
 
-    async def _live(
-        self, context: grpc.aio.ServicerContext, inbox: Inbox, last: int
-    ) -> AsyncIterator[order_pb2.OrderEvent]:
-        """Live events in sequence, until one is missing or a resync is due."""
-        while True:
-            item = await inbox.next(RESYNC_SECONDS * random.uniform(0.8, 1.2))
-            if item is None:
-                return  # a quiet spell, or events lost to an overflow
-            if item is Signal.SHUTDOWN:
-                await abort(context, grpc.StatusCode.UNAVAILABLE,
-                            "the server is shutting down; watch again with after_sequence "
-                            f"{last}", "SERVER_SHUTTING_DOWN",
-                            metadata={"after_sequence": str(last)})
-            if item is Signal.RESYNC:
-                return
-            assert isinstance(item, order_pb2.OrderEvent)
-            if item.sequence <= last:
-                continue  # already sent, from the history
-            if item.sequence > last + 1:
-                return  # missed one: the database has it
-            yield item
-            last = item.sequence
+    async def _history(self, context: grpc.aio.ServicerContext, order_id: str, owner: str,
+                       after: int) -> History:
+        """The caller's order's history after ``after``, or NOT_FOUND."""
+        history = await self._store_call(context, self.histories.read(order_id, after))
+        # Another owner's order is exactly an order that does not exist.
+        if history is None or history.owner != owner:
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"order {order_id} not found",
+                        "ORDER_NOT_FOUND")
+        return history

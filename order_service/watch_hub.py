@@ -4,7 +4,11 @@ WatchOrder stream. Thousands of watchers cost no Redis connection each.
 A watcher's inbox is bounded: a slow watcher loses live events rather than
 holding memory, and reads what it lost from the database (it sees the gap in
 sequences, or is told to resync). After Redis comes back every watcher is
-told to resync, so a publish lost while it was away costs nothing.
+told to resync, so a publish lost while it was away costs nothing; and every
+``check_seconds`` (WATCH_CHECK_SECONDS) the hub asks the database, in one read for all of them, which
+watched orders have gone further than their watchers have sent, and tells
+those watchers to resync (a publish can be lost with Redis up: the writer
+committed, then failed to publish).
 
 Each owner may hold a bounded number of streams open on this process at
 once: what a stream costs (its inbox, its call) is this process's memory,
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from enum import Enum
 
@@ -50,11 +55,15 @@ class Inbox:
     than an asyncio.Queue (four deques and an Event) and asyncio.wait_for (a
     task per wait): ten thousand idle watchers each hold one of these."""
 
-    __slots__ = ("_items", "_waiter", "closed", "order_id", "overflowed", "owner")
+    __slots__ = ("_items", "_waiter", "closed", "order_id", "overflowed", "owner", "sent")
 
     def __init__(self, order_id: str, owner: str) -> None:
         self.order_id = order_id
         self.owner = owner
+        # The last sequence the stream sent, once it waits for live events
+        # (it says so; None while it reads the database): what the hub's
+        # check compares with the database.
+        self.sent: int | None = None
         self._items: list[order_pb2.OrderEvent | Signal] = []
         self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
@@ -83,41 +92,40 @@ class Inbox:
         self.closed = True
         self._wake()
 
-    async def next(self, timeout: float) -> order_pb2.OrderEvent | Signal | None:
-        """The next item; None after ``timeout`` seconds without one, or when
-        events were lost to an overflow (then the database has them)."""
+    async def next(self) -> order_pb2.OrderEvent | Signal | None:
+        """The next item, once there is one; None when events were lost to
+        an overflow (then the database has them)."""
         if not self._items and not self.overflowed:
-            loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _wake, waiter)
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
             finally:
-                timer.cancel()
                 self._waiter = None
         if self.overflowed:
             self.overflowed = False
             return None
-        return self._items.pop(0) if self._items else None
+        return self._items.pop(0)
 
     def _wake(self) -> None:
-        if self._waiter is not None:
-            _wake(self._waiter)
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 class WatchHub:
-    def __init__(self, redis: Redis, streams_per_owner: int = 0) -> None:
+    def __init__(self, redis: Redis, streams_per_owner: int = 0,
+                 last_sequences: Callable[[Sequence[str]], dict[str, int]] | None = None,
+                 check_seconds: float = 15.0) -> None:
         self.redis = redis
         # 0 (or less): no cap.
         self.streams_per_owner = streams_per_owner
-        self._inboxes: dict[str, set[Inbox]] = defaultdict(set)
+        # Orders' last sequences from the database (blocking: run on a thread).
+        self.last_sequences = last_sequences
+        self.check_seconds = check_seconds
+        # Lists, not sets: most orders have one watcher, and an empty set
+        # alone is 216 bytes.
+        self._inboxes: dict[str, list[Inbox]] = defaultdict(list)
         self._streams: dict[str, int] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self.subscribed = asyncio.Event()
 
@@ -126,7 +134,9 @@ class WatchHub:
         return sum(len(s) for s in self._inboxes.values())
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._listen())
+        self._tasks.append(asyncio.create_task(self._listen()))
+        if self.last_sequences is not None:
+            self._tasks.append(asyncio.create_task(self._check()))
 
     def streams(self, owner: str) -> int:
         """The owner's streams open on this process."""
@@ -141,7 +151,7 @@ class WatchHub:
             raise TooManyStreams(owner, self.streams_per_owner)
         self._streams[owner] = open_now + 1
         inbox = Inbox(order_id, owner)
-        self._inboxes[order_id].add(inbox)
+        self._inboxes[order_id].append(inbox)
         WATCH_STREAMS.inc()
         return inbox
 
@@ -154,8 +164,8 @@ class WatchHub:
         else:
             del self._streams[inbox.owner]
         boxes = self._inboxes.get(inbox.order_id)
-        if boxes is not None:
-            boxes.discard(inbox)
+        if boxes is not None and inbox in boxes:
+            boxes.remove(inbox)
             if not boxes:
                 del self._inboxes[inbox.order_id]
 
@@ -189,11 +199,28 @@ class WatchHub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _check(self) -> None:
+        assert self.last_sequences is not None
+        while not self._closing:
+            await asyncio.sleep(self.check_seconds)
+            watched = list(self._inboxes)
+            if not watched:
+                continue
+            try:
+                latest = await asyncio.to_thread(self.last_sequences, watched)
+            except Exception as exc:  # the database is away: the next check tries again
+                log.warning("watchers' check: %s", exc)
+                continue
+            for order_id, last in latest.items():
+                for inbox in self._inboxes.get(order_id, ()):
+                    if inbox.sent is not None and inbox.sent < last:
+                        inbox.push(Signal.RESYNC)
+
     async def close(self) -> None:
-        """Ends every open stream (with SHUTDOWN) and the subscription."""
+        """Ends every open stream (with SHUTDOWN), the subscription and the check."""
         self._closing = True
         self._broadcast(Signal.SHUTDOWN)
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with suppress(asyncio.CancelledError):
-                await self._task
+                await task

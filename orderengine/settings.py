@@ -160,9 +160,14 @@ class Settings:
     submit_burst: int = field(default_factory=lambda: _int(
         "SUBMIT_BURST", max(1, round(2 * _float("SUBMIT_RATE_PER_SECOND", 2000.0)))))
     # Open WatchOrder streams per owner on one OrderService process: each
-    # holds memory there (~26 KiB), so the cap guards that process.
+    # holds memory there (README "Performance"), so the cap guards that process.
     watch_streams_per_owner: int = field(
         default_factory=lambda: _int("WATCH_STREAMS_PER_OWNER", 100))
+    # How often OrderService asks the database which watched orders went
+    # further than their streams sent (a publish lost with Redis up): the
+    # longest a watcher may wait for such an event. One read for all streams.
+    watch_check_seconds: float = field(
+        default_factory=lambda: _float("WATCH_CHECK_SECONDS", 15.0))
 
     # Live figures (README "Live figures"): the port this process serves
     # Prometheus /metrics on; 0 picks a free one (logged); empty or "off":

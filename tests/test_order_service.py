@@ -251,6 +251,31 @@ def test_a_watcher_misses_nothing_when_a_publish_is_lost(services: Services, sto
     assert [e.sequence for e in received] == [1, 2, 3]
 
 
+@pytest.fixture
+def quick_check(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> float:
+    """OrderService (made after this fixture) checks its watchers this often."""
+    monkeypatch.setenv("WATCH_CHECK_SECONDS", "0.3")
+    return 0.3
+
+
+def test_a_watcher_gets_an_event_whose_publish_was_lost_and_no_event_followed(
+        quick_check: float, services: Services, store: OrderStore) -> None:
+    """No later event reveals the gap: the hub's check of the database does."""
+    order = submit(services)
+    received: list[order_pb2.OrderEvent] = []
+    stream = services.orders().WatchOrder(
+        order_service_pb2.WatchOrderRequest(order_id=order.order_id), timeout=30)
+    reader = threading.Thread(target=lambda: received.extend(stream))
+    reader.start()
+    eventually(lambda: len(received) == 1)
+    store.transition(order.order_id, Status.ROUTING)  # committed, never published
+    eventually(lambda: len(received) == 2, timeout=10 * quick_check)
+    store.transition(order.order_id, Status.FAILED, Change(reason="lost too"))
+    reader.join(10 * quick_check)
+    assert not reader.is_alive()
+    assert [(e.sequence, e.reason) for e in received] == [(1, ""), (2, ""), (3, "lost too")]
+
+
 def test_stopping_the_server_ends_open_streams_with_unavailable(services: Services) -> None:
     order = submit(services)
     stream = iter(services.orders().WatchOrder(

@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderengine.amounts import format_amount
 from orderengine.statuses import Status
-from orderengine.store.models import EventRow, OrderRow
+from orderengine.store.models import OrderRow
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2, order_pb2
 
@@ -51,5 +51,5 @@ def message_to_json(message: Any) -> dict[str, Any]:
     return result
 
 
-def event_from_row(row: EventRow) -> order_pb2.OrderEvent:
-    return json_format.ParseDict(row.event, order_pb2.OrderEvent())
+def event_from_json(event: dict[str, Any]) -> order_pb2.OrderEvent:
+    return json_format.ParseDict(event, order_pb2.OrderEvent())
