@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from orderengine.errors import abort
+from orderengine.observability.handlers import WrappedOnce
 
 MALFORMED_REQUEST = "MALFORMED_REQUEST"
 # Quoted from the parser's error; enough to tell what broke.
@@ -64,10 +65,16 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
     """Innermost on every server (orderengine.serving): undecodable requests
     are INVALID_ARGUMENT, not UNKNOWN."""
 
+    def __init__(self) -> None:
+        self._wrapped = WrappedOnce()
+
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails],
                                      Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        return handler if handler is None else decoding_in_handler(handler)
+        if handler is None:
+            return handler
+        return self._wrapped.get(handler_call_details.method, handler,
+                                 lambda: decoding_in_handler(handler))

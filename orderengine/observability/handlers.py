@@ -69,6 +69,7 @@ class ObservedCalls(grpc.aio.ServerInterceptor):
         # Hooks keep a call's state in what ``enter`` returns, so a method's
         # serve all its calls: chosen on its first call, then looked up.
         self._by_method: dict[str, Around[Any] | None] = {}
+        self._wrapped = WrappedOnce()
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails],
@@ -86,7 +87,30 @@ class ObservedCalls(grpc.aio.ServerInterceptor):
                      if (found := observer.hooks(method, handler)) is not None]
             chosen = self._by_method[method] = (
                 None if not hooks else hooks[0] if len(hooks) == 1 else _Together(hooks))
-        return handler if chosen is None else around(handler, chosen)
+        if chosen is None:
+            return handler
+        return self._wrapped.get(method, handler, lambda: around(handler, chosen))
+
+
+class WrappedOnce:
+    """A method's handler wrapped once, not on every call: the wrapper's
+    functions would otherwise be made anew for each call, and held by each
+    open stream. Rewrapped whenever a call comes with another handler (an
+    interceptor's refusal)."""
+
+    __slots__ = ("_by_method",)
+
+    def __init__(self) -> None:
+        self._by_method: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def get(self, method: str, handler: grpc.RpcMethodHandler,
+            wrap: Callable[[], grpc.RpcMethodHandler]) -> grpc.RpcMethodHandler:
+        known = self._by_method.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = wrap()
+        self._by_method[method] = (handler, wrapped)
+        return wrapped
 
 
 def around(handler: grpc.RpcMethodHandler, hooks: Around[Any]) -> grpc.RpcMethodHandler:
