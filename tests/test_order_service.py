@@ -213,16 +213,23 @@ def test_watch_resumes_after_a_sequence(services: Services, store: OrderStore) -
     assert failed.reason == "test says no"
 
 
-def test_watch_streams_live_events_as_they_commit(services: Services, store: OrderStore,
-                                                  redis: Redis) -> None:
-    order = submit(services)
-    stub = services.orders()
+def watched_in_background(services: Services,
+                          order_id: str) -> tuple[list[order_pb2.OrderEvent], threading.Thread]:
+    """A WatchOrder stream read by a thread into the list, once its first
+    event (so it is registered) has arrived."""
     received: list[order_pb2.OrderEvent] = []
-    stream = stub.WatchOrder(order_service_pb2.WatchOrderRequest(order_id=order.order_id),
-                             timeout=30)
+    stream = services.orders().WatchOrder(
+        order_service_pb2.WatchOrderRequest(order_id=order_id), timeout=30)
     reader = threading.Thread(target=lambda: received.extend(stream))
     reader.start()
     eventually(lambda: len(received) == 1)
+    return received, reader
+
+
+def test_watch_streams_live_events_as_they_commit(services: Services, store: OrderStore,
+                                                  redis: Redis) -> None:
+    order = submit(services)
+    received, reader = watched_in_background(services, order.order_id)
     for status, change in [(Status.ROUTING, Change()),
                            (Status.FAILED, Change(reason="live"))]:
         moved = store.transition(order.order_id, status, change)
@@ -237,12 +244,7 @@ def test_a_watcher_misses_nothing_when_a_publish_is_lost(services: Services, sto
     """An event committed but never published still reaches the watcher,
     when the next one reveals the gap."""
     order = submit(services)
-    received: list[order_pb2.OrderEvent] = []
-    stream = services.orders().WatchOrder(
-        order_service_pb2.WatchOrderRequest(order_id=order.order_id), timeout=30)
-    reader = threading.Thread(target=lambda: received.extend(stream))
-    reader.start()
-    eventually(lambda: len(received) == 1)
+    received, reader = watched_in_background(services, order.order_id)
     store.transition(order.order_id, Status.ROUTING)  # committed, not published
     moved = store.transition(order.order_id, Status.FAILED, Change(reason="gap"))
     assert moved is not None
@@ -262,12 +264,7 @@ def test_a_watcher_gets_an_event_whose_publish_was_lost_and_no_event_followed(
         quick_check: float, services: Services, store: OrderStore) -> None:
     """No later event reveals the gap: the hub's check of the database does."""
     order = submit(services)
-    received: list[order_pb2.OrderEvent] = []
-    stream = services.orders().WatchOrder(
-        order_service_pb2.WatchOrderRequest(order_id=order.order_id), timeout=30)
-    reader = threading.Thread(target=lambda: received.extend(stream))
-    reader.start()
-    eventually(lambda: len(received) == 1)
+    received, reader = watched_in_background(services, order.order_id)
     store.transition(order.order_id, Status.ROUTING)  # committed, never published
     eventually(lambda: len(received) == 2, timeout=10 * quick_check)
     store.transition(order.order_id, Status.FAILED, Change(reason="lost too"))
