@@ -1,8 +1,8 @@
 """Watchers' reads of the database, many at a time.
 
 Ten thousand watchers open at once after a replica restarts, and each needs
-its order's owner, status and events before it streams; the hub's check asks
-which watched orders moved. One read per watcher would be ten thousand
+its order's owner, status and events before it streams, as does every
+stream the hub tells to resync. One read per watcher would be ten thousand
 thread hops and twenty thousand queries. Here every read asked for while
 one is in flight goes into the next: one thread hop and two queries per
 IDS_PER_QUERY orders, however many watchers wait (and a lone watcher waits

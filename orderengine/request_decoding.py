@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from orderengine.errors import abort
-from orderengine.observability.handlers import WrappedOnce
+from orderengine.wrapped_handlers import WrappedOnce
 
 MALFORMED_REQUEST = "MALFORMED_REQUEST"
 # Quoted from the parser's error; enough to tell what broke.
@@ -76,5 +76,4 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        return self._wrapped.get(handler_call_details.method, handler,
-                                 lambda: decoding_in_handler(handler))
+        return self._wrapped.get(handler_call_details.method, handler, decoding_in_handler)

@@ -16,6 +16,7 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
 from orderengine import auth
+from orderengine.wrapped_handlers import WrappedOnce
 
 S = TypeVar("S")
 
@@ -89,28 +90,7 @@ class ObservedCalls(grpc.aio.ServerInterceptor):
                 None if not hooks else hooks[0] if len(hooks) == 1 else _Together(hooks))
         if chosen is None:
             return handler
-        return self._wrapped.get(method, handler, lambda: around(handler, chosen))
-
-
-class WrappedOnce:
-    """A method's handler wrapped once, not on every call: the wrapper's
-    functions would otherwise be made anew for each call, and held by each
-    open stream. Rewrapped whenever a call comes with another handler (an
-    interceptor's refusal)."""
-
-    __slots__ = ("_by_method",)
-
-    def __init__(self) -> None:
-        self._by_method: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-
-    def get(self, method: str, handler: grpc.RpcMethodHandler,
-            wrap: Callable[[], grpc.RpcMethodHandler]) -> grpc.RpcMethodHandler:
-        known = self._by_method.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = wrap()
-        self._by_method[method] = (handler, wrapped)
-        return wrapped
+        return self._wrapped.get(method, handler, around, chosen)
 
 
 def around(handler: grpc.RpcMethodHandler, hooks: Around[Any]) -> grpc.RpcMethodHandler:
