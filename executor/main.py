@@ -59,7 +59,8 @@ async def serve_chain() -> None:
     settings = Settings()
     server = await create_execution_server(settings.bind_address("EXECUTION_SERVICE"), settings)
     print(f"ExecutionService listening on port {server.port}", flush=True)
-    await serve_until_signal(server, settings.shutdown_grace_seconds)
+    await serve_until_signal(server, settings.shutdown_grace_seconds,
+                             settings.shutdown_drain_seconds)
 
 
 def run_tracker() -> None:

@@ -81,7 +81,8 @@ async def serve() -> None:
     serve_metrics(settings, "OrderService")
     server = await create_order_server(settings.bind_address("ORDER_SERVICE"), settings)
     print(f"OrderService listening on port {server.port}", flush=True)
-    await serve_until_signal(server, settings.shutdown_grace_seconds)
+    await serve_until_signal(server, settings.shutdown_grace_seconds,
+                             settings.shutdown_drain_seconds)
 
 
 def main() -> None:

@@ -1,12 +1,15 @@
 """What every gRPC server of the engine has: grpc.aio, the standard health
 service, server reflection, and a graceful stop on SIGTERM or Ctrl-C
-(in-flight calls get the grace period, then the server ends)."""
+(clients are told NOT_SERVING and given a moment to move away, in-flight
+calls get the grace period, then the server ends)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +43,32 @@ SERVER_OPTIONS = [
 ]
 
 
+# A stopping server's drain ends once no call has come for this long: its
+# clients watch its health and have moved to other replicas.
+QUIET_SECONDS = 0.1
+
+
+class Arrivals(grpc.aio.ServerInterceptor):
+    """When the latest call reached this server. It keeps no call's state
+    and wraps no handler, so it costs a call one await and a stream nothing."""
+
+    def __init__(self) -> None:
+        self.latest = -math.inf
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        self.latest = time.monotonic()
+        return await continuation(handler_call_details)
+
+    async def quiet(self, longest: float) -> None:
+        """Returns once no call has come for QUIET_SECONDS, or after ``longest``."""
+        end = time.monotonic() + longest
+        while (wait := min(self.latest + QUIET_SECONDS, end) - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+
+
 @dataclass
 class Service:
     """One servicer: the generated ``add_XServicer_to_server`` and its name."""
@@ -55,15 +84,22 @@ class Server:
     port: int
     health: Any  # grpc_health.v1.health.aio.HealthServicer (not in grpc-stubs)
     names: list[str] = field(default_factory=list)
+    arrivals: Arrivals = field(default_factory=Arrivals)
     # Run before the server stops taking calls (ending open streams cleanly),
     # and after it has stopped (closing what the servicers hold).
     before_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
-    async def stop(self, grace: float | None) -> None:
-        """Reports NOT_SERVING, lets calls finish within ``grace``, then
-        closes what the servicers hold."""
+    async def stop(self, grace: float | None, drain: float = 0.0) -> None:
+        """Reports NOT_SERVING, keeps taking calls for up to ``drain`` while
+        they still come, lets calls finish within ``grace``, then closes
+        what the servicers hold."""
         await self.health.enter_graceful_shutdown()
+        # Calls a client sent before it heard NOT_SERVING are still on their
+        # way. grpc.aio cancels a call that reaches gRPC core as the server
+        # stops, before the application picked it up (grpc/grpc#41785), so
+        # the client would see CANCELLED, which it must not retry.
+        await self.arrivals.quiet(drain)
         for hook in self.before_stop:
             await hook()
         await self.server.stop(grace)
@@ -81,8 +117,9 @@ async def create_server(address: str, services: Iterable[Service],
         raise ValueError(f"cannot listen on {address!r}: it names several replicas or a "
                          "resolver target; set <SERVICE>_BIND to this replica's HOST:PORT")
     credentials = tls().server_credentials()  # a bad TLS_* setting fails here, at start
+    arrivals = Arrivals()
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[
-        *observability.server_interceptors(), *interceptors,
+        arrivals, *observability.server_interceptors(), *interceptors,
         # Innermost: decodes each request after the access checks ran.
         MalformedRequests()])
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -100,11 +137,11 @@ async def create_server(address: str, services: Iterable[Service],
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     await server.start()
-    return Server(server, port, health_servicer, names)
+    return Server(server, port, health_servicer, names, arrivals)
 
 
-async def serve_until_signal(server: Server, grace: float) -> None:
-    """Runs until SIGTERM or SIGINT, then stops gracefully."""
+async def serve_until_signal(server: Server, grace: float, drain: float = 0.0) -> None:
+    """Runs until SIGTERM or SIGINT, then stops gracefully (Server.stop)."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,8 +149,9 @@ async def serve_until_signal(server: Server, grace: float) -> None:
     waiting = asyncio.ensure_future(server.server.wait_for_termination())
     stop_signal = asyncio.ensure_future(stopping.wait())
     await asyncio.wait({waiting, stop_signal}, return_when=asyncio.FIRST_COMPLETED)
-    log.info("stopping %s (grace %.1fs)", ", ".join(server.names), grace)
-    await server.stop(grace)
+    log.info("stopping %s (drain up to %.1fs, grace %.1fs)", ", ".join(server.names),
+             drain, grace)
+    await server.stop(grace, drain)
     waiting.cancel()
     stop_signal.cancel()
 

@@ -193,6 +193,11 @@ class Settings:
     shutdown_grace_seconds: float = field(
         default_factory=lambda: _float("SHUTDOWN_GRACE_SECONDS", 5.0)
     )
+    # Before that, how long at most it keeps taking calls after reporting
+    # NOT_SERVING, while they still come (serving.Server.stop).
+    shutdown_drain_seconds: float = field(
+        default_factory=lambda: _float("SHUTDOWN_DRAIN_SECONDS", 2.0)
+    )
 
     def bind_address(self, service: str) -> str:
         """The address a server listens on: ``<SERVICE>_BIND``, else its address."""

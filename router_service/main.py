@@ -40,7 +40,8 @@ async def serve() -> None:
     serve_metrics(settings, "QuoteService")
     server = await create_quote_server(settings.bind_address("QUOTE_SERVICE"), settings)
     print(f"QuoteService listening on port {server.port}", flush=True)
-    await serve_until_signal(server, settings.shutdown_grace_seconds)
+    await serve_until_signal(server, settings.shutdown_grace_seconds,
+                             settings.shutdown_drain_seconds)
 
 
 def main() -> None:

@@ -147,12 +147,51 @@ def test_calls_go_round_the_healthy_replicas(start: Any, loop: LoopThread) -> No
         loop.run(server_a.health.set(QUOTE_SERVICE, health_pb2.HealthCheckResponse.SERVING))
         eventually(lambda: {who(stub) for _ in range(6)} == {"a", "b"} or None, timeout=5)
         # One stopping gracefully: every call still answered, by the other.
-        stopping = threading.Thread(target=lambda: loop.run(server_b.stop(1.0)))
+        # (Without the drain about one run in ten saw a call CANCELLED.)
+        stopping = threading.Thread(target=lambda: loop.run(server_b.stop(1.0, drain=2.0)))
         stopping.start()
         answered = [who(stub) for _ in range(50)]
         stopping.join()
         answered += [who(stub) for _ in range(10)]
         assert answered[-10:] == ["a"] * 10
+
+
+def test_a_stopping_replica_drains_while_calls_still_come(start: Any, loop: LoopThread) -> None:
+    replica = FakeQuotes("only")
+    server = start(replica)
+    # A caller that never asks the server's health: it keeps calling.
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        stub = quote_service_pb2_grpc.QuoteServiceStub(ch)
+        who(stub)
+        stop_at: list[float] = []
+        answered_after_stop = 0
+
+        def stop() -> None:
+            stop_at.append(time.monotonic())
+            loop.run(server.stop(1.0, drain=0.5))
+            stop_at.append(time.monotonic())
+
+        stopping = threading.Thread(target=stop)
+        stopping.start()
+        while stopping.is_alive():
+            try:
+                who(stub)
+            except grpc.RpcError:
+                break  # the drain is over and the server has stopped
+            if stop_at:
+                answered_after_stop += 1
+        stopping.join()
+    assert stop_at[1] - stop_at[0] >= 0.5
+    assert answered_after_stop > 10
+
+
+def test_the_drain_ends_once_calls_stop_coming(start: Any, loop: LoopThread) -> None:
+    server = start(FakeQuotes("only"))
+    with quotes_channel(f"127.0.0.1:{server.port}") as ch:
+        who(quote_service_pb2_grpc.QuoteServiceStub(ch))
+    began = time.monotonic()
+    loop.run(server.stop(1.0, drain=10.0))
+    assert time.monotonic() - began < 2.0
 
 
 # -- retries ----------------------------------------------------------------
