@@ -9,7 +9,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -239,11 +239,13 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
 
     # -- WatchOrder -----------------------------------------------------------
 
-    async def WatchOrder(
+    async def WatchOrder(  # type: ignore[override]  # it writes; the stubs know only yielding
         self, request: order_service_pb2.WatchOrderRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[order_pb2.OrderEvent]:
-        # One frame, and no more state than this, for each of thousands of
-        # idle streams: the history is read by HistoryReads, many at a time.
+    ) -> None:
+        # One coroutine, and no more state than this, for each of thousands
+        # of idle streams: the history is read by HistoryReads, many at a
+        # time. It writes rather than yields, so that neither it nor the
+        # interceptors' wrappers hold an async generator for each stream.
         if request.after_sequence < 0:
             await abort_invalid(context, FieldError("after_sequence", "must not be negative"))
         try:
@@ -271,7 +273,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             while True:
                 for item in history.events:
                     if item.sequence > last:
-                        yield item
+                        await context.write(item)
                         last = item.sequence
                         if Status.from_proto(item.status).terminal:
                             return
@@ -283,7 +285,10 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 # Live events in sequence, until one is missing or the hub
                 # says to resync; then the database has what was missed.
                 inbox.sent = last
-                while (item := await inbox.next()) is not None:
+                while True:
+                    await inbox.ready()
+                    if (item := inbox.take()) is None:
+                        break
                     if item is Signal.SHUTDOWN:
                         await abort(context, grpc.StatusCode.UNAVAILABLE,
                                     "the server is shutting down; watch again with "
@@ -296,7 +301,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                         continue  # already sent, from the history
                     if item.sequence > last + 1:
                         break  # missed one
-                    yield item
+                    await context.write(item)
                     last = inbox.sent = item.sequence
                     if Status.from_proto(item.status).terminal:
                         return

@@ -92,15 +92,18 @@ class Inbox:
         self.closed = True
         self._wake()
 
-    async def next(self) -> order_pb2.OrderEvent | Signal | None:
-        """The next item, once there is one; None when events were lost to
-        an overflow (then the database has them)."""
-        if not self._items and not self.overflowed:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+    def ready(self) -> asyncio.Future[None]:
+        """Done once there is an item to take. A waiting stream awaits this
+        future itself: a coroutine around it would cost each idle stream
+        its frame."""
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        if self._items or self.overflowed:
+            waiter.set_result(None)
+        return waiter
+
+    def take(self) -> order_pb2.OrderEvent | Signal | None:
+        """The next item, once ``ready``; None when events were lost to an
+        overflow (then the database has them)."""
         if self.overflowed:
             self.overflowed = False
             return None

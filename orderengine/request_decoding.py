@@ -10,13 +10,13 @@ caller's key or token has been checked (the access interceptors run first)."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from orderengine.errors import abort
-from orderengine.wrapped_handlers import WrappedOnce
+from orderengine.wrapped_handlers import WrappedOnce, writing
 
 MALFORMED_REQUEST = "MALFORMED_REQUEST"
 # Quoted from the parser's error; enough to tell what broke.
@@ -48,13 +48,12 @@ def decoding_in_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler
         return grpc.unary_unary_rpc_method_handler(
             unary_unary, None, handler.response_serializer)
     stream: Any = handler.unary_stream
-    if stream is not None and inspect.isasyncgenfunction(stream):
+    if stream is not None and (inspect.iscoroutinefunction(stream)
+                               or inspect.isasyncgenfunction(stream)):
+        write = writing(stream)
 
-        async def unary_stream(raw: bytes,
-                               context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            request = await _decoded(decode, raw, context)
-            async for item in stream(request, context):
-                yield item
+        async def unary_stream(raw: bytes, context: grpc.aio.ServicerContext) -> None:
+            await write(await _decoded(decode, raw, context), context)
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream, None, handler.response_serializer)

@@ -6,10 +6,13 @@ each call, and every open stream would hold its own."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+
+Writer = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
 
 
 class WrappedOnce:
@@ -30,3 +33,18 @@ class WrappedOnce:
         wrapped = wrap(handler, *args)
         self._by_method[method] = (handler, wrapped)
         return wrapped
+
+
+def writing(stream: Any) -> Writer:
+    """A streaming handler as one that writes its responses with
+    ``context.write``. A wrapper awaiting it holds one coroutine for each
+    open stream; re-yielding what it yields would hold an async generator,
+    its pending ``asend`` and asyncio's weak reference to it."""
+    if not inspect.isasyncgenfunction(stream):
+        return stream  # it writes already
+
+    async def write(request: Any, context: grpc.aio.ServicerContext) -> None:
+        async for response in stream(request, context):
+            await context.write(response)
+
+    return write

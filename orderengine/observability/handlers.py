@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -16,7 +15,7 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
 from orderengine import auth
-from orderengine.wrapped_handlers import WrappedOnce
+from orderengine.wrapped_handlers import WrappedOnce, writing
 
 S = TypeVar("S")
 
@@ -129,40 +128,24 @@ def around(handler: grpc.RpcMethodHandler, hooks: Around[Any]) -> grpc.RpcMethod
 
         return grpc.stream_unary_rpc_method_handler(
             stream_unary, handler.request_deserializer, handler.response_serializer)
-    stream: Any = handler.unary_stream or handler.stream_stream
+    stream = writing(handler.unary_stream or handler.stream_stream)
     make = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
             else grpc.stream_stream_rpc_method_handler)
     streamed_request = bool(handler.stream_stream)
-    if not inspect.isasyncgenfunction(stream):
-        # A handler that writes with context.write() (the health service's Watch).
-        async def write(request: Any, context: grpc.aio.ServicerContext) -> None:
-            known = None if streamed_request else request
-            state = hooks.enter(known, context, True)
-            error = None
-            try:
-                await stream(request, context)
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                hooks.exit(state, context, known, None, error)
 
-        return make(write, handler.request_deserializer, handler.response_serializer)
-
-    async def respond(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def write(request: Any, context: grpc.aio.ServicerContext) -> None:
         known = None if streamed_request else request
         state = hooks.enter(known, context, True)
         error = None
         try:
-            async for item in stream(request, context):
-                yield item
+            await stream(request, context)
         except BaseException as exc:
             error = exc
             raise
         finally:
             hooks.exit(state, context, known, None, error)
 
-    return make(respond, handler.request_deserializer, handler.response_serializer)
+    return make(write, handler.request_deserializer, handler.response_serializer)
 
 
 def status_code(context: grpc.aio.ServicerContext,
