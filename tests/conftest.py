@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ import pytest
 from redis import Redis
 from sqlalchemy import delete
 
+from order_service.watch_hub import WatchHub
 from orderengine.auth import key_metadata, token_metadata, with_metadata
 from orderengine.embedded_redis import EmbeddedRedis
 from orderengine.keys import ApiKeys
@@ -29,6 +30,7 @@ from orderengine.store.models import EventRow, OrderRow
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import (
     execution_service_pb2_grpc,
+    order_pb2,
     order_service_pb2_grpc,
     quote_service_pb2_grpc,
 )
@@ -121,6 +123,14 @@ class LoopThread:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    def read(self, value: Callable[[], T]) -> T:
+        """``value()`` on the loop, where the servers' state may be read."""
+
+        async def on_loop() -> T:
+            return value()
+
+        return self.run(on_loop())
+
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
@@ -198,6 +208,37 @@ def services(env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
         for server in servers.values():
             loop.run(server.stop(0.5))
         loop.close()
+
+
+class RecordedHub(WatchHub):
+    """An OrderService watch hub that counts what it delivers, and the most
+    events any inbox ever held right after a delivery."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.delivered = 0
+        self.most_held = 0
+
+    def _deliver(self, event: order_pb2.OrderEvent) -> None:
+        super()._deliver(event)
+        self.delivered += 1
+        for inbox in self._inboxes.get(event.order_id, ()):
+            self.most_held = max(self.most_held, len(inbox))
+
+
+@pytest.fixture
+def hubs(monkeypatch: pytest.MonkeyPatch) -> list[RecordedHub]:
+    """Every OrderService watch hub made from now on: a module that asks
+    for it makes its ``services`` fixture depend on it."""
+    made: list[RecordedHub] = []
+
+    class Recorded(RecordedHub):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr("order_service.main.WatchHub", Recorded)
+    return made
 
 
 class Processes:

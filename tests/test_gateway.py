@@ -29,11 +29,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from gateway.app import create_app
-from order_service.watch_hub import WatchHub
 from orderengine.errors import FieldError, status
 from orderengine.settings import Settings
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
-from tests.conftest import ROOT, LoopThread, Processes, Services
+from tests.conftest import ROOT, LoopThread, Processes, RecordedHub, Services
 from tests.helpers import eventually
 
 SEED_BODY = {"inputToken": "SOL", "outputToken": "USDC", "amount": 10}
@@ -68,21 +67,7 @@ class GatewayServer:
 
 
 @pytest.fixture
-def hubs(monkeypatch: pytest.MonkeyPatch) -> list[WatchHub]:
-    """Every OrderService watch hub made from now on, to count its watchers."""
-    made: list[WatchHub] = []
-
-    class RecordedHub(WatchHub):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr("order_service.main.WatchHub", RecordedHub)
-    return made
-
-
-@pytest.fixture
-def services(hubs: list[WatchHub], services: Services) -> Services:
+def services(hubs: list[RecordedHub], services: Services) -> Services:
     # The conftest's services, made after the hubs are recorded.
     return services
 
@@ -100,13 +85,9 @@ def http(gateway: GatewayServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def watchers(services: Services, hubs: list[WatchHub]) -> int:
+def watchers(services: Services, hubs: list[RecordedHub]) -> int:
     """Open WatchOrder streams in OrderService (read on its own loop)."""
-
-    async def count() -> int:
-        return sum(hub.watchers for hub in hubs)
-
-    return services.loop.run(count())
+    return services.loop.read(lambda: sum(hub.watchers for hub in hubs))
 
 
 def open_streams(http: httpx.Client) -> int:
@@ -583,7 +564,7 @@ def test_ws_unknown_or_malformed_order_closes_with_a_clear_code(
 
 
 def test_client_disconnect_cancels_the_upstream_stream(
-    services: Services, hubs: list[WatchHub], gateway: GatewayServer, http: httpx.Client
+    services: Services, hubs: list[RecordedHub], gateway: GatewayServer, http: httpx.Client
 ) -> None:
     order_id = submit(http)  # stays PENDING: the streams stay open until we leave
     url = f"{gateway.ws_url}/ws/orders/{order_id}"
@@ -628,7 +609,7 @@ def test_ws_resumes_when_order_service_restarts(
 
 
 def test_ws_moves_to_the_other_replica_when_one_stops(
-    services: Services, hubs: list[WatchHub]
+    services: Services, hubs: list[RecordedHub]
 ) -> None:
     from order_service.main import create_order_server
 
@@ -647,9 +628,7 @@ def test_ws_moves_to_the_other_replica_when_one_stops(
                     assert recv(ws)["sequence"] == 1
 
                 def per_replica() -> list[int]:
-                    async def count() -> list[int]:
-                        return [hub.watchers for hub in hubs]
-                    return services.loop.run(count())
+                    return services.loop.read(lambda: [hub.watchers for hub in hubs])
 
                 eventually(lambda: sum(per_replica()) == 2)
                 # Stop a replica that serves a stream: its streams end with

@@ -22,7 +22,7 @@ from redis import Redis
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from order_service.watch_hub import INBOX_SIZE, WatchHub
+from order_service.watch_hub import INBOX_SIZE
 from orderengine.auth import INTERNAL_TOKEN_HEADER, with_metadata
 from orderengine.events import publish
 from orderengine.settings import Settings
@@ -34,7 +34,7 @@ from orderengine.v1 import (
     quote_service_pb2,
     quote_service_pb2_grpc,
 )
-from tests.conftest import INTERNAL_TOKEN, OTHER_OWNER, OWNER, Services
+from tests.conftest import INTERNAL_TOKEN, OTHER_OWNER, OWNER, RecordedHub, Services
 from tests.helpers import details, eventually, field_violations
 from tests.test_gateway import GatewayServer, auth
 
@@ -52,36 +52,6 @@ def limits(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
     for name, value in {"SUBMIT_RATE_PER_SECOND": RATE, "SUBMIT_BURST": BURST,
                         "WATCH_STREAMS_PER_OWNER": STREAMS}.items():
         monkeypatch.setenv(name, str(value))
-
-
-class RecordedHub(WatchHub):
-    """A hub that counts what it delivers, and the most events any inbox
-    ever held right after a delivery."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.delivered = 0
-        self.most_held = 0
-
-    def _deliver(self, event: order_pb2.OrderEvent) -> None:
-        super()._deliver(event)
-        self.delivered += 1
-        for inbox in self._inboxes.get(event.order_id, ()):
-            self.most_held = max(self.most_held, len(inbox))
-
-
-@pytest.fixture
-def hubs(monkeypatch: pytest.MonkeyPatch) -> list[RecordedHub]:
-    """Every OrderService watch hub made from now on."""
-    made: list[RecordedHub] = []
-
-    class Recorded(RecordedHub):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr("order_service.main.WatchHub", Recorded)
-    return made
 
 
 @pytest.fixture
@@ -220,10 +190,7 @@ def open_stream(services: Services, order_id: str, owner: str = OWNER) -> Any:
 
 
 def streams_of(services: Services, hubs: list[RecordedHub], owner: str = OWNER) -> int:
-    async def count() -> int:
-        return sum(hub.streams(owner) for hub in hubs)
-
-    return services.loop.run(count())
+    return services.loop.read(lambda: sum(hub.streams(owner) for hub in hubs))
 
 
 def test_one_stream_past_the_cap_is_refused_until_one_ends(
@@ -323,10 +290,7 @@ def test_a_watcher_that_never_reads_holds_a_bounded_inbox(
     reader.join(5)
     assert len(got) < published / 2, len(got)
 
-    async def registered() -> int:
-        return hub.watchers
-
-    eventually(lambda: services.loop.run(registered()) == 0)
+    eventually(lambda: services.loop.read(lambda: hub.watchers) == 0)
 
 
 # -- sizes --------------------------------------------------------------------------
