@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orderengine.embedded_redis import EmbeddedRedis, stop_with_parent
+from orderengine.embedded_redis import EmbeddedRedis, stopping_with_parent
 from orderengine.healthcheck import wait_serving
 from orderengine.keys import ApiKeys, read_key_file, write_key_file
 from orderengine.observability import metrics_targets
@@ -198,9 +198,9 @@ class Stack:
         for part in self.parts:
             # A session of its own: Ctrl-C reaches only us, and we stop each
             # part once, gracefully.
-            part.process = subprocess.Popen(part.args, start_new_session=True,
-                                            env={**env, **part.env} if part.env else None,
-                                            preexec_fn=stop_with_parent)
+            part.process = subprocess.Popen(stopping_with_parent(part.args),
+                                            start_new_session=True,
+                                            env={**env, **part.env} if part.env else None)
         deadline = time.monotonic() + 60
         for part in self.parts:
             if part.address:
