@@ -279,13 +279,12 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                             return
                 if history.terminal or inbox is None:
                     return  # nothing more will come
-                # Idle, a stream holds no event: only its inbox and position.
                 del history
-                item = None
                 # Live events in sequence, until one is missing or the hub
                 # says to resync; then the database has what was missed.
                 inbox.sent = last
                 while True:
+                    item = None  # idle, a stream holds no event: its inbox and position
                     await inbox.ready()
                     if (item := inbox.take()) is None:
                         break

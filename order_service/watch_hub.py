@@ -5,10 +5,10 @@ A watcher's inbox is bounded: a slow watcher loses live events rather than
 holding memory, and reads what it lost from the database (it sees the gap in
 sequences, or is told to resync). After Redis comes back every watcher is
 told to resync, so a publish lost while it was away costs nothing; and every
-``check_seconds`` (WATCH_CHECK_SECONDS) the hub asks the database, in one read for all of them, which
-watched orders have gone further than their watchers have sent, and tells
-those watchers to resync (a publish can be lost with Redis up: the writer
-committed, then failed to publish).
+``check_seconds`` (WATCH_CHECK_SECONDS) the hub asks the database, in one
+read for all of them, which watched orders have gone further than their
+watchers have sent, and tells those watchers to resync (a publish can be
+lost with Redis up: the writer committed, then failed to publish).
 
 Each owner may hold a bounded number of streams open on this process at
 once: what a stream costs (its inbox, its call) is this process's memory,
