@@ -20,4 +20,4 @@ RUN useradd --system --create-home --uid 10001 --user-group orderengine
 COPY --from=build /opt/venv /opt/venv
 USER orderengine
 WORKDIR /home/orderengine
-CMD ["python", "-m", "orderengine.stack"]
+CMD ["python", "-m", "orderengine.local.stack"]

@@ -70,10 +70,10 @@ chaos: $(STAMP) ## run only the fault-injection tests
 	$(PY) -m pytest -m chaos $(PYTEST_ARGS)
 
 bench: $(STAMP) ## the benchmark table (BENCH_ARGS=--quick for a short run; see --help)
-	$(PY) -m orderengine.bench $(BENCH_ARGS)
+	$(PY) -m orderengine.local.bench $(BENCH_ARGS)
 
 run: $(STAMP) ## start the whole stack (Ctrl-C stops it; REPLICAS=2 for two of each service; RUN_ARGS=... passes arguments)
-	$(PY) -m orderengine.stack --replicas $(REPLICAS) $(RUN_ARGS)
+	$(PY) -m orderengine.local.stack --replicas $(REPLICAS) $(RUN_ARGS)
 
 node-client: ## install the Node.js client's pinned packages (tests/node; the suite does it when missing)
 	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error

@@ -14,19 +14,19 @@ import threading
 
 from redis.asyncio import Redis
 
-from executor import tracker, worker
-from executor.chain import Chain
-from executor.execution_service import ExecutionServicer
-from executor.faults import FailureRates, Faults
-from orderengine.auth import InternalTokenInterceptor
-from orderengine.observability.metrics import serve_metrics
-from orderengine.serving import (
+from executor.chain.chain import Chain
+from executor.chain.execution_service import ExecutionServicer
+from executor.chain.faults import FailureRates, Faults
+from executor.driver import tracker, worker
+from orderengine.mesh.auth import InternalTokenInterceptor
+from orderengine.mesh.serving import (
     Server,
     Service,
     configure_logging,
     create_server,
     serve_until_signal,
 )
+from orderengine.observability.metrics import serve_metrics
 from orderengine.settings import Settings
 from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
 

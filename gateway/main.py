@@ -16,8 +16,8 @@ import uvicorn
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.limits import MAX_WEBSOCKET_MESSAGE_BYTES
+from orderengine.mesh.tls import tls
 from orderengine.observability import tracing
-from orderengine.tls import tls
 
 
 def configure_logging() -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orderengine.channels import aio_channel
+from orderengine.mesh.channels import aio_channel
 from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ closes normally (1000) after the terminal event.
 When the client goes away the upstream call is cancelled at once. When
 an OrderService replica stops or dies mid-stream (UNAVAILABLE), the stream
 is opened again with ``after_sequence`` = the last event sent, on another
-replica or on the same one back (orderengine.resumption), so nothing
+replica or on the same one back (orderengine.mesh.resumption), so nothing
 repeats and nothing is lost; only when OrderService stays away longer than
 ``resume_seconds`` does the socket close, with 1011 and the sequence to
 resume from."""
@@ -25,7 +25,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from gateway.models import TERMINAL, OrderUpdate, status_name
 from gateway.upstream import Upstream, caller_metadata
-from orderengine.resumption import RESUMABLE, Resumption
+from orderengine.mesh.resumption import RESUMABLE, Resumption
 from orderengine.v1 import order_service_pb2
 
 log = logging.getLogger(__name__)

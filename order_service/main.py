@@ -9,23 +9,23 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from order_service.order_service import OrderServicer
+from order_service.rate_limit import TokenBuckets
 from order_service.submissions import Submissions
 from order_service.watch_hub import WatchHub
-from orderengine.auth import ApiKeyInterceptor, token_metadata
-from orderengine.channels import QUOTE_SERVICE, aio_channel
-from orderengine.keys import ApiKeys, KeyCache
-from orderengine.observability.metrics import serve_metrics
-from orderengine.observability.metrics_orders import report_orders
-from orderengine.order_queue import order_queue
-from orderengine.rate_limit import TokenBuckets
-from orderengine.serving import (
+from orderengine.mesh.auth import ApiKeyInterceptor, token_metadata
+from orderengine.mesh.channels import QUOTE_SERVICE, aio_channel
+from orderengine.mesh.serving import (
     Server,
     Service,
     configure_logging,
     create_server,
     serve_until_signal,
 )
+from orderengine.observability.metrics import serve_metrics
+from orderengine.observability.metrics_orders import report_orders
+from orderengine.order_queue import order_queue
 from orderengine.settings import Settings
+from orderengine.store.api_keys import ApiKeys, KeyCache
 from orderengine.store.database import create_database_engine
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_service_pb2, order_service_pb2_grpc, quote_service_pb2_grpc

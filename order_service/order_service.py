@@ -18,14 +18,14 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from order_service.histories import HistoryReads
+from order_service.rate_limit import retry_hint
 from order_service.submissions import QueueFull, QueueUnavailable, RateLimited, Submissions
 from order_service.watch_hub import Inbox, Signal, TooManyStreams, WatchHub
-from orderengine.auth import caller
-from orderengine.channels import within_deadline
 from orderengine.errors import FieldError, abort, abort_invalid, status
 from orderengine.events import publish
+from orderengine.mesh.auth import caller
+from orderengine.mesh.channels import within_deadline
 from orderengine.observability.metrics_orders import status_left
-from orderengine.rate_limit import retry_hint
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, History, NewOrder, OrderStore, PageTokenError

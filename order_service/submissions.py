@@ -15,10 +15,10 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
+from order_service.rate_limit import TokenBuckets
 from orderengine.events import publish
 from orderengine.observability import handoffs
 from orderengine.order_queue import enqueue_orders
-from orderengine.rate_limit import TokenBuckets
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import NewOrder, OrderStore
 

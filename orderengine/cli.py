@@ -22,13 +22,13 @@ from decimal import Decimal
 
 import grpc
 
-from orderengine.auth import key_metadata
-from orderengine.channels import ORDER_SERVICE
-from orderengine.channels import channel as orderengine_channel
-from orderengine.keys import ApiKeys, client_key
-from orderengine.resumption import RESUMABLE, Resumption
+from orderengine.mesh.auth import key_metadata
+from orderengine.mesh.channels import ORDER_SERVICE
+from orderengine.mesh.channels import channel as orderengine_channel
+from orderengine.mesh.resumption import RESUMABLE, Resumption
 from orderengine.settings import Settings
 from orderengine.statuses import Status
+from orderengine.store.api_keys import ApiKeys, client_key
 from orderengine.store.database import create_database_engine
 from orderengine.swaps import DEFAULT_SLIPPAGE_BPS
 from orderengine.v1 import market_pb2, order_pb2, order_service_pb2, order_service_pb2_grpc

@@ -20,7 +20,7 @@ from orderengine.observability import handoffs
 
 # Named, not imported: services meet over Redis, never by importing another
 # service's code.
-DRIVE_ORDERS = "executor.jobs.drive_orders"
+DRIVE_ORDERS = "executor.driver.jobs.drive_orders"
 # Orders per job: one job moves several orders with one transaction per
 # step and one call to each peer, yet a burst still spreads over every
 # worker. 32 rather than 16 gave 5-20 % more end to end (make bench); at

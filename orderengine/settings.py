@@ -92,7 +92,7 @@ class Settings:
     # Seeds the injected failures, for runs that repeat; empty: random.
     chain_seed: str = field(default_factory=lambda: _env("CHAIN_SEED", ""))
 
-    # Other traders (python -m orderengine.market.flow): make run starts this
+    # Other traders (python -m orderengine.local.traders): make run starts this
     # many seeded random swaps a second on the chain's pools, landed as the
     # chain lands swaps, so quotes go stale as on mainnet. Gentle by default;
     # 0 starts none (tests and benchmarks that need a still market).
@@ -135,7 +135,7 @@ class Settings:
     api_key_file: str = field(
         default_factory=lambda: _env("ORDERENGINE_API_KEY_FILE", "var/api-key"))
 
-    # TLS (README "TLS"; checked in orderengine.tls). A server given a
+    # TLS (README "TLS"; checked in orderengine.mesh.tls). A server given a
     # certificate and its key serves TLS only, the gateway HTTPS; clients
     # speak TLS when TLS_CA_FILE or TLS_CERT_FILE is set, or TLS_ENABLED is
     # true (then trusting the system roots). All unset: plaintext, as on one

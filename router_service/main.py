@@ -6,15 +6,15 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from orderengine.auth import InternalTokenInterceptor
-from orderengine.observability.metrics import serve_metrics
-from orderengine.serving import (
+from orderengine.mesh.auth import InternalTokenInterceptor
+from orderengine.mesh.serving import (
     Server,
     Service,
     configure_logging,
     create_server,
     serve_until_signal,
 )
+from orderengine.observability.metrics import serve_metrics
 from orderengine.settings import Settings
 from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc
 from router_service.quote_service import QuoteServicer

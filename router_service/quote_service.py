@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import grpc
 from redis.asyncio import Redis
 
-from orderengine.batches import answer_one, refuse_more_than, results
 from orderengine.errors import FieldError, ItemFailure
+from orderengine.mesh.batches import answer_one, refuse_more_than, results
 from orderengine.observability.metrics_orders import quote_priced
 from orderengine.swaps import SwapRequest, parse_swap
 from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc

@@ -20,11 +20,11 @@ from redis import Redis
 from sqlalchemy import delete
 
 from order_service.watch_hub import WatchHub
-from orderengine.auth import key_metadata, token_metadata, with_metadata
-from orderengine.embedded_redis import EmbeddedRedis
-from orderengine.keys import ApiKeys
+from orderengine.local.embedded_redis import EmbeddedRedis
+from orderengine.mesh.auth import key_metadata, token_metadata, with_metadata
 from orderengine.settings import Settings
 from orderengine.store import migrate
+from orderengine.store.api_keys import ApiKeys
 from orderengine.store.database import create_database_engine
 from orderengine.store.models import EventRow, OrderRow
 from orderengine.store.orders import OrderStore

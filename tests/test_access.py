@@ -21,10 +21,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from orderengine import cli
-from orderengine.auth import INTERNAL_TOKEN_HEADER, key_metadata, with_metadata
-from orderengine.keys import ApiKeys, digest
+from orderengine.local.stack import LOCAL_OWNER, local_key
+from orderengine.mesh.auth import INTERNAL_TOKEN_HEADER, key_metadata, with_metadata
 from orderengine.settings import Settings
-from orderengine.stack import LOCAL_OWNER, local_key
+from orderengine.store.api_keys import ApiKeys, digest
 from orderengine.store.models import ApiKeyRow
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import (

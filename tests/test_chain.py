@@ -21,11 +21,11 @@ from grpc_status import rpc_status
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from executor.chain import _SUBMIT as chain_script
-from executor.chain import Chain, Submitted, signature_for
-from executor.execution_service import MAX_SWAPS_PER_CALL
-from orderengine.channels import RETRIED
+from executor.chain.chain import _SUBMIT as chain_script
+from executor.chain.chain import Chain, Submitted, signature_for
+from executor.chain.execution_service import MAX_SWAPS_PER_CALL
 from orderengine.market.pools import all_pools
+from orderengine.mesh.channels import RETRIED
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, item_error_pb2, market_pb2, quote_service_pb2
 from tests.conftest import Services
@@ -496,7 +496,7 @@ def test_a_batch_takes_at_most_64_swaps_and_none_answers_none(services: Services
 
 
 def test_every_method_of_the_internal_services_is_retried_on_unavailable() -> None:
-    """Each is safe to repeat (orderengine/channels.py says why): a method
+    """Each is safe to repeat (orderengine/mesh/channels.py says why): a method
     added to them must be classed there."""
     named = {(entry["service"], entry["method"]) for entry in RETRIED}
     for module, name in ((quote_service_pb2, "QuoteService"),

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 from redis import Redis
 
-from executor.chain import LANDED_BY_ORDER
-from executor.faults import FailureRates, Faults
+from executor.chain.chain import LANDED_BY_ORDER
+from executor.chain.faults import FailureRates, Faults
 from orderengine.v1 import order_pb2, order_service_pb2
 from tests.conftest import Services
 from tests.helpers import statuses, watch_all

@@ -693,16 +693,16 @@ def _imports(path: Path) -> set[str]:
 def test_gateway_imports_only_the_stubs_the_settings_the_channels_and_its_framework() -> None:
     # The channel factory is how every client reaches a service (TLS, keepalive,
     # balancing, interceptors); the gateway is one of those clients, nothing more
-    # (and resumes a broken watch as every client does: orderengine.resumption;
-    # and serves HTTPS with the engine's certificate: orderengine.tls; and gives
+    # (and resumes a broken watch as every client does: orderengine.mesh.resumption;
+    # and serves HTTPS with the engine's certificate: orderengine.mesh.tls; and gives
     # its requests ids, log lines and spans as every service its calls:
     # orderengine.observability).
     for path in (ROOT / "gateway").rglob("*.py"):
         for name in _imports(path):
             if name.split(".")[0] in ENGINE_PACKAGES:
                 assert name.split(".")[0] == "gateway" or name.startswith(
-                    ("orderengine.v1", "orderengine.settings", "orderengine.channels",
-                     "orderengine.resumption", "orderengine.tls",
+                    ("orderengine.v1", "orderengine.settings", "orderengine.mesh.channels",
+                     "orderengine.mesh.resumption", "orderengine.mesh.tls",
                      "orderengine.observability")), f"{path}: imports {name}"
 
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from orderengine.market.pools import all_pools
-from orderengine.request_decoding import MALFORMED_REQUEST
+from orderengine.mesh.request_decoding import MALFORMED_REQUEST
 from orderengine.tokens import TOKENS
 from orderengine.v1 import (
     execution_service_pb2,

@@ -23,8 +23,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from order_service.watch_hub import INBOX_SIZE
-from orderengine.auth import INTERNAL_TOKEN_HEADER, with_metadata
 from orderengine.events import publish
+from orderengine.mesh.auth import INTERNAL_TOKEN_HEADER, with_metadata
 from orderengine.settings import Settings
 from orderengine.store.orders import NewOrder, OrderStore
 from orderengine.v1 import (
@@ -42,7 +42,7 @@ Submit = order_service_pb2.SubmitOrderRequest
 SOL_USDC = Submit(input_token="SOL", output_token="USDC", amount="1")
 # Small enough to meet in a test: 3 orders at once, then one a second; 3 streams.
 RATE, BURST, STREAMS = 1, 3, 3
-# What the gateway refuses (gateway/limits.py) and a gRPC server takes (orderengine/serving.py).
+# What the gateway refuses (gateway/limits.py) and a gRPC server takes (orderengine/mesh/serving.py).
 MAX_BODY_BYTES = 64 * 1024
 CLIENT_LOGGERS = ("websockets.client", "httpx", "httpcore")
 

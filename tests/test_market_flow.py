@@ -16,7 +16,7 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from orderengine.market.flow import Flow, FlowTrade, mid_price, run_flow
+from orderengine.local.traders import Flow, FlowTrade, mid_price, run_flow
 from orderengine.market.pools import PoolState, all_pools, balances, quote
 from orderengine.market.state import conservation_errors, read_reserves, write_reserves
 from tests.conftest import ROOT
@@ -176,7 +176,7 @@ def test_the_flow_trades_on_what_is_in_redis(redis: SyncRedis, redis_url: str) -
 def test_the_flow_runs_as_a_process(redis: SyncRedis, redis_url: str) -> None:
     env = {**os.environ, "REDIS_URL": redis_url, "CHAIN_REDIS_URL": redis_url}
     done = subprocess.run(
-        [sys.executable, "-m", "orderengine.market.flow", "--seed", "1", "--rate", "500",
+        [sys.executable, "-m", "orderengine.local.traders", "--seed", "1", "--rate", "500",
          "--count", "25"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
@@ -186,6 +186,6 @@ def test_the_flow_runs_as_a_process(redis: SyncRedis, redis_url: str) -> None:
 
 @pytest.mark.parametrize("rate", ["0", "-1"])
 def test_the_flow_needs_a_positive_rate(rate: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "orderengine.market.flow", "--rate", rate],
+    done = subprocess.run([sys.executable, "-m", "orderengine.local.traders", "--rate", rate],
                           cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "--rate" in done.stderr

@@ -18,8 +18,9 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from order_service.main import create_order_server
-from orderengine.auth import key_metadata, token_metadata
-from orderengine.channels import (
+from orderengine.local.ports import free_port
+from orderengine.mesh.auth import key_metadata, token_metadata
+from orderengine.mesh.channels import (
     ORDER_SERVICE,
     QUOTE_SERVICE,
     RETRY_POLICY,
@@ -27,9 +28,8 @@ from orderengine.channels import (
     channel,
     parse_target,
 )
-from orderengine.keepalive import KEEPALIVE, KeepalivePolicy
-from orderengine.ports import free_port
-from orderengine.serving import SERVER_OPTIONS, Server, Service, create_server
+from orderengine.mesh.keepalive import KEEPALIVE, KeepalivePolicy
+from orderengine.mesh.serving import SERVER_OPTIONS, Server, Service, create_server
 from orderengine.settings import Settings
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import (
@@ -160,7 +160,7 @@ def test_a_stopping_replica_drains_while_calls_still_come(
         start: Any, loop: LoopThread, monkeypatch: pytest.MonkeyPatch) -> None:
     # The caller, the server and the stop share one process: on a busy
     # machine its calls can be 0.1 s apart, which would end the drain.
-    monkeypatch.setattr("orderengine.serving.QUIET_SECONDS", 0.5)
+    monkeypatch.setattr("orderengine.mesh.serving.QUIET_SECONDS", 0.5)
     replica = FakeQuotes("only")
     server = start(replica)
     # A caller that never asks the server's health: it keeps calling.

@@ -14,10 +14,10 @@ import grpc
 import pytest
 from fastapi.testclient import TestClient
 
-from orderengine.observability import metrics_targets
+from orderengine.local import metrics_targets
+from orderengine.local.ports import free_port
 from orderengine.observability.metrics import MetricsEndpoint
 from orderengine.observability.metrics_scrape import Samples, scrape, time_breakdown
-from orderengine.ports import free_port
 from orderengine.settings import Settings
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.conftest import Processes, Services
@@ -183,7 +183,7 @@ def test_make_run_gives_each_part_its_port(monkeypatch: pytest.MonkeyPatch,
              _part("gateway", "-m", "gateway.main"),
              _part("worker-1", "-m", "executor.main", "worker"),
              _part("worker-2", "-m", "executor.main", "worker"),
-             _part("market flow", "-m", "orderengine.market.flow")]
+             _part("market flow", "-m", "orderengine.local.traders")]
     monkeypatch.setenv("METRICS_PORT", "0")
     targets = metrics_targets.assign(parts, "http://127.0.0.1:8080", "127.0.0.1")
     assert [t.part for t in targets] == ["OrderService", "gateway", "worker-1", "worker-2"]

@@ -13,8 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from redis import Redis
 
-from orderengine.auth import key_metadata, with_metadata
 from orderengine.events import publish
+from orderengine.mesh.auth import key_metadata, with_metadata
 from orderengine.statuses import Status
 from orderengine.store.orders import Change, OrderStore
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
@@ -353,7 +353,7 @@ def test_with_redis_down_submit_is_unavailable_and_stores_nothing(
     tmp_path: Path,
 ) -> None:
     from order_service.main import create_order_server
-    from orderengine.embedded_redis import EmbeddedRedis
+    from orderengine.local.embedded_redis import EmbeddedRedis
     from orderengine.settings import Settings
     from tests.conftest import LoopThread
 

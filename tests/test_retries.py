@@ -17,11 +17,11 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import update
 
-from executor.context import Context, context
-from executor.inflight import Inflight, claim_due
-from executor.progress import attempt_failed
-from executor.reconciler import Reconciled, reconcile_once
-from executor.retries import RETRYABLE, RetryPolicy
+from executor.driver.context import Context, context
+from executor.driver.inflight import Inflight, claim_due
+from executor.driver.progress import attempt_failed
+from executor.driver.reconciler import Reconciled, reconcile_once
+from executor.driver.retries import RETRYABLE, RetryPolicy
 from orderengine.order_queue import order_queue
 from orderengine.settings import Settings
 from orderengine.statuses import Status
@@ -138,7 +138,7 @@ def test_a_retryable_failure_goes_back_to_routing_on_the_next_attempt_with_a_ret
     retry = events[-1]
     assert (retry.sequence, retry.attempt) == (5, 2)
     assert (retry.reason_code, retry.reason) == ("SLIPPAGE_EXCEEDED", SLIPPAGE)
-    assert drives(queued_jobs(ctx)) == [("executor.jobs.drive_orders", ([order_id],))]
+    assert drives(queued_jobs(ctx)) == [("executor.driver.jobs.drive_orders", ([order_id],))]
 
     # The same failure reported again (a second tracker, a late round) changes nothing.
     attempt_failed(ctx, row, "SLIPPAGE_EXCEEDED", SLIPPAGE)
@@ -206,7 +206,7 @@ def test_the_reconciler_drives_again_only_what_is_stuck(ctx: Context, store: Ord
     assert reconcile_once(ctx) == Reconciled(queued=1, tracked=1)
 
     # A stuck order is queued again; a stuck swap goes back to the tracker.
-    assert drives(queued_jobs(ctx)) == [("executor.jobs.drive_orders", ([stuck],))]
+    assert drives(queued_jobs(ctx)) == [("executor.driver.jobs.drive_orders", ([stuck],))]
     assert in_flight.signature is not None
     assert claim_due(ctx.redis, 10, 100) == [Inflight(in_flight.order_id, 1, in_flight.signature)]
     rows = [store.get(i) for i in (stuck, fresh, cancelled)]
@@ -217,7 +217,7 @@ def test_the_reconciler_drives_again_only_what_is_stuck(ctx: Context, store: Ord
 
 def test_the_reconciler_leaves_alone_what_a_worker_is_driving(ctx: Context,
                                                               store: OrderStore) -> None:
-    from executor.leases import order_leases
+    from executor.driver.leases import order_leases
 
     stuck = new_order(store)
     age(store, stuck)
@@ -236,7 +236,7 @@ def test_the_reconciler_queues_again_a_job_lost_with_redis(ctx: Context,
     assert reconcile_once(ctx).queued == 1
     ctx.redis.flushdb()  # the queue and its markers are gone
     assert reconcile_once(ctx).queued == 1
-    assert drives(queued_jobs(ctx)) == [("executor.jobs.drive_orders", ([stuck],))]
+    assert drives(queued_jobs(ctx)) == [("executor.driver.jobs.drive_orders", ([stuck],))]
 
 
 def test_the_reconciler_queues_a_retry_no_scheduler_moved_in_time(ctx: Context,
@@ -244,7 +244,7 @@ def test_the_reconciler_queues_a_retry_no_scheduler_moved_in_time(ctx: Context,
     """A retry waits out its back-off in RQ's scheduled registry; if the
     worker holding the scheduler's lock was killed, nobody moves it for a
     minute or more. The reconciler does, once it is a few seconds overdue."""
-    from executor.reconciler import OVERDUE_SECONDS
+    from executor.driver.reconciler import OVERDUE_SECONDS
     from orderengine.order_queue import enqueue_order
 
     due_now, due_later = new_order(store), new_order(store)
@@ -256,7 +256,7 @@ def test_the_reconciler_queues_a_retry_no_scheduler_moved_in_time(ctx: Context,
     time.sleep(OVERDUE_SECONDS + 1.1)  # the registry counts in whole seconds
 
     assert reconcile_once(ctx).overdue == 1
-    assert drives(ctx.queue.get_jobs()) == [("executor.jobs.drive_orders", ([due_now],))]
+    assert drives(ctx.queue.get_jobs()) == [("executor.driver.jobs.drive_orders", ([due_now],))]
     assert len(scheduled.get_job_ids()) == 1  # the later one still waits its turn
     assert reconcile_once(ctx).overdue == 0
 

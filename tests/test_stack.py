@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from orderengine.channels import channel
-from orderengine.healthcheck import serving
+from orderengine.local.metrics_targets import TARGETS_FILE, read_targets
+from orderengine.local.ports import free_port
+from orderengine.mesh.channels import channel
+from orderengine.mesh.healthcheck import serving
 from orderengine.observability.metrics_scrape import scrape
-from orderengine.observability.metrics_targets import TARGETS_FILE, read_targets
-from orderengine.ports import free_port
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.stack
@@ -65,7 +65,7 @@ def banners() -> list[str]:
 def stack(stack_env: dict[str, str], tmp_path: Path, stack_args: list[str],
           banners: list[str]) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "orderengine.stack", "--data-dir", str(tmp_path / "var"),
+        [sys.executable, "-m", "orderengine.local.stack", "--data-dir", str(tmp_path / "var"),
          *stack_args],
         cwd=ROOT, env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

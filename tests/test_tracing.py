@@ -25,8 +25,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from gateway.app import create_app
 from orderengine import observability
-from orderengine.auth import token_metadata
-from orderengine.channels import channel
+from orderengine.mesh.auth import token_metadata
+from orderengine.mesh.channels import channel
 from orderengine.observability import handoffs, tracing
 from orderengine.v1 import order_service_pb2, quote_service_pb2, quote_service_pb2_grpc
 from tests.conftest import INTERNAL_TOKEN, OWNER, ROOT, Processes, Services

@@ -1,4 +1,4 @@
-"""A watch that outlives its OrderService: the policy (orderengine.resumption)
+"""A watch that outlives its OrderService: the policy (orderengine.mesh.resumption)
 and the CLI's ``watch`` through a real OrderService restart. (The gateway's
 WebSocket: tests/test_gateway.py; replicas killed: tests/chaos/test_replicas.py.)"""
 
@@ -9,10 +9,10 @@ from typing import Any, cast
 
 import grpc
 
-from orderengine.auth import key_metadata
-from orderengine.channels import ORDER_SERVICE, channel
 from orderengine.cli import resumed_events
-from orderengine.resumption import FIRST_DELAY_SECONDS, MAX_DELAY_SECONDS, Resumption
+from orderengine.mesh.auth import key_metadata
+from orderengine.mesh.channels import ORDER_SERVICE, channel
+from orderengine.mesh.resumption import FIRST_DELAY_SECONDS, MAX_DELAY_SECONDS, Resumption
 from orderengine.settings import Settings
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.conftest import OWNER, Services

@@ -1,6 +1,6 @@
 """What every call of the engine reports, in one place each: request ids,
 per-call logs, Prometheus metrics and OpenTelemetry traces. The server and
-channel factories (orderengine.serving, orderengine.channels) take their
+channel factories (orderengine.mesh.serving, orderengine.mesh.channels) take their
 interceptors from here, so no service wires them by hand."""
 
 from __future__ import annotations

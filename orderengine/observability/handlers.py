@@ -14,12 +14,12 @@ import grpc
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
-from orderengine import auth
-from orderengine.wrapped_handlers import WrappedOnce, writing
+from orderengine.mesh import auth
+from orderengine.mesh.wrapped_handlers import WrappedOnce, writing
 
 S = TypeVar("S")
 
-# Called by anyone (orderengine.auth): they carry no orders, and calls to them are noise.
+# Called by anyone (orderengine.mesh.auth): they carry no orders, and calls to them are noise.
 OPEN_PREFIXES = auth.OPEN_PREFIXES
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
@@ -178,7 +178,7 @@ def _request_type(method: str) -> type[Message] | None:
 def order_id(method: str, request: Any, response: Any) -> str | None:
     """The order the answer or the request names (``order_id``, or an
     ``order`` that has one), if any. The request may still be its bytes
-    (orderengine.request_decoding decodes it in the handler): it is read
+    (orderengine.mesh.request_decoding decodes it in the handler): it is read
     only when the answer did not say, which is mostly a failed call."""
     for message in (response, request):
         if isinstance(message, bytes):

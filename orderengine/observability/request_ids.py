@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from orderengine.auth import metadata_value
+from orderengine.mesh.auth import metadata_value
 from orderengine.observability.call_details import aio_with_metadata, with_metadata
 
 HEADER = "x-request-id"

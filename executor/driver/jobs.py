@@ -21,10 +21,10 @@ import grpc
 from google.protobuf import json_format
 from redis.client import Pipeline
 
-from executor.context import RPC_TIMEOUT_SECONDS, Context, context
-from executor.inflight import Inflight, track
-from executor.leases import order_leases
-from executor.progress import advance_many, attempt_failed
+from executor.driver.context import RPC_TIMEOUT_SECONDS, Context, context
+from executor.driver.inflight import Inflight, track
+from executor.driver.leases import order_leases
+from executor.driver.progress import advance_many, attempt_failed
 from orderengine.amounts import format_amount
 from orderengine.observability import handoffs
 from orderengine.order_queue import enqueue_order, taken

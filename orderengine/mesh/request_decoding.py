@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from orderengine.errors import abort
-from orderengine.wrapped_handlers import WrappedOnce, writing
+from orderengine.mesh.wrapped_handlers import WrappedOnce, writing
 
 MALFORMED_REQUEST = "MALFORMED_REQUEST"
 # Quoted from the parser's error; enough to tell what broke.
@@ -61,7 +61,7 @@ def decoding_in_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler
 
 
 class MalformedRequests(grpc.aio.ServerInterceptor):
-    """Innermost on every server (orderengine.serving): undecodable requests
+    """Innermost on every server (orderengine.mesh.serving): undecodable requests
     are INVALID_ARGUMENT, not UNKNOWN."""
 
     def __init__(self) -> None:

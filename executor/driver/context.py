@@ -10,9 +10,9 @@ from functools import cache
 from redis import Redis
 from rq import Queue
 
-from executor.retries import RetryPolicy
-from orderengine.auth import token_metadata
-from orderengine.channels import EXECUTION_SERVICE, QUOTE_SERVICE, channel
+from executor.driver.retries import RetryPolicy
+from orderengine.mesh.auth import token_metadata
+from orderengine.mesh.channels import EXECUTION_SERVICE, QUOTE_SERVICE, channel
 from orderengine.order_queue import order_queue
 from orderengine.settings import Settings
 from orderengine.store.database import create_database_engine

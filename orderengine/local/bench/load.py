@@ -2,11 +2,11 @@
 measured as one JSON line. The benchmark runs it as a separate process, so
 the load never shares an interpreter with what it measures.
 
-    python -m orderengine.bench.load unary --target submit --address A --concurrency 64 --seconds 5
-    python -m orderengine.bench.load unary --target submit --address A --rate 500 --seconds 5
-    python -m orderengine.bench.load e2e --address A --seconds 30 --windows 6
-    python -m orderengine.bench.load watch --address A --streams 1000 --orders 10 --server-pid P
-    python -m orderengine.bench.load watch --address A --streams 1000 --rate 1000 --server-pid P
+    python -m orderengine.local.bench.load unary --target submit --address A --concurrency 64 --seconds 5
+    python -m orderengine.local.bench.load unary --target submit --address A --rate 500 --seconds 5
+    python -m orderengine.local.bench.load e2e --address A --seconds 30 --windows 6
+    python -m orderengine.local.bench.load watch --address A --streams 1000 --orders 10 --server-pid P
+    python -m orderengine.local.bench.load watch --address A --streams 1000 --rate 1000 --server-pid P
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import func, select
 
-from orderengine.auth import key_metadata, token_metadata
-from orderengine.bench.stats import percentile
-from orderengine.channels import aio_channel
 from orderengine.events import publish
+from orderengine.local.bench.stats import percentile
+from orderengine.mesh.auth import key_metadata, token_metadata
+from orderengine.mesh.channels import aio_channel
 from orderengine.settings import Settings
 from orderengine.statuses import TERMINAL, Status
 from orderengine.store.database import create_database_engine
@@ -352,7 +352,7 @@ async def watch(address: str, streams: int, orders: int, server_pid: int, rate: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m orderengine.bench.load", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m orderengine.local.bench.load", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="kind", required=True)
     u = sub.add_parser("unary")

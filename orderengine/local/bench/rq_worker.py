@@ -1,5 +1,5 @@
 """A burst RQ SimpleWorker for the queue ceiling:
-``python -m orderengine.bench.rq_worker QUEUE``."""
+``python -m orderengine.local.bench.rq_worker QUEUE``."""
 
 from __future__ import annotations
 

@@ -19,10 +19,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from orderengine import observability
-from orderengine.channels import is_single_address
-from orderengine.keepalive import KEEPALIVE
-from orderengine.request_decoding import MalformedRequests
-from orderengine.tls import tls
+from orderengine.mesh.channels import is_single_address
+from orderengine.mesh.keepalive import KEEPALIVE
+from orderengine.mesh.request_decoding import MalformedRequests
+from orderengine.mesh.tls import tls
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ SERVER_OPTIONS = [
     # Bounded so that one bad client cannot make a server buffer without end:
     # the largest request (256 signatures to GetSignatureStatuses) is ~23 KiB.
     ("grpc.max_receive_message_length", 64 * 1024),
-    # What the engine's clients' pings must respect (orderengine.keepalive).
+    # What the engine's clients' pings must respect (orderengine.mesh.keepalive).
     *KEEPALIVE.server_options(),
     # gRPC core cancels new calls once 1,000 wait for the server to pick them
     # up; thousands of watchers opening at once (or reconnecting after a
@@ -111,7 +111,7 @@ async def create_server(address: str, services: Iterable[Service],
                         interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> Server:
     """A started server on ``address`` (port 0 picks a free one), with TLS
     when TLS_CERT_FILE and TLS_KEY_FILE are set; ``interceptors`` decide who
-    may call (orderengine.auth)."""
+    may call (orderengine.mesh.auth)."""
     if not is_single_address(address):
         # Clients may name every replica; each server listens on one.
         raise ValueError(f"cannot listen on {address!r}: it names several replicas or a "

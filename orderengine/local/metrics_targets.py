@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from orderengine.local.ports import free_port, port_is_free
 from orderengine.observability.metrics import PATH
-from orderengine.ports import free_port, port_is_free
 
 FIRST_PORT = 9101
 TARGETS_FILE = "metrics-targets.json"
@@ -25,7 +25,7 @@ GATEWAY_MODULE = "gateway.main"
 
 
 class PartLike(Protocol):
-    """What this needs of orderengine.stack.Part."""
+    """What this needs of orderengine.local.stack.Part."""
 
     name: str
     args: list[str]

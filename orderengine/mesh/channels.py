@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 
 from orderengine import observability
-from orderengine.auth import aio_interceptors, with_metadata
-from orderengine.keepalive import KEEPALIVE
-from orderengine.tls import Tls, TlsConfigError, tls
+from orderengine.mesh.auth import aio_interceptors, with_metadata
+from orderengine.mesh.keepalive import KEEPALIVE
+from orderengine.mesh.tls import Tls, TlsConfigError, tls
 from orderengine.v1 import execution_service_pb2, order_service_pb2, quote_service_pb2
 
 Metadata = Sequence[tuple[str, str]]
@@ -53,9 +53,9 @@ RETRY_POLICY: dict[str, Any] = {
 # Safe to repeat:
 # - GetQuote and BatchGetQuotes read pool state and change nothing.
 # - SubmitSwap and BatchSubmitSwaps: the chain takes an attempt key with SET
-#   NX and derives the signature from it (executor/chain.py), so a repeated
+#   NX and derives the signature from it (executor/chain/chain.py), so a repeated
 #   submit answers the same signature with duplicate=true and never lands a
-#   second swap; a retried call is exactly what executor/jobs.py already
+#   second swap; a retried call is exactly what executor/driver/jobs.py already
 #   does on a later run.
 # - GetSignatureStatuses, GetOrder, ListOrders only read.
 # Each by name, so that a method added later is not repeated unless said

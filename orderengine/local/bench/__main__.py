@@ -1,4 +1,4 @@
-"""``make bench`` / ``python -m orderengine.bench``: starts the stack as real
+"""``make bench`` / ``python -m orderengine.local.bench``: starts the stack as real
 processes, drives it from a separate load process over gRPC, and prints one
 table (and a JSON file) of medians over rounds, with min and max, each
 engine figure beside the ceiling of the part it is built on.
@@ -25,15 +25,16 @@ from typing import Any
 from redis import Redis
 from sqlalchemy import delete
 
-from orderengine.bench.ceilings import EchoServer, inserts_per_second, rq_jobs_per_second
-from orderengine.bench.stats import Figure
-from orderengine.embedded_redis import EmbeddedRedis
-from orderengine.keys import read_key_file
-from orderengine.observability import metrics_scrape, metrics_targets
-from orderengine.ports import free_port
+from orderengine.local import metrics_targets
+from orderengine.local.bench.ceilings import EchoServer, inserts_per_second, rq_jobs_per_second
+from orderengine.local.bench.stats import Figure
+from orderengine.local.embedded_redis import EmbeddedRedis
+from orderengine.local.ports import free_port
+from orderengine.local.stack import Stack
+from orderengine.observability import metrics_scrape
 from orderengine.settings import Settings
-from orderengine.stack import Stack
 from orderengine.store import migrate
+from orderengine.store.api_keys import read_key_file
 from orderengine.store.database import create_database_engine
 from orderengine.store.models import EventRow, OrderRow
 
@@ -95,7 +96,7 @@ class Report:
 
 def load(*args: str) -> dict[str, Any]:
     """Runs the load process and returns what it printed."""
-    out = subprocess.run([sys.executable, "-m", "orderengine.bench.load", *args],
+    out = subprocess.run([sys.executable, "-m", "orderengine.local.bench.load", *args],
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"load {' '.join(args)} failed:\n{out.stderr[-2000:]}")
@@ -316,7 +317,7 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m orderengine.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m orderengine.local.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="one short round of each figure: under a minute, for CI")

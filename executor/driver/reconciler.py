@@ -16,9 +16,9 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.registry import clean_registries
 
-from executor.context import Context
-from executor.inflight import Inflight, track_if_missing
-from executor.leases import leased
+from executor.driver.context import Context
+from executor.driver.inflight import Inflight, track_if_missing
+from executor.driver.leases import leased
 from orderengine.order_queue import enqueue_orders, queued_since
 from orderengine.statuses import Status
 

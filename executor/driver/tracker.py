@@ -3,7 +3,7 @@ batches (as getSignatureStatuses does), and moves each order to CONFIRMED,
 or retries or fails it, as the chain answers. No worker ever waits for a
 slot: throughput does not fall as the chain's latency rises.
 
-The tracker process also runs the reconciler (executor.reconciler)."""
+The tracker process also runs the reconciler (executor.driver.reconciler)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 
-from executor.context import RPC_TIMEOUT_SECONDS, Context, context
-from executor.faults import TRANSACTION_DROPPED
-from executor.inflight import Inflight, claim_due, forget, reschedule
-from executor.progress import advance_many, attempt_failed
-from executor.reconciler import reconcile_once
+from executor.chain.faults import TRANSACTION_DROPPED
+from executor.driver.context import RPC_TIMEOUT_SECONDS, Context, context
+from executor.driver.inflight import Inflight, claim_due, forget, reschedule
+from executor.driver.progress import advance_many, attempt_failed
+from executor.driver.reconciler import reconcile_once
 from orderengine.amounts import parse_amount
 from orderengine.observability import handoffs, tracing
 from orderengine.statuses import Status

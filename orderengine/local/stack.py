@@ -1,4 +1,4 @@
-"""The whole stack on one machine: ``make run`` (``python -m orderengine.stack``).
+"""The whole stack on one machine: ``make run`` (``python -m orderengine.local.stack``).
 
 With no REDIS_URL it starts an embedded Redis; with no DATABASE_URL it uses
 an SQLite file in var/. Every service runs as its own process; Ctrl-C (or
@@ -22,15 +22,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orderengine.embedded_redis import EmbeddedRedis, stopping_with_parent
-from orderengine.healthcheck import wait_serving
-from orderengine.keys import ApiKeys, read_key_file, write_key_file
-from orderengine.observability import metrics_targets
-from orderengine.ports import free_port, port_is_free
+from orderengine.local import metrics_targets
+from orderengine.local.embedded_redis import EmbeddedRedis, stopping_with_parent
+from orderengine.local.ports import free_port, port_is_free
+from orderengine.mesh.healthcheck import wait_serving
+from orderengine.mesh.tls import tls
 from orderengine.settings import Settings
 from orderengine.store import migrate
+from orderengine.store.api_keys import ApiKeys, read_key_file, write_key_file
 from orderengine.store.database import create_database_engine
-from orderengine.tls import tls
 
 STOP_SECONDS = 15.0
 # Whose orders make run's own key reaches.
@@ -121,7 +121,7 @@ def parts(settings: Settings, workers: int, addresses: dict[str, list[str]],
         *(Part("tracker" if trackers == 1 else f"tracker-{i + 1}",
                [py, "-m", "executor.main", "tracker"]) for i in range(trackers)),
         # Other traders, so that the market moves between quote and landing.
-        *([Part("market flow", [py, "-m", "orderengine.market.flow",
+        *([Part("market flow", [py, "-m", "orderengine.local.traders",
                                 "--seed", str(settings.market_flow_seed),
                                 "--rate", str(settings.market_flow_rate)])]
           if settings.market_flow_rate > 0 else []),
@@ -274,7 +274,7 @@ def banner(settings: Settings, stack: Stack) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m orderengine.stack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m orderengine.local.stack", description=__doc__)
     parser.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "1")),
                         help="processes of each gRPC service, and trackers (default: "
                              "$REPLICAS or 1)")

@@ -22,7 +22,7 @@ import base58
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, WatchError
 
-from executor.faults import NO_FAULTS, REASONS, TRANSACTION_DROPPED, Faults
+from executor.chain.faults import NO_FAULTS, REASONS, TRANSACTION_DROPPED, Faults
 from orderengine.amounts import format_amount
 from orderengine.market.pools import PoolState
 from orderengine.market.routes import RouteError, RoutePlan, apply_route, plan_from_proto

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 
 from redis.client import Pipeline
 
-from executor.context import Context
-from executor.retries import RETRYABLE
+from executor.driver.context import Context
+from executor.driver.retries import RETRYABLE
 from orderengine.events import publish
 from orderengine.observability import metrics_orders
 from orderengine.order_queue import enqueue_order

@@ -9,7 +9,7 @@ pools.toml): a random walk that reverts to the mean. Every swap
 lands through ``land_route``, the same read-apply-write transaction as the
 chain's, so the flow conserves tokens exactly as orders do.
 
-    python -m orderengine.market.flow --seed 7 --rate 5      # 5 swaps a second
+    python -m orderengine.local.traders --seed 7 --rate 5      # 5 swaps a second
 
 It trades on the chain's Redis (CHAIN_REDIS_URL, else REDIS_URL)."""
 
@@ -32,7 +32,7 @@ from orderengine.market.dlmm import DlmmState
 from orderengine.market.pools import Pool, PoolState, all_pools, balances, spot_price
 from orderengine.market.routes import Leg, PoolOutOfLiquidityError
 from orderengine.market.state import land_route, read_reserves
-from orderengine.serving import configure_logging
+from orderengine.mesh.serving import configure_logging
 from orderengine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ async def _main(seed: int, rate: float, count: int | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m orderengine.market.flow",
+    parser = argparse.ArgumentParser(prog="python -m orderengine.local.traders",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0, help="the same seed makes the same flow")

@@ -9,11 +9,11 @@ from typing import cast
 
 import grpc
 
-from executor.chain import Chain, RpcTimeout
-from executor.faults import RPC_TIMEOUT
-from orderengine.batches import answer_one, refuse_more_than, results
+from executor.chain.chain import Chain, RpcTimeout
+from executor.chain.faults import RPC_TIMEOUT
 from orderengine.errors import FieldError, ItemFailure
 from orderengine.market.routes import RouteError
+from orderengine.mesh.batches import answer_one, refuse_more_than, results
 from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
 
 # As Solana's getSignatureStatuses.

@@ -1,0 +1,1 @@
+"""The simulated chain: ExecutionService, its ledgers and its faults."""
