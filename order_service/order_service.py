@@ -118,9 +118,13 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         try:
             row, created = await self._store_call(context, self.submissions.submit(new))
         except QueueFull as full:
+            most = self.submissions.max_queue_depth
             await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"the order queue is full ({full.depth} orders waiting); nothing was "
-                        f"stored, try again in {QUEUE_FULL_RETRY_SECONDS:g}s", "QUEUE_FULL",
+                        f"the order queue is full ({full.depth} orders waiting, at most "
+                        f"{most}); nothing was stored, try again in "
+                        f"{QUEUE_FULL_RETRY_SECONDS:g}s", "QUEUE_FULL",
+                        metadata={"limit": "MAX_QUEUE_DEPTH", "max_queue_depth": str(most),
+                                  "orders_waiting": str(full.depth)},
                         retry_after=QUEUE_FULL_RETRY_SECONDS)
         except RateLimited as limited:
             limit = limited.limit
