@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -59,8 +60,18 @@ QUEUE_FULL_RETRY_SECONDS = 1.0
 # underscores and non-ASCII digits (it parses with int(..., 16)).
 _UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}")
 # Control characters (NUL above all) have no place in an id, a log line or
-# a PostgreSQL text column.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# a PostgreSQL text column; nor format characters (bidirectional overrides,
+# zero-width ones), which make one id look like another or reorder a line
+# that shows it, nor line and paragraph separators, which break a log line.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _unprintable(value: str) -> str | None:
+    """The first control, format or separator character, as U+XXXX."""
+    for char in value:
+        if unicodedata.category(char) in _UNPRINTABLE:
+            return f"U+{ord(char):04X}"
+    return None
 
 
 def _order_id(value: str) -> str:
@@ -106,8 +117,10 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             if len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
                 raise FieldError("client_order_id",
                                  f"must be at most {MAX_CLIENT_ORDER_ID} characters")
-            if _CONTROL.search(request.client_order_id):
-                raise FieldError("client_order_id", "must not contain control characters")
+            found = _unprintable(request.client_order_id)
+            if found is not None:
+                raise FieldError("client_order_id", "must not contain control or format "
+                                 f"characters, found {found}")
         except FieldError as exc:
             await abort_invalid(context, exc)
         new = NewOrder(
@@ -118,9 +131,13 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         try:
             row, created = await self._store_call(context, self.submissions.submit(new))
         except QueueFull as full:
+            most = self.submissions.max_queue_depth
             await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"the order queue is full ({full.depth} orders waiting); nothing was "
-                        f"stored, try again in {QUEUE_FULL_RETRY_SECONDS:g}s", "QUEUE_FULL",
+                        f"the order queue is full ({full.depth} orders waiting, at most "
+                        f"{most}); nothing was stored, try again in "
+                        f"{QUEUE_FULL_RETRY_SECONDS:g}s", "QUEUE_FULL",
+                        metadata={"limit": "MAX_QUEUE_DEPTH", "max_queue_depth": str(most),
+                                  "orders_waiting": str(full.depth)},
                         retry_after=QUEUE_FULL_RETRY_SECONDS)
         except RateLimited as limited:
             limit = limited.limit

@@ -2,7 +2,11 @@
 being written wait for the next one, so under load many orders share one
 database transaction and two Redis round trips (the queue check with each
 owner's rate limit; then jobs, markers, events), and a lone order still goes
-at once."""
+at once.
+
+An order refused (a full queue, its owner's rate limit) whose
+client_order_id names a stored order is answered with that order: the
+resubmission of an order that exists changes nothing, so nothing refuses it."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from rq import Queue
 from order_service.rate_limit import TokenBuckets
 from orderengine.events import publish
 from orderengine.observability import handoffs
-from orderengine.order_queue import enqueue_orders
+from orderengine.order_queue import QUEUED, enqueue_orders
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import NewOrder, OrderStore
 
@@ -32,8 +36,11 @@ class QueueUnavailable(Exception):
 
 
 class QueueFull(Exception):
+    """MAX_QUEUE_DEPTH orders wait already: this one is not stored."""
+
     def __init__(self, depth: int) -> None:
         super().__init__(depth)
+        # Orders waiting (not jobs: a job drives up to 32).
         self.depth = depth
 
 
@@ -46,7 +53,8 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-Result = tuple[OrderRow, bool] | RateLimited
+Refused = QueueFull | RateLimited
+Result = tuple[OrderRow, bool] | Refused
 
 
 class Submissions:
@@ -70,7 +78,8 @@ class Submissions:
     async def submit(self, new: NewOrder) -> tuple[OrderRow, bool]:
         """The stored order, and whether this call created it. Raises
         QueueFull, RateLimited or QueueUnavailable (nothing stored), or the
-        store's error."""
+        store's error; a resubmission of a stored order is answered even
+        while the queue is full or its owner is limited."""
         future: asyncio.Future[tuple[OrderRow, bool]] = (
             asyncio.get_running_loop().create_future())
         self._waiting.append((new, future, handoffs.capture()))
@@ -101,47 +110,77 @@ class Submissions:
             for (_, future, _), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
-                if isinstance(result, RateLimited):
+                if isinstance(result, QueueFull | RateLimited):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
 
-    def _admit(self, news: Sequence[NewOrder]) -> dict[int, RateLimited]:
-        """Checks the queue's depth and takes each owner's tokens in one
-        round trip; the orders refused by their owner's limit, by index.
-        Raises QueueFull or QueueUnavailable for the whole batch."""
+    def _admit(self, news: Sequence[NewOrder]) -> dict[int, Refused]:
+        """Counts the orders waiting in the queue and takes each owner's
+        tokens in one round trip; the orders refused, by index: by their
+        owner's limit, or, in arrival order, those past the queue's room.
+        Raises QueueUnavailable for the whole batch."""
         wanted: dict[str, list[int]] = {}
         for index, new in enumerate(news):
             wanted.setdefault(new.owner, []).append(index)
         limit = self.rate_limit
         try:
             with self.redis.pipeline(transaction=False) as pipe:
-                pipe.llen(self.queue.key)
+                pipe.hlen(QUEUED)
                 if limit is not None:
                     for owner, indexes in wanted.items():
                         limit.check(pipe, owner, len(indexes))
                 depth, *taken = pipe.execute(raise_on_error=False)
             if isinstance(depth, Exception):
                 raise depth
-            if depth >= self.max_queue_depth:
-                raise QueueFull(depth)
-            refused: dict[int, RateLimited] = {}
+            refused: dict[int, Refused] = {}
             if limit is not None:
                 for (owner, indexes), result in zip(wanted.items(), taken, strict=True):
                     grant = limit.grant(result, owner, len(indexes))
                     for index, delay in zip(indexes[grant.granted:], grant.retry_after,
                                             strict=True):
                         refused[index] = RateLimited(limit, delay)
-            return refused
         except RedisError as exc:
             raise QueueUnavailable from exc
+        # A batch takes only the room left, so MAX_QUEUE_DEPTH bounds the
+        # orders waiting, not the batches (each replica checks on its own,
+        # so replicas submitting at the same moment may pass it by a batch).
+        waiting = int(depth)
+        for index in range(len(news)):
+            if index in refused:
+                continue
+            if waiting < self.max_queue_depth:
+                waiting += 1
+            else:
+                refused[index] = QueueFull(waiting)
+        return refused
+
+    def _answer_resubmissions(self, news: Sequence[NewOrder],
+                              refused: dict[int, Refused]) -> dict[int, tuple[OrderRow, bool]]:
+        """The refused orders whose client_order_id names a stored order,
+        answered with it (a read only when such a refusal happens)."""
+        keys = {(news[index].owner, news[index].client_order_id or "") for index in refused
+                if news[index].client_order_id}
+        if not keys:
+            return {}
+        found = self.store.by_client_ids(keys)
+        answered: dict[int, tuple[OrderRow, bool]] = {}
+        for index in refused:
+            row = found.get((news[index].owner, news[index].client_order_id or ""))
+            if row is not None:
+                answered[index] = (row, False)
+        return answered
 
     def _write(self, news: Sequence[NewOrder],
                carried: Sequence[handoffs.Carrier] = ()) -> list[Result]:
         # Refuse before storing anything: an order we cannot queue now would
         # only wait for the reconciler, and a full queue must push back.
         refused = self._admit(news)
-        admitted = [new for index, new in enumerate(news) if index not in refused]
+        answered = self._answer_resubmissions(news, refused) if refused else {}
+        for index in answered:
+            del refused[index]
+        admitted = [new for index, new in enumerate(news)
+                    if index not in refused and index not in answered]
         stored = self.store.submit_many(admitted) if admitted else []
         created = [(row, event) for row, event in stored if event is not None]
         if created:
@@ -150,7 +189,8 @@ class Submissions:
                     enqueue_orders(self.queue, [row.order_id for row, _ in created],
                                    pipeline=pipe, carried=dict(zip(
                                        [row.order_id for row, _ in stored],
-                                       [c for i, c in enumerate(carried) if i not in refused],
+                                       [c for i, c in enumerate(carried)
+                                        if i not in refused and i not in answered],
                                        strict=False)))
                     publish(pipe, [event for _, event in created if event is not None])
                     pipe.execute()
@@ -160,7 +200,8 @@ class Submissions:
                 log.warning("%d orders stored but not queued (%s); the reconciler will",
                             len(created), exc)
         results = iter([(row, event is not None) for row, event in stored])
-        return [refused[index] if index in refused else next(results)
+        return [refused[index] if index in refused
+                else answered[index] if index in answered else next(results)
                 for index in range(len(news))]
 
     def close(self) -> None:

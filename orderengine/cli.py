@@ -8,7 +8,9 @@
 
 Calls to OrderService carry the API key in ORDERENGINE_API_KEY, else the one
 in the key file (ORDERENGINE_API_KEY_FILE, default var/api-key, which make
-run writes). ``keys`` works on the database (DATABASE_URL) directly.
+run writes). ``keys`` works on the database (DATABASE_URL) directly; the
+default, var/orderengine.db, is make run's file in the project, looked for
+in this directory and each one above it.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ import argparse
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
 import grpc
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from orderengine.mesh.auth import key_metadata
 from orderengine.mesh.channels import ORDER_SERVICE
@@ -89,8 +95,50 @@ def _stub(args: argparse.Namespace) -> order_service_pb2_grpc.OrderServiceStub:
     return order_service_pb2_grpc.OrderServiceStub(channel)
 
 
+class NoDatabase(Exception):
+    """``keys`` found no database to work on."""
+
+
+def key_database_url(url: str, here: Path | None = None) -> str:
+    """The database ``keys`` works on: ``url``, with a relative SQLite path
+    (the default, var/orderengine.db) found in ``here`` or the nearest
+    directory above it, as make run keeps it in the project. An SQLite file
+    that is not there is an error, never made: keys in a new, empty database
+    would reach no OrderService."""
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:" \
+            or parsed.query.get("uri"):
+        return url
+    relative = Path(path)
+    if relative.is_absolute():
+        if not relative.is_file():
+            raise NoDatabase(f"no database at {relative} (DATABASE_URL)")
+        return url
+    start = (here or Path.cwd()).resolve()
+    for directory in (start, *start.parents):
+        if (directory / relative).is_file():
+            return parsed.set(database=str(directory / relative)).render_as_string(
+                hide_password=False)
+    raise NoDatabase(f"no database {relative} in {start} or above it: run this in the "
+                     f"project's directory (make run keeps its database in var/ there), "
+                     f"or set DATABASE_URL to the engine's database")
+
+
 def _keys() -> ApiKeys:
-    return ApiKeys(create_database_engine(Settings().database_url))
+    return ApiKeys(create_database_engine(key_database_url(Settings().database_url)))
+
+
+def _database_error(exc: DBAPIError) -> str:
+    url = Settings().database_url
+    with suppress(NoDatabase):
+        url = key_database_url(url)
+    where = make_url(url).render_as_string(hide_password=True)
+    said = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    if "api_keys" in said:  # no such table (SQLite), does not exist (PostgreSQL)
+        return (f"the database {where} has no api_keys table ({said}); bring it to the "
+                f"newest schema with: python -m orderengine.store.migrate (make run does)")
+    return f"the database {where} failed: {said}"
 
 
 def _when(moment: datetime | None) -> str:
@@ -326,8 +374,11 @@ def main(argv: list[str] | None = None) -> None:
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         code = 2
-    except (NoKey, ValueError) as exc:
+    except (NoKey, NoDatabase, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except DBAPIError as exc:
+        print(f"error: {_database_error(exc)}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 130

@@ -26,6 +26,12 @@ DRIVE_ORDERS = "executor.driver.jobs.drive_orders"
 # worker. 32 rather than 16 gave 5-20 % more end to end (make bench); at
 # most the 64 a batch call takes.
 ORDERS_PER_JOB = 32
+# The markers, order id -> when queued: also how many orders wait for a
+# worker (HLEN), whatever the jobs hold. Keyed by order id, the count cannot
+# drift as a counter would: an order queued again (the reconciler, a retry,
+# a job run twice) is still one, a worker killed holding a job leaves its
+# orders to the reconciler, which queues and marks them again, and a flushed
+# Redis forgets markers and jobs together.
 QUEUED = "orderengine:queued"
 
 # A job that has not finished in this long is killed and its order
@@ -81,10 +87,6 @@ def enqueue_order(queue: Queue, order_id: str, *, delay_seconds: float = 0.0) ->
                          meta=handoffs.job_meta(carried, [order_id]))
         pipe.hset(QUEUED, order_id, repr(time.time() + delay_seconds))
         pipe.execute()
-
-
-def queue_depth(queue: Queue) -> int:
-    return int(queue.connection.llen(queue.key))
 
 
 def taken(redis: Redis, order_ids: list[str]) -> None:

@@ -31,8 +31,10 @@ class UnknownTokenError(ValueError):
 
 
 def token(symbol: str) -> Token:
-    """The token for a symbol, case-insensitive."""
-    found = TOKENS.get(symbol.strip().upper())
+    """The token for a symbol, case-insensitive in ASCII only: str.upper()
+    makes SOL of "\u017fol" (long s) and such look-alikes are no symbol."""
+    text = symbol.strip()
+    found = TOKENS.get(text.upper()) if text.isascii() else None
     if found is None:
         known = ", ".join(sorted(TOKENS))
         # Clipped: an error echoes what was sent, never all of a huge field.

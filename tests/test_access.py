@@ -24,7 +24,9 @@ from orderengine import cli
 from orderengine.local.stack import LOCAL_OWNER, local_key
 from orderengine.mesh.auth import INTERNAL_TOKEN_HEADER, key_metadata, with_metadata
 from orderengine.settings import Settings
+from orderengine.store import migrate
 from orderengine.store.api_keys import ApiKeys, digest
+from orderengine.store.database import create_database_engine
 from orderengine.store.models import ApiKeyRow
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import (
@@ -338,6 +340,46 @@ def test_cli_keys_create_list_revoke(env: dict[str, str], capsys: pytest.Capture
     assert ApiKeys(store.engine).owner_of(key) is None
     assert run("keys", "revoke", key[:11])[0] == 1
     assert "revoked" in run("keys", "list")[1]
+
+
+def test_cli_keys_finds_the_projects_database_or_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    def run(*args: str) -> tuple[int, str, str]:
+        # An uncaught error (a traceback) fails here, not as an exit code.
+        with pytest.raises(SystemExit) as exited:
+            cli.main(list(args))
+        out, err = capsys.readouterr()
+        return int(exited.value.code or 0), out, err
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)  # the default: var/orderengine.db
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run("keys", "list")
+    assert code == 2
+    assert f"no database var/orderengine.db in {elsewhere} or above it" in err, err
+    assert "DATABASE_URL" in err
+    assert list(elsewhere.iterdir()) == [], "it made a database where there was none"
+    # One without the schema says how to make it.
+    (elsewhere / "var").mkdir()
+    (elsewhere / "var" / "orderengine.db").touch()
+    code, _, err = run("keys", "list")
+    assert code == 2 and "python -m orderengine.store.migrate" in err, err
+    # From anywhere inside the project, the project's database.
+    database = tmp_path / "project" / "var" / "orderengine.db"
+    migrate.upgrade(f"sqlite:///{database}")
+    inside = tmp_path / "project" / "docs"
+    inside.mkdir()
+    monkeypatch.chdir(inside)
+    code, out, _ = run("keys", "create", "grace")
+    assert code == 0
+    engine = create_database_engine(f"sqlite:///{database}")
+    try:
+        assert ApiKeys(engine).owner_of(out.strip()) == "grace"
+    finally:
+        engine.dispose()
+    assert list(inside.iterdir()) == []
 
 
 def test_cli_reads_the_key_from_env_or_the_file(

@@ -177,6 +177,90 @@ def test_the_gateway_answers_429_with_retry_after(gateway: GatewayServer,
     assert (error["code"], error["reason"]) == ("RESOURCE_EXHAUSTED", "RATE_LIMITED")
 
 
+def test_a_resubmission_is_answered_while_its_owner_is_rate_limited(
+    services: Services, store: OrderStore
+) -> None:
+    orders = services.orders()
+    first = [orders.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
+                                       client_order_id=f"mine-{n}"), timeout=10).order
+             for n in range(BURST)]
+    # A client that lost the answer and resends, as the README tells it to.
+    again = orders.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
+                                      client_order_id="mine-0"), timeout=10)
+    assert again.already_exists and again.order.order_id == first[0].order_id
+    # A new order is still refused, and says why in its reason.
+    error = rejected(lambda: orders.SubmitOrder(SOL_USDC, timeout=10))
+    assert error_details(error)["reason"] == "RATE_LIMITED"
+    assert stored(store) == BURST
+
+
+# -- the queue's depth ------------------------------------------------------------
+
+
+@pytest.fixture
+def shallow_queue(limits: None, monkeypatch: pytest.MonkeyPatch,
+                  request: pytest.FixtureRequest) -> Services:
+    """Services whose queue takes QUEUE_DEPTH orders, with no submit rate limit
+    and no worker taking them."""
+    monkeypatch.setenv("MAX_QUEUE_DEPTH", str(QUEUE_DEPTH))
+    monkeypatch.setenv("SUBMIT_RATE_PER_SECOND", "0")
+    services: Services = request.getfixturevalue("services")
+    return services
+
+
+QUEUE_DEPTH = 5
+
+
+def test_the_queue_depth_counts_orders_not_jobs(shallow_queue: Services, store: OrderStore,
+                                                gateway: GatewayServer) -> None:
+    orders = shallow_queue.orders()
+    # Together: they share batches, and so jobs (up to 32 orders each).
+    calls = [orders.SubmitOrder.future(SOL_USDC, timeout=10) for _ in range(40)]
+    refusals: list[grpc.RpcError] = []
+    for call in calls:
+        try:
+            call.result()
+        except grpc.RpcError as exc:
+            refusals.append(exc)
+    assert stored(store) == QUEUE_DEPTH
+    assert len(refusals) == 40 - QUEUE_DEPTH
+    error = refusals[0]
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"({QUEUE_DEPTH} orders waiting" in details(error), details(error)
+    found = error_details(error)
+    assert found["reason"] == "QUEUE_FULL" and found["retry_seconds"] > 0
+    assert found["metadata"] == {"limit": "MAX_QUEUE_DEPTH", "max_queue_depth": "5",
+                                 "orders_waiting": "5"}
+    # The gateway tells a full queue from a rate limit the same way.
+    with httpx.Client(base_url=gateway.url, headers=auth(), timeout=10) as http:
+        reply = http.post("/api/orders", json={"inputToken": "SOL", "outputToken": "USDC",
+                                               "amount": "1"})
+    assert reply.status_code == 429, reply.text
+    assert reply.json()["error"]["reason"] == "QUEUE_FULL"
+    assert stored(store) == QUEUE_DEPTH
+
+
+def test_a_resubmission_is_answered_while_the_queue_is_full(shallow_queue: Services,
+                                                            store: OrderStore) -> None:
+    orders = shallow_queue.orders()
+    first = [orders.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
+                                       client_order_id=f"mine-{n}"), timeout=10).order
+             for n in range(QUEUE_DEPTH)]
+    again = orders.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
+                                      client_order_id="mine-0"), timeout=10)
+    assert again.already_exists and again.order.order_id == first[0].order_id
+    # The same id for another order is the client's bug, full queue or not.
+    reused = rejected(lambda: orders.SubmitOrder(Submit(
+        input_token="SOL", output_token="USDC", amount="2", client_order_id="mine-1"),
+        timeout=10))
+    assert reused.code() == grpc.StatusCode.ALREADY_EXISTS
+    error = rejected(lambda: orders.SubmitOrder(Submit(
+        input_token="SOL", output_token="USDC", amount="1", client_order_id="new"),
+        timeout=10))
+    assert error_details(error)["reason"] == "QUEUE_FULL"
+    assert stored(store) == QUEUE_DEPTH
+
+
 # -- open watch streams -----------------------------------------------------------
 
 

@@ -49,6 +49,12 @@ def rejected(call: object) -> grpc.RpcError:
         ({"amount": "1" * 30}, "amount", "too large"),
         ({"slippage_bps": 5001}, "slippage_bps", "1 to 5000"),
         ({"client_order_id": "x" * 129}, "client_order_id", "at most 128"),
+        # Upper-cases to SOL, but token symbols are ASCII.
+        ({"input_token": "\u017fol"}, "input_token", "unknown token"),
+        # A right-to-left override reorders what a log or a screen shows.
+        ({"client_order_id": "paid\u202egnp.exe"}, "client_order_id", "U+202E"),
+        ({"client_order_id": "one\u2028two"}, "client_order_id", "U+2028"),
+        ({"client_order_id": "zero\u200bwidth"}, "client_order_id", "format characters"),
     ],
 )
 def test_bad_submissions_name_the_field_and_store_nothing(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import os
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from orderengine.statuses import Status
+from orderengine.store import migrate
 from orderengine.store.database import create_database_engine, reading
 from orderengine.store.models import EventRow, OrderRow
 from orderengine.store.orders import (
@@ -478,3 +480,22 @@ def test_a_sqlite_writer_holds_the_write_lock_for_its_transaction_only(tmp_path:
     finally:
         os.close(other)
         engine.dispose()
+
+
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    # It holds every order and the API keys' hashes: 0600, as the key file is.
+    url = f"sqlite:///{tmp_path}/var/orders.db"
+    migrate.upgrade(url)
+    engine = create_database_engine(url)
+    try:
+        store = OrderStore(engine)
+        submit(store)
+        with engine.connect():  # the WAL and its index exist while connected
+            made = sorted(p.name for p in (tmp_path / "var").iterdir())
+            assert made == ["orders.db", "orders.db-shm", "orders.db-wal",
+                            "orders.db.write-lock"]
+            modes = {name: oct(stat.S_IMODE((tmp_path / "var" / name).stat().st_mode))
+                     for name in made}
+    finally:
+        engine.dispose()
+    assert modes == dict.fromkeys(made, "0o600")

@@ -135,7 +135,7 @@ def _orders_family() -> GaugeMetricFamily:
 
 def _depth_family() -> GaugeMetricFamily:
     return GaugeMetricFamily("orderengine_queue_depth", "Jobs waiting in the order queue (each "
-                             "drives up to 32 orders); SubmitOrder refuses past MAX_QUEUE_DEPTH",
+                             "drives up to 32 orders); MAX_QUEUE_DEPTH counts orders, not jobs",
                              labels=["queue"])
 
 

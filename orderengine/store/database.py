@@ -49,6 +49,13 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # Every order and the API keys' hashes: readable by the owner only,
+            # as the key file is. Made here, empty, since SQLite would make it
+            # 0644; its -wal and -shm files take the database file's mode.
+            # An existing file keeps the mode it has. (A "file:" URI names
+            # no plain path.)
+            if not parsed.query.get("uri"):
+                os.close(os.open(parsed.database, os.O_RDWR | os.O_CREAT, 0o600))
         # Several processes write one file: wait for the lock instead of
         # failing, and let readers run beside the writer (WAL). Writers queue
         # on a kernel lock (flock) beside the file first: SQLite's own wait
@@ -71,7 +78,7 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
             # process wrote in between, instead of waiting its turn.
             dbapi_connection.isolation_level = None
             if lock_path is not None:
-                record.info[_WRITE_LOCK] = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                record.info[_WRITE_LOCK] = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
 
         @event.listens_for(engine, "close")
         def _close(_dbapi_connection: Any, record: Any) -> None:

@@ -226,6 +226,10 @@ class OrderStore:
             return [self.submit(new) for new in news]
         return results
 
+    def by_client_ids(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], OrderRow]:
+        """The stored orders with these (owner, client_order_id)."""
+        return self._by_client_ids(keys)
+
     def _by_client_ids(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], OrderRow]:
         owners = {owner for owner, _ in keys}
         ids = {cid for _, cid in keys}
