@@ -18,11 +18,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from gateway.config import GatewayConfig
 from orderengine.ports import free_port
+from orderengine.v1 import order_service_pb2
 from tests.conftest import ROOT, Services
 from tests.helpers import eventually
+from tests.test_gateway import auth
 
 HEADER_SECONDS = 2.0
 SLOW_CLIENTS = 300
@@ -148,6 +152,23 @@ def test_past_the_cap_new_connections_get_503_and_the_log_stays_small(
     lines = log.read_text().splitlines()
     assert len(lines) < 50, lines[:20]
     assert any("holding at most" in line for line in lines)
+
+
+def test_a_websocket_outlives_the_header_timeout(services: Services, tmp_path: Path) -> None:
+    order_id = services.orders().SubmitOrder(order_service_pb2.SubmitOrderRequest(
+        input_token="SOL", output_token="USDC", amount="1"), timeout=10).order.order_id
+    with gateway_process(tmp_path / "gateway.log",
+                         GATEWAY_HEADER_TIMEOUT_SECONDS="0.5") as url, \
+            connect(f"{url.replace('http', 'ws')}/ws/orders/{order_id}", open_timeout=10,
+                    additional_headers=auth()) as ws:
+        assert json.loads(ws.recv(timeout=10))["status"] == "PENDING"
+        time.sleep(1.5)
+        services.orders().CancelOrder(
+            order_service_pb2.CancelOrderRequest(order_id=order_id), timeout=10)
+        assert json.loads(ws.recv(timeout=10))["status"] == "CANCELLED"
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.close_code == 1000
 
 
 @pytest.mark.parametrize("name", ["GATEWAY_HEADER_TIMEOUT_SECONDS", "GATEWAY_KEEP_ALIVE_SECONDS",
