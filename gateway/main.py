@@ -15,6 +15,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from gateway.connections import BACKLOG, RepeatLimit, connection_cap, guarded
 from gateway.limits import MAX_WEBSOCKET_MESSAGE_BYTES
 from orderengine.mesh.tls import tls
 from orderengine.observability import tracing
@@ -28,6 +29,9 @@ def configure_logging() -> None:
         # Every WebSocket's open and close is INFO chatter to uvicorn; its
         # warnings and errors still show.
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    # Out of descriptors, the event loop logs a traceback per pending
+    # connection: thousands a second under attack.
+    logging.getLogger("asyncio").addFilter(RepeatLimit())
 
 
 def public_url(address: str, https: bool) -> str:
@@ -50,6 +54,9 @@ def main() -> None:
         host=config.bind_host, port=config.bind_port,
         log_config=None, log_level=None, access_log=False,
         ws_max_size=MAX_WEBSOCKET_MESSAGE_BYTES,
+        # Slow or idle clients, and too many at once, must not use it up.
+        http=guarded(config.header_timeout_seconds, connection_cap(config.max_connections)),
+        timeout_keep_alive=config.keep_alive_seconds, backlog=BACKLOG,
         # Then open WebSockets are closed (1012, "service restart").
         timeout_graceful_shutdown=max(1, math.ceil(config.shutdown_grace_seconds)),
         # HTTPS with the certificate the gRPC servers serve; plaintext without.

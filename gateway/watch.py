@@ -45,6 +45,8 @@ AUTH_MESSAGE_SECONDS = 10.0
 # A Sec-WebSocket-Protocol value "bearer.<key>" carries the key.
 BEARER_PROTOCOL = "bearer."
 MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 125 bytes with its code
+# after_sequence is an int64 on the wire.
+MAX_AFTER = 2**63 - 1
 
 
 def _reason(text: str) -> str:
@@ -168,9 +170,9 @@ async def watch_order(socket: WebSocket, order_id: str) -> None:
         after = int(raw_after)
     except ValueError:
         after = -1
-    if after < 0:
+    if not 0 <= after <= MAX_AFTER:
         await socket.close(BAD_REQUEST, _reason(
-            f"after: must be a sequence number >= 0, got {raw_after[:32]!r}"))
+            f"after: must be a sequence number from 0 to {MAX_AFTER}, got {raw_after[:32]!r}"))
         return
     upstream: Upstream = socket.app.state.upstream
     await Relay(socket, upstream, order_id, after, socket.app.state.resume_seconds,

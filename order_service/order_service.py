@@ -296,10 +296,13 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                             return
                 if history.terminal or inbox is None:
                     return  # nothing more will come
+                # A client may resume past the order's end (after_sequence
+                # beyond its last event): the hub checks the database's last
+                # sequence against what this stream has seen, not against that.
+                inbox.sent = min(last, history.last_sequence)
                 del history
                 # Live events in sequence, until one is missing or the hub
                 # says to resync; then the database has what was missed.
-                inbox.sent = last
                 while True:
                     item = None  # idle, a stream holds no event: its inbox and position
                     await inbox.ready()
@@ -314,7 +317,13 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                         break
                     assert isinstance(item, order_pb2.OrderEvent)
                     if item.sequence <= last:
-                        continue  # already sent, from the history
+                        # Already sent from the history, or the client asked
+                        # past it; but the order's end still ends the stream.
+                        if Status.from_proto(item.status).terminal:
+                            return
+                        if item.sequence == inbox.sent + 1:
+                            inbox.sent = item.sequence
+                        continue
                     if item.sequence > last + 1:
                         break  # missed one
                     await context.write(item)

@@ -63,6 +63,19 @@ class Settings:
         default_factory=lambda: _url(_env("GATEWAY_ADDRESS", "http://127.0.0.1:8080"))
     )
 
+    # What one client may hold of the gateway (gateway/connections.py): a
+    # connection sends a request's line and headers within this many seconds
+    # of opening or of its last response, or is closed (slow clients)...
+    gateway_header_timeout_seconds: float = field(
+        default_factory=lambda: _float("GATEWAY_HEADER_TIMEOUT_SECONDS", 10.0))
+    # ...stays idle between requests at most this long...
+    gateway_keep_alive_seconds: int = field(
+        default_factory=lambda: _int("GATEWAY_KEEP_ALIVE_SECONDS", 5))
+    # ...and past this many open connections (HTTP and WebSocket) a new one is
+    # answered 503 at once, before the process runs out of file descriptors.
+    gateway_max_connections: int = field(
+        default_factory=lambda: _int("GATEWAY_MAX_CONNECTIONS", 10_000))
+
     queue_name: str = field(default_factory=lambda: _env("QUEUE_NAME", "orders"))
     # Back-pressure: past this many queued orders SubmitOrder answers
     # RESOURCE_EXHAUSTED instead of letting the backlog grow without end.

@@ -546,6 +546,20 @@ def test_ws_after_n_resumes(engine: Processes, gateway: GatewayServer,
     assert ended.messages == [] and ended.code == 1000
 
 
+def test_ws_past_the_end_closes_when_the_order_ends(
+    gateway: GatewayServer, http: httpx.Client, services: Services, hubs: list[RecordedHub]
+) -> None:
+    order_id = submit(http)
+    with connect(f"{gateway.ws_url}/ws/orders/{order_id}?after=5", open_timeout=10,
+                 additional_headers=auth()) as ws:
+        eventually(lambda: watchers(services, hubs) == 1)
+        assert http.delete(f"/api/orders/{order_id}").status_code == 200
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+    assert ws.close_code == 1000
+    eventually(lambda: watchers(services, hubs) == 0)
+
+
 def test_ws_unknown_or_malformed_order_closes_with_a_clear_code(
     gateway: GatewayServer, http: httpx.Client
 ) -> None:
@@ -558,7 +572,7 @@ def test_ws_unknown_or_malformed_order_closes_with_a_clear_code(
     assert malformed.code == 4400 and malformed.reason.startswith("order_id:")
 
     order_id = submit(http)
-    for query in ("?after=x", "?after=-1"):
+    for query in ("?after=x", "?after=-1", f"?after={2**63}", f"?after={'9' * 5000}"):
         bad_after = watch(gateway, order_id, query)
         assert bad_after.code == 4400 and bad_after.reason.startswith("after:")
 

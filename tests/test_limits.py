@@ -301,6 +301,23 @@ def test_one_stream_past_the_cap_is_refused_until_one_ends(
     eventually(lambda: streams_of(services, hubs) == 0)
 
 
+def test_watches_past_the_end_end_with_the_order_and_free_their_slots(
+    services: Services, hubs: list[RecordedHub]
+) -> None:
+    order_id = services.orders().SubmitOrder(SOL_USDC, timeout=10).order.order_id
+    past_the_end = order_service_pb2.WatchOrderRequest(order_id=order_id, after_sequence=5)
+    # Each holds one of the owner's slots: the owner may watch nothing else.
+    streams = [services.orders().WatchOrder(past_the_end, timeout=10) for _ in range(STREAMS)]
+    eventually(lambda: streams_of(services, hubs) == STREAMS)
+    services.orders().CancelOrder(order_service_pb2.CancelOrderRequest(order_id=order_id),
+                                  timeout=10)
+    # The order has ended: so has every stream, with nothing to send.
+    for stream in streams:
+        assert list(stream) == []
+    eventually(lambda: streams_of(services, hubs) == 0)
+    assert list(services.orders().WatchOrder(past_the_end, timeout=10)) == []
+
+
 def test_a_stopping_server_frees_every_slot(services: Services, hubs: list[RecordedHub]) -> None:
     order_id = services.orders().SubmitOrder(SOL_USDC, timeout=10).order.order_id
     streams = [open_stream(services, order_id) for _ in range(STREAMS)]
