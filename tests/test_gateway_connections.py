@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from gateway.config import GatewayConfig
-from orderengine.ports import free_port
+from orderengine.local.ports import free_port
 from orderengine.v1 import order_service_pb2
 from tests.conftest import ROOT, Services
 from tests.helpers import eventually
