@@ -117,24 +117,25 @@ def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.Signatu
         # Unknown to the chain: maybe not propagated yet. Only once its
         # blockhash has expired can it never land, and a new attempt is safe.
         return WAITING
-    with handoffs.one_order_work("confirm order", row.order_id, carried):
-        if not status.found:
+    if not status.found:
+        with handoffs.one_order_work("confirm order", row.order_id, carried):
             attempt_failed(ctx, row, TRANSACTION_DROPPED,
                            "transaction dropped: the chain never saw it before its "
                            "blockhash expired")
-            return None
-        if status.error_code:
+        return None
+    if status.error_code:
+        with handoffs.one_order_work("confirm order", row.order_id, carried):
             attempt_failed(ctx, row, status.error_code, status.error)
-            return None
-        decimals = token(row.output_token).decimals
-        try:
-            amount_out = parse_amount(status.amount_out, decimals)
-        except AmountError as exc:
-            # The chain says it landed, with an amount no column holds: no
-            # attempt changes that, so the order fails, alone.
+        return None
+    try:
+        amount_out = parse_amount(status.amount_out, token(row.output_token).decimals)
+    except AmountError as exc:
+        # The chain says it landed, with an amount no column holds: no
+        # attempt changes that, so the order fails, alone.
+        with handoffs.one_order_work("confirm order", row.order_id, carried):
             attempt_failed(ctx, row, AMOUNT_OVERFLOW,
                            f"amount out {status.amount_out[:48]!r} {row.output_token} {exc}")
-            return None
+        return None
     return Transition(row.order_id, Status.CONFIRMED,
                       Change(signature=entry.signature, amount_out=amount_out), entry.attempt)
 
