@@ -176,6 +176,22 @@ class WatchHub:
         for inbox in self._inboxes.get(event.order_id, ()):
             inbox.push(event)
 
+    def _receive(self, data: bytes) -> None:
+        """One message off the channel. This is the process's only listener:
+        a message it cannot read, or a watcher it cannot reach, costs that
+        message or that watcher, never the fan-out itself."""
+        try:
+            event = decode(data)
+        except Exception as exc:
+            log.warning("event bus: skipped a message that is not an event (%d bytes): %s",
+                        len(data), exc)
+            return
+        try:
+            self._deliver(event)
+        except Exception:
+            log.exception("event bus: could not deliver order %s's event %d",
+                          event.order_id, event.sequence)
+
     def _broadcast(self, item: Signal) -> None:
         for boxes in self._inboxes.values():
             for inbox in boxes:
@@ -195,7 +211,7 @@ class WatchHub:
                     first, delay = False, 0.1
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            self._deliver(decode(message["data"]))
+                            self._receive(message["data"])
             except (RedisError, OSError) as exc:
                 self.subscribed.clear()
                 log.warning("event bus: %s; subscribing again in %.1fs", exc, delay)

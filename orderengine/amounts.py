@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 
-# SPL token amounts are u64 on chain; we also store them in a signed 64-bit
-# column, so the tighter bound wins.
+# SPL token amounts are u64 on chain, but the store's columns (BIGINT) and
+# Redis's counters (the pools' flow ledger) are signed 64-bit: one tighter
+# bound for all of them, which the amount type, the store and the simulated
+# programs share, so no amount the engine takes can overflow any of them.
 MAX_BASE_UNITS = 2**63 - 1
 
 # ASCII digits only: int() would also take Arabic-Indic or fullwidth digits.
@@ -33,8 +35,13 @@ def parse_amount(text: str, decimals: int) -> int:
     if units <= 0:
         raise AmountError("must be greater than zero")
     if units > MAX_BASE_UNITS:
-        raise AmountError("is too large")
+        raise AmountError(f"is too large: at most {format_amount(MAX_BASE_UNITS, decimals)}")
     return units
+
+
+def fits(units: int) -> bool:
+    """Whether ``units`` is an amount the engine, the store and the programs hold."""
+    return 0 <= units <= MAX_BASE_UNITS
 
 
 def format_amount(units: int, decimals: int) -> str:

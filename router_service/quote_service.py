@@ -4,6 +4,7 @@ failure."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -11,12 +12,15 @@ import grpc
 from redis.asyncio import Redis
 
 from orderengine.errors import FieldError, ItemFailure
+from orderengine.market.routes import RouteError
 from orderengine.mesh.batches import answer_one, refuse_more_than, results
 from orderengine.observability.metrics_orders import quote_priced
 from orderengine.swaps import SwapRequest, parse_swap
 from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc
 from router_service.routing import NoRouteError, candidate_pools, route_swap
 from router_service.snapshot import PoolReader
+
+log = logging.getLogger(__name__)
 
 # Requests in one BatchGetQuotes: one call stays as short as a unary one
 # (a quote takes about a millisecond of CPU). A worker's job asks for 16.
@@ -72,6 +76,16 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
             except NoRouteError as exc:
                 answers.append(ItemFailure(grpc.StatusCode.FAILED_PRECONDITION, str(exc),
                                            "NO_ROUTE"))
+                continue
+            except RouteError as exc:  # the programs would revert it (AMOUNT_OVERFLOW)
+                answers.append(ItemFailure(grpc.StatusCode.FAILED_PRECONDITION,
+                                           f"no route: {exc}", exc.code))
+                continue
+            except Exception:  # one request's bug is its own: the batch goes on
+                log.exception("quote for %s %s -> %s failed", swap.amount_in,
+                              swap.input_token, swap.output_token)
+                answers.append(ItemFailure(grpc.StatusCode.INTERNAL, "the quote failed",
+                                           "INTERNAL"))
                 continue
             answers.append(quote_service_pb2.GetQuoteResponse(quotes=routed.quotes,
                                                               route=routed.route))

@@ -101,9 +101,9 @@ def test_anything_but_a_plain_positive_decimal_is_rejected(text: str) -> None:
 def test_the_largest_signed_64_bit_amount_is_accepted_and_one_more_is_not() -> None:
     # 2**63 - 1 = 9_223_372_036_854_775_807 base units = 9223372036.854775807 SOL.
     assert parse_amount("9223372036.854775807", 9) == MAX_BASE_UNITS
-    with pytest.raises(AmountError, match="too large"):
+    with pytest.raises(AmountError, match=r"too large: at most 9223372036\.854775807$"):
         parse_amount("9223372036.854775808", 9)
-    with pytest.raises(AmountError, match="too large"):
+    with pytest.raises(AmountError, match=r"too large: at most 9223372036854775807$"):
         parse_amount("99999999999999999999", 0)
 
 

@@ -22,9 +22,11 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from executor.chain.chain import _SUBMIT as chain_script
-from executor.chain.chain import Chain, Submitted, signature_for
+from executor.chain.chain import LANDED_BY_ORDER, Chain, Submitted, signature_for
 from executor.chain.execution_service import MAX_SWAPS_PER_CALL
-from orderengine.market.pools import all_pools
+from orderengine.amounts import MAX_BASE_UNITS, format_amount
+from orderengine.market.pools import all_pools, balances
+from orderengine.market.state import conservation_errors, read_reserves
 from orderengine.mesh.channels import RETRIED
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, item_error_pb2, market_pb2, quote_service_pb2
@@ -571,3 +573,50 @@ def test_the_execution_service_is_listed_by_reflection(services: Services) -> No
         iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
     names = {s.name for reply in replies for s in reply.list_services_response.service}
     assert {"orderengine.v1.ExecutionService", "grpc.health.v1.Health"} <= names
+
+
+# -- Overflow: the programs' amounts are bounded, and a landing is all or nothing ----------
+
+
+def test_a_swap_that_would_overflow_a_pool_reverts_alone_and_writes_nothing(
+    redis: Redis, redis_url: str
+) -> None:
+    """Two swaps of the largest amount of SOL into one pool: the second took
+    the pool's flows past what Redis's counters hold, and the MULTI wrote the
+    reserves but not the flows ledger. Each now reverts with AMOUNT_OVERFLOW,
+    and the ordinary swap landed with them lands, conserving every pool."""
+    pool_id = "raydium-sol-usdc"
+    most_sol = format_amount(MAX_BASE_UNITS, token("SOL").decimals)
+
+    def route(amount: str) -> market_pb2.Route:
+        return market_pb2.Route(
+            input_token="SOL", output_token="USDC", amount_in=amount,
+            legs=[market_pb2.RouteLeg(pool_id=pool_id, input_token="SOL", output_token="USDC",
+                                      share_bps=10_000)])
+
+    async def run() -> list[execution_service_pb2.SignatureStatus]:
+        client = AsyncRedis.from_url(redis_url)
+        try:
+            chain = Chain(client, slot_seconds=0.0, confirm_seconds=0.0)
+            swaps = [(attempt_key()[1], route(most_sol)), (attempt_key()[1], route("1")),
+                     (attempt_key()[1], route(most_sol))]
+            taken = await chain.submit_many(swaps)
+            signatures = [outcome.signature for outcome in taken
+                          if isinstance(outcome, Submitted)]
+            assert len(signatures) == 3
+            await read_reserves(client, [pool_id])  # seeded, as a quote would
+            await chain.land_many(signatures)
+            assert await conservation_errors(client) == []
+            return await chain.statuses(signatures)
+        finally:
+            await client.aclose()
+
+    big, small, big_again = asyncio.run(run())
+    for status in (big, big_again):
+        assert (status.error_code, status.amount_out) == ("AMOUNT_OVERFLOW", "")
+        assert "would hold more than 9223372036854775807 base units" in status.error
+    assert (small.error_code, small.amount_out != "") == ("", True)
+    pool = all_pools()[pool_id]
+    start = balances(pool, pool.initial_state())
+    assert reserves(redis, pool_id)[0] == start[0] + base_units("1", "SOL")
+    assert sorted(int(v) for v in redis.hgetall(LANDED_BY_ORDER).values()) == [1]

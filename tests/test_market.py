@@ -16,7 +16,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from orderengine.amounts import format_amount, parse_amount
+from orderengine.amounts import MAX_BASE_UNITS, format_amount, parse_amount
 from orderengine.market import pools as pools_module
 from orderengine.market.base import OutOfLiquidityError
 from orderengine.market.cpmm import FEE_DENOMINATOR, CpmmPool, Reserves
@@ -33,9 +33,11 @@ from orderengine.market.pools import (
     quote,
 )
 from orderengine.market.routes import (
+    AmountOverflowError,
     Leg,
     PoolOutOfLiquidityError,
     RouteError,
+    ZeroAmountOutError,
     apply_route,
     min_amount_out,
     plan_from_proto,
@@ -641,3 +643,18 @@ def test_a_landing_the_caller_refuses_writes_nothing(redis: SyncRedis, redis_url
     before = redis.hgetall(pool_key("meteora-sol-usdc"))
     assert asyncio.run(land()) is None
     assert redis.hgetall(pool_key("meteora-sol-usdc")) == before
+
+
+def test_a_leg_that_would_overflow_a_pool_or_pay_nothing_reverts_with_its_code() -> None:
+    """The programs' checked arithmetic: a holding past MAX_BASE_UNITS, or a
+    swap that pays out nothing, reverts rather than wraps or takes the input."""
+    pools = {p.id: p.initial_state() for p in all_pools().values()}
+    leg = [Leg("raydium-sol-usdc", "SOL", "USDC")]
+    room = MAX_BASE_UNITS - all_pools()["raydium-sol-usdc"].initial_state().a  # type: ignore[union-attr]
+    assert apply_route(leg, "SOL", "USDC", room, pools).amount_out > 0  # up to the bound: fine
+    with pytest.raises(AmountOverflowError, match="would hold more than") as overflow:
+        apply_route(leg, "SOL", "USDC", room + 1, pools)
+    assert overflow.value.code == "AMOUNT_OVERFLOW"
+    with pytest.raises(ZeroAmountOutError, match="pays no USDC") as nothing:
+        apply_route(leg, "SOL", "USDC", 1, pools)
+    assert nothing.value.code == "ZERO_AMOUNT_OUT"

@@ -43,6 +43,8 @@ LANDED_BY_ORDER = "chain:landed-by-order"
 SLOT_SECONDS = 0.4
 # Finalized is 31 slots after confirmed.
 FINALIZE_SLOTS = 31
+# A transaction whose landing raised what no program's check names.
+PROGRAM_FAILED = "PROGRAM_FAILED"
 
 # Take the attempt key if it is new and record the transaction, in one step,
 # so that a racing duplicate never sees a key without its transaction.
@@ -209,6 +211,11 @@ class Chain:
                         before = await read_reserves(self.redis, pool_ids)
                     now = time.time()
                     pools = dict(before)
+                    # Everything is decided and checked here, before MULTI:
+                    # Redis does not roll back a MULTI whose command fails, so
+                    # nothing in it may fail. apply_route keeps every amount
+                    # and holding within MAX_BASE_UNITS, so neither the pools'
+                    # fields nor the flows ledger's HINCRBY can overflow.
                     results = [self._land_one(tx, pools, now) for tx in pending]
                     pipe.multi()
                     if pools != before:
@@ -240,8 +247,12 @@ class Chain:
         try:
             fill = apply_route(plan.legs, plan.input_token, plan.output_token,
                                plan.amount_in, pools, now=int(now))
-        except RouteError as exc:
+        except RouteError as exc:  # the program reverts: AMOUNT_OVERFLOW, out of liquidity...
             return {**result, "state": "failed", "error_code": exc.code, "error": str(exc)}
+        except Exception as exc:  # this transaction's alone: the others still land
+            log.exception("landing %s failed", tx.signature)
+            return {**result, "state": "failed", "error_code": PROGRAM_FAILED,
+                    "error": f"the swap program failed: {exc}"}
         decimals = token(plan.output_token).decimals
         if fill.amount_out < plan.min_amount_out:
             return {**result, "state": "failed", "error_code": "SLIPPAGE_EXCEEDED",

@@ -5,10 +5,13 @@ that dies leaves its entries to the others when the lease runs out."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 from redis import Redis
+
+log = logging.getLogger(__name__)
 
 INFLIGHT = "orderengine:inflight"
 
@@ -34,7 +37,8 @@ class Inflight:
     @classmethod
     def parse(cls, member: bytes | str) -> Inflight:
         text = member.decode() if isinstance(member, bytes) else member
-        order_id, attempt, signature = text.split("|")
+        # The signature is the peer's: whatever it holds, it is the last field.
+        order_id, attempt, signature = text.split("|", 2)
         return cls(order_id, int(attempt), signature)
 
 
@@ -44,16 +48,33 @@ def track(redis: Redis, entries: list[Inflight], due_in: float = 0.0) -> None:
         redis.zadd(INFLIGHT, {entry.member: at for entry in entries})
 
 
-def track_if_missing(redis: Redis, entry: Inflight) -> int:
-    """Tracks the swap unless it is tracked already; 1 if it was missing."""
-    return int(redis.zadd(INFLIGHT, {entry.member: time.time()}, nx=True) or 0)
+def track_if_missing(redis: Redis, entries: list[Inflight]) -> int:
+    """Tracks each swap unless it is tracked already, in one command; how
+    many were missing."""
+    if not entries:
+        return 0
+    now = time.time()
+    return int(redis.zadd(INFLIGHT, {entry.member: now for entry in entries}, nx=True) or 0)
 
 
 def claim_due(redis: Redis, lease_seconds: float, limit: int) -> list[Inflight]:
     now = time.time()
     claim = redis.register_script(_CLAIM)
     due = claim(keys=[INFLIGHT], args=[repr(now), repr(now + lease_seconds), limit])
-    return [Inflight.parse(m) for m in due]
+    entries: list[Inflight] = []
+    unreadable: list[bytes | str] = []
+    for member in due:
+        try:
+            entries.append(Inflight.parse(member))
+        except ValueError:
+            unreadable.append(member)
+    if unreadable:
+        # Not ours to track (no order and attempt in it): kept, it would come
+        # due again every lease, and the reconciler tracks a SUBMITTED order again.
+        log.warning("inflight: dropped %d unreadable entries, e.g. %r", len(unreadable),
+                    unreadable[0])
+        redis.zrem(INFLIGHT, *unreadable)
+    return entries
 
 
 def reschedule(redis: Redis, entries: list[Inflight], due_in: float) -> None:

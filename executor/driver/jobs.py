@@ -26,6 +26,7 @@ from executor.driver.inflight import Inflight, track
 from executor.driver.leases import order_leases
 from executor.driver.progress import advance_many, attempt_failed
 from orderengine.amounts import format_amount
+from orderengine.market.routes import AmountOverflowError, ZeroAmountOutError
 from orderengine.observability import handoffs
 from orderengine.order_queue import enqueue_order, taken
 from orderengine.statuses import Status
@@ -86,20 +87,42 @@ def _drive(ctx: Context, order_ids: list[str]) -> None:
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
+# Codes of the programs' own refusals, which an item's error carries through
+# the quote: the order fails with that reason rather than the step's.
+_PROGRAM_CODES = frozenset({AmountOverflowError.code, ZeroAmountOutError.code})
+# An order whose request cannot even be built (a token this engine no longer
+# knows, a stored route that does not parse): no attempt can send it.
+ORDER_INVALID = "ORDER_INVALID"
+
+
 def _ask_batch(
-    ctx: Context, rows: list[OrderRow], send: Callable[[list[OrderRow]], Any],
-    name: str, later: list[str], code: str, what: str,
+    ctx: Context, rows: list[OrderRow], item: Callable[[OrderRow], Any],
+    send: Callable[[list[Any]], Any], name: str, later: list[str], code: str, what: str,
 ) -> list[tuple[OrderRow, Any]]:
     """Asks for every order in one batch call and returns the orders
-    answered, with their answers. When the call fails (see FINAL) every
-    order is put in ``later``; an order the peer refused (its item's error
-    has a code in FINAL) fails this attempt with ``code``; one whose item
-    failed otherwise (a lost answer: RPC_TIMEOUT) is put in ``later``."""
+    answered, with their answers. An order whose ``item`` (its request)
+    cannot be built fails with ORDER_INVALID, alone. When the call fails
+    (see FINAL) every order is put in ``later``; an order the peer refused
+    (its item's error has a code in FINAL) fails this attempt with ``code``
+    (or the program's own code); one whose item failed otherwise (a lost
+    answer: RPC_TIMEOUT) is put in ``later``."""
+    items: list[Any] = []
+    built: list[OrderRow] = []
+    for row in rows:
+        try:
+            items.append(item(row))
+        except Exception as exc:  # this order's fault: the others still go
+            log.warning("%s: order %s cannot be sent: %s", name, row.order_id, exc)
+            with handoffs.within_order(row.order_id):
+                attempt_failed(ctx, row, ORDER_INVALID, f"{what}: the order cannot be sent: {exc}")
+            continue
+        built.append(row)
+    rows = built
     if not rows:
         return []
     try:
         with handoffs.within_orders(name, [row.order_id for row in rows]):  # the call is theirs
-            results = list(send(rows).results)
+            results = list(send(items).results)
     except grpc.RpcError:
         later.extend(row.order_id for row in rows)
         return []
@@ -113,8 +136,9 @@ def _ask_batch(
         if kind == "response":
             answered.append((row, result.response))
         elif kind == "error" and _CODES.get(result.error.code) in FINAL:
+            own = result.error.reason if result.error.reason in _PROGRAM_CODES else code
             with handoffs.within_order(row.order_id):  # its retry is the order's
-                attempt_failed(ctx, row, code, f"{what}: {result.error.message}")
+                attempt_failed(ctx, row, own, f"{what}: {result.error.message}")
         else:
             later.append(row.order_id)
     return answered
@@ -125,40 +149,50 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
     routing began, in the same transaction as their ROUTED."""
     began = datetime.now(UTC)
 
-    def ask(batch: list[OrderRow]) -> quote_service_pb2.BatchGetQuotesResponse:
-        return ctx.quotes.BatchGetQuotes(quote_service_pb2.BatchGetQuotesRequest(
-            requests=[quote_service_pb2.GetQuoteRequest(
-                input_token=row.input_token, output_token=row.output_token,
-                amount=format_amount(row.amount_in, token(row.input_token).decimals),
-                slippage_bps=row.slippage_bps) for row in batch]),
-            timeout=RPC_TIMEOUT_SECONDS)
+    def item(row: OrderRow) -> quote_service_pb2.GetQuoteRequest:
+        return quote_service_pb2.GetQuoteRequest(
+            input_token=row.input_token, output_token=row.output_token,
+            amount=format_amount(row.amount_in, token(row.input_token).decimals),
+            slippage_bps=row.slippage_bps)
+
+    def ask(batch: list[quote_service_pb2.GetQuoteRequest],
+            ) -> quote_service_pb2.BatchGetQuotesResponse:
+        return ctx.quotes.BatchGetQuotes(
+            quote_service_pb2.BatchGetQuotesRequest(requests=batch), timeout=RPC_TIMEOUT_SECONDS)
 
     steps: list[Transition] = []
-    for row, quote in _ask_batch(ctx, rows, ask, "quote orders", later, "NO_ROUTE",
+    for row, quote in _ask_batch(ctx, rows, item, ask, "quote orders", later, "NO_ROUTE",
                                  "no route"):
         if row.status == Status.PENDING:
             steps.append(Transition(row.order_id, Status.ROUTING, Change(at=began), row.attempt))
         steps.append(Transition(row.order_id, Status.ROUTED,
                                 Change(quotes=list(quote.quotes), route=quote.route),
                                 row.attempt))
-    moved = advance_many(ctx, steps, rows)
+    failed: list[Transition] = []
+    moved = advance_many(ctx, steps, rows, failed=failed)
+    later.extend(dict.fromkeys(step.order_id for step in failed))  # the same step again
     return [row for step, row in zip(steps, moved, strict=True)
             if row is not None and step.target is Status.ROUTED]
 
 
 def _submit(ctx: Context, rows: list[OrderRow], later: list[str],
             pipeline: Pipeline) -> list[OrderRow]:
-    def send(batch: list[OrderRow]) -> execution_service_pb2.BatchSubmitSwapsResponse:
-        return ctx.chain.BatchSubmitSwaps(execution_service_pb2.BatchSubmitSwapsRequest(
-            requests=[execution_service_pb2.SubmitSwapRequest(
-                attempt_key=f"{row.order_id}:{row.attempt}",
-                route=json_format.ParseDict(row.route or {}, market_pb2.Route()))
-                for row in batch]),
+    def item(row: OrderRow) -> execution_service_pb2.SubmitSwapRequest:
+        return execution_service_pb2.SubmitSwapRequest(
+            attempt_key=f"{row.order_id}:{row.attempt}",
+            route=json_format.ParseDict(row.route or {}, market_pb2.Route()))
+
+    def send(batch: list[execution_service_pb2.SubmitSwapRequest],
+             ) -> execution_service_pb2.BatchSubmitSwapsResponse:
+        return ctx.chain.BatchSubmitSwaps(
+            execution_service_pb2.BatchSubmitSwapsRequest(requests=batch),
             timeout=RPC_TIMEOUT_SECONDS)
 
     steps = [Transition(row.order_id, Status.SUBMITTED, Change(signature=sent.signature),
                         row.attempt)
-             for row, sent in _ask_batch(ctx, rows, send, "submit swaps", later,
+             for row, sent in _ask_batch(ctx, rows, item, send, "submit swaps", later,
                                          "SWAP_REJECTED", "swap rejected")]
-    return [row for row in advance_many(ctx, steps, rows, pipeline=pipeline)
-            if row is not None]
+    failed: list[Transition] = []
+    moved = advance_many(ctx, steps, rows, pipeline=pipeline, failed=failed)
+    later.extend(step.order_id for step in failed)  # the chain dedupes the swap sent again
+    return [row for row in moved if row is not None]

@@ -16,6 +16,7 @@ from orderengine.order_queue import enqueue_order
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import NO_CHANGE, Change, Transition
+from orderengine.v1 import order_pb2
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,25 @@ def advance(
 
 def advance_many(ctx: Context, transitions: list[Transition],
                  current: Iterable[OrderRow] = (), *,
-                 pipeline: Pipeline | None = None) -> list[OrderRow | None]:
+                 pipeline: Pipeline | None = None,
+                 failed: list[Transition] | None = None) -> list[OrderRow | None]:
     """Each change as ``advance``, all in one transaction and one publish.
     ``current``: the orders as the caller read them, for the time each spent
     in its status (README "Live figures"). With ``pipeline``, the events go
-    out with its caller's execute()."""
+    out with its caller's execute().
+
+    When the transaction fails, each change is made alone, so that one the
+    store cannot take does not hold back the rest: those that fail again
+    count as refused (None) and, with ``failed``, are added to it. When every
+    one fails (the store is away), the error is raised."""
     if not transitions:
         return []
-    results = ctx.store.transition_many(transitions)
+    try:
+        results = ctx.store.transition_many(transitions)
+    except Exception:
+        if len(transitions) == 1:
+            raise
+        results = _one_by_one(ctx, transitions, failed)
     metrics_orders.transitions_made(current, transitions, results)
     events = [result[1] for result in results if result is not None]
     try:
@@ -47,6 +59,26 @@ def advance_many(ctx: Context, transitions: list[Transition],
     except Exception:  # committed is what counts; watchers read gaps from the database
         log.warning("could not publish %d events", len(events))
     return [result[0] if result is not None else None for result in results]
+
+
+def _one_by_one(ctx: Context, transitions: list[Transition],
+                failed: list[Transition] | None,
+                ) -> list[tuple[OrderRow, order_pb2.OrderEvent] | None]:
+    results: list[tuple[OrderRow, order_pb2.OrderEvent] | None] = []
+    errors: list[Exception] = []
+    for transition in transitions:
+        try:
+            results.append(ctx.store.transition_many([transition])[0])
+        except Exception as exc:
+            log.warning("order %s: could not move to %s: %s", transition.order_id,
+                        transition.target.value, exc)
+            errors.append(exc)
+            results.append(None)
+            if failed is not None:
+                failed.append(transition)
+    if len(errors) == len(transitions):
+        raise errors[0]
+    return results
 
 
 def attempt_failed(ctx: Context, row: OrderRow, code: str, reason: str) -> None:

@@ -66,15 +66,15 @@ def reconcile_once(ctx: Context) -> Reconciled:
     waiting = queued_since(ctx.redis, ids)
     patience = time.time() - ctx.settings.queue_patience_seconds
     again: list[str] = []
-    tracked = 0
+    swaps: list[Inflight] = []
     for row in stale:
         if row.order_id in busy:
             continue
         if row.status == Status.SUBMITTED and row.signature:
-            tracked += track_if_missing(ctx.redis, Inflight(row.order_id, row.attempt,
-                                                            row.signature))
+            swaps.append(Inflight(row.order_id, row.attempt, row.signature))
         elif waiting.get(row.order_id, 0.0) < patience:
             again.append(row.order_id)
+    tracked = track_if_missing(ctx.redis, swaps)
     if again:
         enqueue_orders(ctx.queue, again)
     queued = len(again)

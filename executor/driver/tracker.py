@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -19,7 +20,8 @@ from executor.driver.context import RPC_TIMEOUT_SECONDS, Context, context
 from executor.driver.inflight import Inflight, claim_due, forget, reschedule
 from executor.driver.progress import advance_many, attempt_failed
 from executor.driver.reconciler import reconcile_once
-from orderengine.amounts import parse_amount
+from orderengine.amounts import AmountError, parse_amount
+from orderengine.market.routes import AmountOverflowError
 from orderengine.observability import handoffs, tracing
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
@@ -35,6 +37,9 @@ BATCH = 256  # getSignatureStatuses takes at most 256
 LEASE_SECONDS = 10.0
 RECONCILE_EVERY_SECONDS = 5.0
 UNREACHABLE_RETRY_SECONDS = 0.2
+# An entry whose settling failed is checked again this much later, alone.
+TROUBLE_RETRY_SECONDS = 5.0
+AMOUNT_OVERFLOW = AmountOverflowError.code
 
 
 def check_once(ctx: Context) -> int:
@@ -66,37 +71,73 @@ def check_once(ctx: Context) -> int:
     # Each order's outcome is its request's: its trace, when tracing.
     carried = handoffs.recall(ctx.redis, list(rows))
     confirmations: list[Transition] = []
+    confirming: dict[str, Inflight] = {}
     done: list[Inflight] = []
+    troubled: list[Inflight] = []
     for entry, status in final:
-        row = rows.get(entry.order_id)
-        if row is None or row.status != Status.SUBMITTED or row.attempt != entry.attempt:
-            done.append(entry)  # settled already, by another tracker or an earlier round
-        elif not status.found and not _blockhash_expired(ctx, row):
-            # Unknown to the chain: maybe not propagated yet. Only once its
-            # blockhash has expired can it never land, and a new attempt is safe.
+        try:
+            confirmation = _settle(ctx, entry, status, rows.get(entry.order_id), carried)
+        except Exception:  # this entry's trouble: the round goes on with the rest
+            log.exception("tracker: order %s: could not settle its swap; again in %.0fs",
+                          entry.order_id, TROUBLE_RETRY_SECONDS)
+            troubled.append(entry)
+            continue
+        if confirmation is WAITING:
             waiting.append(entry)
-        elif not status.found:
-            with handoffs.one_order_work("confirm order", row.order_id, carried):
-                attempt_failed(ctx, row, TRANSACTION_DROPPED,
-                               "transaction dropped: the chain never saw it before its "
-                               "blockhash expired")
-            done.append(entry)
-        elif status.error_code:
-            with handoffs.one_order_work("confirm order", row.order_id, carried):
-                attempt_failed(ctx, row, status.error_code, status.error)
-            done.append(entry)
+        elif confirmation is not None:
+            confirmations.append(confirmation)
+            confirming[entry.order_id] = entry
         else:
-            amount_out = parse_amount(status.amount_out, token(row.output_token).decimals)
-            confirmations.append(Transition(
-                row.order_id, Status.CONFIRMED,
-                Change(signature=entry.signature, amount_out=amount_out), entry.attempt))
             done.append(entry)
     # Every confirmation of the round: one transaction, one publish.
+    failed: list[Transition] = []
     with handoffs.order_work("confirm order", [c.order_id for c in confirmations], carried):
-        advance_many(ctx, confirmations, rows.values())
+        advance_many(ctx, confirmations, rows.values(), failed=failed)
+    unwritten = {t.order_id for t in failed}
+    for order_id, entry in confirming.items():
+        (troubled if order_id in unwritten else done).append(entry)
     reschedule(ctx.redis, waiting, ctx.settings.tracker_poll_seconds)
+    # Each on its own time, apart from the round it came with.
+    reschedule(ctx.redis, troubled, TROUBLE_RETRY_SECONDS)
     forget(ctx.redis, done)
     return len(entries)
+
+
+# _settle's answer for an entry still waiting on the chain.
+WAITING = Transition("", Status.CONFIRMED)
+
+
+def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.SignatureStatus,
+            row: OrderRow | None, carried: Mapping[str, handoffs.Carrier]) -> Transition | None:
+    """Acts on one final answer: the order's confirmation to make, or WAITING,
+    or None when the entry is done (settled, retried or failed here)."""
+    if row is None or row.status != Status.SUBMITTED or row.attempt != entry.attempt:
+        return None  # settled already, by another tracker or an earlier round
+    if not status.found and not _blockhash_expired(ctx, row):
+        # Unknown to the chain: maybe not propagated yet. Only once its
+        # blockhash has expired can it never land, and a new attempt is safe.
+        return WAITING
+    if not status.found:
+        with handoffs.one_order_work("confirm order", row.order_id, carried):
+            attempt_failed(ctx, row, TRANSACTION_DROPPED,
+                           "transaction dropped: the chain never saw it before its "
+                           "blockhash expired")
+        return None
+    if status.error_code:
+        with handoffs.one_order_work("confirm order", row.order_id, carried):
+            attempt_failed(ctx, row, status.error_code, status.error)
+        return None
+    try:
+        amount_out = parse_amount(status.amount_out, token(row.output_token).decimals)
+    except AmountError as exc:
+        # The chain says it landed, with an amount no column holds: no
+        # attempt changes that, so the order fails, alone.
+        with handoffs.one_order_work("confirm order", row.order_id, carried):
+            attempt_failed(ctx, row, AMOUNT_OVERFLOW,
+                           f"amount out {status.amount_out[:48]!r} {row.output_token} {exc}")
+        return None
+    return Transition(row.order_id, Status.CONFIRMED,
+                      Change(signature=entry.signature, amount_out=amount_out), entry.attempt)
 
 
 def _blockhash_expired(ctx: Context, row: OrderRow) -> bool:

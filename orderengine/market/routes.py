@@ -7,10 +7,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from orderengine.amounts import format_amount, parse_amount
+from orderengine.amounts import MAX_BASE_UNITS, fits, format_amount, parse_amount
 from orderengine.market.base import OutOfLiquidityError
 from orderengine.market.cpmm import Reserves as Reserves  # re-exported for older callers
 from orderengine.market.pools import PoolState, all_pools, quote
+from orderengine.market.pools import balances as pool_balances
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2
 
@@ -55,6 +56,21 @@ class PoolOutOfLiquidityError(RouteError):
     code = "POOL_OUT_OF_LIQUIDITY"
 
 
+class AmountOverflowError(RouteError):
+    """A leg would take an amount or a pool's holding past MAX_BASE_UNITS.
+    The programs use checked arithmetic and revert rather than wrap; no new
+    quote makes such a swap fit, so it is not retried."""
+
+    code = "AMOUNT_OVERFLOW"
+
+
+class ZeroAmountOutError(RouteError):
+    """A leg would pay nothing out: the programs refuse a swap whose output
+    rounds down to zero rather than take the input for nothing."""
+
+    code = "ZERO_AMOUNT_OUT"
+
+
 def apply_route(
     legs: list[Leg], input_token: str, output_token: str, amount_in: int,
     reserves: dict[str, PoolState], now: int | None = None,
@@ -82,9 +98,22 @@ def apply_route(
             raise PoolOutOfLiquidityError(
                 f"legs[{i}]: pool {pool.id} cannot fill {spend} base units of "
                 f"{leg.input_token}: {exc}") from None
+        holdings = pool_balances(pool, swap.state)
+        if not all(fits(held_now) for held_now in holdings):
+            raise AmountOverflowError(
+                f"legs[{i}]: pool {pool.id} would hold more than {MAX_BASE_UNITS} base "
+                f"units of a token, the most a token account holds")
+        if swap.amount_out <= 0:
+            raise ZeroAmountOutError(f"legs[{i}]: pool {pool.id} pays no {leg.output_token} "
+                                     f"for {spend} base units of {leg.input_token}")
         current[pool.id] = swap.state
         balances[leg.input_token] = held - spend
         balances[leg.output_token] = balances.get(leg.output_token, 0) + swap.amount_out
+        if not fits(balances[leg.output_token]):
+            raise AmountOverflowError(
+                f"legs[{i}]: the route would pay out more than "
+                f"{format_amount(MAX_BASE_UNITS, token(leg.output_token).decimals)} "
+                f"{leg.output_token}, the largest amount a token account holds")
         fills.append(LegFill(leg, spend, swap.amount_out, swap.fee))
     touched = {f.leg.pool_id: current[f.leg.pool_id] for f in fills}
     return RouteFill(balances.get(output_token, 0), tuple(fills), touched)

@@ -314,3 +314,39 @@ def test_restart_postgresql(cluster: Cluster, store: OrderStore) -> None:
         subprocess.run(command, check=True, capture_output=True, timeout=60)
 
     strike(cluster, store, "restart PostgreSQL", restart)
+
+
+def test_poison_orders_among_good_ones(cluster: Cluster, store: OrderStore) -> None:
+    """Orders of the largest amount the engine accepts, which no pool can
+    take without a holding passing it: once, they landed, broke a pool's
+    flows ledger mid-MULTI, and paid out an amount the tracker could not
+    parse, stalling every order whose entry came due with theirs. Each now
+    fails alone (AMOUNT_OVERFLOW); the good ones around them all end."""
+    poison: list[str] = []
+
+    def submit_poison() -> None:
+        with grpc.insecure_channel(cluster.order_address) as channel:
+            stub = order_service_pb2_grpc.OrderServiceStub(
+                with_metadata(channel, key_metadata(cluster.api_key)))
+            for index, (src, dst, most) in enumerate([
+                    ("SOL", "USDC", "9223372036.854775807"),
+                    ("SOL", "USDC", "9223372036.854775807"),
+                    ("USDC", "SOL", "9223372036854.775807")]):
+                reply = stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
+                    input_token=src, output_token=dst, amount=most, slippage_bps=300,
+                    client_order_id=f"poison-{time.time_ns()}-{index}"), timeout=10)
+                poison.append(reply.order.order_id)
+
+    strike(cluster, store, "poison orders", submit_poison)
+    with store.engine.connect() as connection:
+        ends = connection.execute(
+            select(OrderRow.status, OrderRow.failure_reason)
+            .where(OrderRow.order_id.in_(poison))).all()
+    assert [status for status, _ in ends] == [Status.FAILED] * 3, ends
+    assert all("would hold more than" in (reason or "") for _, reason in ends), ends
+    assert [store.events(oid)[-1].reason_code for oid in poison] == ["AMOUNT_OVERFLOW"] * 3
+    chain = Redis.from_url(cluster.chain_redis.url)
+    try:
+        assert not any(chain.hget(LANDED_BY_ORDER, oid) for oid in poison)
+    finally:
+        chain.close()
