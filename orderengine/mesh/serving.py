@@ -11,6 +11,7 @@ import math
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,12 @@ class Server:
         for hook in self.on_stop:
             await hook()
 
+    def owns(self, opened: AsyncExitStack) -> None:
+        """Takes over what ``opened`` holds, to close once the server has
+        stopped. A service's factory opens into the stack so that, if the
+        server never starts, leaving the stack closes what was opened."""
+        self.on_stop.append(opened.pop_all().aclose)
+
 
 async def create_server(address: str, services: Iterable[Service],
                         interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> Server:
@@ -122,6 +129,17 @@ async def create_server(address: str, services: Iterable[Service],
         arrivals, *observability.server_interceptors(), *interceptors,
         # Innermost: decodes each request after the access checks ran.
         MalformedRequests()])
+    try:
+        return await _start(server, address, credentials, services, arrivals)
+    except BaseException:
+        # Not started (a busy port, say): what gRPC core holds for it goes now.
+        await server.stop(None)
+        raise
+
+
+async def _start(server: grpc.aio.Server, address: str,
+                 credentials: grpc.ServerCredentials | None, services: Iterable[Service],
+                 arrivals: Arrivals) -> Server:
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
