@@ -81,7 +81,10 @@ class Service:
 
 @dataclass
 class Server:
-    server: grpc.aio.Server
+    """A started server of the engine: the grpc.aio server inside, its
+    port, its health, and what runs as it stops."""
+
+    grpc_server: grpc.aio.Server
     port: int
     health: Any  # grpc_health.v1.health.aio.HealthServicer (not in grpc-stubs)
     names: list[str] = field(default_factory=list)
@@ -103,7 +106,7 @@ class Server:
         await self.arrivals.quiet(drain)
         for hook in self.before_stop:
             await hook()
-        await self.server.stop(grace)
+        await self.grpc_server.stop(grace)
         for hook in self.on_stop:
             await hook()
 
@@ -164,7 +167,7 @@ async def serve_until_signal(server: Server, grace: float, drain: float = 0.0) -
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    waiting = asyncio.ensure_future(server.server.wait_for_termination())
+    waiting = asyncio.ensure_future(server.grpc_server.wait_for_termination())
     stop_signal = asyncio.ensure_future(stopping.wait())
     await asyncio.wait({waiting, stop_signal}, return_when=asyncio.FIRST_COMPLETED)
     log.info("stopping %s (drain up to %.1fs, grace %.1fs)", ", ".join(server.names),
