@@ -21,13 +21,8 @@ from executor.chain.faults import FailureRates, Faults
 from executor.driver import tracker, worker
 from orderengine.mesh.auth import InternalTokenInterceptor
 from orderengine.mesh.channels import EXECUTION_SERVICE
-from orderengine.mesh.serving import (
-    Server,
-    Service,
-    configure_logging,
-    create_server,
-    serve_until_signal,
-)
+from orderengine.mesh.serving import Server, Service, create_server, serve
+from orderengine.observability.logs import configure_logging
 from orderengine.observability.metrics import serve_metrics
 from orderengine.settings import Settings
 from orderengine.v1 import execution_service_pb2_grpc
@@ -59,14 +54,6 @@ async def create_execution_server(address: str, settings: Settings) -> Server:
     return server
 
 
-async def serve_chain() -> None:
-    settings = Settings()
-    server = await create_execution_server(settings.bind_address("EXECUTION_SERVICE"), settings)
-    print(f"ExecutionService listening on port {server.port}", flush=True)
-    await serve_until_signal(server, settings.shutdown_grace_seconds,
-                             settings.shutdown_drain_seconds)
-
-
 def run_tracker() -> None:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -85,7 +72,7 @@ def main() -> None:
                        "tracker": "executor-tracker"}[args.part])
     serve_metrics(Settings(), f"executor {args.part}")
     if args.part == "chain":
-        asyncio.run(serve_chain())
+        asyncio.run(serve("ExecutionService", create_execution_server, "EXECUTION_SERVICE"))
     elif args.part == "worker":
         worker.run(burst=args.burst)
     else:

@@ -5,9 +5,7 @@ channel to OrderService speaks TLS as every channel does (README "TLS")."""
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 import sys
 from urllib.parse import urlsplit
 
@@ -17,17 +15,7 @@ from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.limits import MAX_WEBSOCKET_MESSAGE_BYTES
 from orderengine.mesh.tls import tls
-from orderengine.observability import tracing
-
-
-def configure_logging() -> None:
-    # The same format as the engine's other processes.
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if level == "INFO":
-        # Every WebSocket's open and close is INFO chatter to uvicorn; its
-        # warnings and errors still show.
-        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+from orderengine.observability.logs import configure_logging
 
 
 def public_url(address: str, https: bool) -> str:
@@ -36,8 +24,9 @@ def public_url(address: str, https: bool) -> str:
 
 
 def main() -> None:
-    configure_logging()
-    tracing.configure("gateway")
+    # Every WebSocket's open and close is INFO chatter to uvicorn; its
+    # warnings and errors still show.
+    configure_logging("gateway", chatter=["uvicorn.error"])
     try:
         config = GatewayConfig.from_env()
         certificate = tls()

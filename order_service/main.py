@@ -15,14 +15,7 @@ from order_service.submissions import Submissions
 from order_service.watch_hub import WatchHub
 from orderengine.mesh.auth import ApiKeyInterceptor, token_metadata
 from orderengine.mesh.channels import ORDER_SERVICE, QUOTE_SERVICE, aio_channel
-from orderengine.mesh.serving import (
-    Server,
-    Service,
-    configure_logging,
-    create_server,
-    serve_until_signal,
-)
-from orderengine.observability.metrics import serve_metrics
+from orderengine.mesh.serving import Server, Service, create_server, run
 from orderengine.observability.metrics_orders import report_orders
 from orderengine.order_queue import order_queue
 from orderengine.settings import Settings
@@ -76,18 +69,8 @@ async def create_order_server(address: str, settings: Settings) -> Server:
     return server
 
 
-async def serve() -> None:
-    settings = Settings()
-    serve_metrics(settings, "OrderService")
-    server = await create_order_server(settings.bind_address("ORDER_SERVICE"), settings)
-    print(f"OrderService listening on port {server.port}", flush=True)
-    await serve_until_signal(server, settings.shutdown_grace_seconds,
-                             settings.shutdown_drain_seconds)
-
-
 def main() -> None:
-    configure_logging("order-service")
-    asyncio.run(serve())
+    run("OrderService", create_order_server, "ORDER_SERVICE", "order-service")
 
 
 if __name__ == "__main__":

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import AsyncExitStack
 
 from redis.asyncio import Redis
 
 from orderengine.mesh.auth import InternalTokenInterceptor
 from orderengine.mesh.channels import QUOTE_SERVICE
-from orderengine.mesh.serving import (
-    Server,
-    Service,
-    configure_logging,
-    create_server,
-    serve_until_signal,
-)
-from orderengine.observability.metrics import serve_metrics
+from orderengine.mesh.serving import Server, Service, create_server, run
 from orderengine.settings import Settings
 from orderengine.v1 import quote_service_pb2_grpc
 from router_service.quote_service import QuoteServicer
@@ -37,18 +29,8 @@ async def create_quote_server(address: str, settings: Settings) -> Server:
     return server
 
 
-async def serve() -> None:
-    settings = Settings()
-    serve_metrics(settings, "QuoteService")
-    server = await create_quote_server(settings.bind_address("QUOTE_SERVICE"), settings)
-    print(f"QuoteService listening on port {server.port}", flush=True)
-    await serve_until_signal(server, settings.shutdown_grace_seconds,
-                             settings.shutdown_drain_seconds)
-
-
 def main() -> None:
-    configure_logging("quote-service")
-    asyncio.run(serve())
+    run("QuoteService", create_quote_server, "QUOTE_SERVICE", "quote-service")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ from orderengine.mesh.channels import is_single_address
 from orderengine.mesh.keepalive import KEEPALIVE
 from orderengine.mesh.request_decoding import MalformedRequests
 from orderengine.mesh.tls import tls
+from orderengine.observability.logs import configure_logging
+from orderengine.observability.metrics import serve_metrics
+from orderengine.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +164,27 @@ async def _start(server: grpc.aio.Server, address: str,
     return Server(server, port, health_servicer, names, arrivals)
 
 
+CreateServer = Callable[[str, Settings], Awaitable[Server]]
+
+
+async def serve(name: str, create: CreateServer, address_setting: str) -> None:
+    """Creates the server on ``<address_setting>_BIND`` (else its address),
+    says so on stdout, and serves until SIGTERM or SIGINT."""
+    settings = Settings()
+    server = await create(settings.bind_address(address_setting), settings)
+    print(f"{name} listening on port {server.port}", flush=True)
+    await serve_until_signal(server, settings.shutdown_grace_seconds,
+                             settings.shutdown_drain_seconds)
+
+
+def run(name: str, create: CreateServer, address_setting: str, process: str) -> None:
+    """A service's main: logs and traces as ``process``, serves /metrics
+    (METRICS_PORT), then ``serve``."""
+    configure_logging(process)
+    serve_metrics(Settings(), name)
+    asyncio.run(serve(name, create, address_setting))
+
+
 async def serve_until_signal(server: Server, grace: float, drain: float = 0.0) -> None:
     """Runs until SIGTERM or SIGINT, then stops gracefully (Server.stop)."""
     stopping = asyncio.Event()
@@ -175,17 +199,3 @@ async def serve_until_signal(server: Server, grace: float, drain: float = 0.0) -
     await server.stop(grace, drain)
     waiting.cancel()
     stop_signal.cancel()
-
-
-def configure_logging(service: str = "orderengine") -> None:
-    """Logging, and the traces of this process, ``service`` by name (unless
-    OTEL_SERVICE_NAME says otherwise)."""
-    import os
-
-    from orderengine.observability import tracing
-
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    tracing.configure(service)
