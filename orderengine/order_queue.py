@@ -87,7 +87,7 @@ def queue_depth(queue: Queue) -> int:
     return int(queue.connection.llen(queue.key))
 
 
-def taken(redis: Redis, order_ids: list[str]) -> None:
+def picked_up_by_worker(redis: Redis, order_ids: list[str]) -> None:
     """A worker has the orders' job: they no longer wait in the queue."""
     if order_ids:
         redis.hdel(QUEUED, *order_ids)
