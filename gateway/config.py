@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from orderengine.settings import Settings
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, "").strip() or default
+from orderengine.settings import Settings, env_value
 
 
 def host_port(address: str) -> tuple[str, int]:
@@ -39,7 +34,7 @@ class GatewayConfig:
     def from_env(cls) -> GatewayConfig:
         settings = Settings()
         address = settings.gateway_address
-        host, port = host_port(_env("GATEWAY_BIND", address))
+        host, port = host_port(env_value("GATEWAY_BIND", address))
         for name, value in (("GATEWAY_HEADER_TIMEOUT_SECONDS",
                              settings.gateway_header_timeout_seconds),
                             ("GATEWAY_KEEP_ALIVE_SECONDS", settings.gateway_keep_alive_seconds),

@@ -7,13 +7,14 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from gateway.models import CamelModel
-from gateway.upstream import SERVICE_NAME, Upstream
+from gateway.upstream import Upstream
+from orderengine.mesh.channels import ORDER_SERVICE
 
 router = APIRouter(tags=["health"])
 
 
 class UpstreamHealth(CamelModel):
-    service: str = Field(examples=[SERVICE_NAME])
+    service: str = Field(examples=[ORDER_SERVICE])
     address: str
     status: str = Field(description="the gRPC health status (SERVING, NOT_SERVING), or the "
                                     "error code of the check (UNAVAILABLE, ...)")
@@ -35,7 +36,7 @@ async def healthz(request: Request) -> JSONResponse:
     serving = status == "SERVING"
     health = Health(
         status="SERVING" if serving else "NOT_SERVING",
-        upstream=UpstreamHealth(service=SERVICE_NAME, address=upstream.address, status=status,
+        upstream=UpstreamHealth(service=ORDER_SERVICE, address=upstream.address, status=status,
                                 message=message),
         open_streams=upstream.open_streams,
     )

@@ -1,13 +1,12 @@
 """Runs the gateway: ``python -m gateway.main`` (GATEWAY_ADDRESS, default
 http://127.0.0.1:8080, in front of ORDER_SERVICE_ADDRESS). With TLS_CERT_FILE
 and TLS_KEY_FILE it serves HTTPS (and wss://) with that certificate, and its
-channel to OrderService speaks TLS as every channel does (README "TLS")."""
+channel to OrderService speaks TLS as every channel does (docs/operations.md, "TLS")."""
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 from urllib.parse import urlsplit
 
@@ -18,20 +17,7 @@ from gateway.config import GatewayConfig
 from gateway.connections import BACKLOG, RepeatLimit, connection_cap, guarded
 from gateway.limits import MAX_WEBSOCKET_MESSAGE_BYTES
 from orderengine.mesh.tls import tls
-from orderengine.observability import tracing
-
-
-def configure_logging() -> None:
-    # The same format as the engine's other processes.
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if level == "INFO":
-        # Every WebSocket's open and close is INFO chatter to uvicorn; its
-        # warnings and errors still show.
-        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    # Out of descriptors, the event loop logs a traceback per pending
-    # connection: thousands a second under attack.
-    logging.getLogger("asyncio").addFilter(RepeatLimit())
+from orderengine.observability.logs import configure_logging
 
 
 def public_url(address: str, https: bool) -> str:
@@ -40,8 +26,12 @@ def public_url(address: str, https: bool) -> str:
 
 
 def main() -> None:
-    configure_logging()
-    tracing.configure("gateway")
+    # Every WebSocket's open and close is INFO chatter to uvicorn; its
+    # warnings and errors still show.
+    configure_logging("gateway", chatter=["uvicorn.error"])
+    # Out of descriptors, the event loop logs a traceback per pending
+    # connection: thousands a second under attack.
+    logging.getLogger("asyncio").addFilter(RepeatLimit())
     try:
         config = GatewayConfig.from_env()
         certificate = tls()

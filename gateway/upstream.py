@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orderengine.mesh.channels import aio_channel
-from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
+from orderengine.mesh.channels import ORDER_SERVICE, aio_channel
+from orderengine.v1 import order_service_pb2_grpc
 
 if TYPE_CHECKING:
     # The async stub's type exists only in the generated .pyi.
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 else:
     OrdersStub = order_service_pb2_grpc.OrderServiceStub
 
-SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 # Unary calls: long enough for a slow database, short enough for a browser.
 CALL_TIMEOUT_SECONDS = 10.0
 HEALTH_TIMEOUT_SECONDS = 1.0
@@ -61,7 +60,7 @@ class Upstream:
     def __init__(self, address: str) -> None:
         self.address = address
         # Created inside the running loop (grpc.aio binds to it).
-        self.channel = aio_channel(address, service=SERVICE_NAME)
+        self.channel = aio_channel(address, service=ORDER_SERVICE)
         self.orders: OrdersStub = order_service_pb2_grpc.OrderServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
         # WatchOrder calls open right now: what a client that went away
@@ -72,7 +71,7 @@ class Upstream:
         """OrderService's standard health status, and why when it is not SERVING."""
         try:
             reply = await self._health.Check(
-                health_pb2.HealthCheckRequest(service=SERVICE_NAME),
+                health_pb2.HealthCheckRequest(service=ORDER_SERVICE),
                 timeout=HEALTH_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
             return exc.code().name, exc.details()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -13,81 +14,63 @@ from order_service.rate_limit import TokenBuckets
 from order_service.submissions import Submissions
 from order_service.watch_hub import WatchHub
 from orderengine.mesh.auth import ApiKeyInterceptor, token_metadata
-from orderengine.mesh.channels import QUOTE_SERVICE, aio_channel
-from orderengine.mesh.serving import (
-    Server,
-    Service,
-    configure_logging,
-    create_server,
-    serve_until_signal,
-)
-from orderengine.observability.metrics import serve_metrics
+from orderengine.mesh.channels import ORDER_SERVICE, QUOTE_SERVICE, aio_channel
+from orderengine.mesh.serving import Server, Service, create_server, run
 from orderengine.observability.metrics_orders import report_orders
 from orderengine.order_queue import order_queue
 from orderengine.settings import Settings
 from orderengine.store.api_keys import ApiKeys, KeyCache
 from orderengine.store.database import create_database_engine
 from orderengine.store.orders import OrderStore
-from orderengine.v1 import order_service_pb2, order_service_pb2_grpc, quote_service_pb2_grpc
-
-SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
+from orderengine.v1 import order_service_pb2_grpc, quote_service_pb2_grpc
 
 
 async def create_order_server(address: str, settings: Settings) -> Server:
     # Store and queue calls run here; sized for the database pool.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, "order-service"))
-    engine = create_database_engine(settings.database_url)
-    redis = Redis.from_url(settings.redis_url)
-    store = OrderStore(engine)
-    hub = WatchHub(AsyncRedis.from_url(settings.redis_url), settings.watch_streams_per_owner,
-                   store.last_sequences, settings.watch_check_seconds)
-    hub.start()
-    quote_channel = aio_channel(settings.quote_service_address,
-                                token_metadata(settings.internal_token), service=QUOTE_SERVICE)
-    # Every call names its caller by API key, checked here before a handler runs.
-    keys = KeyCache(ApiKeys(engine), settings.api_key_cache_seconds)
-    # Per owner, shared by every replica through Redis; 0 turns it off.
-    submit_rate = (TokenBuckets(redis, "submit", settings.submit_rate_per_second,
-                                settings.submit_burst)
-                   if settings.submit_rate_per_second else None)
-    submissions = Submissions(store, redis, order_queue(redis, settings.queue_name),
-                              settings.max_queue_depth, submit_rate)
-    servicer = OrderServicer(store, redis, submissions, hub,
-                             quote_service_pb2_grpc.QuoteServiceStub(quote_channel))
-    server = await create_server(address, [
-        Service(SERVICE_NAME, order_service_pb2_grpc.add_OrderServiceServicer_to_server,
-                servicer),
-    ], [ApiKeyInterceptor(keys)])
-    # Orders by status and the queue, on this process's /metrics.
-    stop_reporting = report_orders(store, submissions.queue)
-
-    async def close() -> None:
-        stop_reporting()
-        submissions.close()
-        await quote_channel.close(None)
-        await hub.redis.aclose()
-        redis.close()
-        engine.dispose()
-
-    # Open streams end with UNAVAILABLE (clients resume elsewhere with
-    # after_sequence) before the server waits out the unary calls.
-    server.before_stop.append(hub.close)
-    server.on_stop.append(close)
+    # Closed in reverse order, by the server once it stops, or here at once
+    # if it never starts (a busy port, a bad TLS setting).
+    async with AsyncExitStack() as opened:
+        engine = create_database_engine(settings.database_url)
+        opened.callback(engine.dispose)
+        redis = opened.enter_context(Redis.from_url(settings.redis_url))
+        store = OrderStore(engine)
+        hub = WatchHub(await opened.enter_async_context(AsyncRedis.from_url(settings.redis_url)),
+                       settings.watch_streams_per_owner, store.last_sequences,
+                       settings.watch_check_seconds)
+        hub.start()
+        # After a start the server closes it first (before_stop below); again, a no-op.
+        opened.push_async_callback(hub.close)
+        quote_channel = aio_channel(settings.quote_service_address,
+                                    token_metadata(settings.internal_token),
+                                    service=QUOTE_SERVICE)
+        opened.push_async_callback(quote_channel.close, None)
+        # Every call names its caller by API key, checked here before a handler runs.
+        keys = KeyCache(ApiKeys(engine), settings.api_key_cache_seconds)
+        # Per owner, shared by every replica through Redis; 0 turns it off.
+        submit_rate = (TokenBuckets(redis, "submit", settings.submit_rate_per_second,
+                                    settings.submit_burst)
+                       if settings.submit_rate_per_second else None)
+        submissions = Submissions(store, redis, order_queue(redis, settings.queue_name),
+                                  settings.max_queue_depth, submit_rate)
+        opened.callback(submissions.close)
+        servicer = OrderServicer(store, redis, submissions, hub,
+                                 quote_service_pb2_grpc.QuoteServiceStub(quote_channel))
+        # Orders by status and the queue, on this process's /metrics.
+        opened.callback(report_orders(store, submissions.queue))
+        server = await create_server(address, [
+            Service(ORDER_SERVICE, order_service_pb2_grpc.add_OrderServiceServicer_to_server,
+                    servicer),
+        ], [ApiKeyInterceptor(keys)])
+        # Open streams end with UNAVAILABLE (clients resume elsewhere with
+        # after_sequence) before the server waits out the unary calls.
+        server.before_stop.append(hub.close)
+        server.owns(opened)
     return server
 
 
-async def serve() -> None:
-    settings = Settings()
-    serve_metrics(settings, "OrderService")
-    server = await create_order_server(settings.bind_address("ORDER_SERVICE"), settings)
-    print(f"OrderService listening on port {server.port}", flush=True)
-    await serve_until_signal(server, settings.shutdown_grace_seconds,
-                             settings.shutdown_drain_seconds)
-
-
 def main() -> None:
-    configure_logging("order-service")
-    asyncio.run(serve())
+    run("OrderService", create_order_server, "ORDER_SERVICE", "order-service")
 
 
 if __name__ == "__main__":

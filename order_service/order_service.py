@@ -29,7 +29,14 @@ from orderengine.mesh.channels import within_deadline
 from orderengine.observability.metrics_orders import status_left
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change, History, NewOrder, OrderStore, PageTokenError
+from orderengine.store.orders import (
+    MAX_PAGE_TOKEN_CHARS,
+    Change,
+    History,
+    NewOrder,
+    OrderStore,
+    PageTokenError,
+)
 from orderengine.store.wire import order_to_proto
 from orderengine.swaps import parse_swap
 from orderengine.v1 import (
@@ -47,8 +54,6 @@ T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_CLIENT_ORDER_ID = 128
-# Ours are ~100 characters; a longer one is not ours, and is not parsed.
-MAX_PAGE_TOKEN = 512
 QUOTE_TIMEOUT_SECONDS = 5.0
 
 
@@ -220,7 +225,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             await abort_invalid(context, FieldError("page_size", "must not be negative"))
         # AIP-132: 0 means the default; more than the maximum is coerced.
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        if len(request.page_token) > MAX_PAGE_TOKEN:
+        if len(request.page_token) > MAX_PAGE_TOKEN_CHARS:
             await abort_invalid(context, FieldError(
                 "page_token", "is not a token this service gave out"))
         try:

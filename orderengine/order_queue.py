@@ -89,7 +89,7 @@ def enqueue_order(queue: Queue, order_id: str, *, delay_seconds: float = 0.0) ->
         pipe.execute()
 
 
-def taken(redis: Redis, order_ids: list[str]) -> None:
+def picked_up_by_worker(redis: Redis, order_ids: list[str]) -> None:
     """A worker has the orders' job: they no longer wait in the queue."""
     if order_ids:
         redis.hdel(QUEUED, *order_ids)

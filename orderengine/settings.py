@@ -8,7 +8,8 @@ import os
 from dataclasses import dataclass, field
 
 
-def _env(name: str, default: str) -> str:
+def env_value(name: str, default: str) -> str:
+    """The variable's value, stripped; ``default`` when it is unset or blank."""
     return os.environ.get(name, "").strip() or default
 
 
@@ -18,7 +19,7 @@ def _url(address: str) -> str:
 
 
 def _float(name: str, default: float) -> float:
-    raw = _env(name, str(default))
+    raw = env_value(name, str(default))
     try:
         return float(raw)
     except ValueError:
@@ -26,7 +27,7 @@ def _float(name: str, default: float) -> float:
 
 
 def _int(name: str, default: int) -> int:
-    raw = _env(name, str(default))
+    raw = env_value(name, str(default))
     try:
         return int(raw)
     except ValueError:
@@ -36,31 +37,31 @@ def _int(name: str, default: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(
-        default_factory=lambda: _env("DATABASE_URL", "sqlite:///var/orderengine.db")
+        default_factory=lambda: env_value("DATABASE_URL", "sqlite:///var/orderengine.db")
     )
-    redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    redis_url: str = field(default_factory=lambda: env_value("REDIS_URL", "redis://127.0.0.1:6379/0"))
     # The simulated chain's own store (its transactions and the pools): the
     # chain is not ours, so losing our Redis must not make it forget what
     # landed. Defaults to REDIS_URL.
     chain_redis_url: str = field(
-        default_factory=lambda: _env("CHAIN_REDIS_URL", _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+        default_factory=lambda: env_value("CHAIN_REDIS_URL", env_value("REDIS_URL", "redis://127.0.0.1:6379/0"))
     )
 
     # Where clients find each service; a server binds to *_BIND, or to its
     # address when that is unset.
     order_service_address: str = field(
-        default_factory=lambda: _env("ORDER_SERVICE_ADDRESS", "127.0.0.1:50051")
+        default_factory=lambda: env_value("ORDER_SERVICE_ADDRESS", "127.0.0.1:50051")
     )
     quote_service_address: str = field(
-        default_factory=lambda: _env("QUOTE_SERVICE_ADDRESS", "127.0.0.1:50052")
+        default_factory=lambda: env_value("QUOTE_SERVICE_ADDRESS", "127.0.0.1:50052")
     )
     execution_service_address: str = field(
-        default_factory=lambda: _env("EXECUTION_SERVICE_ADDRESS", "127.0.0.1:50053")
+        default_factory=lambda: env_value("EXECUTION_SERVICE_ADDRESS", "127.0.0.1:50053")
     )
 
     # Where browsers find the HTTP/WebSocket gateway (a URL).
     gateway_address: str = field(
-        default_factory=lambda: _url(_env("GATEWAY_ADDRESS", "http://127.0.0.1:8080"))
+        default_factory=lambda: _url(env_value("GATEWAY_ADDRESS", "http://127.0.0.1:8080"))
     )
 
     # What one client may hold of the gateway (gateway/connections.py): a
@@ -76,7 +77,7 @@ class Settings:
     gateway_max_connections: int = field(
         default_factory=lambda: _int("GATEWAY_MAX_CONNECTIONS", 10_000))
 
-    queue_name: str = field(default_factory=lambda: _env("QUEUE_NAME", "orders"))
+    queue_name: str = field(default_factory=lambda: env_value("QUEUE_NAME", "orders"))
     # Back-pressure: past this many queued orders SubmitOrder answers
     # RESOURCE_EXHAUSTED instead of letting the backlog grow without end.
     max_queue_depth: int = field(default_factory=lambda: _int("MAX_QUEUE_DEPTH", 10_000))
@@ -103,7 +104,7 @@ class Settings:
     insufficient_funds_rate: float = field(
         default_factory=lambda: _float("CHAIN_INSUFFICIENT_FUNDS_RATE", 0.0))
     # Seeds the injected failures, for runs that repeat; empty: random.
-    chain_seed: str = field(default_factory=lambda: _env("CHAIN_SEED", ""))
+    chain_seed: str = field(default_factory=lambda: env_value("CHAIN_SEED", ""))
 
     # Other traders (python -m orderengine.local.traders): make run starts this
     # many seeded random swaps a second on the chain's pools, landed as the
@@ -137,30 +138,30 @@ class Settings:
     # Access (README "Access"). The secret the engine's own services show
     # each other: QuoteService and ExecutionService refuse to start without
     # it, and take calls only with it. make run makes one per run.
-    internal_token: str = field(default_factory=lambda: _env("INTERNAL_TOKEN", ""))
+    internal_token: str = field(default_factory=lambda: env_value("INTERNAL_TOKEN", ""))
     # OrderService remembers a verified API key this long, so that auth adds
     # no database query per call; a revoked key works at most this long after.
     api_key_cache_seconds: float = field(
         default_factory=lambda: _float("API_KEY_CACHE_SECONDS", 5.0))
     # What the CLI (and make bench, the tests) send: the key itself, or the
     # file make run wrote it to (mode 0600).
-    api_key: str = field(default_factory=lambda: _env("ORDERENGINE_API_KEY", ""))
+    api_key: str = field(default_factory=lambda: env_value("ORDERENGINE_API_KEY", ""))
     api_key_file: str = field(
-        default_factory=lambda: _env("ORDERENGINE_API_KEY_FILE", "var/api-key"))
+        default_factory=lambda: env_value("ORDERENGINE_API_KEY_FILE", "var/api-key"))
 
     # TLS (README "TLS"; checked in orderengine.mesh.tls). A server given a
     # certificate and its key serves TLS only, the gateway HTTPS; clients
     # speak TLS when TLS_CA_FILE or TLS_CERT_FILE is set, or TLS_ENABLED is
     # true (then trusting the system roots). All unset: plaintext, as on one
     # machine.
-    tls_cert_file: str = field(default_factory=lambda: _env("TLS_CERT_FILE", ""))
-    tls_key_file: str = field(default_factory=lambda: _env("TLS_KEY_FILE", ""))
-    tls_ca_file: str = field(default_factory=lambda: _env("TLS_CA_FILE", ""))
+    tls_cert_file: str = field(default_factory=lambda: env_value("TLS_CERT_FILE", ""))
+    tls_key_file: str = field(default_factory=lambda: env_value("TLS_KEY_FILE", ""))
+    tls_ca_file: str = field(default_factory=lambda: env_value("TLS_CA_FILE", ""))
     # The name clients check the servers' certificates for, when the address
     # does not carry it (a list of IPs, replicas under other names).
-    tls_server_name: str = field(default_factory=lambda: _env("TLS_SERVER_NAME", ""))
+    tls_server_name: str = field(default_factory=lambda: env_value("TLS_SERVER_NAME", ""))
     # "true" or "false"; empty: on when a certificate or a CA is given.
-    tls_enabled: str = field(default_factory=lambda: _env("TLS_ENABLED", ""))
+    tls_enabled: str = field(default_factory=lambda: env_value("TLS_ENABLED", ""))
 
     # Limits (README "Limits"). SubmitOrder calls per second per owner, a
     # token bucket in Redis shared by every OrderService replica, holding up
@@ -185,20 +186,20 @@ class Settings:
     # Live figures (README "Live figures"): the port this process serves
     # Prometheus /metrics on; 0 picks a free one (logged); empty or "off":
     # none. make run gives each part its own, counting up from this one.
-    metrics_port: int | None = field(default_factory=lambda: None if _env(
+    metrics_port: int | None = field(default_factory=lambda: None if env_value(
         "METRICS_PORT", "off").lower() == "off" else _int("METRICS_PORT", 0))
     # Where /metrics listens (0.0.0.0 in a container).
-    metrics_host: str = field(default_factory=lambda: _env("METRICS_HOST", "127.0.0.1"))
+    metrics_host: str = field(default_factory=lambda: env_value("METRICS_HOST", "127.0.0.1"))
 
     # Observability (README "Observability: request ids, logs and traces").
     # Where spans go: none (the default: no tracer, no tracing interceptor),
     # console (a JSON line a span on standard output) or otlp.
-    traces_exporter: str = field(default_factory=lambda: _env("OTEL_TRACES_EXPORTER", "none"))
+    traces_exporter: str = field(default_factory=lambda: env_value("OTEL_TRACES_EXPORTER", "none"))
     # The collector's gRPC address for otlp; empty: the exporter's default,
     # http://localhost:4317.
-    otlp_endpoint: str = field(default_factory=lambda: _env("OTEL_EXPORTER_OTLP_ENDPOINT", ""))
+    otlp_endpoint: str = field(default_factory=lambda: env_value("OTEL_EXPORTER_OTLP_ENDPOINT", ""))
     # The process's name in traces; empty: its own (order-service, executor-worker...).
-    service_name: str = field(default_factory=lambda: _env("OTEL_SERVICE_NAME", ""))
+    service_name: str = field(default_factory=lambda: env_value("OTEL_SERVICE_NAME", ""))
     # A successful call slower than this is logged at INFO; quicker, at DEBUG.
     call_log_slow_ms: float = field(default_factory=lambda: _float("CALL_LOG_SLOW_MS", 250.0))
 
@@ -219,4 +220,4 @@ class Settings:
             "QUOTE_SERVICE": self.quote_service_address,
             "EXECUTION_SERVICE": self.execution_service_address,
         }[service]
-        return _env(f"{service}_BIND", address)
+        return env_value(f"{service}_BIND", address)

@@ -28,7 +28,7 @@ from executor.driver.progress import advance_many, attempt_failed
 from orderengine.amounts import format_amount
 from orderengine.market.routes import AmountOverflowError, ZeroAmountOutError
 from orderengine.observability import handoffs
-from orderengine.order_queue import enqueue_order, taken
+from orderengine.order_queue import enqueue_order, picked_up_by_worker
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, Transition
@@ -52,7 +52,7 @@ def drive_orders(order_ids: list[str]) -> None:
     """Moves each order as far as it goes without the chain, each on behalf
     of the request that submitted it (its request id, its trace)."""
     ctx = context()
-    taken(ctx.redis, order_ids)
+    picked_up_by_worker(ctx.redis, order_ids)
     with handoffs.order_work("drive order", order_ids, handoffs.carried_by_job()):
         _drive(ctx, order_ids)
 
@@ -73,7 +73,7 @@ def _drive(ctx: Context, order_ids: list[str]) -> None:
             submitted += [r for r in rows.values() if r.status == Status.SUBMITTED]
             tracked = [Inflight(r.order_id, r.attempt, r.signature)
                        for r in submitted if r.signature]
-            handoffs.remember(ctx.redis, [entry.order_id for entry in tracked])
+            handoffs.keep_for_tracker(ctx.redis, [entry.order_id for entry in tracked])
             track(pipe, tracked, due_in=ctx.settings.slot_seconds)
             pipe.execute()
     for order_id in later:

@@ -69,7 +69,7 @@ def check_once(ctx: Context) -> int:
             final.append((entry, status))
     rows = ctx.store.get_many([e.order_id for e, _ in final])
     # Each order's outcome is its request's: its trace, when tracing.
-    carried = handoffs.recall(ctx.redis, list(rows))
+    carried = handoffs.kept_for_tracker(ctx.redis, list(rows))
     confirmations: list[Transition] = []
     confirming: dict[str, Inflight] = {}
     done: list[Inflight] = []

@@ -32,7 +32,7 @@ from orderengine.market.dlmm import DlmmState
 from orderengine.market.pools import Pool, PoolState, all_pools, balances, spot_price
 from orderengine.market.routes import Leg, PoolOutOfLiquidityError
 from orderengine.market.state import land_route, read_reserves
-from orderengine.mesh.serving import configure_logging
+from orderengine.observability.logs import configure_logging
 from orderengine.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ import math
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,9 @@ from orderengine.mesh.channels import is_single_address
 from orderengine.mesh.keepalive import KEEPALIVE
 from orderengine.mesh.request_decoding import MalformedRequests
 from orderengine.mesh.tls import tls
+from orderengine.observability.logs import configure_logging
+from orderengine.observability.metrics import serve_metrics
+from orderengine.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +84,10 @@ class Service:
 
 @dataclass
 class Server:
-    server: grpc.aio.Server
+    """A started server of the engine: the grpc.aio server inside, its
+    port, its health, and what runs as it stops."""
+
+    grpc_server: grpc.aio.Server
     port: int
     health: Any  # grpc_health.v1.health.aio.HealthServicer (not in grpc-stubs)
     names: list[str] = field(default_factory=list)
@@ -102,9 +109,15 @@ class Server:
         await self.arrivals.quiet(drain)
         for hook in self.before_stop:
             await hook()
-        await self.server.stop(grace)
+        await self.grpc_server.stop(grace)
         for hook in self.on_stop:
             await hook()
+
+    def owns(self, opened: AsyncExitStack) -> None:
+        """Takes over what ``opened`` holds, to close once the server has
+        stopped. A service's factory opens into the stack so that, if the
+        server never starts, leaving the stack closes what was opened."""
+        self.on_stop.append(opened.pop_all().aclose)
 
 
 async def create_server(address: str, services: Iterable[Service],
@@ -122,6 +135,17 @@ async def create_server(address: str, services: Iterable[Service],
         arrivals, *observability.server_interceptors(), *interceptors,
         # Innermost: decodes each request after the access checks ran.
         MalformedRequests()])
+    try:
+        return await _start(server, address, credentials, services, arrivals)
+    except BaseException:
+        # Not started (a busy port, say): what gRPC core holds for it goes now.
+        await server.stop(None)
+        raise
+
+
+async def _start(server: grpc.aio.Server, address: str,
+                 credentials: grpc.ServerCredentials | None, services: Iterable[Service],
+                 arrivals: Arrivals) -> Server:
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
@@ -140,13 +164,34 @@ async def create_server(address: str, services: Iterable[Service],
     return Server(server, port, health_servicer, names, arrivals)
 
 
+CreateServer = Callable[[str, Settings], Awaitable[Server]]
+
+
+async def serve(name: str, create: CreateServer, address_setting: str) -> None:
+    """Creates the server on ``<address_setting>_BIND`` (else its address),
+    says so on stdout, and serves until SIGTERM or SIGINT."""
+    settings = Settings()
+    server = await create(settings.bind_address(address_setting), settings)
+    print(f"{name} listening on port {server.port}", flush=True)
+    await serve_until_signal(server, settings.shutdown_grace_seconds,
+                             settings.shutdown_drain_seconds)
+
+
+def run(name: str, create: CreateServer, address_setting: str, process: str) -> None:
+    """A service's main: logs and traces as ``process``, serves /metrics
+    (METRICS_PORT), then ``serve``."""
+    configure_logging(process)
+    serve_metrics(Settings(), name)
+    asyncio.run(serve(name, create, address_setting))
+
+
 async def serve_until_signal(server: Server, grace: float, drain: float = 0.0) -> None:
     """Runs until SIGTERM or SIGINT, then stops gracefully (Server.stop)."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    waiting = asyncio.ensure_future(server.server.wait_for_termination())
+    waiting = asyncio.ensure_future(server.grpc_server.wait_for_termination())
     stop_signal = asyncio.ensure_future(stopping.wait())
     await asyncio.wait({waiting, stop_signal}, return_when=asyncio.FIRST_COMPLETED)
     log.info("stopping %s (drain up to %.1fs, grace %.1fs)", ", ".join(server.names),
@@ -154,17 +199,3 @@ async def serve_until_signal(server: Server, grace: float, drain: float = 0.0) -
     await server.stop(grace, drain)
     waiting.cancel()
     stop_signal.cancel()
-
-
-def configure_logging(service: str = "orderengine") -> None:
-    """Logging, and the traces of this process, ``service`` by name (unless
-    OTEL_SERVICE_NAME says otherwise)."""
-    import os
-
-    from orderengine.observability import tracing
-
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    tracing.configure(service)

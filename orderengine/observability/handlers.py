@@ -42,8 +42,9 @@ class Observer(Protocol):
     def hooks(self, method: str, handler: grpc.RpcMethodHandler) -> Around[Any] | None: ...
 
 
-class _Together:
-    """Several hooks run as one: entered in order, exited in reverse."""
+class _NestedHooks:
+    """Several observers' hooks of one method run as one, nested: entered
+    in order, exited in reverse."""
 
     __slots__ = ("_hooks",)
 
@@ -86,7 +87,7 @@ class ObservedCalls(grpc.aio.ServerInterceptor):
             hooks = [found for observer in self._observers
                      if (found := observer.hooks(method, handler)) is not None]
             chosen = self._by_method[method] = (
-                None if not hooks else hooks[0] if len(hooks) == 1 else _Together(hooks))
+                None if not hooks else hooks[0] if len(hooks) == 1 else _NestedHooks(hooks))
         if chosen is None:
             return handler
         return self._wrapped.get(method, handler, around, chosen)

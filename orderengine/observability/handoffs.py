@@ -167,7 +167,7 @@ def one_order_work(name: str, order_id: str, carried: Mapping[str, Carrier]) -> 
 # -- to the tracker -----------------------------------------------------------------
 
 
-def remember(redis: Redis, order_ids: Sequence[str]) -> None:
+def keep_for_tracker(redis: Redis, order_ids: Sequence[str]) -> None:
     """Keeps each order's context for the tracker that confirms its swap
     (only while tracing: the tracker's log lines need no request id)."""
     if not order_ids or not tracing.enabled():
@@ -179,8 +179,8 @@ def remember(redis: Redis, order_ids: Sequence[str]) -> None:
         pipe.execute()
 
 
-def recall(redis: Redis, order_ids: Sequence[str]) -> dict[str, Carrier]:
-    """What ``remember`` kept for these orders ({} when not tracing)."""
+def kept_for_tracker(redis: Redis, order_ids: Sequence[str]) -> dict[str, Carrier]:
+    """What ``keep_for_tracker`` kept for these orders ({} when not tracing)."""
     if not order_ids or not tracing.enabled():
         return {}
     values = redis.mget([_TRACKED + order_id for order_id in order_ids])

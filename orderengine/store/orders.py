@@ -153,7 +153,10 @@ class PageTokenError(ValueError):
     pass
 
 
-MAX_PAGE_TOKEN_CHARS = 256
+# Ours are about 110 characters; a longer one is not ours and is not parsed.
+# 512 base64 characters decode to at most 384 bytes of JSON, nested far less
+# deep than the parser's recursion limit.
+MAX_PAGE_TOKEN_CHARS = 512
 
 
 def _now() -> datetime:
@@ -427,8 +430,6 @@ def _encode_page_token(row: OrderRow) -> str:
 
 def _decode_page_token(page_token: str) -> tuple[datetime, str]:
     try:
-        # Ours are about 110 characters; a long one may nest JSON deep enough
-        # to exhaust the parser's recursion.
         if len(page_token) > MAX_PAGE_TOKEN_CHARS:
             raise ValueError("too long")
         raw = base64.urlsafe_b64decode(page_token + "=" * (-len(page_token) % 4))
