@@ -11,7 +11,7 @@ import grpc
 from redis.asyncio import Redis
 
 from orderengine.errors import FieldError, ItemFailure
-from orderengine.mesh.batches import answer_one, refuse_more_than, results
+from orderengine.mesh.batches import answer_all, answer_one
 from orderengine.observability.metrics_orders import quote_priced
 from orderengine.swaps import SwapRequest, parse_swap
 from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc
@@ -39,10 +39,8 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
         self, request: quote_service_pb2.BatchGetQuotesRequest,
         context: grpc.aio.ServicerContext,
     ) -> quote_service_pb2.BatchGetQuotesResponse:
-        await refuse_more_than(MAX_QUOTES_PER_CALL, request.requests, "requests", context)
-        return quote_service_pb2.BatchGetQuotesResponse(results=results(
-            quote_service_pb2.BatchGetQuotesResponse.Result,
-            await self.quote_all(request.requests)))
+        return await answer_all(self.quote_all, request.requests, MAX_QUOTES_PER_CALL,
+                                quote_service_pb2.BatchGetQuotesResponse, context)
 
     async def quote_all(self, requests: Sequence[quote_service_pb2.GetQuoteRequest]
                         ) -> list[Answer]:
