@@ -30,7 +30,7 @@ from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, History, NewOrder, OrderStore, PageTokenError
 from orderengine.store.wire import order_to_proto
-from orderengine.swaps import parse_swap
+from orderengine.swaps import swap_of
 from orderengine.v1 import (
     order_pb2,
     order_service_pb2,
@@ -101,8 +101,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         self, request: order_service_pb2.SubmitOrderRequest, context: grpc.aio.ServicerContext
     ) -> order_service_pb2.SubmitOrderResponse:
         try:
-            swap = parse_swap(request.input_token, request.output_token, request.amount,
-                              request.slippage_bps)
+            swap = swap_of(request)
             if len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
                 raise FieldError("client_order_id",
                                  f"must be at most {MAX_CLIENT_ORDER_ID} characters")
@@ -155,8 +154,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         self, request: order_service_pb2.QuoteOrderRequest, context: grpc.aio.ServicerContext
     ) -> order_service_pb2.QuoteOrderResponse:
         try:
-            swap = parse_swap(request.input_token, request.output_token, request.amount,
-                              request.slippage_bps)
+            swap = swap_of(request)
         except FieldError as exc:
             await abort_invalid(context, exc)
         try:

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from orderengine.errors import FieldError, ItemFailure
 from orderengine.mesh.batches import answer_all, answer_one
 from orderengine.observability.metrics_orders import quote_priced
-from orderengine.swaps import SwapRequest, parse_swap
+from orderengine.swaps import SwapRequest, swap_of
 from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc
 from router_service.routing import NoRouteError, candidate_pools, route_swap
 from router_service.snapshot import PoolReader
@@ -51,8 +51,7 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
         swaps: list[SwapRequest | ItemFailure] = []
         for request in requests:
             try:
-                swaps.append(parse_swap(request.input_token, request.output_token,
-                                        request.amount, request.slippage_bps))
+                swaps.append(swap_of(request))
             except FieldError as exc:
                 swaps.append(ItemFailure.invalid(exc))
         wanted = [pool.id for swap in swaps if not isinstance(swap, ItemFailure)
