@@ -35,19 +35,11 @@ from orderengine.v1 import (
     quote_service_pb2,
     quote_service_pb2_grpc,
 )
-from tests.conftest import INTERNAL_TOKEN, OTHER_OWNER, OWNER, Services
-from tests.test_gateway import GatewayServer
+from tests.conftest import INTERNAL_TOKEN, OTHER_OWNER, OWNER, GatewayServer, Services
+from tests.helpers import rejected
 
 Submit = order_service_pb2.SubmitOrderRequest
 SOL_USDC = Submit(input_token="SOL", output_token="USDC", amount="1")
-
-
-def rejected(call: Callable[[], Any]) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as caught:
-        result = call()
-        if hasattr(result, "__iter__") and not isinstance(result, (str, bytes)):
-            list(result)
-    return caught.value
 
 
 def stub_with(services: Services, key: str | None) -> order_service_pb2_grpc.OrderServiceStub:

@@ -19,7 +19,15 @@ from orderengine.statuses import Status
 from orderengine.store.orders import Change, OrderStore
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.conftest import OWNER, Processes, Services
-from tests.helpers import details, eventually, field_violations, statuses, watch_all
+from tests.helpers import (
+    BAD_SWAP_FIELDS,
+    details,
+    eventually,
+    field_violations,
+    rejected,
+    statuses,
+    watch_all,
+)
 
 Submit = order_service_pb2.SubmitOrderRequest
 
@@ -29,27 +37,9 @@ def submit(services: Services, **fields: object) -> order_pb2.Order:
     return services.orders().SubmitOrder(request, timeout=10).order
 
 
-def rejected(call: object) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as caught:
-        call()  # type: ignore[operator]
-    return caught.value
-
-
 @pytest.mark.parametrize(
     ("fields", "field", "words"),
-    [
-        ({"input_token": "DOGE"}, "input_token", "unknown token"),
-        ({"output_token": "XYZ"}, "output_token", "unknown token"),
-        ({"output_token": "SOL"}, "output_token", "must differ"),
-        ({"amount": "0"}, "amount", "greater than zero"),
-        ({"amount": "-5"}, "amount", "positive decimal"),
-        ({"amount": "ten"}, "amount", "positive decimal"),
-        ({"amount": ""}, "amount", "required"),
-        ({"amount": "1.0000000001"}, "amount", "decimal places"),
-        ({"amount": "1" * 30}, "amount", "too large"),
-        ({"slippage_bps": 5001}, "slippage_bps", "1 to 5000"),
-        ({"client_order_id": "x" * 129}, "client_order_id", "at most 128"),
-    ],
+    [*BAD_SWAP_FIELDS, ({"client_order_id": "x" * 129}, "client_order_id", "at most 128")],
 )
 def test_bad_submissions_name_the_field_and_store_nothing(
     services: Services, store: OrderStore, fields: dict[str, object], field: str, words: str

@@ -36,8 +36,7 @@ from router_service.quote_service import MAX_QUOTES_PER_CALL
 from router_service.routing import NoRouteError, Routed, candidate_paths, route_swap
 from router_service.split import DEFAULT_CHUNKS, alone_is_best, greedy_split
 from tests.conftest import OWNER, Processes, Services
-from tests.helpers import field_violations, statuses, watch_all
-from tests.test_chain import item_error_of, rejected
+from tests.helpers import field_violations, item_error_of, rejected, statuses, watch_all
 from tests.test_pools_chain import land, same_but_the_clock, state_in
 
 NOW = 1_000_000
