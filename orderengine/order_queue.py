@@ -83,10 +83,6 @@ def enqueue_order(queue: Queue, order_id: str, *, delay_seconds: float = 0.0) ->
         pipe.execute()
 
 
-def queue_depth(queue: Queue) -> int:
-    return int(queue.connection.llen(queue.key))
-
-
 def taken(redis: Redis, order_ids: list[str]) -> None:
     """A worker has the orders' job: they no longer wait in the queue."""
     if order_ids:

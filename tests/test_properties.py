@@ -38,7 +38,7 @@ from gateway.amounts import MAX_DIGITS, decimal_string, loads
 from order_service.order_service import _order_id
 from orderengine.amounts import MAX_BASE_UNITS, AmountError, format_amount, parse_amount
 from orderengine.errors import FieldError
-from orderengine.statuses import TERMINAL, TRANSITIONS, Status, is_legal
+from orderengine.statuses import TERMINAL, TRANSITIONS, Status
 from orderengine.store.models import EventRow, OrderRow
 from orderengine.store.orders import (
     NO_CHANGE,
@@ -52,7 +52,7 @@ from orderengine.swaps import DEFAULT_SLIPPAGE_BPS, MAX_SLIPPAGE_BPS, SwapReques
 from orderengine.tokens import TOKENS
 from orderengine.v1 import order_service_pb2
 from tests.conftest import OWNER, Services
-from tests.helpers import field_violations
+from tests.helpers import field_violations, is_legal
 
 # Seeded and without an example database: the same cases every run, and no
 # .hypothesis/ directory in the tree.

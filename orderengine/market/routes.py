@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from orderengine.amounts import format_amount, parse_amount
 from orderengine.market.base import OutOfLiquidityError
-from orderengine.market.cpmm import Reserves as Reserves  # re-exported for older callers
 from orderengine.market.pools import PoolState, all_pools, quote
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2
