@@ -95,16 +95,18 @@ class OneSwap:
     order_id: str
     key: str
 
-    @classmethod
-    def quoted(cls, services: Services, redis: Redis) -> OneSwap:
-        route = quote(services)
-        return cls(route, reserves(redis, route.legs[0].pool_id), *attempt_key())
 
     def landed_once(self, redis: Redis) -> None:
         """The pool moved by this swap alone, and it landed once."""
         assert reserves(redis, self.route.legs[0].pool_id) == after_one_swap(self.before,
                                                                               self.route)
         assert landings(redis, self.order_id) == 1
+
+
+@pytest.fixture
+def swap(services: Services, redis: Redis) -> OneSwap:
+    route = quote(services)
+    return OneSwap(route, reserves(redis, route.legs[0].pool_id), *attempt_key())
 
 
 def status_of(services: Services, signature: str) -> execution_service_pb2.SignatureStatus:
@@ -133,9 +135,8 @@ def slow_chain(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_swap_gets_its_signature_at_once_and_lands_exactly_once(
-    services: Services, redis: Redis
+    services: Services, redis: Redis, swap: OneSwap
 ) -> None:
-    swap = OneSwap.quoted(services, redis)
     route, key = swap.route, swap.key
     chain = services.chain()
 
@@ -213,9 +214,8 @@ def test_another_attempt_of_the_same_order_is_another_transaction(services: Serv
 
 
 def test_concurrent_duplicate_submits_get_one_signature_and_land_once(
-    services: Services, redis: Redis
+    services: Services, redis: Redis, swap: OneSwap
 ) -> None:
-    swap = OneSwap.quoted(services, redis)
     route, key = swap.route, swap.key
     chain = services.chain()
     start = threading.Barrier(10)
@@ -411,9 +411,8 @@ def script_calls(redis: Redis) -> int:
 
 
 def test_an_attempt_key_twice_in_a_batch_is_one_transaction_landing_once(
-    services: Services, redis: Redis
+    services: Services, redis: Redis, swap: OneSwap
 ) -> None:
-    swap = OneSwap.quoted(services, redis)
     route, key = swap.route, swap.key
     redis.script_load(chain_script)  # as by any swap before (this test may run first)
     scripts_before = script_calls(redis)
