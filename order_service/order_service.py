@@ -27,8 +27,9 @@ from orderengine.mesh.auth import caller
 from orderengine.mesh.channels import within_deadline
 from orderengine.observability.metrics_orders import status_left
 from orderengine.statuses import Status
+from orderengine.store.changes import Change, NewOrder
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change, History, NewOrder, OrderStore, PageTokenError
+from orderengine.store.orders import History, OrderStore, PageTokenError
 from orderengine.store.wire import order_to_proto
 from orderengine.swaps import swap_of
 from orderengine.v1 import (

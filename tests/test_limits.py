@@ -26,7 +26,8 @@ from order_service.watch_hub import INBOX_SIZE
 from orderengine.events import publish
 from orderengine.mesh.auth import INTERNAL_TOKEN_HEADER, with_metadata
 from orderengine.settings import Settings
-from orderengine.store.orders import NewOrder, OrderStore
+from orderengine.store.changes import NewOrder
+from orderengine.store.orders import OrderStore
 from orderengine.v1 import (
     order_pb2,
     order_service_pb2,

@@ -16,7 +16,8 @@ from redis import Redis
 from orderengine.events import publish
 from orderengine.mesh.auth import key_metadata, with_metadata
 from orderengine.statuses import Status
-from orderengine.store.orders import Change, OrderStore
+from orderengine.store.changes import Change
+from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.conftest import OWNER, Processes, Services
 from tests.helpers import (

@@ -39,15 +39,9 @@ from order_service.order_service import _order_id
 from orderengine.amounts import MAX_BASE_UNITS, AmountError, format_amount, parse_amount
 from orderengine.errors import FieldError
 from orderengine.statuses import TERMINAL, TRANSITIONS, Status
+from orderengine.store.changes import NO_CHANGE, Change, NewOrder, Transition
 from orderengine.store.models import EventRow, OrderRow
-from orderengine.store.orders import (
-    NO_CHANGE,
-    Change,
-    NewOrder,
-    OrderStore,
-    PageTokenError,
-    Transition,
-)
+from orderengine.store.orders import OrderStore, PageTokenError
 from orderengine.swaps import DEFAULT_SLIPPAGE_BPS, MAX_SLIPPAGE_BPS, SwapRequest, parse_swap
 from orderengine.tokens import TOKENS
 from orderengine.v1 import order_service_pb2

@@ -25,7 +25,8 @@ from orderengine.market.pools import Pool, PoolState, Venue, all_pools, quote, s
 from orderengine.market.routes import FULL_SHARE, Leg, apply_route, min_amount_out
 from orderengine.order_queue import enqueue_orders, order_queue
 from orderengine.settings import Settings
-from orderengine.store.orders import NewOrder, OrderStore
+from orderengine.store.changes import NewOrder
+from orderengine.store.orders import OrderStore
 from orderengine.swaps import parse_swap
 from orderengine.tokens import TOKENS, token
 from orderengine.v1 import order_service_pb2, quote_service_pb2, quote_service_pb2_grpc

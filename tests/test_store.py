@@ -14,16 +14,10 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from orderengine.statuses import Status
+from orderengine.store.changes import NO_CHANGE, Change, NewOrder, Transition
 from orderengine.store.database import create_database_engine, reading
 from orderengine.store.models import EventRow, OrderRow
-from orderengine.store.orders import (
-    NO_CHANGE,
-    Change,
-    NewOrder,
-    OrderStore,
-    PageTokenError,
-    Transition,
-)
+from orderengine.store.orders import OrderStore, PageTokenError
 from orderengine.v1 import market_pb2, order_pb2
 
 SOL = 10**9

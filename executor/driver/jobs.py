@@ -29,8 +29,8 @@ from orderengine.amounts import format_amount
 from orderengine.observability import handoffs
 from orderengine.order_queue import enqueue_order, taken
 from orderengine.statuses import Status
+from orderengine.store.changes import Change, Transition
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change, Transition
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
 

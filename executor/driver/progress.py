@@ -14,8 +14,8 @@ from orderengine.events import publish
 from orderengine.observability import metrics_orders
 from orderengine.order_queue import enqueue_order
 from orderengine.statuses import Status
+from orderengine.store.changes import NO_CHANGE, Change, Transition
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import NO_CHANGE, Change, Transition
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from executor.driver.reconciler import reconcile_once
 from orderengine.amounts import parse_amount
 from orderengine.observability import handoffs, tracing
 from orderengine.statuses import Status
+from orderengine.store.changes import Change, Transition
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change, Transition
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2
 

@@ -34,8 +34,9 @@ from rq.job import Job
 from rq.utils import utcparse
 
 from orderengine.statuses import Status
+from orderengine.store.changes import Transition
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import OrderStore, Transition
+from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_pb2
 
 log = logging.getLogger(__name__)

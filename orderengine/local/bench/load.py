@@ -32,9 +32,10 @@ from orderengine.mesh.auth import key_metadata, token_metadata
 from orderengine.mesh.channels import aio_channel
 from orderengine.settings import Settings
 from orderengine.statuses import TERMINAL, Status
+from orderengine.store.changes import Change, Transition
 from orderengine.store.database import create_database_engine
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change, OrderStore, Transition
+from orderengine.store.orders import OrderStore
 from orderengine.v1 import (
     order_service_pb2,
     order_service_pb2_grpc,
