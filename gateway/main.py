@@ -1,7 +1,7 @@
 """Runs the gateway: ``python -m gateway.main`` (GATEWAY_ADDRESS, default
 http://127.0.0.1:8080, in front of ORDER_SERVICE_ADDRESS). With TLS_CERT_FILE
 and TLS_KEY_FILE it serves HTTPS (and wss://) with that certificate, and its
-channel to OrderService speaks TLS as every channel does (README "TLS")."""
+channel to OrderService speaks TLS as every channel does (docs/operations.md, "TLS")."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc
 from router_service.routing import NoRouteError, candidate_pools, route_swap
 from router_service.snapshot import PoolReader
 
-# Requests in one BatchGetQuotes: one call stays as short as a unary one
-# (a quote takes about a millisecond of CPU). A worker's job asks for 16.
+# Requests in one BatchGetQuotes: few enough that one call stays about as
+# short as a unary one (each quote is CPU work). A worker's job asks for 16.
 MAX_QUOTES_PER_CALL = 64
 
 Answer = quote_service_pb2.GetQuoteResponse | ItemFailure

@@ -115,7 +115,7 @@ def test_a_revoked_key_is_refused_once_the_cache_forgets_it(
 
 def test_a_verified_key_is_cached_for_the_ttl(services: Services, store: OrderStore) -> None:
     # The default TTL (5 s): a key revoked a moment ago still works, without
-    # a database query per call; README "Access" says so.
+    # a database query per call; docs/operations.md ("API keys and the internal token") says so.
     keys = ApiKeys(store.engine)
     key, info = keys.create("dave")
     stub = stub_with(services, key)

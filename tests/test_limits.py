@@ -1,4 +1,4 @@
-"""Limits (README "Limits"): what one owner may take of the engine. A submit
+"""Limits (docs/api.md, "Limits"): what one owner may take of the engine. A submit
 rate per owner shared by every replica, open watch streams per owner, the
 size of a message and of a page, a watcher that never reads, and no secret
 in any log or error."""

@@ -6,7 +6,7 @@ order state machine driven at random through the store's compare-and-set
 on the real database.
 
 Every test is seeded (derandomize) and bounded, so a run tries the same
-cases in a few seconds; the README's "Fuzzing" table counts them."""
+cases in a few seconds; docs/development.md ("Fuzzing") lists them."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ uuid_texts = st.one_of(st.builds(lambda spell, u: spell(str(u)), spellings, st.u
                        st.text(max_size=40))
 
 
-# -- oracles: the rules as the README states them, written apart from the code ---
+# -- oracles: the rules as docs/api.md states them, written apart from the code ---
 
 
 def expected_units(text: str, decimals: int) -> int | None:

@@ -35,7 +35,7 @@ def advance_many(ctx: Context, transitions: list[Transition],
                  pipeline: Pipeline | None = None) -> list[OrderRow | None]:
     """Each change as ``advance``, all in one transaction and one publish.
     ``current``: the orders as the caller read them, for the time each spent
-    in its status (README "Live figures"). With ``pipeline``, the events go
+    in its status (docs/operations.md, "Metrics"). With ``pipeline``, the events go
     out with its caller's execute()."""
     if not transitions:
         return []

@@ -1,4 +1,4 @@
-"""The figures a user watches about orders (README "Live figures"), each
+"""The figures a user watches about orders (docs/operations.md, "Metrics"), each
 observed where the thing happens:
 
     orderengine_orders{status}                      OrderService, from the database

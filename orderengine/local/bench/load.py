@@ -367,8 +367,8 @@ def main() -> None:
     e.add_argument("--seconds", type=float, default=30)
     e.add_argument("--windows", type=int, default=6)
     # Enough in flight that the engine, not this cap, is the bound: a closed
-    # loop gives at most outstanding / latency (Little's law), and at a 0.4 s
-    # slot an order takes ~1.4 s, so 600 capped it near 430/s.
+    # loop gives at most outstanding / latency (Little's law), and an order
+    # takes a few chain slots end to end.
     e.add_argument("--outstanding", type=int, default=2000)
     e.add_argument("--warmup", type=float, default=3)
     w = sub.add_parser("watch")
