@@ -82,7 +82,7 @@ def create_app(order_service_address: str | None = None, *,
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    # Prometheus scrapes the gateway here, on its own port (README "Live figures").
+    # Prometheus scrapes the gateway here, on its own port (docs/operations.md, "Metrics").
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         body, content_type = exposition()

@@ -28,17 +28,11 @@ from orderengine.mesh.auth import caller
 from orderengine.mesh.channels import within_deadline
 from orderengine.observability.metrics_orders import status_left
 from orderengine.statuses import Status
+from orderengine.store.changes import Change, NewOrder
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import (
-    MAX_PAGE_TOKEN_CHARS,
-    Change,
-    History,
-    NewOrder,
-    OrderStore,
-    PageTokenError,
-)
+from orderengine.store.orders import MAX_PAGE_TOKEN_CHARS, History, OrderStore, PageTokenError
 from orderengine.store.wire import order_to_proto
-from orderengine.swaps import parse_swap
+from orderengine.swaps import swap_of
 from orderengine.v1 import (
     order_pb2,
     order_service_pb2,
@@ -117,8 +111,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         self, request: order_service_pb2.SubmitOrderRequest, context: grpc.aio.ServicerContext
     ) -> order_service_pb2.SubmitOrderResponse:
         try:
-            swap = parse_swap(request.input_token, request.output_token, request.amount,
-                              request.slippage_bps)
+            swap = swap_of(request)
             if len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
                 raise FieldError("client_order_id",
                                  f"must be at most {MAX_CLIENT_ORDER_ID} characters")
@@ -177,8 +170,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         self, request: order_service_pb2.QuoteOrderRequest, context: grpc.aio.ServicerContext
     ) -> order_service_pb2.QuoteOrderResponse:
         try:
-            swap = parse_swap(request.input_token, request.output_token, request.amount,
-                              request.slippage_bps)
+            swap = swap_of(request)
         except FieldError as exc:
             await abort_invalid(context, exc)
         try:

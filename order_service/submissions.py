@@ -23,8 +23,9 @@ from order_service.rate_limit import TokenBuckets
 from orderengine.events import publish
 from orderengine.observability import handoffs
 from orderengine.order_queue import QUEUED, enqueue_orders
+from orderengine.store.changes import NewOrder
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import NewOrder, OrderStore
+from orderengine.store.orders import OrderStore
 
 log = logging.getLogger(__name__)
 

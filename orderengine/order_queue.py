@@ -23,8 +23,8 @@ from orderengine.observability import handoffs
 DRIVE_ORDERS = "executor.driver.jobs.drive_orders"
 # Orders per job: one job moves several orders with one transaction per
 # step and one call to each peer, yet a burst still spreads over every
-# worker. 32 rather than 16 gave 5-20 % more end to end (make bench); at
-# most the 64 a batch call takes.
+# worker. Larger jobs mean fewer transactions and calls per order; at most
+# the 64 a batch call takes.
 ORDERS_PER_JOB = 32
 # The markers, order id -> when queued: also how many orders wait for a
 # worker (HLEN), whatever the jobs hold. Keyed by order id, the count cannot

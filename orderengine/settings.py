@@ -1,5 +1,5 @@
 """Settings, read from environment variables. Every default is documented in
-README.md ("Settings") and suits one machine; docker-compose.yml overrides
+docs/operations.md ("Settings") and suits one machine; docker-compose.yml overrides
 them for a real deployment."""
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class Settings:
         default_factory=lambda: _float("QUEUE_PATIENCE_SECONDS", 120.0)
     )
 
-    # Access (README "Access"). The secret the engine's own services show
+    # Access (docs/operations.md, "API keys and the internal token"). The secret the engine's own services show
     # each other: QuoteService and ExecutionService refuse to start without
     # it, and take calls only with it. make run makes one per run.
     internal_token: str = field(default_factory=lambda: env_value("INTERNAL_TOKEN", ""))
@@ -149,7 +149,7 @@ class Settings:
     api_key_file: str = field(
         default_factory=lambda: env_value("ORDERENGINE_API_KEY_FILE", "var/api-key"))
 
-    # TLS (README "TLS"; checked in orderengine.mesh.tls). A server given a
+    # TLS (docs/operations.md, "TLS"; checked in orderengine.mesh.tls). A server given a
     # certificate and its key serves TLS only, the gateway HTTPS; clients
     # speak TLS when TLS_CA_FILE or TLS_CERT_FILE is set, or TLS_ENABLED is
     # true (then trusting the system roots). All unset: plaintext, as on one
@@ -163,18 +163,18 @@ class Settings:
     # "true" or "false"; empty: on when a certificate or a CA is given.
     tls_enabled: str = field(default_factory=lambda: env_value("TLS_ENABLED", ""))
 
-    # Limits (README "Limits"). SubmitOrder calls per second per owner, a
+    # Limits (docs/api.md, "Limits"). SubmitOrder calls per second per owner, a
     # token bucket in Redis shared by every OrderService replica, holding up
-    # to submit_burst (default: two seconds' worth); 0 turns it off. 2,000/s
-    # is above what one OrderService accepts on a 2-core machine (~1,900/s at
-    # 256 concurrent calls), so one client of one replica never meets it; it
+    # to submit_burst (default: two seconds' worth); 0 turns it off. The
+    # default is above what one OrderService accepts on a small machine
+    # (docs/performance.md), so one client of one replica never meets it; it
     # keeps one owner from taking every replica of a larger deployment.
     submit_rate_per_second: float = field(
         default_factory=lambda: _float("SUBMIT_RATE_PER_SECOND", 2000.0))
     submit_burst: int = field(default_factory=lambda: _int(
         "SUBMIT_BURST", max(1, round(2 * _float("SUBMIT_RATE_PER_SECOND", 2000.0)))))
     # Open WatchOrder streams per owner on one OrderService process: each
-    # holds memory there (README "Performance"), so the cap guards that process.
+    # holds memory there (docs/performance.md), so the cap guards that process.
     watch_streams_per_owner: int = field(
         default_factory=lambda: _int("WATCH_STREAMS_PER_OWNER", 100))
     # How often OrderService asks the database which watched orders went
@@ -183,7 +183,7 @@ class Settings:
     watch_check_seconds: float = field(
         default_factory=lambda: _float("WATCH_CHECK_SECONDS", 15.0))
 
-    # Live figures (README "Live figures"): the port this process serves
+    # Metrics (docs/operations.md, "Metrics"): the port this process serves
     # Prometheus /metrics on; 0 picks a free one (logged); empty or "off":
     # none. make run gives each part its own, counting up from this one.
     metrics_port: int | None = field(default_factory=lambda: None if env_value(
@@ -191,7 +191,7 @@ class Settings:
     # Where /metrics listens (0.0.0.0 in a container).
     metrics_host: str = field(default_factory=lambda: env_value("METRICS_HOST", "127.0.0.1"))
 
-    # Observability (README "Observability: request ids, logs and traces").
+    # Observability (docs/operations.md, "Request ids and call logs", "Tracing").
     # Where spans go: none (the default: no tracer, no tracing interceptor),
     # console (a JSON line a span on standard output) or otlp.
     traces_exporter: str = field(default_factory=lambda: env_value("OTEL_TRACES_EXPORTER", "none"))

@@ -52,5 +52,3 @@ def sources(target: Status) -> frozenset[Status]:
     return frozenset(s for s, nexts in TRANSITIONS.items() if target in nexts)
 
 
-def is_legal(current: Status, target: Status) -> bool:
-    return target in TRANSITIONS[current]

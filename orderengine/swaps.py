@@ -4,6 +4,7 @@ QuoteService accept the same fields and reject them the same way."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from orderengine.amounts import AmountError, parse_amount
 from orderengine.errors import FieldError
@@ -47,3 +48,18 @@ def parse_swap(
         raise FieldError("slippage_bps", f"must be 1 to {MAX_SLIPPAGE_BPS} basis points, got "
                                          f"{slippage_bps}")
     return SwapRequest(src.symbol, dst.symbol, units, slippage)
+
+
+class SwapFields(Protocol):
+    """A request that asks for a swap (SubmitOrder, QuoteOrder, GetQuote)."""
+
+    input_token: str
+    output_token: str
+    amount: str
+    slippage_bps: int
+
+
+def swap_of(request: SwapFields) -> SwapRequest:
+    """``parse_swap`` of a request's own fields."""
+    return parse_swap(request.input_token, request.output_token, request.amount,
+                      request.slippage_bps)

@@ -13,17 +13,17 @@ from redis.asyncio import Redis
 
 from orderengine.errors import FieldError, ItemFailure
 from orderengine.market.routes import RouteError
-from orderengine.mesh.batches import answer_one, refuse_more_than, results
+from orderengine.mesh.batches import answer_all, answer_one
 from orderengine.observability.metrics_orders import quote_priced
-from orderengine.swaps import SwapRequest, parse_swap
+from orderengine.swaps import SwapRequest, swap_of
 from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc
 from router_service.routing import NoRouteError, candidate_pools, route_swap
 from router_service.snapshot import PoolReader
 
 log = logging.getLogger(__name__)
 
-# Requests in one BatchGetQuotes: one call stays as short as a unary one
-# (a quote takes about a millisecond of CPU). A worker's job asks for 16.
+# Requests in one BatchGetQuotes: few enough that one call stays about as
+# short as a unary one (each quote is CPU work). A worker's job asks for 16.
 MAX_QUOTES_PER_CALL = 64
 
 Answer = quote_service_pb2.GetQuoteResponse | ItemFailure
@@ -43,10 +43,8 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
         self, request: quote_service_pb2.BatchGetQuotesRequest,
         context: grpc.aio.ServicerContext,
     ) -> quote_service_pb2.BatchGetQuotesResponse:
-        await refuse_more_than(MAX_QUOTES_PER_CALL, request.requests, "requests", context)
-        return quote_service_pb2.BatchGetQuotesResponse(results=results(
-            quote_service_pb2.BatchGetQuotesResponse.Result,
-            await self.quote_all(request.requests)))
+        return await answer_all(self.quote_all, request.requests, MAX_QUOTES_PER_CALL,
+                                quote_service_pb2.BatchGetQuotesResponse, context)
 
     async def quote_all(self, requests: Sequence[quote_service_pb2.GetQuoteRequest]
                         ) -> list[Answer]:
@@ -57,8 +55,7 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
         swaps: list[SwapRequest | ItemFailure] = []
         for request in requests:
             try:
-                swaps.append(parse_swap(request.input_token, request.output_token,
-                                        request.amount, request.slippage_bps))
+                swaps.append(swap_of(request))
             except FieldError as exc:
                 swaps.append(ItemFailure.invalid(exc))
         wanted = [pool.id for swap in swaps if not isinstance(swap, ItemFailure)

@@ -89,14 +89,6 @@ def route_swap(request: SwapRequest, reserves: Mapping[str, PoolState], now: int
     return Routed(venue_quotes(request, paths, singles, reserves), legs, fill, route, singles)
 
 
-def best_route(
-    request: SwapRequest, reserves: Mapping[str, PoolState], now: int | None = None,
-) -> tuple[list[market_pb2.VenueQuote], market_pb2.Route]:
-    """Each venue's quote (best first) and the route to take."""
-    routed = route_swap(request, reserves, now)
-    return routed.quotes, routed.route
-
-
 def _split(request: SwapRequest, paths: Sequence[Path], reserves: Mapping[str, PoolState],
            now: int, chunks: int, better_than: int) -> tuple[list[Leg], RouteFill] | None:
     """The split route, priced by apply_route, when it gives more than ``better_than``."""

@@ -46,9 +46,8 @@ from router_service.paths import Hop, Path, PathFill, rate_ceiling
 # 0.5% a chunk in the end, reached in passes of 10, 100 and 200 chunks: a
 # split in whole half percents, which share_bps spells (apply_route floors
 # held * share / 10000). Finer grids cost more than they buy here: 1000
-# chunks take the router's p99 on the benchmark's mix from about 2.0 to 2.5
-# ms (against a 5 ms budget for the whole GetQuote) to shrink a certified gap
-# of a few millionths of the output to a few ten-millionths.
+# chunks spend a good part of GetQuote's latency budget to shrink a
+# certified gap of a few millionths of the output to a few ten-millionths.
 DEFAULT_CHUNKS = 200
 FIRST_CHUNKS = 10
 REFINE_FACTOR = 10

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -16,9 +17,11 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
+import uvicorn
 from redis import Redis
 from sqlalchemy import delete
 
+from gateway.app import create_app
 from order_service.watch_hub import WatchHub
 from orderengine.local.embedded_redis import EmbeddedRedis
 from orderengine.mesh.auth import key_metadata, token_metadata, with_metadata
@@ -34,6 +37,7 @@ from orderengine.v1 import (
     order_service_pb2_grpc,
     quote_service_pb2_grpc,
 )
+from tests.helpers import eventually
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -285,3 +289,43 @@ def engine(processes: Processes) -> Processes:
     processes.worker()
     processes.tracker()
     return processes
+
+
+# -- a real uvicorn serving the gateway ---------------------------------------
+
+
+class GatewayServer:
+    """The gateway app under uvicorn, in a thread with its own event loop,
+    on a free port."""
+
+    def __init__(self, order_service_address: str, resume_seconds: float = 10.0) -> None:
+        self.app = create_app(order_service_address, resume_seconds=resume_seconds)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        self.port = int(listener.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning",
+                                                    timeout_graceful_shutdown=1))
+        self.thread = threading.Thread(target=self.server.run,
+                                       kwargs={"sockets": [listener]}, daemon=True)
+        self.thread.start()
+        eventually(lambda: self.server.started, timeout=10)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def gateway(services: Services) -> Iterator[GatewayServer]:
+    """The gateway in front of this test's OrderService."""
+    server = GatewayServer(services.address("order"))
+    yield server
+    server.stop()
+
+
+def auth() -> dict[str, str]:
+    """The test's caller: the key the conftest's env names (any key for a
+    fake OrderService, which checks none)."""
+    return {"authorization": f"Bearer {os.environ.get('ORDERENGINE_API_KEY', 'oe_fake')}"}

@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import grpc
+import pytest
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from redis.asyncio import Redis
 
-from orderengine.statuses import Status
-from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
+from orderengine.market.pools import PoolState, all_pools, balances
+from orderengine.market.state import FLOWS, read_reserves
+from orderengine.statuses import TRANSITIONS, Status
+from orderengine.swaps import SwapRequest
+from orderengine.v1 import (
+    item_error_pb2,
+    market_pb2,
+    order_pb2,
+    order_service_pb2,
+    order_service_pb2_grpc,
+)
+from router_service.routing import route_swap
 
 T = TypeVar("T")
+
+
+def is_legal(current: Status, target: Status) -> bool:
+    return target in TRANSITIONS[current]
 
 
 def statuses(events: list[order_pb2.OrderEvent]) -> list[str]:
@@ -49,8 +66,6 @@ def details(error: grpc.RpcError) -> str:
 
 def field_violations(error: grpc.RpcError) -> list[str]:
     """The fields a google.rpc.BadRequest detail of the error names."""
-    from google.rpc import error_details_pb2
-
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     fields: list[str] = []
     for detail in status.details if status else []:
@@ -59,3 +74,76 @@ def field_violations(error: grpc.RpcError) -> list[str]:
             detail.Unpack(bad)
             fields.extend(v.field for v in bad.field_violations)
     return fields
+
+
+def rejected(call: Callable[[], Any]) -> grpc.RpcError:
+    """The error a call fails with; a stream is read to its end, where it may fail."""
+    with pytest.raises(grpc.RpcError) as caught:
+        result = call()
+        if hasattr(result, "__iter__") and not isinstance(result, (str, bytes)):
+            list(result)
+    return caught.value
+
+
+def item_error_of(error: grpc.RpcError) -> item_error_pb2.ItemError:
+    """A unary call's failure as a batch answers it for an item: its code,
+    message, ErrorInfo reason and BadRequest field."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "no google.rpc.Status in the trailers"
+    found = item_error_pb2.ItemError(code=status.code, message=status.message)
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            found.reason = info.reason
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            (violation,) = bad.field_violations
+            found.field = violation.field
+    assert found.code == error.code().value[0]
+    return found
+
+
+# Swaps every service that takes one refuses, each naming its bad field
+# (orderengine.swaps.parse_swap): the changed fields, the field, words of the message.
+BAD_SWAP_FIELDS = [
+    ({"input_token": "DOGE"}, "input_token", "unknown token"),
+    ({"output_token": "XYZ"}, "output_token", "unknown token"),
+    ({"output_token": ""}, "output_token", "unknown token"),
+    ({"output_token": "SOL"}, "output_token", "must differ"),
+    ({"amount": "0"}, "amount", "greater than zero"),
+    ({"amount": "-5"}, "amount", "positive decimal"),
+    ({"amount": "ten"}, "amount", "positive decimal"),
+    ({"amount": ""}, "amount", "required"),
+    ({"amount": "1.0000000001"}, "amount", "decimal places"),
+    ({"amount": "1" * 30}, "amount", "too large"),
+    ({"slippage_bps": 5001}, "slippage_bps", "1 to 5000"),
+]
+
+
+def best_route(
+    request: SwapRequest, reserves: Mapping[str, PoolState], now: int | None = None,
+) -> tuple[list[market_pb2.VenueQuote], market_pb2.Route]:
+    """Each venue's quote (best first) and the route to take."""
+    routed = route_swap(request, reserves, now)
+    return routed.quotes, routed.route
+
+
+async def conservation_errors(redis: Redis) -> list[str]:
+    """Pools whose holdings differ from their first state plus every flow the
+    ledger recorded: empty when nothing was created or lost."""
+    pools = all_pools()
+    flows = {(k.decode() if isinstance(k, bytes) else k): int(v)
+             for k, v in (await redis.hgetall(FLOWS)).items()}
+    states = await read_reserves(redis, pools)
+    errors = []
+    for pool_id, pool in pools.items():
+        now = balances(pool, states[pool_id])
+        first = balances(pool, pool.initial_state())
+        for token, held, start in ((pool.token_a, now[0], first[0]),
+                                   (pool.token_b, now[1], first[1])):
+            moved = flows.get(f"{pool_id}:{token}", 0)
+            if held != start + moved:
+                errors.append(f"{pool_id}: holds {held} {token}, expected {start} + {moved}")
+    return errors

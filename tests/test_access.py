@@ -37,19 +37,11 @@ from orderengine.v1 import (
     quote_service_pb2,
     quote_service_pb2_grpc,
 )
-from tests.conftest import INTERNAL_TOKEN, OTHER_OWNER, OWNER, Services
-from tests.test_gateway import GatewayServer
+from tests.conftest import INTERNAL_TOKEN, OTHER_OWNER, OWNER, GatewayServer, Services
+from tests.helpers import rejected
 
 Submit = order_service_pb2.SubmitOrderRequest
 SOL_USDC = Submit(input_token="SOL", output_token="USDC", amount="1")
-
-
-def rejected(call: Callable[[], Any]) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as caught:
-        result = call()
-        if hasattr(result, "__iter__") and not isinstance(result, (str, bytes)):
-            list(result)
-    return caught.value
 
 
 def stub_with(services: Services, key: str | None) -> order_service_pb2_grpc.OrderServiceStub:
@@ -125,7 +117,7 @@ def test_a_revoked_key_is_refused_once_the_cache_forgets_it(
 
 def test_a_verified_key_is_cached_for_the_ttl(services: Services, store: OrderStore) -> None:
     # The default TTL (5 s): a key revoked a moment ago still works, without
-    # a database query per call; README "Access" says so.
+    # a database query per call; docs/operations.md ("API keys and the internal token") says so.
     keys = ApiKeys(store.engine)
     key, info = keys.create("dave")
     stub = stub_with(services, key)

@@ -7,17 +7,16 @@ import functools
 import os
 import threading
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal
 
 import base58
 import grpc
 import pytest
-from google.rpc import code_pb2, error_details_pb2
+from google.rpc import code_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
@@ -26,12 +25,20 @@ from executor.chain.chain import LANDED_BY_ORDER, Chain, Submitted, signature_fo
 from executor.chain.execution_service import MAX_SWAPS_PER_CALL
 from orderengine.amounts import MAX_BASE_UNITS, format_amount
 from orderengine.market.pools import all_pools, balances
-from orderengine.market.state import conservation_errors, read_reserves
+from orderengine.market.state import read_reserves
 from orderengine.mesh.channels import RETRIED
 from orderengine.tokens import token
-from orderengine.v1 import execution_service_pb2, item_error_pb2, market_pb2, quote_service_pb2
+from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
 from tests.conftest import Services
-from tests.helpers import eventually, field_violations
+from tests.helpers import (
+    BAD_SWAP_FIELDS,
+    conservation_errors,
+    details,
+    eventually,
+    field_violations,
+    item_error_of,
+    rejected,
+)
 
 Commitment = execution_service_pb2.Commitment
 SubmitSwap = execution_service_pb2.SubmitSwapRequest
@@ -81,6 +88,30 @@ def landings(redis: Redis, order_id: str) -> int:
     return int(redis.hget("chain:landed-by-order", order_id) or 0)
 
 
+@dataclass(frozen=True)
+class OneSwap:
+    """A swap of the route QuoteService picks, its pool's reserves before it
+    and the attempt key it is sent with."""
+
+    route: market_pb2.Route
+    before: tuple[int, int]
+    order_id: str
+    key: str
+
+
+    def landed_once(self, redis: Redis) -> None:
+        """The pool moved by this swap alone, and it landed once."""
+        assert reserves(redis, self.route.legs[0].pool_id) == after_one_swap(self.before,
+                                                                              self.route)
+        assert landings(redis, self.order_id) == 1
+
+
+@pytest.fixture
+def swap(services: Services, redis: Redis) -> OneSwap:
+    route = quote(services)
+    return OneSwap(route, reserves(redis, route.legs[0].pool_id), *attempt_key())
+
+
 def status_of(services: Services, signature: str) -> execution_service_pb2.SignatureStatus:
     (status,) = services.chain().GetSignatureStatuses(
         Statuses(signatures=[signature]), timeout=10).statuses
@@ -96,36 +127,6 @@ def landed(services: Services, signature: str) -> execution_service_pb2.Signatur
     return eventually(check, timeout=10)
 
 
-def rejected(call: Callable[[], object]) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    return caught.value
-
-
-def message(error: grpc.RpcError) -> str:
-    return error.details() or ""
-
-
-def item_error_of(error: grpc.RpcError) -> item_error_pb2.ItemError:
-    """A unary call's failure as a batch answers it for an item: its code,
-    message, ErrorInfo reason and BadRequest field."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None, "no google.rpc.Status in the trailers"
-    found = item_error_pb2.ItemError(code=status.code, message=status.message)
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            found.reason = info.reason
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            (violation,) = bad.field_violations
-            found.field = violation.field
-    assert found.code == error.code().value[0]
-    return found
-
-
 @pytest.fixture
 def slow_chain(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """A chain that takes a slot and a confirmation of 0.2 s each (request before services)."""
@@ -137,12 +138,9 @@ def slow_chain(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_swap_gets_its_signature_at_once_and_lands_exactly_once(
-    services: Services, redis: Redis
+    services: Services, redis: Redis, swap: OneSwap
 ) -> None:
-    route = quote(services)
-    pool_id = route.legs[0].pool_id
-    before = reserves(redis, pool_id)
-    order_id, key = attempt_key()
+    route, key = swap.route, swap.key
     chain = services.chain()
 
     first = chain.SubmitSwap(SubmitSwap(attempt_key=key, route=route), timeout=10)
@@ -154,15 +152,13 @@ def test_a_swap_gets_its_signature_at_once_and_lands_exactly_once(
 
     status = landed(services, first.signature)
     assert status.error_code == "" and status.amount_out == route.amount_out
-    assert reserves(redis, pool_id) == after_one_swap(before, route)
-    assert landings(redis, order_id) == 1
+    swap.landed_once(redis)
 
     # Sent once more after landing: still the same transaction, and nothing moves.
     late = chain.SubmitSwap(SubmitSwap(attempt_key=key, route=route), timeout=10)
     assert (late.signature, late.duplicate) == (first.signature, True)
     assert landed(services, first.signature).amount_out == route.amount_out
-    assert reserves(redis, pool_id) == after_one_swap(before, route)
-    assert landings(redis, order_id) == 1
+    swap.landed_once(redis)
 
 
 def test_swaps_landed_together_land_one_after_another(
@@ -221,12 +217,9 @@ def test_another_attempt_of_the_same_order_is_another_transaction(services: Serv
 
 
 def test_concurrent_duplicate_submits_get_one_signature_and_land_once(
-    services: Services, redis: Redis
+    services: Services, redis: Redis, swap: OneSwap
 ) -> None:
-    route = quote(services)
-    pool_id = route.legs[0].pool_id
-    before = reserves(redis, pool_id)
-    order_id, key = attempt_key()
+    route, key = swap.route, swap.key
     chain = services.chain()
     start = threading.Barrier(10)
 
@@ -240,8 +233,7 @@ def test_concurrent_duplicate_submits_get_one_signature_and_land_once(
     assert len({r.signature for r in replies}) == 1
     assert sorted(r.duplicate for r in replies) == [False] + [True] * 9
     landed(services, replies[0].signature)
-    assert reserves(redis, pool_id) == after_one_swap(before, route)
-    assert landings(redis, order_id) == 1
+    swap.landed_once(redis)
 
 
 # -- GetSignatureStatuses ---------------------------------------------------------------
@@ -291,8 +283,8 @@ def test_statuses_take_at_most_256_signatures(services: Services) -> None:
     error = rejected(lambda: chain.GetSignatureStatuses(Statuses(signatures=signatures),
                                                         timeout=10))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert message(error).startswith("signatures:")
-    assert "257" in message(error)
+    assert details(error).startswith("signatures:")
+    assert "257" in details(error)
     assert field_violations(error) == ["signatures"]
 
 
@@ -365,8 +357,8 @@ def test_bad_swaps_are_refused_naming_the_field(
     error = rejected(lambda: chain.SubmitSwap(SubmitSwap(attempt_key=key, route=route),
                                               timeout=10))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert message(error).startswith(f"{field}:")
-    assert words in message(error)
+    assert details(error).startswith(f"{field}:")
+    assert words in details(error)
     assert field_violations(error) == [field]
     assert redis.zcard("chain:landing") == 0  # nothing was taken
 
@@ -422,12 +414,9 @@ def script_calls(redis: Redis) -> int:
 
 
 def test_an_attempt_key_twice_in_a_batch_is_one_transaction_landing_once(
-    services: Services, redis: Redis
+    services: Services, redis: Redis, swap: OneSwap
 ) -> None:
-    route = quote(services)
-    pool_id = route.legs[0].pool_id
-    before = reserves(redis, pool_id)
-    order_id, key = attempt_key()
+    route, key = swap.route, swap.key
     redis.script_load(chain_script)  # as by any swap before (this test may run first)
     scripts_before = script_calls(redis)
 
@@ -439,8 +428,7 @@ def test_an_attempt_key_twice_in_a_batch_is_one_transaction_landing_once(
     # One pipeline of the chain's script, by its SHA: no SCRIPT EXISTS round trip first.
     assert script_calls(redis) == scripts_before
     landed(services, first.response.signature)
-    assert reserves(redis, pool_id) == after_one_swap(before, route)
-    assert landings(redis, order_id) == 1
+    swap.landed_once(redis)
 
 
 def test_a_redis_that_lost_the_script_still_takes_a_batch_once(
@@ -491,7 +479,7 @@ def test_a_batch_takes_at_most_64_swaps_and_none_answers_none(services: Services
     error = rejected(lambda: chain.BatchSubmitSwaps(BatchSubmitSwaps(requests=unkeyed),
                                                     timeout=10))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert message(error).startswith("requests:") and "65" in message(error)
+    assert details(error).startswith("requests:") and "65" in details(error)
     assert field_violations(error) == ["requests"]
 
     assert not chain.BatchSubmitSwaps(BatchSubmitSwaps(), timeout=10).results
@@ -511,18 +499,7 @@ def test_every_method_of_the_internal_services_is_retried_on_unavailable() -> No
 # -- QuoteService ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("fields", "field", "words"),
-    [
-        ({"input_token": "DOGE"}, "input_token", "unknown token"),
-        ({"output_token": ""}, "output_token", "unknown token"),
-        ({"output_token": "SOL"}, "output_token", "must differ"),
-        ({"amount": ""}, "amount", "required"),
-        ({"amount": "0"}, "amount", "greater than zero"),
-        ({"amount": "1.0000000001"}, "amount", "decimal places"),
-        ({"slippage_bps": 5001}, "slippage_bps", "1 to 5000"),
-    ],
-)
+@pytest.mark.parametrize(("fields", "field", "words"), BAD_SWAP_FIELDS)
 def test_bad_quotes_are_refused_naming_the_field(
     services: Services, fields: dict[str, object], field: str, words: str
 ) -> None:
@@ -531,8 +508,8 @@ def test_bad_quotes_are_refused_naming_the_field(
     quotes = services.quotes()
     error = rejected(lambda: quotes.GetQuote(request, timeout=10))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert message(error).startswith(f"{field}:")
-    assert words in message(error)
+    assert details(error).startswith(f"{field}:")
+    assert words in details(error)
     assert field_violations(error) == [field]
 
 
@@ -543,7 +520,7 @@ def test_an_amount_no_path_can_give_anything_for_has_no_route(services: Services
     error = rejected(lambda: quotes.GetQuote(quote_service_pb2.GetQuoteRequest(
         input_token="JUP", output_token="BONK", amount="0.000001"), timeout=10))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "JUP" in message(error) and "BONK" in message(error)
+    assert "JUP" in details(error) and "BONK" in details(error)
 
 
 def test_a_quote_prices_both_venues_and_routes_over_the_best(services: Services) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import socket
 import threading
@@ -21,18 +20,16 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-import uvicorn
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from gateway.app import create_app
 from orderengine.errors import FieldError, status
 from orderengine.settings import Settings
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
-from tests.conftest import ROOT, LoopThread, Processes, RecordedHub, Services
+from tests.conftest import ROOT, GatewayServer, LoopThread, Processes, RecordedHub, Services, auth
 from tests.helpers import eventually
 
 SEED_BODY = {"inputToken": "SOL", "outputToken": "USDC", "amount": 10}
@@ -40,43 +37,10 @@ STATUSES = ["PENDING", "ROUTING", "ROUTED", "SUBMITTED", "CONFIRMED"]
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-# -- a real uvicorn serving the gateway ---------------------------------------
-
-
-class GatewayServer:
-    """The gateway app under uvicorn, in a thread with its own event loop,
-    on a free port."""
-
-    def __init__(self, order_service_address: str, resume_seconds: float = 10.0) -> None:
-        self.app = create_app(order_service_address, resume_seconds=resume_seconds)
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        self.port = int(listener.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning",
-                                                    timeout_graceful_shutdown=1))
-        self.thread = threading.Thread(target=self.server.run,
-                                       kwargs={"sockets": [listener]}, daemon=True)
-        self.thread.start()
-        eventually(lambda: self.server.started, timeout=10)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 @pytest.fixture
 def services(hubs: list[RecordedHub], services: Services) -> Services:
     # The conftest's services, made after the hubs are recorded.
     return services
-
-
-@pytest.fixture
-def gateway(services: Services) -> Iterator[GatewayServer]:
-    server = GatewayServer(services.address("order"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -102,12 +66,6 @@ class Watched:
     messages: list[dict[str, Any]]
     code: int | None
     reason: str
-
-
-def auth() -> dict[str, str]:
-    """The test's caller: the key the conftest's env names (any key for a
-    fake OrderService, which checks none)."""
-    return {"authorization": f"Bearer {os.environ.get('ORDERENGINE_API_KEY', 'oe_fake')}"}
 
 
 def watch(gateway: GatewayServer, order_id: str, query: str = "",

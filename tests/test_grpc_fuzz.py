@@ -32,8 +32,7 @@ from orderengine.v1 import (
     quote_service_pb2,
 )
 from tests.conftest import Services
-from tests.helpers import details
-from tests.test_chain import item_error_of
+from tests.helpers import details, item_error_of
 
 # Seeded, no example database, and the fixtures' servers serve every example.
 FUZZ = settings(derandomize=True, database=None, deadline=None,

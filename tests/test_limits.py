@@ -1,4 +1,4 @@
-"""Limits (README "Limits"): what one owner may take of the engine. A submit
+"""Limits (docs/api.md, "Limits"): what one owner may take of the engine. A submit
 rate per owner shared by every replica, open watch streams per owner, the
 size of a message and of a page, a watcher that never reads, and no secret
 in any log or error."""
@@ -9,7 +9,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, suppress
 from typing import Any
 
@@ -26,7 +26,8 @@ from order_service.watch_hub import INBOX_SIZE
 from orderengine.events import publish
 from orderengine.mesh.auth import INTERNAL_TOKEN_HEADER, with_metadata
 from orderengine.settings import Settings
-from orderengine.store.orders import NewOrder, OrderStore
+from orderengine.store.changes import NewOrder
+from orderengine.store.orders import OrderStore
 from orderengine.v1 import (
     order_pb2,
     order_service_pb2,
@@ -34,9 +35,16 @@ from orderengine.v1 import (
     quote_service_pb2,
     quote_service_pb2_grpc,
 )
-from tests.conftest import INTERNAL_TOKEN, OTHER_OWNER, OWNER, RecordedHub, Services
-from tests.helpers import details, eventually, field_violations
-from tests.test_gateway import GatewayServer, auth
+from tests.conftest import (
+    INTERNAL_TOKEN,
+    OTHER_OWNER,
+    OWNER,
+    GatewayServer,
+    RecordedHub,
+    Services,
+    auth,
+)
+from tests.helpers import details, eventually, field_violations, rejected
 
 Submit = order_service_pb2.SubmitOrderRequest
 SOL_USDC = Submit(input_token="SOL", output_token="USDC", amount="1")
@@ -58,19 +66,6 @@ def limits(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
 def services(limits: None, hubs: list[RecordedHub], services: Services) -> Services:
     # The conftest's services, made with this module's limits.
     return services
-
-
-@pytest.fixture
-def gateway(services: Services) -> Iterator[GatewayServer]:
-    server = GatewayServer(services.address("order"))
-    yield server
-    server.stop()
-
-
-def rejected(call: Callable[[], Any]) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    return caught.value
 
 
 def error_details(error: grpc.RpcError) -> dict[str, Any]:

@@ -55,7 +55,8 @@ from orderengine.market.state import (
 from orderengine.swaps import parse_swap
 from orderengine.tokens import TOKENS, token
 from orderengine.v1 import market_pb2
-from router_service.routing import NoRouteError, best_route
+from router_service.routing import NoRouteError
+from tests.helpers import best_route
 
 SOL = 10**9  # base units per whole token
 USDC = 10**6

@@ -18,8 +18,9 @@ from redis.asyncio import Redis
 
 from orderengine.local.traders import Flow, FlowTrade, mid_price, run_flow
 from orderengine.market.pools import PoolState, all_pools, balances, quote
-from orderengine.market.state import conservation_errors, read_reserves, write_reserves
+from orderengine.market.state import read_reserves, write_reserves
 from tests.conftest import ROOT
+from tests.helpers import conservation_errors
 
 START = 1_700_000_000
 

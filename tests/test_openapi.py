@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -29,8 +28,7 @@ from schemathesis.core.transport import Response
 from gateway.app import create_app
 from gateway.errors import ErrorBody
 from gateway.models import SubmitOrderReply
-from tests.conftest import OWNER, Services
-from tests.test_gateway import GatewayServer
+from tests.conftest import OWNER, GatewayServer, Services
 
 # Bounded and seeded: the same cases every run, in seconds.
 MAX_EXAMPLES = 40
@@ -77,13 +75,6 @@ def flatmap_query(context: schemathesis.HookContext, query: Any) -> st.SearchStr
     if context.operation is not None and context.operation.path == "/api/quote":
         return _some_real(query)
     return st.just(query)
-
-
-@pytest.fixture
-def gateway(services: Services) -> Iterator[GatewayServer]:
-    server = GatewayServer(services.address("order"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

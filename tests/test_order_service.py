@@ -16,10 +16,19 @@ from redis import Redis
 from orderengine.events import publish
 from orderengine.mesh.auth import key_metadata, with_metadata
 from orderengine.statuses import Status
-from orderengine.store.orders import Change, OrderStore
+from orderengine.store.changes import Change
+from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.conftest import OWNER, Processes, Services
-from tests.helpers import details, eventually, field_violations, statuses, watch_all
+from tests.helpers import (
+    BAD_SWAP_FIELDS,
+    details,
+    eventually,
+    field_violations,
+    rejected,
+    statuses,
+    watch_all,
+)
 
 Submit = order_service_pb2.SubmitOrderRequest
 
@@ -29,25 +38,10 @@ def submit(services: Services, **fields: object) -> order_pb2.Order:
     return services.orders().SubmitOrder(request, timeout=10).order
 
 
-def rejected(call: object) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as caught:
-        call()  # type: ignore[operator]
-    return caught.value
-
-
 @pytest.mark.parametrize(
     ("fields", "field", "words"),
     [
-        ({"input_token": "DOGE"}, "input_token", "unknown token"),
-        ({"output_token": "XYZ"}, "output_token", "unknown token"),
-        ({"output_token": "SOL"}, "output_token", "must differ"),
-        ({"amount": "0"}, "amount", "greater than zero"),
-        ({"amount": "-5"}, "amount", "positive decimal"),
-        ({"amount": "ten"}, "amount", "positive decimal"),
-        ({"amount": ""}, "amount", "required"),
-        ({"amount": "1.0000000001"}, "amount", "decimal places"),
-        ({"amount": "1" * 30}, "amount", "too large"),
-        ({"slippage_bps": 5001}, "slippage_bps", "1 to 5000"),
+        *BAD_SWAP_FIELDS,
         ({"client_order_id": "x" * 129}, "client_order_id", "at most 128"),
         # Upper-cases to SOL, but token symbols are ASCII.
         ({"input_token": "\u017fol"}, "input_token", "unknown token"),

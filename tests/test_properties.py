@@ -6,7 +6,7 @@ order state machine driven at random through the store's compare-and-set
 on the real database.
 
 Every test is seeded (derandomize) and bounded, so a run tries the same
-cases in a few seconds; the README's "Fuzzing" table counts them."""
+cases in a few seconds; docs/development.md ("Fuzzing") lists them."""
 
 from __future__ import annotations
 
@@ -39,21 +39,15 @@ from gateway.amounts import MAX_DIGITS, decimal_string, loads
 from order_service.order_service import _order_id
 from orderengine.amounts import MAX_BASE_UNITS, AmountError, format_amount, parse_amount
 from orderengine.errors import FieldError
-from orderengine.statuses import TERMINAL, TRANSITIONS, Status, is_legal
+from orderengine.statuses import TERMINAL, TRANSITIONS, Status
+from orderengine.store.changes import NO_CHANGE, Change, NewOrder, Transition
 from orderengine.store.models import EventRow, OrderRow
-from orderengine.store.orders import (
-    NO_CHANGE,
-    Change,
-    NewOrder,
-    OrderStore,
-    PageTokenError,
-    Transition,
-)
+from orderengine.store.orders import OrderStore, PageTokenError
 from orderengine.swaps import DEFAULT_SLIPPAGE_BPS, MAX_SLIPPAGE_BPS, SwapRequest, parse_swap
 from orderengine.tokens import TOKENS
 from orderengine.v1 import order_service_pb2
 from tests.conftest import OWNER, Services
-from tests.helpers import field_violations
+from tests.helpers import field_violations, is_legal
 
 # Seeded and without an example database: the same cases every run, and no
 # .hypothesis/ directory in the tree.
@@ -135,7 +129,7 @@ uuid_texts = st.one_of(st.builds(lambda spell, u: spell(str(u)), spellings, st.u
                        st.text(max_size=40))
 
 
-# -- oracles: the rules as the README states them, written apart from the code ---
+# -- oracles: the rules as docs/api.md states them, written apart from the code ---
 
 
 def expected_units(text: str, decimals: int) -> int | None:

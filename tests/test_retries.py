@@ -25,8 +25,9 @@ from executor.driver.retries import RETRYABLE, RetryPolicy
 from orderengine.order_queue import order_queue
 from orderengine.settings import Settings
 from orderengine.statuses import Status
+from orderengine.store.changes import Change, NewOrder
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change, NewOrder, OrderStore
+from orderengine.store.orders import OrderStore
 from orderengine.v1 import execution_service_pb2, market_pb2, order_pb2, order_service_pb2
 from tests.conftest import OWNER, Processes, Services
 from tests.helpers import eventually, statuses, watch_all

@@ -25,7 +25,8 @@ from orderengine.market.pools import Pool, PoolState, Venue, all_pools, quote, s
 from orderengine.market.routes import FULL_SHARE, Leg, apply_route, min_amount_out
 from orderengine.order_queue import enqueue_orders, order_queue
 from orderengine.settings import Settings
-from orderengine.store.orders import NewOrder, OrderStore
+from orderengine.store.changes import NewOrder
+from orderengine.store.orders import OrderStore
 from orderengine.swaps import parse_swap
 from orderengine.tokens import TOKENS, token
 from orderengine.v1 import order_service_pb2, quote_service_pb2, quote_service_pb2_grpc
@@ -36,8 +37,7 @@ from router_service.quote_service import MAX_QUOTES_PER_CALL
 from router_service.routing import NoRouteError, Routed, candidate_paths, route_swap
 from router_service.split import DEFAULT_CHUNKS, alone_is_best, greedy_split
 from tests.conftest import OWNER, Processes, Services
-from tests.helpers import field_violations, statuses, watch_all
-from tests.test_chain import item_error_of, rejected
+from tests.helpers import field_violations, item_error_of, rejected, statuses, watch_all
 from tests.test_pools_chain import land, same_but_the_clock, state_in
 
 NOW = 1_000_000

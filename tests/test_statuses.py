@@ -6,8 +6,9 @@ from itertools import pairwise
 
 import pytest
 
-from orderengine.statuses import TERMINAL, TRANSITIONS, Status, is_legal, sources
+from orderengine.statuses import TERMINAL, TRANSITIONS, Status, sources
 from orderengine.v1 import order_pb2
+from tests.helpers import is_legal
 
 HAPPY_PATH = [Status.PENDING, Status.ROUTING, Status.ROUTED, Status.SUBMITTED, Status.CONFIRMED]
 NON_TERMINAL = [s for s in Status if not s.terminal]

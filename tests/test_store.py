@@ -16,16 +16,10 @@ from sqlalchemy import func, select, text, update
 
 from orderengine.statuses import Status
 from orderengine.store import migrate
+from orderengine.store.changes import NO_CHANGE, Change, NewOrder, Transition
 from orderengine.store.database import create_database_engine, reading
 from orderengine.store.models import EventRow, OrderRow
-from orderengine.store.orders import (
-    NO_CHANGE,
-    Change,
-    NewOrder,
-    OrderStore,
-    PageTokenError,
-    Transition,
-)
+from orderengine.store.orders import OrderStore, PageTokenError
 from orderengine.v1 import market_pb2, order_pb2
 
 SOL = 10**9

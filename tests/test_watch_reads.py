@@ -11,7 +11,8 @@ from sqlalchemy.exc import OperationalError
 
 from order_service.histories import HistoryReads
 from orderengine.statuses import Status
-from orderengine.store.orders import IDS_PER_QUERY, Change, History, OrderStore
+from orderengine.store.changes import Change
+from orderengine.store.orders import IDS_PER_QUERY, History, OrderStore
 from tests.test_store import new_order
 
 

@@ -13,7 +13,7 @@ from executor.chain.chain import Chain, RpcTimeout
 from executor.chain.faults import RPC_TIMEOUT
 from orderengine.errors import FieldError, ItemFailure
 from orderengine.market.routes import RouteError
-from orderengine.mesh.batches import answer_one, refuse_more_than, results
+from orderengine.mesh.batches import answer_all, answer_one, refuse_more_than
 from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
 
 # As Solana's getSignatureStatuses.
@@ -45,10 +45,8 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         self, request: execution_service_pb2.BatchSubmitSwapsRequest,
         context: grpc.aio.ServicerContext,
     ) -> execution_service_pb2.BatchSubmitSwapsResponse:
-        await refuse_more_than(MAX_SWAPS_PER_CALL, request.requests, "requests", context)
-        return execution_service_pb2.BatchSubmitSwapsResponse(results=results(
-            execution_service_pb2.BatchSubmitSwapsResponse.Result,
-            await self.submit_all(request.requests)))
+        return await answer_all(self.submit_all, request.requests, MAX_SWAPS_PER_CALL,
+                                execution_service_pb2.BatchSubmitSwapsResponse, context)
 
     async def submit_all(self, requests: Sequence[execution_service_pb2.SubmitSwapRequest]
                          ) -> list[Answer]:

@@ -30,8 +30,8 @@ from orderengine.market.routes import AmountOverflowError, ZeroAmountOutError
 from orderengine.observability import handoffs
 from orderengine.order_queue import enqueue_order, picked_up_by_worker
 from orderengine.statuses import Status
+from orderengine.store.changes import Change, Transition
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change, Transition
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
 

@@ -14,8 +14,8 @@ from orderengine.events import publish
 from orderengine.observability import metrics_orders
 from orderengine.order_queue import enqueue_order
 from orderengine.statuses import Status
+from orderengine.store.changes import NO_CHANGE, Change, Transition
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import NO_CHANGE, Change, Transition
 from orderengine.v1 import order_pb2
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def advance_many(ctx: Context, transitions: list[Transition],
                  failed: list[Transition] | None = None) -> list[OrderRow | None]:
     """Each change as ``advance``, all in one transaction and one publish.
     ``current``: the orders as the caller read them, for the time each spent
-    in its status (README "Live figures"). With ``pipeline``, the events go
+    in its status (docs/operations.md, "Metrics"). With ``pipeline``, the events go
     out with its caller's execute().
 
     When the transaction fails, each change is made alone, so that one the

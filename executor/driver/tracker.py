@@ -24,8 +24,8 @@ from orderengine.amounts import AmountError, parse_amount
 from orderengine.market.routes import AmountOverflowError
 from orderengine.observability import handoffs, tracing
 from orderengine.statuses import Status
+from orderengine.store.changes import Change, Transition
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change, Transition
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2
 

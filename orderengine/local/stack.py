@@ -154,7 +154,7 @@ class Stack:
         self.replicas = replicas
         self.redis: EmbeddedRedis | None = None
         self.parts: list[Part] = []
-        # Where each part serves /metrics (README "Live figures").
+        # Where each part serves /metrics (docs/operations.md, "Metrics").
         self.metrics: list[metrics_targets.Target] = []
         # Where each gRPC service's servers listen, by settings prefix.
         self.addresses: dict[str, list[str]] = {}

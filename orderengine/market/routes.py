@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from orderengine.amounts import MAX_BASE_UNITS, fits, format_amount, parse_amount
 from orderengine.market.base import OutOfLiquidityError
-from orderengine.market.cpmm import Reserves as Reserves  # re-exported for older callers
 from orderengine.market.pools import PoolState, all_pools, quote
 from orderengine.market.pools import balances as pool_balances
 from orderengine.tokens import token

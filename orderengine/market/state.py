@@ -147,24 +147,6 @@ def write_reserves(pipe: Pipeline, reserves: dict[str, PoolState],
         pipe.hincrby(FLOWS, f"{pool_id}:{pool.token_b}", b1 - b0)
 
 
-async def conservation_errors(redis: Redis) -> list[str]:
-    """Pools whose holdings differ from their first state plus every flow the
-    ledger recorded: empty when nothing was created or lost."""
-    pools = all_pools()
-    flows = {_text(k): int(v) for k, v in (await redis.hgetall(FLOWS)).items()}
-    states = await read_reserves(redis, pools)
-    errors = []
-    for pool_id, pool in pools.items():
-        now = balances(pool, states[pool_id])
-        first = balances(pool, pool.initial_state())
-        for token, held, start in ((pool.token_a, now[0], first[0]),
-                                   (pool.token_b, now[1], first[1])):
-            moved = flows.get(f"{pool_id}:{token}", 0)
-            if held != start + moved:
-                errors.append(f"{pool_id}: holds {held} {token}, expected {start} + {moved}")
-    return errors
-
-
 @dataclass(frozen=True)
 class Landed:
     fill: RouteFill

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 
 from orderengine.errors import abort
+from orderengine.mesh.wrapped_handlers import HandlerInterceptor, of_its_kind
 from orderengine.store.api_keys import KeyCache
 
 AUTHORIZATION = "authorization"
@@ -73,14 +74,10 @@ def _refused(handler: grpc.RpcMethodHandler, refusal: Refusal) -> grpc.RpcMethod
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await abort(context, refusal.code, refusal.message, refusal.reason)
 
-    kind = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
-            else grpc.unary_stream_rpc_method_handler if handler.unary_stream
-            else grpc.stream_unary_rpc_method_handler if handler.stream_unary
-            else grpc.stream_stream_rpc_method_handler)
-    return kind(refuse, handler.request_deserializer, handler.response_serializer)
+    return of_its_kind(handler, refuse)
 
 
-class _Guarded(grpc.aio.ServerInterceptor):
+class _Guarded(HandlerInterceptor):
     """Decides from the call's metadata, before its handler exists: an
     accepted call runs its own handler, unwrapped (no frame a call, nothing
     held by an open stream); a refused one a handler that only refuses.
@@ -90,15 +87,11 @@ class _Guarded(grpc.aio.ServerInterceptor):
     async def gate(self, metadata: Metadata | None) -> Refusal | None:
         raise NotImplementedError
 
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails],
-                                     Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
+    async def handler_for(self, details: grpc.HandlerCallDetails,
+                          handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if details.method.startswith(OPEN_PREFIXES):
             return handler
-        refusal = await self.gate(handler_call_details.invocation_metadata)
+        refusal = await self.gate(details.invocation_metadata)
         return handler if refusal is None else _refused(handler, refusal)
 
 

@@ -34,7 +34,13 @@ async def refuse_more_than(limit: int, items: Sequence[Any], field: str,
             field, f"at most {limit} per call, got {len(items)}"))
 
 
-def results(result: Callable[..., Any], answers: Sequence[Reply | ItemFailure]) -> list[Any]:
-    """Each answer as a batch response's ``Result``: its reply or its error."""
-    return [result(error=answer.item_error()) if isinstance(answer, ItemFailure)
-            else result(response=answer) for answer in answers]
+async def answer_all(answers: Answers[Request, Reply], requests: Sequence[Request], limit: int,
+                     batch_response: Any, context: grpc.aio.ServicerContext) -> Any:
+    """A batch call's ``batch_response``: each request's reply or error, in
+    order, in its ``Result``s; INVALID_ARGUMENT when it holds more than
+    ``limit`` requests."""
+    await refuse_more_than(limit, requests, "requests", context)
+    result = batch_response.Result
+    return batch_response(results=[
+        result(error=answer.item_error()) if isinstance(answer, ItemFailure)
+        else result(response=answer) for answer in await answers(requests)])

@@ -1,8 +1,8 @@
 """Every channel the engine opens to one of its gRPC services: from one
 service to another, from the gateway, the CLI and the benchmark. One place
 decides the address forms, the balancing over replicas, the retries, the
-keepalive, the credentials and the interceptors of them all (README "Calls
-between services")."""
+keepalive, the credentials and the interceptors of them all
+(docs/architecture.md, "Calls between services")."""
 
 from __future__ import annotations
 

@@ -34,9 +34,11 @@ class KeepalivePolicy:
         if self.client_ping_ms < self.server_min_ping_interval_ms:
             raise ValueError("clients would ping faster than the servers allow")
 
-    def client_options(self) -> Options:
+    def _pinging(self, every_ms: int) -> Options:
+        """What both sides do alike: ping this often, wait as long for the
+        answer, with or without calls and data."""
         return [
-            ("grpc.keepalive_time_ms", self.client_ping_ms),
+            ("grpc.keepalive_time_ms", every_ms),
             ("grpc.keepalive_timeout_ms", self.ping_timeout_ms),
             # Also with no call open: a channel idle between calls still
             # learns that its server is gone before the next call needs it.
@@ -46,12 +48,12 @@ class KeepalivePolicy:
             ("grpc.http2.max_pings_without_data", 0),
         ]
 
+    def client_options(self) -> Options:
+        return self._pinging(self.client_ping_ms)
+
     def server_options(self) -> Options:
         return [
-            ("grpc.keepalive_time_ms", self.server_ping_ms),
-            ("grpc.keepalive_timeout_ms", self.ping_timeout_ms),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.max_pings_without_data", 0),
+            *self._pinging(self.server_ping_ms),
             ("grpc.http2.min_ping_interval_without_data_ms", self.server_min_ping_interval_ms),
             ("grpc.http2.max_ping_strikes", self.server_max_ping_strikes),
         ]

@@ -10,13 +10,13 @@ caller's key or token has been checked (the access interceptors run first)."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from orderengine.errors import abort
-from orderengine.mesh.wrapped_handlers import WrappedOnce, writing
+from orderengine.mesh.wrapped_handlers import HandlerInterceptor, WrappedOnce, writing
 
 MALFORMED_REQUEST = "MALFORMED_REQUEST"
 # Quoted from the parser's error; enough to tell what broke.
@@ -60,19 +60,13 @@ def decoding_in_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler
     return handler
 
 
-class MalformedRequests(grpc.aio.ServerInterceptor):
+class MalformedRequests(HandlerInterceptor):
     """Innermost on every server (orderengine.mesh.serving): undecodable requests
     are INVALID_ARGUMENT, not UNKNOWN."""
 
     def __init__(self) -> None:
         self._wrapped = WrappedOnce()
 
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails],
-                                     Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        return self._wrapped.get(handler_call_details.method, handler, decoding_in_handler)
+    async def handler_for(self, details: grpc.HandlerCallDetails,
+                          handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        return self._wrapped.get(details.method, handler, decoding_in_handler)

@@ -1,5 +1,5 @@
 """TLS for every gRPC server, every channel and the gateway, from the TLS_*
-settings (README "TLS"). Unset, everything stays plaintext; set
+settings (docs/operations.md, "TLS"). Unset, everything stays plaintext; set
 inconsistently, a process refuses to start and names the setting."""
 
 from __future__ import annotations

@@ -15,6 +15,26 @@ import grpc
 Writer = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
 
 
+class HandlerInterceptor(grpc.aio.ServerInterceptor):
+    """A server interceptor that answers with another handler for a method
+    (wrapped, or one that refuses); methods this server does not serve pass
+    through untouched."""
+
+    async def handler_for(self, details: grpc.HandlerCallDetails,
+                          handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails],
+                                     Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        return await self.handler_for(handler_call_details, handler)
+
+
 class WrappedOnce:
     """The last wrapping of each method's handler; wrapped again whenever a
     call comes with another handler (an interceptor's refusal)."""
@@ -33,6 +53,17 @@ class WrappedOnce:
         wrapped = wrap(handler, *args)
         self._by_method[method] = (handler, wrapped)
         return wrapped
+
+
+def of_its_kind(handler: grpc.RpcMethodHandler,
+                behaviour: Callable[..., Any]) -> grpc.RpcMethodHandler:
+    """``behaviour`` as a handler of ``handler``'s kind (unary or streaming
+    request and response), with its (de)serializers."""
+    make = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler if handler.stream_unary
+            else grpc.unary_stream_rpc_method_handler if handler.unary_stream
+            else grpc.stream_stream_rpc_method_handler)
+    return make(behaviour, handler.request_deserializer, handler.response_serializer)
 
 
 def writing(stream: Any) -> Writer:

@@ -3,7 +3,7 @@ pairs: method, status code, duration, request id, the order the request or
 the answer names, and the trace when tracing. Never metadata and never a
 body: no API key, token or authorization header reaches a log through here.
 
-Which level (README "Observability"): a call that failed, or took longer
+Which level (docs/operations.md, "Request ids and call logs"): a call that failed, or took longer
 than CALL_LOG_SLOW_MS, is INFO (a server error WARNING); a quick successful
 one is DEBUG, and so is every health check. A written line costs OrderService
 about 90 us of CPU, an eighth more per SubmitOrder (~700 us) at 1,500 a

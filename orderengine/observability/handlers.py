@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -15,7 +14,7 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
 from orderengine.mesh import auth
-from orderengine.mesh.wrapped_handlers import WrappedOnce, writing
+from orderengine.mesh.wrapped_handlers import HandlerInterceptor, WrappedOnce, of_its_kind, writing
 
 S = TypeVar("S")
 
@@ -61,7 +60,7 @@ class _NestedHooks:
             hooks.exit(entered, context, request, response, error)
 
 
-class ObservedCalls(grpc.aio.ServerInterceptor):
+class ObservedCalls(HandlerInterceptor):
     """Every observer of a server's calls in one wrapper a call: each layer
     of wrapping costs every call a frame, and every open stream its memory."""
 
@@ -72,15 +71,9 @@ class ObservedCalls(grpc.aio.ServerInterceptor):
         self._by_method: dict[str, Around[Any] | None] = {}
         self._wrapped = WrappedOnce()
 
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails],
-                                     Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method: str = handler_call_details.method
+    async def handler_for(self, details: grpc.HandlerCallDetails,
+                          handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        method: str = details.method
         if method in self._by_method:
             chosen = self._by_method[method]
         else:
@@ -95,58 +88,26 @@ class ObservedCalls(grpc.aio.ServerInterceptor):
 
 def around(handler: grpc.RpcMethodHandler, hooks: Around[Any]) -> grpc.RpcMethodHandler:
     """``handler`` with ``hooks`` run around each call."""
-    if handler.unary_unary:
-        unary: Any = handler.unary_unary
+    streaming = bool(handler.unary_stream or handler.stream_stream)
+    streamed_request = bool(handler.stream_unary or handler.stream_stream)
+    call: Any = (writing(handler.unary_stream or handler.stream_stream) if streaming
+                 else handler.unary_unary or handler.stream_unary)
 
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            state = hooks.enter(request, context, False)
-            response = error = None
-            try:
-                response = await unary(request, context)
-                return response
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                hooks.exit(state, context, request, response, error)
-
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary, handler.request_deserializer, handler.response_serializer)
-    if handler.stream_unary:
-        client_stream: Any = handler.stream_unary
-
-        async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            state = hooks.enter(None, context, False)
-            response = error = None
-            try:
-                response = await client_stream(requests, context)
-                return response
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                hooks.exit(state, context, None, response, error)
-
-        return grpc.stream_unary_rpc_method_handler(
-            stream_unary, handler.request_deserializer, handler.response_serializer)
-    stream = writing(handler.unary_stream or handler.stream_stream)
-    make = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
-            else grpc.stream_stream_rpc_method_handler)
-    streamed_request = bool(handler.stream_stream)
-
-    async def write(request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
         known = None if streamed_request else request
-        state = hooks.enter(known, context, True)
-        error = None
+        state = hooks.enter(known, context, streaming)
+        response = error = None
         try:
-            await stream(request, context)
+            response = await call(request, context)
+            return response
         except BaseException as exc:
             error = exc
             raise
         finally:
-            hooks.exit(state, context, known, None, error)
+            # A stream's responses were written, one by one: none is the answer.
+            hooks.exit(state, context, known, None if streaming else response, error)
 
-    return make(write, handler.request_deserializer, handler.response_serializer)
+    return of_its_kind(handler, observed)
 
 
 def status_code(context: grpc.aio.ServicerContext,

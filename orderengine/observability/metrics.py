@@ -1,5 +1,5 @@
 """Live figures: every process of the engine serves its Prometheus metrics
-on ``/metrics`` (README "Live figures").
+on ``/metrics`` (docs/operations.md, "Metrics").
 
 Each process is a target of its own, RQ workers included, each on its own
 port (METRICS_PORT): a worker is one process (SimpleWorker, no fork per

@@ -1,4 +1,4 @@
-"""The figures a user watches about orders (README "Live figures"), each
+"""The figures a user watches about orders (docs/operations.md, "Metrics"), each
 observed where the thing happens:
 
     orderengine_orders{status}                      OrderService, from the database
@@ -34,8 +34,9 @@ from rq.job import Job
 from rq.utils import utcparse
 
 from orderengine.statuses import Status
+from orderengine.store.changes import Transition
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import OrderStore, Transition
+from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_pb2
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,8 @@ import base64
 import binascii
 import json
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -21,108 +20,21 @@ from sqlalchemy import Column, Engine, Table, and_, case, func, insert, literal,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from orderengine.amounts import format_amount
 from orderengine.statuses import TERMINAL, Status, sources
+from orderengine.store.changes import (
+    NO_CHANGE,
+    Change,
+    NewOrder,
+    Transition,
+    event_of,
+    kind_of,
+    statements,
+)
 from orderengine.store.database import reading, session_factory
 from orderengine.store.models import EventRow, OrderRow
 from orderengine.store.wire import event_from_json, message_to_json, timestamp
-from orderengine.tokens import token
-from orderengine.v1 import market_pb2, order_pb2
+from orderengine.v1 import order_pb2
 
-
-@dataclass(frozen=True)
-class NewOrder:
-    owner: str
-    input_token: str
-    output_token: str
-    amount_in: int
-    slippage_bps: int
-    client_order_id: str | None = None
-
-    def same_as(self, row: OrderRow) -> bool:
-        """Whether ``row`` is this order (a resubmission), not another one."""
-        return (row.input_token, row.output_token, row.amount_in, row.slippage_bps) == (
-            self.input_token, self.output_token, self.amount_in, self.slippage_bps)
-
-
-@dataclass(frozen=True)
-class Change:
-    """What a status change records beside the status itself."""
-
-    reason: str = ""
-    reason_code: str = ""
-    quotes: Sequence[market_pb2.VenueQuote] = ()
-    route: market_pb2.Route | None = None
-    signature: str = ""
-    amount_out: int | None = None
-    # Start the next attempt: route and signature of this one are cleared.
-    next_attempt: bool = False
-    # When the step happened, if not at the commit (ROUTING began before the
-    # quote it is committed with).
-    at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Transition:
-    order_id: str
-    target: Status
-    change: Change = field(default_factory=Change)
-    # Only if the order is still on this attempt.
-    attempt: int | None = None
-
-
-NO_CHANGE = Change()
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """What a status change writes: changes of one kind to different
-    orders can be one statement."""
-
-    target: Status
-    next_attempt: bool
-    route: bool
-    signature: bool
-    amount_out: bool
-    attempt: bool
-
-
-def _kind(t: Transition) -> _Kind:
-    c = t.change
-    return _Kind(t.target, c.next_attempt, c.route is not None, bool(c.signature),
-                 c.amount_out is not None, t.attempt is not None)
-
-
-def _statements(transitions: Sequence[Transition]) -> list[list[int]]:
-    """The transitions' indices, grouped into statements that keep each
-    order's changes in the order given: an order's n-th change is in the
-    n-th round, and a round has one statement per kind of change (different
-    orders' rows do not depend on each other)."""
-    rounds: list[dict[_Kind, list[int]]] = []
-    seen: Counter[str] = Counter()
-    for i, t in enumerate(transitions):
-        n = seen[t.order_id]
-        seen[t.order_id] += 1
-        if n == len(rounds):
-            rounds.append({})
-        rounds[n].setdefault(_kind(t), []).append(i)
-    return [indices for statements in rounds for indices in statements.values()]
-
-
-def _event(t: Transition, row: OrderRow, now: datetime) -> order_pb2.OrderEvent:
-    """The event of a change made: ``row`` is the order after it."""
-    change = t.change
-    event = order_pb2.OrderEvent(
-        order_id=t.order_id, sequence=row.last_sequence, status=t.target.proto,
-        event_time=timestamp(change.at or now), attempt=row.attempt,
-        quotes=list(change.quotes), signature=change.signature, reason=change.reason,
-        reason_code=change.reason_code,
-    )
-    if change.route is not None:
-        event.route.CopyFrom(change.route)
-    if change.amount_out is not None:
-        event.amount_out = format_amount(change.amount_out, token(row.output_token).decimals)
-    return event
 ORDERS = cast(Table, OrderRow.__table__)
 # Orders named in one IN (...) list: far below every database's limit on
 # bound parameters, and each query still covers hundreds of watchers.
@@ -261,7 +173,7 @@ class OrderStore:
         now = _now()
         results: list[tuple[OrderRow, order_pb2.OrderEvent] | None] = [None] * len(transitions)
         with self._sessions.begin() as session:
-            for indices in _statements(transitions):
+            for indices in statements(transitions):
                 moved = self._transition(session, [transitions[i] for i in indices], now)
                 for i in indices:
                     results[i] = moved.get(transitions[i].order_id)
@@ -277,7 +189,7 @@ class OrderStore:
         """One compare-and-set UPDATE for changes of one kind (``_kind``) to
         different orders; each order's own values ride in CASE expressions.
         Returns the orders moved, by id."""
-        target, kind = ts[0].target, _kind(ts[0])
+        target, kind = ts[0].target, kind_of(ts[0])
 
         def each(column: Column[Any], value: Callable[[Transition], Any]) -> Any:
             return case({t.order_id: literal(value(t), column.type) for t in ts},
@@ -308,7 +220,7 @@ class OrderStore:
             update(ORDERS).where(*conditions).values(values).returning(*ORDERS.c)
         ).all()
         rows = {r.order_id: OrderRow(**r._mapping) for r in updated}
-        return {t.order_id: (rows[t.order_id], _event(t, rows[t.order_id], now))
+        return {t.order_id: (rows[t.order_id], event_of(t, rows[t.order_id], now))
                 for t in ts if t.order_id in rows}
 
     # -- reading --------------------------------------------------------------

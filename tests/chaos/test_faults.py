@@ -24,13 +24,13 @@ from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import func, select
 
 from executor.chain.chain import LANDED_BY_ORDER
-from orderengine.market.state import conservation_errors
 from orderengine.mesh.auth import key_metadata, with_metadata
 from orderengine.statuses import TERMINAL, Status
 from orderengine.store.models import EventRow, OrderRow
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.chaos.cluster import Cluster
+from tests.helpers import conservation_errors
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 

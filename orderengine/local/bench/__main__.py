@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> Report:
             # memory of the streams while idle, on a server that held none
             # before); then many streams on few orders all moving at once:
             # the server writes every stream's event in one go.
-            rate = 1000  # events/s: about four times what the engine commits end to end
+            rate = 1000  # events/s: well above what the engine commits end to end
             burst_orders = 100
             for streams in ([1000] if quick else [1000, 10000]):
                 progress(f"watch: {streams} streams on one OrderService")
