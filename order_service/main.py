@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
+from order_service.histories import HistoryReads
 from order_service.order_service import OrderServicer
 from order_service.rate_limit import TokenBuckets
 from order_service.submissions import Submissions
@@ -39,8 +40,9 @@ async def create_order_server(address: str, settings: Settings) -> Server:
     engine = create_database_engine(settings.database_url)
     redis = Redis.from_url(settings.redis_url)
     store = OrderStore(engine)
-    hub = WatchHub(AsyncRedis.from_url(settings.redis_url), settings.watch_streams_per_owner,
-                   store.last_sequences, settings.watch_check_seconds)
+    hub = WatchHub(AsyncRedis.from_url(settings.redis_url), HistoryReads(store),
+                   settings.watch_streams_per_owner, store.last_sequences,
+                   settings.watch_check_seconds)
     hub.start()
     quote_channel = aio_channel(settings.quote_service_address,
                                 token_metadata(settings.internal_token), service=QUOTE_SERVICE)
