@@ -10,50 +10,32 @@ for nobody)."""
 
 from __future__ import annotations
 
-import asyncio
-from itertools import islice
-
+from orderengine.batching import Coalescer
 from orderengine.store.orders import IDS_PER_QUERY, History, OrderStore
+
+# (order id, after which sequence)
+Read = tuple[str, int]
 
 
 class HistoryReads:
     def __init__(self, store: OrderStore) -> None:
         self._store = store
-        # order id -> (after which sequence, who waits) for the next read
-        self._wanted: dict[str, list[tuple[int, asyncio.Future[History | None]]]] = {}
-        self._reading: asyncio.Task[None] | None = None
+        # Watchers of one order share its read (from the least of their
+        # sequences), and count once towards a query's IDS_PER_QUERY: at
+        # most one query's worth a hop, so the first watchers of a crowd
+        # start streaming while the rest are read.
+        self._reads: Coalescer[Read, History | None] = Coalescer(
+            self._read_batch, IDS_PER_QUERY, key=lambda read: read[0])
 
     async def read(self, order_id: str, after: int) -> History | None:
         """The order's history after ``after``; None if there is no such
         order. Raises what the store raised (OperationalError: it is down)."""
-        waiter: asyncio.Future[History | None] = asyncio.get_running_loop().create_future()
-        self._wanted.setdefault(order_id, []).append((after, waiter))
-        if self._reading is None:
-            self._reading = asyncio.create_task(self._read_all())
-        return await waiter
+        return await self._reads.submit((order_id, after))
 
-    async def _read_all(self) -> None:
-        try:
-            while self._wanted:
-                # At most one query's worth a hop: the first watchers of a
-                # crowd start streaming while the rest are read.
-                wanted = dict(islice(self._wanted.items(), IDS_PER_QUERY))
-                for order_id in wanted:
-                    del self._wanted[order_id]
-                try:
-                    found = await asyncio.to_thread(self._store.histories, {
-                        order_id: min(after for after, _ in waiters)
-                        for order_id, waiters in wanted.items()})
-                except Exception as exc:  # each waiter's call decides what it means
-                    for waiters in wanted.values():
-                        for _, waiter in waiters:
-                            if not waiter.done():
-                                waiter.set_exception(exc)
-                    continue
-                for order_id, waiters in wanted.items():
-                    history = found.get(order_id)
-                    for after, waiter in waiters:
-                        if not waiter.done():  # its call may have ended meanwhile
-                            waiter.set_result(None if history is None else history.after(after))
-        finally:
-            self._reading = None
+    def _read_batch(self, reads: list[Read]) -> list[History | None]:
+        since: dict[str, int] = {}
+        for order_id, after in reads:
+            since[order_id] = min(after, since.get(order_id, after))
+        found = self._store.histories(since)
+        return [None if (history := found.get(order_id)) is None else history.after(after)
+                for order_id, after in reads]

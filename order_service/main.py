@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
+from order_service.histories import HistoryReads
 from order_service.order_service import OrderServicer
 from order_service.rate_limit import TokenBuckets
 from order_service.submissions import Submissions
@@ -36,7 +37,8 @@ async def create_order_server(address: str, settings: Settings) -> Server:
         redis = opened.enter_context(Redis.from_url(settings.redis_url))
         store = OrderStore(engine)
         hub = WatchHub(await opened.enter_async_context(AsyncRedis.from_url(settings.redis_url)),
-                       settings.watch_streams_per_owner, store.last_sequences,
+                       HistoryReads(store), settings.watch_streams_per_owner,
+                       store.last_sequences,
                        settings.watch_check_seconds)
         hub.start()
         # After a start the server closes it first (before_stop below); again, a no-op.

@@ -11,17 +11,16 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
-from order_service.histories import HistoryReads
 from order_service.rate_limit import retry_hint
 from order_service.submissions import QueueFull, QueueUnavailable, RateLimited, Submissions
-from order_service.watch_hub import Inbox, Signal, TooManyStreams, WatchHub
+from order_service.watch_hub import OrderNotFound, ShuttingDown, TooManyStreams, WatchHub
 from orderengine.errors import FieldError, abort, abort_invalid, status
 from orderengine.events import publish
 from orderengine.mesh.auth import caller
@@ -30,7 +29,7 @@ from orderengine.observability.metrics_orders import status_left
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, NewOrder
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import MAX_PAGE_TOKEN_CHARS, History, OrderStore, PageTokenError
+from orderengine.store.orders import MAX_PAGE_TOKEN_CHARS, OrderStore, PageTokenError
 from orderengine.store.wire import order_to_proto
 from orderengine.swaps import swap_of
 from orderengine.v1 import (
@@ -86,7 +85,6 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         self.redis = redis
         self.submissions = submissions
         self.hub = hub
-        self.histories = HistoryReads(store)
         self.quotes = quotes
 
     async def _blocking(self, context: grpc.aio.ServicerContext, fn: Callable[..., T],
@@ -101,9 +99,13 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         try:
             return await call
         except OperationalError as exc:
-            log.warning("database unavailable: %s", exc.orig)
-            await abort(context, grpc.StatusCode.UNAVAILABLE,
-                        "the order database is unavailable; try again", "DATABASE_UNAVAILABLE")
+            await self._database_unavailable(context, exc)
+
+    async def _database_unavailable(self, context: grpc.aio.ServicerContext,
+                                    exc: OperationalError) -> NoReturn:
+        log.warning("database unavailable: %s", exc.orig)
+        await abort(context, grpc.StatusCode.UNAVAILABLE,
+                    "the order database is unavailable; try again", "DATABASE_UNAVAILABLE")
 
     # -- SubmitOrder ----------------------------------------------------------
 
@@ -256,89 +258,38 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
     async def WatchOrder(  # type: ignore[override]  # it writes; the stubs know only yielding
         self, request: order_service_pb2.WatchOrderRequest, context: grpc.aio.ServicerContext
     ) -> None:
-        # One coroutine, and no more state than this, for each of thousands
-        # of idle streams: the history is read by HistoryReads, many at a
-        # time. It writes rather than yields, so that neither it nor the
-        # interceptors' wrappers hold an async generator for each stream.
+        # The watch itself (history, live events, gaps, resyncs) is the
+        # hub's. This writes rather than yields, so that the interceptors'
+        # wrappers hold no async generator for each of thousands of streams.
         if request.after_sequence < 0:
             await abort_invalid(context, FieldError("after_sequence", "must not be negative"))
         try:
             order_id = _order_id(request.order_id)
         except FieldError as exc:
             await abort_invalid(context, exc)
-        owner = caller()
-        last = request.after_sequence
-        # Register first, then read the history: an event committed between
-        # the two arrives live, and duplicates are dropped by sequence. An
-        # owner at the cap may still read a finished order's history.
+        events = self.hub.follow(order_id, caller(), request.after_sequence)
         try:
-            inbox: Inbox | None = self.hub.open(order_id, owner)
-        except TooManyStreams as exc:
-            inbox, full = None, exc
-        try:
-            history = await self._history(context, order_id, owner, last)
-            if inbox is None and not history.terminal:
-                await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                            f"at most {full.limit} WatchOrder streams per owner may be open "
-                            "on this server at once; end one first", "TOO_MANY_STREAMS",
-                            metadata={"limit": "WATCH_STREAMS_PER_OWNER",
-                                      "streams": str(full.limit)})
-            item: order_pb2.OrderEvent | Signal | None
-            while True:
-                for item in history.events:
-                    if item.sequence > last:
-                        await context.write(item)
-                        last = item.sequence
-                        if Status.from_proto(item.status).terminal:
-                            return
-                if history.terminal or inbox is None:
-                    return  # nothing more will come
-                # A client may resume past the order's end (after_sequence
-                # beyond its last event): the hub checks the database's last
-                # sequence against what this stream has seen, not against that.
-                inbox.sent = min(last, history.last_sequence)
-                del history
-                # Live events in sequence, until one is missing or the hub
-                # says to resync; then the database has what was missed.
-                while True:
-                    item = None  # idle, a stream holds no event: its inbox and position
-                    await inbox.ready()
-                    if (item := inbox.take()) is None:
-                        break
-                    if item is Signal.SHUTDOWN:
-                        await abort(context, grpc.StatusCode.UNAVAILABLE,
-                                    "the server is shutting down; watch again with "
-                                    f"after_sequence {last}", "SERVER_SHUTTING_DOWN",
-                                    metadata={"after_sequence": str(last)})
-                    if item is Signal.RESYNC:
-                        break
-                    assert isinstance(item, order_pb2.OrderEvent)
-                    if item.sequence <= last:
-                        # Already sent from the history, or the client asked
-                        # past it; but the order's end still ends the stream.
-                        if Status.from_proto(item.status).terminal:
-                            return
-                        if item.sequence == inbox.sent + 1:
-                            inbox.sent = item.sequence
-                        continue
-                    if item.sequence > last + 1:
-                        break  # missed one
-                    await context.write(item)
-                    last = inbox.sent = item.sequence
-                    if Status.from_proto(item.status).terminal:
-                        return
-                inbox.sent = None  # reading the database: nothing for the hub to check
-                history = await self._history(context, order_id, owner, last)
-        finally:
-            if inbox is not None:
-                self.hub.release(inbox)
-
-    async def _history(self, context: grpc.aio.ServicerContext, order_id: str, owner: str,
-                       after: int) -> History:
-        """The caller's order's history after ``after``, or NOT_FOUND."""
-        history = await self._store_call(context, self.histories.read(order_id, after))
-        # Another owner's order is exactly an order that does not exist.
-        if history is None or history.owner != owner:
+            async for event in events:
+                await context.write(event)
+                del event  # idle, a stream holds no event
+        except TooManyStreams as full:
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"at most {full.limit} WatchOrder streams per owner may be open "
+                        "on this server at once; end one first", "TOO_MANY_STREAMS",
+                        metadata={"limit": "WATCH_STREAMS_PER_OWNER",
+                                  "streams": str(full.limit)})
+        except OrderNotFound:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"order {order_id} not found",
                         "ORDER_NOT_FOUND")
-        return history
+        except ShuttingDown as down:
+            await abort(context, grpc.StatusCode.UNAVAILABLE,
+                        "the server is shutting down; watch again with "
+                        f"after_sequence {down.after_sequence}", "SERVER_SHUTTING_DOWN",
+                        metadata={"after_sequence": str(down.after_sequence)})
+        except OperationalError as exc:
+            await self._database_unavailable(context, exc)
+        finally:
+            # A stream that ends while the hub waits on a write (the client
+            # left, the deadline passed) frees its slot now, not when the
+            # generator is collected.
+            await events.aclose()

@@ -10,7 +10,6 @@ resubmission of an order that exists changes nothing, so nothing refuses it."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from order_service.rate_limit import TokenBuckets
+from orderengine.batching import Coalescer
 from orderengine.events import publish
 from orderengine.observability import handoffs
 from orderengine.order_queue import QUEUED, enqueue_orders
@@ -55,7 +55,8 @@ class RateLimited(Exception):
 
 
 Refused = QueueFull | RateLimited
-Result = tuple[OrderRow, bool] | Refused
+Written = tuple[OrderRow, bool]
+Result = Written | Refused
 
 
 class Submissions:
@@ -67,54 +68,29 @@ class Submissions:
         self.max_queue_depth = max_queue_depth
         # Orders per second per owner (None: no limit).
         self.rate_limit = rate_limit
-        # Each order with what its job carries for the submitting request
-        # (its request id and trace: orderengine.observability.handoffs).
-        self._waiting: list[tuple[NewOrder, asyncio.Future[tuple[OrderRow, bool]],
-                                  handoffs.Carrier]] = []
-        self._writer: asyncio.Task[None] | None = None
         # One thread writes batches in turn: the order of commits is the
         # order of arrival, and the database sees one writer per process.
         self._thread = ThreadPoolExecutor(1, "submissions")
+        # Each order with what its job carries for the submitting request
+        # (its request id and trace: orderengine.observability.handoffs),
+        # captured in that request's context, not the batch's.
+        self._batches: Coalescer[tuple[NewOrder, handoffs.Carrier], Written] = Coalescer(
+            self._write_batch, MAX_BATCH, executor=self._thread)
 
     async def submit(self, new: NewOrder) -> tuple[OrderRow, bool]:
         """The stored order, and whether this call created it. Raises
         QueueFull, RateLimited or QueueUnavailable (nothing stored), or the
         store's error; a resubmission of a stored order is answered even
-        while the queue is full or its owner is limited."""
-        future: asyncio.Future[tuple[OrderRow, bool]] = (
-            asyncio.get_running_loop().create_future())
-        self._waiting.append((new, future, handoffs.capture()))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_batches())
-        return await future
+        while the queue is full or its owner is limited.
 
-    async def _write_batches(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._waiting:
-            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-            # A caller whose deadline passed (or who cancelled) while waiting
-            # was told DEADLINE_EXCEEDED (CANCELLED): its order is not stored.
-            # Once a batch's write has begun it completes, and such an order
-            # exists (found again by its client_order_id, or by ListOrders).
-            batch = [waiting for waiting in batch if not waiting[1].cancelled()]
-            if not batch:
-                continue
-            try:
-                results = await loop.run_in_executor(
-                    self._thread, self._write, [new for new, _, _ in batch],
-                    [carrier for _, _, carrier in batch])
-            except Exception as exc:  # every caller of the batch hears of it
-                for _, future, _ in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future, _), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, QueueFull | RateLimited):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+        A caller whose deadline passes (or who cancels) while its order waits
+        for a batch was told DEADLINE_EXCEEDED (CANCELLED): its order is not
+        stored. Once a batch's write has begun it completes, and such an
+        order exists (found again by its client_order_id, or by ListOrders)."""
+        return await self._batches.submit((new, handoffs.capture()))
+
+    def _write_batch(self, batch: list[tuple[NewOrder, handoffs.Carrier]]) -> list[Result]:
+        return self._write([new for new, _ in batch], [carrier for _, carrier in batch])
 
     def _admit(self, news: Sequence[NewOrder]) -> dict[int, Refused]:
         """Counts the orders waiting in the queue and takes each owner's

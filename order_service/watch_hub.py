@@ -13,22 +13,29 @@ lost with Redis up: the writer committed, then failed to publish).
 Each owner may hold a bounded number of streams open on this process at
 once: what a stream costs (its inbox, its call) is this process's memory,
 so the count lives here too, and a process that dies takes its count with
-it (no slot in Redis can outlive its stream)."""
+it (no slot in Redis can outlive its stream).
+
+``follow`` is a whole watch: it registers, reads the history, streams live
+events in sequence and reads the database again whenever one is missing;
+WatchOrder only writes what it yields and answers its exceptions."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import suppress
 from enum import Enum
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from order_service.histories import HistoryReads
 from orderengine.events import CHANNEL, decode
 from orderengine.observability.metrics_orders import WATCH_STREAMS
+from orderengine.statuses import Status
+from orderengine.store.orders import History
 from orderengine.v1 import order_pb2
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,26 @@ class TooManyStreams(Exception):
         super().__init__(owner, limit)
         self.owner = owner
         self.limit = limit
+
+
+class OrderNotFound(Exception):
+    """No such order, or another owner's (which is the same answer)."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(order_id)
+        self.order_id = order_id
+
+
+class ShuttingDown(Exception):
+    """The server is stopping: watch again elsewhere after ``after_sequence``."""
+
+    def __init__(self, after_sequence: int) -> None:
+        super().__init__(after_sequence)
+        self.after_sequence = after_sequence
+
+
+def _terminal(event: order_pb2.OrderEvent) -> bool:
+    return Status.from_proto(event.status).terminal
 
 
 class Signal(Enum):
@@ -115,10 +142,12 @@ class Inbox:
 
 
 class WatchHub:
-    def __init__(self, redis: Redis, streams_per_owner: int = 0,
+    def __init__(self, redis: Redis, histories: HistoryReads, streams_per_owner: int = 0,
                  last_sequences: Callable[[Sequence[str]], dict[str, int]] | None = None,
                  check_seconds: float = 15.0) -> None:
         self.redis = redis
+        # What a watcher reads of the database: at first, and after a gap.
+        self.histories = histories
         # 0 (or less): no cap.
         self.streams_per_owner = streams_per_owner
         # Orders' last sequences from the database (blocking: run on a thread).
@@ -171,6 +200,84 @@ class WatchHub:
             boxes.remove(inbox)
             if not boxes:
                 del self._inboxes[inbox.order_id]
+
+    async def follow(self, order_id: str, owner: str,
+                     after: int) -> AsyncGenerator[order_pb2.OrderEvent, None]:
+        """The owner's order's events after sequence ``after``: its history,
+        then live, each once and in sequence, ending with the order's end.
+        Raises TooManyStreams (the owner is at the cap and the order is not
+        finished), OrderNotFound, ShuttingDown, or what the store raised
+        (OperationalError: it is down). A caller that stops early must
+        ``aclose`` it, which frees the stream's slot at once.
+
+        Thousands of these wait at once, so while waiting it holds no event
+        and no history: its inbox, and the last sequence it gave."""
+        last = after
+        # Register first, then read the history: an event committed between
+        # the two arrives live, and duplicates are dropped by sequence. An
+        # owner at the cap may still read a finished order's history.
+        try:
+            inbox: Inbox | None = self.open(order_id, owner)
+        except TooManyStreams as exc:
+            inbox, full = None, exc
+        try:
+            history = await self._history(order_id, owner, last)
+            if inbox is None and not history.terminal:
+                raise full
+            item: order_pb2.OrderEvent | Signal | None
+            while True:
+                for item in history.events:
+                    if item.sequence > last:
+                        yield item
+                        last = item.sequence
+                        if _terminal(item):
+                            return
+                if history.terminal or inbox is None:
+                    return  # nothing more will come
+                # A client may resume past the order's end (after beyond its
+                # last event): the check compares the database's last
+                # sequence with what this stream has seen, not with that.
+                inbox.sent = min(last, history.last_sequence)
+                del history
+                # Live events in sequence, until one is missing or the hub
+                # says to resync; then the database has what was missed.
+                while True:
+                    item = None  # idle, a stream holds no event: its inbox and position
+                    await inbox.ready()
+                    if (item := inbox.take()) is None:
+                        break
+                    if item is Signal.SHUTDOWN:
+                        raise ShuttingDown(last)
+                    if item is Signal.RESYNC:
+                        break
+                    assert isinstance(item, order_pb2.OrderEvent)
+                    if item.sequence <= last:
+                        # Already given from the history, or the caller asked
+                        # past it; but the order's end still ends the watch.
+                        if _terminal(item):
+                            return
+                        if item.sequence == inbox.sent + 1:
+                            inbox.sent = item.sequence
+                        continue
+                    if item.sequence > last + 1:
+                        break  # missed one
+                    yield item
+                    last = inbox.sent = item.sequence
+                    if _terminal(item):
+                        return
+                inbox.sent = None  # reading the database: nothing for the check to compare
+                history = await self._history(order_id, owner, last)
+        finally:
+            if inbox is not None:
+                self.release(inbox)
+
+    async def _history(self, order_id: str, owner: str, after: int) -> History:
+        """The owner's order's history after ``after``."""
+        history = await self.histories.read(order_id, after)
+        # Another owner's order is exactly an order that does not exist.
+        if history is None or history.owner != owner:
+            raise OrderNotFound(order_id)
+        return history
 
     def _deliver(self, event: order_pb2.OrderEvent) -> None:
         for inbox in self._inboxes.get(event.order_id, ()):

@@ -20,6 +20,7 @@ from executor.driver.context import Context, context
 from executor.driver.inflight import INFLIGHT, Inflight, track
 from executor.driver.reconciler import reconcile_once
 from executor.driver.tracker import check_once
+from order_service.histories import HistoryReads
 from order_service.watch_hub import WatchHub
 from orderengine.events import CHANNEL, publish
 from orderengine.order_queue import enqueue_orders
@@ -173,7 +174,7 @@ def test_the_reconciler_hands_back_every_stuck_order_around_one_it_cannot_track(
 
 
 def test_the_watch_fan_out_skips_a_message_it_cannot_read_and_delivers_the_rest(
-    redis_url: str,
+    redis_url: str, store: OrderStore,
 ) -> None:
     """Something on the event channel that is not an event: decoding it
     raised in the hub's only listener, and no watcher of the process heard
@@ -182,7 +183,7 @@ def test_the_watch_fan_out_skips_a_message_it_cannot_read_and_delivers_the_rest(
 
     async def run() -> list[list[int]]:
         client = AsyncRedis.from_url(redis_url)
-        hub = WatchHub(client)
+        hub = WatchHub(client, HistoryReads(store))
         hub.start()
         try:
             await asyncio.wait_for(hub.subscribed.wait(), 10)

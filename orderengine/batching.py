@@ -1,0 +1,101 @@
+"""Calls coalesced into batches: what is asked for while a batch runs goes
+into the next one, so under load many callers share one thread hop and one
+round trip, and a lone caller still goes at once (it waits for nobody).
+
+One piece for every such crowd (OrderService's submissions and watchers'
+history reads; a gateway may batch its callers' submits the same way): items
+are queued each with its future, one task drains the queue a batch of at
+most ``max_batch`` at a time, the batch function runs on an executor (it
+blocks), and each item gets its own result or exception, or every item the
+exception that failed the whole batch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Executor
+from itertools import count, islice
+from typing import Generic, TypeVar
+
+T = TypeVar("T")  # what a caller asks for
+R = TypeVar("R")  # what it is answered
+
+# A batch function: blocking, given the batch's items (in arrival order,
+# those of one key side by side), returns one result per item, in the same
+# order; an Exception in place of a result is raised to that item's caller
+# alone. What it raises fails the whole batch.
+BatchFunction = Callable[[list[T]], Sequence[R | Exception]]
+
+
+class Coalescer(Generic[T, R]):
+    def __init__(self, run: BatchFunction[T, R], max_batch: int, *,
+                 executor: Executor | None = None,
+                 key: Callable[[T], Hashable] | None = None) -> None:
+        """``executor``: where ``run`` runs (None: the loop's default); a
+        one-thread executor runs batches in the order they were formed.
+        ``key``: items of one key go into one batch together and count as one
+        towards ``max_batch`` (as many reads of one row cost one); without
+        it, each item counts."""
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self._run = run
+        self.max_batch = max_batch
+        self._executor = executor
+        self._key = key
+        # Without a key each item is its own: a number nobody else has.
+        self._numbers = count()
+        # key -> its items and their futures, in the order keys first came.
+        self._queued: dict[Hashable, list[tuple[T, asyncio.Future[R]]]] = {}
+        self._draining: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        """Items waiting for a batch (not those of the batch running)."""
+        return sum(len(items) for items in self._queued.values())
+
+    async def submit(self, item: T) -> R:
+        """The item's result once its batch has run. Raises the item's own
+        exception, or the one that failed its batch."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        key = next(self._numbers) if self._key is None else self._key(item)
+        self._queued.setdefault(key, []).append((item, future))
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queued:
+                keys = list(islice(self._queued, self.max_batch))
+                # A caller that left (cancelled, or its deadline passed)
+                # while waiting is not in the batch: for a write, what it
+                # asked for is not done. Once a batch runs, it completes.
+                batch = [(item, future) for key in keys for item, future in self._queued.pop(key)
+                         if not future.cancelled()]
+                if not batch:
+                    continue
+                try:
+                    results = await loop.run_in_executor(
+                        self._executor, self._run, [item for item, _ in batch])
+                    if len(results) != len(batch):  # else some caller would wait forever
+                        raise RuntimeError(f"a batch of {len(batch)} items got "
+                                           f"{len(results)} results")
+                except asyncio.CancelledError:
+                    # The loop is stopping: no caller is left waiting forever.
+                    for _, future in batch:
+                        future.cancel()
+                    raise
+                except Exception as exc:  # every caller of the batch hears of it
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():  # its caller left while the batch ran
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._draining = None

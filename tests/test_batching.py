@@ -1,0 +1,202 @@
+"""The coalescer behind submissions and watchers' reads, on a real event loop
+and real threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from orderengine.batching import Coalescer
+
+
+class Recorded:
+    """A batch function that records each batch it was given, and can be
+    held (its thread waits) until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.started = threading.Event()
+
+    def __call__(self, items: list[int]) -> list[int | Exception]:
+        self.batches.append(list(items))
+        self.started.set()
+        self.release.wait(10)
+        # An odd item is refused on its own; the rest are doubled.
+        return [ValueError(item) if item % 2 else item * 2 for item in items]
+
+
+async def _while_held(run: Recorded, batcher: Coalescer[int, int],
+                      first: int) -> asyncio.Future[int]:
+    """Submits ``first`` and returns once its batch runs, held: what is
+    submitted next waits for the next batch."""
+    run.release.clear()
+    started = asyncio.ensure_future(batcher.submit(first))
+    await asyncio.to_thread(run.started.wait, 10)
+    return started
+
+
+def test_a_lone_item_goes_at_once_and_gets_its_own_result() -> None:
+    run = Recorded()
+
+    async def lone() -> tuple[int, float]:
+        batcher: Coalescer[int, int] = Coalescer(run, 4)
+        began = asyncio.get_running_loop().time()
+        result = await batcher.submit(2)
+        return result, asyncio.get_running_loop().time() - began
+
+    result, seconds = asyncio.run(lone())
+    assert result == 4
+    assert run.batches == [[2]]
+    assert seconds < 1  # no waiting for company
+
+
+def test_items_that_arrive_while_a_batch_runs_go_together_never_past_the_limit() -> None:
+    run = Recorded()
+
+    async def crowd() -> list[object]:
+        batcher: Coalescer[int, int] = Coalescer(run, 4)
+        first = await _while_held(run, batcher, 0)
+        rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(2, 22, 2)]
+        await asyncio.sleep(0)
+        assert len(batcher) == 10
+        run.release.set()
+        return await asyncio.gather(first, *rest)
+
+    assert asyncio.run(crowd()) == [i * 2 for i in range(0, 22, 2)]
+    # In arrival order, at most 4 a batch.
+    assert run.batches == [[0], [2, 4, 6, 8], [10, 12, 14, 16], [18, 20]]
+
+
+def test_an_items_own_exception_reaches_only_its_caller() -> None:
+    run = Recorded()
+
+    async def mixed() -> list[object]:
+        batcher: Coalescer[int, int] = Coalescer(run, 8)
+        first = await _while_held(run, batcher, 0)
+        rest = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2, 3)]
+        await asyncio.sleep(0)
+        run.release.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    got = asyncio.run(mixed())
+    assert got[0] == 0 and got[2] == 4
+    assert isinstance(got[1], ValueError) and got[1].args == (1,)
+    assert isinstance(got[3], ValueError) and got[3].args == (3,)
+
+
+def test_a_batch_wide_failure_reaches_every_waiter_and_the_next_batch_runs() -> None:
+    failing = {"on": True}
+    batches: list[list[int]] = []
+
+    def run(items: list[int]) -> Sequence[int | Exception]:
+        batches.append(list(items))
+        if failing["on"]:
+            raise ConnectionError("away")
+        return items
+
+    async def crowd() -> tuple[list[int | BaseException], int]:
+        batcher: Coalescer[int, int] = Coalescer(run, 3)
+        got = await asyncio.gather(*(batcher.submit(i) for i in range(5)),
+                                   return_exceptions=True)
+        failing["on"] = False
+        return got, await batcher.submit(9)
+
+    got, after = asyncio.run(crowd())
+    assert len(got) == 5 and all(isinstance(r, ConnectionError) for r in got)
+    assert batches[:2] == [[0], [1, 2, 3]] or batches[:2] == [[0, 1, 2], [3, 4]]
+    assert after == 9  # a failed batch leaves the coalescer working
+
+
+def test_a_cancelled_waiter_is_left_out_and_the_rest_get_their_answers() -> None:
+    run = Recorded()
+
+    async def one_leaves() -> tuple[list[int], bool]:
+        batcher: Coalescer[int, int] = Coalescer(run, 8)
+        first = await _while_held(run, batcher, 0)
+        staying = asyncio.ensure_future(batcher.submit(2))
+        leaving = asyncio.ensure_future(batcher.submit(4))
+        also = asyncio.ensure_future(batcher.submit(6))
+        await asyncio.sleep(0)
+        leaving.cancel()
+        run.release.set()
+        got = list(await asyncio.gather(first, staying, also))
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        return got, leaving.cancelled()
+
+    got, cancelled = asyncio.run(one_leaves())
+    assert got == [0, 4, 12] and cancelled
+    assert run.batches == [[0], [2, 6]]  # what it asked for is never run
+
+
+def test_a_batch_whose_every_waiter_left_is_not_run() -> None:
+    run = Recorded()
+
+    async def all_leave() -> int:
+        batcher: Coalescer[int, int] = Coalescer(run, 8)
+        first = await _while_held(run, batcher, 0)
+        leaving = [asyncio.ensure_future(batcher.submit(i)) for i in (2, 4)]
+        await asyncio.sleep(0)
+        for waiter in leaving:
+            waiter.cancel()
+        run.release.set()
+        await first
+        await asyncio.gather(*leaving, return_exceptions=True)
+        return await batcher.submit(8)
+
+    assert asyncio.run(all_leave()) == 16
+    assert run.batches == [[0], [8]]
+
+
+def test_items_of_one_key_share_a_batch_and_count_once() -> None:
+    run = Recorded()
+
+    async def keyed() -> list[int]:
+        batcher: Coalescer[int, int] = Coalescer(run, 2, key=lambda item: item % 10)
+        first = await _while_held(run, batcher, 0)
+        # Keys 2, 4, 2, 6, 4, 2: keys 2 and 4 fill the next batch, with every
+        # item of theirs, and key 6 waits for the one after.
+        items = [2, 4, 12, 6, 14, 22]
+        rest = [asyncio.ensure_future(batcher.submit(i)) for i in items]
+        await asyncio.sleep(0)
+        run.release.set()
+        return list(await asyncio.gather(first, *rest))
+
+    assert asyncio.run(keyed()) == [0, 4, 8, 24, 12, 28, 44]
+    assert run.batches == [[0], [2, 12, 22, 4, 14], [6]]
+
+
+def test_a_one_thread_executor_runs_batches_on_that_thread_in_turn() -> None:
+    threads: set[str] = set()
+    order: list[int] = []
+
+    def run(items: list[int]) -> Sequence[int | Exception]:
+        threads.add(threading.current_thread().name)
+        order.extend(items)
+        return items
+
+    async def crowd() -> list[int]:
+        with ThreadPoolExecutor(1, "writer") as writer:
+            batcher: Coalescer[int, int] = Coalescer(run, 3, executor=writer)
+            return list(await asyncio.gather(*(batcher.submit(i) for i in range(10))))
+
+    assert asyncio.run(crowd()) == list(range(10))
+    assert order == list(range(10))
+    assert len(threads) == 1 and threads.pop().startswith("writer")
+
+
+def test_a_batch_function_that_answers_the_wrong_number_fails_the_batch() -> None:
+    async def short() -> object:
+        batcher: Coalescer[int, int] = Coalescer(lambda items: items[:-1], 4)
+        got = await asyncio.gather(batcher.submit(1), batcher.submit(2),
+                                   return_exceptions=True)
+        return got
+
+    got = asyncio.run(short())
+    assert isinstance(got, list) and all(isinstance(r, RuntimeError) for r in got)
