@@ -27,7 +27,7 @@ from orderengine.healthcheck import wait_serving
 from orderengine.keys import ApiKeys, read_key_file, write_key_file
 from orderengine.observability import metrics_targets
 from orderengine.ports import free_port, port_is_free
-from orderengine.settings import Settings
+from orderengine.settings import ORDER_SERVICE_DEFAULT, Settings
 from orderengine.store import migrate
 from orderengine.store.database import create_database_engine
 from orderengine.tls import tls
@@ -263,9 +263,10 @@ def banner(settings: Settings, stack: Stack) -> str:
                 f"above):", f"    {stack.new_key}"]
     else:
         made = []
-    # The CLI in another terminal knows only the first replica unless told.
-    cli = f"ORDER_SERVICE_ADDRESS={','.join(stack.addresses['ORDER_SERVICE'])} " \
-        if stack.replicas > 1 else ""
+    # The CLI in another terminal knows only the default address unless told.
+    order_service = ",".join(stack.addresses["ORDER_SERVICE"])
+    cli = f"ORDER_SERVICE_ADDRESS={order_service} " \
+        if order_service != ORDER_SERVICE_DEFAULT else ""
     lines = ["", "Order engine is up.", *(f"  {n.ljust(width)}  {v}" for n, v in rows), *made, "",
              f"Try:  {cli}.venv/bin/orderengine submit SOL USDC 10 --watch",
              f"  or open {settings.gateway_address}/ in a browser",

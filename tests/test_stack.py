@@ -180,8 +180,12 @@ def cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 
 
 def test_make_run_stack_confirms_an_order_watched_live_and_late(
-    stack: subprocess.Popen[str], stack_env: dict[str, str], tmp_path: Path
+    stack: subprocess.Popen[str], stack_env: dict[str, str], tmp_path: Path, banners: list[str]
 ) -> None:
+    # The CLI in another terminal knows only the default address: the banner
+    # tells it this one.
+    assert re.search(rf"^Try:  ORDER_SERVICE_ADDRESS={re.escape(stack_env['ORDER_SERVICE_ADDRESS'])}"
+                     r" \.venv/bin/orderengine submit", banners[0], re.MULTILINE), banners[0]
     submitter = cli(stack_env, "submit", "SOL", "USDC", "10", "--watch")
     assert submitter.stdout is not None
     first = submitter.stdout.readline()
