@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ from typing import IO
 import pytest
 
 from orderengine.channels import channel
-from orderengine.healthcheck import serving
+from orderengine.healthcheck import serving, wait_serving
 from orderengine.observability.metrics_scrape import scrape
 from orderengine.observability.metrics_targets import TARGETS_FILE, read_targets
 from orderengine.ports import free_port
@@ -269,3 +270,74 @@ def _zombie(pid: int) -> bool:
     except OSError:
         return True
 
+
+def test_a_killed_part_is_restarted_logged_and_counted(
+    stack: subprocess.Popen[str], stack_env: dict[str, str], output: Output, tmp_path: Path
+) -> None:
+    [quote] = pids_running(stack.pid, "router_service.main")
+    worker = pids_running(stack.pid, "executor.main", "worker")[0]
+    os.kill(quote, signal.SIGKILL)
+    os.kill(worker, signal.SIGKILL)
+    output.wait_for(r"^QuoteService exited with code -9 \(SIGKILL\); restarting it in 0\.25s$")
+    killed = output.wait_for(r"^(worker-\d) exited with code -9 \(SIGKILL\); restarting it in "
+                             r"0\.25s$").group(1)
+    # Both are back, the rest kept serving, and the stack is still up.
+    wait_serving(stack_env["QUOTE_SERVICE_ADDRESS"], time.monotonic() + 30)
+    assert len(pids_running(stack.pid, "executor.main", "worker")) == 2
+    submitted = subprocess.run([sys.executable, "-m", "orderengine.cli", "submit", "SOL", "USDC",
+                                "1", "--watch"], cwd=ROOT, env=stack_env, capture_output=True,
+                               text=True, timeout=60)
+    assert submitted.returncode == 0 and "CONFIRMED" in submitted.stdout, submitted
+    assert stack.poll() is None
+    # The supervisor serves its count of restarts, listed with every part's.
+    pages = {target.part: target.url for target in read_targets(tmp_path / "var" / TARGETS_FILE)}
+    figures = scrape([pages["supervisor"]])
+    assert figures.get("orderengine_stack_restarts_total", part="QuoteService") == 1
+    assert figures.get("orderengine_stack_restarts_total", part=killed) == 1
+    assert figures.get("orderengine_stack_restarts_total") == 2
+
+
+def test_a_crash_looping_part_stops_the_stack(stack: subprocess.Popen[str],
+                                              output: Output) -> None:
+    # One worker dies as soon as it is back, again and again.
+    seen = set(pids_running(stack.pid, "executor.main", "worker"))
+    victim = min(seen)
+    for kills in range(1, 7):
+        os.kill(victim, signal.SIGKILL)
+        if kills == 6:
+            break
+        deadline = time.monotonic() + 20
+        while not (new := set(pids_running(stack.pid, "executor.main", "worker")) - seen):
+            assert stack.poll() is None, output.text()
+            assert time.monotonic() < deadline, output.text()
+            time.sleep(0.02)
+        [victim] = new
+        seen.add(victim)
+    stack.wait(timeout=30)
+    printed = output.join()
+    assert stack.returncode == 1, printed
+    # Five restarts with growing pauses, then one line that says why it stopped.
+    pauses = re.findall(r"^worker-\d exited with code -9 \(SIGKILL\); restarting it in (\S+)s$",
+                        printed, re.MULTILINE)
+    assert pauses == ["0.25", "0.5", "1", "2", "4"], printed
+    assert re.search(r"^worker-\d exited 6 times in 60s \(last with code -9\): it is "
+                     r"crash-looping; stopping the stack$", printed, re.MULTILINE), printed
+    assert "stopped." in printed
+
+
+@pytest.mark.parametrize("setting", ["ORDER_SERVICE_ADDRESS", "GATEWAY_ADDRESS"])
+def test_a_busy_port_is_named_with_its_setting(stack_env: dict[str, str], tmp_path: Path,
+                                               setting: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        stack_env[setting] = address if setting != "GATEWAY_ADDRESS" else f"http://{address}"
+        began = time.monotonic()
+        process = start_stack(stack_env, tmp_path / "var")
+        printed, _ = process.communicate(timeout=60)
+    assert process.returncode == 1, printed
+    # At once, in one line, with the setting to change; no traceback.
+    assert f"{address} is in use: set {setting}\n" in printed, printed
+    assert "Traceback" not in printed, printed
+    assert time.monotonic() - began < 15, printed
