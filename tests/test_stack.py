@@ -21,7 +21,7 @@ from orderengine.channels import channel
 from orderengine.healthcheck import serving, wait_serving
 from orderengine.observability.metrics_scrape import scrape
 from orderengine.observability.metrics_targets import TARGETS_FILE, read_targets
-from orderengine.ports import free_port
+from orderengine.ports import free_port, port_is_free
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.stack
@@ -175,6 +175,17 @@ def pids_running(parent: int, *args: str) -> list[int]:
     return found
 
 
+def confirmed(env: dict[str, str], output: Output) -> None:
+    """An order submitted with the CLI is watched to CONFIRMED."""
+    try:
+        submitted = subprocess.run([sys.executable, "-m", "orderengine.cli", "submit", "SOL",
+                                    "USDC", "1", "--watch"], cwd=ROOT, env=env,
+                                   capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"not confirmed: {exc.stdout!r} {exc.stderr!r}\n{output.text()[-6000:]}")
+    assert submitted.returncode == 0 and "CONFIRMED" in submitted.stdout, submitted
+
+
 def cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "orderengine.cli", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -284,10 +295,7 @@ def test_a_killed_part_is_restarted_logged_and_counted(
     # Both are back, the rest kept serving, and the stack is still up.
     wait_serving(stack_env["QUOTE_SERVICE_ADDRESS"], time.monotonic() + 30)
     assert len(pids_running(stack.pid, "executor.main", "worker")) == 2
-    submitted = subprocess.run([sys.executable, "-m", "orderengine.cli", "submit", "SOL", "USDC",
-                                "1", "--watch"], cwd=ROOT, env=stack_env, capture_output=True,
-                               text=True, timeout=60)
-    assert submitted.returncode == 0 and "CONFIRMED" in submitted.stdout, submitted
+    confirmed(stack_env, output)
     assert stack.poll() is None
     # The supervisor serves its count of restarts, listed with every part's.
     pages = {target.part: target.url for target in read_targets(tmp_path / "var" / TARGETS_FILE)}
@@ -341,3 +349,18 @@ def test_a_busy_port_is_named_with_its_setting(stack_env: dict[str, str], tmp_pa
     assert f"{address} is in use: set {setting}\n" in printed, printed
     assert "Traceback" not in printed, printed
     assert time.monotonic() - began < 15, printed
+
+
+def test_make_run_starts_again_on_the_ports_it_just_released() -> None:
+    # A server that closed its connections leaves them in TIME_WAIT: its
+    # port is free for the next make run (servers bind with SO_REUSEADDR).
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the server side closes first, as a stopping server does
+            client.recv(1)
+    assert port_is_free("127.0.0.1", port)
