@@ -13,6 +13,7 @@ list of a service's addresses and balances over it."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import signal
@@ -298,6 +299,16 @@ class Stack:
             return serving(channels[part.address])
         return part.health_url is None or answers_http(part.health_url)
 
+    @staticmethod
+    def _end_leftovers(part: Part) -> None:
+        """Ends what a part that exited had forked (its process group: each
+        part leads its own session). RQ's scheduler process outlives a killed
+        worker holding the worker's Redis connection, and the next job Redis
+        hands to that connection's pending BLMOVE is lost with it."""
+        assert part.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(part.process.pid, signal.SIGKILL)
+
     def supervise(self) -> str | None:
         """Notes the parts that exited and starts again those whose pause is
         over; returns why the stack must stop when a part crash-loops."""
@@ -314,6 +325,7 @@ class Stack:
             code = part.process.poll()
             if code is None:
                 continue
+            self._end_leftovers(part)
             part.exits.append(now)
             while part.exits[0] < now - CRASH_LOOP_SECONDS:
                 part.exits.popleft()

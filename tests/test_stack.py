@@ -186,6 +186,19 @@ def confirmed(env: dict[str, str], output: Output) -> None:
     assert submitted.returncode == 0 and "CONFIRMED" in submitted.stdout, submitted
 
 
+def in_group(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
 def cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "orderengine.cli", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -286,7 +299,13 @@ def test_a_killed_part_is_restarted_logged_and_counted(
     stack: subprocess.Popen[str], stack_env: dict[str, str], output: Output, tmp_path: Path
 ) -> None:
     [quote] = pids_running(stack.pid, "router_service.main")
-    worker = pids_running(stack.pid, "executor.main", "worker")[0]
+    # The worker that runs RQ's scheduler (one at a time does), once it has
+    # forked it.
+    deadline = time.monotonic() + 30
+    while not (worker := next((pid for pid in pids_running(stack.pid, "executor.main", "worker")
+                               if len(in_group(pid)) > 1), 0)):
+        assert time.monotonic() < deadline, "no worker started RQ's scheduler"
+        time.sleep(0.05)
     os.kill(quote, signal.SIGKILL)
     os.kill(worker, signal.SIGKILL)
     output.wait_for(r"^QuoteService exited with code -9 \(SIGKILL\); restarting it in 0\.25s$")
@@ -295,6 +314,8 @@ def test_a_killed_part_is_restarted_logged_and_counted(
     # Both are back, the rest kept serving, and the stack is still up.
     wait_serving(stack_env["QUOTE_SERVICE_ADDRESS"], time.monotonic() + 30)
     assert len(pids_running(stack.pid, "executor.main", "worker")) == 2
+    # Nothing the killed worker forked (RQ's scheduler) lives on beside its successor.
+    assert in_group(worker) == [], in_group(worker)
     confirmed(stack_env, output)
     assert stack.poll() is None
     # The supervisor serves its count of restarts, listed with every part's.
