@@ -57,8 +57,8 @@ def test_make_run_restarts_a_killed_worker_and_replica(tmp_path: Path, database_
         # A still market, and the chaos cluster's quick chain and recovery.
         "MARKET_FLOW_RATE": "0", "CHAIN_SLOT_SECONDS": "0.2", "CHAIN_CONFIRM_SECONDS": "0.2",
         "RECONCILE_AFTER_SECONDS": "2", "ORDER_LEASE_SECONDS": "3",
-        # The killed worker's job stays "queued" in RQ's eyes: it is taken to
-        # be lost after this (a job driven twice is harmless: lease and CAS).
+        # A job the killed worker had taken but not begun still counts as
+        # queued: taken to be lost after this (driving twice is harmless).
         "QUEUE_PATIENCE_SECONDS": "5", "RETRY_BASE_SECONDS": "0.1",
         "RETRY_CAP_SECONDS": "0.5", "MAX_ATTEMPTS": "5", "SHUTDOWN_GRACE_SECONDS": "1",
         "LOG_LEVEL": "WARNING",
