@@ -34,6 +34,11 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
+# Where the CLI looks for OrderService when not told (make run's banner
+# names any other address).
+ORDER_SERVICE_DEFAULT = "127.0.0.1:50051"
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(
@@ -50,7 +55,7 @@ class Settings:
     # Where clients find each service; a server binds to *_BIND, or to its
     # address when that is unset.
     order_service_address: str = field(
-        default_factory=lambda: env_value("ORDER_SERVICE_ADDRESS", "127.0.0.1:50051")
+        default_factory=lambda: env_value("ORDER_SERVICE_ADDRESS", ORDER_SERVICE_DEFAULT)
     )
     quote_service_address: str = field(
         default_factory=lambda: env_value("QUOTE_SERVICE_ADDRESS", "127.0.0.1:50052")

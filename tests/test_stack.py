@@ -6,18 +6,21 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from orderengine.local.metrics_targets import TARGETS_FILE, read_targets
-from orderengine.local.ports import free_port
+from orderengine.local.ports import free_port, port_is_free
 from orderengine.mesh.channels import channel
-from orderengine.mesh.healthcheck import serving
+from orderengine.mesh.healthcheck import serving, wait_serving
 from orderengine.observability.metrics_scrape import scrape
 from tests.conftest import ROOT
 
@@ -61,14 +64,56 @@ def banners() -> list[str]:
     return []
 
 
+class Output:
+    """What the stack (and its parts, on the same pipe) print after the
+    banner, read as it comes: an unread pipe would fill and block them."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._thread: threading.Thread | None = None
+
+    def follow(self, stream: IO[str]) -> None:
+        self._thread = threading.Thread(target=self.lines.extend, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float = 30) -> str:
+        """Everything printed, once the stack has ended."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.text()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.text(), re.MULTILINE)
+            if found:
+                return found
+            assert time.monotonic() < deadline, f"no {pattern!r} in:\n{self.text()[-3000:]}"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def output() -> Output:
+    return Output()
+
+
+def start_stack(env: dict[str, str], data_dir: Path, *args: str) -> subprocess.Popen[str]:
+    # A session of its own, as a shell gives a command in a terminal: Ctrl-C
+    # there signals this whole process group.
+    return subprocess.Popen(
+        [sys.executable, "-m", "orderengine.local.stack", "--data-dir", str(data_dir), *args],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+
+
 @pytest.fixture
 def stack(stack_env: dict[str, str], tmp_path: Path, stack_args: list[str],
-          banners: list[str]) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orderengine.local.stack", "--data-dir", str(tmp_path / "var"),
-         *stack_args],
-        cwd=ROOT, env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+          banners: list[str], output: Output) -> Iterator[subprocess.Popen[str]]:
+    process = start_stack(stack_env, tmp_path / "var", *stack_args)
     assert process.stdout is not None
     deadline = time.monotonic() + 60
     banner = []
@@ -92,14 +137,16 @@ def stack(stack_env: dict[str, str], tmp_path: Path, stack_args: list[str],
     # The CLI finds it there.
     stack_env["ORDERENGINE_API_KEY_FILE"] = str(key_file)
     banners.append(text)
+    output.follow(process.stdout)
     yield process
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
-            process.communicate(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()  # its parts follow it: they die with their parent
-            process.communicate()
+            process.wait()
+    output.join()
 
 
 def children_of(pid: int) -> list[int]:
@@ -115,14 +162,55 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def pids_running(parent: int, *args: str) -> list[int]:
+    """The children of ``parent`` whose command line holds ``args`` in a row."""
+    found = []
+    for pid in children_of(parent):
+        try:
+            words = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if any(words[i:i + len(args)] == list(args) for i in range(len(words))):
+            found.append(pid)
+    return found
+
+
+def confirmed(env: dict[str, str], output: Output) -> None:
+    """An order submitted with the CLI is watched to CONFIRMED."""
+    try:
+        submitted = subprocess.run([sys.executable, "-m", "orderengine.cli", "submit", "SOL",
+                                    "USDC", "1", "--watch"], cwd=ROOT, env=env,
+                                   capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"not confirmed: {exc.stdout!r} {exc.stderr!r}\n{output.text()[-6000:]}")
+    assert submitted.returncode == 0 and "CONFIRMED" in submitted.stdout, submitted
+
+
+def in_group(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
 def cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "orderengine.cli", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_make_run_stack_confirms_an_order_watched_live_and_late(
-    stack: subprocess.Popen[str], stack_env: dict[str, str], tmp_path: Path
+    stack: subprocess.Popen[str], stack_env: dict[str, str], tmp_path: Path, banners: list[str]
 ) -> None:
+    # The CLI in another terminal knows only the default address: the banner
+    # tells it this one.
+    assert re.search(rf"^Try:  ORDER_SERVICE_ADDRESS={re.escape(stack_env['ORDER_SERVICE_ADDRESS'])}"
+                     r" \.venv/bin/orderengine submit", banners[0], re.MULTILINE), banners[0]
     submitter = cli(stack_env, "submit", "SOL", "USDC", "10", "--watch")
     assert submitter.stdout is not None
     first = submitter.stdout.readline()
@@ -160,7 +248,7 @@ def test_make_run_stack_confirms_an_order_watched_live_and_late(
 
 @pytest.mark.parametrize("stack_args", [["--replicas", "2"]])  # make run REPLICAS=2
 def test_ctrl_c_stops_every_process(stack: subprocess.Popen[str], stack_env: dict[str, str],
-                                    banners: list[str]) -> None:
+                                    banners: list[str], output: Output) -> None:
     # Two of every service, each on its own port, serving; the banner names them all.
     for service, prefix in (("OrderService", "ORDER"), ("QuoteService", "QUOTE"),
                             ("ExecutionService", "EXECUTION")):
@@ -176,10 +264,14 @@ def test_ctrl_c_stops_every_process(stack: subprocess.Popen[str], stack_env: dic
                      banners[0], re.MULTILINE), banners[0]
     pids = children_of(stack.pid)
     assert len(pids) >= 3 * 2 + 1 + workers + 2  # the services twice, gateway, workers, trackers
-    stack.send_signal(signal.SIGINT)
-    output, _ = stack.communicate(timeout=30)
-    assert stack.returncode == 0, output
-    assert "stopped." in output
+    # Ctrl-C in the terminal: SIGINT to the whole foreground process group.
+    os.killpg(stack.pid, signal.SIGINT)
+    stack.wait(timeout=30)
+    printed = output.join()
+    assert stack.returncode == 0, printed
+    assert "stopped." in printed
+    # Each part stopped gracefully, Redis last: no part lost its connection.
+    assert "Traceback" not in printed, printed
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
@@ -201,3 +293,95 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_a_killed_part_is_restarted_logged_and_counted(
+    stack: subprocess.Popen[str], stack_env: dict[str, str], output: Output, tmp_path: Path
+) -> None:
+    [quote] = pids_running(stack.pid, "router_service.main")
+    # The worker that runs RQ's scheduler (one at a time does), once it has
+    # forked it.
+    deadline = time.monotonic() + 30
+    while not (worker := next((pid for pid in pids_running(stack.pid, "executor.main", "worker")
+                               if len(in_group(pid)) > 1), 0)):
+        assert time.monotonic() < deadline, "no worker started RQ's scheduler"
+        time.sleep(0.05)
+    os.kill(quote, signal.SIGKILL)
+    os.kill(worker, signal.SIGKILL)
+    output.wait_for(r"^QuoteService exited with code -9 \(SIGKILL\); restarting it in 0\.25s$")
+    killed = output.wait_for(r"^(worker-\d) exited with code -9 \(SIGKILL\); restarting it in "
+                             r"0\.25s$").group(1)
+    # Both are back, the rest kept serving, and the stack is still up.
+    wait_serving(stack_env["QUOTE_SERVICE_ADDRESS"], time.monotonic() + 30)
+    assert len(pids_running(stack.pid, "executor.main", "worker")) == 2
+    # Nothing the killed worker forked (RQ's scheduler) lives on beside its successor.
+    assert in_group(worker) == [], in_group(worker)
+    confirmed(stack_env, output)
+    assert stack.poll() is None
+    # The supervisor serves its count of restarts, listed with every part's.
+    pages = {target.part: target.url for target in read_targets(tmp_path / "var" / TARGETS_FILE)}
+    figures = scrape([pages["supervisor"]])
+    assert figures.get("orderengine_stack_restarts_total", part="QuoteService") == 1
+    assert figures.get("orderengine_stack_restarts_total", part=killed) == 1
+    assert figures.get("orderengine_stack_restarts_total") == 2
+
+
+def test_a_crash_looping_part_stops_the_stack(stack: subprocess.Popen[str],
+                                              output: Output) -> None:
+    # One worker dies as soon as it is back, again and again.
+    seen = set(pids_running(stack.pid, "executor.main", "worker"))
+    victim = min(seen)
+    for kills in range(1, 7):
+        os.kill(victim, signal.SIGKILL)
+        if kills == 6:
+            break
+        deadline = time.monotonic() + 20
+        while not (new := set(pids_running(stack.pid, "executor.main", "worker")) - seen):
+            assert stack.poll() is None, output.text()
+            assert time.monotonic() < deadline, output.text()
+            time.sleep(0.02)
+        [victim] = new
+        seen.add(victim)
+    stack.wait(timeout=30)
+    printed = output.join()
+    assert stack.returncode == 1, printed
+    # Five restarts with growing pauses, then one line that says why it stopped.
+    pauses = re.findall(r"^worker-\d exited with code -9 \(SIGKILL\); restarting it in (\S+)s$",
+                        printed, re.MULTILINE)
+    assert pauses == ["0.25", "0.5", "1", "2", "4"], printed
+    assert re.search(r"^worker-\d exited 6 times in 60s \(last with code -9\): it is "
+                     r"crash-looping; stopping the stack$", printed, re.MULTILINE), printed
+    assert "stopped." in printed
+
+
+@pytest.mark.parametrize("setting", ["ORDER_SERVICE_ADDRESS", "GATEWAY_ADDRESS"])
+def test_a_busy_port_is_named_with_its_setting(stack_env: dict[str, str], tmp_path: Path,
+                                               setting: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        stack_env[setting] = address if setting != "GATEWAY_ADDRESS" else f"http://{address}"
+        began = time.monotonic()
+        process = start_stack(stack_env, tmp_path / "var")
+        printed, _ = process.communicate(timeout=60)
+    assert process.returncode == 1, printed
+    # At once, in one line, with the setting to change; no traceback.
+    assert f"{address} is in use: set {setting}\n" in printed, printed
+    assert "Traceback" not in printed, printed
+    assert time.monotonic() - began < 15, printed
+
+
+def test_make_run_starts_again_on_the_ports_it_just_released() -> None:
+    # A server that closed its connections leaves them in TIME_WAIT: its
+    # port is free for the next make run (servers bind with SO_REUSEADDR).
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the server side closes first, as a stopping server does
+            client.recv(1)
+    assert port_is_free("127.0.0.1", port)

@@ -48,8 +48,10 @@ class EmbeddedRedis:
                 "--logfile", str(self._dir / "redis.log")]
         if not persist:
             args += ["--save", "", "--appendonly", "no"]
+        # A session of its own, as make run's parts have: Ctrl-C in the
+        # terminal must not stop Redis under parts still using it.
         self._process = subprocess.Popen(stopping_with_parent(args), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL)
+                                         stdout=subprocess.DEVNULL, start_new_session=True)
         self._wait_ready()
 
     def _wait_ready(self) -> None:

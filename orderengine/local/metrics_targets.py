@@ -52,10 +52,16 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def assign(parts: Sequence[PartLike], gateway_address: str, host: str) -> list[Target]:
+def _port(first: int, wanted: int, host: str) -> int:
+    return wanted if first and wanted < 65536 and port_is_free(host, wanted) else free_port(host)
+
+
+def assign(parts: Sequence[PartLike], gateway_address: str, host: str,
+           own: str | None = None) -> list[Target]:
     """Gives each serving part its METRICS_PORT (in ``part.env``) as the
-    stack's own METRICS_PORT says, and returns every target. A port already
-    taken gives way to a free one."""
+    stack's own METRICS_PORT says, and returns every target; ``own`` names
+    the stack itself, which gets the next port. A port already taken gives
+    way to a free one."""
     raw = os.environ.get("METRICS_PORT", "").strip().lower()
     if raw == "off":
         return []
@@ -72,11 +78,12 @@ def assign(parts: Sequence[PartLike], gateway_address: str, host: str) -> list[T
             continue
         if module not in SERVING_MODULES:
             continue
-        port = wanted if first and wanted < 65536 and port_is_free(host, wanted) else (
-            free_port(host))
+        port = _port(first, wanted, host)
         wanted += 1
         part.env["METRICS_PORT"] = str(port)
         targets.append(Target(part.name, _address(host, port)))
+    if own is not None:
+        targets.append(Target(own, _address(host, _port(first, wanted, host))))
     return targets
 
 

@@ -11,7 +11,11 @@ def _socket(host: str) -> socket.socket:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Nothing listens on ``host:port``. A port whose last server just
+    stopped (connections in TIME_WAIT) is free: the servers bind with
+    SO_REUSEADDR, and so does this probe."""
     with _socket(host) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

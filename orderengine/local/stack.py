@@ -2,7 +2,9 @@
 
 With no REDIS_URL it starts an embedded Redis; with no DATABASE_URL it uses
 an SQLite file in var/. Every service runs as its own process; Ctrl-C (or
-SIGTERM) stops them all, each gracefully.
+SIGTERM) stops them all, each gracefully. A part that dies is started again
+after a pause that doubles with each recent exit; one that keeps dying
+(crash-looping) stops the stack.
 
 ``--replicas N`` (``make run REPLICAS=N``) starts N of every gRPC service,
 each on its own port, N trackers and 2·N workers; every client is given the
@@ -11,6 +13,7 @@ list of a service's addresses and balances over it."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import signal
@@ -19,20 +22,41 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import grpc
+from prometheus_client import Counter
 
 from orderengine.local import metrics_targets
 from orderengine.local.embedded_redis import EmbeddedRedis, stopping_with_parent
 from orderengine.local.ports import free_port, port_is_free
-from orderengine.mesh.healthcheck import wait_serving
+from orderengine.mesh.channels import channel as orderengine_channel
+from orderengine.mesh.healthcheck import serving
 from orderengine.mesh.tls import tls
-from orderengine.settings import Settings
+from orderengine.observability.metrics import MetricsEndpoint
+from orderengine.settings import ORDER_SERVICE_DEFAULT, Settings
 from orderengine.store import migrate
 from orderengine.store.api_keys import ApiKeys, read_key_file, write_key_file
 from orderengine.store.database import create_database_engine
 
 STOP_SECONDS = 15.0
+START_SECONDS = 60.0
+# A part that exits is started again after RESTART_FIRST_SECONDS, doubled
+# for each other exit in the last CRASH_LOOP_SECONDS, at most
+# RESTART_MAX_SECONDS: a part killed once comes back at once, one that keeps
+# dying does not spin. More than CRASH_LOOP_RESTARTS restarts in that window
+# stops the stack: something is wrong that restarting will not mend.
+RESTART_FIRST_SECONDS = 0.25
+RESTART_MAX_SECONDS = 8.0
+CRASH_LOOP_RESTARTS = 5
+CRASH_LOOP_SECONDS = 60.0
+# The supervisor's own /metrics target, beside its parts'.
+SUPERVISOR = "supervisor"
+RESTARTS = Counter("orderengine_stack_restarts", "Parts of make run's stack started again "
+                   "after they exited", ["part"])
 # Whose orders make run's own key reaches.
 LOCAL_OWNER = "local"
 # Replica k (from 0) of a service listens on the configured port + k·100
@@ -57,6 +81,9 @@ class Part:
     health_url: str | None = None  # an HTTP server to wait for (until it answers 200)
     env: dict[str, str] = field(default_factory=dict)  # on top of the stack's environment
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # When it exited lately (time.monotonic()), and when it starts again.
+    exits: deque[float] = field(default_factory=deque, repr=False)
+    restart_at: float | None = None
 
 
 def replica_addresses(setting: str, configured: str, replicas: int) -> list[str]:
@@ -78,20 +105,31 @@ def replica_addresses(setting: str, configured: str, replicas: int) -> list[str]
     return addresses
 
 
-def wait_http(url: str, deadline: float) -> None:
-    """Waits until ``url`` answers 200, or raises TimeoutError at ``deadline``."""
+class StartError(Exception):
+    """Why the stack cannot start, in one line for the user."""
+
+
+def answers_http(url: str) -> bool:
+    """Does ``url`` answer 200 now?"""
     direct = urllib.request.build_opener(  # never a proxy; an https:// gateway's own CA
         urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls().https_context()))
-    while True:
-        try:
-            with direct.open(url, timeout=1) as reply:
-                if reply.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} does not answer 200")
-        time.sleep(0.1)
+    try:
+        with direct.open(url, timeout=1) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def check_free(address: str, setting: str) -> None:
+    """Raises StartError naming ``setting`` when something already listens
+    on ``address`` (HOST:PORT or a URL): the part would fail to bind, after
+    a traceback, and the stack would wait for it in vain."""
+    parsed = urlsplit(address if "://" in address else f"//{address}")
+    host, port = parsed.hostname or "127.0.0.1", parsed.port
+    if port is None and parsed.scheme in ("http", "https"):
+        port = 443 if parsed.scheme == "https" else 80
+    if port is not None and not port_is_free(host, port):
+        raise StartError(f"{parsed.netloc} is in use: set {setting}")
 
 
 def service_parts(addresses: dict[str, list[str]]) -> list[Part]:
@@ -145,6 +183,16 @@ def local_key(settings: Settings, key_file: Path) -> str | None:
     return key
 
 
+def exit_code(code: int) -> str:
+    """``code`` as a person reads it: -9 is SIGKILL."""
+    if code < 0:
+        try:
+            return f"{code} ({signal.Signals(-code).name})"
+        except ValueError:
+            pass
+    return str(code)
+
+
 class Stack:
     def __init__(self, workers: int, data_dir: Path, replicas: int = 1) -> None:
         if replicas < 1:
@@ -161,6 +209,9 @@ class Stack:
         # The local key: where it is, and whether this start made it.
         self.key_file: Path | None = None
         self.new_key: str | None = None
+        # Set by Ctrl-C or SIGTERM: a start under way gives up, nothing restarts.
+        self.stopping = False
+        self.metrics_endpoint: MetricsEndpoint | None = None
 
     def start(self) -> Settings:
         env = os.environ
@@ -188,31 +239,103 @@ class Stack:
             for prefix, addresses in self.addresses.items():
                 env[f"{prefix}_ADDRESS"] = ",".join(addresses)
             settings = Settings()
+        for prefix, addresses in self.addresses.items():
+            if self.replicas == 1:
+                bound = settings.bind_address(prefix)
+                check_free(bound, f"{prefix}_BIND" if bound != addresses[0] else
+                           f"{prefix}_ADDRESS")
+            else:
+                for address in addresses:
+                    check_free(address, f"{prefix}_ADDRESS")
+        check_free(settings.gateway_address, "GATEWAY_ADDRESS")
         migrate.upgrade(settings.database_url)
         self.key_file = Path(settings.api_key_file).resolve()
         self.new_key = local_key(settings, self.key_file)
         self.parts = parts(settings, self.workers, self.addresses, trackers=self.replicas)
         self.metrics = metrics_targets.assign(self.parts, settings.gateway_address,
-                                              settings.metrics_host)
+                                              settings.metrics_host, own=SUPERVISOR)
+        for target in self.metrics:
+            if target.part == SUPERVISOR:
+                self.metrics_endpoint = MetricsEndpoint.start(
+                    settings.metrics_host, int(target.address.rpartition(":")[2]))
         metrics_targets.write_targets(self.data_dir / metrics_targets.TARGETS_FILE, self.metrics)
         for part in self.parts:
-            # A session of its own: Ctrl-C reaches only us, and we stop each
-            # part once, gracefully.
-            part.process = subprocess.Popen(stopping_with_parent(part.args),
-                                            start_new_session=True,
-                                            env={**env, **part.env} if part.env else None)
-        deadline = time.monotonic() + 60
-        for part in self.parts:
-            if part.address:
-                wait_serving(part.address, deadline)
-            if part.health_url:
-                wait_http(part.health_url, deadline)
+            RESTARTS.labels(part.name)  # every part's series, at 0 until it restarts
+            self.launch(part)
+        self._wait_started(time.monotonic() + START_SECONDS)
         return settings
 
-    def exited(self) -> Part | None:
+    def launch(self, part: Part) -> None:
+        # A session of its own: Ctrl-C reaches only us, and we stop each
+        # part once, gracefully.
+        part.process = subprocess.Popen(stopping_with_parent(part.args), start_new_session=True,
+                                        env={**os.environ, **part.env} if part.env else None)
+
+    def _wait_started(self, deadline: float) -> None:
+        """Until every server answers; a part that exits meanwhile fails the
+        start at once (its own output says why)."""
+        waiting = [part for part in self.parts if part.address or part.health_url]
+        channels: dict[str, grpc.Channel] = {}
+        try:
+            while waiting and not self.stopping:
+                for part in self.parts:
+                    if part.process is not None and part.process.poll() is not None:
+                        raise StartError(f"{part.name} exited with code "
+                                         f"{exit_code(part.process.returncode)} while starting")
+                waiting = [part for part in waiting if not self._answers(part, channels)]
+                if waiting and time.monotonic() > deadline:
+                    raise StartError(f"{', '.join(p.name for p in waiting)} did not start "
+                                     f"within {START_SECONDS:g}s")
+                time.sleep(0.1)
+        finally:
+            for open_channel in channels.values():
+                open_channel.close()
+
+    @staticmethod
+    def _answers(part: Part, channels: dict[str, grpc.Channel]) -> bool:
+        if part.address:
+            if part.address not in channels:
+                channels[part.address] = orderengine_channel(part.address)
+            return serving(channels[part.address])
+        return part.health_url is None or answers_http(part.health_url)
+
+    @staticmethod
+    def _end_leftovers(part: Part) -> None:
+        """Ends what a part that exited had forked (its process group: each
+        part leads its own session). RQ's scheduler process outlives a killed
+        worker holding the worker's Redis connection, and the next job Redis
+        hands to that connection's pending BLMOVE is lost with it."""
+        assert part.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(part.process.pid, signal.SIGKILL)
+
+    def supervise(self) -> str | None:
+        """Notes the parts that exited and starts again those whose pause is
+        over; returns why the stack must stop when a part crash-loops."""
+        now = time.monotonic()
         for part in self.parts:
-            if part.process is not None and part.process.poll() is not None:
-                return part
+            if part.process is None:
+                continue
+            if part.restart_at is not None:
+                if now >= part.restart_at:
+                    part.restart_at = None
+                    RESTARTS.labels(part.name).inc()
+                    self.launch(part)
+                continue
+            code = part.process.poll()
+            if code is None:
+                continue
+            self._end_leftovers(part)
+            part.exits.append(now)
+            while part.exits[0] < now - CRASH_LOOP_SECONDS:
+                part.exits.popleft()
+            if len(part.exits) > CRASH_LOOP_RESTARTS:
+                return (f"{part.name} exited {len(part.exits)} times in {CRASH_LOOP_SECONDS:g}s "
+                        f"(last with code {code}): it is crash-looping; stopping the stack")
+            pause = min(RESTART_FIRST_SECONDS * 2 ** (len(part.exits) - 1), RESTART_MAX_SECONDS)
+            part.restart_at = now + pause
+            print(f"{part.name} exited with code {exit_code(code)}; restarting it in {pause:g}s",
+                  flush=True)
         return None
 
     def stop(self) -> None:
@@ -231,6 +354,8 @@ class Stack:
                 part.process.wait()
         if self.redis is not None:
             self.redis.stop()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
 
 
 def banner(settings: Settings, stack: Stack) -> str:
@@ -263,9 +388,10 @@ def banner(settings: Settings, stack: Stack) -> str:
                 f"above):", f"    {stack.new_key}"]
     else:
         made = []
-    # The CLI in another terminal knows only the first replica unless told.
-    cli = f"ORDER_SERVICE_ADDRESS={','.join(stack.addresses['ORDER_SERVICE'])} " \
-        if stack.replicas > 1 else ""
+    # The CLI in another terminal knows only the default address unless told.
+    order_service = ",".join(stack.addresses["ORDER_SERVICE"])
+    cli = f"ORDER_SERVICE_ADDRESS={order_service} " \
+        if order_service != ORDER_SERVICE_DEFAULT else ""
     lines = ["", "Order engine is up.", *(f"  {n.ljust(width)}  {v}" for n, v in rows), *made, "",
              f"Try:  {cli}.venv/bin/orderengine submit SOL USDC 10 --watch",
              f"  or open {settings.gateway_address}/ in a browser",
@@ -290,26 +416,24 @@ def main() -> None:
         os.environ.get("WORKERS", str(WORKERS_PER_REPLICA * args.replicas)))
 
     stack = Stack(workers, args.data_dir.resolve(), args.replicas)
-    stopping = False
 
     def request_stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stack.stopping = True
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     code = 0
     try:
         settings = stack.start()
-        print(banner(settings, stack), flush=True)
-        while not stopping:
-            dead = stack.exited()
-            if dead is not None:
-                print(f"{dead.name} exited with code {dead.process.returncode if dead.process else '?'}"
-                      "; stopping the stack", flush=True)
+        if not stack.stopping:
+            print(banner(settings, stack), flush=True)
+        while not stack.stopping:
+            reason = stack.supervise()
+            if reason is not None:
+                print(reason, flush=True)
                 code = 1
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
     except Exception as exc:
         print(f"the stack did not start: {exc}", file=sys.stderr, flush=True)
         code = 1

@@ -148,10 +148,10 @@ class Load:
         return list(self.acknowledged)
 
 
-def account(cluster: Cluster, store: OrderStore, fault: str, order_ids: list[str],
+def account(chain_redis_url: str, store: OrderStore, fault: str, order_ids: list[str],
             struck_at: float) -> Row:
-    """Waits for every order to end, then checks what the chain and the
-    database say."""
+    """Waits for every order to end, then checks what the chain (its Redis
+    at ``chain_redis_url``) and the database say."""
     deadline = time.monotonic() + RECOVERY_BOUND_SECONDS
     statuses: dict[str, str] = {}
     while True:
@@ -163,7 +163,7 @@ def account(cluster: Cluster, store: OrderStore, fault: str, order_ids: list[str
             break
         time.sleep(0.1)
     recovered = time.monotonic() - struck_at
-    chain = Redis.from_url(cluster.chain_redis.url)
+    chain = Redis.from_url(chain_redis_url)
     landed = {k.decode() if isinstance(k, bytes) else k: int(v)
               for k, v in chain.hgetall(LANDED_BY_ORDER).items()}
     chain.close()
@@ -192,7 +192,7 @@ def account(cluster: Cluster, store: OrderStore, fault: str, order_ids: list[str
              if landed.get(oid, 0) != (1 if s == Status.CONFIRMED else 0)]
     assert (row.lost, row.duplicated, row.gaps, wrong) == (0, 0, 0, []), row
     # Every pool holds what it started with plus what landed swaps moved.
-    assert asyncio.run(_conservation(cluster.chain_redis.url)) == []
+    assert asyncio.run(_conservation(chain_redis_url)) == []
     failed_reasons = {r for (r,) in _failure_reasons(store, order_ids)}
     assert row.failed == 0, failed_reasons
     return row
@@ -249,7 +249,7 @@ def strike(cluster: Cluster, store: OrderStore, fault: str,
     load.wait_for(0.4)
     struck_at = time.monotonic()
     action()
-    row = account(cluster, store, fault, load.finish(), struck_at)
+    row = account(cluster.chain_redis.url, store, fault, load.finish(), struck_at)
     for w in watchers:
         w.join(60)
     for oid, events in seen.items():

@@ -151,7 +151,7 @@ def strike_replicas(cluster: Cluster, store: OrderStore, fault: str, sig: int
         for process in struck:
             assert process is not None
             process.wait(30)
-        row = account(cluster, store, fault, load.finish(), struck_at)
+        row = account(cluster.chain_redis.url, store, fault, load.finish(), struck_at)
         for watcher in watchers:
             watcher.check()
         assert acknowledged_before < ORDERS, "the strike came after the last submission"
