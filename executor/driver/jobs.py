@@ -24,7 +24,7 @@ from redis.client import Pipeline
 from executor.driver.context import RPC_TIMEOUT_SECONDS, Context, context
 from executor.driver.inflight import Inflight, track
 from executor.driver.leases import order_leases
-from executor.driver.progress import advance_many, attempt_failed
+from executor.driver.progress import attempt_failed
 from orderengine.amounts import format_amount
 from orderengine.market.routes import AmountOverflowError, ZeroAmountOutError
 from orderengine.observability import handoffs
@@ -33,6 +33,7 @@ from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, Transition
 from orderengine.tokens import token
+from orderengine.transitions import move_many
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
                                 Change(quotes=list(quote.quotes), route=quote.route),
                                 row.attempt))
     failed: list[Transition] = []
-    moved = advance_many(ctx, steps, rows, failed=failed)
+    moved = move_many(ctx.store, ctx.redis, steps, rows, failed=failed)
     later.extend(dict.fromkeys(step.order_id for step in failed))  # the same step again
     return [row for step, row in zip(steps, moved, strict=True)
             if row is not None and step.target is Status.ROUTED]
@@ -193,6 +194,6 @@ def _submit(ctx: Context, rows: list[OrderRow], later: list[str],
              for row, sent in _ask_batch(ctx, rows, item, send, "submit swaps", later,
                                          "SWAP_REJECTED", "swap rejected")]
     failed: list[Transition] = []
-    moved = advance_many(ctx, steps, rows, pipeline=pipeline, failed=failed)
+    moved = move_many(ctx.store, pipeline, steps, rows, failed=failed)
     later.extend(step.order_id for step in failed)  # the chain dedupes the swap sent again
     return [row for row in moved if row is not None]

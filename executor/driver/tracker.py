@@ -18,7 +18,7 @@ import grpc
 from executor.chain.faults import TRANSACTION_DROPPED
 from executor.driver.context import RPC_TIMEOUT_SECONDS, Context, context
 from executor.driver.inflight import Inflight, claim_due, forget, reschedule
-from executor.driver.progress import advance_many, attempt_failed
+from executor.driver.progress import attempt_failed
 from executor.driver.reconciler import reconcile_once
 from orderengine.amounts import AmountError, parse_amount
 from orderengine.market.routes import AmountOverflowError
@@ -27,6 +27,7 @@ from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, Transition
 from orderengine.tokens import token
+from orderengine.transitions import move_many
 from orderengine.v1 import execution_service_pb2
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def check_once(ctx: Context) -> int:
     # Every confirmation of the round: one transaction, one publish.
     failed: list[Transition] = []
     with handoffs.order_work("confirm order", [c.order_id for c in confirmations], carried):
-        advance_many(ctx, confirmations, rows.values(), failed=failed)
+        move_many(ctx.store, ctx.redis, confirmations, rows.values(), failed=failed)
     unwritten = {t.order_id for t in failed}
     for order_id, entry in confirming.items():
         (troubled if order_id in unwritten else done).append(entry)
