@@ -24,6 +24,7 @@ from order_service.watch_hub import Inbox, Signal, TooManyStreams, WatchHub
 from orderengine.errors import FieldError, abort, abort_invalid, status
 from orderengine.mesh.auth import caller
 from orderengine.mesh.channels import within_deadline
+from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, History, NewOrder, OrderStore, PageTokenError
@@ -186,7 +187,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT,
                               grpc.StatusCode.FAILED_PRECONDITION):
-                await abort(context, exc.code(), exc.details() or "", "NO_ROUTE")
+                await abort(context, exc.code(), exc.details() or "", Reason.NO_ROUTE)
             await abort(context, grpc.StatusCode.UNAVAILABLE,
                         "quotes are unavailable right now; try again", "QUOTES_UNAVAILABLE")
         return order_service_pb2.QuoteOrderResponse(quotes=quote.quotes, route=quote.route)
@@ -237,7 +238,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         # The change, its figures and its publish, on the thread pool: all blocking.
         cancelled = await self._blocking(
             context, lambda: move(self.store, self.redis, row.order_id, Status.CANCELLED,
-                                  Change(reason="cancelled by the owner", reason_code="CANCELLED"),
+                                  Change(reason="cancelled by the owner", reason_code=Reason.CANCELLED),
                                   current=row))
         if cancelled is None:
             now = await self._blocking(context, self.store.get, row.order_id)

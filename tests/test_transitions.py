@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from orderengine.events import CHANNEL, decode
 from orderengine.local.ports import free_port
+from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.database import create_database_engine
 from orderengine.store.models import OrderRow
@@ -50,7 +51,7 @@ def test_a_change_is_committed_counted_and_published(store: OrderStore, redis: R
     before = left(Status.PENDING)
 
     moved = move(store, redis, row.order_id, Status.CANCELLED,
-                 Change(reason="cancelled by the owner", reason_code="CANCELLED"), current=row)
+                 Change(reason="cancelled by the owner", reason_code=Reason.CANCELLED), current=row)
 
     assert moved is not None and moved.status == Status.CANCELLED
     assert [e.sequence for e in store.events(row.order_id)] == [1, 2]

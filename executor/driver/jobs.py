@@ -29,6 +29,7 @@ from orderengine.amounts import format_amount
 from orderengine.market.routes import AmountOverflowError, ZeroAmountOutError
 from orderengine.observability import handoffs
 from orderengine.order_queue import enqueue_order, taken
+from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import Change, Transition
@@ -91,14 +92,11 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 # Codes of the programs' own refusals, which an item's error carries through
 # the quote: the order fails with that reason rather than the step's.
 _PROGRAM_CODES = frozenset({AmountOverflowError.code, ZeroAmountOutError.code})
-# An order whose request cannot even be built (a token this engine no longer
-# knows, a stored route that does not parse): no attempt can send it.
-ORDER_INVALID = "ORDER_INVALID"
 
 
 def _ask_batch(
     ctx: Context, rows: list[OrderRow], item: Callable[[OrderRow], Any],
-    send: Callable[[list[Any]], Any], name: str, later: list[str], code: str, what: str,
+    send: Callable[[list[Any]], Any], name: str, later: list[str], code: Reason, what: str,
 ) -> list[tuple[OrderRow, Any]]:
     """Asks for every order in one batch call and returns the orders
     answered, with their answers. An order whose ``item`` (its request)
@@ -114,8 +112,12 @@ def _ask_batch(
             items.append(item(row))
         except Exception as exc:  # this order's fault: the others still go
             log.warning("%s: order %s cannot be sent: %s", name, row.order_id, exc)
+            # A request that cannot even be built (a token this engine no
+            # longer knows, a stored route that does not parse): no attempt
+            # can send it.
             with handoffs.within_order(row.order_id):
-                attempt_failed(ctx, row, ORDER_INVALID, f"{what}: the order cannot be sent: {exc}")
+                attempt_failed(ctx, row, Reason.ORDER_INVALID,
+                               f"{what}: the order cannot be sent: {exc}")
             continue
         built.append(row)
     rows = built
@@ -137,7 +139,7 @@ def _ask_batch(
         if kind == "response":
             answered.append((row, result.response))
         elif kind == "error" and _CODES.get(result.error.code) in FINAL:
-            own = result.error.reason if result.error.reason in _PROGRAM_CODES else code
+            own = Reason(result.error.reason) if result.error.reason in _PROGRAM_CODES else code
             with handoffs.within_order(row.order_id):  # its retry is the order's
                 attempt_failed(ctx, row, own, f"{what}: {result.error.message}")
         else:
@@ -162,7 +164,7 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
             quote_service_pb2.BatchGetQuotesRequest(requests=batch), timeout=RPC_TIMEOUT_SECONDS)
 
     steps: list[Transition] = []
-    for row, quote in _ask_batch(ctx, rows, item, ask, "quote orders", later, "NO_ROUTE",
+    for row, quote in _ask_batch(ctx, rows, item, ask, "quote orders", later, Reason.NO_ROUTE,
                                  "no route"):
         if row.status == Status.PENDING:
             steps.append(Transition(row.order_id, Status.ROUTING, Change(at=began), row.attempt))
@@ -192,7 +194,7 @@ def _submit(ctx: Context, rows: list[OrderRow], later: list[str],
     steps = [Transition(row.order_id, Status.SUBMITTED, Change(signature=sent.signature),
                         row.attempt)
              for row, sent in _ask_batch(ctx, rows, item, send, "submit swaps", later,
-                                         "SWAP_REJECTED", "swap rejected")]
+                                         Reason.SWAP_REJECTED, "swap rejected")]
     failed: list[Transition] = []
     moved = move_many(ctx.store, pipeline, steps, rows, failed=failed)
     later.extend(step.order_id for step in failed)  # the chain dedupes the swap sent again

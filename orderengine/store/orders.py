@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from orderengine.amounts import format_amount
+from orderengine.reasons import Reason
 from orderengine.statuses import TERMINAL, Status, sources
 from orderengine.store.database import reading, session_factory
 from orderengine.store.models import EventRow, OrderRow
@@ -50,7 +51,7 @@ class Change:
     """What a status change records beside the status itself."""
 
     reason: str = ""
-    reason_code: str = ""
+    reason_code: Reason | None = None
     quotes: Sequence[market_pb2.VenueQuote] = ()
     route: market_pb2.Route | None = None
     signature: str = ""
@@ -116,7 +117,7 @@ def _event(t: Transition, row: OrderRow, now: datetime) -> order_pb2.OrderEvent:
         order_id=t.order_id, sequence=row.last_sequence, status=t.target.proto,
         event_time=timestamp(change.at or now), attempt=row.attempt,
         quotes=list(change.quotes), signature=change.signature, reason=change.reason,
-        reason_code=change.reason_code,
+        reason_code=change.reason_code or "",
     )
     if change.route is not None:
         event.route.CopyFrom(change.route)
