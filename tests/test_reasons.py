@@ -93,3 +93,8 @@ def test_no_failure_is_named_with_a_bare_string() -> None:
              if "v1" not in path.relative_to(ROOT).parts and path not in NOT_REASONS
              for line, value in _string_constants(path) if value in codes]
     assert found == []
+
+
+def test_the_api_documents_every_reason() -> None:
+    documented = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    assert [r.value for r in Reason if f"`{r.value}`" not in documented] == []
