@@ -15,23 +15,22 @@ from typing import NoReturn, TypeVar
 
 import grpc
 from redis import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from order_service.rate_limit import retry_hint
 from order_service.submissions import QueueFull, QueueUnavailable, RateLimited, Submissions
 from order_service.watch_hub import OrderNotFound, ShuttingDown, TooManyStreams, WatchHub
 from orderengine.errors import FieldError, abort, abort_invalid, status
-from orderengine.events import publish
 from orderengine.mesh.auth import caller
 from orderengine.mesh.channels import within_deadline
-from orderengine.observability.metrics_orders import status_left
+from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, NewOrder
 from orderengine.store.models import OrderRow
 from orderengine.store.orders import MAX_PAGE_TOKEN_CHARS, OrderStore, PageTokenError
 from orderengine.store.wire import order_to_proto
 from orderengine.swaps import swap_of
+from orderengine.transitions import move
 from orderengine.v1 import (
     order_pb2,
     order_service_pb2,
@@ -187,7 +186,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT,
                               grpc.StatusCode.FAILED_PRECONDITION):
-                await abort(context, exc.code(), exc.details() or "", "NO_ROUTE")
+                await abort(context, exc.code(), exc.details() or "", Reason.NO_ROUTE)
             await abort(context, grpc.StatusCode.UNAVAILABLE,
                         "quotes are unavailable right now; try again", "QUOTES_UNAVAILABLE")
         return order_service_pb2.QuoteOrderResponse(quotes=quote.quotes, route=quote.route)
@@ -235,22 +234,17 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         self, request: order_service_pb2.CancelOrderRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.Order:
         row = await self._owned(context, request.order_id)
-        result = await self._blocking(
-            context, self.store.transition, row.order_id, Status.CANCELLED,
-            Change(reason="cancelled by the owner", reason_code="CANCELLED"),
-        )
-        if result is None:
+        # The change, its figures and its publish, on the thread pool: all blocking.
+        cancelled = await self._blocking(
+            context, lambda: move(self.store, self.redis, row.order_id, Status.CANCELLED,
+                                  Change(reason="cancelled by the owner", reason_code=Reason.CANCELLED),
+                                  current=row))
+        if cancelled is None:
             now = await self._blocking(context, self.store.get, row.order_id)
             status = now.status if now else row.status
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                         f"order {row.order_id} is {status}; only a PENDING order can be "
                         "cancelled", "ORDER_NOT_PENDING", metadata={"status": status})
-        cancelled, event = result
-        status_left(Status.PENDING, cancelled.created_at, cancelled.updated_at)
-        try:
-            await asyncio.to_thread(publish, self.redis, [event])
-        except RedisError:
-            log.warning("could not publish the cancel of %s", cancelled.order_id)
         return order_to_proto(cancelled)
 
     # -- WatchOrder -----------------------------------------------------------

@@ -72,7 +72,7 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
                 routed = route_swap(swap, reserves)
             except NoRouteError as exc:
                 answers.append(ItemFailure(grpc.StatusCode.FAILED_PRECONDITION, str(exc),
-                                           "NO_ROUTE"))
+                                           exc.code))
                 continue
             except RouteError as exc:  # the programs would revert it (AMOUNT_OVERFLOW)
                 answers.append(ItemFailure(grpc.StatusCode.FAILED_PRECONDITION,

@@ -14,10 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from typing import ClassVar
 
 from orderengine.amounts import format_amount
 from orderengine.market.pools import Pool, PoolState, Venue, all_pools
 from orderengine.market.routes import Leg, RouteError, RouteFill, apply_route, route_to_proto
+from orderengine.reasons import Reason
 from orderengine.swaps import SwapRequest
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2
@@ -27,7 +29,9 @@ from router_service.split import DEFAULT_CHUNKS, alone_is_best, greedy_split
 
 
 class NoRouteError(LookupError):
-    pass
+    """No pool or pair of pools trades the pair in this size."""
+
+    code: ClassVar[Reason] = Reason.NO_ROUTE
 
 
 def candidate_paths(request: SwapRequest) -> tuple[Path, ...]:

@@ -11,6 +11,7 @@ from redis import Redis
 
 from executor.chain.chain import LANDED_BY_ORDER
 from executor.chain.faults import FailureRates, Faults
+from orderengine.reasons import Reason
 from orderengine.v1 import order_pb2, order_service_pb2
 from tests.conftest import Services
 from tests.helpers import statuses, watch_all
@@ -21,9 +22,9 @@ def test_fates_follow_the_rates_and_the_seed() -> None:
     faults = Faults(rates, seed="7")
     fates = Counter(faults.fate() for _ in range(20_000))
     assert fates[""] == pytest.approx(13_000, rel=0.05)
-    assert fates["BLOCKHASH_EXPIRED"] == pytest.approx(2_000, rel=0.1)
-    assert fates["TRANSACTION_DROPPED"] == pytest.approx(4_000, rel=0.1)
-    assert fates["INSUFFICIENT_FUNDS"] == pytest.approx(1_000, rel=0.15)
+    assert fates[Reason.BLOCKHASH_EXPIRED] == pytest.approx(2_000, rel=0.1)
+    assert fates[Reason.TRANSACTION_DROPPED] == pytest.approx(4_000, rel=0.1)
+    assert fates[Reason.INSUFFICIENT_FUNDS] == pytest.approx(1_000, rel=0.15)
     first, second = Faults(rates, seed="7"), Faults(rates, seed="7")
     assert [first.fate() for _ in range(50)] == [second.fate() for _ in range(50)]
 

@@ -25,8 +25,9 @@ from order_service.watch_hub import WatchHub
 from orderengine.events import CHANNEL, publish
 from orderengine.order_queue import enqueue_orders
 from orderengine.statuses import Status
+from orderengine.store.changes import Change, NewOrder, Transition
 from orderengine.store.models import OrderRow
-from orderengine.store.orders import Change, NewOrder, OrderStore, Transition
+from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_pb2
 from tests.conftest import OTHER_OWNER, OWNER, Processes, Services
 from tests.helpers import eventually

@@ -39,6 +39,7 @@ from gateway.amounts import MAX_DIGITS, decimal_string, loads
 from order_service.order_service import _order_id
 from orderengine.amounts import MAX_BASE_UNITS, AmountError, format_amount, parse_amount
 from orderengine.errors import FieldError
+from orderengine.reasons import Reason
 from orderengine.statuses import TERMINAL, TRANSITIONS, Status
 from orderengine.store.changes import NO_CHANGE, Change, NewOrder, Transition
 from orderengine.store.models import EventRow, OrderRow
@@ -556,7 +557,7 @@ class OrderLifecycle(RuleBasedStateMachine):
         status = self._status(data, modelled.status)
         attempt = self._attempt(data, modelled.attempt)
         result = self.store.transition(
-            order_id, status, Change(reason="fuzz", reason_code="FUZZ",
+            order_id, status, Change(reason="fuzz", reason_code=Reason.UNKNOWN,
                                      next_attempt=next_attempt), attempt=attempt)
         self._check(order_id, status, next_attempt, attempt, result)
 

@@ -23,6 +23,7 @@ from executor.driver.progress import attempt_failed
 from executor.driver.reconciler import Reconciled, reconcile_once
 from executor.driver.retries import RETRYABLE, RetryPolicy
 from orderengine.order_queue import order_queue
+from orderengine.reasons import Reason
 from orderengine.settings import Settings
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, NewOrder
@@ -63,8 +64,12 @@ def test_only_retryable_codes_are_retried_and_only_below_the_limit() -> None:
             "RPC_TIMEOUT", "POOL_OUT_OF_LIQUIDITY"} == RETRYABLE
     for code in RETRYABLE:
         assert [policy.should_retry(code, a) for a in (1, 2, 3, 4)] == [True, True, False, False]
-    for code in ("ROUTE_INVALID", "NO_ROUTE", "SWAP_REJECTED", "", "slippage_exceeded"):
+    for code in (Reason.ROUTE_INVALID, Reason.NO_ROUTE, Reason.SWAP_REJECTED):
         assert not policy.should_retry(code, 1), code
+    # A bare string is refused, even one spelt right: a typo cannot quietly never retry.
+    for text in ("SLIPPAGE_EXCEEDED", "", "slippage_exceeded", "ROUTE_INVALID"):
+        with pytest.raises(TypeError, match="Reason"):
+            policy.should_retry(text, 1)  # type: ignore[arg-type]
 
 
 # -- attempt_failed, with a real Context ---------------------------------------------------
@@ -128,7 +133,7 @@ def test_a_retryable_failure_goes_back_to_routing_on_the_next_attempt_with_a_ret
     order_id = new_order(store)
     row = to_submitted(store, order_id, attempt=1)
 
-    attempt_failed(ctx, row, "SLIPPAGE_EXCEEDED", SLIPPAGE)
+    attempt_failed(ctx, row, Reason.SLIPPAGE_EXCEEDED, SLIPPAGE)
 
     now = store.get(order_id)
     assert now is not None
@@ -142,7 +147,7 @@ def test_a_retryable_failure_goes_back_to_routing_on_the_next_attempt_with_a_ret
     assert drives(queued_jobs(ctx)) == [("executor.driver.jobs.drive_orders", ([order_id],))]
 
     # The same failure reported again (a second tracker, a late round) changes nothing.
-    attempt_failed(ctx, row, "SLIPPAGE_EXCEEDED", SLIPPAGE)
+    attempt_failed(ctx, row, Reason.SLIPPAGE_EXCEEDED, SLIPPAGE)
     again = store.get(order_id)
     assert again is not None and (again.attempt, again.last_sequence) == (2, 5)
     assert len(queued_jobs(ctx)) == 1
@@ -153,7 +158,7 @@ def test_the_last_attempt_failing_fails_the_order_saying_it_gave_up(
 ) -> None:
     order_id = new_order(store)
     for attempt in (1, 2, 3):
-        attempt_failed(ctx, to_submitted(store, order_id, attempt), "SLIPPAGE_EXCEEDED",
+        attempt_failed(ctx, to_submitted(store, order_id, attempt), Reason.SLIPPAGE_EXCEEDED,
                        SLIPPAGE)
 
     row = store.get(order_id)
@@ -174,7 +179,7 @@ def test_a_failure_no_retry_can_get_past_fails_the_order_at_once(
 ) -> None:
     order_id = new_order(store)
     reason = "legs[0]: pool 'raydium-sol-usdc' does not trade SOL/USDT"
-    attempt_failed(ctx, to_submitted(store, order_id, 1), "ROUTE_INVALID", reason)
+    attempt_failed(ctx, to_submitted(store, order_id, 1), Reason.ROUTE_INVALID, reason)
 
     row = store.get(order_id)
     assert row is not None

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text, update
 
+from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store import migrate
 from orderengine.store.changes import NO_CHANGE, Change, NewOrder, Transition
@@ -172,7 +173,8 @@ def test_failed_records_the_failure_reason(store: OrderStore) -> None:
     drive(store, order_id, Status.ROUTING)
 
     failed = store.transition(order_id, Status.FAILED,
-                              Change(reason="no pool trades SOL for USDC", reason_code="NO_ROUTE"))
+                              Change(reason="no pool trades SOL for USDC",
+                                     reason_code=Reason.NO_ROUTE))
 
     assert failed is not None
     assert (failed[1].reason, failed[1].reason_code) == ("no pool trades SOL for USDC",

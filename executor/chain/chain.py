@@ -22,12 +22,13 @@ import base58
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, WatchError
 
-from executor.chain.faults import NO_FAULTS, REASONS, TRANSACTION_DROPPED, Faults
+from executor.chain.faults import NO_FAULTS, REASONS, Faults
 from orderengine.amounts import format_amount
 from orderengine.market.pools import PoolState
 from orderengine.market.routes import RouteError, RoutePlan, apply_route, plan_from_proto
 from orderengine.market.state import pool_key, read_reserves, write_reserves
 from orderengine.observability.metrics_orders import swap_landed
+from orderengine.reasons import Reason
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, market_pb2
 
@@ -43,17 +44,15 @@ LANDED_BY_ORDER = "chain:landed-by-order"
 SLOT_SECONDS = 0.4
 # Finalized is 31 slots after confirmed.
 FINALIZE_SLOTS = 31
-# A transaction whose landing raised what no program's check names.
-PROGRAM_FAILED = "PROGRAM_FAILED"
 
 # Take the attempt key if it is new and record the transaction, in one step,
 # so that a racing duplicate never sees a key without its transaction.
-_SUBMIT = """
+_SUBMIT = f"""
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   redis.call('HSET', KEYS[2], 'attempt_key', ARGV[2], 'route', ARGV[3],
              'submitted_at', ARGV[4], 'land_at', ARGV[5], 'state', 'pending',
              'fate', ARGV[6])
-  if ARGV[6] ~= 'TRANSACTION_DROPPED' then
+  if ARGV[6] ~= '{Reason.TRANSACTION_DROPPED}' then
     redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
   end
   return 1
@@ -251,11 +250,11 @@ class Chain:
             return {**result, "state": "failed", "error_code": exc.code, "error": str(exc)}
         except Exception as exc:  # this transaction's alone: the others still land
             log.exception("landing %s failed", tx.signature)
-            return {**result, "state": "failed", "error_code": PROGRAM_FAILED,
+            return {**result, "state": "failed", "error_code": Reason.PROGRAM_FAILED,
                     "error": f"the swap program failed: {exc}"}
         decimals = token(plan.output_token).decimals
         if fill.amount_out < plan.min_amount_out:
-            return {**result, "state": "failed", "error_code": "SLIPPAGE_EXCEEDED",
+            return {**result, "state": "failed", "error_code": Reason.SLIPPAGE_EXCEEDED,
                     "error": (f"slippage exceeded: the route gives "
                               f"{format_amount(fill.amount_out, decimals)} "
                               f"{plan.output_token} at landing, below the minimum "
@@ -296,7 +295,7 @@ class Chain:
         self, signature: str, values: dict[str, str | None], now: float
     ) -> execution_service_pb2.SignatureStatus:
         state = values["state"]
-        if state is None or values["fate"] == TRANSACTION_DROPPED:
+        if state is None or values["fate"] == Reason.TRANSACTION_DROPPED:
             # Dropped: no node has it, as for a signature never sent.
             return execution_service_pb2.SignatureStatus(signature=signature, found=False)
         status = execution_service_pb2.SignatureStatus(signature=signature, found=True)
@@ -313,7 +312,7 @@ class Chain:
             status.commitment = Commitment.COMMITMENT_PROCESSED
         status.slot = int(values["slot"] or 0)
         if state == "failed":
-            status.error_code = values["error_code"] or "UNKNOWN"
+            status.error_code = values["error_code"] or Reason.UNKNOWN
             status.error = values["error"] or ""
         else:
             status.amount_out = values["amount_out"] or "0"

@@ -10,10 +10,10 @@ from typing import cast
 import grpc
 
 from executor.chain.chain import Chain, RpcTimeout
-from executor.chain.faults import RPC_TIMEOUT
 from orderengine.errors import FieldError, ItemFailure
 from orderengine.market.routes import RouteError
 from orderengine.mesh.batches import answer_all, answer_one, refuse_more_than
+from orderengine.reasons import Reason
 from orderengine.v1 import execution_service_pb2, execution_service_pb2_grpc
 
 # As Solana's getSignatureStatuses.
@@ -26,10 +26,10 @@ Answer = execution_service_pb2.SubmitSwapResponse | ItemFailure
 
 # As a node that took the transaction and went quiet: the client cannot
 # know, and must send the same attempt again.
-_TIMED_OUT = ItemFailure(
+TIMED_OUT = ItemFailure(
     grpc.StatusCode.DEADLINE_EXCEEDED,
     "RPC timeout: the transaction may or may not have been received; "
-    "send the same attempt_key again", RPC_TIMEOUT)
+    "send the same attempt_key again", Reason.RPC_TIMEOUT)
 
 
 class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
@@ -67,7 +67,7 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
             if isinstance(outcome, RouteError):
                 answers[index] = ItemFailure.invalid(FieldError("route", str(outcome)))
             elif isinstance(outcome, RpcTimeout):
-                answers[index] = _TIMED_OUT
+                answers[index] = TIMED_OUT
             else:
                 answers[index] = execution_service_pb2.SubmitSwapResponse(
                     signature=outcome.signature, duplicate=outcome.duplicate)

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Literal
 
+from orderengine.reasons import Reason
 from orderengine.settings import Settings
 
-BLOCKHASH_EXPIRED = "BLOCKHASH_EXPIRED"
-TRANSACTION_DROPPED = "TRANSACTION_DROPPED"
-INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
-RPC_TIMEOUT = "RPC_TIMEOUT"
-
-REASONS = {
-    BLOCKHASH_EXPIRED: "blockhash expired: the transaction was not processed before its "
-                       "blockhash left the validity window",
-    INSUFFICIENT_FUNDS: "insufficient funds: the wallet cannot cover the swap and its fees",
+# What a landing that met each fate says (a dropped transaction never lands).
+REASONS: dict[str, str] = {
+    Reason.BLOCKHASH_EXPIRED: "blockhash expired: the transaction was not processed before "
+                              "its blockhash left the validity window",
+    Reason.INSUFFICIENT_FUNDS: "insufficient funds: the wallet cannot cover the swap and its "
+                               "fees",
 }
 
 
@@ -41,13 +40,13 @@ class Faults:
         self.rates = rates
         self._rng = random.Random(seed) if seed else random.Random()
 
-    def fate(self) -> str:
+    def fate(self) -> Reason | Literal[""]:
         """What befalls a transaction just sent: "" for nothing, else the
         failure code it will meet."""
         draw = self._rng.random()
-        for code, rate in ((BLOCKHASH_EXPIRED, self.rates.blockhash_expired),
-                           (TRANSACTION_DROPPED, self.rates.dropped),
-                           (INSUFFICIENT_FUNDS, self.rates.insufficient_funds)):
+        for code, rate in ((Reason.BLOCKHASH_EXPIRED, self.rates.blockhash_expired),
+                           (Reason.TRANSACTION_DROPPED, self.rates.dropped),
+                           (Reason.INSUFFICIENT_FUNDS, self.rates.insufficient_funds)):
             if draw < rate:
                 return code
             draw -= rate

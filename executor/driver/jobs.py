@@ -24,15 +24,17 @@ from redis.client import Pipeline
 from executor.driver.context import RPC_TIMEOUT_SECONDS, Context, context
 from executor.driver.inflight import Inflight, track
 from executor.driver.leases import order_leases
-from executor.driver.progress import advance_many, attempt_failed
+from executor.driver.progress import attempt_failed
 from orderengine.amounts import format_amount
 from orderengine.market.routes import AmountOverflowError, ZeroAmountOutError
 from orderengine.observability import handoffs
 from orderengine.order_queue import enqueue_order, picked_up_by_worker
+from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, Transition
 from orderengine.store.models import OrderRow
 from orderengine.tokens import token
+from orderengine.transitions import move_many
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
 
 log = logging.getLogger(__name__)
@@ -90,14 +92,11 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 # Codes of the programs' own refusals, which an item's error carries through
 # the quote: the order fails with that reason rather than the step's.
 _PROGRAM_CODES = frozenset({AmountOverflowError.code, ZeroAmountOutError.code})
-# An order whose request cannot even be built (a token this engine no longer
-# knows, a stored route that does not parse): no attempt can send it.
-ORDER_INVALID = "ORDER_INVALID"
 
 
 def _ask_batch(
     ctx: Context, rows: list[OrderRow], item: Callable[[OrderRow], Any],
-    send: Callable[[list[Any]], Any], name: str, later: list[str], code: str, what: str,
+    send: Callable[[list[Any]], Any], name: str, later: list[str], code: Reason, what: str,
 ) -> list[tuple[OrderRow, Any]]:
     """Asks for every order in one batch call and returns the orders
     answered, with their answers. An order whose ``item`` (its request)
@@ -113,8 +112,12 @@ def _ask_batch(
             items.append(item(row))
         except Exception as exc:  # this order's fault: the others still go
             log.warning("%s: order %s cannot be sent: %s", name, row.order_id, exc)
+            # A request that cannot even be built (a token this engine no
+            # longer knows, a stored route that does not parse): no attempt
+            # can send it.
             with handoffs.within_order(row.order_id):
-                attempt_failed(ctx, row, ORDER_INVALID, f"{what}: the order cannot be sent: {exc}")
+                attempt_failed(ctx, row, Reason.ORDER_INVALID,
+                               f"{what}: the order cannot be sent: {exc}")
             continue
         built.append(row)
     rows = built
@@ -136,7 +139,7 @@ def _ask_batch(
         if kind == "response":
             answered.append((row, result.response))
         elif kind == "error" and _CODES.get(result.error.code) in FINAL:
-            own = result.error.reason if result.error.reason in _PROGRAM_CODES else code
+            own = Reason(result.error.reason) if result.error.reason in _PROGRAM_CODES else code
             with handoffs.within_order(row.order_id):  # its retry is the order's
                 attempt_failed(ctx, row, own, f"{what}: {result.error.message}")
         else:
@@ -161,7 +164,7 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
             quote_service_pb2.BatchGetQuotesRequest(requests=batch), timeout=RPC_TIMEOUT_SECONDS)
 
     steps: list[Transition] = []
-    for row, quote in _ask_batch(ctx, rows, item, ask, "quote orders", later, "NO_ROUTE",
+    for row, quote in _ask_batch(ctx, rows, item, ask, "quote orders", later, Reason.NO_ROUTE,
                                  "no route"):
         if row.status == Status.PENDING:
             steps.append(Transition(row.order_id, Status.ROUTING, Change(at=began), row.attempt))
@@ -169,7 +172,7 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
                                 Change(quotes=list(quote.quotes), route=quote.route),
                                 row.attempt))
     failed: list[Transition] = []
-    moved = advance_many(ctx, steps, rows, failed=failed)
+    moved = move_many(ctx.store, ctx.redis, steps, rows, failed=failed)
     later.extend(dict.fromkeys(step.order_id for step in failed))  # the same step again
     return [row for step, row in zip(steps, moved, strict=True)
             if row is not None and step.target is Status.ROUTED]
@@ -191,8 +194,8 @@ def _submit(ctx: Context, rows: list[OrderRow], later: list[str],
     steps = [Transition(row.order_id, Status.SUBMITTED, Change(signature=sent.signature),
                         row.attempt)
              for row, sent in _ask_batch(ctx, rows, item, send, "submit swaps", later,
-                                         "SWAP_REJECTED", "swap rejected")]
+                                         Reason.SWAP_REJECTED, "swap rejected")]
     failed: list[Transition] = []
-    moved = advance_many(ctx, steps, rows, pipeline=pipeline, failed=failed)
+    moved = move_many(ctx.store, pipeline, steps, rows, failed=failed)
     later.extend(step.order_id for step in failed)  # the chain dedupes the swap sent again
     return [row for row in moved if row is not None]

@@ -6,15 +6,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from orderengine.reasons import Reason
 from orderengine.settings import Settings
 
 # Failures the next attempt can get past: the market moved, the blockhash
 # expired, the transaction was dropped. Also a pool that can no longer fill
 # its leg (other swaps drained a DLMM pool's bins since the quote): the new
 # quote prices every pool as it is then, and leaves out any that cannot fill.
-RETRYABLE = frozenset({
-    "SLIPPAGE_EXCEEDED", "BLOCKHASH_EXPIRED", "TRANSACTION_DROPPED", "RPC_TIMEOUT",
-    "POOL_OUT_OF_LIQUIDITY",
+RETRYABLE: frozenset[Reason] = frozenset({
+    Reason.SLIPPAGE_EXCEEDED, Reason.BLOCKHASH_EXPIRED, Reason.TRANSACTION_DROPPED,
+    Reason.RPC_TIMEOUT, Reason.POOL_OUT_OF_LIQUIDITY,
 })
 
 
@@ -30,7 +31,11 @@ class RetryPolicy:
         return cls(settings.max_attempts, settings.retry_base_seconds, settings.retry_factor,
                    settings.retry_cap_seconds)
 
-    def should_retry(self, code: str, attempt: int) -> bool:
+    def should_retry(self, code: Reason, attempt: int) -> bool:
+        # A bare string would compare equal to its member, but one spelt
+        # wrong would silently never retry: only members are asked about.
+        if not isinstance(code, Reason):
+            raise TypeError(f"a failure's code must be a Reason, got {code!r}")
         return code in RETRYABLE and attempt < self.max_attempts
 
     def backoff_seconds(self, attempt: int, rng: random.Random | None = None) -> float:

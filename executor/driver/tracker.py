@@ -15,18 +15,18 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 
-from executor.chain.faults import TRANSACTION_DROPPED
 from executor.driver.context import RPC_TIMEOUT_SECONDS, Context, context
 from executor.driver.inflight import Inflight, claim_due, forget, reschedule
-from executor.driver.progress import advance_many, attempt_failed
+from executor.driver.progress import attempt_failed
 from executor.driver.reconciler import reconcile_once
 from orderengine.amounts import AmountError, parse_amount
-from orderengine.market.routes import AmountOverflowError
 from orderengine.observability import handoffs, tracing
+from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, Transition
 from orderengine.store.models import OrderRow
 from orderengine.tokens import token
+from orderengine.transitions import move_many
 from orderengine.v1 import execution_service_pb2
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ RECONCILE_EVERY_SECONDS = 5.0
 UNREACHABLE_RETRY_SECONDS = 0.2
 # An entry whose settling failed is checked again this much later, alone.
 TROUBLE_RETRY_SECONDS = 5.0
-AMOUNT_OVERFLOW = AmountOverflowError.code
 
 
 def check_once(ctx: Context) -> int:
@@ -92,7 +91,7 @@ def check_once(ctx: Context) -> int:
     # Every confirmation of the round: one transaction, one publish.
     failed: list[Transition] = []
     with handoffs.order_work("confirm order", [c.order_id for c in confirmations], carried):
-        advance_many(ctx, confirmations, rows.values(), failed=failed)
+        move_many(ctx.store, ctx.redis, confirmations, rows.values(), failed=failed)
     unwritten = {t.order_id for t in failed}
     for order_id, entry in confirming.items():
         (troubled if order_id in unwritten else done).append(entry)
@@ -119,13 +118,13 @@ def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.Signatu
         return WAITING
     if not status.found:
         with handoffs.one_order_work("confirm order", row.order_id, carried):
-            attempt_failed(ctx, row, TRANSACTION_DROPPED,
+            attempt_failed(ctx, row, Reason.TRANSACTION_DROPPED,
                            "transaction dropped: the chain never saw it before its "
                            "blockhash expired")
         return None
     if status.error_code:
         with handoffs.one_order_work("confirm order", row.order_id, carried):
-            attempt_failed(ctx, row, status.error_code, status.error)
+            attempt_failed(ctx, row, _reason(status.error_code), status.error)
         return None
     try:
         amount_out = parse_amount(status.amount_out, token(row.output_token).decimals)
@@ -133,11 +132,21 @@ def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.Signatu
         # The chain says it landed, with an amount no column holds: no
         # attempt changes that, so the order fails, alone.
         with handoffs.one_order_work("confirm order", row.order_id, carried):
-            attempt_failed(ctx, row, AMOUNT_OVERFLOW,
+            attempt_failed(ctx, row, Reason.AMOUNT_OVERFLOW,
                            f"amount out {status.amount_out[:48]!r} {row.output_token} {exc}")
         return None
     return Transition(row.order_id, Status.CONFIRMED,
                       Change(signature=entry.signature, amount_out=amount_out), entry.attempt)
+
+
+def _reason(code: str) -> Reason:
+    """The chain's error code as a Reason; one this engine does not know (a
+    newer chain) is UNKNOWN, with the chain's own code in the log."""
+    reason = Reason.of(code)
+    if reason is Reason.UNKNOWN and code != Reason.UNKNOWN:
+        log.warning("tracker: the chain's error code %r is not one this engine knows; "
+                    "the order carries UNKNOWN", code[:64])
+    return reason
 
 
 def _blockhash_expired(ctx: Context, row: OrderRow) -> bool:

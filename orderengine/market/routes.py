@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 from orderengine.amounts import MAX_BASE_UNITS, fits, format_amount, parse_amount
 from orderengine.market.base import OutOfLiquidityError
 from orderengine.market.pools import PoolState, all_pools, quote
 from orderengine.market.pools import balances as pool_balances
+from orderengine.reasons import Reason
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2
 
@@ -46,13 +48,13 @@ class RouteFill:
 class RouteError(ValueError):
     """The route cannot be executed; ``code`` is the chain's error code."""
 
-    code = "ROUTE_INVALID"
+    code: ClassVar[Reason] = Reason.ROUTE_INVALID
 
 
 class PoolOutOfLiquidityError(RouteError):
     """A leg is larger than its pool can fill (a DLMM pool ran out of bins)."""
 
-    code = "POOL_OUT_OF_LIQUIDITY"
+    code = Reason.POOL_OUT_OF_LIQUIDITY
 
 
 class AmountOverflowError(RouteError):
@@ -60,14 +62,14 @@ class AmountOverflowError(RouteError):
     The programs use checked arithmetic and revert rather than wrap; no new
     quote makes such a swap fit, so it is not retried."""
 
-    code = "AMOUNT_OVERFLOW"
+    code = Reason.AMOUNT_OVERFLOW
 
 
 class ZeroAmountOutError(RouteError):
     """A leg would pay nothing out: the programs refuse a swap whose output
     rounds down to zero rather than take the input for nothing."""
 
-    code = "ZERO_AMOUNT_OUT"
+    code = Reason.ZERO_AMOUNT_OUT
 
 
 def apply_route(

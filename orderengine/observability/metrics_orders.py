@@ -106,11 +106,6 @@ def transitions_made(
         since[transition.order_id] = (transition.target, began)
 
 
-def status_left(status: Status, entered: datetime, left: datetime) -> None:
-    """Observes the time an order spent in ``status`` (a cancel, say)."""
-    _LEFT[status].observe(max(_seconds(left) - _seconds(entered), 0.0))
-
-
 def swap_landed(submitted_at: bytes | str | None, landed_at: float) -> None:
     """The chain landed a swap (with or without an error) it took at
     ``submitted_at`` (epoch seconds, as it stores them)."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from orderengine.amounts import format_amount
+from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.models import OrderRow
 from orderengine.store.wire import timestamp
@@ -37,7 +38,7 @@ class Change:
     """What a status change records beside the status itself."""
 
     reason: str = ""
-    reason_code: str = ""
+    reason_code: Reason | None = None
     quotes: Sequence[market_pb2.VenueQuote] = ()
     route: market_pb2.Route | None = None
     signature: str = ""
@@ -103,7 +104,7 @@ def event_of(t: Transition, row: OrderRow, now: datetime) -> order_pb2.OrderEven
         order_id=t.order_id, sequence=row.last_sequence, status=t.target.proto,
         event_time=timestamp(change.at or now), attempt=row.attempt,
         quotes=list(change.quotes), signature=change.signature, reason=change.reason,
-        reason_code=change.reason_code,
+        reason_code=change.reason_code or "",
     )
     if change.route is not None:
         event.route.CopyFrom(change.route)
