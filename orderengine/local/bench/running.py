@@ -65,6 +65,15 @@ class Backing:
 
 @contextmanager
 def stack(backing: Backing, workdir: Path, workers: int, **env: str) -> Iterator[Settings]:
+    with started_stack(backing, workdir, workers, **env) as (settings, _):
+        yield settings
+
+
+@contextmanager
+def started_stack(backing: Backing, workdir: Path, workers: int,
+                  **env: str) -> Iterator[tuple[Settings, Stack]]:
+    """The stack on free ports with the bench's settings (``env`` on top),
+    on the emptied backing, and the Stack (its processes, its /metrics)."""
     backing.empty()
     saved = dict(os.environ)
     os.environ.update({
@@ -89,7 +98,7 @@ def stack(backing: Backing, workdir: Path, workers: int, **env: str) -> Iterator
         # The load process calls as the stack's local owner.
         assert running.key_file is not None
         os.environ["ORDERENGINE_API_KEY"] = read_key_file(running.key_file) or ""
-        yield settings
+        yield settings, running
     finally:
         running.stop()
         os.environ.clear()
