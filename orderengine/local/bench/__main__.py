@@ -19,7 +19,8 @@ from typing import Any
 
 from orderengine.local import metrics_targets
 from orderengine.local.bench.ceilings import EchoServer, inserts_per_second, rq_jobs_per_second
-from orderengine.local.bench.report import Report, Row, progress
+from orderengine.local.bench.http_sections import http_section, seed_section
+from orderengine.local.bench.report import Report, Row, Target, progress
 from orderengine.local.bench.running import Backing, load, pid_listening, stack
 from orderengine.local.bench.stats import Figure
 from orderengine.observability import metrics_scrape
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> Report:
     report = Report(info={"quick": quick, "rounds": rounds, "cpus": os.cpu_count(),
                           "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     sections = set(args.only.split(",")) if args.only else {
-        "ceiling", "accept", "e2e", "watch", "quote"}
+        "ceiling", "accept", "e2e", "watch", "quote", "http", "seed"}
     worker_counts = [1, 2] if quick else [1, 2, 4]
     workdir = Path(tempfile.mkdtemp(prefix="orderengine-bench-"))
     backing = Backing(workdir)
@@ -130,7 +131,8 @@ def run(args: argparse.Namespace) -> Report:
                         progress(report.failures[-1])
                         continue
                     report.add(Row("watch", f"{label}: p50", Figure.of([result["p50_ms"]]), "ms"))
-                    report.add(Row("watch", f"{label}: p99", Figure.of([result["p99_ms"]]), "ms"))
+                    report.add(Row("watch", f"{label}: p99", Figure.of([result["p99_ms"]]), "ms",
+                                   target=Target(False, 100) if label == paced_label else None))
                     if label == paced_label:
                         report.add(Row("watch", f"{streams} idle streams: memory per stream",
                                        Figure.of([result["kib_per_stream"]]), "KiB"))
@@ -147,12 +149,18 @@ def run(args: argparse.Namespace) -> Report:
                 report.add(Row("quote", "GetQuote p50, one at a time",
                                Figure.of([r["p50_ms"] for r in single]), "ms"))
                 report.add(Row("quote", "GetQuote p99, one at a time",
-                               Figure.of([r["p99_ms"] for r in single]), "ms"))
+                               Figure.of([r["p99_ms"] for r in single]), "ms",
+                               target=Target(False, 5)))
                 report.add(Row("quote", "GetQuote, 16 concurrent",
                     Figure.of([load("unary", "--target", "quote", "--address", address,
                                     "--concurrency", "16", "--seconds", str(seconds))["per_second"]
                                for _ in range(rounds)]), "quotes/s", ceilings.get("grpc"),
                     "grpc echo"))
+
+        if "http" in sections:
+            http_section(report, backing, workdir, quick, rounds)
+        if "seed" in sections:
+            seed_section(report, backing, workdir, quick, rounds)
     finally:
         backing.close()
     return report
@@ -165,7 +173,7 @@ def main() -> None:
                         help="one short round of each figure: under a minute, for CI")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
     parser.add_argument("--only", default="",
-                        help="comma-separated sections: ceiling,accept,e2e,watch,quote")
+                        help="comma-separated sections: ceiling,accept,e2e,watch,quote,http,seed")
     parser.add_argument("--json", type=Path, default=Path("artifacts/bench.json"),
                         help="where to write the figures (default artifacts/bench.json)")
     args = parser.parse_args()
