@@ -171,6 +171,10 @@ def _end_to_end(report: Report, running: Stack, backing: Backing, counts: Counts
                    "orders/s", target=Target(True, E2E_RATE)))
     report.add(Row("http", "  CONFIRMED/s, first submit to last order ended",
                    Figure.of([confirmed / max(drained - start, 1e-9)]), "orders/s"))
+    # The load keeps a bounded number of connections: when answers come
+    # slower than that many per interval, fewer than offered go in.
+    report.add(Row("http", "  submitted/s, as the load achieved it",
+                   Figure.of([result["ok"] / max(submitted_until - start, 1e-9)]), "orders/s"))
     report.add(Row("http", "  last order ended, after the last submit",
                    Figure.of([drained - submitted_until]), "s"))
     report.add(Row("http", "  accepted (2xx)", Figure.of([result["ok"]]), "orders"))
