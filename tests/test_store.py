@@ -6,6 +6,8 @@ import base64
 import fcntl
 import os
 import stat
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -495,3 +497,29 @@ def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> 
     finally:
         engine.dispose()
     assert modes == dict.fromkeys(made, "0o600")
+
+
+
+def test_another_engine_on_the_file_keeps_this_process_s_connection_known(tmp_path: Path) -> None:
+    # A process holding a connection that makes a second engine for the same
+    # file (make bench, make run's set-up) must not drop its SQLite locks:
+    # another process's last connection would then delete the -wal and -shm
+    # under it, and its next statement fail (SQLITE_IOERR_SHORT_READ).
+    path = tmp_path / "orders.db"
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    engine = create_database_engine(url)
+    try:
+        with engine.begin() as connection:  # pooled: open from here on
+            connection.execute(text("DELETE FROM orders"))
+        create_database_engine(url).dispose()
+        # Another process opens and closes a connection; were it the last,
+        # it would checkpoint and remove the WAL.
+        subprocess.run([sys.executable, "-c", "import sqlite3, sys; "
+                        "sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')",
+                        str(path)], check=True)
+        assert Path(f"{path}-wal").exists()
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM orders"))
+    finally:
+        engine.dispose()

@@ -36,13 +36,16 @@ def stopping_with_parent(args: list[str]) -> list[str]:
 class EmbeddedRedis:
     """Runs until ``stop()``, or until this process ends."""
 
-    def __init__(self, db_path: Path, persist: bool = True) -> None:
+    def __init__(self, db_path: Path, persist: bool = True, port: int = 0) -> None:
+        """``port``: also listen on 127.0.0.1:port (0: the unix socket only),
+        for a client that speaks TCP only."""
         db_path = db_path.resolve()
         db_path.parent.mkdir(parents=True, exist_ok=True)
         # A short path: a unix socket's path is limited to ~100 bytes.
         self._dir = Path(tempfile.mkdtemp(prefix="oe-redis-"))
         self._socket = self._dir / "redis.socket"
-        args = [__redis_executable__, "--port", "0", "--unixsocket", str(self._socket),
+        args = [__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+                "--unixsocket", str(self._socket),
                 "--unixsocketperm", "700", "--daemonize", "no",
                 "--dir", str(db_path.parent), "--dbfilename", db_path.name,
                 "--logfile", str(self._dir / "redis.log")]
@@ -69,6 +72,10 @@ class EmbeddedRedis:
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         self.stop()
         raise RuntimeError(f"the embedded Redis did not start:\n{tail}")
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     @property
     def url(self) -> str:

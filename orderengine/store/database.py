@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Callable
@@ -52,10 +53,15 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
             # Every order and the API keys' hashes: readable by the owner only,
             # as the key file is. Made here, empty, since SQLite would make it
             # 0644; its -wal and -shm files take the database file's mode.
-            # An existing file keeps the mode it has. (A "file:" URI names
-            # no plain path.)
+            # An existing file keeps the mode it has, and is not opened here:
+            # closing any descriptor of a file drops every POSIX lock this
+            # process holds on it, so a connection already open in this
+            # process would look gone to the others, and the last of them to
+            # close would delete the -wal and -shm under it. (A "file:" URI
+            # names no plain path.)
             if not parsed.query.get("uri"):
-                os.close(os.open(parsed.database, os.O_RDWR | os.O_CREAT, 0o600))
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(parsed.database, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         # Several processes write one file: wait for the lock instead of
         # failing, and let readers run beside the writer (WAL). Writers queue
         # on a kernel lock (flock) beside the file first: SQLite's own wait

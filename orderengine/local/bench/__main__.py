@@ -12,175 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redis import Redis
-from sqlalchemy import delete
-
 from orderengine.local import metrics_targets
 from orderengine.local.bench.ceilings import EchoServer, inserts_per_second, rq_jobs_per_second
+from orderengine.local.bench.http_sections import http_section, seed_section
+from orderengine.local.bench.report import Report, Row, Target, progress
+from orderengine.local.bench.running import Backing, load, pid_listening, stack
 from orderengine.local.bench.stats import Figure
-from orderengine.local.embedded_redis import EmbeddedRedis
-from orderengine.local.ports import free_port
-from orderengine.local.stack import Stack
 from orderengine.observability import metrics_scrape
-from orderengine.settings import Settings
-from orderengine.store import migrate
-from orderengine.store.api_keys import read_key_file
-from orderengine.store.database import create_database_engine
-from orderengine.store.models import EventRow, OrderRow
-
-
-def progress(message: str) -> None:
-    print(f"  .. {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class Row:
-    section: str
-    name: str
-    figure: Figure
-    unit: str
-    ceiling: Figure | None = None
-    ceiling_name: str = ""
-
-    def ratio(self) -> float | None:
-        if self.ceiling is None or not self.ceiling.median:
-            return None
-        return self.figure.median / self.ceiling.median
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-    # Figures that could not be measured, and why.
-    failures: list[str] = field(default_factory=list)
-
-    def add(self, row: Row) -> Row:
-        self.rows.append(row)
-        ratio = f" ({row.ratio():.0%} of {row.ceiling_name})" if row.ratio() is not None else ""
-        progress(f"{row.section} / {row.name}: {row.figure.median:,.1f} {row.unit}{ratio}")
-        return row
-
-    def table(self) -> str:
-        head = (f"{'section':<10} {'figure':<44} {'median':>10} {'min':>10} {'max':>10}  "
-                f"{'unit':<10} {'vs ceiling':>10}")
-        lines = [head, "-" * len(head)]
-        for r in self.rows:
-            ratio = f"{r.ratio():.0%}" if r.ratio() is not None else ""
-            f = r.figure
-            lines.append(f"{r.section:<10} {r.name:<44} {f.median:>10,.1f} {f.low:>10,.1f} "
-                         f"{f.high:>10,.1f}  {r.unit:<10} {ratio:>10}")
-        lines += [f"not measured: {failure}" for failure in self.failures]
-        return "\n".join(lines)
-
-    def json(self) -> dict[str, Any]:
-        return {
-            "info": self.info,
-            "failures": self.failures,
-            "rows": [{"section": r.section, "name": r.name, "unit": r.unit,
-                      **r.figure.json(),
-                      "ceiling": r.ceiling.json() if r.ceiling else None,
-                      "ceiling_name": r.ceiling_name, "ratio": r.ratio()} for r in self.rows],
-        }
-
-
-def load(*args: str) -> dict[str, Any]:
-    """Runs the load process and returns what it printed."""
-    out = subprocess.run([sys.executable, "-m", "orderengine.local.bench.load", *args],
-                         capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"load {' '.join(args)} failed:\n{out.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
-
-
-class Backing:
-    """The Redis and database every stack of the run uses, emptied between."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.embedded: EmbeddedRedis | None = None
-        self.redis_url = os.environ.get("BENCH_REDIS_URL", "")
-        if not self.redis_url:
-            self.embedded = EmbeddedRedis(workdir / "redis.db", persist=False)
-            self.redis_url = self.embedded.url
-        self.database_url = (os.environ.get("BENCH_DATABASE_URL")
-                             or f"sqlite:///{workdir / 'bench.db'}")
-        migrate.upgrade(self.database_url)
-        self.engine = create_database_engine(self.database_url)
-
-    def empty(self) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(delete(EventRow))
-            connection.execute(delete(OrderRow))
-        client = Redis.from_url(self.redis_url)
-        client.flushdb()
-        client.close()
-
-    def close(self) -> None:
-        self.engine.dispose()
-        if self.embedded is not None:
-            self.embedded.stop()
-
-
-@contextmanager
-def stack(backing: Backing, workdir: Path, workers: int, **env: str) -> Iterator[Settings]:
-    backing.empty()
-    saved = dict(os.environ)
-    os.environ.update({
-        "REDIS_URL": backing.redis_url, "CHAIN_REDIS_URL": backing.redis_url,
-        "DATABASE_URL": backing.database_url, "LOG_LEVEL": "WARNING",
-        "MAX_QUEUE_DEPTH": "1000000",
-        # The bench measures capacity, not the limits: one owner drives it
-        # all (the rate limit's check still runs, at a rate never reached).
-        "SUBMIT_RATE_PER_SECOND": "1000000", "WATCH_STREAMS_PER_OWNER": "1000000",
-        "ORDER_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
-        "QUOTE_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
-        "EXECUTION_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
-        "GATEWAY_ADDRESS": f"http://127.0.0.1:{free_port()}",
-        "MARKET_FLOW_RATE": "0",
-        # Every part serves /metrics on a free port (the stack lists them).
-        "METRICS_PORT": "0",
-        **env,
-    })
-    running = Stack(workers, workdir / "stack")
-    try:
-        settings = running.start()
-        # The load process calls as the stack's local owner.
-        assert running.key_file is not None
-        os.environ["ORDERENGINE_API_KEY"] = read_key_file(running.key_file) or ""
-        yield settings
-    finally:
-        running.stop()
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def pid_listening(address: str) -> int:
-    """The pid of the process serving ``address`` (the OrderService)."""
-    port = int(address.rsplit(":", 1)[1])
-    inode = ""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            parts = line.split()
-            if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "0A":
-                inode = parts[9]
-    for fd in Path("/proc").glob("[0-9]*/fd/*"):
-        try:
-            if os.readlink(fd) == f"socket:[{inode}]":
-                return int(fd.parent.parent.name)
-        except OSError:
-            continue
-    raise LookupError(f"nothing listens on {address}")
 
 
 def run(args: argparse.Namespace) -> Report:
@@ -190,7 +33,7 @@ def run(args: argparse.Namespace) -> Report:
     report = Report(info={"quick": quick, "rounds": rounds, "cpus": os.cpu_count(),
                           "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     sections = set(args.only.split(",")) if args.only else {
-        "ceiling", "accept", "e2e", "watch", "quote"}
+        "ceiling", "accept", "e2e", "watch", "quote", "http", "seed"}
     worker_counts = [1, 2] if quick else [1, 2, 4]
     workdir = Path(tempfile.mkdtemp(prefix="orderengine-bench-"))
     backing = Backing(workdir)
@@ -288,7 +131,8 @@ def run(args: argparse.Namespace) -> Report:
                         progress(report.failures[-1])
                         continue
                     report.add(Row("watch", f"{label}: p50", Figure.of([result["p50_ms"]]), "ms"))
-                    report.add(Row("watch", f"{label}: p99", Figure.of([result["p99_ms"]]), "ms"))
+                    report.add(Row("watch", f"{label}: p99", Figure.of([result["p99_ms"]]), "ms",
+                                   target=Target(False, 100) if label == paced_label else None))
                     if label == paced_label:
                         report.add(Row("watch", f"{streams} idle streams: memory per stream",
                                        Figure.of([result["kib_per_stream"]]), "KiB"))
@@ -305,12 +149,18 @@ def run(args: argparse.Namespace) -> Report:
                 report.add(Row("quote", "GetQuote p50, one at a time",
                                Figure.of([r["p50_ms"] for r in single]), "ms"))
                 report.add(Row("quote", "GetQuote p99, one at a time",
-                               Figure.of([r["p99_ms"] for r in single]), "ms"))
+                               Figure.of([r["p99_ms"] for r in single]), "ms",
+                               target=Target(False, 5)))
                 report.add(Row("quote", "GetQuote, 16 concurrent",
                     Figure.of([load("unary", "--target", "quote", "--address", address,
                                     "--concurrency", "16", "--seconds", str(seconds))["per_second"]
                                for _ in range(rounds)]), "quotes/s", ceilings.get("grpc"),
                     "grpc echo"))
+
+        if "http" in sections:
+            http_section(report, backing, workdir, quick, rounds)
+        if "seed" in sections:
+            seed_section(report, backing, workdir, quick, rounds)
     finally:
         backing.close()
     return report
@@ -323,7 +173,7 @@ def main() -> None:
                         help="one short round of each figure: under a minute, for CI")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
     parser.add_argument("--only", default="",
-                        help="comma-separated sections: ceiling,accept,e2e,watch,quote")
+                        help="comma-separated sections: ceiling,accept,e2e,watch,quote,http,seed")
     parser.add_argument("--json", type=Path, default=Path("artifacts/bench.json"),
                         help="where to write the figures (default artifacts/bench.json)")
     args = parser.parse_args()

@@ -5,9 +5,11 @@ inserted and committed. Every engine figure is printed as a ratio to these."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from redis import Redis
 from rq import Queue
@@ -69,3 +71,49 @@ class EchoServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+
+
+def commit_latencies(database_url: str, commits: int) -> list[float]:
+    """Seconds each of ``commits`` one-row transactions takes, begun and
+    committed as the stack's own engine does (its PRAGMAs, its write lock):
+    the floor one durable write puts under anything that waits for it."""
+    engine = create_database_engine(database_url)
+    table = Table(f"bench_commit_{time.time_ns()}", MetaData(),
+                  Column("id", Integer, primary_key=True), Column("payload", String(64)))
+    table.create(engine)
+    try:
+        latencies = []
+        with engine.connect() as connection:
+            for _ in range(commits):
+                began = time.perf_counter()
+                with connection.begin():
+                    connection.execute(insert(table).values(payload="x" * 36))
+                latencies.append(time.perf_counter() - began)
+        return latencies
+    finally:
+        table.drop(engine)
+        engine.dispose()
+
+
+def synced_commit_latencies(directory: Path, commits: int) -> list[float]:
+    """The same on SQLite with synchronous=FULL: an fsync every commit, the
+    disk's own floor (the stack's synchronous=NORMAL in WAL syncs at
+    checkpoints instead)."""
+    path = directory / f"bench-commit-full-{time.time_ns()}.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT)")
+        latencies = []
+        for _ in range(commits):
+            began = time.perf_counter()
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("INSERT INTO t (payload) VALUES (?)", ("x" * 36,))
+            connection.execute("COMMIT")
+            latencies.append(time.perf_counter() - began)
+        return latencies
+    finally:
+        connection.close()
+        for leftover in directory.glob(f"{path.name}*"):
+            leftover.unlink()

@@ -1,0 +1,90 @@
+"""The bench's pure pieces: the /proc CPU reader, the tables, reading the
+load tools' output back. No timing: the figures are the bench's to print."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from orderengine.local.bench import cpu, seed
+from orderengine.local.bench.http_load import autocannon_result
+from orderengine.local.bench.report import Report, Row, Target
+from orderengine.local.bench.stats import Figure
+from orderengine.observability import metrics_scrape
+
+
+def test_cpu_seconds_reads_this_process_s_own_counters() -> None:
+    before = cpu.cpu_seconds(os.getpid())
+    sum(i * i for i in range(2_000_000))  # some CPU of our own
+    after = cpu.cpu_seconds(os.getpid())
+    assert after >= before > 0
+    assert cpu.cpu_seconds(2**22 + 1) == 0.0  # no such process: counts nothing
+
+
+def test_replicas_count_with_their_kind() -> None:
+    pids = {"gateway": os.getpid(), "worker-1": os.getpid(), "worker-2": os.getpid(),
+            "OrderService 2": os.getpid(), "tracker-1": os.getpid(), "market flow": os.getpid()}
+    assert set(cpu.sample(pids)) == {"gateway", "workers", "OrderService", "tracker",
+                                     "market flow"}
+
+
+def test_cpu_per_order_by_group_with_the_total_and_the_accept_path() -> None:
+    before = {"gateway": 1.0, "OrderService": 2.0, "workers": 0.0, "Redis": 0.5}
+    after = {"gateway": 1.5, "OrderService": 2.3, "workers": 1.0, "Redis": 0.6}
+    per_order = cpu.CpuPerOrder.between(before, after, orders=1000)
+    assert list(per_order.by_group) == ["gateway", "OrderService", "workers", "Redis"]
+    assert round(per_order.by_group["gateway"], 6) == 0.5
+    assert round(per_order.accept_path, 6) == 0.8
+    assert round(per_order.total, 6) == 1.9
+    table = cpu.format_table(per_order, 1000, [])
+    assert "accept path (gateway + OrderService)" in table and "1.900" in table
+
+
+def test_server_time_by_method_between_two_scrapes() -> None:
+    def page(count: int, seconds: float) -> metrics_scrape.Samples:
+        labels = ('grpc_type="unary",grpc_service="orderengine.v1.OrderService",'
+                  'grpc_method="SubmitOrder"')
+        return metrics_scrape.parse([
+            "# TYPE grpc_server_handling_seconds histogram\n"
+            f"grpc_server_handling_seconds_count{{{labels}}} {count}\n"
+            f"grpc_server_handling_seconds_sum{{{labels}}} {seconds}\n"])
+
+    methods = cpu.method_times({"OrderService": page(10, 1.0)},
+                               {"OrderService": page(110, 3.0)}, orders=100)
+    assert [(m.part, m.method) for m in methods] == [("OrderService", "OrderService/SubmitOrder")]
+    assert round(methods[0].calls_per_order, 6) == 1.0
+    assert round(methods[0].ms_per_order, 6) == 20.0
+
+
+def test_a_row_s_target_is_met_or_not_in_the_table_and_the_json() -> None:
+    report = Report()
+    report.add(Row("cpu", "total", Figure.of([2.0, 3.0, 2.4]), "ms", target=Target(False, 2.5)))
+    report.add(Row("seed", "engine", Figure.of([100.0]), "req/s", Figure.of([400.0]), "seed",
+                   target=Target(True, 0.5, of_ratio=True)))
+    report.add(Row("http", "no target", Figure.of([1.0]), "ms"))
+    lines = report.table().splitlines()
+    assert lines[2].endswith("<= 2.5 met")
+    assert lines[3].endswith(">= 0.5x NOT met")
+    assert "met" not in lines[4]
+    rows = json.loads(json.dumps(report.json()))["rows"]
+    assert [r["met"] for r in rows] == [True, False, None]
+
+
+def test_the_side_by_side_script_s_lines_are_read_back() -> None:
+    out = ("building the seed app (npm install + tsc), once ...\n"
+           "round 1 seed   c=64       2290 req/s  p50    25 ms  p99    80 ms  "
+           "non-2xx/errors 0  (load 9.5)\n"
+           "round 1 engine c=64        309 req/s  p50   190 ms  p99   497 ms  "
+           "non-2xx/errors 3  (load 9.8)\n")
+    runs = seed.parse(out)
+    assert [(r.name, r.concurrency, r.per_second, r.p99_ms, r.bad) for r in runs] == [
+        ("seed", 64, 2290.0, 80.0, 0), ("engine", 64, 309.0, 497.0, 3)]
+    assert seed.ratio(runs, 64) == 309.0 / 2290.0
+
+
+def test_autocannon_s_summary_in_the_load_s_keys() -> None:
+    summary = {"requests": {"average": 812.5}, "latency": {"p50": 70, "p99": 210},
+               "2xx": 4062, "non2xx": 1, "errors": 2, "timeouts": 1, "duration": 5.01}
+    assert autocannon_result(json.dumps(summary)) == {
+        "tool": "autocannon", "per_second": 812.5, "ok": 4062, "non2xx": 1, "errors": 3,
+        "p50_ms": 70.0, "p99_ms": 210.0, "seconds": 5.01}
