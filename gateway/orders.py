@@ -44,8 +44,9 @@ UNKNOWN_ORDER: Responses = {404: _error("no such order")}
 router = APIRouter(prefix="/api", route_class=DecimalJSONRoute, tags=["orders"])
 
 
-def orders_stub(request: Request) -> OrdersStub:
-    """OrderService as the caller: their ``Authorization`` header goes along."""
+async def orders_stub(request: Request) -> OrdersStub:
+    """OrderService as the caller: their ``Authorization`` header goes along.
+    Async: FastAPI runs a plain function in a worker thread, a hop per request."""
     upstream: Upstream = request.app.state.upstream
     return cast(OrdersStub, CallerStub(upstream.orders, request.headers.get("authorization")))
 
