@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.responses import FileResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware import Middleware
 from starlette.middleware.errors import ServerErrorMiddleware
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import errors, health, orders, watch
 from gateway.limits import BodySizeLimit
+from gateway.submit import SubmitFastPath
 from gateway.upstream import Upstream
 from orderengine.observability.http_requests import ObservedRequests
 from orderengine.observability.metrics import exposition
@@ -115,6 +117,10 @@ def create_app(order_service_address: str | None = None, *,
                   lifespan=lifespan, strict_content_type=False)
     app.state.resume_seconds = resume_seconds
     errors.install(app)
+    # Innermost: the ordinary submit is answered before FastAPI's routing.
+    app.add_middleware(SubmitFastPath, route=next(
+        route for route in orders.router.routes
+        if isinstance(route, APIRoute) and route.endpoint is orders.submit_order))
     app.add_middleware(BodySizeLimit)
     # Outermost: every answer carries its X-Request-Id and is logged.
     app.add_middleware(ObservedRequests)

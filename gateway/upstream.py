@@ -68,6 +68,13 @@ class Upstream:
         # must not leave behind (reported by /healthz).
         self.open_streams = 0
 
+    async def submit_order(self, request: order_service_pb2.SubmitOrderRequest,
+                           authorization: str | None) -> order_service_pb2.SubmitOrderResponse:
+        """One SubmitOrder as the caller ``authorization``: the one place every
+        submit goes through, so that concurrent ones can be gathered here."""
+        return await self.orders.SubmitOrder(request, metadata=caller_metadata(authorization),
+                                             timeout=CALL_TIMEOUT_SECONDS)
+
     async def health(self) -> tuple[str, str | None]:
         """OrderService's standard health status, and why when it is not SERVING."""
         try:
