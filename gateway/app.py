@@ -9,11 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.responses import FileResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware import Middleware
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import errors, health, orders, watch
 from gateway.limits import BodySizeLimit
+from gateway.submit import SubmitFastPath
 from gateway.upstream import Upstream
 from orderengine.observability.http_requests import ObservedRequests
 from orderengine.observability.metrics import exposition
@@ -53,6 +60,45 @@ socket takes the key as the `Authorization` header, as the subprotocol
 """
 
 
+class GatewayApp(FastAPI):
+    """FastAPI with only the middleware the gateway uses: its exception
+    telemetry (the engine traces and logs every request itself, in
+    ObservedRequests) and its body limit (BodySizeLimit's is the gateway's)
+    would cost every request a layer for nothing."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        error_handler = None
+        handlers: dict[Any, Any] = {}
+        for key, value in self.exception_handlers.items():
+            if key in (500, Exception):
+                error_handler = value
+            else:
+                handlers[key] = value
+        middleware = [
+            Middleware(ServerErrorMiddleware, handler=error_handler, debug=self.debug),
+            *self.user_middleware,
+            Middleware(ExceptionMiddleware, handlers=handlers, debug=self.debug),
+            # FastAPI's routes need it (they close request files with it).
+            Middleware(AsyncExitStackMiddleware),
+        ]
+        app: ASGIApp = self.router
+        for cls, args, kwargs in reversed(middleware):
+            app = cls(app, *args, **kwargs)
+        return app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await super().__call__(scope, receive, send)
+            return
+        # FastAPI's own telemetry check, per request, skipped (see above).
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        scope["app"] = self
+        await self.middleware_stack(scope, receive, send)
+
+
 def create_app(order_service_address: str | None = None, *,
                resume_seconds: float = RESUME_SECONDS) -> FastAPI:
     """The gateway in front of OrderService at ``order_service_address``
@@ -67,10 +113,14 @@ def create_app(order_service_address: str | None = None, *,
         finally:
             await app.state.upstream.close()
 
-    app = FastAPI(title="Order engine gateway", version="1.0.0", description=DESCRIPTION,
+    app = GatewayApp(title="Order engine gateway", version="1.0.0", description=DESCRIPTION,
                   lifespan=lifespan, strict_content_type=False)
     app.state.resume_seconds = resume_seconds
     errors.install(app)
+    # Innermost: the ordinary submit is answered before FastAPI's routing.
+    app.add_middleware(SubmitFastPath, route=next(
+        route for route in orders.router.routes
+        if isinstance(route, APIRoute) and route.endpoint is orders.submit_order))
     app.add_middleware(BodySizeLimit)
     # Outermost: every answer carries its X-Request-Id and is logged.
     app.add_middleware(ObservedRequests)

@@ -11,6 +11,7 @@ import sys
 from urllib.parse import urlsplit
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig
@@ -45,7 +46,10 @@ def main() -> None:
         log_config=None, log_level=None, access_log=False,
         ws_max_size=MAX_WEBSOCKET_MESSAGE_BYTES,
         # Slow or idle clients, and too many at once, must not use it up.
-        http=guarded(config.header_timeout_seconds, connection_cap(config.max_connections)),
+        http=guarded(config.header_timeout_seconds, connection_cap(config.max_connections),
+                     HttpToolsProtocol),
+        # grpc.aio runs on uvloop too: the channel to OrderService shares it.
+        loop="uvloop",
         timeout_keep_alive=config.keep_alive_seconds, backlog=BACKLOG,
         # Then open WebSockets are closed (1012, "service restart").
         timeout_graceful_shutdown=max(1, math.ceil(config.shutdown_grace_seconds)),

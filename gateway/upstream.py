@@ -9,7 +9,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orderengine.mesh.channels import ORDER_SERVICE, aio_channel
-from orderengine.v1 import order_service_pb2_grpc
+from orderengine.observability import aio_self_observed_interceptors, request_ids
+from orderengine.observability.metrics_grpc import ObservedUnary
+from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
 
 if TYPE_CHECKING:
     # The async stub's type exists only in the generated .pyi.
@@ -40,18 +42,35 @@ def caller_metadata(authorization: str | None) -> tuple[tuple[str, str], ...]:
     return ((AUTHORIZATION, authorization),)
 
 
+def watch_metadata(authorization: str | None) -> tuple[tuple[str, str], ...]:
+    """What a WatchOrder call sends: the caller's key and the current request
+    id (the channel's interceptors do not send it: see _UNARY)."""
+    return (*caller_metadata(authorization), *request_ids.outgoing())
+
+
+def _observed(name: str) -> ObservedUnary:
+    return ObservedUnary(f"/{ORDER_SERVICE}/{name}")
+
+
+# Each unary method, observed (request id, metrics) by its caller: the
+# channel has no interceptors of its own but tracing's.
+_UNARY = {name: _observed(name) for name in
+          ("SubmitOrder", "GetOrder", "ListOrders", "CancelOrder", "QuoteOrder")}
+_HEALTH_CHECK = ObservedUnary("/grpc.health.v1.Health/Check")
+
+
 class CallerStub:
-    """The OrderService stub, each call carrying one caller's authorization."""
+    """The OrderService stub's unary calls, each carrying one caller's authorization."""
 
     def __init__(self, stub: OrdersStub, authorization: str | None) -> None:
         self._stub = stub
         self._metadata = caller_metadata(authorization)
 
     def __getattr__(self, name: str) -> Any:
-        method = getattr(self._stub, name)
+        method, observed = getattr(self._stub, name), _UNARY[name]
 
-        def call(request: Any, **kwargs: Any) -> Any:
-            return method(request, metadata=self._metadata, **kwargs)
+        async def call(request: Any, *, timeout: float) -> Any:
+            return await observed(method, request, metadata=self._metadata, timeout=timeout)
 
         return call
 
@@ -60,19 +79,28 @@ class Upstream:
     def __init__(self, address: str) -> None:
         self.address = address
         # Created inside the running loop (grpc.aio binds to it).
-        self.channel = aio_channel(address, service=ORDER_SERVICE)
+        self.channel = aio_channel(address, service=ORDER_SERVICE,
+                                   observers=aio_self_observed_interceptors())
         self.orders: OrdersStub = order_service_pb2_grpc.OrderServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
         # WatchOrder calls open right now: what a client that went away
         # must not leave behind (reported by /healthz).
         self.open_streams = 0
 
+    async def submit_order(self, request: order_service_pb2.SubmitOrderRequest,
+                           authorization: str | None) -> order_service_pb2.SubmitOrderResponse:
+        """One SubmitOrder as the caller ``authorization``: the one place every
+        submit goes through, so that concurrent ones can be gathered here."""
+        return await _UNARY["SubmitOrder"](self.orders.SubmitOrder, request,
+                                           metadata=caller_metadata(authorization),
+                                           timeout=CALL_TIMEOUT_SECONDS)
+
     async def health(self) -> tuple[str, str | None]:
         """OrderService's standard health status, and why when it is not SERVING."""
         try:
-            reply = await self._health.Check(
-                health_pb2.HealthCheckRequest(service=ORDER_SERVICE),
-                timeout=HEALTH_TIMEOUT_SECONDS)
+            reply = await _HEALTH_CHECK(
+                self._health.Check, health_pb2.HealthCheckRequest(service=ORDER_SERVICE),
+                metadata=(), timeout=HEALTH_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
             return exc.code().name, exc.details()
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

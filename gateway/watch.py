@@ -24,7 +24,7 @@ import grpc
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from gateway.models import TERMINAL, OrderUpdate, status_name
-from gateway.upstream import Upstream, caller_metadata
+from gateway.upstream import Upstream, watch_metadata
 from orderengine.mesh.resumption import RESUMABLE, Resumption
 from orderengine.v1 import order_service_pb2
 
@@ -60,7 +60,7 @@ class Relay:
     def __init__(self, socket: WebSocket, upstream: Upstream, order_id: str, after: int,
                  resume_seconds: float, authorization: str | None = None) -> None:
         self.socket = socket
-        self.metadata = caller_metadata(authorization)
+        self.metadata = watch_metadata(authorization)
         self.upstream = upstream
         self.order_id = order_id
         self.last = after

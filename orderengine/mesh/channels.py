@@ -253,11 +253,14 @@ def channel(address: str, metadata: Metadata = (), *, service: str = "") -> grpc
     return with_metadata(intercepted, metadata) if metadata else intercepted
 
 
-def aio_channel(address: str, metadata: Metadata = (), *,
-                service: str = "") -> grpc.aio.Channel:
-    """The same for grpc.aio (create it inside the running loop)."""
+def aio_channel(address: str, metadata: Metadata = (), *, service: str = "",
+                observers: list[Any] | None = None) -> grpc.aio.Channel:
+    """The same for grpc.aio (create it inside the running loop); ``observers``
+    replaces observability.aio_client_interceptors()."""
     target, credentials, options = _dial(address, service)
-    interceptors = [*observability.aio_client_interceptors(),
+    if observers is None:
+        observers = observability.aio_client_interceptors()
+    interceptors = [*observers,
                     *(aio_interceptors(metadata) if metadata else ())]
     if credentials is not None:
         return grpc.aio.secure_channel(target, credentials, options=options,

@@ -34,3 +34,10 @@ def aio_client_interceptors() -> list[Any]:
     """For grpc.aio channels (``interceptors=``), outermost first."""
     return [*tracing.aio_client_interceptors(), request_ids.AioSendRequestId(),
             request_ids.AioStreamSendRequestId(), AIO_CLIENT_METRICS]
+
+
+def aio_self_observed_interceptors() -> list[Any]:
+    """For a grpc.aio channel whose caller sends the request id and counts
+    its calls itself (metrics_grpc.ObservedUnary): tracing's alone, none
+    when tracing is off, so that its calls run without an interceptor task."""
+    return tracing.aio_client_interceptors()

@@ -71,7 +71,8 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):
         return await continuation(handler_call_details)
 
 
-def _outgoing() -> list[tuple[str, str]]:
+def outgoing() -> list[tuple[str, str]]:
+    """The metadata that sends the current request id on (none outside a request)."""
     request_id = REQUEST_ID.get()
     return [(HEADER, request_id)] if request_id else []
 
@@ -81,11 +82,11 @@ class SendRequestId(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInte
 
     def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
                               request: Any) -> Any:
-        return continuation(with_metadata(client_call_details, _outgoing()), request)
+        return continuation(with_metadata(client_call_details, outgoing()), request)
 
     def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
                                request: Any) -> Any:
-        return continuation(with_metadata(client_call_details, _outgoing()), request)
+        return continuation(with_metadata(client_call_details, outgoing()), request)
 
 
 # grpc.aio files an interceptor under its first kind only: one class a kind.
@@ -94,10 +95,10 @@ class SendRequestId(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInte
 class AioSendRequestId(grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
                                     request: Any) -> Any:
-        return await continuation(aio_with_metadata(client_call_details, _outgoing()), request)
+        return await continuation(aio_with_metadata(client_call_details, outgoing()), request)
 
 
 class AioStreamSendRequestId(grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
                                      request: Any) -> Any:
-        return await continuation(aio_with_metadata(client_call_details, _outgoing()), request)
+        return await continuation(aio_with_metadata(client_call_details, outgoing()), request)
