@@ -1,28 +1,15 @@
 """What every call of the engine reports, in one place each: request ids,
-per-call logs, Prometheus metrics and OpenTelemetry traces. The server and
-channel factories (orderengine.mesh.serving, orderengine.mesh.channels) take their
-interceptors from here, so no service wires them by hand."""
+per-call logs, Prometheus metrics and OpenTelemetry traces. The channel
+factories (orderengine.mesh.channels) take their interceptors from here, and
+every server wraps its handlers with them (orderengine.mesh.wrapped_handlers),
+so no service wires them by hand."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
-from orderengine.observability import call_logs, handlers, request_ids, tracing
-from orderengine.observability.metrics_grpc import (
-    AIO_CLIENT_METRICS,
-    CLIENT_METRICS,
-    SERVER_METRICS,
-)
-
-
-def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    """Run on every call a grpc.aio server of the engine takes, outermost first."""
-    # The request id first: everything inside logs it; the call log inside
-    # the span, to name its trace.
-    return [request_ids.RequestIdInterceptor(), handlers.ObservedCalls(
-        [*tracing.server_observers(), SERVER_METRICS, *call_logs.server_observers()])]
+from orderengine.observability import request_ids, tracing
+from orderengine.observability.metrics_grpc import AIO_CLIENT_METRICS, CLIENT_METRICS
 
 
 def client_interceptors() -> list[Any]:

@@ -5,9 +5,9 @@ go-grpc-prometheus names them, so that its dashboards and alerts work:
     grpc_server_handling_seconds{grpc_type,grpc_service,grpc_method}
     grpc_client_handled_total / grpc_client_handling_seconds (unary calls)
 
-Cheap on the hot path: the label children of a method are resolved on its
-first call and kept; a call then costs its wrapper, a counter increment and
-a histogram observation."""
+Cheap on the hot path: the label children of a method are resolved once
+and kept; a call then costs a counter increment and a histogram
+observation."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from typing import Any
 
 import grpc
 from prometheus_client import Counter, Histogram
-
-from orderengine.observability import handlers
 
 # Calls here take from a fraction of a millisecond (a cached read) to
 # seconds (a stream, a slow database): finer than Prometheus' defaults below.
@@ -62,16 +60,11 @@ class _MethodFigures:
         self._handled_by_code: dict[grpc.StatusCode, Any] = {}
         self._seconds = seconds.labels(*self._labels)
 
-    # handlers.Around, for a server's calls.
-    def enter(self, request: Any, context: grpc.aio.ServicerContext, streaming: bool) -> float:
-        return time.perf_counter()
-
-    def exit(self, began: float, context: grpc.aio.ServicerContext, request: Any,
-             response: Any, error: BaseException | None) -> None:
-        self.done(handlers.status_code(context, error), began)
-
     def done(self, code: grpc.StatusCode, began: float) -> None:
-        self._seconds.observe(time.perf_counter() - began)
+        self.record(code, time.perf_counter() - began)
+
+    def record(self, code: grpc.StatusCode, seconds: float) -> None:
+        self._seconds.observe(seconds)
         child = self._handled_by_code.get(code)
         if child is None:
             child = self._handled_by_code[code] = self._handled.labels(
@@ -90,13 +83,13 @@ def _kind(request_streaming: bool, response_streaming: bool) -> str:
 
 class ServerMetrics:
     """Counts and times every call a grpc.aio server takes, by method and code.
-    Outside the services' own interceptors, so that calls refused before
-    their handler (no API key) count too."""
+    Reported around the access checks, so that calls refused before their
+    servicer (no API key) count too."""
 
     def __init__(self) -> None:
         self._methods: dict[str, _MethodFigures] = {}
 
-    def hooks(self, method: str, handler: grpc.RpcMethodHandler) -> _MethodFigures:
+    def figures(self, method: str, handler: grpc.RpcMethodHandler) -> _MethodFigures:
         # (An unknown method has no handler and never comes here: its name is
         # the caller's to choose, and no label may be.)
         figures = self._methods.get(method)

@@ -1,21 +1,21 @@
 """Request ids: one id names everything done for one request, on every hop.
-A server takes the caller's ``x-request-id`` (or makes one) before any
-handler runs; every channel sends the current one on; the gateway does the
-same with HTTP's ``X-Request-Id``; an order's job carries it across the
+A server takes the caller's ``x-request-id`` (or makes one) in the call's
+task before its servicer runs (orderengine.mesh.wrapped_handlers); every
+channel sends the current one on; the gateway does the same with HTTP's
+``X-Request-Id``; an order's job carries it across the
 queue (orderengine.observability.handoffs)."""
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import grpc
 
-from orderengine.mesh.auth import metadata_value
 from orderengine.observability.call_details import aio_with_metadata, with_metadata
 
 HEADER = "x-request-id"
@@ -54,21 +54,6 @@ def using(request_id: str | None) -> Iterator[None]:
         yield
     finally:
         REQUEST_ID.reset(token)
-
-
-class RequestIdInterceptor(grpc.aio.ServerInterceptor):
-    """Sets the call's request id. grpc.aio runs the interceptors and then the
-    handler in one task per call, so a context variable set here is the
-    handler's (and what its own calls send on)."""
-
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails],
-                                     Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        REQUEST_ID.set(accepted(metadata_value(
-            handler_call_details.invocation_metadata, HEADER)))
-        return await continuation(handler_call_details)
 
 
 def _outgoing() -> list[tuple[str, str]]:
