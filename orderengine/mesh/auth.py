@@ -170,31 +170,6 @@ class _AddMetadata(grpc.UnaryUnaryClientInterceptor,
         return continuation(_with_metadata(details, self.metadata), requests)
 
 
-class _AioMetadata:
-    def __init__(self, metadata: Sequence[tuple[str, str]]) -> None:
-        self.metadata = list(metadata)
-
-    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        extra = grpc.aio.Metadata(*self.metadata)
-        for key, value in details.metadata or ():
-            extra.add(key, value)
-        return grpc.aio.ClientCallDetails(details.method, details.timeout, extra,
-                                          details.credentials, details.wait_for_ready)
-
-
-# grpc.aio files an interceptor under its first kind only: one class a kind.
-class _AioUnaryUnary(_AioMetadata, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
-                                    request: Any) -> Any:
-        return await continuation(self._details(client_call_details), request)
-
-
-class _AioUnaryStream(_AioMetadata, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
-                                     request: Any) -> Any:
-        return await continuation(self._details(client_call_details), request)
-
-
 def key_metadata(key: str) -> list[tuple[str, str]]:
     return [(AUTHORIZATION, f"Bearer {key}")]
 
@@ -207,7 +182,3 @@ def with_metadata(channel: grpc.Channel, metadata: Sequence[tuple[str, str]]) ->
     """``channel`` sending ``metadata`` on every call."""
     return grpc.intercept_channel(channel, _AddMetadata(metadata))
 
-
-def aio_interceptors(metadata: Sequence[tuple[str, str]]) -> list[Any]:
-    """For ``grpc.aio.*_channel(..., interceptors=...)``: sends ``metadata`` on every call."""
-    return [_AioUnaryUnary(metadata), _AioUnaryStream(metadata)]

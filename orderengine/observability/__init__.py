@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from orderengine.observability import request_ids, tracing
-from orderengine.observability.metrics_grpc import AIO_CLIENT_METRICS, CLIENT_METRICS
+from orderengine.observability import tracing
 
 
 def client_interceptors() -> list[Any]:
-    """For synchronous channels (``grpc.intercept_channel``), outermost first."""
-    return [*tracing.client_interceptors(), request_ids.SendRequestId(), CLIENT_METRICS]
+    """For synchronous channels (``grpc.intercept_channel``), outermost first:
+    the span when tracing. What every call sends and reports besides, one
+    interceptor of the channel's does (orderengine.mesh.client_calls)."""
+    return tracing.client_interceptors()
 
 
 def aio_client_interceptors() -> list[Any]:
-    """For grpc.aio channels (``interceptors=``), outermost first."""
-    return [*tracing.aio_client_interceptors(), request_ids.AioSendRequestId(),
-            request_ids.AioStreamSendRequestId(), AIO_CLIENT_METRICS]
+    """For grpc.aio channels (``interceptors=``), outermost first: the span
+    when tracing. What every call sends and reports besides, a channel's
+    wrapper does (orderengine.mesh.client_calls)."""
+    return tracing.aio_client_interceptors()

@@ -103,7 +103,10 @@ class ServerMetrics:
 # -- clients ------------------------------------------------------------------
 
 
-class _ClientMethods:
+class ClientMethods:
+    """The label children of each unary method this process calls (the
+    channels' side: orderengine.mesh.client_calls)."""
+
     def __init__(self) -> None:
         self._methods: dict[str | bytes, _MethodFigures] = {}
 
@@ -116,47 +119,7 @@ class _ClientMethods:
         return figures
 
 
-class ClientMetrics(grpc.UnaryUnaryClientInterceptor):
-    """Times the unary calls of a synchronous channel; ``.future()`` calls
-    too (the executor's batches), as each completes."""
-
-    def __init__(self) -> None:
-        self._methods = _ClientMethods()
-
-    def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
-                              request: Any) -> Any:
-        figures = self._methods.figures(client_call_details.method)
-        began = time.perf_counter()
-        call = continuation(client_call_details, request)
-        call.add_done_callback(lambda done: figures.done(done.code(), began))
-        return call
-
-
-class AioClientMetrics(grpc.aio.UnaryUnaryClientInterceptor):
-    """The same for grpc.aio channels."""
-
-    def __init__(self) -> None:
-        self._methods = _ClientMethods()
-
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
-                                    request: Any) -> Any:
-        figures = self._methods.figures(client_call_details.method)
-        began = time.perf_counter()
-        call = await continuation(client_call_details, request)
-        try:
-            await call
-        except grpc.aio.AioRpcError as exc:
-            figures.done(exc.code(), began)
-        except BaseException:  # cancelled by our side
-            figures.done(grpc.StatusCode.CANCELLED, began)
-            raise
-        else:
-            figures.done(grpc.StatusCode.OK, began)
-        return call
-
-
 # One of each per process: their method caches are shared by every server
 # and channel the process opens.
 SERVER_METRICS = ServerMetrics()
-CLIENT_METRICS = ClientMetrics()
-AIO_CLIENT_METRICS = AioClientMetrics()
+CLIENT_METHODS = ClientMethods()

@@ -12,11 +12,6 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
-
-import grpc
-
-from orderengine.observability.call_details import aio_with_metadata, with_metadata
 
 HEADER = "x-request-id"
 # What a caller's id may be: it ends up in log lines, so no spaces, no
@@ -54,35 +49,3 @@ def using(request_id: str | None) -> Iterator[None]:
         yield
     finally:
         REQUEST_ID.reset(token)
-
-
-def _outgoing() -> list[tuple[str, str]]:
-    request_id = REQUEST_ID.get()
-    return [(HEADER, request_id)] if request_id else []
-
-
-class SendRequestId(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Synchronous channels: the current request id goes with every call."""
-
-    def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
-                              request: Any) -> Any:
-        return continuation(with_metadata(client_call_details, _outgoing()), request)
-
-    def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
-                               request: Any) -> Any:
-        return continuation(with_metadata(client_call_details, _outgoing()), request)
-
-
-# grpc.aio files an interceptor under its first kind only: one class a kind.
-# The interceptors run in a task made for the call, which copies the
-# caller's context: the request id read here is the caller's.
-class AioSendRequestId(grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
-                                    request: Any) -> Any:
-        return await continuation(aio_with_metadata(client_call_details, _outgoing()), request)
-
-
-class AioStreamSendRequestId(grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
-                                     request: Any) -> Any:
-        return await continuation(aio_with_metadata(client_call_details, _outgoing()), request)
