@@ -152,6 +152,15 @@ def main() -> None:
         print(f"{tree[-40:]:40} {kind:7} "
               f"{statistics.median(server):8.1f} [{min(server):5.1f}-{max(server):5.1f}] "
               f"{statistics.median(client):8.1f} [{min(client):5.1f}-{max(client):5.1f}]")
+    # Each round's figure over the first run's of the same round: the pairs
+    # share the machine's load of that moment.
+    first = figures[runs[0]]
+    for run in runs[1:]:
+        pairs = list(zip(figures[run], first, strict=True))
+        server_ratio = statistics.median(s / f[0] for (s, _), f in pairs)
+        client_ratio = statistics.median(c / f[1] for (_, c), f in pairs)
+        print(f"{run[0][-32:]} {run[1]} / first: server x{server_ratio:.3f}, "
+              f"client x{client_ratio:.3f} (medians of per-round ratios)")
 
 
 if __name__ == "__main__":
