@@ -19,7 +19,7 @@ from executor.chain.chain import Chain
 from executor.chain.execution_service import ExecutionServicer
 from executor.chain.faults import FailureRates, Faults
 from executor.driver import tracker, worker
-from orderengine.mesh.auth import InternalTokenInterceptor
+from orderengine.mesh.auth import InternalTokenGuard
 from orderengine.mesh.channels import EXECUTION_SERVICE
 from orderengine.mesh.serving import Server, Service, create_server, serve
 from orderengine.observability.logs import configure_logging
@@ -30,7 +30,7 @@ from orderengine.v1 import execution_service_pb2_grpc
 
 async def create_execution_server(address: str, settings: Settings) -> Server:
     # Internal: only the engine's own services (raises without INTERNAL_TOKEN).
-    internal_only = InternalTokenInterceptor(settings.internal_token)
+    internal_only = InternalTokenGuard(settings.internal_token)
     # Closed in reverse order, by the server once it stops, or here if it
     # never starts.
     async with AsyncExitStack() as opened:
@@ -49,7 +49,7 @@ async def create_execution_server(address: str, settings: Settings) -> Server:
             Service(EXECUTION_SERVICE,
                     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
                     ExecutionServicer(chain)),
-        ], [internal_only])
+        ], internal_only)
         server.owns(opened)
     return server
 

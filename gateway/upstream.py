@@ -9,8 +9,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orderengine.mesh.channels import ORDER_SERVICE, aio_channel
-from orderengine.observability import aio_self_observed_interceptors, request_ids
-from orderengine.observability.metrics_grpc import ObservedUnary
 from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
 
 if TYPE_CHECKING:
@@ -43,20 +41,9 @@ def caller_metadata(authorization: str | None) -> tuple[tuple[str, str], ...]:
 
 
 def watch_metadata(authorization: str | None) -> tuple[tuple[str, str], ...]:
-    """What a WatchOrder call sends: the caller's key and the current request
-    id (the channel's interceptors do not send it: see _UNARY)."""
-    return (*caller_metadata(authorization), *request_ids.outgoing())
-
-
-def _observed(name: str) -> ObservedUnary:
-    return ObservedUnary(f"/{ORDER_SERVICE}/{name}")
-
-
-# Each unary method, observed (request id, metrics) by its caller: the
-# channel has no interceptors of its own but tracing's.
-_UNARY = {name: _observed(name) for name in
-          ("SubmitOrder", "GetOrder", "ListOrders", "CancelOrder", "QuoteOrder")}
-_HEALTH_CHECK = ObservedUnary("/grpc.health.v1.Health/Check")
+    """What a WatchOrder call sends besides what the channel adds (the
+    current request id): the caller's key."""
+    return caller_metadata(authorization)
 
 
 class CallerStub:
@@ -67,10 +54,10 @@ class CallerStub:
         self._metadata = caller_metadata(authorization)
 
     def __getattr__(self, name: str) -> Any:
-        method, observed = getattr(self._stub, name), _UNARY[name]
+        method = getattr(self._stub, name)
 
         async def call(request: Any, *, timeout: float) -> Any:
-            return await observed(method, request, metadata=self._metadata, timeout=timeout)
+            return await method(request, metadata=self._metadata, timeout=timeout)
 
         return call
 
@@ -79,8 +66,7 @@ class Upstream:
     def __init__(self, address: str) -> None:
         self.address = address
         # Created inside the running loop (grpc.aio binds to it).
-        self.channel = aio_channel(address, service=ORDER_SERVICE,
-                                   observers=aio_self_observed_interceptors())
+        self.channel = aio_channel(address, service=ORDER_SERVICE)
         self.orders: OrdersStub = order_service_pb2_grpc.OrderServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
         # WatchOrder calls open right now: what a client that went away
@@ -91,16 +77,15 @@ class Upstream:
                            authorization: str | None) -> order_service_pb2.SubmitOrderResponse:
         """One SubmitOrder as the caller ``authorization``: the one place every
         submit goes through, so that concurrent ones can be gathered here."""
-        return await _UNARY["SubmitOrder"](self.orders.SubmitOrder, request,
-                                           metadata=caller_metadata(authorization),
-                                           timeout=CALL_TIMEOUT_SECONDS)
+        return await self.orders.SubmitOrder(request, metadata=caller_metadata(authorization),
+                                             timeout=CALL_TIMEOUT_SECONDS)
 
     async def health(self) -> tuple[str, str | None]:
         """OrderService's standard health status, and why when it is not SERVING."""
         try:
-            reply = await _HEALTH_CHECK(
-                self._health.Check, health_pb2.HealthCheckRequest(service=ORDER_SERVICE),
-                metadata=(), timeout=HEALTH_TIMEOUT_SECONDS)
+            reply = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=ORDER_SERVICE),
+                timeout=HEALTH_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
             return exc.code().name, exc.details()
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -14,7 +14,7 @@ from order_service.order_service import OrderServicer
 from order_service.rate_limit import TokenBuckets
 from order_service.submissions import Submissions
 from order_service.watch_hub import WatchHub
-from orderengine.mesh.auth import ApiKeyInterceptor, token_metadata
+from orderengine.mesh.auth import ApiKeyGuard, token_metadata
 from orderengine.mesh.channels import ORDER_SERVICE, QUOTE_SERVICE, aio_channel
 from orderengine.mesh.serving import Server, Service, create_server, run
 from orderengine.observability.metrics_orders import report_orders
@@ -63,7 +63,7 @@ async def create_order_server(address: str, settings: Settings) -> Server:
         server = await create_server(address, [
             Service(ORDER_SERVICE, order_service_pb2_grpc.add_OrderServiceServicer_to_server,
                     servicer),
-        ], [ApiKeyInterceptor(keys)])
+        ], ApiKeyGuard(keys))
         # Open streams end with UNAVAILABLE (clients resume elsewhere with
         # after_sequence) before the server waits out the unary calls.
         server.before_stop.append(hub.close)

@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 
 from redis.asyncio import Redis
 
-from orderengine.mesh.auth import InternalTokenInterceptor
+from orderengine.mesh.auth import InternalTokenGuard
 from orderengine.mesh.channels import QUOTE_SERVICE
 from orderengine.mesh.serving import Server, Service, create_server, run
 from orderengine.settings import Settings
@@ -16,7 +16,7 @@ from router_service.quote_service import QuoteServicer
 
 async def create_quote_server(address: str, settings: Settings) -> Server:
     # Internal: only the engine's own services (raises without INTERNAL_TOKEN).
-    internal_only = InternalTokenInterceptor(settings.internal_token)
+    internal_only = InternalTokenGuard(settings.internal_token)
     # Closed by the server once it stops, or here if it never starts.
     async with AsyncExitStack() as opened:
         # Pool state is chain state: it lives in the chain's store.
@@ -24,7 +24,7 @@ async def create_quote_server(address: str, settings: Settings) -> Server:
         server = await create_server(address, [
             Service(QUOTE_SERVICE, quote_service_pb2_grpc.add_QuoteServiceServicer_to_server,
                     QuoteServicer(redis)),
-        ], [internal_only])
+        ], internal_only)
         server.owns(opened)
     return server
 

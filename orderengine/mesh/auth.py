@@ -1,7 +1,7 @@
 """Who may call: API keys for OrderService's clients, a shared internal
-token between the engine's own services. Each server checks in one
-interceptor, before any handler runs; each client adds its metadata in one
-channel interceptor. Health and reflection stay open (they carry no orders).
+token between the engine's own services. Each server checks with one
+guard, in every call's wrapper before its servicer runs; each client adds
+its metadata in one channel interceptor. Health and reflection stay open (they carry no orders).
 
 Nothing here logs or echoes a key, a token or an authorization header."""
 
@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from orderengine.errors import abort
-from orderengine.mesh.wrapped_handlers import HandlerInterceptor, of_its_kind
 from orderengine.store.api_keys import KeyCache
 
 AUTHORIZATION = "authorization"
@@ -26,7 +24,7 @@ INTERNAL_TOKEN_HEADER = "x-internal-token"
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 # The owner of the API key of the call being handled; set by
-# ApiKeyInterceptor before the servicer runs.
+# ApiKeyGuard before the servicer runs.
 CALLER: ContextVar[str] = ContextVar("caller")
 
 Metadata = Iterable[tuple[str, Any]]
@@ -68,34 +66,23 @@ class Refusal:
     reason: str
 
 
-def _refused(handler: grpc.RpcMethodHandler, refusal: Refusal) -> grpc.RpcMethodHandler:
-    """A handler of ``handler``'s kind that answers ``refusal`` and nothing else."""
-
-    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await abort(context, refusal.code, refusal.message, refusal.reason)
-
-    return of_its_kind(handler, refuse)
+# What a guard decides from a call's metadata: go on (None), a refusal, or,
+# when it must look further (a key not in the cache), that decision to await.
+Verdict = Refusal | Awaitable[Refusal | None] | None
 
 
-class _Guarded(HandlerInterceptor):
-    """Decides from the call's metadata, before its handler exists: an
-    accepted call runs its own handler, unwrapped (no frame a call, nothing
-    held by an open stream); a refused one a handler that only refuses.
-    grpc.aio runs the interceptors and then the handler in one task per call,
-    so a context variable set by ``gate`` is the handler's."""
+class Guard:
+    """Decides from a call's metadata whether it may reach its handler.
+    Consulted inside the call's one wrapper (orderengine.mesh.wrapped_handlers),
+    before its request is decoded; the call's task is the handler's, so a
+    context variable set by ``check`` is the handler's. Synchronous when it
+    can be: most calls need no coroutine of their own for it."""
 
-    async def gate(self, metadata: Metadata | None) -> Refusal | None:
+    def check(self, metadata: Metadata | None) -> Verdict:
         raise NotImplementedError
 
-    async def handler_for(self, details: grpc.HandlerCallDetails,
-                          handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        if details.method.startswith(OPEN_PREFIXES):
-            return handler
-        refusal = await self.gate(details.invocation_metadata)
-        return handler if refusal is None else _refused(handler, refusal)
 
-
-class ApiKeyInterceptor(_Guarded):
+class ApiKeyGuard(Guard):
     """OrderService: ``authorization: Bearer <key>`` names the caller, whose
     owner the handlers read with ``caller()``; no key or a bad one is
     UNAUTHENTICATED."""
@@ -103,23 +90,25 @@ class ApiKeyInterceptor(_Guarded):
     def __init__(self, keys: KeyCache) -> None:
         self.keys = keys
 
-    async def gate(self, metadata: Metadata | None) -> Refusal | None:
+    def check(self, metadata: Metadata | None) -> Verdict:
         key = bearer(metadata_value(metadata, AUTHORIZATION))
         if key is None:
-            return Refusal(grpc.StatusCode.UNAUTHENTICATED,
-                           "missing API key: send the metadata 'authorization: Bearer <key>' "
-                           "(orderengine keys create NAME makes one)", "API_KEY_MISSING")
+            return _NO_KEY
         owner = self.keys.cached(key)
         if owner is None:
-            owner = await asyncio.to_thread(self.keys.verify, key)
+            return self._verified(key)
+        CALLER.set(owner)
+        return None
+
+    async def _verified(self, key: str) -> Refusal | None:
+        owner = await asyncio.to_thread(self.keys.verify, key)
         if owner is None:
-            return Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked API key",
-                           "API_KEY_INVALID")
+            return _BAD_KEY
         CALLER.set(owner)
         return None
 
 
-class InternalTokenInterceptor(_Guarded):
+class InternalTokenGuard(Guard):
     """QuoteService and ExecutionService: only the engine's own services,
     which send the shared token as ``x-internal-token`` (or ``authorization:
     Bearer``). No token is UNAUTHENTICATED, a wrong one PERMISSION_DENIED."""
@@ -131,18 +120,27 @@ class InternalTokenInterceptor(_Guarded):
                 "engine's own services, which must share that secret (make run makes one)")
         self._token = token.encode()
 
-    async def gate(self, metadata: Metadata | None) -> Refusal | None:
+    def check(self, metadata: Metadata | None) -> Verdict:
         token = metadata_value(metadata, INTERNAL_TOKEN_HEADER) or bearer(
             metadata_value(metadata, AUTHORIZATION))
         if not token:
-            return Refusal(grpc.StatusCode.UNAUTHENTICATED,
-                           "this is an internal service: calls need the internal token",
-                           "INTERNAL_TOKEN_MISSING")
+            return _NO_TOKEN
         if not hmac.compare_digest(token.encode(), self._token):
-            return Refusal(grpc.StatusCode.PERMISSION_DENIED,
-                           "this is an internal service: the internal token is wrong",
-                           "INTERNAL_TOKEN_INVALID")
+            return _WRONG_TOKEN
         return None
+
+
+_NO_KEY = Refusal(grpc.StatusCode.UNAUTHENTICATED,
+                  "missing API key: send the metadata 'authorization: Bearer <key>' "
+                  "(orderengine keys create NAME makes one)", "API_KEY_MISSING")
+_BAD_KEY = Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked API key",
+                   "API_KEY_INVALID")
+_NO_TOKEN = Refusal(grpc.StatusCode.UNAUTHENTICATED,
+                    "this is an internal service: calls need the internal token",
+                    "INTERNAL_TOKEN_MISSING")
+_WRONG_TOKEN = Refusal(grpc.StatusCode.PERMISSION_DENIED,
+                       "this is an internal service: the internal token is wrong",
+                       "INTERNAL_TOKEN_INVALID")
 
 
 # -- clients ------------------------------------------------------------------
@@ -172,31 +170,6 @@ class _AddMetadata(grpc.UnaryUnaryClientInterceptor,
         return continuation(_with_metadata(details, self.metadata), requests)
 
 
-class _AioMetadata:
-    def __init__(self, metadata: Sequence[tuple[str, str]]) -> None:
-        self.metadata = list(metadata)
-
-    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        extra = grpc.aio.Metadata(*self.metadata)
-        for key, value in details.metadata or ():
-            extra.add(key, value)
-        return grpc.aio.ClientCallDetails(details.method, details.timeout, extra,
-                                          details.credentials, details.wait_for_ready)
-
-
-# grpc.aio files an interceptor under its first kind only: one class a kind.
-class _AioUnaryUnary(_AioMetadata, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
-                                    request: Any) -> Any:
-        return await continuation(self._details(client_call_details), request)
-
-
-class _AioUnaryStream(_AioMetadata, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
-                                     request: Any) -> Any:
-        return await continuation(self._details(client_call_details), request)
-
-
 def key_metadata(key: str) -> list[tuple[str, str]]:
     return [(AUTHORIZATION, f"Bearer {key}")]
 
@@ -209,7 +182,3 @@ def with_metadata(channel: grpc.Channel, metadata: Sequence[tuple[str, str]]) ->
     """``channel`` sending ``metadata`` on every call."""
     return grpc.intercept_channel(channel, _AddMetadata(metadata))
 
-
-def aio_interceptors(metadata: Sequence[tuple[str, str]]) -> list[Any]:
-    """For ``grpc.aio.*_channel(..., interceptors=...)``: sends ``metadata`` on every call."""
-    return [_AioUnaryUnary(metadata), _AioUnaryStream(metadata)]

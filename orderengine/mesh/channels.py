@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from orderengine import observability
-from orderengine.mesh.auth import aio_interceptors, with_metadata
+from orderengine.mesh.client_calls import ObservedChannel, SyncCalls
 from orderengine.mesh.keepalive import KEEPALIVE
 from orderengine.mesh.tls import Tls, TlsConfigError, tls
 from orderengine.v1 import execution_service_pb2, order_service_pb2, quote_service_pb2
@@ -249,24 +249,17 @@ def channel(address: str, metadata: Metadata = (), *, service: str = "") -> grpc
     target, credentials, options = _dial(address, service)
     raw = (grpc.secure_channel(target, credentials, options=options) if credentials
            else grpc.insecure_channel(target, options=options))
-    intercepted = grpc.intercept_channel(raw, *observability.client_interceptors())
-    return with_metadata(intercepted, metadata) if metadata else intercepted
+    return grpc.intercept_channel(raw, *observability.client_interceptors(), SyncCalls(metadata))
 
 
-def aio_channel(address: str, metadata: Metadata = (), *, service: str = "",
-                observers: list[Any] | None = None) -> grpc.aio.Channel:
-    """The same for grpc.aio (create it inside the running loop); ``observers``
-    replaces observability.aio_client_interceptors()."""
+def aio_channel(address: str, metadata: Metadata = (), *, service: str = "") -> grpc.aio.Channel:
+    """The same for grpc.aio (create it inside the running loop)."""
     target, credentials, options = _dial(address, service)
-    if observers is None:
-        observers = observability.aio_client_interceptors()
-    interceptors = [*observers,
-                    *(aio_interceptors(metadata) if metadata else ())]
-    if credentials is not None:
-        return grpc.aio.secure_channel(target, credentials, options=options,
-                                       interceptors=interceptors or None)
-    return grpc.aio.insecure_channel(target, options=options,
-                                     interceptors=interceptors or None)
+    interceptors = observability.aio_client_interceptors() or None
+    inner = (grpc.aio.secure_channel(target, credentials, options=options,
+                                     interceptors=interceptors) if credentials is not None
+             else grpc.aio.insecure_channel(target, options=options, interceptors=interceptors))
+    return ObservedChannel(inner, metadata)
 
 
 def within_deadline(context: grpc.aio.ServicerContext, cap: float) -> float:

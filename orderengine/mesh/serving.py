@@ -17,13 +17,13 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from orderengine import observability
+from orderengine.mesh import auth
 from orderengine.mesh.channels import is_single_address
 from orderengine.mesh.keepalive import KEEPALIVE
-from orderengine.mesh.request_decoding import MalformedRequests
 from orderengine.mesh.tls import tls
+from orderengine.mesh.wrapped_handlers import wrapped
 from orderengine.observability.logs import configure_logging
 from orderengine.observability.metrics import serve_metrics
 from orderengine.settings import Settings
@@ -52,25 +52,66 @@ SERVER_OPTIONS = [
 QUIET_SECONDS = 0.1
 
 
-class Arrivals(grpc.aio.ServerInterceptor):
-    """When the latest call reached this server. It keeps no call's state
-    and wraps no handler, so it costs a call one await and a stream nothing."""
+class Arrivals:
+    """When the latest call reached this server (each call's wrapper notes
+    it, orderengine.mesh.wrapped_handlers), on the ``time.perf_counter`` clock."""
+
+    __slots__ = ("latest",)
 
     def __init__(self) -> None:
         self.latest = -math.inf
 
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        self.latest = time.monotonic()
-        return await continuation(handler_call_details)
-
     async def quiet(self, longest: float) -> None:
         """Returns once no call has come for QUIET_SECONDS, or after ``longest``."""
-        end = time.monotonic() + longest
-        while (wait := min(self.latest + QUIET_SECONDS, end) - time.monotonic()) > 0:
+        end = time.perf_counter() + longest
+        while (wait := min(self.latest + QUIET_SECONDS, end) - time.perf_counter()) > 0:
             await asyncio.sleep(wait)
+
+
+class _Wrapping:
+    """What a generated ``add_XServicer_to_server`` is given in place of the
+    server: it registers each method's handler wrapped (wrapped_handlers),
+    once per method."""
+
+    def __init__(self, server: grpc.aio.Server, arrivals: Arrivals,
+                 guard: auth.Guard | None) -> None:
+        self._server = server
+        self._arrivals = arrivals
+        self._guard = guard
+        self._slow_ms = Settings().call_log_slow_ms
+        self._by_method: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        known = self._by_method.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        made = wrapped(method, handler, self._arrivals, self._guard, self._slow_ms)
+        self._by_method[method] = (handler, made)
+        return made
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers([_WrappedGeneric(found, self.wrap)
+                                               for found in handlers])
+
+    def add_registered_method_handlers(self, service: str,
+                                       handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self._server.add_registered_method_handlers(service, {  # type: ignore[attr-defined]
+            name: self.wrap(f"/{service}/{name}", handler) for name, handler in handlers.items()})
+
+
+class _WrappedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose methods' handlers are wrapped. A method it
+    does not serve (the caller's name to choose) is remembered nowhere."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler,
+                 wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]) -> None:
+        self._inner = inner
+        self._wrap = wrap
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails
+                ) -> grpc.RpcMethodHandler | None:
+        found = self._inner.service(handler_call_details)
+        return None if found is None else self._wrap(handler_call_details.method, found)
 
 
 @dataclass
@@ -121,22 +162,20 @@ class Server:
 
 
 async def create_server(address: str, services: Iterable[Service],
-                        interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> Server:
+                        guard: auth.Guard | None = None) -> Server:
     """A started server on ``address`` (port 0 picks a free one), with TLS
-    when TLS_CERT_FILE and TLS_KEY_FILE are set; ``interceptors`` decide who
-    may call (orderengine.mesh.auth)."""
+    when TLS_CERT_FILE and TLS_KEY_FILE are set; ``guard`` decides who may
+    call (orderengine.mesh.auth)."""
     if not is_single_address(address):
         # Clients may name every replica; each server listens on one.
         raise ValueError(f"cannot listen on {address!r}: it names several replicas or a "
                          "resolver target; set <SERVICE>_BIND to this replica's HOST:PORT")
     credentials = tls().server_credentials()  # a bad TLS_* setting fails here, at start
     arrivals = Arrivals()
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[
-        arrivals, *observability.server_interceptors(), *interceptors,
-        # Innermost: decodes each request after the access checks ran.
-        MalformedRequests()])
+    # No interceptor: every handler is wrapped as it is registered.
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     try:
-        return await _start(server, address, credentials, services, arrivals)
+        return await _start(server, address, credentials, services, arrivals, guard)
     except BaseException:
         # Not started (a busy port, say): what gRPC core holds for it goes now.
         await server.stop(None)
@@ -145,17 +184,20 @@ async def create_server(address: str, services: Iterable[Service],
 
 async def _start(server: grpc.aio.Server, address: str,
                  credentials: grpc.ServerCredentials | None, services: Iterable[Service],
-                 arrivals: Arrivals) -> Server:
+                 arrivals: Arrivals, guard: auth.Guard | None) -> Server:
+    wrapping: Any = _Wrapping(server, arrivals, guard)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, wrapping)
     names = []
     for service in services:
-        service.add(service.servicer, server)
+        service.add(service.servicer, wrapping)
         names.append(service.name)
         await health_servicer.set(service.name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME],
-                                        server)
+    # What enable_server_reflection adds to a grpc.aio server, here wrapped too.
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(  # type: ignore[attr-defined]
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME]), wrapping)
     port = (server.add_secure_port(address, credentials) if credentials
             else server.add_insecure_port(address))
     if port == 0:

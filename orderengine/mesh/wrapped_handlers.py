@@ -1,69 +1,45 @@
-"""Method handlers wrapped once per method, not on every call.
+"""Every method handler of an engine server, wrapped once, when the server
+registers it (orderengine.mesh.serving), into the one function that runs
+for each of its calls: it notes the arrival, takes the request id, opens
+the span when tracing, checks access, decodes the request, awaits the
+servicer and reports the call (metrics, call log, span).
 
-An interceptor that wraps the handler it is given (to observe a call, to
-decode its request) would otherwise make the wrapper's functions anew for
-each call, and every open stream would hold its own."""
+In place of a chain of server interceptors: each interceptor costs every
+call coroutines and a lookup of its own, and one that wraps the handler
+another frame; an open stream holds each wrapper's frame. Here a call
+costs one frame besides the servicer's, and a server with no interceptor
+looks its handler up without a coroutine."""
 
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
+
+from orderengine.errors import abort
+from orderengine.mesh.auth import OPEN_PREFIXES, Guard, Refusal, metadata_value
+from orderengine.mesh.request_decoding import MALFORMED_REQUEST, MAX_DETAIL_CHARS
+from orderengine.observability.request_ids import HEADER, REQUEST_ID, accepted
+from orderengine.observability.server_calls import MethodReport
+
+if TYPE_CHECKING:
+    from orderengine.mesh.serving import Arrivals
 
 Writer = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
 
 
-class HandlerInterceptor(grpc.aio.ServerInterceptor):
-    """A server interceptor that answers with another handler for a method
-    (wrapped, or one that refuses); methods this server does not serve pass
-    through untouched."""
-
-    async def handler_for(self, details: grpc.HandlerCallDetails,
-                          handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        raise NotImplementedError
-
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails],
-                                     Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        return await self.handler_for(handler_call_details, handler)
-
-
-class WrappedOnce:
-    """The last wrapping of each method's handler; wrapped again whenever a
-    call comes with another handler (an interceptor's refusal)."""
-
-    __slots__ = ("_by_method",)
-
-    def __init__(self) -> None:
-        self._by_method: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-
-    def get(self, method: str, handler: grpc.RpcMethodHandler,
-            wrap: Callable[..., grpc.RpcMethodHandler], *args: Any) -> grpc.RpcMethodHandler:
-        """``wrap(handler, *args)``, made once while ``handler`` stays the same."""
-        known = self._by_method.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = wrap(handler, *args)
-        self._by_method[method] = (handler, wrapped)
-        return wrapped
-
-
-def of_its_kind(handler: grpc.RpcMethodHandler,
-                behaviour: Callable[..., Any]) -> grpc.RpcMethodHandler:
+def of_its_kind(handler: grpc.RpcMethodHandler, behaviour: Callable[..., Any],
+                request_deserializer: Any) -> grpc.RpcMethodHandler:
     """``behaviour`` as a handler of ``handler``'s kind (unary or streaming
-    request and response), with its (de)serializers."""
+    request and response), with its response serializer."""
     make = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
             else grpc.stream_unary_rpc_method_handler if handler.stream_unary
             else grpc.unary_stream_rpc_method_handler if handler.unary_stream
             else grpc.stream_stream_rpc_method_handler)
-    return make(behaviour, handler.request_deserializer, handler.response_serializer)
+    return make(behaviour, request_deserializer, handler.response_serializer)
 
 
 def writing(stream: Any) -> Writer:
@@ -79,3 +55,70 @@ def writing(stream: Any) -> Writer:
             await context.write(response)
 
     return write
+
+
+async def _refuse(context: grpc.aio.ServicerContext, refusal: Refusal) -> None:
+    await abort(context, refusal.code, refusal.message, refusal.reason)
+
+
+async def _malformed(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+    await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                f"malformed request: {str(exc)[:MAX_DETAIL_CHARS]}", MALFORMED_REQUEST)
+
+
+def wrapped(method: str, handler: grpc.RpcMethodHandler, arrivals: Arrivals,
+            guard: Guard | None, slow_ms: float) -> grpc.RpcMethodHandler:
+    """``handler`` of ``method`` as the one function its calls run (above).
+    Open methods (health, reflection) skip the guard. A unary request is
+    decoded here, after the access check: grpc.aio would decode it first,
+    and answer bytes that do not parse with UNKNOWN, as if the server had
+    failed (orderengine.mesh.request_decoding)."""
+    report = MethodReport(method, handler, slow_ms)
+    spans = report.spans
+    done = report.done
+    if method.startswith(OPEN_PREFIXES):
+        guard = None
+    check = guard.check if guard is not None else None
+    streaming = bool(handler.response_streaming)
+    streamed_request = bool(handler.request_streaming)
+    call: Any = (writing(handler.unary_stream or handler.stream_stream) if streaming
+                 else handler.unary_unary or handler.stream_unary)
+    decode = handler.request_deserializer
+    if streamed_request or not (inspect.iscoroutinefunction(call)
+                                or inspect.isasyncgenfunction(call)):
+        decode = None  # grpc.aio decodes a stream's requests, and a synchronous handler's
+    clock = time.perf_counter
+    set_request_id = REQUEST_ID.set
+
+    async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        began = arrivals.latest = clock()
+        metadata = context.invocation_metadata()
+        set_request_id(accepted(metadata_value(metadata, HEADER)))
+        # A span's hooks see no client stream's requests.
+        known = None if streamed_request else request
+        spanned = spans.enter(known, context, streaming) if spans is not None else None
+        response = error = None
+        try:
+            if check is not None:
+                verdict = check(metadata)
+                if verdict is not None:
+                    if not isinstance(verdict, Refusal):
+                        verdict = await verdict
+                    if verdict is not None:
+                        await _refuse(context, verdict)
+            if decode is not None:
+                try:
+                    request = known = decode(request)
+                except Exception as exc:  # any failure to parse is the caller's bytes
+                    await _malformed(context, exc)
+            response = await call(request, context)
+            return response
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            # A stream's responses were written, one by one: none is the answer.
+            done(context, began, spanned, known, None if streaming else response, error)
+
+    return of_its_kind(handler, handle, None if decode is not None
+                       else handler.request_deserializer)

@@ -13,14 +13,12 @@ and LOG_LEVEL=DEBUG shows every call."""
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import grpc
 from opentelemetry import trace
 
 from orderengine.observability import handlers, request_ids
-from orderengine.settings import Settings
 
 log = logging.getLogger("orderengine.calls")
 
@@ -57,38 +55,33 @@ def trace_id() -> str | None:
     return f"{context.trace_id:032x}" if context.trace_flags.sampled else None
 
 
-class _Logged:
+class MethodLog:
+    """The call log of one method's calls, on a server."""
+
+    __slots__ = ("_health", "_method", "_slow_ms", "_slow_seconds")
+
     def __init__(self, method: str, slow_ms: float) -> None:
-        self.method = method
-        self.slow_ms = slow_ms
-        self.health = method.startswith(handlers.HEALTH_PREFIX)
+        self._method = method
+        self._slow_ms = slow_ms
+        self._slow_seconds = slow_ms / 1000
+        self._health = method.startswith(handlers.HEALTH_PREFIX)
 
-    def enter(self, request: Any, context: grpc.aio.ServicerContext, streaming: bool) -> float:
-        return time.perf_counter()
-
-    def exit(self, state: float, context: grpc.aio.ServicerContext, request: Any,
-             response: Any, error: BaseException | None) -> None:
-        milliseconds = (time.perf_counter() - state) * 1000
-        code = handlers.status_code(context, error)
-        at = level(failed=code is not grpc.StatusCode.OK, server_error=code in SERVER_ERRORS,
-                   milliseconds=milliseconds, slow_ms=self.slow_ms, health=self.health)
-        if not log.isEnabledFor(at):  # the common case costs two clock reads
-            return
+    def record(self, code: grpc.StatusCode, seconds: float, request: Any,
+               response: Any) -> None:
+        if code is grpc.StatusCode.OK and (seconds < self._slow_seconds or self._health):
+            # Most calls: quick and fine, a DEBUG line, most often not written.
+            if not log.isEnabledFor(logging.DEBUG):
+                return
+            at = logging.DEBUG
+        else:
+            at = level(failed=code is not grpc.StatusCode.OK,
+                       server_error=code in SERVER_ERRORS, milliseconds=seconds * 1000,
+                       slow_ms=self._slow_ms, health=self._health)
+            if not log.isEnabledFor(at):
+                return
         log.log(at, "%s", line({
-            "call": self.method, "code": code.name, "ms": f"{milliseconds:.1f}",
+            "call": self._method, "code": code.name, "ms": f"{seconds * 1000:.1f}",
             "request_id": request_ids.current(),
-            "order_id": handlers.order_id(self.method, request, response),
+            "order_id": handlers.order_id(self._method, request, response),
             "trace_id": trace_id(),
         }))
-
-
-class CallLogs:
-    def __init__(self, slow_ms: float) -> None:
-        self.slow_ms = slow_ms
-
-    def hooks(self, method: str, handler: grpc.RpcMethodHandler) -> _Logged:
-        return _Logged(method, self.slow_ms)
-
-
-def server_observers() -> list[handlers.Observer]:
-    return [CallLogs(Settings().call_log_slow_ms)]

@@ -5,20 +5,17 @@ go-grpc-prometheus names them, so that its dashboards and alerts work:
     grpc_server_handling_seconds{grpc_type,grpc_service,grpc_method}
     grpc_client_handled_total / grpc_client_handling_seconds (unary calls)
 
-Cheap on the hot path: the label children of a method are resolved on its
-first call and kept; a call then costs its wrapper, a counter increment and
-a histogram observation."""
+Cheap on the hot path: the label children of a method are resolved once
+and kept; a call then costs a counter increment and a histogram
+observation."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import grpc
 from prometheus_client import Counter, Histogram
-
-from orderengine.observability import handlers, request_ids
 
 # Calls here take from a fraction of a millisecond (a cached read) to
 # seconds (a stream, a slow database): finer than Prometheus' defaults below.
@@ -63,16 +60,11 @@ class _MethodFigures:
         self._handled_by_code: dict[grpc.StatusCode, Any] = {}
         self._seconds = seconds.labels(*self._labels)
 
-    # handlers.Around, for a server's calls.
-    def enter(self, request: Any, context: grpc.aio.ServicerContext, streaming: bool) -> float:
-        return time.perf_counter()
-
-    def exit(self, began: float, context: grpc.aio.ServicerContext, request: Any,
-             response: Any, error: BaseException | None) -> None:
-        self.done(handlers.status_code(context, error), began)
-
     def done(self, code: grpc.StatusCode, began: float) -> None:
-        self._seconds.observe(time.perf_counter() - began)
+        self.record(code, time.perf_counter() - began)
+
+    def record(self, code: grpc.StatusCode, seconds: float) -> None:
+        self._seconds.observe(seconds)
         child = self._handled_by_code.get(code)
         if child is None:
             child = self._handled_by_code[code] = self._handled.labels(
@@ -91,13 +83,13 @@ def _kind(request_streaming: bool, response_streaming: bool) -> str:
 
 class ServerMetrics:
     """Counts and times every call a grpc.aio server takes, by method and code.
-    Outside the services' own interceptors, so that calls refused before
-    their handler (no API key) count too."""
+    Reported around the access checks, so that calls refused before their
+    servicer (no API key) count too."""
 
     def __init__(self) -> None:
         self._methods: dict[str, _MethodFigures] = {}
 
-    def hooks(self, method: str, handler: grpc.RpcMethodHandler) -> _MethodFigures:
+    def figures(self, method: str, handler: grpc.RpcMethodHandler) -> _MethodFigures:
         # (An unknown method has no handler and never comes here: its name is
         # the caller's to choose, and no label may be.)
         figures = self._methods.get(method)
@@ -111,7 +103,10 @@ class ServerMetrics:
 # -- clients ------------------------------------------------------------------
 
 
-class _ClientMethods:
+class ClientMethods:
+    """The label children of each unary method this process calls (the
+    channels' side: orderengine.mesh.client_calls)."""
+
     def __init__(self) -> None:
         self._methods: dict[str | bytes, _MethodFigures] = {}
 
@@ -124,75 +119,7 @@ class _ClientMethods:
         return figures
 
 
-class ClientMetrics(grpc.UnaryUnaryClientInterceptor):
-    """Times the unary calls of a synchronous channel; ``.future()`` calls
-    too (the executor's batches), as each completes."""
-
-    def __init__(self) -> None:
-        self._methods = _ClientMethods()
-
-    def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
-                              request: Any) -> Any:
-        figures = self._methods.figures(client_call_details.method)
-        began = time.perf_counter()
-        call = continuation(client_call_details, request)
-        call.add_done_callback(lambda done: figures.done(done.code(), began))
-        return call
-
-
-class AioClientMetrics(grpc.aio.UnaryUnaryClientInterceptor):
-    """The same for grpc.aio channels."""
-
-    def __init__(self) -> None:
-        self._methods = _ClientMethods()
-
-    def figures(self, method: str) -> _MethodFigures:
-        return self._methods.figures(method)
-
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
-                                    request: Any) -> Any:
-        figures = self._methods.figures(client_call_details.method)
-        began = time.perf_counter()
-        call = await continuation(client_call_details, request)
-        try:
-            await call
-        except grpc.aio.AioRpcError as exc:
-            figures.done(exc.code(), began)
-        except BaseException:  # cancelled by our side
-            figures.done(grpc.StatusCode.CANCELLED, began)
-            raise
-        else:
-            figures.done(grpc.StatusCode.OK, began)
-        return call
-
-
-class ObservedUnary:
-    """What a grpc.aio channel's client interceptors do for one unary call
-    (the request id sent on, the call counted and timed), done by the caller
-    itself: an intercepted grpc.aio call runs its interceptors in a task of
-    their own, a cost on every call of a busy client (the gateway)."""
-
-    def __init__(self, method: str) -> None:
-        self._figures = AIO_CLIENT_METRICS.figures(method)
-
-    async def __call__(self, multicallable: Any, request: Any, *,
-                       metadata: Sequence[tuple[str, str]], timeout: float) -> Any:
-        began = time.perf_counter()
-        try:
-            reply = await multicallable(request, timeout=timeout,
-                                        metadata=(*metadata, *request_ids.outgoing()))
-        except grpc.aio.AioRpcError as exc:
-            self._figures.done(exc.code(), began)
-            raise
-        except BaseException:  # cancelled by our side
-            self._figures.done(grpc.StatusCode.CANCELLED, began)
-            raise
-        self._figures.done(grpc.StatusCode.OK, began)
-        return reply
-
-
 # One of each per process: their method caches are shared by every server
 # and channel the process opens.
 SERVER_METRICS = ServerMetrics()
-CLIENT_METRICS = ClientMetrics()
-AIO_CLIENT_METRICS = AioClientMetrics()
+CLIENT_METHODS = ClientMethods()
