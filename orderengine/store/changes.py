@@ -12,7 +12,7 @@ from datetime import datetime
 from orderengine.amounts import format_amount
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
-from orderengine.store.models import OrderRow
+from orderengine.store.models import StoredOrder
 from orderengine.store.wire import timestamp
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2, order_pb2
@@ -27,7 +27,7 @@ class NewOrder:
     slippage_bps: int
     client_order_id: str | None = None
 
-    def same_as(self, row: OrderRow) -> bool:
+    def same_as(self, row: StoredOrder) -> bool:
         """Whether ``row`` is this order (a resubmission), not another one."""
         return (row.input_token, row.output_token, row.amount_in, row.slippage_bps) == (
             self.input_token, self.output_token, self.amount_in, self.slippage_bps)
@@ -97,7 +97,7 @@ def statements(transitions: Sequence[Transition]) -> list[list[int]]:
     return [indices for statements in rounds for indices in statements.values()]
 
 
-def event_of(t: Transition, row: OrderRow, now: datetime) -> order_pb2.OrderEvent:
+def event_of(t: Transition, row: StoredOrder, now: datetime) -> order_pb2.OrderEvent:
     """The event of a change made: ``row`` is the order after it."""
     change = t.change
     event = order_pb2.OrderEvent(
