@@ -244,6 +244,7 @@ class OrderStore:
         read) and one executemany INSERT of the events. Whether a change is
         legal is decided here, on the locked rows, change after change."""
         now = _now()
+        stamp = timestamp(now)
         results: list[tuple[StoredOrder, order_pb2.OrderEvent] | None] = []
         ids = list(dict.fromkeys(t.order_id for t in transitions))
         with self.engine.begin() as connection:
@@ -260,7 +261,7 @@ class OrderStore:
                     results.append(None)
                     continue
                 current[t.order_id] = moved
-                event = event_of(t, moved, now)
+                event = event_of(t, moved, stamp)
                 events.append(_event_values(event, t.target.value, now))
                 results.append((moved, event))
             if events:
