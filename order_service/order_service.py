@@ -26,7 +26,7 @@ from orderengine.mesh.channels import within_deadline
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, NewOrder
-from orderengine.store.models import OrderRow
+from orderengine.store.models import StoredOrder
 from orderengine.store.orders import MAX_PAGE_TOKEN_CHARS, OrderStore, PageTokenError
 from orderengine.store.wire import order_to_proto
 from orderengine.swaps import swap_of
@@ -193,7 +193,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
 
     # -- GetOrder, ListOrders, CancelOrder -------------------------------------
 
-    async def _owned(self, context: grpc.aio.ServicerContext, raw_id: str) -> OrderRow:
+    async def _owned(self, context: grpc.aio.ServicerContext, raw_id: str) -> StoredOrder:
         try:
             order_id = _order_id(raw_id)
         except FieldError as exc:

@@ -24,7 +24,7 @@ from orderengine.events import publish
 from orderengine.observability import handoffs
 from orderengine.order_queue import QUEUED, enqueue_orders
 from orderengine.store.changes import NewOrder
-from orderengine.store.models import OrderRow
+from orderengine.store.models import StoredOrder
 from orderengine.store.orders import OrderStore
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class RateLimited(Exception):
 
 
 Refused = QueueFull | RateLimited
-Written = tuple[OrderRow, bool]
+Written = tuple[StoredOrder, bool]
 Result = Written | Refused
 
 
@@ -77,7 +77,7 @@ class Submissions:
         self._batches: Coalescer[tuple[NewOrder, handoffs.Carrier], Written] = Coalescer(
             self._write_batch, MAX_BATCH, executor=self._thread)
 
-    async def submit(self, new: NewOrder) -> tuple[OrderRow, bool]:
+    async def submit(self, new: NewOrder) -> tuple[StoredOrder, bool]:
         """The stored order, and whether this call created it. Raises
         QueueFull, RateLimited or QueueUnavailable (nothing stored), or the
         store's error; a resubmission of a stored order is answered even
@@ -133,7 +133,7 @@ class Submissions:
         return refused
 
     def _answer_resubmissions(self, news: Sequence[NewOrder],
-                              refused: dict[int, Refused]) -> dict[int, tuple[OrderRow, bool]]:
+                              refused: dict[int, Refused]) -> dict[int, tuple[StoredOrder, bool]]:
         """The refused orders whose client_order_id names a stored order,
         answered with it (a read only when such a refusal happens)."""
         keys = {(news[index].owner, news[index].client_order_id or "") for index in refused
@@ -141,7 +141,7 @@ class Submissions:
         if not keys:
             return {}
         found = self.store.by_client_ids(keys)
-        answered: dict[int, tuple[OrderRow, bool]] = {}
+        answered: dict[int, tuple[StoredOrder, bool]] = {}
         for index in refused:
             row = found.get((news[index].owner, news[index].client_order_id or ""))
             if row is not None:

@@ -19,19 +19,19 @@ from orderengine.events import publish
 from orderengine.observability import metrics_orders
 from orderengine.statuses import Status
 from orderengine.store.changes import NO_CHANGE, Change, Transition
-from orderengine.store.models import OrderRow
+from orderengine.store.models import StoredOrder
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_pb2
 
 log = logging.getLogger(__name__)
 
-Moved = tuple[OrderRow, order_pb2.OrderEvent]
+Moved = tuple[StoredOrder, order_pb2.OrderEvent]
 
 
 def move(
     store: OrderStore, bus: Redis | Pipeline, order_id: str, target: Status,
-    change: Change = NO_CHANGE, *, attempt: int | None = None, current: OrderRow | None = None,
-) -> OrderRow | None:
+    change: Change = NO_CHANGE, *, attempt: int | None = None, current: StoredOrder | None = None,
+) -> StoredOrder | None:
     """The order after the change, or None when the change was refused (the
     order moved on, was cancelled, or is on another attempt). A store that
     fails raises."""
@@ -40,8 +40,8 @@ def move(
 
 
 def move_many(store: OrderStore, bus: Redis | Pipeline, transitions: Sequence[Transition],
-              current: Iterable[OrderRow] = (), *,
-              failed: list[Transition] | None = None) -> list[OrderRow | None]:
+              current: Iterable[StoredOrder] = (), *,
+              failed: list[Transition] | None = None) -> list[StoredOrder | None]:
     """Each change as ``move``, all in one transaction and one publish.
     ``current``: the orders as the caller read them, for the time each spent
     in its status (README "Live figures"). With a pipeline as ``bus``, the

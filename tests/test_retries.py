@@ -27,7 +27,7 @@ from orderengine.reasons import Reason
 from orderengine.settings import Settings
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, NewOrder
-from orderengine.store.models import OrderRow
+from orderengine.store.models import OrderRow, StoredOrder
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import execution_service_pb2, market_pb2, order_pb2, order_service_pb2
 from tests.conftest import OWNER, Processes, Services
@@ -94,7 +94,7 @@ def new_order(store: OrderStore) -> str:
     return row.order_id
 
 
-def to_submitted(store: OrderStore, order_id: str, attempt: int) -> OrderRow:
+def to_submitted(store: OrderStore, order_id: str, attempt: int) -> StoredOrder:
     """Moves the order on ``attempt`` to SUBMITTED, as a worker would."""
     route = market_pb2.Route(
         input_token="SOL", output_token="USDC", amount_in="10", amount_out="1394.4",

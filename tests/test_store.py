@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 from sqlalchemy import func, select, text, update
 
 from orderengine.reasons import Reason
@@ -21,7 +22,7 @@ from orderengine.statuses import Status
 from orderengine.store import migrate
 from orderengine.store.changes import NO_CHANGE, Change, NewOrder, Transition
 from orderengine.store.database import create_database_engine, reading
-from orderengine.store.models import EventRow, OrderRow
+from orderengine.store.models import EventRow, OrderRow, StoredOrder
 from orderengine.store.orders import OrderStore, PageTokenError
 from orderengine.v1 import market_pb2, order_pb2
 
@@ -102,7 +103,7 @@ def test_transitions_append_events_in_sequence(store: OrderStore) -> None:
     stored = store.get(order_id)
     assert stored is not None
     assert (stored.status, stored.last_sequence) == ("ROUTED", 3)
-    assert stored.route is not None and stored.route["amount_out"] == "280"
+    assert stored.route == A_ROUTE
 
 
 @pytest.mark.parametrize(
@@ -229,7 +230,7 @@ def test_a_batch_of_changes_gives_each_order_its_own_values(store: OrderStore) -
 
     assert [m is not None for m in moved] == [True] * 8 + [True, False, True, True]
     rows = store.get_many(ids)
-    assert [rows[i].route["amount_in"] for i in ids] == ["1", "2", "3", "4"]  # type: ignore[index]
+    assert [rows[i].route.amount_in for i in ids] == ["1", "2", "3", "4"]  # type: ignore[union-attr]
     assert [rows[i].signature for i in ids] == ["sig-0", None, "sig-2", None]
     assert [rows[i].status for i in ids] == ["SUBMITTED", "ROUTED", "SUBMITTED", "FAILED"]
     assert rows[ids[3]].failure_reason == "reason-3"
@@ -284,7 +285,7 @@ def test_racing_submits_with_one_client_order_id_make_one_order(
 
     def lookup_then_wait_for_the_others(
         keys: set[tuple[str, str]],
-    ) -> dict[tuple[str, str], OrderRow]:
+    ) -> dict[tuple[str, str], StoredOrder]:
         # Every racer finds no order before any of them inserts: the worst race.
         found = first_lookup(keys)
         if not getattr(waited, "done", False):
@@ -523,3 +524,30 @@ def test_another_engine_on_the_file_keeps_this_process_s_connection_known(tmp_pa
             connection.execute(text("DELETE FROM orders"))
     finally:
         engine.dispose()
+
+
+def test_events_and_routes_stored_as_proto_json_before_0003_are_still_read(
+    store: OrderStore,
+) -> None:
+    order_id = submit(store)
+    routed = store.transition(order_id, Status.ROUTING)
+    assert routed is not None
+    event = routed[1]
+    # As the store wrote them before 0003: proto JSON, no bytes.
+    with store.engine.begin() as connection:
+        connection.execute(update(EventRow).where(EventRow.order_id == order_id).values(
+            event_pb=None, event=json_format.MessageToDict(event, preserving_proto_field_name=True)
+        ).where(EventRow.sequence == 2))
+        connection.execute(update(OrderRow).where(OrderRow.order_id == order_id).values(
+            status=Status.ROUTED.value, route_pb=None,
+            route=json_format.MessageToDict(A_ROUTE, preserving_proto_field_name=True)))
+    assert store.events(order_id, after_sequence=1) == [event]
+    stored = store.get(order_id)
+    assert stored is not None and stored.route == A_ROUTE
+    # The next change keeps the route, now as bytes.
+    assert store.transition(order_id, Status.SUBMITTED, Change(signature="sig")) is not None
+    with store.engine.connect() as connection:
+        json_route, route_pb = connection.execute(
+            select(OrderRow.route, OrderRow.route_pb).where(OrderRow.order_id == order_id)).one()
+    assert json_route is None and route_pb == A_ROUTE.SerializeToString()
+    assert [e.sequence for e in store.events(order_id)] == [1, 2, 3]

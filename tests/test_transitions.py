@@ -19,7 +19,7 @@ from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, NewOrder, Transition
 from orderengine.store.database import create_database_engine
-from orderengine.store.models import OrderRow
+from orderengine.store.models import StoredOrder
 from orderengine.store.orders import OrderStore
 from orderengine.transitions import move, move_many
 from tests.conftest import OWNER
@@ -27,7 +27,7 @@ from tests.conftest import OWNER
 SOL = 10**9
 
 
-def new_order(store: OrderStore) -> OrderRow:
+def new_order(store: OrderStore) -> StoredOrder:
     row, _ = store.submit(NewOrder(owner=OWNER, input_token="SOL", output_token="USDC",
                                    amount_in=SOL, slippage_bps=50))
     return row

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from redis.client import Pipeline
 
 from executor.driver.context import RPC_TIMEOUT_SECONDS, Context, context
@@ -32,7 +31,7 @@ from orderengine.order_queue import enqueue_order, picked_up_by_worker
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, Transition
-from orderengine.store.models import OrderRow
+from orderengine.store.models import StoredOrder
 from orderengine.tokens import token
 from orderengine.transitions import move_many
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
@@ -95,9 +94,9 @@ _PROGRAM_CODES = frozenset({AmountOverflowError.code, ZeroAmountOutError.code})
 
 
 def _ask_batch(
-    ctx: Context, rows: list[OrderRow], item: Callable[[OrderRow], Any],
+    ctx: Context, rows: list[StoredOrder], item: Callable[[StoredOrder], Any],
     send: Callable[[list[Any]], Any], name: str, later: list[str], code: Reason, what: str,
-) -> list[tuple[OrderRow, Any]]:
+) -> list[tuple[StoredOrder, Any]]:
     """Asks for every order in one batch call and returns the orders
     answered, with their answers. An order whose ``item`` (its request)
     cannot be built fails with ORDER_INVALID, alone. When the call fails
@@ -106,7 +105,7 @@ def _ask_batch(
     (or the program's own code); one whose item failed otherwise (a lost
     answer: RPC_TIMEOUT) is put in ``later``."""
     items: list[Any] = []
-    built: list[OrderRow] = []
+    built: list[StoredOrder] = []
     for row in rows:
         try:
             items.append(item(row))
@@ -133,7 +132,7 @@ def _ask_batch(
         log.warning("%s: %d answers to %d orders", name, len(results), len(rows))
         later.extend(row.order_id for row in rows)
         return []
-    answered: list[tuple[OrderRow, Any]] = []
+    answered: list[tuple[StoredOrder, Any]] = []
     for row, result in zip(rows, results, strict=True):
         kind = result.WhichOneof("result")
         if kind == "response":
@@ -147,12 +146,12 @@ def _ask_batch(
     return answered
 
 
-def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRow]:
+def _route(ctx: Context, rows: list[StoredOrder], later: list[str]) -> list[StoredOrder]:
     """Quotes the orders; PENDING ones also go through ROUTING, dated when
     routing began, in the same transaction as their ROUTED."""
     began = datetime.now(UTC)
 
-    def item(row: OrderRow) -> quote_service_pb2.GetQuoteRequest:
+    def item(row: StoredOrder) -> quote_service_pb2.GetQuoteRequest:
         return quote_service_pb2.GetQuoteRequest(
             input_token=row.input_token, output_token=row.output_token,
             amount=format_amount(row.amount_in, token(row.input_token).decimals),
@@ -178,12 +177,12 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
             if row is not None and step.target is Status.ROUTED]
 
 
-def _submit(ctx: Context, rows: list[OrderRow], later: list[str],
-            pipeline: Pipeline) -> list[OrderRow]:
-    def item(row: OrderRow) -> execution_service_pb2.SubmitSwapRequest:
+def _submit(ctx: Context, rows: list[StoredOrder], later: list[str],
+            pipeline: Pipeline) -> list[StoredOrder]:
+    def item(row: StoredOrder) -> execution_service_pb2.SubmitSwapRequest:
         return execution_service_pb2.SubmitSwapRequest(
             attempt_key=f"{row.order_id}:{row.attempt}",
-            route=json_format.ParseDict(row.route or {}, market_pb2.Route()))
+            route=row.route if row.route is not None else market_pb2.Route())
 
     def send(batch: list[execution_service_pb2.SubmitSwapRequest],
              ) -> execution_service_pb2.BatchSubmitSwapsResponse:

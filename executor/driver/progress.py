@@ -9,11 +9,11 @@ from orderengine.order_queue import enqueue_order
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change
-from orderengine.store.models import OrderRow
+from orderengine.store.models import StoredOrder
 from orderengine.transitions import move
 
 
-def attempt_failed(ctx: Context, row: OrderRow, code: Reason, reason: str) -> None:
+def attempt_failed(ctx: Context, row: StoredOrder, code: Reason, reason: str) -> None:
     """Retries a transient failure with a new quote after back-off, up to the
     limit; otherwise the order fails with the reason."""
     if ctx.retry.should_retry(code, row.attempt):

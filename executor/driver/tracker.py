@@ -24,7 +24,7 @@ from orderengine.observability import handoffs, tracing
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, Transition
-from orderengine.store.models import OrderRow
+from orderengine.store.models import StoredOrder
 from orderengine.tokens import token
 from orderengine.transitions import move_many
 from orderengine.v1 import execution_service_pb2
@@ -107,7 +107,7 @@ WAITING = Transition("", Status.CONFIRMED)
 
 
 def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.SignatureStatus,
-            row: OrderRow | None, carried: Mapping[str, handoffs.Carrier]) -> Transition | None:
+            row: StoredOrder | None, carried: Mapping[str, handoffs.Carrier]) -> Transition | None:
     """Acts on one final answer: the order's confirmation to make, or WAITING,
     or None when the entry is done (settled, retried or failed here)."""
     if row is None or row.status != Status.SUBMITTED or row.attempt != entry.attempt:
@@ -149,7 +149,7 @@ def _reason(code: str) -> Reason:
     return reason
 
 
-def _blockhash_expired(ctx: Context, row: OrderRow) -> bool:
+def _blockhash_expired(ctx: Context, row: StoredOrder) -> bool:
     sent = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
     return datetime.now(UTC) - sent >= timedelta(seconds=ctx.settings.blockhash_valid_seconds)
 

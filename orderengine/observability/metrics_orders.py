@@ -35,7 +35,7 @@ from rq.utils import utcparse
 
 from orderengine.statuses import Status
 from orderengine.store.changes import Transition
-from orderengine.store.models import OrderRow
+from orderengine.store.models import StoredOrder
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_pb2
 
@@ -83,8 +83,8 @@ def _seconds(moment: datetime | Timestamp) -> float:
 
 
 def transitions_made(
-    current: Iterable[OrderRow], transitions: Sequence[Transition],
-    results: Sequence[tuple[OrderRow, order_pb2.OrderEvent] | None],
+    current: Iterable[StoredOrder], transitions: Sequence[Transition],
+    results: Sequence[tuple[StoredOrder, order_pb2.OrderEvent] | None],
 ) -> None:
     """Observes how long each moved order spent in the status it left.
     ``current``: the orders as read before the change (the status each was

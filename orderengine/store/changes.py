@@ -9,10 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from orderengine.amounts import format_amount
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
-from orderengine.store.models import OrderRow
+from orderengine.store.models import StoredOrder
 from orderengine.store.wire import timestamp
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2, order_pb2
@@ -27,7 +29,7 @@ class NewOrder:
     slippage_bps: int
     client_order_id: str | None = None
 
-    def same_as(self, row: OrderRow) -> bool:
+    def same_as(self, row: StoredOrder) -> bool:
         """Whether ``row`` is this order (a resubmission), not another one."""
         return (row.input_token, row.output_token, row.amount_in, row.slippage_bps) == (
             self.input_token, self.output_token, self.amount_in, self.slippage_bps)
@@ -97,12 +99,14 @@ def statements(transitions: Sequence[Transition]) -> list[list[int]]:
     return [indices for statements in rounds for indices in statements.values()]
 
 
-def event_of(t: Transition, row: OrderRow, now: datetime) -> order_pb2.OrderEvent:
-    """The event of a change made: ``row`` is the order after it."""
+def event_of(t: Transition, row: StoredOrder, now: Timestamp) -> order_pb2.OrderEvent:
+    """The event of a change made: ``row`` is the order after it; ``now``
+    the commit's time (one Timestamp for a whole batch)."""
     change = t.change
     event = order_pb2.OrderEvent(
         order_id=t.order_id, sequence=row.last_sequence, status=t.target.proto,
-        event_time=timestamp(change.at or now), attempt=row.attempt,
+        event_time=timestamp(change.at) if change.at is not None else now,
+        attempt=row.attempt,
         quotes=list(change.quotes), signature=change.signature, reason=change.reason,
         reason_code=change.reason_code or "",
     )

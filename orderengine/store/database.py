@@ -95,15 +95,18 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
         def _begin(connection: Any) -> None:
             # Readers need no lock under WAL: only a session made with
             # read_only=True (see reading()) begins DEFERRED.
+            # The driver's own execute: BEGIN runs once a transaction, and
+            # SQLAlchemy's statement machinery around it cost more than it.
+            pooled = connection.connection
             if connection.get_execution_options().get("read_only", False):
-                connection.exec_driver_sql("BEGIN DEFERRED")
+                pooled.driver_connection.execute("BEGIN DEFERRED")
                 return
-            info = connection.connection.info
+            info = pooled.info
             if _WRITE_LOCK in info:
                 fcntl.flock(info[_WRITE_LOCK], fcntl.LOCK_EX)
                 info[_WRITE_LOCKED] = True
             try:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                pooled.driver_connection.execute("BEGIN IMMEDIATE")
             except BaseException:
                 _write_unlock(connection.connection)
                 raise

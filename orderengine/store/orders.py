@@ -11,39 +11,100 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Column, Engine, Table, and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from orderengine.statuses import TERMINAL, Status, sources
-from orderengine.store.changes import (
-    NO_CHANGE,
-    Change,
-    NewOrder,
-    Transition,
-    event_of,
-    kind_of,
-    statements,
-)
-from orderengine.store.database import reading, session_factory
-from orderengine.store.models import EventRow, OrderRow
-from orderengine.store.wire import event_from_json, message_to_json, timestamp
-from orderengine.v1 import order_pb2
+from orderengine.store.changes import NO_CHANGE, Change, NewOrder, Transition, event_of
+from orderengine.store.models import EventRow, OrderRow, StoredOrder
+from orderengine.store.wire import event_from_json, route_from_json, timestamp
+from orderengine.v1 import market_pb2, order_pb2
 
 ORDERS = cast(Table, OrderRow.__table__)
+EVENTS = cast(Table, EventRow.__table__)
 # Orders named in one IN (...) list: far below every database's limit on
 # bound parameters, and each query still covers hundreds of watchers.
 IDS_PER_QUERY = 500
+
+# The hot path's statements, built once: SQLAlchemy memoizes a statement
+# object's cache key, so executing the same object skips building and
+# compiling it again. Core rows, not ORM objects: instances of a mapped class
+# cost more than the SQL that read them.
+_ORDER_COLUMNS = (
+    ORDERS.c.order_id, ORDERS.c.owner, ORDERS.c.client_order_id, ORDERS.c.status,
+    ORDERS.c.input_token, ORDERS.c.output_token, ORDERS.c.amount_in, ORDERS.c.slippage_bps,
+    ORDERS.c.attempt, ORDERS.c.last_sequence, ORDERS.c.route_pb, ORDERS.c.signature,
+    ORDERS.c.amount_out, ORDERS.c.failure_reason, ORDERS.c.created_at, ORDERS.c.updated_at,
+    ORDERS.c.route,
+)
+_BY_IDS = select(*_ORDER_COLUMNS).where(ORDERS.c.order_id.in_(bindparam("ids", expanding=True)))
+# Writers lock the rows they read (PostgreSQL; SQLite's writer holds the
+# database from BEGIN IMMEDIATE), so the status read is the status changed.
+_LOCK_BY_IDS = _BY_IDS.with_for_update()
+_INSERT_ORDER = insert(ORDERS)
+_INSERT_EVENT = insert(EVENTS)
+# Every column a change may write, from what the transaction read and
+# decided; ``last_sequence`` as read is the compare-and-set's guard (each
+# change bumps it), on top of the lock.
+_UPDATE_ORDER = update(ORDERS).where(
+    ORDERS.c.order_id == bindparam("b_order_id"),
+    ORDERS.c.last_sequence == bindparam("b_read_sequence"),
+).values(
+    status=bindparam("b_status"), last_sequence=bindparam("b_last_sequence"),
+    attempt=bindparam("b_attempt"), route=null(), route_pb=bindparam("b_route_pb"),
+    signature=bindparam("b_signature"), amount_out=bindparam("b_amount_out"),
+    failure_reason=bindparam("b_failure_reason"), updated_at=bindparam("b_updated_at"),
+)
+_HISTORY_HEADS = select(ORDERS.c.order_id, ORDERS.c.owner, ORDERS.c.status,
+                        ORDERS.c.last_sequence).where(
+    ORDERS.c.order_id.in_(bindparam("ids", expanding=True)))
+_HISTORY_EVENTS = select(EVENTS.c.order_id, EVENTS.c.sequence, EVENTS.c.event_pb,
+                         EVENTS.c.event).where(
+    EVENTS.c.order_id.in_(bindparam("ids", expanding=True))
+).order_by(EVENTS.c.order_id, EVENTS.c.sequence)
+_LAST_SEQUENCES = select(ORDERS.c.order_id, ORDERS.c.last_sequence).where(
+    ORDERS.c.order_id.in_(bindparam("ids", expanding=True)))
+_BY_CLIENT_IDS = select(*_ORDER_COLUMNS).where(
+    ORDERS.c.owner.in_(bindparam("owners", expanding=True)),
+    ORDERS.c.client_order_id.in_(bindparam("cids", expanding=True)))
 
 
 def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(ids), IDS_PER_QUERY):
         yield ids[start:start + IDS_PER_QUERY]
+
+
+def _order(row: Sequence[Any]) -> StoredOrder:
+    """A row of _ORDER_COLUMNS as a StoredOrder."""
+    (order_id, owner, client_order_id, status, input_token, output_token, amount_in,
+     slippage_bps, attempt, last_sequence, route_pb, signature, amount_out, failure_reason,
+     created_at, updated_at, route_json) = row
+    if route_pb is not None:
+        route: market_pb2.Route | None = market_pb2.Route.FromString(route_pb)
+    elif route_json:  # written before route_pb
+        route = route_from_json(route_json)
+    else:
+        route = None
+    return StoredOrder(order_id, owner, client_order_id, status, input_token, output_token,
+                       amount_in, slippage_bps, attempt, last_sequence, route, signature,
+                       amount_out, failure_reason, created_at, updated_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +139,14 @@ def _now() -> datetime:
 class OrderStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._sessions = session_factory(engine)
-        self._reads = reading(engine)
+        # Readers begin DEFERRED and take no write lock on SQLite (database.py).
+        self._read_engine = engine.execution_options(read_only=True)
+        # Whether an executemany UPDATE's rowcount is the sum over its rows.
+        self._counts_many = engine.dialect.supports_sane_multi_rowcount
 
     # -- submission -----------------------------------------------------------
 
-    def submit(self, new: NewOrder) -> tuple[OrderRow, order_pb2.OrderEvent | None]:
+    def submit(self, new: NewOrder) -> tuple[StoredOrder, order_pb2.OrderEvent | None]:
         """Stores the order as PENDING with its first event. With a
         client_order_id already used by this owner, returns that order and no
         event, also when two submissions race."""
@@ -91,44 +154,50 @@ class OrderStore:
 
     def submit_many(
         self, news: Sequence[NewOrder]
-    ) -> list[tuple[OrderRow, order_pb2.OrderEvent | None]]:
+    ) -> list[tuple[StoredOrder, order_pb2.OrderEvent | None]]:
         """``submit`` for several orders in one transaction, each answered in
         turn. An order whose client_order_id is taken (also earlier in the
         same batch) comes back as the order that took it, with no event."""
         keys = {(n.owner, n.client_order_id) for n in news if n.client_order_id}
         taken = self._by_client_ids(keys) if keys else {}
         now = _now()
-        results: list[tuple[OrderRow, order_pb2.OrderEvent | None]] = []
-        rows, events = [], []
+        event_time = timestamp(now)
+        results: list[tuple[StoredOrder, order_pb2.OrderEvent | None]] = []
+        rows: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        pending = Status.PENDING.value
+        pending_proto = Status.PENDING.proto
         for new in news:
             key = (new.owner, new.client_order_id or "")
             if new.client_order_id and key in taken:
                 results.append((taken[key], None))
                 continue
-            row = OrderRow(
-                order_id=str(uuid.uuid4()), owner=new.owner,
-                client_order_id=new.client_order_id, status=Status.PENDING,
-                input_token=new.input_token, output_token=new.output_token,
-                amount_in=new.amount_in, slippage_bps=new.slippage_bps, attempt=1,
-                last_sequence=1, route=None, signature=None, amount_out=None,
-                failure_reason=None, created_at=now, updated_at=now,
+            order_id = str(uuid.uuid4())
+            row = StoredOrder(
+                order_id, new.owner, new.client_order_id, pending, new.input_token,
+                new.output_token, new.amount_in, new.slippage_bps, 1, 1, None, None, None,
+                None, now, now,
             )
-            event = order_pb2.OrderEvent(
-                order_id=row.order_id, sequence=1, status=Status.PENDING.proto,
-                event_time=timestamp(now), attempt=1,
-            )
+            event = order_pb2.OrderEvent(order_id=order_id, sequence=1, status=pending_proto,
+                                         event_time=event_time, attempt=1)
             if new.client_order_id:
                 taken[key] = row
-            rows.append(row)
-            events.append(event)
+            rows.append({
+                "order_id": order_id, "owner": new.owner,
+                "client_order_id": new.client_order_id, "status": pending,
+                "input_token": new.input_token, "output_token": new.output_token,
+                "amount_in": new.amount_in, "slippage_bps": new.slippage_bps, "attempt": 1,
+                "last_sequence": 1, "created_at": now, "updated_at": now,
+            })
+            events.append(_event_values(event, pending, now))
             results.append((row, event))
         if not rows:
             return results
         try:
-            with self._sessions.begin() as session:
+            with self.engine.begin() as connection:
                 # Plain executemany inserts: one round trip per table.
-                session.execute(insert(OrderRow), [_columns(r) for r in rows])
-                session.execute(insert(EventRow), [_event_values(e, now) for e in events])
+                connection.execute(_INSERT_ORDER, rows)
+                connection.execute(_INSERT_EVENT, events)
         except IntegrityError:
             if len(news) == 1 and news[0].client_order_id:
                 # Lost a race for the client_order_id: the winner's order is ours.
@@ -141,17 +210,17 @@ class OrderStore:
             return [self.submit(new) for new in news]
         return results
 
-    def by_client_ids(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], OrderRow]:
+    def by_client_ids(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], StoredOrder]:
         """The stored orders with these (owner, client_order_id)."""
         return self._by_client_ids(keys)
 
-    def _by_client_ids(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], OrderRow]:
-        owners = {owner for owner, _ in keys}
-        ids = {cid for _, cid in keys}
-        with self._reads() as session:
-            rows = session.scalars(select(OrderRow).where(
-                OrderRow.owner.in_(owners), OrderRow.client_order_id.in_(ids))).all()
-        return {(r.owner, r.client_order_id or ""): r for r in rows
+    def _by_client_ids(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], StoredOrder]:
+        owners = sorted({owner for owner, _ in keys})
+        ids = sorted({cid for _, cid in keys})
+        with self._read_engine.connect() as connection:
+            rows = connection.execute(_BY_CLIENT_IDS, {"owners": owners, "cids": ids}).all()
+        found = (_order(r) for r in rows)
+        return {(r.owner, r.client_order_id or ""): r for r in found
                 if (r.owner, r.client_order_id or "") in keys}
 
     # -- status changes -------------------------------------------------------
@@ -159,91 +228,72 @@ class OrderStore:
     def transition(
         self, order_id: str, target: Status, change: Change = NO_CHANGE, *,
         attempt: int | None = None,
-    ) -> tuple[OrderRow, order_pb2.OrderEvent] | None:
+    ) -> tuple[StoredOrder, order_pb2.OrderEvent] | None:
         """Moves the order to ``target`` if that is legal from its status now
         (and it is still on ``attempt``, when given). None when refused."""
         return self.transition_many([Transition(order_id, target, change, attempt)])[0]
 
     def transition_many(
         self, transitions: Sequence[Transition]
-    ) -> list[tuple[OrderRow, order_pb2.OrderEvent] | None]:
+    ) -> list[tuple[StoredOrder, order_pb2.OrderEvent] | None]:
         """``transition`` for each, in order, in one transaction: several
         orders' changes, or several changes of one order, cost one commit.
-        Changes of the same kind to different orders share one statement."""
+
+        Three statements whatever the batch: the orders read and locked, one
+        executemany UPDATE of those that changed (guarded by the sequence
+        read) and one executemany INSERT of the events. Whether a change is
+        legal is decided here, on the locked rows, change after change."""
         now = _now()
-        results: list[tuple[OrderRow, order_pb2.OrderEvent] | None] = [None] * len(transitions)
-        with self._sessions.begin() as session:
-            for indices in statements(transitions):
-                moved = self._transition(session, [transitions[i] for i in indices], now)
-                for i in indices:
-                    results[i] = moved.get(transitions[i].order_id)
-            events = [_event_values(r[1], now) for r in results if r is not None]
+        stamp = timestamp(now)
+        results: list[tuple[StoredOrder, order_pb2.OrderEvent] | None] = []
+        ids = list(dict.fromkeys(t.order_id for t in transitions))
+        with self.engine.begin() as connection:
+            current: dict[str, StoredOrder] = {}
+            for chunk in _chunks(ids):
+                for r in connection.execute(_LOCK_BY_IDS, {"ids": chunk}):
+                    current[r.order_id] = _order(r)
+            read_sequence = {order_id: row.last_sequence for order_id, row in current.items()}
+            events: list[dict[str, Any]] = []
+            for t in transitions:
+                row = current.get(t.order_id)
+                moved = _changed(row, t, now) if row is not None else None
+                if moved is None:
+                    results.append(None)
+                    continue
+                current[t.order_id] = moved
+                event = event_of(t, moved, stamp)
+                events.append(_event_values(event, t.target.value, now))
+                results.append((moved, event))
             if events:
-                session.execute(insert(EventRow), events)
+                _write(connection, [current[i] for i in ids
+                                    if current[i].last_sequence != read_sequence[i]],
+                       read_sequence, now, self._counts_many)
+                connection.execute(_INSERT_EVENT, events)
         return results
-
-    @staticmethod
-    def _transition(
-        session: Session, ts: Sequence[Transition], now: datetime
-    ) -> dict[str, tuple[OrderRow, order_pb2.OrderEvent]]:
-        """One compare-and-set UPDATE for changes of one kind (``_kind``) to
-        different orders; each order's own values ride in CASE expressions.
-        Returns the orders moved, by id."""
-        target, kind = ts[0].target, kind_of(ts[0])
-
-        def each(column: Column[Any], value: Callable[[Transition], Any]) -> Any:
-            return case({t.order_id: literal(value(t), column.type) for t in ts},
-                        value=ORDERS.c.order_id)
-
-        # Core, not the ORM's bulk UPDATE: this runs for every status change.
-        values: dict[str, Any] = {
-            "status": target.value,
-            "last_sequence": ORDERS.c.last_sequence + 1,
-            "updated_at": now,
-        }
-        if kind.next_attempt:
-            values.update(attempt=ORDERS.c.attempt + 1, route=None, signature=None)
-        if kind.route:
-            values["route"] = each(ORDERS.c.route, lambda t: message_to_json(t.change.route))
-        if kind.signature:
-            values["signature"] = each(ORDERS.c.signature, lambda t: t.change.signature)
-        if kind.amount_out:
-            values["amount_out"] = each(ORDERS.c.amount_out, lambda t: t.change.amount_out)
-        if target is Status.FAILED:
-            values["failure_reason"] = each(ORDERS.c.failure_reason,
-                                            lambda t: t.change.reason[:512])
-        conditions = [ORDERS.c.order_id.in_([t.order_id for t in ts]),
-                      ORDERS.c.status.in_([s.value for s in sources(target)])]
-        if kind.attempt:
-            conditions.append(ORDERS.c.attempt == each(ORDERS.c.attempt, lambda t: t.attempt))
-        updated = session.execute(
-            update(ORDERS).where(*conditions).values(values).returning(*ORDERS.c)
-        ).all()
-        rows = {r.order_id: OrderRow(**r._mapping) for r in updated}
-        return {t.order_id: (rows[t.order_id], event_of(t, rows[t.order_id], now))
-                for t in ts if t.order_id in rows}
 
     # -- reading --------------------------------------------------------------
 
-    def get(self, order_id: str, owner: str | None = None) -> OrderRow | None:
-        with self._reads() as session:
-            row = session.get(OrderRow, order_id)
+    def get(self, order_id: str, owner: str | None = None) -> StoredOrder | None:
+        row = self.get_many([order_id]).get(order_id)
         if row is None or (owner is not None and row.owner != owner):
             return None
         return row
 
-    def get_many(self, order_ids: Sequence[str]) -> dict[str, OrderRow]:
+    def get_many(self, order_ids: Sequence[str]) -> dict[str, StoredOrder]:
         if not order_ids:
             return {}
-        with self._reads() as session:
-            rows = session.scalars(select(OrderRow).where(OrderRow.order_id.in_(order_ids)))
-            return {row.order_id: row for row in rows}
+        found: dict[str, StoredOrder] = {}
+        with self._read_engine.connect() as connection:
+            for chunk in _chunks(list(order_ids)):
+                for r in connection.execute(_BY_IDS, {"ids": chunk}):
+                    found[r.order_id] = _order(r)
+        return found
 
     def count_by_status(self) -> dict[str, int]:
         """How many orders are in each status (statuses with none are absent)."""
-        with self._reads() as session:
-            counted = session.execute(
-                select(OrderRow.status, func.count()).group_by(OrderRow.status)).all()
+        with self._read_engine.connect() as connection:
+            counted = connection.execute(
+                select(ORDERS.c.status, func.count()).group_by(ORDERS.c.status)).all()
         return {status: int(count) for status, count in counted}
 
     def events(self, order_id: str, after_sequence: int = 0) -> list[order_pb2.OrderEvent]:
@@ -257,84 +307,122 @@ class OrderStore:
         catching up at once cost one read, not one each."""
         found: dict[str, History] = {}
         ids = list(after)
-        with self._reads() as session:
+        parse = order_pb2.OrderEvent.FromString
+        with self._read_engine.connect() as connection:
             for chunk in _chunks(ids):
-                for order_id, owner, status, last in session.execute(
-                        select(OrderRow.order_id, OrderRow.owner, OrderRow.status,
-                               OrderRow.last_sequence).where(OrderRow.order_id.in_(chunk))):
+                for order_id, owner, status, last in connection.execute(
+                        _HISTORY_HEADS, {"ids": chunk}):
                     found[order_id] = History(owner, Status(status).terminal, last, [])
-                for order_id, sequence, event in session.execute(
-                        select(EventRow.order_id, EventRow.sequence, EventRow.event)
-                        .where(EventRow.order_id.in_(chunk))
-                        .order_by(EventRow.order_id, EventRow.sequence)):
+                for order_id, sequence, event_pb, event in connection.execute(
+                        _HISTORY_EVENTS, {"ids": chunk}):
                     if sequence > after[order_id] and order_id in found:
-                        found[order_id].events.append(event_from_json(event))
+                        found[order_id].events.append(
+                            parse(event_pb) if event_pb is not None
+                            else event_from_json(event))  # written before event_pb
         return found
 
     def last_sequences(self, order_ids: Sequence[str]) -> dict[str, int]:
         """Each order's last sequence (orders that do not exist are absent)."""
         found: dict[str, int] = {}
-        with self._reads() as session:
+        with self._read_engine.connect() as connection:
             for chunk in _chunks(order_ids):
-                found.update({order_id: last for order_id, last in session.execute(
-                    select(OrderRow.order_id, OrderRow.last_sequence)
-                    .where(OrderRow.order_id.in_(chunk)))})
+                found.update({order_id: last for order_id, last in connection.execute(
+                    _LAST_SEQUENCES, {"ids": list(chunk)})})
         return found
 
     def list_page(
         self, owner: str, page_size: int, page_token: str = ""
-    ) -> tuple[list[OrderRow], str]:
+    ) -> tuple[list[StoredOrder], str]:
         """The owner's orders, newest first, and the token of the next page
         ("" on the last). Keyset paging: stable while new orders arrive."""
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, got {page_size}")
-        query = select(OrderRow).where(OrderRow.owner == owner)
+        query = select(*_ORDER_COLUMNS).where(ORDERS.c.owner == owner)
         if page_token:
             created, last_id = _decode_page_token(page_token)
             query = query.where(
                 or_(
-                    OrderRow.created_at < created,
-                    and_(OrderRow.created_at == created, OrderRow.order_id < last_id),
+                    ORDERS.c.created_at < created,
+                    and_(ORDERS.c.created_at == created, ORDERS.c.order_id < last_id),
                 )
             )
-        query = query.order_by(OrderRow.created_at.desc(), OrderRow.order_id.desc())
-        with self._reads() as session:
-            rows = list(session.scalars(query.limit(page_size + 1)).all())
+        query = query.order_by(ORDERS.c.created_at.desc(), ORDERS.c.order_id.desc())
+        with self._read_engine.connect() as connection:
+            rows = [_order(r) for r in connection.execute(query.limit(page_size + 1))]
         if len(rows) <= page_size:
             return rows, ""
         rows = rows[:page_size]
         return rows, _encode_page_token(rows[-1])
 
-    def stale(self, older_than: timedelta, limit: int = 500) -> list[OrderRow]:
+    def stale(self, older_than: timedelta, limit: int = 500) -> list[StoredOrder]:
         """Non-terminal orders untouched for ``older_than``: the reconciler's work."""
         cutoff = _now() - older_than
-        with self._reads() as session:
-            return list(
-                session.scalars(
-                    select(OrderRow)
-                    .where(
-                        OrderRow.status.not_in([s.value for s in TERMINAL]),
-                        OrderRow.updated_at < cutoff,
-                    )
-                    .order_by(OrderRow.updated_at)
-                    .limit(limit)
-                ).all()
-            )
+        query = (select(*_ORDER_COLUMNS)
+                 .where(ORDERS.c.status.not_in([s.value for s in TERMINAL]),
+                        ORDERS.c.updated_at < cutoff)
+                 .order_by(ORDERS.c.updated_at)
+                 .limit(limit))
+        with self._read_engine.connect() as connection:
+            return [_order(r) for r in connection.execute(query)]
 
 
-def _event_values(event: order_pb2.OrderEvent, now: datetime) -> dict[str, Any]:
-    """The event's row, for a Core insert (no ORM object: this runs per event)."""
-    return {"order_id": event.order_id, "sequence": event.sequence,
-            "status": Status.from_proto(event.status).value, "created_at": now,
-            "event": message_to_json(event)}
+class ConcurrentChange(RuntimeError):
+    """An order changed under a transaction that had locked it: never
+    expected; the transaction is rolled back rather than write over it."""
 
 
-def _columns(row: Any) -> dict[str, Any]:
-    """A mapped object's column values, for a Core insert."""
-    return {c.key: getattr(row, c.key) for c in row.__table__.columns}
+# The status values each target may be reached from.
+_SOURCES = {target: frozenset(s.value for s in sources(target)) for target in Status}
 
 
-def _encode_page_token(row: OrderRow) -> str:
+def _changed(row: StoredOrder, t: Transition, now: datetime) -> StoredOrder | None:
+    """The order after ``t``, or None when ``t`` is not legal for it now:
+    not a transition its status allows, or for another attempt."""
+    if row.status not in _SOURCES[t.target]:
+        return None
+    if t.attempt is not None and row.attempt != t.attempt:
+        return None
+    c = t.change
+    attempt, route, signature = row.attempt, row.route, row.signature
+    if c.next_attempt:
+        attempt, route, signature = attempt + 1, None, None
+    if c.route is not None:
+        route = c.route
+    if c.signature:
+        signature = c.signature
+    return StoredOrder(
+        row.order_id, row.owner, row.client_order_id, t.target.value, row.input_token,
+        row.output_token, row.amount_in, row.slippage_bps, attempt, row.last_sequence + 1,
+        route, signature, c.amount_out if c.amount_out is not None else row.amount_out,
+        c.reason[:512] if t.target is Status.FAILED else row.failure_reason,
+        row.created_at, now,
+    )
+
+
+def _write(connection: Connection, rows: Sequence[StoredOrder], read_sequence: Mapping[str, int],
+           now: datetime, counts_many: bool) -> None:
+    """The orders as changed, each guarded by the sequence it was read at."""
+    params = [{
+        "b_order_id": r.order_id, "b_read_sequence": read_sequence[r.order_id],
+        "b_status": r.status, "b_last_sequence": r.last_sequence, "b_attempt": r.attempt,
+        "b_route_pb": r.route.SerializeToString() if r.route is not None else None,
+        "b_signature": r.signature, "b_amount_out": r.amount_out,
+        "b_failure_reason": r.failure_reason, "b_updated_at": now,
+    } for r in rows]
+    written = connection.execute(_UPDATE_ORDER, params).rowcount
+    if (len(params) == 1 or counts_many) and written != len(params):
+        raise ConcurrentChange(f"{len(params) - written} of {len(params)} orders changed "
+                               "under their lock")
+
+
+def _event_values(event: order_pb2.OrderEvent, status: str, now: datetime) -> dict[str, Any]:
+    """The event's row, for a Core insert: serialized proto, which costs a
+    fraction of proto JSON to write and to read."""
+    return {"order_id": event.order_id, "sequence": event.sequence, "status": status,
+            "created_at": now, "event_pb": event.SerializeToString()}
+
+
+def _encode_page_token(row: StoredOrder) -> str:
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
     raw = json.dumps([created.isoformat(), row.order_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderengine.amounts import format_amount
 from orderengine.statuses import Status
-from orderengine.store.models import OrderRow
+from orderengine.store.models import StoredOrder
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2, order_pb2
 
@@ -23,7 +23,7 @@ def timestamp(moment: datetime) -> Timestamp:
     return stamp
 
 
-def order_to_proto(row: OrderRow) -> order_pb2.Order:
+def order_to_proto(row: StoredOrder) -> order_pb2.Order:
     order = order_pb2.Order(
         order_id=row.order_id,
         status=Status(row.status).proto,
@@ -39,8 +39,8 @@ def order_to_proto(row: OrderRow) -> order_pb2.Order:
         failure_reason=row.failure_reason or "",
         last_sequence=row.last_sequence,
     )
-    if row.route:
-        order.route.CopyFrom(json_format.ParseDict(row.route, market_pb2.Route()))
+    if row.route is not None:
+        order.route.CopyFrom(row.route)
     if row.amount_out is not None:
         order.amount_out = format_amount(row.amount_out, token(row.output_token).decimals)
     return order
@@ -52,4 +52,10 @@ def message_to_json(message: Any) -> dict[str, Any]:
 
 
 def event_from_json(event: dict[str, Any]) -> order_pb2.OrderEvent:
+    """An event stored as proto JSON (before events were stored as bytes)."""
     return json_format.ParseDict(event, order_pb2.OrderEvent())
+
+
+def route_from_json(route: dict[str, Any]) -> market_pb2.Route:
+    """A route stored as proto JSON (before routes were stored as bytes)."""
+    return json_format.ParseDict(route, market_pb2.Route())
