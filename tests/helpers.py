@@ -118,6 +118,8 @@ BAD_SWAP_FIELDS = [
     ({"amount": ""}, "amount", "required"),
     ({"amount": "1.0000000001"}, "amount", "decimal places"),
     ({"amount": "1" * 30}, "amount", "too large"),
+    # 2**64 base units of SOL (9 decimals): one more than a u64 holds.
+    ({"amount": "18446744073.709551616"}, "amount", "is too large: at most 18446744073.709551615"),
     ({"slippage_bps": 5001}, "slippage_bps", "1 to 5000"),
 ]
 
