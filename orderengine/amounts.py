@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import re
 
-# SPL token amounts are u64 on chain, but the store's columns (BIGINT) and
-# Redis's counters (the pools' flow ledger) are signed 64-bit: one tighter
-# bound for all of them, which the amount type, the store and the simulated
-# programs share, so no amount the engine takes can overflow any of them.
-MAX_BASE_UNITS = 2**63 - 1
+# SPL token amounts are u64 on chain: the bound the amount type, the store
+# (its BIGINT columns hold a u64's bits, store/models.py U64), the pools'
+# state in Redis and the simulated programs share.
+MAX_BASE_UNITS = 2**64 - 1
 
 # ASCII digits only: int() would also take Arabic-Indic or fullwidth digits.
 _DECIMAL = re.compile(r"^(?P<whole>[0-9]+)(?:\.(?P<frac>[0-9]+))?$")

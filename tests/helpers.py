@@ -13,7 +13,7 @@ from grpc_status import rpc_status
 from redis.asyncio import Redis
 
 from orderengine.market.pools import PoolState, all_pools, balances
-from orderengine.market.state import FLOWS, read_reserves
+from orderengine.market.state import read_pools
 from orderengine.statuses import TRANSITIONS, Status
 from orderengine.swaps import SwapRequest
 from orderengine.v1 import (
@@ -118,6 +118,8 @@ BAD_SWAP_FIELDS = [
     ({"amount": ""}, "amount", "required"),
     ({"amount": "1.0000000001"}, "amount", "decimal places"),
     ({"amount": "1" * 30}, "amount", "too large"),
+    # 2**64 base units of SOL (9 decimals): one more than a u64 holds.
+    ({"amount": "18446744073.709551616"}, "amount", "is too large: at most 18446744073.709551615"),
     ({"slippage_bps": 5001}, "slippage_bps", "1 to 5000"),
 ]
 
@@ -134,16 +136,13 @@ async def conservation_errors(redis: Redis) -> list[str]:
     """Pools whose holdings differ from their first state plus every flow the
     ledger recorded: empty when nothing was created or lost."""
     pools = all_pools()
-    flows = {(k.decode() if isinstance(k, bytes) else k): int(v)
-             for k, v in (await redis.hgetall(FLOWS)).items()}
-    states = await read_reserves(redis, pools)
+    states, flows = await read_pools(redis, pools)
     errors = []
     for pool_id, pool in pools.items():
         now = balances(pool, states[pool_id])
         first = balances(pool, pool.initial_state())
-        for token, held, start in ((pool.token_a, now[0], first[0]),
-                                   (pool.token_b, now[1], first[1])):
-            moved = flows.get(f"{pool_id}:{token}", 0)
+        for token, held, start, moved in ((pool.token_a, now[0], first[0], flows[pool_id][0]),
+                                          (pool.token_b, now[1], first[1], flows[pool_id][1])):
             if held != start + moved:
                 errors.append(f"{pool_id}: holds {held} {token}, expected {start} + {moved}")
     return errors

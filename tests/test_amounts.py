@@ -98,12 +98,17 @@ def test_anything_but_a_plain_positive_decimal_is_rejected(text: str) -> None:
         parse_amount(text, 6)
 
 
-def test_the_largest_signed_64_bit_amount_is_accepted_and_one_more_is_not() -> None:
-    # 2**63 - 1 = 9_223_372_036_854_775_807 base units = 9223372036.854775807 SOL.
-    assert parse_amount("9223372036.854775807", 9) == MAX_BASE_UNITS
-    with pytest.raises(AmountError, match=r"too large: at most 9223372036\.854775807$"):
-        parse_amount("9223372036.854775808", 9)
-    with pytest.raises(AmountError, match=r"too large: at most 9223372036854775807$"):
+def test_the_largest_u64_amount_is_accepted_and_one_more_is_not() -> None:
+    # SPL amounts are u64: 2**64 - 1 = 18_446_744_073_709_551_615 base units
+    # = 18446744073.709551615 SOL; 2**63 and past it are amounts like others.
+    assert MAX_BASE_UNITS == 2**64 - 1
+    assert parse_amount("18446744073.709551615", 9) == 2**64 - 1
+    assert parse_amount("9223372036.854775808", 9) == 2**63
+    with pytest.raises(AmountError, match=r"too large: at most 18446744073\.709551615$"):
+        parse_amount("18446744073.709551616", 9)
+    with pytest.raises(AmountError, match=r"too large: at most 18446744073709551615$"):
+        parse_amount("18446744073709551616", 0)
+    with pytest.raises(AmountError, match=r"too large: at most 18446744073709551615$"):
         parse_amount("99999999999999999999", 0)
 
 

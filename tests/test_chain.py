@@ -24,8 +24,17 @@ from executor.chain.chain import _SUBMIT as chain_script
 from executor.chain.chain import LANDED_BY_ORDER, Chain, Submitted, signature_for
 from executor.chain.execution_service import MAX_SWAPS_PER_CALL
 from orderengine.amounts import MAX_BASE_UNITS, format_amount
-from orderengine.market.pools import all_pools, balances
-from orderengine.market.state import read_reserves
+from orderengine.market.cpmm import Reserves
+from orderengine.market.pools import PoolState, all_pools, balances
+from orderengine.market.routes import Leg, apply_route
+from orderengine.market.state import (
+    FLOW_A,
+    FLOW_B,
+    pool_key,
+    read_pools,
+    read_reserves,
+    write_reserves,
+)
 from orderengine.mesh.channels import RETRIED
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
@@ -558,9 +567,9 @@ def test_the_execution_service_is_listed_by_reflection(services: Services) -> No
 def test_a_swap_that_would_overflow_a_pool_reverts_alone_and_writes_nothing(
     redis: Redis, redis_url: str
 ) -> None:
-    """Two swaps of the largest amount of SOL into one pool: the second took
-    the pool's flows past what Redis's counters hold, and the MULTI wrote the
-    reserves but not the flows ledger. Each now reverts with AMOUNT_OVERFLOW,
+    """Two swaps of the largest amount of SOL into one pool: once, the second
+    took the pool's flows past what Redis's counters hold, and the MULTI wrote
+    the reserves but not the flows ledger. Each now reverts with AMOUNT_OVERFLOW,
     and the ordinary swap landed with them lands, conserving every pool."""
     pool_id = "raydium-sol-usdc"
     most_sol = format_amount(MAX_BASE_UNITS, token("SOL").decimals)
@@ -591,9 +600,97 @@ def test_a_swap_that_would_overflow_a_pool_reverts_alone_and_writes_nothing(
     big, small, big_again = asyncio.run(run())
     for status in (big, big_again):
         assert (status.error_code, status.amount_out) == ("AMOUNT_OVERFLOW", "")
-        assert "would hold more than 9223372036854775807 base units" in status.error
+        assert "would hold more than 18446744073709551615 base units" in status.error
     assert (small.error_code, small.amount_out != "") == ("", True)
     pool = all_pools()[pool_id]
     start = balances(pool, pool.initial_state())
     assert reserves(redis, pool_id)[0] == start[0] + base_units("1", "SOL")
     assert sorted(int(v) for v in redis.hgetall(LANDED_BY_ORDER).values()) == [1]
+
+
+# Pools of SOL, USDC and USDT holding near a u64 each, so that one swap moves
+# more than 2**63 base units in and out.
+BIG_POOLS: dict[str, PoolState] = {
+    "raydium-sol-usdc": Reserves(2**62, 2**64 - 2**60),
+    "raydium-sol-usdt": Reserves(2**62, 2**64 - 2**60),
+    "raydium-usdc-usdt": Reserves(2**64 - 2**60, 2**62),
+}
+
+
+async def push_pools(client: AsyncRedis, states: dict[str, PoolState]) -> None:
+    """Moves pools to ``states`` as landed swaps would: the flows ledger moves
+    with them, so conservation still holds."""
+    await read_reserves(client, list(states))  # seeded first: seeding moves a watched key
+    async with client.pipeline(transaction=True) as pipe:
+        await pipe.watch(*(pool_key(p) for p in states))
+        before, flows = await read_pools(pipe, list(states))
+        pipe.multi()
+        write_reserves(pipe, states, before, flows)
+        await pipe.execute()
+
+
+def a_route(amount: str, *legs: tuple[str, str, str, int]) -> market_pb2.Route:
+    return market_pb2.Route(
+        input_token=legs[0][1], output_token=legs[-1][2], amount_in=amount,
+        legs=[market_pb2.RouteLeg(pool_id=pool_id, input_token=src, output_token=dst,
+                                  share_bps=share) for pool_id, src, dst, share in legs])
+
+
+def land(redis_url: str, routes: list[market_pb2.Route],
+         pools: dict[str, PoolState]) -> list[execution_service_pb2.SignatureStatus]:
+    async def run() -> list[execution_service_pb2.SignatureStatus]:
+        client = AsyncRedis.from_url(redis_url)
+        try:
+            await push_pools(client, pools)
+            chain = Chain(client, slot_seconds=0.0, confirm_seconds=0.0)
+            taken = await chain.submit_many([(attempt_key()[1], r) for r in routes])
+            signatures = [o.signature for o in taken if isinstance(o, Submitted)]
+            assert len(signatures) == len(routes)
+            await chain.land_many(signatures)
+            assert await conservation_errors(client) == []
+            return await chain.statuses(signatures)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+def test_a_swap_moving_more_than_2_63_units_lands_exactly_and_conserves(
+    redis: Redis, redis_url: str
+) -> None:
+    """u64 amounts past a signed 64-bit integer: 2**63 base units of SOL in,
+    more than 2**63 of USDC out. The pool, its flows ledger and the amount
+    out hold them to the last unit."""
+    pool_id = "raydium-sol-usdc"
+    amount_in = 2**63
+    (status,) = land(redis_url, [a_route(format_amount(amount_in, 9),
+                                         (pool_id, "SOL", "USDC", 10_000))], BIG_POOLS)
+    expected = apply_route([Leg(pool_id, "SOL", "USDC")], "SOL", "USDC", amount_in,
+                           dict(BIG_POOLS))
+    assert 2**63 < expected.amount_out < 2**64
+    assert (status.error_code, status.amount_out) == ("", format_amount(expected.amount_out, 6))
+    assert reserves(redis, pool_id) == (2**62 + amount_in, 2**64 - 2**60 - expected.amount_out)
+    pool = all_pools()[pool_id]
+    start = balances(pool, pool.initial_state())
+    assert redis.hmget(pool_key(pool_id), [FLOW_A, FLOW_B]) == [
+        str(2**62 + amount_in - start[0]).encode(),
+        str(2**64 - 2**60 - expected.amount_out - start[1]).encode()]
+
+
+def test_a_swap_paying_out_past_u64_reverts_alone_and_writes_nothing(
+    redis: Redis, redis_url: str
+) -> None:
+    """Two paths to USDC whose payouts sum past a u64 (no pool passes it):
+    the program's checked add reverts the swap, the pools stay as they were,
+    and the ordinary swap landed with it lands."""
+    split = a_route(format_amount(2**63, 9), ("raydium-sol-usdc", "SOL", "USDC", 5_000),
+                    ("raydium-sol-usdt", "SOL", "USDT", 10_000),
+                    ("raydium-usdc-usdt", "USDT", "USDC", 10_000))
+    small = a_route("1", ("raydium-sol-usdc", "SOL", "USDC", 10_000))
+    over, fine = land(redis_url, [split, small], BIG_POOLS)
+    assert (over.error_code, over.amount_out) == ("AMOUNT_OVERFLOW", "")
+    assert "pay out more than 18446744073709.551615 USDC" in over.error
+    assert fine.error_code == "" and fine.amount_out != ""
+    assert reserves(redis, "raydium-sol-usdc")[0] == 2**62 + 10**9
+    for pool_id in ("raydium-sol-usdt", "raydium-usdc-usdt"):
+        assert reserves(redis, pool_id) == balances(all_pools()[pool_id], BIG_POOLS[pool_id])

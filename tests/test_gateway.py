@@ -136,6 +136,30 @@ def test_json_number_amounts_are_read_exactly(http: httpx.Client, raw_amount: st
     assert order["amount"] == stored
 
 
+@pytest.mark.parametrize("quoted", [False, True])
+def test_the_largest_u64_amount_is_taken_exactly_and_one_more_is_refused(
+    http: httpx.Client, quoted: bool
+) -> None:
+    """SPL amounts are u64: 2**64 - 1 base units of SOL (9 decimals) is an
+    order, stored and read back to the last digit, as a JSON number or a
+    string; 2**64 is a 400 naming the field and the bound."""
+    def post(amount: str) -> httpx.Response:
+        raw = f'"{amount}"' if quoted else amount
+        body = f'{{"inputToken": "SOL", "outputToken": "USDC", "amount": {raw}}}'
+        return http.post("/api/orders", content=body,
+                         headers={"content-type": "application/json"})
+
+    taken = post("18446744073.709551615")
+    assert taken.status_code == 201, taken.text
+    assert http.get(f"/api/orders/{taken.json()['orderId']}").json()["amount"] == (
+        "18446744073.709551615")
+    refused = post("18446744073.709551616")
+    assert refused.status_code == 400, refused.text
+    error = error_of(refused)
+    assert (error["code"], error["field"]) == ("INVALID_ARGUMENT", "amount")
+    assert "too large: at most 18446744073.709551615" in error["message"]
+
+
 def test_slippage_and_client_order_id(http: httpx.Client) -> None:
     first = http.post("/api/orders", json={**SEED_BODY, "slippageBps": 120,
                                            "clientOrderId": "web-1"})
@@ -168,6 +192,8 @@ def test_slippage_and_client_order_id(http: httpx.Client) -> None:
         ({"amount": -5}, "amount", "positive decimal"),
         ({"amount": "ten"}, "amount", "positive decimal"),
         ({"amount": "0.0000000001"}, "amount", "decimal places"),
+        # Past a u64 of base units.
+        ({"amount": "18446744073.709551616"}, "amount", "too large: at most 18446744073.709551615"),
         ({"slippageBps": 9000}, "slippageBps", "1 to 5000"),
         ({"clientOrderId": "x" * 129}, "clientOrderId", "at most 128"),
         # The gateway's own: wrong JSON types.

@@ -351,7 +351,8 @@ def routes(draw: st.DrawFn) -> market_pb2.Route:
             output_token=pool.token_b if forward else pool.token_a,
             share_bps=draw(st.one_of(st.integers(0, 10_001), st.just(10_000)))))
     amount = draw(st.one_of(st.integers(1, 10**6).map(str), st.sampled_from(
-        ["0.000001", "9223372036", "9223372036854775807", "0", "-1", "1e3", ""])))
+        ["0.000001", "9223372036", "9223372036854775807", "18446744073709551615",
+         "18446744073709551616", "0", "-1", "1e3", ""])))
     return market_pb2.Route(
         legs=legs, input_token=draw(st.one_of(st.just(legs[0].input_token),
                                               st.sampled_from(SYMBOLS))),

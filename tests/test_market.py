@@ -48,6 +48,7 @@ from orderengine.market.state import (
     encode,
     land_route,
     pool_key,
+    read_pools,
     read_reserves,
     seed,
     write_reserves,
@@ -470,7 +471,8 @@ async def _write(redis_url: str, states: dict[str, PoolState]) -> None:
     try:
         async with client.pipeline(transaction=True) as pipe:
             write_reserves(pipe, states,
-                           {pool_id: all_pools()[pool_id].initial_state() for pool_id in states})
+                           {pool_id: all_pools()[pool_id].initial_state() for pool_id in states},
+                           {})
             await pipe.execute()
     finally:
         await client.aclose()
@@ -576,11 +578,12 @@ def test_states_read_and_written_inside_a_watched_transaction(redis: SyncRedis,
                 try:
                     async with client.pipeline(transaction=True) as pipe:
                         await pipe.watch(pool_key("raydium-sol-usdc"))
-                        now = (await read_reserves(pipe, ["raydium-sol-usdc"]))["raydium-sol-usdc"]
+                        states, flows = await read_pools(pipe, ["raydium-sol-usdc"])
+                        now = states["raydium-sol-usdc"]
                         assert isinstance(now, Reserves)
                         pipe.multi()
                         write_reserves(pipe, {"raydium-sol-usdc": Reserves(now.a + 1, now.b - 1)},
-                                       {"raydium-sol-usdc": now})
+                                       {"raydium-sol-usdc": now}, flows)
                         await pipe.execute()
                         return
                 except WatchError:

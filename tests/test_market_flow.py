@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from orderengine.local.traders import Flow, FlowTrade, mid_price, run_flow
 from orderengine.market.pools import PoolState, all_pools, balances, quote
-from orderengine.market.state import read_reserves, write_reserves
+from orderengine.market.state import FLOW_A, pool_key, read_reserves, write_reserves
 from tests.conftest import ROOT
 from tests.helpers import conservation_errors
 
@@ -141,7 +141,7 @@ def test_flow_swaps_conserve_tokens_in_every_pool(redis: SyncRedis, redis_url: s
 
     # The ledger the chaos suite checks agrees with the trades.
     assert asyncio.run(check()) == []
-    redis.hincrby("market:flows", "raydium-sol-usdc:SOL", 1)  # one unit out of nowhere
+    redis.hincrby(pool_key("raydium-sol-usdc"), FLOW_A, 1)  # one SOL unit out of nowhere
     assert asyncio.run(check()) == [
         f"raydium-sol-usdc: holds {balances(all_pools()['raydium-sol-usdc'], states['raydium-sol-usdc'])[0]}"
         f" SOL, expected {balances(all_pools()['raydium-sol-usdc'], all_pools()['raydium-sol-usdc'].initial_state())[0]}"
@@ -158,7 +158,7 @@ def test_the_flow_trades_on_what_is_in_redis(redis: SyncRedis, redis_url: str) -
         client = Redis.from_url(redis_url)
         try:
             async with client.pipeline(transaction=True) as pipe:
-                write_reserves(pipe, {pool.id: pushed}, {pool.id: pool.initial_state()})
+                write_reserves(pipe, {pool.id: pushed}, {pool.id: pool.initial_state()}, {})
                 await pipe.execute()
         finally:
             await client.aclose()

@@ -74,6 +74,21 @@ def test_submit_returns_at_once_with_a_stored_pending_order(services: Services) 
     assert fetched.order_id == order.order_id and fetched.status == order.status
 
 
+def test_the_largest_u64_amount_is_an_order_stored_exactly(
+    services: Services, store: OrderStore
+) -> None:
+    """SPL amounts are u64: 2**64 - 1 base units (SOL has 9 decimals) is
+    taken and read back to the last digit; one more is refused naming the
+    field and the bound (in BAD_SWAP_FIELDS)."""
+    order = submit(services, amount="18446744073.709551615")
+    assert order.amount == "18446744073.709551615"
+    fetched = services.orders().GetOrder(
+        order_service_pb2.GetOrderRequest(order_id=order.order_id))
+    assert fetched.amount == "18446744073.709551615"
+    row = store.get(order.order_id)
+    assert row is not None and row.amount_in == 2**64 - 1
+
+
 def test_token_symbols_are_case_insensitive_and_stored_canonical(services: Services) -> None:
     order = submit(services, input_token="sol", output_token="usdc")
     assert (order.input_token, order.output_token) == ("SOL", "USDC")

@@ -96,8 +96,8 @@ def test_the_tracker_fails_an_order_with_an_amount_no_column_holds_and_confirms_
     (poison,) = submitted(store, 1, owner=OWNER)
     for order_id in good:
         landed_on_chain(redis, signature_for(f"{order_id}:1"), "139.44")
-    # 2**63 base units of USDC and more: more than any column holds.
-    landed_on_chain(redis, signature_for(f"{poison}:1"), "9223372036854.775808")
+    # 2**64 base units of USDC: more than a u64, and so than any column holds.
+    landed_on_chain(redis, signature_for(f"{poison}:1"), "18446744073709.551616")
     entries = [Inflight(i, 1, signature_for(f"{i}:1")) for i in [poison, *good]]
     track(redis, entries)
     redis.zadd(INFLIGHT, {"not an entry": 0})  # nor can one unreadable entry stall a round
@@ -110,7 +110,7 @@ def test_the_tracker_fails_an_order_with_an_amount_no_column_holds_and_confirms_
     assert row is not None and row.status == Status.FAILED and row.amount_out is None
     last = store.events(poison)[-1]
     assert last.reason_code == "AMOUNT_OVERFLOW"
-    assert "9223372036854.775808" in last.reason and "too large" in last.reason
+    assert "18446744073709.551616" in last.reason and "too large" in last.reason
     assert redis.zcard(INFLIGHT) == 0
 
 

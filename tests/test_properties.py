@@ -79,7 +79,8 @@ padded_decimals = st.builds(lambda left, text, right: left + text + right,
 near_misses = st.text(alphabet="0123456789.-+eE_ ,x\u0661\u0662\uff10\uff11", max_size=45)
 SPELLINGS = ["", "0", "0.0", "00.000", "-1", "+1", "1e5", "1E-3", ".5", "5.", "1_000", "1,5",
              "NaN", "Infinity", "-0", "0x10", "\u0661\u0660", "\uff11", "1.5.2", "1 000",
-             "9223372036854775807", "9223372036854775808", "0.000000001", "0.0000000001"]
+             "9223372036854775807", "9223372036854775808", "18446744073709551615",
+             "18446744073709551616", "0.000000001", "0.0000000001"]
 amount_texts = st.one_of(plain_decimals, padded_decimals, near_misses,
                          st.text(max_size=50), st.sampled_from(SPELLINGS))
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format
 from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import StatementError
 
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
@@ -24,6 +25,7 @@ from orderengine.store.changes import NO_CHANGE, Change, NewOrder, Transition
 from orderengine.store.database import create_database_engine, reading
 from orderengine.store.models import EventRow, OrderRow, StoredOrder
 from orderengine.store.orders import OrderStore, PageTokenError
+from orderengine.store.wire import order_to_proto
 from orderengine.v1 import market_pb2, order_pb2
 
 SOL = 10**9
@@ -209,6 +211,53 @@ def test_amount_out_is_stored_in_base_units_and_shown_as_a_decimal_string(
     assert store.events(order_id)[-1].amount_out == "279.301234"
     stored = store.get(order_id)
     assert stored is not None and stored.amount_out == 279_301_234
+
+
+U64_EDGES = [1, 2**63 - 1, 2**63, 2**64 - 2, 2**64 - 1]
+
+
+def test_every_u64_amount_is_stored_and_read_back_exactly(store: OrderStore) -> None:
+    """SPL amounts are u64; the columns are signed 64-bit BIGINTs, which hold
+    a u64's bits: amounts past 2**63 - 1 round-trip through submit, a
+    batched transition (CASE) and every read, and a row written as a plain
+    BIGINT (every amount below 2**63) reads the same."""
+    rows = [row for row, _ in store.submit_many(
+        [new_order(client_order_id=f"u64-{i}", amount_in=amount)
+         for i, amount in enumerate(U64_EDGES)])]
+    ids = [row.order_id for row in rows]
+    assert [row.amount_in for row in rows] == U64_EDGES
+    got = store.get_many(ids)
+    assert [got[i].amount_in for i in ids] == U64_EDGES
+    assert [store.get(i).amount_in for i in ids] == U64_EDGES  # type: ignore[union-attr]
+    assert [o.amount for o in map(order_to_proto, (got[i] for i in ids))] == [
+        "0.000000001", "9223372036.854775807", "9223372036.854775808",
+        "18446744073.709551614", "18446744073.709551615"]
+    # The same order again (its client_order_id) is found by its u64 amount.
+    again, event = store.submit(new_order(client_order_id="u64-4", amount_in=2**64 - 1))
+    assert (again.order_id, event) == (ids[4], None)
+    with store.engine.connect() as connection:
+        raw: dict[str, int] = dict(connection.execute(select(text("order_id, amount_in")).select_from(
+            text("orders"))).all())
+    assert [raw[i] for i in ids] == [1, 2**63 - 1, -(2**63), -2, -1]
+
+    for order_id in ids:
+        drive(store, order_id, Status.ROUTING, Status.ROUTED, Status.SUBMITTED)
+    confirmed = store.transition_many(
+        [Transition(order_id, Status.CONFIRMED, Change(amount_out=amount), attempt=1)
+         for order_id, amount in zip(ids, reversed(U64_EDGES), strict=True)])
+    assert [c[1].amount_out for c in confirmed if c is not None] == [
+        "18446744073709.551615", "18446744073709.551614", "9223372036854.775808",
+        "9223372036854.775807", "0.000001"]  # USDC: 6 decimals
+    got = store.get_many(ids)
+    assert [got[i].amount_out for i in ids] == list(reversed(U64_EDGES))
+    assert [store.events(i)[-1].amount_out for i in ids] == [
+        c[1].amount_out for c in confirmed if c is not None]
+
+
+def test_an_amount_past_u64_is_never_written(store: OrderStore) -> None:
+    with pytest.raises(StatementError, match="is not a u64"):
+        store.submit(new_order(amount_in=2**64))
+    assert count(store, OrderRow) == 0
 
 
 def test_a_batch_of_changes_gives_each_order_its_own_values(store: OrderStore) -> None:

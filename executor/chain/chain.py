@@ -26,7 +26,7 @@ from executor.chain.faults import NO_FAULTS, REASONS, Faults
 from orderengine.amounts import format_amount
 from orderengine.market.pools import PoolState
 from orderengine.market.routes import RouteError, RoutePlan, apply_route, plan_from_proto
-from orderengine.market.state import pool_key, read_reserves, write_reserves
+from orderengine.market.state import Flows, pool_key, read_pools, write_reserves
 from orderengine.observability.metrics_orders import swap_landed
 from orderengine.reasons import Reason
 from orderengine.tokens import token
@@ -205,21 +205,23 @@ class Chain:
                         leg.pool_id for tx in pending if tx.plan is not None
                         for leg in tx.plan.legs))
                     before: dict[str, PoolState] = {}
+                    flows: Flows = {}
                     if pool_ids:
                         await pipe.watch(*(pool_key(p) for p in pool_ids))
-                        before = await read_reserves(self.redis, pool_ids)
+                        before, flows = await read_pools(self.redis, pool_ids)
                     now = time.time()
                     pools = dict(before)
                     # Everything is decided and checked here, before MULTI:
                     # Redis does not roll back a MULTI whose command fails, so
                     # nothing in it may fail. apply_route keeps every amount
-                    # and holding within MAX_BASE_UNITS, so neither the pools'
-                    # fields nor the flows ledger's HINCRBY can overflow.
+                    # and holding within MAX_BASE_UNITS (u64), as the
+                    # programs' checked arithmetic does; the pools' fields and
+                    # their ledger are decimal strings, set whole.
                     results = [self._land_one(tx, pools, now) for tx in pending]
                     pipe.multi()
                     if pools != before:
                         write_reserves(pipe, {p: s for p, s in pools.items()
-                                              if s is not before[p]}, before)
+                                              if s is not before[p]}, before, flows)
                     for tx, result in zip(pending, results, strict=True):
                         pipe.hset(tx_key(tx.signature), mapping=result)
                         if result["state"] == "landed":

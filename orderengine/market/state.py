@@ -7,13 +7,18 @@ One hash per pool, ``market:pool:<id>``:
 - a DLMM pool also: ``active_id``, ``volatility_accumulator``,
   ``volatility_reference``, ``index_reference``, ``last_update``, ``fee_a``,
   ``fee_b``, and ``bins`` = ``"<min_id> <x> <y> <x> <y> ..."``: every bin in
-  one field, so that reading a pool is a dozen fields, not hundreds.
+  one field, so that reading a pool is a dozen fields, not hundreds;
+- the flows ledger: ``flow_a``, ``flow_b``, what every landed swap moved into
+  (+) and out of (-) the pool since it was seeded (absent: nothing yet).
+
+Every amount is a decimal string: a u64 (and a flow, up to one either way)
+is held exactly, which Redis's signed 64-bit HINCRBY would not.
 
 A missing pool (a new Redis, a flush) starts again from pools.toml. A swap
 lands by reading the pools under WATCH, applying the route with the same
-math a quote uses, and writing the states back in one MULTI/EXEC: the read
-and the write are one atomic step, or nothing is written and the lander
-looks again."""
+math a quote uses, and writing the states and the ledger back in one
+MULTI/EXEC: the read and the write are one atomic step, or nothing is
+written and the lander looks again."""
 
 from __future__ import annotations
 
@@ -97,8 +102,23 @@ def decode(pool: Pool, raw: Mapping[bytes | str, bytes | str]) -> PoolState | No
         return None  # a partial or older hash: not a state of this kind
 
 
+# The ledger's fields in a pool's hash, for token_a and token_b.
+FLOW_A, FLOW_B = "flow_a", "flow_b"
+
+# What the ledger says landed swaps moved of (token_a, token_b), per pool.
+Flows = dict[str, tuple[int, int]]
+
+
 async def read_reserves(redis: Redis | Pipeline, pool_ids: Iterable[str]) -> dict[str, PoolState]:
     """The pools' states now; seeds any pool Redis does not hold yet."""
+    return (await read_pools(redis, pool_ids))[0]
+
+
+async def read_pools(
+    redis: Redis | Pipeline, pool_ids: Iterable[str]
+) -> tuple[dict[str, PoolState], Flows]:
+    """The pools' states and flows ledger now; seeds any pool Redis does not
+    hold yet."""
     pools = all_pools()
     ids = list(dict.fromkeys(pool_ids))
     if isinstance(redis, Pipeline):
@@ -114,8 +134,14 @@ async def read_reserves(redis: Redis | Pipeline, pool_ids: Iterable[str]) -> dic
     missing = [pool_id for pool_id, state in states.items() if state is None]
     if missing:
         await seed(redis, missing)
-        return await read_reserves(redis, ids)
-    return {pool_id: state for pool_id, state in states.items() if state is not None}
+        return await read_pools(redis, ids)
+    flows = {pool_id: _flows(fields) for pool_id, fields in zip(ids, raw, strict=True)}
+    return {pool_id: state for pool_id, state in states.items() if state is not None}, flows
+
+
+def _flows(raw: Mapping[bytes | str, bytes | str]) -> tuple[int, int]:
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    return int(fields.get(FLOW_A, 0)), int(fields.get(FLOW_B, 0))
 
 
 async def seed(redis: Redis | Pipeline, pool_ids: Iterable[str]) -> None:
@@ -128,23 +154,20 @@ async def seed(redis: Redis | Pipeline, pool_ids: Iterable[str]) -> None:
         await redis.eval(_SEED, 1, pool_key(pool_id), *args)
 
 
-# What every landed swap moved into (+) and out of (-) each pool, per token,
-# written in the same MULTI as the pool: the ledger conservation is checked
-# against.
-FLOWS = "market:flows"
-
-
 def write_reserves(pipe: Pipeline, reserves: dict[str, PoolState],
-                   before: dict[str, PoolState]) -> None:
-    """Queues the writes of the pools' new states (inside MULTI), and what
-    each moved since ``before`` into the flows ledger."""
+                   before: dict[str, PoolState], flows: Flows) -> None:
+    """Queues the writes of the pools' new states (inside MULTI), with the
+    ledger moved on from ``flows`` by what each moved since ``before``: both
+    read under the same WATCH, so the ledger is a read-modify-write as exact
+    as the states (and no counter of Redis's bounds it)."""
     pools = all_pools()
     for pool_id, state in reserves.items():
         pool = pools[pool_id]
-        pipe.hset(pool_key(pool_id), mapping=encode(pool, state))  # type: ignore[arg-type]
         (a0, b0), (a1, b1) = balances(pool, before[pool_id]), balances(pool, state)
-        pipe.hincrby(FLOWS, f"{pool_id}:{pool.token_a}", a1 - a0)
-        pipe.hincrby(FLOWS, f"{pool_id}:{pool.token_b}", b1 - b0)
+        flow_a, flow_b = flows.get(pool_id, (0, 0))
+        fields = {**encode(pool, state),
+                  FLOW_A: str(flow_a + a1 - a0), FLOW_B: str(flow_b + b1 - b0)}
+        pipe.hset(pool_key(pool_id), mapping=fields)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -167,12 +190,12 @@ async def land_route(
         try:
             async with redis.pipeline(transaction=True) as pipe:
                 await pipe.watch(*(pool_key(p) for p in pool_ids))
-                before = await read_reserves(pipe, pool_ids)
+                before, flows = await read_pools(pipe, pool_ids)
                 fill = apply_route(legs, input_token, output_token, amount_in, before, now)
                 if not accept(fill):
                     return None  # leaving the block unwatches
                 pipe.multi()
-                write_reserves(pipe, fill.reserves, before)
+                write_reserves(pipe, fill.reserves, before, flows)
                 await pipe.execute()
                 return Landed(fill, before)
         except WatchError:

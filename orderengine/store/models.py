@@ -18,7 +18,9 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from orderengine.v1 import market_pb2
 
@@ -29,6 +31,29 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class U64(TypeDecorator[int]):
+    """A u64 (an amount in base units) in a signed 64-bit BIGINT: its bits,
+    two's complement, so the column holds every u64 exactly on SQLite and
+    PostgreSQL without a schema change, and values below 2**63 (every row
+    written before) read the same. The database sees the signed value: no
+    SQL may compare, order or sum these columns."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        if not 0 <= value < 2**64:
+            raise ValueError(f"{value} is not a u64")
+        return value - 2**64 if value >= 2**63 else value
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        return value + 2**64 if value < 0 else value
 
 
 class Base(DeclarativeBase):
@@ -53,7 +78,7 @@ class OrderRow(Base):
     input_token: Mapped[str] = mapped_column(String(16))
     output_token: Mapped[str] = mapped_column(String(16))
     # Base units of the input token.
-    amount_in: Mapped[int] = mapped_column(BigInteger)
+    amount_in: Mapped[int] = mapped_column(U64)
     slippage_bps: Mapped[int] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     last_sequence: Mapped[int] = mapped_column(Integer)
@@ -65,7 +90,7 @@ class OrderRow(Base):
     route_pb: Mapped[bytes | None] = mapped_column(LargeBinary)
     signature: Mapped[str | None] = mapped_column(String(128))
     # Base units of the output token, once CONFIRMED.
-    amount_out: Mapped[int | None] = mapped_column(BigInteger)
+    amount_out: Mapped[int | None] = mapped_column(U64)
     failure_reason: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -329,9 +329,9 @@ def test_poison_orders_among_good_ones(cluster: Cluster, store: OrderStore) -> N
             stub = order_service_pb2_grpc.OrderServiceStub(
                 with_metadata(channel, key_metadata(cluster.api_key)))
             for index, (src, dst, most) in enumerate([
-                    ("SOL", "USDC", "9223372036.854775807"),
-                    ("SOL", "USDC", "9223372036.854775807"),
-                    ("USDC", "SOL", "9223372036854.775807")]):
+                    ("SOL", "USDC", "18446744073.709551615"),
+                    ("SOL", "USDC", "18446744073.709551615"),
+                    ("USDC", "SOL", "18446744073709.551615")]):
                 reply = stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
                     input_token=src, output_token=dst, amount=most, slippage_bps=300,
                     client_order_id=f"poison-{time.time_ns()}-{index}"), timeout=10)
