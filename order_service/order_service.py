@@ -10,19 +10,29 @@ import logging
 import re
 import unicodedata
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NoReturn, TypeVar, cast
 
 import grpc
 from redis import Redis
 from sqlalchemy.exc import OperationalError
 
 from order_service.rate_limit import retry_hint
-from order_service.submissions import QueueFull, QueueUnavailable, RateLimited, Submissions
+from order_service.submissions import (
+    MAX_BATCH,
+    QueueFull,
+    QueueUnavailable,
+    RateLimited,
+    Submissions,
+    Written,
+)
 from order_service.watch_hub import OrderNotFound, ShuttingDown, TooManyStreams, WatchHub
-from orderengine.errors import FieldError, abort, abort_invalid, status
-from orderengine.mesh.auth import caller
-from orderengine.mesh.channels import within_deadline
+from orderengine.errors import FieldError, ItemFailure, abort, abort_invalid
+from orderengine.mesh.auth import caller, metadata_value
+from orderengine.mesh.batches import answer_all, answer_one
+from orderengine.mesh.channels import ITEM_REQUEST_IDS, within_deadline
+from orderengine.observability import handoffs
+from orderengine.observability.request_ids import HEADER, WELL_FORMED
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, NewOrder
@@ -51,6 +61,16 @@ QUOTE_TIMEOUT_SECONDS = 5.0
 
 # A client told the queue is full waits about this long before trying again.
 QUEUE_FULL_RETRY_SECONDS = 1.0
+# Orders in one BatchSubmitOrders: a Submissions batch's worth.
+MAX_ORDERS_PER_CALL = MAX_BATCH
+
+SubmitAnswer = order_service_pb2.SubmitOrderResponse | ItemFailure
+QUEUE_UNAVAILABLE = ItemFailure(
+    grpc.StatusCode.UNAVAILABLE,
+    "the order queue is unavailable; nothing was stored, try again", "QUEUE_UNAVAILABLE")
+DATABASE_UNAVAILABLE = ItemFailure(
+    grpc.StatusCode.UNAVAILABLE, "the order database is unavailable; try again",
+    "DATABASE_UNAVAILABLE")
 
 
 # ASCII hex, 8-4-4-4-12 or the 32 digits alone: uuid.UUID also takes whitespace,
@@ -69,6 +89,32 @@ def _unprintable(value: str) -> str | None:
         if unicodedata.category(char) in _UNPRINTABLE:
             return f"U+{ord(char):04X}"
     return None
+
+
+def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> NewOrder:
+    """The order a request asks for; FieldError when it is not one."""
+    swap = swap_of(request)
+    if len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
+        raise FieldError("client_order_id", f"must be at most {MAX_CLIENT_ORDER_ID} characters")
+    found = _unprintable(request.client_order_id)
+    if found is not None:
+        raise FieldError("client_order_id", "must not contain control or format "
+                         f"characters, found {found}")
+    return NewOrder(
+        owner=owner, input_token=swap.input_token, output_token=swap.output_token,
+        amount_in=swap.amount_in, slippage_bps=swap.slippage_bps,
+        client_order_id=request.client_order_id or None,
+    )
+
+
+def _item_request_ids(header: str | None, count: int) -> list[str | None]:
+    """Each item's request id from ITEM_REQUEST_IDS (one per item, comma
+    separated): a well-formed one, else None (the call's). Any other count
+    is none at all."""
+    ids = header.split(",") if header else []
+    if len(ids) != count:
+        return []
+    return [value if value and WELL_FORMED.fullmatch(value) else None for value in ids]
 
 
 def _order_id(value: str) -> str:
@@ -106,61 +152,89 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         await abort(context, grpc.StatusCode.UNAVAILABLE,
                     "the order database is unavailable; try again", "DATABASE_UNAVAILABLE")
 
-    # -- SubmitOrder ----------------------------------------------------------
+    # -- SubmitOrder, BatchSubmitOrders ----------------------------------------
 
     async def SubmitOrder(
         self, request: order_service_pb2.SubmitOrderRequest, context: grpc.aio.ServicerContext
     ) -> order_service_pb2.SubmitOrderResponse:
-        try:
-            swap = swap_of(request)
-            if len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
-                raise FieldError("client_order_id",
-                                 f"must be at most {MAX_CLIENT_ORDER_ID} characters")
-            found = _unprintable(request.client_order_id)
-            if found is not None:
-                raise FieldError("client_order_id", "must not contain control or format "
-                                 f"characters, found {found}")
-        except FieldError as exc:
-            await abort_invalid(context, exc)
-        new = NewOrder(
-            owner=caller(), input_token=swap.input_token, output_token=swap.output_token,
-            amount_in=swap.amount_in, slippage_bps=swap.slippage_bps,
-            client_order_id=request.client_order_id or None,
-        )
-        try:
-            row, created = await self._store_call(context, self.submissions.submit(new))
-        except QueueFull as full:
+        return await answer_one(self.submit_all, request, context)
+
+    async def BatchSubmitOrders(
+        self, request: order_service_pb2.BatchSubmitOrdersRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> order_service_pb2.BatchSubmitOrdersResponse:
+        item_ids = metadata_value(context.invocation_metadata(), ITEM_REQUEST_IDS)
+        return await answer_all(
+            lambda requests: self.submit_all(requests, _item_request_ids(item_ids, len(requests))),
+            request.requests, MAX_ORDERS_PER_CALL,
+            order_service_pb2.BatchSubmitOrdersResponse, context)
+
+    async def submit_all(self, requests: Sequence[order_service_pb2.SubmitOrderRequest],
+                         request_ids: Sequence[str | None] = ()) -> list[SubmitAnswer]:
+        """Each request's order, or why it has none, in order, all as the
+        caller: the orders share the Submissions batches. ``request_ids``:
+        each item's own request id for its job to carry (none: the call's)."""
+        owner = caller()
+        answers: list[SubmitAnswer | None] = []
+        news: list[NewOrder] = []
+        carried: list[handoffs.Carrier] = []
+        call_carrier = handoffs.capture()
+        for index, request in enumerate(requests):
+            try:
+                news.append(_new_order(request, owner))
+            except FieldError as exc:
+                answers.append(ItemFailure.invalid(exc))
+                continue
+            item_id = request_ids[index] if index < len(request_ids) else None
+            carried.append(call_carrier if item_id is None
+                           else {**call_carrier, HEADER: item_id})
+            answers.append(None)
+        outcomes = await self.submissions.submit_many(news, carried) if news else []
+        places = (index for index, answer in enumerate(answers) if answer is None)
+        for index, new, outcome in zip(places, news, outcomes, strict=True):
+            answers[index] = self._answer(requests[index], new, outcome)
+        return cast(list[SubmitAnswer], answers)  # every place filled
+
+    def _answer(self, request: order_service_pb2.SubmitOrderRequest, new: NewOrder,
+                outcome: Written | BaseException) -> SubmitAnswer:
+        """What SubmitOrder answers for one order, given what Submissions made of it."""
+        if isinstance(outcome, QueueFull):
             most = self.submissions.max_queue_depth
-            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"the order queue is full ({full.depth} orders waiting, at most "
-                        f"{most}); nothing was stored, try again in "
-                        f"{QUEUE_FULL_RETRY_SECONDS:g}s", "QUEUE_FULL",
-                        metadata={"limit": "MAX_QUEUE_DEPTH", "max_queue_depth": str(most),
-                                  "orders_waiting": str(full.depth)},
-                        retry_after=QUEUE_FULL_RETRY_SECONDS)
-        except RateLimited as limited:
-            limit = limited.limit
-            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"SubmitOrder rate limit: {limit.rate:g} orders/s per owner, bursts of "
-                        f"{limit.burst}; nothing was stored, try again in "
-                        f"{retry_hint(limited.retry_after)}", "RATE_LIMITED",
-                        metadata={"limit": "SUBMIT_RATE_PER_SECOND",
-                                  "rate_per_second": f"{limit.rate:g}",
-                                  "burst": str(limit.burst)},
-                        retry_after=limited.retry_after)
-        except QueueUnavailable:
-            await abort(context, grpc.StatusCode.UNAVAILABLE,
-                        "the order queue is unavailable; nothing was stored, try again",
-                        "QUEUE_UNAVAILABLE")
+            return ItemFailure(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the order queue is full ({outcome.depth} orders waiting, at most "
+                f"{most}); nothing was stored, try again in "
+                f"{QUEUE_FULL_RETRY_SECONDS:g}s", "QUEUE_FULL",
+                metadata={"limit": "MAX_QUEUE_DEPTH", "max_queue_depth": str(most),
+                          "orders_waiting": str(outcome.depth)},
+                retry_after=QUEUE_FULL_RETRY_SECONDS)
+        if isinstance(outcome, RateLimited):
+            limit = outcome.limit
+            return ItemFailure(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"SubmitOrder rate limit: {limit.rate:g} orders/s per owner, bursts of "
+                f"{limit.burst}; nothing was stored, try again in "
+                f"{retry_hint(outcome.retry_after)}", "RATE_LIMITED",
+                metadata={"limit": "SUBMIT_RATE_PER_SECOND",
+                          "rate_per_second": f"{limit.rate:g}", "burst": str(limit.burst)},
+                retry_after=outcome.retry_after)
+        if isinstance(outcome, QueueUnavailable):
+            return QUEUE_UNAVAILABLE
+        if isinstance(outcome, OperationalError):
+            log.warning("database unavailable: %s", outcome.orig)
+            return DATABASE_UNAVAILABLE
+        if isinstance(outcome, BaseException):
+            raise outcome  # a fault of ours: the call fails, as a unary one would
+        row, created = outcome
         if not created and not new.same_as(row):
             # AIP-155: a request id names one request; reusing it for another
             # order is a client bug, not a resubmission.
-            await context.abort_with_status(status(  # type: ignore[attr-defined]
+            return ItemFailure(
                 grpc.StatusCode.ALREADY_EXISTS,
                 f"client_order_id: {request.client_order_id!r} was used for order "
                 f"{row.order_id} with other parameters", "CLIENT_ORDER_ID_REUSED",
                 field=FieldError("client_order_id", "was used for another order"),
-                metadata={"order_id": row.order_id}))
+                metadata={"order_id": row.order_id})
         return order_service_pb2.SubmitOrderResponse(
             order=order_to_proto(row), already_exists=not created
         )

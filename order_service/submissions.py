@@ -89,6 +89,13 @@ class Submissions:
         order exists (found again by its client_order_id, or by ListOrders)."""
         return await self._batches.submit((new, handoffs.capture()))
 
+    async def submit_many(self, news: Sequence[NewOrder],
+                          carried: Sequence[handoffs.Carrier]) -> list[Written | BaseException]:
+        """``submit`` for several orders at once, each with what its job
+        carries: each one's stored order and whether this call created it,
+        or what ``submit`` would have raised for it, in order."""
+        return await self._batches.submit_many(list(zip(news, carried, strict=True)))
+
     def _write_batch(self, batch: list[tuple[NewOrder, handoffs.Carrier]]) -> list[Result]:
         return self._write([new for new, _ in batch], [carrier for _, carrier in batch])
 

@@ -12,10 +12,11 @@ exception that failed the whole batch."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from itertools import count, islice
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")  # what a caller asks for
 R = TypeVar("R")  # what it is answered
@@ -25,13 +26,17 @@ R = TypeVar("R")  # what it is answered
 # order; an Exception in place of a result is raised to that item's caller
 # alone. What it raises fails the whole batch.
 BatchFunction = Callable[[list[T]], Sequence[R | Exception]]
+# The same, a coroutine function: awaited in the draining task (its work is
+# another process's, a call), on no executor.
+AsyncBatchFunction = Callable[[list[T]], Awaitable[Sequence[R | Exception]]]
 
 
 class Coalescer(Generic[T, R]):
-    def __init__(self, run: BatchFunction[T, R], max_batch: int, *,
+    def __init__(self, run: BatchFunction[T, R] | AsyncBatchFunction[T, R], max_batch: int, *,
                  executor: Executor | None = None,
                  key: Callable[[T], Hashable] | None = None) -> None:
-        """``executor``: where ``run`` runs (None: the loop's default); a
+        """``run``: the batch function, blocking or a coroutine function.
+        ``executor``: where a blocking ``run`` runs (None: the loop's default); a
         one-thread executor runs batches in the order they were formed.
         ``key``: items of one key go into one batch together and count as one
         towards ``max_batch`` (as many reads of one row cost one); without
@@ -39,6 +44,7 @@ class Coalescer(Generic[T, R]):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self._run = run
+        self._awaited = inspect.iscoroutinefunction(run)
         self.max_batch = max_batch
         self._executor = executor
         self._key = key
@@ -55,12 +61,26 @@ class Coalescer(Generic[T, R]):
     async def submit(self, item: T) -> R:
         """The item's result once its batch has run. Raises the item's own
         exception, or the one that failed its batch."""
+        return await self._queue(item)
+
+    async def submit_many(self, items: Sequence[T]) -> list[R | BaseException]:
+        """Each item's result, or its exception (its own or its batch's), in
+        order: items queued together, as as many callers arriving at once."""
+        futures = [self._queue(item) for item in items]
+        try:
+            return await asyncio.gather(*futures, return_exceptions=True)
+        except asyncio.CancelledError:
+            for future in futures:  # those not yet in a batch are left out
+                future.cancel()
+            raise
+
+    def _queue(self, item: T) -> asyncio.Future[R]:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         key = next(self._numbers) if self._key is None else self._key(item)
         self._queued.setdefault(key, []).append((item, future))
         if self._draining is None:
             self._draining = asyncio.create_task(self._drain())
-        return await future
+        return future
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -75,8 +95,13 @@ class Coalescer(Generic[T, R]):
                 if not batch:
                     continue
                 try:
-                    results = await loop.run_in_executor(
-                        self._executor, self._run, [item for item, _ in batch])
+                    items = [item for item, _ in batch]
+                    results: Sequence[R | Exception]
+                    if self._awaited:
+                        results = await cast("AsyncBatchFunction[T, R]", self._run)(items)
+                    else:
+                        results = await loop.run_in_executor(
+                            self._executor, cast("BatchFunction[T, R]", self._run), items)
                     if len(results) != len(batch):  # else some caller would wait forever
                         raise RuntimeError(f"a batch of {len(batch)} items got "
                                            f"{len(results)} results")

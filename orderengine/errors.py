@@ -77,6 +77,9 @@ class ItemFailure:
     message: str
     reason: str
     field: FieldError | None = None
+    # ErrorInfo.metadata, and RetryInfo's delay in seconds (None: none).
+    metadata: dict[str, str] | None = None
+    retry_after: float | None = None
 
     @classmethod
     def invalid(cls, error: FieldError) -> ItemFailure:
@@ -84,11 +87,15 @@ class ItemFailure:
         return cls(grpc.StatusCode.INVALID_ARGUMENT, str(error), "INVALID_FIELD", error)
 
     def item_error(self) -> item_error_pb2.ItemError:
-        return item_error_pb2.ItemError(
+        error = item_error_pb2.ItemError(
             code=getattr(code_pb2, self.code.name), message=self.message, reason=self.reason,
-            field=self.field.field if self.field is not None else "")
+            field=self.field.field if self.field is not None else "", metadata=self.metadata)
+        if self.retry_after is not None:
+            error.retry_delay.FromMilliseconds(int(self.retry_after * 1000))
+        return error
 
     async def abort(self, context: grpc.aio.ServicerContext) -> NoReturn:
         await context.abort_with_status(  # type: ignore[attr-defined]
-            status(self.code, self.message, self.reason, field=self.field))
+            status(self.code, self.message, self.reason, field=self.field,
+                   metadata=self.metadata, retry_after=self.retry_after))
         raise AssertionError("abort_with_status returns only by raising")

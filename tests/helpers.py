@@ -87,7 +87,7 @@ def rejected(call: Callable[[], Any]) -> grpc.RpcError:
 
 def item_error_of(error: grpc.RpcError) -> item_error_pb2.ItemError:
     """A unary call's failure as a batch answers it for an item: its code,
-    message, ErrorInfo reason and BadRequest field."""
+    message, ErrorInfo reason and metadata, BadRequest field and RetryInfo delay."""
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     assert status is not None, "no google.rpc.Status in the trailers"
     found = item_error_pb2.ItemError(code=status.code, message=status.message)
@@ -96,6 +96,11 @@ def item_error_of(error: grpc.RpcError) -> item_error_pb2.ItemError:
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             found.reason = info.reason
+            found.metadata.update(info.metadata)
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            found.retry_delay.CopyFrom(retry.retry_delay)
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)

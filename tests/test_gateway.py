@@ -694,14 +694,16 @@ def test_gateway_imports_only_the_stubs_the_settings_the_channels_and_its_framew
     # (and resumes a broken watch as every client does: orderengine.mesh.resumption;
     # and serves HTTPS with the engine's certificate: orderengine.mesh.tls; and gives
     # its requests ids, log lines and spans as every service its calls:
-    # orderengine.observability).
+    # orderengine.observability; and gathers its callers' submits as OrderService
+    # gathers its writes: orderengine.batching).
     for path in (ROOT / "gateway").rglob("*.py"):
         for name in _imports(path):
             if name.split(".")[0] in ENGINE_PACKAGES:
                 assert name.split(".")[0] == "gateway" or name.startswith(
                     ("orderengine.v1", "orderengine.settings", "orderengine.mesh.channels",
                      "orderengine.mesh.resumption", "orderengine.mesh.tls",
-                     "orderengine.observability")), f"{path}: imports {name}"
+                     "orderengine.observability", "orderengine.batching")), \
+                    f"{path}: imports {name}"
 
 
 def test_nothing_imports_the_gateway() -> None:

@@ -87,6 +87,9 @@ def _methods() -> list[Method]:
             input_token="SOL", output_token="SOL", amount="1")])
     examples["BatchSubmitSwaps"] = execution_service_pb2.BatchSubmitSwapsRequest(requests=[
         examples["SubmitSwap"], execution_service_pb2.SubmitSwapRequest(attempt_key="fuzz:2")])
+    examples["BatchSubmitOrders"] = order_service_pb2.BatchSubmitOrdersRequest(requests=[
+        examples["SubmitOrder"], order_service_pb2.SubmitOrderRequest(
+            input_token="SOL", output_token="SOL", amount="1")])
     services = [("order", order_service_pb2, "OrderService"),
                 ("quote", quote_service_pb2, "QuoteService"),
                 ("execution", execution_service_pb2, "ExecutionService")]

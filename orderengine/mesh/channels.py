@@ -70,7 +70,7 @@ RETRIED = [
     {"service": ORDER_SERVICE, "method": "ListOrders"},
 ]
 # Not retried by gRPC:
-# - SubmitOrder is idempotent only with a client_order_id (AIP-155), and a
+# - SubmitOrder and BatchSubmitOrders are idempotent only with a client_order_id (AIP-155), and a
 #   service config cannot look into the request: an UNAVAILABLE that came
 #   after the store write (a server stopping mid-call) would, without one,
 #   store a second order. A client that sets client_order_id may repeat it
@@ -81,11 +81,17 @@ RETRIED = [
 #   retrying both would multiply the attempts on a struggling QuoteService.
 NOT_RETRIED = [
     {"service": ORDER_SERVICE, "method": "SubmitOrder"},
+    {"service": ORDER_SERVICE, "method": "BatchSubmitOrders"},
     {"service": ORDER_SERVICE, "method": "CancelOrder"},
     {"service": ORDER_SERVICE, "method": "QuoteOrder"},
 ]
 # WatchOrder (a stream) is in neither: no retry, no deadline of the channel's
 # own; its clients resume with after_sequence.
+
+# BatchSubmitOrders metadata: each item's own request id, comma separated
+# in item order, for its order's job to carry (the call has one request id,
+# the x-request-id it sends; a gateway's batch gathers several callers').
+ITEM_REQUEST_IDS = "x-item-request-ids"
 
 # A backstop: a call whose caller set no deadline still ends. Every call site
 # sets a shorter one of its own.

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 HEADER = "x-request-id"
 # What a caller's id may be: it ends up in log lines, so no spaces, no
 # control characters, nothing long. Anything else is replaced by a new id.
-_WELL_FORMED = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+WELL_FORMED = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -36,7 +36,7 @@ def accepted(value: str | bytes | None) -> str:
     """The caller's id if it is well formed, else a new one."""
     if isinstance(value, bytes):
         value = value.decode("latin-1")
-    if value and _WELL_FORMED.fullmatch(value):
+    if value and WELL_FORMED.fullmatch(value):
         return value
     return new()
 

@@ -1,3 +1,4 @@
+from orderengine.v1 import item_error_pb2 as _item_error_pb2
 from orderengine.v1 import market_pb2 as _market_pb2
 from orderengine.v1 import order_pb2 as _order_pb2
 from google.protobuf.internal import containers as _containers
@@ -29,6 +30,25 @@ class SubmitOrderResponse(_message.Message):
     order: _order_pb2.Order
     already_exists: bool
     def __init__(self, order: _Optional[_Union[_order_pb2.Order, _Mapping]] = ..., already_exists: _Optional[bool] = ...) -> None: ...
+
+class BatchSubmitOrdersRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SubmitOrderRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[SubmitOrderRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchSubmitOrdersResponse(_message.Message):
+    __slots__ = ("results",)
+    class Result(_message.Message):
+        __slots__ = ("response", "error")
+        RESPONSE_FIELD_NUMBER: _ClassVar[int]
+        ERROR_FIELD_NUMBER: _ClassVar[int]
+        response: SubmitOrderResponse
+        error: _item_error_pb2.ItemError
+        def __init__(self, response: _Optional[_Union[SubmitOrderResponse, _Mapping]] = ..., error: _Optional[_Union[_item_error_pb2.ItemError, _Mapping]] = ...) -> None: ...
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BatchSubmitOrdersResponse.Result]
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchSubmitOrdersResponse.Result, _Mapping]]] = ...) -> None: ...
 
 class GetOrderRequest(_message.Message):
     __slots__ = ("order_id",)

@@ -41,6 +41,11 @@ class OrderServiceStub:
                 request_serializer=orderengine_dot_v1_dot_order__service__pb2.SubmitOrderRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_order__service__pb2.SubmitOrderResponse.FromString,
                 _registered_method=True)
+        self.BatchSubmitOrders = channel.unary_unary(
+                '/orderengine.v1.OrderService/BatchSubmitOrders',
+                request_serializer=orderengine_dot_v1_dot_order__service__pb2.BatchSubmitOrdersRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_order__service__pb2.BatchSubmitOrdersResponse.FromString,
+                _registered_method=True)
         self.GetOrder = channel.unary_unary(
                 '/orderengine.v1.OrderService/GetOrder',
                 request_serializer=orderengine_dot_v1_dot_order__service__pb2.GetOrderRequest.SerializeToString,
@@ -76,6 +81,17 @@ class OrderServiceServicer:
         """Validates, stores the order as PENDING, queues it and returns at once.
         Idempotent on client_order_id (AIP-155): a resubmission returns the
         first order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchSubmitOrders(self, request, context):
+        """Several SubmitOrder calls in one: each request is validated, stored and
+        queued exactly as SubmitOrder would, and answered in order with its
+        response or the error SubmitOrder would have failed with; one bad
+        request never fails the others. For a client (a gateway) that gathers
+        many callers' orders: one round trip, one transaction.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -127,6 +143,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.SubmitOrder,
                     request_deserializer=orderengine_dot_v1_dot_order__service__pb2.SubmitOrderRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_order__service__pb2.SubmitOrderResponse.SerializeToString,
+            ),
+            'BatchSubmitOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchSubmitOrders,
+                    request_deserializer=orderengine_dot_v1_dot_order__service__pb2.BatchSubmitOrdersRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_order__service__pb2.BatchSubmitOrdersResponse.SerializeToString,
             ),
             'GetOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOrder,
@@ -182,6 +203,33 @@ class OrderService:
             '/orderengine.v1.OrderService/SubmitOrder',
             orderengine_dot_v1_dot_order__service__pb2.SubmitOrderRequest.SerializeToString,
             orderengine_dot_v1_dot_order__service__pb2.SubmitOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchSubmitOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.OrderService/BatchSubmitOrders',
+            orderengine_dot_v1_dot_order__service__pb2.BatchSubmitOrdersRequest.SerializeToString,
+            orderengine_dot_v1_dot_order__service__pb2.BatchSubmitOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

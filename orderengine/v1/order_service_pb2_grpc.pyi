@@ -39,6 +39,13 @@ class OrderServiceStub:
     Idempotent on client_order_id (AIP-155): a resubmission returns the
     first order.
     """
+    BatchSubmitOrders: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.BatchSubmitOrdersRequest, _order_service_pb2.BatchSubmitOrdersResponse]
+    """Several SubmitOrder calls in one: each request is validated, stored and
+    queued exactly as SubmitOrder would, and answered in order with its
+    response or the error SubmitOrder would have failed with; one bad
+    request never fails the others. For a client (a gateway) that gathers
+    many callers' orders: one round trip, one transaction.
+    """
     GetOrder: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.GetOrderRequest, _order_pb2.Order]
     """The order as stored now (AIP-131: Get returns the resource)."""
     ListOrders: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.ListOrdersRequest, _order_service_pb2.ListOrdersResponse]
@@ -66,6 +73,13 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """Validates, stores the order as PENDING, queues it and returns at once.
     Idempotent on client_order_id (AIP-155): a resubmission returns the
     first order.
+    """
+    BatchSubmitOrders: _aio.UnaryUnaryMultiCallable[_order_service_pb2.BatchSubmitOrdersRequest, _order_service_pb2.BatchSubmitOrdersResponse]  # type: ignore[assignment]
+    """Several SubmitOrder calls in one: each request is validated, stored and
+    queued exactly as SubmitOrder would, and answered in order with its
+    response or the error SubmitOrder would have failed with; one bad
+    request never fails the others. For a client (a gateway) that gathers
+    many callers' orders: one round trip, one transaction.
     """
     GetOrder: _aio.UnaryUnaryMultiCallable[_order_service_pb2.GetOrderRequest, _order_pb2.Order]  # type: ignore[assignment]
     """The order as stored now (AIP-131: Get returns the resource)."""
@@ -97,6 +111,19 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         """Validates, stores the order as PENDING, queues it and returns at once.
         Idempotent on client_order_id (AIP-155): a resubmission returns the
         first order.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchSubmitOrders(
+        self,
+        request: _order_service_pb2.BatchSubmitOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_service_pb2.BatchSubmitOrdersResponse, _abc.Awaitable[_order_service_pb2.BatchSubmitOrdersResponse]]:
+        """Several SubmitOrder calls in one: each request is validated, stored and
+        queued exactly as SubmitOrder would, and answered in order with its
+        response or the error SubmitOrder would have failed with; one bad
+        request never fails the others. For a client (a gateway) that gathers
+        many callers' orders: one round trip, one transaction.
         """
 
     @_abc_1.abstractmethod
