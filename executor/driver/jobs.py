@@ -28,7 +28,12 @@ from executor.driver.progress import attempt_failed
 from orderengine.amounts import format_amount
 from orderengine.market.routes import AmountOverflowError, ZeroAmountOutError
 from orderengine.observability import handoffs
-from orderengine.order_queue import enqueue_order, picked_up_by_worker
+from orderengine.order_queue import (
+    ORDERS_PER_DRIVE,
+    enqueue_order,
+    picked_up_by_worker,
+    take_queued,
+)
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, Transition
@@ -52,25 +57,32 @@ FINAL = frozenset({
 
 def drive_orders(order_ids: list[str]) -> None:
     """Moves each order as far as it goes without the chain, each on behalf
-    of the request that submitted it (its request id, its trace)."""
+    of the request that submitted it (its request id, its trace); with them
+    the orders of jobs queued behind this one, as many as one batch takes."""
     ctx = context()
-    picked_up_by_worker(ctx.redis, order_ids)
-    with handoffs.order_work("drive order", order_ids, handoffs.carried_by_job()):
+    carried = handoffs.carried_by_job()
+    more, more_carried = take_queued(ctx.queue, ORDERS_PER_DRIVE - len(order_ids))
+    if more:
+        order_ids = list(dict.fromkeys([*order_ids, *more]))
+        carried = {**more_carried, **carried}
+    with handoffs.order_work("drive order", order_ids, carried):
         _drive(ctx, order_ids)
 
 
 def _drive(ctx: Context, order_ids: list[str]) -> None:
-    with order_leases(ctx.redis, order_ids, ctx.settings.order_lease_seconds) as mine:
+    with order_leases(ctx.redis, order_ids, ctx.settings.order_lease_seconds,
+                      also=lambda pipe: picked_up_by_worker(pipe, order_ids)) as mine:
         # An order leased by another worker is being driven there.
         rows = ctx.store.get_many(mine)
         later: list[str] = []
+        routes: dict[str, market_pb2.Route] = {}
         routed = _route(ctx, [r for r in rows.values()
-                              if r.status in (Status.PENDING, Status.ROUTING)], later)
+                              if r.status in (Status.PENDING, Status.ROUTING)], later, routes)
         routed += [r for r in rows.values() if r.status == Status.ROUTED]
         # SUBMITTED's events go out in the round trip that hands the swaps
         # to the tracker.
         with ctx.redis.pipeline(transaction=False) as pipe:
-            submitted = _submit(ctx, routed, later, pipe)
+            submitted = _submit(ctx, routed, later, pipe, routes)
             # Also those a crash left between SUBMITTED and the tracker.
             submitted += [r for r in rows.values() if r.status == Status.SUBMITTED]
             tracked = [Inflight(r.order_id, r.attempt, r.signature)
@@ -147,9 +159,12 @@ def _ask_batch(
     return answered
 
 
-def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRow]:
+def _route(ctx: Context, rows: list[OrderRow], later: list[str],
+           routes: dict[str, market_pb2.Route]) -> list[OrderRow]:
     """Quotes the orders; PENDING ones also go through ROUTING, dated when
-    routing began, in the same transaction as their ROUTED."""
+    routing began, in the same transaction as their ROUTED. Each quoted
+    order's route goes in ``routes``, which spares reading it back from
+    the stored JSON."""
     began = datetime.now(UTC)
 
     def item(row: OrderRow) -> quote_service_pb2.GetQuoteRequest:
@@ -171,6 +186,7 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
         steps.append(Transition(row.order_id, Status.ROUTED,
                                 Change(quotes=list(quote.quotes), route=quote.route),
                                 row.attempt))
+        routes[row.order_id] = quote.route
     failed: list[Transition] = []
     moved = move_many(ctx.store, ctx.redis, steps, rows, failed=failed)
     later.extend(dict.fromkeys(step.order_id for step in failed))  # the same step again
@@ -179,11 +195,13 @@ def _route(ctx: Context, rows: list[OrderRow], later: list[str]) -> list[OrderRo
 
 
 def _submit(ctx: Context, rows: list[OrderRow], later: list[str],
-            pipeline: Pipeline) -> list[OrderRow]:
+            pipeline: Pipeline, routes: dict[str, market_pb2.Route]) -> list[OrderRow]:
     def item(row: OrderRow) -> execution_service_pb2.SubmitSwapRequest:
+        route = routes.get(row.order_id)
+        if route is None:  # routed by an earlier job: as stored
+            route = json_format.ParseDict(row.route or {}, market_pb2.Route())
         return execution_service_pb2.SubmitSwapRequest(
-            attempt_key=f"{row.order_id}:{row.attempt}",
-            route=json_format.ParseDict(row.route or {}, market_pb2.Route()))
+            attempt_key=f"{row.order_id}:{row.attempt}", route=route)
 
     def send(batch: list[execution_service_pb2.SubmitSwapRequest],
              ) -> execution_service_pb2.BatchSubmitSwapsResponse:
