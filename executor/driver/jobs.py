@@ -27,7 +27,12 @@ from executor.driver.progress import attempt_failed
 from orderengine.amounts import format_amount
 from orderengine.market.routes import AmountOverflowError, ZeroAmountOutError
 from orderengine.observability import handoffs
-from orderengine.order_queue import enqueue_order, picked_up_by_worker
+from orderengine.order_queue import (
+    ORDERS_PER_DRIVE,
+    enqueue_order,
+    picked_up_by_worker,
+    take_queued,
+)
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, Transition
@@ -51,15 +56,21 @@ FINAL = frozenset({
 
 def drive_orders(order_ids: list[str]) -> None:
     """Moves each order as far as it goes without the chain, each on behalf
-    of the request that submitted it (its request id, its trace)."""
+    of the request that submitted it (its request id, its trace); with them
+    the orders of jobs queued behind this one, as many as one batch takes."""
     ctx = context()
-    picked_up_by_worker(ctx.redis, order_ids)
-    with handoffs.order_work("drive order", order_ids, handoffs.carried_by_job()):
+    carried = handoffs.carried_by_job()
+    more, more_carried = take_queued(ctx.queue, ORDERS_PER_DRIVE - len(order_ids))
+    if more:
+        order_ids = list(dict.fromkeys([*order_ids, *more]))
+        carried = {**more_carried, **carried}
+    with handoffs.order_work("drive order", order_ids, carried):
         _drive(ctx, order_ids)
 
 
 def _drive(ctx: Context, order_ids: list[str]) -> None:
-    with order_leases(ctx.redis, order_ids, ctx.settings.order_lease_seconds) as mine:
+    with order_leases(ctx.redis, order_ids, ctx.settings.order_lease_seconds,
+                      also=lambda pipe: picked_up_by_worker(pipe, order_ids)) as mine:
         # An order leased by another worker is being driven there.
         rows = ctx.store.get_many(mine)
         later: list[str] = []

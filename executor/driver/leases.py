@@ -5,10 +5,11 @@ reconciler then hands the order to another."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 # Delete each lease only if it is still ours: it may have expired and been
@@ -29,14 +30,18 @@ def lease_key(order_id: str) -> str:
 
 
 @contextmanager
-def order_leases(redis: Redis, order_ids: list[str], seconds: float) -> Iterator[list[str]]:
-    """Yields the orders this worker got the lease of (in one round trip);
-    releases them after."""
+def order_leases(redis: Redis, order_ids: list[str], seconds: float, *,
+                 also: Callable[[Pipeline], object] | None = None) -> Iterator[list[str]]:
+    """Yields the orders this worker got the lease of (in one round trip,
+    with whatever ``also`` adds to it, sent first); releases them after."""
     token = uuid.uuid4().hex
     with redis.pipeline(transaction=False) as pipe:
+        if also is not None:
+            also(pipe)
+        extra = len(pipe)
         for order_id in order_ids:
             pipe.set(lease_key(order_id), token, nx=True, px=int(seconds * 1000))
-        got = [i for i, ok in zip(order_ids, pipe.execute(), strict=True) if ok]
+        got = [i for i, ok in zip(order_ids, pipe.execute()[extra:], strict=True) if ok]
     try:
         yield got
     finally:
