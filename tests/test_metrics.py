@@ -93,13 +93,15 @@ def test_orders_driven_to_confirmed_show_on_every_part(
     assert now.get("orderengine_queue_oldest_job_age_seconds", queue="orders") == 0
 
     # The worker moved each order through PENDING, ROUTING and ROUTED, with
-    # one quote and one swap each (one order a job: one batch call of each);
-    # the tracker confirmed them.
+    # one batch call of each kind per batch of orders (jobs queued together
+    # are driven together, so one to three batches); the tracker confirmed them.
     driven = scrape([worker])
     for status in ("PENDING", "ROUTING", "ROUTED"):
         assert driven.get("orderengine_order_status_seconds_count", status=status) == 3, status
-    for method in ("BatchGetQuotes", "BatchSubmitSwaps"):
-        assert driven.get("grpc_client_handled_total", grpc_method=method, grpc_code="OK") == 3
+    quotes, swaps = (driven.get("grpc_client_handled_total", grpc_method=method, grpc_code="OK")
+                     for method in ("BatchGetQuotes", "BatchSubmitSwaps"))
+    assert 1 <= quotes <= 3
+    assert swaps == quotes
     confirmed = scrape([tracker])
     assert confirmed.get("orderengine_order_status_seconds_count", status="SUBMITTED") == 3
     assert confirmed.get("orderengine_execution_seconds_count", commitment="confirmed") == 3
