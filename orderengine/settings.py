@@ -5,7 +5,11 @@ them for a real deployment."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def env_value(name: str, default: str) -> str:
@@ -18,20 +22,20 @@ def _url(address: str) -> str:
     return address if "://" in address else f"http://{address}"
 
 
-def _float(name: str, default: float) -> float:
+def _parsed(name: str, default: T, parse: Callable[[str], T], what: str) -> T:
     raw = env_value(name, str(default))
     try:
-        return float(raw)
+        return parse(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    return _parsed(name, default, float, "a number")
 
 
 def _int(name: str, default: int) -> int:
-    raw = env_value(name, str(default))
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    return _parsed(name, default, int, "an integer")
 
 
 # Where the CLI looks for OrderService when not told (make run's banner

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import grpc
@@ -12,6 +13,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from redis.asyncio import Redis
 
+from executor.driver.context import Context, context
 from orderengine.market.pools import PoolState, all_pools, balances
 from orderengine.market.state import read_pools
 from orderengine.statuses import TRANSITIONS, Status
@@ -26,6 +28,23 @@ from orderengine.v1 import (
 from router_service.routing import route_swap
 
 T = TypeVar("T")
+
+Submit = order_service_pb2.SubmitOrderRequest
+SOL_USDC = Submit(input_token="SOL", output_token="USDC", amount="1")
+
+
+@contextmanager
+def worker_context() -> Iterator[Context]:
+    """What a worker or tracker holds, built from the environment as it is
+    now (not the one cached from before), and closed after."""
+    context.cache_clear()
+    built = context()
+    try:
+        yield built
+    finally:
+        context.cache_clear()
+        built.store.engine.dispose()
+        built.redis.close()
 
 
 def is_legal(current: Status, target: Status) -> bool:

@@ -38,10 +38,7 @@ from orderengine.v1 import (
     quote_service_pb2_grpc,
 )
 from tests.conftest import INTERNAL_TOKEN, OTHER_OWNER, OWNER, GatewayServer, Services
-from tests.helpers import rejected
-
-Submit = order_service_pb2.SubmitOrderRequest
-SOL_USDC = Submit(input_token="SOL", output_token="USDC", amount="1")
+from tests.helpers import SOL_USDC, Submit, rejected
 
 
 def stub_with(services: Services, key: str | None) -> order_service_pb2_grpc.OrderServiceStub:

@@ -44,10 +44,8 @@ from tests.conftest import (
     Services,
     auth,
 )
-from tests.helpers import details, eventually, field_violations, rejected
+from tests.helpers import SOL_USDC, Submit, details, eventually, field_violations, rejected
 
-Submit = order_service_pb2.SubmitOrderRequest
-SOL_USDC = Submit(input_token="SOL", output_token="USDC", amount="1")
 # Small enough to meet in a test: 3 orders at once, then one a second; 3 streams.
 RATE, BURST, STREAMS = 1, 3, 3
 # What the gateway refuses (gateway/limits.py) and a gRPC server takes (orderengine/mesh/serving.py).
@@ -172,17 +170,24 @@ def test_the_gateway_answers_429_with_retry_after(gateway: GatewayServer,
     assert (error["code"], error["reason"]) == ("RESOURCE_EXHAUSTED", "RATE_LIMITED")
 
 
+def fill_then_resubmit_the_first(orders: order_service_pb2_grpc.OrderServiceStub,
+                                 count: int) -> None:
+    """Submits ``count`` orders (client order ids mine-0, mine-1, ...), all
+    taken, then mine-0 again, as a client that lost the answer and resends
+    (as the README tells it to): answered with the first order."""
+    first = [orders.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
+                                       client_order_id=f"mine-{n}"), timeout=10).order
+             for n in range(count)]
+    again = orders.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
+                                      client_order_id="mine-0"), timeout=10)
+    assert again.already_exists and again.order.order_id == first[0].order_id
+
+
 def test_a_resubmission_is_answered_while_its_owner_is_rate_limited(
     services: Services, store: OrderStore
 ) -> None:
     orders = services.orders()
-    first = [orders.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
-                                       client_order_id=f"mine-{n}"), timeout=10).order
-             for n in range(BURST)]
-    # A client that lost the answer and resends, as the README tells it to.
-    again = orders.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
-                                      client_order_id="mine-0"), timeout=10)
-    assert again.already_exists and again.order.order_id == first[0].order_id
+    fill_then_resubmit_the_first(orders, BURST)
     # A new order is still refused, and says why in its reason.
     error = rejected(lambda: orders.SubmitOrder(SOL_USDC, timeout=10))
     assert error_details(error)["reason"] == "RATE_LIMITED"
@@ -238,12 +243,7 @@ def test_the_queue_depth_counts_orders_not_jobs(shallow_queue: Services, store: 
 def test_a_resubmission_is_answered_while_the_queue_is_full(shallow_queue: Services,
                                                             store: OrderStore) -> None:
     orders = shallow_queue.orders()
-    first = [orders.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
-                                       client_order_id=f"mine-{n}"), timeout=10).order
-             for n in range(QUEUE_DEPTH)]
-    again = orders.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
-                                      client_order_id="mine-0"), timeout=10)
-    assert again.already_exists and again.order.order_id == first[0].order_id
+    fill_then_resubmit_the_first(orders, QUEUE_DEPTH)
     # The same id for another order is the client's bug, full queue or not.
     reused = rejected(lambda: orders.SubmitOrder(Submit(
         input_token="SOL", output_token="USDC", amount="2", client_order_id="mine-1"),

@@ -160,7 +160,7 @@ def test_a_stopping_replica_drains_while_calls_still_come(
         start: Any, loop: LoopThread, monkeypatch: pytest.MonkeyPatch) -> None:
     # The caller, the server and the stop share one process: on a busy
     # machine its calls can be 0.1 s apart, which would end the drain.
-    monkeypatch.setattr("orderengine.mesh.serving.QUIET_SECONDS", 0.5)
+    monkeypatch.setattr("orderengine.mesh.arrivals.QUIET_SECONDS", 0.5)
     replica = FakeQuotes("only")
     server = start(replica)
     # A caller that never asks the server's health: it keeps calling.

@@ -22,6 +22,7 @@ from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.conftest import OWNER, Processes, Services
 from tests.helpers import (
     BAD_SWAP_FIELDS,
+    Submit,
     details,
     eventually,
     field_violations,
@@ -29,8 +30,6 @@ from tests.helpers import (
     statuses,
     watch_all,
 )
-
-Submit = order_service_pb2.SubmitOrderRequest
 
 
 def submit(services: Services, **fields: object) -> order_pb2.Order:

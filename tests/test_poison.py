@@ -16,7 +16,7 @@ from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import update
 
 from executor.chain.chain import current_slot, signature_for, tx_key
-from executor.driver.context import Context, context
+from executor.driver.context import Context
 from executor.driver.inflight import INFLIGHT, Inflight, track
 from executor.driver.reconciler import reconcile_once
 from executor.driver.tracker import check_once
@@ -30,7 +30,7 @@ from orderengine.store.models import OrderRow
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_pb2
 from tests.conftest import OTHER_OWNER, OWNER, Processes, Services
-from tests.helpers import eventually
+from tests.helpers import eventually, worker_context
 
 GOOD = 1000
 SOL = 10**9
@@ -40,12 +40,8 @@ SOL = 10**9
 def ctx(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
     """What a worker or tracker holds, built from the test's environment."""
     monkeypatch.setenv("RECONCILE_AFTER_SECONDS", "1")
-    context.cache_clear()
-    built = context()
-    yield built
-    context.cache_clear()
-    built.store.engine.dispose()
-    built.redis.close()
+    with worker_context() as built:
+        yield built
 
 
 def submitted(store: OrderStore, count: int, owner: str = OTHER_OWNER) -> list[str]:

@@ -17,7 +17,7 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import update
 
-from executor.driver.context import Context, context
+from executor.driver.context import Context
 from executor.driver.inflight import Inflight, claim_due
 from executor.driver.progress import attempt_failed
 from executor.driver.reconciler import Reconciled, reconcile_once
@@ -31,7 +31,7 @@ from orderengine.store.models import OrderRow, StoredOrder
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import execution_service_pb2, market_pb2, order_pb2, order_service_pb2
 from tests.conftest import OWNER, Processes, Services
-from tests.helpers import eventually, statuses, watch_all
+from tests.helpers import eventually, statuses, watch_all, worker_context
 
 SOL = 10**9
 SLIPPAGE = "slippage exceeded: the route gives 1380 USDC at landing, below the minimum 1387.4"
@@ -80,12 +80,8 @@ def ctx(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Contex
     """What a worker or tracker holds, built from the test's environment."""
     monkeypatch.setenv("MAX_ATTEMPTS", "3")
     monkeypatch.setenv("RECONCILE_AFTER_SECONDS", "1")
-    context.cache_clear()
-    built = context()
-    yield built
-    context.cache_clear()
-    built.store.engine.dispose()
-    built.redis.close()
+    with worker_context() as built:
+        yield built
 
 
 def new_order(store: OrderStore) -> str:

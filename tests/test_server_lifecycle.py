@@ -107,32 +107,17 @@ def fails_leaving_nothing(loop: LoopThread, opened: Opened, create: CreateServer
     assert len(redis.client_list()) == connections
 
 
-def test_order_service_closes_what_it_opened_when_its_port_is_taken(
+@pytest.mark.parametrize(("module", "create", "opens_a_database"), [
+    ("order_service.main", "create_order_server", True),
+    ("router_service.main", "create_quote_server", False),
+    ("executor.main", "create_execution_server", False),
+], ids=["order_service", "quote_service", "execution_service"])
+def test_a_service_closes_what_it_opened_when_its_port_is_taken(
     env: dict[str, str], redis: Redis, loop: LoopThread, busy_address: str,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, module: str, create: str, opens_a_database: bool,
 ) -> None:
-    from order_service.main import create_order_server
-
-    opened = Opened(monkeypatch, "order_service.main")
-    fails_leaving_nothing(loop, opened, create_order_server, busy_address, redis)
-    assert opened.engines, "OrderService opened no database engine: nothing was tested"
-
-
-def test_quote_service_closes_what_it_opened_when_its_port_is_taken(
-    env: dict[str, str], redis: Redis, loop: LoopThread, busy_address: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from router_service.main import create_quote_server
-
-    opened = Opened(monkeypatch, "router_service.main")
-    fails_leaving_nothing(loop, opened, create_quote_server, busy_address, redis)
-
-
-def test_execution_service_closes_what_it_opened_when_its_port_is_taken(
-    env: dict[str, str], redis: Redis, loop: LoopThread, busy_address: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from executor.main import create_execution_server
-
-    opened = Opened(monkeypatch, "executor.main")
-    fails_leaving_nothing(loop, opened, create_execution_server, busy_address, redis)
+    create_server: CreateServer = getattr(importlib.import_module(module), create)
+    opened = Opened(monkeypatch, module)
+    fails_leaving_nothing(loop, opened, create_server, busy_address, redis)
+    if opens_a_database:
+        assert opened.engines, f"{module} opened no database engine: nothing was tested"

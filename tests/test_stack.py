@@ -149,17 +149,20 @@ def stack(stack_env: dict[str, str], tmp_path: Path, stack_args: list[str],
     output.join()
 
 
-def children_of(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid``, from /proc."""
-    found = []
+def processes() -> Iterator[tuple[int, list[str]]]:
+    """Each process's id and the fields of its /proc stat after its name
+    (state, parent, process group, ...)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
+            continue  # it ended meanwhile
+        yield int(stat.parent.name), fields
+
+
+def children_of(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid``, from /proc."""
+    return [child for child, fields in processes() if int(fields[1]) == pid]
 
 
 def pids_running(parent: int, *args: str) -> list[int]:
@@ -188,15 +191,7 @@ def confirmed(env: dict[str, str], output: Output) -> None:
 
 def in_group(pgid: int) -> list[int]:
     """The live processes of process group ``pgid``."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
+    return [pid for pid, fields in processes() if int(fields[2]) == pgid and fields[0] != "Z"]
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:

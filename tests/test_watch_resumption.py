@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import grpc
 
-from orderengine.cli import resumed_events
+from orderengine.cli.orders import resumed_events
 from orderengine.mesh.auth import key_metadata
 from orderengine.mesh.channels import ORDER_SERVICE, channel
 from orderengine.mesh.resumption import FIRST_DELAY_SECONDS, MAX_DELAY_SECONDS, Resumption

@@ -25,7 +25,7 @@ GATEWAY_MODULE = "gateway.main"
 
 
 class PartLike(Protocol):
-    """What this needs of orderengine.local.stack.Part."""
+    """What this needs of orderengine.local.parts.Part."""
 
     name: str
     args: list[str]

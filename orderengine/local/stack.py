@@ -20,22 +20,22 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import grpc
 from prometheus_client import Counter
 
 from orderengine.local import metrics_targets
 from orderengine.local.embedded_redis import EmbeddedRedis, stopping_with_parent
-from orderengine.local.ports import free_port, port_is_free
-from orderengine.mesh.channels import channel as orderengine_channel
-from orderengine.mesh.healthcheck import serving
-from orderengine.mesh.tls import tls
+from orderengine.local.parts import (
+    WORKERS_PER_REPLICA,
+    Part,
+    StartError,
+    check_free,
+    exit_code,
+    parts,
+    replica_addresses,
+)
 from orderengine.observability.metrics import MetricsEndpoint
 from orderengine.settings import ORDER_SERVICE_DEFAULT, Settings
 from orderengine.store import migrate
@@ -59,111 +59,6 @@ RESTARTS = Counter("orderengine_stack_restarts", "Parts of make run's stack star
                    "after they exited", ["part"])
 # Whose orders make run's own key reaches.
 LOCAL_OWNER = "local"
-# Replica k (from 0) of a service listens on the configured port + k·100
-# (50051, 50151, ...): the three services' ports are adjacent, so +k would
-# collide. A port already taken gives way to a free one.
-REPLICA_PORT_STEP = 100
-WORKERS_PER_REPLICA = 2
-# The gRPC services: the name in the banner, the settings' prefix
-# (<PREFIX>_ADDRESS, <PREFIX>_BIND) and the command.
-SERVICES = (
-    ("QuoteService", "QUOTE_SERVICE", ["router_service.main"]),
-    ("ExecutionService", "EXECUTION_SERVICE", ["executor.main", "chain"]),
-    ("OrderService", "ORDER_SERVICE", ["order_service.main"]),
-)
-
-
-@dataclass
-class Part:
-    name: str
-    args: list[str]
-    address: str | None = None  # a gRPC server to wait for
-    health_url: str | None = None  # an HTTP server to wait for (until it answers 200)
-    env: dict[str, str] = field(default_factory=dict)  # on top of the stack's environment
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    # When it exited lately (time.monotonic()), and when it starts again.
-    exits: deque[float] = field(default_factory=deque, repr=False)
-    restart_at: float | None = None
-
-
-def replica_addresses(setting: str, configured: str, replicas: int) -> list[str]:
-    """Where each of ``replicas`` servers of one service listens: the
-    configured ``host:port`` list as given, extended past its end by the
-    first one's port + k·REPLICA_PORT_STEP (or a free port when that one is
-    taken). ``setting`` names the variable in errors."""
-    given = [address.strip() for address in configured.split(",") if address.strip()]
-    host, _, port = given[0].rpartition(":") if given else ("", "", "")
-    if not host or not port.isdigit() or any("/" in address for address in given):
-        raise ValueError(f"{setting}: make run starts every replica on this machine, so it "
-                         f"needs HOST:PORT addresses, got {configured!r}")
-    host = host.strip("[]")
-    addresses = given[:replicas]
-    for k in range(len(addresses), replicas):
-        wanted = int(port) + REPLICA_PORT_STEP * k
-        chosen = wanted if wanted < 65536 and port_is_free(host, wanted) else free_port(host)
-        addresses.append(f"[{host}]:{chosen}" if ":" in host else f"{host}:{chosen}")
-    return addresses
-
-
-class StartError(Exception):
-    """Why the stack cannot start, in one line for the user."""
-
-
-def answers_http(url: str) -> bool:
-    """Does ``url`` answer 200 now?"""
-    direct = urllib.request.build_opener(  # never a proxy; an https:// gateway's own CA
-        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls().https_context()))
-    try:
-        with direct.open(url, timeout=1) as reply:
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def check_free(address: str, setting: str) -> None:
-    """Raises StartError naming ``setting`` when something already listens
-    on ``address`` (HOST:PORT or a URL): the part would fail to bind, after
-    a traceback, and the stack would wait for it in vain."""
-    parsed = urlsplit(address if "://" in address else f"//{address}")
-    host, port = parsed.hostname or "127.0.0.1", parsed.port
-    if port is None and parsed.scheme in ("http", "https"):
-        port = 443 if parsed.scheme == "https" else 80
-    if port is not None and not port_is_free(host, port):
-        raise StartError(f"{parsed.netloc} is in use: set {setting}")
-
-
-def service_parts(addresses: dict[str, list[str]]) -> list[Part]:
-    """One process per address of each gRPC service. With one address the
-    server binds as its settings say; a replica binds to its own."""
-    py = sys.executable
-    found: list[Part] = []
-    for name, prefix, command in SERVICES:
-        replicas = addresses[prefix]
-        if len(replicas) == 1:
-            found.append(Part(name, [py, "-m", *command], replicas[0]))
-            continue
-        found += [Part(f"{name} {k + 1}", [py, "-m", *command], address,
-                       env={f"{prefix}_BIND": address}) for k, address in enumerate(replicas)]
-    return found
-
-
-def parts(settings: Settings, workers: int, addresses: dict[str, list[str]],
-          trackers: int = 1) -> list[Part]:
-    py = sys.executable
-    return [
-        *service_parts(addresses),
-        Part("gateway", [py, "-m", "gateway.main"], health_url=f"{settings.gateway_address}/healthz"),
-        *(Part(f"worker-{i + 1}", [py, "-m", "executor.main", "worker"]) for i in range(workers)),
-        # Trackers share the in-flight set by leased claims, and every step
-        # they take is a compare-and-set, so one per replica is safe.
-        *(Part("tracker" if trackers == 1 else f"tracker-{i + 1}",
-               [py, "-m", "executor.main", "tracker"]) for i in range(trackers)),
-        # Other traders, so that the market moves between quote and landing.
-        *([Part("market flow", [py, "-m", "orderengine.local.traders",
-                                "--seed", str(settings.market_flow_seed),
-                                "--rate", str(settings.market_flow_rate)])]
-          if settings.market_flow_rate > 0 else []),
-    ]
 
 
 def local_key(settings: Settings, key_file: Path) -> str | None:
@@ -181,16 +76,6 @@ def local_key(settings: Settings, key_file: Path) -> str | None:
         engine.dispose()
     write_key_file(key_file, key)
     return key
-
-
-def exit_code(code: int) -> str:
-    """``code`` as a person reads it: -9 is SIGKILL."""
-    if code < 0:
-        try:
-            return f"{code} ({signal.Signals(-code).name})"
-        except ValueError:
-            pass
-    return str(code)
 
 
 class Stack:
@@ -282,7 +167,7 @@ class Stack:
                     if part.process is not None and part.process.poll() is not None:
                         raise StartError(f"{part.name} exited with code "
                                          f"{exit_code(part.process.returncode)} while starting")
-                waiting = [part for part in waiting if not self._answers(part, channels)]
+                waiting = [part for part in waiting if not part.answers(channels)]
                 if waiting and time.monotonic() > deadline:
                     raise StartError(f"{', '.join(p.name for p in waiting)} did not start "
                                      f"within {START_SECONDS:g}s")
@@ -290,14 +175,6 @@ class Stack:
         finally:
             for open_channel in channels.values():
                 open_channel.close()
-
-    @staticmethod
-    def _answers(part: Part, channels: dict[str, grpc.Channel]) -> bool:
-        if part.address:
-            if part.address not in channels:
-                channels[part.address] = orderengine_channel(part.address)
-            return serving(channels[part.address])
-        return part.health_url is None or answers_http(part.health_url)
 
     @staticmethod
     def _end_leftovers(part: Part) -> None:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import signal
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from orderengine.mesh import auth
+from orderengine.mesh.arrivals import Arrivals
 from orderengine.mesh.channels import is_single_address
 from orderengine.mesh.keepalive import KEEPALIVE
 from orderengine.mesh.tls import tls
@@ -45,27 +44,6 @@ SERVER_OPTIONS = [
     # take about that long. A caller's own deadline still bounds its wait.
     ("grpc.server_max_unrequested_time_in_server", 120),
 ]
-
-
-# A stopping server's drain ends once no call has come for this long: its
-# clients watch its health and have moved to other replicas.
-QUIET_SECONDS = 0.1
-
-
-class Arrivals:
-    """When the latest call reached this server (each call's wrapper notes
-    it, orderengine.mesh.wrapped_handlers), on the ``time.perf_counter`` clock."""
-
-    __slots__ = ("latest",)
-
-    def __init__(self) -> None:
-        self.latest = -math.inf
-
-    async def quiet(self, longest: float) -> None:
-        """Returns once no call has come for QUIET_SECONDS, or after ``longest``."""
-        end = time.perf_counter() + longest
-        while (wait := min(self.latest + QUIET_SECONDS, end) - time.perf_counter()) > 0:
-            await asyncio.sleep(wait)
 
 
 class _Wrapping:

@@ -15,18 +15,16 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from orderengine.errors import abort
+from orderengine.mesh.arrivals import Arrivals
 from orderengine.mesh.auth import OPEN_PREFIXES, Guard, Refusal, metadata_value
 from orderengine.mesh.request_decoding import MALFORMED_REQUEST, MAX_DETAIL_CHARS
 from orderengine.observability.request_ids import HEADER, REQUEST_ID, accepted
 from orderengine.observability.server_calls import MethodReport
-
-if TYPE_CHECKING:
-    from orderengine.mesh.serving import Arrivals
 
 Writer = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
 

@@ -18,7 +18,7 @@ import pytest
 from redis import Redis
 from rq import Worker
 
-from orderengine.cli import resumed_events
+from orderengine.cli.orders import resumed_events
 from orderengine.mesh.auth import key_metadata
 from orderengine.mesh.channels import ORDER_SERVICE
 from orderengine.mesh.channels import channel as orderengine_channel

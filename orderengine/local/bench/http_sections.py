@@ -26,7 +26,8 @@ from orderengine.local.bench.http_load import (
 from orderengine.local.bench.report import Report, Row, Target, progress
 from orderengine.local.bench.running import Backing, started_stack
 from orderengine.local.bench.stats import Figure, percentile
-from orderengine.local.stack import WORKERS_PER_REPLICA, Stack
+from orderengine.local.parts import WORKERS_PER_REPLICA
+from orderengine.local.stack import Stack
 from orderengine.statuses import TERMINAL, Status
 from orderengine.store.models import OrderRow
 

@@ -1,17 +1,5 @@
-"""``orderengine``: quote, submit, watch, list, get and cancel orders from a terminal.
-
-    orderengine quote SOL USDC 5000
-    orderengine submit SOL USDC 10 --watch
-    orderengine watch ORDER_ID
-    orderengine orders
-    orderengine keys create NAME | keys list | keys revoke PREFIX
-
-Calls to OrderService carry the API key in ORDERENGINE_API_KEY, else the one
-in the key file (ORDERENGINE_API_KEY_FILE, default var/api-key, which make
-run writes). ``keys`` works on the database (DATABASE_URL) directly; the
-default, var/orderengine.db, is make run's file in the project, looked for
-in this directory and each one above it.
-"""
+"""The order commands of ``orderengine`` (orderengine.cli): quote, submit,
+watch, list, get and cancel, as calls to OrderService carrying the API key."""
 
 from __future__ import annotations
 
@@ -19,14 +7,10 @@ import argparse
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import suppress
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 
 import grpc
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from orderengine.mesh.auth import key_metadata
 from orderengine.mesh.channels import ORDER_SERVICE
@@ -34,8 +18,7 @@ from orderengine.mesh.channels import channel as orderengine_channel
 from orderengine.mesh.resumption import RESUMABLE, Resumption
 from orderengine.settings import Settings
 from orderengine.statuses import Status
-from orderengine.store.api_keys import ApiKeys, client_key
-from orderengine.store.database import create_database_engine
+from orderengine.store.api_keys import client_key
 from orderengine.swaps import DEFAULT_SLIPPAGE_BPS
 from orderengine.v1 import market_pb2, order_pb2, order_service_pb2, order_service_pb2_grpc
 
@@ -93,82 +76,6 @@ def _stub(args: argparse.Namespace) -> order_service_pb2_grpc.OrderServiceStub:
                     f"{settings.api_key_file}), or make one with: orderengine keys create NAME")
     channel = orderengine_channel(args.address, key_metadata(key), service=ORDER_SERVICE)
     return order_service_pb2_grpc.OrderServiceStub(channel)
-
-
-class NoDatabase(Exception):
-    """``keys`` found no database to work on."""
-
-
-def key_database_url(url: str, here: Path | None = None) -> str:
-    """The database ``keys`` works on: ``url``, with a relative SQLite path
-    (the default, var/orderengine.db) found in ``here`` or the nearest
-    directory above it, as make run keeps it in the project. An SQLite file
-    that is not there is an error, never made: keys in a new, empty database
-    would reach no OrderService."""
-    parsed = make_url(url)
-    path = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:" \
-            or parsed.query.get("uri"):
-        return url
-    relative = Path(path)
-    if relative.is_absolute():
-        if not relative.is_file():
-            raise NoDatabase(f"no database at {relative} (DATABASE_URL)")
-        return url
-    start = (here or Path.cwd()).resolve()
-    for directory in (start, *start.parents):
-        if (directory / relative).is_file():
-            return parsed.set(database=str(directory / relative)).render_as_string(
-                hide_password=False)
-    raise NoDatabase(f"no database {relative} in {start} or above it: run this in the "
-                     f"project's directory (make run keeps its database in var/ there), "
-                     f"or set DATABASE_URL to the engine's database")
-
-
-def _keys() -> ApiKeys:
-    return ApiKeys(create_database_engine(key_database_url(Settings().database_url)))
-
-
-def _database_error(exc: DBAPIError) -> str:
-    url = Settings().database_url
-    with suppress(NoDatabase):
-        url = key_database_url(url)
-    where = make_url(url).render_as_string(hide_password=True)
-    said = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-    if "api_keys" in said:  # no such table (SQLite), does not exist (PostgreSQL)
-        return (f"the database {where} has no api_keys table ({said}); bring it to the "
-                f"newest schema with: python -m orderengine.store.migrate (make run does)")
-    return f"the database {where} failed: {said}"
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
-
-
-def cmd_keys_create(args: argparse.Namespace) -> int:
-    key, info = _keys().create(args.name)
-    print(f"created key {info.prefix}... for {info.owner} (id {info.key_id}); it is shown "
-          "only now:", file=sys.stderr)
-    print(key)
-    return 0
-
-
-def cmd_keys_list(args: argparse.Namespace) -> int:
-    for info in _keys().all():
-        state = f"revoked {_when(info.revoked_at)}" if info.revoked_at else "active"
-        print(f"{info.prefix}...  {info.owner:<16} {_when(info.created_at)}  {state}  "
-              f"{info.key_id}")
-    return 0
-
-
-def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    revoked = _keys().revoke(args.prefix.removesuffix("..."))
-    if not revoked:
-        print(f"error: no active key {args.prefix!r}", file=sys.stderr)
-        return 1
-    for info in revoked:
-        print(f"revoked {info.prefix}... of {info.owner}")
-    return 0
 
 
 def resumed_events(stub: order_service_pb2_grpc.OrderServiceStub, order_id: str, after: int,
@@ -310,80 +217,3 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         order_service_pb2.CancelOrderRequest(order_id=args.order_id), timeout=10)
     print(_summary(order))
     return 0
-
-
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="orderengine", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("--address", default=Settings().order_service_address,
-                     help="OrderService address (default: $ORDER_SERVICE_ADDRESS or "
-                          "127.0.0.1:50051)")
-    sub = top.add_subparsers(dest="command", required=True)
-
-    submit = sub.add_parser("submit", help="submit a market order")
-    submit.add_argument("input_token")
-    submit.add_argument("output_token")
-    submit.add_argument("amount", help="in whole tokens, e.g. 10 or 0.25")
-    submit.add_argument("--slippage-bps", type=int, default=0, help="default 50")
-    submit.add_argument("--client-order-id", help="resubmitting with it returns the first order")
-    submit.add_argument("--watch", action="store_true", help="follow the order to its end")
-    submit.set_defaults(run=cmd_submit)
-
-    quote = sub.add_parser("quote", help="what each venue and the route would give now")
-    quote.add_argument("input_token")
-    quote.add_argument("output_token")
-    quote.add_argument("amount", help="in whole tokens, e.g. 10 or 0.25")
-    quote.add_argument("--slippage-bps", type=int, default=0, help="default 50")
-    quote.set_defaults(run=cmd_quote)
-
-    watch = sub.add_parser("watch", help="print an order's events as they happen")
-    watch.add_argument("order_id")
-    watch.add_argument("--after", type=int, default=0, help="only events after this sequence")
-    watch.set_defaults(run=cmd_watch)
-
-    orders = sub.add_parser("orders", help="list orders, newest first")
-    orders.add_argument("--page-size", type=int, default=20)
-    orders.add_argument("--page-token", default="")
-    orders.set_defaults(run=cmd_orders)
-
-    get = sub.add_parser("get", help="show one order")
-    get.add_argument("order_id")
-    get.set_defaults(run=cmd_get)
-
-    cancel = sub.add_parser("cancel", help="cancel a PENDING order")
-    cancel.add_argument("order_id")
-    cancel.set_defaults(run=cmd_cancel)
-
-    keys = sub.add_parser("keys", help="API keys (on the database: DATABASE_URL)")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = keys_sub.add_parser("create", help="a new key for NAME, printed once")
-    create.add_argument("name", help="the owner: whose orders the key reaches")
-    create.set_defaults(run=cmd_keys_create)
-    keys_sub.add_parser("list", help="every key: prefix, owner, state").set_defaults(
-        run=cmd_keys_list)
-    revoke = keys_sub.add_parser("revoke", help="revoke a key by its prefix or id")
-    revoke.add_argument("prefix", help="as keys list shows it, e.g. oe_AbCd1234")
-    revoke.set_defaults(run=cmd_keys_revoke)
-    return top
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    try:
-        code = args.run(args)
-    except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        code = 2
-    except (NoKey, NoDatabase, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = 2
-    except DBAPIError as exc:
-        print(f"error: {_database_error(exc)}", file=sys.stderr)
-        code = 2
-    except KeyboardInterrupt:
-        code = 130
-    sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()
