@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from orderengine.market.base import OutOfLiquidityError, Swap
-from orderengine.market.dlmm import FEE_PRECISION, MAX_FEE_RATE
+from orderengine.market.dlmm import FEE_PRECISION, MAX_FEE_RATE, DlmmParams
 from orderengine.market.pools import (
     FEE_DENOMINATOR,
     CpmmPool,
@@ -155,4 +155,14 @@ def rate_ceiling(hop: Hop, state: PoolState) -> Fraction:
     after the least fee. (The fee rounds up and the output down, and every
     further unit meets a price no better, so it bounds the integer pools
     too.) It is also the pool's marginal rate at zero, or above it."""
-    return spot_price(hop.pool, state, hop.input_token) * (1 - least_fee(hop.pool))
+    pool = hop.pool
+    fees = pool.fee_rate if isinstance(pool, CpmmPool) else pool.params
+    kept = _KEPT.get(fees)
+    if kept is None:
+        kept = _KEPT[fees] = 1 - least_fee(pool)
+    return spot_price(pool, state, hop.input_token) * kept
+
+
+# What the least fee leaves of a unit, by the fields least_fee reads: asked
+# for every pool of every quote, and pools share a few fee tiers.
+_KEPT: dict[int | DlmmParams, Fraction] = {}
