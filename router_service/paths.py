@@ -38,9 +38,13 @@ class Path:
 
     hops: tuple[Hop, ...]
     pool_ids: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # The venue every hop is on; None when the hops are on different venues.
+    venue: Venue | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pool_ids", tuple(h.pool.id for h in self.hops))
+        venues = {h.pool.venue for h in self.hops}
+        object.__setattr__(self, "venue", venues.pop() if len(venues) == 1 else None)
 
     def __eq__(self, other: object) -> bool:
         # By pools and direction: comparing the pools themselves would
@@ -58,12 +62,6 @@ class Path:
     def via(self) -> str | None:
         """The intermediate token of a two-hop path."""
         return self.hops[0].output_token if len(self.hops) > 1 else None
-
-    @property
-    def venue(self) -> Venue | None:
-        """The venue every hop is on; None when the hops are on different venues."""
-        venues = {h.pool.venue for h in self.hops}
-        return venues.pop() if len(venues) == 1 else None
 
     @property
     def name(self) -> str:
