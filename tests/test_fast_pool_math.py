@@ -1,8 +1,12 @@
-"""The DLMM swap as the router runs it (its steps inlined) against the same
+"""The pools' swaps as the router runs them (their steps inlined) against
+the same swaps written step by step.
+
+The DLMM swap as the router runs it (its steps inlined) against the same
 swap written step by step from Meteora's functions (update_references,
 volatility_at, total_fee_rate, _max_amount_in, fee_on_top, fee_included,
 _amount_out): on generated pools, every amount, fee and field of the state
-after, to the base unit, and the vault balances the swap carries over."""
+after, to the base unit, and the vault balances the swap carries over. The
+CPMM pool's quote against cpmm.swap_exact_in."""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orderengine.market.base import OutOfLiquidityError, Swap
+from orderengine.market.base import OutOfLiquidityError, Swap, Venue
+from orderengine.market.cpmm import CpmmPool, Reserves
+from orderengine.market.cpmm import swap_exact_in as cpmm_swap
 from orderengine.market.dlmm import (
     MAX_FEE_RATE,
     Bin,
@@ -135,3 +141,18 @@ def test_the_fee_rate_is_capped() -> None:
     state = DlmmState(0, 0, (Bin(10**12, 10**12),))
     swap = swap_exact_in(params, state, True, 10**6, 0)
     assert swap.fee == 10**5
+
+
+@PURE
+@given(a=st.integers(0, 10**19), b=st.integers(0, 10**19), amount_in=st.integers(1, 10**19),
+       fee_rate=st.integers(0, 1_000_000), sells_a=st.booleans())
+def test_the_inlined_cpmm_quote_gives_what_swap_exact_in_gives(
+        a: int, b: int, amount_in: int, fee_rate: int, sells_a: bool) -> None:
+    pool = CpmmPool("p", Venue.RAYDIUM, "SOL", "USDC", a, b, fee_rate)
+    got = pool.quote(Reserves(a, b), "SOL" if sells_a else "USDC", amount_in, 0)
+    reserve_in, reserve_out = (a, b) if sells_a else (b, a)
+    expected = cpmm_swap(reserve_in, reserve_out, amount_in, fee_rate)
+    assert (got.amount_in, got.amount_out, got.fee) == (amount_in, expected.amount_out,
+                                                        expected.fee)
+    assert got.state == (Reserves(a + amount_in, b - expected.amount_out) if sells_a
+                         else Reserves(a - expected.amount_out, b + amount_in))
