@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from orderengine.market.base import OutOfLiquidityError, Swap
-from orderengine.market.dlmm import FEE_PRECISION, MAX_FEE_RATE
+from orderengine.market.dlmm import FEE_PRECISION, MAX_FEE_RATE, DlmmParams
 from orderengine.market.pools import (
     FEE_DENOMINATOR,
     CpmmPool,
@@ -38,9 +38,13 @@ class Path:
 
     hops: tuple[Hop, ...]
     pool_ids: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # The venue every hop is on; None when the hops are on different venues.
+    venue: Venue | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pool_ids", tuple(h.pool.id for h in self.hops))
+        venues = {h.pool.venue for h in self.hops}
+        object.__setattr__(self, "venue", venues.pop() if len(venues) == 1 else None)
 
     def __eq__(self, other: object) -> bool:
         # By pools and direction: comparing the pools themselves would
@@ -58,12 +62,6 @@ class Path:
     def via(self) -> str | None:
         """The intermediate token of a two-hop path."""
         return self.hops[0].output_token if len(self.hops) > 1 else None
-
-    @property
-    def venue(self) -> Venue | None:
-        """The venue every hop is on; None when the hops are on different venues."""
-        venues = {h.pool.venue for h in self.hops}
-        return venues.pop() if len(venues) == 1 else None
 
     @property
     def name(self) -> str:
@@ -155,4 +153,14 @@ def rate_ceiling(hop: Hop, state: PoolState) -> Fraction:
     after the least fee. (The fee rounds up and the output down, and every
     further unit meets a price no better, so it bounds the integer pools
     too.) It is also the pool's marginal rate at zero, or above it."""
-    return spot_price(hop.pool, state, hop.input_token) * (1 - least_fee(hop.pool))
+    pool = hop.pool
+    fees = pool.fee_rate if isinstance(pool, CpmmPool) else pool.params
+    kept = _KEPT.get(fees)
+    if kept is None:
+        kept = _KEPT[fees] = 1 - least_fee(pool)
+    return spot_price(pool, state, hop.input_token) * kept
+
+
+# What the least fee leaves of a unit, by the fields least_fee reads: asked
+# for every pool of every quote, and pools share a few fee tiers.
+_KEPT: dict[int | DlmmParams, Fraction] = {}

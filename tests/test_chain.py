@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import random
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from executor.chain.chain import _SUBMIT as chain_script
-from executor.chain.chain import LANDED_BY_ORDER, Chain, Submitted, signature_for
+from executor.chain.chain import LANDED_BY_ORDER, Chain, Submitted, b58encode, signature_for
 from executor.chain.execution_service import MAX_SWAPS_PER_CALL
 from orderengine.amounts import MAX_BASE_UNITS, format_amount
 from orderengine.market.cpmm import Reserves
@@ -694,3 +695,16 @@ def test_a_swap_paying_out_past_u64_reverts_alone_and_writes_nothing(
     assert reserves(redis, "raydium-sol-usdc")[0] == 2**62 + 10**9
     for pool_id in ("raydium-sol-usdt", "raydium-usdc-usdt"):
         assert reserves(redis, pool_id) == balances(all_pools()[pool_id], BIG_POOLS[pool_id])
+
+
+def test_the_chains_base58_is_the_base58_librarys() -> None:
+    """Signatures are base58 as everyone else spells it: every length,
+    leading zero bytes, and the 64-byte signatures themselves."""
+    rng = random.Random(58)
+    cases = [b"", b"\0", b"\0\0\x01", bytes(64), b"\xff" * 64]
+    cases += [bytes(rng.getrandbits(8) for _ in range(n)) for n in range(80) for _ in range(20)]
+    cases += [b"\0" * z + bytes(rng.getrandbits(8) for _ in range(64)) for z in range(4)]
+    for data in cases:
+        assert b58encode(data) == base58.b58encode(data).decode()
+    for k in range(200):
+        assert base58.b58decode(signature_for(f"order-{k}:1")).__len__() == 64

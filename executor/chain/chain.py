@@ -40,6 +40,8 @@ LANDING = "chain:landing"  # signatures waiting to land, scored by when
 # How many swaps landed, per order: the chaos tests' witness that none
 # landed twice.
 LANDED_BY_ORDER = "chain:landed-by-order"
+# Transactions one landing round takes at most.
+LAND_LIMIT = 200
 # Slots, as on mainnet: a slot number grows every 0.4 s of wall time.
 SLOT_SECONDS = 0.4
 # Finalized is 31 slots after confirmed.
@@ -71,7 +73,27 @@ def tx_key(signature: str) -> str:
 
 def signature_for(attempt_key: str) -> str:
     """A 64-byte, base58 signature, fixed by the attempt key."""
-    return base58.b58encode(hashlib.sha512(attempt_key.encode()).digest()).decode()
+    return b58encode(hashlib.sha512(attempt_key.encode()).digest())
+
+
+_B58_PAIRS = [a + b for a in base58.BITCOIN_ALPHABET.decode()
+              for b in base58.BITCOIN_ALPHABET.decode()]
+
+
+def b58encode(data: bytes) -> str:
+    """base58.b58encode, four digits per big-integer division instead of
+    one: the chain signs every swap it takes."""
+    stripped = data.lstrip(b"\0")
+    n = int.from_bytes(stripped, "big")
+    digits: list[str] = []
+    while n:
+        n, four = divmod(n, 58 ** 4)
+        high, low = divmod(four, 58 * 58)
+        digits.append(_B58_PAIRS[low])
+        digits.append(_B58_PAIRS[high])
+    # The last group is padded with zero digits ("1"); a leading zero byte
+    # is a "1" of its own.
+    return "1" * (len(data) - len(stripped)) + "".join(reversed(digits)).lstrip("1")
 
 
 def order_of(attempt_key: str) -> str:
@@ -265,12 +287,21 @@ class Chain:
         return {**result, "state": "landed",
                 "amount_out": format_amount(fill.amount_out, decimals)}
 
-    async def land_due(self, limit: int = 200) -> int:
+    async def land_due(self, limit: int = LAND_LIMIT) -> int:
         """Lands every transaction whose slot has come; returns how many."""
         due = await self.redis.zrangebyscore(LANDING, "-inf", repr(time.time()), 0, limit)
         if due:
             await self.land_many([_text(signature) or "" for signature in due])
         return len(due)
+
+    async def _lander_pause(self, interval: float) -> float:
+        """Until the next transaction is due: at least ``interval``, and at
+        most a slot, since a swap taken from now on lands a slot after."""
+        longest = max(interval, self.slot_seconds)
+        first = await self.redis.zrange(LANDING, 0, 0, withscores=True)
+        if not first:
+            return longest
+        return min(max(float(first[0][1]) - time.time(), interval), longest)
 
     async def statuses(self, signatures: list[str]) -> list[execution_service_pb2.SignatureStatus]:
         now = time.time()
@@ -325,13 +356,17 @@ class Chain:
         whether or not anyone asks for a status."""
         interval = min(max(self.slot_seconds / 4, 0.005), 0.05)
         while not stopping.is_set():
+            pause = interval
             try:
-                await self.land_due()
+                if await self.land_due() == LAND_LIMIT:
+                    continue  # more may be due right now
+                # Idle, it sleeps until the next landing rather than polling.
+                pause = await self._lander_pause(interval)
             except Exception:  # keep landing; Redis may be back next time
                 log.exception("landing failed")
                 await asyncio.sleep(1)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), interval)
+                await asyncio.wait_for(stopping.wait(), pause)
 
 
 def _text(value: object) -> str | None:

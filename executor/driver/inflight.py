@@ -86,3 +86,9 @@ def reschedule(redis: Redis, entries: list[Inflight], due_in: float) -> None:
 def forget(redis: Redis, entries: list[Inflight]) -> None:
     if entries:
         redis.zrem(INFLIGHT, *(e.member for e in entries))
+
+
+def next_due(redis: Redis) -> float | None:
+    """When the earliest entry comes due (unix seconds); None when there is none."""
+    first = redis.zrange(INFLIGHT, 0, 0, withscores=True)
+    return float(first[0][1]) if first else None

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 
 from executor.driver.context import RPC_TIMEOUT_SECONDS, Context, context
-from executor.driver.inflight import Inflight, claim_due, forget, reschedule
+from executor.driver.inflight import Inflight, claim_due, forget, next_due, reschedule
 from executor.driver.progress import attempt_failed
 from executor.driver.reconciler import reconcile_once
 from orderengine.amounts import AmountError, parse_amount
@@ -59,13 +59,22 @@ def check_once(ctx: Context) -> int:
         reschedule(ctx.redis, entries, UNREACHABLE_RETRY_SECONDS)
         raise
     waiting: list[Inflight] = []
+    # Landed, not yet confirmed: confirmed confirm_seconds after landing,
+    # which was before now, so asking sooner would only hear "processed" again.
+    landed: list[Inflight] = []
     final: list[tuple[Inflight, execution_service_pb2.SignatureStatus]] = []
     for entry, status in zip(entries, response.statuses, strict=True):
-        if status.found and status.commitment in (Commitment.COMMITMENT_PENDING,
-                                                  Commitment.COMMITMENT_PROCESSED):
+        if not status.found:
+            final.append((entry, status))
+        elif status.commitment == Commitment.COMMITMENT_PENDING:
             waiting.append(entry)
+        elif status.commitment == Commitment.COMMITMENT_PROCESSED:
+            landed.append(entry)
         else:
             final.append((entry, status))
+    if not final:
+        _reschedule(ctx, waiting, landed, [], [])
+        return len(entries)
     rows = ctx.store.get_many([e.order_id for e, _ in final])
     # Each order's outcome is its request's: its trace, when tracing.
     carried = handoffs.kept_for_tracker(ctx.redis, list(rows))
@@ -95,11 +104,21 @@ def check_once(ctx: Context) -> int:
     unwritten = {t.order_id for t in failed}
     for order_id, entry in confirming.items():
         (troubled if order_id in unwritten else done).append(entry)
-    reschedule(ctx.redis, waiting, ctx.settings.tracker_poll_seconds)
-    # Each on its own time, apart from the round it came with.
-    reschedule(ctx.redis, troubled, TROUBLE_RETRY_SECONDS)
-    forget(ctx.redis, done)
+    _reschedule(ctx, waiting, landed, troubled, done)
     return len(entries)
+
+
+def _reschedule(ctx: Context, waiting: list[Inflight], landed: list[Inflight],
+                troubled: list[Inflight], done: list[Inflight]) -> None:
+    """Each entry's next check, or none, in one round trip."""
+    poll = ctx.settings.tracker_poll_seconds
+    with ctx.redis.pipeline(transaction=False) as pipe:
+        reschedule(pipe, waiting, poll)
+        reschedule(pipe, landed, max(ctx.settings.confirm_seconds, poll))
+        # Each on its own time, apart from the round it came with.
+        reschedule(pipe, troubled, TROUBLE_RETRY_SECONDS)
+        forget(pipe, done)
+        pipe.execute()
 
 
 # _settle's answer for an entry still waiting on the chain.
@@ -158,12 +177,14 @@ def run(stopping: threading.Event) -> None:
     ctx = context()
     next_reconcile = 0.0
     while not stopping.is_set():
+        pause = ctx.settings.tracker_poll_seconds
         try:
             if time.monotonic() >= next_reconcile:
                 reconcile_once(ctx)
                 next_reconcile = time.monotonic() + RECONCILE_EVERY_SECONDS
             if check_once(ctx) == BATCH:
                 continue  # more may be due right now
+            pause = _idle_pause(ctx)
         except grpc.RpcError as exc:  # the chain is away: a line, not a traceback a round
             log.warning("tracker: ExecutionService %s; trying again in %.1fs",
                         exc.code().name, UNREACHABLE_RETRY_SECONDS)
@@ -171,4 +192,15 @@ def run(stopping: threading.Event) -> None:
         except Exception:  # keep tracking: the chain or Redis may be back next round
             log.exception("tracker round failed")
             stopping.wait(UNREACHABLE_RETRY_SECONDS)
-        stopping.wait(ctx.settings.tracker_poll_seconds)
+        stopping.wait(pause)
+
+
+def _idle_pause(ctx: Context) -> float:
+    """How long the tracker may sleep: until the next entry is due, at
+    least a poll, and at most a slot, since a worker tracks a new swap a
+    slot ahead (one tracked sooner, by the reconciler, waits a slot at most)."""
+    poll = ctx.settings.tracker_poll_seconds
+    due = next_due(ctx.redis)
+    if due is None:
+        return max(poll, ctx.settings.slot_seconds)
+    return min(max(due - time.time(), poll), max(poll, ctx.settings.slot_seconds))

@@ -18,11 +18,15 @@ class Venue(StrEnum):
 
     @property
     def proto(self) -> market_pb2.Venue:
-        return cast("market_pb2.Venue", market_pb2.Venue.Value(f"VENUE_{self.name}"))
+        return _VENUE_PROTO[self]
 
     @classmethod
     def from_proto(cls, value: int) -> Venue:
         return cls[market_pb2.Venue.Name(value).removeprefix("VENUE_")]
+
+
+_VENUE_PROTO = {venue: cast("market_pb2.Venue", market_pb2.Venue.Value(f"VENUE_{venue.name}"))
+                for venue in Venue}
 
 
 # A pool kind's state: what Redis holds for one pool.

@@ -53,13 +53,19 @@ class CpmmPool(PoolBase[Reserves]):
         # A constant-product pool has no clock: ``now`` is for the interface.
         if amount_in <= 0:
             raise ValueError(f"amount_in must be positive, got {amount_in}")
-        if self.sells_a(input_token):
-            result = swap_exact_in(state.a, state.b, amount_in, self.fee_rate)
-            after = Reserves(state.a + amount_in, state.b - result.amount_out)
+        sells_a = self.sells_a(input_token)
+        reserve_in, reserve_out = (state.a, state.b) if sells_a else (state.b, state.a)
+        # swap_exact_in, inlined: the router quotes a pool hundreds of times a route.
+        if reserve_in <= 0 or reserve_out <= 0:
+            out = fee = 0
         else:
-            result = swap_exact_in(state.b, state.a, amount_in, self.fee_rate)
-            after = Reserves(state.a - result.amount_out, state.b + amount_in)
-        return Swap(amount_in, result.amount_out, result.fee, after)
+            fee = -(-(amount_in * self.fee_rate) // FEE_DENOMINATOR)
+            out = reserve_out + (reserve_in * reserve_out) // -(reserve_in + amount_in - fee)
+            if out < 0:
+                out = 0
+        after = (Reserves(state.a + amount_in, state.b - out) if sells_a
+                 else Reserves(state.a - out, state.b + amount_in))
+        return Swap(amount_in, out, fee, after)
 
     def spot_price(self, state: Reserves, input_token: str) -> Fraction:
         if self.sells_a(input_token):

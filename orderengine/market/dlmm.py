@@ -207,9 +207,14 @@ class DlmmState:
             yield self.min_id + k, b
 
     def balances(self) -> tuple[int, int]:
-        """The vaults: every bin plus the fees."""
-        return (sum(b.x for b in self.bins) + self.fee_x,
-                sum(b.y for b in self.bins) + self.fee_y)
+        """The vaults: every bin plus the fees. A state never changes, and
+        every leg of a route checks its pool's: summed once per state."""
+        cached: tuple[int, int] | None = self.__dict__.get("_balances")
+        if cached is None:
+            cached = (sum(b.x for b in self.bins) + self.fee_x,
+                      sum(b.y for b in self.bins) + self.fee_y)
+            self.__dict__["_balances"] = cached
+        return cached
 
 
 def update_references(params: DlmmParams, state: DlmmState, now: int) -> DlmmState:
@@ -237,26 +242,51 @@ def swap_exact_in(params: DlmmParams, state: DlmmState, swap_for_y: bool, amount
     bins from the active one. The state passed in is not changed."""
     if amount_in <= 0:
         raise ValueError(f"amount_in must be positive, got {amount_in}")
-    state = update_references(params, state, now)
+    # update_references and volatility_at inlined: the router runs this
+    # hundreds of times a quote.
+    index_reference, volatility_reference = state.index_reference, state.volatility_reference
+    elapsed = now - state.last_update
+    if elapsed >= params.filter_period:
+        index_reference = state.active_id
+        volatility_reference = (
+            state.volatility_accumulator * params.reduction_factor // BASIS_POINT_MAX
+            if elapsed < params.decay_period else 0)
     bins = list(state.bins)
+    min_id = state.min_id
+    max_id = min_id + len(bins) - 1
     active = state.active_id
+    bin_step = params.bin_step
+    base_fee = params.base_fee_rate()
+    variable_fee_control = params.variable_fee_control
+    max_volatility = params.max_volatility_accumulator
     left, total_out, total_fee = amount_in, 0, 0
     volatility = state.volatility_accumulator
     while True:
-        volatility = volatility_at(params, state, active)
-        k = active - state.min_id
+        volatility = min(volatility_reference + abs(index_reference - active) * BASIS_POINT_MAX,
+                         max_volatility)
+        k = active - min_id
         bin_ = bins[k]
         reserve_out = bin_.y if swap_for_y else bin_.x
         if reserve_out > 0:
-            price = price_from_id(active, params.bin_step)
-            rate = params.total_fee_rate(volatility)
-            max_in = _max_amount_in(bin_, price, swap_for_y)
-            max_fee = fee_on_top(max_in, rate)
+            price = price_from_id(active, bin_step)
+            square = (volatility * bin_step) ** 2
+            rate = min(base_fee - (-variable_fee_control * square // 100_000_000_000),
+                       MAX_FEE_RATE)
+            if swap_for_y:
+                max_in = -(-(reserve_out << SCALE_OFFSET) // price)
+            else:
+                max_in = -(-(reserve_out * price) // ONE)
+            max_fee = -(-(max_in * rate) // (FEE_PRECISION - rate))
             if left > max_in + max_fee:
                 taken, out, fee = max_in + max_fee, reserve_out, max_fee
             else:
-                fee = fee_included(left, rate)
-                out = min(_amount_out(left - fee, price, swap_for_y), reserve_out)
+                fee = -(-(left * rate) // FEE_PRECISION)
+                if swap_for_y:
+                    out = ((left - fee) * price) >> SCALE_OFFSET
+                else:
+                    out = ((left - fee) << SCALE_OFFSET) // price
+                if out > reserve_out:
+                    out = reserve_out
                 taken = left
             into_bin = taken - fee
             if swap_for_y:
@@ -269,14 +299,19 @@ def swap_exact_in(params: DlmmParams, state: DlmmState, swap_for_y: bool, amount
         if left == 0:
             break
         active += -1 if swap_for_y else 1
-        if not state.min_id <= active <= state.max_id:
+        if not min_id <= active <= max_id:
             raise OutOfLiquidityError(
                 f"the bins hold too little {'Y' if swap_for_y else 'X'}: "
                 f"{left} of {amount_in} would be left over")
     fee_x, fee_y = (state.fee_x + total_fee, state.fee_y) if swap_for_y else (
         state.fee_x, state.fee_y + total_fee)
-    after = replace(state, active_id=active, bins=tuple(bins), volatility_accumulator=volatility,
-                    last_update=now, fee_x=fee_x, fee_y=fee_y)
+    after = DlmmState(active, min_id, tuple(bins), volatility, volatility_reference,
+                      index_reference, now, fee_x, fee_y)
+    # The vaults gain the whole input (bins and fees) and lose the output:
+    # known without summing the bins again.
+    vault_x, vault_y = state.balances()
+    after.__dict__["_balances"] = ((vault_x + amount_in, vault_y - total_out) if swap_for_y
+                                   else (vault_x - total_out, vault_y + amount_in))
     return Swap(amount_in, total_out, total_fee, after)
 
 

@@ -8,7 +8,7 @@ import tomllib
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from orderengine.amounts import parse_amount
 from orderengine.market.base import Swap, Venue
@@ -50,12 +50,11 @@ def quote(pool: Pool, state: PoolState, input_token: str, amount_in: int,
     """Swaps ``amount_in`` base units of ``input_token`` on ``pool`` as it is
     in ``state`` at unix time ``now``. The router prices with it and the chain
     lands with it. Raises OutOfLiquidityError when the pool cannot take it."""
+    # A Swap[Reserves] or Swap[DlmmState] is a Swap[PoolState] as it is: no copy.
     if isinstance(pool, CpmmPool) and isinstance(state, Reserves):
-        cpmm = pool.quote(state, input_token, amount_in, now)
-        return Swap(cpmm.amount_in, cpmm.amount_out, cpmm.fee, cpmm.state)
+        return cast("Swap[PoolState]", pool.quote(state, input_token, amount_in, now))
     if isinstance(pool, DlmmPool) and isinstance(state, DlmmState):
-        dlmm = pool.quote(state, input_token, amount_in, now)
-        return Swap(dlmm.amount_in, dlmm.amount_out, dlmm.fee, dlmm.state)
+        return cast("Swap[PoolState]", pool.quote(state, input_token, amount_in, now))
     raise TypeError(f"pool {pool.id} is {type(pool).__name__}; its state cannot be "
                     f"{type(state).__name__}")
 
