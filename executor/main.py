@@ -1,8 +1,8 @@
 """Runs a part of the executor:
 
-    python -m executor.main chain     ExecutionService, the simulated chain
-    python -m executor.main worker    an RQ worker driving orders
-    python -m executor.main tracker   the confirmation tracker and reconciler
+python -m executor.main chain     ExecutionService, the simulated chain
+python -m executor.main worker    an RQ worker driving orders
+python -m executor.main tracker   the confirmation tracker and reconciler
 """
 
 from __future__ import annotations
@@ -35,8 +35,12 @@ async def create_execution_server(address: str, settings: Settings) -> Server:
     # never starts.
     async with AsyncExitStack() as opened:
         redis = await opened.enter_async_context(Redis.from_url(settings.chain_redis_url))
-        chain = Chain(redis, settings.slot_seconds, settings.confirm_seconds,
-                      Faults(FailureRates.from_settings(settings), settings.chain_seed))
+        chain = Chain(
+            redis,
+            settings.slot_seconds,
+            settings.confirm_seconds,
+            Faults(FailureRates.from_settings(settings), settings.chain_seed),
+        )
         stopping = asyncio.Event()
         lander = asyncio.create_task(chain.run_lander(stopping))
 
@@ -45,11 +49,17 @@ async def create_execution_server(address: str, settings: Settings) -> Server:
             await lander
 
         opened.push_async_callback(stop_lander)
-        server = await create_server(address, [
-            Service(EXECUTION_SERVICE,
+        server = await create_server(
+            address,
+            [
+                Service(
+                    EXECUTION_SERVICE,
                     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
-                    ExecutionServicer(chain)),
-        ], internal_only)
+                    ExecutionServicer(chain),
+                ),
+            ],
+            internal_only,
+        )
         server.owns(opened)
     return server
 
@@ -62,14 +72,19 @@ def run_tracker() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m executor.main", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m executor.main",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("part", choices=["chain", "worker", "tracker"])
-    parser.add_argument("--burst", action="store_true",
-                        help="worker: stop when the queue is empty")
+    parser.add_argument("--burst", action="store_true", help="worker: stop when the queue is empty")
     args = parser.parse_args()
-    configure_logging({"chain": "execution-service", "worker": "executor-worker",
-                       "tracker": "executor-tracker"}[args.part])
+    configure_logging(
+        {"chain": "execution-service", "worker": "executor-worker", "tracker": "executor-tracker"}[
+            args.part
+        ]
+    )
     serve_metrics(Settings(), f"executor {args.part}")
     if args.part == "chain":
         asyncio.run(serve("ExecutionService", create_execution_server, "EXECUTION_SERVICE"))

@@ -27,8 +27,9 @@ def _no_constants(name: str) -> Any:
 
 def loads(body: bytes) -> Any:
     try:
-        parsed = json.loads(body, parse_float=Decimal, parse_int=_integer,
-                            parse_constant=_no_constants)
+        parsed = json.loads(
+            body, parse_float=Decimal, parse_int=_integer, parse_constant=_no_constants
+        )
     except UnicodeDecodeError as exc:
         raise json.JSONDecodeError(f"not UTF-8 text ({exc.reason})", "", exc.start) from None
     except RecursionError:
@@ -48,8 +49,9 @@ def _refuse_lone_surrogates(parsed: Any) -> None:
             try:
                 value.encode()
             except UnicodeEncodeError:
-                raise json.JSONDecodeError("a \\u escape names a lone UTF-16 surrogate",
-                                           "", 0) from None
+                raise json.JSONDecodeError(
+                    "a \\u escape names a lone UTF-16 surrogate", "", 0
+                ) from None
         elif isinstance(value, dict):
             pending.extend(value)
             pending.extend(value.values())
@@ -75,8 +77,11 @@ def decimal_string(value: object) -> object:
     if isinstance(value, Decimal):
         _, digits, exponent = value.as_tuple()
         if not isinstance(exponent, int) or len(digits) + abs(exponent) > MAX_DIGITS:
-            raise PydanticCustomError("amount_size", "must be a finite number of at most "
-                                      "{max_digits} digits", {"max_digits": MAX_DIGITS})
+            raise PydanticCustomError(
+                "amount_size",
+                "must be a finite number of at most {max_digits} digits",
+                {"max_digits": MAX_DIGITS},
+            )
         return format(value, "f")  # 1E-7 -> 0.0000001
     if not isinstance(value, str):
         raise PydanticCustomError("amount_type", "must be a decimal string or a number")
@@ -86,12 +91,14 @@ def decimal_string(value: object) -> object:
 Amount = Annotated[
     str,
     BeforeValidator(decimal_string),
-    WithJsonSchema({
-        "anyOf": [{"type": "string"}, {"type": "number"}],
-        "description": "input amount in whole tokens: a decimal string (\"10\", \"0.25\") "
-                       "or a JSON number, read exactly",
-        "examples": ["10"],
-    }),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "number"}],
+            "description": 'input amount in whole tokens: a decimal string ("10", "0.25") '
+            "or a JSON number, read exactly",
+            "examples": ["10"],
+        }
+    ),
 ]
 
 

@@ -33,14 +33,17 @@ RESUME_SECONDS = 10.0
 API_PREFIX = "/api/"
 API_KEY_SCHEME = "ApiKey"
 API_KEY_SECURITY = {
-    "type": "http", "scheme": "bearer", "bearerFormat": "oe_…",
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "oe_…",
     "description": "an API key (`orderengine keys create NAME`), sent as "
-                   "`Authorization: Bearer <key>`; without one every /api call is a 401",
+    "`Authorization: Bearer <key>`; without one every /api call is a 401",
 }
 # Statuses any /api call may answer, in the error body, beside those each
 # route declares (gateway/orders.py): limits, not the route's own doing.
-EVERY_CALL_MAY_FAIL = {"429": "too many requests (RESOURCE_EXHAUSTED); `Retry-After` says "
-                              "when to try again"}
+EVERY_CALL_MAY_FAIL = {
+    "429": "too many requests (RESOURCE_EXHAUSTED); `Retry-After` says when to try again"
+}
 BODY_MAY_FAIL = {"413": "the request body is too large"}
 
 DESCRIPTION = """\
@@ -99,8 +102,9 @@ class GatewayApp(FastAPI):
         await self.middleware_stack(scope, receive, send)
 
 
-def create_app(order_service_address: str | None = None, *,
-               resume_seconds: float = RESUME_SECONDS) -> FastAPI:
+def create_app(
+    order_service_address: str | None = None, *, resume_seconds: float = RESUME_SECONDS
+) -> FastAPI:
     """The gateway in front of OrderService at ``order_service_address``
     (default: ORDER_SERVICE_ADDRESS)."""
     address = order_service_address or Settings().order_service_address
@@ -113,14 +117,24 @@ def create_app(order_service_address: str | None = None, *,
         finally:
             await app.state.upstream.close()
 
-    app = GatewayApp(title="Order engine gateway", version="1.0.0", description=DESCRIPTION,
-                  lifespan=lifespan, strict_content_type=False)
+    app = GatewayApp(
+        title="Order engine gateway",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        strict_content_type=False,
+    )
     app.state.resume_seconds = resume_seconds
     errors.install(app)
     # Innermost: the ordinary submit is answered before FastAPI's routing.
-    app.add_middleware(SubmitFastPath, route=next(
-        route for route in orders.router.routes
-        if isinstance(route, APIRoute) and route.endpoint is orders.submit_order))
+    app.add_middleware(
+        SubmitFastPath,
+        route=next(
+            route
+            for route in orders.router.routes
+            if isinstance(route, APIRoute) and route.endpoint is orders.submit_order
+        ),
+    )
     app.add_middleware(BodySizeLimit)
     # Outermost: every answer carries its X-Request-Id and is logged.
     app.add_middleware(ObservedRequests)
@@ -165,8 +179,10 @@ def _finish_document(app: FastAPI) -> None:
                         operation["security"] = []  # /healthz: open, as the page
                         continue
                     operation["security"] = [{API_KEY_SCHEME: []}]
-                    limits = {**EVERY_CALL_MAY_FAIL,
-                              **(BODY_MAY_FAIL if "requestBody" in operation else {})}
+                    limits = {
+                        **EVERY_CALL_MAY_FAIL,
+                        **(BODY_MAY_FAIL if "requestBody" in operation else {}),
+                    }
                     for status, description in limits.items():
                         responses.setdefault(status, _error_response(description))
             _link_submit_to_its_order(schema.get("paths", {}))
@@ -183,14 +199,20 @@ def _link_submit_to_its_order(paths: dict[str, Any]) -> None:
     order = paths.get("/api/orders/{order_id}", {})
     if submit is None or not {"get", "delete"} <= set(order):
         return
-    links = {name: {"operationId": order[method]["operationId"],
-                    "parameters": {"order_id": "$response.body#/orderId"}}
-             for name, method in (("GetOrder", "get"), ("CancelOrder", "delete"))}
+    links = {
+        name: {
+            "operationId": order[method]["operationId"],
+            "parameters": {"order_id": "$response.body#/orderId"},
+        }
+        for name, method in (("GetOrder", "get"), ("CancelOrder", "delete"))
+    }
     for status in ("200", "201"):
         if status in submit["responses"]:
             submit["responses"][status]["links"] = links
 
 
 def _error_response(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }

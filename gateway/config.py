@@ -35,12 +35,20 @@ class GatewayConfig:
         settings = Settings()
         address = settings.gateway_address
         host, port = host_port(env_value("GATEWAY_BIND", address))
-        for name, value in (("GATEWAY_HEADER_TIMEOUT_SECONDS",
-                             settings.gateway_header_timeout_seconds),
-                            ("GATEWAY_KEEP_ALIVE_SECONDS", settings.gateway_keep_alive_seconds),
-                            ("GATEWAY_MAX_CONNECTIONS", settings.gateway_max_connections)):
+        for name, value in (
+            ("GATEWAY_HEADER_TIMEOUT_SECONDS", settings.gateway_header_timeout_seconds),
+            ("GATEWAY_KEEP_ALIVE_SECONDS", settings.gateway_keep_alive_seconds),
+            ("GATEWAY_MAX_CONNECTIONS", settings.gateway_max_connections),
+        ):
             if not value > 0:  # also NaN
                 raise ValueError(f"{name}: must be more than 0, got {value}")
-        return cls(address, host, port, settings.order_service_address,
-                   settings.shutdown_grace_seconds, settings.gateway_header_timeout_seconds,
-                   settings.gateway_keep_alive_seconds, settings.gateway_max_connections)
+        return cls(
+            address,
+            host,
+            port,
+            settings.order_service_address,
+            settings.shutdown_grace_seconds,
+            settings.gateway_header_timeout_seconds,
+            settings.gateway_keep_alive_seconds,
+            settings.gateway_max_connections,
+        )

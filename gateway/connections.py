@@ -46,18 +46,29 @@ TOO_MANY_CONNECTIONS = (
 
 
 def _unavailable_response() -> bytes:
-    body = json.dumps({"error": {"code": "UNAVAILABLE", "message": TOO_MANY_CONNECTIONS,
-                                 "field": None, "reason": "TOO_MANY_CONNECTIONS"}}).encode()
-    head = (f"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n")
+    body = json.dumps(
+        {
+            "error": {
+                "code": "UNAVAILABLE",
+                "message": TOO_MANY_CONNECTIONS,
+                "field": None,
+                "reason": "TOO_MANY_CONNECTIONS",
+            }
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n"
+    )
     return head.encode() + body
 
 
 UNAVAILABLE_RESPONSE = _unavailable_response()
 
 
-def guarded(header_seconds: float, max_connections: int,
-            base: type[asyncio.Protocol] = AutoHTTPProtocol) -> type[asyncio.Protocol]:
+def guarded(
+    header_seconds: float, max_connections: int, base: type[asyncio.Protocol] = AutoHTTPProtocol
+) -> type[asyncio.Protocol]:
     """Uvicorn's HTTP protocol ``base`` with a header deadline and a cap on
     open connections; pass it as uvicorn's ``http``."""
 
@@ -121,8 +132,13 @@ def connection_cap(wanted: int) -> int:
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return wanted
     cap = max(soft - BACKLOG - RESERVED_DESCRIPTORS, 1)
-    log.warning("GATEWAY_MAX_CONNECTIONS %d is more than this process's file descriptor "
-                "limit (%d) allows; holding at most %d connections", wanted, soft, cap)
+    log.warning(
+        "GATEWAY_MAX_CONNECTIONS %d is more than this process's file descriptor "
+        "limit (%d) allows; holding at most %d connections",
+        wanted,
+        soft,
+        cap,
+    )
     return cap
 
 

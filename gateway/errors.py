@@ -51,9 +51,14 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None,
-                   reason: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    reason: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message, field=field, reason=reason))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
@@ -104,8 +109,9 @@ class RpcFailure:
         headers = {}
         if self.code is grpc.StatusCode.RESOURCE_EXHAUSTED and self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
-        return error_response(self.http_status, self.code.name, self.message, self.field,
-                              self.reason, headers)
+        return error_response(
+            self.http_status, self.code.name, self.message, self.field, self.reason, headers
+        )
 
 
 async def rpc_error(_: Request, exc: Exception) -> JSONResponse:
@@ -131,15 +137,15 @@ async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         message = 'a JSON object is required, e.g. {"inputToken": "SOL", ...}'
     elif first.get("type") in ("model_type", "model_attributes_type", "dict_type"):
         message = "must be a JSON object (Content-Type: application/json)"
-    return error_response(400, "INVALID_ARGUMENT", f"{field}: {message}", field,
-                          "INVALID_FIELD")
+    return error_response(400, "INVALID_ARGUMENT", f"{field}: {message}", field, "INVALID_FIELD")
 
 
 async def http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = HTTPStatus(exc.status_code).name
-    return error_response(exc.status_code, code, str(exc.detail),
-                          headers=dict(exc.headers) if exc.headers else None)
+    return error_response(
+        exc.status_code, code, str(exc.detail), headers=dict(exc.headers) if exc.headers else None
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -38,23 +38,32 @@ def main() -> None:
         certificate = tls()
     except ValueError as exc:
         sys.exit(f"gateway: {exc}")
-    print(f"gateway listening on {public_url(config.address, certificate.serves)} -> OrderService "
-          f"at {config.order_service_address}", flush=True)
+    print(
+        f"gateway listening on {public_url(config.address, certificate.serves)} -> OrderService "
+        f"at {config.order_service_address}",
+        flush=True,
+    )
     uvicorn.run(
         create_app(config.order_service_address),
-        host=config.bind_host, port=config.bind_port,
-        log_config=None, log_level=None, access_log=False,
+        host=config.bind_host,
+        port=config.bind_port,
+        log_config=None,
+        log_level=None,
+        access_log=False,
         ws_max_size=MAX_WEBSOCKET_MESSAGE_BYTES,
         # Slow or idle clients, and too many at once, must not use it up.
-        http=guarded(config.header_timeout_seconds, connection_cap(config.max_connections),
-                     HttpToolsProtocol),
+        http=guarded(
+            config.header_timeout_seconds, connection_cap(config.max_connections), HttpToolsProtocol
+        ),
         # grpc.aio runs on uvloop too: the channel to OrderService shares it.
         loop="uvloop",
-        timeout_keep_alive=config.keep_alive_seconds, backlog=BACKLOG,
+        timeout_keep_alive=config.keep_alive_seconds,
+        backlog=BACKLOG,
         # Then open WebSockets are closed (1012, "service restart").
         timeout_graceful_shutdown=max(1, math.ceil(config.shutdown_grace_seconds)),
         # HTTPS with the certificate the gRPC servers serve; plaintext without.
-        ssl_certfile=certificate.cert_file or None, ssl_keyfile=certificate.key_file or None,
+        ssl_certfile=certificate.cert_file or None,
+        ssl_keyfile=certificate.key_file or None,
     )
 
 

@@ -18,17 +18,23 @@ from orderengine.v1 import market_pb2, order_pb2, order_service_pb2
 
 UINT32_MAX = 2**32 - 1
 
-TERMINAL = frozenset({
-    order_pb2.ORDER_STATUS_CONFIRMED,
-    order_pb2.ORDER_STATUS_FAILED,
-    order_pb2.ORDER_STATUS_CANCELLED,
-})
+TERMINAL = frozenset(
+    {
+        order_pb2.ORDER_STATUS_CONFIRMED,
+        order_pb2.ORDER_STATUS_FAILED,
+        order_pb2.ORDER_STATUS_CANCELLED,
+    }
+)
 
 
 class CamelModel(BaseModel):
     # Built by Python name, written in camelCase.
-    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True,
-                              validate_by_alias=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
 
 
 def status_name(value: int) -> str:
@@ -59,10 +65,13 @@ class SubmitOrderBody(CamelModel):
     output_token: str = Field(description="token symbol bought", examples=["USDC"])
     amount: Amount
     slippage_bps: Annotated[StrictInt, Field(ge=0, le=UINT32_MAX)] | None = Field(
-        None, description="most the output may fall below the quote, 1-5000 basis points; "
-                          "default 50", examples=[50])
+        None,
+        description="most the output may fall below the quote, 1-5000 basis points; default 50",
+        examples=[50],
+    )
     client_order_id: str | None = Field(
-        None, description="a resubmission with the same id returns the first order")
+        None, description="a resubmission with the same id returns the first order"
+    )
 
 
 # -- responses ----------------------------------------------------------------
@@ -83,9 +92,14 @@ class VenueQuoteJSON(CamelModel):
 
     @classmethod
     def of(cls, quote: market_pb2.VenueQuote) -> VenueQuoteJSON:
-        return cls(venue=venue_name(quote.venue), pool_id=quote.pool_id,
-                   amount_in=quote.amount_in, amount_out=quote.amount_out, fee=quote.fee,
-                   price_impact_pct=quote.price_impact_pct)
+        return cls(
+            venue=venue_name(quote.venue),
+            pool_id=quote.pool_id,
+            amount_in=quote.amount_in,
+            amount_out=quote.amount_out,
+            fee=quote.fee,
+            price_impact_pct=quote.price_impact_pct,
+        )
 
 
 class RouteLegJSON(CamelModel):
@@ -100,10 +114,16 @@ class RouteLegJSON(CamelModel):
 
     @classmethod
     def of(cls, leg: market_pb2.RouteLeg) -> RouteLegJSON:
-        return cls(venue=venue_name(leg.venue), pool_id=leg.pool_id,
-                   input_token=leg.input_token, output_token=leg.output_token,
-                   amount_in=leg.amount_in, amount_out=leg.amount_out, fee=leg.fee,
-                   share_bps=leg.share_bps)
+        return cls(
+            venue=venue_name(leg.venue),
+            pool_id=leg.pool_id,
+            input_token=leg.input_token,
+            output_token=leg.output_token,
+            amount_in=leg.amount_in,
+            amount_out=leg.amount_out,
+            fee=leg.fee,
+            share_bps=leg.share_bps,
+        )
 
 
 class RouteJSON(CamelModel):
@@ -116,10 +136,14 @@ class RouteJSON(CamelModel):
 
     @classmethod
     def of(cls, route: market_pb2.Route) -> RouteJSON:
-        return cls(legs=[RouteLegJSON.of(leg) for leg in route.legs],
-                   input_token=route.input_token, output_token=route.output_token,
-                   amount_in=route.amount_in, amount_out=route.amount_out,
-                   min_amount_out=route.min_amount_out)
+        return cls(
+            legs=[RouteLegJSON.of(leg) for leg in route.legs],
+            input_token=route.input_token,
+            output_token=route.output_token,
+            amount_in=route.amount_in,
+            amount_out=route.amount_out,
+            min_amount_out=route.min_amount_out,
+        )
 
 
 class QuoteJSON(CamelModel):
@@ -128,8 +152,9 @@ class QuoteJSON(CamelModel):
 
     @classmethod
     def of(cls, reply: order_service_pb2.QuoteOrderResponse) -> QuoteJSON:
-        return cls(quotes=[VenueQuoteJSON.of(q) for q in reply.quotes],
-                   route=RouteJSON.of(reply.route))
+        return cls(
+            quotes=[VenueQuoteJSON.of(q) for q in reply.quotes], route=RouteJSON.of(reply.route)
+        )
 
 
 class OrderJSON(CamelModel):
@@ -152,22 +177,29 @@ class OrderJSON(CamelModel):
     @classmethod
     def of(cls, order: order_pb2.Order) -> OrderJSON:
         return cls(
-            order_id=order.order_id, status=status_name(order.status),
-            input_token=order.input_token, output_token=order.output_token,
-            amount=order.amount, slippage_bps=order.slippage_bps,
+            order_id=order.order_id,
+            status=status_name(order.status),
+            input_token=order.input_token,
+            output_token=order.output_token,
+            amount=order.amount,
+            slippage_bps=order.slippage_bps,
             client_order_id=order.client_order_id or None,
-            create_time=iso_time(order.create_time), update_time=iso_time(order.update_time),
+            create_time=iso_time(order.create_time),
+            update_time=iso_time(order.update_time),
             attempt=order.attempt,
             route=RouteJSON.of(order.route) if order.HasField("route") else None,
-            tx_hash=order.signature or None, amount_out=order.amount_out or None,
-            failure_reason=order.failure_reason or None, last_sequence=order.last_sequence,
+            tx_hash=order.signature or None,
+            amount_out=order.amount_out or None,
+            failure_reason=order.failure_reason or None,
+            last_sequence=order.last_sequence,
         )
 
 
 class OrderListJSON(CamelModel):
     orders: list[OrderJSON] = Field(description="newest first")
-    next_page_token: str | None = Field(description="pass as pageToken for the next page; "
-                                                    "null on the last page")
+    next_page_token: str | None = Field(
+        description="pass as pageToken for the next page; null on the last page"
+    )
 
 
 class OrderUpdate(CamelModel):
@@ -189,13 +221,17 @@ class OrderUpdate(CamelModel):
     @classmethod
     def of(cls, event: order_pb2.OrderEvent) -> OrderUpdate:
         return cls(
-            order_id=event.order_id, status=status_name(event.status),
-            timestamp=iso_time(event.event_time), sequence=event.sequence,
+            order_id=event.order_id,
+            status=status_name(event.status),
+            timestamp=iso_time(event.event_time),
+            sequence=event.sequence,
             attempt=event.attempt,
             quotes=[VenueQuoteJSON.of(q) for q in event.quotes] or None,
             route=RouteJSON.of(event.route) if event.HasField("route") else None,
-            tx_hash=event.signature or None, amount_out=event.amount_out or None,
-            reason=event.reason or None, reason_code=event.reason_code or None,
+            tx_hash=event.signature or None,
+            amount_out=event.amount_out or None,
+            reason=event.reason or None,
+            reason_code=event.reason_code or None,
         )
 
     def to_json(self) -> str:

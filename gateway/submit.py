@@ -31,8 +31,12 @@ JSON = b"application/json"
 
 def submit_request(body: SubmitOrderBody) -> order_service_pb2.SubmitOrderRequest:
     return order_service_pb2.SubmitOrderRequest(
-        input_token=body.input_token, output_token=body.output_token, amount=body.amount,
-        slippage_bps=body.slippage_bps or 0, client_order_id=body.client_order_id or "")
+        input_token=body.input_token,
+        output_token=body.output_token,
+        amount=body.amount,
+        slippage_bps=body.slippage_bps or 0,
+        client_order_id=body.client_order_id or "",
+    )
 
 
 def submitted(reply: order_service_pb2.SubmitOrderResponse) -> tuple[int, bytes, str]:
@@ -122,14 +126,23 @@ class SubmitFastPath:
         try:
             reply = await upstream.submit_order(
                 submit_request(body),
-                authorization.decode("latin-1") if authorization is not None else None)
+                authorization.decode("latin-1") if authorization is not None else None,
+            )
         except grpc.aio.AioRpcError as exc:
             await RpcFailure(exc).response()(scope, replay.receive, send)
             return
         status, content, location = submitted(reply)
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-length", str(len(content)).encode()), (b"content-type", JSON),
-            (b"location", location.encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-length", str(len(content)).encode()),
+                    (b"content-type", JSON),
+                    (b"location", location.encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": content})
 
 
@@ -142,4 +155,3 @@ def _valid(raw: bytes) -> SubmitOrderBody | None:
         return SubmitOrderBody.model_validate(parsed)
     except (ValueError, ValidationError):  # JSONDecodeError is a ValueError
         return None
-

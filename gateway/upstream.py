@@ -63,6 +63,7 @@ def watch_metadata(authorization: str | None) -> tuple[tuple[str, str], ...]:
     current request id): the caller's key."""
     return caller_metadata(authorization)
 
+
 # Orders in one BatchSubmitOrders: OrderService's limit, one of its batches.
 MAX_ORDERS_PER_CALL = 256
 # API keys with a coalescer at once; past it the oldest goes (its callers
@@ -94,18 +95,33 @@ def item_failure(error: item_error_pb2.ItemError) -> grpc.aio.AioRpcError:
     message, and the google.rpc.Status details in the trailers (ErrorInfo,
     RetryInfo, BadRequest), so it is answered as that call's error is."""
     code = next(c for c in grpc.StatusCode if c.value[0] == error.code)
-    details = [_packed(error_details_pb2.ErrorInfo(reason=error.reason, domain=_DOMAIN,
-                                                   metadata=dict(error.metadata)))]
+    details = [
+        _packed(
+            error_details_pb2.ErrorInfo(
+                reason=error.reason, domain=_DOMAIN, metadata=dict(error.metadata)
+            )
+        )
+    ]
     if error.HasField("retry_delay"):
         details.append(_packed(error_details_pb2.RetryInfo(retry_delay=error.retry_delay)))
     if error.field:
-        details.append(_packed(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=error.field)])))
+        details.append(
+            _packed(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=error.field)
+                    ]
+                )
+            )
+        )
     status = status_pb2.Status(code=error.code, message=error.message, details=details)
     return grpc.aio.AioRpcError(
-        code, grpc.aio.Metadata(),
+        code,
+        grpc.aio.Metadata(),
         grpc.aio.Metadata((STATUS_DETAILS_KEY, status.SerializeToString())),
-        details=error.message, debug_error_string=None)
+        details=error.message,
+        debug_error_string=None,
+    )
 
 
 @contextmanager
@@ -122,10 +138,14 @@ def _on_behalf_of(items: Sequence[_Submit]) -> Iterator[None]:
                 yield
                 return
             others = [trace.get_current_span(item.context) for item in items[1:]]
-            links = [trace.Link(span.get_span_context()) for span in others
-                     if span.get_span_context().is_valid]
-            with tracer.start_as_current_span("BatchSubmitOrders batch", links=links,
-                                              attributes={"order.count": len(items)}) as batch:
+            links = [
+                trace.Link(span.get_span_context())
+                for span in others
+                if span.get_span_context().is_valid
+            ]
+            with tracer.start_as_current_span(
+                "BatchSubmitOrders batch", links=links, attributes={"order.count": len(items)}
+            ) as batch:
                 for span in others:
                     span.add_link(batch.get_span_context())
                 yield
@@ -162,8 +182,9 @@ class Upstream:
         # Authorization -> the submits gathered for it: a batch has one caller.
         self._submits: dict[str | None, Coalescer[_Submit, Submitted]] = {}
 
-    async def submit_order(self, request: order_service_pb2.SubmitOrderRequest,
-                           authorization: str | None) -> order_service_pb2.SubmitOrderResponse:
+    async def submit_order(
+        self, request: order_service_pb2.SubmitOrderRequest, authorization: str | None
+    ) -> order_service_pb2.SubmitOrderResponse:
         """One SubmitOrder as the caller ``authorization``: the one place every
         submit goes through, where concurrent ones are gathered. Raises the
         AioRpcError its own SubmitOrder call would have."""
@@ -178,34 +199,47 @@ class Upstream:
 
             coalescer = self._submits[authorization] = Coalescer(send, MAX_ORDERS_PER_CALL)
         return await coalescer.submit(
-            _Submit(request, request_ids.current(), otel_context.get_current()))
+            _Submit(request, request_ids.current(), otel_context.get_current())
+        )
 
-    async def _send(self, metadata: tuple[tuple[str, str], ...],
-                    items: list[_Submit]) -> list[Submitted | Exception]:
+    async def _send(
+        self, metadata: tuple[tuple[str, str], ...], items: list[_Submit]
+    ) -> list[Submitted | Exception]:
         """One call for ``items``: SubmitOrder for one, else BatchSubmitOrders.
         A call that fails as a whole fails every item with its error."""
         with _on_behalf_of(items):
             if len(items) == 1:
                 try:
-                    return [await self.orders.SubmitOrder(
-                        items[0].request, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)]
+                    return [
+                        await self.orders.SubmitOrder(
+                            items[0].request, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS
+                        )
+                    ]
                 except grpc.aio.AioRpcError as exc:
                     return [exc]
             reply = await self.orders.BatchSubmitOrders(
                 order_service_pb2.BatchSubmitOrdersRequest(
-                    requests=[item.request for item in items]),
-                metadata=(*metadata, (ITEM_REQUEST_IDS,
-                                      ",".join(item.request_id or "" for item in items))),
-                timeout=CALL_TIMEOUT_SECONDS)
-        return [result.response if result.WhichOneof("result") == "response"
-                else item_failure(result.error) for result in reply.results]
+                    requests=[item.request for item in items]
+                ),
+                metadata=(
+                    *metadata,
+                    (ITEM_REQUEST_IDS, ",".join(item.request_id or "" for item in items)),
+                ),
+                timeout=CALL_TIMEOUT_SECONDS,
+            )
+        return [
+            result.response
+            if result.WhichOneof("result") == "response"
+            else item_failure(result.error)
+            for result in reply.results
+        ]
 
     async def health(self) -> tuple[str, str | None]:
         """OrderService's standard health status, and why when it is not SERVING."""
         try:
             reply = await self._health.Check(
-                health_pb2.HealthCheckRequest(service=ORDER_SERVICE),
-                timeout=HEALTH_TIMEOUT_SECONDS)
+                health_pb2.HealthCheckRequest(service=ORDER_SERVICE), timeout=HEALTH_TIMEOUT_SECONDS
+            )
         except grpc.aio.AioRpcError as exc:
             return exc.code().name, exc.details()
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -57,8 +57,15 @@ class Relay:
     """Upstream events to one socket until the order ends, the client goes
     away, or OrderService stays away longer than ``resume_seconds``."""
 
-    def __init__(self, socket: WebSocket, upstream: Upstream, order_id: str, after: int,
-                 resume_seconds: float, authorization: str | None = None) -> None:
+    def __init__(
+        self,
+        socket: WebSocket,
+        upstream: Upstream,
+        order_id: str,
+        after: int,
+        resume_seconds: float,
+        authorization: str | None = None,
+    ) -> None:
         self.socket = socket
         self.metadata = watch_metadata(authorization)
         self.upstream = upstream
@@ -104,8 +111,12 @@ class Relay:
             opened_at = resumption.opened()
             # Our own cancel (the client left) raises CancelledError, never
             # an AioRpcError: only OrderService's end of a stream resumes.
-            call = self.upstream.orders.WatchOrder(order_service_pb2.WatchOrderRequest(
-                order_id=self.order_id, after_sequence=self.last), metadata=self.metadata)
+            call = self.upstream.orders.WatchOrder(
+                order_service_pb2.WatchOrderRequest(
+                    order_id=self.order_id, after_sequence=self.last
+                ),
+                metadata=self.metadata,
+            )
             self.upstream.open_streams += 1
             try:
                 async for event in call:
@@ -133,13 +144,15 @@ class Relay:
                     log.warning("watch %s: %s: %s", self.order_id, code.name, details)
                     return UPSTREAM_FAILED, f"{code.name}: {details}"
                 if delay is None:
-                    return UPSTREAM_FAILED, (f"order service unavailable; reconnect with "
-                                             f"?after={self.last}")
+                    return UPSTREAM_FAILED, (
+                        f"order service unavailable; reconnect with ?after={self.last}"
+                    )
             finally:
                 call.cancel()
                 self.upstream.open_streams -= 1
-            log.info("watch %s: order service unavailable, resuming after #%d",
-                     self.order_id, self.last)
+            log.info(
+                "watch %s: order service unavailable, resuming after #%d", self.order_id, self.last
+            )
             await asyncio.sleep(delay)
 
 
@@ -151,8 +164,9 @@ async def watch_order(socket: WebSocket, order_id: str) -> None:
     or as the first message ``{"authorization": "Bearer <key>"}``; never in
     the URL, which ends up in logs."""
     authorization = socket.headers.get("authorization")
-    protocol = next((p for p in socket.scope.get("subprotocols", [])
-                     if p.startswith(BEARER_PROTOCOL)), None)
+    protocol = next(
+        (p for p in socket.scope.get("subprotocols", []) if p.startswith(BEARER_PROTOCOL)), None
+    )
     if authorization is None and protocol is not None:
         authorization = f"Bearer {protocol.removeprefix(BEARER_PROTOCOL)}"
     # Accept first: a close code and reason reach a browser only after that.
@@ -161,9 +175,13 @@ async def watch_order(socket: WebSocket, order_id: str) -> None:
         authorization = await _first_message_authorization(socket)
         if authorization is None:
             with suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await socket.close(UNAUTHENTICATED, _reason(
-                    "missing API key: send the Authorization header, the subprotocol "
-                    "bearer.<key>, or first {\"authorization\": \"Bearer <key>\"}"))
+                await socket.close(
+                    UNAUTHENTICATED,
+                    _reason(
+                        "missing API key: send the Authorization header, the subprotocol "
+                        'bearer.<key>, or first {"authorization": "Bearer <key>"}'
+                    ),
+                )
             return
     raw_after = socket.query_params.get("after", "0")
     try:
@@ -171,12 +189,17 @@ async def watch_order(socket: WebSocket, order_id: str) -> None:
     except ValueError:
         after = -1
     if not 0 <= after <= MAX_AFTER:
-        await socket.close(BAD_REQUEST, _reason(
-            f"after: must be a sequence number from 0 to {MAX_AFTER}, got {raw_after[:32]!r}"))
+        await socket.close(
+            BAD_REQUEST,
+            _reason(
+                f"after: must be a sequence number from 0 to {MAX_AFTER}, got {raw_after[:32]!r}"
+            ),
+        )
         return
     upstream: Upstream = socket.app.state.upstream
-    await Relay(socket, upstream, order_id, after, socket.app.state.resume_seconds,
-                authorization).run()
+    await Relay(
+        socket, upstream, order_id, after, socket.app.state.resume_seconds, authorization
+    ).run()
 
 
 async def _first_message_authorization(socket: WebSocket) -> str | None:

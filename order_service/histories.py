@@ -25,7 +25,8 @@ class HistoryReads:
         # most one query's worth a hop, so the first watchers of a crowd
         # start streaming while the rest are read.
         self._reads: Coalescer[Read, History | None] = Coalescer(
-            self._read_batch, IDS_PER_QUERY, key=lambda read: read[0])
+            self._read_batch, IDS_PER_QUERY, key=lambda read: read[0]
+        )
 
     async def read(self, order_id: str, after: int) -> History | None:
         """The order's history after ``after``; None if there is no such
@@ -37,5 +38,7 @@ class HistoryReads:
         for order_id, after in reads:
             since[order_id] = min(after, since.get(order_id, after))
         found = self._store.histories(since)
-        return [None if (history := found.get(order_id)) is None else history.after(after)
-                for order_id, after in reads]
+        return [
+            None if (history := found.get(order_id)) is None else history.after(after)
+            for order_id, after in reads
+        ]

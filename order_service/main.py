@@ -37,34 +37,54 @@ async def create_order_server(address: str, settings: Settings) -> Server:
         opened.callback(engine.dispose)
         redis = opened.enter_context(Redis.from_url(settings.redis_url))
         store = OrderStore(engine)
-        hub = WatchHub(await opened.enter_async_context(AsyncRedis.from_url(settings.redis_url)),
-                       HistoryReads(store), settings.watch_streams_per_owner,
-                       store.last_sequences,
-                       settings.watch_check_seconds)
+        hub = WatchHub(
+            await opened.enter_async_context(AsyncRedis.from_url(settings.redis_url)),
+            HistoryReads(store),
+            settings.watch_streams_per_owner,
+            store.last_sequences,
+            settings.watch_check_seconds,
+        )
         hub.start()
         # After a start the server closes it first (before_stop below); again, a no-op.
         opened.push_async_callback(hub.close)
-        quote_channel = aio_channel(settings.quote_service_address,
-                                    token_metadata(settings.internal_token),
-                                    service=QUOTE_SERVICE)
+        quote_channel = aio_channel(
+            settings.quote_service_address,
+            token_metadata(settings.internal_token),
+            service=QUOTE_SERVICE,
+        )
         opened.push_async_callback(quote_channel.close, None)
         # Every call names its caller by API key, checked here before a handler runs.
         keys = KeyCache(ApiKeys(engine), settings.api_key_cache_seconds)
         # Per owner, shared by every replica through Redis; 0 turns it off.
-        submit_rate = (TokenBuckets(redis, "submit", settings.submit_rate_per_second,
-                                    settings.submit_burst)
-                       if settings.submit_rate_per_second else None)
-        submissions = Submissions(store, redis, order_queue(redis, settings.queue_name),
-                                  settings.max_queue_depth, submit_rate)
+        submit_rate = (
+            TokenBuckets(redis, "submit", settings.submit_rate_per_second, settings.submit_burst)
+            if settings.submit_rate_per_second
+            else None
+        )
+        submissions = Submissions(
+            store,
+            redis,
+            order_queue(redis, settings.queue_name),
+            settings.max_queue_depth,
+            submit_rate,
+        )
         opened.callback(submissions.close)
-        servicer = OrderServicer(store, redis, submissions, hub,
-                                 quote_service_pb2_grpc.QuoteServiceStub(quote_channel))
+        servicer = OrderServicer(
+            store, redis, submissions, hub, quote_service_pb2_grpc.QuoteServiceStub(quote_channel)
+        )
         # Orders by status and the queue, on this process's /metrics.
         opened.callback(report_orders(store, submissions.queue))
-        server = await create_server(address, [
-            Service(ORDER_SERVICE, order_service_pb2_grpc.add_OrderServiceServicer_to_server,
-                    servicer),
-        ], ApiKeyGuard(keys))
+        server = await create_server(
+            address,
+            [
+                Service(
+                    ORDER_SERVICE,
+                    order_service_pb2_grpc.add_OrderServiceServicer_to_server,
+                    servicer,
+                ),
+            ],
+            ApiKeyGuard(keys),
+        )
         # Open streams end with UNAVAILABLE (clients resume elsewhere with
         # after_sequence) before the server waits out the unary calls.
         server.before_stop.append(hub.close)

@@ -67,10 +67,14 @@ MAX_ORDERS_PER_CALL = MAX_BATCH
 SubmitAnswer = order_service_pb2.SubmitOrderResponse | ItemFailure
 QUEUE_UNAVAILABLE = ItemFailure(
     grpc.StatusCode.UNAVAILABLE,
-    "the order queue is unavailable; nothing was stored, try again", "QUEUE_UNAVAILABLE")
+    "the order queue is unavailable; nothing was stored, try again",
+    "QUEUE_UNAVAILABLE",
+)
 DATABASE_UNAVAILABLE = ItemFailure(
-    grpc.StatusCode.UNAVAILABLE, "the order database is unavailable; try again",
-    "DATABASE_UNAVAILABLE")
+    grpc.StatusCode.UNAVAILABLE,
+    "the order database is unavailable; try again",
+    "DATABASE_UNAVAILABLE",
+)
 
 
 # ASCII hex, 8-4-4-4-12 or the 32 digits alone: uuid.UUID also takes whitespace,
@@ -98,11 +102,15 @@ def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> New
         raise FieldError("client_order_id", f"must be at most {MAX_CLIENT_ORDER_ID} characters")
     found = _unprintable(request.client_order_id)
     if found is not None:
-        raise FieldError("client_order_id", "must not contain control or format "
-                         f"characters, found {found}")
+        raise FieldError(
+            "client_order_id", f"must not contain control or format characters, found {found}"
+        )
     return NewOrder(
-        owner=owner, input_token=swap.input_token, output_token=swap.output_token,
-        amount_in=swap.amount_in, slippage_bps=swap.slippage_bps,
+        owner=owner,
+        input_token=swap.input_token,
+        output_token=swap.output_token,
+        amount_in=swap.amount_in,
+        slippage_bps=swap.slippage_bps,
         client_order_id=request.client_order_id or None,
     )
 
@@ -124,21 +132,27 @@ def _order_id(value: str) -> str:
 
 
 class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
-    def __init__(self, store: OrderStore, redis: Redis, submissions: Submissions,
-                 hub: WatchHub, quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub) -> None:
+    def __init__(
+        self,
+        store: OrderStore,
+        redis: Redis,
+        submissions: Submissions,
+        hub: WatchHub,
+        quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub,
+    ) -> None:
         self.store = store
         self.redis = redis
         self.submissions = submissions
         self.hub = hub
         self.quotes = quotes
 
-    async def _blocking(self, context: grpc.aio.ServicerContext, fn: Callable[..., T],
-                        *args: object) -> T:
+    async def _blocking(
+        self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: object
+    ) -> T:
         """Runs a store call on the thread pool."""
         return await self._store_call(context, asyncio.to_thread(fn, *args))
 
-    async def _store_call(self, context: grpc.aio.ServicerContext,
-                          call: Awaitable[T]) -> T:
+    async def _store_call(self, context: grpc.aio.ServicerContext, call: Awaitable[T]) -> T:
         """A store that is down is UNAVAILABLE to the client, never a
         half-done request."""
         try:
@@ -146,11 +160,16 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         except OperationalError as exc:
             await self._database_unavailable(context, exc)
 
-    async def _database_unavailable(self, context: grpc.aio.ServicerContext,
-                                    exc: OperationalError) -> NoReturn:
+    async def _database_unavailable(
+        self, context: grpc.aio.ServicerContext, exc: OperationalError
+    ) -> NoReturn:
         log.warning("database unavailable: %s", exc.orig)
-        await abort(context, grpc.StatusCode.UNAVAILABLE,
-                    "the order database is unavailable; try again", "DATABASE_UNAVAILABLE")
+        await abort(
+            context,
+            grpc.StatusCode.UNAVAILABLE,
+            "the order database is unavailable; try again",
+            "DATABASE_UNAVAILABLE",
+        )
 
     # -- SubmitOrder, BatchSubmitOrders ----------------------------------------
 
@@ -160,17 +179,24 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         return await answer_one(self.submit_all, request, context)
 
     async def BatchSubmitOrders(
-        self, request: order_service_pb2.BatchSubmitOrdersRequest,
+        self,
+        request: order_service_pb2.BatchSubmitOrdersRequest,
         context: grpc.aio.ServicerContext,
     ) -> order_service_pb2.BatchSubmitOrdersResponse:
         item_ids = metadata_value(context.invocation_metadata(), ITEM_REQUEST_IDS)
         return await answer_all(
             lambda requests: self.submit_all(requests, _item_request_ids(item_ids, len(requests))),
-            request.requests, MAX_ORDERS_PER_CALL,
-            order_service_pb2.BatchSubmitOrdersResponse, context)
+            request.requests,
+            MAX_ORDERS_PER_CALL,
+            order_service_pb2.BatchSubmitOrdersResponse,
+            context,
+        )
 
-    async def submit_all(self, requests: Sequence[order_service_pb2.SubmitOrderRequest],
-                         request_ids: Sequence[str | None] = ()) -> list[SubmitAnswer]:
+    async def submit_all(
+        self,
+        requests: Sequence[order_service_pb2.SubmitOrderRequest],
+        request_ids: Sequence[str | None] = (),
+    ) -> list[SubmitAnswer]:
         """Each request's order, or why it has none, in order, all as the
         caller: the orders share the Submissions batches. ``request_ids``:
         each item's own request id for its job to carry (none: the call's)."""
@@ -186,8 +212,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 answers.append(ItemFailure.invalid(exc))
                 continue
             item_id = request_ids[index] if index < len(request_ids) else None
-            carried.append(call_carrier if item_id is None
-                           else {**call_carrier, HEADER: item_id})
+            carried.append(call_carrier if item_id is None else {**call_carrier, HEADER: item_id})
             answers.append(None)
         outcomes = await self.submissions.submit_many(news, carried) if news else []
         places = (index for index, answer in enumerate(answers) if answer is None)
@@ -195,8 +220,12 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             answers[index] = self._answer(requests[index], new, outcome)
         return cast(list[SubmitAnswer], answers)  # every place filled
 
-    def _answer(self, request: order_service_pb2.SubmitOrderRequest, new: NewOrder,
-                outcome: Written | BaseException) -> SubmitAnswer:
+    def _answer(
+        self,
+        request: order_service_pb2.SubmitOrderRequest,
+        new: NewOrder,
+        outcome: Written | BaseException,
+    ) -> SubmitAnswer:
         """What SubmitOrder answers for one order, given what Submissions made of it."""
         if isinstance(outcome, QueueFull):
             most = self.submissions.max_queue_depth
@@ -204,20 +233,30 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"the order queue is full ({outcome.depth} orders waiting, at most "
                 f"{most}); nothing was stored, try again in "
-                f"{QUEUE_FULL_RETRY_SECONDS:g}s", "QUEUE_FULL",
-                metadata={"limit": "MAX_QUEUE_DEPTH", "max_queue_depth": str(most),
-                          "orders_waiting": str(outcome.depth)},
-                retry_after=QUEUE_FULL_RETRY_SECONDS)
+                f"{QUEUE_FULL_RETRY_SECONDS:g}s",
+                "QUEUE_FULL",
+                metadata={
+                    "limit": "MAX_QUEUE_DEPTH",
+                    "max_queue_depth": str(most),
+                    "orders_waiting": str(outcome.depth),
+                },
+                retry_after=QUEUE_FULL_RETRY_SECONDS,
+            )
         if isinstance(outcome, RateLimited):
             limit = outcome.limit
             return ItemFailure(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"SubmitOrder rate limit: {limit.rate:g} orders/s per owner, bursts of "
                 f"{limit.burst}; nothing was stored, try again in "
-                f"{retry_hint(outcome.retry_after)}", "RATE_LIMITED",
-                metadata={"limit": "SUBMIT_RATE_PER_SECOND",
-                          "rate_per_second": f"{limit.rate:g}", "burst": str(limit.burst)},
-                retry_after=outcome.retry_after)
+                f"{retry_hint(outcome.retry_after)}",
+                "RATE_LIMITED",
+                metadata={
+                    "limit": "SUBMIT_RATE_PER_SECOND",
+                    "rate_per_second": f"{limit.rate:g}",
+                    "burst": str(limit.burst),
+                },
+                retry_after=outcome.retry_after,
+            )
         if isinstance(outcome, QueueUnavailable):
             return QUEUE_UNAVAILABLE
         if isinstance(outcome, OperationalError):
@@ -232,9 +271,11 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             return ItemFailure(
                 grpc.StatusCode.ALREADY_EXISTS,
                 f"client_order_id: {request.client_order_id!r} was used for order "
-                f"{row.order_id} with other parameters", "CLIENT_ORDER_ID_REUSED",
+                f"{row.order_id} with other parameters",
+                "CLIENT_ORDER_ID_REUSED",
                 field=FieldError("client_order_id", "was used for another order"),
-                metadata={"order_id": row.order_id})
+                metadata={"order_id": row.order_id},
+            )
         return order_service_pb2.SubmitOrderResponse(
             order=order_to_proto(row), already_exists=not created
         )
@@ -251,18 +292,27 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         try:
             quote = await self.quotes.GetQuote(
                 quote_service_pb2.GetQuoteRequest(
-                    input_token=swap.input_token, output_token=swap.output_token,
-                    amount=request.amount.strip(), slippage_bps=swap.slippage_bps),
+                    input_token=swap.input_token,
+                    output_token=swap.output_token,
+                    amount=request.amount.strip(),
+                    slippage_bps=swap.slippage_bps,
+                ),
                 # Never past the caller's deadline: when it passes, this call
                 # is cancelled with the handler and QuoteService stops too.
                 timeout=within_deadline(context, QUOTE_TIMEOUT_SECONDS),
             )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT,
-                              grpc.StatusCode.FAILED_PRECONDITION):
+            if exc.code() in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ):
                 await abort(context, exc.code(), exc.details() or "", Reason.NO_ROUTE)
-            await abort(context, grpc.StatusCode.UNAVAILABLE,
-                        "quotes are unavailable right now; try again", "QUOTES_UNAVAILABLE")
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "quotes are unavailable right now; try again",
+                "QUOTES_UNAVAILABLE",
+            )
         return order_service_pb2.QuoteOrderResponse(quotes=quote.quotes, route=quote.route)
 
     # -- GetOrder, ListOrders, CancelOrder -------------------------------------
@@ -276,8 +326,9 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         # query either way, and the same answer.
         row = await self._blocking(context, self.store.get, order_id, caller())
         if row is None:
-            await abort(context, grpc.StatusCode.NOT_FOUND, f"order {order_id} not found",
-                        "ORDER_NOT_FOUND")
+            await abort(
+                context, grpc.StatusCode.NOT_FOUND, f"order {order_id} not found", "ORDER_NOT_FOUND"
+            )
         return row
 
     async def GetOrder(
@@ -293,11 +344,13 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         # AIP-132: 0 means the default; more than the maximum is coerced.
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         if len(request.page_token) > MAX_PAGE_TOKEN_CHARS:
-            await abort_invalid(context, FieldError(
-                "page_token", "is not a token this service gave out"))
+            await abort_invalid(
+                context, FieldError("page_token", "is not a token this service gave out")
+            )
         try:
             rows, next_token = await self._blocking(
-                context, self.store.list_page, caller(), size, request.page_token)
+                context, self.store.list_page, caller(), size, request.page_token
+            )
         except PageTokenError as exc:
             await abort_invalid(context, FieldError("page_token", str(exc).split(": ", 1)[-1]))
         return order_service_pb2.ListOrdersResponse(
@@ -310,15 +363,26 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         row = await self._owned(context, request.order_id)
         # The change, its figures and its publish, on the thread pool: all blocking.
         cancelled = await self._blocking(
-            context, lambda: move(self.store, self.redis, row.order_id, Status.CANCELLED,
-                                  Change(reason="cancelled by the owner", reason_code=Reason.CANCELLED),
-                                  current=row))
+            context,
+            lambda: move(
+                self.store,
+                self.redis,
+                row.order_id,
+                Status.CANCELLED,
+                Change(reason="cancelled by the owner", reason_code=Reason.CANCELLED),
+                current=row,
+            ),
+        )
         if cancelled is None:
             now = await self._blocking(context, self.store.get, row.order_id)
             status = now.status if now else row.status
-            await abort(context, grpc.StatusCode.FAILED_PRECONDITION,
-                        f"order {row.order_id} is {status}; only a PENDING order can be "
-                        "cancelled", "ORDER_NOT_PENDING", metadata={"status": status})
+            await abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"order {row.order_id} is {status}; only a PENDING order can be cancelled",
+                "ORDER_NOT_PENDING",
+                metadata={"status": status},
+            )
         return order_to_proto(cancelled)
 
     # -- WatchOrder -----------------------------------------------------------
@@ -341,19 +405,27 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 await context.write(event)
                 del event  # idle, a stream holds no event
         except TooManyStreams as full:
-            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"at most {full.limit} WatchOrder streams per owner may be open "
-                        "on this server at once; end one first", "TOO_MANY_STREAMS",
-                        metadata={"limit": "WATCH_STREAMS_PER_OWNER",
-                                  "streams": str(full.limit)})
+            await abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"at most {full.limit} WatchOrder streams per owner may be open "
+                "on this server at once; end one first",
+                "TOO_MANY_STREAMS",
+                metadata={"limit": "WATCH_STREAMS_PER_OWNER", "streams": str(full.limit)},
+            )
         except OrderNotFound:
-            await abort(context, grpc.StatusCode.NOT_FOUND, f"order {order_id} not found",
-                        "ORDER_NOT_FOUND")
+            await abort(
+                context, grpc.StatusCode.NOT_FOUND, f"order {order_id} not found", "ORDER_NOT_FOUND"
+            )
         except ShuttingDown as down:
-            await abort(context, grpc.StatusCode.UNAVAILABLE,
-                        "the server is shutting down; watch again with "
-                        f"after_sequence {down.after_sequence}", "SERVER_SHUTTING_DOWN",
-                        metadata={"after_sequence": str(down.after_sequence)})
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the server is shutting down; watch again with "
+                f"after_sequence {down.after_sequence}",
+                "SERVER_SHUTTING_DOWN",
+                metadata={"after_sequence": str(down.after_sequence)},
+            )
         except OperationalError as exc:
             await self._database_unavailable(context, exc)
         finally:

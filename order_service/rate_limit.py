@@ -58,8 +58,9 @@ class TokenBuckets:
 
     def __init__(self, redis: Redis, name: str, rate: float, burst: int) -> None:
         if rate <= 0 or burst < 1:
-            raise ValueError(f"rate limit {name}: rate must be > 0 and burst >= 1, got "
-                             f"{rate:g}/s and {burst}")
+            raise ValueError(
+                f"rate limit {name}: rate must be > 0 and burst >= 1, got {rate:g}/s and {burst}"
+            )
         self.name = name
         self.rate = rate
         self.burst = burst
@@ -89,8 +90,7 @@ class TokenBuckets:
         assert isinstance(result, list)
         granted, left = int(result[0]), float(result[1])
         # The n-th refused token exists once the bucket has refilled to n.
-        retry = tuple(max(0.001, (n - left) / self.rate)
-                      for n in range(1, wanted - granted + 1))
+        retry = tuple(max(0.001, (n - left) / self.rate) for n in range(1, wanted - granted + 1))
         return Grant(granted, retry)
 
     def take(self, owner: str, wanted: int = 1) -> Grant:

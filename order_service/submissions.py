@@ -60,8 +60,14 @@ Result = Written | Refused
 
 
 class Submissions:
-    def __init__(self, store: OrderStore, redis: Redis, queue: Queue,
-                 max_queue_depth: int, rate_limit: TokenBuckets | None = None) -> None:
+    def __init__(
+        self,
+        store: OrderStore,
+        redis: Redis,
+        queue: Queue,
+        max_queue_depth: int,
+        rate_limit: TokenBuckets | None = None,
+    ) -> None:
         self.store = store
         self.redis = redis
         self.queue = queue
@@ -75,7 +81,8 @@ class Submissions:
         # (its request id and trace: orderengine.observability.handoffs),
         # captured in that request's context, not the batch's.
         self._batches: Coalescer[tuple[NewOrder, handoffs.Carrier], Written] = Coalescer(
-            self._write_batch, MAX_BATCH, executor=self._thread)
+            self._write_batch, MAX_BATCH, executor=self._thread
+        )
 
     async def submit(self, new: NewOrder) -> tuple[StoredOrder, bool]:
         """The stored order, and whether this call created it. Raises
@@ -89,8 +96,9 @@ class Submissions:
         order exists (found again by its client_order_id, or by ListOrders)."""
         return await self._batches.submit((new, handoffs.capture()))
 
-    async def submit_many(self, news: Sequence[NewOrder],
-                          carried: Sequence[handoffs.Carrier]) -> list[Written | BaseException]:
+    async def submit_many(
+        self, news: Sequence[NewOrder], carried: Sequence[handoffs.Carrier]
+    ) -> list[Written | BaseException]:
         """``submit`` for several orders at once, each with what its job
         carries: each one's stored order and whether this call created it,
         or what ``submit`` would have raised for it, in order."""
@@ -121,8 +129,9 @@ class Submissions:
             if limit is not None:
                 for (owner, indexes), result in zip(wanted.items(), taken, strict=True):
                     grant = limit.grant(result, owner, len(indexes))
-                    for index, delay in zip(indexes[grant.granted:], grant.retry_after,
-                                            strict=True):
+                    for index, delay in zip(
+                        indexes[grant.granted :], grant.retry_after, strict=True
+                    ):
                         refused[index] = RateLimited(limit, delay)
         except RedisError as exc:
             raise QueueUnavailable from exc
@@ -139,12 +148,16 @@ class Submissions:
                 refused[index] = QueueFull(waiting)
         return refused
 
-    def _answer_resubmissions(self, news: Sequence[NewOrder],
-                              refused: dict[int, Refused]) -> dict[int, tuple[StoredOrder, bool]]:
+    def _answer_resubmissions(
+        self, news: Sequence[NewOrder], refused: dict[int, Refused]
+    ) -> dict[int, tuple[StoredOrder, bool]]:
         """The refused orders whose client_order_id names a stored order,
         answered with it (a read only when such a refusal happens)."""
-        keys = {(news[index].owner, news[index].client_order_id or "") for index in refused
-                if news[index].client_order_id}
+        keys = {
+            (news[index].owner, news[index].client_order_id or "")
+            for index in refused
+            if news[index].client_order_id
+        }
         if not keys:
             return {}
         found = self.store.by_client_ids(keys)
@@ -155,38 +168,56 @@ class Submissions:
                 answered[index] = (row, False)
         return answered
 
-    def _write(self, news: Sequence[NewOrder],
-               carried: Sequence[handoffs.Carrier] = ()) -> list[Result]:
+    def _write(
+        self, news: Sequence[NewOrder], carried: Sequence[handoffs.Carrier] = ()
+    ) -> list[Result]:
         # Refuse before storing anything: an order we cannot queue now would
         # only wait for the reconciler, and a full queue must push back.
         refused = self._admit(news)
         answered = self._answer_resubmissions(news, refused) if refused else {}
         for index in answered:
             del refused[index]
-        admitted = [new for index, new in enumerate(news)
-                    if index not in refused and index not in answered]
+        admitted = [
+            new for index, new in enumerate(news) if index not in refused and index not in answered
+        ]
         stored = self.store.submit_many(admitted) if admitted else []
         created = [(row, event) for row, event in stored if event is not None]
         if created:
             try:
                 with self.redis.pipeline(transaction=False) as pipe:
-                    enqueue_orders(self.queue, [row.order_id for row, _ in created],
-                                   pipeline=pipe, carried=dict(zip(
-                                       [row.order_id for row, _ in stored],
-                                       [c for i, c in enumerate(carried)
-                                        if i not in refused and i not in answered],
-                                       strict=False)))
+                    enqueue_orders(
+                        self.queue,
+                        [row.order_id for row, _ in created],
+                        pipeline=pipe,
+                        carried=dict(
+                            zip(
+                                [row.order_id for row, _ in stored],
+                                [
+                                    c
+                                    for i, c in enumerate(carried)
+                                    if i not in refused and i not in answered
+                                ],
+                                strict=False,
+                            )
+                        ),
+                    )
                     publish(pipe, [event for _, event in created if event is not None])
                     pipe.execute()
             except RedisError as exc:
                 # Stored is accepted: the reconciler queues what Redis did
                 # not take (it failed between the depth check and here).
-                log.warning("%d orders stored but not queued (%s); the reconciler will",
-                            len(created), exc)
+                log.warning(
+                    "%d orders stored but not queued (%s); the reconciler will", len(created), exc
+                )
         results = iter([(row, event is not None) for row, event in stored])
-        return [refused[index] if index in refused
-                else answered[index] if index in answered else next(results)
-                for index in range(len(news))]
+        return [
+            refused[index]
+            if index in refused
+            else answered[index]
+            if index in answered
+            else next(results)
+            for index in range(len(news))
+        ]
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)

@@ -142,9 +142,14 @@ class Inbox:
 
 
 class WatchHub:
-    def __init__(self, redis: Redis, histories: HistoryReads, streams_per_owner: int = 0,
-                 last_sequences: Callable[[Sequence[str]], dict[str, int]] | None = None,
-                 check_seconds: float = 15.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        histories: HistoryReads,
+        streams_per_owner: int = 0,
+        last_sequences: Callable[[Sequence[str]], dict[str, int]] | None = None,
+        check_seconds: float = 15.0,
+    ) -> None:
         self.redis = redis
         # What a watcher reads of the database: at first, and after a gap.
         self.histories = histories
@@ -201,8 +206,9 @@ class WatchHub:
             if not boxes:
                 del self._inboxes[inbox.order_id]
 
-    async def follow(self, order_id: str, owner: str,
-                     after: int) -> AsyncGenerator[order_pb2.OrderEvent, None]:
+    async def follow(
+        self, order_id: str, owner: str, after: int
+    ) -> AsyncGenerator[order_pb2.OrderEvent, None]:
         """The owner's order's events after sequence ``after``: its history,
         then live, each once and in sequence, ending with the order's end.
         Raises TooManyStreams (the owner is at the cap and the order is not
@@ -290,14 +296,16 @@ class WatchHub:
         try:
             event = decode(data)
         except Exception as exc:
-            log.warning("event bus: skipped a message that is not an event (%d bytes): %s",
-                        len(data), exc)
+            log.warning(
+                "event bus: skipped a message that is not an event (%d bytes): %s", len(data), exc
+            )
             return
         try:
             self._deliver(event)
         except Exception:
-            log.exception("event bus: could not deliver order %s's event %d",
-                          event.order_id, event.sequence)
+            log.exception(
+                "event bus: could not deliver order %s's event %d", event.order_id, event.sequence
+            )
 
     def _broadcast(self, item: Signal) -> None:
         for boxes in self._inboxes.values():

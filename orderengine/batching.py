@@ -32,9 +32,14 @@ AsyncBatchFunction = Callable[[list[T]], Awaitable[Sequence[R | Exception]]]
 
 
 class Coalescer(Generic[T, R]):
-    def __init__(self, run: BatchFunction[T, R] | AsyncBatchFunction[T, R], max_batch: int, *,
-                 executor: Executor | None = None,
-                 key: Callable[[T], Hashable] | None = None) -> None:
+    def __init__(
+        self,
+        run: BatchFunction[T, R] | AsyncBatchFunction[T, R],
+        max_batch: int,
+        *,
+        executor: Executor | None = None,
+        key: Callable[[T], Hashable] | None = None,
+    ) -> None:
         """``run``: the batch function, blocking or a coroutine function.
         ``executor``: where a blocking ``run`` runs (None: the loop's default); a
         one-thread executor runs batches in the order they were formed.
@@ -90,8 +95,12 @@ class Coalescer(Generic[T, R]):
                 # A caller that left (cancelled, or its deadline passed)
                 # while waiting is not in the batch: for a write, what it
                 # asked for is not done. Once a batch runs, it completes.
-                batch = [(item, future) for key in keys for item, future in self._queued.pop(key)
-                         if not future.cancelled()]
+                batch = [
+                    (item, future)
+                    for key in keys
+                    for item, future in self._queued.pop(key)
+                    if not future.cancelled()
+                ]
                 if not batch:
                     continue
                 try:
@@ -101,10 +110,12 @@ class Coalescer(Generic[T, R]):
                         results = await cast("AsyncBatchFunction[T, R]", self._run)(items)
                     else:
                         results = await loop.run_in_executor(
-                            self._executor, cast("BatchFunction[T, R]", self._run), items)
+                            self._executor, cast("BatchFunction[T, R]", self._run), items
+                        )
                     if len(results) != len(batch):  # else some caller would wait forever
-                        raise RuntimeError(f"a batch of {len(batch)} items got "
-                                           f"{len(results)} results")
+                        raise RuntimeError(
+                            f"a batch of {len(batch)} items got {len(results)} results"
+                        )
                 except asyncio.CancelledError:
                     # The loop is stopping: no caller is left waiting forever.
                     for _, future in batch:

@@ -32,23 +32,40 @@ def _pack(message: object) -> any_pb2.Any:
 
 
 def status(
-    code: grpc.StatusCode, message: str, reason: str, *, field: FieldError | None = None,
-    metadata: dict[str, str] | None = None, retry_after: float | None = None,
+    code: grpc.StatusCode,
+    message: str,
+    reason: str,
+    *,
+    field: FieldError | None = None,
+    metadata: dict[str, str] | None = None,
+    retry_after: float | None = None,
 ) -> grpc.Status:
-    details = [_pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN,
-                                                 metadata=metadata or {}))]
+    details = [
+        _pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata or {}))
+    ]
     if retry_after is not None:
         delay = error_details_pb2.RetryInfo()
         delay.retry_delay.FromMilliseconds(int(retry_after * 1000))
         details.append(_pack(delay))
     if field is not None:
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=field.field,
-                                                        description=field.description)
-        ])))
-    return rpc_status.to_status(status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=message, details=details,
-    ))
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=field.field, description=field.description
+                        )
+                    ]
+                )
+            )
+        )
+    return rpc_status.to_status(
+        status_pb2.Status(
+            code=getattr(code_pb2, code.name),
+            message=message,
+            details=details,
+        )
+    )
 
 
 async def abort_invalid(context: grpc.aio.ServicerContext, error: FieldError) -> NoReturn:
@@ -59,11 +76,16 @@ async def abort_invalid(context: grpc.aio.ServicerContext, error: FieldError) ->
 
 
 async def abort(
-    context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, reason: str,
-    metadata: dict[str, str] | None = None, retry_after: float | None = None,
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+    reason: str,
+    metadata: dict[str, str] | None = None,
+    retry_after: float | None = None,
 ) -> NoReturn:
     await context.abort_with_status(  # type: ignore[attr-defined]
-        status(code, message, reason, metadata=metadata, retry_after=retry_after))
+        status(code, message, reason, metadata=metadata, retry_after=retry_after)
+    )
     raise AssertionError("abort_with_status returns only by raising")
 
 
@@ -88,14 +110,25 @@ class ItemFailure:
 
     def item_error(self) -> item_error_pb2.ItemError:
         error = item_error_pb2.ItemError(
-            code=getattr(code_pb2, self.code.name), message=self.message, reason=self.reason,
-            field=self.field.field if self.field is not None else "", metadata=self.metadata)
+            code=getattr(code_pb2, self.code.name),
+            message=self.message,
+            reason=self.reason,
+            field=self.field.field if self.field is not None else "",
+            metadata=self.metadata,
+        )
         if self.retry_after is not None:
             error.retry_delay.FromMilliseconds(int(self.retry_after * 1000))
         return error
 
     async def abort(self, context: grpc.aio.ServicerContext) -> NoReturn:
         await context.abort_with_status(  # type: ignore[attr-defined]
-            status(self.code, self.message, self.reason, field=self.field,
-                   metadata=self.metadata, retry_after=self.retry_after))
+            status(
+                self.code,
+                self.message,
+                self.reason,
+                field=self.field,
+                metadata=self.metadata,
+                retry_after=self.retry_after,
+            )
+        )
         raise AssertionError("abort_with_status returns only by raising")

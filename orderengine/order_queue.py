@@ -59,20 +59,31 @@ _JOB_OPTIONS = {
 }
 
 
-def enqueue_orders(queue: Queue, order_ids: list[str], *,
-                   pipeline: Pipeline | None = None,
-                   carried: Mapping[str, handoffs.Carrier] | None = None) -> None:
+def enqueue_orders(
+    queue: Queue,
+    order_ids: list[str],
+    *,
+    pipeline: Pipeline | None = None,
+    carried: Mapping[str, handoffs.Carrier] | None = None,
+) -> None:
     """Queues the jobs that drive the orders, in one round trip (or with the
     given pipeline's next execute()); each job carries ``carried``'s context
     of its orders (the requests that submitted them)."""
     pipe = pipeline if pipeline is not None else queue.connection.pipeline()
-    batches = [order_ids[i:i + ORDERS_PER_JOB] for i in range(0, len(order_ids), ORDERS_PER_JOB)]
-    queue.enqueue_many([
-        Queue.prepare_data(DRIVE_ORDERS, (batch,), description=f"drive {len(batch)} orders",
-                           meta=handoffs.job_meta(carried or {}, batch),
-                           **_JOB_OPTIONS)  # type: ignore[arg-type]
-        for batch in batches
-    ], pipeline=pipe)
+    batches = [order_ids[i : i + ORDERS_PER_JOB] for i in range(0, len(order_ids), ORDERS_PER_JOB)]
+    queue.enqueue_many(
+        [
+            Queue.prepare_data(
+                DRIVE_ORDERS,
+                (batch,),
+                description=f"drive {len(batch)} orders",
+                meta=handoffs.job_meta(carried or {}, batch),
+                **_JOB_OPTIONS,
+            )  # type: ignore[arg-type]
+            for batch in batches
+        ],
+        pipeline=pipe,
+    )
     now = repr(time.time())
     pipe.hset(QUEUED, mapping=dict.fromkeys(order_ids, now))
     if pipeline is None:
@@ -88,11 +99,17 @@ def enqueue_order(queue: Queue, order_id: str, *, delay_seconds: float = 0.0) ->
         enqueue_orders(queue, [order_id], carried=carried)
         return
     with queue.connection.pipeline() as pipe:
-        queue.enqueue_in(timedelta(seconds=delay_seconds), DRIVE_ORDERS, [order_id], pipeline=pipe,
-                         job_timeout=JOB_TIMEOUT_SECONDS, result_ttl=0,
-                         failure_ttl=_JOB_OPTIONS["failure_ttl"],
-                         description=f"drive order {order_id}",
-                         meta=handoffs.job_meta(carried, [order_id]))
+        queue.enqueue_in(
+            timedelta(seconds=delay_seconds),
+            DRIVE_ORDERS,
+            [order_id],
+            pipeline=pipe,
+            job_timeout=JOB_TIMEOUT_SECONDS,
+            result_ttl=0,
+            failure_ttl=_JOB_OPTIONS["failure_ttl"],
+            description=f"drive order {order_id}",
+            meta=handoffs.job_meta(carried, [order_id]),
+        )
         pipe.hset(QUEUED, order_id, repr(time.time() + delay_seconds))
         pipe.execute()
 
@@ -110,8 +127,11 @@ def take_queued(queue: Queue, room: int) -> tuple[list[str], dict[str, handoffs.
     job_ids = redis.lpop(queue.key, min(JOBS_TAKEN_AT_ONCE, room))
     if not job_ids:
         return [], {}
-    jobs = Job.fetch_many([i.decode() if isinstance(i, bytes) else str(i) for i in job_ids],
-                          connection=redis, serializer=queue.serializer)
+    jobs = Job.fetch_many(
+        [i.decode() if isinstance(i, bytes) else str(i) for i in job_ids],
+        connection=redis,
+        serializer=queue.serializer,
+    )
     orders: dict[str, None] = {}
     carried: dict[str, handoffs.Carrier] = {}
     taken: list[Job] = []

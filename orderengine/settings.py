@@ -48,12 +48,16 @@ class Settings:
     database_url: str = field(
         default_factory=lambda: env_value("DATABASE_URL", "sqlite:///var/orderengine.db")
     )
-    redis_url: str = field(default_factory=lambda: env_value("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    redis_url: str = field(
+        default_factory=lambda: env_value("REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
     # The simulated chain's own store (its transactions and the pools): the
     # chain is not ours, so losing our Redis must not make it forget what
     # landed. Defaults to REDIS_URL.
     chain_redis_url: str = field(
-        default_factory=lambda: env_value("CHAIN_REDIS_URL", env_value("REDIS_URL", "redis://127.0.0.1:6379/0"))
+        default_factory=lambda: env_value(
+            "CHAIN_REDIS_URL", env_value("REDIS_URL", "redis://127.0.0.1:6379/0")
+        )
     )
 
     # Where clients find each service; a server binds to *_BIND, or to its
@@ -77,14 +81,17 @@ class Settings:
     # connection sends a request's line and headers within this many seconds
     # of opening or of its last response, or is closed (slow clients)...
     gateway_header_timeout_seconds: float = field(
-        default_factory=lambda: _float("GATEWAY_HEADER_TIMEOUT_SECONDS", 10.0))
+        default_factory=lambda: _float("GATEWAY_HEADER_TIMEOUT_SECONDS", 10.0)
+    )
     # ...stays idle between requests at most this long...
     gateway_keep_alive_seconds: int = field(
-        default_factory=lambda: _int("GATEWAY_KEEP_ALIVE_SECONDS", 5))
+        default_factory=lambda: _int("GATEWAY_KEEP_ALIVE_SECONDS", 5)
+    )
     # ...and past this many open connections (HTTP and WebSocket) a new one is
     # answered 503 at once, before the process runs out of file descriptors.
     gateway_max_connections: int = field(
-        default_factory=lambda: _int("GATEWAY_MAX_CONNECTIONS", 10_000))
+        default_factory=lambda: _int("GATEWAY_MAX_CONNECTIONS", 10_000)
+    )
 
     queue_name: str = field(default_factory=lambda: env_value("QUEUE_NAME", "orders"))
     # Back-pressure: past this many queued orders SubmitOrder answers
@@ -92,9 +99,7 @@ class Settings:
     max_queue_depth: int = field(default_factory=lambda: _int("MAX_QUEUE_DEPTH", 10_000))
     # A worker driving an order holds its lease this long; a worker that
     # dies leaves the order to the reconciler once the lease runs out.
-    order_lease_seconds: float = field(
-        default_factory=lambda: _float("ORDER_LEASE_SECONDS", 15.0)
-    )
+    order_lease_seconds: float = field(default_factory=lambda: _float("ORDER_LEASE_SECONDS", 15.0))
 
     # The simulated chain: a swap lands (processed) one slot after it is
     # taken and is confirmed confirm_seconds later.
@@ -107,11 +112,13 @@ class Settings:
     )
     # Failures real swaps meet, injected at these rates (0 to 1).
     blockhash_expired_rate: float = field(
-        default_factory=lambda: _float("CHAIN_BLOCKHASH_EXPIRED_RATE", 0.0))
+        default_factory=lambda: _float("CHAIN_BLOCKHASH_EXPIRED_RATE", 0.0)
+    )
     dropped_rate: float = field(default_factory=lambda: _float("CHAIN_DROPPED_RATE", 0.0))
     rpc_timeout_rate: float = field(default_factory=lambda: _float("CHAIN_RPC_TIMEOUT_RATE", 0.0))
     insufficient_funds_rate: float = field(
-        default_factory=lambda: _float("CHAIN_INSUFFICIENT_FUNDS_RATE", 0.0))
+        default_factory=lambda: _float("CHAIN_INSUFFICIENT_FUNDS_RATE", 0.0)
+    )
     # Seeds the injected failures, for runs that repeat; empty: random.
     chain_seed: str = field(default_factory=lambda: env_value("CHAIN_SEED", ""))
 
@@ -151,12 +158,14 @@ class Settings:
     # OrderService remembers a verified API key this long, so that auth adds
     # no database query per call; a revoked key works at most this long after.
     api_key_cache_seconds: float = field(
-        default_factory=lambda: _float("API_KEY_CACHE_SECONDS", 5.0))
+        default_factory=lambda: _float("API_KEY_CACHE_SECONDS", 5.0)
+    )
     # What the CLI (and make bench, the tests) send: the key itself, or the
     # file make run wrote it to (mode 0600).
     api_key: str = field(default_factory=lambda: env_value("ORDERENGINE_API_KEY", ""))
     api_key_file: str = field(
-        default_factory=lambda: env_value("ORDERENGINE_API_KEY_FILE", "var/api-key"))
+        default_factory=lambda: env_value("ORDERENGINE_API_KEY_FILE", "var/api-key")
+    )
 
     # TLS (docs/operations.md, "TLS"; checked in orderengine.mesh.tls). A server given a
     # certificate and its key serves TLS only, the gateway HTTPS; clients
@@ -179,24 +188,31 @@ class Settings:
     # (docs/performance.md), so one client of one replica never meets it; it
     # keeps one owner from taking every replica of a larger deployment.
     submit_rate_per_second: float = field(
-        default_factory=lambda: _float("SUBMIT_RATE_PER_SECOND", 2000.0))
-    submit_burst: int = field(default_factory=lambda: _int(
-        "SUBMIT_BURST", max(1, round(2 * _float("SUBMIT_RATE_PER_SECOND", 2000.0)))))
+        default_factory=lambda: _float("SUBMIT_RATE_PER_SECOND", 2000.0)
+    )
+    submit_burst: int = field(
+        default_factory=lambda: _int(
+            "SUBMIT_BURST", max(1, round(2 * _float("SUBMIT_RATE_PER_SECOND", 2000.0)))
+        )
+    )
     # Open WatchOrder streams per owner on one OrderService process: each
     # holds memory there (docs/performance.md), so the cap guards that process.
     watch_streams_per_owner: int = field(
-        default_factory=lambda: _int("WATCH_STREAMS_PER_OWNER", 100))
+        default_factory=lambda: _int("WATCH_STREAMS_PER_OWNER", 100)
+    )
     # How often OrderService asks the database which watched orders went
     # further than their streams sent (a publish lost with Redis up): the
     # longest a watcher may wait for such an event. One read for all streams.
-    watch_check_seconds: float = field(
-        default_factory=lambda: _float("WATCH_CHECK_SECONDS", 15.0))
+    watch_check_seconds: float = field(default_factory=lambda: _float("WATCH_CHECK_SECONDS", 15.0))
 
     # Metrics (docs/operations.md, "Metrics"): the port this process serves
     # Prometheus /metrics on; 0 picks a free one (logged); empty or "off":
     # none. make run gives each part its own, counting up from this one.
-    metrics_port: int | None = field(default_factory=lambda: None if env_value(
-        "METRICS_PORT", "off").lower() == "off" else _int("METRICS_PORT", 0))
+    metrics_port: int | None = field(
+        default_factory=lambda: (
+            None if env_value("METRICS_PORT", "off").lower() == "off" else _int("METRICS_PORT", 0)
+        )
+    )
     # Where /metrics listens (0.0.0.0 in a container).
     metrics_host: str = field(default_factory=lambda: env_value("METRICS_HOST", "127.0.0.1"))
 

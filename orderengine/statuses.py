@@ -23,7 +23,9 @@ class Status(StrEnum):
 
     @property
     def proto(self) -> order_pb2.OrderStatus:
-        return cast("order_pb2.OrderStatus", order_pb2.OrderStatus.Value(f"ORDER_STATUS_{self.value}"))
+        return cast(
+            "order_pb2.OrderStatus", order_pb2.OrderStatus.Value(f"ORDER_STATUS_{self.value}")
+        )
 
     @classmethod
     def from_proto(cls, value: int) -> Status:
@@ -50,5 +52,3 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 def sources(target: Status) -> frozenset[Status]:
     """The statuses an order may be in to move to ``target``."""
     return frozenset(s for s, nexts in TRANSITIONS.items() if target in nexts)
-
-

@@ -23,9 +23,7 @@ class SwapRequest:
     slippage_bps: int
 
 
-def parse_swap(
-    input_token: str, output_token: str, amount: str, slippage_bps: int
-) -> SwapRequest:
+def parse_swap(input_token: str, output_token: str, amount: str, slippage_bps: int) -> SwapRequest:
     """Raises FieldError naming the first bad field."""
     try:
         src = token(input_token)
@@ -38,15 +36,16 @@ def parse_swap(
     if src == dst:
         raise FieldError("output_token", f"must differ from input_token ({src.symbol})")
     if not amount.strip():
-        raise FieldError("amount", "is required, e.g. \"10\" or \"0.25\"")
+        raise FieldError("amount", 'is required, e.g. "10" or "0.25"')
     try:
         units = parse_amount(amount, src.decimals)
     except AmountError as exc:
         raise FieldError("amount", f"{exc}") from None
     slippage = slippage_bps or DEFAULT_SLIPPAGE_BPS
     if not 1 <= slippage <= MAX_SLIPPAGE_BPS:
-        raise FieldError("slippage_bps", f"must be 1 to {MAX_SLIPPAGE_BPS} basis points, got "
-                                         f"{slippage_bps}")
+        raise FieldError(
+            "slippage_bps", f"must be 1 to {MAX_SLIPPAGE_BPS} basis points, got {slippage_bps}"
+        )
     return SwapRequest(src.symbol, dst.symbol, units, slippage)
 
 
@@ -61,5 +60,6 @@ class SwapFields(Protocol):
 
 def swap_of(request: SwapFields) -> SwapRequest:
     """``parse_swap`` of a request's own fields."""
-    return parse_swap(request.input_token, request.output_token, request.amount,
-                      request.slippage_bps)
+    return parse_swap(
+        request.input_token, request.output_token, request.amount, request.slippage_bps
+    )

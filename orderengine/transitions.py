@@ -29,19 +29,34 @@ Moved = tuple[StoredOrder, order_pb2.OrderEvent]
 
 
 def move(
-    store: OrderStore, bus: Redis | Pipeline, order_id: str, target: Status,
-    change: Change = NO_CHANGE, *, attempt: int | None = None, current: StoredOrder | None = None,
+    store: OrderStore,
+    bus: Redis | Pipeline,
+    order_id: str,
+    target: Status,
+    change: Change = NO_CHANGE,
+    *,
+    attempt: int | None = None,
+    current: StoredOrder | None = None,
 ) -> StoredOrder | None:
     """The order after the change, or None when the change was refused (the
     order moved on, was cancelled, or is on another attempt). A store that
     fails raises."""
-    return move_many(store, bus, [Transition(order_id, target, change, attempt)],
-                     [current] if current is not None else [])[0]
+    return move_many(
+        store,
+        bus,
+        [Transition(order_id, target, change, attempt)],
+        [current] if current is not None else [],
+    )[0]
 
 
-def move_many(store: OrderStore, bus: Redis | Pipeline, transitions: Sequence[Transition],
-              current: Iterable[StoredOrder] = (), *,
-              failed: list[Transition] | None = None) -> list[StoredOrder | None]:
+def move_many(
+    store: OrderStore,
+    bus: Redis | Pipeline,
+    transitions: Sequence[Transition],
+    current: Iterable[StoredOrder] = (),
+    *,
+    failed: list[Transition] | None = None,
+) -> list[StoredOrder | None]:
     """Each change as ``move``, all in one transaction and one publish.
     ``current``: the orders as the caller read them, for the time each spent
     in its status (README "Live figures"). With a pipeline as ``bus``, the
@@ -68,16 +83,21 @@ def move_many(store: OrderStore, bus: Redis | Pipeline, transitions: Sequence[Tr
     return [result[0] if result is not None else None for result in results]
 
 
-def _one_by_one(store: OrderStore, transitions: Sequence[Transition],
-                failed: list[Transition] | None) -> list[Moved | None]:
+def _one_by_one(
+    store: OrderStore, transitions: Sequence[Transition], failed: list[Transition] | None
+) -> list[Moved | None]:
     results: list[Moved | None] = []
     errors: list[Exception] = []
     for transition in transitions:
         try:
             results.append(store.transition_many([transition])[0])
         except Exception as exc:
-            log.warning("order %s: could not move to %s: %s", transition.order_id,
-                        transition.target.value, exc)
+            log.warning(
+                "order %s: could not move to %s: %s",
+                transition.order_id,
+                transition.target.value,
+                exc,
+            )
             errors.append(exc)
             results.append(None)
             if failed is not None:

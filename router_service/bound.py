@@ -114,12 +114,18 @@ def envelope(hop: Hop, state: PoolState, x: int, d: int, now: int) -> Envelope:
         else:
             corners.append((z, cap))
     i = zs.index(x)
-    near = chords[max(i - 2, 0):i + 2]
+    near = chords[max(i - 2, 0) : i + 2]
     return Envelope(hop, x, fx, tuple(corners), tuple(s for s in near if s > 0))
 
 
-def certify(paths: Sequence[Path], states: Mapping[str, PoolState], pool_inputs: Mapping[str, int],
-            amount_in: int, now: int, chunks: int) -> int:
+def certify(
+    paths: Sequence[Path],
+    states: Mapping[str, PoolState],
+    pool_inputs: Mapping[str, int],
+    amount_in: int,
+    now: int,
+    chunks: int,
+) -> int:
     """An upper bound, in output base units, on how much more than the
     route (each pool swapping ``pool_inputs[pool]``) any split of
     ``amount_in`` over the pools of ``paths`` could give. The samples are
@@ -134,13 +140,15 @@ def certify(paths: Sequence[Path], states: Mapping[str, PoolState], pool_inputs:
     for pid, hop in hops.items():
         held = spent.get(hop.input_token, 0)
         if not held:  # an intermediate the route does not use: what the input could buy
-            held = max(int(amount_in * rate_ceiling(h, states[h.pool.id])) for h in hops.values()
-                       if h.input_token == input_token and h.output_token == hop.input_token)
+            held = max(
+                int(amount_in * rate_ceiling(h, states[h.pool.id]))
+                for h in hops.values()
+                if h.input_token == input_token and h.output_token == hop.input_token
+            )
         envelopes[pid] = envelope(hop, states[pid], pool_inputs.get(pid, 0), held // chunks, now)
 
     def between(u: str, v: str) -> list[Envelope]:
-        return [e for e in envelopes.values()
-                if e.hop.input_token == u and e.hop.output_token == v]
+        return [e for e in envelopes.values() if e.hop.input_token == u and e.hop.output_token == v]
 
     def prices(pools: Iterable[Envelope]) -> set[Fraction]:
         return {s for e in pools for s in (*e.slopes, rate_ceiling(e.hop, states[e.hop.pool.id]))}
@@ -151,14 +159,18 @@ def certify(paths: Sequence[Path], states: Mapping[str, PoolState], pool_inputs:
 
     def via_gap(p_in: Fraction, via: str) -> Fraction:
         first, onward = legs[via]
-        return min(sum((e.excess(p_via) for e in onward), Fraction(0))
-                   + p_via * sum((e.excess(p_in / p_via) for e in first), Fraction(0))
-                   for p_via in prices(onward) | {p_in / r for r in prices(first)})
+        return min(
+            sum((e.excess(p_via) for e in onward), Fraction(0))
+            + p_via * sum((e.excess(p_in / p_via) for e in first), Fraction(0))
+            for p_via in prices(onward) | {p_in / r for r in prices(first)}
+        )
 
     candidates = prices(direct)
     for first, onward in legs.values():
         candidates |= {a * b for a in prices(onward) for b in prices(first)}
-    best = min(sum((e.excess(p_in) for e in direct), Fraction(0))
-               + sum((via_gap(p_in, via) for via in vias), Fraction(0))
-               for p_in in candidates)
+    best = min(
+        sum((e.excess(p_in) for e in direct), Fraction(0))
+        + sum((via_gap(p_in, via) for via in vias), Fraction(0))
+        for p_in in candidates
+    )
     return -(-best.numerator // best.denominator)

@@ -35,8 +35,11 @@ def legs_for(paths: Sequence[Path], pool_inputs: Mapping[str, int], input_token:
     (in the pool's input token), in an order apply_route can run."""
     # One hop per pool: a pool joins the same two tokens on every path.
     hops = {h.pool.id: h for p in paths for h in p.hops}
-    used = [pid for pid in dict.fromkeys(pid for p in paths for pid in p.pool_ids)
-            if pool_inputs.get(pid, 0) > 0]
+    used = [
+        pid
+        for pid in dict.fromkeys(pid for p in paths for pid in p.pool_ids)
+        if pool_inputs.get(pid, 0) > 0
+    ]
     by_token: dict[str, list[str]] = {}
     for pid in used:
         by_token.setdefault(hops[pid].input_token, []).append(pid)

@@ -21,10 +21,17 @@ async def create_quote_server(address: str, settings: Settings) -> Server:
     async with AsyncExitStack() as opened:
         # Pool state is chain state: it lives in the chain's store.
         redis = await opened.enter_async_context(Redis.from_url(settings.chain_redis_url))
-        server = await create_server(address, [
-            Service(QUOTE_SERVICE, quote_service_pb2_grpc.add_QuoteServiceServicer_to_server,
-                    QuoteServicer(redis)),
-        ], internal_only)
+        server = await create_server(
+            address,
+            [
+                Service(
+                    QUOTE_SERVICE,
+                    quote_service_pb2_grpc.add_QuoteServiceServicer_to_server,
+                    QuoteServicer(redis),
+                ),
+            ],
+            internal_only,
+        )
         server.owns(opened)
     return server
 

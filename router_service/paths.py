@@ -73,14 +73,19 @@ def find_paths(input_token: str, output_token: str, pools: Iterable[Pool]) -> li
     """Direct paths first, then two-hop paths, each in pool-id order, so the
     same market always gives the same paths in the same order."""
     pools = sorted(pools, key=lambda p: p.id)
-    direct = [Path((Hop(p, input_token, output_token),))
-              for p in pools if p.trades(input_token, output_token)]
+    direct = [
+        Path((Hop(p, input_token, output_token),))
+        for p in pools
+        if p.trades(input_token, output_token)
+    ]
     others = {t for p in pools for t in (p.token_a, p.token_b)} - {input_token, output_token}
     two_hop = [
         Path((Hop(first, input_token, via), Hop(second, via, output_token)))
         for via in sorted(others)
-        for first in pools if first.trades(input_token, via)
-        for second in pools if second.trades(via, output_token)
+        for first in pools
+        if first.trades(input_token, via)
+        for second in pools
+        if second.trades(via, output_token)
     ]
     return direct + two_hop
 
@@ -99,8 +104,9 @@ class PathFill:
     swaps: tuple[Swap[PoolState], ...]
 
 
-def fill_paths(paths: Iterable[Path], states: Mapping[str, PoolState], amount_in: int,
-               now: int) -> list[PathFill]:
+def fill_paths(
+    paths: Iterable[Path], states: Mapping[str, PoolState], amount_in: int, now: int
+) -> list[PathFill]:
     """The whole amount down each path, as apply_route would swap it on the
     path's legs; a path is left out when a pool cannot fill it or a hop
     would pass nothing on (a pool cannot swap zero). Paths that begin with

@@ -40,14 +40,21 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
         return await answer_one(self.quote_all, request, context)
 
     async def BatchGetQuotes(
-        self, request: quote_service_pb2.BatchGetQuotesRequest,
+        self,
+        request: quote_service_pb2.BatchGetQuotesRequest,
         context: grpc.aio.ServicerContext,
     ) -> quote_service_pb2.BatchGetQuotesResponse:
-        return await answer_all(self.quote_all, request.requests, MAX_QUOTES_PER_CALL,
-                                quote_service_pb2.BatchGetQuotesResponse, context)
+        return await answer_all(
+            self.quote_all,
+            request.requests,
+            MAX_QUOTES_PER_CALL,
+            quote_service_pb2.BatchGetQuotesResponse,
+            context,
+        )
 
-    async def quote_all(self, requests: Sequence[quote_service_pb2.GetQuoteRequest]
-                        ) -> list[Answer]:
+    async def quote_all(
+        self, requests: Sequence[quote_service_pb2.GetQuoteRequest]
+    ) -> list[Answer]:
         """Each request's quote, or why it has none (a bad field, no route),
         in order. The pools every quote needs are read in one round trip, so
         all are priced on one snapshot of the market."""
@@ -58,8 +65,12 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
                 swaps.append(swap_of(request))
             except FieldError as exc:
                 swaps.append(ItemFailure.invalid(exc))
-        wanted = [pool.id for swap in swaps if not isinstance(swap, ItemFailure)
-                  for pool in candidate_pools(swap)]
+        wanted = [
+            pool.id
+            for swap in swaps
+            if not isinstance(swap, ItemFailure)
+            for pool in candidate_pools(swap)
+        ]
         reserves = await self.pools.read(wanted) if wanted else {}
         read_seconds = time.perf_counter() - began
         answers: list[Answer] = []
@@ -71,20 +82,26 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
             try:
                 routed = route_swap(swap, reserves)
             except NoRouteError as exc:
-                answers.append(ItemFailure(grpc.StatusCode.FAILED_PRECONDITION, str(exc),
-                                           exc.code))
+                answers.append(ItemFailure(grpc.StatusCode.FAILED_PRECONDITION, str(exc), exc.code))
                 continue
             except RouteError as exc:  # the programs would revert it (AMOUNT_OVERFLOW)
-                answers.append(ItemFailure(grpc.StatusCode.FAILED_PRECONDITION,
-                                           f"no route: {exc}", exc.code))
+                answers.append(
+                    ItemFailure(grpc.StatusCode.FAILED_PRECONDITION, f"no route: {exc}", exc.code)
+                )
                 continue
             except Exception:  # one request's bug is its own: the batch goes on
-                log.exception("quote for %s %s -> %s failed", swap.amount_in,
-                              swap.input_token, swap.output_token)
-                answers.append(ItemFailure(grpc.StatusCode.INTERNAL, "the quote failed",
-                                           "INTERNAL"))
+                log.exception(
+                    "quote for %s %s -> %s failed",
+                    swap.amount_in,
+                    swap.input_token,
+                    swap.output_token,
+                )
+                answers.append(
+                    ItemFailure(grpc.StatusCode.INTERNAL, "the quote failed", "INTERNAL")
+                )
                 continue
-            answers.append(quote_service_pb2.GetQuoteResponse(quotes=routed.quotes,
-                                                              route=routed.route))
+            answers.append(
+                quote_service_pb2.GetQuoteResponse(quotes=routed.quotes, route=routed.route)
+            )
             quote_priced(read_seconds + time.perf_counter() - routing_began)
         return answers

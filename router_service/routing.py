@@ -41,8 +41,7 @@ def candidate_paths(request: SwapRequest) -> tuple[Path, ...]:
     # paths of a pair once, not twice a quote.
     key = (id(pools), request.input_token, request.output_token)
     if key not in _PATHS:
-        _PATHS[key] = tuple(find_paths(request.input_token, request.output_token,
-                                       pools.values()))
+        _PATHS[key] = tuple(find_paths(request.input_token, request.output_token, pools.values()))
     return _PATHS[key]
 
 
@@ -67,8 +66,13 @@ class Routed:
     singles: list[PathFill]
 
 
-def route_swap(request: SwapRequest, reserves: Mapping[str, PoolState], now: int | None = None,
-               chunks: int = DEFAULT_CHUNKS, paths: Sequence[Path] | None = None) -> Routed:
+def route_swap(
+    request: SwapRequest,
+    reserves: Mapping[str, PoolState],
+    now: int | None = None,
+    chunks: int = DEFAULT_CHUNKS,
+    paths: Sequence[Path] | None = None,
+) -> Routed:
     """Routes the request on the pools as ``reserves`` holds them, at unix
     time ``now`` (the wall clock when None), over ``paths`` (every one- and
     two-pool path when None). Raises NoRouteError when no path can take the
@@ -93,16 +97,23 @@ def route_swap(request: SwapRequest, reserves: Mapping[str, PoolState], now: int
     return Routed(venue_quotes(request, paths, singles, reserves), legs, fill, route, singles)
 
 
-def _split(request: SwapRequest, paths: Sequence[Path], reserves: Mapping[str, PoolState],
-           now: int, chunks: int, better_than: int) -> tuple[list[Leg], RouteFill] | None:
+def _split(
+    request: SwapRequest,
+    paths: Sequence[Path],
+    reserves: Mapping[str, PoolState],
+    now: int,
+    chunks: int,
+    better_than: int,
+) -> tuple[list[Leg], RouteFill] | None:
     """The split route, priced by apply_route, when it gives more than ``better_than``."""
     split = greedy_split(paths, reserves, request.amount_in, now, chunks)
     if split is None or split.paths_used < 2:
         return None
     legs = legs_for(paths, split.pool_inputs, request.input_token)
     try:
-        fill = apply_route(legs, request.input_token, request.output_token, request.amount_in,
-                           dict(reserves), now)
+        fill = apply_route(
+            legs, request.input_token, request.output_token, request.amount_in, dict(reserves), now
+        )
     except RouteError:
         return None  # a pool cannot take its share whole
     return (legs, fill) if fill.amount_out > better_than else None
@@ -112,8 +123,9 @@ def _path_legs(path: Path) -> list[Leg]:
     return [Leg(h.pool.id, h.input_token, h.output_token) for h in path.hops]
 
 
-def _singles(paths: Sequence[Path], reserves: Mapping[str, PoolState], amount: int,
-             now: int) -> list[PathFill]:
+def _singles(
+    paths: Sequence[Path], reserves: Mapping[str, PoolState], amount: int, now: int
+) -> list[PathFill]:
     """Each path's fill for the whole amount, best first; a path that
     cannot take it, or gives nothing, is left out. Ties go to the path
     listed first (direct before two-hop)."""
@@ -121,8 +133,12 @@ def _singles(paths: Sequence[Path], reserves: Mapping[str, PoolState], amount: i
     return sorted(fills, key=lambda f: f.amount_out, reverse=True)
 
 
-def venue_quotes(request: SwapRequest, paths: Sequence[Path], singles: Sequence[PathFill],
-                 reserves: Mapping[str, PoolState]) -> list[market_pb2.VenueQuote]:
+def venue_quotes(
+    request: SwapRequest,
+    paths: Sequence[Path],
+    singles: Sequence[PathFill],
+    reserves: Mapping[str, PoolState],
+) -> list[market_pb2.VenueQuote]:
     """One quote per venue, best first: its best direct pool for the whole
     amount or, where the venue has no pool for the pair, its best two-hop
     path with both pools on it."""
@@ -137,8 +153,9 @@ def venue_quotes(request: SwapRequest, paths: Sequence[Path], singles: Sequence[
     return [_venue_quote(request, f, reserves) for f in quotes.values()]
 
 
-def _venue_quote(request: SwapRequest, fill: PathFill,
-                 reserves: Mapping[str, PoolState]) -> market_pb2.VenueQuote:
+def _venue_quote(
+    request: SwapRequest, fill: PathFill, reserves: Mapping[str, PoolState]
+) -> market_pb2.VenueQuote:
     src, dst = token(request.input_token), token(request.output_token)
     venue = fill.path.venue
     assert venue is not None
@@ -168,7 +185,8 @@ def fee_in_input(fill: PathFill) -> int:
 def price_impact_pct(fill: PathFill, spot: Fraction) -> str:
     """How far the fill's price falls short of the path's spot price (before
     fees), in %."""
-    executed_over_spot = (Decimal(fill.amount_out * spot.denominator)
-                          / Decimal(fill.amount_in * spot.numerator))
+    executed_over_spot = Decimal(fill.amount_out * spot.denominator) / Decimal(
+        fill.amount_in * spot.numerator
+    )
     impact = (1 - executed_over_spot) * 100
     return f"{impact.quantize(Decimal('0.0001')):f}"

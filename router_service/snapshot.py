@@ -50,8 +50,11 @@ class PoolReader:
                 states[pool_id] = last[1]
                 continue
             parts = blob.split(b"\n") if blob else []
-            state = (decode(pools[pool_id], dict(zip(parts[::2], parts[1::2], strict=True)))
-                     if len(parts) % 2 == 0 else None)
+            state = (
+                decode(pools[pool_id], dict(zip(parts[::2], parts[1::2], strict=True)))
+                if len(parts) % 2 == 0
+                else None
+            )
             if state is None:
                 # Missing (a new Redis, a flush) or not of the pool's kind:
                 # the market's own reader seeds it from pools.toml.

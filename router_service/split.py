@@ -68,8 +68,9 @@ class _Running:
         key = (pool_id, self.version[pool_id], hop.input_token, amount)
         if key not in self._memo:
             try:
-                self._memo[key] = quote(hop.pool, self.states[pool_id], hop.input_token, amount,
-                                        self.now)
+                self._memo[key] = quote(
+                    hop.pool, self.states[pool_id], hop.input_token, amount, self.now
+                )
             except OutOfLiquidityError:
                 self._memo[key] = None
         return self._memo[key]
@@ -198,9 +199,15 @@ class _Level:
         return last
 
 
-def greedy_split(paths: Sequence[Path], states: Mapping[str, PoolState], amount_in: int,
-                 now: int, chunks: int = DEFAULT_CHUNKS, first: int = FIRST_CHUNKS,
-                 factor: int = REFINE_FACTOR) -> Split | None:
+def greedy_split(
+    paths: Sequence[Path],
+    states: Mapping[str, PoolState],
+    amount_in: int,
+    now: int,
+    chunks: int = DEFAULT_CHUNKS,
+    first: int = FIRST_CHUNKS,
+    factor: int = REFINE_FACTOR,
+) -> Split | None:
     """Splits ``amount_in`` across ``paths`` in ``chunks`` equal chunks
     (the few base units left over go with the last chunk); None when the
     paths cannot take it all.
@@ -244,8 +251,13 @@ def greedy_split(paths: Sequence[Path], states: Mapping[str, PoolState], amount_
     return Split(tuple(amounts), level.pool_inputs, level.amount_out, unit)
 
 
-def alone_is_best(best: PathFill, paths: Sequence[Path], states: Mapping[str, PoolState],
-                  now: int, chunks: int = DEFAULT_CHUNKS) -> bool:
+def alone_is_best(
+    best: PathFill,
+    paths: Sequence[Path],
+    states: Mapping[str, PoolState],
+    now: int,
+    chunks: int = DEFAULT_CHUNKS,
+) -> bool:
     """True when no split across ``paths`` gives more than all of the input
     down ``best.path``, so the router need not search for one.
 
@@ -260,8 +272,7 @@ def alone_is_best(best: PathFill, paths: Sequence[Path], states: Mapping[str, Po
     for hop, here in zip(best.path.hops, best.swaps, strict=True):
         step = max(1, here.amount_in // chunks)
         try:
-            more = quote(hop.pool, states[hop.pool.id], hop.input_token, here.amount_in + step,
-                         now)
+            more = quote(hop.pool, states[hop.pool.id], hop.input_token, here.amount_in + step, now)
         except OutOfLiquidityError:
             return False
         rate = Fraction(more.amount_out - here.amount_out, step)
@@ -274,13 +285,16 @@ def alone_is_best(best: PathFill, paths: Sequence[Path], states: Mapping[str, Po
         prices[hop.input_token] = prices[hop.output_token] * rate
     on_best = set(best.path.pool_ids)
     # Each pool once: it is on several paths, always in the same direction.
-    others = list({h.pool.id: h for p in paths for h in p.hops
-                   if h.pool.id not in on_best}.values())
+    others = list(
+        {h.pool.id: h for p in paths for h in p.hops if h.pool.id not in on_best}.values()
+    )
     ceilings = {h.pool.id: rate_ceiling(h, states[h.pool.id]) for h in others}
     priced_by_best = set(prices)
     for hop in others:  # an intermediate best does not use: its best way on
         if hop.output_token == output_token and hop.input_token not in priced_by_best:
-            prices[hop.input_token] = max(prices.get(hop.input_token, Fraction(0)),
-                                          ceilings[hop.pool.id])
-    return all(prices[h.input_token] >= prices[h.output_token] * ceilings[h.pool.id]
-               for h in others)
+            prices[hop.input_token] = max(
+                prices.get(hop.input_token, Fraction(0)), ceilings[hop.pool.id]
+            )
+    return all(
+        prices[h.input_token] >= prices[h.output_token] * ceilings[h.pool.id] for h in others
+    )

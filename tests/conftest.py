@@ -105,12 +105,23 @@ def api_keys(store: OrderStore) -> dict[str, str]:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, redis: Redis, store: OrderStore, redis_url: str,
-        database_url: str, api_keys: dict[str, str]) -> dict[str, str]:
+def env(
+    monkeypatch: pytest.MonkeyPatch,
+    redis: Redis,
+    store: OrderStore,
+    redis_url: str,
+    database_url: str,
+    api_keys: dict[str, str],
+) -> dict[str, str]:
     """The environment every part of the engine under test reads: clients
     (the CLI, the Node client, the bench) send OWNER's key."""
-    values = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **FAST_CHAIN,
-              "INTERNAL_TOKEN": INTERNAL_TOKEN, "ORDERENGINE_API_KEY": api_keys[OWNER]}
+    values = {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        **FAST_CHAIN,
+        "INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "ORDERENGINE_API_KEY": api_keys[OWNER],
+    }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
@@ -187,8 +198,9 @@ class Services:
 
 
 @pytest.fixture
-def services(env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-             api_keys: dict[str, str]) -> Iterator[Services]:
+def services(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, api_keys: dict[str, str]
+) -> Iterator[Services]:
     from executor.main import create_execution_server
     from order_service.main import create_order_server
     from router_service.main import create_quote_server
@@ -305,10 +317,12 @@ class GatewayServer:
         self.port = int(listener.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning",
-                                                    timeout_graceful_shutdown=1))
-        self.thread = threading.Thread(target=self.server.run,
-                                       kwargs={"sockets": [listener]}, daemon=True)
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=1)
+        )
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [listener]}, daemon=True
+        )
         self.thread.start()
         eventually(lambda: self.server.started, timeout=10)
 

@@ -56,7 +56,9 @@ def statuses(events: list[order_pb2.OrderEvent]) -> list[str]:
 
 
 def watch_all(
-    stub: order_service_pb2_grpc.OrderServiceStub, order_id: str, after: int = 0,
+    stub: order_service_pb2_grpc.OrderServiceStub,
+    order_id: str,
+    after: int = 0,
     timeout: float = 30,
 ) -> list[order_pb2.OrderEvent]:
     """Every event the stream sends until it ends."""
@@ -149,7 +151,9 @@ BAD_SWAP_FIELDS = [
 
 
 def best_route(
-    request: SwapRequest, reserves: Mapping[str, PoolState], now: int | None = None,
+    request: SwapRequest,
+    reserves: Mapping[str, PoolState],
+    now: int | None = None,
 ) -> tuple[list[market_pb2.VenueQuote], market_pb2.Route]:
     """Each venue's quote (best first) and the route to take."""
     routed = route_swap(request, reserves, now)
@@ -165,8 +169,10 @@ async def conservation_errors(redis: Redis) -> list[str]:
     for pool_id, pool in pools.items():
         now = balances(pool, states[pool_id])
         first = balances(pool, pool.initial_state())
-        for token, held, start, moved in ((pool.token_a, now[0], first[0], flows[pool_id][0]),
-                                          (pool.token_b, now[1], first[1], flows[pool_id][1])):
+        for token, held, start, moved in (
+            (pool.token_a, now[0], first[0], flows[pool_id][0]),
+            (pool.token_b, now[1], first[1], flows[pool_id][1]),
+        ):
             if held != start + moved:
                 errors.append(f"{pool_id}: holds {held} {token}, expected {start} + {moved}")
     return errors

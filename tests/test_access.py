@@ -48,36 +48,45 @@ def stub_with(services: Services, key: str | None) -> order_service_pb2_grpc.Ord
     return order_service_pb2_grpc.OrderServiceStub(channel)
 
 
-def every_call(stub: order_service_pb2_grpc.OrderServiceStub,
-               order_id: str) -> dict[str, Callable[[], Any]]:
+def every_call(
+    stub: order_service_pb2_grpc.OrderServiceStub, order_id: str
+) -> dict[str, Callable[[], Any]]:
     return {
         "SubmitOrder": lambda: stub.SubmitOrder(SOL_USDC, timeout=10),
         "GetOrder": lambda: stub.GetOrder(
-            order_service_pb2.GetOrderRequest(order_id=order_id), timeout=10),
+            order_service_pb2.GetOrderRequest(order_id=order_id), timeout=10
+        ),
         "ListOrders": lambda: stub.ListOrders(order_service_pb2.ListOrdersRequest(), timeout=10),
         "CancelOrder": lambda: stub.CancelOrder(
-            order_service_pb2.CancelOrderRequest(order_id=order_id), timeout=10),
+            order_service_pb2.CancelOrderRequest(order_id=order_id), timeout=10
+        ),
         "WatchOrder": lambda: stub.WatchOrder(
-            order_service_pb2.WatchOrderRequest(order_id=order_id), timeout=10),
-        "QuoteOrder": lambda: stub.QuoteOrder(order_service_pb2.QuoteOrderRequest(
-            input_token="SOL", output_token="USDC", amount="1"), timeout=10),
+            order_service_pb2.WatchOrderRequest(order_id=order_id), timeout=10
+        ),
+        "QuoteOrder": lambda: stub.QuoteOrder(
+            order_service_pb2.QuoteOrderRequest(input_token="SOL", output_token="USDC", amount="1"),
+            timeout=10,
+        ),
     }
 
 
 # -- keys -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", [None, "", "Basic dXNlcjpwYXNz", "oe_not-a-real-key",
-                                 "not-even-ours", "oe_" + "x" * 500])
-def test_without_a_good_key_nothing_is_processed(services: Services, store: OrderStore,
-                                                 key: str | None) -> None:
+@pytest.mark.parametrize(
+    "key", [None, "", "Basic dXNlcjpwYXNz", "oe_not-a-real-key", "not-even-ours", "oe_" + "x" * 500]
+)
+def test_without_a_good_key_nothing_is_processed(
+    services: Services, store: OrderStore, key: str | None
+) -> None:
     mine = services.orders().SubmitOrder(SOL_USDC, timeout=10).order
     if key is None:
         stub = stub_with(services, None)
     else:
         metadata = [("authorization", key if key.startswith("Basic") else f"Bearer {key}")]
         stub = order_service_pb2_grpc.OrderServiceStub(
-            with_metadata(services.bare_channel("order"), metadata))
+            with_metadata(services.bare_channel("order"), metadata)
+        )
     for name, call in every_call(stub, mine.order_id).items():
         error = rejected(call)
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED, name
@@ -96,7 +105,9 @@ def test_health_and_reflection_stay_open(services: Services) -> None:
 
 
 def test_a_revoked_key_is_refused_once_the_cache_forgets_it(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
     store: OrderStore,
 ) -> None:
     monkeypatch.setenv("API_KEY_CACHE_SECONDS", "0")
@@ -130,7 +141,7 @@ def test_keys_are_stored_hashed_only(store: OrderStore, database_url: str) -> No
     with store.engine.connect() as connection:
         rows = connection.execute(select(ApiKeyRow)).all()
         dump = json.dumps([[str(v) for v in row] for row in rows])
-    assert key not in dump and key[len(info.prefix):] not in dump
+    assert key not in dump and key[len(info.prefix) :] not in dump
     assert digest(key) in dump and info.prefix == key[:11]
     if database_url.startswith("sqlite"):
         path = Path(database_url.removeprefix("sqlite:///"))
@@ -143,8 +154,7 @@ def test_keys_are_stored_hashed_only(store: OrderStore, database_url: str) -> No
 # -- owners ---------------------------------------------------------------------
 
 
-def test_another_owners_order_is_exactly_not_found(services: Services,
-                                                   store: OrderStore) -> None:
+def test_another_owners_order_is_exactly_not_found(services: Services, store: OrderStore) -> None:
     alice, bob = services.orders(OWNER), services.orders(OTHER_OWNER)
     hers = alice.SubmitOrder(SOL_USDC, timeout=10).order
     nobody = str(uuid.uuid4())
@@ -154,11 +164,14 @@ def test_another_owners_order_is_exactly_not_found(services: Services,
         assert theirs.code() == missing.code() == grpc.StatusCode.NOT_FOUND, name
         assert theirs.details() == f"order {hers.order_id} not found"
         assert (theirs.details() or "").replace(hers.order_id, nobody) == missing.details()
+
         # The machine-readable details too, but for the id asked about.
         def trailers(error: grpc.RpcError, order_id: str) -> list[tuple[str, Any]]:
             pairs: list[Any] = list(error.trailing_metadata() or ())
-            return [(k, v.replace(order_id.encode(), b"ID") if isinstance(v, bytes) else v)
-                    for k, v in pairs]
+            return [
+                (k, v.replace(order_id.encode(), b"ID") if isinstance(v, bytes) else v)
+                for k, v in pairs
+            ]
 
         assert trailers(theirs, hers.order_id) == trailers(missing, nobody)
     # Bob lists only his own; his cancel changed nothing.
@@ -168,44 +181,56 @@ def test_another_owners_order_is_exactly_not_found(services: Services,
     row = store.get(hers.order_id)
     assert row is not None and row.status == "PENDING" and row.owner == OWNER
     # The same client_order_id is each owner's own.
-    again = bob.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="2",
-                                   client_order_id="same"), timeout=10)
-    first = alice.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
-                                     client_order_id="same"), timeout=10)
+    again = bob.SubmitOrder(
+        Submit(input_token="SOL", output_token="USDC", amount="2", client_order_id="same"),
+        timeout=10,
+    )
+    first = alice.SubmitOrder(
+        Submit(input_token="SOL", output_token="USDC", amount="1", client_order_id="same"),
+        timeout=10,
+    )
     assert not again.already_exists and not first.already_exists
-    assert alice.CancelOrder(order_service_pb2.CancelOrderRequest(order_id=hers.order_id),
-                             timeout=10).status
+    assert alice.CancelOrder(
+        order_service_pb2.CancelOrderRequest(order_id=hers.order_id), timeout=10
+    ).status
 
 
 # -- internal services ------------------------------------------------------------
 
 
 def test_internal_services_take_only_the_internal_token(services: Services) -> None:
-    get_quote = quote_service_pb2.GetQuoteRequest(input_token="SOL", output_token="USDC",
-                                                  amount="1", slippage_bps=50)
+    get_quote = quote_service_pb2.GetQuoteRequest(
+        input_token="SOL", output_token="USDC", amount="1", slippage_bps=50
+    )
     statuses = execution_service_pb2.GetSignatureStatusesRequest(signatures=["x"])
-    for metadata, code in [([], grpc.StatusCode.UNAUTHENTICATED),
-                           ([(INTERNAL_TOKEN_HEADER, "wrong")], grpc.StatusCode.PERMISSION_DENIED),
-                           ([("authorization", "Bearer wrong")],
-                            grpc.StatusCode.PERMISSION_DENIED),
-                           # A client's API key is no internal token.
-                           (key_metadata(services.keys[OWNER]),
-                            grpc.StatusCode.PERMISSION_DENIED)]:
+    for metadata, code in [
+        ([], grpc.StatusCode.UNAUTHENTICATED),
+        ([(INTERNAL_TOKEN_HEADER, "wrong")], grpc.StatusCode.PERMISSION_DENIED),
+        ([("authorization", "Bearer wrong")], grpc.StatusCode.PERMISSION_DENIED),
+        # A client's API key is no internal token.
+        (key_metadata(services.keys[OWNER]), grpc.StatusCode.PERMISSION_DENIED),
+    ]:
         quotes = quote_service_pb2_grpc.QuoteServiceStub(
-            with_metadata(services.bare_channel("quote"), metadata))
+            with_metadata(services.bare_channel("quote"), metadata)
+        )
         chain = execution_service_pb2_grpc.ExecutionServiceStub(
-            with_metadata(services.bare_channel("execution"), metadata))
-        for call in (lambda q=quotes: q.GetQuote(get_quote, timeout=10),
-                     lambda c=chain: c.GetSignatureStatuses(statuses, timeout=10)):
+            with_metadata(services.bare_channel("execution"), metadata)
+        )
+        for call in (
+            lambda q=quotes: q.GetQuote(get_quote, timeout=10),
+            lambda c=chain: c.GetSignatureStatuses(statuses, timeout=10),
+        ):
             error = rejected(call)
             assert error.code() == code, metadata
             assert "internal" in (error.details() or "")
     # With the token (as services.quotes() sends it), and as a bearer token.
     assert services.quotes().GetQuote(get_quote, timeout=10).route.amount_out
-    bearer = with_metadata(services.bare_channel("execution"),
-                           [("authorization", f"Bearer {INTERNAL_TOKEN}")])
+    bearer = with_metadata(
+        services.bare_channel("execution"), [("authorization", f"Bearer {INTERNAL_TOKEN}")]
+    )
     execution_service_pb2_grpc.ExecutionServiceStub(bearer).GetSignatureStatuses(
-        statuses, timeout=10)
+        statuses, timeout=10
+    )
     # Health stays open.
     health = health_pb2_grpc.HealthStub(services.bare_channel("quote"))
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == 1
@@ -250,16 +275,25 @@ def gateway(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gat
     server.stop()
 
 
-def test_gateway_answers_401_without_a_good_key(gateway: GatewayServer, services: Services,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_gateway_answers_401_without_a_good_key(
+    gateway: GatewayServer, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     bad = "oe_" + "Q" * 43
     for headers in ({}, {"authorization": f"Bearer {bad}"}, {"authorization": "Bearer"}):
-        for method, path in (("GET", "/api/orders"), ("POST", "/api/orders"),
-                             ("GET", f"/api/orders/{uuid.uuid4()}"),
-                             ("GET", "/api/quote?inputToken=SOL&outputToken=USDC&amount=1")):
-            reply = httpx.request(method, f"{gateway.url}{path}", headers=headers, timeout=10,
-                                  json={"inputToken": "SOL", "outputToken": "USDC", "amount": "1"})
+        for method, path in (
+            ("GET", "/api/orders"),
+            ("POST", "/api/orders"),
+            ("GET", f"/api/orders/{uuid.uuid4()}"),
+            ("GET", "/api/quote?inputToken=SOL&outputToken=USDC&amount=1"),
+        ):
+            reply = httpx.request(
+                method,
+                f"{gateway.url}{path}",
+                headers=headers,
+                timeout=10,
+                json={"inputToken": "SOL", "outputToken": "USDC", "amount": "1"},
+            )
             assert reply.status_code == 401, (headers, path, reply.text)
             assert reply.json()["error"]["code"] == "UNAUTHENTICATED"
             assert bad not in reply.text
@@ -286,22 +320,26 @@ def test_websocket_takes_the_key_three_ways_and_never_from_the_url(
 ) -> None:
     key = services.keys[OWNER]
     order_id = services.orders().SubmitOrder(SOL_USDC, timeout=10).order.order_id
-    header = first_message(gateway, order_id,
-                           additional_headers={"authorization": f"Bearer {key}"})
+    header = first_message(gateway, order_id, additional_headers={"authorization": f"Bearer {key}"})
     assert header[0]["sequence"] == 1 and header[1] is None
     protocol = first_message(gateway, order_id, subprotocols=[f"bearer.{key}"])
     assert protocol[0]["sequence"] == 1 and protocol[2] == f"bearer.{key}"
-    message = first_message(gateway, order_id,
-                            send=json.dumps({"authorization": f"Bearer {key}"}))
+    message = first_message(gateway, order_id, send=json.dumps({"authorization": f"Bearer {key}"}))
     assert message[0]["sequence"] == 1
     # Not the caller's: exactly an unknown order.
-    other = first_message(gateway, order_id, additional_headers={
-        "authorization": f"Bearer {services.keys[OTHER_OWNER]}"})
+    other = first_message(
+        gateway,
+        order_id,
+        additional_headers={"authorization": f"Bearer {services.keys[OTHER_OWNER]}"},
+    )
     assert other[:2] == (None, 4404)
     # No key, a bad one, or one in the URL: 4401.
     attempts: list[tuple[bool, dict[str, Any]]] = [
-        (False, {}), (False, {"send": "hello"}),
-        (False, {"additional_headers": {"authorization": "Bearer oe_bad"}}), (True, {})]
+        (False, {}),
+        (False, {"send": "hello"}),
+        (False, {"additional_headers": {"authorization": "Bearer oe_bad"}}),
+        (True, {}),
+    ]
     for url_key, options in attempts:
         target = f"{order_id}?authorization=Bearer%20{key}&key={key}" if url_key else order_id
         assert first_message(gateway, target, **options)[:2] == (None, 4401), options
@@ -310,8 +348,9 @@ def test_websocket_takes_the_key_three_ways_and_never_from_the_url(
 # -- the CLI and make run's key file ------------------------------------------------------
 
 
-def test_cli_keys_create_list_revoke(env: dict[str, str], capsys: pytest.CaptureFixture[str],
-                                     store: OrderStore) -> None:
+def test_cli_keys_create_list_revoke(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str], store: OrderStore
+) -> None:
     def run(*args: str) -> tuple[int, str, str]:
         with pytest.raises(SystemExit) as exited:
             cli.main(list(args))
@@ -332,7 +371,9 @@ def test_cli_keys_create_list_revoke(env: dict[str, str], capsys: pytest.Capture
 
 
 def test_cli_keys_finds_the_projects_database_or_says_where_it_looked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def run(*args: str) -> tuple[int, str, str]:
         # An uncaught error (a traceback) fails here, not as an exit code.
@@ -372,7 +413,9 @@ def test_cli_keys_finds_the_projects_database_or_says_where_it_looked(
 
 
 def test_cli_reads_the_key_from_env_or_the_file(
-    services: Services, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     def orders() -> tuple[int, str]:

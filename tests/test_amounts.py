@@ -22,8 +22,9 @@ from orderengine.swaps import DEFAULT_SLIPPAGE_BPS, MAX_SLIPPAGE_BPS, parse_swap
         ("7", 0, 7),
     ],
 )
-def test_amount_round_trips_between_text_and_base_units(text: str, decimals: int,
-                                                        units: int) -> None:
+def test_amount_round_trips_between_text_and_base_units(
+    text: str, decimals: int, units: int
+) -> None:
     assert parse_amount(text, decimals) == units
     assert format_amount(units, decimals) == text
 
@@ -136,7 +137,11 @@ def test_format_keeps_the_sign_of_negative_units() -> None:
 def test_a_valid_swap_is_parsed_into_symbols_and_base_units() -> None:
     swap = parse_swap("SOL", "USDC", "1.5", 100)
     assert (swap.input_token, swap.output_token, swap.amount_in, swap.slippage_bps) == (
-        "SOL", "USDC", 1_500_000_000, 100)
+        "SOL",
+        "USDC",
+        1_500_000_000,
+        100,
+    )
 
 
 def test_token_symbols_are_case_insensitive() -> None:
@@ -173,8 +178,8 @@ def test_same_token_on_both_sides_says_they_must_differ() -> None:
 
 
 @pytest.mark.parametrize(
-    "amount", ["", " ", "0", "-1", "abc", "1e5", "1,5", ".5", "1.0000001", "1" * 41,
-               "99999999999999999999"],
+    "amount",
+    ["", " ", "0", "-1", "abc", "1e5", "1,5", ".5", "1.0000001", "1" * 41, "99999999999999999999"],
 )
 def test_bad_amounts_name_the_amount_field(amount: str) -> None:
     with pytest.raises(FieldError) as raised:

@@ -28,8 +28,9 @@ def order(amount: str = "1", **fields: Any) -> Submit:
 
 
 @pytest.fixture
-def shallow(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
-            request: pytest.FixtureRequest) -> Services:
+def shallow(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], request: pytest.FixtureRequest
+) -> Services:
     """Services whose queue takes QUEUE_DEPTH orders, no worker taking them."""
     monkeypatch.setenv("MAX_QUEUE_DEPTH", str(QUEUE_DEPTH))
     monkeypatch.setenv("SUBMIT_RATE_PER_SECOND", "0")
@@ -41,22 +42,32 @@ def test_each_item_is_answered_in_order_as_submit_order_would(shallow: Services)
     orders = shallow.orders()
     first = orders.SubmitOrder(order(client_order_id="a"), timeout=10).order
     items = [
-        order(client_order_id="b"),                 # stored: 2 waiting
-        order(amount="-1"),                         # bad field, takes no room
-        order(amount="2", client_order_id="a"),     # "a" again for another order
-        order(client_order_id="a"),                 # a resubmission: the queue is full now
-        order(client_order_id="c"),                 # refused: full
-        order(),                                    # refused: full
+        order(client_order_id="b"),  # stored: 2 waiting
+        order(amount="-1"),  # bad field, takes no room
+        order(amount="2", client_order_id="a"),  # "a" again for another order
+        order(client_order_id="a"),  # a resubmission: the queue is full now
+        order(client_order_id="c"),  # refused: full
+        order(),  # refused: full
     ]
     results = orders.BatchSubmitOrders(Batch(requests=items), timeout=10).results
     assert [r.WhichOneof("result") for r in results] == [
-        "response", "error", "error", "response", "error", "error"]
+        "response",
+        "error",
+        "error",
+        "response",
+        "error",
+        "error",
+    ]
     stored = results[0].response
     assert not stored.already_exists and stored.order.client_order_id == "b"
     assert results[3].response.already_exists
     assert results[3].response.order.order_id == first.order_id
-    codes = [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS,
-             grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.RESOURCE_EXHAUSTED]
+    codes = [
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ]
     errors = [results[i].error for i in (1, 2, 4, 5)]
     assert [e.code for e in errors] == [code.value[0] for code in codes]
     assert errors[0].field == "amount" and errors[0].reason == "INVALID_FIELD"
@@ -78,6 +89,7 @@ def test_each_item_is_answered_in_order_as_submit_order_would(shallow: Services)
 def test_a_batch_is_the_callers_and_bounded(services: Services, store: OrderStore) -> None:
     mine = services.orders().BatchSubmitOrders(Batch(requests=[order()] * 2), timeout=10)
     theirs = services.orders(OTHER_OWNER).BatchSubmitOrders(Batch(requests=[order()]), timeout=10)
+
     def owners(reply: order_service_pb2.BatchSubmitOrdersResponse) -> list[str]:
         rows = [store.get(r.response.order.order_id) for r in reply.results]
         return [row.owner for row in rows if row is not None]
@@ -85,10 +97,15 @@ def test_a_batch_is_the_callers_and_bounded(services: Services, store: OrderStor
     assert owners(mine) == [OWNER, OWNER] and owners(theirs) == [OTHER_OWNER]
     assert services.orders().BatchSubmitOrders(Batch(), timeout=10).results == []
     bare = order_service_pb2_grpc.OrderServiceStub(services.bare_channel("order"))
-    assert rejected(lambda: bare.BatchSubmitOrders(Batch(requests=[order()]), timeout=10)
-                    ).code() == grpc.StatusCode.UNAUTHENTICATED
-    too_many = rejected(lambda: services.orders().BatchSubmitOrders(
-        Batch(requests=[order()] * (MAX_ORDERS_PER_CALL + 1)), timeout=10))
+    assert (
+        rejected(lambda: bare.BatchSubmitOrders(Batch(requests=[order()]), timeout=10)).code()
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
+    too_many = rejected(
+        lambda: services.orders().BatchSubmitOrders(
+            Batch(requests=[order()] * (MAX_ORDERS_PER_CALL + 1)), timeout=10
+        )
+    )
     assert too_many.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field_violations(too_many) == ["requests"] and "at most" in details(too_many)
 
@@ -97,36 +114,66 @@ def test_a_batch_is_the_callers_and_bounded(services: Services, store: OrderStor
 
 
 def _calls(method: str) -> float:
-    return REGISTRY.get_sample_value("grpc_server_handled_total", {
-        "grpc_type": "unary", "grpc_service": "orderengine.v1.OrderService",
-        "grpc_method": method, "grpc_code": "OK"}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "grpc_server_handled_total",
+            {
+                "grpc_type": "unary",
+                "grpc_service": "orderengine.v1.OrderService",
+                "grpc_method": method,
+                "grpc_code": "OK",
+            },
+        )
+        or 0.0
+    )
 
 
-def _post(gateway: GatewayServer, bodies: list[tuple[str, dict[str, Any]]]
-          ) -> list[httpx.Response]:
+def _post(gateway: GatewayServer, bodies: list[tuple[str, dict[str, Any]]]) -> list[httpx.Response]:
     """Every body POSTed at once, each with its key."""
 
     async def all_at_once() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=len(bodies))
         async with httpx.AsyncClient(base_url=gateway.url, timeout=20, limits=limits) as http:
-            return list(await asyncio.gather(*(
-                http.post("/api/orders", json=body, headers={"authorization": f"Bearer {key}"})
-                for key, body in bodies)))
+            return list(
+                await asyncio.gather(
+                    *(
+                        http.post(
+                            "/api/orders", json=body, headers={"authorization": f"Bearer {key}"}
+                        )
+                        for key, body in bodies
+                    )
+                )
+            )
 
     return asyncio.run(all_at_once())
 
 
 def _answer(reply: httpx.Response) -> tuple[int, Any, str | None, str | None]:
-    return (reply.status_code, reply.json(), reply.headers.get("location"),
-            reply.headers.get("retry-after"))
+    return (
+        reply.status_code,
+        reply.json(),
+        reply.headers.get("location"),
+        reply.headers.get("retry-after"),
+    )
 
 
 def test_the_gateway_gathers_concurrent_submits_per_api_key(
-        services: Services, gateway: GatewayServer, store: OrderStore) -> None:
+    services: Services, gateway: GatewayServer, store: OrderStore
+) -> None:
     keys = services.keys
-    bodies = [(keys[owner], {"inputToken": "SOL", "outputToken": "USDC", "amount": "1",
-                             "clientOrderId": f"{owner}-{n}"})
-              for n in range(60) for owner in (OWNER, OTHER_OWNER)]
+    bodies = [
+        (
+            keys[owner],
+            {
+                "inputToken": "SOL",
+                "outputToken": "USDC",
+                "amount": "1",
+                "clientOrderId": f"{owner}-{n}",
+            },
+        )
+        for n in range(60)
+        for owner in (OWNER, OTHER_OWNER)
+    ]
     before = _calls("SubmitOrder") + _calls("BatchSubmitOrders")
     batches = _calls("BatchSubmitOrders")
     replies = _post(gateway, bodies)
@@ -142,15 +189,16 @@ def test_the_gateway_gathers_concurrent_submits_per_api_key(
 
 
 def test_each_gathered_failure_is_answered_as_it_is_alone(
-        services: Services, gateway: GatewayServer) -> None:
+    services: Services, gateway: GatewayServer
+) -> None:
     key = services.keys[OWNER]
     sol = {"inputToken": "SOL", "outputToken": "USDC", "amount": "1"}
     (first,) = _post(gateway, [(key, {**sol, "clientOrderId": "dup"})])
     odd = [
-        {**sol, "inputToken": "NOPE"},                      # 400 naming inputToken
-        {**sol, "amount": "2", "clientOrderId": "dup"},     # 409: reused for another order
-        {**sol, "clientOrderId": "dup"},                    # 200: the first order
-        {**sol, "amount": "1e30"},                          # beyond any amount
+        {**sol, "inputToken": "NOPE"},  # 400 naming inputToken
+        {**sol, "amount": "2", "clientOrderId": "dup"},  # 409: reused for another order
+        {**sol, "clientOrderId": "dup"},  # 200: the first order
+        {**sol, "amount": "1e30"},  # beyond any amount
     ]
     bodies = [(key, body) for body in [sol] * 20 + odd * 5]
     crowd = _post(gateway, bodies)
@@ -164,8 +212,8 @@ def test_each_gathered_failure_is_answered_as_it_is_alone(
 
 
 def test_gathered_submits_over_the_rate_get_retry_after(
-        monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
-        request: pytest.FixtureRequest) -> None:
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], request: pytest.FixtureRequest
+) -> None:
     monkeypatch.setenv("SUBMIT_RATE_PER_SECOND", "1")
     monkeypatch.setenv("SUBMIT_BURST", "3")
     services: Services = request.getfixturevalue("services")

@@ -31,8 +31,9 @@ class Recorded:
         return [ValueError(item) if item % 2 else item * 2 for item in items]
 
 
-async def _while_held(run: Recorded, batcher: Coalescer[int, int],
-                      first: int) -> asyncio.Future[int]:
+async def _while_held(
+    run: Recorded, batcher: Coalescer[int, int], first: int
+) -> asyncio.Future[int]:
     """Submits ``first`` and returns once its batch runs, held: what is
     submitted next waits for the next batch."""
     run.release.clear()
@@ -102,8 +103,7 @@ def test_a_batch_wide_failure_reaches_every_waiter_and_the_next_batch_runs() -> 
 
     async def crowd() -> tuple[list[int | BaseException], int]:
         batcher: Coalescer[int, int] = Coalescer(run, 3)
-        got = await asyncio.gather(*(batcher.submit(i) for i in range(5)),
-                                   return_exceptions=True)
+        got = await asyncio.gather(*(batcher.submit(i) for i in range(5)), return_exceptions=True)
         failing["on"] = False
         return got, await batcher.submit(9)
 
@@ -194,8 +194,7 @@ def test_a_one_thread_executor_runs_batches_on_that_thread_in_turn() -> None:
 def test_a_batch_function_that_answers_the_wrong_number_fails_the_batch() -> None:
     async def short() -> object:
         batcher: Coalescer[int, int] = Coalescer(lambda items: items[:-1], 4)
-        got = await asyncio.gather(batcher.submit(1), batcher.submit(2),
-                                   return_exceptions=True)
+        got = await asyncio.gather(batcher.submit(1), batcher.submit(2), return_exceptions=True)
         return got
 
     got = asyncio.run(short())

@@ -22,10 +22,15 @@ def test_cpu_seconds_reads_this_process_s_own_counters() -> None:
 
 
 def test_replicas_count_with_their_kind() -> None:
-    pids = {"gateway": os.getpid(), "worker-1": os.getpid(), "worker-2": os.getpid(),
-            "OrderService 2": os.getpid(), "tracker-1": os.getpid(), "market flow": os.getpid()}
-    assert set(cpu.sample(pids)) == {"gateway", "workers", "OrderService", "tracker",
-                                     "market flow"}
+    pids = {
+        "gateway": os.getpid(),
+        "worker-1": os.getpid(),
+        "worker-2": os.getpid(),
+        "OrderService 2": os.getpid(),
+        "tracker-1": os.getpid(),
+        "market flow": os.getpid(),
+    }
+    assert set(cpu.sample(pids)) == {"gateway", "workers", "OrderService", "tracker", "market flow"}
 
 
 def test_cpu_per_order_by_group_with_the_total_and_the_accept_path() -> None:
@@ -42,15 +47,20 @@ def test_cpu_per_order_by_group_with_the_total_and_the_accept_path() -> None:
 
 def test_server_time_by_method_between_two_scrapes() -> None:
     def page(count: int, seconds: float) -> metrics_scrape.Samples:
-        labels = ('grpc_type="unary",grpc_service="orderengine.v1.OrderService",'
-                  'grpc_method="SubmitOrder"')
-        return metrics_scrape.parse([
-            "# TYPE grpc_server_handling_seconds histogram\n"
-            f"grpc_server_handling_seconds_count{{{labels}}} {count}\n"
-            f"grpc_server_handling_seconds_sum{{{labels}}} {seconds}\n"])
+        labels = (
+            'grpc_type="unary",grpc_service="orderengine.v1.OrderService",grpc_method="SubmitOrder"'
+        )
+        return metrics_scrape.parse(
+            [
+                "# TYPE grpc_server_handling_seconds histogram\n"
+                f"grpc_server_handling_seconds_count{{{labels}}} {count}\n"
+                f"grpc_server_handling_seconds_sum{{{labels}}} {seconds}\n"
+            ]
+        )
 
-    methods = cpu.method_times({"OrderService": page(10, 1.0)},
-                               {"OrderService": page(110, 3.0)}, orders=100)
+    methods = cpu.method_times(
+        {"OrderService": page(10, 1.0)}, {"OrderService": page(110, 3.0)}, orders=100
+    )
     assert [(m.part, m.method) for m in methods] == [("OrderService", "OrderService/SubmitOrder")]
     assert round(methods[0].calls_per_order, 6) == 1.0
     assert round(methods[0].ms_per_order, 6) == 20.0
@@ -59,8 +69,17 @@ def test_server_time_by_method_between_two_scrapes() -> None:
 def test_a_row_s_target_is_met_or_not_in_the_table_and_the_json() -> None:
     report = Report()
     report.add(Row("cpu", "total", Figure.of([2.0, 3.0, 2.4]), "ms", target=Target(False, 2.5)))
-    report.add(Row("seed", "engine", Figure.of([100.0]), "req/s", Figure.of([400.0]), "seed",
-                   target=Target(True, 0.5, of_ratio=True)))
+    report.add(
+        Row(
+            "seed",
+            "engine",
+            Figure.of([100.0]),
+            "req/s",
+            Figure.of([400.0]),
+            "seed",
+            target=Target(True, 0.5, of_ratio=True),
+        )
+    )
     report.add(Row("http", "no target", Figure.of([1.0]), "ms"))
     lines = report.table().splitlines()
     assert lines[2].endswith("<= 2.5 met")
@@ -71,20 +90,38 @@ def test_a_row_s_target_is_met_or_not_in_the_table_and_the_json() -> None:
 
 
 def test_the_side_by_side_script_s_lines_are_read_back() -> None:
-    out = ("building the seed app (npm install + tsc), once ...\n"
-           "round 1 seed   c=64       2290 req/s  p50    25 ms  p99    80 ms  "
-           "non-2xx/errors 0  (load 9.5)\n"
-           "round 1 engine c=64        309 req/s  p50   190 ms  p99   497 ms  "
-           "non-2xx/errors 3  (load 9.8)\n")
+    out = (
+        "building the seed app (npm install + tsc), once ...\n"
+        "round 1 seed   c=64       2290 req/s  p50    25 ms  p99    80 ms  "
+        "non-2xx/errors 0  (load 9.5)\n"
+        "round 1 engine c=64        309 req/s  p50   190 ms  p99   497 ms  "
+        "non-2xx/errors 3  (load 9.8)\n"
+    )
     runs = seed.parse(out)
     assert [(r.name, r.concurrency, r.per_second, r.p99_ms, r.bad) for r in runs] == [
-        ("seed", 64, 2290.0, 80.0, 0), ("engine", 64, 309.0, 497.0, 3)]
+        ("seed", 64, 2290.0, 80.0, 0),
+        ("engine", 64, 309.0, 497.0, 3),
+    ]
     assert seed.ratio(runs, 64) == 309.0 / 2290.0
 
 
 def test_autocannon_s_summary_in_the_load_s_keys() -> None:
-    summary = {"requests": {"average": 812.5}, "latency": {"p50": 70, "p99": 210},
-               "2xx": 4062, "non2xx": 1, "errors": 2, "timeouts": 1, "duration": 5.01}
+    summary = {
+        "requests": {"average": 812.5},
+        "latency": {"p50": 70, "p99": 210},
+        "2xx": 4062,
+        "non2xx": 1,
+        "errors": 2,
+        "timeouts": 1,
+        "duration": 5.01,
+    }
     assert autocannon_result(json.dumps(summary)) == {
-        "tool": "autocannon", "per_second": 812.5, "ok": 4062, "non2xx": 1, "errors": 3,
-        "p50_ms": 70.0, "p99_ms": 210.0, "seconds": 5.01}
+        "tool": "autocannon",
+        "per_second": 812.5,
+        "ok": 4062,
+        "non2xx": 1,
+        "errors": 3,
+        "p50_ms": 70.0,
+        "p99_ms": 210.0,
+        "seconds": 5.01,
+    }

@@ -60,8 +60,12 @@ def quote(services: Services, amount: str = "1400") -> market_pb2.Route:
     """The route QuoteService picks for buying SOL with ``amount`` USDC: in
     sizes like this one leg, on Meteora's SOL/USDC pool. (Selling SOL pays
     more through USDT, in two legs: tests/test_routing.py.)"""
-    reply = services.quotes().GetQuote(quote_service_pb2.GetQuoteRequest(
-        input_token="USDC", output_token="SOL", amount=amount, slippage_bps=50), timeout=10)
+    reply = services.quotes().GetQuote(
+        quote_service_pb2.GetQuoteRequest(
+            input_token="USDC", output_token="SOL", amount=amount, slippage_bps=50
+        ),
+        timeout=10,
+    )
     assert len(reply.route.legs) == 1, reply.route
     return reply.route
 
@@ -108,11 +112,11 @@ class OneSwap:
     order_id: str
     key: str
 
-
     def landed_once(self, redis: Redis) -> None:
         """The pool moved by this swap alone, and it landed once."""
-        assert reserves(redis, self.route.legs[0].pool_id) == after_one_swap(self.before,
-                                                                              self.route)
+        assert reserves(redis, self.route.legs[0].pool_id) == after_one_swap(
+            self.before, self.route
+        )
         assert landings(redis, self.order_id) == 1
 
 
@@ -123,17 +127,20 @@ def swap(services: Services, redis: Redis) -> OneSwap:
 
 
 def status_of(services: Services, signature: str) -> execution_service_pb2.SignatureStatus:
-    (status,) = services.chain().GetSignatureStatuses(
-        Statuses(signatures=[signature]), timeout=10).statuses
+    (status,) = (
+        services.chain().GetSignatureStatuses(Statuses(signatures=[signature]), timeout=10).statuses
+    )
     return status
 
 
 def landed(services: Services, signature: str) -> execution_service_pb2.SignatureStatus:
     """The swap's status once it has landed (or failed) on the chain."""
+
     def check() -> execution_service_pb2.SignatureStatus | None:
         status = status_of(services, signature)
         assert status.found
         return status if status.commitment != Commitment.COMMITMENT_PENDING else None
+
     return eventually(check, timeout=10)
 
 
@@ -182,8 +189,9 @@ def test_swaps_landed_together_land_one_after_another(
     tight = market_pb2.Route()
     tight.CopyFrom(route)
     tight.min_amount_out = route.amount_out
-    bad = market_pb2.Route(input_token="USDC", output_token="SOL", amount_in="1",
-                           min_amount_out="0")  # no legs
+    bad = market_pb2.Route(
+        input_token="USDC", output_token="SOL", amount_in="1", min_amount_out="0"
+    )  # no legs
     before = reserves(redis, leg.pool_id)
     keys = [attempt_key() for _ in range(4)]
 
@@ -192,8 +200,9 @@ def test_swaps_landed_together_land_one_after_another(
         try:
             # Not due for a minute: only this call lands them.
             chain = Chain(client, slot_seconds=60, confirm_seconds=0)
-            taken = await chain.submit_many(list(zip(
-                [key for _, key in keys], [tight, route, tight, bad], strict=True)))
+            taken = await chain.submit_many(
+                list(zip([key for _, key in keys], [tight, route, tight, bad], strict=True))
+            )
             signatures = [t.signature for t in taken if isinstance(t, Submitted)]
             assert len(signatures) == 3, taken  # the route without legs is refused at once
             await chain.land_many(signatures)
@@ -213,7 +222,8 @@ def test_swaps_landed_together_land_one_after_another(
     got = base_units(first.amount_out, "SOL") + base_units(second.amount_out, "SOL")
     a, b = before
     assert reserves(redis, leg.pool_id) == (
-        (a + paid, b - got) if pool.token_a == "USDC" else (a - got, b + paid))
+        (a + paid, b - got) if pool.token_a == "USDC" else (a - got, b + paid)
+    )
 
 
 def test_another_attempt_of_the_same_order_is_another_transaction(services: Services) -> None:
@@ -261,7 +271,8 @@ def test_a_swap_is_pending_then_processed_after_its_slot_then_confirmed(
     slow_chain: None, services: Services
 ) -> None:
     reply = services.chain().SubmitSwap(
-        SubmitSwap(attempt_key=attempt_key()[1], route=quote(services)), timeout=10)
+        SubmitSwap(attempt_key=attempt_key()[1], route=quote(services)), timeout=10
+    )
     seen: list[execution_service_pb2.SignatureStatus] = []
 
     def confirmed() -> bool:
@@ -272,14 +283,17 @@ def test_a_swap_is_pending_then_processed_after_its_slot_then_confirmed(
 
     eventually(confirmed, timeout=10, every=0.01)
     assert [s.commitment for s in seen] == [
-        Commitment.COMMITMENT_PENDING, Commitment.COMMITMENT_PROCESSED,
+        Commitment.COMMITMENT_PENDING,
+        Commitment.COMMITMENT_PROCESSED,
         Commitment.COMMITMENT_CONFIRMED,
     ]
     pending, processed, confirmed_status = seen
     assert pending.found and pending.slot == 0 and pending.amount_out == ""
     assert processed.slot > 0 and processed.amount_out
     assert (confirmed_status.slot, confirmed_status.amount_out) == (
-        processed.slot, processed.amount_out)
+        processed.slot,
+        processed.amount_out,
+    )
 
 
 def test_statuses_take_at_most_256_signatures(services: Services) -> None:
@@ -290,8 +304,9 @@ def test_statuses_take_at_most_256_signatures(services: Services) -> None:
     assert [s.signature for s in reply.statuses] == signatures[:256]
     assert not any(s.found for s in reply.statuses)
 
-    error = rejected(lambda: chain.GetSignatureStatuses(Statuses(signatures=signatures),
-                                                        timeout=10))
+    error = rejected(
+        lambda: chain.GetSignatureStatuses(Statuses(signatures=signatures), timeout=10)
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert details(error).startswith("signatures:")
     assert "257" in details(error)
@@ -308,20 +323,32 @@ def test_a_swap_the_market_moved_against_fails_on_slippage_and_leaves_the_pool_a
     leg = route.legs[0]
     # Someone else buys SOL for 200000 USDC in the same pool before our swap is sent.
     dump = market_pb2.Route(
-        input_token="USDC", output_token="SOL", amount_in="200000",
-        legs=[market_pb2.RouteLeg(venue=leg.venue, pool_id=leg.pool_id, input_token="USDC",
-                                  output_token="SOL", share_bps=10_000)],
+        input_token="USDC",
+        output_token="SOL",
+        amount_in="200000",
+        legs=[
+            market_pb2.RouteLeg(
+                venue=leg.venue,
+                pool_id=leg.pool_id,
+                input_token="USDC",
+                output_token="SOL",
+                share_bps=10_000,
+            )
+        ],
     )
     chain = services.chain()
     other_order, other_key = attempt_key()
-    dumped = landed(services, chain.SubmitSwap(
-        SubmitSwap(attempt_key=other_key, route=dump), timeout=10).signature)
+    dumped = landed(
+        services,
+        chain.SubmitSwap(SubmitSwap(attempt_key=other_key, route=dump), timeout=10).signature,
+    )
     assert dumped.error_code == "" and dumped.amount_out
     moved = reserves(redis, leg.pool_id)
 
     order_id, key = attempt_key()
-    status = landed(services, chain.SubmitSwap(
-        SubmitSwap(attempt_key=key, route=route), timeout=10).signature)
+    status = landed(
+        services, chain.SubmitSwap(SubmitSwap(attempt_key=key, route=route), timeout=10).signature
+    )
 
     assert status.error_code == "SLIPPAGE_EXCEEDED"
     assert "slippage" in status.error and route.min_amount_out in status.error
@@ -334,13 +361,23 @@ def test_a_swap_the_market_moved_against_fails_on_slippage_and_leaves_the_pool_a
 # -- Bad input ----------------------------------------------------------------------------
 
 
-def one_leg(*, pool_id: str = "raydium-sol-usdc", input_token: str = "SOL",
-            amount_in: str = "1", share_bps: int = 10_000) -> market_pb2.Route:
+def one_leg(
+    *,
+    pool_id: str = "raydium-sol-usdc",
+    input_token: str = "SOL",
+    amount_in: str = "1",
+    share_bps: int = 10_000,
+) -> market_pb2.Route:
     """A route selling SOL for USDC over one pool, with one field spoilt at will."""
     return market_pb2.Route(
-        input_token=input_token, output_token="USDC", amount_in=amount_in,
-        legs=[market_pb2.RouteLeg(pool_id=pool_id, input_token="SOL", output_token="USDC",
-                                  share_bps=share_bps)],
+        input_token=input_token,
+        output_token="USDC",
+        amount_in=amount_in,
+        legs=[
+            market_pb2.RouteLeg(
+                pool_id=pool_id, input_token="SOL", output_token="USDC", share_bps=share_bps
+            )
+        ],
     )
 
 
@@ -349,23 +386,34 @@ def one_leg(*, pool_id: str = "raydium-sol-usdc", input_token: str = "SOL",
     [
         ("", one_leg(), "attempt_key", "required"),
         ("x" * 129, one_leg(), "attempt_key", "at most 128"),
-        ("o:1", market_pb2.Route(input_token="SOL", output_token="USDC", amount_in="1"),
-         "route", "route.legs"),
+        (
+            "o:1",
+            market_pb2.Route(input_token="SOL", output_token="USDC", amount_in="1"),
+            "route",
+            "route.legs",
+        ),
         ("o:1", one_leg(input_token="DOGE"), "route", "route.input_token"),
         ("o:1", one_leg(amount_in="ten"), "route", "route.amount_in"),
         ("o:1", one_leg(share_bps=0), "route", "route.legs[0].share_bps"),
         ("o:1", one_leg(pool_id="raydium-sol-nope"), "route", "route.legs[0].pool_id"),
         ("o:1", one_leg(pool_id="raydium-jup-sol"), "route", "does not trade SOL/USDC"),
     ],
-    ids=["no-key", "long-key", "no-legs", "unknown-token", "bad-amount", "zero-share",
-         "unknown-pool", "pool-of-other-tokens"],
+    ids=[
+        "no-key",
+        "long-key",
+        "no-legs",
+        "unknown-token",
+        "bad-amount",
+        "zero-share",
+        "unknown-pool",
+        "pool-of-other-tokens",
+    ],
 )
 def test_bad_swaps_are_refused_naming_the_field(
     services: Services, redis: Redis, key: str, route: market_pb2.Route, field: str, words: str
 ) -> None:
     chain = services.chain()
-    error = rejected(lambda: chain.SubmitSwap(SubmitSwap(attempt_key=key, route=route),
-                                              timeout=10))
+    error = rejected(lambda: chain.SubmitSwap(SubmitSwap(attempt_key=key, route=route), timeout=10))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert details(error).startswith(f"{field}:")
     assert words in details(error)
@@ -388,21 +436,30 @@ def test_a_batch_answers_each_swap_in_order_as_submit_swap_would(
     route = quote(services, amount="100")
     orders, keys = zip(*(attempt_key() for _ in range(3)), strict=True)
     bad_route = one_leg(pool_id="raydium-sol-nope")
-    items = [SubmitSwap(attempt_key=keys[0], route=route),
-             SubmitSwap(attempt_key="o:1", route=bad_route),
-             SubmitSwap(attempt_key=keys[1], route=route),
-             SubmitSwap(attempt_key="", route=route),
-             SubmitSwap(attempt_key=keys[2], route=route)]
+    items = [
+        SubmitSwap(attempt_key=keys[0], route=route),
+        SubmitSwap(attempt_key="o:1", route=bad_route),
+        SubmitSwap(attempt_key=keys[1], route=route),
+        SubmitSwap(attempt_key="", route=route),
+        SubmitSwap(attempt_key=keys[2], route=route),
+    ]
     chain = services.chain()
 
     results = chain.BatchSubmitSwaps(BatchSubmitSwaps(requests=items), timeout=10).results
 
     assert [r.WhichOneof("result") for r in results] == [
-        "response", "error", "response", "error", "response"]
+        "response",
+        "error",
+        "response",
+        "error",
+        "response",
+    ]
     for index in (0, 2, 4):
         answer = results[index].response
-        assert (answer.signature, answer.duplicate) == (signature_for(items[index].attempt_key),
-                                                        False)
+        assert (answer.signature, answer.duplicate) == (
+            signature_for(items[index].attempt_key),
+            False,
+        )
         # SubmitSwap, asked the same now, answers the same transaction.
         again = chain.SubmitSwap(items[index], timeout=10)
         assert (again.signature, again.duplicate) == (answer.signature, True)
@@ -410,7 +467,10 @@ def test_a_batch_answers_each_swap_in_order_as_submit_swap_would(
     for index, field in ((1, "route"), (3, "attempt_key")):
         error = results[index].error
         assert (error.code, error.reason, error.field) == (
-            code_pb2.INVALID_ARGUMENT, "INVALID_FIELD", field)
+            code_pb2.INVALID_ARGUMENT,
+            "INVALID_FIELD",
+            field,
+        )
         assert error.message.startswith(f"{field}:")
         unary = rejected(functools.partial(chain.SubmitSwap, items[index], timeout=10))
         assert error == item_error_of(unary)
@@ -419,8 +479,11 @@ def test_a_batch_answers_each_swap_in_order_as_submit_swap_would(
 
 def script_calls(redis: Redis) -> int:
     """SCRIPT commands (EXISTS, LOAD...) Redis has run."""
-    return sum(int(stats.get("calls", 0)) for name, stats in redis.info("commandstats").items()
-               if name.startswith("cmdstat_script"))
+    return sum(
+        int(stats.get("calls", 0))
+        for name, stats in redis.info("commandstats").items()
+        if name.startswith("cmdstat_script")
+    )
 
 
 def test_an_attempt_key_twice_in_a_batch_is_one_transaction_landing_once(
@@ -430,8 +493,13 @@ def test_an_attempt_key_twice_in_a_batch_is_one_transaction_landing_once(
     redis.script_load(chain_script)  # as by any swap before (this test may run first)
     scripts_before = script_calls(redis)
 
-    first, second = services.chain().BatchSubmitSwaps(BatchSubmitSwaps(requests=[
-        SubmitSwap(attempt_key=key, route=route)] * 2), timeout=10).results
+    first, second = (
+        services.chain()
+        .BatchSubmitSwaps(
+            BatchSubmitSwaps(requests=[SubmitSwap(attempt_key=key, route=route)] * 2), timeout=10
+        )
+        .results
+    )
 
     assert (first.response.signature, first.response.duplicate) == (signature_for(key), False)
     assert (second.response.signature, second.response.duplicate) == (signature_for(key), True)
@@ -448,8 +516,13 @@ def test_a_redis_that_lost_the_script_still_takes_a_batch_once(
     order_id, key = attempt_key()
     redis.script_flush()  # as a restarted Redis: the chain's script is gone
 
-    first, second = services.chain().BatchSubmitSwaps(BatchSubmitSwaps(requests=[
-        SubmitSwap(attempt_key=key, route=route)] * 2), timeout=10).results
+    first, second = (
+        services.chain()
+        .BatchSubmitSwaps(
+            BatchSubmitSwaps(requests=[SubmitSwap(attempt_key=key, route=route)] * 2), timeout=10
+        )
+        .results
+    )
 
     assert (first.response.duplicate, second.response.duplicate) == (False, True)
     landed(services, first.response.signature)
@@ -463,16 +536,19 @@ def test_a_lost_answer_in_a_batch_is_that_swaps_deadline_exceeded_as_submit_swap
     order_id, key = attempt_key()
     chain = services.chain()
 
-    (lost,) = chain.BatchSubmitSwaps(BatchSubmitSwaps(requests=[
-        SubmitSwap(attempt_key=key, route=route)]), timeout=10).results
+    (lost,) = chain.BatchSubmitSwaps(
+        BatchSubmitSwaps(requests=[SubmitSwap(attempt_key=key, route=route)]), timeout=10
+    ).results
 
     assert (lost.error.code, lost.error.reason) == (code_pb2.DEADLINE_EXCEEDED, "RPC_TIMEOUT")
-    unary = rejected(lambda: chain.SubmitSwap(SubmitSwap(attempt_key=attempt_key()[1],
-                                                         route=route), timeout=10))
+    unary = rejected(
+        lambda: chain.SubmitSwap(SubmitSwap(attempt_key=attempt_key()[1], route=route), timeout=10)
+    )
     assert lost.error == item_error_of(unary)
     # Taken all the same: sent again, it is known, and it lands once.
-    (again,) = chain.BatchSubmitSwaps(BatchSubmitSwaps(requests=[
-        SubmitSwap(attempt_key=key, route=route)]), timeout=10).results
+    (again,) = chain.BatchSubmitSwaps(
+        BatchSubmitSwaps(requests=[SubmitSwap(attempt_key=key, route=route)]), timeout=10
+    ).results
     assert (again.response.signature, again.response.duplicate) == (signature_for(key), True)
     landed(services, signature_for(key))
     assert landings(redis, order_id) == 1
@@ -486,8 +562,7 @@ def test_a_batch_takes_at_most_64_swaps_and_none_answers_none(services: Services
     results = chain.BatchSubmitSwaps(BatchSubmitSwaps(requests=unkeyed[:64]), timeout=10).results
     assert [r.error.field for r in results] == ["attempt_key"] * 64
 
-    error = rejected(lambda: chain.BatchSubmitSwaps(BatchSubmitSwaps(requests=unkeyed),
-                                                    timeout=10))
+    error = rejected(lambda: chain.BatchSubmitSwaps(BatchSubmitSwaps(requests=unkeyed), timeout=10))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert details(error).startswith("requests:") and "65" in details(error)
     assert field_violations(error) == ["requests"]
@@ -499,8 +574,10 @@ def test_every_method_of_the_internal_services_is_retried_on_unavailable() -> No
     """Each is safe to repeat (orderengine/mesh/channels.py says why): a method
     added to them must be classed there."""
     named = {(entry["service"], entry["method"]) for entry in RETRIED}
-    for module, name in ((quote_service_pb2, "QuoteService"),
-                         (execution_service_pb2, "ExecutionService")):
+    for module, name in (
+        (quote_service_pb2, "QuoteService"),
+        (execution_service_pb2, "ExecutionService"),
+    ):
         service = module.DESCRIPTOR.services_by_name[name]
         for method in service.methods:
             assert (service.full_name, method.name) in named, method.full_name
@@ -514,7 +591,8 @@ def test_bad_quotes_are_refused_naming_the_field(
     services: Services, fields: dict[str, object], field: str, words: str
 ) -> None:
     request = quote_service_pb2.GetQuoteRequest(
-        **{"input_token": "SOL", "output_token": "USDC", "amount": "10", **fields})  # type: ignore[arg-type]
+        **{"input_token": "SOL", "output_token": "USDC", "amount": "10", **fields}
+    )  # type: ignore[arg-type]
     quotes = services.quotes()
     error = rejected(lambda: quotes.GetQuote(request, timeout=10))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -527,15 +605,25 @@ def test_an_amount_no_path_can_give_anything_for_has_no_route(services: Services
     quotes = services.quotes()
     # No pool trades JUP/BONK: both go through SOL, and one base unit of JUP
     # pays the first pool's fee and passes nothing on.
-    error = rejected(lambda: quotes.GetQuote(quote_service_pb2.GetQuoteRequest(
-        input_token="JUP", output_token="BONK", amount="0.000001"), timeout=10))
+    error = rejected(
+        lambda: quotes.GetQuote(
+            quote_service_pb2.GetQuoteRequest(
+                input_token="JUP", output_token="BONK", amount="0.000001"
+            ),
+            timeout=10,
+        )
+    )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "JUP" in details(error) and "BONK" in details(error)
 
 
 def test_a_quote_prices_both_venues_and_routes_over_the_best(services: Services) -> None:
-    reply = services.quotes().GetQuote(quote_service_pb2.GetQuoteRequest(
-        input_token="SOL", output_token="USDC", amount="10", slippage_bps=50), timeout=10)
+    reply = services.quotes().GetQuote(
+        quote_service_pb2.GetQuoteRequest(
+            input_token="SOL", output_token="USDC", amount="10", slippage_bps=50
+        ),
+        timeout=10,
+    )
     assert {q.pool_id for q in reply.quotes} == {"raydium-sol-usdc", "meteora-sol-usdc"}
     best = max(reply.quotes, key=lambda q: Decimal(q.amount_out))
     # The route gives at least the best venue (here more, through USDT).
@@ -557,7 +645,8 @@ def test_the_execution_service_reports_serving(services: Services, service: str)
 def test_the_execution_service_is_listed_by_reflection(services: Services) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(services.channel("execution"))
     replies = stub.ServerReflectionInfo(
-        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+    )
     names = {s.name for reply in replies for s in reply.list_services_response.service}
     assert {"orderengine.v1.ExecutionService", "grpc.health.v1.Health"} <= names
 
@@ -577,19 +666,27 @@ def test_a_swap_that_would_overflow_a_pool_reverts_alone_and_writes_nothing(
 
     def route(amount: str) -> market_pb2.Route:
         return market_pb2.Route(
-            input_token="SOL", output_token="USDC", amount_in=amount,
-            legs=[market_pb2.RouteLeg(pool_id=pool_id, input_token="SOL", output_token="USDC",
-                                      share_bps=10_000)])
+            input_token="SOL",
+            output_token="USDC",
+            amount_in=amount,
+            legs=[
+                market_pb2.RouteLeg(
+                    pool_id=pool_id, input_token="SOL", output_token="USDC", share_bps=10_000
+                )
+            ],
+        )
 
     async def run() -> list[execution_service_pb2.SignatureStatus]:
         client = AsyncRedis.from_url(redis_url)
         try:
             chain = Chain(client, slot_seconds=0.0, confirm_seconds=0.0)
-            swaps = [(attempt_key()[1], route(most_sol)), (attempt_key()[1], route("1")),
-                     (attempt_key()[1], route(most_sol))]
+            swaps = [
+                (attempt_key()[1], route(most_sol)),
+                (attempt_key()[1], route("1")),
+                (attempt_key()[1], route(most_sol)),
+            ]
             taken = await chain.submit_many(swaps)
-            signatures = [outcome.signature for outcome in taken
-                          if isinstance(outcome, Submitted)]
+            signatures = [outcome.signature for outcome in taken if isinstance(outcome, Submitted)]
             assert len(signatures) == 3
             await read_reserves(client, [pool_id])  # seeded, as a quote would
             await chain.land_many(signatures)
@@ -632,13 +729,19 @@ async def push_pools(client: AsyncRedis, states: dict[str, PoolState]) -> None:
 
 def a_route(amount: str, *legs: tuple[str, str, str, int]) -> market_pb2.Route:
     return market_pb2.Route(
-        input_token=legs[0][1], output_token=legs[-1][2], amount_in=amount,
-        legs=[market_pb2.RouteLeg(pool_id=pool_id, input_token=src, output_token=dst,
-                                  share_bps=share) for pool_id, src, dst, share in legs])
+        input_token=legs[0][1],
+        output_token=legs[-1][2],
+        amount_in=amount,
+        legs=[
+            market_pb2.RouteLeg(pool_id=pool_id, input_token=src, output_token=dst, share_bps=share)
+            for pool_id, src, dst, share in legs
+        ],
+    )
 
 
-def land(redis_url: str, routes: list[market_pb2.Route],
-         pools: dict[str, PoolState]) -> list[execution_service_pb2.SignatureStatus]:
+def land(
+    redis_url: str, routes: list[market_pb2.Route], pools: dict[str, PoolState]
+) -> list[execution_service_pb2.SignatureStatus]:
     async def run() -> list[execution_service_pb2.SignatureStatus]:
         client = AsyncRedis.from_url(redis_url)
         try:
@@ -664,10 +767,12 @@ def test_a_swap_moving_more_than_2_63_units_lands_exactly_and_conserves(
     out hold them to the last unit."""
     pool_id = "raydium-sol-usdc"
     amount_in = 2**63
-    (status,) = land(redis_url, [a_route(format_amount(amount_in, 9),
-                                         (pool_id, "SOL", "USDC", 10_000))], BIG_POOLS)
-    expected = apply_route([Leg(pool_id, "SOL", "USDC")], "SOL", "USDC", amount_in,
-                           dict(BIG_POOLS))
+    (status,) = land(
+        redis_url,
+        [a_route(format_amount(amount_in, 9), (pool_id, "SOL", "USDC", 10_000))],
+        BIG_POOLS,
+    )
+    expected = apply_route([Leg(pool_id, "SOL", "USDC")], "SOL", "USDC", amount_in, dict(BIG_POOLS))
     assert 2**63 < expected.amount_out < 2**64
     assert (status.error_code, status.amount_out) == ("", format_amount(expected.amount_out, 6))
     assert reserves(redis, pool_id) == (2**62 + amount_in, 2**64 - 2**60 - expected.amount_out)
@@ -675,7 +780,8 @@ def test_a_swap_moving_more_than_2_63_units_lands_exactly_and_conserves(
     start = balances(pool, pool.initial_state())
     assert redis.hmget(pool_key(pool_id), [FLOW_A, FLOW_B]) == [
         str(2**62 + amount_in - start[0]).encode(),
-        str(2**64 - 2**60 - expected.amount_out - start[1]).encode()]
+        str(2**64 - 2**60 - expected.amount_out - start[1]).encode(),
+    ]
 
 
 def test_a_swap_paying_out_past_u64_reverts_alone_and_writes_nothing(
@@ -684,9 +790,12 @@ def test_a_swap_paying_out_past_u64_reverts_alone_and_writes_nothing(
     """Two paths to USDC whose payouts sum past a u64 (no pool passes it):
     the program's checked add reverts the swap, the pools stay as they were,
     and the ordinary swap landed with it lands."""
-    split = a_route(format_amount(2**63, 9), ("raydium-sol-usdc", "SOL", "USDC", 5_000),
-                    ("raydium-sol-usdt", "SOL", "USDT", 10_000),
-                    ("raydium-usdc-usdt", "USDT", "USDC", 10_000))
+    split = a_route(
+        format_amount(2**63, 9),
+        ("raydium-sol-usdc", "SOL", "USDC", 5_000),
+        ("raydium-sol-usdt", "SOL", "USDT", 10_000),
+        ("raydium-usdc-usdt", "USDT", "USDC", 10_000),
+    )
     small = a_route("1", ("raydium-sol-usdc", "SOL", "USDC", 10_000))
     over, fine = land(redis_url, [split, small], BIG_POOLS)
     assert (over.error_code, over.amount_out) == ("AMOUNT_OVERFLOW", "")

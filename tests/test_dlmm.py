@@ -29,9 +29,16 @@ from orderengine.market.dlmm import (
 
 NOW = 1_000_000
 
-PARAMS = DlmmParams(bin_step=100, base_factor=10_000, base_fee_power_factor=0,
-                    variable_fee_control=10_000, max_volatility_accumulator=350_000,
-                    filter_period=30, decay_period=600, reduction_factor=5_000)
+PARAMS = DlmmParams(
+    bin_step=100,
+    base_factor=10_000,
+    base_fee_power_factor=0,
+    variable_fee_control=10_000,
+    max_volatility_accumulator=350_000,
+    filter_period=30,
+    decay_period=600,
+    reduction_factor=5_000,
+)
 
 
 # -- bin prices ----------------------------------------------------------------------
@@ -41,12 +48,15 @@ def test_bin_zero_is_price_one_exactly() -> None:
     assert price_from_id(0, 100) == ONE
 
 
-@pytest.mark.parametrize(("bin_id", "price"), [
-    # (1 + 100/10_000) * 2^64 = 18_631_211_514_446_647_132.16: Meteora's base rounds down
-    (1, 18_631_211_514_446_647_132),
-    # 2^64 / 1.01 = 18_264_103_043_276_783_778.21..
-    (-1, 18_264_103_043_276_783_778),
-])
+@pytest.mark.parametrize(
+    ("bin_id", "price"),
+    [
+        # (1 + 100/10_000) * 2^64 = 18_631_211_514_446_647_132.16: Meteora's base rounds down
+        (1, 18_631_211_514_446_647_132),
+        # 2^64 / 1.01 = 18_264_103_043_276_783_778.21..
+        (-1, 18_264_103_043_276_783_778),
+    ],
+)
 def test_neighbouring_bins_are_one_step_away(bin_id: int, price: int) -> None:
     assert price_from_id(bin_id, 100) == price
 
@@ -67,12 +77,15 @@ def test_prices_grow_with_the_bin_id() -> None:
     assert prices == sorted(prices) and len(set(prices)) == len(prices)
 
 
-@pytest.mark.parametrize(("price", "bin_step"), [
-    (Fraction("139.6") * 10**6 / 10**9, 10),  # USDC per SOL in base units
-    (Fraction("0.000000141") * 10**9 / 10**5, 100),  # SOL per BONK
-    (Fraction(1), 1),
-    (Fraction(12345, 7), 25),
-])
+@pytest.mark.parametrize(
+    ("price", "bin_step"),
+    [
+        (Fraction("139.6") * 10**6 / 10**9, 10),  # USDC per SOL in base units
+        (Fraction("0.000000141") * 10**9 / 10**5, 100),  # SOL per BONK
+        (Fraction(1), 1),
+        (Fraction(12345, 7), 25),
+    ],
+)
 def test_the_bin_for_a_price_is_the_nearest(price: Fraction, bin_step: int) -> None:
     bin_id = bin_id_for_price(price, bin_step)
     distance = abs(Fraction(price_from_id(bin_id, bin_step), ONE) - price)
@@ -95,15 +108,18 @@ def test_the_base_fee_is_base_factor_times_bin_step_in_1e9() -> None:
     assert params.base_fee_rate() == 1_000 * 100 * 10 * 10 == 10_000_000
 
 
-@pytest.mark.parametrize(("volatility", "rate"), [
-    (0, 0),
-    # 10_000 * (10_000 * 100)^2 / 1e11 = 100_000 exactly
-    (10_000, 100_000),
-    # 10_000 * (1 * 100)^2 / 1e11 = 0.001 -> rounds up to 1
-    (1, 1),
-    # 10_000 * (45_000 * 100)^2 / 1e11 = 2_025_000
-    (45_000, 2_025_000),
-])
+@pytest.mark.parametrize(
+    ("volatility", "rate"),
+    [
+        (0, 0),
+        # 10_000 * (10_000 * 100)^2 / 1e11 = 100_000 exactly
+        (10_000, 100_000),
+        # 10_000 * (1 * 100)^2 / 1e11 = 0.001 -> rounds up to 1
+        (1, 1),
+        # 10_000 * (45_000 * 100)^2 / 1e11 = 2_025_000
+        (45_000, 2_025_000),
+    ],
+)
 def test_the_variable_fee_grows_with_the_square_of_volatility(volatility: int, rate: int) -> None:
     assert PARAMS.variable_fee_rate(volatility) == rate
 
@@ -126,22 +142,32 @@ def test_fees_round_up_both_ways() -> None:
 
 
 def state(**fields: int) -> DlmmState:
-    return DlmmState(active_id=fields.pop("active_id", 0), min_id=-50,
-                     bins=tuple(Bin(0, 10**6) if i <= 0 else Bin(10**6, 0)
-                                for i in range(-50, 51)), **fields)
+    return DlmmState(
+        active_id=fields.pop("active_id", 0),
+        min_id=-50,
+        bins=tuple(Bin(0, 10**6) if i <= 0 else Bin(10**6, 0) for i in range(-50, 51)),
+        **fields,
+    )
 
 
-@pytest.mark.parametrize(("elapsed", "index", "reference"), [
-    (10, 7, 4_000),  # within the filter period: the references stand
-    (29, 7, 4_000),
-    (30, 0, 45_000 * 5_000 // 10_000),  # decay window: reference = accumulator * R
-    (599, 0, 22_500),
-    (600, 0, 0),  # after the decay period: forgotten
-    (10**6, 0, 0),
-])
+@pytest.mark.parametrize(
+    ("elapsed", "index", "reference"),
+    [
+        (10, 7, 4_000),  # within the filter period: the references stand
+        (29, 7, 4_000),
+        (30, 0, 45_000 * 5_000 // 10_000),  # decay window: reference = accumulator * R
+        (599, 0, 22_500),
+        (600, 0, 0),  # after the decay period: forgotten
+        (10**6, 0, 0),
+    ],
+)
 def test_references_hold_then_decay_then_reset(elapsed: int, index: int, reference: int) -> None:
-    before = state(index_reference=7, volatility_reference=4_000, volatility_accumulator=45_000,
-                   last_update=NOW - elapsed)
+    before = state(
+        index_reference=7,
+        volatility_reference=4_000,
+        volatility_accumulator=45_000,
+        last_update=NOW - elapsed,
+    )
     after = update_references(PARAMS, before, NOW)
     assert (after.index_reference, after.volatility_reference) == (index, reference)
 

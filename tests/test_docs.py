@@ -39,8 +39,11 @@ def _slug(heading: str) -> str:
 
 
 def _anchors(path: Path) -> set[str]:
-    return {_slug(m.group(1)) for line in _prose(path.read_text(encoding="utf-8"))
-            if (m := HEADING.match(line))}
+    return {
+        _slug(m.group(1))
+        for line in _prose(path.read_text(encoding="utf-8"))
+        if (m := HEADING.match(line))
+    }
 
 
 def _relative_links(path: Path) -> list[str]:

@@ -15,8 +15,10 @@ def test_an_order_goes_to_confirmed_and_watchers_see_every_step(
     services: Services, engine: Processes
 ) -> None:
     stub = services.orders()
-    reply = stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-        input_token="SOL", output_token="USDC", amount="10"), timeout=10)
+    reply = stub.SubmitOrder(
+        order_service_pb2.SubmitOrderRequest(input_token="SOL", output_token="USDC", amount="10"),
+        timeout=10,
+    )
     order = reply.order
     assert order.status == order_pb2.ORDER_STATUS_PENDING
     assert order.amount == "10" and order.slippage_bps == 50

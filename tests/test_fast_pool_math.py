@@ -37,8 +37,9 @@ from orderengine.market.dlmm import (
 PURE = settings(max_examples=400, derandomize=True, database=None, deadline=None)
 
 
-def reference_swap(params: DlmmParams, state: DlmmState, swap_for_y: bool, amount_in: int,
-                   now: int) -> Swap[DlmmState]:
+def reference_swap(
+    params: DlmmParams, state: DlmmState, swap_for_y: bool, amount_in: int, now: int
+) -> Swap[DlmmState]:
     """The swap one Meteora function at a time, as it was written first."""
     state = update_references(params, state, now)
     bins = list(state.bins)
@@ -74,10 +75,20 @@ def reference_swap(params: DlmmParams, state: DlmmState, swap_for_y: bool, amoun
         active += -1 if swap_for_y else 1
         if not state.min_id <= active <= state.max_id:
             raise OutOfLiquidityError("out of bins")
-    fee_x, fee_y = (state.fee_x + total_fee, state.fee_y) if swap_for_y else (
-        state.fee_x, state.fee_y + total_fee)
-    after = replace(state, active_id=active, bins=tuple(bins), volatility_accumulator=volatility,
-                    last_update=now, fee_x=fee_x, fee_y=fee_y)
+    fee_x, fee_y = (
+        (state.fee_x + total_fee, state.fee_y)
+        if swap_for_y
+        else (state.fee_x, state.fee_y + total_fee)
+    )
+    after = replace(
+        state,
+        active_id=active,
+        bins=tuple(bins),
+        volatility_accumulator=volatility,
+        last_update=now,
+        fee_x=fee_x,
+        fee_y=fee_y,
+    )
     return Swap(amount_in, total_out, total_fee, after)
 
 
@@ -97,23 +108,33 @@ amounts = st.integers(0, 10**15)
 
 @st.composite
 def states(draw: st.DrawFn) -> DlmmState:
-    bins = tuple(Bin(draw(amounts), draw(amounts))
-                 for _ in range(draw(st.integers(1, 12))))
+    bins = tuple(Bin(draw(amounts), draw(amounts)) for _ in range(draw(st.integers(1, 12))))
     min_id = draw(st.integers(-2_000, 2_000))
     return DlmmState(
-        active_id=min_id + draw(st.integers(0, len(bins) - 1)), min_id=min_id, bins=bins,
+        active_id=min_id + draw(st.integers(0, len(bins) - 1)),
+        min_id=min_id,
+        bins=bins,
         volatility_accumulator=draw(st.integers(0, 500_000)),
         volatility_reference=draw(st.integers(0, 500_000)),
         index_reference=min_id + draw(st.integers(-5, len(bins) + 5)),
-        last_update=draw(st.integers(0, 2_000)), fee_x=draw(amounts), fee_y=draw(amounts))
+        last_update=draw(st.integers(0, 2_000)),
+        fee_x=draw(amounts),
+        fee_y=draw(amounts),
+    )
 
 
 @PURE
-@given(params=params_st, state=states(), swap_for_y=st.booleans(),
-       amount_in=st.integers(1, 10**16), now=st.integers(0, 4_000), again=st.booleans())
+@given(
+    params=params_st,
+    state=states(),
+    swap_for_y=st.booleans(),
+    amount_in=st.integers(1, 10**16),
+    now=st.integers(0, 4_000),
+    again=st.booleans(),
+)
 def test_the_inlined_swap_gives_what_meteoras_steps_give(
-        params: DlmmParams, state: DlmmState, swap_for_y: bool, amount_in: int, now: int,
-        again: bool) -> None:
+    params: DlmmParams, state: DlmmState, swap_for_y: bool, amount_in: int, now: int, again: bool
+) -> None:
     try:
         expected = reference_swap(params, state, swap_for_y, amount_in, now)
     except OutOfLiquidityError:
@@ -144,15 +165,27 @@ def test_the_fee_rate_is_capped() -> None:
 
 
 @PURE
-@given(a=st.integers(0, 10**19), b=st.integers(0, 10**19), amount_in=st.integers(1, 10**19),
-       fee_rate=st.integers(0, 1_000_000), sells_a=st.booleans())
+@given(
+    a=st.integers(0, 10**19),
+    b=st.integers(0, 10**19),
+    amount_in=st.integers(1, 10**19),
+    fee_rate=st.integers(0, 1_000_000),
+    sells_a=st.booleans(),
+)
 def test_the_inlined_cpmm_quote_gives_what_swap_exact_in_gives(
-        a: int, b: int, amount_in: int, fee_rate: int, sells_a: bool) -> None:
+    a: int, b: int, amount_in: int, fee_rate: int, sells_a: bool
+) -> None:
     pool = CpmmPool("p", Venue.RAYDIUM, "SOL", "USDC", a, b, fee_rate)
     got = pool.quote(Reserves(a, b), "SOL" if sells_a else "USDC", amount_in, 0)
     reserve_in, reserve_out = (a, b) if sells_a else (b, a)
     expected = cpmm_swap(reserve_in, reserve_out, amount_in, fee_rate)
-    assert (got.amount_in, got.amount_out, got.fee) == (amount_in, expected.amount_out,
-                                                        expected.fee)
-    assert got.state == (Reserves(a + amount_in, b - expected.amount_out) if sells_a
-                         else Reserves(a - expected.amount_out, b + amount_in))
+    assert (got.amount_in, got.amount_out, got.fee) == (
+        amount_in,
+        expected.amount_out,
+        expected.fee,
+    )
+    assert got.state == (
+        Reserves(a + amount_in, b - expected.amount_out)
+        if sells_a
+        else Reserves(a - expected.amount_out, b + amount_in)
+    )

@@ -34,8 +34,9 @@ def test_a_rate_outside_zero_to_one_is_refused() -> None:
         Faults(FailureRates(dropped=1.5))
 
 
-def run_order(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
-              **settings: str) -> tuple[list[str], list[order_pb2.OrderEvent], int]:
+def run_order(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, **settings: str
+) -> tuple[list[str], list[order_pb2.OrderEvent], int]:
     """One SOL->USDC order through the engine with ``settings``: its
     statuses, its events and how many swaps the chain landed for it."""
     for name, value in settings.items():
@@ -43,17 +44,19 @@ def run_order(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
     services: Services = request.getfixturevalue("services")
     request.getfixturevalue("engine")
     stub = services.orders()
-    order = stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-        input_token="SOL", output_token="USDC", amount="1"), timeout=10).order
+    order = stub.SubmitOrder(
+        order_service_pb2.SubmitOrderRequest(input_token="SOL", output_token="USDC", amount="1"),
+        timeout=10,
+    ).order
     events = watch_all(stub, order.order_id, timeout=60)
     redis: Redis = request.getfixturevalue("redis")
     landed = int(redis.hget(LANDED_BY_ORDER, order.order_id) or 0)
     return statuses(events), list(events), landed
 
 
-def test_insufficient_funds_fails_at_once(request: pytest.FixtureRequest,
-                                          monkeypatch: pytest.MonkeyPatch,
-                                          env: dict[str, str]) -> None:
+def test_insufficient_funds_fails_at_once(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
     seen, events, landed = run_order(request, monkeypatch, CHAIN_INSUFFICIENT_FUNDS_RATE="1")
     assert seen == ["PENDING", "ROUTING", "ROUTED", "SUBMITTED", "FAILED"]
     failed = events[-1]
@@ -62,23 +65,26 @@ def test_insufficient_funds_fails_at_once(request: pytest.FixtureRequest,
     assert landed == 0
 
 
-def test_an_expired_blockhash_is_retried_then_given_up(request: pytest.FixtureRequest,
-                                                       monkeypatch: pytest.MonkeyPatch,
-                                                       env: dict[str, str]) -> None:
-    seen, events, landed = run_order(request, monkeypatch, CHAIN_BLOCKHASH_EXPIRED_RATE="1",
-                                     MAX_ATTEMPTS="3")
+def test_an_expired_blockhash_is_retried_then_given_up(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    seen, events, landed = run_order(
+        request, monkeypatch, CHAIN_BLOCKHASH_EXPIRED_RATE="1", MAX_ATTEMPTS="3"
+    )
     attempt = ["ROUTING", "ROUTED", "SUBMITTED"]
     assert seen == ["PENDING", *attempt * 3, "FAILED"]
     retries = [e for e in events if e.status == order_pb2.ORDER_STATUS_ROUTING and e.reason_code]
     assert [(e.attempt, e.reason_code) for e in retries] == [
-        (2, "BLOCKHASH_EXPIRED"), (3, "BLOCKHASH_EXPIRED")]
+        (2, "BLOCKHASH_EXPIRED"),
+        (3, "BLOCKHASH_EXPIRED"),
+    ]
     assert "gave up after 3 attempts" in events[-1].reason
     assert landed == 0
 
 
-def test_a_lost_rpc_answer_is_sent_again_and_lands_once(request: pytest.FixtureRequest,
-                                                        monkeypatch: pytest.MonkeyPatch,
-                                                        env: dict[str, str]) -> None:
+def test_a_lost_rpc_answer_is_sent_again_and_lands_once(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
     # Every first send of an attempt times out after the node took it.
     seen, events, landed = run_order(request, monkeypatch, CHAIN_RPC_TIMEOUT_RATE="1")
     assert seen == ["PENDING", "ROUTING", "ROUTED", "SUBMITTED", "CONFIRMED"]
@@ -89,13 +95,25 @@ def test_a_lost_rpc_answer_is_sent_again_and_lands_once(request: pytest.FixtureR
 def test_a_dropped_transaction_is_retried_once_its_blockhash_expired(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
 ) -> None:
-    seen, events, landed = run_order(request, monkeypatch, CHAIN_DROPPED_RATE="1",
-                                     CHAIN_BLOCKHASH_VALID_SECONDS="0.5", MAX_ATTEMPTS="2")
-    assert seen == ["PENDING", "ROUTING", "ROUTED", "SUBMITTED", "ROUTING", "ROUTED",
-                    "SUBMITTED", "FAILED"]
+    seen, events, landed = run_order(
+        request,
+        monkeypatch,
+        CHAIN_DROPPED_RATE="1",
+        CHAIN_BLOCKHASH_VALID_SECONDS="0.5",
+        MAX_ATTEMPTS="2",
+    )
+    assert seen == [
+        "PENDING",
+        "ROUTING",
+        "ROUTED",
+        "SUBMITTED",
+        "ROUTING",
+        "ROUTED",
+        "SUBMITTED",
+        "FAILED",
+    ]
     submitted, retried = events[3], events[4]
-    waited = (retried.event_time.ToDatetime()
-              - submitted.event_time.ToDatetime()).total_seconds()
+    waited = (retried.event_time.ToDatetime() - submitted.event_time.ToDatetime()).total_seconds()
     assert waited >= 0.5  # not before the blockhash could no longer land
     assert events[-1].reason_code == "TRANSACTION_DROPPED"
     assert landed == 0
@@ -104,18 +122,29 @@ def test_a_dropped_transaction_is_retried_once_its_blockhash_expired(
 def test_mixed_failures_end_every_order_and_land_none_twice(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
 ) -> None:
-    for name, value in {"CHAIN_BLOCKHASH_EXPIRED_RATE": "0.15", "CHAIN_DROPPED_RATE": "0.1",
-                        "CHAIN_RPC_TIMEOUT_RATE": "0.2", "CHAIN_INSUFFICIENT_FUNDS_RATE": "0.05",
-                        "CHAIN_BLOCKHASH_VALID_SECONDS": "0.3", "CHAIN_SEED": "42",
-                        "MAX_ATTEMPTS": "4"}.items():
+    for name, value in {
+        "CHAIN_BLOCKHASH_EXPIRED_RATE": "0.15",
+        "CHAIN_DROPPED_RATE": "0.1",
+        "CHAIN_RPC_TIMEOUT_RATE": "0.2",
+        "CHAIN_INSUFFICIENT_FUNDS_RATE": "0.05",
+        "CHAIN_BLOCKHASH_VALID_SECONDS": "0.3",
+        "CHAIN_SEED": "42",
+        "MAX_ATTEMPTS": "4",
+    }.items():
         monkeypatch.setenv(name, value)
     services: Services = request.getfixturevalue("services")
     request.getfixturevalue("engine")
     redis: Redis = request.getfixturevalue("redis")
     stub = services.orders()
-    ids = [stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-        input_token="SOL", output_token="USDC", amount="0.1"), timeout=10).order.order_id
-        for _ in range(20)]
+    ids = [
+        stub.SubmitOrder(
+            order_service_pb2.SubmitOrderRequest(
+                input_token="SOL", output_token="USDC", amount="0.1"
+            ),
+            timeout=10,
+        ).order.order_id
+        for _ in range(20)
+    ]
     outcomes: Counter[str] = Counter()
     for order_id in ids:
         events = watch_all(stub, order_id, timeout=60)

@@ -68,12 +68,12 @@ class Watched:
     reason: str
 
 
-def watch(gateway: GatewayServer, order_id: str, query: str = "",
-          timeout: float = 30) -> Watched:
+def watch(gateway: GatewayServer, order_id: str, query: str = "", timeout: float = 30) -> Watched:
     """Every message until the gateway closes the socket."""
     messages = []
-    with connect(f"{gateway.ws_url}/ws/orders/{order_id}{query}", open_timeout=10,
-                 additional_headers=auth()) as ws:
+    with connect(
+        f"{gateway.ws_url}/ws/orders/{order_id}{query}", open_timeout=10, additional_headers=auth()
+    ) as ws:
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -127,8 +127,9 @@ def test_seed_body_answers_201_exactly_as_the_seed(http: httpx.Client) -> None:
         ('"0.25"', "0.25"),
     ],
 )
-def test_json_number_amounts_are_read_exactly(http: httpx.Client, raw_amount: str,
-                                              stored: str) -> None:
+def test_json_number_amounts_are_read_exactly(
+    http: httpx.Client, raw_amount: str, stored: str
+) -> None:
     body = f'{{"inputToken": "SOL", "outputToken": "USDC", "amount": {raw_amount}}}'
     reply = http.post("/api/orders", content=body, headers={"content-type": "application/json"})
     assert reply.status_code == 201, reply.text
@@ -143,16 +144,17 @@ def test_the_largest_u64_amount_is_taken_exactly_and_one_more_is_refused(
     """SPL amounts are u64: 2**64 - 1 base units of SOL (9 decimals) is an
     order, stored and read back to the last digit, as a JSON number or a
     string; 2**64 is a 400 naming the field and the bound."""
+
     def post(amount: str) -> httpx.Response:
         raw = f'"{amount}"' if quoted else amount
         body = f'{{"inputToken": "SOL", "outputToken": "USDC", "amount": {raw}}}'
-        return http.post("/api/orders", content=body,
-                         headers={"content-type": "application/json"})
+        return http.post("/api/orders", content=body, headers={"content-type": "application/json"})
 
     taken = post("18446744073.709551615")
     assert taken.status_code == 201, taken.text
     assert http.get(f"/api/orders/{taken.json()['orderId']}").json()["amount"] == (
-        "18446744073.709551615")
+        "18446744073.709551615"
+    )
     refused = post("18446744073.709551616")
     assert refused.status_code == 400, refused.text
     error = error_of(refused)
@@ -161,18 +163,22 @@ def test_the_largest_u64_amount_is_taken_exactly_and_one_more_is_refused(
 
 
 def test_slippage_and_client_order_id(http: httpx.Client) -> None:
-    first = http.post("/api/orders", json={**SEED_BODY, "slippageBps": 120,
-                                           "clientOrderId": "web-1"})
+    first = http.post(
+        "/api/orders", json={**SEED_BODY, "slippageBps": 120, "clientOrderId": "web-1"}
+    )
     assert first.status_code == 201
     order_id = first.json()["orderId"]
     order = http.get(f"/api/orders/{order_id}").json()
     assert order["slippageBps"] == 120 and order["clientOrderId"] == "web-1"
 
-    again = http.post("/api/orders", json={**SEED_BODY, "slippageBps": 120,
-                                           "clientOrderId": "web-1"})
+    again = http.post(
+        "/api/orders", json={**SEED_BODY, "slippageBps": 120, "clientOrderId": "web-1"}
+    )
     assert again.status_code == 200
-    assert again.json() == {"message": "Order already queued with this clientOrderId",
-                            "orderId": order_id}
+    assert again.json() == {
+        "message": "Order already queued with this clientOrderId",
+        "orderId": order_id,
+    }
 
     other = http.post("/api/orders", json={**SEED_BODY, "amount": 11, "clientOrderId": "web-1"})
     assert other.status_code == 409
@@ -205,8 +211,9 @@ def test_slippage_and_client_order_id(http: httpx.Client) -> None:
         ({"slippageBps": -1}, "slippageBps", "greater than or equal to 0"),
     ],
 )
-def test_bad_orders_are_400_naming_the_field(http: httpx.Client, body: dict[str, Any],
-                                             field: str, words: str) -> None:
+def test_bad_orders_are_400_naming_the_field(
+    http: httpx.Client, body: dict[str, Any], field: str, words: str
+) -> None:
     reply = http.post("/api/orders", json={**SEED_BODY, **body})
     assert reply.status_code == 400, reply.text
     error = error_of(reply)
@@ -258,8 +265,12 @@ def test_get_and_cancel_unknown_or_malformed_orders(http: httpx.Client) -> None:
     for method in ("GET", "DELETE"):
         reply = http.request(method, f"/api/orders/{unknown}")
         assert reply.status_code == 404
-        assert error_of(reply) == {"code": "NOT_FOUND", "message": f"order {unknown} not found",
-                                   "field": None, "reason": "ORDER_NOT_FOUND"}
+        assert error_of(reply) == {
+            "code": "NOT_FOUND",
+            "message": f"order {unknown} not found",
+            "field": None,
+            "reason": "ORDER_NOT_FOUND",
+        }
         reply = http.request(method, "/api/orders/not-an-id")
         assert reply.status_code == 400
         assert error_of(reply)["field"] == "orderId"
@@ -282,22 +293,27 @@ def test_list_is_paged_newest_first(http: httpx.Client) -> None:
     first = http.get("/api/orders", params={"pageSize": 2}).json()
     assert [o["orderId"] for o in first["orders"]] == ids[::-1][:2]
     assert first["nextPageToken"]
-    rest = http.get("/api/orders", params={"pageSize": 2,
-                                           "pageToken": first["nextPageToken"]}).json()
+    rest = http.get(
+        "/api/orders", params={"pageSize": 2, "pageToken": first["nextPageToken"]}
+    ).json()
     assert [o["orderId"] for o in rest["orders"]] == ids[:1]
     assert rest["nextPageToken"] is None
     assert len(http.get("/api/orders").json()["orders"]) == 3
 
-    for params, field in (({"pageSize": -1}, "pageSize"), ({"pageSize": "x"}, "pageSize"),
-                          ({"pageToken": "garbage"}, "pageToken")):
+    for params, field in (
+        ({"pageSize": -1}, "pageSize"),
+        ({"pageSize": "x"}, "pageSize"),
+        ({"pageToken": "garbage"}, "pageToken"),
+    ):
         reply = http.get("/api/orders", params=params)
         assert reply.status_code == 400, reply.text
         assert error_of(reply)["field"] == field
 
 
 def test_quote_shows_every_venue(http: httpx.Client) -> None:
-    reply = http.get("/api/quote", params={"inputToken": "SOL", "outputToken": "USDC",
-                                           "amount": "10"})
+    reply = http.get(
+        "/api/quote", params={"inputToken": "SOL", "outputToken": "USDC", "amount": "10"}
+    )
     assert reply.status_code == 200, reply.text
     quote = reply.json()
     assert {q["venue"] for q in quote["quotes"]} == {"raydium", "meteora"}
@@ -306,8 +322,9 @@ def test_quote_shows_every_venue(http: httpx.Client) -> None:
     assert Decimal(quote["route"]["amountOut"]) >= Decimal(best["amountOut"])
     assert Decimal(quote["route"]["minAmountOut"]) < Decimal(quote["route"]["amountOut"])
 
-    bad = http.get("/api/quote", params={"inputToken": "SOL", "outputToken": "DOGE",
-                                         "amount": "10"})
+    bad = http.get(
+        "/api/quote", params={"inputToken": "SOL", "outputToken": "DOGE", "amount": "10"}
+    )
     assert bad.status_code == 400 and error_of(bad)["field"] == "outputToken"
     missing = http.get("/api/quote", params={"inputToken": "SOL", "outputToken": "USDC"})
     assert missing.status_code == 400 and error_of(missing)["field"] == "amount"
@@ -319,34 +336,50 @@ def test_quote_shows_every_venue(http: httpx.Client) -> None:
 def _with_retry_info(seconds: float) -> grpc.Status:
     info, retry = any_pb2.Any(), any_pb2.Any()
     info.Pack(error_details_pb2.ErrorInfo(reason="TOO_MANY_ORDERS", domain="orderengine.v1"))
-    retry.Pack(error_details_pb2.RetryInfo(
-        retry_delay=duration_pb2.Duration(seconds=int(seconds),
-                                          nanos=int(seconds % 1 * 1e9))))
-    return rpc_status.to_status(status_pb2.Status(
-        code=code_pb2.RESOURCE_EXHAUSTED, message="slow down", details=[info, retry]))
+    retry.Pack(
+        error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=int(seconds), nanos=int(seconds % 1 * 1e9))
+        )
+    )
+    return rpc_status.to_status(
+        status_pb2.Status(
+            code=code_pb2.RESOURCE_EXHAUSTED, message="slow down", details=[info, retry]
+        )
+    )
 
 
 class FailingOrders(order_service_pb2_grpc.OrderServiceServicer):
     """GetOrder fails with the code named by the order id; WatchOrder replays
     a failed order."""
 
-    async def GetOrder(self, request: order_service_pb2.GetOrderRequest,
-                       context: grpc.aio.ServicerContext) -> order_pb2.Order:
+    async def GetOrder(
+        self, request: order_service_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.Order:
         code = grpc.StatusCode[request.order_id]
         if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
             await context.abort_with_status(_with_retry_info(2.5))  # type: ignore[attr-defined]
         field = FieldError("order_id", "is wrong") if code.name == "INVALID_ARGUMENT" else None
-        await context.abort_with_status(status(  # type: ignore[attr-defined]
-            code, f"{code.name} on purpose", f"TEST_{code.name}", field=field))
+        await context.abort_with_status(
+            status(  # type: ignore[attr-defined]
+                code, f"{code.name} on purpose", f"TEST_{code.name}", field=field
+            )
+        )
         raise AssertionError("aborted")
 
-    async def WatchOrder(self, request: order_service_pb2.WatchOrderRequest,
-                         context: grpc.aio.ServicerContext) -> Any:
-        for sequence, state in enumerate([order_pb2.ORDER_STATUS_PENDING,
-                                          order_pb2.ORDER_STATUS_ROUTING,
-                                          order_pb2.ORDER_STATUS_FAILED], start=1):
-            event = order_pb2.OrderEvent(order_id=request.order_id, sequence=sequence,
-                                         status=state, attempt=1)
+    async def WatchOrder(
+        self, request: order_service_pb2.WatchOrderRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
+        for sequence, state in enumerate(
+            [
+                order_pb2.ORDER_STATUS_PENDING,
+                order_pb2.ORDER_STATUS_ROUTING,
+                order_pb2.ORDER_STATUS_FAILED,
+            ],
+            start=1,
+        ):
+            event = order_pb2.OrderEvent(
+                order_id=request.order_id, sequence=sequence, status=state, attempt=1
+            )
             event.event_time.GetCurrentTime()
             if state == order_pb2.ORDER_STATUS_FAILED:
                 event.reason, event.reason_code = "no route for this pair", "NO_ROUTE"
@@ -389,20 +422,29 @@ def failing_gateway() -> Iterator[GatewayServer]:
         ("UNIMPLEMENTED", 502, None),
     ],
 )
-def test_every_grpc_code_maps_to_an_http_status(failing_gateway: GatewayServer, code: str,
-                                                http_status: int, field: str | None) -> None:
+def test_every_grpc_code_maps_to_an_http_status(
+    failing_gateway: GatewayServer, code: str, http_status: int, field: str | None
+) -> None:
     reply = httpx.get(f"{failing_gateway.url}/api/orders/{code}", timeout=10)
     assert reply.status_code == http_status
-    assert error_of(reply) == {"code": code, "message": f"{code} on purpose", "field": field,
-                               "reason": f"TEST_{code}"}
+    assert error_of(reply) == {
+        "code": code,
+        "message": f"{code} on purpose",
+        "field": field,
+        "reason": f"TEST_{code}",
+    }
 
 
 def test_resource_exhausted_is_429_with_retry_after(failing_gateway: GatewayServer) -> None:
     reply = httpx.get(f"{failing_gateway.url}/api/orders/RESOURCE_EXHAUSTED", timeout=10)
     assert reply.status_code == 429
     assert reply.headers["retry-after"] == "3"
-    assert error_of(reply) == {"code": "RESOURCE_EXHAUSTED", "message": "slow down",
-                               "field": None, "reason": "TOO_MANY_ORDERS"}
+    assert error_of(reply) == {
+        "code": "RESOURCE_EXHAUSTED",
+        "message": "slow down",
+        "field": None,
+        "reason": "TOO_MANY_ORDERS",
+    }
 
 
 def test_failed_event_carries_its_reason(failing_gateway: GatewayServer) -> None:
@@ -421,10 +463,15 @@ def test_healthz_reports_gateway_and_upstream(http: httpx.Client, services: Serv
     reply = http.get("/healthz")
     assert reply.status_code == 200
     assert reply.json() == {
-        "status": "SERVING", "gateway": "SERVING", "openStreams": 0,
-        "upstream": {"service": "orderengine.v1.OrderService",
-                     "address": services.address("order"), "status": "SERVING",
-                     "message": None},
+        "status": "SERVING",
+        "gateway": "SERVING",
+        "openStreams": 0,
+        "upstream": {
+            "service": "orderengine.v1.OrderService",
+            "address": services.address("order"),
+            "status": "SERVING",
+            "message": None,
+        },
     }
 
 
@@ -454,7 +501,8 @@ def test_openapi_document_and_docs_are_served(http: httpx.Client) -> None:
     document = http.get("/openapi.json").json()
     assert document["info"]["title"] == "Order engine gateway"
     assert {"/api/orders", "/api/orders/{order_id}", "/api/quote", "/healthz"} <= set(
-        document["paths"])
+        document["paths"]
+    )
     submit_op = document["paths"]["/api/orders"]["post"]
     assert {"201", "400", "409", "503"} <= set(submit_op["responses"])
     assert "422" not in json.dumps(document["paths"])
@@ -506,8 +554,9 @@ def test_two_watchers_at_once_and_a_late_one_all_get_every_event(
 ) -> None:
     order_id = submit(http)
     results: list[Watched] = []
-    threads = [threading.Thread(target=lambda: results.append(watch(gateway, order_id)))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(watch(gateway, order_id))) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -520,8 +569,7 @@ def test_two_watchers_at_once_and_a_late_one_all_get_every_event(
     assert results[0].messages == results[1].messages == late.messages
 
 
-def test_ws_after_n_resumes(engine: Processes, gateway: GatewayServer,
-                            http: httpx.Client) -> None:
+def test_ws_after_n_resumes(engine: Processes, gateway: GatewayServer, http: httpx.Client) -> None:
     order_id = submit(http)
     everything = watch(gateway, order_id).messages
     resumed = watch(gateway, order_id, "?after=3")
@@ -534,8 +582,9 @@ def test_ws_past_the_end_closes_when_the_order_ends(
     gateway: GatewayServer, http: httpx.Client, services: Services, hubs: list[RecordedHub]
 ) -> None:
     order_id = submit(http)
-    with connect(f"{gateway.ws_url}/ws/orders/{order_id}?after=5", open_timeout=10,
-                 additional_headers=auth()) as ws:
+    with connect(
+        f"{gateway.ws_url}/ws/orders/{order_id}?after=5", open_timeout=10, additional_headers=auth()
+    ) as ws:
         eventually(lambda: watchers(services, hubs) == 1)
         assert http.delete(f"/api/orders/{order_id}").status_code == 200
         with pytest.raises(ConnectionClosed):
@@ -566,8 +615,10 @@ def test_client_disconnect_cancels_the_upstream_stream(
 ) -> None:
     order_id = submit(http)  # stays PENDING: the streams stay open until we leave
     url = f"{gateway.ws_url}/ws/orders/{order_id}"
-    with connect(url, additional_headers=auth()) as politely, \
-            connect(url, additional_headers=auth()) as abruptly:
+    with (
+        connect(url, additional_headers=auth()) as politely,
+        connect(url, additional_headers=auth()) as abruptly,
+    ):
         for ws in (politely, abruptly):
             assert recv(ws)["status"] == "PENDING"
         assert open_streams(http) == 2
@@ -594,7 +645,8 @@ def test_ws_resumes_when_order_service_restarts(
 
         # ... and a new one comes up on the same address.
         services.servers["order"] = services.loop.run(
-            create_order_server(f"127.0.0.1:{port}", Settings()))
+            create_order_server(f"127.0.0.1:{port}", Settings())
+        )
         eventually(lambda: http.get("/healthz").status_code == 200)
         eventually(lambda: open_streams(http) == 1)
         cancelled = http.delete(f"/api/orders/{order_id}")
@@ -620,8 +672,10 @@ def test_ws_moves_to_the_other_replica_when_one_stops(
         with httpx.Client(base_url=gateway.url, timeout=10, headers=auth()) as http:
             order_id = submit(http)  # stays PENDING: no worker runs here
             url = f"{gateway.ws_url}/ws/orders/{order_id}"
-            with connect(url, additional_headers=auth()) as one, \
-                    connect(url, additional_headers=auth()) as two:
+            with (
+                connect(url, additional_headers=auth()) as one,
+                connect(url, additional_headers=auth()) as two,
+            ):
                 for ws in (one, two):
                     assert recv(ws)["sequence"] == 1
 
@@ -659,8 +713,7 @@ def test_ws_closes_1011_when_order_service_stays_away(services: Services) -> Non
     try:
         with httpx.Client(base_url=gateway.url, timeout=10, headers=auth()) as http:
             order_id = submit(http)
-            with connect(f"{gateway.ws_url}/ws/orders/{order_id}",
-                         additional_headers=auth()) as ws:
+            with connect(f"{gateway.ws_url}/ws/orders/{order_id}", additional_headers=auth()) as ws:
                 assert recv(ws)["sequence"] == 1
                 services.loop.run(services.servers["order"].stop(0.5))
                 with pytest.raises(ConnectionClosed):
@@ -700,10 +753,16 @@ def test_gateway_imports_only_the_stubs_the_settings_the_channels_and_its_framew
         for name in _imports(path):
             if name.split(".")[0] in ENGINE_PACKAGES:
                 assert name.split(".")[0] == "gateway" or name.startswith(
-                    ("orderengine.v1", "orderengine.settings", "orderengine.mesh.channels",
-                     "orderengine.mesh.resumption", "orderengine.mesh.tls",
-                     "orderengine.observability", "orderengine.batching")), \
-                    f"{path}: imports {name}"
+                    (
+                        "orderengine.v1",
+                        "orderengine.settings",
+                        "orderengine.mesh.channels",
+                        "orderengine.mesh.resumption",
+                        "orderengine.mesh.tls",
+                        "orderengine.observability",
+                        "orderengine.batching",
+                    )
+                ), f"{path}: imports {name}"
 
 
 def test_nothing_imports_the_gateway() -> None:

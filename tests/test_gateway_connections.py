@@ -33,20 +33,25 @@ SLOW_CLIENTS = 300
 
 
 @contextmanager
-def gateway_process(log: Path, descriptors: int | None = None,
-                    **settings: str) -> Iterator[str]:
+def gateway_process(log: Path, descriptors: int | None = None, **settings: str) -> Iterator[str]:
     """The gateway as its own process; yields its URL. ``descriptors``
     lowers its file descriptor limit (set in the child itself: grpcio's
     fork hooks rule out a preexec_fn)."""
     url = f"http://127.0.0.1:{free_port()}"
-    start = ("import resource, runpy; "
-             f"resource.setrlimit(resource.RLIMIT_NOFILE, ({descriptors}, {descriptors})); "
-             if descriptors else "import runpy; ") + \
-        "runpy.run_module('gateway.main', run_name='__main__')"
+    start = (
+        "import resource, runpy; "
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({descriptors}, {descriptors})); "
+        if descriptors
+        else "import runpy; "
+    ) + "runpy.run_module('gateway.main', run_name='__main__')"
     with log.open("w") as errors:
         gateway = subprocess.Popen(
-            [sys.executable, "-c", start], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors,
-            env={**os.environ, "GATEWAY_ADDRESS": url, "LOG_LEVEL": "WARNING", **settings})
+            [sys.executable, "-c", start],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            env={**os.environ, "GATEWAY_ADDRESS": url, "LOG_LEVEL": "WARNING", **settings},
+        )
         try:
             eventually(lambda: _healthy(url), timeout=20)
             yield url
@@ -100,9 +105,14 @@ def closed_by_server(client: socket.socket, timeout: float) -> bytes | None:
 def test_slow_clients_are_closed_after_the_header_timeout_and_real_requests_answered(
     services: Services, tmp_path: Path
 ) -> None:
-    with gateway_process(tmp_path / "gateway.log",
-                         GATEWAY_HEADER_TIMEOUT_SECONDS=str(HEADER_SECONDS),
-                         GATEWAY_KEEP_ALIVE_SECONDS="1") as url, ExitStack() as held:
+    with (
+        gateway_process(
+            tmp_path / "gateway.log",
+            GATEWAY_HEADER_TIMEOUT_SECONDS=str(HEADER_SECONDS),
+            GATEWAY_KEEP_ALIVE_SECONDS="1",
+        ) as url,
+        ExitStack() as held,
+    ):
         slow = [held.enter_context(slow_client(url)) for _ in range(SLOW_CLIENTS)]
         opened = time.monotonic()
         # While they trickle, every real request is answered, and quickly.
@@ -134,15 +144,17 @@ def test_past_the_cap_new_connections_get_503_and_the_log_stays_small(
     # (2048): the cap follows the limit (to ~190), so accept() never fails on
     # descriptors and the log never floods.
     log = tmp_path / "gateway.log"
-    with gateway_process(log, descriptors=2300,
-                         GATEWAY_HEADER_TIMEOUT_SECONDS=str(HEADER_SECONDS)) as url, \
-            ExitStack() as held:
+    with (
+        gateway_process(
+            log, descriptors=2300, GATEWAY_HEADER_TIMEOUT_SECONDS=str(HEADER_SECONDS)
+        ) as url,
+        ExitStack() as held,
+    ):
         slow = [held.enter_context(slow_client(url)) for _ in range(SLOW_CLIENTS)]
         trickle(slow)
         time.sleep(0.5)
         ready, _, _ = select.select(slow, [], [], 0)
-        refused = [answer for answer in (closed_by_server(client, 1) for client in ready)
-                   if answer]
+        refused = [answer for answer in (closed_by_server(client, 1) for client in ready) if answer]
         assert refused, "no connection was refused past the cap"
         head, _, body = refused[0].partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in head.lower()
@@ -155,24 +167,39 @@ def test_past_the_cap_new_connections_get_503_and_the_log_stays_small(
 
 
 def test_a_websocket_outlives_the_header_timeout(services: Services, tmp_path: Path) -> None:
-    order_id = services.orders().SubmitOrder(order_service_pb2.SubmitOrderRequest(
-        input_token="SOL", output_token="USDC", amount="1"), timeout=10).order.order_id
-    with gateway_process(tmp_path / "gateway.log",
-                         GATEWAY_HEADER_TIMEOUT_SECONDS="0.5") as url, \
-            connect(f"{url.replace('http', 'ws')}/ws/orders/{order_id}", open_timeout=10,
-                    additional_headers=auth()) as ws:
+    order_id = (
+        services.orders()
+        .SubmitOrder(
+            order_service_pb2.SubmitOrderRequest(
+                input_token="SOL", output_token="USDC", amount="1"
+            ),
+            timeout=10,
+        )
+        .order.order_id
+    )
+    with (
+        gateway_process(tmp_path / "gateway.log", GATEWAY_HEADER_TIMEOUT_SECONDS="0.5") as url,
+        connect(
+            f"{url.replace('http', 'ws')}/ws/orders/{order_id}",
+            open_timeout=10,
+            additional_headers=auth(),
+        ) as ws,
+    ):
         assert json.loads(ws.recv(timeout=10))["status"] == "PENDING"
         time.sleep(1.5)
         services.orders().CancelOrder(
-            order_service_pb2.CancelOrderRequest(order_id=order_id), timeout=10)
+            order_service_pb2.CancelOrderRequest(order_id=order_id), timeout=10
+        )
         assert json.loads(ws.recv(timeout=10))["status"] == "CANCELLED"
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=10)
         assert ws.close_code == 1000
 
 
-@pytest.mark.parametrize("name", ["GATEWAY_HEADER_TIMEOUT_SECONDS", "GATEWAY_KEEP_ALIVE_SECONDS",
-                                  "GATEWAY_MAX_CONNECTIONS"])
+@pytest.mark.parametrize(
+    "name",
+    ["GATEWAY_HEADER_TIMEOUT_SECONDS", "GATEWAY_KEEP_ALIVE_SECONDS", "GATEWAY_MAX_CONNECTIONS"],
+)
 def test_connection_limits_must_be_positive(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv(name, "0")
     with pytest.raises(ValueError, match=f"^{name}: must be more than 0, got 0"):

@@ -35,9 +35,12 @@ from tests.conftest import Services
 from tests.helpers import details, item_error_of
 
 # Seeded, no example database, and the fixtures' servers serve every example.
-FUZZ = settings(derandomize=True, database=None, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FUZZ = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 # What a server must never answer: it failed, rather than refused.
 FAILED = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 CALL_SECONDS = 5
@@ -59,48 +62,86 @@ class Method:
 def _methods() -> list[Method]:
     examples: dict[str, Any] = {
         "SubmitOrder": order_service_pb2.SubmitOrderRequest(
-            input_token="SOL", output_token="USDC", amount="1.5", slippage_bps=50,
-            client_order_id="fuzz"),
+            input_token="SOL",
+            output_token="USDC",
+            amount="1.5",
+            slippage_bps=50,
+            client_order_id="fuzz",
+        ),
         "GetOrder": order_service_pb2.GetOrderRequest(
-            order_id="9b2f3a4e-0c1d-4e5f-8a9b-0c1d2e3f4a5b"),
+            order_id="9b2f3a4e-0c1d-4e5f-8a9b-0c1d2e3f4a5b"
+        ),
         "ListOrders": order_service_pb2.ListOrdersRequest(page_size=5),
         "CancelOrder": order_service_pb2.CancelOrderRequest(
-            order_id="9b2f3a4e-0c1d-4e5f-8a9b-0c1d2e3f4a5b"),
+            order_id="9b2f3a4e-0c1d-4e5f-8a9b-0c1d2e3f4a5b"
+        ),
         "WatchOrder": order_service_pb2.WatchOrderRequest(
-            order_id="9b2f3a4e-0c1d-4e5f-8a9b-0c1d2e3f4a5b", after_sequence=1),
+            order_id="9b2f3a4e-0c1d-4e5f-8a9b-0c1d2e3f4a5b", after_sequence=1
+        ),
         "QuoteOrder": order_service_pb2.QuoteOrderRequest(
-            input_token="SOL", output_token="USDC", amount="2"),
+            input_token="SOL", output_token="USDC", amount="2"
+        ),
         "GetQuote": quote_service_pb2.GetQuoteRequest(
-            input_token="USDC", output_token="SOL", amount="100", slippage_bps=50),
+            input_token="USDC", output_token="SOL", amount="100", slippage_bps=50
+        ),
         "SubmitSwap": execution_service_pb2.SubmitSwapRequest(
-            attempt_key="fuzz:1", route=market_pb2.Route(
-                legs=[market_pb2.RouteLeg(venue=market_pb2.VENUE_METEORA,
-                                          pool_id="meteora-sol-usdc", input_token="USDC",
-                                          output_token="SOL", share_bps=10_000)],
-                input_token="USDC", output_token="SOL", amount_in="10")),
+            attempt_key="fuzz:1",
+            route=market_pb2.Route(
+                legs=[
+                    market_pb2.RouteLeg(
+                        venue=market_pb2.VENUE_METEORA,
+                        pool_id="meteora-sol-usdc",
+                        input_token="USDC",
+                        output_token="SOL",
+                        share_bps=10_000,
+                    )
+                ],
+                input_token="USDC",
+                output_token="SOL",
+                amount_in="10",
+            ),
+        ),
         "GetSignatureStatuses": execution_service_pb2.GetSignatureStatusesRequest(
-            signatures=["1" * 88]),
+            signatures=["1" * 88]
+        ),
     }
     # A batch: the unary examples, and one of each a bad item.
-    examples["BatchGetQuotes"] = quote_service_pb2.BatchGetQuotesRequest(requests=[
-        examples["GetQuote"], quote_service_pb2.GetQuoteRequest(
-            input_token="SOL", output_token="SOL", amount="1")])
-    examples["BatchSubmitSwaps"] = execution_service_pb2.BatchSubmitSwapsRequest(requests=[
-        examples["SubmitSwap"], execution_service_pb2.SubmitSwapRequest(attempt_key="fuzz:2")])
-    examples["BatchSubmitOrders"] = order_service_pb2.BatchSubmitOrdersRequest(requests=[
-        examples["SubmitOrder"], order_service_pb2.SubmitOrderRequest(
-            input_token="SOL", output_token="SOL", amount="1")])
-    services = [("order", order_service_pb2, "OrderService"),
-                ("quote", quote_service_pb2, "QuoteService"),
-                ("execution", execution_service_pb2, "ExecutionService")]
+    examples["BatchGetQuotes"] = quote_service_pb2.BatchGetQuotesRequest(
+        requests=[
+            examples["GetQuote"],
+            quote_service_pb2.GetQuoteRequest(input_token="SOL", output_token="SOL", amount="1"),
+        ]
+    )
+    examples["BatchSubmitSwaps"] = execution_service_pb2.BatchSubmitSwapsRequest(
+        requests=[
+            examples["SubmitSwap"],
+            execution_service_pb2.SubmitSwapRequest(attempt_key="fuzz:2"),
+        ]
+    )
+    examples["BatchSubmitOrders"] = order_service_pb2.BatchSubmitOrdersRequest(
+        requests=[
+            examples["SubmitOrder"],
+            order_service_pb2.SubmitOrderRequest(input_token="SOL", output_token="SOL", amount="1"),
+        ]
+    )
+    services = [
+        ("order", order_service_pb2, "OrderService"),
+        ("quote", quote_service_pb2, "QuoteService"),
+        ("execution", execution_service_pb2, "ExecutionService"),
+    ]
     found = []
     for server, module, name in services:
         service = module.DESCRIPTOR.services_by_name[name]
         for method in service.methods:
-            found.append(Method(server, f"/{service.full_name}/{method.name}",
-                                method.server_streaming,
-                                examples[method.name].SerializeToString(),
-                                _text_path(method.input_type)))
+            found.append(
+                Method(
+                    server,
+                    f"/{service.full_name}/{method.name}",
+                    method.server_streaming,
+                    examples[method.name].SerializeToString(),
+                    _text_path(method.input_type),
+                )
+            )
     return found
 
 
@@ -126,12 +167,12 @@ class Caller:
     key for OrderService, the internal token for the others)."""
 
     def __init__(self, services: Services) -> None:
-        self.channels = {name: services.channel(name) for name in ("order", "quote",
-                                                                    "execution")}
+        self.channels = {name: services.channel(name) for name in ("order", "quote", "execution")}
         self.calls = 0
 
-    def call(self, method: Method, request: bytes,
-             channel: grpc.Channel | None = None) -> grpc.RpcError | None:
+    def call(
+        self, method: Method, request: bytes, channel: grpc.Channel | None = None
+    ) -> grpc.RpcError | None:
         """The error the call ended with, or None for a reply."""
         self.calls += 1
         target = channel or self.channels[method.server]
@@ -139,7 +180,8 @@ class Caller:
             # No serializers: the bytes go out as they are.
             if method.streams:
                 for _ in target.unary_stream(method.path, None, None)(
-                        request, timeout=CALL_SECONDS):
+                    request, timeout=CALL_SECONDS
+                ):
                     pass
             else:
                 target.unary_unary(method.path, None, None)(request, timeout=CALL_SECONDS)
@@ -156,8 +198,9 @@ def caller(services: Services) -> Iterator[Caller]:
     for method in METHODS:
         error = made.call(method, method.example)
         assert error is None or error.code() not in FAILED | {
-            grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}, (
-            method.path, error.code(), details(error))
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        }, (method.path, error.code(), details(error))
     # ...and each reports SERVING.
     for name in ("order", "quote", "execution"):
         health = health_pb2_grpc.HealthStub(services.bare_channel(name))
@@ -198,6 +241,7 @@ def in_text_field(raw: bytes) -> Callable[[Method], bytes]:
         for number in reversed(method.text_path):
             data = key(number, 2) + varint(len(data)) + data
         return data
+
     return encoded
 
 
@@ -227,50 +271,60 @@ ODD_BUT_DECODABLE = {
     "unknown field": key(99, 2) + varint(3) + b"abc",
     "highest field number": key(2**29 - 1, 0) + b"\x01",
     "reserved field number": key(19_000, 0) + b"\x01",
-    "negative int32 / int64 / enum": key(1, 0) + varint(-1) + key(2, 0) + varint(-2**63),
+    "negative int32 / int64 / enum": key(1, 0) + varint(-1) + key(2, 0) + varint(-(2**63)),
     "uint32 past 32 bits": key(4, 0) + varint(2**64 - 1),
-    "a field repeated, last wins": key(1, 2) + varint(3) + b"SOL" + key(1, 2) + varint(3)
-                                   + b"JUP",
+    "a field repeated, last wins": key(1, 2) + varint(3) + b"SOL" + key(1, 2) + varint(3) + b"JUP",
     "NUL bytes in strings": key(1, 2) + varint(3) + b"S\x00L" + key(2, 2) + varint(1) + b"\x00",
-    "a nested message with a negative enum": key(2, 2) + varint(4) + key(1, 2) + varint(2)
-                                              + key(1, 0) + b"\x7f",
+    "a nested message with a negative enum": key(2, 2)
+    + varint(4)
+    + key(1, 2)
+    + varint(2)
+    + key(1, 0)
+    + b"\x7f",
     "unknown groups, nested and closed": key(50, 3) * 20 + key(50, 4) * 20,
 }
 
 
 @pytest.mark.parametrize("name", sorted(UNDECODABLE))
 def test_bytes_that_do_not_parse_are_invalid_argument_on_every_method(
-        caller: Caller, name: str) -> None:
+    caller: Caller, name: str
+) -> None:
     for method in METHODS:
         error = caller.call(method, UNDECODABLE[name](method))
         assert error is not None, method.path
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (
-            method.path, error.code(), details(error))
+            method.path,
+            error.code(),
+            details(error),
+        )
         assert "malformed request" in details(error)
         assert _reason(error) == MALFORMED_REQUEST
 
 
 @pytest.mark.parametrize("name", sorted(ODD_BUT_DECODABLE))
 def test_odd_but_parseable_bytes_get_a_reply_or_a_deliberate_error(
-        caller: Caller, name: str) -> None:
+    caller: Caller, name: str
+) -> None:
     for method in METHODS:
         assert_deliberate(method, caller.call(method, ODD_BUT_DECODABLE[name]))
 
 
 def test_a_message_past_the_size_limit_is_resource_exhausted(caller: Caller) -> None:
-    error = caller.call(BY_NAME["SubmitOrder"], key(5, 2) + varint(5 * 2**20)
-                        + b"x" * (5 * 2**20))
+    error = caller.call(BY_NAME["SubmitOrder"], key(5, 2) + varint(5 * 2**20) + b"x" * (5 * 2**20))
     assert error is not None and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_garbage_from_a_caller_without_credentials_is_unauthenticated_first(
-        services: Services, caller: Caller) -> None:
+    services: Services, caller: Caller
+) -> None:
     """The access check runs before the request is even decoded."""
     for method in METHODS:
         bare = services.bare_channel(method.server)
         error = caller.call(method, UNDECODABLE["truncated varint"](method), channel=bare)
         assert error is not None and error.code() == grpc.StatusCode.UNAUTHENTICATED, (
-            method.path, error.code() if error else None)
+            method.path,
+            error.code() if error else None,
+        )
 
 
 def _reason(error: grpc.RpcError) -> str | None:
@@ -293,8 +347,9 @@ methods = st.sampled_from(METHODS)
 
 @settings(FUZZ, max_examples=300)
 @given(method=methods, request=st.binary(max_size=256))
-def test_random_bytes_get_a_reply_or_a_deliberate_error(caller: Caller, method: Method,
-                                                        request: bytes) -> None:
+def test_random_bytes_get_a_reply_or_a_deliberate_error(
+    caller: Caller, method: Method, request: bytes
+) -> None:
     error = caller.call(method, request)
     event(outcome(method, error))
     assert_deliberate(method, error)
@@ -318,14 +373,16 @@ def mutated(example: bytes, edits: list[Edit]) -> bytes:
     return bytes(data)
 
 
-edits = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1024), st.integers(0, 255)),
-                 min_size=1, max_size=4)
+edits = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(0, 1024), st.integers(0, 255)), min_size=1, max_size=4
+)
 
 
 @settings(FUZZ, max_examples=300)
 @given(method=methods, changes=edits)
 def test_good_requests_with_bytes_flipped_inserted_or_cut_get_a_deliberate_answer(
-        caller: Caller, method: Method, changes: list[Edit]) -> None:
+    caller: Caller, method: Method, changes: list[Edit]
+) -> None:
     """Mutations of a well-formed request mostly still parse: they reach the
     handlers with fields no client would send."""
     error = caller.call(method, mutated(method.example, changes))
@@ -347,37 +404,59 @@ def routes(draw: st.DrawFn) -> market_pb2.Route:
     for _ in range(draw(st.integers(1, 4))):
         pool = draw(st.sampled_from(POOLS))
         forward = draw(st.booleans())
-        legs.append(market_pb2.RouteLeg(
-            venue=cast("market_pb2.Venue", draw(st.sampled_from([0, 1, 2, -1, 99]))),
-            pool_id=pool.id,
-            input_token=pool.token_a if forward else pool.token_b,
-            output_token=pool.token_b if forward else pool.token_a,
-            share_bps=draw(st.one_of(st.integers(0, 10_001), st.just(10_000)))))
-    amount = draw(st.one_of(st.integers(1, 10**6).map(str), st.sampled_from(
-        ["0.000001", "9223372036", "9223372036854775807", "18446744073709551615",
-         "18446744073709551616", "0", "-1", "1e3", ""])))
+        legs.append(
+            market_pb2.RouteLeg(
+                venue=cast("market_pb2.Venue", draw(st.sampled_from([0, 1, 2, -1, 99]))),
+                pool_id=pool.id,
+                input_token=pool.token_a if forward else pool.token_b,
+                output_token=pool.token_b if forward else pool.token_a,
+                share_bps=draw(st.one_of(st.integers(0, 10_001), st.just(10_000))),
+            )
+        )
+    amount = draw(
+        st.one_of(
+            st.integers(1, 10**6).map(str),
+            st.sampled_from(
+                [
+                    "0.000001",
+                    "9223372036",
+                    "9223372036854775807",
+                    "18446744073709551615",
+                    "18446744073709551616",
+                    "0",
+                    "-1",
+                    "1e3",
+                    "",
+                ]
+            ),
+        )
+    )
     return market_pb2.Route(
-        legs=legs, input_token=draw(st.one_of(st.just(legs[0].input_token),
-                                              st.sampled_from(SYMBOLS))),
+        legs=legs,
+        input_token=draw(st.one_of(st.just(legs[0].input_token), st.sampled_from(SYMBOLS))),
         output_token=draw(st.one_of(st.just(legs[-1].output_token), st.sampled_from(SYMBOLS))),
         amount_in=amount,
-        min_amount_out=draw(st.sampled_from(["", "0.000001", "1", "99999999999"])))
+        min_amount_out=draw(st.sampled_from(["", "0.000001", "1", "99999999999"])),
+    )
 
 
 @settings(FUZZ, max_examples=60)
 @given(route=routes(), attempt=st.integers(1, 10**6))
 def test_any_route_over_real_pools_is_taken_or_refused_and_its_status_always_answers(
-        caller: Caller, route: market_pb2.Route, attempt: int) -> None:
+    caller: Caller, route: market_pb2.Route, attempt: int
+) -> None:
     submit = BY_NAME["SubmitSwap"]
     statuses = BY_NAME["GetSignatureStatuses"]
-    request = execution_service_pb2.SubmitSwapRequest(attempt_key=f"fuzz-route:{attempt}",
-                                                      route=route)
+    request = execution_service_pb2.SubmitSwapRequest(
+        attempt_key=f"fuzz-route:{attempt}", route=route
+    )
     channel = caller.channels["execution"]
     try:
         reply = channel.unary_unary(
-            submit.path, request_serializer=_serialize,
-            response_deserializer=execution_service_pb2.SubmitSwapResponse.FromString)(
-            request, timeout=CALL_SECONDS)
+            submit.path,
+            request_serializer=_serialize,
+            response_deserializer=execution_service_pb2.SubmitSwapResponse.FromString,
+        )(request, timeout=CALL_SECONDS)
     except grpc.RpcError as exc:
         event(f"SubmitSwap: {exc.code().name}")
         assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, (exc.code(), details(exc))
@@ -385,10 +464,13 @@ def test_any_route_over_real_pools_is_taken_or_refused_and_its_status_always_ans
     event("SubmitSwap: taken")
     # The slot is 0 in tests: asking lands it, whatever the route does to the pools.
     answer = channel.unary_unary(
-        statuses.path, request_serializer=_serialize,
-        response_deserializer=execution_service_pb2.GetSignatureStatusesResponse.FromString)(
+        statuses.path,
+        request_serializer=_serialize,
+        response_deserializer=execution_service_pb2.GetSignatureStatusesResponse.FromString,
+    )(
         execution_service_pb2.GetSignatureStatusesRequest(signatures=[reply.signature]),
-        timeout=CALL_SECONDS)
+        timeout=CALL_SECONDS,
+    )
     (status,) = answer.statuses
     event(f"landed: {status.error_code or 'OK'}")
     assert status.found and status.commitment != execution_service_pb2.COMMITMENT_PENDING
@@ -397,27 +479,33 @@ def test_any_route_over_real_pools_is_taken_or_refused_and_its_status_always_ans
 @settings(FUZZ, max_examples=30)
 @given(items=st.lists(st.tuples(routes(), st.integers(1, 3)), min_size=1, max_size=5))
 def test_any_batch_of_routes_answers_each_as_submit_swap_would(
-        caller: Caller, items: list[tuple[market_pb2.Route, int]]) -> None:
+    caller: Caller, items: list[tuple[market_pb2.Route, int]]
+) -> None:
     """Routes in one BatchSubmitSwaps, attempt keys repeating at times: each
     item is taken, a duplicate of an earlier one, or refused as SubmitSwap
     refuses it; and each signature answers its status."""
     batch = BY_NAME["BatchSubmitSwaps"]
     prefix = uuid.uuid4().hex
-    requests = [execution_service_pb2.SubmitSwapRequest(attempt_key=f"{prefix}:{n}", route=route)
-                for route, n in items]
+    requests = [
+        execution_service_pb2.SubmitSwapRequest(attempt_key=f"{prefix}:{n}", route=route)
+        for route, n in items
+    ]
     chain = execution_service_pb2_grpc.ExecutionServiceStub(caller.channels["execution"])
-    results = caller.channels["execution"].unary_unary(
-        batch.path, request_serializer=_serialize,
-        response_deserializer=execution_service_pb2.BatchSubmitSwapsResponse.FromString)(
-        execution_service_pb2.BatchSubmitSwapsRequest(requests=requests),
-        timeout=CALL_SECONDS).results
+    results = (
+        caller.channels["execution"]
+        .unary_unary(
+            batch.path,
+            request_serializer=_serialize,
+            response_deserializer=execution_service_pb2.BatchSubmitSwapsResponse.FromString,
+        )(execution_service_pb2.BatchSubmitSwapsRequest(requests=requests), timeout=CALL_SECONDS)
+        .results
+    )
     assert len(results) == len(requests)
     taken: set[str] = set()
     for request, result in zip(requests, results, strict=True):
         if result.WhichOneof("result") == "error":
             event(f"BatchSubmitSwaps item: {result.error.reason}")
-            assert (result.error.code, result.error.field) == (code_pb2.INVALID_ARGUMENT,
-                                                               "route")
+            assert (result.error.code, result.error.field) == (code_pb2.INVALID_ARGUMENT, "route")
             with pytest.raises(grpc.RpcError) as unary:
                 chain.SubmitSwap(request, timeout=CALL_SECONDS)
             assert result.error == item_error_of(unary.value)
@@ -429,10 +517,13 @@ def test_any_batch_of_routes_answers_each_as_submit_swap_would(
         again = chain.SubmitSwap(request, timeout=CALL_SECONDS)
         assert (again.signature, again.duplicate) == (answer.signature, True)
     signatures = sorted({r.response.signature for r in results if r.HasField("response")})
-    statuses = chain.GetSignatureStatuses(execution_service_pb2.GetSignatureStatusesRequest(
-        signatures=signatures), timeout=CALL_SECONDS).statuses
-    assert all(s.found and s.commitment != execution_service_pb2.COMMITMENT_PENDING
-               for s in statuses)
+    statuses = chain.GetSignatureStatuses(
+        execution_service_pb2.GetSignatureStatusesRequest(signatures=signatures),
+        timeout=CALL_SECONDS,
+    ).statuses
+    assert all(
+        s.found and s.commitment != execution_service_pb2.COMMITMENT_PENDING for s in statuses
+    )
 
 
 _serialize: Callable[[Any], bytes] = lambda message: message.SerializeToString()  # noqa: E731

@@ -97,12 +97,14 @@ def cpmm_of(pool_id: str) -> CpmmPool:
         ("meteora-bonk-sol", "SOL", "BONK", 3 * SOL),
     ],
 )
-def test_a_leg_conserves_tokens_in_its_pool(pool_id: str, input_token: str, output_token: str,
-                                            amount_in: int) -> None:
+def test_a_leg_conserves_tokens_in_its_pool(
+    pool_id: str, input_token: str, output_token: str, amount_in: int
+) -> None:
     before = initial_states()
     snapshot = dict(before)
-    fill = apply_route([Leg(pool_id, input_token, output_token)], input_token, output_token,
-                       amount_in, before, NOW)
+    fill = apply_route(
+        [Leg(pool_id, input_token, output_token)], input_token, output_token, amount_in, before, NOW
+    )
 
     pool = all_pools()[pool_id]
     (leg,) = fill.fills
@@ -118,8 +120,9 @@ def test_a_leg_conserves_tokens_in_its_pool(pool_id: str, input_token: str, outp
 
 
 def test_a_route_prices_each_leg_through_the_pools_own_math() -> None:
-    fill = apply_route([Leg("meteora-sol-usdc", "SOL", "USDC")], "SOL", "USDC", 100 * SOL,
-                       initial_states(), NOW)
+    fill = apply_route(
+        [Leg("meteora-sol-usdc", "SOL", "USDC")], "SOL", "USDC", 100 * SOL, initial_states(), NOW
+    )
     pool = all_pools()["meteora-sol-usdc"]
     direct = quote(pool, pool.initial_state(), "SOL", 100 * SOL, NOW)
     assert (fill.amount_out, fill.fills[0].fee) == (direct.amount_out, direct.fee)
@@ -138,16 +141,17 @@ def test_a_two_leg_route_feeds_the_first_legs_output_into_the_second() -> None:
     second_swap = quote(sol_usdc, states[sol_usdc.id], "SOL", first_swap.amount_out, NOW)
     first, second = fill.fills
     assert (first.amount_in, first.amount_out) == (amount_in, first_swap.amount_out)
-    assert (second.amount_in, second.amount_out) == (first_swap.amount_out,
-                                                     second_swap.amount_out)
+    assert (second.amount_in, second.amount_out) == (first_swap.amount_out, second_swap.amount_out)
     assert fill.amount_out == second_swap.amount_out > 0
     assert fill.reserves == {jup_sol.id: first_swap.state, sol_usdc.id: second_swap.state}
 
 
 def test_split_legs_spend_their_share_and_the_last_takes_the_rest() -> None:
     amount_in = 10 * SOL + 1  # 60% is 6_000_000_000.6: the odd unit goes to the last leg
-    legs = [Leg("raydium-sol-usdc", "SOL", "USDC", share_bps=6_000),
-            Leg("meteora-sol-usdc", "SOL", "USDC", share_bps=10_000)]
+    legs = [
+        Leg("raydium-sol-usdc", "SOL", "USDC", share_bps=6_000),
+        Leg("meteora-sol-usdc", "SOL", "USDC", share_bps=10_000),
+    ]
 
     fill = apply_route(legs, "SOL", "USDC", amount_in, initial_states(), NOW)
 
@@ -160,8 +164,10 @@ def test_split_legs_spend_their_share_and_the_last_takes_the_rest() -> None:
 
 
 def test_the_last_leg_on_a_token_spends_all_that_is_left_whatever_its_share() -> None:
-    legs = [Leg("raydium-sol-usdc", "SOL", "USDC", share_bps=6_000),
-            Leg("meteora-sol-usdc", "SOL", "USDC", share_bps=5_000)]
+    legs = [
+        Leg("raydium-sol-usdc", "SOL", "USDC", share_bps=6_000),
+        Leg("meteora-sol-usdc", "SOL", "USDC", share_bps=5_000),
+    ]
 
     fill = apply_route(legs, "SOL", "USDC", 10 * SOL, initial_states(), NOW)
 
@@ -184,8 +190,14 @@ def test_a_leg_the_route_cannot_take_is_a_route_error(leg: Leg, message: str) ->
 
 def test_a_leg_larger_than_its_dlmm_pool_is_refused_with_its_own_code() -> None:
     with pytest.raises(PoolOutOfLiquidityError, match="meteora-sol-usdc cannot fill") as raised:
-        apply_route([Leg("meteora-sol-usdc", "SOL", "USDC")], "SOL", "USDC", 100_000 * SOL,
-                    initial_states(), NOW)
+        apply_route(
+            [Leg("meteora-sol-usdc", "SOL", "USDC")],
+            "SOL",
+            "USDC",
+            100_000 * SOL,
+            initial_states(),
+            NOW,
+        )
     assert raised.value.code == "POOL_OUT_OF_LIQUIDITY"
 
 
@@ -200,8 +212,9 @@ def test_a_leg_larger_than_its_dlmm_pool_is_refused_with_its_own_code() -> None:
         (10_000, 5_000, 5_000),
     ],
 )
-def test_min_amount_out_rounds_the_floor_down(amount_out: int, slippage_bps: int,
-                                              floor: int) -> None:
+def test_min_amount_out_rounds_the_floor_down(
+    amount_out: int, slippage_bps: int, floor: int
+) -> None:
     assert min_amount_out(amount_out, slippage_bps) == floor
 
 
@@ -223,7 +236,10 @@ def test_a_route_survives_the_wire_as_a_plan() -> None:
 
 def wire_route(**overrides: Any) -> market_pb2.Route:
     fields: dict[str, Any] = {
-        "input_token": "SOL", "output_token": "USDC", "amount_in": "1", "min_amount_out": "139",
+        "input_token": "SOL",
+        "output_token": "USDC",
+        "amount_in": "1",
+        "min_amount_out": "139",
         "legs": [wire_leg()],
     }
     fields.update(overrides)
@@ -231,8 +247,9 @@ def wire_route(**overrides: Any) -> market_pb2.Route:
 
 
 def wire_leg(pool_id: str = "raydium-sol-usdc", share_bps: int = 10_000) -> market_pb2.RouteLeg:
-    return market_pb2.RouteLeg(pool_id=pool_id, input_token="SOL", output_token="USDC",
-                               share_bps=share_bps)
+    return market_pb2.RouteLeg(
+        pool_id=pool_id, input_token="SOL", output_token="USDC", share_bps=share_bps
+    )
 
 
 def test_a_route_without_a_floor_has_floor_zero() -> None:
@@ -295,8 +312,9 @@ def test_a_route_over_an_unknown_pool_is_refused() -> None:
         ("JUP", "SOL", "100000", "raydium-jup-sol", "meteora-jup-sol"),
     ],
 )
-def test_the_venue_that_gives_more_wins(input_token: str, output_token: str, amount: str,
-                                        winner: str, loser: str) -> None:
+def test_the_venue_that_gives_more_wins(
+    input_token: str, output_token: str, amount: str, winner: str, loser: str
+) -> None:
     request = parse_swap(input_token, output_token, amount, 0)
     best = quote_out(winner, input_token, request.amount_in)
     assert best > quote_out(loser, input_token, request.amount_in)
@@ -338,8 +356,12 @@ def test_a_pool_that_cannot_fill_the_size_is_left_out() -> None:
 
 def test_each_venue_is_quoted_by_its_best_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     real = all_pools()
-    shallow = replace(cpmm_of("raydium-sol-usdc"), id="raydium-sol-usdc-shallow",
-                      initial_a=1_000 * SOL, initial_b=140_000 * USDC)
+    shallow = replace(
+        cpmm_of("raydium-sol-usdc"),
+        id="raydium-sol-usdc-shallow",
+        initial_a=1_000 * SOL,
+        initial_b=140_000 * USDC,
+    )
     more_pools: dict[str, Pool] = {**real, shallow.id: shallow}
     monkeypatch.setattr(pools_module, "all_pools", lambda: more_pools)
     monkeypatch.setattr("orderengine.market.routes.all_pools", lambda: more_pools)
@@ -418,8 +440,9 @@ def test_reserves_are_whole_tokens_in_the_file_and_base_units_in_the_pool() -> N
     assert (pool.initial_a, pool.initial_b) == (250_000 * SOL, 35_000_000 * USDC)
 
 
-@pytest.mark.parametrize("entry", [e for e in raw_pools() if e["kind"] == "dlmm"],
-                         ids=lambda e: e["id"])
+@pytest.mark.parametrize(
+    "entry", [e for e in raw_pools() if e["kind"] == "dlmm"], ids=lambda e: e["id"]
+)
 def test_a_dlmm_pool_starts_at_the_price_in_the_file(entry: dict[str, Any]) -> None:
     pool = all_pools()[entry["id"]]
     assert isinstance(pool, DlmmPool)
@@ -437,17 +460,28 @@ def test_a_dlmm_pool_starts_at_the_price_in_the_file(entry: dict[str, Any]) -> N
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[[pool]]\nid="x"\nvenue="raydium"\nkind="clmm"\ntoken_a="SOL"\ntoken_b="USDC"',
-         "unknown kind"),
-        ('[[pool]]\nid="x"\nvenue="meteora"\nkind="dlmm"\ntoken_a="SOL"\ntoken_b="USDC"\n'
-         'price="139.6"\nbin_step=10', "pool 'x' has no base_factor"),
-        ('[dlmm_defaults]\nbase_fee_power_factor=0\nfilter_period=30\ndecay_period=600\n'
-         'reduction_factor=5000\n[[pool]]\nid="x"\nvenue="meteora"\nkind="dlmm"\n'
-         'token_a="SOL"\ntoken_b="USDC"\nprice=139.6\nbin_step=10\nbase_factor=10000\n'
-         'variable_fee_control=0\nmax_volatility_accumulator=0\nbins_each_side=1\n'
-         'liquidity_per_bin="1"', "price must be a string"),
-        ('[[pool]]\nid="x"\nvenue="raydium"\nkind="cpmm"\ntoken_a="SOL"\ntoken_b="USDC"\n'
-         'reserve_a="1"\nreserve_b="1"\nfee_rate=2500\n' * 2, "appears twice"),
+        (
+            '[[pool]]\nid="x"\nvenue="raydium"\nkind="clmm"\ntoken_a="SOL"\ntoken_b="USDC"',
+            "unknown kind",
+        ),
+        (
+            '[[pool]]\nid="x"\nvenue="meteora"\nkind="dlmm"\ntoken_a="SOL"\ntoken_b="USDC"\n'
+            'price="139.6"\nbin_step=10',
+            "pool 'x' has no base_factor",
+        ),
+        (
+            "[dlmm_defaults]\nbase_fee_power_factor=0\nfilter_period=30\ndecay_period=600\n"
+            'reduction_factor=5000\n[[pool]]\nid="x"\nvenue="meteora"\nkind="dlmm"\n'
+            'token_a="SOL"\ntoken_b="USDC"\nprice=139.6\nbin_step=10\nbase_factor=10000\n'
+            "variable_fee_control=0\nmax_volatility_accumulator=0\nbins_each_side=1\n"
+            'liquidity_per_bin="1"',
+            "price must be a string",
+        ),
+        (
+            '[[pool]]\nid="x"\nvenue="raydium"\nkind="cpmm"\ntoken_a="SOL"\ntoken_b="USDC"\n'
+            'reserve_a="1"\nreserve_b="1"\nfee_rate=2500\n' * 2,
+            "appears twice",
+        ),
     ],
 )
 def test_a_bad_pools_file_is_refused(text: str, message: str) -> None:
@@ -470,9 +504,12 @@ async def _write(redis_url: str, states: dict[str, PoolState]) -> None:
     client = Redis.from_url(redis_url)
     try:
         async with client.pipeline(transaction=True) as pipe:
-            write_reserves(pipe, states,
-                           {pool_id: all_pools()[pool_id].initial_state() for pool_id in states},
-                           {})
+            write_reserves(
+                pipe,
+                states,
+                {pool_id: all_pools()[pool_id].initial_state() for pool_id in states},
+                {},
+            )
             await pipe.execute()
     finally:
         await client.aclose()
@@ -489,15 +526,19 @@ def moved_dlmm_state() -> DlmmState:
 def test_missing_pools_are_seeded_from_pools_toml(redis: SyncRedis, redis_url: str) -> None:
     assert not redis.exists(pool_key("raydium-sol-usdc"))
 
-    got = asyncio.run(_read(redis_url, ["raydium-sol-usdc", "meteora-bonk-sol",
-                                        "raydium-sol-usdc"]))
+    got = asyncio.run(
+        _read(redis_url, ["raydium-sol-usdc", "meteora-bonk-sol", "raydium-sol-usdc"])
+    )
 
     assert got == {
         "raydium-sol-usdc": Reserves(250_000 * SOL, 35_000_000 * USDC),
         "meteora-bonk-sol": all_pools()["meteora-bonk-sol"].initial_state(),
     }
     assert redis.hgetall(pool_key("raydium-sol-usdc")) == {
-        b"kind": b"cpmm", b"a": b"250000000000000", b"b": b"35000000000000"}
+        b"kind": b"cpmm",
+        b"a": b"250000000000000",
+        b"b": b"35000000000000",
+    }
     # A DLMM pool's hash holds its vault totals beside its bins.
     fields = redis.hgetall(pool_key("meteora-bonk-sol"))
     pool = all_pools()["meteora-bonk-sol"]
@@ -507,13 +548,19 @@ def test_missing_pools_are_seeded_from_pools_toml(redis: SyncRedis, redis_url: s
 
 
 def test_states_read_back_what_was_written(redis: SyncRedis, redis_url: str) -> None:
-    written: dict[str, PoolState] = {"raydium-sol-usdc": Reserves(250_001 * SOL, 34_999_860 * USDC),
-                                     "raydium-jup-sol": Reserves(1, 2),
-                                     "meteora-sol-usdc": moved_dlmm_state()}
+    written: dict[str, PoolState] = {
+        "raydium-sol-usdc": Reserves(250_001 * SOL, 34_999_860 * USDC),
+        "raydium-jup-sol": Reserves(1, 2),
+        "meteora-sol-usdc": moved_dlmm_state(),
+    }
     asyncio.run(_write(redis_url, written))
 
-    got = asyncio.run(_read(redis_url, ["raydium-sol-usdc", "raydium-jup-sol",
-                                        "meteora-sol-usdc", "meteora-jup-sol"]))
+    got = asyncio.run(
+        _read(
+            redis_url,
+            ["raydium-sol-usdc", "raydium-jup-sol", "meteora-sol-usdc", "meteora-jup-sol"],
+        )
+    )
 
     assert got == {**written, "meteora-jup-sol": all_pools()["meteora-jup-sol"].initial_state()}
 
@@ -538,8 +585,10 @@ def test_seeding_never_overwrites_state_a_swap_wrote(redis: SyncRedis, redis_url
         finally:
             await client.aclose()
 
-    written: dict[str, PoolState] = {"raydium-jup-sol": Reserves(1, 2),
-                                     "meteora-sol-usdc": moved_dlmm_state()}
+    written: dict[str, PoolState] = {
+        "raydium-jup-sol": Reserves(1, 2),
+        "meteora-sol-usdc": moved_dlmm_state(),
+    }
     asyncio.run(_write(redis_url, written))
     asyncio.run(seed_late())
 
@@ -560,15 +609,17 @@ def test_a_hash_of_another_kind_is_replaced_by_the_pool_from_the_file(
 
 def test_a_dlmm_hash_in_an_older_encoding_is_replaced(redis: SyncRedis, redis_url: str) -> None:
     # A bin per field, as the first DLMM pools were kept.
-    redis.hset(pool_key("meteora-sol-usdc"), mapping={"kind": "dlmm", "a": "1", "b": "2",
-                                                      "bin:0": "1 2"})
+    redis.hset(
+        pool_key("meteora-sol-usdc"), mapping={"kind": "dlmm", "a": "1", "b": "2", "bin:0": "1 2"}
+    )
     got = asyncio.run(_read(redis_url, ["meteora-sol-usdc"]))
     assert got == {"meteora-sol-usdc": all_pools()["meteora-sol-usdc"].initial_state()}
     assert redis.hget(pool_key("meteora-sol-usdc"), "bin:0") is None
 
 
-def test_states_read_and_written_inside_a_watched_transaction(redis: SyncRedis,
-                                                              redis_url: str) -> None:
+def test_states_read_and_written_inside_a_watched_transaction(
+    redis: SyncRedis, redis_url: str
+) -> None:
     async def swap_one_unit() -> None:
         # As the chain lands a swap: optimistic, retried when a watched key moved
         # (seeding a missing pool moves it, too).
@@ -582,8 +633,12 @@ def test_states_read_and_written_inside_a_watched_transaction(redis: SyncRedis,
                         now = states["raydium-sol-usdc"]
                         assert isinstance(now, Reserves)
                         pipe.multi()
-                        write_reserves(pipe, {"raydium-sol-usdc": Reserves(now.a + 1, now.b - 1)},
-                                       {"raydium-sol-usdc": now}, flows)
+                        write_reserves(
+                            pipe,
+                            {"raydium-sol-usdc": Reserves(now.a + 1, now.b - 1)},
+                            {"raydium-sol-usdc": now},
+                            flows,
+                        )
                         await pipe.execute()
                         return
                 except WatchError:
@@ -596,7 +651,8 @@ def test_states_read_and_written_inside_a_watched_transaction(redis: SyncRedis,
     asyncio.run(swap_one_unit())
 
     assert asyncio.run(_read(redis_url, ["raydium-sol-usdc"])) == {
-        "raydium-sol-usdc": Reserves(250_000 * SOL + 2, 35_000_000 * USDC - 2)}
+        "raydium-sol-usdc": Reserves(250_000 * SOL + 2, 35_000_000 * USDC - 2)
+    }
 
 
 def test_concurrent_landings_each_see_the_last_and_conserve_tokens(
@@ -638,8 +694,15 @@ def test_a_landing_the_caller_refuses_writes_nothing(redis: SyncRedis, redis_url
     async def land() -> object:
         client = Redis.from_url(redis_url)
         try:
-            return await land_route(client, [Leg("meteora-sol-usdc", "SOL", "USDC")], "SOL",
-                                    "USDC", 10 * SOL, NOW, accept=lambda fill: False)
+            return await land_route(
+                client,
+                [Leg("meteora-sol-usdc", "SOL", "USDC")],
+                "SOL",
+                "USDC",
+                10 * SOL,
+                NOW,
+                accept=lambda fill: False,
+            )
         finally:
             await client.aclose()
 

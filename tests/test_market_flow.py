@@ -33,8 +33,9 @@ def simulate(seed: int, steps: int) -> tuple[list[tuple[str, str, int]], dict[st
     for i in range(steps):
         pool = flow.choose_pool()
         swap = flow.choose_swap(pool, states[pool.id])
-        states[pool.id] = quote(pool, states[pool.id], swap.input_token, swap.amount_in,
-                                START + i).state
+        states[pool.id] = quote(
+            pool, states[pool.id], swap.input_token, swap.amount_in, START + i
+        ).state
         swaps.append((swap.pool_id, swap.input_token, swap.amount_in))
     return swaps, states
 
@@ -51,8 +52,9 @@ def test_prices_move_but_stay_within_a_band_of_their_reference() -> None:
     for i in range(4_000):
         pool = flow.choose_pool()
         swap = flow.choose_swap(pool, states[pool.id])
-        states[pool.id] = quote(pool, states[pool.id], swap.input_token, swap.amount_in,
-                                START + 3 * i).state
+        states[pool.id] = quote(
+            pool, states[pool.id], swap.input_token, swap.amount_in, START + 3 * i
+        ).state
         deviation = mid_price(pool, states[pool.id]) / flow.reference[pool.id] - 1
         assert abs(deviation) < Fraction(5, 100), (pool.id, float(deviation))
         if deviation:
@@ -82,8 +84,15 @@ async def run_on_redis(redis_url: str, seed: int, count: int) -> list[FlowTrade]
     trades: list[FlowTrade] = []
     ticks = iter(range(START, START + count))
     try:
-        await run_flow(client, Flow(seed), rate=10_000, stopping=asyncio.Event(), count=count,
-                       clock=lambda: next(ticks), on_trade=trades.append)
+        await run_flow(
+            client,
+            Flow(seed),
+            rate=10_000,
+            stopping=asyncio.Event(),
+            count=count,
+            clock=lambda: next(ticks),
+            on_trade=trades.append,
+        )
     finally:
         await client.aclose()
     return trades
@@ -145,7 +154,8 @@ def test_flow_swaps_conserve_tokens_in_every_pool(redis: SyncRedis, redis_url: s
     assert asyncio.run(check()) == [
         f"raydium-sol-usdc: holds {balances(all_pools()['raydium-sol-usdc'], states['raydium-sol-usdc'])[0]}"
         f" SOL, expected {balances(all_pools()['raydium-sol-usdc'], all_pools()['raydium-sol-usdc'].initial_state())[0]}"
-        f" + {moved['raydium-sol-usdc'][0] + 1}"]
+        f" + {moved['raydium-sol-usdc'][0] + 1}"
+    ]
 
 
 def test_the_flow_trades_on_what_is_in_redis(redis: SyncRedis, redis_url: str) -> None:
@@ -177,9 +187,24 @@ def test_the_flow_trades_on_what_is_in_redis(redis: SyncRedis, redis_url: str) -
 def test_the_flow_runs_as_a_process(redis: SyncRedis, redis_url: str) -> None:
     env = {**os.environ, "REDIS_URL": redis_url, "CHAIN_REDIS_URL": redis_url}
     done = subprocess.run(
-        [sys.executable, "-m", "orderengine.local.traders", "--seed", "1", "--rate", "500",
-         "--count", "25"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "orderengine.local.traders",
+            "--seed",
+            "1",
+            "--rate",
+            "500",
+            "--count",
+            "25",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "flow: 25 swaps landed" in done.stdout
     assert redis.keys("market:pool:*")
@@ -187,6 +212,12 @@ def test_the_flow_runs_as_a_process(redis: SyncRedis, redis_url: str) -> None:
 
 @pytest.mark.parametrize("rate", ["0", "-1"])
 def test_the_flow_needs_a_positive_rate(rate: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "orderengine.local.traders", "--rate", rate],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "orderengine.local.traders", "--rate", rate],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2 and "--rate" in done.stderr

@@ -57,8 +57,9 @@ class FakeQuotes(quote_service_pb2_grpc.QuoteServiceServicer):
     cancelled: int = 0
     time_remaining: list[float | None] = field(default_factory=list)
 
-    async def GetQuote(self, request: quote_service_pb2.GetQuoteRequest,
-                       context: grpc.aio.ServicerContext) -> quote_service_pb2.GetQuoteResponse:
+    async def GetQuote(
+        self, request: quote_service_pb2.GetQuoteRequest, context: grpc.aio.ServicerContext
+    ) -> quote_service_pb2.GetQuoteResponse:
         self.calls += 1
         self.time_remaining.append(context.time_remaining())
         if self.calls <= self.failures:
@@ -68,11 +69,12 @@ class FakeQuotes(quote_service_pb2_grpc.QuoteServiceServicer):
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
-        return quote_service_pb2.GetQuoteResponse(
-            quotes=[market_pb2.VenueQuote(pool_id=self.name)])
+        return quote_service_pb2.GetQuoteResponse(quotes=[market_pb2.VenueQuote(pool_id=self.name)])
 
     async def BatchGetQuotes(
-        self, request: quote_service_pb2.BatchGetQuotesRequest, context: grpc.aio.ServicerContext,
+        self,
+        request: quote_service_pb2.BatchGetQuotesRequest,
+        context: grpc.aio.ServicerContext,
     ) -> quote_service_pb2.BatchGetQuotesResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "these tests ask GetQuote only")
 
@@ -89,8 +91,11 @@ def start(loop: LoopThread) -> Iterator[Any]:
     """Starts FakeQuotes replicas: start(replica) -> Server; stopped after."""
     servers: list[Server] = []
 
-    def run(servicer: Any, add: Any = quote_service_pb2_grpc.add_QuoteServiceServicer_to_server,
-            name: str = QUOTE_SERVICE) -> Server:
+    def run(
+        servicer: Any,
+        add: Any = quote_service_pb2_grpc.add_QuoteServiceServicer_to_server,
+        name: str = QUOTE_SERVICE,
+    ) -> Server:
         server = loop.run(create_server("127.0.0.1:0", [Service(name, add, servicer)]))
         servers.append(server)
         return server
@@ -111,14 +116,17 @@ def who(stub: quote_service_pb2_grpc.QuoteServiceStub) -> str:
 # -- addresses and replicas -------------------------------------------------
 
 
-@pytest.mark.parametrize(("address", "target", "host"), [
-    ("127.0.0.1:50052", "127.0.0.1:50052", "127.0.0.1"),
-    ("quotes.internal:50052", "quotes.internal:50052", "quotes.internal"),
-    ("127.0.0.1:1, 127.0.0.2:2", "ipv4:127.0.0.1:1,127.0.0.2:2", None),
-    ("localhost:1,localhost:2", "ipv4:127.0.0.1:1,127.0.0.1:2", "localhost"),
-    ("[::1]:1,[::1]:2", "ipv6:[::1]:1,[::1]:2", "::1"),
-    ("dns:///quotes.internal:50052", "dns:///quotes.internal:50052", "quotes.internal"),
-])
+@pytest.mark.parametrize(
+    ("address", "target", "host"),
+    [
+        ("127.0.0.1:50052", "127.0.0.1:50052", "127.0.0.1"),
+        ("quotes.internal:50052", "quotes.internal:50052", "quotes.internal"),
+        ("127.0.0.1:1, 127.0.0.2:2", "ipv4:127.0.0.1:1,127.0.0.2:2", None),
+        ("localhost:1,localhost:2", "ipv4:127.0.0.1:1,127.0.0.1:2", "localhost"),
+        ("[::1]:1,[::1]:2", "ipv6:[::1]:1,[::1]:2", "::1"),
+        ("dns:///quotes.internal:50052", "dns:///quotes.internal:50052", "quotes.internal"),
+    ],
+)
 def test_address_forms_become_grpc_targets(address: str, target: str, host: str | None) -> None:
     parsed = parse_target(address)
     assert (parsed.target, parsed.host) == (target, host)
@@ -157,7 +165,8 @@ def test_calls_go_round_the_healthy_replicas(start: Any, loop: LoopThread) -> No
 
 
 def test_a_stopping_replica_drains_while_calls_still_come(
-        start: Any, loop: LoopThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    start: Any, loop: LoopThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The caller, the server and the stop share one process: on a busy
     # machine its calls can be 0.1 s apart, which would end the drain.
     monkeypatch.setattr("orderengine.mesh.arrivals.QUIET_SECONDS", 0.5)
@@ -228,12 +237,13 @@ class DownOrders(order_service_pb2_grpc.OrderServiceServicer):
 
 def test_submit_order_is_not_retried_but_reads_are(start: Any) -> None:
     down = DownOrders()  # type: ignore[abstract]  # the others: UNIMPLEMENTED
-    server = start(down, order_service_pb2_grpc.add_OrderServiceServicer_to_server,
-                   ORDER_SERVICE)
+    server = start(down, order_service_pb2_grpc.add_OrderServiceServicer_to_server, ORDER_SERVICE)
     with channel(f"127.0.0.1:{server.port}", service=ORDER_SERVICE) as ch:
         stub = order_service_pb2_grpc.OrderServiceStub(ch)
-        for call in (lambda: stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(), timeout=5),
-                     lambda: stub.GetOrder(order_service_pb2.GetOrderRequest(), timeout=5)):
+        for call in (
+            lambda: stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(), timeout=5),
+            lambda: stub.GetOrder(order_service_pb2.GetOrderRequest(), timeout=5),
+        ):
             with pytest.raises(grpc.RpcError) as caught:
                 call()
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -265,18 +275,28 @@ def test_a_slow_peer_ends_at_the_callers_deadline(start: Any) -> None:
     eventually(lambda: slow.cancelled == 1 or None, timeout=3)
 
 
-def test_quote_order_passes_its_deadline_on(start: Any, loop: LoopThread, env: dict[str, str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quote_order_passes_its_deadline_on(
+    start: Any, loop: LoopThread, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     slow = FakeQuotes("slow", delay=30)
     quotes = start(slow)
     monkeypatch.setenv("QUOTE_SERVICE_ADDRESS", f"127.0.0.1:{quotes.port}")
     orders = loop.run(create_order_server("127.0.0.1:0", Settings()))
     try:
-        with channel(f"127.0.0.1:{orders.port}", key_metadata(env["ORDERENGINE_API_KEY"]),
-                     service=ORDER_SERVICE) as ch:
+        with channel(
+            f"127.0.0.1:{orders.port}",
+            key_metadata(env["ORDERENGINE_API_KEY"]),
+            service=ORDER_SERVICE,
+        ) as ch:
             stub = order_service_pb2_grpc.OrderServiceStub(ch)
-            took = deadline_exceeded(lambda: stub.QuoteOrder(order_service_pb2.QuoteOrderRequest(
-                input_token="SOL", output_token="USDC", amount="1"), timeout=0.6))
+            took = deadline_exceeded(
+                lambda: stub.QuoteOrder(
+                    order_service_pb2.QuoteOrderRequest(
+                        input_token="SOL", output_token="USDC", amount="1"
+                    ),
+                    timeout=0.6,
+                )
+            )
     finally:
         loop.run(orders.stop(0))
     assert 0.55 < took < 1.5
@@ -304,13 +324,18 @@ def test_nothing_waits_forever_on_a_dead_peer() -> None:
             began = time.monotonic()
             with pytest.raises(grpc.RpcError) as caught:
                 quote_service_pb2_grpc.QuoteServiceStub(ch).GetQuote(QUOTE, timeout=1)
-            assert caught.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED,
-                                           grpc.StatusCode.UNAVAILABLE)
+            assert caught.value.code() in (
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.UNAVAILABLE,
+            )
             assert time.monotonic() - began < 1.5
 
 
 def test_submit_order_does_not_wait_past_its_deadline(
-    env: dict[str, str], loop: LoopThread, store: OrderStore, monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    loop: LoopThread,
+    store: OrderStore,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     write = OrderStore.submit_many
 
@@ -321,18 +346,28 @@ def test_submit_order_does_not_wait_past_its_deadline(
     monkeypatch.setattr(OrderStore, "submit_many", slow_write)
     orders = loop.run(create_order_server("127.0.0.1:0", Settings()))
     try:
-        with channel(f"127.0.0.1:{orders.port}", key_metadata(env["ORDERENGINE_API_KEY"]),
-                     service=ORDER_SERVICE) as ch:
+        with channel(
+            f"127.0.0.1:{orders.port}",
+            key_metadata(env["ORDERENGINE_API_KEY"]),
+            service=ORDER_SERVICE,
+        ) as ch:
             stub = order_service_pb2_grpc.OrderServiceStub(ch)
 
             def submit(client_order_id: str, timeout: float) -> Any:
-                return stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-                    input_token="SOL", output_token="USDC", amount="1",
-                    client_order_id=client_order_id), timeout=timeout)
+                return stub.SubmitOrder(
+                    order_service_pb2.SubmitOrderRequest(
+                        input_token="SOL",
+                        output_token="USDC",
+                        amount="1",
+                        client_order_id=client_order_id,
+                    ),
+                    timeout=timeout,
+                )
 
             # Its write begins at once and outlives the deadline...
-            first = threading.Thread(target=lambda: deadline_exceeded(
-                lambda: submit("written", 0.3)))
+            first = threading.Thread(
+                target=lambda: deadline_exceeded(lambda: submit("written", 0.3))
+            )
             first.start()
             time.sleep(0.1)
             # ...this one waits for the next batch, and stops waiting on time.
@@ -355,8 +390,9 @@ def test_submit_order_does_not_wait_past_its_deadline(
 def test_clients_ping_no_faster_than_servers_allow() -> None:
     client = dict(_dial("127.0.0.1:1", QUOTE_SERVICE)[2])
     server = dict(SERVER_OPTIONS)
-    assert client["grpc.keepalive_time_ms"] >= server[
-        "grpc.http2.min_ping_interval_without_data_ms"]
+    assert (
+        client["grpc.keepalive_time_ms"] >= server["grpc.http2.min_ping_interval_without_data_ms"]
+    )
     assert client["grpc.keepalive_permit_without_calls"] == 1
     assert server["grpc.keepalive_permit_without_calls"] == 1
     assert server["grpc.http2.max_ping_strikes"] > 0
@@ -366,30 +402,40 @@ def test_clients_ping_no_faster_than_servers_allow() -> None:
         KeepalivePolicy(client_ping_ms=1_000, server_min_ping_interval_ms=5_000)
 
 
-def idle_stream_through(loop: LoopThread, server_policy: KeepalivePolicy,
-                        client_policy: KeepalivePolicy, idle: float) -> list[bytes]:
+def idle_stream_through(
+    loop: LoopThread, server_policy: KeepalivePolicy, client_policy: KeepalivePolicy, idle: float
+) -> list[bytes]:
     """What a client reads from a stream that idles ``idle`` seconds between
     two messages, both sides using their policy's options."""
-    async def idle_stream(request: bytes,
-                          context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+
+    async def idle_stream(
+        request: bytes, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
         yield b"first"
         await asyncio.sleep(idle)
         yield b"second"
 
     async def start() -> tuple[grpc.aio.Server, int]:
         server = grpc.aio.server(options=server_policy.server_options())
-        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-            "test.Idle", {"Watch": grpc.unary_stream_rpc_method_handler(idle_stream)})])
+        server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    "test.Idle", {"Watch": grpc.unary_stream_rpc_method_handler(idle_stream)}
+                )
+            ]
+        )
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         return server, port
 
     server, port = loop.run(start())
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}",
-                                   options=client_policy.client_options()) as ch:
-            watch = ch.unary_stream("/test.Idle/Watch", request_serializer=None,
-                                    response_deserializer=None)
+        with grpc.insecure_channel(
+            f"127.0.0.1:{port}", options=client_policy.client_options()
+        ) as ch:
+            watch = ch.unary_stream(
+                "/test.Idle/Watch", request_serializer=None, response_deserializer=None
+            )
             return list(watch(b"", timeout=10))
     finally:
         loop.run(server.stop(0))
@@ -397,10 +443,12 @@ def idle_stream_through(loop: LoopThread, server_policy: KeepalivePolicy,
 
 # The engine's policy, ten times faster, so that an idle stream sees several
 # pings within a test.
-FAST = KeepalivePolicy(client_ping_ms=KEEPALIVE.client_ping_ms // 10,
-                       ping_timeout_ms=KEEPALIVE.ping_timeout_ms // 10,
-                       server_min_ping_interval_ms=KEEPALIVE.server_min_ping_interval_ms // 10,
-                       server_ping_ms=KEEPALIVE.server_ping_ms // 10)
+FAST = KeepalivePolicy(
+    client_ping_ms=KEEPALIVE.client_ping_ms // 10,
+    ping_timeout_ms=KEEPALIVE.ping_timeout_ms // 10,
+    server_min_ping_interval_ms=KEEPALIVE.server_min_ping_interval_ms // 10,
+    server_ping_ms=KEEPALIVE.server_ping_ms // 10,
+)
 
 
 def test_an_idle_stream_survives_the_pings(loop: LoopThread) -> None:

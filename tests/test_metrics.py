@@ -43,14 +43,21 @@ def start_with_metrics(processes: Processes, part: str) -> str:
 
 
 def submit(stub: order_service_pb2_grpc.OrderServiceStub, amount: str = "1") -> str:
-    reply = stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-        input_token="SOL", output_token="USDC", amount=amount), timeout=10)
+    reply = stub.SubmitOrder(
+        order_service_pb2.SubmitOrderRequest(input_token="SOL", output_token="USDC", amount=amount),
+        timeout=10,
+    )
     return str(reply.order.order_id)
 
 
 def handled(samples: Samples, method: str, code: str, service: str = ORDERS) -> float:
-    return samples.get("grpc_server_handled_total", grpc_service=service, grpc_method=method,
-                       grpc_code=code, grpc_type="unary")
+    return samples.get(
+        "grpc_server_handled_total",
+        grpc_service=service,
+        grpc_method=method,
+        grpc_code=code,
+        grpc_type="unary",
+    )
 
 
 def test_orders_driven_to_confirmed_show_on_every_part(
@@ -71,15 +78,22 @@ def test_orders_driven_to_confirmed_show_on_every_part(
     # The services (this process): calls by method and code, the chain, quotes.
     here = scrape([endpoint.url])
     assert handled(here, "SubmitOrder", "OK") - handled(before, "SubmitOrder", "OK") == 3
-    assert (handled(here, "SubmitOrder", "InvalidArgument")
-            - handled(before, "SubmitOrder", "InvalidArgument")) == 1
+    assert (
+        handled(here, "SubmitOrder", "InvalidArgument")
+        - handled(before, "SubmitOrder", "InvalidArgument")
+    ) == 1
     submit_seconds = {"grpc_service": ORDERS, "grpc_method": "SubmitOrder"}
-    assert (here.get("grpc_server_handling_seconds_count", **submit_seconds)
-            - before.get("grpc_server_handling_seconds_count", **submit_seconds)) == 4
-    assert (here.get("orderengine_execution_seconds_count", commitment="processed")
-            - before.get("orderengine_execution_seconds_count", commitment="processed")) == 3
-    assert (here.get("orderengine_quote_seconds_count")
-            - before.get("orderengine_quote_seconds_count")) == 3
+    assert (
+        here.get("grpc_server_handling_seconds_count", **submit_seconds)
+        - before.get("grpc_server_handling_seconds_count", **submit_seconds)
+    ) == 4
+    assert (
+        here.get("orderengine_execution_seconds_count", commitment="processed")
+        - before.get("orderengine_execution_seconds_count", commitment="processed")
+    ) == 3
+    assert (
+        here.get("orderengine_quote_seconds_count") - before.get("orderengine_quote_seconds_count")
+    ) == 3
 
     # Orders by status, from the database (read at most once a second), and the queue drained.
     def settled() -> Samples | None:
@@ -98,8 +112,10 @@ def test_orders_driven_to_confirmed_show_on_every_part(
     driven = scrape([worker])
     for status in ("PENDING", "ROUTING", "ROUTED"):
         assert driven.get("orderengine_order_status_seconds_count", status=status) == 3, status
-    quotes, swaps = (driven.get("grpc_client_handled_total", grpc_method=method, grpc_code="OK")
-                     for method in ("BatchGetQuotes", "BatchSubmitSwaps"))
+    quotes, swaps = (
+        driven.get("grpc_client_handled_total", grpc_method=method, grpc_code="OK")
+        for method in ("BatchGetQuotes", "BatchSubmitSwaps")
+    )
     assert 1 <= quotes <= 3
     assert swaps == quotes
     confirmed = scrape([tracker])
@@ -108,10 +124,10 @@ def test_orders_driven_to_confirmed_show_on_every_part(
 
     # What the benchmark prints, from the same pages: every stage has a time.
     breakdown = time_breakdown(scrape([endpoint.url, worker, tracker]))
-    assert list(breakdown) == ["queue wait", "routing (quote)", "submit", "landing",
-                               "confirmation"]
-    assert all(seconds is not None and 0 <= seconds < 10 for seconds in breakdown.values()), \
+    assert list(breakdown) == ["queue wait", "routing (quote)", "submit", "landing", "confirmation"]
+    assert all(seconds is not None and 0 <= seconds < 10 for seconds in breakdown.values()), (
         breakdown
+    )
     assert breakdown["queue wait"] and breakdown["routing (quote)"]
 
 
@@ -126,29 +142,37 @@ def test_watch_streams_cancels_and_refused_calls(
     events: list[order_pb2.OrderEvent] = []
     watcher = threading.Thread(target=lambda: events.extend(watch_all(stub, order_id)))
     watcher.start()
-    eventually(lambda: scrape([endpoint.url]).get("orderengine_watch_streams") == streams + 1,
-               timeout=10)
+    eventually(
+        lambda: scrape([endpoint.url]).get("orderengine_watch_streams") == streams + 1, timeout=10
+    )
     stub.CancelOrder(order_service_pb2.CancelOrderRequest(order_id=order_id), timeout=10)
     watcher.join(10)
     assert statuses(events) == ["PENDING", "CANCELLED"]
     after = scrape([endpoint.url])
     assert after.get("orderengine_watch_streams") == streams
-    assert (after.get("orderengine_order_status_seconds_count", status="PENDING")
-            - before.get("orderengine_order_status_seconds_count", status="PENDING")) == 1
+    assert (
+        after.get("orderengine_order_status_seconds_count", status="PENDING")
+        - before.get("orderengine_order_status_seconds_count", status="PENDING")
+    ) == 1
     assert (handled(after, "CancelOrder", "OK") - handled(before, "CancelOrder", "OK")) == 1
     watch_seconds = {"grpc_method": "WatchOrder", "grpc_type": "server_stream", "grpc_code": "OK"}
-    assert (after.get("grpc_server_handled_total", **watch_seconds)
-            - before.get("grpc_server_handled_total", **watch_seconds)) == 1
+    assert (
+        after.get("grpc_server_handled_total", **watch_seconds)
+        - before.get("grpc_server_handled_total", **watch_seconds)
+    ) == 1
 
     # A call refused before any handler (no API key) counts with its code.
     anonymous = order_service_pb2_grpc.OrderServiceStub(services.bare_channel("order"))
     with pytest.raises(grpc.RpcError):
         anonymous.GetOrder(order_service_pb2.GetOrderRequest(order_id=order_id), timeout=10)
     refused = scrape([endpoint.url])
-    assert (handled(refused, "GetOrder", "Unauthenticated")
-            - handled(after, "GetOrder", "Unauthenticated")) == 1
-    eventually(lambda: scrape([endpoint.url]).get("orderengine_orders", status="CANCELLED") == 1,
-               timeout=5)
+    assert (
+        handled(refused, "GetOrder", "Unauthenticated")
+        - handled(after, "GetOrder", "Unauthenticated")
+    ) == 1
+    eventually(
+        lambda: scrape([endpoint.url]).get("orderengine_orders", status="CANCELLED") == 1, timeout=5
+    )
 
 
 def test_the_gateway_serves_metrics_on_its_own_port() -> None:
@@ -160,8 +184,9 @@ def test_the_gateway_serves_metrics_on_its_own_port() -> None:
     assert "# TYPE grpc_client_handled_total counter" in reply.text
 
 
-@pytest.mark.parametrize(("raw", "port"), [("", None), ("off", None), ("OFF", None), ("0", 0),
-                                           ("9101", 9101)])
+@pytest.mark.parametrize(
+    ("raw", "port"), [("", None), ("off", None), ("OFF", None), ("0", 0), ("9101", 9101)]
+)
 def test_metrics_port_setting(monkeypatch: pytest.MonkeyPatch, raw: str, port: int | None) -> None:
     monkeypatch.setenv("METRICS_PORT", raw)
     assert Settings().metrics_port == port
@@ -179,13 +204,14 @@ def _part(name: str, *args: str) -> Any:
     return SimpleNamespace(name=name, args=["python", *args], env={})
 
 
-def test_make_run_gives_each_part_its_port(monkeypatch: pytest.MonkeyPatch,
-                                           tmp_path: Path) -> None:
-    parts = [_part("OrderService", "-m", "order_service.main"),
-             _part("gateway", "-m", "gateway.main"),
-             _part("worker-1", "-m", "executor.main", "worker"),
-             _part("worker-2", "-m", "executor.main", "worker"),
-             _part("market flow", "-m", "orderengine.local.traders")]
+def test_make_run_gives_each_part_its_port(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    parts = [
+        _part("OrderService", "-m", "order_service.main"),
+        _part("gateway", "-m", "gateway.main"),
+        _part("worker-1", "-m", "executor.main", "worker"),
+        _part("worker-2", "-m", "executor.main", "worker"),
+        _part("market flow", "-m", "orderengine.local.traders"),
+    ]
     monkeypatch.setenv("METRICS_PORT", "0")
     targets = metrics_targets.assign(parts, "http://127.0.0.1:8080", "127.0.0.1")
     assert [t.part for t in targets] == ["OrderService", "gateway", "worker-1", "worker-2"]
@@ -199,5 +225,9 @@ def test_make_run_gives_each_part_its_port(monkeypatch: pytest.MonkeyPatch,
     assert metrics_targets.read_targets(path) == targets
 
     monkeypatch.setenv("METRICS_PORT", "off")
-    assert metrics_targets.assign([_part("worker", "-m", "executor.main", "worker")],
-                                  "http://127.0.0.1:8080", "127.0.0.1") == []
+    assert (
+        metrics_targets.assign(
+            [_part("worker", "-m", "executor.main", "worker")], "http://127.0.0.1:8080", "127.0.0.1"
+        )
+        == []
+    )

@@ -28,20 +28,25 @@ def installed() -> Path:
     if not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:
         if NPM is None:
             pytest.skip("npm is not installed: cannot install @grpc/grpc-js")
-        subprocess.run([NPM, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund",
-                        "--loglevel=error"], check=True, timeout=300)
+        subprocess.run(
+            [NPM, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund", "--loglevel=error"],
+            check=True,
+            timeout=300,
+        )
     return modules
 
 
 def node_client(*args: str) -> subprocess.CompletedProcess[str]:
     installed()
     assert NODE is not None
-    return subprocess.run([NODE, str(NODE_DIR / "client.mjs"), *args], capture_output=True,
-                          text=True, timeout=90)
+    return subprocess.run(
+        [NODE, str(NODE_DIR / "client.mjs"), *args], capture_output=True, text=True, timeout=90
+    )
 
 
-def test_node_client_submits_and_watches_to_confirmed(engine: Processes,
-                                                      services: Services) -> None:
+def test_node_client_submits_and_watches_to_confirmed(
+    engine: Processes, services: Services
+) -> None:
     run = node_client(services.address("order"), "SOL", "USDC", "10")
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()

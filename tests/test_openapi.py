@@ -32,8 +32,13 @@ from tests.conftest import OWNER, GatewayServer, Services
 
 # Bounded and seeded: the same cases every run, in seconds.
 MAX_EXAMPLES = 40
-SEEDED = settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
-                  suppress_health_check=list(HealthCheck))
+SEEDED = settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 CHECKS = [
     schemathesis.checks.not_a_server_error,
     schemathesis.checks.status_code_conformance,
@@ -52,11 +57,13 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 # The document says a token is a string (the gateway does not know the
 # engine's tokens): schemathesis alone would almost never name a real pair,
 # so no order would ever be made. Half of what it sends names one.
-REAL_SWAPS = st.fixed_dictionaries({
-    "inputToken": st.sampled_from(["SOL", "usdc", "JUP", "BONK"]),
-    "outputToken": st.sampled_from(["USDC", "SOL", "RAY"]),
-    "amount": st.sampled_from(["1", "0.5", "25", "0.000001"]),
-})
+REAL_SWAPS = st.fixed_dictionaries(
+    {
+        "inputToken": st.sampled_from(["SOL", "usdc", "JUP", "BONK"]),
+        "outputToken": st.sampled_from(["USDC", "SOL", "RAY"]),
+        "amount": st.sampled_from(["1", "0.5", "25", "0.000001"]),
+    }
+)
 
 
 def _some_real(fields: Any) -> st.SearchStrategy[Any]:
@@ -88,8 +95,9 @@ def bearer(key: str) -> dict[str, str]:
 
 @schema.parametrize()
 @SEEDED
-def test_every_operation_answers_as_its_document_says(case: Case, api_key: str,
-                                                      gateway: GatewayServer) -> None:
+def test_every_operation_answers_as_its_document_says(
+    case: Case, api_key: str, gateway: GatewayServer
+) -> None:
     case.call_and_validate(base_url=gateway.url, checks=CHECKS, headers=bearer(api_key))
 
 
@@ -101,24 +109,24 @@ def test_workflows_along_the_documents_links(gateway: GatewayServer, api_key: st
         def get_call_kwargs(self, case: Case) -> dict[str, Any]:
             return {"base_url": gateway.url, "headers": bearer(api_key)}
 
-        def validate_response(self, response: Response, case: Case,
-                              additional_checks: Any = None, **kwargs: Any) -> None:
+        def validate_response(
+            self, response: Response, case: Case, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
             case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
 
-    run_state_machine_as_test(Workflow, settings=settings(
-        SEEDED, max_examples=15, stateful_step_count=6))
+    run_state_machine_as_test(
+        Workflow, settings=settings(SEEDED, max_examples=15, stateful_step_count=6)
+    )
 
 
-def test_the_document_declares_the_api_key_and_leaves_health_open(
-        gateway: GatewayServer) -> None:
+def test_the_document_declares_the_api_key_and_leaves_health_open(gateway: GatewayServer) -> None:
     document = httpx.get(f"{gateway.url}/openapi.json", timeout=10).json()
     assert document == DOCUMENT
     scheme = document["components"]["securitySchemes"]["ApiKey"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     for path, methods in document["paths"].items():
         for method, operation in methods.items():
-            expected: list[dict[str, list[str]]] = [] if path == "/healthz" else [
-                {"ApiKey": []}]
+            expected: list[dict[str, list[str]]] = [] if path == "/healthz" else [{"ApiKey": []}]
             assert operation["security"] == expected, (method, path)
             if path.startswith("/api/"):
                 assert {"400", "401", "429", "502", "503"} <= set(operation["responses"]), path
@@ -147,17 +155,31 @@ def assert_answered(reply: httpx.Response, *ok: int) -> None:
 
 SOME_BODY = {"inputToken": "SOL", "outputToken": "USDC", "amount": "1"}
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=12)
     | st.decimals(allow_nan=False, allow_infinity=False).map(str),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
-    max_leaves=8)
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 # \u escapes JSON allows and UTF-8 cannot hold, numbers no amount has, bytes
 # that are not UTF-8.
-odd_pieces = st.sampled_from([
-    '"\\ud800"', '"\\udfff\\ud800"', '"a\\u0000b"', "1e999999999", "-1e-999999999",
-    "1" * 5000, "0." + "0" * 5000 + "1", "[" * 2000 + "]" * 2000, '"\\uDBFF\\uDFFF"',
-])
+odd_pieces = st.sampled_from(
+    [
+        '"\\ud800"',
+        '"\\udfff\\ud800"',
+        '"a\\u0000b"',
+        "1e999999999",
+        "-1e-999999999",
+        "1" * 5000,
+        "0." + "0" * 5000 + "1",
+        "[" * 2000 + "]" * 2000,
+        '"\\uDBFF\\uDFFF"',
+    ]
+)
 
 
 @st.composite
@@ -170,44 +192,57 @@ def raw_bodies(draw: st.DrawFn) -> bytes:
     # The seed's body with one field's value written raw.
     field = draw(st.sampled_from([*SOME_BODY, "slippageBps", "clientOrderId"]))
     value = draw(st.one_of(odd_pieces, json_values.map(json.dumps)))
-    fields = [f'"{name}": {json.dumps(text)}' for name, text in SOME_BODY.items()
-              if name != field]
+    fields = [f'"{name}": {json.dumps(text)}' for name, text in SOME_BODY.items() if name != field]
     return ("{" + ", ".join([*fields, f'"{field}": {value}']) + "}").encode()
 
 
 @settings(SEEDED, max_examples=100)
 @given(body=raw_bodies())
-def test_any_body_is_an_order_or_a_400_never_a_5xx(gateway: GatewayServer, api_key: str,
-                                                   body: bytes) -> None:
-    reply = httpx.post(f"{gateway.url}/api/orders", content=body, timeout=10,
-                       headers={**bearer(api_key), "Content-Type": "application/json"})
+def test_any_body_is_an_order_or_a_400_never_a_5xx(
+    gateway: GatewayServer, api_key: str, body: bytes
+) -> None:
+    reply = httpx.post(
+        f"{gateway.url}/api/orders",
+        content=body,
+        timeout=10,
+        headers={**bearer(api_key), "Content-Type": "application/json"},
+    )
     assert_answered(reply, 200, 201)
     if reply.status_code in (200, 201):
         SubmitOrderReply.model_validate(reply.json())
 
 
 def test_numbers_past_any_amount_are_refused_at_once_naming_the_amount(
-        gateway: GatewayServer, api_key: str) -> None:
+    gateway: GatewayServer, api_key: str
+) -> None:
     # Written out, 1e999999999 was a gigabyte of zeros in the gateway's memory.
     for number in ("1e999999999", "-1e-999999999", "1" * 5000):
-        body = '{"inputToken": "SOL", "outputToken": "USDC", "amount": ' + number + '}'
-        reply = httpx.post(f"{gateway.url}/api/orders", content=body, timeout=5,
-                           headers={**bearer(api_key), "Content-Type": "application/json"})
+        body = '{"inputToken": "SOL", "outputToken": "USDC", "amount": ' + number + "}"
+        reply = httpx.post(
+            f"{gateway.url}/api/orders",
+            content=body,
+            timeout=5,
+            headers={**bearer(api_key), "Content-Type": "application/json"},
+        )
         assert reply.status_code == 400, reply.text
         assert reply.json()["error"]["field"] == "amount"
 
 
 # Any byte HTTP lets a header value carry (not CR, LF or NUL).
-header_values = st.text(st.characters(min_codepoint=1, max_codepoint=255,
-                                      exclude_characters="\r\n"), max_size=80)
+header_values = st.text(
+    st.characters(min_codepoint=1, max_codepoint=255, exclude_characters="\r\n"), max_size=80
+)
 
 
 def get_with_authorization(gateway: GatewayServer, value: bytes) -> tuple[int, bytes]:
     """GET /api/orders with these very bytes as the header's value (an HTTP
     client library would refuse to send some): the status and the body."""
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as connection:
-        connection.sendall(b"GET /api/orders HTTP/1.1\r\nHost: gateway\r\nAuthorization: "
-                           + value + b"\r\nConnection: close\r\n\r\n")
+        connection.sendall(
+            b"GET /api/orders HTTP/1.1\r\nHost: gateway\r\nAuthorization: "
+            + value
+            + b"\r\nConnection: close\r\n\r\n"
+        )
         answer = b""
         while chunk := connection.recv(65536):
             answer += chunk
@@ -217,8 +252,9 @@ def get_with_authorization(gateway: GatewayServer, value: bytes) -> tuple[int, b
 
 @settings(SEEDED, max_examples=80)
 @given(value=header_values, scheme=st.sampled_from(["Bearer ", "bearer ", "Basic ", ""]))
-def test_any_authorization_header_is_a_401_never_a_5xx(gateway: GatewayServer,
-                                                       value: str, scheme: str) -> None:
+def test_any_authorization_header_is_a_401_never_a_5xx(
+    gateway: GatewayServer, value: str, scheme: str
+) -> None:
     raw = (scheme + value).encode("latin-1")
     status, body = get_with_authorization(gateway, raw)
     event(f"HTTP {status}")

@@ -27,7 +27,8 @@ def test_a_worker_takes_queued_jobs_that_fit_and_leaves_the_rest_in_order(redis:
     # The second waits at the head of the queue; the jobs taken are gone.
     assert queue.get_job_ids() == [jobs_before[1]]
     assert not redis.exists(f"rq:job:{jobs_before[0]}") and not redis.exists(
-        f"rq:job:{jobs_before[2]}")
+        f"rq:job:{jobs_before[2]}"
+    )
     # Taken is not yet driven: the markers stay until the worker leases the
     # orders, so a worker killed in between leaves them to the reconciler.
     assert set(queued_since(redis, first + second + third)) == set(first + second + third)

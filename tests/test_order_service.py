@@ -68,8 +68,7 @@ def test_submit_returns_at_once_with_a_stored_pending_order(services: Services) 
     assert (order.input_token, order.output_token, order.amount) == ("SOL", "USDC", "2.5")
     assert order.slippage_bps == 120 and order.client_order_id == "mine-1"
     assert order.attempt == 1 and order.last_sequence == 1
-    fetched = services.orders().GetOrder(
-        order_service_pb2.GetOrderRequest(order_id=order.order_id))
+    fetched = services.orders().GetOrder(order_service_pb2.GetOrderRequest(order_id=order.order_id))
     assert fetched.order_id == order.order_id and fetched.status == order.status
 
 
@@ -81,8 +80,7 @@ def test_the_largest_u64_amount_is_an_order_stored_exactly(
     field and the bound (in BAD_SWAP_FIELDS)."""
     order = submit(services, amount="18446744073.709551615")
     assert order.amount == "18446744073.709551615"
-    fetched = services.orders().GetOrder(
-        order_service_pb2.GetOrderRequest(order_id=order.order_id))
+    fetched = services.orders().GetOrder(order_service_pb2.GetOrderRequest(order_id=order.order_id))
     assert fetched.amount == "18446744073.709551615"
     row = store.get(order.order_id)
     assert row is not None and row.amount_in == 2**64 - 1
@@ -95,10 +93,12 @@ def test_token_symbols_are_case_insensitive_and_stored_canonical(services: Servi
 
 def test_resubmitting_a_client_order_id_returns_the_first_order(services: Services) -> None:
     stub = services.orders()
-    first = stub.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
-                                    client_order_id="retry-me"))
-    again = stub.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
-                                    client_order_id="retry-me"))
+    first = stub.SubmitOrder(
+        Submit(input_token="SOL", output_token="USDC", amount="1", client_order_id="retry-me")
+    )
+    again = stub.SubmitOrder(
+        Submit(input_token="SOL", output_token="USDC", amount="1", client_order_id="retry-me")
+    )
     assert not first.already_exists and again.already_exists
     assert again.order.order_id == first.order.order_id
     listed = stub.ListOrders(order_service_pb2.ListOrdersRequest()).orders
@@ -112,8 +112,10 @@ def test_racing_resubmissions_make_one_order(services: Services) -> None:
 
     def send() -> None:
         barrier.wait()
-        reply = stub.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
-                                        client_order_id="race"), timeout=20)
+        reply = stub.SubmitOrder(
+            Submit(input_token="SOL", output_token="USDC", amount="1", client_order_id="race"),
+            timeout=20,
+        )
         ids.append(reply.order.order_id)
 
     threads = [threading.Thread(target=send) for _ in range(8)]
@@ -126,10 +128,14 @@ def test_racing_resubmissions_make_one_order(services: Services) -> None:
 
 def test_a_client_order_id_reused_for_another_order_is_refused(services: Services) -> None:
     stub = services.orders()
-    first = stub.SubmitOrder(Submit(input_token="SOL", output_token="USDC", amount="1",
-                                    client_order_id="once"))
-    error = rejected(lambda: stub.SubmitOrder(Submit(
-        input_token="SOL", output_token="USDC", amount="2", client_order_id="once")))
+    first = stub.SubmitOrder(
+        Submit(input_token="SOL", output_token="USDC", amount="1", client_order_id="once")
+    )
+    error = rejected(
+        lambda: stub.SubmitOrder(
+            Submit(input_token="SOL", output_token="USDC", amount="2", client_order_id="once")
+        )
+    )
     assert error.code() == grpc.StatusCode.ALREADY_EXISTS
     assert first.order.order_id in details(error)
     assert field_violations(error) == ["client_order_id"]
@@ -137,13 +143,17 @@ def test_a_client_order_id_reused_for_another_order_is_refused(services: Service
     assert [o.amount for o in listed] == ["1"]
 
 
-@pytest.mark.parametrize(("order_id", "code"), [
-    ("not-a-uuid", grpc.StatusCode.INVALID_ARGUMENT),
-    ("", grpc.StatusCode.INVALID_ARGUMENT),
-    (str(uuid.uuid4()), grpc.StatusCode.NOT_FOUND),
-])
-def test_unknown_or_malformed_order_ids(services: Services, order_id: str,
-                                        code: grpc.StatusCode) -> None:
+@pytest.mark.parametrize(
+    ("order_id", "code"),
+    [
+        ("not-a-uuid", grpc.StatusCode.INVALID_ARGUMENT),
+        ("", grpc.StatusCode.INVALID_ARGUMENT),
+        (str(uuid.uuid4()), grpc.StatusCode.NOT_FOUND),
+    ],
+)
+def test_unknown_or_malformed_order_ids(
+    services: Services, order_id: str, code: grpc.StatusCode
+) -> None:
     stub = services.orders()
     calls = [
         lambda: stub.GetOrder(order_service_pb2.GetOrderRequest(order_id=order_id)),
@@ -165,8 +175,7 @@ def test_list_orders_pages_newest_first(services: Services) -> None:
     token = ""
     pages = 0
     while True:
-        reply = stub.ListOrders(order_service_pb2.ListOrdersRequest(page_size=3,
-                                                                     page_token=token))
+        reply = stub.ListOrders(order_service_pb2.ListOrdersRequest(page_size=3, page_token=token))
         seen += [o.order_id for o in reply.orders]
         pages += 1
         token = reply.next_page_token
@@ -181,8 +190,9 @@ def test_list_orders_rejects_bad_paging(services: Services) -> None:
     error = rejected(lambda: stub.ListOrders(order_service_pb2.ListOrdersRequest(page_size=-1)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field_violations(error) == ["page_size"]
-    error = rejected(lambda: stub.ListOrders(
-        order_service_pb2.ListOrdersRequest(page_token="garbage!")))
+    error = rejected(
+        lambda: stub.ListOrders(order_service_pb2.ListOrdersRequest(page_token="garbage!"))
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field_violations(error) == ["page_token"]
 
@@ -195,8 +205,9 @@ def test_cancel_a_pending_order_then_not_again(services: Services) -> None:
     assert cancelled.status == order_pb2.ORDER_STATUS_CANCELLED
     events = watch_all(stub, order.order_id)
     assert statuses(events) == ["PENDING", "CANCELLED"]
-    error = rejected(lambda: stub.CancelOrder(
-        order_service_pb2.CancelOrderRequest(order_id=order.order_id)))
+    error = rejected(
+        lambda: stub.CancelOrder(order_service_pb2.CancelOrderRequest(order_id=order.order_id))
+    )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "CANCELLED" in details(error) and "only a PENDING order" in details(error)
 
@@ -227,25 +238,27 @@ def test_watch_resumes_after_a_sequence(services: Services, store: OrderStore) -
     assert failed.reason == "test says no"
 
 
-def watched_in_background(services: Services,
-                          order_id: str) -> tuple[list[order_pb2.OrderEvent], threading.Thread]:
+def watched_in_background(
+    services: Services, order_id: str
+) -> tuple[list[order_pb2.OrderEvent], threading.Thread]:
     """A WatchOrder stream read by a thread into the list, once its first
     event (so it is registered) has arrived."""
     received: list[order_pb2.OrderEvent] = []
     stream = services.orders().WatchOrder(
-        order_service_pb2.WatchOrderRequest(order_id=order_id), timeout=30)
+        order_service_pb2.WatchOrderRequest(order_id=order_id), timeout=30
+    )
     reader = threading.Thread(target=lambda: received.extend(stream))
     reader.start()
     eventually(lambda: len(received) == 1)
     return received, reader
 
 
-def test_watch_streams_live_events_as_they_commit(services: Services, store: OrderStore,
-                                                  redis: Redis) -> None:
+def test_watch_streams_live_events_as_they_commit(
+    services: Services, store: OrderStore, redis: Redis
+) -> None:
     order = submit(services)
     received, reader = watched_in_background(services, order.order_id)
-    for status, change in [(Status.ROUTING, Change()),
-                           (Status.FAILED, Change(reason="live"))]:
+    for status, change in [(Status.ROUTING, Change()), (Status.FAILED, Change(reason="live"))]:
         moved = store.transition(order.order_id, status, change)
         assert moved is not None
         publish(redis, [moved[1]])
@@ -253,8 +266,9 @@ def test_watch_streams_live_events_as_they_commit(services: Services, store: Ord
     assert statuses(received) == ["PENDING", "ROUTING", "FAILED"]
 
 
-def test_a_watcher_misses_nothing_when_a_publish_is_lost(services: Services, store: OrderStore,
-                                                         redis: Redis) -> None:
+def test_a_watcher_misses_nothing_when_a_publish_is_lost(
+    services: Services, store: OrderStore, redis: Redis
+) -> None:
     """An event committed but never published still reaches the watcher,
     when the next one reveals the gap."""
     order = submit(services)
@@ -275,7 +289,8 @@ def quick_check(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> float:
 
 
 def test_a_watcher_gets_an_event_whose_publish_was_lost_and_no_event_followed(
-        quick_check: float, services: Services, store: OrderStore) -> None:
+    quick_check: float, services: Services, store: OrderStore
+) -> None:
     """No later event reveals the gap: the hub's check of the database does."""
     order = submit(services)
     received, reader = watched_in_background(services, order.order_id)
@@ -289,8 +304,11 @@ def test_a_watcher_gets_an_event_whose_publish_was_lost_and_no_event_followed(
 
 def test_stopping_the_server_ends_open_streams_with_unavailable(services: Services) -> None:
     order = submit(services)
-    stream = iter(services.orders().WatchOrder(
-        order_service_pb2.WatchOrderRequest(order_id=order.order_id), timeout=30))
+    stream = iter(
+        services.orders().WatchOrder(
+            order_service_pb2.WatchOrderRequest(order_id=order.order_id), timeout=30
+        )
+    )
     first = next(stream)
     assert first.sequence == 1
     services.loop.run(services.servers["order"].stop(5))
@@ -307,15 +325,21 @@ def test_health_and_reflection_are_served(services: Services) -> None:
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
     replies = reflection.ServerReflectionInfo(
-        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+    )
     names = {s.name for r in replies for s in r.list_services_response.service}
     assert "orderengine.v1.OrderService" in names
 
 
-def test_quote_order_prices_every_venue_and_stores_nothing(services: Services,
-                                                           store: OrderStore) -> None:
-    reply = services.orders().QuoteOrder(order_service_pb2.QuoteOrderRequest(
-        input_token="SOL", output_token="USDC", amount="10", slippage_bps=100), timeout=10)
+def test_quote_order_prices_every_venue_and_stores_nothing(
+    services: Services, store: OrderStore
+) -> None:
+    reply = services.orders().QuoteOrder(
+        order_service_pb2.QuoteOrderRequest(
+            input_token="SOL", output_token="USDC", amount="10", slippage_bps=100
+        ),
+        timeout=10,
+    )
     assert {q.pool_id for q in reply.quotes} == {"raydium-sol-usdc", "meteora-sol-usdc"}
     # The route gives at least the best venue (it may split or go through another token).
     assert Decimal(reply.route.amount_out) >= Decimal(reply.quotes[0].amount_out)
@@ -323,18 +347,27 @@ def test_quote_order_prices_every_venue_and_stores_nothing(services: Services,
     assert store.list_page(OWNER, 10) == ([], "")
 
 
-@pytest.mark.parametrize(("fields", "code", "field"), [
-    ({"amount": "0"}, grpc.StatusCode.INVALID_ARGUMENT, "amount"),
-    # Through SOL, one base unit of JUP pays the first pool's fee and passes nothing on.
-    ({"input_token": "JUP", "output_token": "BONK", "amount": "0.000001"},
-     grpc.StatusCode.FAILED_PRECONDITION, None),
-])
+@pytest.mark.parametrize(
+    ("fields", "code", "field"),
+    [
+        ({"amount": "0"}, grpc.StatusCode.INVALID_ARGUMENT, "amount"),
+        # Through SOL, one base unit of JUP pays the first pool's fee and passes nothing on.
+        (
+            {"input_token": "JUP", "output_token": "BONK", "amount": "0.000001"},
+            grpc.StatusCode.FAILED_PRECONDITION,
+            None,
+        ),
+    ],
+)
 def test_quote_order_refuses_what_cannot_be_quoted(
     services: Services, fields: dict[str, str], code: grpc.StatusCode, field: str | None
 ) -> None:
     request = {"input_token": "SOL", "output_token": "USDC", "amount": "1", **fields}
-    error = rejected(lambda: services.orders().QuoteOrder(
-        order_service_pb2.QuoteOrderRequest(**request), timeout=10))  # type: ignore[arg-type]
+    error = rejected(
+        lambda: services.orders().QuoteOrder(
+            order_service_pb2.QuoteOrderRequest(**request), timeout=10
+        )
+    )  # type: ignore[arg-type]
     assert error.code() == code
     if field:
         assert field_violations(error) == [field]
@@ -342,9 +375,12 @@ def test_quote_order_refuses_what_cannot_be_quoted(
         assert "no pool" in details(error)
 
 
-def test_a_full_queue_pushes_back_and_stores_nothing(env: dict[str, str], store: OrderStore,
-                                                     monkeypatch: pytest.MonkeyPatch,
-                                                     request: pytest.FixtureRequest) -> None:
+def test_a_full_queue_pushes_back_and_stores_nothing(
+    env: dict[str, str],
+    store: OrderStore,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
@@ -363,7 +399,9 @@ def test_a_full_queue_pushes_back_and_stores_nothing(env: dict[str, str], store:
 
 
 def test_with_redis_down_submit_is_unavailable_and_stores_nothing(
-    env: dict[str, str], store: OrderStore, monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    store: OrderStore,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     from order_service.main import create_order_server
@@ -379,9 +417,13 @@ def test_with_redis_down_submit_is_unavailable_and_stores_nothing(
         doomed.stop()
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = order_service_pb2_grpc.OrderServiceStub(
-                with_metadata(channel, key_metadata(env["ORDERENGINE_API_KEY"])))
-            error = rejected(lambda: stub.SubmitOrder(
-                Submit(input_token="SOL", output_token="USDC", amount="1"), timeout=10))
+                with_metadata(channel, key_metadata(env["ORDERENGINE_API_KEY"]))
+            )
+            error = rejected(
+                lambda: stub.SubmitOrder(
+                    Submit(input_token="SOL", output_token="USDC", amount="1"), timeout=10
+                )
+            )
         assert error.code() == grpc.StatusCode.UNAVAILABLE
         assert "nothing was stored" in details(error)
         assert store.list_page(OWNER, 10) == ([], "")

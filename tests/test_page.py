@@ -18,16 +18,24 @@ from tests.helpers import eventually
 from tests.test_gateway import STATUSES, GatewayServer
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACT = ROOT / "artifacts" / "page.png"
 # The README's picture: written when missing, or again with UPDATE_SCREENSHOTS=1,
 # so that a test run does not change a committed file.
 README_SHOT = ROOT / "docs" / "page.png"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+)
 
 
 @pytest.fixture
@@ -45,19 +53,29 @@ def gateway(engine: Processes, gateway: GatewayServer) -> GatewayServer:
     return gateway
 
 
-def test_submit_from_the_page_and_watch_it_confirm(gateway: GatewayServer,
-                                                   api_keys: dict[str, str]) -> None:
+def test_submit_from_the_page_and_watch_it_confirm(
+    gateway: GatewayServer, api_keys: dict[str, str]
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     key = api_keys[OWNER]  # made for this test by the conftest
     auth = {"authorization": f"Bearer {key}"}
     # An earlier order, so the recent list has history.
     with httpx.Client(base_url=gateway.url, timeout=15, headers=auth) as http:
-        earlier = http.post("/api/orders", json={"inputToken": "USDC", "outputToken": "SOL",
-                                                 "amount": "2500.5", "slippageBps": 100})
+        earlier = http.post(
+            "/api/orders",
+            json={
+                "inputToken": "USDC",
+                "outputToken": "SOL",
+                "amount": "2500.5",
+                "slippageBps": 100,
+            },
+        )
         earlier_id = earlier.json()["orderId"]
-        eventually(lambda: http.get(f"/api/orders/{earlier_id}").json()["status"] == "CONFIRMED",
-                   timeout=30)
+        eventually(
+            lambda: http.get(f"/api/orders/{earlier_id}").json()["status"] == "CONFIRMED",
+            timeout=30,
+        )
 
     problems: list[str] = []
     with sync_playwright() as playwright:
@@ -74,7 +92,8 @@ def test_submit_from_the_page_and_watch_it_confirm(gateway: GatewayServer,
             # The live quote from each venue, best first.
             for venue in ("raydium", "meteora"):
                 expect(page.locator(f'[data-testid=quote][data-venue="{venue}"]')).to_contain_text(
-                    "USDC", timeout=15_000)
+                    "USDC", timeout=15_000
+                )
             expect(page.locator("#best-out")).to_have_text(re.compile(r"^\d+\.\d+$"))
             expect(page.locator("#health")).to_have_attribute("data-state", "up")
 
@@ -104,9 +123,11 @@ def test_submit_from_the_page_and_watch_it_confirm(gateway: GatewayServer,
             row = page.locator(f'[data-testid=recent-order][data-order-id="{order_id}"]')
             expect(row).to_contain_text("CONFIRMED", timeout=15_000)
             expect(page.locator("[data-testid=recent-order]").first).to_have_attribute(
-                "data-order-id", order_id)
-            expect(page.locator(
-                f'[data-testid=recent-order][data-order-id="{earlier_id}"]')).to_be_visible()
+                "data-order-id", order_id
+            )
+            expect(
+                page.locator(f'[data-testid=recent-order][data-order-id="{earlier_id}"]')
+            ).to_be_visible()
 
             ARTIFACT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACT), full_page=True)
@@ -118,8 +139,9 @@ def test_submit_from_the_page_and_watch_it_confirm(gateway: GatewayServer,
         shutil.copyfile(ARTIFACT, README_SHOT)
 
 
-def test_the_page_shows_the_engines_error_for_a_bad_amount(gateway: GatewayServer,
-                                                          api_keys: dict[str, str]) -> None:
+def test_the_page_shows_the_engines_error_for_a_bad_amount(
+    gateway: GatewayServer, api_keys: dict[str, str]
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
@@ -131,7 +153,8 @@ def test_the_page_shows_the_engines_error_for_a_bad_amount(gateway: GatewayServe
             page.fill("#amount", "0.0000000001")
             page.click("#submit")
             expect(page.locator("#form-error")).to_have_text(
-                "amount: has 10 decimal places; this token has 9")
+                "amount: has 10 decimal places; this token has 9"
+            )
             expect(page.locator("[data-testid=step]")).to_have_count(0)
         finally:
             browser.close()

@@ -46,13 +46,26 @@ def ctx(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Contex
 
 def submitted(store: OrderStore, count: int, owner: str = OTHER_OWNER) -> list[str]:
     """``count`` SOL -> USDC orders, moved to SUBMITTED in one transaction a step."""
-    ids = [row.order_id for row, _ in store.submit_many(
-        [NewOrder(owner=owner, input_token="SOL", output_token="USDC", amount_in=SOL,
-                  slippage_bps=50)] * count)]
-    for target, change in ((Status.ROUTING, lambda _: Change()),
-                           (Status.ROUTED, lambda _: Change()),
-                           (Status.SUBMITTED,
-                            lambda i: Change(signature=signature_for(f"{i}:1")))):
+    ids = [
+        row.order_id
+        for row, _ in store.submit_many(
+            [
+                NewOrder(
+                    owner=owner,
+                    input_token="SOL",
+                    output_token="USDC",
+                    amount_in=SOL,
+                    slippage_bps=50,
+                )
+            ]
+            * count
+        )
+    ]
+    for target, change in (
+        (Status.ROUTING, lambda _: Change()),
+        (Status.ROUTED, lambda _: Change()),
+        (Status.SUBMITTED, lambda i: Change(signature=signature_for(f"{i}:1"))),
+    ):
         moved = store.transition_many([Transition(i, target, change(i), 1) for i in ids])
         assert all(moved)
     return ids
@@ -61,9 +74,18 @@ def submitted(store: OrderStore, count: int, owner: str = OTHER_OWNER) -> list[s
 def landed_on_chain(redis: Redis, signature: str, amount_out: str) -> None:
     """The chain's record of a swap that landed a while ago, as the lander writes it."""
     at = time.time() - 60
-    redis.hset(tx_key(signature), mapping={
-        "attempt_key": "", "state": "landed", "fate": "", "land_at": repr(at),
-        "landed_at": repr(at), "slot": str(current_slot(at)), "amount_out": amount_out})
+    redis.hset(
+        tx_key(signature),
+        mapping={
+            "attempt_key": "",
+            "state": "landed",
+            "fate": "",
+            "land_at": repr(at),
+            "landed_at": repr(at),
+            "slot": str(current_slot(at)),
+            "amount_out": amount_out,
+        },
+    )
 
 
 def settle_all(ctx: Context) -> int:
@@ -83,7 +105,10 @@ def statuses_of(store: OrderStore, ids: list[str]) -> dict[str, int]:
 
 
 def test_the_tracker_fails_an_order_with_an_amount_no_column_holds_and_confirms_the_rest(
-    services: Services, ctx: Context, store: OrderStore, redis: Redis,
+    services: Services,
+    ctx: Context,
+    store: OrderStore,
+    redis: Redis,
 ) -> None:
     """The reported stall: one landed swap with an amount out above the bound
     aborted every round its entry came due in, and all the entries claimed
@@ -111,18 +136,29 @@ def test_the_tracker_fails_an_order_with_an_amount_no_column_holds_and_confirms_
 
 
 def test_a_job_fails_an_order_it_cannot_send_and_submits_the_rest(
-    services: Services, ctx: Context, store: OrderStore, processes: Processes,
+    services: Services,
+    ctx: Context,
+    store: OrderStore,
+    processes: Processes,
 ) -> None:
     """An order whose input token this engine no longer lists: building its
     quote request raised, and the job's whole batch stayed PENDING."""
-    news = [NewOrder(owner=OTHER_OWNER, input_token="USDC", output_token="SOL",
-                     amount_in=10**6, slippage_bps=100)] * GOOD
+    news = [
+        NewOrder(
+            owner=OTHER_OWNER,
+            input_token="USDC",
+            output_token="SOL",
+            amount_in=10**6,
+            slippage_bps=100,
+        )
+    ] * GOOD
     good = [row.order_id for row, _ in store.submit_many(news)]
-    (poison_row, _), = store.submit_many([news[0]])
+    ((poison_row, _),) = store.submit_many([news[0]])
     poison = poison_row.order_id
     with store.engine.begin() as connection:
-        connection.execute(update(OrderRow).where(OrderRow.order_id == poison)
-                           .values(input_token="WIF"))
+        connection.execute(
+            update(OrderRow).where(OrderRow.order_id == poison).values(input_token="WIF")
+        )
     # The poison sits in the middle of a job's batch.
     enqueue_orders(ctx.queue, [*good[:500], poison, *good[500:]])
     processes.worker()  # no tracker: a good order ends SUBMITTED
@@ -139,24 +175,43 @@ def test_a_job_fails_an_order_it_cannot_send_and_submits_the_rest(
 
 
 def test_the_reconciler_hands_back_every_stuck_order_around_one_it_cannot_track(
-    services: Services, ctx: Context, store: OrderStore, redis: Redis,
+    services: Services,
+    ctx: Context,
+    store: OrderStore,
+    redis: Redis,
 ) -> None:
     """A stuck SUBMITTED order whose signature holds the entries' separator:
     the reconciler tracked it again, and the entry it made broke every
     tracker round that claimed it. (A reconciler pass takes 500 orders.)"""
-    pending = [row.order_id for row, _ in store.submit_many(
-        [NewOrder(owner=OTHER_OWNER, input_token="SOL", output_token="USDC", amount_in=SOL,
-                  slippage_bps=50)] * 250)]
+    pending = [
+        row.order_id
+        for row, _ in store.submit_many(
+            [
+                NewOrder(
+                    owner=OTHER_OWNER,
+                    input_token="SOL",
+                    output_token="USDC",
+                    amount_in=SOL,
+                    slippage_bps=50,
+                )
+            ]
+            * 250
+        )
+    ]
     stuck = submitted(store, 249)
     for order_id in stuck:
         landed_on_chain(redis, signature_for(f"{order_id}:1"), "139.44")
     (poison,) = submitted(store, 1, owner=OWNER)
     long_ago = datetime.now(UTC) - timedelta(minutes=10)
     with store.engine.begin() as connection:
-        connection.execute(update(OrderRow).where(OrderRow.order_id == poison)
-                           .values(signature="5x|1|y"))
-        connection.execute(update(OrderRow).where(OrderRow.order_id.in_(
-            [*pending, *stuck, poison])).values(updated_at=long_ago))
+        connection.execute(
+            update(OrderRow).where(OrderRow.order_id == poison).values(signature="5x|1|y")
+        )
+        connection.execute(
+            update(OrderRow)
+            .where(OrderRow.order_id.in_([*pending, *stuck, poison]))
+            .values(updated_at=long_ago)
+        )
     assert len(store.stale(timedelta(seconds=1))) == 500
 
     reconciled = reconcile_once(ctx)
@@ -171,7 +226,8 @@ def test_the_reconciler_hands_back_every_stuck_order_around_one_it_cannot_track(
 
 
 def test_the_watch_fan_out_skips_a_message_it_cannot_read_and_delivers_the_rest(
-    redis_url: str, store: OrderStore,
+    redis_url: str,
+    store: OrderStore,
 ) -> None:
     """Something on the event channel that is not an event: decoding it
     raised in the hub's only listener, and no watcher of the process heard
@@ -193,8 +249,13 @@ def test_the_watch_fan_out_skips_a_message_it_cannot_read_and_delivers_the_rest(
                 await asyncio.sleep(0.05)
             got = []
             for inbox in inboxes:
-                got.append([item.sequence for item in [inbox.take() for _ in range(len(inbox))]
-                            if isinstance(item, order_pb2.OrderEvent)])
+                got.append(
+                    [
+                        item.sequence
+                        for item in [inbox.take() for _ in range(len(inbox))]
+                        if isinstance(item, order_pb2.OrderEvent)
+                    ]
+                )
                 hub.release(inbox)
             return got
         finally:

@@ -26,24 +26,47 @@ NOW = 1_000_000  # unix seconds, fixed so that DLMM fees are deterministic
 
 
 def cpmm(fee_rate: int, a: int = 1_000_000, b: int = 2_000_000) -> CpmmPool:
-    return CpmmPool(id=f"cpmm-{fee_rate}", venue=Venue.RAYDIUM, token_a="SOL", token_b="USDC",
-                    initial_a=a, initial_b=b, fee_rate=fee_rate)
+    return CpmmPool(
+        id=f"cpmm-{fee_rate}",
+        venue=Venue.RAYDIUM,
+        token_a="SOL",
+        token_b="USDC",
+        initial_a=a,
+        initial_b=b,
+        fee_rate=fee_rate,
+    )
 
 
 # bin_step 100: bins 1% apart; base fee 10_000 * 100 * 10 = 10_000_000 / 1e9 = 1%.
-PARAMS = DlmmParams(bin_step=100, base_factor=10_000, base_fee_power_factor=0,
-                    variable_fee_control=0, max_volatility_accumulator=350_000,
-                    filter_period=30, decay_period=600, reduction_factor=5_000)
+PARAMS = DlmmParams(
+    bin_step=100,
+    base_factor=10_000,
+    base_fee_power_factor=0,
+    variable_fee_control=0,
+    max_volatility_accumulator=350_000,
+    filter_period=30,
+    decay_period=600,
+    reduction_factor=5_000,
+)
 
 
 def dlmm(bins: dict[int, Bin], params: DlmmParams = PARAMS, **state: int) -> DlmmPool:
     """A pool whose active bin is 0 (price exactly 1) unless ``state`` says otherwise."""
     low = min(bins)
-    initial = DlmmState(active_id=state.pop("active_id", 0), min_id=low,
-                        bins=tuple(bins.get(i, Bin(0, 0)) for i in range(low, max(bins) + 1)),
-                        **state)
-    return DlmmPool(id="dlmm", venue=Venue.METEORA, token_a="SOL", token_b="USDC",
-                    params=params, initial=initial)
+    initial = DlmmState(
+        active_id=state.pop("active_id", 0),
+        min_id=low,
+        bins=tuple(bins.get(i, Bin(0, 0)) for i in range(low, max(bins) + 1)),
+        **state,
+    )
+    return DlmmPool(
+        id="dlmm",
+        venue=Venue.METEORA,
+        token_a="SOL",
+        token_b="USDC",
+        params=params,
+        initial=initial,
+    )
 
 
 @dataclass(frozen=True)
@@ -81,8 +104,9 @@ HAND_COMPUTED = {
     # 5_000 + ceil(5_000 * 1e7 / 9.9e8) = 5_000 + 51 = 5_051 (< 10_000): out 5_000, fee 51.
     # 4_949 left go to bin -1: fee ceil(4_949 * 1e7 / 1e9) = 50, out floor(4_899 / 1.01) =
     # floor(4_850.49..) = 4_850. Total out 5_000 + 4_850 = 9_850, fee 51 + 50 = 101.
-    "dlmm crossing bins": Case(dlmm({-1: Bin(0, 1_000_000), 0: Bin(0, 5_000)}), "SOL", 10_000,
-                               9_850, 101),
+    "dlmm crossing bins": Case(
+        dlmm({-1: Bin(0, 1_000_000), 0: Bin(0, 5_000)}), "SOL", 10_000, 9_850, 101
+    ),
     # Crossing bins raises the fee: with variable_fee_control 10_000, bin -1 is one bin from
     # the index reference, so volatility 10_000 and variable fee ceil(10_000 * (10_000 *
     # 100)^2 / 1e11) = 100_000 (0.01%). Bin 0 (500_000 USDC) empties for 500_000 +
@@ -90,43 +114,82 @@ HAND_COMPUTED = {
     # fee ceil(494_949 * 10_100_000 / 1e9) = ceil(4_998.98..) = 4_999, out floor(489_950 /
     # 1.01) = floor(485_099.00..) = 485_099. Total out 985_099, fee 10_050.
     "dlmm crossing bins, fee rising": Case(
-        dlmm({-1: Bin(0, 1_000_000), 0: Bin(0, 500_000)},
-             replace(PARAMS, variable_fee_control=10_000)), "SOL", 1_000_000, 985_099, 10_050),
+        dlmm(
+            {-1: Bin(0, 1_000_000), 0: Bin(0, 500_000)},
+            replace(PARAMS, variable_fee_control=10_000),
+        ),
+        "SOL",
+        1_000_000,
+        985_099,
+        10_050,
+    ),
     # Buying X with Y walks up: bin 0 is empty, bin 1 (price 1.01) holds 1_000_000 SOL.
     # 10_201 USDC: fee ceil(10_201 * 1e7 / 1e9) = ceil(102.01) = 103, out floor(10_098 /
     # 1.01) = floor(9_998.01..) = 9_998.
-    "dlmm token_b in, up a bin": Case(dlmm({0: Bin(0, 0), 1: Bin(1_000_000, 0)}), "USDC",
-                                      10_201, 9_998, 103),
+    "dlmm token_b in, up a bin": Case(
+        dlmm({0: Bin(0, 0), 1: Bin(1_000_000, 0)}), "USDC", 10_201, 9_998, 103
+    ),
     # A volatile pool: the last swap was 10 s ago (< filter_period 30), so the references
     # stand: index 3, volatility 15_000. In bin 0 the accumulator is 15_000 + |3 - 0| * 10_000
     # = 45_000; variable fee ceil(10_000 * (45_000 * 100)^2 / 1e11) = 2_025_000, total
     # 12_025_000 (1.2025%). Fee ceil(10_000 * 0.012025) = ceil(120.25) = 121, out 9_879.
-    "dlmm volatile": Case(dlmm({0: Bin(0, 1_000_000)}, replace(PARAMS, variable_fee_control=10_000),
-                               index_reference=3, volatility_reference=15_000,
-                               volatility_accumulator=45_000, last_update=NOW - 10),
-                          "SOL", 10_000, 9_879, 121),
+    "dlmm volatile": Case(
+        dlmm(
+            {0: Bin(0, 1_000_000)},
+            replace(PARAMS, variable_fee_control=10_000),
+            index_reference=3,
+            volatility_reference=15_000,
+            volatility_accumulator=45_000,
+            last_update=NOW - 10,
+        ),
+        "SOL",
+        10_000,
+        9_879,
+        121,
+    ),
     # The same pool 60 s later (filter 30 <= 60 < decay 600): the index reference moves to the
     # active bin and the volatility reference decays to 45_000 * 5_000 / 10_000 = 22_500,
     # the accumulator is 22_500 + 0; variable fee ceil(10_000 * (22_500 * 100)^2 / 1e11) =
     # 506_250, total 10_506_250. Fee ceil(105.06..) = 106, out 9_894.
     "dlmm volatility decaying": Case(
-        dlmm({0: Bin(0, 1_000_000)}, replace(PARAMS, variable_fee_control=10_000),
-             index_reference=3, volatility_reference=15_000, volatility_accumulator=45_000,
-             last_update=NOW - 60), "SOL", 10_000, 9_894, 106),
+        dlmm(
+            {0: Bin(0, 1_000_000)},
+            replace(PARAMS, variable_fee_control=10_000),
+            index_reference=3,
+            volatility_reference=15_000,
+            volatility_accumulator=45_000,
+            last_update=NOW - 60,
+        ),
+        "SOL",
+        10_000,
+        9_894,
+        106,
+    ),
     # The fee is capped at 10%: accumulator 40 bins * 10_000 = 400_000, capped at 350_000;
     # variable fee 1e6 * (350_000 * 100)^2 / 1e11 = 1.225e10 > 1e8. Fee 10_000 * 10% = 1_000.
-    "dlmm fee cap": Case(dlmm({0: Bin(0, 1_000_000)},
-                              replace(PARAMS, variable_fee_control=1_000_000),
-                              index_reference=40, last_update=NOW - 1), "SOL", 10_000, 9_000,
-                         1_000),
+    "dlmm fee cap": Case(
+        dlmm(
+            {0: Bin(0, 1_000_000)},
+            replace(PARAMS, variable_fee_control=1_000_000),
+            index_reference=40,
+            last_update=NOW - 1,
+        ),
+        "SOL",
+        10_000,
+        9_000,
+        1_000,
+    ),
 }
 
 
 @pytest.mark.parametrize("case", HAND_COMPUTED.values(), ids=HAND_COMPUTED.keys())
 def test_swaps_priced_by_hand(case: Case) -> None:
     swap = quote(case.pool, case.pool.initial_state(), case.input_token, case.amount_in, NOW)
-    assert (swap.amount_in, swap.amount_out, swap.fee) == (case.amount_in, case.amount_out,
-                                                           case.fee)
+    assert (swap.amount_in, swap.amount_out, swap.fee) == (
+        case.amount_in,
+        case.amount_out,
+        case.fee,
+    )
 
 
 def test_the_hand_computed_swaps_move_the_bins_as_they_say() -> None:
@@ -154,14 +217,17 @@ def test_a_dust_cpmm_swap_pays_the_fee_and_gets_nothing() -> None:
     assert swap_exact_in(1_000_000, 2_000_000, 1, 2_500) == SwapResult(0, 1)
 
 
-@pytest.mark.parametrize(("reserve_in", "reserve_out", "amount_in"),
-                         [(1_000, 1_000, 0), (1_000, 1_000, -5), (0, 1_000, 10), (1_000, 0, 10)])
+@pytest.mark.parametrize(
+    ("reserve_in", "reserve_out", "amount_in"),
+    [(1_000, 1_000, 0), (1_000, 1_000, -5), (0, 1_000, 10), (1_000, 0, 10)],
+)
 def test_nothing_to_swap_gives_nothing(reserve_in: int, reserve_out: int, amount_in: int) -> None:
     assert swap_exact_in(reserve_in, reserve_out, amount_in, 2_500) == SwapResult(0, 0)
 
 
-@pytest.mark.parametrize("pool", [cpmm(2_500), HAND_COMPUTED["dlmm within a bin"].pool],
-                         ids=["cpmm", "dlmm"])
+@pytest.mark.parametrize(
+    "pool", [cpmm(2_500), HAND_COMPUTED["dlmm within a bin"].pool], ids=["cpmm", "dlmm"]
+)
 @pytest.mark.parametrize("amount_in", [0, -1])
 def test_a_swap_of_nothing_is_refused(pool: Pool, amount_in: int) -> None:
     with pytest.raises(ValueError, match="positive"):
@@ -200,22 +266,34 @@ def test_spot_price_is_what_a_tiny_swap_gets_before_the_fee(pool: Pool) -> None:
 
 def random_dlmm(rng: random.Random) -> DlmmPool:
     bin_step = rng.choice([1, 5, 10, 25, 100])
-    params = DlmmParams(bin_step=bin_step, base_factor=rng.choice([2_000, 10_000, 40_000]),
-                        base_fee_power_factor=rng.choice([0, 0, 1]),
-                        variable_fee_control=rng.choice([0, 7_500, 40_000, 1_000_000]),
-                        max_volatility_accumulator=rng.choice([150_000, 350_000]),
-                        filter_period=rng.choice([0, 10, 30]), decay_period=600,
-                        reduction_factor=rng.choice([0, 5_000, 10_000]))
+    params = DlmmParams(
+        bin_step=bin_step,
+        base_factor=rng.choice([2_000, 10_000, 40_000]),
+        base_fee_power_factor=rng.choice([0, 0, 1]),
+        variable_fee_control=rng.choice([0, 7_500, 40_000, 1_000_000]),
+        max_volatility_accumulator=rng.choice([150_000, 350_000]),
+        filter_period=rng.choice([0, 10, 30]),
+        decay_period=600,
+        reduction_factor=rng.choice([0, 5_000, 10_000]),
+    )
     active = rng.randint(-3_000, 3_000)
-    min_id, bins = make_bins(active, bin_step, rng.randint(0, 40), rng.randint(1, 10**12),
-                             rng.choice(list(Shape)))
+    min_id, bins = make_bins(
+        active, bin_step, rng.randint(0, 40), rng.randint(1, 10**12), rng.choice(list(Shape))
+    )
     state = DlmmState(active_id=active, min_id=min_id, bins=bins, index_reference=active)
-    return DlmmPool(id="random-dlmm", venue=Venue.METEORA, token_a="SOL", token_b="USDC",
-                    params=params, initial=state)
+    return DlmmPool(
+        id="random-dlmm",
+        venue=Venue.METEORA,
+        token_a="SOL",
+        token_b="USDC",
+        params=params,
+        initial=state,
+    )
 
 
-def check_swap(pool: Pool, before: PoolState, input_token: str, amount_in: int,
-               now: int) -> PoolState:
+def check_swap(
+    pool: Pool, before: PoolState, input_token: str, amount_in: int, now: int
+) -> PoolState:
     """Swaps and checks that exactly what the swap says moved; returns the state after."""
     try:
         swap = quote(pool, before, input_token, amount_in, now)
@@ -254,8 +332,11 @@ def check_swap(pool: Pool, before: PoolState, input_token: str, amount_in: int,
 def test_cpmm_swaps_conserve_tokens_and_never_lower_k() -> None:
     rng = random.Random(42)
     for _ in range(3_000):
-        pool = cpmm(rng.choice([0, 50, 100, 2_000, 2_500, 10_000]),
-                    rng.randint(1, 10 ** rng.randint(1, 18)), rng.randint(1, 10 ** rng.randint(1, 18)))
+        pool = cpmm(
+            rng.choice([0, 50, 100, 2_000, 2_500, 10_000]),
+            rng.randint(1, 10 ** rng.randint(1, 18)),
+            rng.randint(1, 10 ** rng.randint(1, 18)),
+        )
         state: PoolState = pool.initial_state()
         for _ in range(3):
             src = rng.choice([pool.token_a, pool.token_b])

@@ -34,7 +34,8 @@ def same_but_the_clock(landed: PoolState, quoted: PoolState) -> bool:
     last-swap time, which is the landing's (a second may pass)."""
     if isinstance(landed, DlmmState) and isinstance(quoted, DlmmState):
         return landed.last_update >= quoted.last_update and landed == replace(
-            quoted, last_update=landed.last_update)
+            quoted, last_update=landed.last_update
+        )
     return landed == quoted
 
 
@@ -46,23 +47,34 @@ def seeded(redis: Redis, pool_id: str) -> PoolState:
     return state_in(redis, pool_id)
 
 
-def priced(redis: Redis, pool_id: str, input_token: str, amount_in: int,
-           slippage_bps: int = 50) -> tuple[RouteFill, market_pb2.Route]:
+def priced(
+    redis: Redis, pool_id: str, input_token: str, amount_in: int, slippage_bps: int = 50
+) -> tuple[RouteFill, market_pb2.Route]:
     pool = all_pools()[pool_id]
     output_token = pool.token_b if input_token == pool.token_a else pool.token_a
-    fill = apply_route([Leg(pool_id, input_token, output_token)], input_token, output_token,
-                       amount_in, {pool_id: seeded(redis, pool_id)}, int(time.time()))
+    fill = apply_route(
+        [Leg(pool_id, input_token, output_token)],
+        input_token,
+        output_token,
+        amount_in,
+        {pool_id: seeded(redis, pool_id)},
+        int(time.time()),
+    )
     return fill, route_to_proto(fill, input_token, output_token, amount_in, slippage_bps)
 
 
 def land(services: Services, route: market_pb2.Route) -> execution_service_pb2.SignatureStatus:
     chain = services.chain()
-    reply = chain.SubmitSwap(execution_service_pb2.SubmitSwapRequest(
-        attempt_key=f"{uuid.uuid4()}:1", route=route), timeout=10)
+    reply = chain.SubmitSwap(
+        execution_service_pb2.SubmitSwapRequest(attempt_key=f"{uuid.uuid4()}:1", route=route),
+        timeout=10,
+    )
 
     def done() -> execution_service_pb2.SignatureStatus | None:
-        (status,) = chain.GetSignatureStatuses(execution_service_pb2.GetSignatureStatusesRequest(
-            signatures=[reply.signature]), timeout=10).statuses
+        (status,) = chain.GetSignatureStatuses(
+            execution_service_pb2.GetSignatureStatusesRequest(signatures=[reply.signature]),
+            timeout=10,
+        ).statuses
         return status if status.commitment != Commitment.COMMITMENT_PENDING else None
 
     return eventually(done, timeout=10)
@@ -72,8 +84,9 @@ def test_every_pool_lands_what_it_quoted_both_ways(services: Services, redis: Re
     for pool in all_pools().values():
         for input_token in (pool.token_a, pool.token_b):
             # About a hundred dollars' worth, so that DLMM swaps stay near the price.
-            amount = {"SOL": 1, "USDC": 140, "USDT": 140, "JUP": 170, "BONK": 7_000_000,
-                      "RAY": 70}[input_token] * 10 ** token(input_token).decimals
+            amount = {"SOL": 1, "USDC": 140, "USDT": 140, "JUP": 170, "BONK": 7_000_000, "RAY": 70}[
+                input_token
+            ] * 10 ** token(input_token).decimals
             fill, route = priced(redis, pool.id, input_token, amount)
 
             status = land(services, route)
@@ -97,8 +110,12 @@ def test_a_dlmm_swap_across_bins_lands_as_quoted(services: Services, redis: Redi
 
 
 def test_quote_service_and_chain_agree_on_a_dlmm_route(services: Services, redis: Redis) -> None:
-    reply = services.quotes().GetQuote(quote_service_pb2.GetQuoteRequest(
-        input_token="USDC", output_token="SOL", amount="2500", slippage_bps=50), timeout=10)
+    reply = services.quotes().GetQuote(
+        quote_service_pb2.GetQuoteRequest(
+            input_token="USDC", output_token="SOL", amount="2500", slippage_bps=50
+        ),
+        timeout=10,
+    )
     assert [leg.pool_id for leg in reply.route.legs] == ["meteora-sol-usdc"]
 
     status = land(services, reply.route)
@@ -106,8 +123,9 @@ def test_quote_service_and_chain_agree_on_a_dlmm_route(services: Services, redis
     assert (status.error_code, status.amount_out) == ("", reply.route.amount_out)
 
 
-def test_a_dlmm_pool_that_moved_fails_the_swap_on_slippage(services: Services,
-                                                          redis: Redis) -> None:
+def test_a_dlmm_pool_that_moved_fails_the_swap_on_slippage(
+    services: Services, redis: Redis
+) -> None:
     _, route = priced(redis, "meteora-sol-usdc", "USDC", 2_500 * 10**6)
     # Someone buys 300 SOL first: the bins walk up, SOL costs more.
     _, ahead = priced(redis, "meteora-sol-usdc", "USDC", 42_000 * 10**6, slippage_bps=5_000)
@@ -127,9 +145,15 @@ def test_a_swap_larger_than_the_bins_fails_and_leaves_the_pool_alone(
     seeded(redis, "meteora-sol-usdc")
     before = redis.hgetall(pool_key("meteora-sol-usdc"))
     route = market_pb2.Route(
-        input_token="SOL", output_token="USDC", amount_in="100000",
-        legs=[market_pb2.RouteLeg(pool_id="meteora-sol-usdc", input_token="SOL",
-                                  output_token="USDC", share_bps=10_000)])
+        input_token="SOL",
+        output_token="USDC",
+        amount_in="100000",
+        legs=[
+            market_pb2.RouteLeg(
+                pool_id="meteora-sol-usdc", input_token="SOL", output_token="USDC", share_bps=10_000
+            )
+        ],
+    )
 
     status = land(services, route)
 

@@ -56,8 +56,13 @@ PURE = settings(max_examples=400, derandomize=True, database=None, deadline=None
 # Through a real server: fewer, each a gRPC call and a database query or two.
 # The fixtures' server and database serve every example of a test.
 WITH_FIXTURES = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-SERVED = settings(max_examples=60, derandomize=True, database=None, deadline=None,
-                  suppress_health_check=WITH_FIXTURES)
+SERVED = settings(
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=WITH_FIXTURES,
+)
 
 UINT32_MAX = 2**32 - 1
 INT32 = st.integers(-(2**31), 2**31 - 1)
@@ -69,39 +74,81 @@ DIGITS = "0123456789"
 
 plain_decimals = st.builds(
     lambda whole, frac: whole + (f".{frac}" if frac else ""),
-    st.text(DIGITS, min_size=1, max_size=22), st.text(DIGITS, max_size=14))
+    st.text(DIGITS, min_size=1, max_size=22),
+    st.text(DIGITS, max_size=14),
+)
 # Whitespace Python's str.strip() removes, including non-ASCII spaces.
 SPACES = ["", " ", "\t", "\n", "\u2003", "\x1c"]
-padded_decimals = st.builds(lambda left, text, right: left + text + right,
-                            st.sampled_from(SPACES), plain_decimals, st.sampled_from(SPACES))
+padded_decimals = st.builds(
+    lambda left, text, right: left + text + right,
+    st.sampled_from(SPACES),
+    plain_decimals,
+    st.sampled_from(SPACES),
+)
 # Everything a sloppy client might send: signs, exponents, separators, other
 # scripts' digits (which int() and Decimal() would take), floats' spellings.
 near_misses = st.text(alphabet="0123456789.-+eE_ ,x\u0661\u0662\uff10\uff11", max_size=45)
-SPELLINGS = ["", "0", "0.0", "00.000", "-1", "+1", "1e5", "1E-3", ".5", "5.", "1_000", "1,5",
-             "NaN", "Infinity", "-0", "0x10", "\u0661\u0660", "\uff11", "1.5.2", "1 000",
-             "9223372036854775807", "9223372036854775808", "18446744073709551615",
-             "18446744073709551616", "0.000000001", "0.0000000001"]
-amount_texts = st.one_of(plain_decimals, padded_decimals, near_misses,
-                         st.text(max_size=50), st.sampled_from(SPELLINGS))
+SPELLINGS = [
+    "",
+    "0",
+    "0.0",
+    "00.000",
+    "-1",
+    "+1",
+    "1e5",
+    "1E-3",
+    ".5",
+    "5.",
+    "1_000",
+    "1,5",
+    "NaN",
+    "Infinity",
+    "-0",
+    "0x10",
+    "\u0661\u0660",
+    "\uff11",
+    "1.5.2",
+    "1 000",
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "0.000000001",
+    "0.0000000001",
+]
+amount_texts = st.one_of(
+    plain_decimals, padded_decimals, near_misses, st.text(max_size=50), st.sampled_from(SPELLINGS)
+)
 
 
 def _case_variants(symbol: str) -> st.SearchStrategy[str]:
-    return st.builds(lambda flips, left, right: left + "".join(
-        c.lower() if flip else c for c, flip in zip(symbol, flips, strict=False)) + right,
+    return st.builds(
+        lambda flips, left, right: (
+            left
+            + "".join(c.lower() if flip else c for c, flip in zip(symbol, flips, strict=False))
+            + right
+        ),
         st.lists(st.booleans(), min_size=len(symbol), max_size=len(symbol)),
-        st.sampled_from(["", " ", "\t"]), st.sampled_from(["", " ", "\n"]))
+        st.sampled_from(["", " ", "\t"]),
+        st.sampled_from(["", " ", "\n"]),
+    )
 
 
 symbols = st.sampled_from(sorted(TOKENS)).flatmap(_case_variants)
 token_texts = st.one_of(
-    symbols, st.text(max_size=8),
+    symbols,
+    st.text(max_size=8),
     st.sampled_from(["", "DOGE", "SOL/USDC", "S0L", "US DC", "\x00SOL", "\u017fol"]),
 )
 slippages = st.one_of(st.integers(0, MAX_SLIPPAGE_BPS + 100), st.integers(0, UINT32_MAX))
 # Good for every token (the fewest decimals are BONK's 5), up to 10,000 tokens.
 good_amounts = st.builds(lambda units: format_amount(units, 5), st.integers(1, 10**9))
-ANY_VALUE = {"input_token": token_texts, "output_token": token_texts, "amount": amount_texts,
-             "slippage_bps": slippages}
+ANY_VALUE = {
+    "input_token": token_texts,
+    "output_token": token_texts,
+    "amount": amount_texts,
+    "slippage_bps": slippages,
+}
 
 
 @st.composite
@@ -109,9 +156,12 @@ def swap_fields(draw: st.DrawFn) -> dict[str, Any]:
     """A good swap request with none, one, some or all of its fields drawn
     from anything: so that accepted and refused requests both come often,
     and a refusal is mostly for one field."""
-    fields: dict[str, Any] = {"input_token": draw(symbols), "output_token": draw(symbols),
-                              "amount": draw(good_amounts),
-                              "slippage_bps": draw(st.integers(0, MAX_SLIPPAGE_BPS))}
+    fields: dict[str, Any] = {
+        "input_token": draw(symbols),
+        "output_token": draw(symbols),
+        "amount": draw(good_amounts),
+        "slippage_bps": draw(st.integers(0, MAX_SLIPPAGE_BPS)),
+    }
     for name in draw(st.sets(st.sampled_from(sorted(ANY_VALUE)), max_size=len(ANY_VALUE))):
         fields[name] = draw(ANY_VALUE[name])
     return fields
@@ -119,16 +169,25 @@ def swap_fields(draw: st.DrawFn) -> dict[str, Any]:
 
 # How an order id may be written: its own form, and others uuid.UUID would take.
 ID_SPELLINGS: list[Callable[[str], str]] = [
-    str, str, str.upper, lambda i: i.replace("-", ""), lambda i: f"{{{i}}}", lambda i: f" {i}",
-    lambda i: i.replace("-", "_"), lambda i: i[:-1], lambda i: f"urn:uuid:{i}",
+    str,
+    str,
+    str.upper,
+    lambda i: i.replace("-", ""),
+    lambda i: f"{{{i}}}",
+    lambda i: f" {i}",
+    lambda i: i.replace("-", "_"),
+    lambda i: i[:-1],
+    lambda i: f"urn:uuid:{i}",
     lambda i: i.replace("-", "", 1),
     # Other scripts' digits: int(..., 16) takes them.
-    lambda i: i.translate(str.maketrans(DIGITS, "\u0660\u0661\u0662\u0663\u0664\u0665"
-                                                "\u0666\u0667\u0668\u0669")),
+    lambda i: i.translate(
+        str.maketrans(DIGITS, "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669")
+    ),
 ]
 spellings = st.sampled_from(ID_SPELLINGS)
-uuid_texts = st.one_of(st.builds(lambda spell, u: spell(str(u)), spellings, st.uuids()),
-                       st.text(max_size=40))
+uuid_texts = st.one_of(
+    st.builds(lambda spell, u: spell(str(u)), spellings, st.uuids()), st.text(max_size=40)
+)
 
 
 # -- oracles: the rules as docs/api.md states them, written apart from the code ---
@@ -159,8 +218,9 @@ def known_symbol(text: str) -> str | None:
     return symbol.upper() if symbol.isascii() and symbol.upper() in TOKENS else None
 
 
-def first_bad_swap_field(input_token: str, output_token: str, amount: str,
-                         slippage_bps: int) -> str | None:
+def first_bad_swap_field(
+    input_token: str, output_token: str, amount: str, slippage_bps: int
+) -> str | None:
     """The field a swap request is refused for: the first bad one, in order."""
     src, dst = known_symbol(input_token), known_symbol(output_token)
     if src is None:
@@ -177,10 +237,8 @@ def first_bad_swap_field(input_token: str, output_token: str, amount: str,
 def is_order_id(text: str) -> bool:
     """A UUID written in ASCII hex, 8-4-4-4-12 or the 32 digits alone."""
     bare = text.replace("-", "") if text.count("-") in (0, 4) else ""
-    hyphens_in_place = text.count("-") == 0 or [len(p) for p in text.split("-")] == [
-        8, 4, 4, 4, 12]
-    return (len(bare) == 32 and hyphens_in_place
-            and all(c in "0123456789abcdefABCDEF" for c in bare))
+    hyphens_in_place = text.count("-") == 0 or [len(p) for p in text.split("-")] == [8, 4, 4, 4, 12]
+    return len(bare) == 32 and hyphens_in_place and all(c in "0123456789abcdefABCDEF" for c in bare)
 
 
 # -- amounts ------------------------------------------------------------------
@@ -197,8 +255,9 @@ def test_every_amount_formats_and_parses_back_to_itself(units: int, decimals: in
 
 @PURE
 @given(text=amount_texts, decimals=st.integers(0, 9))
-def test_any_text_is_parsed_exactly_or_refused_with_an_amount_error(text: str,
-                                                                    decimals: int) -> None:
+def test_any_text_is_parsed_exactly_or_refused_with_an_amount_error(
+    text: str, decimals: int
+) -> None:
     expected = expected_units(text, decimals)
     try:
         parsed = parse_amount(text, decimals)
@@ -215,11 +274,16 @@ def test_any_text_is_parsed_exactly_or_refused_with_an_amount_error(text: str,
 
 
 @PURE
-@given(value=st.one_of(st.decimals(allow_nan=False, allow_infinity=False),
-                       st.decimals(allow_nan=False, allow_infinity=False, places=9),
-                       st.integers(-(10**70), 10**70)))
+@given(
+    value=st.one_of(
+        st.decimals(allow_nan=False, allow_infinity=False),
+        st.decimals(allow_nan=False, allow_infinity=False, places=9),
+        st.integers(-(10**70), 10**70),
+    )
+)
 def test_a_json_number_becomes_its_exact_decimal_string_or_a_named_refusal(
-        value: Decimal | int) -> None:
+    value: Decimal | int,
+) -> None:
     try:
         text = decimal_string(value)
     except PydanticCustomError as exc:
@@ -237,7 +301,7 @@ def test_a_json_number_becomes_its_exact_decimal_string_or_a_named_refusal(
 json_numbers = st.one_of(
     st.integers(-(10**80), 10**80).map(str),
     st.decimals(allow_nan=False, allow_infinity=False).map(lambda d: format(d, "f")),
-    st.builds(lambda m, e: f"{m}e{e}", st.integers(-999, 999), st.integers(-10**9, 10**9)),
+    st.builds(lambda m, e: f"{m}e{e}", st.integers(-999, 999), st.integers(-(10**9), 10**9)),
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
 )
 
@@ -245,14 +309,20 @@ json_numbers = st.one_of(
 @PURE
 @given(number=json_numbers, nested=st.booleans())
 def test_json_bodies_never_hold_a_float(number: str, nested: bool) -> None:
-    body = f'{{"amount": {number}, "more": [{number}, {{"x": {number}}}]}}' if nested else (
-        f'{{"amount": {number}}}')
+    body = (
+        f'{{"amount": {number}, "more": [{number}, {{"x": {number}}}]}}'
+        if nested
+        else (f'{{"amount": {number}}}')
+    )
     parsed = loads(body.encode())
 
     def walk(value: Any) -> None:
         assert not isinstance(value, float)
-        for item in value.values() if isinstance(value, dict) else (
-                value if isinstance(value, list) else ()):
+        for item in (
+            value.values()
+            if isinstance(value, dict)
+            else (value if isinstance(value, list) else ())
+        ):
             walk(item)
 
     walk(parsed)
@@ -268,7 +338,8 @@ def test_json_bodies_never_hold_a_float(number: str, nested: bool) -> None:
 @PURE
 @given(fields=swap_fields())
 def test_a_swap_request_is_accepted_exactly_or_refused_naming_its_first_bad_field(
-        fields: dict[str, Any]) -> None:
+    fields: dict[str, Any],
+) -> None:
     bad = first_bad_swap_field(**fields)
     try:
         swap = parse_swap(**fields)
@@ -282,8 +353,7 @@ def test_a_swap_request_is_accepted_exactly_or_refused_naming_its_first_bad_fiel
     src, dst = known_symbol(fields["input_token"]), known_symbol(fields["output_token"])
     assert src is not None and dst is not None
     units = expected_units(fields["amount"], TOKENS[src].decimals)
-    assert swap == SwapRequest(src, dst, units or 0,
-                               fields["slippage_bps"] or DEFAULT_SLIPPAGE_BPS)
+    assert swap == SwapRequest(src, dst, units or 0, fields["slippage_bps"] or DEFAULT_SLIPPAGE_BPS)
 
 
 @PURE
@@ -301,25 +371,28 @@ def test_an_order_id_is_a_uuid_in_ascii_or_refused(text: str) -> None:
 
 page_tokens = st.one_of(
     st.text(max_size=300),
-    st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=",
-            max_size=300),
-    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=40),
-                 lambda inner: st.lists(inner, max_size=3), max_leaves=6).map(
-        lambda value: base64.urlsafe_b64encode(
-            json.dumps(value).encode()).decode().rstrip("=")),
-    st.builds(lambda stamp, oid: base64.urlsafe_b64encode(
-        json.dumps([stamp, oid]).encode()).decode().rstrip("="),
+    st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=", max_size=300),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+        lambda inner: st.lists(inner, max_size=3),
+        max_leaves=6,
+    ).map(lambda value: base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")),
+    st.builds(
+        lambda stamp, oid: (
+            base64.urlsafe_b64encode(json.dumps([stamp, oid]).encode()).decode().rstrip("=")
+        ),
         st.datetimes().map(lambda d: d.isoformat()) | st.text(max_size=30),
-        st.uuids().map(str) | st.text(max_size=40)),
-    st.integers(1, 20_000).map(lambda depth: base64.urlsafe_b64encode(
-        b"[" * depth).decode()),
+        st.uuids().map(str) | st.text(max_size=40),
+    ),
+    st.integers(1, 20_000).map(lambda depth: base64.urlsafe_b64encode(b"[" * depth).decode()),
 )
 
 
 @settings(PURE, max_examples=200, suppress_health_check=WITH_FIXTURES)
 @given(page_token=page_tokens)
-def test_a_page_token_is_one_this_store_gave_out_or_refused(store: OrderStore,
-                                                             page_token: str) -> None:
+def test_a_page_token_is_one_this_store_gave_out_or_refused(
+    store: OrderStore, page_token: str
+) -> None:
     try:
         rows, _ = store.list_page("nobody", 10, page_token)
     except PageTokenError:
@@ -345,31 +418,48 @@ def refused(call: Callable[[], Any]) -> grpc.RpcError | None:
     return None
 
 
-client_order_ids = st.one_of(st.just(""), st.text(max_size=140),
-                             st.sampled_from(["a\x00b", "tab\there", "x" * 128, "x" * 129,
-                                              "same-id", "same-id", "\u00e9t\u00e9",
-                                              "rtl\u202eoverride", "line\u2028separator"]))
+client_order_ids = st.one_of(
+    st.just(""),
+    st.text(max_size=140),
+    st.sampled_from(
+        [
+            "a\x00b",
+            "tab\there",
+            "x" * 128,
+            "x" * 129,
+            "same-id",
+            "same-id",
+            "\u00e9t\u00e9",
+            "rtl\u202eoverride",
+            "line\u2028separator",
+        ]
+    ),
+)
 
 
 @SERVED
 @given(fields=swap_fields(), client_order_id=client_order_ids)
 def test_submit_order_stores_a_valid_order_and_nothing_for_a_bad_field(
-        services: Services, store: OrderStore, fields: dict[str, Any],
-        client_order_id: str) -> None:
+    services: Services, store: OrderStore, fields: dict[str, Any], client_order_id: str
+) -> None:
     bad = first_bad_swap_field(**fields)
     # Control, format (bidirectional, zero-width) and line or paragraph separators.
     refused_id = len(client_order_id) > 128 or any(
-        unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in client_order_id)
+        unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in client_order_id
+    )
     if bad is None and refused_id:
         bad = "client_order_id"
     before = count_orders(store)
     # A refused id was never stored (and PostgreSQL cannot be asked for one
     # holding a NUL).
-    earlier = (_by_client_order_id(store, client_order_id)
-               if client_order_id and not refused_id else None)
+    earlier = (
+        _by_client_order_id(store, client_order_id) if client_order_id and not refused_id else None
+    )
     try:
-        reply = services.orders().SubmitOrder(order_service_pb2.SubmitOrderRequest(
-            **fields, client_order_id=client_order_id), timeout=10)
+        reply = services.orders().SubmitOrder(
+            order_service_pb2.SubmitOrderRequest(**fields, client_order_id=client_order_id),
+            timeout=10,
+        )
     except grpc.RpcError as exc:
         assert count_orders(store) == before, "a refused order stored something"
         event(f"{exc.code().name} {bad or ''}")
@@ -392,24 +482,35 @@ def test_submit_order_stores_a_valid_order_and_nothing_for_a_bad_field(
 
 def _by_client_order_id(store: OrderStore, client_order_id: str) -> OrderRow | None:
     with store.engine.connect() as connection:
-        found = connection.execute(select(OrderRow.__table__).where(
-            OrderRow.owner == OWNER, OrderRow.client_order_id == client_order_id)).first()
+        found = connection.execute(
+            select(OrderRow.__table__).where(
+                OrderRow.owner == OWNER, OrderRow.client_order_id == client_order_id
+            )
+        ).first()
     return OrderRow(**found._mapping) if found else None
 
 
 def _same(row: OrderRow, fields: dict[str, Any]) -> bool:
     swap = parse_swap(**fields)
     return (row.input_token, row.output_token, row.amount_in, row.slippage_bps) == (
-        swap.input_token, swap.output_token, swap.amount_in, swap.slippage_bps)
+        swap.input_token,
+        swap.output_token,
+        swap.amount_in,
+        swap.slippage_bps,
+    )
 
 
 @SERVED
 @given(fields=swap_fields())
-def test_quote_order_answers_or_names_the_bad_field(services: Services,
-                                                    fields: dict[str, Any]) -> None:
+def test_quote_order_answers_or_names_the_bad_field(
+    services: Services, fields: dict[str, Any]
+) -> None:
     bad = first_bad_swap_field(**fields)
-    error = refused(lambda: services.orders().QuoteOrder(
-        order_service_pb2.QuoteOrderRequest(**fields), timeout=10))
+    error = refused(
+        lambda: services.orders().QuoteOrder(
+            order_service_pb2.QuoteOrderRequest(**fields), timeout=10
+        )
+    )
     event(f"{error.code().name} {bad or ''}" if error else "quoted")
     if bad is not None:
         assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -420,13 +521,20 @@ def test_quote_order_answers_or_names_the_bad_field(services: Services,
 
 
 @SERVED
-@given(page_size=st.one_of(st.integers(0, 100), INT32),
-       page_token=st.one_of(st.just(""), st.just(""), page_tokens))
-def test_list_orders_pages_or_names_the_bad_field(services: Services, page_size: int,
-                                                  page_token: str) -> None:
+@given(
+    page_size=st.one_of(st.integers(0, 100), INT32),
+    page_token=st.one_of(st.just(""), st.just(""), page_tokens),
+)
+def test_list_orders_pages_or_names_the_bad_field(
+    services: Services, page_size: int, page_token: str
+) -> None:
     stub = services.orders()
-    error = refused(lambda: stub.ListOrders(order_service_pb2.ListOrdersRequest(
-        page_size=page_size, page_token=page_token), timeout=10))
+    error = refused(
+        lambda: stub.ListOrders(
+            order_service_pb2.ListOrdersRequest(page_size=page_size, page_token=page_token),
+            timeout=10,
+        )
+    )
     event(f"{error.code().name} {field_violations(error)}" if error else "listed")
     if error is None:
         assert page_size >= 0
@@ -436,28 +544,47 @@ def test_list_orders_pages_or_names_the_bad_field(services: Services, page_size:
 
 
 @SERVED
-@given(existing=st.booleans(), spell=spellings, other=st.uuids(), text=st.text(max_size=40),
-       written=st.sampled_from(["spelled", "spelled", "text"]),
-       after_sequence=st.one_of(st.integers(-2, 3), INT64))
+@given(
+    existing=st.booleans(),
+    spell=spellings,
+    other=st.uuids(),
+    text=st.text(max_size=40),
+    written=st.sampled_from(["spelled", "spelled", "text"]),
+    after_sequence=st.one_of(st.integers(-2, 3), INT64),
+)
 def test_order_ids_are_found_not_found_or_named(
-        services: Services, existing: bool, spell: Callable[[str], str], other: uuid.UUID,
-        text: str, written: str, after_sequence: int) -> None:
+    services: Services,
+    existing: bool,
+    spell: Callable[[str], str],
+    other: uuid.UUID,
+    text: str,
+    written: str,
+    after_sequence: int,
+) -> None:
     """An order of the caller's (made for the case) or another id, in any
     spelling or none; Get, Cancel, then Watch it."""
     stub = services.orders()
     target = str(other)
     if existing:
-        target = stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-            input_token="SOL", output_token="USDC", amount="1"), timeout=10).order.order_id
+        target = stub.SubmitOrder(
+            order_service_pb2.SubmitOrderRequest(
+                input_token="SOL", output_token="USDC", amount="1"
+            ),
+            timeout=10,
+        ).order.order_id
     order_id = spell(target) if written == "spelled" else text
     calls = {
         "GetOrder": lambda: stub.GetOrder(
-            order_service_pb2.GetOrderRequest(order_id=order_id), timeout=10),
+            order_service_pb2.GetOrderRequest(order_id=order_id), timeout=10
+        ),
         "CancelOrder": lambda: stub.CancelOrder(
-            order_service_pb2.CancelOrderRequest(order_id=order_id), timeout=10),
+            order_service_pb2.CancelOrderRequest(order_id=order_id), timeout=10
+        ),
         # After the cancel, the stream has its end: it cannot hang.
-        "WatchOrder": lambda: stub.WatchOrder(order_service_pb2.WatchOrderRequest(
-            order_id=order_id, after_sequence=after_sequence), timeout=10),
+        "WatchOrder": lambda: stub.WatchOrder(
+            order_service_pb2.WatchOrderRequest(order_id=order_id, after_sequence=after_sequence),
+            timeout=10,
+        ),
     }
     for name, call in calls.items():
         error = refused(call)
@@ -528,15 +655,23 @@ class OrderLifecycle(RuleBasedStateMachine):
         everyone = st.sampled_from(list(self.model))
         if not under_way:
             return data.draw(everyone)
-        return data.draw(st.one_of(st.sampled_from(under_way), st.sampled_from(under_way),
-                                   everyone))
+        return data.draw(
+            st.one_of(st.sampled_from(under_way), st.sampled_from(under_way), everyone)
+        )
 
     def _status(self, data: st.DataObject, now: Status) -> Status:
         legal = sorted(TRANSITIONS[now])
         forward = [s for s in legal if s not in ENDINGS]
         illegal = [s for s in Status if s not in TRANSITIONS[now]]
-        return data.draw(st.one_of(*(st.sampled_from(options) for options in (
-            forward, forward, legal, illegal) if options)))
+        return data.draw(
+            st.one_of(
+                *(
+                    st.sampled_from(options)
+                    for options in (forward, forward, legal, illegal)
+                    if options
+                )
+            )
+        )
 
     def _attempt(self, data: st.DataObject, own: int) -> int | None:
         return data.draw(st.sampled_from([own, own, own, None, own - 1, own + 1]))
@@ -544,9 +679,15 @@ class OrderLifecycle(RuleBasedStateMachine):
     @precondition(lambda self: len(self._under_way()) < MACHINE_ORDERS)
     @rule()
     def submit(self) -> None:
-        row, event = self.store.submit(NewOrder(owner="machine", input_token="SOL",
-                                                output_token="USDC", amount_in=10**9,
-                                                slippage_bps=50))
+        row, event = self.store.submit(
+            NewOrder(
+                owner="machine",
+                input_token="SOL",
+                output_token="USDC",
+                amount_in=10**9,
+                slippage_bps=50,
+            )
+        )
         assert event is not None and event.sequence == 1
         self.model[row.order_id] = Modelled()
 
@@ -558,8 +699,11 @@ class OrderLifecycle(RuleBasedStateMachine):
         status = self._status(data, modelled.status)
         attempt = self._attempt(data, modelled.attempt)
         result = self.store.transition(
-            order_id, status, Change(reason="fuzz", reason_code=Reason.UNKNOWN,
-                                     next_attempt=next_attempt), attempt=attempt)
+            order_id,
+            status,
+            Change(reason="fuzz", reason_code=Reason.UNKNOWN, next_attempt=next_attempt),
+            attempt=attempt,
+        )
         self._check(order_id, status, next_attempt, attempt, result)
 
     @precondition(lambda self: bool(self.model))
@@ -572,18 +716,21 @@ class OrderLifecycle(RuleBasedStateMachine):
         for _ in range(size):
             order_id = self._order(data)
             status = self._status(data, after[order_id].status)
-            again, attempt = data.draw(st.booleans()), self._attempt(data,
-                                                                      after[order_id].attempt)
+            again, attempt = data.draw(st.booleans()), self._attempt(data, after[order_id].attempt)
             after[order_id].apply(status, again, attempt)
             batch.append((order_id, status, again, attempt))
-        results = self.store.transition_many([
-            Transition(order_id, status, Change(next_attempt=again), attempt)
-            for order_id, status, again, attempt in batch])
+        results = self.store.transition_many(
+            [
+                Transition(order_id, status, Change(next_attempt=again), attempt)
+                for order_id, status, again, attempt in batch
+            ]
+        )
         for (order_id, status, again, attempt), result in zip(batch, results, strict=True):
             self._check(order_id, status, again, attempt, result)
 
-    def _check(self, order_id: str, target: Status, next_attempt: bool, attempt: int | None,
-               result: Any) -> None:
+    def _check(
+        self, order_id: str, target: Status, next_attempt: bool, attempt: int | None, result: Any
+    ) -> None:
         modelled = self.model[order_id]
         was = modelled.status
         allowed = modelled.apply(target, next_attempt, attempt)
@@ -597,8 +744,11 @@ class OrderLifecycle(RuleBasedStateMachine):
         assert Status.from_proto(event.status) is target
         if target in TERMINAL:
             # Final: every status, for its attempt or any, in one transaction.
-            tries = [Transition(order_id, s, NO_CHANGE, attempt) for s in Status
-                     for attempt in (None, modelled.attempt)]
+            tries = [
+                Transition(order_id, s, NO_CHANGE, attempt)
+                for s in Status
+                for attempt in (None, modelled.attempt)
+            ]
             assert self.store.transition_many(tries) == [None] * len(tries), target
 
     @invariant()
@@ -611,7 +761,8 @@ class OrderLifecycle(RuleBasedStateMachine):
             stored = connection.execute(
                 select(EventRow.order_id, EventRow.sequence, EventRow.status)
                 .where(EventRow.order_id.in_(list(self.model)))
-                .order_by(EventRow.order_id, EventRow.sequence)).all()
+                .order_by(EventRow.order_id, EventRow.sequence)
+            ).all()
         for order_id, modelled in self.model.items():
             row = rows[order_id]
             assert Status(row.status) is modelled.status
@@ -625,9 +776,14 @@ class OrderLifecycle(RuleBasedStateMachine):
             assert not any(s in TERMINAL for s in path[:-1]), "a terminal status moved on"
 
 
-MACHINE = settings(max_examples=25, stateful_step_count=30, derandomize=True, database=None,
-                   deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                         HealthCheck.filter_too_much])
+MACHINE = settings(
+    max_examples=25,
+    stateful_step_count=30,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 def test_no_sequence_of_changes_leads_to_an_illegal_state(store: OrderStore) -> None:
@@ -640,12 +796,16 @@ def test_no_sequence_of_changes_leads_to_an_illegal_state(store: OrderStore) -> 
 
 @settings(PURE, max_examples=20, suppress_health_check=WITH_FIXTURES)
 @given(targets=st.lists(STATUSES, min_size=2, max_size=4))
-def test_racing_changes_to_one_order_let_at_most_one_through(store: OrderStore,
-                                                            targets: list[Status]) -> None:
+def test_racing_changes_to_one_order_let_at_most_one_through(
+    store: OrderStore, targets: list[Status]
+) -> None:
     """Threads that change one PENDING order at once: the first legal change
     wins, every other one that is no longer legal after it is refused."""
-    row, _ = store.submit(NewOrder(owner="racer", input_token="SOL", output_token="USDC",
-                                   amount_in=1, slippage_bps=50))
+    row, _ = store.submit(
+        NewOrder(
+            owner="racer", input_token="SOL", output_token="USDC", amount_in=1, slippage_bps=50
+        )
+    )
     start = threading.Barrier(len(targets))
     results: list[Any] = [None] * len(targets)
 
@@ -665,4 +825,3 @@ def test_racing_changes_to_one_order_let_at_most_one_through(store: OrderStore,
     assert len(path) - 1 == sum(result is not None for result in results)
     stored = store.get(row.order_id)
     assert stored is not None and Status(stored.status) is path[-1]
-

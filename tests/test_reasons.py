@@ -25,9 +25,20 @@ NOT_REASONS = {ROOT / "orderengine" / "statuses.py", ROOT / "orderengine" / "rea
 
 # What clients match on: a member may be added, never renamed.
 WIRE = {
-    "BLOCKHASH_EXPIRED", "TRANSACTION_DROPPED", "INSUFFICIENT_FUNDS", "RPC_TIMEOUT",
-    "SLIPPAGE_EXCEEDED", "PROGRAM_FAILED", "UNKNOWN", "ROUTE_INVALID", "POOL_OUT_OF_LIQUIDITY",
-    "AMOUNT_OVERFLOW", "ZERO_AMOUNT_OUT", "NO_ROUTE", "SWAP_REJECTED", "ORDER_INVALID",
+    "BLOCKHASH_EXPIRED",
+    "TRANSACTION_DROPPED",
+    "INSUFFICIENT_FUNDS",
+    "RPC_TIMEOUT",
+    "SLIPPAGE_EXCEEDED",
+    "PROGRAM_FAILED",
+    "UNKNOWN",
+    "ROUTE_INVALID",
+    "POOL_OUT_OF_LIQUIDITY",
+    "AMOUNT_OVERFLOW",
+    "ZERO_AMOUNT_OUT",
+    "NO_ROUTE",
+    "SWAP_REJECTED",
+    "ORDER_INVALID",
     "CANCELLED",
 }
 
@@ -81,17 +92,24 @@ def test_a_code_from_the_wire_is_its_reason_or_unknown() -> None:
 
 def _string_constants(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    return [(node.lineno, node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
 
 
 def test_no_failure_is_named_with_a_bare_string() -> None:
     """A code spelt as a literal would not be checked against the enum."""
     codes = {reason.value for reason in Reason}
-    found = [f"{path.relative_to(ROOT)}:{line}: {value!r}"
-             for folder in SOURCES for path in sorted((ROOT / folder).rglob("*.py"))
-             if "v1" not in path.relative_to(ROOT).parts and path not in NOT_REASONS
-             for line, value in _string_constants(path) if value in codes]
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {value!r}"
+        for folder in SOURCES
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if "v1" not in path.relative_to(ROOT).parts and path not in NOT_REASONS
+        for line, value in _string_constants(path)
+        if value in codes
+    ]
     assert found == []
 
 

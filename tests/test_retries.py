@@ -60,8 +60,13 @@ def test_backoff_from_the_same_seed_is_the_same() -> None:
 
 def test_only_retryable_codes_are_retried_and_only_below_the_limit() -> None:
     policy = RetryPolicy(max_attempts=3, base_seconds=0.5, factor=2.0, cap_seconds=8.0)
-    assert {"SLIPPAGE_EXCEEDED", "BLOCKHASH_EXPIRED", "TRANSACTION_DROPPED",
-            "RPC_TIMEOUT", "POOL_OUT_OF_LIQUIDITY"} == RETRYABLE
+    assert {
+        "SLIPPAGE_EXCEEDED",
+        "BLOCKHASH_EXPIRED",
+        "TRANSACTION_DROPPED",
+        "RPC_TIMEOUT",
+        "POOL_OUT_OF_LIQUIDITY",
+    } == RETRYABLE
     for code in RETRYABLE:
         assert [policy.should_retry(code, a) for a in (1, 2, 3, 4)] == [True, True, False, False]
     for code in (Reason.ROUTE_INVALID, Reason.NO_ROUTE, Reason.SWAP_REJECTED):
@@ -85,19 +90,32 @@ def ctx(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Contex
 
 
 def new_order(store: OrderStore) -> str:
-    row, _ = store.submit(NewOrder(owner=OWNER, input_token="SOL", output_token="USDC",
-                                   amount_in=10 * SOL, slippage_bps=50))
+    row, _ = store.submit(
+        NewOrder(
+            owner=OWNER, input_token="SOL", output_token="USDC", amount_in=10 * SOL, slippage_bps=50
+        )
+    )
     return row.order_id
 
 
 def to_submitted(store: OrderStore, order_id: str, attempt: int) -> StoredOrder:
     """Moves the order on ``attempt`` to SUBMITTED, as a worker would."""
     route = market_pb2.Route(
-        input_token="SOL", output_token="USDC", amount_in="10", amount_out="1394.4",
+        input_token="SOL",
+        output_token="USDC",
+        amount_in="10",
+        amount_out="1394.4",
         min_amount_out="1387.4",
-        legs=[market_pb2.RouteLeg(pool_id="raydium-sol-usdc", input_token="SOL",
-                                  output_token="USDC", amount_in="10", amount_out="1394.4",
-                                  share_bps=10_000)],
+        legs=[
+            market_pb2.RouteLeg(
+                pool_id="raydium-sol-usdc",
+                input_token="SOL",
+                output_token="USDC",
+                amount_in="10",
+                amount_out="1394.4",
+                share_bps=10_000,
+            )
+        ],
     )
     signature = base58.b58encode(os.urandom(64)).decode()
     steps = [(Status.ROUTED, Change(route=route)), (Status.SUBMITTED, Change(signature=signature))]
@@ -154,16 +172,25 @@ def test_the_last_attempt_failing_fails_the_order_saying_it_gave_up(
 ) -> None:
     order_id = new_order(store)
     for attempt in (1, 2, 3):
-        attempt_failed(ctx, to_submitted(store, order_id, attempt), Reason.SLIPPAGE_EXCEEDED,
-                       SLIPPAGE)
+        attempt_failed(
+            ctx, to_submitted(store, order_id, attempt), Reason.SLIPPAGE_EXCEEDED, SLIPPAGE
+        )
 
     row = store.get(order_id)
     assert row is not None
     assert (row.status, row.attempt) == (Status.FAILED, 3)
     assert row.failure_reason == f"{SLIPPAGE} (gave up after 3 attempts)"
     events = store.events(order_id)
-    assert statuses(events) == [*FIRST_TRY, "ROUTING", "ROUTED", "SUBMITTED",
-                                "ROUTING", "ROUTED", "SUBMITTED", "FAILED"]
+    assert statuses(events) == [
+        *FIRST_TRY,
+        "ROUTING",
+        "ROUTED",
+        "SUBMITTED",
+        "ROUTING",
+        "ROUTED",
+        "SUBMITTED",
+        "FAILED",
+    ]
     assert [e.sequence for e in events] == list(range(1, 12))
     assert [e.attempt for e in events if e.status == order_pb2.ORDER_STATUS_ROUTING] == [1, 2, 3]
     assert (events[-1].reason_code, events[-1].attempt) == ("SLIPPAGE_EXCEEDED", 3)
@@ -191,8 +218,11 @@ def test_a_failure_no_retry_can_get_past_fails_the_order_at_once(
 def age(store: OrderStore, order_id: str, seconds: float = 3600) -> None:
     """Makes the order look untouched for ``seconds``."""
     with store.engine.begin() as connection:
-        connection.execute(update(OrderRow).where(OrderRow.order_id == order_id)
-                           .values(updated_at=datetime.now(UTC) - timedelta(seconds=seconds)))
+        connection.execute(
+            update(OrderRow)
+            .where(OrderRow.order_id == order_id)
+            .values(updated_at=datetime.now(UTC) - timedelta(seconds=seconds))
+        )
 
 
 def test_the_reconciler_drives_again_only_what_is_stuck(ctx: Context, store: OrderStore) -> None:
@@ -217,8 +247,9 @@ def test_the_reconciler_drives_again_only_what_is_stuck(ctx: Context, store: Ord
     assert reconcile_once(ctx) == Reconciled(queued=0, tracked=0)
 
 
-def test_the_reconciler_leaves_alone_what_a_worker_is_driving(ctx: Context,
-                                                              store: OrderStore) -> None:
+def test_the_reconciler_leaves_alone_what_a_worker_is_driving(
+    ctx: Context, store: OrderStore
+) -> None:
     from executor.driver.leases import order_leases
 
     stuck = new_order(store)
@@ -231,8 +262,7 @@ def test_the_reconciler_leaves_alone_what_a_worker_is_driving(ctx: Context,
     assert reconcile_once(ctx) == Reconciled(queued=1, tracked=0)
 
 
-def test_the_reconciler_queues_again_a_job_lost_with_redis(ctx: Context,
-                                                           store: OrderStore) -> None:
+def test_the_reconciler_queues_again_a_job_lost_with_redis(ctx: Context, store: OrderStore) -> None:
     stuck = new_order(store)
     age(store, stuck)
     assert reconcile_once(ctx).queued == 1
@@ -241,8 +271,9 @@ def test_the_reconciler_queues_again_a_job_lost_with_redis(ctx: Context,
     assert drives(queued_jobs(ctx)) == [("executor.driver.jobs.drive_orders", ([stuck],))]
 
 
-def test_the_reconciler_queues_a_retry_no_scheduler_moved_in_time(ctx: Context,
-                                                                store: OrderStore) -> None:
+def test_the_reconciler_queues_a_retry_no_scheduler_moved_in_time(
+    ctx: Context, store: OrderStore
+) -> None:
     """A retry waits out its back-off in RQ's scheduled registry; if the
     worker holding the scheduler's lock was killed, nobody moves it for a
     minute or more. The reconciler does, once it is a few seconds overdue."""
@@ -264,8 +295,9 @@ def test_the_reconciler_queues_a_retry_no_scheduler_moved_in_time(ctx: Context,
 
 
 @pytest.fixture
-def never_queued(env: dict[str, str], store: OrderStore, redis: Redis,
-                 monkeypatch: pytest.MonkeyPatch) -> str:
+def never_queued(
+    env: dict[str, str], store: OrderStore, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> str:
     """A PENDING order stored but never queued (Redis lost it), untouched for an hour.
     Request before ``services`` so the engine starts with a 1 s reconcile deadline."""
     monkeypatch.setenv("RECONCILE_AFTER_SECONDS", "1")
@@ -310,8 +342,7 @@ async def trade_against(redis_url: str, leg: market_pb2.RouteLeg) -> None:
     pool = all_pools()[leg.pool_id]
 
     async def price() -> Fraction:
-        return spot_price(pool, (await read_reserves(client, [pool.id]))[pool.id],
-                          leg.input_token)
+        return spot_price(pool, (await read_reserves(client, [pool.id]))[pool.id], leg.input_token)
 
     try:
         start = await price()
@@ -322,8 +353,14 @@ async def trade_against(redis_url: str, leg: market_pb2.RouteLeg) -> None:
             if await price() <= start * Fraction(97, 100):
                 return
             try:
-                await land_route(client, [Leg(pool.id, leg.input_token, leg.output_token)],
-                                 leg.input_token, leg.output_token, chunk, int(time.time()))
+                await land_route(
+                    client,
+                    [Leg(pool.id, leg.input_token, leg.output_token)],
+                    leg.input_token,
+                    leg.output_token,
+                    chunk,
+                    int(time.time()),
+                )
             except RouteError:
                 chunk //= 2  # more than the liquidity left takes
         raise AssertionError(f"could not move {pool.id}")
@@ -335,8 +372,10 @@ def test_an_order_the_market_moved_against_retries_with_a_new_quote_and_lands_on
     half_second_slots: None, services: Services, engine: Processes, redis: Redis
 ) -> None:
     orders = services.orders()
-    order = orders.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-        input_token="SOL", output_token="USDC", amount="10"), timeout=10).order
+    order = orders.SubmitOrder(
+        order_service_pb2.SubmitOrderRequest(input_token="SOL", output_token="USDC", amount="10"),
+        timeout=10,
+    ).order
     get = order_service_pb2.GetOrderRequest(order_id=order.order_id)
 
     def routed() -> order_pb2.Order | None:
@@ -364,12 +403,18 @@ def test_an_order_the_market_moved_against_retries_with_a_new_quote_and_lands_on
     chain = services.chain()
     failed, confirmed = chain.GetSignatureStatuses(
         execution_service_pb2.GetSignatureStatusesRequest(
-            signatures=[first_signature, second_signature]), timeout=10).statuses
+            signatures=[first_signature, second_signature]
+        ),
+        timeout=10,
+    ).statuses
     assert failed.error_code == "SLIPPAGE_EXCEEDED" and failed.amount_out == ""
     assert confirmed.error_code == "" and confirmed.amount_out == events[7].amount_out
     assert landings(redis, order.order_id) == 1
 
     final = orders.GetOrder(get, timeout=10)
     assert (final.status, final.attempt, final.last_sequence) == (
-        order_pb2.ORDER_STATUS_CONFIRMED, 2, 8)
+        order_pb2.ORDER_STATUS_CONFIRMED,
+        2,
+        8,
+    )
     assert final.signature == second_signature

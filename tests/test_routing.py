@@ -42,18 +42,31 @@ from tests.test_pools_chain import land, same_but_the_clock, state_in
 
 NOW = 1_000_000
 # About a hundred dollars of each token.
-HUNDRED_DOLLARS = {"SOL": "0.7", "USDC": "100", "USDT": "100", "JUP": "120", "BONK": "5000000",
-                   "RAY": "50"}
+HUNDRED_DOLLARS = {
+    "SOL": "0.7",
+    "USDC": "100",
+    "USDT": "100",
+    "JUP": "120",
+    "BONK": "5000000",
+    "RAY": "50",
+}
 
 
 def initial() -> dict[str, PoolState]:
     return {p.id: p.initial_state() for p in all_pools().values()}
 
 
-def route(src: str, dst: str, amount: str, *, paths: Sequence[Path] | None = None,
-          states: Mapping[str, PoolState] | None = None) -> Routed:
-    return route_swap(parse_swap(src, dst, amount, 0), initial() if states is None else states,
-                      NOW, paths=paths)
+def route(
+    src: str,
+    dst: str,
+    amount: str,
+    *,
+    paths: Sequence[Path] | None = None,
+    states: Mapping[str, PoolState] | None = None,
+) -> Routed:
+    return route_swap(
+        parse_swap(src, dst, amount, 0), initial() if states is None else states, NOW, paths=paths
+    )
 
 
 def over(src: str, dst: str, *pool_ids: str) -> list[Path]:
@@ -61,8 +74,9 @@ def over(src: str, dst: str, *pool_ids: str) -> list[Path]:
     return find_paths(src, dst, [all_pools()[pid] for pid in pool_ids])
 
 
-def out(pool_id: str, input_token: str, amount: int,
-        states: Mapping[str, PoolState] | None = None) -> int | None:
+def out(
+    pool_id: str, input_token: str, amount: int, states: Mapping[str, PoolState] | None = None
+) -> int | None:
     """What the pool gives for ``amount`` as it starts; None when it cannot fill it."""
     if amount == 0:
         return 0
@@ -78,11 +92,14 @@ def pool_inputs(routed: Routed) -> dict[str, int]:
     return {f.leg.pool_id: f.amount_in for f in routed.fill.fills}
 
 
-def gap(routed: Routed, paths: Sequence[Path], amount_in: int,
-        states: Mapping[str, PoolState] | None = None) -> int:
+def gap(
+    routed: Routed,
+    paths: Sequence[Path],
+    amount_in: int,
+    states: Mapping[str, PoolState] | None = None,
+) -> int:
     """The certified bound on how far the route is from the best split."""
-    return certify(paths, states or initial(), pool_inputs(routed), amount_in, NOW,
-                   DEFAULT_CHUNKS)
+    return certify(paths, states or initial(), pool_inputs(routed), amount_in, NOW, DEFAULT_CHUNKS)
 
 
 def rounding(routed: Routed) -> int:
@@ -97,17 +114,27 @@ def rounding(routed: Routed) -> int:
 def test_paths_are_direct_first_then_through_each_token_in_pool_order() -> None:
     paths = find_paths("SOL", "USDC", all_pools().values())
     assert [p.name for p in paths] == [
-        "meteora-sol-usdc", "raydium-sol-usdc",
-        "meteora-sol-usdt>meteora-usdc-usdt", "meteora-sol-usdt>raydium-usdc-usdt",
-        "raydium-sol-usdt>meteora-usdc-usdt", "raydium-sol-usdt>raydium-usdc-usdt",
+        "meteora-sol-usdc",
+        "raydium-sol-usdc",
+        "meteora-sol-usdt>meteora-usdc-usdt",
+        "meteora-sol-usdt>raydium-usdc-usdt",
+        "raydium-sol-usdt>meteora-usdc-usdt",
+        "raydium-sol-usdt>raydium-usdc-usdt",
     ]
     assert {p.via for p in paths} == {None, "USDT"}
-    assert [p.venue for p in paths] == [Venue.METEORA, Venue.RAYDIUM, Venue.METEORA, None, None,
-                                        Venue.RAYDIUM]
+    assert [p.venue for p in paths] == [
+        Venue.METEORA,
+        Venue.RAYDIUM,
+        Venue.METEORA,
+        None,
+        None,
+        Venue.RAYDIUM,
+    ]
 
 
-@pytest.mark.parametrize(("src", "dst"), [("JUP", "USDC"), ("BONK", "USDC"), ("JUP", "BONK"),
-                                          ("USDT", "RAY")])
+@pytest.mark.parametrize(
+    ("src", "dst"), [("JUP", "USDC"), ("BONK", "USDC"), ("JUP", "BONK"), ("USDT", "RAY")]
+)
 def test_a_pair_no_pool_trades_goes_through_sol(src: str, dst: str) -> None:
     paths = find_paths(src, dst, all_pools().values())
     assert paths and all(p.via == "SOL" for p in paths)
@@ -117,8 +144,7 @@ def test_a_pair_no_pool_trades_goes_through_sol(src: str, dst: str) -> None:
     legs = routed.route.legs
     firsts = [leg for leg in legs if leg.input_token == src]
     assert firsts and all(leg.output_token == "SOL" for leg in firsts)
-    assert all((leg.input_token, leg.output_token) == ("SOL", dst)
-               for leg in legs[len(firsts):])
+    assert all((leg.input_token, leg.output_token) == ("SOL", dst) for leg in legs[len(firsts) :])
     assert legs[-1].share_bps == FULL_SHARE
 
 
@@ -133,13 +159,16 @@ def test_every_pair_of_the_six_tokens_is_quoted() -> None:
 # -- quotes tell the truth ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("src", "dst", "amount"), [
-    ("SOL", "USDC", "10"),  # two hops, through USDT
-    ("SOL", "USDC", "3000"),  # split over direct and two-hop paths
-    ("USDC", "SOL", "200000"),  # split, with two tokens split in turn
-    ("JUP", "USDC", "100000"),  # two hops split at both
-    ("USDC", "SOL", "2500"),  # one pool
-])
+@pytest.mark.parametrize(
+    ("src", "dst", "amount"),
+    [
+        ("SOL", "USDC", "10"),  # two hops, through USDT
+        ("SOL", "USDC", "3000"),  # split over direct and two-hop paths
+        ("USDC", "SOL", "200000"),  # split, with two tokens split in turn
+        ("JUP", "USDC", "100000"),  # two hops split at both
+        ("USDC", "SOL", "2500"),  # one pool
+    ],
+)
 def test_the_route_is_exactly_what_apply_route_gives_on_the_state_read(
     src: str, dst: str, amount: str
 ) -> None:
@@ -152,7 +181,8 @@ def test_the_route_is_exactly_what_apply_route_gives_on_the_state_read(
     decimals = token(dst).decimals
     assert routed.route.amount_out == format_amount(again.amount_out, decimals)
     assert routed.route.min_amount_out == format_amount(
-        min_amount_out(again.amount_out, request.slippage_bps), decimals)
+        min_amount_out(again.amount_out, request.slippage_bps), decimals
+    )
     assert [leg.share_bps for leg in routed.route.legs] == [leg.share_bps for leg in routed.legs]
     # Every pool is on one leg: priced once, on the state read.
     assert len({leg.pool_id for leg in routed.legs}) == len(routed.legs)
@@ -166,20 +196,31 @@ def test_shares_spell_amounts_as_apply_route_spends_them() -> None:
     # A sliver still gets a leg (share_bps must be at least 1).
     assert shares([1, 10**9])[0] == 1
 
-    legs = legs_for(over("SOL", "USDC", "meteora-sol-usdc", "raydium-sol-usdc"),
-                    {"meteora-sol-usdc": 60 * 10**9, "raydium-sol-usdc": 40 * 10**9}, "SOL")
+    legs = legs_for(
+        over("SOL", "USDC", "meteora-sol-usdc", "raydium-sol-usdc"),
+        {"meteora-sol-usdc": 60 * 10**9, "raydium-sol-usdc": 40 * 10**9},
+        "SOL",
+    )
     fill = apply_route(legs, "SOL", "USDC", 100 * 10**9, initial(), NOW)
     assert [f.amount_in for f in fill.fills] == [60 * 10**9, 40 * 10**9]
 
 
 def test_legs_spend_the_input_first_then_each_intermediate_token() -> None:
     paths = candidate_paths(parse_swap("USDC", "SOL", "1", 0))
-    inputs = {"meteora-sol-usdc": 30, "raydium-usdc-usdt": 50, "meteora-sol-usdt": 25,
-              "raydium-sol-usdt": 25, "raydium-sol-usdc": 20}
+    inputs = {
+        "meteora-sol-usdc": 30,
+        "raydium-usdc-usdt": 50,
+        "meteora-sol-usdt": 25,
+        "raydium-sol-usdt": 25,
+        "raydium-sol-usdc": 20,
+    }
     legs = legs_for(paths, inputs, "USDC")
     assert [(leg.pool_id, leg.input_token) for leg in legs] == [
-        ("meteora-sol-usdc", "USDC"), ("raydium-sol-usdc", "USDC"), ("raydium-usdc-usdt", "USDC"),
-        ("meteora-sol-usdt", "USDT"), ("raydium-sol-usdt", "USDT"),
+        ("meteora-sol-usdc", "USDC"),
+        ("raydium-sol-usdc", "USDC"),
+        ("raydium-usdc-usdt", "USDC"),
+        ("meteora-sol-usdt", "USDT"),
+        ("raydium-sol-usdt", "USDT"),
     ]
     assert [leg.share_bps for leg in legs] == [3000, 2857, FULL_SHARE, 5000, FULL_SHARE]
 
@@ -198,12 +239,15 @@ def brute_pair(p1: str, p2: str, input_token: str, amount: int, steps: int = 100
     return best
 
 
-@pytest.mark.parametrize(("src", "dst", "amount", "pools"), [
-    ("USDC", "SOL", "200000", ("meteora-sol-usdc", "raydium-sol-usdc")),
-    ("SOL", "USDC", "3000", ("meteora-sol-usdc", "raydium-sol-usdc")),
-    ("JUP", "SOL", "300000", ("meteora-jup-sol", "raydium-jup-sol")),
-    ("SOL", "USDT", "1000", ("meteora-sol-usdt", "raydium-sol-usdt")),
-])
+@pytest.mark.parametrize(
+    ("src", "dst", "amount", "pools"),
+    [
+        ("USDC", "SOL", "200000", ("meteora-sol-usdc", "raydium-sol-usdc")),
+        ("SOL", "USDC", "3000", ("meteora-sol-usdc", "raydium-sol-usdc")),
+        ("JUP", "SOL", "300000", ("meteora-jup-sol", "raydium-jup-sol")),
+        ("SOL", "USDT", "1000", ("meteora-sol-usdt", "raydium-sol-usdt")),
+    ],
+)
 def test_a_split_over_two_pools_is_within_its_certified_bound_of_brute_force(
     src: str, dst: str, amount: str, pools: tuple[str, str]
 ) -> None:
@@ -223,7 +267,7 @@ def test_a_split_over_two_pools_is_within_its_certified_bound_of_brute_force(
 
 
 def test_tiny_pools_split_within_the_bound_of_every_integer_split(
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two pools of a few hundred base units, every split of the input tried."""
     real = all_pools()
@@ -231,9 +275,12 @@ def test_tiny_pools_split_within_the_bound_of_every_integer_split(
     assert isinstance(cpmm, CpmmPool) and isinstance(template, DlmmPool)
     deep = replace(cpmm, id="tiny-cpmm", initial_a=900, initial_b=1_300, fee_rate=2_500)
     min_id, bins = make_bins(0, 100, 4, 150, Shape.CURVE)  # 1% bins about price 1
-    dlmm = replace(template, id="tiny-dlmm", params=replace(template.params, bin_step=100),
-                   initial=replace(template.initial, active_id=0, min_id=min_id, bins=bins,
-                                   index_reference=0))
+    dlmm = replace(
+        template,
+        id="tiny-dlmm",
+        params=replace(template.params, bin_step=100),
+        initial=replace(template.initial, active_id=0, min_id=min_id, bins=bins, index_reference=0),
+    )
     tiny: dict[str, Pool] = {**real, deep.id: deep, dlmm.id: dlmm}
     monkeypatch.setattr(pools_module, "all_pools", lambda: tiny)
     monkeypatch.setattr("orderengine.market.routes.all_pools", lambda: tiny)
@@ -241,8 +288,9 @@ def test_tiny_pools_split_within_the_bound_of_every_integer_split(
     paths = find_paths("SOL", "USDC", [deep, dlmm])
 
     for amount in (40, 250, 400):
-        routed = route_swap(parse_swap("SOL", "USDC", format_amount(amount, 9), 0), states, NOW,
-                            paths=paths)
+        routed = route_swap(
+            parse_swap("SOL", "USDC", format_amount(amount, 9), 0), states, NOW, paths=paths
+        )
         every = []
         for x in range(amount + 1):
             a, b = out(deep.id, "SOL", x, states), out(dlmm.id, "SOL", amount - x, states)
@@ -327,12 +375,18 @@ def test_the_certificate_catches_a_poor_split() -> None:
     assert gap(routed, paths, amount) < lost // 100
 
 
-@pytest.mark.parametrize(("src", "dst", "amount"), [
-    ("SOL", "USDC", "10"), ("USDC", "SOL", "2500"), ("JUP", "SOL", "1000"),
-    ("BONK", "USDC", "100000000"),
-])
-def test_a_small_order_takes_one_path_and_no_split_beats_it(src: str, dst: str,
-                                                            amount: str) -> None:
+@pytest.mark.parametrize(
+    ("src", "dst", "amount"),
+    [
+        ("SOL", "USDC", "10"),
+        ("USDC", "SOL", "2500"),
+        ("JUP", "SOL", "1000"),
+        ("BONK", "USDC", "100000000"),
+    ],
+)
+def test_a_small_order_takes_one_path_and_no_split_beats_it(
+    src: str, dst: str, amount: str
+) -> None:
     request = parse_swap(src, dst, amount, 0)
     paths = candidate_paths(request)
     routed = route(src, dst, amount)
@@ -343,15 +397,17 @@ def test_a_small_order_takes_one_path_and_no_split_beats_it(src: str, dst: str,
 
     split = greedy_split(paths, initial(), request.amount_in, NOW)
     assert split is not None
-    forced = apply_route(legs_for(paths, split.pool_inputs, src), src, dst, request.amount_in,
-                         initial(), NOW)
+    forced = apply_route(
+        legs_for(paths, split.pool_inputs, src), src, dst, request.amount_in, initial(), NOW
+    )
     assert forced.amount_out <= best.amount_out + len(forced.fills)  # rounding at most
 
 
 def test_a_route_never_gives_less_than_the_best_single_path() -> None:
     for (src, dst), size in itertools.product(
-            [("SOL", "USDC"), ("USDC", "SOL"), ("SOL", "USDT"), ("JUP", "USDC"),
-             ("USDT", "BONK")], ("1", "30", "300", "3000")):
+        [("SOL", "USDC"), ("USDC", "SOL"), ("SOL", "USDT"), ("JUP", "USDC"), ("USDT", "BONK")],
+        ("1", "30", "300", "3000"),
+    ):
         amount = str(Decimal(HUNDRED_DOLLARS[src]) * Decimal(size))
         routed = route(src, dst, amount)
         assert routed.fill.amount_out >= routed.singles[0].amount_out, (src, dst, amount)
@@ -369,10 +425,13 @@ def test_a_pool_that_cannot_fill_the_whole_amount_can_still_take_part_of_it() ->
     assert routed.fill.amount_out > parse_amount(routed.quotes[0].amount_out, 6)
 
 
-@pytest.mark.parametrize(("src", "dst", "amount"), [
-    ("BONK", "RAY", "0.00001"),  # one base unit: the first pool's fee takes it all
-    ("SOL", "USDC", "0.000000001"),  # one lamport gives less than a base unit of anything
-])
+@pytest.mark.parametrize(
+    ("src", "dst", "amount"),
+    [
+        ("BONK", "RAY", "0.00001"),  # one base unit: the first pool's fee takes it all
+        ("SOL", "USDC", "0.000000001"),  # one lamport gives less than a base unit of anything
+    ],
+)
 def test_no_route_when_no_path_gives_anything(src: str, dst: str, amount: str) -> None:
     with pytest.raises(NoRouteError, match=f"{src} for {dst}"):
         route(src, dst, amount)
@@ -410,13 +469,17 @@ def test_a_venue_without_a_pool_for_the_pair_is_quoted_by_its_own_two_hop_path()
         # The fee in JUP: the second pool's SOL fee at the rate the first gave.
         fee = one.fee + Fraction(two.fee * amount_in, one.amount_out)
         assert q.fee == format_amount(int(fee), 6)
-        path = next(p for p in candidate_paths(parse_swap("JUP", "USDC", "1", 0))
-                    if p.name == q.pool_id)
+        path = next(
+            p for p in candidate_paths(parse_swap("JUP", "USDC", "1", 0)) if p.name == q.pool_id
+        )
         spot = path_spot(path, initial())
-        assert spot == (spot_price(all_pools()[first], initial()[first], "JUP")
-                        * spot_price(all_pools()[second], initial()[second], "SOL"))
+        assert spot == (
+            spot_price(all_pools()[first], initial()[first], "JUP")
+            * spot_price(all_pools()[second], initial()[second], "SOL")
+        )
         impact = 1 - Decimal(two.amount_out * spot.denominator) / Decimal(
-            amount_in * spot.numerator)
+            amount_in * spot.numerator
+        )
         assert Decimal(q.price_impact_pct) == (impact * 100).quantize(Decimal("0.0001"))
     outs = [Decimal(q.amount_out) for q in routed.quotes]
     assert outs == sorted(outs, reverse=True)
@@ -425,21 +488,30 @@ def test_a_venue_without_a_pool_for_the_pair_is_quoted_by_its_own_two_hop_path()
 # -- on the real chain -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("src", "dst", "amount"), [
-    ("SOL", "USDC", "3000"),  # five legs: direct and through USDT
-    ("JUP", "USDC", "1000"),  # two hops
-    ("USDC", "SOL", "200000"),  # six legs, two tokens split
-])
+@pytest.mark.parametrize(
+    ("src", "dst", "amount"),
+    [
+        ("SOL", "USDC", "3000"),  # five legs: direct and through USDT
+        ("JUP", "USDC", "1000"),  # two hops
+        ("USDC", "SOL", "200000"),  # six legs, two tokens split
+    ],
+)
 def test_a_quoted_route_lands_for_exactly_its_quote_and_moves_the_pools_as_quoted(
     services: Services, redis: Redis, src: str, dst: str, amount: str
 ) -> None:
-    reply = services.quotes().GetQuote(quote_service_pb2.GetQuoteRequest(
-        input_token=src, output_token=dst, amount=amount, slippage_bps=50), timeout=10)
+    reply = services.quotes().GetQuote(
+        quote_service_pb2.GetQuoteRequest(
+            input_token=src, output_token=dst, amount=amount, slippage_bps=50
+        ),
+        timeout=10,
+    )
     pool_ids = [leg.pool_id for leg in reply.route.legs]
     before = {pid: state_in(redis, pid) for pid in pool_ids}
     # What the quote priced, again here: the route over the pools as read.
-    legs = [Leg(leg.pool_id, leg.input_token, leg.output_token, leg.share_bps)
-            for leg in reply.route.legs]
+    legs = [
+        Leg(leg.pool_id, leg.input_token, leg.output_token, leg.share_bps)
+        for leg in reply.route.legs
+    ]
     request = parse_swap(src, dst, amount, 0)
     expected = apply_route(legs, src, dst, request.amount_in, before, int(time.time()))
     assert reply.route.amount_out == format_amount(expected.amount_out, token(dst).decimals)
@@ -455,12 +527,15 @@ def test_a_quoted_route_lands_for_exactly_its_quote_and_moves_the_pools_as_quote
 def test_every_pair_is_quoted_over_the_public_api(services: Services) -> None:
     orders = services.orders()
     for src, dst in itertools.permutations(TOKENS, 2):
-        reply = orders.QuoteOrder(order_service_pb2.QuoteOrderRequest(
-            input_token=src, output_token=dst, amount=HUNDRED_DOLLARS[src]), timeout=10)
+        reply = orders.QuoteOrder(
+            order_service_pb2.QuoteOrderRequest(
+                input_token=src, output_token=dst, amount=HUNDRED_DOLLARS[src]
+            ),
+            timeout=10,
+        )
         legs = reply.route.legs
         assert legs[0].input_token == src and legs[-1].output_token == dst, (src, dst)
-        assert Decimal(reply.route.amount_out) >= max(Decimal(q.amount_out)
-                                                       for q in reply.quotes)
+        assert Decimal(reply.route.amount_out) >= max(Decimal(q.amount_out) for q in reply.quotes)
 
 
 # -- BatchGetQuotes: GetQuote's answers, one read of the pools -------------------------------
@@ -469,8 +544,10 @@ GetQuote = quote_service_pb2.GetQuoteRequest
 BatchGetQuotes = quote_service_pb2.BatchGetQuotesRequest
 
 
-def unary_answers(quotes: quote_service_pb2_grpc.QuoteServiceStub,
-                  requests: Sequence[quote_service_pb2.GetQuoteRequest]) -> list[object]:
+def unary_answers(
+    quotes: quote_service_pb2_grpc.QuoteServiceStub,
+    requests: Sequence[quote_service_pb2.GetQuoteRequest],
+) -> list[object]:
     """What GetQuote answers for each: its reply, or its failure as an item's error."""
     answers: list[object] = []
     for request in requests:
@@ -486,30 +563,44 @@ def batch_answers(reply: quote_service_pb2.BatchGetQuotesResponse) -> list[objec
 
 
 def test_a_batch_answers_each_request_in_order_as_get_quote_would(services: Services) -> None:
-    requests = [GetQuote(input_token="SOL", output_token="USDC", amount="3000", slippage_bps=50),
-                GetQuote(input_token="DOGE", output_token="USDC", amount="1"),
-                GetQuote(input_token="JUP", output_token="USDC", amount="1000", slippage_bps=100),
-                GetQuote(input_token="JUP", output_token="BONK", amount="0.000001"),
-                GetQuote(input_token="USDC", output_token="SOL", amount="200000"),
-                GetQuote(input_token="SOL", output_token="USDC", amount="0")]
+    requests = [
+        GetQuote(input_token="SOL", output_token="USDC", amount="3000", slippage_bps=50),
+        GetQuote(input_token="DOGE", output_token="USDC", amount="1"),
+        GetQuote(input_token="JUP", output_token="USDC", amount="1000", slippage_bps=100),
+        GetQuote(input_token="JUP", output_token="BONK", amount="0.000001"),
+        GetQuote(input_token="USDC", output_token="SOL", amount="200000"),
+        GetQuote(input_token="SOL", output_token="USDC", amount="0"),
+    ]
     quotes = services.quotes()
     # A DLMM pool's price may move with the clock: compare within one second's quotes.
     for _ in range(3):
         before = unary_answers(quotes, requests)
-        batched = batch_answers(quotes.BatchGetQuotes(BatchGetQuotes(requests=requests),
-                                                      timeout=10))
+        batched = batch_answers(
+            quotes.BatchGetQuotes(BatchGetQuotes(requests=requests), timeout=10)
+        )
         if unary_answers(quotes, requests) == before:
             break
     assert batched == before
     assert [type(answer).__name__ for answer in batched] == [
-        "GetQuoteResponse", "ItemError", "GetQuoteResponse", "ItemError", "GetQuoteResponse",
-        "ItemError"]
+        "GetQuoteResponse",
+        "ItemError",
+        "GetQuoteResponse",
+        "ItemError",
+        "GetQuoteResponse",
+        "ItemError",
+    ]
     bad_token, no_route, zero = batched[1], batched[3], batched[5]
     assert (bad_token.code, bad_token.reason, bad_token.field) == (  # type: ignore[attr-defined]
-        code_pb2.INVALID_ARGUMENT, "INVALID_FIELD", "input_token")
+        code_pb2.INVALID_ARGUMENT,
+        "INVALID_FIELD",
+        "input_token",
+    )
     assert bad_token.message.startswith("input_token:")  # type: ignore[attr-defined]
     assert (no_route.code, no_route.reason, no_route.field) == (  # type: ignore[attr-defined]
-        code_pb2.FAILED_PRECONDITION, "NO_ROUTE", "")
+        code_pb2.FAILED_PRECONDITION,
+        "NO_ROUTE",
+        "",
+    )
     assert zero.field == "amount"  # type: ignore[attr-defined]
 
 
@@ -522,10 +613,12 @@ def test_a_batch_of_quotes_is_priced_on_one_read_of_the_pools(
 ) -> None:
     """One script call reads every pool the quotes need: one round trip,
     one snapshot of the market."""
-    requests = [GetQuote(input_token="SOL", output_token="USDC", amount="10"),
-                GetQuote(input_token="JUP", output_token="BONK", amount="100"),
-                GetQuote(input_token="RAY", output_token="USDT", amount="50"),
-                GetQuote(input_token="SOL", output_token="USDC", amount="10")]
+    requests = [
+        GetQuote(input_token="SOL", output_token="USDC", amount="10"),
+        GetQuote(input_token="JUP", output_token="BONK", amount="100"),
+        GetQuote(input_token="RAY", output_token="USDT", amount="50"),
+        GetQuote(input_token="SOL", output_token="USDC", amount="10"),
+    ]
     quotes = services.quotes()
     quotes.BatchGetQuotes(BatchGetQuotes(requests=requests), timeout=10)  # seeds the pools
     before = evalsha_calls(redis)
@@ -540,7 +633,8 @@ def test_a_batch_of_quotes_is_priced_on_one_read_of_the_pools(
 def test_a_batch_takes_at_most_64_quotes_and_none_answers_none(services: Services) -> None:
     quotes = services.quotes()
     small = [GetQuote(input_token="SOL", output_token="USDC", amount="1")] * (
-        MAX_QUOTES_PER_CALL + 1)
+        MAX_QUOTES_PER_CALL + 1
+    )
     assert MAX_QUOTES_PER_CALL == 64
 
     results = quotes.BatchGetQuotes(BatchGetQuotes(requests=small[:64]), timeout=10).results
@@ -561,9 +655,14 @@ def test_a_job_quotes_its_orders_in_one_call_and_fails_only_the_one_without_a_ro
     order no pool can fill fails on its own, as with GetQuote alone; the
     others are confirmed."""
     swaps = [("SOL", "USDC", 10 * 10**9), ("JUP", "BONK", 1), ("USDC", "SOL", 100 * 10**6)]
-    order_ids = [store.submit(NewOrder(owner=OWNER, input_token=src, output_token=dst,
-                                       amount_in=amount, slippage_bps=50))[0].order_id
-                 for src, dst, amount in swaps]
+    order_ids = [
+        store.submit(
+            NewOrder(
+                owner=OWNER, input_token=src, output_token=dst, amount_in=amount, slippage_bps=50
+            )
+        )[0].order_id
+        for src, dst, amount in swaps
+    ]
     enqueue_orders(order_queue(redis, Settings().queue_name), order_ids)  # one job
 
     events = [watch_all(services.orders(), order_id) for order_id in order_ids]

@@ -86,16 +86,18 @@ class Opened:
             monkeypatch.setattr(made, "create_database_engine", engine)
 
     def left_open(self) -> list[Any]:
-        return ([c for c in self.redis_clients if not any(c is d for d in self.closed_clients)]
-                + [e for e in self.engines if not any(e is d for d in self.disposed)])
+        return [c for c in self.redis_clients if not any(c is d for d in self.closed_clients)] + [
+            e for e in self.engines if not any(e is d for d in self.disposed)
+        ]
 
 
 def tasks_left(loop: LoopThread) -> set[asyncio.Task[Any]]:
     return loop.read(lambda: {t for t in asyncio.all_tasks() if t is not asyncio.current_task()})
 
 
-def fails_leaving_nothing(loop: LoopThread, opened: Opened, create: CreateServer,
-                          address: str, redis: Redis) -> None:
+def fails_leaving_nothing(
+    loop: LoopThread, opened: Opened, create: CreateServer, address: str, redis: Redis
+) -> None:
     connections = len(redis.client_list())
     with pytest.raises(RuntimeError, match="Failed to bind"):
         loop.run(create(address, Settings()))
@@ -107,14 +109,24 @@ def fails_leaving_nothing(loop: LoopThread, opened: Opened, create: CreateServer
     assert len(redis.client_list()) == connections
 
 
-@pytest.mark.parametrize(("module", "create", "opens_a_database"), [
-    ("order_service.main", "create_order_server", True),
-    ("router_service.main", "create_quote_server", False),
-    ("executor.main", "create_execution_server", False),
-], ids=["order_service", "quote_service", "execution_service"])
+@pytest.mark.parametrize(
+    ("module", "create", "opens_a_database"),
+    [
+        ("order_service.main", "create_order_server", True),
+        ("router_service.main", "create_quote_server", False),
+        ("executor.main", "create_execution_server", False),
+    ],
+    ids=["order_service", "quote_service", "execution_service"],
+)
 def test_a_service_closes_what_it_opened_when_its_port_is_taken(
-    env: dict[str, str], redis: Redis, loop: LoopThread, busy_address: str,
-    monkeypatch: pytest.MonkeyPatch, module: str, create: str, opens_a_database: bool,
+    env: dict[str, str],
+    redis: Redis,
+    loop: LoopThread,
+    busy_address: str,
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    create: str,
+    opens_a_database: bool,
 ) -> None:
     create_server: CreateServer = getattr(importlib.import_module(module), create)
     opened = Opened(monkeypatch, module)

@@ -31,9 +31,18 @@ STATUSES = ["PENDING", "ROUTING", "ROUTED", "SUBMITTED", "CONFIRMED"]
 
 @pytest.fixture
 def stack_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "DATABASE_URL", "INTERNAL_TOKEN", "ORDERENGINE_API_KEY",
-                        "ORDERENGINE_API_KEY_FILE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "REDIS_URL",
+            "DATABASE_URL",
+            "INTERNAL_TOKEN",
+            "ORDERENGINE_API_KEY",
+            "ORDERENGINE_API_KEY_FILE",
+        )
+    }
     # The embedded defaults, unless the suite runs against real servers: then
     # emptied first, as every test's are (the stack's figures count its orders).
     if os.environ.get("TEST_REDIS_URL"):
@@ -105,14 +114,23 @@ def start_stack(env: dict[str, str], data_dir: Path, *args: str) -> subprocess.P
     # there signals this whole process group.
     return subprocess.Popen(
         [sys.executable, "-m", "orderengine.local.stack", "--data-dir", str(data_dir), *args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
 
 
 @pytest.fixture
-def stack(stack_env: dict[str, str], tmp_path: Path, stack_args: list[str],
-          banners: list[str], output: Output) -> Iterator[subprocess.Popen[str]]:
+def stack(
+    stack_env: dict[str, str],
+    tmp_path: Path,
+    stack_args: list[str],
+    banners: list[str],
+    output: Output,
+) -> Iterator[subprocess.Popen[str]]:
     process = start_stack(stack_env, tmp_path / "var", *stack_args)
     assert process.stdout is not None
     deadline = time.monotonic() + 60
@@ -125,8 +143,12 @@ def stack(stack_env: dict[str, str], tmp_path: Path, stack_args: list[str],
     text = "".join(banner)
     assert "Order engine is up." in text, text
     assert stack_env["ORDER_SERVICE_ADDRESS"] in text
-    assert re.search(rf"^  gateway +{re.escape(stack_env['GATEWAY_ADDRESS'])} +HTTP \+ WebSocket, "
-                     r"page at /$", text, re.MULTILINE), text
+    assert re.search(
+        rf"^  gateway +{re.escape(stack_env['GATEWAY_ADDRESS'])} +HTTP \+ WebSocket, "
+        r"page at /$",
+        text,
+        re.MULTILINE,
+    ), text
     # The first start made a key for the local owner: printed once, and in
     # a file only its owner can read, which the banner names.
     key_file = tmp_path / "var" / "api-key"
@@ -173,7 +195,7 @@ def pids_running(parent: int, *args: str) -> list[int]:
             words = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
         except OSError:
             continue
-        if any(words[i:i + len(args)] == list(args) for i in range(len(words))):
+        if any(words[i : i + len(args)] == list(args) for i in range(len(words))):
             found.append(pid)
     return found
 
@@ -181,9 +203,14 @@ def pids_running(parent: int, *args: str) -> list[int]:
 def confirmed(env: dict[str, str], output: Output) -> None:
     """An order submitted with the CLI is watched to CONFIRMED."""
     try:
-        submitted = subprocess.run([sys.executable, "-m", "orderengine.cli", "submit", "SOL",
-                                    "USDC", "1", "--watch"], cwd=ROOT, env=env,
-                                   capture_output=True, text=True, timeout=60)
+        submitted = subprocess.run(
+            [sys.executable, "-m", "orderengine.cli", "submit", "SOL", "USDC", "1", "--watch"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"not confirmed: {exc.stdout!r} {exc.stderr!r}\n{output.text()[-6000:]}")
     assert submitted.returncode == 0 and "CONFIRMED" in submitted.stdout, submitted
@@ -195,8 +222,14 @@ def in_group(pgid: int) -> list[int]:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "orderengine.cli", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orderengine.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_make_run_stack_confirms_an_order_watched_live_and_late(
@@ -204,8 +237,12 @@ def test_make_run_stack_confirms_an_order_watched_live_and_late(
 ) -> None:
     # The CLI in another terminal knows only the default address: the banner
     # tells it this one.
-    assert re.search(rf"^Try:  ORDER_SERVICE_ADDRESS={re.escape(stack_env['ORDER_SERVICE_ADDRESS'])}"
-                     r" \.venv/bin/orderengine submit", banners[0], re.MULTILINE), banners[0]
+    assert re.search(
+        rf"^Try:  ORDER_SERVICE_ADDRESS={re.escape(stack_env['ORDER_SERVICE_ADDRESS'])}"
+        r" \.venv/bin/orderengine submit",
+        banners[0],
+        re.MULTILINE,
+    ), banners[0]
     submitter = cli(stack_env, "submit", "SOL", "USDC", "10", "--watch")
     assert submitter.stdout is not None
     first = submitter.stdout.readline()
@@ -227,14 +264,27 @@ def test_make_run_stack_confirms_an_order_watched_live_and_late(
         assert [words[0] for words in lines] == ["#1", "#2", "#3", "#4", "#5"]
     assert "received" in rest and "USDC" in rest
 
-    listed = subprocess.run([sys.executable, "-m", "orderengine.cli", "orders"], cwd=ROOT,
-                            env=stack_env, capture_output=True, text=True, timeout=30)
+    listed = subprocess.run(
+        [sys.executable, "-m", "orderengine.cli", "orders"],
+        cwd=ROOT,
+        env=stack_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert order_id in listed.stdout and "CONFIRMED" in listed.stdout
 
     # Every part serves /metrics, listed for Prometheus; together they saw the order through.
     pages = {target.part: target.url for target in read_targets(tmp_path / "var" / TARGETS_FILE)}
-    assert {"OrderService", "QuoteService", "ExecutionService", "gateway", "worker-1",
-            "worker-2", "tracker"} <= set(pages), pages
+    assert {
+        "OrderService",
+        "QuoteService",
+        "ExecutionService",
+        "gateway",
+        "worker-1",
+        "worker-2",
+        "tracker",
+    } <= set(pages), pages
     figures = scrape(pages.values())
     assert figures.get("orderengine_orders", status="CONFIRMED") == 1
     for status in ("PENDING", "ROUTING", "ROUTED", "SUBMITTED"):
@@ -242,11 +292,15 @@ def test_make_run_stack_confirms_an_order_watched_live_and_late(
 
 
 @pytest.mark.parametrize("stack_args", [["--replicas", "2"]])  # make run REPLICAS=2
-def test_ctrl_c_stops_every_process(stack: subprocess.Popen[str], stack_env: dict[str, str],
-                                    banners: list[str], output: Output) -> None:
+def test_ctrl_c_stops_every_process(
+    stack: subprocess.Popen[str], stack_env: dict[str, str], banners: list[str], output: Output
+) -> None:
     # Two of every service, each on its own port, serving; the banner names them all.
-    for service, prefix in (("OrderService", "ORDER"), ("QuoteService", "QUOTE"),
-                            ("ExecutionService", "EXECUTION")):
+    for service, prefix in (
+        ("OrderService", "ORDER"),
+        ("QuoteService", "QUOTE"),
+        ("ExecutionService", "EXECUTION"),
+    ):
         row = re.search(rf"^  {service} +(\S+), (\S+) +gRPC", banners[0], re.MULTILINE)
         assert row, banners[0]
         assert row.group(1) == stack_env[f"{prefix}_SERVICE_ADDRESS"] != row.group(2)
@@ -255,8 +309,9 @@ def test_ctrl_c_stops_every_process(stack: subprocess.Popen[str], stack_env: dic
                 assert serving(replica), f"{service} at {address}"
     workers = int(stack_env["WORKERS"])
     assert f"{workers} RQ workers on queue 'orders', 2 confirmation trackers" in banners[0]
-    assert re.search(r"^Try:  ORDER_SERVICE_ADDRESS=\S+,\S+ \.venv/bin/orderengine ",
-                     banners[0], re.MULTILINE), banners[0]
+    assert re.search(
+        r"^Try:  ORDER_SERVICE_ADDRESS=\S+,\S+ \.venv/bin/orderengine ", banners[0], re.MULTILINE
+    ), banners[0]
     pids = children_of(stack.pid)
     assert len(pids) >= 3 * 2 + 1 + workers + 2  # the services twice, gateway, workers, trackers
     # Ctrl-C in the terminal: SIGINT to the whole foreground process group.
@@ -297,15 +352,25 @@ def test_a_killed_part_is_restarted_logged_and_counted(
     # The worker that runs RQ's scheduler (one at a time does), once it has
     # forked it.
     deadline = time.monotonic() + 30
-    while not (worker := next((pid for pid in pids_running(stack.pid, "executor.main", "worker")
-                               if len(in_group(pid)) > 1), 0)):
+    while not (
+        worker := next(
+            (
+                pid
+                for pid in pids_running(stack.pid, "executor.main", "worker")
+                if len(in_group(pid)) > 1
+            ),
+            0,
+        )
+    ):
         assert time.monotonic() < deadline, "no worker started RQ's scheduler"
         time.sleep(0.05)
     os.kill(quote, signal.SIGKILL)
     os.kill(worker, signal.SIGKILL)
     output.wait_for(r"^QuoteService exited with code -9 \(SIGKILL\); restarting it in 0\.25s$")
-    killed = output.wait_for(r"^(worker-\d) exited with code -9 \(SIGKILL\); restarting it in "
-                             r"0\.25s$").group(1)
+    killed = output.wait_for(
+        r"^(worker-\d) exited with code -9 \(SIGKILL\); restarting it in "
+        r"0\.25s$"
+    ).group(1)
     # Both are back, the rest kept serving, and the stack is still up.
     wait_serving(stack_env["QUOTE_SERVICE_ADDRESS"], time.monotonic() + 30)
     assert len(pids_running(stack.pid, "executor.main", "worker")) == 2
@@ -321,8 +386,7 @@ def test_a_killed_part_is_restarted_logged_and_counted(
     assert figures.get("orderengine_stack_restarts_total") == 2
 
 
-def test_a_crash_looping_part_stops_the_stack(stack: subprocess.Popen[str],
-                                              output: Output) -> None:
+def test_a_crash_looping_part_stops_the_stack(stack: subprocess.Popen[str], output: Output) -> None:
     # One worker dies as soon as it is back, again and again.
     seen = set(pids_running(stack.pid, "executor.main", "worker"))
     victim = min(seen)
@@ -341,17 +405,25 @@ def test_a_crash_looping_part_stops_the_stack(stack: subprocess.Popen[str],
     printed = output.join()
     assert stack.returncode == 1, printed
     # Five restarts with growing pauses, then one line that says why it stopped.
-    pauses = re.findall(r"^worker-\d exited with code -9 \(SIGKILL\); restarting it in (\S+)s$",
-                        printed, re.MULTILINE)
+    pauses = re.findall(
+        r"^worker-\d exited with code -9 \(SIGKILL\); restarting it in (\S+)s$",
+        printed,
+        re.MULTILINE,
+    )
     assert pauses == ["0.25", "0.5", "1", "2", "4"], printed
-    assert re.search(r"^worker-\d exited 6 times in 60s \(last with code -9\): it is "
-                     r"crash-looping; stopping the stack$", printed, re.MULTILINE), printed
+    assert re.search(
+        r"^worker-\d exited 6 times in 60s \(last with code -9\): it is "
+        r"crash-looping; stopping the stack$",
+        printed,
+        re.MULTILINE,
+    ), printed
     assert "stopped." in printed
 
 
 @pytest.mark.parametrize("setting", ["ORDER_SERVICE_ADDRESS", "GATEWAY_ADDRESS"])
-def test_a_busy_port_is_named_with_its_setting(stack_env: dict[str, str], tmp_path: Path,
-                                               setting: str) -> None:
+def test_a_busy_port_is_named_with_its_setting(
+    stack_env: dict[str, str], tmp_path: Path, setting: str
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

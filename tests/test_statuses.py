@@ -51,8 +51,11 @@ def test_every_step_before_confirmed_may_fail(status: Status) -> None:
 
 
 def test_terminal_statuses_are_confirmed_failed_and_cancelled() -> None:
-    assert {s for s in Status if s.terminal} == TERMINAL == {
-        Status.CONFIRMED, Status.FAILED, Status.CANCELLED}
+    assert (
+        {s for s in Status if s.terminal}
+        == TERMINAL
+        == {Status.CONFIRMED, Status.FAILED, Status.CANCELLED}
+    )
 
 
 @pytest.mark.parametrize("status", sorted(TERMINAL))
@@ -106,8 +109,9 @@ def test_proto_round_trip(status: Status) -> None:
 
 
 def test_every_proto_status_but_unspecified_maps_to_a_status() -> None:
-    proto_values = [v for v in order_pb2.OrderStatus.values()
-                     if v != order_pb2.ORDER_STATUS_UNSPECIFIED]
+    proto_values = [
+        v for v in order_pb2.OrderStatus.values() if v != order_pb2.ORDER_STATUS_UNSPECIFIED
+    ]
     assert sorted(Status.from_proto(v) for v in proto_values) == sorted(Status)
     assert len(proto_values) == len(Status)
 

@@ -31,10 +31,17 @@ from orderengine.v1 import market_pb2, order_pb2
 SOL = 10**9
 
 
-def new_order(owner: str = "alice", client_order_id: str | None = None,
-              amount_in: int = 2 * SOL) -> NewOrder:
-    return NewOrder(owner=owner, input_token="SOL", output_token="USDC", amount_in=amount_in,
-                    slippage_bps=50, client_order_id=client_order_id)
+def new_order(
+    owner: str = "alice", client_order_id: str | None = None, amount_in: int = 2 * SOL
+) -> NewOrder:
+    return NewOrder(
+        owner=owner,
+        input_token="SOL",
+        output_token="USDC",
+        amount_in=amount_in,
+        slippage_bps=50,
+        client_order_id=client_order_id,
+    )
 
 
 def submit(store: OrderStore, owner: str = "alice") -> str:
@@ -59,10 +66,16 @@ def count(store: OrderStore, model: type[OrderRow] | type[EventRow]) -> int:
 
 
 A_ROUTE = market_pb2.Route(
-    input_token="SOL", output_token="USDC", amount_in="2", amount_out="280",
+    input_token="SOL",
+    output_token="USDC",
+    amount_in="2",
+    amount_out="280",
     min_amount_out="278.6",
-    legs=[market_pb2.RouteLeg(pool_id="raydium-sol-usdc", input_token="SOL",
-                              output_token="USDC", share_bps=10_000)],
+    legs=[
+        market_pb2.RouteLeg(
+            pool_id="raydium-sol-usdc", input_token="SOL", output_token="USDC", share_bps=10_000
+        )
+    ],
 )
 
 
@@ -74,12 +87,20 @@ def test_submit_stores_a_pending_order_with_its_first_event(store: OrderStore) -
 
     assert event is not None
     assert (event.order_id, event.sequence, event.status, event.attempt) == (
-        row.order_id, 1, order_pb2.ORDER_STATUS_PENDING, 1)
+        row.order_id,
+        1,
+        order_pb2.ORDER_STATUS_PENDING,
+        1,
+    )
     stored = store.get(row.order_id)
     assert stored is not None
     assert (stored.status, stored.attempt, stored.last_sequence) == ("PENDING", 1, 1)
     assert (stored.owner, stored.input_token, stored.output_token, stored.amount_in) == (
-        "alice", "SOL", "USDC", 2 * SOL)
+        "alice",
+        "SOL",
+        "USDC",
+        2 * SOL,
+    )
     assert store.events(row.order_id) == [event]
 
 
@@ -100,7 +121,10 @@ def test_transitions_append_events_in_sequence(store: OrderStore) -> None:
     assert (routing[1].sequence, routed[1].sequence) == (2, 3)
     assert routed[1].route == A_ROUTE
     assert event_statuses(store, order_id) == [
-        (1, Status.PENDING), (2, Status.ROUTING), (3, Status.ROUTED)]
+        (1, Status.PENDING),
+        (2, Status.ROUTING),
+        (3, Status.ROUTED),
+    ]
     assert [e.sequence for e in store.events(order_id, after_sequence=1)] == [2, 3]
     stored = store.get(order_id)
     assert stored is not None
@@ -133,7 +157,11 @@ def test_an_illegal_transition_is_refused_and_writes_nothing(
     after = store.get(order_id)
     assert after is not None and before is not None
     assert (after.status, after.last_sequence, after.updated_at, after.failure_reason) == (
-        before.status, before.last_sequence, before.updated_at, before.failure_reason)
+        before.status,
+        before.last_sequence,
+        before.updated_at,
+        before.failure_reason,
+    )
 
 
 def test_a_transition_of_an_unknown_order_is_refused(store: OrderStore) -> None:
@@ -158,8 +186,9 @@ def test_next_attempt_bumps_the_attempt_and_clears_route_and_signature(
     assert store.transition(order_id, Status.ROUTED, Change(route=A_ROUTE)) is not None
     assert store.transition(order_id, Status.SUBMITTED, Change(signature="sig-1")) is not None
 
-    retried = store.transition(order_id, Status.ROUTING,
-                               Change(next_attempt=True, reason="blockhash expired"), attempt=1)
+    retried = store.transition(
+        order_id, Status.ROUTING, Change(next_attempt=True, reason="blockhash expired"), attempt=1
+    )
 
     assert retried is not None
     row, event = retried
@@ -177,13 +206,14 @@ def test_failed_records_the_failure_reason(store: OrderStore) -> None:
     order_id = submit(store)
     drive(store, order_id, Status.ROUTING)
 
-    failed = store.transition(order_id, Status.FAILED,
-                              Change(reason="no pool trades SOL for USDC",
-                                     reason_code=Reason.NO_ROUTE))
+    failed = store.transition(
+        order_id,
+        Status.FAILED,
+        Change(reason="no pool trades SOL for USDC", reason_code=Reason.NO_ROUTE),
+    )
 
     assert failed is not None
-    assert (failed[1].reason, failed[1].reason_code) == ("no pool trades SOL for USDC",
-                                                         "NO_ROUTE")
+    assert (failed[1].reason, failed[1].reason_code) == ("no pool trades SOL for USDC", "NO_ROUTE")
     stored = store.get(order_id)
     assert stored is not None
     assert (stored.status, stored.failure_reason) == ("FAILED", "no pool trades SOL for USDC")
@@ -203,8 +233,9 @@ def test_amount_out_is_stored_in_base_units_and_shown_as_a_decimal_string(
     order_id = submit(store)
     drive(store, order_id, Status.ROUTING, Status.ROUTED, Status.SUBMITTED)
 
-    confirmed = store.transition(order_id, Status.CONFIRMED,
-                                 Change(amount_out=279_301_234, signature="sig-1"))
+    confirmed = store.transition(
+        order_id, Status.CONFIRMED, Change(amount_out=279_301_234, signature="sig-1")
+    )
 
     assert confirmed is not None
     assert confirmed[1].amount_out == "279.301234"  # USDC has 6 decimals
@@ -221,37 +252,58 @@ def test_every_u64_amount_is_stored_and_read_back_exactly(store: OrderStore) -> 
     a u64's bits: amounts past 2**63 - 1 round-trip through submit, a
     batched transition (CASE) and every read, and a row written as a plain
     BIGINT (every amount below 2**63) reads the same."""
-    rows = [row for row, _ in store.submit_many(
-        [new_order(client_order_id=f"u64-{i}", amount_in=amount)
-         for i, amount in enumerate(U64_EDGES)])]
+    rows = [
+        row
+        for row, _ in store.submit_many(
+            [
+                new_order(client_order_id=f"u64-{i}", amount_in=amount)
+                for i, amount in enumerate(U64_EDGES)
+            ]
+        )
+    ]
     ids = [row.order_id for row in rows]
     assert [row.amount_in for row in rows] == U64_EDGES
     got = store.get_many(ids)
     assert [got[i].amount_in for i in ids] == U64_EDGES
     assert [store.get(i).amount_in for i in ids] == U64_EDGES  # type: ignore[union-attr]
     assert [o.amount for o in map(order_to_proto, (got[i] for i in ids))] == [
-        "0.000000001", "9223372036.854775807", "9223372036.854775808",
-        "18446744073.709551614", "18446744073.709551615"]
+        "0.000000001",
+        "9223372036.854775807",
+        "9223372036.854775808",
+        "18446744073.709551614",
+        "18446744073.709551615",
+    ]
     # The same order again (its client_order_id) is found by its u64 amount.
     again, event = store.submit(new_order(client_order_id="u64-4", amount_in=2**64 - 1))
     assert (again.order_id, event) == (ids[4], None)
     with store.engine.connect() as connection:
-        raw: dict[str, int] = dict(connection.execute(select(text("order_id, amount_in")).select_from(
-            text("orders"))).all())
+        raw: dict[str, int] = dict(
+            connection.execute(
+                select(text("order_id, amount_in")).select_from(text("orders"))
+            ).all()
+        )
     assert [raw[i] for i in ids] == [1, 2**63 - 1, -(2**63), -2, -1]
 
     for order_id in ids:
         drive(store, order_id, Status.ROUTING, Status.ROUTED, Status.SUBMITTED)
     confirmed = store.transition_many(
-        [Transition(order_id, Status.CONFIRMED, Change(amount_out=amount), attempt=1)
-         for order_id, amount in zip(ids, reversed(U64_EDGES), strict=True)])
+        [
+            Transition(order_id, Status.CONFIRMED, Change(amount_out=amount), attempt=1)
+            for order_id, amount in zip(ids, reversed(U64_EDGES), strict=True)
+        ]
+    )
     assert [c[1].amount_out for c in confirmed if c is not None] == [
-        "18446744073709.551615", "18446744073709.551614", "9223372036854.775808",
-        "9223372036854.775807", "0.000001"]  # USDC: 6 decimals
+        "18446744073709.551615",
+        "18446744073709.551614",
+        "9223372036854.775808",
+        "9223372036854.775807",
+        "0.000001",
+    ]  # USDC: 6 decimals
     got = store.get_many(ids)
     assert [got[i].amount_out for i in ids] == list(reversed(U64_EDGES))
     assert [store.events(i)[-1].amount_out for i in ids] == [
-        c[1].amount_out for c in confirmed if c is not None]
+        c[1].amount_out for c in confirmed if c is not None
+    ]
 
 
 def test_an_amount_past_u64_is_never_written(store: OrderStore) -> None:
@@ -265,17 +317,34 @@ def test_a_batch_of_changes_gives_each_order_its_own_values(store: OrderStore) -
     # must still get its own route, signature, amount and reason, and a
     # refused change must leave the others alone.
     ids = [submit(store) for _ in range(4)]
-    routes = [market_pb2.Route(input_token="SOL", output_token="USDC", amount_in=str(i + 1),
-                               amount_out="1", min_amount_out="1") for i in range(4)]
+    routes = [
+        market_pb2.Route(
+            input_token="SOL",
+            output_token="USDC",
+            amount_in=str(i + 1),
+            amount_out="1",
+            min_amount_out="1",
+        )
+        for i in range(4)
+    ]
     moved = store.transition_many(
-        [Transition(order_id, target, Change(route=route) if target is Status.ROUTED
-                    else NO_CHANGE, attempt=1)
-         for order_id, route in zip(ids, routes, strict=True)
-         for target in (Status.ROUTING, Status.ROUTED)]
-        + [Transition(ids[0], Status.SUBMITTED, Change(signature="sig-0"), attempt=1),
-           Transition(ids[1], Status.SUBMITTED, Change(signature="sig-1"), attempt=2),
-           Transition(ids[2], Status.SUBMITTED, Change(signature="sig-2"), attempt=1),
-           Transition(ids[3], Status.FAILED, Change(reason="reason-3"), attempt=1)])
+        [
+            Transition(
+                order_id,
+                target,
+                Change(route=route) if target is Status.ROUTED else NO_CHANGE,
+                attempt=1,
+            )
+            for order_id, route in zip(ids, routes, strict=True)
+            for target in (Status.ROUTING, Status.ROUTED)
+        ]
+        + [
+            Transition(ids[0], Status.SUBMITTED, Change(signature="sig-0"), attempt=1),
+            Transition(ids[1], Status.SUBMITTED, Change(signature="sig-1"), attempt=2),
+            Transition(ids[2], Status.SUBMITTED, Change(signature="sig-2"), attempt=1),
+            Transition(ids[3], Status.FAILED, Change(reason="reason-3"), attempt=1),
+        ]
+    )
 
     assert [m is not None for m in moved] == [True] * 8 + [True, False, True, True]
     rows = store.get_many(ids)
@@ -286,8 +355,11 @@ def test_a_batch_of_changes_gives_each_order_its_own_values(store: OrderStore) -
     assert [len(store.events(i)) for i in ids] == [4, 3, 4, 4]
 
     confirmed = store.transition_many(
-        [Transition(order_id, Status.CONFIRMED, Change(amount_out=amount), attempt=1)
-         for order_id, amount in ((ids[0], 5_000_000), (ids[2], 7_000_000))])
+        [
+            Transition(order_id, Status.CONFIRMED, Change(amount_out=amount), attempt=1)
+            for order_id, amount in ((ids[0], 5_000_000), (ids[2], 7_000_000))
+        ]
+    )
 
     assert [c[1].amount_out for c in confirmed if c is not None] == ["5", "7"]
     rows = store.get_many(ids)
@@ -359,8 +431,13 @@ def test_racing_submits_with_one_client_order_id_make_one_order(
 
 def test_a_batch_is_answered_in_order_with_client_order_ids_settled(store: OrderStore) -> None:
     earlier, _ = store.submit(new_order(client_order_id="old"))
-    batch = [new_order(), new_order(client_order_id="new"), new_order(client_order_id="old"),
-             new_order(client_order_id="new"), new_order(owner="bob", client_order_id="new")]
+    batch = [
+        new_order(),
+        new_order(client_order_id="new"),
+        new_order(client_order_id="old"),
+        new_order(client_order_id="new"),
+        new_order(owner="bob", client_order_id="new"),
+    ]
     results = store.submit_many(batch)
     ids = [row.order_id for row, _ in results]
     created = [event is not None for _, event in results]
@@ -458,16 +535,18 @@ def test_a_page_token_the_store_never_gave_out_is_refused(store: OrderStore, tok
 
 def age(store: OrderStore, order_id: str, by: timedelta) -> None:
     with store.engine.begin() as connection:
-        connection.execute(update(OrderRow).where(OrderRow.order_id == order_id)
-                           .values(updated_at=datetime.now(UTC) - by))
+        connection.execute(
+            update(OrderRow)
+            .where(OrderRow.order_id == order_id)
+            .values(updated_at=datetime.now(UTC) - by)
+        )
 
 
 def test_stale_lists_old_unfinished_orders_oldest_first(store: OrderStore) -> None:
     old_pending, old_submitted, fresh_pending = submit(store), submit(store), submit(store)
     old_confirmed, old_failed, old_cancelled = submit(store), submit(store), submit(store)
     drive(store, old_submitted, Status.ROUTING, Status.ROUTED, Status.SUBMITTED)
-    drive(store, old_confirmed, Status.ROUTING, Status.ROUTED, Status.SUBMITTED,
-          Status.CONFIRMED)
+    drive(store, old_confirmed, Status.ROUTING, Status.ROUTED, Status.SUBMITTED, Status.CONFIRMED)
     drive(store, old_failed, Status.FAILED)
     drive(store, old_cancelled, Status.CANCELLED)
     age(store, old_pending, timedelta(hours=1))
@@ -540,14 +619,13 @@ def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> 
         submit(store)
         with engine.connect():  # the WAL and its index exist while connected
             made = sorted(p.name for p in (tmp_path / "var").iterdir())
-            assert made == ["orders.db", "orders.db-shm", "orders.db-wal",
-                            "orders.db.write-lock"]
-            modes = {name: oct(stat.S_IMODE((tmp_path / "var" / name).stat().st_mode))
-                     for name in made}
+            assert made == ["orders.db", "orders.db-shm", "orders.db-wal", "orders.db.write-lock"]
+            modes = {
+                name: oct(stat.S_IMODE((tmp_path / "var" / name).stat().st_mode)) for name in made
+            }
     finally:
         engine.dispose()
     assert modes == dict.fromkeys(made, "0o600")
-
 
 
 def test_another_engine_on_the_file_keeps_this_process_s_connection_known(tmp_path: Path) -> None:
@@ -565,9 +643,16 @@ def test_another_engine_on_the_file_keeps_this_process_s_connection_known(tmp_pa
         create_database_engine(url).dispose()
         # Another process opens and closes a connection; were it the last,
         # it would checkpoint and remove the WAL.
-        subprocess.run([sys.executable, "-c", "import sqlite3, sys; "
-                        "sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')",
-                        str(path)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sqlite3, sys; "
+                "sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')",
+                str(path),
+            ],
+            check=True,
+        )
         assert Path(f"{path}-wal").exists()
         with engine.begin() as connection:
             connection.execute(text("DELETE FROM orders"))
@@ -584,12 +669,24 @@ def test_events_and_routes_stored_as_proto_json_before_0003_are_still_read(
     event = routed[1]
     # As the store wrote them before 0003: proto JSON, no bytes.
     with store.engine.begin() as connection:
-        connection.execute(update(EventRow).where(EventRow.order_id == order_id).values(
-            event_pb=None, event=json_format.MessageToDict(event, preserving_proto_field_name=True)
-        ).where(EventRow.sequence == 2))
-        connection.execute(update(OrderRow).where(OrderRow.order_id == order_id).values(
-            status=Status.ROUTED.value, route_pb=None,
-            route=json_format.MessageToDict(A_ROUTE, preserving_proto_field_name=True)))
+        connection.execute(
+            update(EventRow)
+            .where(EventRow.order_id == order_id)
+            .values(
+                event_pb=None,
+                event=json_format.MessageToDict(event, preserving_proto_field_name=True),
+            )
+            .where(EventRow.sequence == 2)
+        )
+        connection.execute(
+            update(OrderRow)
+            .where(OrderRow.order_id == order_id)
+            .values(
+                status=Status.ROUTED.value,
+                route_pb=None,
+                route=json_format.MessageToDict(A_ROUTE, preserving_proto_field_name=True),
+            )
+        )
     assert store.events(order_id, after_sequence=1) == [event]
     stored = store.get(order_id)
     assert stored is not None and stored.route == A_ROUTE
@@ -597,6 +694,7 @@ def test_events_and_routes_stored_as_proto_json_before_0003_are_still_read(
     assert store.transition(order_id, Status.SUBMITTED, Change(signature="sig")) is not None
     with store.engine.connect() as connection:
         json_route, route_pb = connection.execute(
-            select(OrderRow.route, OrderRow.route_pb).where(OrderRow.order_id == order_id)).one()
+            select(OrderRow.route, OrderRow.route_pb).where(OrderRow.order_id == order_id)
+        ).one()
     assert json_route is None and route_pb == A_ROUTE.SerializeToString()
     assert [e.sequence for e in store.events(order_id)] == [1, 2, 3]

@@ -57,13 +57,17 @@ def _name(common_name: str) -> x509.Name:
 def _ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name(common_name))
-            .issuer_name(_name(common_name)).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     return key, cert
 
 
@@ -78,34 +82,52 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     ca_key, ca_cert = _ca("order engine test CA")
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name("localhost"))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = Certificates(directory / "ca.pem", directory / "server.pem",
-                         directory / "server-key.pem", directory / "stranger-ca.pem")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("localhost"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = Certificates(
+        directory / "ca.pem",
+        directory / "server.pem",
+        directory / "server-key.pem",
+        directory / "stranger-ca.pem",
+    )
     paths.ca.write_bytes(_pem(ca_cert))
     paths.cert.write_bytes(_pem(cert))
-    paths.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                            serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()))
+    paths.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     paths.stranger_ca.write_bytes(_pem(_ca("someone else")[1]))
     return paths
 
 
 @pytest.fixture(autouse=True)
-def tls_env(env: dict[str, str], certificates: Certificates,
-            monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def tls_env(
+    env: dict[str, str], certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """The whole engine under test with TLS: set before any server starts."""
-    values = {"TLS_CERT_FILE": str(certificates.cert), "TLS_KEY_FILE": str(certificates.key),
-              "TLS_CA_FILE": str(certificates.ca)}
+    values = {
+        "TLS_CERT_FILE": str(certificates.cert),
+        "TLS_KEY_FILE": str(certificates.key),
+        "TLS_CA_FILE": str(certificates.ca),
+    }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     env.update(values)
@@ -120,8 +142,9 @@ def loop() -> Iterator[LoopThread]:
 
 
 def health_check(ch: grpc.Channel) -> int:
-    return int(health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(),
-                                                    timeout=3).status)
+    return int(
+        health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=3).status
+    )
 
 
 def refused(ch: grpc.Channel) -> grpc.RpcError:
@@ -133,12 +156,16 @@ def refused(ch: grpc.Channel) -> grpc.RpcError:
 # -- gRPC -------------------------------------------------------------------
 
 
-def test_only_clients_that_trust_the_ca_get_in(loop: LoopThread, certificates: Certificates,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_clients_that_trust_the_ca_get_in(
+    loop: LoopThread, certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = loop.run(create_server("127.0.0.1:0", []))
     try:
-        for address in (f"127.0.0.1:{server.port}", f"localhost:{server.port}",
-                        f"localhost:{server.port},localhost:{server.port}"):
+        for address in (
+            f"127.0.0.1:{server.port}",
+            f"localhost:{server.port}",
+            f"localhost:{server.port},localhost:{server.port}",
+        ):
             with channel(address) as ch:
                 assert health_check(ch) == health_pb2.HealthCheckResponse.SERVING
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as plaintext:
@@ -155,8 +182,7 @@ def test_only_clients_that_trust_the_ca_get_in(loop: LoopThread, certificates: C
         loop.run(server.stop(0))
 
 
-def test_the_certificate_name_is_checked(loop: LoopThread,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_certificate_name_is_checked(loop: LoopThread, monkeypatch: pytest.MonkeyPatch) -> None:
     server = loop.run(create_server("127.0.0.1:0", []))
     try:
         monkeypatch.setenv("TLS_SERVER_NAME", "orders.example.com")
@@ -169,8 +195,7 @@ def test_the_certificate_name_is_checked(loop: LoopThread,
         loop.run(server.stop(0))
 
 
-def test_plaintext_when_nothing_is_set(loop: LoopThread,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plaintext_when_nothing_is_set(loop: LoopThread, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE"):
         monkeypatch.delenv(name)
     server = loop.run(create_server("127.0.0.1:0", []))
@@ -183,16 +208,21 @@ def test_plaintext_when_nothing_is_set(loop: LoopThread,
         loop.run(server.stop(0))
 
 
-@pytest.mark.parametrize(("changes", "named"), [
-    ({"TLS_KEY_FILE": None}, "TLS_KEY_FILE"),
-    ({"TLS_CERT_FILE": None}, "TLS_CERT_FILE"),
-    ({"TLS_CA_FILE": "/nonexistent/ca.pem"}, "TLS_CA_FILE"),
-    ({"TLS_KEY_FILE": "/nonexistent/key.pem"}, "TLS_KEY_FILE"),
-    ({"TLS_ENABLED": "maybe"}, "TLS_ENABLED"),
-    ({"TLS_ENABLED": "false"}, "TLS_ENABLED"),
-])
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"TLS_KEY_FILE": None}, "TLS_KEY_FILE"),
+        ({"TLS_CERT_FILE": None}, "TLS_CERT_FILE"),
+        ({"TLS_CA_FILE": "/nonexistent/ca.pem"}, "TLS_CA_FILE"),
+        ({"TLS_KEY_FILE": "/nonexistent/key.pem"}, "TLS_KEY_FILE"),
+        ({"TLS_ENABLED": "maybe"}, "TLS_ENABLED"),
+        ({"TLS_ENABLED": "false"}, "TLS_ENABLED"),
+    ],
+)
 def test_inconsistent_settings_stop_the_start_naming_the_setting(
-    loop: LoopThread, monkeypatch: pytest.MonkeyPatch, changes: dict[str, str | None],
+    loop: LoopThread,
+    monkeypatch: pytest.MonkeyPatch,
+    changes: dict[str, str | None],
     named: str,
 ) -> None:
     for name, value in changes.items():
@@ -214,22 +244,27 @@ def test_replicas_under_several_names_need_a_server_name() -> None:
 # -- the engine and the gateway over TLS --------------------------------------
 
 
-def test_an_order_goes_through_the_engine_over_tls(services: Services,
-                                                   engine: Processes) -> None:
+def test_an_order_goes_through_the_engine_over_tls(services: Services, engine: Processes) -> None:
     # The services started with TLS (the env above); the worker and the
     # tracker, as processes, reach them with the same settings.
     orders = services.channel("order")  # the fixture's plaintext channel
     assert refused(orders).code() == grpc.StatusCode.UNAVAILABLE
-    with channel(services.address("quote"), token_metadata(INTERNAL_TOKEN),
-                 service=QUOTE_SERVICE) as quotes:
+    with channel(
+        services.address("quote"), token_metadata(INTERNAL_TOKEN), service=QUOTE_SERVICE
+    ) as quotes:
         assert quote_service_pb2_grpc.QuoteServiceStub(quotes).GetQuote(QUOTE, timeout=5).quotes
     with channel(services.address("order"), key_metadata(services.keys[OWNER])) as ch:
         stub = order_service_pb2_grpc.OrderServiceStub(ch)
-        order = stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-            input_token="SOL", output_token="USDC", amount="1"), timeout=10).order
+        order = stub.SubmitOrder(
+            order_service_pb2.SubmitOrderRequest(
+                input_token="SOL", output_token="USDC", amount="1"
+            ),
+            timeout=10,
+        ).order
         assert statuses(watch_all(stub, order.order_id))[-1] == "CONFIRMED"
-        stored = stub.GetOrder(order_service_pb2.GetOrderRequest(order_id=order.order_id),
-                               timeout=5)
+        stored = stub.GetOrder(
+            order_service_pb2.GetOrderRequest(order_id=order.order_id), timeout=5
+        )
         assert stored.status == order_pb2.ORDER_STATUS_CONFIRMED
 
 
@@ -237,9 +272,12 @@ def test_the_gateway_serves_https(services: Services, certificates: Certificates
     url = f"https://127.0.0.1:{free_port()}"
     trusting = ssl.create_default_context(cafile=certificates.ca)
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "gateway.main"], cwd=ROOT,
+        [sys.executable, "-m", "gateway.main"],
+        cwd=ROOT,
         env={**os.environ, "GATEWAY_ADDRESS": url, "LOG_LEVEL": "WARNING"},
-        stdout=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert gateway.stdout is not None
         assert gateway.stdout.readline().startswith(f"gateway listening on {url} ")

@@ -62,8 +62,9 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self) -> None:
         self.received: list[trace_service_pb2.ExportTraceServiceRequest] = []
 
-    def Export(self, request: trace_service_pb2.ExportTraceServiceRequest,
-               context: grpc.ServicerContext) -> trace_service_pb2.ExportTraceServiceResponse:
+    def Export(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
         self.received.append(request)
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -90,8 +91,12 @@ def start(processes: Processes, part: str, output: Path, **env: str) -> subproce
     """An executor part as a process, its standard output (the console
     exporter's spans) going to ``output``."""
     with output.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "executor.main", part], cwd=ROOT,
-                                   env={**processes.env, **env}, stdout=out)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "executor.main", part],
+            cwd=ROOT,
+            env={**processes.env, **env},
+            stdout=out,
+        )
     processes.running.append(process)
     return process
 
@@ -103,8 +108,12 @@ def stop(processes: Processes) -> None:
 
 def printed_spans(*outputs: Path) -> list[Span]:
     """The spans the console exporter printed, one JSON line each."""
-    return [json.loads(line) for output in outputs
-            for line in output.read_text().splitlines() if line.startswith('{"name"')]
+    return [
+        json.loads(line)
+        for output in outputs
+        for line in output.read_text().splitlines()
+        if line.startswith('{"name"')
+    ]
 
 
 def one(spans: list[Span], name: str, kind: str) -> Span:
@@ -118,8 +127,11 @@ def child_of(span: Span, parent: Span) -> bool:
 
 
 def test_one_order_is_one_trace_from_the_gateway_to_the_chain(
-    in_memory_spans: InMemorySpanExporter, services: Services, processes: Processes,
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    in_memory_spans: InMemorySpanExporter,
+    services: Services,
+    processes: Processes,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="orderengine.calls")
     printed = {part: tmp_path / f"{part}.out" for part in ("worker", "tracker")}
@@ -127,8 +139,11 @@ def test_one_order_is_one_trace_from_the_gateway_to_the_chain(
         start(processes, part, output, OTEL_TRACES_EXPORTER="console")
 
     with TestClient(create_app(services.address("order"))) as client:
-        reply = client.post("/api/orders", json=ORDER, headers={
-            "Authorization": f"Bearer {services.keys[OWNER]}", "X-Request-Id": "order-42"})
+        reply = client.post(
+            "/api/orders",
+            json=ORDER,
+            headers={"Authorization": f"Bearer {services.keys[OWNER]}", "X-Request-Id": "order-42"},
+        )
     assert reply.status_code == 201, reply.text
     assert reply.headers["x-request-id"] == "order-42"
     order_id = reply.json()["orderId"]
@@ -165,32 +180,41 @@ def test_one_order_is_one_trace_from_the_gateway_to_the_chain(
     assert not [s for s in spans if s["name"].endswith("/GetSignatureStatuses")]
 
     # The call log names the trace, to go from a line to its trace.
-    [line] = [r.getMessage() for r in caplog.records
-              if r.getMessage().startswith(f"call=/{SUBMIT} ")]
+    [line] = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith(f"call=/{SUBMIT} ")
+    ]
     assert f"order_id={order_id}" in line and f"trace_id={trace_id[2:]}" in line
 
 
-@pytest.mark.parametrize("request_ids", [("req-a", "req-b"), ("req-s", "req-s")],
-                         ids=["two-requests", "one-request"])
+@pytest.mark.parametrize(
+    "request_ids", [("req-a", "req-b"), ("req-s", "req-s")], ids=["two-requests", "one-request"]
+)
 def test_a_batch_call_for_several_orders_is_linked_to_each_orders_trace(
-    in_memory_spans: InMemorySpanExporter, services: Services, request_ids: tuple[str, str],
+    in_memory_spans: InMemorySpanExporter,
+    services: Services,
+    request_ids: tuple[str, str],
 ) -> None:
     """A job of several orders, each from a request of its own, quotes them
     in one call: no one order's. The call is the child of a span of its own
     (a trace of its own), linked to each order's span and each to it; it
     sends the request id the orders share, if they do."""
     order_ids = ["order-a", "order-b"]
-    carried = {order_id: {"x-request-id": request_id}
-               for order_id, request_id in zip(order_ids, request_ids, strict=True)}
+    carried = {
+        order_id: {"x-request-id": request_id}
+        for order_id, request_id in zip(order_ids, request_ids, strict=True)
+    }
     # As the worker's: this process's channel, made with tracing on.
     traced = channel(services.address("quote"), token_metadata(INTERNAL_TOKEN))
     services.channels.append(traced)  # closed with the services
     quotes = quote_service_pb2_grpc.QuoteServiceStub(traced)
     quote = quote_service_pb2.GetQuoteRequest(input_token="SOL", output_token="USDC", amount="1")
-    with handoffs.order_work("drive order", order_ids, carried), \
-            handoffs.within_orders("quote orders", order_ids):
-        quotes.BatchGetQuotes(quote_service_pb2.BatchGetQuotesRequest(requests=[quote] * 2),
-                              timeout=10)
+    with (
+        handoffs.order_work("drive order", order_ids, carried),
+        handoffs.within_orders("quote orders", order_ids),
+    ):
+        quotes.BatchGetQuotes(
+            quote_service_pb2.BatchGetQuotesRequest(requests=[quote] * 2), timeout=10
+        )
 
     spans = [json.loads(s.to_json()) for s in in_memory_spans.get_finished_spans()]
     batch = one(spans, "quote orders", "INTERNAL")
@@ -202,8 +226,7 @@ def test_a_batch_call_for_several_orders_is_linked_to_each_orders_trace(
     assert all(d["context"]["trace_id"] != batch["context"]["trace_id"] for d in drives)
 
     def linked(span: Span) -> list[tuple[str, str]]:
-        return [(link["context"]["trace_id"], link["context"]["span_id"])
-                for link in span["links"]]
+        return [(link["context"]["trace_id"], link["context"]["span_id"]) for link in span["links"]]
 
     def ids(span: Span) -> tuple[str, str]:
         return span["context"]["trace_id"], span["context"]["span_id"]
@@ -217,7 +240,9 @@ def test_a_batch_call_for_several_orders_is_linked_to_each_orders_trace(
 
 
 def test_request_ids_cross_every_hop_and_untraced_calls_cost_no_span(
-    services: Services, processes: Processes, tmp_path: Path,
+    services: Services,
+    processes: Processes,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Tracing off (the default): the request id a client sends is in the
@@ -225,21 +250,27 @@ def test_request_ids_cross_every_hop_and_untraced_calls_cost_no_span(
     ExecutionService; nothing prints a span or names a trace."""
     caplog.set_level(logging.DEBUG, logger="orderengine.calls")
     assert tracing.server_observers() == []
-    assert not [i for i in [*observability.client_interceptors(),
-                            *observability.aio_client_interceptors()]
-                if type(i).__module__ == tracing.__name__]
+    assert not [
+        i
+        for i in [*observability.client_interceptors(), *observability.aio_client_interceptors()]
+        if type(i).__module__ == tracing.__name__
+    ]
     printed = {part: tmp_path / f"{part}.out" for part in ("worker", "tracker")}
     for part, output in printed.items():
         start(processes, part, output)
 
     stub = services.orders()
-    quoted = stub.QuoteOrder(order_service_pb2.QuoteOrderRequest(
-        input_token="SOL", output_token="USDC", amount="1"),
-        metadata=(("x-request-id", "quote-7"),), timeout=10)
+    quoted = stub.QuoteOrder(
+        order_service_pb2.QuoteOrderRequest(input_token="SOL", output_token="USDC", amount="1"),
+        metadata=(("x-request-id", "quote-7"),),
+        timeout=10,
+    )
     assert quoted.route.amount_out
-    reply = stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-        input_token="SOL", output_token="USDC", amount="10"),
-        metadata=(("x-request-id", "order-7"),), timeout=10)
+    reply = stub.SubmitOrder(
+        order_service_pb2.SubmitOrderRequest(input_token="SOL", output_token="USDC", amount="10"),
+        metadata=(("x-request-id", "order-7"),),
+        timeout=10,
+    )
     order_id = reply.order.order_id
     assert statuses(watch_all(stub, order_id)) == EXPECTED
     stop(processes)
@@ -247,8 +278,11 @@ def test_request_ids_cross_every_hop_and_untraced_calls_cost_no_span(
     lines = [r.getMessage() for r in caplog.records]
 
     def logged(method: str, request_id: str) -> list[str]:
-        return [line for line in lines
-                if line.startswith(f"call=/{method} ") and f"request_id={request_id}" in line]
+        return [
+            line
+            for line in lines
+            if line.startswith(f"call=/{method} ") and f"request_id={request_id}" in line
+        ]
 
     # OrderService -> QuoteService, on one call's behalf.
     assert logged("orderengine.v1.OrderService/QuoteOrder", "quote-7")
@@ -262,7 +296,8 @@ def test_request_ids_cross_every_hop_and_untraced_calls_cost_no_span(
 
 
 def test_the_gateway_answers_with_the_request_id_and_passes_it_on(
-    services: Services, caplog: pytest.LogCaptureFixture,
+    services: Services,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="orderengine.calls")
     key = {"Authorization": f"Bearer {services.keys[OWNER]}"}
@@ -280,12 +315,21 @@ def test_the_gateway_answers_with_the_request_id_and_passes_it_on(
     lines = [r.getMessage() for r in caplog.records]
     for request_id in ("list-1", made.headers["x-request-id"]):
         # The gateway's line and OrderService's, under one id.
-        assert [line for line in lines if line.startswith("http=GET /api/orders ")
-                and f"request_id={request_id}" in line]
-        assert [line for line in lines if "OrderService/ListOrders" in line
-                and f"request_id={request_id}" in line]
-    [failed] = [r for r in caplog.records if "request_id=nokey-1" in r.getMessage()
-                and r.getMessage().startswith("call=")]
+        assert [
+            line
+            for line in lines
+            if line.startswith("http=GET /api/orders ") and f"request_id={request_id}" in line
+        ]
+        assert [
+            line
+            for line in lines
+            if "OrderService/ListOrders" in line and f"request_id={request_id}" in line
+        ]
+    [failed] = [
+        r
+        for r in caplog.records
+        if "request_id=nokey-1" in r.getMessage() and r.getMessage().startswith("call=")
+    ]
     assert failed.levelno == logging.INFO and "code=UNAUTHENTICATED" in failed.getMessage()
     # A key never reaches a log line.
     assert not [line for line in lines if services.keys[OWNER] in line]
@@ -306,17 +350,21 @@ def test_with_tracing_off_no_tracer_and_no_tracing_interceptor(
 
 
 def test_a_failed_call_is_logged_at_info_with_its_code(
-    services: Services, caplog: pytest.LogCaptureFixture,
+    services: Services,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="orderengine.calls")
     with pytest.raises(grpc.RpcError) as failed:
-        services.orders().GetOrder(order_service_pb2.GetOrderRequest(
-            order_id="00000000-0000-4000-8000-000000000000"),
-            metadata=(("x-request-id", "missing-1"),), timeout=10)
+        services.orders().GetOrder(
+            order_service_pb2.GetOrderRequest(order_id="00000000-0000-4000-8000-000000000000"),
+            metadata=(("x-request-id", "missing-1"),),
+            timeout=10,
+        )
     assert failed.value.code() == grpc.StatusCode.NOT_FOUND
     # The client may have its answer a moment before the line is written.
-    [record] = eventually(lambda: [r for r in caplog.records
-                                   if "request_id=missing-1" in r.getMessage()])
+    [record] = eventually(
+        lambda: [r for r in caplog.records if "request_id=missing-1" in r.getMessage()]
+    )
     assert record.levelno == logging.INFO
     assert "code=NOT_FOUND" in record.getMessage()
     assert "order_id=00000000-0000-4000-8000-000000000000" in record.getMessage()

@@ -28,14 +28,21 @@ SOL = 10**9
 
 
 def new_order(store: OrderStore) -> StoredOrder:
-    row, _ = store.submit(NewOrder(owner=OWNER, input_token="SOL", output_token="USDC",
-                                   amount_in=SOL, slippage_bps=50))
+    row, _ = store.submit(
+        NewOrder(
+            owner=OWNER, input_token="SOL", output_token="USDC", amount_in=SOL, slippage_bps=50
+        )
+    )
     return row
 
 
 def left(status: Status) -> float:
-    return REGISTRY.get_sample_value("orderengine_order_status_seconds_count",
-                                     {"status": status.value}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "orderengine_order_status_seconds_count", {"status": status.value}
+        )
+        or 0.0
+    )
 
 
 def subscribed(redis: Redis) -> PubSub:
@@ -51,8 +58,14 @@ def test_a_change_is_committed_counted_and_published(store: OrderStore, redis: R
     subscription = subscribed(redis)
     before = left(Status.PENDING)
 
-    moved = move(store, redis, row.order_id, Status.CANCELLED,
-                 Change(reason="cancelled by the owner", reason_code=Reason.CANCELLED), current=row)
+    moved = move(
+        store,
+        redis,
+        row.order_id,
+        Status.CANCELLED,
+        Change(reason="cancelled by the owner", reason_code=Reason.CANCELLED),
+        current=row,
+    )
 
     assert moved is not None and moved.status == Status.CANCELLED
     assert [e.sequence for e in store.events(row.order_id)] == [1, 2]
@@ -64,8 +77,9 @@ def test_a_change_is_committed_counted_and_published(store: OrderStore, redis: R
     subscription.close()
 
 
-def test_a_refused_change_writes_counts_and_publishes_nothing(store: OrderStore,
-                                                              redis: Redis) -> None:
+def test_a_refused_change_writes_counts_and_publishes_nothing(
+    store: OrderStore, redis: Redis
+) -> None:
     row = new_order(store)
     subscription = subscribed(redis)
     before = left(Status.PENDING)
@@ -78,15 +92,17 @@ def test_a_refused_change_writes_counts_and_publishes_nothing(store: OrderStore,
     subscription.close()
 
 
-def test_a_lost_publish_never_undoes_the_commit(store: OrderStore,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_a_lost_publish_never_undoes_the_commit(
+    store: OrderStore, caplog: pytest.LogCaptureFixture
+) -> None:
     rows = [new_order(store) for _ in range(2)]
     nobody = Redis(port=free_port(), socket_connect_timeout=1)  # no server listens there
     before = left(Status.PENDING)
 
     with caplog.at_level(logging.WARNING, logger="orderengine.transitions"):
-        moved = move_many(store, nobody, [Transition(r.order_id, Status.ROUTING) for r in rows],
-                          rows)
+        moved = move_many(
+            store, nobody, [Transition(r.order_id, Status.ROUTING) for r in rows], rows
+        )
 
     assert [m.status if m else None for m in moved] == [Status.ROUTING, Status.ROUTING]
     for row in rows:
@@ -98,7 +114,9 @@ def test_a_lost_publish_never_undoes_the_commit(store: OrderStore,
 
 
 def test_a_store_that_fails_raises_and_publishes_nothing(
-    redis: Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    redis: Redis,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A database with no tables: every write fails, as with a store that is away.
     away = OrderStore(create_database_engine(f"sqlite:///{tmp_path / 'empty.db'}"))
@@ -106,10 +124,13 @@ def test_a_store_that_fails_raises_and_publishes_nothing(
 
     with pytest.raises(OperationalError):
         move(away, redis, "an-order", Status.ROUTING)
-    with pytest.raises(OperationalError), \
-            caplog.at_level(logging.WARNING, logger="orderengine.transitions"):
-        move_many(away, redis, [Transition("one", Status.ROUTING),
-                                Transition("two", Status.ROUTING)])
+    with (
+        pytest.raises(OperationalError),
+        caplog.at_level(logging.WARNING, logger="orderengine.transitions"),
+    ):
+        move_many(
+            away, redis, [Transition("one", Status.ROUTING), Transition("two", Status.ROUTING)]
+        )
 
     assert subscription.get_message(timeout=0.5) is None
     subscription.close()

@@ -25,8 +25,7 @@ from orderengine.v1 import order_pb2
 
 ORDER = "order-1"
 OWNER = "owner-1"
-ORDER_STATUSES = [Status.PENDING, Status.ROUTING, Status.ROUTED, Status.SUBMITTED,
-                  Status.CONFIRMED]
+ORDER_STATUSES = [Status.PENDING, Status.ROUTING, Status.ROUTED, Status.SUBMITTED, Status.CONFIRMED]
 
 
 def event(sequence: int, status: Status | None = None) -> order_pb2.OrderEvent:
@@ -49,8 +48,7 @@ class Database(HistoryReads):
             return None
         terminal = bool(self.events) and Status.from_proto(self.events[-1].status).terminal
         last = self.events[-1].sequence if self.events else 0
-        return History(self.owner, terminal, last,
-                       [e for e in self.events if e.sequence > after])
+        return History(self.owner, terminal, last, [e for e in self.events if e.sequence > after])
 
 
 def hub_over(database: Database, streams_per_owner: int = 0) -> WatchHub:
@@ -197,8 +195,11 @@ def test_a_waiting_watch_holds_no_event_or_history() -> None:
         await settle()
         frame = cast(types.AsyncGeneratorType, events).ag_frame
         assert frame is not None
-        held: list[object] = [value for value in frame.f_locals.values()
-                              if isinstance(value, order_pb2.OrderEvent | History)]
+        held: list[object] = [
+            value
+            for value in frame.f_locals.values()
+            if isinstance(value, order_pb2.OrderEvent | History)
+        ]
         waiting.cancel()
         return held
 

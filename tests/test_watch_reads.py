@@ -49,7 +49,8 @@ def test_a_crowd_of_watchers_is_read_a_query_at_a_time(store: OrderStore) -> Non
     counted.transition(ids[0], Status.ROUTING)
     # Many watchers on few orders and on orders that do not exist, at once.
     wanted = [(ids[i % 20], i % 2) for i in range(IDS_PER_QUERY)] + [
-        (str(uuid.uuid4()), 0) for _ in range(IDS_PER_QUERY * 2)]
+        (str(uuid.uuid4()), 0) for _ in range(IDS_PER_QUERY * 2)
+    ]
 
     async def crowd() -> list[History | None]:
         reads = HistoryReads(counted)
@@ -65,8 +66,13 @@ def test_a_crowd_of_watchers_is_read_a_query_at_a_time(store: OrderStore) -> Non
             assert history is None
             continue
         assert history is not None
-        expected = [2] if order_id == ids[0] and after == 1 else [1, 2] if order_id == ids[0] else (
-            [] if after == 1 else [1])
+        expected = (
+            [2]
+            if order_id == ids[0] and after == 1
+            else [1, 2]
+            if order_id == ids[0]
+            else ([] if after == 1 else [1])
+        )
         assert [e.sequence for e in history.events] == expected
 
 
@@ -77,14 +83,16 @@ def test_every_watcher_waiting_on_a_failed_read_gets_its_error(store: OrderStore
 
     async def crowd() -> list[object]:
         reads = HistoryReads(Down(store.engine))
-        return await asyncio.gather(*(reads.read(str(uuid.uuid4()), 0) for _ in range(5)),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(reads.read(str(uuid.uuid4()), 0) for _ in range(5)), return_exceptions=True
+        )
 
     assert all(isinstance(r, OperationalError) for r in asyncio.run(crowd()))
 
 
 def test_a_watcher_that_leaves_while_waiting_leaves_the_rest_their_answers(
-        store: OrderStore) -> None:
+    store: OrderStore,
+) -> None:
     order_id = store.submit(new_order())[0].order_id
 
     async def one_leaves() -> History | None:

@@ -61,8 +61,12 @@ def test_an_event_or_a_stream_that_lived_starts_the_clock_over() -> None:
 
 def test_other_codes_end_the_watch() -> None:
     resumption = Resumption(5.0)
-    for code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED,
-                 grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INTERNAL):
+    for code in (
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INTERNAL,
+    ):
         assert resumption.ended(code, resumption.opened()) is None
 
 
@@ -73,8 +77,11 @@ class CountingStub:
         self.stub = stub
         self.opened_after: list[int] = []
 
-    def WatchOrder(self, request: order_service_pb2.WatchOrderRequest,  # the stub's name
-                   **kwargs: Any) -> Any:
+    def WatchOrder(
+        self,
+        request: order_service_pb2.WatchOrderRequest,  # the stub's name
+        **kwargs: Any,
+    ) -> Any:
         self.opened_after.append(request.after_sequence)
         return self.stub.WatchOrder(request, **kwargs)
 
@@ -83,12 +90,15 @@ def test_cli_watch_resumes_after_an_order_service_restart(services: Services) ->
     from order_service.main import create_order_server
 
     # The channel the CLI opens.
-    opened = channel(services.address("order"), key_metadata(services.keys[OWNER]),
-                     service=ORDER_SERVICE)
+    opened = channel(
+        services.address("order"), key_metadata(services.keys[OWNER]), service=ORDER_SERVICE
+    )
     services.channels.append(opened)  # closed by the fixture
     orders = order_service_pb2_grpc.OrderServiceStub(opened)
-    order = orders.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-        input_token="SOL", output_token="USDC", amount="1"), timeout=10).order  # stays PENDING
+    order = orders.SubmitOrder(
+        order_service_pb2.SubmitOrderRequest(input_token="SOL", output_token="USDC", amount="1"),
+        timeout=10,
+    ).order  # stays PENDING
     counting = CountingStub(orders)
     seen: list[order_pb2.OrderEvent] = []
 
@@ -103,13 +113,19 @@ def test_cli_watch_resumes_after_an_order_service_restart(services: Services) ->
     # OrderService stops (its streams end with UNAVAILABLE) and comes back.
     services.loop.run(services.servers["order"].stop(0.5))
     services.servers["order"] = services.loop.run(
-        create_order_server(f"127.0.0.1:{port}", Settings()))
+        create_order_server(f"127.0.0.1:{port}", Settings())
+    )
     eventually(lambda: len(counting.opened_after) >= 2)
     # (Waits for the channel to reach the new server: CancelOrder is not retried.)
-    orders.CancelOrder(order_service_pb2.CancelOrderRequest(order_id=order.order_id),
-                       timeout=10, wait_for_ready=True)
+    orders.CancelOrder(
+        order_service_pb2.CancelOrderRequest(order_id=order.order_id),
+        timeout=10,
+        wait_for_ready=True,
+    )
     watcher.join(20)
     assert not watcher.is_alive()
     assert [(e.sequence, e.status) for e in seen] == [
-        (1, order_pb2.ORDER_STATUS_PENDING), (2, order_pb2.ORDER_STATUS_CANCELLED)]
+        (1, order_pb2.ORDER_STATUS_PENDING),
+        (2, order_pb2.ORDER_STATUS_CANCELLED),
+    ]
     assert counting.opened_after[0] == 0 and set(counting.opened_after[1:]) == {1}

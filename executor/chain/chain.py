@@ -76,8 +76,9 @@ def signature_for(attempt_key: str) -> str:
     return b58encode(hashlib.sha512(attempt_key.encode()).digest())
 
 
-_B58_PAIRS = [a + b for a in base58.BITCOIN_ALPHABET.decode()
-              for b in base58.BITCOIN_ALPHABET.decode()]
+_B58_PAIRS = [
+    a + b for a in base58.BITCOIN_ALPHABET.decode() for b in base58.BITCOIN_ALPHABET.decode()
+]
 
 
 def b58encode(data: bytes) -> str:
@@ -87,7 +88,7 @@ def b58encode(data: bytes) -> str:
     n = int.from_bytes(stripped, "big")
     digits: list[str] = []
     while n:
-        n, four = divmod(n, 58 ** 4)
+        n, four = divmod(n, 58**4)
         high, low = divmod(four, 58 * 58)
         digits.append(_B58_PAIRS[low])
         digits.append(_B58_PAIRS[high])
@@ -127,8 +128,9 @@ class _Pending:
             plan = plan_from_proto(market_pb2.Route.FromString(raw_route or b""))
         except Exception as exc:  # one bad transaction must not hold up the rest
             error = f"route: {exc}"
-        return cls(signature, _text(attempt_key) or "", submitted_at, _text(fate) or "", plan,
-                   error)
+        return cls(
+            signature, _text(attempt_key) or "", submitted_at, _text(fate) or "", plan, error
+        )
 
 
 class RpcTimeout(Exception):
@@ -136,8 +138,9 @@ class RpcTimeout(Exception):
 
 
 class Chain:
-    def __init__(self, redis: Redis, slot_seconds: float, confirm_seconds: float,
-                 faults: Faults = NO_FAULTS) -> None:
+    def __init__(
+        self, redis: Redis, slot_seconds: float, confirm_seconds: float, faults: Faults = NO_FAULTS
+    ) -> None:
         self.redis = redis
         self.slot_seconds = slot_seconds
         self.confirm_seconds = confirm_seconds
@@ -165,11 +168,20 @@ class Chain:
             signature = signature_for(attempt_key)
             taking.append((len(outcomes), signature))
             outcomes.append(Submitted(signature, duplicate=True))  # until the script says
-            calls.append([attempt_key_name(attempt_key), tx_key(signature), LANDING,
-                          signature, attempt_key, route.SerializeToString(), repr(now),
-                          repr(now + self.slot_seconds), self.faults.fate()])
-        for (index, signature), taken in zip(taking, await self._run_submits(calls),
-                                             strict=True):
+            calls.append(
+                [
+                    attempt_key_name(attempt_key),
+                    tx_key(signature),
+                    LANDING,
+                    signature,
+                    attempt_key,
+                    route.SerializeToString(),
+                    repr(now),
+                    repr(now + self.slot_seconds),
+                    self.faults.fate(),
+                ]
+            )
+        for (index, signature), taken in zip(taking, await self._run_submits(calls), strict=True):
             if taken and self.faults.rpc_times_out():
                 outcomes[index] = RpcTimeout(signature)
             else:
@@ -219,13 +231,21 @@ class Chain:
                         for key in keys:
                             reads.hmget(key, *fields)
                         txs = await reads.execute()
-                    pending = [_Pending.read(signature, tx) for signature, tx
-                               in zip(signatures, txs, strict=True) if tx[0] == b"pending"]
+                    pending = [
+                        _Pending.read(signature, tx)
+                        for signature, tx in zip(signatures, txs, strict=True)
+                        if tx[0] == b"pending"
+                    ]
                     if not pending:
                         return
-                    pool_ids = list(dict.fromkeys(
-                        leg.pool_id for tx in pending if tx.plan is not None
-                        for leg in tx.plan.legs))
+                    pool_ids = list(
+                        dict.fromkeys(
+                            leg.pool_id
+                            for tx in pending
+                            if tx.plan is not None
+                            for leg in tx.plan.legs
+                        )
+                    )
                     before: dict[str, PoolState] = {}
                     flows: Flows = {}
                     if pool_ids:
@@ -242,8 +262,12 @@ class Chain:
                     results = [self._land_one(tx, pools, now) for tx in pending]
                     pipe.multi()
                     if pools != before:
-                        write_reserves(pipe, {p: s for p, s in pools.items()
-                                              if s is not before[p]}, before, flows)
+                        write_reserves(
+                            pipe,
+                            {p: s for p, s in pools.items() if s is not before[p]},
+                            before,
+                            flows,
+                        )
                     for tx, result in zip(pending, results, strict=True):
                         pipe.hset(tx_key(tx.signature), mapping=result)
                         if result["state"] == "landed":
@@ -261,31 +285,44 @@ class Chain:
         """What landing ``tx`` now records; ``pools`` moves on by its fill."""
         result: dict[Any, Any] = {"landed_at": repr(now), "slot": str(current_slot(now))}
         if tx.fate:  # an injected failure: the pools never see it
-            return {**result, "state": "failed", "error_code": tx.fate,
-                    "error": REASONS.get(tx.fate, tx.fate.lower())}
+            return {
+                **result,
+                "state": "failed",
+                "error_code": tx.fate,
+                "error": REASONS.get(tx.fate, tx.fate.lower()),
+            }
         if tx.plan is None:
-            return {**result, "state": "failed", "error_code": RouteError.code,
-                    "error": tx.error}
+            return {**result, "state": "failed", "error_code": RouteError.code, "error": tx.error}
         plan = tx.plan
         try:
-            fill = apply_route(plan.legs, plan.input_token, plan.output_token,
-                               plan.amount_in, pools, now=int(now))
+            fill = apply_route(
+                plan.legs, plan.input_token, plan.output_token, plan.amount_in, pools, now=int(now)
+            )
         except RouteError as exc:  # the program reverts: AMOUNT_OVERFLOW, out of liquidity...
             return {**result, "state": "failed", "error_code": exc.code, "error": str(exc)}
         except Exception as exc:  # this transaction's alone: the others still land
             log.exception("landing %s failed", tx.signature)
-            return {**result, "state": "failed", "error_code": Reason.PROGRAM_FAILED,
-                    "error": f"the swap program failed: {exc}"}
+            return {
+                **result,
+                "state": "failed",
+                "error_code": Reason.PROGRAM_FAILED,
+                "error": f"the swap program failed: {exc}",
+            }
         decimals = token(plan.output_token).decimals
         if fill.amount_out < plan.min_amount_out:
-            return {**result, "state": "failed", "error_code": Reason.SLIPPAGE_EXCEEDED,
-                    "error": (f"slippage exceeded: the route gives "
-                              f"{format_amount(fill.amount_out, decimals)} "
-                              f"{plan.output_token} at landing, below the minimum "
-                              f"{format_amount(plan.min_amount_out, decimals)}")}
+            return {
+                **result,
+                "state": "failed",
+                "error_code": Reason.SLIPPAGE_EXCEEDED,
+                "error": (
+                    f"slippage exceeded: the route gives "
+                    f"{format_amount(fill.amount_out, decimals)} "
+                    f"{plan.output_token} at landing, below the minimum "
+                    f"{format_amount(plan.min_amount_out, decimals)}"
+                ),
+            }
         pools.update(fill.reserves)
-        return {**result, "state": "landed",
-                "amount_out": format_amount(fill.amount_out, decimals)}
+        return {**result, "state": "landed", "amount_out": format_amount(fill.amount_out, decimals)}
 
     async def land_due(self, limit: int = LAND_LIMIT) -> int:
         """Lands every transaction whose slot has come; returns how many."""
@@ -305,8 +342,16 @@ class Chain:
 
     async def statuses(self, signatures: list[str]) -> list[execution_service_pb2.SignatureStatus]:
         now = time.time()
-        fields = ("state", "land_at", "landed_at", "slot", "amount_out", "error_code", "error",
-                  "fate")
+        fields = (
+            "state",
+            "land_at",
+            "landed_at",
+            "slot",
+            "amount_out",
+            "error_code",
+            "error",
+            "fate",
+        )
 
         async def read(which: list[str]) -> list[dict[str, str | None]]:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -317,8 +362,11 @@ class Chain:
 
         values = dict(zip(signatures, await read(signatures), strict=True))
         # Those whose slot has come: land them now rather than wait for the lander.
-        due = [s for s, v in values.items()
-               if v["state"] == "pending" and float(v["land_at"] or 0) <= now]
+        due = [
+            s
+            for s, v in values.items()
+            if v["state"] == "pending" and float(v["land_at"] or 0) <= now
+        ]
         if due:
             await self.land_many(due)
             values.update(zip(due, await read(due), strict=True))

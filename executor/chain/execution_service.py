@@ -29,7 +29,9 @@ Answer = execution_service_pb2.SubmitSwapResponse | ItemFailure
 TIMED_OUT = ItemFailure(
     grpc.StatusCode.DEADLINE_EXCEEDED,
     "RPC timeout: the transaction may or may not have been received; "
-    "send the same attempt_key again", Reason.RPC_TIMEOUT)
+    "send the same attempt_key again",
+    Reason.RPC_TIMEOUT,
+)
 
 
 class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
@@ -42,27 +44,42 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
         return await answer_one(self.submit_all, request, context)
 
     async def BatchSubmitSwaps(
-        self, request: execution_service_pb2.BatchSubmitSwapsRequest,
+        self,
+        request: execution_service_pb2.BatchSubmitSwapsRequest,
         context: grpc.aio.ServicerContext,
     ) -> execution_service_pb2.BatchSubmitSwapsResponse:
-        return await answer_all(self.submit_all, request.requests, MAX_SWAPS_PER_CALL,
-                                execution_service_pb2.BatchSubmitSwapsResponse, context)
+        return await answer_all(
+            self.submit_all,
+            request.requests,
+            MAX_SWAPS_PER_CALL,
+            execution_service_pb2.BatchSubmitSwapsResponse,
+            context,
+        )
 
-    async def submit_all(self, requests: Sequence[execution_service_pb2.SubmitSwapRequest]
-                         ) -> list[Answer]:
+    async def submit_all(
+        self, requests: Sequence[execution_service_pb2.SubmitSwapRequest]
+    ) -> list[Answer]:
         """Each request's signature, or why it has none, in order; the
         swaps are taken in one Redis round trip (Chain.submit_many)."""
         answers: list[Answer | None] = []
         sent: list[tuple[int, execution_service_pb2.SubmitSwapRequest]] = []
         for request in requests:
             if not request.attempt_key or len(request.attempt_key) > 128:
-                answers.append(ItemFailure.invalid(FieldError(
-                    "attempt_key", "is required, at most 128 characters")))
+                answers.append(
+                    ItemFailure.invalid(
+                        FieldError("attempt_key", "is required, at most 128 characters")
+                    )
+                )
             else:
                 sent.append((len(answers), request))
                 answers.append(None)
-        outcomes = await self.chain.submit_many(
-            [(request.attempt_key, request.route) for _, request in sent]) if sent else []
+        outcomes = (
+            await self.chain.submit_many(
+                [(request.attempt_key, request.route) for _, request in sent]
+            )
+            if sent
+            else []
+        )
         for (index, _), outcome in zip(sent, outcomes, strict=True):
             if isinstance(outcome, RouteError):
                 answers[index] = ItemFailure.invalid(FieldError("route", str(outcome)))
@@ -70,11 +87,13 @@ class ExecutionServicer(execution_service_pb2_grpc.ExecutionServiceServicer):
                 answers[index] = TIMED_OUT
             else:
                 answers[index] = execution_service_pb2.SubmitSwapResponse(
-                    signature=outcome.signature, duplicate=outcome.duplicate)
+                    signature=outcome.signature, duplicate=outcome.duplicate
+                )
         return cast(list[Answer], answers)  # every place filled
 
     async def GetSignatureStatuses(
-        self, request: execution_service_pb2.GetSignatureStatusesRequest,
+        self,
+        request: execution_service_pb2.GetSignatureStatusesRequest,
         context: grpc.aio.ServicerContext,
     ) -> execution_service_pb2.GetSignatureStatusesResponse:
         await refuse_more_than(MAX_SIGNATURES, request.signatures, "signatures", context)

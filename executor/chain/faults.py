@@ -13,9 +13,8 @@ from orderengine.settings import Settings
 # What a landing that met each fate says (a dropped transaction never lands).
 REASONS: dict[str, str] = {
     Reason.BLOCKHASH_EXPIRED: "blockhash expired: the transaction was not processed before "
-                              "its blockhash left the validity window",
-    Reason.INSUFFICIENT_FUNDS: "insufficient funds: the wallet cannot cover the swap and its "
-                               "fees",
+    "its blockhash left the validity window",
+    Reason.INSUFFICIENT_FUNDS: "insufficient funds: the wallet cannot cover the swap and its fees",
 }
 
 
@@ -28,8 +27,12 @@ class FailureRates:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FailureRates:
-        return cls(settings.blockhash_expired_rate, settings.dropped_rate,
-                   settings.rpc_timeout_rate, settings.insufficient_funds_rate)
+        return cls(
+            settings.blockhash_expired_rate,
+            settings.dropped_rate,
+            settings.rpc_timeout_rate,
+            settings.insufficient_funds_rate,
+        )
 
 
 class Faults:
@@ -44,9 +47,11 @@ class Faults:
         """What befalls a transaction just sent: "" for nothing, else the
         failure code it will meet."""
         draw = self._rng.random()
-        for code, rate in ((Reason.BLOCKHASH_EXPIRED, self.rates.blockhash_expired),
-                           (Reason.TRANSACTION_DROPPED, self.rates.dropped),
-                           (Reason.INSUFFICIENT_FUNDS, self.rates.insufficient_funds)):
+        for code, rate in (
+            (Reason.BLOCKHASH_EXPIRED, self.rates.blockhash_expired),
+            (Reason.TRANSACTION_DROPPED, self.rates.dropped),
+            (Reason.INSUFFICIENT_FUNDS, self.rates.insufficient_funds),
+        ):
             if draw < rate:
                 return code
             draw -= rate

@@ -44,10 +44,18 @@ def context() -> Context:
         redis=redis,
         queue=order_queue(redis, settings.queue_name),
         quotes=quote_service_pb2_grpc.QuoteServiceStub(
-            channel(settings.quote_service_address, token_metadata(settings.internal_token),
-                    service=QUOTE_SERVICE)),
+            channel(
+                settings.quote_service_address,
+                token_metadata(settings.internal_token),
+                service=QUOTE_SERVICE,
+            )
+        ),
         chain=execution_service_pb2_grpc.ExecutionServiceStub(
-            channel(settings.execution_service_address,
-                    token_metadata(settings.internal_token), service=EXECUTION_SERVICE)),
+            channel(
+                settings.execution_service_address,
+                token_metadata(settings.internal_token),
+                service=EXECUTION_SERVICE,
+            )
+        ),
         retry=RetryPolicy.from_settings(settings),
     )

@@ -71,8 +71,9 @@ def claim_due(redis: Redis, lease_seconds: float, limit: int) -> list[Inflight]:
     if unreadable:
         # Not ours to track (no order and attempt in it): kept, it would come
         # due again every lease, and the reconciler tracks a SUBMITTED order again.
-        log.warning("inflight: dropped %d unreadable entries, e.g. %r", len(unreadable),
-                    unreadable[0])
+        log.warning(
+            "inflight: dropped %d unreadable entries, e.g. %r", len(unreadable), unreadable[0]
+        )
         redis.zrem(INFLIGHT, *unreadable)
     return entries
 

@@ -48,10 +48,14 @@ log = logging.getLogger(__name__)
 # peer: both calls are safe to repeat (a quote changes nothing, a swap is
 # deduplicated by its attempt key), so the same step runs again later. The
 # same holds for one order's item of a batch call.
-FINAL = frozenset({
-    grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.NOT_FOUND, grpc.StatusCode.OUT_OF_RANGE,
-})
+FINAL = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
 
 
 def drive_orders(order_ids: list[str]) -> None:
@@ -69,13 +73,18 @@ def drive_orders(order_ids: list[str]) -> None:
 
 
 def _drive(ctx: Context, order_ids: list[str]) -> None:
-    with order_leases(ctx.redis, order_ids, ctx.settings.order_lease_seconds,
-                      also=lambda pipe: picked_up_by_worker(pipe, order_ids)) as mine:
+    with order_leases(
+        ctx.redis,
+        order_ids,
+        ctx.settings.order_lease_seconds,
+        also=lambda pipe: picked_up_by_worker(pipe, order_ids),
+    ) as mine:
         # An order leased by another worker is being driven there.
         rows = ctx.store.get_many(mine)
         later: list[str] = []
-        routed = _route(ctx, [r for r in rows.values()
-                              if r.status in (Status.PENDING, Status.ROUTING)], later)
+        routed = _route(
+            ctx, [r for r in rows.values() if r.status in (Status.PENDING, Status.ROUTING)], later
+        )
         routed += [r for r in rows.values() if r.status == Status.ROUTED]
         # SUBMITTED's events go out in the round trip that hands the swaps
         # to the tracker.
@@ -83,16 +92,18 @@ def _drive(ctx: Context, order_ids: list[str]) -> None:
             submitted = _submit(ctx, routed, later, pipe)
             # Also those a crash left between SUBMITTED and the tracker.
             submitted += [r for r in rows.values() if r.status == Status.SUBMITTED]
-            tracked = [Inflight(r.order_id, r.attempt, r.signature)
-                       for r in submitted if r.signature]
+            tracked = [
+                Inflight(r.order_id, r.attempt, r.signature) for r in submitted if r.signature
+            ]
             handoffs.keep_for_tracker(ctx.redis, [entry.order_id for entry in tracked])
             track(pipe, tracked, due_in=ctx.settings.slot_seconds)
             pipe.execute()
     for order_id in later:
         # A peer was down: the same step again after a pause.
         with handoffs.within_order(order_id):
-            enqueue_order(ctx.queue, order_id,
-                          delay_seconds=ctx.retry.backoff_seconds(ctx.retry.max_attempts))
+            enqueue_order(
+                ctx.queue, order_id, delay_seconds=ctx.retry.backoff_seconds(ctx.retry.max_attempts)
+            )
 
 
 # google.rpc.Code values (an ItemError's code) as grpc's codes.
@@ -105,8 +116,14 @@ _PROGRAM_CODES = frozenset({AmountOverflowError.code, ZeroAmountOutError.code})
 
 
 def _ask_batch(
-    ctx: Context, rows: list[StoredOrder], item: Callable[[StoredOrder], Any],
-    send: Callable[[list[Any]], Any], name: str, later: list[str], code: Reason, what: str,
+    ctx: Context,
+    rows: list[StoredOrder],
+    item: Callable[[StoredOrder], Any],
+    send: Callable[[list[Any]], Any],
+    name: str,
+    later: list[str],
+    code: Reason,
+    what: str,
 ) -> list[tuple[StoredOrder, Any]]:
     """Asks for every order in one batch call and returns the orders
     answered, with their answers. An order whose ``item`` (its request)
@@ -126,8 +143,9 @@ def _ask_batch(
             # longer knows, a stored route that does not parse): no attempt
             # can send it.
             with handoffs.within_order(row.order_id):
-                attempt_failed(ctx, row, Reason.ORDER_INVALID,
-                               f"{what}: the order cannot be sent: {exc}")
+                attempt_failed(
+                    ctx, row, Reason.ORDER_INVALID, f"{what}: the order cannot be sent: {exc}"
+                )
             continue
         built.append(row)
     rows = built
@@ -164,47 +182,66 @@ def _route(ctx: Context, rows: list[StoredOrder], later: list[str]) -> list[Stor
 
     def item(row: StoredOrder) -> quote_service_pb2.GetQuoteRequest:
         return quote_service_pb2.GetQuoteRequest(
-            input_token=row.input_token, output_token=row.output_token,
+            input_token=row.input_token,
+            output_token=row.output_token,
             amount=format_amount(row.amount_in, token(row.input_token).decimals),
-            slippage_bps=row.slippage_bps)
+            slippage_bps=row.slippage_bps,
+        )
 
-    def ask(batch: list[quote_service_pb2.GetQuoteRequest],
-            ) -> quote_service_pb2.BatchGetQuotesResponse:
+    def ask(
+        batch: list[quote_service_pb2.GetQuoteRequest],
+    ) -> quote_service_pb2.BatchGetQuotesResponse:
         return ctx.quotes.BatchGetQuotes(
-            quote_service_pb2.BatchGetQuotesRequest(requests=batch), timeout=RPC_TIMEOUT_SECONDS)
+            quote_service_pb2.BatchGetQuotesRequest(requests=batch), timeout=RPC_TIMEOUT_SECONDS
+        )
 
     steps: list[Transition] = []
-    for row, quote in _ask_batch(ctx, rows, item, ask, "quote orders", later, Reason.NO_ROUTE,
-                                 "no route"):
+    for row, quote in _ask_batch(
+        ctx, rows, item, ask, "quote orders", later, Reason.NO_ROUTE, "no route"
+    ):
         if row.status == Status.PENDING:
             steps.append(Transition(row.order_id, Status.ROUTING, Change(at=began), row.attempt))
-        steps.append(Transition(row.order_id, Status.ROUTED,
-                                Change(quotes=list(quote.quotes), route=quote.route),
-                                row.attempt))
+        steps.append(
+            Transition(
+                row.order_id,
+                Status.ROUTED,
+                Change(quotes=list(quote.quotes), route=quote.route),
+                row.attempt,
+            )
+        )
     failed: list[Transition] = []
     moved = move_many(ctx.store, ctx.redis, steps, rows, failed=failed)
     later.extend(dict.fromkeys(step.order_id for step in failed))  # the same step again
-    return [row for step, row in zip(steps, moved, strict=True)
-            if row is not None and step.target is Status.ROUTED]
+    return [
+        row
+        for step, row in zip(steps, moved, strict=True)
+        if row is not None and step.target is Status.ROUTED
+    ]
 
 
-def _submit(ctx: Context, rows: list[StoredOrder], later: list[str],
-            pipeline: Pipeline) -> list[StoredOrder]:
+def _submit(
+    ctx: Context, rows: list[StoredOrder], later: list[str], pipeline: Pipeline
+) -> list[StoredOrder]:
     def item(row: StoredOrder) -> execution_service_pb2.SubmitSwapRequest:
         return execution_service_pb2.SubmitSwapRequest(
             attempt_key=f"{row.order_id}:{row.attempt}",
-            route=row.route if row.route is not None else market_pb2.Route())
+            route=row.route if row.route is not None else market_pb2.Route(),
+        )
 
-    def send(batch: list[execution_service_pb2.SubmitSwapRequest],
-             ) -> execution_service_pb2.BatchSubmitSwapsResponse:
+    def send(
+        batch: list[execution_service_pb2.SubmitSwapRequest],
+    ) -> execution_service_pb2.BatchSubmitSwapsResponse:
         return ctx.chain.BatchSubmitSwaps(
             execution_service_pb2.BatchSubmitSwapsRequest(requests=batch),
-            timeout=RPC_TIMEOUT_SECONDS)
+            timeout=RPC_TIMEOUT_SECONDS,
+        )
 
-    steps = [Transition(row.order_id, Status.SUBMITTED, Change(signature=sent.signature),
-                        row.attempt)
-             for row, sent in _ask_batch(ctx, rows, item, send, "submit swaps", later,
-                                         Reason.SWAP_REJECTED, "swap rejected")]
+    steps = [
+        Transition(row.order_id, Status.SUBMITTED, Change(signature=sent.signature), row.attempt)
+        for row, sent in _ask_batch(
+            ctx, rows, item, send, "submit swaps", later, Reason.SWAP_REJECTED, "swap rejected"
+        )
+    ]
     failed: list[Transition] = []
     moved = move_many(ctx.store, pipeline, steps, rows, failed=failed)
     later.extend(step.order_id for step in failed)  # the chain dedupes the swap sent again

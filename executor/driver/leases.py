@@ -30,8 +30,13 @@ def lease_key(order_id: str) -> str:
 
 
 @contextmanager
-def order_leases(redis: Redis, order_ids: list[str], seconds: float, *,
-                 also: Callable[[Pipeline], object] | None = None) -> Iterator[list[str]]:
+def order_leases(
+    redis: Redis,
+    order_ids: list[str],
+    seconds: float,
+    *,
+    also: Callable[[Pipeline], object] | None = None,
+) -> Iterator[list[str]]:
     """Yields the orders this worker got the lease of (in one round trip,
     with whatever ``also`` adds to it, sent first); releases them after."""
     token = uuid.uuid4().hex

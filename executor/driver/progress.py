@@ -17,14 +17,28 @@ def attempt_failed(ctx: Context, row: StoredOrder, code: Reason, reason: str) ->
     """Retries a transient failure with a new quote after back-off, up to the
     limit; otherwise the order fails with the reason."""
     if ctx.retry.should_retry(code, row.attempt):
-        moved = move(ctx.store, ctx.redis, row.order_id, Status.ROUTING,
-                     Change(reason=reason, reason_code=code, next_attempt=True),
-                     attempt=row.attempt, current=row)
+        moved = move(
+            ctx.store,
+            ctx.redis,
+            row.order_id,
+            Status.ROUTING,
+            Change(reason=reason, reason_code=code, next_attempt=True),
+            attempt=row.attempt,
+            current=row,
+        )
         if moved is not None:
-            enqueue_order(ctx.queue, row.order_id,
-                          delay_seconds=ctx.retry.backoff_seconds(row.attempt))
+            enqueue_order(
+                ctx.queue, row.order_id, delay_seconds=ctx.retry.backoff_seconds(row.attempt)
+            )
         return
     if code in RETRYABLE:
         reason = f"{reason} (gave up after {row.attempt} attempts)"
-    move(ctx.store, ctx.redis, row.order_id, Status.FAILED,
-         Change(reason=reason, reason_code=code), attempt=row.attempt, current=row)
+    move(
+        ctx.store,
+        ctx.redis,
+        row.order_id,
+        Status.FAILED,
+        Change(reason=reason, reason_code=code),
+        attempt=row.attempt,
+        current=row,
+    )

@@ -13,10 +13,15 @@ from orderengine.settings import Settings
 # expired, the transaction was dropped. Also a pool that can no longer fill
 # its leg (other swaps drained a DLMM pool's bins since the quote): the new
 # quote prices every pool as it is then, and leaves out any that cannot fill.
-RETRYABLE: frozenset[Reason] = frozenset({
-    Reason.SLIPPAGE_EXCEEDED, Reason.BLOCKHASH_EXPIRED, Reason.TRANSACTION_DROPPED,
-    Reason.RPC_TIMEOUT, Reason.POOL_OUT_OF_LIQUIDITY,
-})
+RETRYABLE: frozenset[Reason] = frozenset(
+    {
+        Reason.SLIPPAGE_EXCEEDED,
+        Reason.BLOCKHASH_EXPIRED,
+        Reason.TRANSACTION_DROPPED,
+        Reason.RPC_TIMEOUT,
+        Reason.POOL_OUT_OF_LIQUIDITY,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,12 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
-        return cls(settings.max_attempts, settings.retry_base_seconds, settings.retry_factor,
-                   settings.retry_cap_seconds)
+        return cls(
+            settings.max_attempts,
+            settings.retry_base_seconds,
+            settings.retry_factor,
+            settings.retry_cap_seconds,
+        )
 
     def should_retry(self, code: Reason, attempt: int) -> bool:
         # A bare string would compare equal to its member, but one spelt

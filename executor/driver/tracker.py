@@ -51,7 +51,8 @@ def check_once(ctx: Context) -> int:
         with tracing.untraced():
             response = ctx.chain.GetSignatureStatuses(
                 execution_service_pb2.GetSignatureStatusesRequest(
-                    signatures=[e.signature for e in entries]),
+                    signatures=[e.signature for e in entries]
+                ),
                 timeout=RPC_TIMEOUT_SECONDS,
             )
     except grpc.RpcError:
@@ -86,8 +87,11 @@ def check_once(ctx: Context) -> int:
         try:
             confirmation = _settle(ctx, entry, status, rows.get(entry.order_id), carried)
         except Exception:  # this entry's trouble: the round goes on with the rest
-            log.exception("tracker: order %s: could not settle its swap; again in %.0fs",
-                          entry.order_id, TROUBLE_RETRY_SECONDS)
+            log.exception(
+                "tracker: order %s: could not settle its swap; again in %.0fs",
+                entry.order_id,
+                TROUBLE_RETRY_SECONDS,
+            )
             troubled.append(entry)
             continue
         if confirmation is WAITING:
@@ -108,8 +112,13 @@ def check_once(ctx: Context) -> int:
     return len(entries)
 
 
-def _reschedule(ctx: Context, waiting: list[Inflight], landed: list[Inflight],
-                troubled: list[Inflight], done: list[Inflight]) -> None:
+def _reschedule(
+    ctx: Context,
+    waiting: list[Inflight],
+    landed: list[Inflight],
+    troubled: list[Inflight],
+    done: list[Inflight],
+) -> None:
     """Each entry's next check, or none, in one round trip."""
     poll = ctx.settings.tracker_poll_seconds
     with ctx.redis.pipeline(transaction=False) as pipe:
@@ -125,8 +134,13 @@ def _reschedule(ctx: Context, waiting: list[Inflight], landed: list[Inflight],
 WAITING = Transition("", Status.CONFIRMED)
 
 
-def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.SignatureStatus,
-            row: StoredOrder | None, carried: Mapping[str, handoffs.Carrier]) -> Transition | None:
+def _settle(
+    ctx: Context,
+    entry: Inflight,
+    status: execution_service_pb2.SignatureStatus,
+    row: StoredOrder | None,
+    carried: Mapping[str, handoffs.Carrier],
+) -> Transition | None:
     """Acts on one final answer: the order's confirmation to make, or WAITING,
     or None when the entry is done (settled, retried or failed here)."""
     if row is None or row.status != Status.SUBMITTED or row.attempt != entry.attempt:
@@ -137,9 +151,12 @@ def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.Signatu
         return WAITING
     if not status.found:
         with handoffs.one_order_work("confirm order", row.order_id, carried):
-            attempt_failed(ctx, row, Reason.TRANSACTION_DROPPED,
-                           "transaction dropped: the chain never saw it before its "
-                           "blockhash expired")
+            attempt_failed(
+                ctx,
+                row,
+                Reason.TRANSACTION_DROPPED,
+                "transaction dropped: the chain never saw it before its blockhash expired",
+            )
         return None
     if status.error_code:
         with handoffs.one_order_work("confirm order", row.order_id, carried):
@@ -151,11 +168,19 @@ def _settle(ctx: Context, entry: Inflight, status: execution_service_pb2.Signatu
         # The chain says it landed, with an amount no column holds: no
         # attempt changes that, so the order fails, alone.
         with handoffs.one_order_work("confirm order", row.order_id, carried):
-            attempt_failed(ctx, row, Reason.AMOUNT_OVERFLOW,
-                           f"amount out {status.amount_out[:48]!r} {row.output_token} {exc}")
+            attempt_failed(
+                ctx,
+                row,
+                Reason.AMOUNT_OVERFLOW,
+                f"amount out {status.amount_out[:48]!r} {row.output_token} {exc}",
+            )
         return None
-    return Transition(row.order_id, Status.CONFIRMED,
-                      Change(signature=entry.signature, amount_out=amount_out), entry.attempt)
+    return Transition(
+        row.order_id,
+        Status.CONFIRMED,
+        Change(signature=entry.signature, amount_out=amount_out),
+        entry.attempt,
+    )
 
 
 def _reason(code: str) -> Reason:
@@ -163,8 +188,11 @@ def _reason(code: str) -> Reason:
     newer chain) is UNKNOWN, with the chain's own code in the log."""
     reason = Reason.of(code)
     if reason is Reason.UNKNOWN and code != Reason.UNKNOWN:
-        log.warning("tracker: the chain's error code %r is not one this engine knows; "
-                    "the order carries UNKNOWN", code[:64])
+        log.warning(
+            "tracker: the chain's error code %r is not one this engine knows; "
+            "the order carries UNKNOWN",
+            code[:64],
+        )
     return reason
 
 
@@ -186,8 +214,11 @@ def run(stopping: threading.Event) -> None:
                 continue  # more may be due right now
             pause = _idle_pause(ctx)
         except grpc.RpcError as exc:  # the chain is away: a line, not a traceback a round
-            log.warning("tracker: ExecutionService %s; trying again in %.1fs",
-                        exc.code().name, UNREACHABLE_RETRY_SECONDS)
+            log.warning(
+                "tracker: ExecutionService %s; trying again in %.1fs",
+                exc.code().name,
+                UNREACHABLE_RETRY_SECONDS,
+            )
             stopping.wait(UNREACHABLE_RETRY_SECONDS)
         except Exception:  # keep tracking: the chain or Redis may be back next round
             log.exception("tracker round failed")

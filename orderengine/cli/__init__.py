@@ -41,11 +41,16 @@ from orderengine.settings import Settings
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="orderengine", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("--address", default=Settings().order_service_address,
-                     help="OrderService address (default: $ORDER_SERVICE_ADDRESS or "
-                          "127.0.0.1:50051)")
+    top = argparse.ArgumentParser(
+        prog="orderengine",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument(
+        "--address",
+        default=Settings().order_service_address,
+        help="OrderService address (default: $ORDER_SERVICE_ADDRESS or 127.0.0.1:50051)",
+    )
     sub = top.add_subparsers(dest="command", required=True)
 
     submit = sub.add_parser("submit", help="submit a market order")
@@ -88,7 +93,8 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("name", help="the owner: whose orders the key reaches")
     create.set_defaults(run=cmd_keys_create)
     keys_sub.add_parser("list", help="every key: prefix, owner, state").set_defaults(
-        run=cmd_keys_list)
+        run=cmd_keys_list
+    )
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its prefix or id")
     revoke.add_argument("prefix", help="as keys list shows it, e.g. oe_AbCd1234")
     revoke.set_defaults(run=cmd_keys_revoke)

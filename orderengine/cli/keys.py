@@ -29,8 +29,12 @@ def key_database_url(url: str, here: Path | None = None) -> str:
     would reach no OrderService."""
     parsed = make_url(url)
     path = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:" \
-            or parsed.query.get("uri"):
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not path
+        or path == ":memory:"
+        or parsed.query.get("uri")
+    ):
         return url
     relative = Path(path)
     if relative.is_absolute():
@@ -41,10 +45,13 @@ def key_database_url(url: str, here: Path | None = None) -> str:
     for directory in (start, *start.parents):
         if (directory / relative).is_file():
             return parsed.set(database=str(directory / relative)).render_as_string(
-                hide_password=False)
-    raise NoDatabase(f"no database {relative} in {start} or above it: run this in the "
-                     f"project's directory (make run keeps its database in var/ there), "
-                     f"or set DATABASE_URL to the engine's database")
+                hide_password=False
+            )
+    raise NoDatabase(
+        f"no database {relative} in {start} or above it: run this in the "
+        f"project's directory (make run keeps its database in var/ there), "
+        f"or set DATABASE_URL to the engine's database"
+    )
 
 
 def _keys() -> ApiKeys:
@@ -58,8 +65,10 @@ def database_error(exc: DBAPIError) -> str:
     where = make_url(url).render_as_string(hide_password=True)
     said = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
     if "api_keys" in said:  # no such table (SQLite), does not exist (PostgreSQL)
-        return (f"the database {where} has no api_keys table ({said}); bring it to the "
-                f"newest schema with: python -m orderengine.store.migrate (make run does)")
+        return (
+            f"the database {where} has no api_keys table ({said}); bring it to the "
+            f"newest schema with: python -m orderengine.store.migrate (make run does)"
+        )
     return f"the database {where} failed: {said}"
 
 
@@ -69,8 +78,10 @@ def _when(moment: datetime | None) -> str:
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     key, info = _keys().create(args.name)
-    print(f"created key {info.prefix}... for {info.owner} (id {info.key_id}); it is shown "
-          "only now:", file=sys.stderr)
+    print(
+        f"created key {info.prefix}... for {info.owner} (id {info.key_id}); it is shown only now:",
+        file=sys.stderr,
+    )
     print(key)
     return 0
 
@@ -78,8 +89,9 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 def cmd_keys_list(args: argparse.Namespace) -> int:
     for info in _keys().all():
         state = f"revoked {_when(info.revoked_at)}" if info.revoked_at else "active"
-        print(f"{info.prefix}...  {info.owner:<16} {_when(info.created_at)}  {state}  "
-              f"{info.key_id}")
+        print(
+            f"{info.prefix}...  {info.owner:<16} {_when(info.created_at)}  {state}  {info.key_id}"
+        )
     return 0
 
 

@@ -40,8 +40,10 @@ def describe(event: order_pb2.OrderEvent, output_token: str) -> str:
     if status is Status.ROUTED:
         quotes = ", ".join(f"{_venue(q.venue)} {q.amount_out}" for q in event.quotes)
         legs = " + ".join(f"{_venue(leg.venue)} {leg.pool_id}" for leg in event.route.legs)
-        return (f"quotes: {quotes} {output_token}; route: {legs}, expect "
-                f"{event.route.amount_out} (min {event.route.min_amount_out}) {output_token}")
+        return (
+            f"quotes: {quotes} {output_token}; route: {legs}, expect "
+            f"{event.route.amount_out} (min {event.route.min_amount_out}) {output_token}"
+        )
     if status is Status.SUBMITTED:
         return f"signature {event.signature}"
     if status is Status.CONFIRMED:
@@ -59,8 +61,11 @@ def print_events(events: Iterable[order_pb2.OrderEvent], output_token: str) -> S
         start = start or moment
         offset = f"+{(moment - start).total_seconds():.3f}s"
         last = Status.from_proto(event.status)
-        print(f"  #{event.sequence:<3} {last.value:<10} {offset:>9}  "
-              f"{describe(event, output_token)}".rstrip(), flush=True)
+        print(
+            f"  #{event.sequence:<3} {last.value:<10} {offset:>9}  "
+            f"{describe(event, output_token)}".rstrip(),
+            flush=True,
+        )
     return last
 
 
@@ -72,15 +77,20 @@ def _stub(args: argparse.Namespace) -> order_service_pb2_grpc.OrderServiceStub:
     settings = Settings()
     key = client_key(settings.api_key, settings.api_key_file)
     if key is None:
-        raise NoKey(f"no API key: set ORDERENGINE_API_KEY, or start make run (it writes "
-                    f"{settings.api_key_file}), or make one with: orderengine keys create NAME")
+        raise NoKey(
+            f"no API key: set ORDERENGINE_API_KEY, or start make run (it writes "
+            f"{settings.api_key_file}), or make one with: orderengine keys create NAME"
+        )
     channel = orderengine_channel(args.address, key_metadata(key), service=ORDER_SERVICE)
     return order_service_pb2_grpc.OrderServiceStub(channel)
 
 
-def resumed_events(stub: order_service_pb2_grpc.OrderServiceStub, order_id: str, after: int,
-                   give_up_seconds: float = WATCH_RESUME_SECONDS
-                   ) -> Iterator[order_pb2.OrderEvent]:
+def resumed_events(
+    stub: order_service_pb2_grpc.OrderServiceStub,
+    order_id: str,
+    after: int,
+    give_up_seconds: float = WATCH_RESUME_SECONDS,
+) -> Iterator[order_pb2.OrderEvent]:
     """The order's events after ``after``, through any number of broken
     streams: each is opened again after the last event seen (on another
     OrderService replica, or the same one back). Raises the last RpcError
@@ -88,8 +98,9 @@ def resumed_events(stub: order_service_pb2_grpc.OrderServiceStub, order_id: str,
     resumption = Resumption(give_up_seconds)
     while True:
         opened_at = resumption.opened()
-        stream = stub.WatchOrder(order_service_pb2.WatchOrderRequest(order_id=order_id,
-                                                                      after_sequence=after))
+        stream = stub.WatchOrder(
+            order_service_pb2.WatchOrderRequest(order_id=order_id, after_sequence=after)
+        )
         try:
             for event in stream:
                 resumption.served()
@@ -100,11 +111,13 @@ def resumed_events(stub: order_service_pb2_grpc.OrderServiceStub, order_id: str,
             delay = resumption.ended(exc.code(), opened_at)
             if delay is None:
                 if exc.code() in RESUMABLE:
-                    print(f"  (gave up; resume with: orderengine watch {order_id} "
-                          f"--after {after})", file=sys.stderr, flush=True)
+                    print(
+                        f"  (gave up; resume with: orderengine watch {order_id} --after {after})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 raise
-            print(f"  ({exc.code().name}: resuming after #{after})", file=sys.stderr,
-                  flush=True)
+            print(f"  ({exc.code().name}: resuming after #{after})", file=sys.stderr, flush=True)
         finally:
             stream.cancel()
         time.sleep(delay)
@@ -118,14 +131,23 @@ def _watch(args: argparse.Namespace, order_id: str, after: int = 0) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    reply = _stub(args).SubmitOrder(order_service_pb2.SubmitOrderRequest(
-        input_token=args.input_token, output_token=args.output_token, amount=args.amount,
-        slippage_bps=args.slippage_bps, client_order_id=args.client_order_id or ""),
-        timeout=10)
+    reply = _stub(args).SubmitOrder(
+        order_service_pb2.SubmitOrderRequest(
+            input_token=args.input_token,
+            output_token=args.output_token,
+            amount=args.amount,
+            slippage_bps=args.slippage_bps,
+            client_order_id=args.client_order_id or "",
+        ),
+        timeout=10,
+    )
     order = reply.order
     again = " (already submitted with this client order id)" if reply.already_exists else ""
-    print(f"order {order.order_id}: {order.amount} {order.input_token} -> "
-          f"{order.output_token}, slippage {order.slippage_bps} bps{again}", flush=True)
+    print(
+        f"order {order.order_id}: {order.amount} {order.input_token} -> "
+        f"{order.output_token}, slippage {order.slippage_bps} bps{again}",
+        flush=True,
+    )
     return _watch(args, order.order_id) if args.watch else 0
 
 
@@ -137,16 +159,22 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def _summary(order: order_pb2.Order) -> str:
     created = order.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
     received = f"{order.amount_out} {order.output_token}" if order.amount_out else ""
-    return (f"{order.order_id}  {created}  {Status.from_proto(order.status).value:<10} "
-            f"{order.amount} {order.input_token} -> {order.output_token}  {received}").rstrip()
+    return (
+        f"{order.order_id}  {created}  {Status.from_proto(order.status).value:<10} "
+        f"{order.amount} {order.input_token} -> {order.output_token}  {received}"
+    ).rstrip()
 
 
 def _table(rows: list[list[str]], right: set[int]) -> list[str]:
     """Rows as aligned columns; the columns in ``right`` right-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.rjust(w) if i in right else cell.ljust(w)
-                      for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
-            for row in rows]
+    return [
+        "  ".join(
+            cell.rjust(w) if i in right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
 
 
 def _pct(part: Decimal, whole: Decimal) -> str:
@@ -161,15 +189,32 @@ def quote_lines(reply: order_service_pb2.QuoteOrderResponse, slippage_bps: int) 
     lines = [f"{route.amount_in} {src} -> {dst}, slippage {slippage_bps} bps", ""]
     rows = [["", f"amount out ({dst})", f"fee ({src})", "price impact", "pools"]]
     for q in reply.quotes:
-        rows.append([_venue(q.venue), q.amount_out, q.fee, f"{q.price_impact_pct}%",
-                     q.pool_id.replace(">", " > ")])
+        rows.append(
+            [
+                _venue(q.venue),
+                q.amount_out,
+                q.fee,
+                f"{q.price_impact_pct}%",
+                q.pool_id.replace(">", " > "),
+            ]
+        )
     pools = list(dict.fromkeys(leg.pool_id for leg in route.legs))
     best = max((Decimal(q.amount_out) for q in reply.quotes), default=Decimal(0))
-    versus = (f", {_pct(Decimal(route.amount_out) - best, best)} more than the best venue"
-              if best and Decimal(route.amount_out) > best else "")
-    rows.append(["route", route.amount_out, "", "",
-                 f"{len(route.legs)} leg{'s' if len(route.legs) != 1 else ''} over "
-                 f"{len(pools)} pool{'s' if len(pools) != 1 else ''}{versus}"])
+    versus = (
+        f", {_pct(Decimal(route.amount_out) - best, best)} more than the best venue"
+        if best and Decimal(route.amount_out) > best
+        else ""
+    )
+    rows.append(
+        [
+            "route",
+            route.amount_out,
+            "",
+            "",
+            f"{len(route.legs)} leg{'s' if len(route.legs) != 1 else ''} over "
+            f"{len(pools)} pool{'s' if len(pools) != 1 else ''}{versus}",
+        ]
+    )
     lines += _table(rows, right={1, 2, 3})
     # What the route spends of each token, so each leg's share reads as a
     # percentage of it (share_bps itself is of what is held at that point).
@@ -178,26 +223,41 @@ def quote_lines(reply: order_service_pb2.QuoteOrderResponse, slippage_bps: int) 
         spent[leg.input_token] = spent.get(leg.input_token, Decimal(0)) + Decimal(leg.amount_in)
     legs = [["", "venue", "pool", "share", "in", "out"]]
     for i, leg in enumerate(route.legs, 1):
-        legs.append([f"{i}.", _venue(leg.venue), leg.pool_id,
-                     f"{_pct(Decimal(leg.amount_in), spent[leg.input_token])} of {leg.input_token}",
-                     f"{leg.amount_in} {leg.input_token}", f"{leg.amount_out} {leg.output_token}"])
+        legs.append(
+            [
+                f"{i}.",
+                _venue(leg.venue),
+                leg.pool_id,
+                f"{_pct(Decimal(leg.amount_in), spent[leg.input_token])} of {leg.input_token}",
+                f"{leg.amount_in} {leg.input_token}",
+                f"{leg.amount_out} {leg.output_token}",
+            ]
+        )
     lines += ["", "route, leg by leg:", *("  " + line for line in _table(legs, right={3, 4, 5}))]
     lines += ["", f"expect {route.amount_out} {dst}, at least {route.min_amount_out} {dst}"]
     return lines
 
 
 def cmd_quote(args: argparse.Namespace) -> int:
-    reply = _stub(args).QuoteOrder(order_service_pb2.QuoteOrderRequest(
-        input_token=args.input_token, output_token=args.output_token, amount=args.amount,
-        slippage_bps=args.slippage_bps), timeout=10)
+    reply = _stub(args).QuoteOrder(
+        order_service_pb2.QuoteOrderRequest(
+            input_token=args.input_token,
+            output_token=args.output_token,
+            amount=args.amount,
+            slippage_bps=args.slippage_bps,
+        ),
+        timeout=10,
+    )
     for line in quote_lines(reply, args.slippage_bps or DEFAULT_SLIPPAGE_BPS):
         print(line)
     return 0
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
-    reply = _stub(args).ListOrders(order_service_pb2.ListOrdersRequest(
-        page_size=args.page_size, page_token=args.page_token), timeout=10)
+    reply = _stub(args).ListOrders(
+        order_service_pb2.ListOrdersRequest(page_size=args.page_size, page_token=args.page_token),
+        timeout=10,
+    )
     for order in reply.orders:
         print(_summary(order))
     if reply.next_page_token:
@@ -206,14 +266,16 @@ def cmd_orders(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    order = _stub(args).GetOrder(order_service_pb2.GetOrderRequest(order_id=args.order_id),
-                                 timeout=10)
+    order = _stub(args).GetOrder(
+        order_service_pb2.GetOrderRequest(order_id=args.order_id), timeout=10
+    )
     print(order)
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     order = _stub(args).CancelOrder(
-        order_service_pb2.CancelOrderRequest(order_id=args.order_id), timeout=10)
+        order_service_pb2.CancelOrderRequest(order_id=args.order_id), timeout=10
+    )
     print(_summary(order))
     return 0

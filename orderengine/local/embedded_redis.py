@@ -44,17 +44,35 @@ class EmbeddedRedis:
         # A short path: a unix socket's path is limited to ~100 bytes.
         self._dir = Path(tempfile.mkdtemp(prefix="oe-redis-"))
         self._socket = self._dir / "redis.socket"
-        args = [__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-                "--unixsocket", str(self._socket),
-                "--unixsocketperm", "700", "--daemonize", "no",
-                "--dir", str(db_path.parent), "--dbfilename", db_path.name,
-                "--logfile", str(self._dir / "redis.log")]
+        args = [
+            __redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--unixsocket",
+            str(self._socket),
+            "--unixsocketperm",
+            "700",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(db_path.parent),
+            "--dbfilename",
+            db_path.name,
+            "--logfile",
+            str(self._dir / "redis.log"),
+        ]
         if not persist:
             args += ["--save", "", "--appendonly", "no"]
         # A session of its own, as make run's parts have: Ctrl-C in the
         # terminal must not stop Redis under parts still using it.
-        self._process = subprocess.Popen(stopping_with_parent(args), stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, start_new_session=True)
+        self._process = subprocess.Popen(
+            stopping_with_parent(args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self._wait_ready()
 
     def _wait_ready(self) -> None:

@@ -56,8 +56,9 @@ def _port(first: int, wanted: int, host: str) -> int:
     return wanted if first and wanted < 65536 and port_is_free(host, wanted) else free_port(host)
 
 
-def assign(parts: Sequence[PartLike], gateway_address: str, host: str,
-           own: str | None = None) -> list[Target]:
+def assign(
+    parts: Sequence[PartLike], gateway_address: str, host: str, own: str | None = None
+) -> list[Target]:
     """Gives each serving part its METRICS_PORT (in ``part.env``) as the
     stack's own METRICS_PORT says, and returns every target; ``own`` names
     the stack itself, which gets the next port. A port already taken gives
@@ -96,8 +97,9 @@ def write_targets(path: Path, targets: Sequence[Target]) -> None:
 
 def read_targets(path: Path) -> list[Target]:
     groups = json.loads(path.read_text())
-    return [Target(group["labels"]["part"], address)
-            for group in groups for address in group["targets"]]
+    return [
+        Target(group["labels"]["part"], address) for group in groups for address in group["targets"]
+    ]
 
 
 def describe(targets: Sequence[Target], path: Path) -> str:

@@ -65,8 +65,10 @@ def replica_addresses(setting: str, configured: str, replicas: int) -> list[str]
     given = [address.strip() for address in configured.split(",") if address.strip()]
     host, _, port = given[0].rpartition(":") if given else ("", "", "")
     if not host or not port.isdigit() or any("/" in address for address in given):
-        raise ValueError(f"{setting}: make run starts every replica on this machine, so it "
-                         f"needs HOST:PORT addresses, got {configured!r}")
+        raise ValueError(
+            f"{setting}: make run starts every replica on this machine, so it "
+            f"needs HOST:PORT addresses, got {configured!r}"
+        )
     host = host.strip("[]")
     addresses = given[:replicas]
     for k in range(len(addresses), replicas):
@@ -102,34 +104,59 @@ def service_parts(addresses: dict[str, list[str]]) -> list[Part]:
         if len(replicas) == 1:
             found.append(Part(name, [py, "-m", *command], replicas[0]))
             continue
-        found += [Part(f"{name} {k + 1}", [py, "-m", *command], address,
-                       env={f"{prefix}_BIND": address}) for k, address in enumerate(replicas)]
+        found += [
+            Part(f"{name} {k + 1}", [py, "-m", *command], address, env={f"{prefix}_BIND": address})
+            for k, address in enumerate(replicas)
+        ]
     return found
 
 
-def parts(settings: Settings, workers: int, addresses: dict[str, list[str]],
-          trackers: int = 1) -> list[Part]:
+def parts(
+    settings: Settings, workers: int, addresses: dict[str, list[str]], trackers: int = 1
+) -> list[Part]:
     py = sys.executable
     return [
         *service_parts(addresses),
-        Part("gateway", [py, "-m", "gateway.main"], health_url=f"{settings.gateway_address}/healthz"),
+        Part(
+            "gateway", [py, "-m", "gateway.main"], health_url=f"{settings.gateway_address}/healthz"
+        ),
         *(Part(f"worker-{i + 1}", [py, "-m", "executor.main", "worker"]) for i in range(workers)),
         # Trackers share the in-flight set by leased claims, and every step
         # they take is a compare-and-set, so one per replica is safe.
-        *(Part("tracker" if trackers == 1 else f"tracker-{i + 1}",
-               [py, "-m", "executor.main", "tracker"]) for i in range(trackers)),
+        *(
+            Part(
+                "tracker" if trackers == 1 else f"tracker-{i + 1}",
+                [py, "-m", "executor.main", "tracker"],
+            )
+            for i in range(trackers)
+        ),
         # Other traders, so that the market moves between quote and landing.
-        *([Part("market flow", [py, "-m", "orderengine.local.traders",
-                                "--seed", str(settings.market_flow_seed),
-                                "--rate", str(settings.market_flow_rate)])]
-          if settings.market_flow_rate > 0 else []),
+        *(
+            [
+                Part(
+                    "market flow",
+                    [
+                        py,
+                        "-m",
+                        "orderengine.local.traders",
+                        "--seed",
+                        str(settings.market_flow_seed),
+                        "--rate",
+                        str(settings.market_flow_rate),
+                    ],
+                )
+            ]
+            if settings.market_flow_rate > 0
+            else []
+        ),
     ]
 
 
 def answers_http(url: str) -> bool:
     """Does ``url`` answer 200 now?"""
     direct = urllib.request.build_opener(  # never a proxy; an https:// gateway's own CA
-        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls().https_context()))
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls().https_context())
+    )
     try:
         with direct.open(url, timeout=1) as reply:
             return bool(reply.status == 200)

@@ -55,8 +55,11 @@ CRASH_LOOP_RESTARTS = 5
 CRASH_LOOP_SECONDS = 60.0
 # The supervisor's own /metrics target, beside its parts'.
 SUPERVISOR = "supervisor"
-RESTARTS = Counter("orderengine_stack_restarts", "Parts of make run's stack started again "
-                   "after they exited", ["part"])
+RESTARTS = Counter(
+    "orderengine_stack_restarts",
+    "Parts of make run's stack started again after they exited",
+    ["part"],
+)
 # Whose orders make run's own key reaches.
 LOCAL_OWNER = "local"
 
@@ -111,15 +114,18 @@ class Stack:
         env.setdefault("INTERNAL_TOKEN", secrets.token_urlsafe(32))
         env.setdefault("ORDERENGINE_API_KEY_FILE", str(self.data_dir / "api-key"))
         settings = Settings()
-        configured = {"ORDER_SERVICE": settings.order_service_address,
-                      "QUOTE_SERVICE": settings.quote_service_address,
-                      "EXECUTION_SERVICE": settings.execution_service_address}
+        configured = {
+            "ORDER_SERVICE": settings.order_service_address,
+            "QUOTE_SERVICE": settings.quote_service_address,
+            "EXECUTION_SERVICE": settings.execution_service_address,
+        }
         if self.replicas == 1:
             self.addresses = {prefix: [address] for prefix, address in configured.items()}
         else:
-            self.addresses = {prefix: replica_addresses(f"{prefix}_ADDRESS", address,
-                                                        self.replicas)
-                              for prefix, address in configured.items()}
+            self.addresses = {
+                prefix: replica_addresses(f"{prefix}_ADDRESS", address, self.replicas)
+                for prefix, address in configured.items()
+            }
             # Every client (services, workers, gateway) balances over them all.
             for prefix, addresses in self.addresses.items():
                 env[f"{prefix}_ADDRESS"] = ",".join(addresses)
@@ -127,8 +133,9 @@ class Stack:
         for prefix, addresses in self.addresses.items():
             if self.replicas == 1:
                 bound = settings.bind_address(prefix)
-                check_free(bound, f"{prefix}_BIND" if bound != addresses[0] else
-                           f"{prefix}_ADDRESS")
+                check_free(
+                    bound, f"{prefix}_BIND" if bound != addresses[0] else f"{prefix}_ADDRESS"
+                )
             else:
                 for address in addresses:
                     check_free(address, f"{prefix}_ADDRESS")
@@ -137,12 +144,14 @@ class Stack:
         self.key_file = Path(settings.api_key_file).resolve()
         self.new_key = local_key(settings, self.key_file)
         self.parts = parts(settings, self.workers, self.addresses, trackers=self.replicas)
-        self.metrics = metrics_targets.assign(self.parts, settings.gateway_address,
-                                              settings.metrics_host, own=SUPERVISOR)
+        self.metrics = metrics_targets.assign(
+            self.parts, settings.gateway_address, settings.metrics_host, own=SUPERVISOR
+        )
         for target in self.metrics:
             if target.part == SUPERVISOR:
                 self.metrics_endpoint = MetricsEndpoint.start(
-                    settings.metrics_host, int(target.address.rpartition(":")[2]))
+                    settings.metrics_host, int(target.address.rpartition(":")[2])
+                )
         metrics_targets.write_targets(self.data_dir / metrics_targets.TARGETS_FILE, self.metrics)
         for part in self.parts:
             RESTARTS.labels(part.name)  # every part's series, at 0 until it restarts
@@ -153,8 +162,11 @@ class Stack:
     def launch(self, part: Part) -> None:
         # A session of its own: Ctrl-C reaches only us, and we stop each
         # part once, gracefully.
-        part.process = subprocess.Popen(stopping_with_parent(part.args), start_new_session=True,
-                                        env={**os.environ, **part.env} if part.env else None)
+        part.process = subprocess.Popen(
+            stopping_with_parent(part.args),
+            start_new_session=True,
+            env={**os.environ, **part.env} if part.env else None,
+        )
 
     def _wait_started(self, deadline: float) -> None:
         """Until every server answers; a part that exits meanwhile fails the
@@ -165,12 +177,16 @@ class Stack:
             while waiting and not self.stopping:
                 for part in self.parts:
                     if part.process is not None and part.process.poll() is not None:
-                        raise StartError(f"{part.name} exited with code "
-                                         f"{exit_code(part.process.returncode)} while starting")
+                        raise StartError(
+                            f"{part.name} exited with code "
+                            f"{exit_code(part.process.returncode)} while starting"
+                        )
                 waiting = [part for part in waiting if not part.answers(channels)]
                 if waiting and time.monotonic() > deadline:
-                    raise StartError(f"{', '.join(p.name for p in waiting)} did not start "
-                                     f"within {START_SECONDS:g}s")
+                    raise StartError(
+                        f"{', '.join(p.name for p in waiting)} did not start "
+                        f"within {START_SECONDS:g}s"
+                    )
                 time.sleep(0.1)
         finally:
             for open_channel in channels.values():
@@ -207,12 +223,16 @@ class Stack:
             while part.exits[0] < now - CRASH_LOOP_SECONDS:
                 part.exits.popleft()
             if len(part.exits) > CRASH_LOOP_RESTARTS:
-                return (f"{part.name} exited {len(part.exits)} times in {CRASH_LOOP_SECONDS:g}s "
-                        f"(last with code {code}): it is crash-looping; stopping the stack")
+                return (
+                    f"{part.name} exited {len(part.exits)} times in {CRASH_LOOP_SECONDS:g}s "
+                    f"(last with code {code}): it is crash-looping; stopping the stack"
+                )
             pause = min(RESTART_FIRST_SECONDS * 2 ** (len(part.exits) - 1), RESTART_MAX_SECONDS)
             part.restart_at = now + pause
-            print(f"{part.name} exited with code {exit_code(code)}; restarting it in {pause:g}s",
-                  flush=True)
+            print(
+                f"{part.name} exited with code {exit_code(code)}; restarting it in {pause:g}s",
+                flush=True,
+            )
         return None
 
     def stop(self) -> None:
@@ -246,51 +266,83 @@ def banner(settings: Settings, stack: Stack) -> str:
         ("OrderService", f"{where('ORDER_SERVICE')}   gRPC, public (reflection on)"),
         ("gateway", f"{settings.gateway_address}   HTTP + WebSocket, page at /"),
         ("QuoteService", f"{where('QUOTE_SERVICE')}   gRPC, internal"),
-        ("ExecutionService", f"{where('EXECUTION_SERVICE')}   gRPC, internal "
-                             f"(slot {settings.slot_seconds}s, confirmed "
-                             f"{settings.confirm_seconds}s after landing)"),
+        (
+            "ExecutionService",
+            f"{where('EXECUTION_SERVICE')}   gRPC, internal "
+            f"(slot {settings.slot_seconds}s, confirmed "
+            f"{settings.confirm_seconds}s after landing)",
+        ),
         ("workers", f"{stack.workers} RQ workers on queue '{settings.queue_name}', {trackers}"),
-        ("market flow", f"{settings.market_flow_rate:g} swaps/s by other traders "
-                        f"(seed {settings.market_flow_seed}; MARKET_FLOW_RATE=0 stops them)"
-         if settings.market_flow_rate > 0 else "none (MARKET_FLOW_RATE=0)"),
-        ("metrics", metrics_targets.describe(
-            stack.metrics, stack.data_dir / metrics_targets.TARGETS_FILE)),
+        (
+            "market flow",
+            f"{settings.market_flow_rate:g} swaps/s by other traders "
+            f"(seed {settings.market_flow_seed}; MARKET_FLOW_RATE=0 stops them)"
+            if settings.market_flow_rate > 0
+            else "none (MARKET_FLOW_RATE=0)",
+        ),
+        (
+            "metrics",
+            metrics_targets.describe(stack.metrics, stack.data_dir / metrics_targets.TARGETS_FILE),
+        ),
         ("database", settings.database_url),
         ("redis", redis),
         ("API key", f"{stack.key_file} (mode 0600; the CLI reads it, or ORDERENGINE_API_KEY)"),
     ]
     width = max(len(name) for name, _ in rows)
     if stack.new_key:
-        made = [f"  A new API key for owner '{LOCAL_OWNER}' (shown once; also in the file "
-                f"above):", f"    {stack.new_key}"]
+        made = [
+            f"  A new API key for owner '{LOCAL_OWNER}' (shown once; also in the file above):",
+            f"    {stack.new_key}",
+        ]
     else:
         made = []
     # The CLI in another terminal knows only the default address unless told.
     order_service = ",".join(stack.addresses["ORDER_SERVICE"])
-    cli = f"ORDER_SERVICE_ADDRESS={order_service} " \
-        if order_service != ORDER_SERVICE_DEFAULT else ""
-    lines = ["", "Order engine is up.", *(f"  {n.ljust(width)}  {v}" for n, v in rows), *made, "",
-             f"Try:  {cli}.venv/bin/orderengine submit SOL USDC 10 --watch",
-             f"  or open {settings.gateway_address}/ in a browser",
-             "Ctrl-C stops everything.", ""]
+    cli = (
+        f"ORDER_SERVICE_ADDRESS={order_service} " if order_service != ORDER_SERVICE_DEFAULT else ""
+    )
+    lines = [
+        "",
+        "Order engine is up.",
+        *(f"  {n.ljust(width)}  {v}" for n, v in rows),
+        *made,
+        "",
+        f"Try:  {cli}.venv/bin/orderengine submit SOL USDC 10 --watch",
+        f"  or open {settings.gateway_address}/ in a browser",
+        "Ctrl-C stops everything.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m orderengine.local.stack", description=__doc__)
-    parser.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "1")),
-                        help="processes of each gRPC service, and trackers (default: "
-                             "$REPLICAS or 1)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help=f"RQ worker processes (default: $WORKERS or "
-                             f"{WORKERS_PER_REPLICA} per replica)")
-    parser.add_argument("--data-dir", type=Path, default=Path("var"),
-                        help="where the SQLite file and embedded Redis live (default: var/)")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("REPLICAS", "1")),
+        help="processes of each gRPC service, and trackers (default: $REPLICAS or 1)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help=f"RQ worker processes (default: $WORKERS or {WORKERS_PER_REPLICA} per replica)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var"),
+        help="where the SQLite file and embedded Redis live (default: var/)",
+    )
     args = parser.parse_args()
     if args.replicas < 1:
         parser.error(f"--replicas: must be 1 or more, got {args.replicas}")
-    workers = args.workers if args.workers is not None else int(
-        os.environ.get("WORKERS", str(WORKERS_PER_REPLICA * args.replicas)))
+    workers = (
+        args.workers
+        if args.workers is not None
+        else int(os.environ.get("WORKERS", str(WORKERS_PER_REPLICA * args.replicas)))
+    )
 
     stack = Stack(workers, args.data_dir.resolve(), args.replicas)
 

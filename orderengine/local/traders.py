@@ -64,8 +64,9 @@ def mid_price(pool: Pool, state: PoolState) -> Fraction:
 class Flow:
     """The flow's decisions; deterministic for a seed and the states it sees."""
 
-    def __init__(self, seed: int, pools: Iterable[Pool] | None = None,
-                 max_trade_bps: int = 20) -> None:
+    def __init__(
+        self, seed: int, pools: Iterable[Pool] | None = None, max_trade_bps: int = 20
+    ) -> None:
         self.rng = random.Random(seed)
         self.pools = sorted(all_pools().values() if pools is None else pools, key=lambda p: p.id)
         self.max_trade_bps = max_trade_bps
@@ -78,8 +79,9 @@ class Flow:
         price = mid_price(pool, state)
         reference = self.reference[pool.id]
         above_bps = (price - reference) * BPS / reference
-        chance = min(max(BPS // 2 + above_bps * PULL, Fraction(MIN_CHANCE_BPS)),
-                     Fraction(MAX_CHANCE_BPS))
+        chance = min(
+            max(BPS // 2 + above_bps * PULL, Fraction(MIN_CHANCE_BPS)), Fraction(MAX_CHANCE_BPS)
+        )
         sell_a = self.rng.randrange(BPS) < chance
         depth = self.depth(pool, state, sell_a)
         # Size by what the pool can pay out, in the input token at its price.
@@ -117,20 +119,33 @@ async def flow_step(redis: Redis, flow: Flow, now: int) -> FlowTrade | None:
     swap = flow.choose_swap(pool, state)
     leg = Leg(swap.pool_id, swap.input_token, swap.output_token)
     try:
-        landed = await land_route(redis, [leg], swap.input_token, swap.output_token,
-                                  swap.amount_in, now)
+        landed = await land_route(
+            redis, [leg], swap.input_token, swap.output_token, swap.amount_in, now
+        )
     except PoolOutOfLiquidityError:
         log.info("flow: %s could not take %s %s", pool.id, swap.amount_in, swap.input_token)
         return None
     assert landed is not None  # land_route accepts every fill unless told otherwise
-    log.debug("flow: %s %s %s -> %s %s", pool.id, swap.amount_in, swap.input_token,
-              landed.fill.amount_out, swap.output_token)
+    log.debug(
+        "flow: %s %s %s -> %s %s",
+        pool.id,
+        swap.amount_in,
+        swap.input_token,
+        landed.fill.amount_out,
+        swap.output_token,
+    )
     return FlowTrade(swap, landed.fill.amount_out)
 
 
-async def run_flow(redis: Redis, flow: Flow, rate: float, stopping: asyncio.Event,
-                   count: int | None = None, clock: Callable[[], float] = time.time,
-                   on_trade: Callable[[FlowTrade], None] | None = None) -> int:
+async def run_flow(
+    redis: Redis,
+    flow: Flow,
+    rate: float,
+    stopping: asyncio.Event,
+    count: int | None = None,
+    clock: Callable[[], float] = time.time,
+    on_trade: Callable[[FlowTrade], None] | None = None,
+) -> int:
     """Lands ``rate`` flow swaps a second until ``stopping`` is set (or
     ``count`` swaps); returns how many landed."""
     landed = 0
@@ -165,9 +180,11 @@ async def _main(seed: int, rate: float, count: int | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m orderengine.local.traders",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m orderengine.local.traders",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--seed", type=int, default=0, help="the same seed makes the same flow")
     parser.add_argument("--rate", type=float, default=1.0, help="swaps per second (> 0)")
     parser.add_argument("--count", type=int, default=None, help="stop after this many swaps")

@@ -25,8 +25,10 @@ class Venue(StrEnum):
         return cls[market_pb2.Venue.Name(value).removeprefix("VENUE_")]
 
 
-_VENUE_PROTO = {venue: cast("market_pb2.Venue", market_pb2.Venue.Value(f"VENUE_{venue.name}"))
-                for venue in Venue}
+_VENUE_PROTO = {
+    venue: cast("market_pb2.Venue", market_pb2.Venue.Value(f"VENUE_{venue.name}"))
+    for venue in Venue
+}
 
 
 # A pool kind's state: what Redis holds for one pool.

@@ -48,8 +48,7 @@ class CpmmPool(PoolBase[Reserves]):
     def initial_state(self) -> Reserves:
         return Reserves(self.initial_a, self.initial_b)
 
-    def quote(self, state: Reserves, input_token: str, amount_in: int,
-              now: int) -> Swap[Reserves]:
+    def quote(self, state: Reserves, input_token: str, amount_in: int, now: int) -> Swap[Reserves]:
         # A constant-product pool has no clock: ``now`` is for the interface.
         if amount_in <= 0:
             raise ValueError(f"amount_in must be positive, got {amount_in}")
@@ -63,8 +62,11 @@ class CpmmPool(PoolBase[Reserves]):
             out = reserve_out + (reserve_in * reserve_out) // -(reserve_in + amount_in - fee)
             if out < 0:
                 out = 0
-        after = (Reserves(state.a + amount_in, state.b - out) if sells_a
-                 else Reserves(state.a - out, state.b + amount_in))
+        after = (
+            Reserves(state.a + amount_in, state.b - out)
+            if sells_a
+            else Reserves(state.a - out, state.b + amount_in)
+        )
         return Swap(amount_in, out, fee, after)
 
     def spot_price(self, state: Reserves, input_token: str) -> Fraction:

@@ -153,8 +153,9 @@ class DlmmParams:
 
     def total_fee_rate(self, volatility_accumulator: int) -> int:
         """In FEE_PRECISION (1e9 = 100%), capped at 10%."""
-        return min(self.base_fee_rate() + self.variable_fee_rate(volatility_accumulator),
-                   MAX_FEE_RATE)
+        return min(
+            self.base_fee_rate() + self.variable_fee_rate(volatility_accumulator), MAX_FEE_RATE
+        )
 
 
 def fee_on_top(amount: int, fee_rate: int) -> int:
@@ -211,8 +212,10 @@ class DlmmState:
         every leg of a route checks its pool's: summed once per state."""
         cached: tuple[int, int] | None = self.__dict__.get("_balances")
         if cached is None:
-            cached = (sum(b.x for b in self.bins) + self.fee_x,
-                      sum(b.y for b in self.bins) + self.fee_y)
+            cached = (
+                sum(b.x for b in self.bins) + self.fee_x,
+                sum(b.y for b in self.bins) + self.fee_y,
+            )
             self.__dict__["_balances"] = cached
         return cached
 
@@ -232,12 +235,14 @@ def update_references(params: DlmmParams, state: DlmmState, now: int) -> DlmmSta
 def volatility_at(params: DlmmParams, state: DlmmState, active_id: int) -> int:
     """Meteora's update_volatility_accumulator, for the bin a swap is in."""
     delta = abs(state.index_reference - active_id)
-    return min(state.volatility_reference + delta * BASIS_POINT_MAX,
-               params.max_volatility_accumulator)
+    return min(
+        state.volatility_reference + delta * BASIS_POINT_MAX, params.max_volatility_accumulator
+    )
 
 
-def swap_exact_in(params: DlmmParams, state: DlmmState, swap_for_y: bool, amount_in: int,
-                  now: int) -> Swap[DlmmState]:
+def swap_exact_in(
+    params: DlmmParams, state: DlmmState, swap_for_y: bool, amount_in: int, now: int
+) -> Swap[DlmmState]:
     """Swaps ``amount_in`` of X for Y (``swap_for_y``) or of Y for X, walking
     bins from the active one. The state passed in is not changed."""
     if amount_in <= 0:
@@ -250,7 +255,9 @@ def swap_exact_in(params: DlmmParams, state: DlmmState, swap_for_y: bool, amount
         index_reference = state.active_id
         volatility_reference = (
             state.volatility_accumulator * params.reduction_factor // BASIS_POINT_MAX
-            if elapsed < params.decay_period else 0)
+            if elapsed < params.decay_period
+            else 0
+        )
     bins = list(state.bins)
     min_id = state.min_id
     max_id = min_id + len(bins) - 1
@@ -262,16 +269,16 @@ def swap_exact_in(params: DlmmParams, state: DlmmState, swap_for_y: bool, amount
     left, total_out, total_fee = amount_in, 0, 0
     volatility = state.volatility_accumulator
     while True:
-        volatility = min(volatility_reference + abs(index_reference - active) * BASIS_POINT_MAX,
-                         max_volatility)
+        volatility = min(
+            volatility_reference + abs(index_reference - active) * BASIS_POINT_MAX, max_volatility
+        )
         k = active - min_id
         bin_ = bins[k]
         reserve_out = bin_.y if swap_for_y else bin_.x
         if reserve_out > 0:
             price = price_from_id(active, bin_step)
             square = (volatility * bin_step) ** 2
-            rate = min(base_fee - (-variable_fee_control * square // 100_000_000_000),
-                       MAX_FEE_RATE)
+            rate = min(base_fee - (-variable_fee_control * square // 100_000_000_000), MAX_FEE_RATE)
             if swap_for_y:
                 max_in = -(-(reserve_out << SCALE_OFFSET) // price)
             else:
@@ -302,16 +309,32 @@ def swap_exact_in(params: DlmmParams, state: DlmmState, swap_for_y: bool, amount
         if not min_id <= active <= max_id:
             raise OutOfLiquidityError(
                 f"the bins hold too little {'Y' if swap_for_y else 'X'}: "
-                f"{left} of {amount_in} would be left over")
-    fee_x, fee_y = (state.fee_x + total_fee, state.fee_y) if swap_for_y else (
-        state.fee_x, state.fee_y + total_fee)
-    after = DlmmState(active, min_id, tuple(bins), volatility, volatility_reference,
-                      index_reference, now, fee_x, fee_y)
+                f"{left} of {amount_in} would be left over"
+            )
+    fee_x, fee_y = (
+        (state.fee_x + total_fee, state.fee_y)
+        if swap_for_y
+        else (state.fee_x, state.fee_y + total_fee)
+    )
+    after = DlmmState(
+        active,
+        min_id,
+        tuple(bins),
+        volatility,
+        volatility_reference,
+        index_reference,
+        now,
+        fee_x,
+        fee_y,
+    )
     # The vaults gain the whole input (bins and fees) and lose the output:
     # known without summing the bins again.
     vault_x, vault_y = state.balances()
-    after.__dict__["_balances"] = ((vault_x + amount_in, vault_y - total_out) if swap_for_y
-                                   else (vault_x - total_out, vault_y + amount_in))
+    after.__dict__["_balances"] = (
+        (vault_x + amount_in, vault_y - total_out)
+        if swap_for_y
+        else (vault_x - total_out, vault_y + amount_in)
+    )
     return Swap(amount_in, total_out, total_fee, after)
 
 
@@ -325,8 +348,9 @@ class Shape(StrEnum):
     CURVE = "curve"  # most at the active bin, falling linearly to the edges
 
 
-def make_bins(active_id: int, bin_step: int, bins_each_side: int, liquidity_per_bin: int,
-              shape: Shape) -> tuple[int, tuple[Bin, ...]]:
+def make_bins(
+    active_id: int, bin_step: int, bins_each_side: int, liquidity_per_bin: int, shape: Shape
+) -> tuple[int, tuple[Bin, ...]]:
     """``liquidity_per_bin`` is Y base units of value in a full-weight bin:
     Y in the bins below the active one, X worth as much at each bin's price
     above it, half and half in the active bin. Returns (min_id, bins)."""
@@ -361,8 +385,9 @@ class DlmmPool(PoolBase[DlmmState]):
     def initial_state(self) -> DlmmState:
         return self.initial
 
-    def quote(self, state: DlmmState, input_token: str, amount_in: int,
-              now: int) -> Swap[DlmmState]:
+    def quote(
+        self, state: DlmmState, input_token: str, amount_in: int, now: int
+    ) -> Swap[DlmmState]:
         return swap_exact_in(self.params, state, self.sells_a(input_token), amount_in, now)
 
     def spot_price(self, state: DlmmState, input_token: str) -> Fraction:

@@ -45,8 +45,9 @@ PoolState = Reserves | DlmmState
 DATA_FILE = Path(__file__).with_name("pools.toml")
 
 
-def quote(pool: Pool, state: PoolState, input_token: str, amount_in: int,
-          now: int) -> Swap[PoolState]:
+def quote(
+    pool: Pool, state: PoolState, input_token: str, amount_in: int, now: int
+) -> Swap[PoolState]:
     """Swaps ``amount_in`` base units of ``input_token`` on ``pool`` as it is
     in ``state`` at unix time ``now``. The router prices with it and the chain
     lands with it. Raises OutOfLiquidityError when the pool cannot take it."""
@@ -55,8 +56,9 @@ def quote(pool: Pool, state: PoolState, input_token: str, amount_in: int,
         return cast("Swap[PoolState]", pool.quote(state, input_token, amount_in, now))
     if isinstance(pool, DlmmPool) and isinstance(state, DlmmState):
         return cast("Swap[PoolState]", pool.quote(state, input_token, amount_in, now))
-    raise TypeError(f"pool {pool.id} is {type(pool).__name__}; its state cannot be "
-                    f"{type(state).__name__}")
+    raise TypeError(
+        f"pool {pool.id} is {type(pool).__name__}; its state cannot be {type(state).__name__}"
+    )
 
 
 def spot_price(pool: Pool, state: PoolState, input_token: str) -> Fraction:
@@ -110,14 +112,19 @@ def _dlmm(entry: dict[str, Any], common: dict[str, Any], defaults: dict[str, Any
     price = Fraction(entry["price"]) * 10**b.decimals / 10**a.decimals
     active_id = bin_id_for_price(price, params.bin_step)
     min_id, bins = make_bins(
-        active_id, params.bin_step, int(entry["bins_each_side"]),
-        parse_amount(entry["liquidity_per_bin"], b.decimals), Shape(entry.get("shape", "spot")),
+        active_id,
+        params.bin_step,
+        int(entry["bins_each_side"]),
+        parse_amount(entry["liquidity_per_bin"], b.decimals),
+        Shape(entry.get("shape", "spot")),
     )
     # Keep every bin's price where Q64.64 holds it to at least 24 bits.
     for bin_id in (min_id, min_id + len(bins) - 1):
         if not ONE >> 40 <= price_from_id(bin_id, params.bin_step) <= ONE << 40:
-            raise ValueError(f"pools.toml: pool {common['id']!r}: bin {bin_id} is priced "
-                             "beyond what Q64.64 holds precisely")
+            raise ValueError(
+                f"pools.toml: pool {common['id']!r}: bin {bin_id} is priced "
+                "beyond what Q64.64 holds precisely"
+            )
     initial = DlmmState(active_id=active_id, min_id=min_id, bins=bins, index_reference=active_id)
     return DlmmPool(**common, params=params, initial=initial)
 

@@ -73,8 +73,12 @@ class ZeroAmountOutError(RouteError):
 
 
 def apply_route(
-    legs: list[Leg], input_token: str, output_token: str, amount_in: int,
-    reserves: dict[str, PoolState], now: int | None = None,
+    legs: list[Leg],
+    input_token: str,
+    output_token: str,
+    amount_in: int,
+    reserves: dict[str, PoolState],
+    now: int | None = None,
 ) -> RouteFill:
     """Runs the legs in order against the pools' states in ``reserves`` (not
     changed) at unix time ``now`` (seconds; the wall clock when None)."""
@@ -86,10 +90,12 @@ def apply_route(
     for i, leg in enumerate(legs):
         pool = pools.get(leg.pool_id)
         if pool is None or not pool.trades(leg.input_token, leg.output_token):
-            raise RouteError(f"legs[{i}]: pool {leg.pool_id!r} does not trade "
-                             f"{leg.input_token}/{leg.output_token}")
+            raise RouteError(
+                f"legs[{i}]: pool {leg.pool_id!r} does not trade "
+                f"{leg.input_token}/{leg.output_token}"
+            )
         held = balances.get(leg.input_token, 0)
-        later = any(other.input_token == leg.input_token for other in legs[i + 1:])
+        later = any(other.input_token == leg.input_token for other in legs[i + 1 :])
         spend = held * leg.share_bps // FULL_SHARE if later else held
         if spend <= 0:
             raise RouteError(f"legs[{i}]: nothing of {leg.input_token} left to swap")
@@ -98,15 +104,19 @@ def apply_route(
         except OutOfLiquidityError as exc:
             raise PoolOutOfLiquidityError(
                 f"legs[{i}]: pool {pool.id} cannot fill {spend} base units of "
-                f"{leg.input_token}: {exc}") from None
+                f"{leg.input_token}: {exc}"
+            ) from None
         holdings = pool_balances(pool, swap.state)
         if not all(fits(held_now) for held_now in holdings):
             raise AmountOverflowError(
                 f"legs[{i}]: pool {pool.id} would hold more than {MAX_BASE_UNITS} base "
-                f"units of a token, the most a token account holds")
+                f"units of a token, the most a token account holds"
+            )
         if swap.amount_out <= 0:
-            raise ZeroAmountOutError(f"legs[{i}]: pool {pool.id} pays no {leg.output_token} "
-                                     f"for {spend} base units of {leg.input_token}")
+            raise ZeroAmountOutError(
+                f"legs[{i}]: pool {pool.id} pays no {leg.output_token} "
+                f"for {spend} base units of {leg.input_token}"
+            )
         current[pool.id] = swap.state
         balances[leg.input_token] = held - spend
         balances[leg.output_token] = balances.get(leg.output_token, 0) + swap.amount_out
@@ -114,7 +124,8 @@ def apply_route(
             raise AmountOverflowError(
                 f"legs[{i}]: the route would pay out more than "
                 f"{format_amount(MAX_BASE_UNITS, token(leg.output_token).decimals)} "
-                f"{leg.output_token}, the largest amount a token account holds")
+                f"{leg.output_token}, the largest amount a token account holds"
+            )
         fills.append(LegFill(leg, spend, swap.amount_out, swap.fee))
     touched = {f.leg.pool_id: current[f.leg.pool_id] for f in fills}
     return RouteFill(balances.get(output_token, 0), tuple(fills), touched)
@@ -125,7 +136,11 @@ def min_amount_out(amount_out: int, slippage_bps: int) -> int:
 
 
 def route_to_proto(
-    fill: RouteFill, input_token: str, output_token: str, amount_in: int, slippage_bps: int,
+    fill: RouteFill,
+    input_token: str,
+    output_token: str,
+    amount_in: int,
+    slippage_bps: int,
 ) -> market_pb2.Route:
     pools = all_pools()
     return market_pb2.Route(
@@ -190,8 +205,10 @@ def plan_from_proto(route: market_pb2.Route) -> RoutePlan:
         if pool is None:
             raise RouteError(f"route.legs[{i}].pool_id: no pool {leg.pool_id[:64]!r}")
         if not pool.trades(leg.input_token, leg.output_token):
-            raise RouteError(f"route.legs[{i}]: pool {pool.id} does not trade "
-                             f"{leg.input_token[:16]}/{leg.output_token[:16]}")
+            raise RouteError(
+                f"route.legs[{i}]: pool {pool.id} does not trade "
+                f"{leg.input_token[:16]}/{leg.output_token[:16]}"
+            )
         if not 0 < leg.share_bps <= FULL_SHARE:
             raise RouteError(f"route.legs[{i}].share_bps must be 1..10000")
         legs.append(Leg(leg.pool_id, leg.input_token, leg.output_token, leg.share_bps))

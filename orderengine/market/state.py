@@ -60,17 +60,18 @@ def encode(pool: Pool, state: PoolState) -> dict[str, str]:
     a, b = balances(pool, state)
     fields = {"kind": _kind(pool), "a": str(a), "b": str(b)}
     if isinstance(state, DlmmState):
-        fields.update({
-            "active_id": str(state.active_id),
-            "volatility_accumulator": str(state.volatility_accumulator),
-            "volatility_reference": str(state.volatility_reference),
-            "index_reference": str(state.index_reference),
-            "last_update": str(state.last_update),
-            "fee_a": str(state.fee_x),
-            "fee_b": str(state.fee_y),
-        })
-        fields["bins"] = " ".join([str(state.min_id),
-                                   *(f"{b.x} {b.y}" for b in state.bins)])
+        fields.update(
+            {
+                "active_id": str(state.active_id),
+                "volatility_accumulator": str(state.volatility_accumulator),
+                "volatility_reference": str(state.volatility_reference),
+                "index_reference": str(state.index_reference),
+                "last_update": str(state.last_update),
+                "fee_a": str(state.fee_x),
+                "fee_b": str(state.fee_y),
+            }
+        )
+        fields["bins"] = " ".join([str(state.min_id), *(f"{b.x} {b.y}" for b in state.bins)])
     return fields
 
 
@@ -129,8 +130,9 @@ async def read_pools(
             for pool_id in ids:
                 pipe.hgetall(pool_key(pool_id))
             raw = await pipe.execute()
-    states = {pool_id: decode(pools[pool_id], fields)
-              for pool_id, fields in zip(ids, raw, strict=True)}
+    states = {
+        pool_id: decode(pools[pool_id], fields) for pool_id, fields in zip(ids, raw, strict=True)
+    }
     missing = [pool_id for pool_id, state in states.items() if state is None]
     if missing:
         await seed(redis, missing)
@@ -154,8 +156,9 @@ async def seed(redis: Redis | Pipeline, pool_ids: Iterable[str]) -> None:
         await redis.eval(_SEED, 1, pool_key(pool_id), *args)
 
 
-def write_reserves(pipe: Pipeline, reserves: dict[str, PoolState],
-                   before: dict[str, PoolState], flows: Flows) -> None:
+def write_reserves(
+    pipe: Pipeline, reserves: dict[str, PoolState], before: dict[str, PoolState], flows: Flows
+) -> None:
     """Queues the writes of the pools' new states (inside MULTI), with the
     ledger moved on from ``flows`` by what each moved since ``before``: both
     read under the same WATCH, so the ledger is a read-modify-write as exact
@@ -165,8 +168,11 @@ def write_reserves(pipe: Pipeline, reserves: dict[str, PoolState],
         pool = pools[pool_id]
         (a0, b0), (a1, b1) = balances(pool, before[pool_id]), balances(pool, state)
         flow_a, flow_b = flows.get(pool_id, (0, 0))
-        fields = {**encode(pool, state),
-                  FLOW_A: str(flow_a + a1 - a0), FLOW_B: str(flow_b + b1 - b0)}
+        fields = {
+            **encode(pool, state),
+            FLOW_A: str(flow_a + a1 - a0),
+            FLOW_B: str(flow_b + b1 - b0),
+        }
         pipe.hset(pool_key(pool_id), mapping=fields)  # type: ignore[arg-type]
 
 
@@ -178,8 +184,13 @@ class Landed:
 
 
 async def land_route(
-    redis: Redis, legs: list[Leg], input_token: str, output_token: str, amount_in: int,
-    now: int, accept: Callable[[RouteFill], bool] = lambda fill: True,
+    redis: Redis,
+    legs: list[Leg],
+    input_token: str,
+    output_token: str,
+    amount_in: int,
+    now: int,
+    accept: Callable[[RouteFill], bool] = lambda fill: True,
 ) -> Landed | None:
     """Applies the route to the pools as they are and writes the result, in
     one optimistic transaction retried until no other writer came between.

@@ -117,12 +117,14 @@ class InternalTokenGuard(Guard):
         if not token:
             raise RuntimeError(
                 "INTERNAL_TOKEN is not set: internal services take calls only from the "
-                "engine's own services, which must share that secret (make run makes one)")
+                "engine's own services, which must share that secret (make run makes one)"
+            )
         self._token = token.encode()
 
     def check(self, metadata: Metadata | None) -> Verdict:
         token = metadata_value(metadata, INTERNAL_TOKEN_HEADER) or bearer(
-            metadata_value(metadata, AUTHORIZATION))
+            metadata_value(metadata, AUTHORIZATION)
+        )
         if not token:
             return _NO_TOKEN
         if not hmac.compare_digest(token.encode(), self._token):
@@ -130,17 +132,23 @@ class InternalTokenGuard(Guard):
         return None
 
 
-_NO_KEY = Refusal(grpc.StatusCode.UNAUTHENTICATED,
-                  "missing API key: send the metadata 'authorization: Bearer <key>' "
-                  "(orderengine keys create NAME makes one)", "API_KEY_MISSING")
-_BAD_KEY = Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked API key",
-                   "API_KEY_INVALID")
-_NO_TOKEN = Refusal(grpc.StatusCode.UNAUTHENTICATED,
-                    "this is an internal service: calls need the internal token",
-                    "INTERNAL_TOKEN_MISSING")
-_WRONG_TOKEN = Refusal(grpc.StatusCode.PERMISSION_DENIED,
-                       "this is an internal service: the internal token is wrong",
-                       "INTERNAL_TOKEN_INVALID")
+_NO_KEY = Refusal(
+    grpc.StatusCode.UNAUTHENTICATED,
+    "missing API key: send the metadata 'authorization: Bearer <key>' "
+    "(orderengine keys create NAME makes one)",
+    "API_KEY_MISSING",
+)
+_BAD_KEY = Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked API key", "API_KEY_INVALID")
+_NO_TOKEN = Refusal(
+    grpc.StatusCode.UNAUTHENTICATED,
+    "this is an internal service: calls need the internal token",
+    "INTERNAL_TOKEN_MISSING",
+)
+_WRONG_TOKEN = Refusal(
+    grpc.StatusCode.PERMISSION_DENIED,
+    "this is an internal service: the internal token is wrong",
+    "INTERNAL_TOKEN_INVALID",
+)
 
 
 # -- clients ------------------------------------------------------------------
@@ -150,10 +158,12 @@ def _with_metadata(details: Any, extra: Sequence[tuple[str, str]]) -> Any:
     return details._replace(metadata=[*(details.metadata or ()), *extra])
 
 
-class _AddMetadata(grpc.UnaryUnaryClientInterceptor,
-                   grpc.UnaryStreamClientInterceptor,
-                   grpc.StreamUnaryClientInterceptor,
-                   grpc.StreamStreamClientInterceptor):
+class _AddMetadata(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
     def __init__(self, metadata: Sequence[tuple[str, str]]) -> None:
         self.metadata = list(metadata)
 
@@ -181,4 +191,3 @@ def token_metadata(token: str) -> list[tuple[str, str]]:
 def with_metadata(channel: grpc.Channel, metadata: Sequence[tuple[str, str]]) -> grpc.Channel:
     """``channel`` sending ``metadata`` on every call."""
     return grpc.intercept_channel(channel, _AddMetadata(metadata))
-

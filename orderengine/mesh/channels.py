@@ -25,8 +25,7 @@ Metadata = Sequence[tuple[str, str]]
 
 ORDER_SERVICE = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 QUOTE_SERVICE = quote_service_pb2.DESCRIPTOR.services_by_name["QuoteService"].full_name
-EXECUTION_SERVICE = (
-    execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name)
+EXECUTION_SERVICE = execution_service_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name
 
 # Targets gRPC resolves itself (https://grpc.github.io/grpc/core/md_doc_naming.html).
 _SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:")
@@ -133,8 +132,9 @@ class Target:
 def _split_host_port(part: str, address: str) -> tuple[str, str]:
     host, colon, port = part.rpartition(":")
     if not colon or not host or not port.isdigit():
-        raise ValueError(f"{address!r}: expected HOST:PORT, or a comma-separated list of "
-                         f"them, got {part!r}")
+        raise ValueError(
+            f"{address!r}: expected HOST:PORT, or a comma-separated list of them, got {part!r}"
+        )
     return host.strip("[]"), port
 
 
@@ -215,8 +215,9 @@ def is_single_address(address: str) -> bool:
 # -- channels ---------------------------------------------------------------
 
 
-def _dial(address: str, service: str) -> tuple[str, grpc.ChannelCredentials | None,
-                                                 list[tuple[str, Any]]]:
+def _dial(
+    address: str, service: str
+) -> tuple[str, grpc.ChannelCredentials | None, list[tuple[str, Any]]]:
     target = parse_target(address)
     config = tls()
     options: list[tuple[str, Any]] = [
@@ -243,8 +244,10 @@ def _server_name(config: Tls, target: Target, address: str) -> str | None:
     if not target.replicas:
         return None
     if target.host is None:
-        raise TlsConfigError(f"TLS_SERVER_NAME: {address!r} names replicas under several "
-                             "hosts; set the name their certificate carries")
+        raise TlsConfigError(
+            f"TLS_SERVER_NAME: {address!r} names replicas under several "
+            "hosts; set the name their certificate carries"
+        )
     return target.host
 
 
@@ -253,8 +256,11 @@ def channel(address: str, metadata: Metadata = (), *, service: str = "") -> grpc
     ``metadata`` (a key or the internal token) on every call; ``service``
     (a full name) is the health status its replicas are picked by."""
     target, credentials, options = _dial(address, service)
-    raw = (grpc.secure_channel(target, credentials, options=options) if credentials
-           else grpc.insecure_channel(target, options=options))
+    raw = (
+        grpc.secure_channel(target, credentials, options=options)
+        if credentials
+        else grpc.insecure_channel(target, options=options)
+    )
     return grpc.intercept_channel(raw, *observability.client_interceptors(), SyncCalls(metadata))
 
 
@@ -262,9 +268,11 @@ def aio_channel(address: str, metadata: Metadata = (), *, service: str = "") -> 
     """The same for grpc.aio (create it inside the running loop)."""
     target, credentials, options = _dial(address, service)
     interceptors = observability.aio_client_interceptors() or None
-    inner = (grpc.aio.secure_channel(target, credentials, options=options,
-                                     interceptors=interceptors) if credentials is not None
-             else grpc.aio.insecure_channel(target, options=options, interceptors=interceptors))
+    inner = (
+        grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+        if credentials is not None
+        else grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    )
     return ObservedChannel(inner, metadata)
 
 

@@ -92,25 +92,54 @@ class ObservedChannel(grpc.aio.Channel):
         self._inner = inner
         self._fixed: Metadata = tuple(metadata)
 
-    def unary_unary(self, method: str, request_serializer: Any = None,
-                    response_deserializer: Any = None, **options: Any) -> Any:
-        return _UnaryUnary(self._inner.unary_unary(
-            method, request_serializer, response_deserializer, **options), method, self._fixed)
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        **options: Any,
+    ) -> Any:
+        return _UnaryUnary(
+            self._inner.unary_unary(method, request_serializer, response_deserializer, **options),
+            method,
+            self._fixed,
+        )
 
-    def unary_stream(self, method: str, request_serializer: Any = None,
-                     response_deserializer: Any = None, **options: Any) -> Any:
-        return _WithMetadata(self._inner.unary_stream(
-            method, request_serializer, response_deserializer, **options), self._fixed)
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        **options: Any,
+    ) -> Any:
+        return _WithMetadata(
+            self._inner.unary_stream(method, request_serializer, response_deserializer, **options),
+            self._fixed,
+        )
 
-    def stream_unary(self, method: str, request_serializer: Any = None,
-                     response_deserializer: Any = None, **options: Any) -> Any:
-        return _WithMetadata(self._inner.stream_unary(
-            method, request_serializer, response_deserializer, **options), self._fixed)
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        **options: Any,
+    ) -> Any:
+        return _WithMetadata(
+            self._inner.stream_unary(method, request_serializer, response_deserializer, **options),
+            self._fixed,
+        )
 
-    def stream_stream(self, method: str, request_serializer: Any = None,
-                      response_deserializer: Any = None, **options: Any) -> Any:
-        return _WithMetadata(self._inner.stream_stream(
-            method, request_serializer, response_deserializer, **options), self._fixed)
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        **options: Any,
+    ) -> Any:
+        return _WithMetadata(
+            self._inner.stream_stream(method, request_serializer, response_deserializer, **options),
+            self._fixed,
+        )
 
     async def close(self, grace: float | None = None) -> None:
         await self._inner.close(grace)
@@ -127,15 +156,22 @@ class ObservedChannel(grpc.aio.Channel):
     async def __aenter__(self) -> ObservedChannel:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc_val: BaseException | None,
-                        exc_tb: TracebackType | None) -> bool | None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
         await self._inner.close(None)
         return None
 
 
-class SyncCalls(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-                grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+class SyncCalls(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
     """The same for a synchronous channel, in one interceptor (each layer of
     ``grpc.intercept_channel`` copies the call's details and wraps its
     outcome): ``metadata`` and the request id on every call; unary calls,
@@ -147,22 +183,26 @@ class SyncCalls(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercep
     def _details(self, details: Any) -> Any:
         return details._replace(metadata=_metadata(self._fixed, details.metadata))
 
-    def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
-                              request: Any) -> Any:
+    def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
         figures = CLIENT_METHODS.figures(client_call_details.method)
         began = time.perf_counter()
         call = continuation(self._details(client_call_details), request)
         call.add_done_callback(lambda done: figures.done(done.code(), began))
         return call
 
-    def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
-                               request: Any) -> Any:
+    def intercept_unary_stream(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
         return continuation(self._details(client_call_details), request)
 
-    def intercept_stream_unary(self, continuation: Any, client_call_details: Any,
-                               request_iterator: Any) -> Any:
+    def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
         return continuation(self._details(client_call_details), request_iterator)
 
-    def intercept_stream_stream(self, continuation: Any, client_call_details: Any,
-                                request_iterator: Any) -> Any:
+    def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
         return continuation(self._details(client_call_details), request_iterator)

@@ -16,7 +16,8 @@ from orderengine.mesh.channels import channel as orderengine_channel
 def serving(channel: grpc.Channel, service: str = "", timeout: float = 1.0) -> bool:
     try:
         reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout
+        )
     except grpc.RpcError:
         return False
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

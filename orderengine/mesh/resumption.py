@@ -27,8 +27,7 @@ SERVED_SECONDS = 2.0
 class Resumption:
     """The back-off and the give-up clock of one watch."""
 
-    def __init__(self, give_up_seconds: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, give_up_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.give_up_seconds = give_up_seconds
         self._clock = clock
         self._away_since: float | None = None

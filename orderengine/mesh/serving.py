@@ -51,8 +51,9 @@ class _Wrapping:
     server: it registers each method's handler wrapped (wrapped_handlers),
     once per method."""
 
-    def __init__(self, server: grpc.aio.Server, arrivals: Arrivals,
-                 guard: auth.Guard | None) -> None:
+    def __init__(
+        self, server: grpc.aio.Server, arrivals: Arrivals, guard: auth.Guard | None
+    ) -> None:
         self._server = server
         self._arrivals = arrivals
         self._guard = guard
@@ -68,26 +69,36 @@ class _Wrapping:
         return made
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers([_WrappedGeneric(found, self.wrap)
-                                               for found in handlers])
+        self._server.add_generic_rpc_handlers(
+            [_WrappedGeneric(found, self.wrap) for found in handlers]
+        )
 
-    def add_registered_method_handlers(self, service: str,
-                                       handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        self._server.add_registered_method_handlers(service, {  # type: ignore[attr-defined]
-            name: self.wrap(f"/{service}/{name}", handler) for name, handler in handlers.items()})
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self._server.add_registered_method_handlers(
+            service,
+            {  # type: ignore[attr-defined]
+                name: self.wrap(f"/{service}/{name}", handler) for name, handler in handlers.items()
+            },
+        )
 
 
 class _WrappedGeneric(grpc.GenericRpcHandler):
     """A generic handler whose methods' handlers are wrapped. A method it
     does not serve (the caller's name to choose) is remembered nowhere."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler,
-                 wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]) -> None:
+    def __init__(
+        self,
+        inner: grpc.GenericRpcHandler,
+        wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler],
+    ) -> None:
         self._inner = inner
         self._wrap = wrap
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails
-                ) -> grpc.RpcMethodHandler | None:
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
         found = self._inner.service(handler_call_details)
         return None if found is None else self._wrap(handler_call_details.method, found)
 
@@ -139,15 +150,18 @@ class Server:
         self.on_stop.append(opened.pop_all().aclose)
 
 
-async def create_server(address: str, services: Iterable[Service],
-                        guard: auth.Guard | None = None) -> Server:
+async def create_server(
+    address: str, services: Iterable[Service], guard: auth.Guard | None = None
+) -> Server:
     """A started server on ``address`` (port 0 picks a free one), with TLS
     when TLS_CERT_FILE and TLS_KEY_FILE are set; ``guard`` decides who may
     call (orderengine.mesh.auth)."""
     if not is_single_address(address):
         # Clients may name every replica; each server listens on one.
-        raise ValueError(f"cannot listen on {address!r}: it names several replicas or a "
-                         "resolver target; set <SERVICE>_BIND to this replica's HOST:PORT")
+        raise ValueError(
+            f"cannot listen on {address!r}: it names several replicas or a "
+            "resolver target; set <SERVICE>_BIND to this replica's HOST:PORT"
+        )
     credentials = tls().server_credentials()  # a bad TLS_* setting fails here, at start
     arrivals = Arrivals()
     # No interceptor: every handler is wrapped as it is registered.
@@ -160,9 +174,14 @@ async def create_server(address: str, services: Iterable[Service],
         raise
 
 
-async def _start(server: grpc.aio.Server, address: str,
-                 credentials: grpc.ServerCredentials | None, services: Iterable[Service],
-                 arrivals: Arrivals, guard: auth.Guard | None) -> Server:
+async def _start(
+    server: grpc.aio.Server,
+    address: str,
+    credentials: grpc.ServerCredentials | None,
+    services: Iterable[Service],
+    arrivals: Arrivals,
+    guard: auth.Guard | None,
+) -> Server:
     wrapping: Any = _Wrapping(server, arrivals, guard)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, wrapping)
@@ -175,9 +194,15 @@ async def _start(server: grpc.aio.Server, address: str,
     # What enable_server_reflection adds to a grpc.aio server, here wrapped too.
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
         reflection.aio.ReflectionServicer(  # type: ignore[attr-defined]
-            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME]), wrapping)
-    port = (server.add_secure_port(address, credentials) if credentials
-            else server.add_insecure_port(address))
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        ),
+        wrapping,
+    )
+    port = (
+        server.add_secure_port(address, credentials)
+        if credentials
+        else server.add_insecure_port(address)
+    )
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     await server.start()
@@ -193,8 +218,9 @@ async def serve(name: str, create: CreateServer, address_setting: str) -> None:
     settings = Settings()
     server = await create(settings.bind_address(address_setting), settings)
     print(f"{name} listening on port {server.port}", flush=True)
-    await serve_until_signal(server, settings.shutdown_grace_seconds,
-                             settings.shutdown_drain_seconds)
+    await serve_until_signal(
+        server, settings.shutdown_grace_seconds, settings.shutdown_drain_seconds
+    )
 
 
 def run(name: str, create: CreateServer, address_setting: str, process: str) -> None:
@@ -214,8 +240,7 @@ async def serve_until_signal(server: Server, grace: float, drain: float = 0.0) -
     waiting = asyncio.ensure_future(server.grpc_server.wait_for_termination())
     stop_signal = asyncio.ensure_future(stopping.wait())
     await asyncio.wait({waiting, stop_signal}, return_when=asyncio.FIRST_COMPLETED)
-    log.info("stopping %s (drain up to %.1fs, grace %.1fs)", ", ".join(server.names),
-             drain, grace)
+    log.info("stopping %s (drain up to %.1fs, grace %.1fs)", ", ".join(server.names), drain, grace)
     await server.stop(grace, drain)
     waiting.cancel()
     stop_signal.cancel()

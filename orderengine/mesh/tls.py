@@ -39,27 +39,42 @@ class Tls:
     @classmethod
     def from_settings(cls, settings: Settings) -> Tls:
         if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
-            given, missing = (("TLS_CERT_FILE", "TLS_KEY_FILE") if settings.tls_cert_file
-                              else ("TLS_KEY_FILE", "TLS_CERT_FILE"))
-            raise TlsConfigError(f"{given} is set but {missing} is not: a server needs "
-                                 "its certificate and its private key")
+            given, missing = (
+                ("TLS_CERT_FILE", "TLS_KEY_FILE")
+                if settings.tls_cert_file
+                else ("TLS_KEY_FILE", "TLS_CERT_FILE")
+            )
+            raise TlsConfigError(
+                f"{given} is set but {missing} is not: a server needs "
+                "its certificate and its private key"
+            )
         enabled = settings.tls_enabled.lower()
         if enabled and enabled not in _TRUE | _FALSE:
-            raise TlsConfigError(f"TLS_ENABLED must be true or false, got "
-                                 f"{settings.tls_enabled!r}")
+            raise TlsConfigError(f"TLS_ENABLED must be true or false, got {settings.tls_enabled!r}")
         files = bool(settings.tls_cert_file or settings.tls_ca_file)
         if enabled in _FALSE and files:
-            raise TlsConfigError("TLS_ENABLED is false but TLS_CERT_FILE or TLS_CA_FILE is "
-                                 "set: unset them, or TLS_ENABLED")
+            raise TlsConfigError(
+                "TLS_ENABLED is false but TLS_CERT_FILE or TLS_CA_FILE is "
+                "set: unset them, or TLS_ENABLED"
+            )
         clients = enabled in _TRUE or files
         if settings.tls_server_name and not clients:
-            raise TlsConfigError("TLS_SERVER_NAME is set but TLS is off: set TLS_CA_FILE "
-                                 "(or TLS_ENABLED=true)")
-        tls = cls(settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file,
-                  settings.tls_server_name, clients)
+            raise TlsConfigError(
+                "TLS_SERVER_NAME is set but TLS is off: set TLS_CA_FILE (or TLS_ENABLED=true)"
+            )
+        tls = cls(
+            settings.tls_cert_file,
+            settings.tls_key_file,
+            settings.tls_ca_file,
+            settings.tls_server_name,
+            clients,
+        )
         # Unreadable files fail here, at start, not at the first call.
-        for setting, path in (("TLS_CERT_FILE", tls.cert_file), ("TLS_KEY_FILE", tls.key_file),
-                              ("TLS_CA_FILE", tls.ca_file)):
+        for setting, path in (
+            ("TLS_CERT_FILE", tls.cert_file),
+            ("TLS_KEY_FILE", tls.key_file),
+            ("TLS_CA_FILE", tls.ca_file),
+        ):
             if path:
                 _readable(setting, path)
         return tls
@@ -73,9 +88,9 @@ class Tls:
         """For ``add_secure_port``; None: plaintext."""
         if not self.serves:
             return None
-        return grpc.ssl_server_credentials([(
-            _readable("TLS_KEY_FILE", self.key_file),
-            _readable("TLS_CERT_FILE", self.cert_file))])
+        return grpc.ssl_server_credentials(
+            [(_readable("TLS_KEY_FILE", self.key_file), _readable("TLS_CERT_FILE", self.cert_file))]
+        )
 
     def channel_credentials(self) -> grpc.ChannelCredentials | None:
         """For a secure channel, trusting TLS_CA_FILE or else the system

@@ -29,14 +29,20 @@ from orderengine.observability.server_calls import MethodReport
 Writer = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
 
 
-def of_its_kind(handler: grpc.RpcMethodHandler, behaviour: Callable[..., Any],
-                request_deserializer: Any) -> grpc.RpcMethodHandler:
+def of_its_kind(
+    handler: grpc.RpcMethodHandler, behaviour: Callable[..., Any], request_deserializer: Any
+) -> grpc.RpcMethodHandler:
     """``behaviour`` as a handler of ``handler``'s kind (unary or streaming
     request and response), with its response serializer."""
-    make = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
-            else grpc.stream_unary_rpc_method_handler if handler.stream_unary
-            else grpc.unary_stream_rpc_method_handler if handler.unary_stream
-            else grpc.stream_stream_rpc_method_handler)
+    make = (
+        grpc.unary_unary_rpc_method_handler
+        if handler.unary_unary
+        else grpc.stream_unary_rpc_method_handler
+        if handler.stream_unary
+        else grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
     return make(behaviour, request_deserializer, handler.response_serializer)
 
 
@@ -60,12 +66,21 @@ async def _refuse(context: grpc.aio.ServicerContext, refusal: Refusal) -> None:
 
 
 async def _malformed(context: grpc.aio.ServicerContext, exc: Exception) -> None:
-    await abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                f"malformed request: {str(exc)[:MAX_DETAIL_CHARS]}", MALFORMED_REQUEST)
+    await abort(
+        context,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"malformed request: {str(exc)[:MAX_DETAIL_CHARS]}",
+        MALFORMED_REQUEST,
+    )
 
 
-def wrapped(method: str, handler: grpc.RpcMethodHandler, arrivals: Arrivals,
-            guard: Guard | None, slow_ms: float) -> grpc.RpcMethodHandler:
+def wrapped(
+    method: str,
+    handler: grpc.RpcMethodHandler,
+    arrivals: Arrivals,
+    guard: Guard | None,
+    slow_ms: float,
+) -> grpc.RpcMethodHandler:
     """``handler`` of ``method`` as the one function its calls run (above).
     Open methods (health, reflection) skip the guard. A unary request is
     decoded here, after the access check: grpc.aio would decode it first,
@@ -79,11 +94,15 @@ def wrapped(method: str, handler: grpc.RpcMethodHandler, arrivals: Arrivals,
     check = guard.check if guard is not None else None
     streaming = bool(handler.response_streaming)
     streamed_request = bool(handler.request_streaming)
-    call: Any = (writing(handler.unary_stream or handler.stream_stream) if streaming
-                 else handler.unary_unary or handler.stream_unary)
+    call: Any = (
+        writing(handler.unary_stream or handler.stream_stream)
+        if streaming
+        else handler.unary_unary or handler.stream_unary
+    )
     decode = handler.request_deserializer
-    if streamed_request or not (inspect.iscoroutinefunction(call)
-                                or inspect.isasyncgenfunction(call)):
+    if streamed_request or not (
+        inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+    ):
         decode = None  # grpc.aio decodes a stream's requests, and a synchronous handler's
     clock = time.perf_counter
     set_request_id = REQUEST_ID.set
@@ -118,5 +137,6 @@ def wrapped(method: str, handler: grpc.RpcMethodHandler, arrivals: Arrivals,
             # A stream's responses were written, one by one: none is the answer.
             done(context, began, spanned, known, None if streaming else response, error)
 
-    return of_its_kind(handler, handle, None if decode is not None
-                       else handler.request_deserializer)
+    return of_its_kind(
+        handler, handle, None if decode is not None else handler.request_deserializer
+    )

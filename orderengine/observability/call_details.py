@@ -15,11 +15,13 @@ def with_metadata(details: Any, extra: Iterable[tuple[str, str]]) -> Any:
     return details._replace(metadata=[*(details.metadata or ()), *extra])
 
 
-def aio_with_metadata(details: grpc.aio.ClientCallDetails,
-                      extra: Iterable[tuple[str, str]]) -> grpc.aio.ClientCallDetails:
+def aio_with_metadata(
+    details: grpc.aio.ClientCallDetails, extra: Iterable[tuple[str, str]]
+) -> grpc.aio.ClientCallDetails:
     """``grpc.aio.ClientCallDetails`` with ``extra`` added."""
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
     for key, value in extra:
         metadata.add(key, value)
-    return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata,
-                                      details.credentials, details.wait_for_ready)
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )

@@ -23,14 +23,19 @@ from orderengine.observability import handlers, request_ids
 log = logging.getLogger("orderengine.calls")
 
 # The server's fault, not the caller's: worth a warning.
-SERVER_ERRORS = frozenset({
-    grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS,
-    grpc.StatusCode.UNIMPLEMENTED,
-})
+SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.DATA_LOSS,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
 
 
-def level(*, failed: bool, server_error: bool, milliseconds: float, slow_ms: float,
-          health: bool) -> int:
+def level(
+    *, failed: bool, server_error: bool, milliseconds: float, slow_ms: float, health: bool
+) -> int:
     """The level of one call's line (gRPC or HTTP alike)."""
     if server_error:
         return logging.WARNING
@@ -43,8 +48,9 @@ def level(*, failed: bool, server_error: bool, milliseconds: float, slow_ms: flo
 
 def line(fields: dict[str, object]) -> str:
     """``key=value`` for each field that has a value, in order."""
-    return " ".join(f"{key}={value}" for key, value in fields.items()
-                    if value is not None and value != "")
+    return " ".join(
+        f"{key}={value}" for key, value in fields.items() if value is not None and value != ""
+    )
 
 
 def trace_id() -> str | None:
@@ -66,22 +72,33 @@ class MethodLog:
         self._slow_seconds = slow_ms / 1000
         self._health = method.startswith(handlers.HEALTH_PREFIX)
 
-    def record(self, code: grpc.StatusCode, seconds: float, request: Any,
-               response: Any) -> None:
+    def record(self, code: grpc.StatusCode, seconds: float, request: Any, response: Any) -> None:
         if code is grpc.StatusCode.OK and (seconds < self._slow_seconds or self._health):
             # Most calls: quick and fine, a DEBUG line, most often not written.
             if not log.isEnabledFor(logging.DEBUG):
                 return
             at = logging.DEBUG
         else:
-            at = level(failed=code is not grpc.StatusCode.OK,
-                       server_error=code in SERVER_ERRORS, milliseconds=seconds * 1000,
-                       slow_ms=self._slow_ms, health=self._health)
+            at = level(
+                failed=code is not grpc.StatusCode.OK,
+                server_error=code in SERVER_ERRORS,
+                milliseconds=seconds * 1000,
+                slow_ms=self._slow_ms,
+                health=self._health,
+            )
             if not log.isEnabledFor(at):
                 return
-        log.log(at, "%s", line({
-            "call": self._method, "code": code.name, "ms": f"{seconds * 1000:.1f}",
-            "request_id": request_ids.current(),
-            "order_id": handlers.order_id(self._method, request, response),
-            "trace_id": trace_id(),
-        }))
+        log.log(
+            at,
+            "%s",
+            line(
+                {
+                    "call": self._method,
+                    "code": code.name,
+                    "ms": f"{seconds * 1000:.1f}",
+                    "request_id": request_ids.current(),
+                    "order_id": handlers.order_id(self._method, request, response),
+                    "trace_id": trace_id(),
+                }
+            ),
+        )

@@ -29,8 +29,14 @@ class Around(Protocol[S]):
 
     def enter(self, request: Any, context: grpc.aio.ServicerContext, streaming: bool) -> S: ...
 
-    def exit(self, state: S, context: grpc.aio.ServicerContext, request: Any, response: Any,
-             error: BaseException | None) -> None: ...
+    def exit(
+        self,
+        state: S,
+        context: grpc.aio.ServicerContext,
+        request: Any,
+        response: Any,
+        error: BaseException | None,
+    ) -> None: ...
 
 
 class Observer(Protocol):
@@ -40,8 +46,7 @@ class Observer(Protocol):
     def hooks(self, method: str, handler: grpc.RpcMethodHandler) -> Around[Any] | None: ...
 
 
-def status_code(context: grpc.aio.ServicerContext,
-                error: BaseException | None) -> grpc.StatusCode:
+def status_code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
     """How the call ended: the code the handler set or aborted with, OK, or
     what an uncaught error becomes (CANCELLED for a call the client left)."""
     code = context.code()
@@ -52,8 +57,11 @@ def status_code(context: grpc.aio.ServicerContext,
     if isinstance(error, asyncio.CancelledError | GeneratorExit):
         # Left by the client, or ended by its deadline.
         remaining = context.time_remaining()
-        return (grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0
-                else grpc.StatusCode.CANCELLED)
+        return (
+            grpc.StatusCode.DEADLINE_EXCEEDED
+            if remaining is not None and remaining <= 0
+            else grpc.StatusCode.CANCELLED
+        )
     return grpc.StatusCode.UNKNOWN
 
 
@@ -82,7 +90,8 @@ def order_id(method: str, request: Any, response: Any) -> str | None:
         if message is None:
             continue
         found = getattr(message, "order_id", None) or getattr(
-            getattr(message, "order", None), "order_id", None)
+            getattr(message, "order", None), "order_id", None
+        )
         if found:
             return str(found)
     return None

@@ -72,8 +72,9 @@ _WORK: ContextVar[dict[str, _Order] | None] = ContextVar("order_work", default=N
 
 
 @contextmanager
-def order_work(name: str, order_ids: Iterable[str],
-               carried: Mapping[str, Carrier]) -> Iterator[None]:
+def order_work(
+    name: str, order_ids: Iterable[str], carried: Mapping[str, Carrier]
+) -> Iterator[None]:
     """Work on several orders at once, each on behalf of its own request:
     when tracing, a span ``name`` per order, child of what it carried, open
     until the work ends. ``within_order`` enters one order's."""
@@ -82,9 +83,15 @@ def order_work(name: str, order_ids: Iterable[str],
     for order_id in order_ids:
         carrier = carried.get(order_id) or {}
         request_id = request_ids.accepted(carrier.get(request_ids.HEADER))
-        span = None if tracer is None else tracer.start_span(
-            name, context=tracing.extract(carrier),
-            attributes={tracing.ORDER_ID: order_id, tracing.REQUEST_ID: request_id})
+        span = (
+            None
+            if tracer is None
+            else tracer.start_span(
+                name,
+                context=tracing.extract(carrier),
+                attributes={tracing.ORDER_ID: order_id, tracing.REQUEST_ID: request_id},
+            )
+        )
         orders[order_id] = _Order(request_id, span)
     token = _WORK.set(orders)
     try:
@@ -148,9 +155,11 @@ def within_orders(name: str, order_ids: Sequence[str]) -> Iterator[None]:
             return
         spans = [order.span for order in mine if order.span is not None]
         batch = tracer.start_span(
-            name, context=otel_context.Context(),
+            name,
+            context=otel_context.Context(),
             links=[trace.Link(span.get_span_context()) for span in spans],
-            attributes={"order.count": len(mine)})
+            attributes={"order.count": len(mine)},
+        )
         for span in spans:
             span.add_link(batch.get_span_context())
         with trace.use_span(batch, end_on_exit=True):
@@ -184,5 +193,8 @@ def kept_for_tracker(redis: Redis, order_ids: Sequence[str]) -> dict[str, Carrie
     if not order_ids or not tracing.enabled():
         return {}
     values = redis.mget([_TRACKED + order_id for order_id in order_ids])
-    return {order_id: json.loads(value)
-            for order_id, value in zip(order_ids, values, strict=True) if value}
+    return {
+        order_id: json.loads(value)
+        for order_id, value in zip(order_ids, values, strict=True)
+        if value
+    }

@@ -58,14 +58,22 @@ class ObservedRequests:
         span = token = None
         polled = path in POLLED_PATHS
         if self.tracer is not None and not polled:
-            carrier = {name: value.decode("latin-1") for name in (tracing.TRACEPARENT,
-                                                                  tracing.TRACESTATE)
-                       if (value := _header(scope, name.encode()))}
+            carrier = {
+                name: value.decode("latin-1")
+                for name in (tracing.TRACEPARENT, tracing.TRACESTATE)
+                if (value := _header(scope, name.encode()))
+            }
             parent = tracing.extract(carrier)
-            span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER,
-                                          attributes={"http.request.method": method,
-                                                      "url.path": path,
-                                                      tracing.REQUEST_ID: request_id})
+            span = self.tracer.start_span(
+                method,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={
+                    "http.request.method": method,
+                    "url.path": path,
+                    tracing.REQUEST_ID: request_id,
+                },
+            )
             token = otel_context.attach(trace.set_span_in_context(span, parent))
         status = 500  # unless the app answers
         started = time.perf_counter()
@@ -74,8 +82,10 @@ class ObservedRequests:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                message["headers"] = [*message.get("headers", ()),
-                                      (RESPONSE_HEADER, request_id.encode())]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (RESPONSE_HEADER, request_id.encode()),
+                ]
             await send(message)
 
         try:
@@ -94,12 +104,24 @@ class ObservedRequests:
                     span.set_status(Status(trace.StatusCode.ERROR, str(status)))
                 otel_context.detach(token)  # type: ignore[arg-type]
                 span.end()
-            at = call_logs.level(failed=status >= 400, server_error=status >= 500,
-                                 milliseconds=milliseconds, slow_ms=self.slow_ms,
-                                 health=polled)
+            at = call_logs.level(
+                failed=status >= 400,
+                server_error=status >= 500,
+                milliseconds=milliseconds,
+                slow_ms=self.slow_ms,
+                health=polled,
+            )
             if call_logs.log.isEnabledFor(at):
-                call_logs.log.log(at, "%s", call_logs.line({
-                    "http": f"{method} {path}", "status": status, "ms": f"{milliseconds:.1f}",
-                    "request_id": request_id,
-                    "trace_id": span and f"{span.get_span_context().trace_id:032x}",
-                }))
+                call_logs.log.log(
+                    at,
+                    "%s",
+                    call_logs.line(
+                        {
+                            "http": f"{method} {path}",
+                            "status": status,
+                            "ms": f"{milliseconds:.1f}",
+                            "request_id": request_id,
+                            "trace_id": span and f"{span.get_span_context().trace_id:032x}",
+                        }
+                    ),
+                )

@@ -40,8 +40,7 @@ class MetricsEndpoint:
     def start(cls, host: str, port: int) -> MetricsEndpoint:
         """Serves the process's metrics on ``host:port`` (0 picks a free port)."""
         if not 0 <= port <= 65535:
-            raise ValueError(f"METRICS_PORT must be a port number (0 picks a free one), "
-                             f"got {port}")
+            raise ValueError(f"METRICS_PORT must be a port number (0 picks a free one), got {port}")
         try:
             server, _ = start_http_server(port, host)
         except OSError as exc:

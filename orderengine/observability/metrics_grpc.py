@@ -19,8 +19,22 @@ from prometheus_client import Counter, Histogram
 
 # Calls here take from a fraction of a millisecond (a cached read) to
 # seconds (a stream, a slow database): finer than Prometheus' defaults below.
-SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                   2.5, 5.0, 10.0)
+SECONDS_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
 
@@ -33,19 +47,29 @@ def _go_name(code: grpc.StatusCode) -> str:
 
 CODE_NAMES = {code: _go_name(code) for code in grpc.StatusCode}
 
-SERVER_HANDLED = Counter("grpc_server_handled_total",
-                         "RPCs completed on the server, by method and status code",
-                         [*LABELS, "grpc_code"])
-SERVER_SECONDS = Histogram("grpc_server_handling_seconds",
-                           "Time from an RPC's arrival to its answer on the server (for a "
-                           "stream, until it ends), by method", LABELS,
-                           buckets=SECONDS_BUCKETS)
-CLIENT_HANDLED = Counter("grpc_client_handled_total",
-                         "Unary RPCs this process made, completed, by method and status code",
-                         [*LABELS, "grpc_code"])
-CLIENT_SECONDS = Histogram("grpc_client_handling_seconds",
-                           "Time a unary RPC this process made took until its answer, by "
-                           "method", LABELS, buckets=SECONDS_BUCKETS)
+SERVER_HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, by method and status code",
+    [*LABELS, "grpc_code"],
+)
+SERVER_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from an RPC's arrival to its answer on the server (for a "
+    "stream, until it ends), by method",
+    LABELS,
+    buckets=SECONDS_BUCKETS,
+)
+CLIENT_HANDLED = Counter(
+    "grpc_client_handled_total",
+    "Unary RPCs this process made, completed, by method and status code",
+    [*LABELS, "grpc_code"],
+)
+CLIENT_SECONDS = Histogram(
+    "grpc_client_handling_seconds",
+    "Time a unary RPC this process made took until its answer, by method",
+    LABELS,
+    buckets=SECONDS_BUCKETS,
+)
 
 
 class _MethodFigures:
@@ -68,7 +92,8 @@ class _MethodFigures:
         child = self._handled_by_code.get(code)
         if child is None:
             child = self._handled_by_code[code] = self._handled.labels(
-                *self._labels, CODE_NAMES[code])
+                *self._labels, CODE_NAMES[code]
+            )
         child.inc()
 
 
@@ -95,8 +120,11 @@ class ServerMetrics:
         figures = self._methods.get(method)
         if figures is None:
             figures = self._methods[method] = _MethodFigures(
-                SERVER_HANDLED, SERVER_SECONDS, method,
-                _kind(handler.request_streaming, handler.response_streaming))
+                SERVER_HANDLED,
+                SERVER_SECONDS,
+                method,
+                _kind(handler.request_streaming, handler.response_streaming),
+            )
         return figures
 
 
@@ -115,7 +143,8 @@ class ClientMethods:
         if figures is None:
             name = method.decode() if isinstance(method, bytes) else method
             figures = self._methods[method] = _MethodFigures(
-                CLIENT_HANDLED, CLIENT_SECONDS, name, "unary")
+                CLIENT_HANDLED, CLIENT_SECONDS, name, "unary"
+            )
         return figures
 
 

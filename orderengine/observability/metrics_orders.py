@@ -43,8 +43,23 @@ log = logging.getLogger(__name__)
 
 # An order waits from milliseconds (a quiet engine) to minutes (a backlog,
 # retries' back-off); a quote or a landing takes milliseconds to a second.
-STATUS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                  120.0, 300.0)
+STATUS_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
 QUOTE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # What a scrape reads from the database and Redis is kept this long, so that
 # several scrapers (or a fast one) cost one query.
@@ -54,16 +69,22 @@ STATUS_SECONDS = Histogram(
     "orderengine_order_status_seconds",
     "Time an order spent in a status, observed as it leaves it (PENDING: the wait in the "
     "queue; ROUTING: the quote; ROUTED: handing the swap to the chain; SUBMITTED: landing "
-    "and confirmation)", ["status"], buckets=STATUS_BUCKETS)
+    "and confirmation)",
+    ["status"],
+    buckets=STATUS_BUCKETS,
+)
 EXECUTION_SECONDS = Histogram(
     "orderengine_execution_seconds",
     "Time from a swap's submission until it reached a commitment: processed (landed, as the "
     "chain lands it) or confirmed (as the engine records the confirmation)",
-    ["commitment"], buckets=STATUS_BUCKETS)
+    ["commitment"],
+    buckets=STATUS_BUCKETS,
+)
 QUOTE_SECONDS = Histogram(
     "orderengine_quote_seconds",
     "Time QuoteService took to price a swap on every venue and choose its route",
-    buckets=QUOTE_BUCKETS)
+    buckets=QUOTE_BUCKETS,
+)
 WATCH_STREAMS = Gauge("orderengine_watch_streams", "WatchOrder streams open on this OrderService")
 
 # Only a status an order can leave has a time in it.
@@ -83,7 +104,8 @@ def _seconds(moment: datetime | Timestamp) -> float:
 
 
 def transitions_made(
-    current: Iterable[StoredOrder], transitions: Sequence[Transition],
+    current: Iterable[StoredOrder],
+    transitions: Sequence[Transition],
     results: Sequence[tuple[StoredOrder, order_pb2.OrderEvent] | None],
 ) -> None:
     """Observes how long each moved order spent in the status it left.
@@ -125,20 +147,28 @@ def quote_priced(seconds: float) -> None:
 
 
 def _orders_family() -> GaugeMetricFamily:
-    return GaugeMetricFamily("orderengine_orders", "Orders in each status now (the database's "
-                             "count: the same on every replica)", labels=["status"])
+    return GaugeMetricFamily(
+        "orderengine_orders",
+        "Orders in each status now (the database's count: the same on every replica)",
+        labels=["status"],
+    )
 
 
 def _depth_family() -> GaugeMetricFamily:
-    return GaugeMetricFamily("orderengine_queue_depth", "Jobs waiting in the order queue (each "
-                             "drives up to 32 orders); MAX_QUEUE_DEPTH counts orders, not jobs",
-                             labels=["queue"])
+    return GaugeMetricFamily(
+        "orderengine_queue_depth",
+        "Jobs waiting in the order queue (each "
+        "drives up to 32 orders); MAX_QUEUE_DEPTH counts orders, not jobs",
+        labels=["queue"],
+    )
 
 
 def _age_family() -> GaugeMetricFamily:
-    return GaugeMetricFamily("orderengine_queue_oldest_job_age_seconds",
-                             "How long the oldest job waiting in the order queue has waited "
-                             "(0 when empty)", labels=["queue"])
+    return GaugeMetricFamily(
+        "orderengine_queue_oldest_job_age_seconds",
+        "How long the oldest job waiting in the order queue has waited (0 when empty)",
+        labels=["queue"],
+    )
 
 
 def orders_by_status(store: OrderStore) -> list[GaugeMetricFamily]:
@@ -191,14 +221,17 @@ class OrderFigures(Collector):
                 return iter(())
             if time.monotonic() - self._read_at >= SCRAPE_CACHE_SECONDS:
                 store, queue = self.sources[-1]
-                self._families = [*self._read("orders by status", orders_by_status, store),
-                                  *self._read("the order queue", queue_figures, queue)]
+                self._families = [
+                    *self._read("orders by status", orders_by_status, store),
+                    *self._read("the order queue", queue_figures, queue),
+                ]
                 self._read_at = time.monotonic()
             return iter(self._families)
 
     @staticmethod
-    def _read(what: str, read: Callable[[Any], list[GaugeMetricFamily]],
-              source: Any) -> list[GaugeMetricFamily]:
+    def _read(
+        what: str, read: Callable[[Any], list[GaugeMetricFamily]], source: Any
+    ) -> list[GaugeMetricFamily]:
         try:
             return read(source)
         except Exception as exc:  # the rest of the page still serves

@@ -32,8 +32,11 @@ class Samples:
     def get(self, name: str, **labels: str) -> float:
         """The sum of the samples named ``name`` whose labels include ``labels``."""
         wanted = set(labels.items())
-        return sum(value for (sample, have), value in self.values.items()
-                   if sample == name and wanted <= have)
+        return sum(
+            value
+            for (sample, have), value in self.values.items()
+            if sample == name and wanted <= have
+        )
 
     def mean(self, histogram: str, **labels: str) -> float | None:
         """The mean of a histogram's observations (None: none yet)."""
@@ -67,6 +70,7 @@ def time_breakdown(samples: Samples) -> dict[str, float | None]:
     order has several."""
     means = {stage: samples.mean(name, **dict([label])) for stage, name, label in STAGES}
     confirmed, landed = means["confirmation"], means["landing"]
-    means["confirmation"] = (max(confirmed - landed, 0.0)
-                             if confirmed is not None and landed is not None else None)
+    means["confirmation"] = (
+        max(confirmed - landed, 0.0) if confirmed is not None and landed is not None else None
+    )
     return means

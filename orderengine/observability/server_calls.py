@@ -20,13 +20,23 @@ class MethodReport:
     def __init__(self, method: str, handler: grpc.RpcMethodHandler, slow_ms: float) -> None:
         self._figures = SERVER_METRICS.figures(method, handler)
         self._log = call_logs.MethodLog(method, slow_ms)
-        found = [hooks for observer in tracing.server_observers()
-                 if (hooks := observer.hooks(method, handler)) is not None]
+        found = [
+            hooks
+            for observer in tracing.server_observers()
+            if (hooks := observer.hooks(method, handler)) is not None
+        ]
         # The span's hooks, or None: an untraced call pays one test for it.
         self.spans: handlers.Around[Any] | None = found[0] if found else None
 
-    def done(self, context: grpc.aio.ServicerContext, began: float, spanned: Any,
-             request: Any, response: Any, error: BaseException | None) -> None:
+    def done(
+        self,
+        context: grpc.aio.ServicerContext,
+        began: float,
+        spanned: Any,
+        request: Any,
+        response: Any,
+        error: BaseException | None,
+    ) -> None:
         """The call that began at ``began`` (perf_counter) ended: ``response``
         for a unary answer, ``error`` when it raised."""
         seconds = time.perf_counter() - began
@@ -36,4 +46,3 @@ class MethodReport:
         self._figures.record(code, seconds)
         if self.spans is not None:
             self.spans.exit(spanned, context, request, response, error)
-

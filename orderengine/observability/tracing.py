@@ -45,11 +45,16 @@ TRACESTATE = "tracestate"
 _PROPAGATOR = TraceContextTextMapPropagator()
 # A server's fault, an error on its span; a caller's mistake (NOT_FOUND,
 # INVALID_ARGUMENT...) is not (OpenTelemetry's RPC conventions).
-SERVER_ERRORS = frozenset({
-    grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS,
-})
+SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 
 _tracer: trace.Tracer | None = None
 _provider: trace.TracerProvider | None = None
@@ -64,23 +69,30 @@ def configure(service_name: str) -> None:
     settings = Settings()
     exporter = settings.traces_exporter.lower()
     if exporter not in EXPORTERS:
-        raise ValueError(f"OTEL_TRACES_EXPORTER must be one of {', '.join(EXPORTERS)}, "
-                         f"got {settings.traces_exporter!r}")
+        raise ValueError(
+            f"OTEL_TRACES_EXPORTER must be one of {', '.join(EXPORTERS)}, "
+            f"got {settings.traces_exporter!r}"
+        )
     if exporter == "none":
         install(None)
         return
-    provider = TracerProvider(resource=Resource.create(
-        {SERVICE_NAME: settings.service_name or service_name}))
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: settings.service_name or service_name})
+    )
     if exporter == "console":
         # One line a span: it shares standard output with the process's prints.
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(
-            formatter=lambda span: span.to_json(indent=None) + os.linesep)))
+        provider.add_span_processor(
+            SimpleSpanProcessor(
+                ConsoleSpanExporter(formatter=lambda span: span.to_json(indent=None) + os.linesep)
+            )
+        )
     else:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         # Batched off the calls' path; flushed when the process exits.
-        provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=settings.otlp_endpoint or None)))
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint or None))
+        )
     install(provider)
 
 
@@ -133,8 +145,14 @@ def untraced() -> Iterator[None]:
         yield
         return
     ids = RandomIdGenerator()
-    quiet = NonRecordingSpan(SpanContext(ids.generate_trace_id(), ids.generate_span_id(),
-                                         is_remote=False, trace_flags=TraceFlags(0)))
+    quiet = NonRecordingSpan(
+        SpanContext(
+            ids.generate_trace_id(),
+            ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(0),
+        )
+    )
     token = otel_context.attach(trace.set_span_in_context(quiet))
     try:
         yield
@@ -154,8 +172,12 @@ def _rpc_attributes(method: str) -> dict[str, Any]:
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
 
-def _finish(span: trace.Span, code: grpc.StatusCode | None, errors: frozenset[grpc.StatusCode],
-            order_id: str | None = None) -> None:
+def _finish(
+    span: trace.Span,
+    code: grpc.StatusCode | None,
+    errors: frozenset[grpc.StatusCode],
+    order_id: str | None = None,
+) -> None:
     code = code or grpc.StatusCode.UNKNOWN
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if order_id:
@@ -170,30 +192,48 @@ class _ServerSpan:
         self.tracer = tracer
         self.method = method
 
-    def enter(self, request: Any, context: grpc.aio.ServicerContext,
-              streaming: bool) -> tuple[trace.Span, object | None]:
+    def enter(
+        self, request: Any, context: grpc.aio.ServicerContext, streaming: bool
+    ) -> tuple[trace.Span, object | None]:
         metadata = context.invocation_metadata()
-        parent = extract({name: value for name in (TRACEPARENT, TRACESTATE)
-                          if (value := metadata_value(metadata, name))})
-        span = self.tracer.start_span(self.method.lstrip("/"), context=parent,
-                                      kind=SpanKind.SERVER,
-                                      attributes=_rpc_attributes(self.method))
+        parent = extract(
+            {
+                name: value
+                for name in (TRACEPARENT, TRACESTATE)
+                if (value := metadata_value(metadata, name))
+            }
+        )
+        span = self.tracer.start_span(
+            self.method.lstrip("/"),
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=_rpc_attributes(self.method),
+        )
         # The handler's own calls are children of this span. Not for a
         # stream: it may end in another context than it began.
-        token = None if streaming else otel_context.attach(
-            trace.set_span_in_context(span, parent))
+        token = None if streaming else otel_context.attach(trace.set_span_in_context(span, parent))
         return span, token
 
-    def exit(self, state: tuple[trace.Span, object | None], context: grpc.aio.ServicerContext,
-             request: Any, response: Any, error: BaseException | None) -> None:
+    def exit(
+        self,
+        state: tuple[trace.Span, object | None],
+        context: grpc.aio.ServicerContext,
+        request: Any,
+        response: Any,
+        error: BaseException | None,
+    ) -> None:
         span, token = state
         if token is not None:
             otel_context.detach(token)  # type: ignore[arg-type]
         request_id = request_ids.current()
         if request_id:
             span.set_attribute(REQUEST_ID, request_id)
-        _finish(span, handlers.status_code(context, error), SERVER_ERRORS,
-                handlers.order_id(self.method, request, response))
+        _finish(
+            span,
+            handlers.status_code(context, error),
+            SERVER_ERRORS,
+            handlers.order_id(self.method, request, response),
+        )
 
 
 class ServerSpans:
@@ -227,8 +267,9 @@ class ClientSpans(grpc.UnaryUnaryClientInterceptor):
     def __init__(self, tracer: trace.Tracer) -> None:
         self.tracer = tracer
 
-    def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
-                              request: Any) -> Any:
+    def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
         method = _text(client_call_details.method)
         if method.startswith(handlers.OPEN_PREFIXES):
             return continuation(client_call_details, request)
@@ -250,8 +291,9 @@ class AioClientSpans(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, tracer: trace.Tracer) -> None:
         self.tracer = tracer
 
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
-                                    request: Any) -> Any:
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
         method = _text(client_call_details.method)
         if method.startswith(handlers.OPEN_PREFIXES):
             return await continuation(client_call_details, request)

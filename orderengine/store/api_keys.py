@@ -72,8 +72,14 @@ class ApiKeys:
         if not owner or len(owner) > MAX_OWNER:
             raise ValueError(f"the owner name must be 1 to {MAX_OWNER} characters")
         key = generate()
-        row = ApiKeyRow(key_id=str(uuid.uuid4()), owner=owner, key_hash=digest(key),
-                        prefix=display(key), created_at=datetime.now(UTC), revoked_at=None)
+        row = ApiKeyRow(
+            key_id=str(uuid.uuid4()),
+            owner=owner,
+            key_hash=digest(key),
+            prefix=display(key),
+            created_at=datetime.now(UTC),
+            revoked_at=None,
+        )
         with self._sessions.begin() as session:
             session.add(row)
         return key, _info(row)
@@ -84,8 +90,11 @@ class ApiKeys:
             return None
         hashed = digest(key)
         with self._sessions() as session:
-            row = session.scalars(select(ApiKeyRow).where(
-                ApiKeyRow.key_hash == hashed, ApiKeyRow.revoked_at.is_(None))).first()
+            row = session.scalars(
+                select(ApiKeyRow).where(
+                    ApiKeyRow.key_hash == hashed, ApiKeyRow.revoked_at.is_(None)
+                )
+            ).first()
         if row is None or not hmac.compare_digest(row.key_hash, hashed):
             return None
         return row.owner
@@ -100,12 +109,16 @@ class ApiKeys:
         now = datetime.now(UTC)
         match = or_(ApiKeyRow.prefix == prefix_or_id, ApiKeyRow.key_id == prefix_or_id)
         with self._sessions.begin() as session:
-            rows = list(session.scalars(select(ApiKeyRow).where(
-                match, ApiKeyRow.revoked_at.is_(None))))
+            rows = list(
+                session.scalars(select(ApiKeyRow).where(match, ApiKeyRow.revoked_at.is_(None)))
+            )
             if len(rows) > 1:
                 raise ValueError(f"{prefix_or_id!r} names {len(rows)} keys; use the key id")
-            session.execute(update(ApiKeyRow).where(
-                ApiKeyRow.key_id.in_([r.key_id for r in rows])).values(revoked_at=now))
+            session.execute(
+                update(ApiKeyRow)
+                .where(ApiKeyRow.key_id.in_([r.key_id for r in rows]))
+                .values(revoked_at=now)
+            )
         return [KeyInfo(r.key_id, r.owner, r.prefix, r.created_at, now) for r in rows]
 
 

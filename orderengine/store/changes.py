@@ -32,7 +32,11 @@ class NewOrder:
     def same_as(self, row: StoredOrder) -> bool:
         """Whether ``row`` is this order (a resubmission), not another one."""
         return (row.input_token, row.output_token, row.amount_in, row.slippage_bps) == (
-            self.input_token, self.output_token, self.amount_in, self.slippage_bps)
+            self.input_token,
+            self.output_token,
+            self.amount_in,
+            self.slippage_bps,
+        )
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,14 @@ class Kind:
 
 def kind_of(t: Transition) -> Kind:
     c = t.change
-    return Kind(t.target, c.next_attempt, c.route is not None, bool(c.signature),
-                 c.amount_out is not None, t.attempt is not None)
+    return Kind(
+        t.target,
+        c.next_attempt,
+        c.route is not None,
+        bool(c.signature),
+        c.amount_out is not None,
+        t.attempt is not None,
+    )
 
 
 def statements(transitions: Sequence[Transition]) -> list[list[int]]:
@@ -104,10 +114,14 @@ def event_of(t: Transition, row: StoredOrder, now: Timestamp) -> order_pb2.Order
     the commit's time (one Timestamp for a whole batch)."""
     change = t.change
     event = order_pb2.OrderEvent(
-        order_id=t.order_id, sequence=row.last_sequence, status=t.target.proto,
+        order_id=t.order_id,
+        sequence=row.last_sequence,
+        status=t.target.proto,
         event_time=timestamp(change.at) if change.at is not None else now,
         attempt=row.attempt,
-        quotes=list(change.quotes), signature=change.signature, reason=change.reason,
+        quotes=list(change.quotes),
+        signature=change.signature,
+        reason=change.reason,
         reason_code=change.reason_code or "",
     )
     if change.route is not None:

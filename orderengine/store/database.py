@@ -28,11 +28,13 @@ def _write_unlock(connection: Any) -> None:
 
 def _unlocking(end: Callable[[Any], None]) -> Callable[[Any], None]:
     """``end`` (the dialect's commit or rollback), then the write lock let go."""
+
     def ended(connection: Any) -> None:
         try:
             end(connection)
         finally:
             _write_unlock(connection)
+
     return ended
 
 
@@ -69,8 +71,11 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
         # slept past the moment the lock came free, and the unlucky starved.
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
-        lock_path = (f"{parsed.database}.write-lock"
-                     if parsed.database and parsed.database != ":memory:" else None)
+        lock_path = (
+            f"{parsed.database}.write-lock"
+            if parsed.database and parsed.database != ":memory:"
+            else None
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, record: Any) -> None:

@@ -48,10 +48,22 @@ IDS_PER_QUERY = 500
 # compiling it again. Core rows, not ORM objects: instances of a mapped class
 # cost more than the SQL that read them.
 _ORDER_COLUMNS = (
-    ORDERS.c.order_id, ORDERS.c.owner, ORDERS.c.client_order_id, ORDERS.c.status,
-    ORDERS.c.input_token, ORDERS.c.output_token, ORDERS.c.amount_in, ORDERS.c.slippage_bps,
-    ORDERS.c.attempt, ORDERS.c.last_sequence, ORDERS.c.route_pb, ORDERS.c.signature,
-    ORDERS.c.amount_out, ORDERS.c.failure_reason, ORDERS.c.created_at, ORDERS.c.updated_at,
+    ORDERS.c.order_id,
+    ORDERS.c.owner,
+    ORDERS.c.client_order_id,
+    ORDERS.c.status,
+    ORDERS.c.input_token,
+    ORDERS.c.output_token,
+    ORDERS.c.amount_in,
+    ORDERS.c.slippage_bps,
+    ORDERS.c.attempt,
+    ORDERS.c.last_sequence,
+    ORDERS.c.route_pb,
+    ORDERS.c.signature,
+    ORDERS.c.amount_out,
+    ORDERS.c.failure_reason,
+    ORDERS.c.created_at,
+    ORDERS.c.updated_at,
     ORDERS.c.route,
 )
 _BY_IDS = select(*_ORDER_COLUMNS).where(ORDERS.c.order_id.in_(bindparam("ids", expanding=True)))
@@ -63,48 +75,91 @@ _INSERT_EVENT = insert(EVENTS)
 # Every column a change may write, from what the transaction read and
 # decided; ``last_sequence`` as read is the compare-and-set's guard (each
 # change bumps it), on top of the lock.
-_UPDATE_ORDER = update(ORDERS).where(
-    ORDERS.c.order_id == bindparam("b_order_id"),
-    ORDERS.c.last_sequence == bindparam("b_read_sequence"),
-).values(
-    status=bindparam("b_status"), last_sequence=bindparam("b_last_sequence"),
-    attempt=bindparam("b_attempt"), route=null(), route_pb=bindparam("b_route_pb"),
-    signature=bindparam("b_signature"), amount_out=bindparam("b_amount_out"),
-    failure_reason=bindparam("b_failure_reason"), updated_at=bindparam("b_updated_at"),
+_UPDATE_ORDER = (
+    update(ORDERS)
+    .where(
+        ORDERS.c.order_id == bindparam("b_order_id"),
+        ORDERS.c.last_sequence == bindparam("b_read_sequence"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        last_sequence=bindparam("b_last_sequence"),
+        attempt=bindparam("b_attempt"),
+        route=null(),
+        route_pb=bindparam("b_route_pb"),
+        signature=bindparam("b_signature"),
+        amount_out=bindparam("b_amount_out"),
+        failure_reason=bindparam("b_failure_reason"),
+        updated_at=bindparam("b_updated_at"),
+    )
 )
-_HISTORY_HEADS = select(ORDERS.c.order_id, ORDERS.c.owner, ORDERS.c.status,
-                        ORDERS.c.last_sequence).where(
-    ORDERS.c.order_id.in_(bindparam("ids", expanding=True)))
-_HISTORY_EVENTS = select(EVENTS.c.order_id, EVENTS.c.sequence, EVENTS.c.event_pb,
-                         EVENTS.c.event).where(
-    EVENTS.c.order_id.in_(bindparam("ids", expanding=True))
-).order_by(EVENTS.c.order_id, EVENTS.c.sequence)
+_HISTORY_HEADS = select(
+    ORDERS.c.order_id, ORDERS.c.owner, ORDERS.c.status, ORDERS.c.last_sequence
+).where(ORDERS.c.order_id.in_(bindparam("ids", expanding=True)))
+_HISTORY_EVENTS = (
+    select(EVENTS.c.order_id, EVENTS.c.sequence, EVENTS.c.event_pb, EVENTS.c.event)
+    .where(EVENTS.c.order_id.in_(bindparam("ids", expanding=True)))
+    .order_by(EVENTS.c.order_id, EVENTS.c.sequence)
+)
 _LAST_SEQUENCES = select(ORDERS.c.order_id, ORDERS.c.last_sequence).where(
-    ORDERS.c.order_id.in_(bindparam("ids", expanding=True)))
+    ORDERS.c.order_id.in_(bindparam("ids", expanding=True))
+)
 _BY_CLIENT_IDS = select(*_ORDER_COLUMNS).where(
     ORDERS.c.owner.in_(bindparam("owners", expanding=True)),
-    ORDERS.c.client_order_id.in_(bindparam("cids", expanding=True)))
+    ORDERS.c.client_order_id.in_(bindparam("cids", expanding=True)),
+)
 
 
 def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(ids), IDS_PER_QUERY):
-        yield ids[start:start + IDS_PER_QUERY]
+        yield ids[start : start + IDS_PER_QUERY]
 
 
 def _order(row: Sequence[Any]) -> StoredOrder:
     """A row of _ORDER_COLUMNS as a StoredOrder."""
-    (order_id, owner, client_order_id, status, input_token, output_token, amount_in,
-     slippage_bps, attempt, last_sequence, route_pb, signature, amount_out, failure_reason,
-     created_at, updated_at, route_json) = row
+    (
+        order_id,
+        owner,
+        client_order_id,
+        status,
+        input_token,
+        output_token,
+        amount_in,
+        slippage_bps,
+        attempt,
+        last_sequence,
+        route_pb,
+        signature,
+        amount_out,
+        failure_reason,
+        created_at,
+        updated_at,
+        route_json,
+    ) = row
     if route_pb is not None:
         route: market_pb2.Route | None = market_pb2.Route.FromString(route_pb)
     elif route_json:  # written before route_pb
         route = route_from_json(route_json)
     else:
         route = None
-    return StoredOrder(order_id, owner, client_order_id, status, input_token, output_token,
-                       amount_in, slippage_bps, attempt, last_sequence, route, signature,
-                       amount_out, failure_reason, created_at, updated_at)
+    return StoredOrder(
+        order_id,
+        owner,
+        client_order_id,
+        status,
+        input_token,
+        output_token,
+        amount_in,
+        slippage_bps,
+        attempt,
+        last_sequence,
+        route,
+        signature,
+        amount_out,
+        failure_reason,
+        created_at,
+        updated_at,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +173,12 @@ class History:
     events: list[order_pb2.OrderEvent]
 
     def after(self, sequence: int) -> History:
-        return History(self.owner, self.terminal, self.last_sequence,
-                       [e for e in self.events if e.sequence > sequence])
+        return History(
+            self.owner,
+            self.terminal,
+            self.last_sequence,
+            [e for e in self.events if e.sequence > sequence],
+        )
 
 
 class PageTokenError(ValueError):
@@ -174,21 +233,48 @@ class OrderStore:
                 continue
             order_id = str(uuid.uuid4())
             row = StoredOrder(
-                order_id, new.owner, new.client_order_id, pending, new.input_token,
-                new.output_token, new.amount_in, new.slippage_bps, 1, 1, None, None, None,
-                None, now, now,
+                order_id,
+                new.owner,
+                new.client_order_id,
+                pending,
+                new.input_token,
+                new.output_token,
+                new.amount_in,
+                new.slippage_bps,
+                1,
+                1,
+                None,
+                None,
+                None,
+                None,
+                now,
+                now,
             )
-            event = order_pb2.OrderEvent(order_id=order_id, sequence=1, status=pending_proto,
-                                         event_time=event_time, attempt=1)
+            event = order_pb2.OrderEvent(
+                order_id=order_id,
+                sequence=1,
+                status=pending_proto,
+                event_time=event_time,
+                attempt=1,
+            )
             if new.client_order_id:
                 taken[key] = row
-            rows.append({
-                "order_id": order_id, "owner": new.owner,
-                "client_order_id": new.client_order_id, "status": pending,
-                "input_token": new.input_token, "output_token": new.output_token,
-                "amount_in": new.amount_in, "slippage_bps": new.slippage_bps, "attempt": 1,
-                "last_sequence": 1, "created_at": now, "updated_at": now,
-            })
+            rows.append(
+                {
+                    "order_id": order_id,
+                    "owner": new.owner,
+                    "client_order_id": new.client_order_id,
+                    "status": pending,
+                    "input_token": new.input_token,
+                    "output_token": new.output_token,
+                    "amount_in": new.amount_in,
+                    "slippage_bps": new.slippage_bps,
+                    "attempt": 1,
+                    "last_sequence": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             events.append(_event_values(event, pending, now))
             results.append((row, event))
         if not rows:
@@ -220,13 +306,20 @@ class OrderStore:
         with self._read_engine.connect() as connection:
             rows = connection.execute(_BY_CLIENT_IDS, {"owners": owners, "cids": ids}).all()
         found = (_order(r) for r in rows)
-        return {(r.owner, r.client_order_id or ""): r for r in found
-                if (r.owner, r.client_order_id or "") in keys}
+        return {
+            (r.owner, r.client_order_id or ""): r
+            for r in found
+            if (r.owner, r.client_order_id or "") in keys
+        }
 
     # -- status changes -------------------------------------------------------
 
     def transition(
-        self, order_id: str, target: Status, change: Change = NO_CHANGE, *,
+        self,
+        order_id: str,
+        target: Status,
+        change: Change = NO_CHANGE,
+        *,
         attempt: int | None = None,
     ) -> tuple[StoredOrder, order_pb2.OrderEvent] | None:
         """Moves the order to ``target`` if that is legal from its status now
@@ -265,9 +358,13 @@ class OrderStore:
                 events.append(_event_values(event, t.target.value, now))
                 results.append((moved, event))
             if events:
-                _write(connection, [current[i] for i in ids
-                                    if current[i].last_sequence != read_sequence[i]],
-                       read_sequence, now, self._counts_many)
+                _write(
+                    connection,
+                    [current[i] for i in ids if current[i].last_sequence != read_sequence[i]],
+                    read_sequence,
+                    now,
+                    self._counts_many,
+                )
                 connection.execute(_INSERT_EVENT, events)
         return results
 
@@ -293,7 +390,8 @@ class OrderStore:
         """How many orders are in each status (statuses with none are absent)."""
         with self._read_engine.connect() as connection:
             counted = connection.execute(
-                select(ORDERS.c.status, func.count()).group_by(ORDERS.c.status)).all()
+                select(ORDERS.c.status, func.count()).group_by(ORDERS.c.status)
+            ).all()
         return {status: int(count) for status, count in counted}
 
     def events(self, order_id: str, after_sequence: int = 0) -> list[order_pb2.OrderEvent]:
@@ -311,14 +409,16 @@ class OrderStore:
         with self._read_engine.connect() as connection:
             for chunk in _chunks(ids):
                 for order_id, owner, status, last in connection.execute(
-                        _HISTORY_HEADS, {"ids": chunk}):
+                    _HISTORY_HEADS, {"ids": chunk}
+                ):
                     found[order_id] = History(owner, Status(status).terminal, last, [])
                 for order_id, sequence, event_pb, event in connection.execute(
-                        _HISTORY_EVENTS, {"ids": chunk}):
+                    _HISTORY_EVENTS, {"ids": chunk}
+                ):
                     if sequence > after[order_id] and order_id in found:
                         found[order_id].events.append(
-                            parse(event_pb) if event_pb is not None
-                            else event_from_json(event))  # written before event_pb
+                            parse(event_pb) if event_pb is not None else event_from_json(event)
+                        )  # written before event_pb
         return found
 
     def last_sequences(self, order_ids: Sequence[str]) -> dict[str, int]:
@@ -326,8 +426,14 @@ class OrderStore:
         found: dict[str, int] = {}
         with self._read_engine.connect() as connection:
             for chunk in _chunks(order_ids):
-                found.update({order_id: last for order_id, last in connection.execute(
-                    _LAST_SEQUENCES, {"ids": list(chunk)})})
+                found.update(
+                    {
+                        order_id: last
+                        for order_id, last in connection.execute(
+                            _LAST_SEQUENCES, {"ids": list(chunk)}
+                        )
+                    }
+                )
         return found
 
     def list_page(
@@ -357,11 +463,14 @@ class OrderStore:
     def stale(self, older_than: timedelta, limit: int = 500) -> list[StoredOrder]:
         """Non-terminal orders untouched for ``older_than``: the reconciler's work."""
         cutoff = _now() - older_than
-        query = (select(*_ORDER_COLUMNS)
-                 .where(ORDERS.c.status.not_in([s.value for s in TERMINAL]),
-                        ORDERS.c.updated_at < cutoff)
-                 .order_by(ORDERS.c.updated_at)
-                 .limit(limit))
+        query = (
+            select(*_ORDER_COLUMNS)
+            .where(
+                ORDERS.c.status.not_in([s.value for s in TERMINAL]), ORDERS.c.updated_at < cutoff
+            )
+            .order_by(ORDERS.c.updated_at)
+            .limit(limit)
+        )
         with self._read_engine.connect() as connection:
             return [_order(r) for r in connection.execute(query)]
 
@@ -391,35 +500,65 @@ def _changed(row: StoredOrder, t: Transition, now: datetime) -> StoredOrder | No
     if c.signature:
         signature = c.signature
     return StoredOrder(
-        row.order_id, row.owner, row.client_order_id, t.target.value, row.input_token,
-        row.output_token, row.amount_in, row.slippage_bps, attempt, row.last_sequence + 1,
-        route, signature, c.amount_out if c.amount_out is not None else row.amount_out,
+        row.order_id,
+        row.owner,
+        row.client_order_id,
+        t.target.value,
+        row.input_token,
+        row.output_token,
+        row.amount_in,
+        row.slippage_bps,
+        attempt,
+        row.last_sequence + 1,
+        route,
+        signature,
+        c.amount_out if c.amount_out is not None else row.amount_out,
         c.reason[:512] if t.target is Status.FAILED else row.failure_reason,
-        row.created_at, now,
+        row.created_at,
+        now,
     )
 
 
-def _write(connection: Connection, rows: Sequence[StoredOrder], read_sequence: Mapping[str, int],
-           now: datetime, counts_many: bool) -> None:
+def _write(
+    connection: Connection,
+    rows: Sequence[StoredOrder],
+    read_sequence: Mapping[str, int],
+    now: datetime,
+    counts_many: bool,
+) -> None:
     """The orders as changed, each guarded by the sequence it was read at."""
-    params = [{
-        "b_order_id": r.order_id, "b_read_sequence": read_sequence[r.order_id],
-        "b_status": r.status, "b_last_sequence": r.last_sequence, "b_attempt": r.attempt,
-        "b_route_pb": r.route.SerializeToString() if r.route is not None else None,
-        "b_signature": r.signature, "b_amount_out": r.amount_out,
-        "b_failure_reason": r.failure_reason, "b_updated_at": now,
-    } for r in rows]
+    params = [
+        {
+            "b_order_id": r.order_id,
+            "b_read_sequence": read_sequence[r.order_id],
+            "b_status": r.status,
+            "b_last_sequence": r.last_sequence,
+            "b_attempt": r.attempt,
+            "b_route_pb": r.route.SerializeToString() if r.route is not None else None,
+            "b_signature": r.signature,
+            "b_amount_out": r.amount_out,
+            "b_failure_reason": r.failure_reason,
+            "b_updated_at": now,
+        }
+        for r in rows
+    ]
     written = connection.execute(_UPDATE_ORDER, params).rowcount
     if (len(params) == 1 or counts_many) and written != len(params):
-        raise ConcurrentChange(f"{len(params) - written} of {len(params)} orders changed "
-                               "under their lock")
+        raise ConcurrentChange(
+            f"{len(params) - written} of {len(params)} orders changed under their lock"
+        )
 
 
 def _event_values(event: order_pb2.OrderEvent, status: str, now: datetime) -> dict[str, Any]:
     """The event's row, for a Core insert: serialized proto, which costs a
     fraction of proto JSON to write and to read."""
-    return {"order_id": event.order_id, "sequence": event.sequence, "status": status,
-            "created_at": now, "event_pb": event.SerializeToString()}
+    return {
+        "order_id": event.order_id,
+        "sequence": event.sequence,
+        "status": status,
+        "created_at": now,
+        "event_pb": event.SerializeToString(),
+    }
 
 
 def _encode_page_token(row: StoredOrder) -> str:

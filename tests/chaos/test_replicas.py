@@ -48,8 +48,13 @@ ONE_OF_EACH = ("order-1", "quote-1", "execution-1", "tracker-1")
 def replicated(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Cluster]:
     # Confirmation takes a while, so that the watched streams are still open
     # when a replica dies.
-    running = Cluster(tmp_path_factory.mktemp("replicas"), database_url, workers=WORKERS,
-                      replicas=2, env={"CHAIN_CONFIRM_SECONDS": "1.5"})
+    running = Cluster(
+        tmp_path_factory.mktemp("replicas"),
+        database_url,
+        workers=WORKERS,
+        replicas=2,
+        env={"CHAIN_CONFIRM_SECONDS": "1.5"},
+    )
     # The servers are up; the workers take longer: orders should flow at once.
     redis = Redis.from_url(running.redis.url)
     deadline = time.monotonic() + 60
@@ -91,8 +96,9 @@ class Watcher:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def WatchOrder(self, request: order_service_pb2.WatchOrderRequest,
-                   **kwargs: Any) -> Any:  # the stub's method, for resumed_events
+    def WatchOrder(
+        self, request: order_service_pb2.WatchOrderRequest, **kwargs: Any
+    ) -> Any:  # the stub's method, for resumed_events
         self.opened_after.append(request.after_sequence)
         return self.stub.WatchOrder(request, **kwargs)
 
@@ -120,25 +126,29 @@ class Watcher:
         return len(self.opened_after) > 1
 
 
-def strike_replicas(cluster: Cluster, store: OrderStore, fault: str, sig: int
-                    ) -> tuple[Row, BalancedLoad, list[Watcher]]:
+def strike_replicas(
+    cluster: Cluster, store: OrderStore, fault: str, sig: int
+) -> tuple[Row, BalancedLoad, list[Watcher]]:
     """Orders flow, ten are watched through OrderService, then ``sig``
     strikes one replica of each service and a tracker at once; every order
     is accounted for (test_faults.account)."""
     shared = orderengine_channel(cluster.order_address, service=ORDER_SERVICE)
-    watching = orderengine_channel(cluster.order_address, key_metadata(cluster.api_key),
-                                   service=ORDER_SERVICE)
+    watching = orderengine_channel(
+        cluster.order_address, key_metadata(cluster.api_key), service=ORDER_SERVICE
+    )
     try:
-        load = BalancedLoad(shared, cluster.order_address, f"{fault}-{time.time_ns()}",
-                            ORDERS, cluster.api_key)
+        load = BalancedLoad(
+            shared, cluster.order_address, f"{fault}-{time.time_ns()}", ORDERS, cluster.api_key
+        )
         load.start()
         load.wait_for(0.3)
         # The latest orders: their streams stay open across the strike, each
         # waiting for its swap's confirmation.
         watchers = [Watcher(watching, oid) for oid in load.acknowledged[-WATCHED:]]
         deadline = time.monotonic() + 10
-        while not all(w.events and Status.from_proto(w.events[-1].status) in WAITED
-                      for w in watchers):
+        while not all(
+            w.events and Status.from_proto(w.events[-1].status) in WAITED for w in watchers
+        ):
             assert time.monotonic() < deadline, [len(w.events) for w in watchers]
             time.sleep(0.01)
         struck_at = time.monotonic()
@@ -172,18 +182,20 @@ def restart(cluster: Cluster, names: tuple[str, ...]) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
-def test_one_replica_of_each_struck(replicated: Cluster, store: OrderStore,
-                                    sig: signal.Signals) -> None:
+def test_one_replica_of_each_struck(
+    replicated: Cluster, store: OrderStore, sig: signal.Signals
+) -> None:
     try:
-        row, load, watchers = strike_replicas(replicated, store,
-                                              f"{sig.name} 1 of 2 replicas", sig)
+        row, load, watchers = strike_replicas(replicated, store, f"{sig.name} 1 of 2 replicas", sig)
     finally:
         restart(replicated, ONE_OF_EACH)
     # The struck OrderService had streams (round robin spreads them); killed
     # or stopping gracefully (UNAVAILABLE first), they came back on the other
     # replica and missed nothing (checked in strike_replicas).
     assert any(w.resumed for w in watchers), [w.opened_after for w in watchers]
-    print(f"\n{row.fault}: {len(load.retried)} submissions retried with their "
-          f"client_order_id ({sorted(set(r.split(': ')[1] for r in load.retried))}); "
-          f"{sum(w.resumed for w in watchers)}/{WATCHED} watchers resumed; slowest "
-          f"acknowledgement {max(load.seconds):.2f}s")
+    print(
+        f"\n{row.fault}: {len(load.retried)} submissions retried with their "
+        f"client_order_id ({sorted(set(r.split(': ')[1] for r in load.retried))}); "
+        f"{sum(w.resumed for w in watchers)}/{WATCHED} watchers resumed; slowest "
+        f"acknowledgement {max(load.seconds):.2f}s"
+    )

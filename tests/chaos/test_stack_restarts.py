@@ -44,25 +44,40 @@ def bind_of(pid: int) -> str | None:
     return None
 
 
-def test_make_run_restarts_a_killed_worker_and_replica(tmp_path: Path, database_url: str,
-                                                       store: OrderStore) -> None:
+def test_make_run_restarts_a_killed_worker_and_replica(
+    tmp_path: Path, database_url: str, store: OrderStore
+) -> None:
     # Redis servers of the test's own, so that it can read what the chain landed.
     redis, chain_redis = RedisServer(tmp_path / "redis"), RedisServer(tmp_path / "chain-redis")
-    env = {name: value for name, value in os.environ.items()
-           if name not in ("INTERNAL_TOKEN", "ORDERENGINE_API_KEY", "ORDERENGINE_API_KEY_FILE")}
-    env.update({
-        "REDIS_URL": redis.url, "CHAIN_REDIS_URL": chain_redis.url, "DATABASE_URL": database_url,
-        **{f"{prefix}_ADDRESS": f"127.0.0.1:{free_port()}" for prefix in SERVICES},
-        "GATEWAY_ADDRESS": f"http://127.0.0.1:{free_port()}", "METRICS_PORT": "0",
-        # A still market, and the chaos cluster's quick chain and recovery.
-        "MARKET_FLOW_RATE": "0", "CHAIN_SLOT_SECONDS": "0.2", "CHAIN_CONFIRM_SECONDS": "0.2",
-        "RECONCILE_AFTER_SECONDS": "2", "ORDER_LEASE_SECONDS": "3",
-        # A job the killed worker had taken but not begun still counts as
-        # queued: taken to be lost after this (driving twice is harmless).
-        "QUEUE_PATIENCE_SECONDS": "5", "RETRY_BASE_SECONDS": "0.1",
-        "RETRY_CAP_SECONDS": "0.5", "MAX_ATTEMPTS": "5", "SHUTDOWN_GRACE_SECONDS": "1",
-        "LOG_LEVEL": "WARNING",
-    })
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("INTERNAL_TOKEN", "ORDERENGINE_API_KEY", "ORDERENGINE_API_KEY_FILE")
+    }
+    env.update(
+        {
+            "REDIS_URL": redis.url,
+            "CHAIN_REDIS_URL": chain_redis.url,
+            "DATABASE_URL": database_url,
+            **{f"{prefix}_ADDRESS": f"127.0.0.1:{free_port()}" for prefix in SERVICES},
+            "GATEWAY_ADDRESS": f"http://127.0.0.1:{free_port()}",
+            "METRICS_PORT": "0",
+            # A still market, and the chaos cluster's quick chain and recovery.
+            "MARKET_FLOW_RATE": "0",
+            "CHAIN_SLOT_SECONDS": "0.2",
+            "CHAIN_CONFIRM_SECONDS": "0.2",
+            "RECONCILE_AFTER_SECONDS": "2",
+            "ORDER_LEASE_SECONDS": "3",
+            # A job the killed worker had taken but not begun still counts as
+            # queued: taken to be lost after this (driving twice is harmless).
+            "QUEUE_PATIENCE_SECONDS": "5",
+            "RETRY_BASE_SECONDS": "0.1",
+            "RETRY_CAP_SECONDS": "0.5",
+            "MAX_ATTEMPTS": "5",
+            "SHUTDOWN_GRACE_SECONDS": "1",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     stack = start_stack(env, tmp_path / "var", "--replicas", "2", "--workers", "2")
     output = Output()
     assert stack.stdout is not None
@@ -76,19 +91,26 @@ def test_make_run_restarts_a_killed_worker_and_replica(tmp_path: Path, database_
         env["ORDERENGINE_API_KEY_FILE"] = str(tmp_path / "var" / "api-key")
         shared = orderengine_channel(address, service=ORDER_SERVICE)
         try:
-            load = BalancedLoad(shared, address, f"make-run-{time.time_ns()}", ORDERS,
-                                (tmp_path / "var" / "api-key").read_text().strip())
+            load = BalancedLoad(
+                shared,
+                address,
+                f"make-run-{time.time_ns()}",
+                ORDERS,
+                (tmp_path / "var" / "api-key").read_text().strip(),
+            )
             load.start()
             load.wait_for(0.3)
-            [replica] = [pid for pid in pids_running(stack.pid, "order_service.main")
-                         if bind_of(pid) == replicas[0]]
+            [replica] = [
+                pid
+                for pid in pids_running(stack.pid, "order_service.main")
+                if bind_of(pid) == replicas[0]
+            ]
             worker = pids_running(stack.pid, "executor.main", "worker")[0]
             struck_at = time.monotonic()
             acknowledged_before = len(load.acknowledged)
             os.kill(replica, signal.SIGKILL)
             os.kill(worker, signal.SIGKILL)
-            account(chain_redis.url, store, "make run: worker+replica", load.finish(),
-                    struck_at)
+            account(chain_redis.url, store, "make run: worker+replica", load.finish(), struck_at)
         finally:
             shared.close()
         assert acknowledged_before < ORDERS, "the strike came after the last submission"
@@ -102,8 +124,12 @@ def test_make_run_restarts_a_killed_worker_and_replica(tmp_path: Path, database_
         wait_serving(replicas[0], time.monotonic() + 30)
         submitted = subprocess.run(
             [sys.executable, "-m", "orderengine.cli", "submit", "SOL", "USDC", "1", "--watch"],
-            cwd=ROOT, env={**env, "ORDER_SERVICE_ADDRESS": replicas[0]}, capture_output=True,
-            text=True, timeout=60)
+            cwd=ROOT,
+            env={**env, "ORDER_SERVICE_ADDRESS": replicas[0]},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert submitted.returncode == 0 and "CONFIRMED" in submitted.stdout, submitted
         assert stack.poll() is None, output.text()
     finally:

@@ -62,11 +62,22 @@ async def _serve(kind: str) -> None:
 
         configure_logging("bench-call-cpu")
         # A checkout from before guards took interceptors' place takes a list.
-        guard: Any = (auth.InternalTokenGuard(TOKEN) if hasattr(auth, "InternalTokenGuard")
-                      else [vars(auth)["InternalTokenInterceptor"](TOKEN)])
-        engine = await create_server("127.0.0.1:0", [Service(
-            QUOTE_SERVICE, quote_service_pb2_grpc.add_QuoteServiceServicer_to_server,
-            Fixed())], guard)
+        guard: Any = (
+            auth.InternalTokenGuard(TOKEN)
+            if hasattr(auth, "InternalTokenGuard")
+            else [vars(auth)["InternalTokenInterceptor"](TOKEN)]
+        )
+        engine = await create_server(
+            "127.0.0.1:0",
+            [
+                Service(
+                    QUOTE_SERVICE,
+                    quote_service_pb2_grpc.add_QuoteServiceServicer_to_server,
+                    Fixed(),
+                )
+            ],
+            guard,
+        )
         server, port = engine.grpc_server, engine.port
     print(port, flush=True)
     await server.wait_for_termination()
@@ -87,8 +98,7 @@ async def _client(kind: str, address: str, server_pid: int, calls: int) -> None:
         channel = aio_channel(address, token_metadata(TOKEN), service=QUOTE_SERVICE)
         metadata = None
     stub = quote_service_pb2_grpc.QuoteServiceStub(channel)
-    request = quote_service_pb2.GetQuoteRequest(input_token="SOL", output_token="USDC",
-                                                amount="1")
+    request = quote_service_pb2.GetQuoteRequest(input_token="SOL", output_token="USDC", amount="1")
 
     async def run(count: int) -> None:
         async def one_lane(n: int) -> None:
@@ -102,8 +112,11 @@ async def _client(kind: str, address: str, server_pid: int, calls: int) -> None:
     await run(calls)
     server_after, client_after = _process_cpu(server_pid), time.process_time()
     done = calls // CONCURRENCY * CONCURRENCY
-    print(f"{(server_after - server_before) / done * 1e6:.1f} "
-          f"{(client_after - client_before) / done * 1e6:.1f}", flush=True)
+    print(
+        f"{(server_after - server_before) / done * 1e6:.1f} "
+        f"{(client_after - client_before) / done * 1e6:.1f}",
+        flush=True,
+    )
     await channel.close(None)
 
 
@@ -114,14 +127,27 @@ def _env(tree: str) -> dict[str, str]:
 def _measure(tree: str, kind: str, calls: int) -> tuple[float, float]:
     """(server, client) CPU microseconds per call."""
     script = str(Path(__file__).resolve())
-    server = subprocess.Popen([sys.executable, script, "serve", kind], env=_env(tree),
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, script, "serve", kind], env=_env(tree), stdout=subprocess.PIPE, text=True
+    )
     try:
         assert server.stdout is not None
         port = server.stdout.readline().strip()
-        out = subprocess.run([sys.executable, script, "client", kind, f"127.0.0.1:{port}",
-                              str(server.pid), str(calls)], env=_env(tree), check=True,
-                             capture_output=True, text=True).stdout.split()
+        out = subprocess.run(
+            [
+                sys.executable,
+                script,
+                "client",
+                kind,
+                f"127.0.0.1:{port}",
+                str(server.pid),
+                str(calls),
+            ],
+            env=_env(tree),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
         return float(out[0]), float(out[1])
     finally:
         server.terminate()
@@ -129,8 +155,9 @@ def _measure(tree: str, kind: str, calls: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-bare", action="store_true", help="skip the bare reference")
@@ -149,9 +176,11 @@ def main() -> None:
     for (tree, kind), measured in figures.items():
         server = [s for s, _ in measured]
         client = [c for _, c in measured]
-        print(f"{tree[-40:]:40} {kind:7} "
-              f"{statistics.median(server):8.1f} [{min(server):5.1f}-{max(server):5.1f}] "
-              f"{statistics.median(client):8.1f} [{min(client):5.1f}-{max(client):5.1f}]")
+        print(
+            f"{tree[-40:]:40} {kind:7} "
+            f"{statistics.median(server):8.1f} [{min(server):5.1f}-{max(server):5.1f}] "
+            f"{statistics.median(client):8.1f} [{min(client):5.1f}-{max(client):5.1f}]"
+        )
     # Each round's figure over the first run's of the same round: the pairs
     # share the machine's load of that moment.
     first = figures[runs[0]]
@@ -159,8 +188,10 @@ def main() -> None:
         pairs = list(zip(figures[run], first, strict=True))
         server_ratio = statistics.median(s / f[0] for (s, _), f in pairs)
         client_ratio = statistics.median(c / f[1] for (_, c), f in pairs)
-        print(f"{run[0][-32:]} {run[1]} / first: server x{server_ratio:.3f}, "
-              f"client x{client_ratio:.3f} (medians of per-round ratios)")
+        print(
+            f"{run[0][-32:]} {run[1]} / first: server x{server_ratio:.3f}, "
+            f"client x{client_ratio:.3f} (medians of per-round ratios)"
+        )
 
 
 if __name__ == "__main__":

@@ -36,23 +36,33 @@ def submit_call(address: str) -> Call:
 
     def call() -> Awaitable[Any]:
         amount = f"0.{rng.randint(1, 999):03d}"
-        return stub.SubmitOrder(order_service_pb2.SubmitOrderRequest(
-            input_token="SOL", output_token="USDC", amount=amount), timeout=10)
+        return stub.SubmitOrder(
+            order_service_pb2.SubmitOrderRequest(
+                input_token="SOL", output_token="USDC", amount=amount
+            ),
+            timeout=10,
+        )
+
     return call
 
 
 def _quote_call(address: str) -> Call:
     # Straight to the internal service, as the engine's own parts call it.
     stub = quote_service_pb2_grpc.QuoteServiceStub(
-        aio_channel(address, token_metadata(Settings().internal_token)))
+        aio_channel(address, token_metadata(Settings().internal_token))
+    )
     rng = random.Random(2)
     pairs = [("SOL", "USDC"), ("USDC", "SOL"), ("SOL", "USDT"), ("JUP", "SOL")]
 
     def call() -> Awaitable[Any]:
         src, dst = rng.choice(pairs)
-        return stub.GetQuote(quote_service_pb2.GetQuoteRequest(
-            input_token=src, output_token=dst, amount=str(rng.randint(1, 500)),
-            slippage_bps=50), timeout=10)
+        return stub.GetQuote(
+            quote_service_pb2.GetQuoteRequest(
+                input_token=src, output_token=dst, amount=str(rng.randint(1, 500)), slippage_bps=50
+            ),
+            timeout=10,
+        )
+
     return call
 
 
@@ -61,6 +71,7 @@ def _echo_call(address: str) -> Call:
 
     def call() -> Awaitable[Any]:
         return stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
+
     return call
 
 

@@ -27,8 +27,12 @@ def rq_jobs_per_second(redis_url: str, workers: int, jobs: int) -> float:
     queue = Queue(f"bench-ceiling-{time.time_ns()}", connection=redis)
     queue.enqueue_many([Queue.prepare_data(NOOP, result_ttl=0) for _ in range(jobs)])
     env = {**os.environ, "REDIS_URL": redis_url}
-    processes = [subprocess.Popen([sys.executable, "-m", "orderengine.local.bench.rq_worker",
-                                   queue.name], env=env) for _ in range(workers)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "orderengine.local.bench.rq_worker", queue.name], env=env
+        )
+        for _ in range(workers)
+    ]
     started = None
     while any(p.poll() is None for p in processes):
         if started is None and queue.count < jobs:
@@ -43,8 +47,12 @@ def rq_jobs_per_second(redis_url: str, workers: int, jobs: int) -> float:
 def inserts_per_second(database_url: str, seconds: float) -> float:
     """One row per transaction, on one connection, for ``seconds``."""
     engine = create_database_engine(database_url)
-    table = Table(f"bench_insert_{time.time_ns()}", MetaData(),
-                  Column("id", Integer, primary_key=True), Column("payload", String(64)))
+    table = Table(
+        f"bench_insert_{time.time_ns()}",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("payload", String(64)),
+    )
     table.create(engine)
     try:
         count = 0
@@ -63,8 +71,11 @@ def inserts_per_second(database_url: str, seconds: float) -> float:
 
 class EchoServer:
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "orderengine.local.bench.echo"],
-                                        stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orderengine.local.bench.echo"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.process.stdout is not None
         self.address = f"127.0.0.1:{self.process.stdout.readline().strip()}"
 
@@ -78,8 +89,12 @@ def commit_latencies(database_url: str, commits: int) -> list[float]:
     committed as the stack's own engine does (its PRAGMAs, its write lock):
     the floor one durable write puts under anything that waits for it."""
     engine = create_database_engine(database_url)
-    table = Table(f"bench_commit_{time.time_ns()}", MetaData(),
-                  Column("id", Integer, primary_key=True), Column("payload", String(64)))
+    table = Table(
+        f"bench_commit_{time.time_ns()}",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("payload", String(64)),
+    )
     table.create(engine)
     try:
         latencies = []

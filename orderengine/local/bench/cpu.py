@@ -16,8 +16,16 @@ from orderengine.observability import metrics_scrape
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 # The parts in the order the table prints them; a replica ("OrderService 2",
 # "worker-3", "tracker-2") counts with its kind.
-GROUPS = ("gateway", "OrderService", "QuoteService", "ExecutionService", "workers", "tracker",
-          "market flow", "Redis")
+GROUPS = (
+    "gateway",
+    "OrderService",
+    "QuoteService",
+    "ExecutionService",
+    "workers",
+    "tracker",
+    "market flow",
+    "Redis",
+)
 ACCEPT_PATH = ("gateway", "OrderService")
 _REPLICA = re.compile(r"[ -]\d+$")
 
@@ -31,7 +39,7 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     # The command name (field 2) may hold spaces and parentheses: the
     # fields after it start past its last ")".
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     # utime and stime are fields 14 and 15 of the whole line.
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
 
@@ -57,8 +65,9 @@ class CpuPerOrder:
     by_group: dict[str, float]
 
     @classmethod
-    def between(cls, before: Mapping[str, float], after: Mapping[str, float],
-                orders: int) -> CpuPerOrder:
+    def between(
+        cls, before: Mapping[str, float], after: Mapping[str, float], orders: int
+    ) -> CpuPerOrder:
         names = [g for g in GROUPS if g in after] + sorted(set(after) - set(GROUPS))
         return cls({g: (after[g] - before.get(g, 0.0)) * 1000 / max(orders, 1) for g in names})
 
@@ -83,25 +92,36 @@ class MethodTime:
     ms_per_order: float  # handling time (wall, not CPU)
 
 
-def method_times(before: Mapping[str, metrics_scrape.Samples],
-                 after: Mapping[str, metrics_scrape.Samples], orders: int) -> list[MethodTime]:
+def method_times(
+    before: Mapping[str, metrics_scrape.Samples],
+    after: Mapping[str, metrics_scrape.Samples],
+    orders: int,
+) -> list[MethodTime]:
     """Each server's unary handling time by method between two scrapes (by
     part), per order, most first. Streams are left out: their time is how
     long a client watched."""
     found: list[MethodTime] = []
     for part, samples in after.items():
         old = before.get(part, metrics_scrape.Samples({}))
-        methods = {(dict(labels)["grpc_service"], dict(labels)["grpc_method"])
-                   for name, labels in samples.values
-                   if name == SERVER_SUM and dict(labels).get("grpc_type") == "unary"}
+        methods = {
+            (dict(labels)["grpc_service"], dict(labels)["grpc_method"])
+            for name, labels in samples.values
+            if name == SERVER_SUM and dict(labels).get("grpc_type") == "unary"
+        }
         for service, method in sorted(methods):
             labels = {"grpc_service": service, "grpc_method": method}
             calls = samples.get(SERVER_COUNT, **labels) - old.get(SERVER_COUNT, **labels)
             seconds = samples.get(SERVER_SUM, **labels) - old.get(SERVER_SUM, **labels)
             if calls > 0:
                 short = service.rsplit(".", 1)[-1]
-                found.append(MethodTime(part, f"{short}/{method}", calls / max(orders, 1),
-                                        seconds * 1000 / max(orders, 1)))
+                found.append(
+                    MethodTime(
+                        part,
+                        f"{short}/{method}",
+                        calls / max(orders, 1),
+                        seconds * 1000 / max(orders, 1),
+                    )
+                )
     return sorted(found, key=lambda m: -m.ms_per_order)
 
 
@@ -119,15 +139,21 @@ def scrape_parts(targets: Iterable[tuple[str, str]]) -> dict[str, metrics_scrape
 
 def format_table(cpu: CpuPerOrder, orders: int, methods: Iterable[MethodTime]) -> str:
     """The CPU table by process, then the servers' time by method."""
-    lines = [f"CPU per confirmed order ({orders:,} orders), from each process's /proc counters:",
-             f"  {'process':<38} {'ms CPU/order':>12}"]
+    lines = [
+        f"CPU per confirmed order ({orders:,} orders), from each process's /proc counters:",
+        f"  {'process':<38} {'ms CPU/order':>12}",
+    ]
     lines += [f"  {group:<38} {ms:>12.3f}" for group, ms in cpu.by_group.items()]
-    lines += [f"  {'total':<38} {cpu.total:>12.3f}",
-              f"  {'accept path (gateway + OrderService)':<38} {cpu.accept_path:>12.3f}",
-              "",
-              "By step: gRPC server handling time by method (wall time, not CPU; "
-              "a CPU split by step would need a profiler):",
-              f"  {'process':<18} {'method':<38} {'calls/order':>11} {'ms/order':>9}"]
-    lines += [f"  {m.part:<18} {m.method:<38} {m.calls_per_order:>11.3f} {m.ms_per_order:>9.3f}"
-              for m in methods]
+    lines += [
+        f"  {'total':<38} {cpu.total:>12.3f}",
+        f"  {'accept path (gateway + OrderService)':<38} {cpu.accept_path:>12.3f}",
+        "",
+        "By step: gRPC server handling time by method (wall time, not CPU; "
+        "a CPU split by step would need a profiler):",
+        f"  {'process':<18} {'method':<38} {'calls/order':>11} {'ms/order':>9}",
+    ]
+    lines += [
+        f"  {m.part:<18} {m.method:<38} {m.calls_per_order:>11.3f} {m.ms_per_order:>9.3f}"
+        for m in methods
+    ]
     return "\n".join(lines)

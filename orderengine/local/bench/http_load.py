@@ -41,16 +41,40 @@ def autocannon_path() -> Path | None:
     if not (shutil.which("node") and shutil.which("npm")):
         return None
     tool.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["npm", "install", "--prefix", str(tool), "--no-audit", "--no-fund",
-                           "--loglevel=error", f"autocannon@{AUTOCANNON_VERSION}"],
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        [
+            "npm",
+            "install",
+            "--prefix",
+            str(tool),
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            f"autocannon@{AUTOCANNON_VERSION}",
+        ],
+        capture_output=True,
+        check=False,
+    )
     return binary if done.returncode == 0 and binary.exists() else None
 
 
-def autocannon_command(binary: Path, url: str, key: str, seconds: float, concurrency: int,
-                       rate: float = 0) -> list[str]:
-    command = [str(binary), "-j", "-m", "POST", "-H", "content-type: application/json",
-               "-H", f"authorization: Bearer {key}", "-b", BODY, "-c", str(concurrency)]
+def autocannon_command(
+    binary: Path, url: str, key: str, seconds: float, concurrency: int, rate: float = 0
+) -> list[str]:
+    command = [
+        str(binary),
+        "-j",
+        "-m",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        f"authorization: Bearer {key}",
+        "-b",
+        BODY,
+        "-c",
+        str(concurrency),
+    ]
     if rate > 0:
         # A number of requests rather than a duration: autocannon then waits
         # for every answer, where at a duration's end it drops those in
@@ -62,11 +86,16 @@ def autocannon_command(binary: Path, url: str, key: str, seconds: float, concurr
 def autocannon_result(output: str) -> dict[str, Any]:
     """autocannon's JSON summary, in this module's keys."""
     r = json.loads(output)
-    return {"tool": "autocannon", "per_second": float(r["requests"]["average"]),
-            "ok": int(r["2xx"]), "non2xx": int(r["non2xx"]),
-            "errors": int(r["errors"]) + int(r["timeouts"]),
-            "p50_ms": float(r["latency"]["p50"]), "p99_ms": float(r["latency"]["p99"]),
-            "seconds": float(r["duration"])}
+    return {
+        "tool": "autocannon",
+        "per_second": float(r["requests"]["average"]),
+        "ok": int(r["2xx"]),
+        "non2xx": int(r["non2xx"]),
+        "errors": int(r["errors"]) + int(r["timeouts"]),
+        "p50_ms": float(r["latency"]["p50"]),
+        "p99_ms": float(r["latency"]["p99"]),
+        "seconds": float(r["duration"]),
+    }
 
 
 def python_command(kind: str, url: str, **options: float) -> list[str]:
@@ -114,14 +143,22 @@ def _client(connections: int) -> Any:
     return httpx.AsyncClient(
         headers={"content-type": "application/json", "authorization": f"Bearer {key}"},
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        timeout=30, trust_env=False)
+        timeout=30,
+        trust_env=False,
+    )
 
 
 def _result(tally: _Tally, elapsed: float) -> dict[str, Any]:
-    return {"tool": "python httpx", "per_second": len(tally.latencies) / elapsed,
-            "ok": len(tally.latencies), "non2xx": tally.non2xx, "errors": tally.errors,
-            "p50_ms": percentile(tally.latencies, 50) * 1000,
-            "p99_ms": percentile(tally.latencies, 99) * 1000, "seconds": elapsed}
+    return {
+        "tool": "python httpx",
+        "per_second": len(tally.latencies) / elapsed,
+        "ok": len(tally.latencies),
+        "non2xx": tally.non2xx,
+        "errors": tally.errors,
+        "p50_ms": percentile(tally.latencies, 50) * 1000,
+        "p99_ms": percentile(tally.latencies, 99) * 1000,
+        "seconds": elapsed,
+    }
 
 
 async def closed(url: str, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -133,6 +170,7 @@ async def closed(url: str, concurrency: int, seconds: float) -> dict[str, Any]:
         async def loop() -> None:
             while time.perf_counter() < deadline:
                 await _post(client, url, tally)
+
         await asyncio.gather(*(loop() for _ in range(concurrency)))
         return _result(tally, time.perf_counter() - start)
 
@@ -166,9 +204,11 @@ async def serial(url: str, count: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m orderengine.local.bench.http_load",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m orderengine.local.bench.http_load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="kind", required=True)
     c = sub.add_parser("closed")
     c.add_argument("--concurrency", type=int, default=64)

@@ -51,19 +51,32 @@ class Counts:
 
     def now(self) -> dict[str, int]:
         with self.engine.connect() as connection:
-            by_status = {str(status): int(n) for status, n in connection.execute(
-                select(OrderRow.status, func.count()).group_by(OrderRow.status))}
-            by_status["FAILED without a reason"] = int(connection.execute(
-                select(func.count()).select_from(OrderRow).where(
-                    OrderRow.status == Status.FAILED.value,
-                    func.coalesce(OrderRow.failure_reason, "") == "")).scalar_one())
+            by_status = {
+                str(status): int(n)
+                for status, n in connection.execute(
+                    select(OrderRow.status, func.count()).group_by(OrderRow.status)
+                )
+            }
+            by_status["FAILED without a reason"] = int(
+                connection.execute(
+                    select(func.count())
+                    .select_from(OrderRow)
+                    .where(
+                        OrderRow.status == Status.FAILED.value,
+                        func.coalesce(OrderRow.failure_reason, "") == "",
+                    )
+                ).scalar_one()
+            )
         return by_status
 
     @staticmethod
     def still_open(counts: dict[str, int]) -> int:
         terminal = {s.value for s in TERMINAL}
-        return sum(n for status, n in counts.items()
-                   if status in {s.value for s in Status} and status not in terminal)
+        return sum(
+            n
+            for status, n in counts.items()
+            if status in {s.value for s in Status} and status not in terminal
+        )
 
     def wait_terminal(self, seconds: float) -> dict[str, int]:
         """Polls until no order is open, or ``seconds`` pass."""
@@ -73,14 +86,17 @@ class Counts:
         return counts
 
 
-def _accept_load(tool: Path | None, url: str, key: str, concurrency: int,
-                 seconds: float) -> dict[str, Any]:
-    return run_load(autocannon_command(tool, url, key, seconds, concurrency) if tool
-                    else python_command("closed", url, concurrency=concurrency, seconds=seconds))
+def _accept_load(
+    tool: Path | None, url: str, key: str, concurrency: int, seconds: float
+) -> dict[str, Any]:
+    return run_load(
+        autocannon_command(tool, url, key, seconds, concurrency)
+        if tool
+        else python_command("closed", url, concurrency=concurrency, seconds=seconds)
+    )
 
 
-def http_section(report: Report, backing: Backing, workdir: Path, quick: bool,
-                 rounds: int) -> None:
+def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, rounds: int) -> None:
     tool = autocannon_path()
     tool_name = "autocannon" if tool else "python httpx"
     report.info["http_load"] = tool_name
@@ -89,45 +105,84 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool,
     progress("http: the floor a durable commit sets")
     commits = 200 if quick else 1000
     floor = commit_latencies(backing.database_url, commits)
-    report.add(Row("http", "commit of one row, stack's engine + PRAGMAs: p50",
-                   Figure.of([_ms(floor, 50)]), "ms"))
-    report.add(Row("http", "commit of one row, stack's engine + PRAGMAs: p99",
-                   Figure.of([_ms(floor, 99)]), "ms"))
+    report.add(
+        Row(
+            "http",
+            "commit of one row, stack's engine + PRAGMAs: p50",
+            Figure.of([_ms(floor, 50)]),
+            "ms",
+        )
+    )
+    report.add(
+        Row(
+            "http",
+            "commit of one row, stack's engine + PRAGMAs: p99",
+            Figure.of([_ms(floor, 99)]),
+            "ms",
+        )
+    )
     if backing.database_url.startswith("sqlite"):
         synced = synced_commit_latencies(workdir, commits)
-        report.add(Row("http", "commit of one row, SQLite synchronous=FULL: p50",
-                       Figure.of([_ms(synced, 50)]), "ms"))
+        report.add(
+            Row(
+                "http",
+                "commit of one row, SQLite synchronous=FULL: p50",
+                Figure.of([_ms(synced, 50)]),
+                "ms",
+            )
+        )
 
     progress(f"http: POST /api/orders with make run's workers ({tool_name})")
     with started_stack(backing, workdir, WORKERS_PER_REPLICA, **MAKE_RUN) as (settings, _):
         url = f"{settings.gateway_address}/api/orders"
         key = _key()
-        for concurrency in ([64] if quick else [16, 64, 256]):
+        for concurrency in [64] if quick else [16, 64, 256]:
             runs = [_accept_load(tool, url, key, concurrency, seconds) for _ in range(rounds)]
             label = f"POST /api/orders, {concurrency} concurrent ({tool_name})"
             report.add(Row("http", label, Figure.of([r["per_second"] for r in runs]), "req/s"))
             report.add(Row("http", "  p50", Figure.of([r["p50_ms"] for r in runs]), "ms"))
             report.add(Row("http", "  p99", Figure.of([r["p99_ms"] for r in runs]), "ms"))
-            report.add(Row("http", "  non-2xx + errors, all rounds",
-                           Figure.of([sum(r["non2xx"] + r["errors"] for r in runs)]), "requests",
-                           target=Target(False, 0)))
+            report.add(
+                Row(
+                    "http",
+                    "  non-2xx + errors, all rounds",
+                    Figure.of([sum(r["non2xx"] + r["errors"] for r in runs)]),
+                    "requests",
+                    target=Target(False, 0),
+                )
+            )
 
     with started_stack(backing, workdir, WORKERS_PER_REPLICA, **MAKE_RUN) as (settings, running):
         url = f"{settings.gateway_address}/api/orders"
         count = 200 if quick else 1000
         progress(f"http: {count} orders one at a time on one kept-alive connection")
         one = run_load(python_command("serial", url, count=count))
-        report.add(Row("http", "one order at a time: p50 (python httpx)",
-                       Figure.of([one["p50_ms"]]), "ms", target=Target(False, 4)))
-        report.add(Row("http", "one order at a time: p99 (python httpx)",
-                       Figure.of([one["p99_ms"]]), "ms"))
+        report.add(
+            Row(
+                "http",
+                "one order at a time: p50 (python httpx)",
+                Figure.of([one["p50_ms"]]),
+                "ms",
+                target=Target(False, 4),
+            )
+        )
+        report.add(
+            Row("http", "one order at a time: p99 (python httpx)", Figure.of([one["p99_ms"]]), "ms")
+        )
         counts = Counts(backing)
         counts.wait_terminal(DRAIN_SECONDS)
         _end_to_end(report, running, backing, counts, tool, url, quick)
 
 
-def _end_to_end(report: Report, running: Stack, backing: Backing, counts: Counts,
-                tool: Path | None, url: str, quick: bool) -> None:
+def _end_to_end(
+    report: Report,
+    running: Stack,
+    backing: Backing,
+    counts: Counts,
+    tool: Path | None,
+    url: str,
+    quick: bool,
+) -> None:
     """Submits at E2E_RATE for a while, waits until every order has ended,
     and reads every process's CPU and every server's /metrics around it."""
     sustained = 5.0 if quick else 30.0
@@ -139,8 +194,11 @@ def _end_to_end(report: Report, running: Stack, backing: Backing, counts: Counts
     targets = [(t.part, t.url) for t in running.metrics]
     base = counts.now()
     cpu_before, pages_before = cpu.sample(pids), cpu.scrape_parts(targets)
-    command = (autocannon_command(tool, url, _key(), sustained, 100, rate=E2E_RATE) if tool
-               else python_command("rate", url, rate=E2E_RATE, seconds=sustained))
+    command = (
+        autocannon_command(tool, url, _key(), sustained, 100, rate=E2E_RATE)
+        if tool
+        else python_command("rate", url, rate=E2E_RATE, seconds=sustained)
+    )
     load = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     start = time.monotonic()
     samples: list[tuple[float, int]] = []
@@ -162,41 +220,112 @@ def _end_to_end(report: Report, running: Stack, backing: Backing, counts: Counts
         return final.get(status, 0) - base.get(status, 0)
 
     confirmed, failed = delta(Status.CONFIRMED.value), delta(Status.FAILED.value)
-    stored = sum(final.values()) - final["FAILED without a reason"] - (
-        sum(base.values()) - base["FAILED without a reason"])
+    stored = (
+        sum(final.values())
+        - final["FAILED without a reason"]
+        - (sum(base.values()) - base["FAILED without a reason"])
+    )
     steady = [(t, n) for t, n in samples if t >= start + warmup]
-    rate = ((steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
-            if len(steady) >= 2 and steady[-1][0] > steady[0][0] else 0.0)
+    rate = (
+        (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
+        if len(steady) >= 2 and steady[-1][0] > steady[0][0]
+        else 0.0
+    )
     label = f"{E2E_RATE:g}/s offered for {sustained:g}s"
-    report.add(Row("http", f"e2e, {label}: CONFIRMED/s sustained", Figure.of([rate]),
-                   "orders/s", target=Target(True, E2E_RATE)))
-    report.add(Row("http", "  CONFIRMED/s, first submit to last order ended",
-                   Figure.of([confirmed / max(drained - start, 1e-9)]), "orders/s"))
+    report.add(
+        Row(
+            "http",
+            f"e2e, {label}: CONFIRMED/s sustained",
+            Figure.of([rate]),
+            "orders/s",
+            target=Target(True, E2E_RATE),
+        )
+    )
+    report.add(
+        Row(
+            "http",
+            "  CONFIRMED/s, first submit to last order ended",
+            Figure.of([confirmed / max(drained - start, 1e-9)]),
+            "orders/s",
+        )
+    )
     # The load keeps a bounded number of connections: when answers come
     # slower than that many per interval, fewer than offered go in.
-    report.add(Row("http", "  submitted/s, as the load achieved it",
-                   Figure.of([result["ok"] / max(submitted_until - start, 1e-9)]), "orders/s"))
-    report.add(Row("http", "  last order ended, after the last submit",
-                   Figure.of([drained - submitted_until]), "s"))
+    report.add(
+        Row(
+            "http",
+            "  submitted/s, as the load achieved it",
+            Figure.of([result["ok"] / max(submitted_until - start, 1e-9)]),
+            "orders/s",
+        )
+    )
+    report.add(
+        Row(
+            "http",
+            "  last order ended, after the last submit",
+            Figure.of([drained - submitted_until]),
+            "s",
+        )
+    )
     report.add(Row("http", "  accepted (2xx)", Figure.of([result["ok"]]), "orders"))
-    report.add(Row("http", "  non-2xx + errors", Figure.of([result["non2xx"] + result["errors"]]),
-                   "requests", target=Target(False, 0)))
-    report.add(Row("http", "  stored, less accepted", Figure.of([stored - result["ok"]]),
-                   "orders", target=Target(False, 0)))
+    report.add(
+        Row(
+            "http",
+            "  non-2xx + errors",
+            Figure.of([result["non2xx"] + result["errors"]]),
+            "requests",
+            target=Target(False, 0),
+        )
+    )
+    report.add(
+        Row(
+            "http",
+            "  stored, less accepted",
+            Figure.of([stored - result["ok"]]),
+            "orders",
+            target=Target(False, 0),
+        )
+    )
     report.add(Row("http", "  CONFIRMED", Figure.of([confirmed]), "orders"))
-    report.add(Row("http", "  FAILED with a reason", Figure.of([failed - delta(
-        "FAILED without a reason")]), "orders"))
-    report.add(Row("http", "  not ended, or FAILED without a reason",
-                   Figure.of([Counts.still_open(final) + final["FAILED without a reason"]]), "orders",
-                   target=Target(False, 0)))
+    report.add(
+        Row(
+            "http",
+            "  FAILED with a reason",
+            Figure.of([failed - delta("FAILED without a reason")]),
+            "orders",
+        )
+    )
+    report.add(
+        Row(
+            "http",
+            "  not ended, or FAILED without a reason",
+            Figure.of([Counts.still_open(final) + final["FAILED without a reason"]]),
+            "orders",
+            target=Target(False, 0),
+        )
+    )
 
     per_order = cpu.CpuPerOrder.between(cpu_before, cpu_after, confirmed)
     for group, ms in per_order.by_group.items():
         report.add(Row("cpu", f"{group}", Figure.of([ms]), "ms CPU/order"))
-    report.add(Row("cpu", "total, every process", Figure.of([per_order.total]), "ms CPU/order",
-                   target=Target(False, 2.5)))
-    report.add(Row("cpu", "accept path (gateway + OrderService)",
-                   Figure.of([per_order.accept_path]), "ms CPU/order", target=Target(False, 0.8)))
+    report.add(
+        Row(
+            "cpu",
+            "total, every process",
+            Figure.of([per_order.total]),
+            "ms CPU/order",
+            target=Target(False, 2.5),
+        )
+    )
+    report.add(
+        Row(
+            "cpu",
+            "accept path (gateway + OrderService)",
+            Figure.of([per_order.accept_path]),
+            "ms CPU/order",
+            target=Target(False, 0.8),
+        )
+    )
     methods = cpu.method_times(pages_before, pages_after, confirmed)
     report.info["cpu_per_order_ms"] = per_order.by_group
     report.info["rpc_per_order"] = [m.__dict__ for m in methods]
@@ -208,8 +337,7 @@ def _key() -> str:
     return os.environ.get("ORDERENGINE_API_KEY", "")
 
 
-def seed_section(report: Report, backing: Backing, workdir: Path, quick: bool,
-                 rounds: int) -> None:
+def seed_section(report: Report, backing: Backing, workdir: Path, quick: bool, rounds: int) -> None:
     # Run from the repository (make bench), or from anywhere with it installed editable.
     repo = next((r for r in (Path.cwd(), REPO) if seed.why_not(r) is None), None)
     if repo is None:
@@ -218,29 +346,61 @@ def seed_section(report: Report, backing: Backing, workdir: Path, quick: bool,
         return
     levels = [64] if quick else [16, 64, 256]
     seconds = 2 if quick else 10
-    progress(f"seed: the seed and our gateway in turn, {rounds} round(s) of {seconds}s "
-             f"at {', '.join(map(str, levels))}")
+    progress(
+        f"seed: the seed and our gateway in turn, {rounds} round(s) of {seconds}s "
+        f"at {', '.join(map(str, levels))}"
+    )
     with started_stack(backing, workdir, WORKERS_PER_REPLICA, **MAKE_RUN) as (settings, _):
         try:
-            runs = seed.side_by_side(repo, workdir, settings.gateway_address, _key(), levels,
-                                     seconds, rounds)
+            runs = seed.side_by_side(
+                repo, workdir, settings.gateway_address, _key(), levels, seconds, rounds
+            )
         except RuntimeError as exc:
             report.failures.append(f"seed side by side: {exc}")
             progress(report.failures[-1])
             return
     for concurrency in levels:
+
         def of(name: str, field: str, concurrency: int = concurrency) -> Figure:
             return Figure.of(seed.median(runs, name, concurrency, field))
 
-        report.add(Row("seed", f"seed POST /api/orders, {concurrency} concurrent",
-                       of("seed", "per_second"), "req/s"))
-        report.add(Row("seed", f"engine POST /api/orders, {concurrency} concurrent",
-                       of("engine", "per_second"), "req/s", of("seed", "per_second"), "seed",
-                       target=Target(True, 0.5, of_ratio=True)))
+        report.add(
+            Row(
+                "seed",
+                f"seed POST /api/orders, {concurrency} concurrent",
+                of("seed", "per_second"),
+                "req/s",
+            )
+        )
+        report.add(
+            Row(
+                "seed",
+                f"engine POST /api/orders, {concurrency} concurrent",
+                of("engine", "per_second"),
+                "req/s",
+                of("seed", "per_second"),
+                "seed",
+                target=Target(True, 0.5, of_ratio=True),
+            )
+        )
         report.add(Row("seed", "  seed p99", of("seed", "p99_ms"), "ms"))
-        report.add(Row("seed", "  engine p99", of("engine", "p99_ms"), "ms", of("seed", "p99_ms"),
-                       "seed p99",
-                       target=Target(False, 2, of_ratio=True) if concurrency == 64 else None))
-        report.add(Row("seed", "  engine non-2xx + errors, all rounds",
-                       Figure.of([sum(seed.median(runs, "engine", concurrency, "bad"))]),
-                       "requests", target=Target(False, 0)))
+        report.add(
+            Row(
+                "seed",
+                "  engine p99",
+                of("engine", "p99_ms"),
+                "ms",
+                of("seed", "p99_ms"),
+                "seed p99",
+                target=Target(False, 2, of_ratio=True) if concurrency == 64 else None,
+            )
+        )
+        report.add(
+            Row(
+                "seed",
+                "  engine non-2xx + errors, all rounds",
+                Figure.of([sum(seed.median(runs, "engine", concurrency, "bad"))]),
+                "requests",
+                target=Target(False, 0),
+            )
+        )

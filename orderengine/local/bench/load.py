@@ -29,8 +29,9 @@ from orderengine.store.database import create_database_engine
 from orderengine.store.models import OrderRow
 
 
-async def unary(target: str, address: str, seconds: float, concurrency: int,
-                rate: float) -> dict[str, Any]:
+async def unary(
+    target: str, address: str, seconds: float, concurrency: int, rate: float
+) -> dict[str, Any]:
     """Closed loop at ``concurrency``, or open loop at ``rate`` calls/s."""
     call = TARGETS[target](address)
     for _ in range(20):  # warm the connection
@@ -60,18 +61,26 @@ async def unary(target: str, address: str, seconds: float, concurrency: int,
             await asyncio.sleep(max(0.0, start + sent / rate - time.perf_counter()))
         await asyncio.gather(*tasks)
     else:
+
         async def loop() -> None:
             while time.perf_counter() < deadline:
                 await one()
+
         await asyncio.gather(*(loop() for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
-    return {"calls": len(latencies), "errors": errors, "seconds": elapsed,
-            "per_second": len(latencies) / elapsed,
-            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
+    return {
+        "calls": len(latencies),
+        "errors": errors,
+        "seconds": elapsed,
+        "per_second": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
 
 
-async def end_to_end(address: str, seconds: float, windows: int, outstanding: int,
-                     warmup: float) -> dict[str, Any]:
+async def end_to_end(
+    address: str, seconds: float, windows: int, outstanding: int, warmup: float
+) -> dict[str, Any]:
     """Keeps ``outstanding`` orders in flight and counts those confirmed per
     second, in ``windows`` equal windows after a warm-up."""
     engine = create_database_engine(Settings().database_url)
@@ -79,8 +88,11 @@ async def end_to_end(address: str, seconds: float, windows: int, outstanding: in
 
     def count(statuses: list[str]) -> int:
         with engine.connect() as connection:
-            return int(connection.execute(select(func.count()).select_from(OrderRow)
-                                          .where(OrderRow.status.in_(statuses))).scalar_one())
+            return int(
+                connection.execute(
+                    select(func.count()).select_from(OrderRow).where(OrderRow.status.in_(statuses))
+                ).scalar_one()
+            )
 
     base_done, base_confirmed = count(terminal), count([Status.CONFIRMED])
     call = submit_call(address)
@@ -116,15 +128,18 @@ async def end_to_end(address: str, seconds: float, windows: int, outstanding: in
     rates = []
     per_window = max(1, len(samples) // windows)
     for i in range(windows):
-        chunk = samples[i * per_window:(i + 1) * per_window + 1]
+        chunk = samples[i * per_window : (i + 1) * per_window + 1]
         if len(chunk) >= 2:
             rates.append((chunk[-1][1] - chunk[0][1]) / (chunk[-1][0] - chunk[0][0]))
     return {"windows": rates, "submitted": submitted}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m orderengine.local.bench.load", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m orderengine.local.bench.load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="kind", required=True)
     u = sub.add_parser("unary")
     u.add_argument("--target", choices=sorted(TARGETS), required=True)
@@ -144,27 +159,48 @@ def main() -> None:
     w = sub.add_parser("watch")
     w.add_argument("--address", required=True)
     w.add_argument("--streams", type=int, default=1000)
-    w.add_argument("--orders", type=int, default=0,
-                   help="orders watched (default: one per stream)")
-    w.add_argument("--rate", type=float, default=0,
-                   help="status changes committed a second (default 0: every order at once)")
-    w.add_argument("--batch-ms", type=float, default=10,
-                   help="with --rate: a commit of the changes due every this many ms")
-    w.add_argument("--hold", type=float, default=1,
-                   help="with --rate: seconds from an order's ROUTING to its FAILED")
+    w.add_argument("--orders", type=int, default=0, help="orders watched (default: one per stream)")
+    w.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="status changes committed a second (default 0: every order at once)",
+    )
+    w.add_argument(
+        "--batch-ms",
+        type=float,
+        default=10,
+        help="with --rate: a commit of the changes due every this many ms",
+    )
+    w.add_argument(
+        "--hold",
+        type=float,
+        default=1,
+        help="with --rate: seconds from an order's ROUTING to its FAILED",
+    )
     w.add_argument("--server-pid", type=int, required=True)
     args = parser.parse_args()
     result: dict[str, Any]
     if args.kind == "unary":
-        result = asyncio.run(unary(args.target, args.address, args.seconds, args.concurrency,
-                                   args.rate))
+        result = asyncio.run(
+            unary(args.target, args.address, args.seconds, args.concurrency, args.rate)
+        )
     elif args.kind == "e2e":
-        result = asyncio.run(end_to_end(args.address, args.seconds, args.windows,
-                                        args.outstanding, args.warmup))
+        result = asyncio.run(
+            end_to_end(args.address, args.seconds, args.windows, args.outstanding, args.warmup)
+        )
     else:
-        result = asyncio.run(watch(args.address, args.streams, args.orders or args.streams,
-                                   args.server_pid, args.rate, args.batch_ms / 1000,
-                                   args.hold))
+        result = asyncio.run(
+            watch(
+                args.address,
+                args.streams,
+                args.orders or args.streams,
+                args.server_pid,
+                args.rate,
+                args.batch_ms / 1000,
+                args.hold,
+            )
+        )
     print(json.dumps(result), flush=True)
 
 

@@ -73,18 +73,25 @@ class Report:
         return row
 
     def table(self) -> str:
-        head = (f"{'section':<10} {'figure':<52} {'median':>10} {'min':>10} {'max':>10}  "
-                f"{'unit':<12} {'vs ceiling':>10}  target")
+        head = (
+            f"{'section':<10} {'figure':<52} {'median':>10} {'min':>10} {'max':>10}  "
+            f"{'unit':<12} {'vs ceiling':>10}  target"
+        )
         lines = [head, "-" * len(head)]
         for r in self.rows:
             ratio = f"{r.ratio():.0%}" if r.ratio() is not None else ""
             met = r.met()
-            target = "" if r.target is None else (
-                f"{r.target.text()} {'met' if met else 'NOT met' if met is False else ''}")
+            target = (
+                ""
+                if r.target is None
+                else (f"{r.target.text()} {'met' if met else 'NOT met' if met is False else ''}")
+            )
             f = r.figure
-            lines.append(f"{r.section:<10} {r.name:<52} {number(f.median):>10} "
-                         f"{number(f.low):>10} {number(f.high):>10}  {r.unit:<12} {ratio:>10}  "
-                         f"{target}".rstrip())
+            lines.append(
+                f"{r.section:<10} {r.name:<52} {number(f.median):>10} "
+                f"{number(f.low):>10} {number(f.high):>10}  {r.unit:<12} {ratio:>10}  "
+                f"{target}".rstrip()
+            )
         lines += [f"not measured: {failure}" for failure in self.failures]
         for block in self.blocks:
             lines += ["", block]
@@ -94,11 +101,18 @@ class Report:
         return {
             "info": self.info,
             "failures": self.failures,
-            "rows": [{"section": r.section, "name": r.name, "unit": r.unit,
-                      **r.figure.json(),
-                      "ceiling": r.ceiling.json() if r.ceiling else None,
-                      "ceiling_name": r.ceiling_name, "ratio": r.ratio(),
-                      "target": r.target.text() if r.target else None, "met": r.met()}
-                     for r in self.rows],
+            "rows": [
+                {
+                    "section": r.section,
+                    "name": r.name,
+                    "unit": r.unit,
+                    **r.figure.json(),
+                    "ceiling": r.ceiling.json() if r.ceiling else None,
+                    "ceiling_name": r.ceiling_name,
+                    "ratio": r.ratio(),
+                    "target": r.target.text() if r.target else None,
+                    "met": r.met(),
+                }
+                for r in self.rows
+            ],
         }
-

@@ -13,4 +13,5 @@ from orderengine.settings import Settings
 if __name__ == "__main__":
     redis = Redis.from_url(Settings().redis_url)
     SimpleWorker([Queue(sys.argv[1], connection=redis)], connection=redis).work(
-        burst=True, logging_level="WARNING")
+        burst=True, logging_level="WARNING"
+    )

@@ -27,8 +27,12 @@ from orderengine.store.models import EventRow, OrderRow
 
 def load(*args: str) -> dict[str, Any]:
     """Runs the load process and returns what it printed."""
-    out = subprocess.run([sys.executable, "-m", "orderengine.local.bench.load", *args],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "orderengine.local.bench.load", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"load {' '.join(args)} failed:\n{out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -44,8 +48,9 @@ class Backing:
         if not self.redis_url:
             self.embedded = EmbeddedRedis(workdir / "redis.db", persist=False)
             self.redis_url = self.embedded.url
-        self.database_url = (os.environ.get("BENCH_DATABASE_URL")
-                             or f"sqlite:///{workdir / 'bench.db'}")
+        self.database_url = (
+            os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{workdir / 'bench.db'}"
+        )
         migrate.upgrade(self.database_url)
         self.engine = create_database_engine(self.database_url)
 
@@ -70,28 +75,34 @@ def stack(backing: Backing, workdir: Path, workers: int, **env: str) -> Iterator
 
 
 @contextmanager
-def started_stack(backing: Backing, workdir: Path, workers: int,
-                  **env: str) -> Iterator[tuple[Settings, Stack]]:
+def started_stack(
+    backing: Backing, workdir: Path, workers: int, **env: str
+) -> Iterator[tuple[Settings, Stack]]:
     """The stack on free ports with the bench's settings (``env`` on top),
     on the emptied backing, and the Stack (its processes, its /metrics)."""
     backing.empty()
     saved = dict(os.environ)
-    os.environ.update({
-        "REDIS_URL": backing.redis_url, "CHAIN_REDIS_URL": backing.redis_url,
-        "DATABASE_URL": backing.database_url, "LOG_LEVEL": "WARNING",
-        "MAX_QUEUE_DEPTH": "1000000",
-        # The bench measures capacity, not the limits: one owner drives it
-        # all (the rate limit's check still runs, at a rate never reached).
-        "SUBMIT_RATE_PER_SECOND": "1000000", "WATCH_STREAMS_PER_OWNER": "1000000",
-        "ORDER_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
-        "QUOTE_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
-        "EXECUTION_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
-        "GATEWAY_ADDRESS": f"http://127.0.0.1:{free_port()}",
-        "MARKET_FLOW_RATE": "0",
-        # Every part serves /metrics on a free port (the stack lists them).
-        "METRICS_PORT": "0",
-        **env,
-    })
+    os.environ.update(
+        {
+            "REDIS_URL": backing.redis_url,
+            "CHAIN_REDIS_URL": backing.redis_url,
+            "DATABASE_URL": backing.database_url,
+            "LOG_LEVEL": "WARNING",
+            "MAX_QUEUE_DEPTH": "1000000",
+            # The bench measures capacity, not the limits: one owner drives it
+            # all (the rate limit's check still runs, at a rate never reached).
+            "SUBMIT_RATE_PER_SECOND": "1000000",
+            "WATCH_STREAMS_PER_OWNER": "1000000",
+            "ORDER_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
+            "QUOTE_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
+            "EXECUTION_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
+            "GATEWAY_ADDRESS": f"http://127.0.0.1:{free_port()}",
+            "MARKET_FLOW_RATE": "0",
+            # Every part serves /metrics on a free port (the stack lists them).
+            "METRICS_PORT": "0",
+            **env,
+        }
+    )
     running = Stack(workers, workdir / "stack")
     try:
         settings = running.start()
@@ -121,4 +132,3 @@ def pid_listening(address: str) -> int:
         except OSError:
             continue
     raise LookupError(f"nothing listens on {address}")
-

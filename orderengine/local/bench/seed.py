@@ -20,9 +20,11 @@ from orderengine.local.ports import free_port
 
 SCRIPT = Path("shared") / "bench" / "seed-side-by-side"
 # "round 1 seed   c=16      2931 req/s  p50     4 ms  p99    12 ms  non-2xx/errors 0  (load 1.2)"
-_RUN = re.compile(r"^round \d+ (?P<name>seed|engine)\s+c=(?P<c>\d+)\s+(?P<rps>[\d.]+) req/s\s+"
-                  r"p50\s+(?P<p50>[\d.]+) ms\s+p99\s+(?P<p99>[\d.]+) ms\s+"
-                  r"non-2xx/errors (?P<bad>\d+)")
+_RUN = re.compile(
+    r"^round \d+ (?P<name>seed|engine)\s+c=(?P<c>\d+)\s+(?P<rps>[\d.]+) req/s\s+"
+    r"p50\s+(?P<p50>[\d.]+) ms\s+p99\s+(?P<p99>[\d.]+) ms\s+"
+    r"non-2xx/errors (?P<bad>\d+)"
+)
 
 
 def find_script(repo: Path) -> Path | None:
@@ -58,9 +60,13 @@ class Run:
 
 
 def parse(output: str) -> list[Run]:
-    return [Run(m["name"], int(m["c"]), float(m["rps"]), float(m["p50"]), float(m["p99"]),
-                int(m["bad"]))
-            for m in (_RUN.match(line.strip()) for line in output.splitlines()) if m]
+    return [
+        Run(
+            m["name"], int(m["c"]), float(m["rps"]), float(m["p50"]), float(m["p99"]), int(m["bad"])
+        )
+        for m in (_RUN.match(line.strip()) for line in output.splitlines())
+        if m
+    ]
 
 
 def median(runs: list[Run], name: str, concurrency: int, field: str) -> list[float]:
@@ -68,8 +74,15 @@ def median(runs: list[Run], name: str, concurrency: int, field: str) -> list[flo
     return [getattr(r, field) for r in runs if r.name == name and r.concurrency == concurrency]
 
 
-def side_by_side(repo: Path, workdir: Path, gateway: str, key: str, concurrency: list[int],
-                 seconds: int, rounds: int) -> list[Run]:
+def side_by_side(
+    repo: Path,
+    workdir: Path,
+    gateway: str,
+    key: str,
+    concurrency: list[int],
+    seconds: int,
+    rounds: int,
+) -> list[Run]:
     """Runs the shared script against ``gateway``; raises RuntimeError with
     its output's tail when it fails."""
     script = find_script(repo)
@@ -78,11 +91,31 @@ def side_by_side(repo: Path, workdir: Path, gateway: str, key: str, concurrency:
     redis = EmbeddedRedis(workdir / "seed-redis.db", persist=False, port=redis_port)
     try:
         out = subprocess.run(
-            [sys.executable, str(script), "--engine", gateway, "--key", key,
-             "--concurrency", ",".join(map(str, concurrency)), "--duration", str(seconds),
-             "--rounds", str(rounds), "--seed-port", str(free_port()), "--redis", f"127.0.0.1:{redis_port}",
-             "--redis-db", "0"],
-            capture_output=True, text=True, check=False, cwd=repo)
+            [
+                sys.executable,
+                str(script),
+                "--engine",
+                gateway,
+                "--key",
+                key,
+                "--concurrency",
+                ",".join(map(str, concurrency)),
+                "--duration",
+                str(seconds),
+                "--rounds",
+                str(rounds),
+                "--seed-port",
+                str(free_port()),
+                "--redis",
+                f"127.0.0.1:{redis_port}",
+                "--redis-db",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=repo,
+        )
     finally:
         redis.stop()
     if out.returncode != 0:

@@ -45,12 +45,15 @@ OVER = Change(reason="benchmark over")
 def burst_schedules(ids: list[str]) -> list[Schedule]:
     """Every order to ROUTING at once (one commit each), then every order to
     FAILED: twice the server writes all its streams' events in one go."""
-    return [[(0.0, [Transition(i, Status.ROUTING)]) for i in ids],
-            [(0.0, [Transition(i, Status.FAILED, OVER)]) for i in ids]]
+    return [
+        [(0.0, [Transition(i, Status.ROUTING)]) for i in ids],
+        [(0.0, [Transition(i, Status.FAILED, OVER)]) for i in ids],
+    ]
 
 
-def paced_schedules(ids: list[str], rate: float, batch_seconds: float,
-                    hold_seconds: float) -> list[Schedule]:
+def paced_schedules(
+    ids: list[str], rate: float, batch_seconds: float, hold_seconds: float
+) -> list[Schedule]:
     """Each order to ROUTING, then ``hold_seconds`` later to FAILED, the
     changes committed at a steady ``rate`` a second, in a batch every
     ``batch_seconds``: the orders move as the engine moves them."""
@@ -62,8 +65,10 @@ def paced_schedules(ids: list[str], rate: float, batch_seconds: float,
         if k >= lag:
             changes.append(Transition(ids[k - lag], Status.FAILED, OVER))
     per_batch = rate * batch_seconds
-    schedule = [(j * batch_seconds, changes[round(j * per_batch):round((j + 1) * per_batch)])
-                for j in range(math.ceil(len(changes) / per_batch))]
+    schedule = [
+        (j * batch_seconds, changes[round(j * per_batch) : round((j + 1) * per_batch)])
+        for j in range(math.ceil(len(changes) / per_batch))
+    ]
     return [[(due, batch) for due, batch in schedule if batch]]
 
 
@@ -98,16 +103,27 @@ async def _submit_orders(stubs: list[Any], count: int, concurrency: int = 64) ->
         nonlocal taken
         while taken < count:
             i, taken = taken, taken + 1
-            reply = await stubs[i % CHANNELS].SubmitOrder(order_service_pb2.SubmitOrderRequest(
-                input_token="SOL", output_token="USDC", amount="0.01"), timeout=30)
+            reply = await stubs[i % CHANNELS].SubmitOrder(
+                order_service_pb2.SubmitOrderRequest(
+                    input_token="SOL", output_token="USDC", amount="0.01"
+                ),
+                timeout=30,
+            )
             ids[i] = reply.order.order_id
 
     await asyncio.gather(*(submitter() for _ in range(min(concurrency, count))))
     return ids
 
 
-async def watch(address: str, streams: int, orders: int, server_pid: int, rate: float,
-                batch_seconds: float, hold_seconds: float) -> dict[str, Any]:
+async def watch(
+    address: str,
+    streams: int,
+    orders: int,
+    server_pid: int,
+    rate: float,
+    batch_seconds: float,
+    hold_seconds: float,
+) -> dict[str, Any]:
     """Opens ``streams`` WatchOrder streams over ``orders`` PENDING orders
     (stream i on order i mod ``orders``), then moves every order to ROUTING
     and on to FAILED -- all at once (``rate`` 0: ``burst_schedules``) or at a
@@ -142,8 +158,9 @@ async def watch(address: str, streams: int, orders: int, server_pid: int, rate: 
 
     async def stream(i: int) -> None:
         nonlocal ready
-        call = stubs[i % CHANNELS].WatchOrder(order_service_pb2.WatchOrderRequest(
-            order_id=ids[i % orders]), timeout=600)
+        call = stubs[i % CHANNELS].WatchOrder(
+            order_service_pb2.WatchOrderRequest(order_id=ids[i % orders]), timeout=600
+        )
         try:
             async for event in call:
                 if event.sequence == 1:
@@ -167,8 +184,10 @@ async def watch(address: str, streams: int, orders: int, server_pid: int, rate: 
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         ended = "; ".join(f"{n} ended {why}" for why, n in failed.most_common(3))
-        return {"error": f"only {ready} of {streams} streams had their history within 120 s"
-                         + (f" ({ended})" if ended else "")}
+        return {
+            "error": f"only {ready} of {streams} streams had their history within 120 s"
+            + (f" ({ended})" if ended else "")
+        }
     open_seconds = time.perf_counter() - opened
     rss_after = _rss_kib(server_pid)
 
@@ -177,19 +196,30 @@ async def watch(address: str, streams: int, orders: int, server_pid: int, rate: 
             await asyncio.sleep(0.005)
 
     replayed: list[Replayed] = []
-    for schedule in (paced_schedules(ids, rate, batch_seconds, hold_seconds) if rate > 0
-                     else burst_schedules(ids)):
+    for schedule in (
+        paced_schedules(ids, rate, batch_seconds, hold_seconds)
+        if rate > 0
+        else burst_schedules(ids)
+    ):
         if replayed:  # every stream has every event so far
-            await asyncio.wait_for(caught_up(
-                sum(r.events for r in replayed) * streams // orders), 120)
+            await asyncio.wait_for(
+                caught_up(sum(r.events for r in replayed) * streams // orders), 120
+            )
         replayed.append(await asyncio.to_thread(_replay, store, redis, schedule))
     await asyncio.wait_for(asyncio.gather(*tasks), 120)
     events, seconds = sum(r.events for r in replayed), sum(r.seconds for r in replayed)
     for channel in channels:
         await channel.close(None)
-    return {"streams": streams, "orders": orders, "submit_seconds": submit_seconds,
-            "open_seconds": open_seconds,
-            "kib_per_stream": (rss_after - rss_before) / streams,
-            "events": events, "events_per_second": events / seconds if seconds else 0.0,
-            "late_ms": max(r.late for r in replayed) * 1000, "deliveries": len(latencies),
-            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
+    return {
+        "streams": streams,
+        "orders": orders,
+        "submit_seconds": submit_seconds,
+        "open_seconds": open_seconds,
+        "kib_per_stream": (rss_after - rss_before) / streams,
+        "events": events,
+        "events_per_second": events / seconds if seconds else 0.0,
+        "late_ms": max(r.late for r in replayed) * 1000,
+        "deliveries": len(latencies),
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -19,11 +19,11 @@ depends_on = None
 def upgrade() -> None:
     # Old rows keep their proto JSON and are read from it: no rewrite of a
     # large table here.
-    with op.batch_alter_table('orders', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('route_pb', sa.LargeBinary(), nullable=True))
-    with op.batch_alter_table('order_events', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('event_pb', sa.LargeBinary(), nullable=True))
-        batch_op.alter_column('event', existing_type=sa.JSON(), nullable=True)
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("route_pb", sa.LargeBinary(), nullable=True))
+    with op.batch_alter_table("order_events", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("event_pb", sa.LargeBinary(), nullable=True))
+        batch_op.alter_column("event", existing_type=sa.JSON(), nullable=True)
 
 
 def downgrade() -> None:
