@@ -26,7 +26,7 @@ RUN_ARGS ?=
 REPLICAS ?= 1
 BENCH_ARGS ?=
 
-.PHONY: help install protos check-protos buf-lint lint test chaos bench run compose-check clean node-client screenshot
+.PHONY: help install protos check-protos buf-lint lint format test chaos bench run compose-check clean node-client screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -59,9 +59,14 @@ $(TOOLS_STAMP): tools/package.json tools/package-lock.json
 buf-lint: $(TOOLS_STAMP) ## buf lint protos/ with the pinned @bufbuild/buf
 	cd protos && ../$(BUF) lint
 
-lint: $(STAMP) ## ruff check + mypy
+lint: $(STAMP) ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(MYPY_PATHS)
+
+format: $(STAMP) ## ruff format and ruff check --fix: what make lint asks for
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 test: $(STAMP) ## run the test suite (PYTEST_ARGS=... passes arguments to pytest)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -78,8 +78,8 @@ def enqueue_orders(
                 (batch,),
                 description=f"drive {len(batch)} orders",
                 meta=handoffs.job_meta(carried or {}, batch),
-                **_JOB_OPTIONS,
-            )  # type: ignore[arg-type]
+                **_JOB_OPTIONS,  # type: ignore[arg-type]
+            )
             for batch in batches
         ],
         pipeline=pipe,

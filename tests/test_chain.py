@@ -591,8 +591,8 @@ def test_bad_quotes_are_refused_naming_the_field(
     services: Services, fields: dict[str, object], field: str, words: str
 ) -> None:
     request = quote_service_pb2.GetQuoteRequest(
-        **{"input_token": "SOL", "output_token": "USDC", "amount": "10", **fields}
-    )  # type: ignore[arg-type]
+        **{"input_token": "SOL", "output_token": "USDC", "amount": "10", **fields}  # type: ignore[arg-type]
+    )
     quotes = services.quotes()
     error = rejected(lambda: quotes.GetQuote(request, timeout=10))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -359,10 +359,8 @@ class FailingOrders(order_service_pb2_grpc.OrderServiceServicer):
         if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
             await context.abort_with_status(_with_retry_info(2.5))  # type: ignore[attr-defined]
         field = FieldError("order_id", "is wrong") if code.name == "INVALID_ARGUMENT" else None
-        await context.abort_with_status(
-            status(  # type: ignore[attr-defined]
-                code, f"{code.name} on purpose", f"TEST_{code.name}", field=field
-            )
+        await context.abort_with_status(  # type: ignore[attr-defined]
+            status(code, f"{code.name} on purpose", f"TEST_{code.name}", field=field)
         )
         raise AssertionError("aborted")
 

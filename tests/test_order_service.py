@@ -362,12 +362,9 @@ def test_quote_order_prices_every_venue_and_stores_nothing(
 def test_quote_order_refuses_what_cannot_be_quoted(
     services: Services, fields: dict[str, str], code: grpc.StatusCode, field: str | None
 ) -> None:
-    request = {"input_token": "SOL", "output_token": "USDC", "amount": "1", **fields}
-    error = rejected(
-        lambda: services.orders().QuoteOrder(
-            order_service_pb2.QuoteOrderRequest(**request), timeout=10
-        )
-    )  # type: ignore[arg-type]
+    fields = {"input_token": "SOL", "output_token": "USDC", "amount": "1", **fields}
+    request = order_service_pb2.QuoteOrderRequest(**fields)  # type: ignore[arg-type]
+    error = rejected(lambda: services.orders().QuoteOrder(request, timeout=10))
     assert error.code() == code
     if field:
         assert field_violations(error) == [field]

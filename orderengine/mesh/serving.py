@@ -76,11 +76,9 @@ class _Wrapping:
     def add_registered_method_handlers(
         self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
     ) -> None:
-        self._server.add_registered_method_handlers(
+        self._server.add_registered_method_handlers(  # type: ignore[attr-defined]
             service,
-            {  # type: ignore[attr-defined]
-                name: self.wrap(f"/{service}/{name}", handler) for name, handler in handlers.items()
-            },
+            {name: self.wrap(f"/{service}/{name}", handler) for name, handler in handlers.items()},
         )
 
 

@@ -249,8 +249,8 @@ async def _conservation(url: str) -> list[str]:
 def _failure_reasons(store: OrderStore, order_ids: list[str]) -> list[tuple[str]]:
     with store.engine.connect() as connection:
         return [
-            tuple(r)
-            for r in connection.execute(  # type: ignore[misc]
+            tuple(r)  # type: ignore[misc]
+            for r in connection.execute(
                 select(OrderRow.failure_reason).where(
                     OrderRow.order_id.in_(order_ids), OrderRow.status == Status.FAILED
                 )
