@@ -28,10 +28,11 @@ from order_service.submissions import (
 )
 from order_service.watch_hub import OrderNotFound, ShuttingDown, TooManyStreams, WatchHub
 from orderengine.errors import FieldError, ItemFailure, abort, abort_invalid
-from orderengine.mesh.auth import caller, metadata_value
+from orderengine.mesh.auth import caller
 from orderengine.mesh.batches import answer_all, answer_one
 from orderengine.mesh.channels import ITEM_REQUEST_IDS, within_deadline
 from orderengine.observability import handoffs
+from orderengine.observability.call_details import metadata_value
 from orderengine.observability.request_ids import HEADER, WELL_FORMED
 from orderengine.reasons import Reason
 from orderengine.statuses import Status

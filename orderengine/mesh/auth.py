@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from orderengine.observability.call_details import Metadata, metadata_value
 from orderengine.store.api_keys import KeyCache
 
 AUTHORIZATION = "authorization"
 INTERNAL_TOKEN_HEADER = "x-internal-token"
 # Services that answer anyone: they carry no orders and no prices.
-OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 # The owner of the API key of the call being handled; set by
 # ApiKeyGuard before the servicer runs.
 CALLER: ContextVar[str] = ContextVar("caller")
-
-Metadata = Iterable[tuple[str, Any]]
 
 
 def bearer(value: str | bytes | None) -> str | None:
@@ -40,13 +38,6 @@ def bearer(value: str | bytes | None) -> str | None:
     if scheme.lower() != "bearer" or not credential.strip():
         return None
     return credential.strip()
-
-
-def metadata_value(metadata: Metadata | None, name: str) -> str | None:
-    for key, value in metadata or ():
-        if key == name:
-            return value.decode("latin-1") if isinstance(value, bytes) else value
-    return None
 
 
 def caller() -> str:

@@ -21,8 +21,9 @@ import grpc
 
 from orderengine.errors import abort
 from orderengine.mesh.arrivals import Arrivals
-from orderengine.mesh.auth import OPEN_PREFIXES, Guard, Refusal, metadata_value
+from orderengine.mesh.auth import Guard, Refusal
 from orderengine.mesh.request_decoding import MALFORMED_REQUEST, MAX_DETAIL_CHARS
+from orderengine.observability.call_details import OPEN_PREFIXES, metadata_value
 from orderengine.observability.request_ids import HEADER, REQUEST_ID, accepted
 from orderengine.observability.server_calls import MethodReport
 

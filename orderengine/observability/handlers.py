@@ -13,12 +13,9 @@ import grpc
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
-from orderengine.mesh import auth
-
 S = TypeVar("S")
 
 # Called by anyone (orderengine.mesh.auth): they carry no orders, and calls to them are noise.
-OPEN_PREFIXES = auth.OPEN_PREFIXES
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 

@@ -30,9 +30,13 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from orderengine.mesh.auth import metadata_value
 from orderengine.observability import handlers, request_ids
-from orderengine.observability.call_details import aio_with_metadata, with_metadata
+from orderengine.observability.call_details import (
+    OPEN_PREFIXES,
+    aio_with_metadata,
+    metadata_value,
+    with_metadata,
+)
 from orderengine.settings import Settings
 
 EXPORTERS = ("none", "console", "otlp")
@@ -243,7 +247,7 @@ class ServerSpans:
         self.tracer = tracer
 
     def hooks(self, method: str, handler: grpc.RpcMethodHandler) -> _ServerSpan | None:
-        if method.startswith(handlers.OPEN_PREFIXES):
+        if method.startswith(OPEN_PREFIXES):
             return None
         return _ServerSpan(self.tracer, method)
 
@@ -271,7 +275,7 @@ class ClientSpans(grpc.UnaryUnaryClientInterceptor):
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
         method = _text(client_call_details.method)
-        if method.startswith(handlers.OPEN_PREFIXES):
+        if method.startswith(OPEN_PREFIXES):
             return continuation(client_call_details, request)
         span, carried = _client_span(self.tracer, method)
         outcome = continuation(with_metadata(client_call_details, carried), request)
@@ -295,7 +299,7 @@ class AioClientSpans(grpc.aio.UnaryUnaryClientInterceptor):
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
         method = _text(client_call_details.method)
-        if method.startswith(handlers.OPEN_PREFIXES):
+        if method.startswith(OPEN_PREFIXES):
             return await continuation(client_call_details, request)
         span, carried = _client_span(self.tracer, method)
         code = grpc.StatusCode.UNKNOWN
