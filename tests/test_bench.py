@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from orderengine.local.bench import cpu, seed
+from orderengine.local.bench import cpu, http_sections, seed, watch_section
 from orderengine.local.bench.http_load import autocannon_result
 from orderengine.local.bench.report import Report, Row, Target
 from orderengine.local.bench.stats import Figure
@@ -125,3 +125,25 @@ def test_autocannon_s_summary_in_the_load_s_keys() -> None:
         "p99_ms": 210.0,
         "seconds": 5.01,
     }
+
+
+def test_idle_stream_memory_is_read_against_the_bare_grpc_aio_stream() -> None:
+    bare, engine = watch_section.memory_rows(10_000, engine_kib=23.0, bare_kib=20.0)
+    assert bare.name == "10000 idle streams, bare grpc.aio: memory per stream"
+    assert bare.target is None
+    assert engine.ceiling_name == "bare grpc.aio"
+    assert round(engine.ratio() or 0, 6) == 1.15
+    assert engine.met() is True  # at most 1.15x
+    (_, over) = watch_section.memory_rows(10_000, engine_kib=23.1, bare_kib=20.0)
+    assert over.met() is False
+    report = Report()
+    report.add(over)
+    assert report.table().splitlines()[2].endswith("116%  <= 1.15x NOT met")
+    # Without the bare figure (it failed), the engine's row alone, no target.
+    (alone,) = watch_section.memory_rows(1000, engine_kib=21.0, bare_kib=None)
+    assert alone.target is None and alone.ratio() is None
+
+
+def test_the_end_to_end_load_offers_more_than_its_target() -> None:
+    # Offered exactly the target, a stack could never be shown to sustain it.
+    assert http_sections.E2E_RATE > http_sections.E2E_TARGET == 500

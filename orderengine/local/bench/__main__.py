@@ -15,14 +15,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from orderengine.local import metrics_targets
 from orderengine.local.bench.ceilings import EchoServer, inserts_per_second, rq_jobs_per_second
 from orderengine.local.bench.http_sections import http_section, seed_section
 from orderengine.local.bench.report import Report, Row, Target, progress
-from orderengine.local.bench.running import Backing, load, pid_listening, stack
+from orderengine.local.bench.running import Backing, load, stack
 from orderengine.local.bench.stats import Figure
+from orderengine.local.bench.watch_section import watch_section
 from orderengine.observability import metrics_scrape
 
 
@@ -220,63 +220,7 @@ def run(args: argparse.Namespace) -> Report:
                         )
 
         if "watch" in sections:
-            # Two scenarios on one OrderService, each from a load process of
-            # its own. First one stream per order, the orders moving at a
-            # steady rate, as clients watch and the engine moves them (and the
-            # memory of the streams while idle, on a server that held none
-            # before); then many streams on few orders all moving at once:
-            # the server writes every stream's event in one go.
-            rate = 1000  # events/s: well above what the engine commits end to end
-            burst_orders = 100
-            for streams in [1000] if quick else [1000, 10000]:
-                progress(f"watch: {streams} streams on one OrderService")
-                paced_label = f"{streams} streams, 1 order each, {rate} ev/s"
-                burst_label = f"{streams} streams, {burst_orders} orders at once"
-                results: dict[str, dict[str, Any]] = {}
-                with stack(backing, workdir, workers=0) as settings:
-                    pid = pid_listening(settings.order_service_address)
-                    watch = [
-                        str(a)
-                        for a in (
-                            "watch",
-                            "--address",
-                            settings.order_service_address,
-                            "--streams",
-                            streams,
-                            "--server-pid",
-                            pid,
-                        )
-                    ]
-                    results[paced_label] = load(*watch, "--rate", str(rate))
-                    results[burst_label] = load(*watch, "--orders", str(burst_orders))
-                for label, result in results.items():
-                    if "error" in result:
-                        report.failures.append(f"watch, {label}: {result['error']}")
-                        progress(report.failures[-1])
-                        continue
-                    report.add(Row("watch", f"{label}: p50", Figure.of([result["p50_ms"]]), "ms"))
-                    report.add(
-                        Row(
-                            "watch",
-                            f"{label}: p99",
-                            Figure.of([result["p99_ms"]]),
-                            "ms",
-                            target=Target(False, 100) if label == paced_label else None,
-                        )
-                    )
-                    if label == paced_label:
-                        report.add(
-                            Row(
-                                "watch",
-                                f"{streams} idle streams: memory per stream",
-                                Figure.of([result["kib_per_stream"]]),
-                                "KiB",
-                            )
-                        )
-                        progress(
-                            f"{label}: {result['events_per_second']:,.0f} events/s "
-                            f"committed, at worst {result['late_ms']:.0f} ms behind"
-                        )
+            watch_section(report, backing, workdir, quick)
 
         if "quote" in sections:
             progress("quote: QuoteService.GetQuote")

@@ -1,6 +1,7 @@
 """The bare parts the engine is built on, measured the same way on the same
-machine: RQ enqueue plus a no-op job, a grpc.aio unary call, and one row
-inserted and committed. Every engine figure is printed as a ratio to these."""
+machine: RQ enqueue plus a no-op job, a grpc.aio unary call, an idle
+grpc.aio stream (bare_watch), and one row inserted and committed. Every
+engine figure is printed as a ratio to these."""
 
 from __future__ import annotations
 
@@ -70,9 +71,11 @@ def inserts_per_second(database_url: str, seconds: float) -> float:
 
 
 class EchoServer:
-    def __init__(self) -> None:
+    """A bare server in a process of its own: ``module`` prints its port."""
+
+    def __init__(self, module: str = "orderengine.local.bench.echo") -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "orderengine.local.bench.echo"],
+            [sys.executable, "-m", module],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -34,7 +34,11 @@ from orderengine.store.models import OrderRow
 # make run's own defaults where the bench's stack differs (a blank value is
 # the default); the limits stay out of reach, as in every section.
 MAKE_RUN = {"MARKET_FLOW_RATE": "", "CHAIN_SLOT_SECONDS": "", "CHAIN_CONFIRM_SECONDS": ""}
-E2E_RATE = 500.0  # orders/s offered: the target
+E2E_TARGET = 500.0  # orders/s CONFIRMED, sustained: the target
+# Offered above the target: a stack offered exactly the target can at best
+# keep up with it, never be shown to sustain it (the last orders end after
+# the last submit), so the row says what the stack sustains, above or below.
+E2E_RATE = 1.2 * E2E_TARGET
 DRAIN_SECONDS = 120.0  # the longest the bench waits for the last orders to end
 REPO = Path(__file__).resolve().parents[3]
 
@@ -238,7 +242,7 @@ def _end_to_end(
             f"e2e, {label}: CONFIRMED/s sustained",
             Figure.of([rate]),
             "orders/s",
-            target=Target(True, E2E_RATE),
+            target=Target(True, E2E_TARGET),
         )
     )
     report.add(

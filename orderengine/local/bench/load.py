@@ -7,6 +7,7 @@ the load never shares an interpreter with what it measures.
     python -m orderengine.local.bench.load e2e --address A --seconds 30 --windows 6
     python -m orderengine.local.bench.load watch --address A --streams 1000 --orders 10 --server-pid P
     python -m orderengine.local.bench.load watch --address A --streams 1000 --rate 1000 --server-pid P
+    python -m orderengine.local.bench.load idle --address A --streams 1000 --server-pid P
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy import func, select
 
 from orderengine.local.bench.calls import TARGETS, submit_call
 from orderengine.local.bench.stats import percentile
-from orderengine.local.bench.watch_load import watch
+from orderengine.local.bench.watch_load import idle, watch
 from orderengine.settings import Settings
 from orderengine.statuses import TERMINAL, Status
 from orderengine.store.database import create_database_engine
@@ -179,6 +180,10 @@ def main() -> None:
         help="with --rate: seconds from an order's ROUTING to its FAILED",
     )
     w.add_argument("--server-pid", type=int, required=True)
+    i = sub.add_parser("idle", help="only the memory of idle WatchOrder streams")
+    i.add_argument("--address", required=True)
+    i.add_argument("--streams", type=int, default=1000)
+    i.add_argument("--server-pid", type=int, required=True)
     args = parser.parse_args()
     result: dict[str, Any]
     if args.kind == "unary":
@@ -189,6 +194,8 @@ def main() -> None:
         result = asyncio.run(
             end_to_end(args.address, args.seconds, args.windows, args.outstanding, args.warmup)
         )
+    elif args.kind == "idle":
+        result = asyncio.run(idle(args.address, args.streams, args.server_pid))
     else:
         result = asyncio.run(
             watch(

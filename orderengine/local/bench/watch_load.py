@@ -1,7 +1,8 @@
 """The watch load (``python -m orderengine.local.bench.load watch``): many
 WatchOrder streams on a running OrderService, the orders they watch moved
 by commits the load makes itself, each event timed from its commit to its
-arrival, and the server's memory a stream."""
+arrival, and the server's memory a stream; and (``load idle``) the memory
+alone, on the bare grpc.aio server it is read against."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -17,12 +19,13 @@ import grpc
 from orderengine.events import publish
 from orderengine.local.bench.calls import orders_channel
 from orderengine.local.bench.stats import percentile
+from orderengine.observability import request_ids
 from orderengine.settings import Settings
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, Transition
 from orderengine.store.database import create_database_engine
 from orderengine.store.orders import OrderStore
-from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
+from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 
 CHANNELS = 4  # spread streams over a few HTTP/2 connections, as many clients would
 
@@ -115,51 +118,52 @@ async def _submit_orders(stubs: list[Any], count: int, concurrency: int = 64) ->
     return ids
 
 
-async def watch(
-    address: str,
-    streams: int,
-    orders: int,
-    server_pid: int,
-    rate: float,
-    batch_seconds: float,
-    hold_seconds: float,
-) -> dict[str, Any]:
-    """Opens ``streams`` WatchOrder streams over ``orders`` PENDING orders
-    (stream i on order i mod ``orders``), then moves every order to ROUTING
-    and on to FAILED -- all at once (``rate`` 0: ``burst_schedules``) or at a
-    steady ``rate`` (``paced_schedules``) -- and times each event from its
-    commit (event_time) to its arrival at the client; and the server's RSS
-    growth per stream while they are idle (steady as soon as the last one has
-    its history; on a server that held streams before, it reuses their memory)."""
-    settings = Settings()
-    store = OrderStore(create_database_engine(settings.database_url))
-    from redis import Redis
-
-    redis = Redis.from_url(settings.redis_url)
-    channels = [orders_channel(address) for _ in range(CHANNELS)]
-    stubs = [order_service_pb2_grpc.OrderServiceStub(c) for c in channels]
-    began = time.perf_counter()
-    ids = await _submit_orders(stubs, orders)
-    submit_seconds = time.perf_counter() - began
-    # gRPC core sizes a new call's memory by the calls that ended before it
-    # on the same connection; a connection whose calls were all unary would
-    # give every stream ~3 KiB it then grows into. A server in service has
-    # seen streams end: one on each connection, as here, is enough.
+async def _warm(stubs: list[Any], order_id: str) -> None:
+    """Ends one stream on each connection. gRPC core sizes a new call's
+    memory by the calls that ended before it on the same connection; a
+    connection whose calls were all unary would give every stream ~3 KiB it
+    then grows into. A server in service has seen streams end: one on each
+    connection, as here, is enough."""
     for stub in stubs:
-        warm = stub.WatchOrder(order_service_pb2.WatchOrderRequest(order_id=ids[0]), timeout=30)
+        warm = stub.WatchOrder(order_service_pb2.WatchOrderRequest(order_id=order_id), timeout=30)
         await warm.read()
         warm.cancel()
     await asyncio.sleep(0.5)
+
+
+class Opened(NamedTuple):
+    tasks: list[asyncio.Task[None]]
+    seconds: float
+    kib_per_stream: float
+
+
+async def open_streams(
+    stubs: list[Any],
+    order_ids: list[str],
+    streams: int,
+    server_pid: int,
+    on_event: Callable[[order_pb2.OrderEvent], bool],
+) -> Opened | str:
+    """Warms each connection (``_warm``), then opens ``streams`` WatchOrder
+    streams (stream i on ``order_ids[i mod len]``, over the connections in
+    turn), each with an API key (the channel's) and a request id of its own,
+    as the gateway's calls carry; and the server's RSS growth per stream
+    once every one has its first event (steady then: it holds idle streams;
+    on a server that held streams before, it reuses their memory). Each later
+    event goes to ``on_event``, which says whether it ends the stream. An
+    error says why not every stream opened within 120 s."""
+    await _warm(stubs, order_ids[0])
     rss_before = _rss_kib(server_pid)
     ready = 0
     all_ready = asyncio.Event()
-    latencies: list[float] = []
     failed: Counter[str] = Counter()
 
     async def stream(i: int) -> None:
         nonlocal ready
-        call = stubs[i % CHANNELS].WatchOrder(
-            order_service_pb2.WatchOrderRequest(order_id=ids[i % orders]), timeout=600
+        request_ids.REQUEST_ID.set(request_ids.new())  # this task's own
+        call = stubs[i % len(stubs)].WatchOrder(
+            order_service_pb2.WatchOrderRequest(order_id=order_ids[i % len(order_ids)]),
+            timeout=600,
         )
         try:
             async for event in call:
@@ -168,8 +172,7 @@ async def watch(
                     if ready == streams:
                         all_ready.set()
                     continue
-                latencies.append(time.time() - event.event_time.ToMicroseconds() / 1e6)
-                if Status.from_proto(event.status).terminal:
+                if on_event(event):
                     return
         except grpc.aio.AioRpcError as exc:
             failed[f"{exc.code().name}: {exc.details()}"] += 1
@@ -180,16 +183,75 @@ async def watch(
     try:
         await asyncio.wait_for(all_ready.wait(), 120)
     except TimeoutError:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(tasks)
         ended = "; ".join(f"{n} ended {why}" for why, n in failed.most_common(3))
-        return {
-            "error": f"only {ready} of {streams} streams had their history within 120 s"
-            + (f" ({ended})" if ended else "")
-        }
-    open_seconds = time.perf_counter() - opened
-    rss_after = _rss_kib(server_pid)
+        return f"only {ready} of {streams} streams had their history within 120 s" + (
+            f" ({ended})" if ended else ""
+        )
+    seconds = time.perf_counter() - opened
+    return Opened(tasks, seconds, (_rss_kib(server_pid) - rss_before) / streams)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def idle(address: str, streams: int, server_pid: int) -> dict[str, Any]:
+    """The idle-stream memory alone, as ``watch`` measures it (the same
+    connections, warm-up and metadata), on any server of WatchOrder: the
+    bare grpc.aio one (bare_watch) for the engine's to be read against."""
+    channels = [orders_channel(address) for _ in range(CHANNELS)]
+    stubs = [order_service_pb2_grpc.OrderServiceStub(c) for c in channels]
+    opened = await open_streams(stubs, ["idle"], streams, server_pid, lambda event: False)
+    if isinstance(opened, str):
+        return {"error": opened}
+    await _cancel(opened.tasks)
+    for channel in channels:
+        await channel.close(None)
+    return {
+        "streams": streams,
+        "open_seconds": opened.seconds,
+        "kib_per_stream": opened.kib_per_stream,
+    }
+
+
+async def watch(
+    address: str,
+    streams: int,
+    orders: int,
+    server_pid: int,
+    rate: float,
+    batch_seconds: float,
+    hold_seconds: float,
+) -> dict[str, Any]:
+    """Opens ``streams`` WatchOrder streams over ``orders`` PENDING orders
+    (``open_streams``: stream i on order i mod ``orders``), then moves every
+    order to ROUTING and on to FAILED -- all at once (``rate`` 0:
+    ``burst_schedules``) or at a steady ``rate`` (``paced_schedules``) -- and
+    times each event from its commit (event_time) to its arrival at the
+    client; and the server's RSS growth per stream while they are idle."""
+    settings = Settings()
+    store = OrderStore(create_database_engine(settings.database_url))
+    from redis import Redis
+
+    redis = Redis.from_url(settings.redis_url)
+    channels = [orders_channel(address) for _ in range(CHANNELS)]
+    stubs = [order_service_pb2_grpc.OrderServiceStub(c) for c in channels]
+    began = time.perf_counter()
+    ids = await _submit_orders(stubs, orders)
+    submit_seconds = time.perf_counter() - began
+    latencies: list[float] = []
+
+    def delivered(event: order_pb2.OrderEvent) -> bool:
+        latencies.append(time.time() - event.event_time.ToMicroseconds() / 1e6)
+        return Status.from_proto(event.status).terminal
+
+    opened = await open_streams(stubs, ids, streams, server_pid, delivered)
+    if isinstance(opened, str):
+        return {"error": opened}
+    tasks = opened.tasks
 
     async def caught_up(deliveries: int) -> None:
         while len(latencies) < deliveries:
@@ -214,8 +276,8 @@ async def watch(
         "streams": streams,
         "orders": orders,
         "submit_seconds": submit_seconds,
-        "open_seconds": open_seconds,
-        "kib_per_stream": (rss_after - rss_before) / streams,
+        "open_seconds": opened.seconds,
+        "kib_per_stream": opened.kib_per_stream,
         "events": events,
         "events_per_second": events / seconds if seconds else 0.0,
         "late_ms": max(r.late for r in replayed) * 1000,
