@@ -1,7 +1,10 @@
 """The OrderService servicer: the public API.
 
 Database and queue calls are blocking (one store for the services and the
-workers), so they run on the thread pool; the event loop only waits."""
+workers), so they run on the thread pool; the event loop only waits.
+
+Long on purpose: one method per RPC of the public contract, each with its
+own validation and error mapping, read together as the contract's behaviour."""
 
 from __future__ import annotations
 

@@ -5,7 +5,10 @@ against the pools as they are then (not as quoted), and fails with a
 slippage error when the route gives less than its floor. Its status then
 moves processed -> confirmed -> finalized. All state is in Redis, so any
 replica can answer for any signature, and an attempt key lands at most once:
-the same key always maps to the same transaction."""
+the same key always maps to the same transaction.
+
+Long on purpose: taking, landing and answering for a swap share one Redis
+layout and one script, which are only checked correctly side by side."""
 
 from __future__ import annotations
 

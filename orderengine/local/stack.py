@@ -4,7 +4,8 @@ With no REDIS_URL it starts an embedded Redis; with no DATABASE_URL it uses
 an SQLite file in var/. Every service runs as its own process; Ctrl-C (or
 SIGTERM) stops them all, each gracefully. A part that dies is started again
 after a pause that doubles with each recent exit; one that keeps dying
-(crash-looping) stops the stack.
+(crash-looping) stops the stack. Longer than most files: starting,
+watching, restarting and stopping parts share one supervisor state.
 
 ``--replicas N`` (``make run REPLICAS=N``) starts N of every gRPC service,
 each on its own port, N trackers and 2·N workers; every client is given the

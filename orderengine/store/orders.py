@@ -3,7 +3,10 @@
 Each status change is one transaction: a compare-and-set UPDATE of the order
 (legal only from the statuses the state machine allows, and only for the
 attempt the caller drove) that also bumps its sequence, and the INSERT of the
-event with that sequence. A refused change writes nothing."""
+event with that sequence. A refused change writes nothing.
+
+Long on purpose: every statement the store runs on an order is here, so
+its locking and sequencing can be checked in one read."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """The sections on the HTTP API, with the stack as ``make run`` runs it (its
 workers, its chain timing, its market flow): ``http`` (accept, end to end
 with the CPU each process spent per order, one at a time, the commit floor)
-and ``seed`` (the seed's own API side by side, through the shared script)."""
+and ``seed`` (the seed's own API side by side, through the shared script).
+Long on purpose: both sections share the stack, the load and the CPU
+accounting, which read best next to the rows they produce."""
 
 from __future__ import annotations
 
