@@ -145,7 +145,11 @@ async def cancel_order(order_id: str, stub: Stub) -> OrderJSON:
     response_model=QuoteJSON,
     tags=["quotes"],
     summary="What an order would get now, on each venue",
-    responses={**BAD_INPUT, **UNAVAILABLE},
+    responses={
+        **BAD_INPUT,
+        409: _error("no route: no pool or pair of pools trades the pair in this size"),
+        **UNAVAILABLE,
+    },
 )
 async def quote(
     stub: Stub,
