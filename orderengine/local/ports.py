@@ -3,6 +3,7 @@ benchmark, the tests."""
 
 from __future__ import annotations
 
+import random
 import socket
 
 
@@ -23,8 +24,32 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for port 0 and outgoing sockets."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+# Ports picked here lie below the kernel's ephemeral range, so a port picked
+# now cannot be taken by another process's port-0 server (a metrics
+# endpoint) or outgoing connection before its own server binds it.
+_LOWEST = 10_000
+_given: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now (the caller binds it soon after)."""
-    with _socket(host) as probe:
+    """A port nothing listens on now (the caller binds it soon after), never
+    one this process gave out before."""
+    highest = _ephemeral_low() - 1
+    if highest > _LOWEST:
+        for _ in range(1_000):
+            port = random.randint(_LOWEST, highest)
+            if port not in _given and port_is_free(host, port):
+                _given.add(port)
+                return port
+    with _socket(host) as probe:  # no room below the ephemeral range
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
