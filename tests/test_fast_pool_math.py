@@ -62,11 +62,7 @@ def reference_swap(
                 fee = fee_included(left, rate)
                 out = min(_amount_out(left - fee, price, swap_for_y), reserve_out)
                 taken = left
-            into_bin = taken - fee
-            if swap_for_y:
-                bins[k] = Bin(bin_.x + into_bin, bin_.y - out)
-            else:
-                bins[k] = Bin(bin_.x - out, bin_.y + into_bin)
+            bins[k] = bin_.filled(taken - fee, out, swap_for_y)
             left -= taken
             total_out += out
             total_fee += fee
@@ -75,11 +71,7 @@ def reference_swap(
         active += -1 if swap_for_y else 1
         if not state.min_id <= active <= state.max_id:
             raise OutOfLiquidityError("out of bins")
-    fee_x, fee_y = (
-        (state.fee_x + total_fee, state.fee_y)
-        if swap_for_y
-        else (state.fee_x, state.fee_y + total_fee)
-    )
+    fee_x, fee_y = state.fees_with(total_fee, swap_for_y)
     after = replace(
         state,
         active_id=active,
