@@ -30,6 +30,8 @@ from router_service.routing import route_swap
 T = TypeVar("T")
 
 Submit = order_service_pb2.SubmitOrderRequest
+# The statuses one attempt goes through on its way to the chain.
+ATTEMPT = ["ROUTING", "ROUTED", "SUBMITTED"]
 SOL_USDC = Submit(input_token="SOL", output_token="USDC", amount="1")
 
 

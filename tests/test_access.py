@@ -9,6 +9,7 @@ import logging
 import stat
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -348,15 +349,19 @@ def test_websocket_takes_the_key_three_ways_and_never_from_the_url(
 # -- the CLI and make run's key file ------------------------------------------------------
 
 
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI's exit code, stdout and stderr. An uncaught error (a
+    traceback) fails here, not as an exit code."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(list(args))
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out, err
+
+
 def test_cli_keys_create_list_revoke(
     env: dict[str, str], capsys: pytest.CaptureFixture[str], store: OrderStore
 ) -> None:
-    def run(*args: str) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exited:
-            cli.main(list(args))
-        out, err = capsys.readouterr()
-        return int(exited.value.code or 0), out, err
-
+    run = partial(run_cli, capsys)
     code, out, err = run("keys", "create", "frank")
     key = out.strip()
     assert code == 0 and key.startswith("oe_") and "shown only now" in err
@@ -375,13 +380,7 @@ def test_cli_keys_finds_the_projects_database_or_says_where_it_looked(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    def run(*args: str) -> tuple[int, str, str]:
-        # An uncaught error (a traceback) fails here, not as an exit code.
-        with pytest.raises(SystemExit) as exited:
-            cli.main(list(args))
-        out, err = capsys.readouterr()
-        return int(exited.value.code or 0), out, err
-
+    run = partial(run_cli, capsys)
     monkeypatch.delenv("DATABASE_URL", raising=False)  # the default: var/orderengine.db
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,6 +255,21 @@ def test_submit_order_is_not_retried_but_reads_are(start: Any) -> None:
 # -- deadlines --------------------------------------------------------------
 
 
+@contextmanager
+def order_service(
+    loop: LoopThread, api_key: str
+) -> Iterator[order_service_pb2_grpc.OrderServiceStub]:
+    """A real OrderService on a free port, and a stub calling it as ``api_key``'s owner."""
+    orders = loop.run(create_order_server("127.0.0.1:0", Settings()))
+    try:
+        with channel(
+            f"127.0.0.1:{orders.port}", key_metadata(api_key), service=ORDER_SERVICE
+        ) as ch:
+            yield order_service_pb2_grpc.OrderServiceStub(ch)
+    finally:
+        loop.run(orders.stop(0))
+
+
 def deadline_exceeded(call: Any) -> float:
     """How long ``call`` took to end with DEADLINE_EXCEEDED."""
     began = time.monotonic()
@@ -281,24 +297,15 @@ def test_quote_order_passes_its_deadline_on(
     slow = FakeQuotes("slow", delay=30)
     quotes = start(slow)
     monkeypatch.setenv("QUOTE_SERVICE_ADDRESS", f"127.0.0.1:{quotes.port}")
-    orders = loop.run(create_order_server("127.0.0.1:0", Settings()))
-    try:
-        with channel(
-            f"127.0.0.1:{orders.port}",
-            key_metadata(env["ORDERENGINE_API_KEY"]),
-            service=ORDER_SERVICE,
-        ) as ch:
-            stub = order_service_pb2_grpc.OrderServiceStub(ch)
-            took = deadline_exceeded(
-                lambda: stub.QuoteOrder(
-                    order_service_pb2.QuoteOrderRequest(
-                        input_token="SOL", output_token="USDC", amount="1"
-                    ),
-                    timeout=0.6,
-                )
+    with order_service(loop, env["ORDERENGINE_API_KEY"]) as stub:
+        took = deadline_exceeded(
+            lambda: stub.QuoteOrder(
+                order_service_pb2.QuoteOrderRequest(
+                    input_token="SOL", output_token="USDC", amount="1"
+                ),
+                timeout=0.6,
             )
-    finally:
-        loop.run(orders.stop(0))
+        )
     assert 0.55 < took < 1.5
     # The inner call had what was left of the outer one (not QuoteOrder's
     # own 5 s), and ended with it.
@@ -344,44 +351,33 @@ def test_submit_order_does_not_wait_past_its_deadline(
         return write(self, news)
 
     monkeypatch.setattr(OrderStore, "submit_many", slow_write)
-    orders = loop.run(create_order_server("127.0.0.1:0", Settings()))
-    try:
-        with channel(
-            f"127.0.0.1:{orders.port}",
-            key_metadata(env["ORDERENGINE_API_KEY"]),
-            service=ORDER_SERVICE,
-        ) as ch:
-            stub = order_service_pb2_grpc.OrderServiceStub(ch)
+    with order_service(loop, env["ORDERENGINE_API_KEY"]) as stub:
 
-            def submit(client_order_id: str, timeout: float) -> Any:
-                return stub.SubmitOrder(
-                    order_service_pb2.SubmitOrderRequest(
-                        input_token="SOL",
-                        output_token="USDC",
-                        amount="1",
-                        client_order_id=client_order_id,
-                    ),
-                    timeout=timeout,
-                )
-
-            # Its write begins at once and outlives the deadline...
-            first = threading.Thread(
-                target=lambda: deadline_exceeded(lambda: submit("written", 0.3))
+        def submit(client_order_id: str, timeout: float) -> Any:
+            return stub.SubmitOrder(
+                order_service_pb2.SubmitOrderRequest(
+                    input_token="SOL",
+                    output_token="USDC",
+                    amount="1",
+                    client_order_id=client_order_id,
+                ),
+                timeout=timeout,
             )
-            first.start()
-            time.sleep(0.1)
-            # ...this one waits for the next batch, and stops waiting on time.
-            assert deadline_exceeded(lambda: submit("dropped", 0.3)) < 0.6
-            first.join()
-            time.sleep(1.0)  # the first batch done
-            stored = store.list_page(OWNER, 10)[0]
-            assert [row.client_order_id for row in stored] == ["written"]
-            # The client that timed out finds its order by its client_order_id.
-            again = submit("written", 10)
-            assert again.already_exists and again.order.order_id == stored[0].order_id
-            assert not submit("dropped", 10).already_exists
-    finally:
-        loop.run(orders.stop(0))
+
+        # Its write begins at once and outlives the deadline...
+        first = threading.Thread(target=lambda: deadline_exceeded(lambda: submit("written", 0.3)))
+        first.start()
+        time.sleep(0.1)
+        # ...this one waits for the next batch, and stops waiting on time.
+        assert deadline_exceeded(lambda: submit("dropped", 0.3)) < 0.6
+        first.join()
+        time.sleep(1.0)  # the first batch done
+        stored = store.list_page(OWNER, 10)[0]
+        assert [row.client_order_id for row in stored] == ["written"]
+        # The client that timed out finds its order by its client_order_id.
+        again = submit("written", 10)
+        assert again.already_exists and again.order.order_id == stored[0].order_id
+        assert not submit("dropped", 10).already_exists
 
 
 # -- keepalive --------------------------------------------------------------

@@ -69,6 +69,19 @@ def dlmm(bins: dict[int, Bin], params: DlmmParams = PARAMS, **state: int) -> Dlm
     )
 
 
+def volatile_dlmm(last_update: int) -> DlmmPool:
+    """One bin of 1_000_000 SOL, after swaps that left index reference 3,
+    volatility reference 15_000 and accumulator 45_000."""
+    return dlmm(
+        {0: Bin(0, 1_000_000)},
+        replace(PARAMS, variable_fee_control=10_000),
+        index_reference=3,
+        volatility_reference=15_000,
+        volatility_accumulator=45_000,
+        last_update=last_update,
+    )
+
+
 @dataclass(frozen=True)
 class Case:
     pool: Pool
@@ -134,14 +147,7 @@ HAND_COMPUTED = {
     # = 45_000; variable fee ceil(10_000 * (45_000 * 100)^2 / 1e11) = 2_025_000, total
     # 12_025_000 (1.2025%). Fee ceil(10_000 * 0.012025) = ceil(120.25) = 121, out 9_879.
     "dlmm volatile": Case(
-        dlmm(
-            {0: Bin(0, 1_000_000)},
-            replace(PARAMS, variable_fee_control=10_000),
-            index_reference=3,
-            volatility_reference=15_000,
-            volatility_accumulator=45_000,
-            last_update=NOW - 10,
-        ),
+        volatile_dlmm(last_update=NOW - 10),
         "SOL",
         10_000,
         9_879,
@@ -152,14 +158,7 @@ HAND_COMPUTED = {
     # the accumulator is 22_500 + 0; variable fee ceil(10_000 * (22_500 * 100)^2 / 1e11) =
     # 506_250, total 10_506_250. Fee ceil(105.06..) = 106, out 9_894.
     "dlmm volatility decaying": Case(
-        dlmm(
-            {0: Bin(0, 1_000_000)},
-            replace(PARAMS, variable_fee_control=10_000),
-            index_reference=3,
-            volatility_reference=15_000,
-            volatility_accumulator=45_000,
-            last_update=NOW - 60,
-        ),
+        volatile_dlmm(last_update=NOW - 60),
         "SOL",
         10_000,
         9_894,
