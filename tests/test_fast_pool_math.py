@@ -44,7 +44,7 @@ def reference_swap(
     state = update_references(params, state, now)
     bins = list(state.bins)
     active = state.active_id
-    left, total_out, total_fee = amount_in, 0, 0
+    left, fills = amount_in, []
     volatility = state.volatility_accumulator
     while True:
         volatility = volatility_at(params, state, active)
@@ -63,14 +63,14 @@ def reference_swap(
                 out = min(_amount_out(left - fee, price, swap_for_y), reserve_out)
                 taken = left
             bins[k] = bin_.filled(taken - fee, out, swap_for_y)
+            fills.append((taken, out, fee))
             left -= taken
-            total_out += out
-            total_fee += fee
         if left == 0:
             break
         active += -1 if swap_for_y else 1
         if not state.min_id <= active <= state.max_id:
             raise OutOfLiquidityError("out of bins")
+    total_out, total_fee = sum(out for _, out, _ in fills), sum(fee for _, _, fee in fills)
     fee_x, fee_y = state.fees_with(total_fee, swap_for_y)
     after = replace(
         state,
