@@ -7,8 +7,9 @@ signature is ``txHash``, the seed's name for it."""
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic.alias_generators import to_camel
@@ -35,6 +36,13 @@ class CamelModel(BaseModel):
         validate_by_alias=True,
         serialize_by_alias=True,
     )
+
+    @classmethod
+    def copied(cls, message: Message, **converted: Any) -> Self:
+        """The model of ``message``: the fields ``converted`` gives as given,
+        every other one copied from the message's field of the same name."""
+        names = message.DESCRIPTOR.fields_by_name.keys() & cls.model_fields.keys()
+        return cls(**{n: getattr(message, n) for n in names - converted.keys()}, **converted)
 
 
 def status_name(value: int) -> str:
@@ -92,14 +100,7 @@ class VenueQuoteJSON(CamelModel):
 
     @classmethod
     def of(cls, quote: market_pb2.VenueQuote) -> VenueQuoteJSON:
-        return cls(
-            venue=venue_name(quote.venue),
-            pool_id=quote.pool_id,
-            amount_in=quote.amount_in,
-            amount_out=quote.amount_out,
-            fee=quote.fee,
-            price_impact_pct=quote.price_impact_pct,
-        )
+        return cls.copied(quote, venue=venue_name(quote.venue))
 
 
 class RouteLegJSON(CamelModel):
@@ -114,16 +115,7 @@ class RouteLegJSON(CamelModel):
 
     @classmethod
     def of(cls, leg: market_pb2.RouteLeg) -> RouteLegJSON:
-        return cls(
-            venue=venue_name(leg.venue),
-            pool_id=leg.pool_id,
-            input_token=leg.input_token,
-            output_token=leg.output_token,
-            amount_in=leg.amount_in,
-            amount_out=leg.amount_out,
-            fee=leg.fee,
-            share_bps=leg.share_bps,
-        )
+        return cls.copied(leg, venue=venue_name(leg.venue))
 
 
 class RouteJSON(CamelModel):
@@ -136,14 +128,7 @@ class RouteJSON(CamelModel):
 
     @classmethod
     def of(cls, route: market_pb2.Route) -> RouteJSON:
-        return cls(
-            legs=[RouteLegJSON.of(leg) for leg in route.legs],
-            input_token=route.input_token,
-            output_token=route.output_token,
-            amount_in=route.amount_in,
-            amount_out=route.amount_out,
-            min_amount_out=route.min_amount_out,
-        )
+        return cls.copied(route, legs=[RouteLegJSON.of(leg) for leg in route.legs])
 
 
 class QuoteJSON(CamelModel):
@@ -176,22 +161,16 @@ class OrderJSON(CamelModel):
 
     @classmethod
     def of(cls, order: order_pb2.Order) -> OrderJSON:
-        return cls(
-            order_id=order.order_id,
+        return cls.copied(
+            order,
             status=status_name(order.status),
-            input_token=order.input_token,
-            output_token=order.output_token,
-            amount=order.amount,
-            slippage_bps=order.slippage_bps,
             client_order_id=order.client_order_id or None,
             create_time=iso_time(order.create_time),
             update_time=iso_time(order.update_time),
-            attempt=order.attempt,
             route=RouteJSON.of(order.route) if order.HasField("route") else None,
             tx_hash=order.signature or None,
             amount_out=order.amount_out or None,
             failure_reason=order.failure_reason or None,
-            last_sequence=order.last_sequence,
         )
 
 
@@ -220,12 +199,10 @@ class OrderUpdate(CamelModel):
 
     @classmethod
     def of(cls, event: order_pb2.OrderEvent) -> OrderUpdate:
-        return cls(
-            order_id=event.order_id,
+        return cls.copied(
+            event,
             status=status_name(event.status),
             timestamp=iso_time(event.event_time),
-            sequence=event.sequence,
-            attempt=event.attempt,
             quotes=[VenueQuoteJSON.of(q) for q in event.quotes] or None,
             route=RouteJSON.of(event.route) if event.HasField("route") else None,
             tx_hash=event.signature or None,
