@@ -11,11 +11,11 @@ import asyncio
 import hmac
 from collections.abc import Awaitable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from orderengine.errors import ItemFailure
 from orderengine.observability.call_details import Metadata, metadata_value
 from orderengine.store.api_keys import KeyCache
 
@@ -48,18 +48,9 @@ def caller() -> str:
 # -- servers ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """Why a call may not go on: answered before its handler runs."""
-
-    code: grpc.StatusCode
-    message: str
-    reason: str
-
-
 # What a guard decides from a call's metadata: go on (None), a refusal, or,
 # when it must look further (a key not in the cache), that decision to await.
-Verdict = Refusal | Awaitable[Refusal | None] | None
+Verdict = ItemFailure | Awaitable[ItemFailure | None] | None
 
 
 class Guard:
@@ -91,7 +82,7 @@ class ApiKeyGuard(Guard):
         CALLER.set(owner)
         return None
 
-    async def _verified(self, key: str) -> Refusal | None:
+    async def _verified(self, key: str) -> ItemFailure | None:
         owner = await asyncio.to_thread(self.keys.verify, key)
         if owner is None:
             return _BAD_KEY
@@ -123,19 +114,21 @@ class InternalTokenGuard(Guard):
         return None
 
 
-_NO_KEY = Refusal(
+_NO_KEY = ItemFailure(
     grpc.StatusCode.UNAUTHENTICATED,
     "missing API key: send the metadata 'authorization: Bearer <key>' "
     "(orderengine keys create NAME makes one)",
     "API_KEY_MISSING",
 )
-_BAD_KEY = Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked API key", "API_KEY_INVALID")
-_NO_TOKEN = Refusal(
+_BAD_KEY = ItemFailure(
+    grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked API key", "API_KEY_INVALID"
+)
+_NO_TOKEN = ItemFailure(
     grpc.StatusCode.UNAUTHENTICATED,
     "this is an internal service: calls need the internal token",
     "INTERNAL_TOKEN_MISSING",
 )
-_WRONG_TOKEN = Refusal(
+_WRONG_TOKEN = ItemFailure(
     grpc.StatusCode.PERMISSION_DENIED,
     "this is an internal service: the internal token is wrong",
     "INTERNAL_TOKEN_INVALID",
