@@ -25,6 +25,14 @@ def unary(target: str, address: str, seconds: float, how: str, value: float) -> 
     )
 
 
+def rates(target: str, address: str, seconds: float, concurrency: int, rounds: int) -> list[float]:
+    """Calls a second to ``target`` with ``concurrency`` in flight, a round each."""
+    return [
+        unary(target, address, seconds, "--concurrency", concurrency)["per_second"]
+        for _ in range(rounds)
+    ]
+
+
 def latency_rows(
     report: Report,
     section: str,
@@ -55,10 +63,7 @@ def ceiling_section(
         ceilings["grpc"] = report.figure(
             "ceiling",
             "grpc.aio unary echo, 64 concurrent",
-            (
-                unary("echo", echo.address, seconds, "--concurrency", 64)["per_second"]
-                for _ in range(rounds)
-            ),
+            rates("echo", echo.address, seconds, 64, rounds),
             "calls/s",
         ).figure
     finally:
@@ -97,10 +102,7 @@ def accept_section(
             report.figure(
                 "accept",
                 f"SubmitOrder, {concurrency} concurrent",
-                (
-                    unary("submit", address, seconds, "--concurrency", concurrency)["per_second"]
-                    for _ in range(rounds)
-                ),
+                rates("submit", address, seconds, concurrency, rounds),
                 "orders/s",
                 ceiling=ceilings.get("grpc"),
                 ceiling_name="grpc echo",
@@ -171,10 +173,7 @@ def quote_section(
         report.figure(
             "quote",
             "GetQuote, 16 concurrent",
-            (
-                unary("quote", address, seconds, "--concurrency", 16)["per_second"]
-                for _ in range(rounds)
-            ),
+            rates("quote", address, seconds, 16, rounds),
             "quotes/s",
             ceiling=ceilings.get("grpc"),
             ceiling_name="grpc echo",
