@@ -152,6 +152,32 @@ BAD_SWAP_FIELDS = [
 ]
 
 
+def one_pool_route(
+    pool_id: str,
+    input_token: str,
+    output_token: str,
+    amount_in: str,
+    venue: market_pb2.Venue = market_pb2.VENUE_UNSPECIFIED,
+    **more: str,
+) -> market_pb2.Route:
+    """A route of one leg, all of ``amount_in`` through ``pool_id``; ``more``:
+    the route's other fields (amount_out, min_amount_out)."""
+    leg = market_pb2.RouteLeg(
+        venue=venue,
+        pool_id=pool_id,
+        input_token=input_token,
+        output_token=output_token,
+        share_bps=10_000,
+    )
+    return market_pb2.Route(
+        input_token=input_token,
+        output_token=output_token,
+        amount_in=amount_in,
+        legs=[leg],
+        **more,
+    )
+
+
 def best_route(
     request: SwapRequest,
     reserves: Mapping[str, PoolState],
