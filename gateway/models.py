@@ -7,6 +7,7 @@ signature is ``txHash``, the seed's name for it."""
 from __future__ import annotations
 
 from datetime import UTC
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
 from google.protobuf.message import Message
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic.alias_generators import to_camel
 
 from gateway.amounts import Amount
+from orderengine.route_figures import PRICE_DIGITS, decimal_text, leg_shares, price
 from orderengine.v1 import market_pb2, order_pb2, order_service_pb2
 
 UINT32_MAX = 2**32 - 1
@@ -111,11 +113,19 @@ class RouteLegJSON(CamelModel):
     amount_in: str
     amount_out: str
     fee: str
-    share_bps: int
+    share_bps: int = Field(
+        description="the share of the input token held at this point of the route that the "
+        "leg swaps, as the chain applies it (the last leg on a token takes the rest)"
+    )
+    share_pct: str = Field(
+        description="the leg's share of all the route spends of its input token, in percent; "
+        "the legs on one token add up to 100.00",
+        examples=["43.00"],
+    )
 
     @classmethod
-    def of(cls, leg: market_pb2.RouteLeg) -> RouteLegJSON:
-        return cls.copied(leg, venue=venue_name(leg.venue))
+    def of(cls, leg: market_pb2.RouteLeg, share: Decimal) -> RouteLegJSON:
+        return cls.copied(leg, venue=venue_name(leg.venue), share_pct=str(share))
 
 
 class RouteJSON(CamelModel):
@@ -125,10 +135,28 @@ class RouteJSON(CamelModel):
     amount_in: str
     amount_out: str
     min_amount_out: str = Field(description="the least the swap may give before it fails")
+    price: str = Field(
+        description=f"output tokens one input token gets on this route (amountOut / amountIn), "
+        f"to {PRICE_DIGITS} significant digits",
+        examples=["139.038"],
+    )
+    inverse_price: str = Field(
+        description="input tokens one output token costs (amountIn / amountOut), "
+        f"to {PRICE_DIGITS} significant digits",
+        examples=["0.00719227"],
+    )
 
     @classmethod
     def of(cls, route: market_pb2.Route) -> RouteJSON:
-        return cls.copied(route, legs=[RouteLegJSON.of(leg) for leg in route.legs])
+        return cls.copied(
+            route,
+            legs=[
+                RouteLegJSON.of(leg, share)
+                for leg, share in zip(route.legs, leg_shares(route), strict=True)
+            ],
+            price=decimal_text(price(route.amount_in, route.amount_out)),
+            inverse_price=decimal_text(price(route.amount_out, route.amount_in)),
+        )
 
 
 class QuoteJSON(CamelModel):

@@ -16,6 +16,7 @@ from orderengine.mesh.auth import key_metadata
 from orderengine.mesh.channels import ORDER_SERVICE
 from orderengine.mesh.channels import channel as orderengine_channel
 from orderengine.mesh.resumption import RESUMABLE, Resumption
+from orderengine.route_figures import leg_shares
 from orderengine.settings import Settings
 from orderengine.statuses import Status
 from orderengine.store.api_keys import client_key
@@ -216,19 +217,15 @@ def quote_lines(reply: order_service_pb2.QuoteOrderResponse, slippage_bps: int) 
         ]
     )
     lines += _table(rows, right={1, 2, 3})
-    # What the route spends of each token, so each leg's share reads as a
-    # percentage of it (share_bps itself is of what is held at that point).
-    spent: dict[str, Decimal] = {}
-    for leg in route.legs:
-        spent[leg.input_token] = spent.get(leg.input_token, Decimal(0)) + Decimal(leg.amount_in)
+    # Each leg's share of what the route spends of its token, as the page shows it.
     legs = [["", "venue", "pool", "share", "in", "out"]]
-    for i, leg in enumerate(route.legs, 1):
+    for i, (leg, share) in enumerate(zip(route.legs, leg_shares(route), strict=True), 1):
         legs.append(
             [
                 f"{i}.",
                 _venue(leg.venue),
                 leg.pool_id,
-                f"{_pct(Decimal(leg.amount_in), spent[leg.input_token])} of {leg.input_token}",
+                f"{share}% of {leg.input_token}",
                 f"{leg.amount_in} {leg.input_token}",
                 f"{leg.amount_out} {leg.output_token}",
             ]
