@@ -806,3 +806,31 @@ def test_a_leg_that_would_overflow_a_pool_or_pay_nothing_reverts_with_its_code()
         apply_route(leg, "SOL", "USDC", 1, pools)
     assert nothing.value.code == "ZERO_AMOUNT_OUT"
 
+
+def test_a_dlmm_leg_that_would_overflow_a_pool_or_pay_nothing_reverts_with_its_code() -> None:
+    """The same checks on a Meteora pool. meteora-sol-usdc's fee is 0.1% (1e6 in
+    1e9) at rest; its active bin, the nearest to 139.6 USDC a SOL, pays 0.1396
+    base units of USDC a lamport, give or take 0.05%."""
+    pool = all_pools()["meteora-sol-usdc"]
+    assert isinstance(pool, DlmmPool)
+    pools = initial_states()
+    sell = [Leg(pool.id, "SOL", "USDC")]
+    # 1 lamport: fee ceil(1 * 1e6 / 1e9) = 1, nothing left to swap. 7 lamports: fee 1,
+    # out floor(6 * 0.1396) = floor(0.84) = 0. 8: floor(7 * 0.1396) = floor(0.98) = 0.
+    # 9: floor(8 * 0.1396) = floor(1.12) = 1.
+    for lamports in (1, 7, 8):
+        with pytest.raises(ZeroAmountOutError, match="pays no USDC") as nothing:
+            apply_route(sell, "SOL", "USDC", lamports, pools, NOW)
+        assert nothing.value.code == "ZERO_AMOUNT_OUT"
+    assert apply_route(sell, "SOL", "USDC", 9, pools, NOW).amount_out == 1
+    # 1 base unit of USDC buys nothing either way round: its fee is 1.
+    with pytest.raises(ZeroAmountOutError, match="pays no SOL"):
+        apply_route([Leg(pool.id, "USDC", "SOL")], "USDC", "SOL", 1, pools, NOW)
+    # A SOL vault 1_000 lamports short of a u64 (fees waiting beside the bins): 1_000 more
+    # fills it to the bound, 1_001 would pass it.
+    vault_x = sum(b.x for b in pool.initial.bins)
+    full = {**pools, pool.id: replace(pool.initial, fee_x=MAX_BASE_UNITS - 1_000 - vault_x)}
+    assert apply_route(sell, "SOL", "USDC", 1_000, full, NOW).amount_out > 0
+    with pytest.raises(AmountOverflowError, match="would hold more than") as overflow:
+        apply_route(sell, "SOL", "USDC", 1_001, full, NOW)
+    assert overflow.value.code == "AMOUNT_OVERFLOW"
