@@ -17,6 +17,7 @@ from typing import IO
 
 import pytest
 
+from orderengine.client.version import VERSION
 from orderengine.local.metrics_targets import TARGETS_FILE, read_targets
 from orderengine.local.ports import free_port, port_is_free
 from orderengine.mesh.channels import channel
@@ -141,7 +142,7 @@ def stack(
             break
         assert time.monotonic() < deadline, "".join(banner)
     text = "".join(banner)
-    assert "Order engine is up." in text, text
+    assert f"Order engine {VERSION} is up." in text, text
     assert stack_env["ORDER_SERVICE_ADDRESS"] in text
     assert re.search(
         rf"^  gateway +{re.escape(stack_env['GATEWAY_ADDRESS'])} +HTTP \+ WebSocket, "
