@@ -11,6 +11,7 @@ A command's modules (gRPC, the generated code) are imported when it runs:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from importlib import import_module
@@ -52,6 +53,18 @@ def _on_demand(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _swap_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("input_token", help="the token sold, e.g. SOL")
+    command.add_argument("output_token", help="the token bought, e.g. USDC")
+    command.add_argument("amount", help="of the token sold, in whole tokens, e.g. 10 or 0.25")
+    command.add_argument(
+        "--slippage-bps",
+        type=int,
+        default=0,
+        help="most the output may fall below the quote; default 50",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="orderengine",
@@ -69,10 +82,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     submit = sub.add_parser("submit", parents=[common], help="submit a market order")
-    submit.add_argument("input_token")
-    submit.add_argument("output_token")
-    submit.add_argument("amount", help="in whole tokens, e.g. 10 or 0.25")
-    submit.add_argument("--slippage-bps", type=int, default=0, help="default 50")
+    _swap_arguments(submit)
     submit.add_argument("--client-order-id", help="resubmitting with it returns the first order")
     follow = submit.add_mutually_exclusive_group()
     follow.add_argument(
@@ -88,10 +98,7 @@ def parser() -> argparse.ArgumentParser:
     quote = sub.add_parser(
         "quote", parents=[common], help="what each venue and the route would give now"
     )
-    quote.add_argument("input_token")
-    quote.add_argument("output_token")
-    quote.add_argument("amount", help="in whole tokens, e.g. 10 or 0.25")
-    quote.add_argument("--slippage-bps", type=int, default=0, help="default 50")
+    _swap_arguments(quote)
     quote.set_defaults(run=_on_demand("cmd_quote"))
 
     watch = sub.add_parser(
@@ -136,4 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         code = 2
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # its reader went away (| head): no traceback, as SIGPIPE would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
     sys.exit(code)
