@@ -108,5 +108,6 @@ compose-check: ## validate docker-compose.yml (no engine needed)
 
 clean: ## remove .venv, .tools, caches and runtime state (var/, artifacts/)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist var artifacts *.egg-info
+	rm -rf client/build client/*.egg-info
 	rm -rf tests/node/node_modules
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
