@@ -162,23 +162,23 @@ def orders_table(orders: Iterable[order_pb2.Order]) -> list[str]:
 
 def describe(event: order_pb2.OrderEvent, output_token: str) -> str:
     """What an event says, in one line."""
-    status = status_word(event.status)
-    if status == "ROUTING" and event.reason:
+    status = event.status
+    if status == order_pb2.ORDER_STATUS_ROUTING and event.reason:
         return f"attempt {event.attempt}, after: {event.reason}"
-    if status == "ROUTING":
+    if status == order_pb2.ORDER_STATUS_ROUTING:
         return f"attempt {event.attempt}"
-    if status == "ROUTED":
+    if status == order_pb2.ORDER_STATUS_ROUTED:
         quotes = ", ".join(f"{venue_word(q.venue)} {q.amount_out}" for q in event.quotes)
         legs = " + ".join(f"{venue_word(leg.venue)} {leg.pool_id}" for leg in event.route.legs)
         return (
             f"quotes: {quotes} {output_token}; route: {legs}, expect "
             f"{event.route.amount_out} (min {event.route.min_amount_out}) {output_token}"
         )
-    if status == "SUBMITTED":
+    if status == order_pb2.ORDER_STATUS_SUBMITTED:
         return f"signature {event.signature}"
-    if status == "CONFIRMED":
+    if status == order_pb2.ORDER_STATUS_CONFIRMED:
         return f"received {event.amount_out} {output_token}, signature {event.signature}"
-    if status in ("FAILED", "CANCELLED"):
+    if status in (order_pb2.ORDER_STATUS_FAILED, order_pb2.ORDER_STATUS_CANCELLED):
         return event.reason
     return ""
 
@@ -211,8 +211,8 @@ class Progress:
 
     def step(self, event: order_pb2.OrderEvent) -> None:
         word = status_word(event.status)
-        if word == "ROUTING" and event.attempt > 1:
-            word = f"ROUTING (attempt {event.attempt})"
+        if event.status == order_pb2.ORDER_STATUS_ROUTING and event.attempt > 1:
+            word = f"{word} (attempt {event.attempt})"
         sys.stderr.write(word if self._last is None else f" → {word}")
         sys.stderr.flush()
         self._last = event
