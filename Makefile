@@ -31,11 +31,18 @@ BENCH_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## create .venv and pip install -e '.[dev]' (again when pyproject.toml changes)
+install: $(STAMP) ## create .venv and pip install -e ./client -e '.[dev]' (again when either pyproject.toml changes)
 
-$(STAMP): pyproject.toml
+# The client distribution (client/) and the server's, editable, in one pip
+# call so that the server's requirement of the client is met by this one.
+# pip shows what it downloads and installs: the first time takes a minute or two.
+$(STAMP): pyproject.toml client/pyproject.toml orderengine/client/version.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	$(PY) -m pip install --disable-pip-version-check -e ./client -e '.[dev]'
+	@# A .venv from before the split: removing the old orderengine took the
+	@# console script the client had just written. Put it back.
+	@test -x $(VENV)/bin/orderengine || $(PY) -m pip install --disable-pip-version-check \
+	  -q --no-deps --force-reinstall -e ./client
 	@touch $@
 
 protos: $(STAMP) ## regenerate orderengine/v1/ from protos/
@@ -101,5 +108,6 @@ compose-check: ## validate docker-compose.yml (no engine needed)
 
 clean: ## remove .venv, .tools, caches and runtime state (var/, artifacts/)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist var artifacts *.egg-info
+	rm -rf client/build client/*.egg-info
 	rm -rf tests/node/node_modules
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

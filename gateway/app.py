@@ -22,6 +22,7 @@ from gateway import errors, health, orders, watch
 from gateway.limits import BodySizeLimit
 from gateway.submit import SubmitFastPath
 from gateway.upstream import Upstream
+from orderengine.client.version import VERSION
 from orderengine.observability.http_requests import ObservedRequests
 from orderengine.observability.metrics import exposition
 from orderengine.settings import Settings
@@ -119,7 +120,7 @@ def create_app(
 
     app = GatewayApp(
         title="Order engine gateway",
-        version="1.0.0",
+        version=VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
         strict_content_type=False,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic.alias_generators import to_camel
 
 from gateway.amounts import Amount
-from orderengine.route_figures import PRICE_DIGITS, decimal_text, leg_shares, price
+from orderengine.client.route_figures import PRICE_DIGITS, decimal_text, leg_shares, price
 from orderengine.v1 import market_pb2, order_pb2, order_service_pb2
 
 UINT32_MAX = 2**32 - 1

@@ -25,6 +25,7 @@ from executor.chain.chain import _SUBMIT as chain_script
 from executor.chain.chain import LANDED_BY_ORDER, Chain, Submitted, b58encode, signature_for
 from executor.chain.execution_service import MAX_SWAPS_PER_CALL
 from orderengine.amounts import MAX_BASE_UNITS, format_amount
+from orderengine.client.dialing import RETRIED
 from orderengine.market.cpmm import Reserves
 from orderengine.market.pools import PoolState, all_pools, balances
 from orderengine.market.routes import Leg, apply_route
@@ -36,7 +37,6 @@ from orderengine.market.state import (
     read_reserves,
     write_reserves,
 )
-from orderengine.mesh.channels import RETRIED
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
 from tests.conftest import Services

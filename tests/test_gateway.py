@@ -775,24 +775,26 @@ def test_gateway_imports_only_the_stubs_the_settings_the_channels_and_its_framew
     # The channel factory is how every client reaches a service (TLS, keepalive,
     # balancing, interceptors); the gateway is one of those clients, nothing more
     # (and resumes a broken watch as every client does: orderengine.mesh.resumption;
-    # and serves HTTPS with the engine's certificate: orderengine.mesh.tls; and gives
+    # and serves HTTPS with the engine's certificate: orderengine.mesh.tls; and says
+    # its version in the OpenAPI document: orderengine.client.version; and gives
     # its requests ids, log lines and spans as every service its calls:
     # orderengine.observability; and gathers its callers' submits as OrderService
     # gathers its writes: orderengine.batching; and reads a route's shares and
-    # price as the CLI prints them: orderengine.route_figures).
+    # price as the CLI prints them: orderengine.client.route_figures).
     for path in (ROOT / "gateway").rglob("*.py"):
         for name in _imports(path):
             if name.split(".")[0] in ENGINE_PACKAGES:
                 assert name.split(".")[0] == "gateway" or name.startswith(
                     (
                         "orderengine.v1",
+                        "orderengine.client.version",
                         "orderengine.settings",
                         "orderengine.mesh.channels",
                         "orderengine.mesh.resumption",
                         "orderengine.mesh.tls",
                         "orderengine.observability",
                         "orderengine.batching",
-                        "orderengine.route_figures",
+                        "orderengine.client.route_figures",
                     )
                 ), f"{path}: imports {name}"
 

@@ -19,17 +19,17 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from order_service.main import create_order_server
-from orderengine.local.ports import free_port
-from orderengine.mesh.auth import key_metadata, token_metadata
-from orderengine.mesh.channels import (
+from orderengine.client.dialing import (
     ORDER_SERVICE,
     QUOTE_SERVICE,
     RETRY_POLICY,
-    _dial,
-    channel,
+    dial,
     parse_target,
 )
-from orderengine.mesh.keepalive import KEEPALIVE, KeepalivePolicy
+from orderengine.client.keepalive import KEEPALIVE, KeepalivePolicy
+from orderengine.local.ports import free_port
+from orderengine.mesh.auth import key_metadata, token_metadata
+from orderengine.mesh.channels import channel
 from orderengine.mesh.serving import SERVER_OPTIONS, Server, Service, create_server
 from orderengine.settings import Settings
 from orderengine.store.orders import OrderStore
@@ -384,7 +384,7 @@ def test_submit_order_does_not_wait_past_its_deadline(
 
 
 def test_clients_ping_no_faster_than_servers_allow() -> None:
-    client = dict(_dial("127.0.0.1:1", QUOTE_SERVICE)[2])
+    client = dict(dial("127.0.0.1:1", QUOTE_SERVICE).options)
     server = dict(SERVER_OPTIONS)
     assert (
         client["grpc.keepalive_time_ms"] >= server["grpc.http2.min_ping_interval_without_data_ms"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from orderengine.route_figures import decimal_text, leg_shares, price
+from orderengine.client.route_figures import decimal_text, leg_shares, price
 from orderengine.v1 import market_pb2
 
 

@@ -17,6 +17,7 @@ from typing import IO
 
 import pytest
 
+from orderengine.client.version import VERSION
 from orderengine.local.metrics_targets import TARGETS_FILE, read_targets
 from orderengine.local.ports import free_port, port_is_free
 from orderengine.mesh.channels import channel
@@ -141,7 +142,11 @@ def stack(
             break
         assert time.monotonic() < deadline, "".join(banner)
     text = "".join(banner)
-    assert "Order engine is up." in text, text
+    assert f"Order engine {VERSION} is up." in text, text
+    for service in ("OrderService", "QuoteService", "ExecutionService"):
+        assert re.search(rf"^{service} {re.escape(VERSION)} listening on port \d+$", text, re.M), (
+            text
+        )
     assert stack_env["ORDER_SERVICE_ADDRESS"] in text
     assert re.search(
         rf"^  gateway +{re.escape(stack_env['GATEWAY_ADDRESS'])} +HTTP \+ WebSocket, "
@@ -286,6 +291,8 @@ def test_make_run_stack_confirms_an_order_watched_live_and_late(
         "tracker",
     } <= set(pages), pages
     figures = scrape(pages.values())
+    # Each says the version it runs.
+    assert figures.get("orderengine_build_info", version=VERSION) == len(pages)
     assert figures.get("orderengine_orders", status="CONFIRMED") == 1
     for status in ("PENDING", "ROUTING", "ROUTED", "SUBMITTED"):
         assert figures.get("orderengine_order_status_seconds_count", status=status) == 1, status

@@ -23,11 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from orderengine.client.tls import TlsConfigError, tls
 from orderengine.local.ports import free_port
 from orderengine.mesh.auth import key_metadata, token_metadata
 from orderengine.mesh.channels import QUOTE_SERVICE, channel
 from orderengine.mesh.serving import create_server
-from orderengine.mesh.tls import TlsConfigError, tls
 from orderengine.v1 import (
     order_pb2,
     order_service_pb2,

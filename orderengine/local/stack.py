@@ -26,6 +26,8 @@ from pathlib import Path
 import grpc
 from prometheus_client import Counter
 
+from orderengine.client.keys import read_key_file
+from orderengine.client.version import VERSION
 from orderengine.local import metrics_targets
 from orderengine.local.embedded_redis import EmbeddedRedis, stopping_with_parent
 from orderengine.local.parts import (
@@ -40,7 +42,7 @@ from orderengine.local.parts import (
 from orderengine.observability.metrics import MetricsEndpoint
 from orderengine.settings import ORDER_SERVICE_DEFAULT, Settings
 from orderengine.store import migrate
-from orderengine.store.api_keys import ApiKeys, read_key_file, write_key_file
+from orderengine.store.api_keys import ApiKeys, write_key_file
 from orderengine.store.database import create_database_engine
 
 STOP_SECONDS = 15.0
@@ -304,7 +306,7 @@ def banner(settings: Settings, stack: Stack) -> str:
     )
     lines = [
         "",
-        "Order engine is up.",
+        f"Order engine {VERSION} is up.",
         *(f"  {n.ljust(width)}  {v}" for n, v in rows),
         *made,
         "",

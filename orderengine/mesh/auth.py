@@ -15,11 +15,12 @@ from typing import Any
 
 import grpc
 
+from orderengine.client.keys import AUTHORIZATION
+from orderengine.client.keys import key_metadata as key_metadata
 from orderengine.errors import ItemFailure
 from orderengine.observability.call_details import Metadata, metadata_value
 from orderengine.store.api_keys import KeyCache
 
-AUTHORIZATION = "authorization"
 INTERNAL_TOKEN_HEADER = "x-internal-token"
 # Services that answer anyone: they carry no orders and no prices.
 
@@ -162,10 +163,6 @@ class _AddMetadata(
 
     def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return continuation(_with_metadata(details, self.metadata), requests)
-
-
-def key_metadata(key: str) -> list[tuple[str, str]]:
-    return [(AUTHORIZATION, f"Bearer {key}")]
 
 
 def token_metadata(token: str) -> list[tuple[str, str]]:

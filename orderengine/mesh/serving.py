@@ -17,11 +17,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from orderengine.client.keepalive import KEEPALIVE
+from orderengine.client.tls import tls
+from orderengine.client.version import VERSION
 from orderengine.mesh import auth
 from orderengine.mesh.arrivals import Arrivals
 from orderengine.mesh.channels import is_single_address
-from orderengine.mesh.keepalive import KEEPALIVE
-from orderengine.mesh.tls import tls
 from orderengine.mesh.wrapped_handlers import wrapped
 from orderengine.observability.logs import configure_logging
 from orderengine.observability.metrics import serve_metrics
@@ -33,7 +34,7 @@ SERVER_OPTIONS = [
     # Bounded so that one bad client cannot make a server buffer without end:
     # the largest request (256 signatures to GetSignatureStatuses) is ~23 KiB.
     ("grpc.max_receive_message_length", 64 * 1024),
-    # What the engine's clients' pings must respect (orderengine.mesh.keepalive).
+    # What the engine's clients' pings must respect (orderengine.client.keepalive).
     *KEEPALIVE.server_options(),
     # gRPC core cancels new calls once 1,000 wait for the server to pick them
     # up; thousands of watchers opening at once (or reconnecting after a
@@ -215,7 +216,7 @@ async def serve(name: str, create: CreateServer, address_setting: str) -> None:
     says so on stdout, and serves until SIGTERM or SIGINT."""
     settings = Settings()
     server = await create(settings.bind_address(address_setting), settings)
-    print(f"{name} listening on port {server.port}", flush=True)
+    print(f"{name} {VERSION} listening on port {server.port}", flush=True)
     await serve_until_signal(
         server, settings.shutdown_grace_seconds, settings.shutdown_drain_seconds
     )
