@@ -8,38 +8,23 @@ from types import TracebackType
 
 import grpc
 
-from orderengine.client.blocking import TIMEOUT_SECONDS, WATCH_GIVE_UP_SECONDS
-from orderengine.client.dialing import ORDER_SERVICE, dial, open_aio_channel
-from orderengine.client.keys import find_api_key, key_metadata
+from orderengine.client.connection import ClientBase
+from orderengine.client.dialing import Dial, open_aio_channel
 from orderengine.client.requests import Amount, quote_request, submit_request
 from orderengine.client.resumption import Resuming, Watching
-from orderengine.client.settings import ClientSettings
-from orderengine.client.tls import Tls
-from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
+from orderengine.v1 import order_pb2, order_service_pb2
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """What ``Client`` does, each call a coroutine and ``watch`` an async
     iterator. Make it inside the running event loop (``async with
     AsyncClient() as client:``); a failed call raises grpc.aio.AioRpcError
     (a grpc.RpcError)."""
 
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        api_key: str | None = None,
-        tls: Tls | None = None,
-        timeout: float = TIMEOUT_SECONDS,
-        watch_give_up_seconds: float = WATCH_GIVE_UP_SECONDS,
-    ) -> None:
-        settings = ClientSettings()
-        self.address = address or settings.order_service_address
-        self.timeout = timeout
-        self.watch_give_up_seconds = watch_give_up_seconds
-        self._metadata = tuple(key_metadata(api_key or find_api_key(settings)))
-        self._channel = open_aio_channel(dial(self.address, ORDER_SERVICE, tls))
-        self._stub = order_service_pb2_grpc.OrderServiceStub(self._channel)
+    _channel: grpc.aio.Channel
+
+    def _open(self, how: Dial) -> grpc.aio.Channel:
+        return open_aio_channel(how)
 
     async def submit(
         self,

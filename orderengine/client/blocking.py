@@ -8,21 +8,14 @@ from types import TracebackType
 
 import grpc
 
-from orderengine.client.dialing import ORDER_SERVICE, dial, open_channel
-from orderengine.client.keys import find_api_key, key_metadata
+from orderengine.client.connection import ClientBase
+from orderengine.client.dialing import Dial, open_channel
 from orderengine.client.requests import Amount, quote_request, submit_request
 from orderengine.client.resumption import Resuming, Watching
-from orderengine.client.settings import ClientSettings
-from orderengine.client.tls import Tls
-from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
-
-# A unary call's deadline unless the client is given another.
-TIMEOUT_SECONDS = 10.0
-# How long a watch keeps resuming while OrderService is away.
-WATCH_GIVE_UP_SECONDS = 30.0
+from orderengine.v1 import order_pb2, order_service_pb2
 
 
-class Client:
+class Client(ClientBase):
     """Calls OrderService at ``address`` (default: ORDER_SERVICE_ADDRESS, or
     127.0.0.1:50051) with ``api_key`` (default: ORDERENGINE_API_KEY, or the
     key file make run writes); TLS as ``tls`` says (default: the TLS_*
@@ -31,22 +24,10 @@ class Client:
     retried by the channel while OrderService is briefly away; a watch
     resumes by itself."""
 
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        api_key: str | None = None,
-        tls: Tls | None = None,
-        timeout: float = TIMEOUT_SECONDS,
-        watch_give_up_seconds: float = WATCH_GIVE_UP_SECONDS,
-    ) -> None:
-        settings = ClientSettings()
-        self.address = address or settings.order_service_address
-        self.timeout = timeout
-        self.watch_give_up_seconds = watch_give_up_seconds
-        self._metadata = tuple(key_metadata(api_key or find_api_key(settings)))
-        self._channel = open_channel(dial(self.address, ORDER_SERVICE, tls))
-        self._stub = order_service_pb2_grpc.OrderServiceStub(self._channel)
+    _channel: grpc.Channel
+
+    def _open(self, how: Dial) -> grpc.Channel:
+        return open_channel(how)
 
     def submit(
         self,
