@@ -203,8 +203,41 @@ async def _start(
     )
     if port == 0:
         raise OSError(f"cannot listen on {address}")
-    await server.start()
-    return Server(server, port, health_servicer, names, arrivals)
+    probes = await _probe_server(address, health_servicer, Settings().health_port)
+    try:
+        await server.start()
+    except BaseException:
+        if probes is not None:
+            await probes.stop(None)
+        raise
+    started = Server(server, port, health_servicer, names, arrivals)
+    if probes is not None:
+        # After the server: probes see NOT_SERVING while it drains.
+        started.on_stop.insert(0, lambda: probes.stop(None))
+    return started
+
+
+async def _probe_server(
+    address: str, health_servicer: Any, port: int | None
+) -> grpc.aio.Server | None:
+    """HEALTH_PORT: the same health service, on its own plaintext port of
+    ``address``'s host, for probes that cannot speak TLS. Nothing else is
+    served there, so nothing that needs TLS or a key is exposed."""
+    if port is None:
+        return None
+    probes = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probes)
+    where = f"{address.rpartition(':')[0]}:{port}"
+    try:
+        if not probes.add_insecure_port(where):
+            raise RuntimeError("Failed to bind")
+        await probes.start()
+    except BaseException as exc:
+        await probes.stop(None)
+        if isinstance(exc, RuntimeError):
+            raise OSError(f"HEALTH_PORT: cannot listen on {where} ({exc})") from None
+        raise
+    return probes
 
 
 CreateServer = Callable[[str, Settings], Awaitable[Server]]
@@ -225,6 +258,7 @@ def run(name: str, create: CreateServer, address_setting: str, process: str) -> 
     """A service's main: logs and traces as ``process``, serves /metrics
     (METRICS_PORT), then ``serve``."""
     configure_logging(process)
+    auth.exit_on_placeholder_token(process)
     serve_metrics(Settings(), name)
     asyncio.run(serve(name, create, address_setting))
 
