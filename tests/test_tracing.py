@@ -250,11 +250,9 @@ def test_request_ids_cross_every_hop_and_untraced_calls_cost_no_span(
     ExecutionService; nothing prints a span or names a trace."""
     caplog.set_level(logging.DEBUG, logger="orderengine.calls")
     assert tracing.server_observers() == []
-    assert not [
-        i
-        for i in [*observability.client_interceptors(), *observability.aio_client_interceptors()]
-        if type(i).__module__ == tracing.__name__
-    ]
+    assert observability.aio_client_interceptors() == []
+    with channel(services.address("quote")) as plain:
+        assert type(plain).__module__.startswith("grpc.")
     printed = {part: tmp_path / f"{part}.out" for part in ("worker", "tracker")}
     for part, output in printed.items():
         start(processes, part, output)
@@ -342,7 +340,10 @@ def test_with_tracing_off_no_tracer_and_no_tracing_interceptor(
     tracing.configure("test")
     assert tracing.tracer() is None
     assert tracing.server_observers() == []
-    assert tracing.client_interceptors() == [] and tracing.aio_client_interceptors() == []
+    assert tracing.aio_client_interceptors() == []
+    plain = grpc.insecure_channel("127.0.0.1:9")
+    assert tracing.traced_channel(plain) is plain
+    plain.close()
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaeger")
     with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER"):
         tracing.configure("test")

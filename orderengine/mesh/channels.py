@@ -261,7 +261,7 @@ def channel(address: str, metadata: Metadata = (), *, service: str = "") -> grpc
         if credentials
         else grpc.insecure_channel(target, options=options)
     )
-    return grpc.intercept_channel(raw, *observability.client_interceptors(), SyncCalls(metadata))
+    return observability.traced(grpc.intercept_channel(raw, SyncCalls(metadata)))
 
 
 def aio_channel(address: str, metadata: Metadata = (), *, service: str = "") -> grpc.aio.Channel:
