@@ -247,6 +247,14 @@ def test_a_taken_health_port_stops_the_start_naming_the_setting(
         monkeypatch.setenv("HEALTH_PORT", str(taken.getsockname()[1]))
         with pytest.raises(OSError, match="HEALTH_PORT"):
             loop.run(create_server("127.0.0.1:0", []))
+    # Nor may two servers of one host share one: each answers for itself.
+    monkeypatch.setenv("HEALTH_PORT", str(free_port()))
+    first = loop.run(create_server("127.0.0.1:0", []))
+    try:
+        with pytest.raises(OSError, match="HEALTH_PORT"):
+            loop.run(create_server("127.0.0.1:0", []))
+    finally:
+        loop.run(first.stop(0))
 
 
 @pytest.mark.parametrize(

@@ -225,7 +225,9 @@ async def _probe_server(
     served there, so nothing that needs TLS or a key is exposed."""
     if port is None:
         return None
-    probes = grpc.aio.server()
+    # Not shared (gRPC shares a port by default): a second server on this
+    # host given the same port must fail, not take half the probes.
+    probes = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probes)
     where = f"{address.rpartition(':')[0]}:{port}"
     try:
