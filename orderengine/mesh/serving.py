@@ -29,6 +29,8 @@ from orderengine.settings import Settings
 
 log = logging.getLogger(__name__)
 
+MAX_CONNECTION_AGE_MS = 300_000
+
 SERVER_OPTIONS = [
     # Bounded so that one bad client cannot make a server buffer without end:
     # the largest request (256 signatures to GetSignatureStatuses) is ~23 KiB.
@@ -43,6 +45,11 @@ SERVER_OPTIONS = [
     # ...and cancels a call that waited 30 s for it: 10,000 opening at once
     # take about that long. A caller's own deadline still bounds its wait.
     ("grpc.server_max_unrequested_time_in_server", 120),
+    # A connection this old is told to go away (GOAWAY; calls and streams
+    # under way go on to their end): its client connects again, and asks
+    # DNS again, so replicas added since (a scale-out behind a dns:///
+    # name) get their share of its calls.
+    ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
 ]
 
 
