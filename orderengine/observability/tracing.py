@@ -24,7 +24,7 @@ from typing import Any
 
 import grpc
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors as otel_aio_interceptors
 from opentelemetry.instrumentation.grpc import client_interceptor as otel_client_interceptor
 from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
@@ -110,6 +110,10 @@ def install(provider: trace.TracerProvider | None) -> None:
     global _tracer, _provider
     _provider = provider
     _tracer = provider.get_tracer("orderengine") if provider is not None else None
+    if provider is not None:
+        # The library's client interceptors inject with the global
+        # propagator: the W3C header the servers and the queue read.
+        propagate.set_global_textmap(_PROPAGATOR)
 
 
 def shutdown() -> None:
