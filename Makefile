@@ -26,7 +26,7 @@ RUN_ARGS ?=
 REPLICAS ?= 1
 BENCH_ARGS ?=
 
-.PHONY: help install protos check-protos buf-lint lint format test chaos bench run compose-check clean node-client screenshot
+.PHONY: help install protos check-protos buf-lint lint format test chaos bench run compose-check k8s-check clean node-client screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -105,6 +105,23 @@ compose-check: ## validate docker-compose.yml (no engine needed)
 	  exit 1; \
 	fi
 	@echo "docker-compose.yml is valid"
+
+K8S := deploy/k8s
+K8S_FILES := $(filter-out %/kustomization.yaml,$(wildcard $(K8S)/*.yaml))
+# The oldest Kubernetes the manifests are for, and the newest the pinned schemas know.
+K8S_VERSIONS := 1.30 1.37
+
+k8s-check: $(STAMP) ## validate the Kubernetes manifests against the API schemas (offline), and what kustomize renders when kubectl is here
+	$(VENV)/bin/kubernetes-validate --strict --quiet $(foreach v,$(K8S_VERSIONS),-k $(v)) $(K8S_FILES)
+	@if command -v kubectl >/dev/null 2>&1; then \
+	  for version in $(K8S_VERSIONS); do \
+	    echo "kubectl kustomize $(K8S) | kubernetes-validate --strict --quiet -k $$version -"; \
+	    kubectl kustomize $(K8S) | $(VENV)/bin/kubernetes-validate --strict --quiet -k $$version -; \
+	  done; \
+	else \
+	  echo "no kubectl: the kustomization itself is checked by tests/test_k8s.py where it is"; \
+	fi
+	@echo "$(K8S) is valid"
 
 clean: ## remove .venv, .tools, caches and runtime state (var/, artifacts/)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist var artifacts *.egg-info

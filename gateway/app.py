@@ -1,5 +1,5 @@
 """The FastAPI app: the HTTP API, the WebSocket, /healthz, the OpenAPI
-document (/openapi.json, /docs) and the page at /."""
+document (/openapi.json, /docs, /redoc) and the page at /."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import errors, health, orders, watch
+from gateway import docs, errors, health, orders, watch
 from gateway.limits import BodySizeLimit
 from gateway.submit import SubmitFastPath
 from gateway.upstream import Upstream
@@ -124,6 +124,9 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         strict_content_type=False,
+        # Served from the package instead (gateway/docs.py): FastAPI's load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.resume_seconds = resume_seconds
     errors.install(app)
@@ -154,6 +157,7 @@ def create_app(
         return Response(body, media_type=content_type)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    docs.install(app)
     _finish_document(app)
     return app
 

@@ -185,6 +185,14 @@ class Settings(ClientSettings):
     )
     # Where /metrics listens (0.0.0.0 in a container).
     metrics_host: str = field(default_factory=lambda: env_value("METRICS_HOST", "127.0.0.1"))
+    # A second, plaintext port on each gRPC server's host that serves only
+    # the health service: for probes that cannot speak TLS (Kubernetes'
+    # grpc probes). Empty or "off": none.
+    health_port: int | None = field(
+        default_factory=lambda: (
+            None if env_value("HEALTH_PORT", "off").lower() == "off" else _int("HEALTH_PORT", 0)
+        )
+    )
 
     # Observability (docs/operations.md, "Request ids and call logs", "Tracing").
     # Where spans go: none (the default: no tracer, no tracing interceptor),

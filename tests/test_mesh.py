@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from order_service.main import create_order_server
 from orderengine.client.dialing import (
@@ -28,6 +28,7 @@ from orderengine.client.dialing import (
 )
 from orderengine.client.keepalive import KEEPALIVE, KeepalivePolicy
 from orderengine.local.ports import free_port
+from orderengine.mesh import serving
 from orderengine.mesh.auth import key_metadata, token_metadata
 from orderengine.mesh.channels import channel
 from orderengine.mesh.serving import SERVER_OPTIONS, Server, Service, create_server
@@ -460,3 +461,37 @@ def test_a_client_pinging_too_often_is_cut_off(loop: LoopThread) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         idle_stream_through(loop, strict, eager, idle=3.5)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_an_aged_connection_is_replaced_while_its_stream_goes_on(
+    loop: LoopThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server tells a connection past its age to go away: the client
+    connects again (and asks DNS again, which is how a dns:/// client finds
+    the replicas of a scale-out), while a stream open on it runs to its end."""
+    aged = [
+        (name, 300 if name == "grpc.max_connection_age_ms" else value)
+        for name, value in SERVER_OPTIONS
+    ]
+    assert aged != SERVER_OPTIONS
+    monkeypatch.setattr(serving, "SERVER_OPTIONS", aged)
+    server = loop.run(create_server("127.0.0.1:0", []))
+    states: list[grpc.ChannelConnectivity] = []
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            ch.subscribe(states.append, try_to_connect=False)
+            health = health_pb2_grpc.HealthStub(ch)
+            watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=20)
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            time.sleep(1.0)  # past the age: the server has sent its GOAWAY
+            loop.run(server.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING))
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            watch.cancel()
+            # The old connection closes once its stream is done...
+            ready = states.index(grpc.ChannelConnectivity.READY)
+            eventually(lambda: grpc.ChannelConnectivity.IDLE in states[ready:], timeout=10)
+            # ...and the next call opens a new one.
+            health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert states[-1] == grpc.ChannelConnectivity.READY
+    finally:
+        loop.run(server.stop(0))

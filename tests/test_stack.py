@@ -20,6 +20,7 @@ import pytest
 from orderengine.client.version import VERSION
 from orderengine.local.metrics_targets import TARGETS_FILE, read_targets
 from orderengine.local.ports import free_port, port_is_free
+from orderengine.mesh.auth import PLACEHOLDER_INTERNAL_TOKEN
 from orderengine.mesh.channels import channel
 from orderengine.mesh.healthcheck import serving, wait_serving
 from orderengine.observability.metrics_scrape import scrape
@@ -59,6 +60,9 @@ def stack_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
     env.update(CHAIN_SLOT_SECONDS="0.4", CHAIN_CONFIRM_SECONDS="0.6", WORKERS="2")
     # /metrics on free ports: stacks of other test runs may be up beside this one.
     env["METRICS_PORT"] = "0"
+    # The examples' placeholder, as a copied .env would leave it: the parts
+    # refuse it, so the stack must put a token of its own in its place.
+    env["INTERNAL_TOKEN"] = PLACEHOLDER_INTERNAL_TOKEN
     return env
 
 

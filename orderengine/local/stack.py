@@ -39,6 +39,7 @@ from orderengine.local.parts import (
     parts,
     replica_addresses,
 )
+from orderengine.mesh.auth import PLACEHOLDER_INTERNAL_TOKEN
 from orderengine.observability.metrics import MetricsEndpoint
 from orderengine.settings import ORDER_SERVICE_DEFAULT, Settings
 from orderengine.store import migrate
@@ -113,8 +114,10 @@ class Stack:
             env.setdefault("CHAIN_REDIS_URL", f"{self.redis.url}?db=1")
         env.setdefault("DATABASE_URL", f"sqlite:///{self.data_dir / 'orderengine.db'}")
         # The internal services' shared secret: a new one each run, in every
-        # part's environment (never printed).
-        env.setdefault("INTERNAL_TOKEN", secrets.token_urlsafe(32))
+        # part's environment (never printed); also in place of the examples'
+        # placeholder, which the parts would refuse.
+        if env.get("INTERNAL_TOKEN", "").strip() in ("", PLACEHOLDER_INTERNAL_TOKEN):
+            env["INTERNAL_TOKEN"] = secrets.token_urlsafe(32)
         env.setdefault("ORDERENGINE_API_KEY_FILE", str(self.data_dir / "api-key"))
         settings = Settings()
         configured = {

@@ -32,7 +32,7 @@ def channel(address: str, metadata: Metadata = (), *, service: str = "") -> grpc
     ``metadata`` (a key or the internal token) on every call; ``service``
     (a full name) is the health status its replicas are picked by."""
     raw = open_channel(dial(address, service))
-    return grpc.intercept_channel(raw, *observability.client_interceptors(), SyncCalls(metadata))
+    return observability.traced(grpc.intercept_channel(raw, SyncCalls(metadata)))
 
 
 def aio_channel(address: str, metadata: Metadata = (), *, service: str = "") -> grpc.aio.Channel:

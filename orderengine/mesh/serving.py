@@ -30,6 +30,8 @@ from orderengine.settings import Settings
 
 log = logging.getLogger(__name__)
 
+MAX_CONNECTION_AGE_MS = 300_000
+
 SERVER_OPTIONS = [
     # Bounded so that one bad client cannot make a server buffer without end:
     # the largest request (256 signatures to GetSignatureStatuses) is ~23 KiB.
@@ -44,6 +46,11 @@ SERVER_OPTIONS = [
     # ...and cancels a call that waited 30 s for it: 10,000 opening at once
     # take about that long. A caller's own deadline still bounds its wait.
     ("grpc.server_max_unrequested_time_in_server", 120),
+    # A connection this old is told to go away (GOAWAY; calls and streams
+    # under way go on to their end): its client connects again, and asks
+    # DNS again, so replicas added since (a scale-out behind a dns:///
+    # name) get their share of its calls.
+    ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
 ]
 
 
@@ -204,8 +211,43 @@ async def _start(
     )
     if port == 0:
         raise OSError(f"cannot listen on {address}")
-    await server.start()
-    return Server(server, port, health_servicer, names, arrivals)
+    probes = await _probe_server(address, health_servicer, Settings().health_port)
+    try:
+        await server.start()
+    except BaseException:
+        if probes is not None:
+            await probes.stop(None)
+        raise
+    started = Server(server, port, health_servicer, names, arrivals)
+    if probes is not None:
+        # After the server: probes see NOT_SERVING while it drains.
+        started.on_stop.insert(0, lambda: probes.stop(None))
+    return started
+
+
+async def _probe_server(
+    address: str, health_servicer: Any, port: int | None
+) -> grpc.aio.Server | None:
+    """HEALTH_PORT: the same health service, on its own plaintext port of
+    ``address``'s host, for probes that cannot speak TLS. Nothing else is
+    served there, so nothing that needs TLS or a key is exposed."""
+    if port is None:
+        return None
+    # Not shared (gRPC shares a port by default): a second server on this
+    # host given the same port must fail, not take half the probes.
+    probes = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probes)
+    where = f"{address.rpartition(':')[0]}:{port}"
+    try:
+        if not probes.add_insecure_port(where):
+            raise RuntimeError("Failed to bind")
+        await probes.start()
+    except BaseException as exc:
+        await probes.stop(None)
+        if isinstance(exc, RuntimeError):
+            raise OSError(f"HEALTH_PORT: cannot listen on {where} ({exc})") from None
+        raise
+    return probes
 
 
 CreateServer = Callable[[str, Settings], Awaitable[Server]]
@@ -226,6 +268,7 @@ def run(name: str, create: CreateServer, address_setting: str, process: str) -> 
     """A service's main: logs and traces as ``process``, serves /metrics
     (METRICS_PORT), then ``serve``."""
     configure_logging(process)
+    auth.exit_on_placeholder_token(process)
     serve_metrics(Settings(), name)
     asyncio.run(serve(name, create, address_setting))
 
