@@ -17,6 +17,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
+from executor.main import create_execution_server
 from order_service.main import create_order_server
 from orderengine.local.ports import free_port
 from orderengine.mesh.auth import key_metadata, token_metadata
@@ -40,7 +41,7 @@ from orderengine.v1 import (
     quote_service_pb2_grpc,
 )
 from tests.conftest import INTERNAL_TOKEN, OWNER, LoopThread
-from tests.helpers import eventually
+from tests.helpers import eventually, fund
 
 QUOTE = quote_service_pb2.GetQuoteRequest(input_token="SOL", output_token="USDC", amount="1")
 
@@ -344,6 +345,10 @@ def test_submit_order_does_not_wait_past_its_deadline(
         return write(self, news)
 
     monkeypatch.setattr(OrderStore, "submit_many", slow_write)
+    # The chain, for the submit's look at the owner's wallet.
+    chain = loop.run(create_execution_server("127.0.0.1:0", Settings()))
+    monkeypatch.setenv("EXECUTION_SERVICE_ADDRESS", f"127.0.0.1:{chain.port}")
+    fund(env["REDIS_URL"], OWNER)
     orders = loop.run(create_order_server("127.0.0.1:0", Settings()))
     try:
         with channel(
@@ -382,6 +387,7 @@ def test_submit_order_does_not_wait_past_its_deadline(
             assert not submit("dropped", 10).already_exists
     finally:
         loop.run(orders.stop(0))
+        loop.run(chain.stop(0))
 
 
 # -- keepalive --------------------------------------------------------------

@@ -68,6 +68,7 @@ _ORDER_COLUMNS = (
     ORDERS.c.created_at,
     ORDERS.c.updated_at,
     ORDERS.c.route,
+    ORDERS.c.priority_fee,
 )
 _BY_IDS = select(*_ORDER_COLUMNS).where(ORDERS.c.order_id.in_(bindparam("ids", expanding=True)))
 # Writers lock the rows they read (PostgreSQL; SQLite's writer holds the
@@ -138,6 +139,7 @@ def _order(row: Sequence[Any]) -> StoredOrder:
         created_at,
         updated_at,
         route_json,
+        priority_fee,
     ) = row
     if route_pb is not None:
         route: market_pb2.Route | None = market_pb2.Route.FromString(route_pb)
@@ -162,6 +164,7 @@ def _order(row: Sequence[Any]) -> StoredOrder:
         failure_reason,
         created_at,
         updated_at,
+        priority_fee,
     )
 
 
@@ -252,6 +255,7 @@ class OrderStore:
                 None,
                 now,
                 now,
+                new.priority_fee,
             )
             event = order_pb2.OrderEvent(
                 order_id=order_id,
@@ -276,6 +280,7 @@ class OrderStore:
                     "last_sequence": 1,
                     "created_at": now,
                     "updated_at": now,
+                    "priority_fee": new.priority_fee,
                 }
             )
             events.append(_event_values(event, pending, now))
@@ -519,6 +524,7 @@ def _changed(row: StoredOrder, t: Transition, now: datetime) -> StoredOrder | No
         c.reason[:512] if t.target is Status.FAILED else row.failure_reason,
         row.created_at,
         now,
+        row.priority_fee,
     )
 
 
