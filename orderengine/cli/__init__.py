@@ -4,6 +4,8 @@
     orderengine submit SOL USDC 10 --watch
     orderengine watch ORDER_ID
     orderengine orders
+    orderengine balances
+    orderengine airdrop SOL 10
     orderengine keys create NAME | keys list | keys revoke PREFIX
 
 Calls to OrderService carry the API key in ORDERENGINE_API_KEY, else the one
@@ -37,6 +39,7 @@ from orderengine.cli.orders import (
     cmd_submit,
     cmd_watch,
 )
+from orderengine.cli.wallet import add_commands as add_wallet_commands
 from orderengine.settings import Settings
 
 
@@ -59,6 +62,9 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("amount", help="in whole tokens, e.g. 10 or 0.25")
     submit.add_argument("--slippage-bps", type=int, default=0, help="default 50")
     submit.add_argument("--client-order-id", help="resubmitting with it returns the first order")
+    submit.add_argument(
+        "--priority-fee", default="", help="SOL paid on top of the network fee, e.g. 0.0001"
+    )
     submit.add_argument("--watch", action="store_true", help="follow the order to its end")
     submit.set_defaults(run=cmd_submit)
 
@@ -86,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", help="cancel a PENDING order")
     cancel.add_argument("order_id")
     cancel.set_defaults(run=cmd_cancel)
+
+    add_wallet_commands(sub)
 
     keys = sub.add_parser("keys", help="API keys (on the database: DATABASE_URL)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

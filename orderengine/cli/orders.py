@@ -138,6 +138,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             amount=args.amount,
             slippage_bps=args.slippage_bps,
             client_order_id=args.client_order_id or "",
+            priority_fee=args.priority_fee,
         ),
         timeout=10,
     )
