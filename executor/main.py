@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from executor.chain.chain import Chain
 from executor.chain.execution_service import ExecutionServicer
+from executor.chain.faucet import FaucetLimits
 from executor.chain.faults import FailureRates, Faults
 from executor.driver import tracker, worker
 from orderengine.mesh.auth import InternalTokenGuard, exit_on_placeholder_token
@@ -31,6 +32,7 @@ from orderengine.v1 import execution_service_pb2_grpc
 async def create_execution_server(address: str, settings: Settings) -> Server:
     # Internal: only the engine's own services (raises without INTERNAL_TOKEN).
     internal_only = InternalTokenGuard(settings.internal_token)
+    faucet = FaucetLimits.from_settings(settings)  # a bad limit stops the start here
     # Closed in reverse order, by the server once it stops, or here if it
     # never starts.
     async with AsyncExitStack() as opened:
@@ -55,7 +57,7 @@ async def create_execution_server(address: str, settings: Settings) -> Server:
                 Service(
                     EXECUTION_SERVICE,
                     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
-                    ExecutionServicer(chain),
+                    ExecutionServicer(chain, faucet),
                 ),
             ],
             internal_only,

@@ -18,7 +18,7 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import docs, errors, health, orders, watch
+from gateway import docs, errors, health, orders, wallet, watch
 from gateway.limits import BodySizeLimit
 from gateway.submit import SubmitFastPath
 from gateway.upstream import Upstream
@@ -143,6 +143,7 @@ def create_app(
     # Outermost: every answer carries its X-Request-Id and is logged.
     app.add_middleware(ObservedRequests)
     app.include_router(orders.router)
+    app.include_router(wallet.router)
     app.include_router(watch.router)
     app.include_router(health.router)
 

@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from gateway.amounts import Amount
 from orderengine.client.route_figures import PRICE_DIGITS, decimal_text, leg_shares, price
-from orderengine.v1 import market_pb2, order_pb2, order_service_pb2
+from orderengine.v1 import market_pb2, order_pb2, order_service_pb2, wallet_pb2
 
 UINT32_MAX = 2**32 - 1
 
@@ -81,6 +81,24 @@ class SubmitOrderBody(CamelModel):
     )
     client_order_id: str | None = Field(
         None, description="a resubmission with the same id returns the first order"
+    )
+    priority_fee: Amount | None = Field(
+        None,
+        description="SOL paid on top of the network fee (0.000005 SOL) by each attempt "
+        "the chain processes; at most 1",
+        examples=["0.0001"],
+    )
+
+
+class AirdropBody(CamelModel):
+    """What to fund the caller's wallet with from the chain's faucet."""
+
+    model_config = ConfigDict(validate_by_name=False)
+
+    token: str = Field(description="token symbol", examples=["SOL"])
+    amount: Amount
+    request_id: str | None = Field(
+        None, description="a resend with the same id within a day airdrops nothing more"
     )
 
 
@@ -186,6 +204,9 @@ class OrderJSON(CamelModel):
     amount_out: str | None = Field(description="what the swap gave, once CONFIRMED")
     failure_reason: str | None
     last_sequence: int
+    priority_fee: str = Field(
+        description="SOL each processed attempt pays on top of the network fee"
+    )
 
     @classmethod
     def of(cls, order: order_pb2.Order) -> OrderJSON:
@@ -199,7 +220,27 @@ class OrderJSON(CamelModel):
             tx_hash=order.signature or None,
             amount_out=order.amount_out or None,
             failure_reason=order.failure_reason or None,
+            priority_fee=order.priority_fee or "0",
         )
+
+
+class BalanceJSON(CamelModel):
+    token: str = Field(examples=["SOL"])
+    amount: str = Field(description="whole tokens, a decimal string", examples=["12.5"])
+    decimals: int = Field(description="the token's decimals", examples=[9])
+
+    @classmethod
+    def of(cls, balance: wallet_pb2.TokenBalance) -> BalanceJSON:
+        return cls(token=balance.token, amount=balance.amount, decimals=balance.decimals)
+
+
+class BalancesJSON(CamelModel):
+    balances: list[BalanceJSON] = Field(description="every token (or those asked), SOL first")
+
+
+class AirdropReply(CamelModel):
+    balance: BalanceJSON = Field(description="what the wallet holds of the token now")
+    duplicate: bool = Field(description="requestId named an airdrop given before")
 
 
 class OrderListJSON(CamelModel):

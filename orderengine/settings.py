@@ -112,6 +112,21 @@ class Settings(ClientSettings):
     )
     # Seeds the injected failures, for runs that repeat; empty: random.
     chain_seed: str = field(default_factory=lambda: env_value("CHAIN_SEED", ""))
+    # The chain's faucet (RequestAirdrop), per token in whole tokens: the most
+    # one call gives, and the most one owner is given in all. A token not
+    # named is not given. Checked when ExecutionService starts.
+    faucet_max_per_call: str = field(
+        default_factory=lambda: env_value(
+            "FAUCET_MAX_PER_CALL",
+            "SOL=100,USDC=10000,USDT=10000,JUP=10000,RAY=5000,BONK=1000000000",
+        )
+    )
+    faucet_max_per_owner: str = field(
+        default_factory=lambda: env_value(
+            "FAUCET_MAX_PER_OWNER",
+            "SOL=1000,USDC=100000,USDT=100000,JUP=100000,RAY=50000,BONK=10000000000",
+        )
+    )
 
     # Other traders (python -m orderengine.local.traders): make run starts this
     # many seeded random swaps a second on the chain's pools, landed as the

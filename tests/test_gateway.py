@@ -26,11 +26,21 @@ from grpc_status import rpc_status
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from orderengine.amounts import format_amount
 from orderengine.errors import FieldError, status
 from orderengine.settings import Settings
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
-from tests.conftest import ROOT, GatewayServer, LoopThread, Processes, RecordedHub, Services, auth
-from tests.helpers import eventually
+from tests.conftest import (
+    OWNER,
+    ROOT,
+    GatewayServer,
+    LoopThread,
+    Processes,
+    RecordedHub,
+    Services,
+    auth,
+)
+from tests.helpers import PLENTY, eventually, fund
 
 SEED_BODY = {"inputToken": "SOL", "outputToken": "USDC", "amount": 10}
 STATUSES = ["PENDING", "ROUTING", "ROUTED", "SUBMITTED", "CONFIRMED"]
@@ -139,27 +149,29 @@ def test_json_number_amounts_are_read_exactly(
 
 @pytest.mark.parametrize("quoted", [False, True])
 def test_the_largest_u64_amount_is_taken_exactly_and_one_more_is_refused(
-    http: httpx.Client, quoted: bool
+    http: httpx.Client, quoted: bool, redis_url: str
 ) -> None:
-    """SPL amounts are u64: 2**64 - 1 base units of SOL (9 decimals) is an
+    """SPL amounts are u64: 2**64 - 1 base units of USDC (6 decimals) is an
     order, stored and read back to the last digit, as a JSON number or a
-    string; 2**64 is a 400 naming the field and the bound."""
+    string; 2**64 is a 400 naming the field and the bound. The wallet holds
+    that much USDC, the most a token account holds."""
+    fund(redis_url, OWNER, {"USDC": format_amount(2**64 - 1 - int(PLENTY["USDC"]) * 10**6, 6)})
 
     def post(amount: str) -> httpx.Response:
         raw = f'"{amount}"' if quoted else amount
-        body = f'{{"inputToken": "SOL", "outputToken": "USDC", "amount": {raw}}}'
+        body = f'{{"inputToken": "USDC", "outputToken": "SOL", "amount": {raw}}}'
         return http.post("/api/orders", content=body, headers={"content-type": "application/json"})
 
-    taken = post("18446744073.709551615")
+    taken = post("18446744073709.551615")
     assert taken.status_code == 201, taken.text
     assert http.get(f"/api/orders/{taken.json()['orderId']}").json()["amount"] == (
-        "18446744073.709551615"
+        "18446744073709.551615"
     )
-    refused = post("18446744073.709551616")
+    refused = post("18446744073709.551616")
     assert refused.status_code == 400, refused.text
     error = error_of(refused)
     assert (error["code"], error["field"]) == ("INVALID_ARGUMENT", "amount")
-    assert "too large: at most 18446744073.709551615" in error["message"]
+    assert "too large: at most 18446744073709.551615" in error["message"]
 
 
 def test_slippage_and_client_order_id(http: httpx.Client) -> None:

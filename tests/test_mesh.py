@@ -18,6 +18,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from executor.main import create_execution_server
 from order_service.main import create_order_server
 from orderengine.client.dialing import (
     ORDER_SERVICE,
@@ -42,7 +43,7 @@ from orderengine.v1 import (
     quote_service_pb2_grpc,
 )
 from tests.conftest import INTERNAL_TOKEN, OWNER, LoopThread
-from tests.helpers import eventually
+from tests.helpers import eventually, fund
 
 QUOTE = quote_service_pb2.GetQuoteRequest(input_token="SOL", output_token="USDC", amount="1")
 
@@ -352,33 +353,42 @@ def test_submit_order_does_not_wait_past_its_deadline(
         return write(self, news)
 
     monkeypatch.setattr(OrderStore, "submit_many", slow_write)
-    with order_service(loop, env["ORDERENGINE_API_KEY"]) as stub:
+    # The chain, for the submit's look at the owner's wallet.
+    chain = loop.run(create_execution_server("127.0.0.1:0", Settings()))
+    monkeypatch.setenv("EXECUTION_SERVICE_ADDRESS", f"127.0.0.1:{chain.port}")
+    fund(env["REDIS_URL"], OWNER)
+    try:
+        with order_service(loop, env["ORDERENGINE_API_KEY"]) as stub:
 
-        def submit(client_order_id: str, timeout: float) -> Any:
-            return stub.SubmitOrder(
-                order_service_pb2.SubmitOrderRequest(
-                    input_token="SOL",
-                    output_token="USDC",
-                    amount="1",
-                    client_order_id=client_order_id,
-                ),
-                timeout=timeout,
+            def submit(client_order_id: str, timeout: float) -> Any:
+                return stub.SubmitOrder(
+                    order_service_pb2.SubmitOrderRequest(
+                        input_token="SOL",
+                        output_token="USDC",
+                        amount="1",
+                        client_order_id=client_order_id,
+                    ),
+                    timeout=timeout,
+                )
+
+            # Its write begins at once and outlives the deadline...
+            first = threading.Thread(
+                target=lambda: deadline_exceeded(lambda: submit("written", 0.3))
             )
-
-        # Its write begins at once and outlives the deadline...
-        first = threading.Thread(target=lambda: deadline_exceeded(lambda: submit("written", 0.3)))
-        first.start()
-        time.sleep(0.1)
-        # ...this one waits for the next batch, and stops waiting on time.
-        assert deadline_exceeded(lambda: submit("dropped", 0.3)) < 0.6
-        first.join()
-        time.sleep(1.0)  # the first batch done
-        stored = store.list_page(OWNER, 10)[0]
-        assert [row.client_order_id for row in stored] == ["written"]
-        # The client that timed out finds its order by its client_order_id.
-        again = submit("written", 10)
-        assert again.already_exists and again.order.order_id == stored[0].order_id
-        assert not submit("dropped", 10).already_exists
+            first.start()
+            time.sleep(0.1)
+            # ...this one waits for the next batch, and stops waiting on time.
+            assert deadline_exceeded(lambda: submit("dropped", 0.3)) < 0.6
+            first.join()
+            time.sleep(1.0)  # the first batch done
+            stored = store.list_page(OWNER, 10)[0]
+            assert [row.client_order_id for row in stored] == ["written"]
+            # The client that timed out finds its order by its client_order_id.
+            again = submit("written", 10)
+            assert again.already_exists and again.order.order_id == stored[0].order_id
+            assert not submit("dropped", 10).already_exists
+    finally:
+        loop.run(chain.stop(0))
 
 
 # -- keepalive --------------------------------------------------------------

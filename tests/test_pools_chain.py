@@ -17,7 +17,7 @@ from orderengine.market.routes import Leg, RouteFill, apply_route, route_to_prot
 from orderengine.market.state import decode, encode, pool_key
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
-from tests.conftest import Services
+from tests.conftest import OWNER, Services
 from tests.helpers import eventually, one_pool_route
 
 Commitment = execution_service_pb2.Commitment
@@ -66,7 +66,9 @@ def priced(
 def land(services: Services, route: market_pb2.Route) -> execution_service_pb2.SignatureStatus:
     chain = services.chain()
     reply = chain.SubmitSwap(
-        execution_service_pb2.SubmitSwapRequest(attempt_key=f"{uuid.uuid4()}:1", route=route),
+        execution_service_pb2.SubmitSwapRequest(
+            attempt_key=f"{uuid.uuid4()}:1", route=route, owner=OWNER
+        ),
         timeout=10,
     )
 

@@ -283,6 +283,21 @@ def test_make_run_stack_confirms_an_order_watched_live_and_late(
     )
     assert order_id in listed.stdout and "CONFIRMED" in listed.stdout
 
+    # make run funded the local owner's wallet with 100 SOL; the order took
+    # 10 of them and the network fee, 5,000 lamports.
+    assert re.search(
+        r"^  wallet +owner 'local' holds at least 100 SOL, 10000 USDC", banners[0], re.MULTILINE
+    )
+    held = subprocess.run(
+        [sys.executable, "-m", "orderengine.cli", "balances", "SOL"],
+        cwd=ROOT,
+        env=stack_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert held.stdout.split() == ["SOL", "89.999995"], held
+
     # Every part serves /metrics, listed for Prometheus; together they saw the order through.
     pages = {target.part: target.url for target in read_targets(tmp_path / "var" / TARGETS_FILE)}
     assert {

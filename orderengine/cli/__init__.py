@@ -25,7 +25,8 @@ from orderengine.client.version import VERSION
 PLUGINS = "orderengine.cli"
 
 DESCRIPTION = """\
-Quote, submit, watch, list, get and cancel orders on the order engine.
+Quote, submit, watch, list, get and cancel orders on the order engine, and
+fund and read your wallet.
 
 examples:
   orderengine quote SOL USDC 5000
@@ -33,6 +34,8 @@ examples:
   orderengine submit SOL USDC 10 --wait --json
   orderengine orders
   orderengine get ORDER_ID
+  orderengine airdrop SOL 10
+  orderengine balances
 
 Calls go to OrderService at --address and carry the API key in
 ORDERENGINE_API_KEY, else the one in the key file (ORDERENGINE_API_KEY_FILE,
@@ -41,12 +44,12 @@ Every command takes --json: the result as JSON, for scripts (a stream of
 events as one JSON object a line)."""
 
 
-def _on_demand(name: str) -> Callable[[argparse.Namespace], int]:
-    """The command ``name`` of orderengine.cli.orders, imported when it runs."""
+def _on_demand(name: str, module: str = "orders") -> Callable[[argparse.Namespace], int]:
+    """The command ``name`` of orderengine.cli.``module``, imported when it runs."""
 
     def run(args: argparse.Namespace) -> int:
         command: Callable[[argparse.Namespace], int] = getattr(
-            import_module("orderengine.cli.orders"), name
+            import_module(f"orderengine.cli.{module}"), name
         )
         return command(args)
 
@@ -84,6 +87,9 @@ def parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", parents=[common], help="submit a market order")
     _swap_arguments(submit)
     submit.add_argument("--client-order-id", help="resubmitting with it returns the first order")
+    submit.add_argument(
+        "--priority-fee", default="", help="SOL paid on top of the network fee, e.g. 0.0001"
+    )
     follow = submit.add_mutually_exclusive_group()
     follow.add_argument(
         "--watch", action="store_true", help="print the order's events until it ends"
@@ -120,6 +126,22 @@ def parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", parents=[common], help="cancel a PENDING order")
     cancel.add_argument("order_id")
     cancel.set_defaults(run=_on_demand("cmd_cancel"))
+
+    balances = sub.add_parser(
+        "balances", parents=[common], help="what your wallet holds of each token"
+    )
+    balances.add_argument("tokens", nargs="*", help="only these tokens (default: every one)")
+    balances.set_defaults(run=_on_demand("cmd_balances", "wallet"))
+
+    airdrop = sub.add_parser(
+        "airdrop", parents=[common], help="fund your wallet from the chain's faucet"
+    )
+    airdrop.add_argument("token", help="e.g. SOL")
+    airdrop.add_argument("amount", help="in whole tokens, e.g. 10 or 0.25")
+    airdrop.add_argument(
+        "--request-id", help="sending it again with the same id airdrops nothing more"
+    )
+    airdrop.set_defaults(run=_on_demand("cmd_airdrop", "wallet"))
 
     for plugin in entry_points(group=PLUGINS):
         try:

@@ -102,6 +102,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             args.amount,
             slippage_bps=args.slippage_bps,
             client_order_id=args.client_order_id or "",
+            priority_fee=args.priority_fee,
         )
         order = reply.order
         if args.json and not args.wait:

@@ -10,7 +10,7 @@ import grpc
 
 from orderengine.client.connection import ClientBase
 from orderengine.client.dialing import Dial, open_aio_channel
-from orderengine.client.requests import Amount, quote_request, submit_request
+from orderengine.client.requests import Amount, airdrop_request, quote_request, submit_request
 from orderengine.client.resumption import Resuming, Watching
 from orderengine.v1 import order_pb2, order_service_pb2
 
@@ -34,8 +34,11 @@ class AsyncClient(ClientBase):
         *,
         slippage_bps: int = 0,
         client_order_id: str = "",
+        priority_fee: Amount = "",
     ) -> order_service_pb2.SubmitOrderResponse:
-        request = submit_request(input_token, output_token, amount, slippage_bps, client_order_id)
+        request = submit_request(
+            input_token, output_token, amount, slippage_bps, client_order_id, priority_fee
+        )
         return await self._stub.SubmitOrder(request, timeout=self.timeout, metadata=self._metadata)
 
     async def get(self, order_id: str) -> order_pb2.Order:
@@ -66,6 +69,21 @@ class AsyncClient(ClientBase):
     ) -> order_service_pb2.QuoteOrderResponse:
         request = quote_request(input_token, output_token, amount, slippage_bps)
         return await self._stub.QuoteOrder(request, timeout=self.timeout, metadata=self._metadata)
+
+    async def balances(self, *tokens: str) -> order_service_pb2.GetBalancesResponse:
+        return await self._stub.GetBalances(
+            order_service_pb2.GetBalancesRequest(tokens=tokens),
+            timeout=self.timeout,
+            metadata=self._metadata,
+        )
+
+    async def airdrop(
+        self, token: str, amount: Amount, *, request_id: str = ""
+    ) -> order_service_pb2.RequestAirdropResponse:
+        request = airdrop_request(token, amount, request_id)
+        return await self._stub.RequestAirdrop(
+            request, timeout=self.timeout, metadata=self._metadata
+        )
 
     async def watch(
         self,

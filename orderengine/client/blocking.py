@@ -10,7 +10,7 @@ import grpc
 
 from orderengine.client.connection import ClientBase
 from orderengine.client.dialing import Dial, open_channel
-from orderengine.client.requests import Amount, quote_request, submit_request
+from orderengine.client.requests import Amount, airdrop_request, quote_request, submit_request
 from orderengine.client.resumption import Resuming, Watching
 from orderengine.v1 import order_pb2, order_service_pb2
 
@@ -37,12 +37,16 @@ class Client(ClientBase):
         *,
         slippage_bps: int = 0,
         client_order_id: str = "",
+        priority_fee: Amount = "",
     ) -> order_service_pb2.SubmitOrderResponse:
         """A market order: ``.order`` as stored (PENDING), and
         ``.already_exists`` when ``client_order_id`` named an order made
-        before (then that one). Not retried: repeat it yourself with a
+        before (then that one). ``priority_fee``: SOL paid on top of the
+        network fee. Not retried: repeat it yourself with a
         ``client_order_id``, which makes a repeat safe."""
-        request = submit_request(input_token, output_token, amount, slippage_bps, client_order_id)
+        request = submit_request(
+            input_token, output_token, amount, slippage_bps, client_order_id, priority_fee
+        )
         return self._stub.SubmitOrder(request, timeout=self.timeout, metadata=self._metadata)
 
     def get(self, order_id: str) -> order_pb2.Order:
@@ -77,6 +81,22 @@ class Client(ClientBase):
         """What each venue and the engine's route would give now."""
         request = quote_request(input_token, output_token, amount, slippage_bps)
         return self._stub.QuoteOrder(request, timeout=self.timeout, metadata=self._metadata)
+
+    def balances(self, *tokens: str) -> order_service_pb2.GetBalancesResponse:
+        """What the caller's wallet holds of ``tokens`` (default: every token)."""
+        return self._stub.GetBalances(
+            order_service_pb2.GetBalancesRequest(tokens=tokens),
+            timeout=self.timeout,
+            metadata=self._metadata,
+        )
+
+    def airdrop(
+        self, token: str, amount: Amount, *, request_id: str = ""
+    ) -> order_service_pb2.RequestAirdropResponse:
+        """Funds the caller's wallet from the chain's faucet, within its
+        limits; a repeated ``request_id`` funds nothing more."""
+        request = airdrop_request(token, amount, request_id)
+        return self._stub.RequestAirdrop(request, timeout=self.timeout, metadata=self._metadata)
 
     def watch(
         self,

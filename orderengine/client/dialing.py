@@ -51,7 +51,9 @@ RETRY_POLICY: dict[str, Any] = {
 #   submit answers the same signature with duplicate=true and never lands a
 #   second swap; a retried call is exactly what executor/driver/jobs.py already
 #   does on a later run.
-# - GetSignatureStatuses, GetOrder, ListOrders only read.
+# - GetSignatureStatuses, GetWallets, GetOrder, ListOrders, GetBalances only read.
+# - FundWallet: the chain gives each request_id once (executor/chain/faucet.py)
+#   and answers a repeat with the balance and duplicate=true.
 # Each by name, so that a method added later is not repeated unless said
 # here (tests/test_chain.py checks every internal method is).
 RETRIED = [
@@ -60,8 +62,11 @@ RETRIED = [
     {"service": EXECUTION_SERVICE, "method": "SubmitSwap"},
     {"service": EXECUTION_SERVICE, "method": "BatchSubmitSwaps"},
     {"service": EXECUTION_SERVICE, "method": "GetSignatureStatuses"},
+    {"service": EXECUTION_SERVICE, "method": "GetWallets"},
+    {"service": EXECUTION_SERVICE, "method": "FundWallet"},
     {"service": ORDER_SERVICE, "method": "GetOrder"},
     {"service": ORDER_SERVICE, "method": "ListOrders"},
+    {"service": ORDER_SERVICE, "method": "GetBalances"},
 ]
 # Not retried by gRPC:
 # - SubmitOrder and BatchSubmitOrders are idempotent only with a client_order_id (AIP-155), and a
@@ -71,6 +76,7 @@ RETRIED = [
 #   itself; gRPC still repeats transparently a call that never left.
 # - CancelOrder: a repeat after a cancel that took answers "no longer
 #   PENDING", which would hide the success.
+# - RequestAirdrop, as SubmitOrder: idempotent only with a request_id.
 # - QuoteOrder would be safe, but its GetQuote inside is retried already:
 #   retrying both would multiply the attempts on a struggling QuoteService.
 NOT_RETRIED = [
@@ -78,6 +84,7 @@ NOT_RETRIED = [
     {"service": ORDER_SERVICE, "method": "BatchSubmitOrders"},
     {"service": ORDER_SERVICE, "method": "CancelOrder"},
     {"service": ORDER_SERVICE, "method": "QuoteOrder"},
+    {"service": ORDER_SERVICE, "method": "RequestAirdrop"},
 ]
 # WatchOrder (a stream) is in neither: no retry, no deadline of the channel's
 # own; its clients resume with after_sequence.

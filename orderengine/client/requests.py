@@ -49,6 +49,7 @@ def submit_request(
     amount: Amount,
     slippage_bps: int,
     client_order_id: str,
+    priority_fee: Amount = "",
 ) -> order_service_pb2.SubmitOrderRequest:
     return order_service_pb2.SubmitOrderRequest(
         input_token=input_token,
@@ -56,6 +57,7 @@ def submit_request(
         amount=amount_text("amount", amount),
         slippage_bps=slippage(slippage_bps),
         client_order_id=client_order_id,
+        priority_fee=amount_text("priority_fee", priority_fee),
     )
 
 
@@ -67,4 +69,12 @@ def quote_request(
         output_token=output_token,
         amount=amount_text("amount", amount),
         slippage_bps=slippage(slippage_bps),
+    )
+
+
+def airdrop_request(
+    token: str, amount: Amount, request_id: str
+) -> order_service_pb2.RequestAirdropRequest:
+    return order_service_pb2.RequestAirdropRequest(
+        token=token, amount=amount_text("amount", amount), request_id=request_id
     )

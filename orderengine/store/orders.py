@@ -68,6 +68,7 @@ _ORDER_COLUMNS = (
     ORDERS.c.created_at,
     ORDERS.c.updated_at,
     ORDERS.c.route,
+    ORDERS.c.priority_fee,
 )
 _BY_IDS = select(*_ORDER_COLUMNS).where(ORDERS.c.order_id.in_(bindparam("ids", expanding=True)))
 # Writers lock the rows they read (PostgreSQL; SQLite's writer holds the
@@ -119,7 +120,7 @@ def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
 
 
 # Where route_pb and the legacy route column stand in _ORDER_COLUMNS: every
-# other column is StoredOrder's field of the same place.
+# other column (route_json left out) is StoredOrder's field in the same order.
 _ROUTE_PB = 10
 _ROUTE_JSON = 16
 
@@ -133,7 +134,7 @@ def _order(row: Sequence[Any]) -> StoredOrder:
         route = route_from_json(route_json)
     else:
         route = None
-    fields = list(row[:_ROUTE_JSON])
+    fields = [*row[:_ROUTE_JSON], *row[_ROUTE_JSON + 1 :]]
     fields[_ROUTE_PB] = route
     return StoredOrder(*fields)
 
@@ -225,6 +226,7 @@ class OrderStore:
                 None,
                 now,
                 now,
+                new.priority_fee,
             )
             event = order_pb2.OrderEvent(
                 order_id=order_id,
@@ -249,6 +251,7 @@ class OrderStore:
                     "last_sequence": 1,
                     "created_at": now,
                     "updated_at": now,
+                    "priority_fee": new.priority_fee,
                 }
             )
             events.append(_event_values(event, pending, now))
@@ -492,6 +495,7 @@ def _changed(row: StoredOrder, t: Transition, now: datetime) -> StoredOrder | No
         c.reason[:512] if t.target is Status.FAILED else row.failure_reason,
         row.created_at,
         now,
+        row.priority_fee,
     )
 
 
