@@ -158,3 +158,24 @@ def test_watch_follows_an_order_to_confirmed(services: Services, engine: Process
     assert later == [4, 5]
     assert stored.status == order_pb2.ORDER_STATUS_CONFIRMED
     assert events[-1].amount_out == stored.amount_out and Decimal(stored.amount_out) > 0
+
+
+def test_airdrop_and_balances_blocking_and_asyncio(services: Services) -> None:
+    with Client(services.address("order"), api_key=services.keys[OWNER]) as orders:
+        (sol,) = orders.balances("SOL").balances
+        before = Decimal(sol.amount)
+        funded = orders.airdrop("SOL", Decimal("1.5"), request_id="client-drop")
+        assert not funded.duplicate and Decimal(funded.balance.amount) == before + Decimal("1.5")
+        # The same request id funds nothing more.
+        again = orders.airdrop("SOL", "1.5", request_id="client-drop")
+        assert again.duplicate and again.balance.amount == funded.balance.amount
+        with pytest.raises(TypeError, match="amount"):
+            orders.airdrop("SOL", 1.5)  # type: ignore[arg-type]
+
+    async def run() -> str:
+        async with AsyncClient(services.address("order"), api_key=services.keys[OWNER]) as orders:
+            await orders.airdrop("SOL", "0.5")
+            (sol,) = (await orders.balances("SOL")).balances
+            return sol.amount
+
+    assert Decimal(asyncio.run(run())) == before + 2
