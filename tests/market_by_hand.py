@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 
 from orderengine.market.cpmm import CpmmPool, Reserves
@@ -182,10 +182,16 @@ class MemoryMarket:
 
     def __init__(self, states: dict[str, PoolState] | None = None) -> None:
         self.states = states or {p.id: p.initial_state() for p in all_pools().values()}
+        self.prices: dict[str, float] = {}
 
     async def transact(
         self,
         pool_ids: Sequence[str],
         trade: Callable[[dict[str, PoolState]], dict[str, PoolState]],
+        reference: Mapping[str, float],
     ) -> None:
         self.states.update(trade({pool_id: self.states[pool_id] for pool_id in pool_ids}))
+        self.prices = dict(reference)
+
+    async def reference(self) -> dict[str, float]:
+        return dict(self.prices)

@@ -19,8 +19,9 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from orderengine.local import traders
+from orderengine.local.flow_market import REFERENCE_KEY, RedisMarket
 from orderengine.local.reference import Reference, load_references
-from orderengine.local.traders import FlowTrade, MarketFlow, RedisMarket, mid_price, run_flow
+from orderengine.local.traders import FlowTrade, MarketFlow, mid_price, run_flow
 from orderengine.market.cpmm import Reserves
 from orderengine.market.pools import PoolState, all_pools, balances, quote
 from orderengine.market.routes import Leg
@@ -230,7 +231,7 @@ def test_a_slot_is_decided_again_when_an_order_landed_meanwhile(
     async def run() -> None:
         client = Redis.from_url(redis_url)
         try:
-            await RedisMarket(client).transact([pool.id], trade)
+            await RedisMarket(client).transact([pool.id], trade, {"SOL": 140.0})
         finally:
             await client.aclose()
 
@@ -239,6 +240,34 @@ def test_a_slot_is_decided_again_when_an_order_landed_meanwhile(
     assert seen == [pool.initial_state(), order.state]
     after = quote(pool, order.state, "USDC", 10_000 * 10**6, START).state
     assert asyncio.run(read_all(redis_url))[pool.id] == after
+
+
+def test_a_flow_that_starts_again_goes_on_from_the_prices_it_left(
+    redis: SyncRedis, redis_url: str
+) -> None:
+    asyncio.run(run_on_redis(redis_url, 3, 10))
+    raw = redis.hgetall(REFERENCE_KEY)
+    stored = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
+    assert set(stored) == set(load_references()) and stored["SOL"] != 140.0
+
+    async def again() -> dict[str, float]:
+        client = Redis.from_url(redis_url)
+        # References that stand still: after a slot they are where it began.
+        flow = MarketFlow(3, 0.0, SLOT, references=still_references())
+        try:
+            await run_flow(
+                RedisMarket(client),
+                flow,
+                asyncio.Event(),
+                slots=1,
+                clock=lambda: START + 60,
+                paced=False,
+            )
+        finally:
+            await client.aclose()
+        return flow.walk.prices
+
+    assert asyncio.run(again()) == stored
 
 
 # -- the process ------------------------------------------------------------------------

@@ -2,11 +2,16 @@
 a slot at a time as the chain moves them. The pools' states and their flows
 ledger are written together (``write_reserves``) in a MULTI/EXEC that a
 WATCH on every pool voids if an order landed meanwhile; the flow then
-decides its slot again on the pools the order left."""
+decides its slot again on the pools the order left.
+
+The reference prices are kept beside the pools (``market:reference``, USD a
+whole token), written with each slot's trades: a flow that restarts goes on
+from where the prices were rather than from pools.toml's, which the pools
+have long left."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -31,6 +36,7 @@ for i, key in ipairs(KEYS) do found[i] = redis.call('HGETALL', key) end
 return found
 """
 _FLOW_A, _FLOW_B = FLOW_A.encode(), FLOW_B.encode()
+REFERENCE_KEY = "market:reference"
 
 
 class Market(Protocol):
@@ -40,10 +46,16 @@ class Market(Protocol):
         self,
         pool_ids: Sequence[str],
         trade: Callable[[dict[str, PoolState]], dict[str, PoolState]],
+        reference: Mapping[str, float],
     ) -> None:
         """Reads the pools, lets ``trade`` move them (it returns their states
-        after) and writes what moved, as one atomic step; ``trade`` runs
-        again on the new states if someone else moved a pool meanwhile."""
+        after) and writes what moved, with the ``reference`` prices they
+        were traded at, as one atomic step; ``trade`` runs again on the new
+        states if someone else moved a pool meanwhile."""
+        ...
+
+    async def reference(self) -> dict[str, float]:
+        """The reference prices written last (none on a new market)."""
         ...
 
 
@@ -82,10 +94,18 @@ class RedisMarket:
             flows.update(seeded_flows)
         return states, flows
 
+    async def reference(self) -> dict[str, float]:
+        stored = await self.redis.hgetall(REFERENCE_KEY)
+        return {
+            symbol.decode() if isinstance(symbol, bytes) else symbol: float(price)
+            for symbol, price in stored.items()
+        }
+
     async def transact(
         self,
         pool_ids: Sequence[str],
         trade: Callable[[dict[str, PoolState]], dict[str, PoolState]],
+        reference: Mapping[str, float],
     ) -> None:
         while True:
             try:
@@ -100,6 +120,7 @@ class RedisMarket:
                         return  # leaving the block unwatches
                     pipe.multi()
                     write_reserves(pipe, moved, before, flows)
+                    pipe.hset(REFERENCE_KEY, mapping={s: repr(p) for s, p in reference.items()})
                     await pipe.execute()
                     return
             except WatchError:

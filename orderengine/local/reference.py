@@ -93,6 +93,7 @@ class ReferenceWalk:
         # USD per whole token.
         self.prices = {s: start[s].price for s in self.symbols}
         self._scale = {s: 10.0 ** -token(s).decimals for s in self.symbols}
+        self.steps = 0  # slots walked so far
 
     def step(self, slots: int = 1) -> None:
         """Every token's price moves by ``slots`` slots of its walk (in one
@@ -100,10 +101,18 @@ class ReferenceWalk:
         if slots < 1:
             raise ValueError(f"slots must be 1 or more, got {slots}")
         dt = self.dt * slots
+        self.steps += slots
         for symbol in self.symbols:
             sigma = self.volatility[symbol]
             shock = self._draws[symbol](0.0, 1.0)
             self.prices[symbol] *= math.exp(sigma * math.sqrt(dt) * shock - sigma * sigma * dt / 2)
+
+    def resume(self, prices: Mapping[str, float]) -> None:
+        """Goes on from ``prices`` (a walk stored earlier) for the tokens it
+        gives a usable price; the others keep theirs."""
+        for symbol, price in prices.items():
+            if symbol in self.prices and math.isfinite(price) and price > 0:
+                self.prices[symbol] = price
 
     def unit_value(self, symbol: str) -> float:
         """USD per base unit of the token."""

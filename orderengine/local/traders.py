@@ -261,7 +261,7 @@ async def run_slot(
         after, trades = trade_slot(flow, states, now, noise_swaps)
         return after
 
-    await market.transact(flow.pool_ids, trade)
+    await market.transact(flow.pool_ids, trade, flow.walk.prices)
     for landed in trades:
         counts.landed(landed)
         log.debug(
@@ -290,12 +290,16 @@ async def run_flow(
     slots follow each other at once (a simulation on ``clock``)."""
     counts = FlowCounts(on_trade=on_trade)
     last: int | None = None
+    resumed = flow.walk.steps > 0  # a walk under way goes on from where it is
     while not stopping.is_set() and (slots is None or counts.slots < slots):
         now = clock()
         slot = math.floor(now / flow.slot_seconds)
         passed = 1 if last is None or not paced else max(slot - last, 1)
         last = slot
         try:
+            if not resumed:  # prices go on where a flow before this one left them
+                flow.walk.resume(await market.reference())
+                resumed = True
             await run_slot(market, flow, int(now), counts, passed)
         except Exception:  # keep trading; Redis may be back next slot
             log.exception("market flow slot failed")
