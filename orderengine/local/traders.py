@@ -213,14 +213,18 @@ def trade_slot(
             arbitrage = flow.arbitrageur.find(states, now)
             if arbitrage is None:
                 break
-            fill = apply_route(
-                list(arbitrage.legs),
-                arbitrage.input_token,
-                arbitrage.output_token,
-                arbitrage.amount_in,
-                states,
-                now,
-            )
+            try:  # sized on these very states, so it fills as priced
+                fill = apply_route(
+                    list(arbitrage.legs),
+                    arbitrage.input_token,
+                    arbitrage.output_token,
+                    arbitrage.amount_in,
+                    states,
+                    now,
+                )
+            except RouteError:
+                log.exception("arbitrage %s did not fill", arbitrage)
+                break
             states.update(fill.reserves)
             trades.append(
                 FlowTrade("arbitrage", arbitrage.legs, arbitrage.amount_in, fill.amount_out)
@@ -234,7 +238,7 @@ def trade_slot(
                 list(legs), swap.input_token, swap.output_token, swap.amount_in, states, now
             )
         except RouteError as exc:  # out of liquidity, or it would pay nothing
-            log.info(
+            log.debug(
                 "flow: %s could not take %s %s: %s", pool.id, swap.amount_in, swap.input_token, exc
             )
             continue
