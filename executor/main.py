@@ -19,7 +19,7 @@ from executor.chain.chain import Chain
 from executor.chain.execution_service import ExecutionServicer
 from executor.chain.faults import FailureRates, Faults
 from executor.driver import tracker, worker
-from orderengine.mesh.auth import InternalTokenGuard
+from orderengine.mesh.auth import InternalTokenGuard, exit_on_placeholder_token
 from orderengine.mesh.channels import EXECUTION_SERVICE
 from orderengine.mesh.serving import Server, Service, create_server, serve
 from orderengine.observability.logs import configure_logging
@@ -80,11 +80,13 @@ def main() -> None:
     parser.add_argument("part", choices=["chain", "worker", "tracker"])
     parser.add_argument("--burst", action="store_true", help="worker: stop when the queue is empty")
     args = parser.parse_args()
-    configure_logging(
-        {"chain": "execution-service", "worker": "executor-worker", "tracker": "executor-tracker"}[
-            args.part
-        ]
-    )
+    process = {
+        "chain": "execution-service",
+        "worker": "executor-worker",
+        "tracker": "executor-tracker",
+    }[args.part]
+    configure_logging(process)
+    exit_on_placeholder_token(process)
     serve_metrics(Settings(), f"executor {args.part}")
     if args.part == "chain":
         asyncio.run(serve("ExecutionService", create_execution_server, "EXECUTION_SERVICE"))

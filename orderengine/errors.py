@@ -69,10 +69,7 @@ def status(
 
 
 async def abort_invalid(context: grpc.aio.ServicerContext, error: FieldError) -> NoReturn:
-    await context.abort_with_status(  # type: ignore[attr-defined]
-        status(grpc.StatusCode.INVALID_ARGUMENT, str(error), "INVALID_FIELD", field=error)
-    )
-    raise AssertionError("abort_with_status returns only by raising")
+    await ItemFailure.invalid(error).abort(context)
 
 
 async def abort(
@@ -83,17 +80,15 @@ async def abort(
     metadata: dict[str, str] | None = None,
     retry_after: float | None = None,
 ) -> NoReturn:
-    await context.abort_with_status(  # type: ignore[attr-defined]
-        status(code, message, reason, metadata=metadata, retry_after=retry_after)
-    )
-    raise AssertionError("abort_with_status returns only by raising")
+    await ItemFailure(code, message, reason, None, metadata, retry_after).abort(context)
 
 
 @dataclass(frozen=True)
 class ItemFailure:
     """Why one request (or one item of a batch) gets no answer: what the
     unary call aborts with, and, the same, what a batch answers for the item
-    (an ItemError), so that both come from one piece of code."""
+    (an ItemError), so that both come from one piece of code. A call a guard
+    refuses before its handler runs is answered by one too."""
 
     code: grpc.StatusCode
     message: str

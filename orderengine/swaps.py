@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orderengine.amounts import AmountError, parse_amount
+from orderengine.client.requests import DEFAULT_SLIPPAGE_BPS as DEFAULT_SLIPPAGE_BPS
 from orderengine.errors import FieldError
 from orderengine.tokens import UnknownTokenError, token
 
-DEFAULT_SLIPPAGE_BPS = 50
 MAX_SLIPPAGE_BPS = 5_000
 
 

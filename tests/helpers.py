@@ -30,6 +30,8 @@ from router_service.routing import route_swap
 T = TypeVar("T")
 
 Submit = order_service_pb2.SubmitOrderRequest
+# The statuses one attempt goes through on its way to the chain.
+ATTEMPT = ["ROUTING", "ROUTED", "SUBMITTED"]
 SOL_USDC = Submit(input_token="SOL", output_token="USDC", amount="1")
 
 
@@ -148,6 +150,32 @@ BAD_SWAP_FIELDS = [
     ({"amount": "18446744073.709551616"}, "amount", "is too large: at most 18446744073.709551615"),
     ({"slippage_bps": 5001}, "slippage_bps", "1 to 5000"),
 ]
+
+
+def one_pool_route(
+    pool_id: str,
+    input_token: str,
+    output_token: str,
+    amount_in: str,
+    venue: market_pb2.Venue = market_pb2.VENUE_UNSPECIFIED,
+    **more: str,
+) -> market_pb2.Route:
+    """A route of one leg, all of ``amount_in`` through ``pool_id``; ``more``:
+    the route's other fields (amount_out, min_amount_out)."""
+    leg = market_pb2.RouteLeg(
+        venue=venue,
+        pool_id=pool_id,
+        input_token=input_token,
+        output_token=output_token,
+        share_bps=10_000,
+    )
+    return market_pb2.Route(
+        input_token=input_token,
+        output_token=output_token,
+        amount_in=amount_in,
+        legs=[leg],
+        **more,
+    )
 
 
 def best_route(

@@ -25,6 +25,7 @@ from executor.chain.chain import _SUBMIT as chain_script
 from executor.chain.chain import LANDED_BY_ORDER, Chain, Submitted, b58encode, signature_for
 from executor.chain.execution_service import MAX_SWAPS_PER_CALL
 from orderengine.amounts import MAX_BASE_UNITS, format_amount
+from orderengine.client.dialing import RETRIED
 from orderengine.market.cpmm import Reserves
 from orderengine.market.pools import PoolState, all_pools, balances
 from orderengine.market.routes import Leg, apply_route
@@ -36,7 +37,6 @@ from orderengine.market.state import (
     read_reserves,
     write_reserves,
 )
-from orderengine.mesh.channels import RETRIED
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
 from tests.conftest import Services
@@ -47,6 +47,7 @@ from tests.helpers import (
     eventually,
     field_violations,
     item_error_of,
+    one_pool_route,
     rejected,
 )
 
@@ -322,20 +323,7 @@ def test_a_swap_the_market_moved_against_fails_on_slippage_and_leaves_the_pool_a
     route = quote(services)
     leg = route.legs[0]
     # Someone else buys SOL for 200000 USDC in the same pool before our swap is sent.
-    dump = market_pb2.Route(
-        input_token="USDC",
-        output_token="SOL",
-        amount_in="200000",
-        legs=[
-            market_pb2.RouteLeg(
-                venue=leg.venue,
-                pool_id=leg.pool_id,
-                input_token="USDC",
-                output_token="SOL",
-                share_bps=10_000,
-            )
-        ],
-    )
+    dump = one_pool_route(leg.pool_id, "USDC", "SOL", "200000", venue=leg.venue)
     chain = services.chain()
     other_order, other_key = attempt_key()
     dumped = landed(
@@ -665,16 +653,7 @@ def test_a_swap_that_would_overflow_a_pool_reverts_alone_and_writes_nothing(
     most_sol = format_amount(MAX_BASE_UNITS, token("SOL").decimals)
 
     def route(amount: str) -> market_pb2.Route:
-        return market_pb2.Route(
-            input_token="SOL",
-            output_token="USDC",
-            amount_in=amount,
-            legs=[
-                market_pb2.RouteLeg(
-                    pool_id=pool_id, input_token="SOL", output_token="USDC", share_bps=10_000
-                )
-            ],
-        )
+        return one_pool_route(pool_id, "SOL", "USDC", amount)
 
     async def run() -> list[execution_service_pb2.SignatureStatus]:
         client = AsyncRedis.from_url(redis_url)

@@ -26,6 +26,8 @@ from pathlib import Path
 import grpc
 from prometheus_client import Counter
 
+from orderengine.client.keys import read_key_file
+from orderengine.client.version import VERSION
 from orderengine.local import metrics_targets
 from orderengine.local.embedded_redis import EmbeddedRedis, stopping_with_parent
 from orderengine.local.parts import (
@@ -37,10 +39,11 @@ from orderengine.local.parts import (
     parts,
     replica_addresses,
 )
+from orderengine.mesh.auth import PLACEHOLDER_INTERNAL_TOKEN
 from orderengine.observability.metrics import MetricsEndpoint
 from orderengine.settings import ORDER_SERVICE_DEFAULT, Settings
 from orderengine.store import migrate
-from orderengine.store.api_keys import ApiKeys, read_key_file, write_key_file
+from orderengine.store.api_keys import ApiKeys, write_key_file
 from orderengine.store.database import create_database_engine
 
 STOP_SECONDS = 15.0
@@ -111,8 +114,10 @@ class Stack:
             env.setdefault("CHAIN_REDIS_URL", f"{self.redis.url}?db=1")
         env.setdefault("DATABASE_URL", f"sqlite:///{self.data_dir / 'orderengine.db'}")
         # The internal services' shared secret: a new one each run, in every
-        # part's environment (never printed).
-        env.setdefault("INTERNAL_TOKEN", secrets.token_urlsafe(32))
+        # part's environment (never printed); also in place of the examples'
+        # placeholder, which the parts would refuse.
+        if env.get("INTERNAL_TOKEN", "").strip() in ("", PLACEHOLDER_INTERNAL_TOKEN):
+            env["INTERNAL_TOKEN"] = secrets.token_urlsafe(32)
         env.setdefault("ORDERENGINE_API_KEY_FILE", str(self.data_dir / "api-key"))
         settings = Settings()
         configured = {
@@ -304,7 +309,7 @@ def banner(settings: Settings, stack: Stack) -> str:
     )
     lines = [
         "",
-        "Order engine is up.",
+        f"Order engine {VERSION} is up.",
         *(f"  {n.ljust(width)}  {v}" for n, v in rows),
         *made,
         "",

@@ -118,51 +118,24 @@ def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
         yield ids[start : start + IDS_PER_QUERY]
 
 
+# Where route_pb and the legacy route column stand in _ORDER_COLUMNS: every
+# other column is StoredOrder's field of the same place.
+_ROUTE_PB = 10
+_ROUTE_JSON = 16
+
+
 def _order(row: Sequence[Any]) -> StoredOrder:
     """A row of _ORDER_COLUMNS as a StoredOrder."""
-    (
-        order_id,
-        owner,
-        client_order_id,
-        status,
-        input_token,
-        output_token,
-        amount_in,
-        slippage_bps,
-        attempt,
-        last_sequence,
-        route_pb,
-        signature,
-        amount_out,
-        failure_reason,
-        created_at,
-        updated_at,
-        route_json,
-    ) = row
+    route_pb, route_json = row[_ROUTE_PB], row[_ROUTE_JSON]
     if route_pb is not None:
         route: market_pb2.Route | None = market_pb2.Route.FromString(route_pb)
     elif route_json:  # written before route_pb
         route = route_from_json(route_json)
     else:
         route = None
-    return StoredOrder(
-        order_id,
-        owner,
-        client_order_id,
-        status,
-        input_token,
-        output_token,
-        amount_in,
-        slippage_bps,
-        attempt,
-        last_sequence,
-        route,
-        signature,
-        amount_out,
-        failure_reason,
-        created_at,
-        updated_at,
-    )
+    fields = list(row[:_ROUTE_JSON])
+    fields[_ROUTE_PB] = route
+    return StoredOrder(*fields)
 
 
 @dataclass(frozen=True, slots=True)

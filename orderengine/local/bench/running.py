@@ -15,12 +15,12 @@ from typing import Any
 from redis import Redis
 from sqlalchemy import delete
 
+from orderengine.client.keys import read_key_file
 from orderengine.local.embedded_redis import EmbeddedRedis
 from orderengine.local.ports import free_port
 from orderengine.local.stack import Stack
 from orderengine.settings import Settings
 from orderengine.store import migrate
-from orderengine.store.api_keys import read_key_file
 from orderengine.store.database import create_database_engine
 from orderengine.store.models import EventRow, OrderRow
 
