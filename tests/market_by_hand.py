@@ -71,8 +71,9 @@ def marginal_rate(pool: Pool, state: PoolState, input_token: str, now: int) -> F
     sells_a = input_token == pool.token_a
     if isinstance(pool, CpmmPool):
         assert isinstance(state, Reserves)
-        held_in, held_out = (state.a, state.b) if sells_a else (state.b, state.a)
-        return (1 - Fraction(pool.fee_rate, 1_000_000)) * Fraction(held_out, held_in)
+        held_in, held_out = reserves(state, sells_a)
+        kept_in, kept_out = cpmm_kept(pool, sells_a)
+        return kept_in * kept_out * Fraction(held_out, held_in)
     assert isinstance(pool, DlmmPool) and isinstance(state, DlmmState)
     bin_id = next_bin(state, sells_a)
     if bin_id is None:
@@ -101,12 +102,13 @@ def best_arbitrage(
     made = Fraction(0)
     if isinstance(pool, CpmmPool):
         assert isinstance(state, Reserves)
-        x, y = (state.a, state.b) if sells_a else (state.b, state.a)
-        kept = 1 - Fraction(pool.fee_rate, 1_000_000)
-        if kept * y * value_out <= x * value_in:
+        x, y = reserves(state, sells_a)
+        kept_in, kept_out = cpmm_kept(pool, sells_a)
+        both = kept_in * kept_out
+        if both * y * value_out <= x * value_in:
             return made
-        best = (Fraction(math.isqrt(int(kept * x * y * value_out / value_in))) - x) / kept
-        bought = y * kept * best / (x + kept * best)
+        best = (Fraction(math.isqrt(int(both * x * y * value_out / value_in))) - x) / kept_in
+        bought = kept_out * y * kept_in * best / (x + kept_in * best)
         return bought * value_out - best * value_in
     assert isinstance(pool, DlmmPool) and isinstance(state, DlmmState)
     step = -1 if sells_a else 1
@@ -132,8 +134,12 @@ def swap_by_hand(pool: Pool, state: PoolState, input_token: str, amount_in: int,
     sells_a = input_token == pool.token_a
     if isinstance(pool, CpmmPool):
         assert isinstance(state, Reserves)
-        held_in, held_out = (state.a, state.b) if sells_a else (state.b, state.a)
-        return cpmm_swap(held_in, held_out, amount_in, pool.fee_rate)
+        held_in, held_out = reserves(state, sells_a)
+        if pool.creator_fee_rate and pool.creator_fee_on.on_input(sells_a):
+            rate = pool.fee_rate + pool.creator_fee_rate
+            return cpmm_swap(held_in, held_out, amount_in, rate)
+        swapped = cpmm_swap(held_in, held_out, amount_in, pool.fee_rate)
+        return swapped - ceil_div(swapped * pool.creator_fee_rate, 1_000_000)
     assert isinstance(pool, DlmmPool) and isinstance(state, DlmmState)
     left, got = amount_in, 0
     bin_id = state.active_id
@@ -160,15 +166,35 @@ def swap_by_hand(pool: Pool, state: PoolState, input_token: str, amount_in: int,
 def mid(pool: Pool, state: PoolState) -> Fraction:
     """token_b base units per token_a base unit: y/x, or the active bin's price."""
     if isinstance(state, Reserves):
-        return Fraction(state.b, state.a)
+        return Fraction(state.reserve_b, state.reserve_a)
     assert isinstance(pool, DlmmPool)
     return bin_price(state.active_id, pool.params.bin_step)
 
 
+def reserves(state: Reserves, sells_a: bool) -> tuple[int, int]:
+    """A Raydium pool's trading reserves, in and out: each vault less the
+    protocol, fund and creator fees it holds apart."""
+    a = state.a - state.protocol_fee_a - state.fund_fee_a - state.creator_fee_a
+    b = state.b - state.protocol_fee_b - state.fund_fee_b - state.creator_fee_b
+    return (a, b) if sells_a else (b, a)
+
+
+def cpmm_kept(pool: CpmmPool, sells_a: bool) -> tuple[Fraction, Fraction]:
+    """What Raydium's fees leave of a unit in and of a unit the curve pays
+    out: the trade fee and a creator fee on the input come off the input, a
+    creator fee on the output off the output."""
+    trade = Fraction(pool.fee_rate, 1_000_000)
+    creator = Fraction(pool.creator_fee_rate, 1_000_000)
+    if pool.creator_fee_on.on_input(sells_a):
+        return 1 - trade - creator, Fraction(1)
+    return 1 - trade, 1 - creator
+
+
 def cpmm_swap(held_in: int, held_out: int, amount_in: int, fee_rate: int) -> int:
-    """Raydium: the fee ceil(in·rate/10⁶) off the input, then x·y = k."""
-    fee = ceil_div(amount_in * fee_rate, 1_000_000)
-    return held_out - ceil_div(held_in * held_out, held_in + amount_in - fee)
+    """Raydium's curve: the fee ceil(in·rate/10⁶) off the input, then
+    floor(net·y / (x + net))."""
+    net = amount_in - ceil_div(amount_in * fee_rate, 1_000_000)
+    return net * held_out // (held_in + net)
 
 
 def unit_value(usd: Fraction, symbol: str) -> Fraction:

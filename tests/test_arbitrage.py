@@ -200,9 +200,16 @@ def test_the_constant_product_arbitrage_is_the_size_that_pays_most() -> None:
     kept = 1 - Fraction(2_500, 10**6)
     last_unit = kept * state.b * state.a / (state.b + kept * size) ** 2
     assert abs(last_unit * world - 1) < Fraction(1, 10**6)
-    # A swap after it starts where the fee it left in the pool makes a unit
-    # pay a little less: no more than the world, by about fee·d/x.
-    after = Reserves(state.a - cpmm_swap(state.b, state.a, size, 2_500), state.b + size)
+    # A swap after it starts where the fee it left in the reserves (all but
+    # the protocol's 12% and the fund's 4% of it) makes a unit pay a little
+    # less: no more than the world, by about fee·d/x.
+    fee = -(-size * 2_500 // 10**6)
+    after = Reserves(
+        state.a - cpmm_swap(state.b, state.a, size, 2_500),
+        state.b + size,
+        protocol_fee_b=fee * 120_000 // 10**6,
+        fund_fee_b=fee * 40_000 // 10**6,
+    )
     next_unit = marginal_rate(pool, after, "USDC", START) * world
     assert 1 - Fraction(1, 10**4) < next_unit <= 1
 
@@ -264,7 +271,7 @@ def test_pools_follow_a_jump_in_the_reference_within_two_slots() -> None:
             )
         else:
             assert isinstance(pool, CpmmPool)
-            band = Fraction(pool.fee_rate, 10**6)
+            band = Fraction(pool.fee_rate + pool.creator_fee_rate, 10**6)
         least = Fraction(103, 100) * (1 - band) ** 2
         if pool.token_a == "SOL":
             assert change >= least, (pool.id, float(change))

@@ -22,10 +22,9 @@ from orderengine.local import traders
 from orderengine.local.flow_market import REFERENCE_KEY, RedisMarket
 from orderengine.local.reference import Reference, load_references
 from orderengine.local.traders import FlowTrade, MarketFlow, mid_price, run_flow
-from orderengine.market.cpmm import Reserves
 from orderengine.market.pools import PoolState, all_pools, balances, quote
 from orderengine.market.routes import Leg
-from orderengine.market.state import FLOW_A, pool_key, read_reserves, write_reserves
+from orderengine.market.state import FLOW_A, encode, pool_key, read_reserves, write_reserves
 from tests.conftest import ROOT
 from tests.helpers import conservation_errors
 from tests.market_by_hand import START, best_arbitrage, unit_value
@@ -216,8 +215,7 @@ def test_a_slot_is_decided_again_when_an_order_landed_meanwhile(
     write, and the slot is decided again on the pools the order left."""
     pool = all_pools()["raydium-sol-usdc"]
     order = quote(pool, pool.initial_state(), "SOL", 1_000 * 10**9, START)
-    assert isinstance(order.state, Reserves)
-    ordered = {"a": str(order.state.a), "b": str(order.state.b)}
+    ordered = encode(pool, order.state)
     seen: list[PoolState] = []
 
     def trade(states: dict[str, PoolState]) -> dict[str, PoolState]:

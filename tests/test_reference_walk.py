@@ -103,6 +103,8 @@ token_b = "USDC"
 reserve_a = "1"
 reserve_b = "140"
 fee_rate = 2500
+protocol_fee_rate = 120000
+fund_fee_rate = 40000
 """
 
 

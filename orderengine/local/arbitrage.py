@@ -228,10 +228,11 @@ def marginal_rate(pool: Pool, state: PoolState, input_token: str, now: int) -> f
     would charge there."""
     sells_a = pool.sells_a(input_token)
     if isinstance(pool, CpmmPool) and isinstance(state, Reserves):
-        held_in, held_out = (state.a, state.b) if sells_a else (state.b, state.a)
+        held_in, held_out = trading_reserves(state, sells_a)
         if held_in <= 0:
             return 0.0
-        return (1 - pool.fee_rate / FEE_DENOMINATOR) * held_out / held_in
+        kept_in, kept_out = cpmm_kept(pool, sells_a)
+        return kept_in * kept_out * held_out / held_in
     if isinstance(pool, DlmmPool) and isinstance(state, DlmmState):
         step = -1 if sells_a else 1
         bin_id = state.active_id
@@ -250,17 +251,38 @@ def marginal_rate(pool: Pool, state: PoolState, input_token: str, now: int) -> f
     raise TypeError(f"pool {pool.id}: a {type(state).__name__} is not its state")
 
 
+def trading_reserves(state: Reserves, sells_a: bool) -> tuple[int, int]:
+    """What the curve prices on, in and out: the vaults less the fees they
+    hold apart."""
+    if sells_a:
+        return state.reserve_a, state.reserve_b
+    return state.reserve_b, state.reserve_a
+
+
+def cpmm_kept(pool: CpmmPool, sells_a: bool) -> tuple[float, float]:
+    """What a constant-product pool's fees leave of a unit paid in, and of
+    a unit its curve pays out: the trade fee comes off the input, the
+    creator fee (where the pool sets one) off the input or the output."""
+    trade = pool.fee_rate / FEE_DENOMINATOR
+    creator = pool.creator_fee_rate / FEE_DENOMINATOR
+    if pool.creator_fee_on.on_input(sells_a):
+        return 1 - trade - creator, 1.0
+    return 1 - trade, 1 - creator
+
+
 def cpmm_arbitrage_size(pool: CpmmPool, state: Reserves, input_token: str, fair: float) -> int:
-    """The input after which the pool's marginal rate, fee taken, is
+    """The input after which the pool's marginal rate, fees taken, is
     ``fair`` output base units per input base unit. With x and y the
-    reserves in and out and k what the fee leaves of a unit, the marginal
-    rate after d in is k·x·y / (x + k·d)², so d = (sqrt(k·x·y / fair) - x) / k.
+    trading reserves in and out, and k and c what the fees leave of a unit
+    in and of a unit out, the marginal rate after d in is
+    c·k·x·y / (x + k·d)², so d = (sqrt(c·k·x·y / fair) - x) / k.
     0 when the pool already pays no more than ``fair``."""
-    x, y = (state.a, state.b) if pool.sells_a(input_token) else (state.b, state.a)
-    kept = 1 - pool.fee_rate / FEE_DENOMINATOR
-    if x <= 0 or y <= 0 or kept <= 0:
+    sells_a = pool.sells_a(input_token)
+    x, y = trading_reserves(state, sells_a)
+    kept_in, kept_out = cpmm_kept(pool, sells_a)
+    if x <= 0 or y <= 0 or kept_in <= 0:
         return 0
-    amount = (math.sqrt(kept * x * y / fair) - x) / kept
+    amount = (math.sqrt(kept_in * kept_out * x * y / fair) - x) / kept_in
     return max(0, min(int(amount), MAX_BASE_UNITS))
 
 
