@@ -129,11 +129,14 @@ class Settings(ClientSettings):
     )
 
     # Other traders (python -m orderengine.local.traders): make run starts this
-    # many seeded random swaps a second on the chain's pools, landed as the
-    # chain lands swaps, so quotes go stale as on mainnet. Gentle by default;
-    # 0 starts none (tests and benchmarks that need a still market).
+    # many seeded random noise swaps a second on the chain's pools, beside
+    # arbitrageurs that trade them to each token's moving reference price,
+    # landed as the chain lands swaps, so quotes go stale as on mainnet.
+    # Gentle by default; 0 starts none (tests and benchmarks that need a
+    # still market).
     market_flow_rate: float = field(default_factory=lambda: _float("MARKET_FLOW_RATE", 2.0))
-    # The same seed makes the same choices of pool, side and size.
+    # The same seed walks the same reference prices and makes the same
+    # choices of pool, side and size.
     market_flow_seed: int = field(default_factory=lambda: _int("MARKET_FLOW_SEED", 0))
 
     # Retries of transient failures: base * factor**(attempt-1), capped, with
