@@ -24,6 +24,7 @@ TERMINAL = frozenset(
         order_pb2.ORDER_STATUS_CONFIRMED,
         order_pb2.ORDER_STATUS_FAILED,
         order_pb2.ORDER_STATUS_CANCELLED,
+        order_pb2.ORDER_STATUS_EXPIRED,
     }
 )
 

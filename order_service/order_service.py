@@ -14,6 +14,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import NoReturn, TypeVar, cast
 
 import grpc
@@ -37,6 +38,7 @@ from orderengine.mesh.channels import ITEM_REQUEST_IDS, within_deadline
 from orderengine.observability import handoffs
 from orderengine.observability.call_details import metadata_value
 from orderengine.observability.request_ids import HEADER, WELL_FORMED
+from orderengine.order_types import terms_of
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, NewOrder
@@ -102,6 +104,7 @@ def _unprintable(value: str) -> str | None:
 def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> NewOrder:
     """The order a request asks for; FieldError when it is not one."""
     swap = swap_of(request)
+    terms = terms_of(request, swap, datetime.now(UTC))
     if len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
         raise FieldError("client_order_id", f"must be at most {MAX_CLIENT_ORDER_ID} characters")
     found = _unprintable(request.client_order_id)
@@ -116,6 +119,10 @@ def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> New
         amount_in=swap.amount_in,
         slippage_bps=swap.slippage_bps,
         client_order_id=request.client_order_id or None,
+        order_type=terms.order_type.value,
+        min_amount_out=terms.min_amount_out,
+        trigger_price=terms.trigger_price,
+        expire_at=terms.expire_at,
     )
 
 
@@ -383,7 +390,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             await abort(
                 context,
                 grpc.StatusCode.FAILED_PRECONDITION,
-                f"order {row.order_id} is {status}; only a PENDING order can be cancelled",
+                f"order {row.order_id} is {status}; only a PENDING or OPEN order can be cancelled",
                 "ORDER_NOT_PENDING",
                 metadata={"status": status},
             )

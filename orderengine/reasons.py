@@ -38,6 +38,11 @@ class Reason(StrEnum):
     ORDER_INVALID = "ORDER_INVALID"
     # The owner cancelled it.
     CANCELLED = "CANCELLED"
+    # Waiting orders: the trigger fired; a limit order's route or landing
+    # gave less than its minimum (back to OPEN); its expire_time passed.
+    TRIGGERED = "TRIGGERED"
+    LIMIT_NOT_MET = "LIMIT_NOT_MET"
+    EXPIRED = "EXPIRED"
 
     @classmethod
     def of(cls, code: str) -> Reason:

@@ -28,14 +28,35 @@ class NewOrder:
     amount_in: int
     slippage_bps: int
     client_order_id: str | None = None
+    # What it waits for (orderengine.order_types); market waits for nothing.
+    order_type: str = "market"
+    min_amount_out: int | None = None
+    trigger_price: str | None = None
+    expire_at: datetime | None = None
+
+    @property
+    def waits(self) -> bool:
+        """Whether it starts OPEN, waiting for its trigger, rather than queued."""
+        return self.order_type != "market"
 
     def same_as(self, row: StoredOrder) -> bool:
         """Whether ``row`` is this order (a resubmission), not another one."""
-        return (row.input_token, row.output_token, row.amount_in, row.slippage_bps) == (
+        return (
+            row.input_token,
+            row.output_token,
+            row.amount_in,
+            row.slippage_bps,
+            row.order_type,
+            row.min_amount_out,
+            row.trigger_price,
+        ) == (
             self.input_token,
             self.output_token,
             self.amount_in,
             self.slippage_bps,
+            self.order_type,
+            self.min_amount_out,
+            self.trigger_price,
         )
 
 

@@ -94,6 +94,16 @@ class OrderRow(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The order type (orderengine.order_types): "market", "limit", "stop",
+    # "sniper"; what a waiting order waits for is in the columns below.
+    order_type: Mapped[str] = mapped_column(String(16), default="market", server_default="market")
+    # Limit: base units of the output token the swap must give at least.
+    min_amount_out: Mapped[int | None] = mapped_column(U64)
+    # Stop: the trigger price; sniper: the most it pays per output token. A
+    # decimal string, exact (a float would move the trigger).
+    trigger_price: Mapped[str | None] = mapped_column(String(64))
+    # A waiting order's good-till date; NULL: good till cancelled.
+    expire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ApiKeyRow(Base):
@@ -155,3 +165,7 @@ class StoredOrder:
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime
+    order_type: str = "market"
+    min_amount_out: int | None = None
+    trigger_price: str | None = None
+    expire_at: datetime | None = None
