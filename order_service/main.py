@@ -69,8 +69,14 @@ async def create_order_server(address: str, settings: Settings) -> Server:
             submit_rate,
         )
         opened.callback(submissions.close)
+        market = await opened.enter_async_context(AsyncRedis.from_url(settings.chain_redis_url))
         servicer = OrderServicer(
-            store, redis, submissions, hub, quote_service_pb2_grpc.QuoteServiceStub(quote_channel)
+            store,
+            redis,
+            submissions,
+            hub,
+            quote_service_pb2_grpc.QuoteServiceStub(quote_channel),
+            market,
         )
         # Orders by status and the queue, on this process's /metrics.
         opened.callback(report_orders(store, submissions.queue))

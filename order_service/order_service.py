@@ -19,6 +19,8 @@ from typing import NoReturn, TypeVar, cast
 
 import grpc
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from order_service.rate_limit import retry_hint
@@ -32,6 +34,7 @@ from order_service.submissions import (
 )
 from order_service.watch_hub import OrderNotFound, ShuttingDown, TooManyStreams, WatchHub
 from orderengine.errors import FieldError, ItemFailure, abort, abort_invalid
+from orderengine.market.prices import format_price, read_prices
 from orderengine.mesh.auth import caller
 from orderengine.mesh.batches import answer_all, answer_one
 from orderengine.mesh.channels import ITEM_REQUEST_IDS, within_deadline
@@ -150,12 +153,15 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         submissions: Submissions,
         hub: WatchHub,
         quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub,
+        market: AsyncRedis | None = None,
     ) -> None:
         self.store = store
         self.redis = redis
         self.submissions = submissions
         self.hub = hub
         self.quotes = quotes
+        # The chain's Redis, where the pools are: QuoteOrder's pair price.
+        self.market = market
 
     async def _blocking(
         self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: object
@@ -324,7 +330,25 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 "quotes are unavailable right now; try again",
                 "QUOTES_UNAVAILABLE",
             )
-        return order_service_pb2.QuoteOrderResponse(quotes=quote.quotes, route=quote.route)
+        return order_service_pb2.QuoteOrderResponse(
+            quotes=quote.quotes,
+            route=quote.route,
+            price=await self._pair_price(swap.input_token, swap.output_token),
+        )
+
+    async def _pair_price(self, input_token: str, output_token: str) -> str:
+        """The pair's price now (docs/market.md); empty when the pools cannot
+        be read: the quote is still worth answering."""
+        if self.market is None:
+            return ""
+        try:
+            price = (await read_prices(self.market, [(input_token, output_token)]))[
+                (input_token, output_token)
+            ]
+        except RedisError as exc:
+            log.warning("pair price unavailable: %s", exc)
+            return ""
+        return format_price(price) if price is not None else ""
 
     # -- GetOrder, ListOrders, CancelOrder -------------------------------------
 

@@ -46,6 +46,14 @@ return 1
 """
 
 
+# Every pool change, one entry per transaction (a landing round, a market
+# flow swap) naming the pools it moved, written in the MULTI that writes
+# them: the trigger part follows it (docs/market.md, "The price of a pair").
+POOL_CHANGES = "market:pool-changes"
+# Entries the stream keeps, about: a follower further behind re-reads prices.
+POOL_CHANGES_KEPT = 10_000
+
+
 def pool_key(pool_id: str) -> str:
     return f"market:pool:{pool_id}"
 
@@ -174,6 +182,13 @@ def write_reserves(
             FLOW_B: str(flow_b + b1 - b0),
         }
         pipe.hset(pool_key(pool_id), mapping=fields)  # type: ignore[arg-type]
+    if reserves:
+        pipe.xadd(
+            POOL_CHANGES,
+            {"pools": " ".join(reserves)},
+            maxlen=POOL_CHANGES_KEPT,
+            approximate=True,
+        )
 
 
 @dataclass(frozen=True)
