@@ -72,5 +72,5 @@ def test_a_landed_swap_announces_the_pools_it_moved(redis: Redis, redis_url: str
             await client.aclose()
 
     asyncio.run(land())
-    entries = redis.xrange(POOL_CHANGES)
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = redis.xrange(POOL_CHANGES)  # type: ignore[assignment]
     assert [fields[b"pools"] for _, fields in entries] == [b"raydium-sol-usdc"]
