@@ -56,6 +56,9 @@ PAGE = 2_000
 # Orders that became OPEN are read again this far back: writers' clocks
 # and commits are not in one order, and indexing twice is harmless.
 OVERLAP = timedelta(seconds=2)
+# The index is built from the database again this often whatever happens:
+# what any drift (a lost write, an entry taken out by a race) can cost.
+REINDEX_SECONDS = 60.0
 
 
 @dataclass
@@ -78,6 +81,8 @@ class Triggers:
         # Those read in the overlap already, with the update they were read at.
         self.seen: dict[str, datetime] = {}
         self.stream_id = "$"
+        # When the index was last built from the database (time.monotonic()).
+        self.built_at = 0.0
 
     # -- the index --------------------------------------------------------------
 
@@ -94,6 +99,7 @@ class Triggers:
             count += len(rows)
             after = (rows[-1].updated_at, rows[-1].order_id)
         self.index.mark_built()
+        self.built_at = time.monotonic()
         self.since = started - OVERLAP
         self.seen.clear()
         log.info("triggers: indexed %d waiting orders", count)
@@ -208,7 +214,9 @@ class Triggers:
         if fired:
             enqueue_orders(self.ctx.queue, [row.order_id for row in fired])
             metrics.fired(fired, changed_at)
-        self.index.remove(rows)
+        # Only those fired here: one refused stays until a check finds it
+        # gone from OPEN (it may be OPEN again, on a new attempt).
+        self.index.remove(fired)
         return len(fired)
 
     # -- expiry -----------------------------------------------------------------
@@ -282,10 +290,13 @@ class Triggers:
         self.expire()
         return fired
 
-    async def step(self, block_ms: int) -> Round:
-        """One round: pool changes, newly OPEN orders, expiries, the marker."""
+    async def step(self, block_ms: int, reindex_seconds: float = REINDEX_SECONDS) -> Round:
+        """One round: pool changes, newly OPEN orders, expiries; the index
+        built again when its marker is gone (a flushed Redis) or, as the
+        reconciler's check that it matches the database, every
+        ``reindex_seconds``."""
         result = Round()
-        if not self.index.built():
+        if not self.index.built() or time.monotonic() - self.built_at >= reindex_seconds:
             self.build()
             result.fired += await self.check(self.index.pairs())
         pools, changed_at = await self.pool_changes(block_ms)

@@ -82,6 +82,11 @@ class TriggerIndex:
                 pipe.zrem(EXPIRY, *order_ids)
                 pipe.execute()
 
+    def forget_expiries(self, order_ids: Sequence[str]) -> None:
+        """Takes ids the database no longer has out of the time index."""
+        if order_ids:
+            self.redis.zrem(EXPIRY, *order_ids)
+
     def pairs(self) -> set[Pair]:
         found: set[Pair] = set()
         for member in self.redis.smembers(PAIRS):

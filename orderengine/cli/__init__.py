@@ -2,6 +2,9 @@
 
     orderengine quote SOL USDC 5000
     orderengine submit SOL USDC 10 --watch
+    orderengine submit SOL USDC 10 --limit-out 1500 --expires 1h
+    orderengine submit SOL USDC 10 --stop 140
+    orderengine orders --open
     orderengine watch ORDER_ID
     orderengine orders
     orderengine keys create NAME | keys list | keys revoke PREFIX
@@ -21,6 +24,7 @@ import sys
 import grpc
 from sqlalchemy.exc import DBAPIError
 
+from orderengine.cli import waiting
 from orderengine.cli.keys import (
     NoDatabase,
     cmd_keys_create,
@@ -53,13 +57,14 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True)
 
-    submit = sub.add_parser("submit", help="submit a market order")
+    submit = sub.add_parser("submit", help="submit a market, limit or stop order")
     submit.add_argument("input_token")
     submit.add_argument("output_token")
     submit.add_argument("amount", help="in whole tokens, e.g. 10 or 0.25")
     submit.add_argument("--slippage-bps", type=int, default=0, help="default 50")
     submit.add_argument("--client-order-id", help="resubmitting with it returns the first order")
     submit.add_argument("--watch", action="store_true", help="follow the order to its end")
+    waiting.add_options(submit)
     submit.set_defaults(run=cmd_submit)
 
     quote = sub.add_parser("quote", help="what each venue and the route would give now")
@@ -77,13 +82,14 @@ def parser() -> argparse.ArgumentParser:
     orders = sub.add_parser("orders", help="list orders, newest first")
     orders.add_argument("--page-size", type=int, default=20)
     orders.add_argument("--page-token", default="")
+    orders.add_argument("--open", action="store_true", help="only orders waiting (OPEN)")
     orders.set_defaults(run=cmd_orders)
 
     get = sub.add_parser("get", help="show one order")
     get.add_argument("order_id")
     get.set_defaults(run=cmd_get)
 
-    cancel = sub.add_parser("cancel", help="cancel a PENDING order")
+    cancel = sub.add_parser("cancel", help="cancel a PENDING or OPEN order")
     cancel.add_argument("order_id")
     cancel.set_defaults(run=cmd_cancel)
 

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import grpc
 
+from orderengine.cli import waiting
 from orderengine.mesh.auth import key_metadata
 from orderengine.mesh.channels import ORDER_SERVICE
 from orderengine.mesh.channels import channel as orderengine_channel
@@ -48,7 +49,7 @@ def describe(event: order_pb2.OrderEvent, output_token: str) -> str:
         return f"signature {event.signature}"
     if status is Status.CONFIRMED:
         return f"received {event.amount_out} {output_token}, signature {event.signature}"
-    if status in (Status.FAILED, Status.CANCELLED):
+    if status in (Status.FAILED, Status.CANCELLED, Status.OPEN, Status.EXPIRED):
         return event.reason
     return ""
 
@@ -138,14 +139,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
             amount=args.amount,
             slippage_bps=args.slippage_bps,
             client_order_id=args.client_order_id or "",
+            **waiting.request_terms(args),
         ),
         timeout=10,
     )
     order = reply.order
     again = " (already submitted with this client order id)" if reply.already_exists else ""
+    terms = waiting.terms_text(order)
     print(
         f"order {order.order_id}: {order.amount} {order.input_token} -> "
-        f"{order.output_token}, slippage {order.slippage_bps} bps{again}",
+        f"{order.output_token}, slippage {order.slippage_bps} bps"
+        f"{f', {terms}' if terms else ''}{again}",
         flush=True,
     )
     return _watch(args, order.order_id) if args.watch else 0
@@ -159,9 +163,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def _summary(order: order_pb2.Order) -> str:
     created = order.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
     received = f"{order.amount_out} {order.output_token}" if order.amount_out else ""
+    terms = waiting.terms_text(order)
     return (
         f"{order.order_id}  {created}  {Status.from_proto(order.status).value:<10} "
         f"{order.amount} {order.input_token} -> {order.output_token}  {received}"
+        f"{f'  ({terms})' if terms else ''}"
     ).rstrip()
 
 
@@ -235,6 +241,8 @@ def quote_lines(reply: order_service_pb2.QuoteOrderResponse, slippage_bps: int) 
         )
     lines += ["", "route, leg by leg:", *("  " + line for line in _table(legs, right={3, 4, 5}))]
     lines += ["", f"expect {route.amount_out} {dst}, at least {route.min_amount_out} {dst}"]
+    if reply.price:  # under the first line: what limit and stop orders are compared to
+        lines.insert(1, f"price now: {reply.price} {dst} per {src}")
     return lines
 
 
@@ -254,6 +262,8 @@ def cmd_quote(args: argparse.Namespace) -> int:
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
+    if getattr(args, "open", False):
+        return _open_orders(args)
     reply = _stub(args).ListOrders(
         order_service_pb2.ListOrdersRequest(page_size=args.page_size, page_token=args.page_token),
         timeout=10,
@@ -262,6 +272,29 @@ def cmd_orders(args: argparse.Namespace) -> int:
         print(_summary(order))
     if reply.next_page_token:
         print(f"more: orderengine orders --page-token {reply.next_page_token}")
+    return 0
+
+
+# ``orders --open`` looks through at most this many of the newest orders.
+OPEN_SCAN_ORDERS = 10_000
+
+
+def _open_orders(args: argparse.Namespace) -> int:
+    """The caller's OPEN orders, newest first, found page by page."""
+    stub = _stub(args)
+    token, seen = args.page_token, 0
+    while seen < OPEN_SCAN_ORDERS:
+        reply = stub.ListOrders(
+            order_service_pb2.ListOrdersRequest(page_size=1000, page_token=token), timeout=10
+        )
+        seen += len(reply.orders)
+        for order in reply.orders:
+            if order.status == order_pb2.ORDER_STATUS_OPEN:
+                print(_summary(order))
+        token = reply.next_page_token
+        if not token:
+            return 0
+    print(f"(looked through the newest {seen}; more: --page-token {token})")
     return 0
 
 
