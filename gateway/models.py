@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Self
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
 from pydantic.alias_generators import to_camel
 
 from gateway.amounts import Amount
@@ -63,6 +63,22 @@ def iso_time(stamp: Timestamp) -> str:
 # -- requests -----------------------------------------------------------------
 
 
+class LimitJSON(CamelModel):
+    model_config = ConfigDict(validate_by_name=False)
+
+    min_amount_out: str = Field(
+        description="the least the swap may give, in whole output tokens", examples=["1500"]
+    )
+
+
+class StopJSON(CamelModel):
+    model_config = ConfigDict(validate_by_name=False)
+
+    trigger_price: str = Field(
+        description="output tokens per input token at or below which it swaps", examples=["140"]
+    )
+
+
 class SubmitOrderBody(CamelModel):
     """The seed's body, plus the engine's optional fields. Unknown fields are
     ignored, as the seed did."""
@@ -81,6 +97,25 @@ class SubmitOrderBody(CamelModel):
     client_order_id: str | None = Field(
         None, description="a resubmission with the same id returns the first order"
     )
+    # Waiting orders (docs/api.md, "Order types"): at most one of these.
+    limit: LimitJSON | None = Field(
+        None, description="a limit order: swap only for at least minAmountOut (take-profit)"
+    )
+    stop: StopJSON | None = Field(
+        None, description="a stop order: swap once the price falls to triggerPrice (stop-loss)"
+    )
+    expire_time: AwareDatetime | None = Field(
+        None,
+        description="a waiting order expires at this time (ISO 8601 with a zone); "
+        "none: it waits until cancelled",
+        examples=["2026-12-31T12:00:00Z"],
+    )
+
+    @model_validator(mode="after")
+    def _one_order_type(self) -> Self:
+        if self.limit is not None and self.stop is not None:
+            raise ValueError("limit and stop: an order is one or the other")
+        return self
 
 
 # -- responses ----------------------------------------------------------------
@@ -135,11 +170,18 @@ class RouteJSON(CamelModel):
 class QuoteJSON(CamelModel):
     quotes: list[VenueQuoteJSON] = Field(description="each venue's quote, best first")
     route: RouteJSON
+    price: str | None = Field(
+        None,
+        description="the pair's price now, output tokens per input token (the best path's "
+        "mid price): what limit and stop orders are compared to",
+    )
 
     @classmethod
     def of(cls, reply: order_service_pb2.QuoteOrderResponse) -> QuoteJSON:
         return cls(
-            quotes=[VenueQuoteJSON.of(q) for q in reply.quotes], route=RouteJSON.of(reply.route)
+            quotes=[VenueQuoteJSON.of(q) for q in reply.quotes],
+            route=RouteJSON.of(reply.route),
+            price=reply.price or None,
         )
 
 
@@ -159,11 +201,24 @@ class OrderJSON(CamelModel):
     amount_out: str | None = Field(description="what the swap gave, once CONFIRMED")
     failure_reason: str | None
     last_sequence: int
+    order_type: str = Field("market", examples=["limit"], description="market, limit or stop")
+    limit: LimitJSON | None = None
+    stop: StopJSON | None = None
+    expire_time: str | None = Field(None, description="a waiting order's good-till time")
 
     @classmethod
     def of(cls, order: order_pb2.Order) -> OrderJSON:
+        kind = order.WhichOneof("order_type")
         return cls.copied(
             order,
+            order_type=kind or "market",
+            limit=LimitJSON.model_validate({"minAmountOut": order.limit.min_amount_out})
+            if kind == "limit"
+            else None,
+            stop=StopJSON.model_validate({"triggerPrice": order.stop.trigger_price})
+            if kind == "stop"
+            else None,
+            expire_time=iso_time(order.expire_time) if order.HasField("expire_time") else None,
             status=status_name(order.status),
             client_order_id=order.client_order_id or None,
             create_time=iso_time(order.create_time),

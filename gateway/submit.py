@@ -30,13 +30,20 @@ JSON = b"application/json"
 
 
 def submit_request(body: SubmitOrderBody) -> order_service_pb2.SubmitOrderRequest:
-    return order_service_pb2.SubmitOrderRequest(
+    request = order_service_pb2.SubmitOrderRequest(
         input_token=body.input_token,
         output_token=body.output_token,
         amount=body.amount,
         slippage_bps=body.slippage_bps or 0,
         client_order_id=body.client_order_id or "",
     )
+    if body.limit is not None:
+        request.limit.min_amount_out = body.limit.min_amount_out
+    elif body.stop is not None:
+        request.stop.trigger_price = body.stop.trigger_price
+    if body.expire_time is not None:
+        request.expire_time.FromDatetime(body.expire_time)
+    return request
 
 
 def submitted(reply: order_service_pb2.SubmitOrderResponse) -> tuple[int, bytes, str]:
