@@ -9,9 +9,18 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Annotated, Any, Literal, Self
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from gateway.amounts import Amount
@@ -71,6 +80,29 @@ class LimitJSON(CamelModel):
     )
 
 
+class TwapJSON(CamelModel):
+    model_config = ConfigDict(validate_by_name=False)
+
+    slices: Annotated[StrictInt, Field(ge=0, le=UINT32_MAX)] = Field(
+        description="how many equal market swaps (2-1000)", examples=[10]
+    )
+    interval: str = Field(
+        description="the time between two, in seconds as protobuf JSON writes a Duration",
+        examples=["30s"],
+    )
+
+    @field_validator("interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            Duration().FromJsonString(value)
+        except ValueError:
+            raise ValueError(
+                f"must be seconds such as '30s' or '0.5s', got {value[:32]!r}"
+            ) from None
+        return value
+
+
 class StopJSON(CamelModel):
     model_config = ConfigDict(validate_by_name=False)
 
@@ -104,17 +136,20 @@ class SubmitOrderBody(CamelModel):
     stop: StopJSON | None = Field(
         None, description="a stop order: swap once the price falls to triggerPrice (stop-loss)"
     )
+    twap: TwapJSON | None = Field(
+        None, description="a TWAP order: the amount in equal market swaps, one every interval"
+    )
     expire_time: AwareDatetime | None = Field(
         None,
-        description="a waiting order expires at this time (ISO 8601 with a zone); "
+        description="a limit or stop order expires at this time (ISO 8601 with a zone); "
         "none: it waits until cancelled",
         examples=["2026-12-31T12:00:00Z"],
     )
 
     @model_validator(mode="after")
     def _one_order_type(self) -> Self:
-        if self.limit is not None and self.stop is not None:
-            raise ValueError("limit and stop: an order is one or the other")
+        if sum(kind is not None for kind in (self.limit, self.stop, self.twap)) > 1:
+            raise ValueError("limit, stop and twap: an order is one of them at most")
         return self
 
 
@@ -201,9 +236,10 @@ class OrderJSON(CamelModel):
     amount_out: str | None = Field(description="what the swap gave, once CONFIRMED")
     failure_reason: str | None
     last_sequence: int
-    order_type: str = Field("market", examples=["limit"], description="market, limit or stop")
+    order_type: str = Field("market", examples=["limit"], description="market, limit, stop or twap")
     limit: LimitJSON | None = None
     stop: StopJSON | None = None
+    twap: TwapJSON | None = None
     expire_time: str | None = Field(None, description="a waiting order's good-till time")
 
     @classmethod
@@ -217,6 +253,11 @@ class OrderJSON(CamelModel):
             else None,
             stop=StopJSON.model_validate({"triggerPrice": order.stop.trigger_price})
             if kind == "stop"
+            else None,
+            twap=TwapJSON.model_validate(
+                {"slices": order.twap.slices, "interval": order.twap.interval.ToJsonString()}
+            )
+            if kind == "twap"
             else None,
             expire_time=iso_time(order.expire_time) if order.HasField("expire_time") else None,
             status=status_name(order.status),

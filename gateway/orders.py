@@ -56,7 +56,7 @@ Stub = Annotated[OrdersStub, Depends(orders_stub)]
     "/orders",
     status_code=status.HTTP_201_CREATED,
     response_model=SubmitOrderReply,
-    summary="Submit a market, limit or stop order",
+    summary="Submit a market, limit, stop or TWAP order",
     responses={
         200: {
             "model": SubmitOrderReply,

@@ -41,6 +41,9 @@ def submit_request(body: SubmitOrderBody) -> order_service_pb2.SubmitOrderReques
         request.limit.min_amount_out = body.limit.min_amount_out
     elif body.stop is not None:
         request.stop.trigger_price = body.stop.trigger_price
+    elif body.twap is not None:
+        request.twap.slices = body.twap.slices
+        request.twap.interval.FromJsonString(body.twap.interval)
     if body.expire_time is not None:
         request.expire_time.FromDatetime(body.expire_time)
     return request

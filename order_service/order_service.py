@@ -126,6 +126,8 @@ def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> New
         min_amount_out=terms.min_amount_out,
         trigger_price=terms.trigger_price,
         expire_at=terms.expire_at,
+        twap_slices=terms.twap_slices,
+        twap_interval_ms=terms.twap_interval_ms,
     )
 
 

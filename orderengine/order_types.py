@@ -1,4 +1,4 @@
-"""Order types: market (swap now) and the waiting ones, limit and stop, as a
+"""Order types: market (swap now) and the waiting ones, limit, stop and twap, as a
 SubmitOrder request asks for them (checked field by field) and as an Order
 shows them. What each waits for is docs/api.md's "Order types"; the price a
 stop is compared to is docs/market.md's "The price of a pair"."""
@@ -31,10 +31,22 @@ MAX_PRICE_DECIMALS = 18
 MAX_EXPIRY = timedelta(days=366)
 
 
+# TWAP: slices, and the time between two.
+MAX_SLICES = 1_000
+MIN_INTERVAL = timedelta(milliseconds=100)
+MAX_INTERVAL = timedelta(days=1)
+
+
 class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
     STOP = "stop"
+    TWAP = "twap"
+
+    @property
+    def priced(self) -> bool:
+        """Whether it waits for a price (and sits in the price index)."""
+        return self in (OrderType.LIMIT, OrderType.STOP)
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,8 @@ class OrderTerms:
     # Stop: output tokens per input token at or below which it fires.
     trigger_price: str | None = None
     expire_at: datetime | None = None
+    twap_slices: int | None = None
+    twap_interval_ms: int | None = None
 
 
 def parse_price(text: str, field: str) -> str:
@@ -74,6 +88,8 @@ def terms_of(
     kind = request.WhichOneof("order_type")
     expire_at: datetime | None = None
     if request.HasField("expire_time"):
+        if kind == "twap":
+            raise FieldError("expire_time", "a TWAP order ends when its slices are done")
         if kind in (None, "market"):
             raise FieldError("expire_time", "only a waiting order (limit, stop) expires")
         expire_at = request.expire_time.ToDatetime(tzinfo=UTC)
@@ -94,7 +110,34 @@ def terms_of(
     if kind == "stop":
         price = parse_price(request.stop.trigger_price, "stop.trigger_price")
         return OrderTerms(OrderType.STOP, trigger_price=price, expire_at=expire_at)
+    if kind == "twap":
+        return _twap(request.twap, swap)
     raise FieldError(kind, f"{kind} orders are not supported by this engine yet")
+
+
+def _twap(twap: order_pb2.TwapOrder, swap: SwapRequest) -> OrderTerms:
+    if not 2 <= twap.slices <= MAX_SLICES:
+        raise FieldError("twap.slices", f"must be 2 to {MAX_SLICES}, got {twap.slices}")
+    if swap.amount_in < twap.slices:
+        raise FieldError("twap.slices", "must be at most the amount in base units")
+    interval = twap.interval.ToTimedelta()
+    if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+        raise FieldError(
+            "twap.interval",
+            f"must be {MIN_INTERVAL.total_seconds():g}s to {MAX_INTERVAL.days} day, "
+            f"got {interval.total_seconds():g}s",
+        )
+    return OrderTerms(
+        OrderType.TWAP,
+        twap_slices=twap.slices,
+        twap_interval_ms=int(interval.total_seconds() * 1000),
+    )
+
+
+def slice_amounts(amount_in: int, slices: int) -> list[int]:
+    """Each slice's input: equal parts, the last one taking the remainder."""
+    each = amount_in // slices
+    return [each] * (slices - 1) + [amount_in - each * (slices - 1)]
 
 
 def limit_price(row: StoredOrder) -> Fraction:
@@ -131,6 +174,9 @@ def add_terms(row: StoredOrder, order: order_pb2.Order) -> None:
         )
     elif row.order_type == OrderType.STOP:
         order.stop.trigger_price = row.trigger_price or ""
+    elif row.order_type == OrderType.TWAP:
+        order.twap.slices = row.twap_slices or 0
+        order.twap.interval.FromMilliseconds(row.twap_interval_ms or 0)
     # A market order shows no order type, as before there were others.
     if row.expire_at is not None:
         moment = row.expire_at if row.expire_at.tzinfo else row.expire_at.replace(tzinfo=UTC)

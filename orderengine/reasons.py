@@ -43,6 +43,10 @@ class Reason(StrEnum):
     TRIGGERED = "TRIGGERED"
     LIMIT_NOT_MET = "LIMIT_NOT_MET"
     EXPIRED = "EXPIRED"
+    # A TWAP order's slice ended (OPEN again, with the amount filled so
+    # far): filled, or failed with its own order's reason.
+    SLICE_FILLED = "SLICE_FILLED"
+    SLICE_FAILED = "SLICE_FAILED"
 
     @classmethod
     def of(cls, code: str) -> Reason:

@@ -4,10 +4,13 @@ PENDING -> ROUTING -> ROUTED -> SUBMITTED -> CONFIRMED, FAILED from any step
 before CONFIRMED, CANCELLED only from PENDING or OPEN. A failed attempt that
 will be retried goes back to ROUTING (from ROUTED or SUBMITTED).
 
-A waiting order (limit, stop, sniper) starts OPEN. Its trigger moves it to
+A waiting order (limit, stop, twap) starts OPEN. Its trigger moves it to
 ROUTING (then as a market order), its expire_time to EXPIRED. A limit order
 whose route or landing gives less than its minimum goes back to OPEN from
-ROUTING, ROUTED or SUBMITTED."""
+ROUTING, ROUTED or SUBMITTED. A TWAP order stays OPEN while its slices run
+(each slice is its own market order): OPEN -> OPEN records a slice done,
+with the amount filled so far, and the last one ends it CONFIRMED (or
+FAILED when no slice filled)."""
 
 from __future__ import annotations
 
@@ -56,7 +59,16 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.CONFIRMED: frozenset(),
     Status.FAILED: frozenset(),
     Status.CANCELLED: frozenset(),
-    Status.OPEN: frozenset({Status.ROUTING, Status.EXPIRED, Status.CANCELLED, Status.FAILED}),
+    Status.OPEN: frozenset(
+        {
+            Status.ROUTING,
+            Status.EXPIRED,
+            Status.CANCELLED,
+            Status.FAILED,
+            Status.OPEN,
+            Status.CONFIRMED,
+        }
+    ),
     Status.EXPIRED: frozenset(),
 }
 

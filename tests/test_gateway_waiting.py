@@ -79,7 +79,18 @@ def test_bad_terms_are_400_naming_the_field(
 def test_limit_and_stop_together_are_refused(http: httpx.Client) -> None:
     reply = submit(http, limit={"minAmountOut": "1"}, stop={"triggerPrice": "1"})
     assert reply.status_code == 400
-    assert "one or the other" in reply.json()["error"]["message"]
+    assert "one of them at most" in reply.json()["error"]["message"]
+
+
+def test_a_twap_order_shows_its_slices(http: httpx.Client) -> None:
+    reply = submit(http, twap={"slices": 4, "interval": "30s"})
+    assert reply.status_code == 201, reply.text
+    order = http.get(f"/api/orders/{reply.json()['orderId']}").json()
+    assert (order["orderType"], order["twap"]) == ("twap", {"slices": 4, "interval": "30s"})
+    bad = submit(http, twap={"slices": 4, "interval": "soon"})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "twap.interval"
+    few = submit(http, twap={"slices": 1, "interval": "1s"})
+    assert few.status_code == 400 and few.json()["error"]["field"] == "twap.slices"
 
 
 def test_a_quote_shows_the_pairs_price(http: httpx.Client) -> None:

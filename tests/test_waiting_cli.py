@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orderengine.cli.waiting import expiry
+from orderengine.cli.waiting import expiry, twap_terms
 from orderengine.v1 import order_pb2, order_service_pb2
 from tests.conftest import Services
 from tests.test_quote_cli import run_cli
@@ -28,6 +28,13 @@ NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 )
 def test_expires_takes_a_duration_or_an_iso_time(text: str, expected: datetime) -> None:
     assert expiry(text, NOW) == expected
+
+
+def test_twap_takes_slices_and_an_interval() -> None:
+    terms = twap_terms("10x30s")
+    assert terms.slices == 10 and terms.interval.ToTimedelta() == timedelta(seconds=30)
+    with pytest.raises(ValueError, match="--twap"):
+        twap_terms("10 every 30s")
 
 
 def test_expires_refuses_anything_else() -> None:

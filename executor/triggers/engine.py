@@ -36,6 +36,7 @@ from executor.driver.context import RPC_TIMEOUT_SECONDS, Context
 from executor.driver.limits import limit_short
 from executor.triggers import metrics
 from executor.triggers.index import Pair, TriggerIndex, pair_of
+from executor.triggers.twap import Slicer
 from orderengine.amounts import format_amount
 from orderengine.market.prices import format_price, read_prices
 from orderengine.market.state import POOL_CHANGES
@@ -65,6 +66,8 @@ REINDEX_SECONDS = 60.0
 class Round:
     fired: int = 0
     expired: int = 0
+    # TWAP slices started or recorded.
+    sliced: int = 0
 
 
 def _aware(moment: datetime) -> datetime:
@@ -76,6 +79,7 @@ class Triggers:
         self.ctx = ctx
         self.market = market
         self.index = TriggerIndex(ctx.redis)
+        self.slicer = Slicer(ctx, self.index)
         # Orders that became OPEN are read from here on.
         self.since: datetime | None = None
         # Those read in the overlap already, with the update they were read at.
@@ -302,9 +306,10 @@ class Triggers:
         pools, changed_at = await self.pool_changes(block_ms)
         affected = {pair for pair in self.index.pairs() if pools & _pools_of(pair)}
         new = self.newly_open()
-        affected |= {pair_of(row) for row in new}
+        affected |= {pair_of(row) for row in new if OrderType(row.order_type).priced}
         result.fired += await self.check(affected, changed_at)
         result.expired = self.expire()
+        result.sliced = self.slicer.run_due()
         return result
 
     async def run(self, stopping: asyncio.Event, poll_seconds: float) -> None:

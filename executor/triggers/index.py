@@ -10,6 +10,7 @@ loses it with the rest, and the trigger part builds the index again."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -25,6 +26,8 @@ Pair = tuple[str, str]
 PREFIX = "triggers"
 PAIRS = f"{PREFIX}:pairs"
 EXPIRY = f"{PREFIX}:expiry"
+# TWAP orders by when their next slice is to be looked at.
+SLICES = f"{PREFIX}:slices"
 BUILT = f"{PREFIX}:built"
 # Relative width a float score may be off the exact price by, and then some.
 HAIR = 1e-12
@@ -53,7 +56,13 @@ class TriggerIndex:
             return
         own = pipe is None
         pipe = pipe if pipe is not None else self.redis.pipeline(transaction=False)
+        now = time.time()
         for row in rows:
+            if row.order_type == OrderType.TWAP:
+                # Looked at now, unless already scheduled: the slicer decides
+                # from the database when its next slice is due.
+                pipe.zadd(SLICES, {row.order_id: now}, nx=True)
+                continue
             pair = pair_of(row)
             pipe.zadd(side_key(pair, row.order_type), {row.order_id: float(trigger_of(row))})
             pipe.sadd(PAIRS, f"{pair[0]}:{pair[1]}")
@@ -67,8 +76,10 @@ class TriggerIndex:
         with self.redis.pipeline(transaction=False) as pipe:
             removed = False
             for row in rows:
-                pipe.zrem(side_key(pair_of(row), row.order_type), row.order_id)
+                if OrderType(row.order_type).priced:
+                    pipe.zrem(side_key(pair_of(row), row.order_type), row.order_id)
                 pipe.zrem(EXPIRY, row.order_id)
+                pipe.zrem(SLICES, row.order_id)
                 removed = True
             if removed:
                 pipe.execute()
@@ -116,6 +127,17 @@ class TriggerIndex:
         """Orders whose expiry has come, oldest first."""
         return [_text(i) for i in self.redis.zrangebyscore(EXPIRY, "-inf", now, 0, limit)]
 
+    def slices_due(self, now: float, limit: int = 1_000) -> list[str]:
+        """TWAP orders whose next slice is to be looked at."""
+        return [_text(i) for i in self.redis.zrangebyscore(SLICES, "-inf", now, 0, limit)]
+
+    def schedule_slice(self, order_id: str, at: float | None) -> None:
+        """When to look at the TWAP order next; None: never (it ended)."""
+        if at is None:
+            self.redis.zrem(SLICES, order_id)
+        else:
+            self.redis.zadd(SLICES, {order_id: at})
+
     def built(self) -> bool:
         return bool(self.redis.exists(BUILT))
 
@@ -125,7 +147,11 @@ class TriggerIndex:
     def waiting(self) -> dict[str, int]:
         """Orders indexed, by order type."""
         pairs = self.pairs()
-        counts = {OrderType.LIMIT.value: 0, OrderType.STOP.value: 0}
+        counts = {
+            OrderType.LIMIT.value: 0,
+            OrderType.STOP.value: 0,
+            OrderType.TWAP.value: int(self.redis.zcard(SLICES)),
+        }
         if not pairs:
             return counts
         with self.redis.pipeline(transaction=False) as pipe:

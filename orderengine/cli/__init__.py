@@ -4,6 +4,7 @@
     orderengine submit SOL USDC 10 --watch
     orderengine submit SOL USDC 10 --limit-out 1500 --expires 1h
     orderengine submit SOL USDC 10 --stop 140
+    orderengine submit SOL USDC 10 --twap 10x30s
     orderengine orders --open
     orderengine watch ORDER_ID
     orderengine orders
@@ -57,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True)
 
-    submit = sub.add_parser("submit", help="submit a market, limit or stop order")
+    submit = sub.add_parser("submit", help="submit a market, limit, stop or TWAP order")
     submit.add_argument("input_token")
     submit.add_argument("output_token")
     submit.add_argument("amount", help="in whole tokens, e.g. 10 or 0.25")

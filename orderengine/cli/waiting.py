@@ -1,5 +1,5 @@
 """The CLI's waiting orders: ``submit ... --limit-out 1500 --expires 1h``,
-``--stop 140``, and how an order's type reads in a listing."""
+``--stop 140``, ``--twap 10x30s``, and how an order's type reads in a listing."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ def add_options(submit: argparse.ArgumentParser) -> None:
         help="limit order: swap only for at least AMOUNT of the output token (take-profit)",
     )
     kind.add_argument(
+        "--twap",
+        metavar="NxEVERY",
+        help="TWAP: the amount in N equal market swaps, one every EVERY (10x30s, 4x1m)",
+    )
+    kind.add_argument(
         "--stop",
         metavar="PRICE",
         help="stop order: swap once the price (output per input) falls to PRICE (stop-loss)",
@@ -37,12 +42,31 @@ def add_options(submit: argparse.ArgumentParser) -> None:
     )
 
 
+def duration(text: str) -> timedelta | None:
+    """30s, 15m, 1h, 2d, 1h30m; None for anything else."""
+    raw = text.strip()
+    if not _DURATION.match(raw):
+        return None
+    return timedelta(seconds=sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(raw)))
+
+
+def twap_terms(text: str) -> order_pb2.TwapOrder:
+    """``--twap 10x30s``: 10 slices, one every 30 seconds."""
+    count, _, every = text.strip().partition("x")
+    interval = duration(every)
+    if not count.isdigit() or interval is None:
+        raise ValueError(f"--twap: {text!r} is not SLICESxINTERVAL, e.g. 10x30s")
+    terms = order_pb2.TwapOrder(slices=int(count))
+    terms.interval.FromTimedelta(interval)
+    return terms
+
+
 def expiry(text: str, now: datetime) -> datetime:
     """``--expires``: a duration from now, or an ISO 8601 time (UTC if no zone)."""
     raw = text.strip()
-    if _DURATION.match(raw):
-        seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(raw))
-        return now + timedelta(seconds=seconds)
+    later = duration(raw)
+    if later is not None:
+        return now + later
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
@@ -59,6 +83,8 @@ def request_terms(args: argparse.Namespace, now: datetime | None = None) -> dict
         terms["limit"] = order_pb2.LimitOrder(min_amount_out=args.limit_out)
     elif getattr(args, "stop", None):
         terms["stop"] = order_pb2.StopOrder(trigger_price=args.stop)
+    elif getattr(args, "twap", None):
+        terms["twap"] = twap_terms(args.twap)
     if getattr(args, "expires", None):
         stamp = Timestamp()
         stamp.FromDatetime(expiry(args.expires, now or datetime.now(UTC)))
@@ -73,6 +99,11 @@ def terms_text(order: order_pb2.Order) -> str:
         text = f"limit: at least {order.limit.min_amount_out} {order.output_token}"
     elif kind == "stop":
         text = f"stop at {order.stop.trigger_price} {order.output_token}/{order.input_token}"
+    elif kind == "twap":
+        every = order.twap.interval.ToTimedelta().total_seconds()
+        text = f"twap: {order.twap.slices} slices every {every:g}s"
+        if order.amount_out:
+            text += f", {order.amount_out} {order.output_token} filled"
     else:
         return ""
     if order.HasField("expire_time"):

@@ -33,6 +33,8 @@ class NewOrder:
     min_amount_out: int | None = None
     trigger_price: str | None = None
     expire_at: datetime | None = None
+    twap_slices: int | None = None
+    twap_interval_ms: int | None = None
 
     @property
     def waits(self) -> bool:
@@ -49,6 +51,8 @@ class NewOrder:
             row.order_type,
             row.min_amount_out,
             row.trigger_price,
+            row.twap_slices,
+            row.twap_interval_ms,
         ) == (
             self.input_token,
             self.output_token,
@@ -57,6 +61,8 @@ class NewOrder:
             self.order_type,
             self.min_amount_out,
             self.trigger_price,
+            self.twap_slices,
+            self.twap_interval_ms,
         )
 
 

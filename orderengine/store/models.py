@@ -95,7 +95,7 @@ class OrderRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # The order type (orderengine.order_types): "market", "limit", "stop",
-    # "sniper"; what a waiting order waits for is in the columns below.
+    # "twap"; what a waiting order waits for is in the columns below.
     order_type: Mapped[str] = mapped_column(String(16), default="market", server_default="market")
     # Limit: base units of the output token the swap must give at least.
     min_amount_out: Mapped[int | None] = mapped_column(U64)
@@ -104,6 +104,9 @@ class OrderRow(Base):
     trigger_price: Mapped[str | None] = mapped_column(String(64))
     # A waiting order's good-till date; NULL: good till cancelled.
     expire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # TWAP: how many slices, and the time between two (milliseconds).
+    twap_slices: Mapped[int | None] = mapped_column(Integer)
+    twap_interval_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ApiKeyRow(Base):
@@ -169,3 +172,5 @@ class StoredOrder:
     min_amount_out: int | None = None
     trigger_price: str | None = None
     expire_at: datetime | None = None
+    twap_slices: int | None = None
+    twap_interval_ms: int | None = None

@@ -72,6 +72,8 @@ _ORDER_COLUMNS = (
     ORDERS.c.min_amount_out,
     ORDERS.c.trigger_price,
     ORDERS.c.expire_at,
+    ORDERS.c.twap_slices,
+    ORDERS.c.twap_interval_ms,
 )
 _BY_IDS = select(*_ORDER_COLUMNS).where(ORDERS.c.order_id.in_(bindparam("ids", expanding=True)))
 # Writers lock the rows they read (PostgreSQL; SQLite's writer holds the
@@ -235,6 +237,8 @@ class OrderStore:
                 new.min_amount_out,
                 new.trigger_price,
                 new.expire_at,
+                new.twap_slices,
+                new.twap_interval_ms,
             )
             event = order_pb2.OrderEvent(
                 order_id=order_id,
@@ -263,6 +267,8 @@ class OrderStore:
                     "min_amount_out": new.min_amount_out,
                     "trigger_price": new.trigger_price,
                     "expire_at": new.expire_at,
+                    "twap_slices": new.twap_slices,
+                    "twap_interval_ms": new.twap_interval_ms,
                 }
             )
             events.append(_event_values(event, first.value, now))
@@ -536,6 +542,8 @@ def _changed(row: StoredOrder, t: Transition, now: datetime) -> StoredOrder | No
         row.min_amount_out,
         row.trigger_price,
         row.expire_at,
+        row.twap_slices,
+        row.twap_interval_ms,
     )
 
 

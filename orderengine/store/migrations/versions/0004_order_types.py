@@ -1,4 +1,4 @@
-"""order types: what a waiting order (limit, stop, sniper) waits for, and until when
+"""order types: what a waiting order (limit, stop, twap) waits for, and until when
 
 Revision ID: 0004
 Revises: 0003
@@ -26,10 +26,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("min_amount_out", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("trigger_price", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("expire_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("twap_slices", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("twap_interval_ms", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.drop_column("twap_interval_ms")
+        batch_op.drop_column("twap_slices")
         batch_op.drop_column("expire_at")
         batch_op.drop_column("trigger_price")
         batch_op.drop_column("min_amount_out")
