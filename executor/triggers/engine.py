@@ -48,7 +48,7 @@ from orderengine.store.changes import Change, Transition
 from orderengine.store.models import StoredOrder
 from orderengine.tokens import token
 from orderengine.transitions import move_many
-from orderengine.v1 import quote_service_pb2
+from orderengine.v1 import market_pb2, quote_service_pb2
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ PAGE = 2_000
 # Orders that became OPEN are read again this far back: writers' clocks
 # and commits are not in one order, and indexing twice is harmless.
 OVERLAP = timedelta(seconds=2)
+# Quotes one BatchGetQuotes call asks for: QuoteService's most.
+QUOTES_PER_CALL = 64
 # The index is built from the database again this often whatever happens:
 # what any drift (a lost write, an entry taken out by a race) can cost.
 REINDEX_SECONDS = 60.0
@@ -166,32 +168,40 @@ class Triggers:
         self, due: list[tuple[StoredOrder, Fraction]]
     ) -> list[tuple[StoredOrder, Fraction]]:
         """The limit orders a quote for their whole amount fills at their
-        minimum; the others wait on. A quote that cannot be had now leaves
-        them waiting for the next change."""
+        minimum; the others wait on. Orders of one pair and amount share a
+        quote; a quote that cannot be had now leaves them waiting for the
+        next change."""
         if not due:
             return []
-        requests = [
-            quote_service_pb2.GetQuoteRequest(
-                input_token=row.input_token,
-                output_token=row.output_token,
-                amount=format_amount(row.amount_in, token(row.input_token).decimals),
-                slippage_bps=row.slippage_bps,
-            )
-            for row, _ in due
-        ]
-        try:
-            results = self.ctx.quotes.BatchGetQuotes(
-                quote_service_pb2.BatchGetQuotesRequest(requests=requests),
-                timeout=RPC_TIMEOUT_SECONDS,
-            ).results
-        except grpc.RpcError as exc:
-            log.warning("triggers: quotes unavailable (%s); limit orders wait", exc.code().name)
-            return []
+        keys = list(dict.fromkeys(_quote_key(row) for row, _ in due))
+        routes: dict[tuple[str, str, int, int], market_pb2.Route] = {}
+        for start in range(0, len(keys), QUOTES_PER_CALL):
+            chunk = keys[start : start + QUOTES_PER_CALL]
+            requests = [
+                quote_service_pb2.GetQuoteRequest(
+                    input_token=src,
+                    output_token=dst,
+                    amount=format_amount(amount, token(src).decimals),
+                    slippage_bps=slippage,
+                )
+                for src, dst, amount, slippage in chunk
+            ]
+            try:
+                results = self.ctx.quotes.BatchGetQuotes(
+                    quote_service_pb2.BatchGetQuotesRequest(requests=requests),
+                    timeout=RPC_TIMEOUT_SECONDS,
+                ).results
+            except grpc.RpcError as exc:
+                log.warning("triggers: quotes unavailable (%s); limit orders wait", exc.code().name)
+                continue
+            for key, result in zip(chunk, results, strict=True):
+                if result.WhichOneof("result") == "response":
+                    routes[key] = result.response.route
         return [
             item
-            for item, result in zip(due, results, strict=True)
-            if result.WhichOneof("result") == "response"
-            and not limit_short(item[0], result.response.route)
+            for item in due
+            if _quote_key(item[0]) in routes
+            and not limit_short(item[0], routes[_quote_key(item[0])])
         ]
 
     def fire(self, due: Sequence[tuple[StoredOrder, Fraction]], changed_at: float | None) -> int:
@@ -326,6 +336,10 @@ class Triggers:
             except Exception:  # keep triggering: Redis or the database may be back
                 log.exception("triggers round failed")
                 await asyncio.sleep(1)
+
+
+def _quote_key(row: StoredOrder) -> tuple[str, str, int, int]:
+    return (row.input_token, row.output_token, row.amount_in, row.slippage_bps)
 
 
 def _pools_of(pair: Pair) -> frozenset[str]:
