@@ -217,7 +217,10 @@ def test_waiting_orders_survive_a_killed_trigger_part_a_flush_and_a_restart(
         assert [status for _, status in events[order_id]] == ["OPEN"], order_id
     # Executed exactly once on the chain; the others never.
     chain = Redis.from_url(cluster.chain_redis.url)
-    landed = {k.decode(): int(v) for k, v in chain.hgetall(LANDED_BY_ORDER).items()}
+    landed = {
+        k.decode() if isinstance(k, bytes) else k: int(v)
+        for k, v in chain.hgetall(LANDED_BY_ORDER).items()
+    }
     chain.close()
     assert [i for i in executed if landed.get(i) != 1] == []
     assert [i for i in expiring + waiting if i in landed] == []
