@@ -8,7 +8,7 @@ const TOKENS = ["SOL", "USDC", "USDT", "JUP", "BONK", "RAY"];
 const QUOTE_EVERY_MS = 4000;
 const HEALTH_EVERY_MS = 5000;
 const RECENT_EVERY_MS = 10000;
-const TERMINAL = new Set(["CONFIRMED", "FAILED", "CANCELLED"]);
+const TERMINAL = new Set(["CONFIRMED", "FAILED", "CANCELLED", "EXPIRED"]);
 const MAX_RESUMES = 5;
 
 const $ = (id) => document.getElementById(id);
