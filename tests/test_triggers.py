@@ -264,3 +264,19 @@ def test_a_limit_whose_landing_misses_its_minimum_waits_again(
     attempt_failed(ctx, row, Reason.SLIPPAGE_EXCEEDED, "slippage exceeded")
     after = ctx.store.get(order.order_id)
     assert after is not None and after.status == Status.OPEN and after.attempt == 2
+
+
+def test_the_reconcilers_sweep_indexes_again_an_order_the_index_lost(
+    services: Services, ctx: Context, redis: Redis, redis_url: str
+) -> None:
+    set_price(redis, 200)
+    order = stop(services, "190")
+
+    def act(triggers: Triggers) -> tuple[int, int]:
+        triggers.build()
+        # Drift: the index lost the order, the database still has it OPEN.
+        redis.zrem("triggers:below:SOL:USDC", order.order_id)
+        triggers.sweep_at = 0.0
+        return triggers.sweep_page(), TriggerIndex(ctx.redis).waiting()["stop"]
+
+    assert run(ctx, redis_url, act) == (1, 1)

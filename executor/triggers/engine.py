@@ -59,9 +59,12 @@ PAGE = 2_000
 OVERLAP = timedelta(seconds=2)
 # Quotes one BatchGetQuotes call asks for: QuoteService's most.
 QUOTES_PER_CALL = 64
-# The index is built from the database again this often whatever happens:
-# what any drift (a lost write, an entry taken out by a race) can cost.
+# The reconciler's check: every OPEN order is indexed again, a page per
+# round at most every REINDEX_PAGE_SECONDS (so that a sweep of 100,000
+# orders never holds up a price move), a sweep every REINDEX_SECONDS: what
+# any drift (a lost write, an entry taken out by a race) can cost.
 REINDEX_SECONDS = 60.0
+REINDEX_PAGE_SECONDS = 0.2
 
 
 @dataclass
@@ -87,8 +90,10 @@ class Triggers:
         # Those read in the overlap already, with the update they were read at.
         self.seen: dict[str, datetime] = {}
         self.stream_id = "$"
-        # When the index was last built from the database (time.monotonic()).
-        self.built_at = 0.0
+        # The reconciler's sweep: where it is, and when its next page is due
+        # (time.monotonic()).
+        self.sweep: tuple[datetime, str] | None = None
+        self.sweep_at = 0.0
 
     # -- the index --------------------------------------------------------------
 
@@ -105,11 +110,26 @@ class Triggers:
             count += len(rows)
             after = (rows[-1].updated_at, rows[-1].order_id)
         self.index.mark_built()
-        self.built_at = time.monotonic()
+        self.sweep, self.sweep_at = None, time.monotonic() + REINDEX_SECONDS
         self.since = started - OVERLAP
         self.seen.clear()
         log.info("triggers: indexed %d waiting orders", count)
         return count
+
+    def sweep_page(self, reindex_seconds: float = REINDEX_SECONDS) -> int:
+        """One page of the reconciler's sweep, when due: the next OPEN
+        orders indexed again; returns how many."""
+        now = time.monotonic()
+        if now < self.sweep_at:
+            return 0
+        rows = self.ctx.store.open_orders(after=self.sweep, limit=PAGE)
+        self.index.add(rows)
+        if rows:
+            self.sweep = (rows[-1].updated_at, rows[-1].order_id)
+            self.sweep_at = now + REINDEX_PAGE_SECONDS
+        else:  # the sweep is done: the next one in a while
+            self.sweep, self.sweep_at = None, now + reindex_seconds
+        return len(rows)
 
     def newly_open(self) -> list[StoredOrder]:
         """Orders that became OPEN since the last look, indexed now."""
@@ -236,40 +256,32 @@ class Triggers:
     # -- expiry -----------------------------------------------------------------
 
     def expire(self, now: float | None = None) -> int:
-        """OPEN -> EXPIRED for every order whose time came; returns how many."""
+        """OPEN -> EXPIRED for every order whose time came; returns how many.
+        An expiry never changes, so the time index says which are due and
+        the compare-and-set alone decides: one no longer OPEN (fired,
+        cancelled) is refused, and comes back to the index with its expiry
+        if it ever is OPEN again."""
         moment = time.time() if now is None else now
-        ids = self.index.due(moment)
-        if not ids:
+        due = self.index.due(moment)
+        if not due:
             return 0
-        rows = self.ctx.store.get_many(ids)
-        cutoff = datetime.fromtimestamp(moment, UTC)
-        ended = [
-            row
-            for row in rows.values()
-            if row.status == Status.OPEN
-            and row.expire_at is not None
-            and _aware(row.expire_at) <= cutoff
-        ]
         steps = [
             Transition(
-                row.order_id,
+                order_id,
                 Status.EXPIRED,
                 Change(
-                    reason=f"expired at {_aware(row.expire_at).isoformat()}",  # type: ignore[arg-type]
+                    reason=f"expired at {datetime.fromtimestamp(at, UTC).isoformat()}",
                     reason_code=Reason.EXPIRED,
                 ),
-                row.attempt,
             )
-            for row in ended
+            for order_id, at in due
         ]
-        moved = move_many(self.ctx.store, self.ctx.redis, steps, ended)
-        # Not OPEN any more (fired, cancelled) or not due: out of the time
-        # index; an OPEN one comes back with its new expiry when read again.
-        self.index.remove(rows.values())
-        self.index.forget(("", ""), [i for i in ids if i not in rows])
-        later = [row for row in rows.values() if row.status == Status.OPEN and row not in ended]
-        self.index.add(later)
-        return sum(1 for m in moved if m is not None)
+        moved = move_many(self.ctx.store, self.ctx.redis, steps)
+        self.index.remove([row for row in moved if row is not None])
+        self.index.forget_expiries(
+            [order_id for (order_id, _), row in zip(due, moved, strict=True) if row is None]
+        )
+        return sum(1 for row in moved if row is not None)
 
     # -- the loop ---------------------------------------------------------------
 
@@ -304,13 +316,12 @@ class Triggers:
         self.expire()
         return fired
 
-    async def step(self, block_ms: int, reindex_seconds: float = REINDEX_SECONDS) -> Round:
-        """One round: pool changes, newly OPEN orders, expiries; the index
-        built again when its marker is gone (a flushed Redis) or, as the
-        reconciler's check that it matches the database, every
-        ``reindex_seconds``."""
+    async def step(self, block_ms: int) -> Round:
+        """One round: pool changes, newly OPEN orders, expiries, TWAP slices,
+        a page of the reconciler's sweep; the index built again at once when
+        its marker is gone (a flushed Redis)."""
         result = Round()
-        if not self.index.built() or time.monotonic() - self.built_at >= reindex_seconds:
+        if not self.index.built():
             self.build()
             result.fired += await self.check(self.index.pairs())
         pools, changed_at = await self.pool_changes(block_ms)
@@ -320,6 +331,9 @@ class Triggers:
         result.fired += await self.check(affected, changed_at)
         result.expired = self.expire()
         result.sliced = self.slicer.run_due()
+        swept = self.sweep_page()
+        if swept:  # what the sweep indexed again may be crossed already
+            result.fired += await self.check(self.index.pairs())
         return result
 
     async def run(self, stopping: asyncio.Event, poll_seconds: float) -> None:

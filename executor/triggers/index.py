@@ -11,6 +11,7 @@ loses it with the rest, and the trigger part builds the index again."""
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -54,34 +55,45 @@ class TriggerIndex:
         """Indexes the waiting orders (again: adding is idempotent)."""
         if not rows:
             return
-        own = pipe is None
-        pipe = pipe if pipe is not None else self.redis.pipeline(transaction=False)
+        # One command per sorted set, whatever the count: a build adds
+        # thousands of orders at once.
+        members: dict[str, dict[str, float]] = defaultdict(dict)
+        pairs: set[str] = set()
         now = time.time()
         for row in rows:
             if row.order_type == OrderType.TWAP:
-                # Looked at now, unless already scheduled: the slicer decides
-                # from the database when its next slice is due.
-                pipe.zadd(SLICES, {row.order_id: now}, nx=True)
                 continue
             pair = pair_of(row)
-            pipe.zadd(side_key(pair, row.order_type), {row.order_id: float(trigger_of(row))})
-            pipe.sadd(PAIRS, f"{pair[0]}:{pair[1]}")
+            members[side_key(pair, row.order_type)][row.order_id] = float(trigger_of(row))
+            pairs.add(f"{pair[0]}:{pair[1]}")
             if row.expire_at is not None:
-                pipe.zadd(EXPIRY, {row.order_id: _seconds(row.expire_at)})
+                members[EXPIRY][row.order_id] = _seconds(row.expire_at)
+        # A TWAP order is looked at now, unless already scheduled: the
+        # slicer decides from the database when its next slice is due.
+        slices = {row.order_id: now for row in rows if row.order_type == OrderType.TWAP}
+        own = pipe is None
+        pipe = pipe if pipe is not None else self.redis.pipeline(transaction=False)
+        for key, scored in members.items():
+            pipe.zadd(key, scored)
+        if pairs:
+            pipe.sadd(PAIRS, *pairs)
+        if slices:
+            pipe.zadd(SLICES, slices, nx=True)
         if own:
             pipe.execute()
 
     def remove(self, rows: Iterable[StoredOrder]) -> None:
         """Takes the orders out of every index they may be in."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            removed = False
-            for row in rows:
-                if OrderType(row.order_type).priced:
-                    pipe.zrem(side_key(pair_of(row), row.order_type), row.order_id)
-                pipe.zrem(EXPIRY, row.order_id)
-                pipe.zrem(SLICES, row.order_id)
-                removed = True
-            if removed:
+        keys: dict[str, list[str]] = defaultdict(list)
+        for row in rows:
+            if OrderType(row.order_type).priced:
+                keys[side_key(pair_of(row), row.order_type)].append(row.order_id)
+            keys[EXPIRY].append(row.order_id)
+            keys[SLICES].append(row.order_id)
+        if keys:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for key, ids in keys.items():
+                    pipe.zrem(key, *ids)
                 pipe.execute()
 
     def forget(self, pair: Pair, order_ids: Sequence[str]) -> None:
@@ -123,9 +135,12 @@ class TriggerIndex:
                 found[pair] = ids
         return found
 
-    def due(self, now: float, limit: int = 5_000) -> list[str]:
-        """Orders whose expiry has come, oldest first."""
-        return [_text(i) for i in self.redis.zrangebyscore(EXPIRY, "-inf", now, 0, limit)]
+    def due(self, now: float, limit: int = 10_000) -> list[tuple[str, float]]:
+        """Orders whose expiry has come, with it, oldest first."""
+        found: list[tuple[bytes, float]] = self.redis.zrangebyscore(  # type: ignore[assignment]
+            EXPIRY, "-inf", now, 0, limit, withscores=True
+        )
+        return [(_text(i), float(at)) for i, at in found]
 
     def slices_due(self, now: float, limit: int = 1_000) -> list[str]:
         """TWAP orders whose next slice is to be looked at."""
