@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import REGISTRY
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
@@ -105,6 +106,30 @@ def test_a_stop_fires_at_exactly_its_trigger_and_not_above(
     # Fired means queued, on the market orders' path.
     assert redis.hget(QUEUED, at.order_id) is not None
     assert "180" in ctx.store.events(at.order_id)[-1].reason
+
+
+def test_firing_is_counted_and_its_lag_observed(
+    services: Services, ctx: Context, redis: Redis, redis_url: str
+) -> None:
+    def fired() -> float:
+        return REGISTRY.get_sample_value("orderengine_triggers_total", {"type": "stop"}) or 0.0
+
+    def lags() -> float:
+        return REGISTRY.get_sample_value("orderengine_trigger_lag_seconds_count") or 0.0
+
+    set_price(redis, 200)
+    stop(services, "190")
+    stop(services, "190")
+    before = (fired(), lags())
+
+    async def act(triggers: Triggers) -> int:
+        await triggers.start()
+        set_price(redis, 180)
+        return (await triggers.step(10)).fired
+
+    assert run(ctx, redis_url, act) == 2
+    # Both fired by the pool change the stream announced: both lags observed.
+    assert (fired(), lags()) == (before[0] + 2, before[1] + 2)
 
 
 def test_a_limit_fires_only_when_a_quote_gives_its_minimum(
