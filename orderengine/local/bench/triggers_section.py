@@ -11,7 +11,8 @@ trigger part finds them as it finds any order that became OPEN.
 - a price move that crosses none: the trigger part's CPU per pool change,
   less its idle CPU over the same time, at each count of waiting orders;
 - a move that crosses 1,000 limit orders: from the pool change to each one's
-  ROUTING event (p99), and to the last one CONFIRMED (orders/s);
+  ROUTING event (p99), and to the last one CONFIRMED (orders/s), beside the
+  same burst of market orders queued at once on the same stack;
 - 10,000 orders expiring in the same second: from that second to the last
   EXPIRED event, and how many expired more or less than once."""
 
@@ -32,12 +33,14 @@ from orderengine.local import metrics_targets
 from orderengine.local.bench import cpu
 from orderengine.local.bench.report import Report, Target, progress
 from orderengine.local.bench.running import Backing, started_stack
-from orderengine.local.bench.stats import percentile
+from orderengine.local.bench.stats import Figure, percentile
 from orderengine.local.stack import LOCAL_OWNER, Stack
 from orderengine.market.cpmm import Reserves
 from orderengine.market.routes import Leg
 from orderengine.market.state import land_route, read_reserves
 from orderengine.observability import metrics_scrape
+from orderengine.order_queue import enqueue_orders, order_queue
+from orderengine.settings import Settings
 from orderengine.statuses import Status
 from orderengine.store.changes import NewOrder
 from orderengine.store.models import EventRow, OrderRow
@@ -66,7 +69,7 @@ def triggers_section(report: Report, backing: Backing, workdir: Path, quick: boo
         metrics_url = _metrics_url(workdir, "triggers")
         try:
             _waiting_rows(report, store, redis, backing.redis_url, pid, metrics_url, counts)
-            _crossing_rows(report, store, backing.redis_url, metrics_url, crossing)
+            _crossing_rows(report, store, redis, backing.redis_url, metrics_url, crossing)
             _expiry_rows(report, store, metrics_url, expiring)
         finally:
             redis.close()
@@ -134,7 +137,12 @@ def _ratio(report: Report, counts: list[int]) -> float | None:
 
 
 def _crossing_rows(
-    report: Report, store: OrderStore, redis_url: str, metrics_url: str, crossing: int
+    report: Report,
+    store: OrderStore,
+    redis: Redis,
+    redis_url: str,
+    metrics_url: str,
+    crossing: int,
 ) -> None:
     progress(f"triggers: a move crossing {crossing:,} limit orders")
     ids = _write(store, crossing, _limit(145))
@@ -155,11 +163,23 @@ def _crossing_rows(
         "ms",
         target=Target(False, 250),
     )
+    # The same burst of market orders, queued at once on the same stack:
+    # the rate the engine confirms such a burst at, for the row above.
+    market = _write(store, crossing, {})
+    queued_at = time.time()
+    enqueue_orders(order_queue(redis, Settings().queue_name), market)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and _count(store, market, Status.CONFIRMED) < len(market):
+        time.sleep(0.1)
+    burst = _event_times(store, market, Status.CONFIRMED)
+    ceiling = Figure.of([len(burst) / (max(burst) - queued_at)] if burst else [])
     report.figure(
         "triggers",
         f"move crossing {crossing:,}: all CONFIRMED ({len(confirmed):,})",
         [len(confirmed) / (max(confirmed) - moved_at)] if confirmed else [],
         "orders/s",
+        ceiling=ceiling,
+        ceiling_name=f"{crossing:,} market orders queued at once",
     )
 
 
