@@ -36,6 +36,8 @@ async def create_order_server(address: str, settings: Settings) -> Server:
         engine = create_database_engine(settings.database_url)
         opened.callback(engine.dispose)
         redis = opened.enter_context(Redis.from_url(settings.redis_url))
+        # The chain's Redis, where the pools are: QuoteOrder's pair price.
+        market = await opened.enter_async_context(AsyncRedis.from_url(settings.chain_redis_url))
         store = OrderStore(engine)
         hub = WatchHub(
             await opened.enter_async_context(AsyncRedis.from_url(settings.redis_url)),
@@ -69,7 +71,6 @@ async def create_order_server(address: str, settings: Settings) -> Server:
             submit_rate,
         )
         opened.callback(submissions.close)
-        market = await opened.enter_async_context(AsyncRedis.from_url(settings.chain_redis_url))
         servicer = OrderServicer(
             store,
             redis,
