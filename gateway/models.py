@@ -7,6 +7,7 @@ signature is ``txHash``, the seed's name for it."""
 from __future__ import annotations
 
 from datetime import UTC
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
 from google.protobuf.duration_pb2 import Duration
@@ -24,7 +25,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from gateway.amounts import Amount
-from orderengine.v1 import market_pb2, order_pb2, order_service_pb2
+from orderengine.client.route_figures import PRICE_DIGITS, decimal_text, leg_shares, price
+from orderengine.v1 import market_pb2, order_pb2, order_service_pb2, wallet_pb2
 
 UINT32_MAX = 2**32 - 1
 
@@ -152,6 +154,25 @@ class SubmitOrderBody(CamelModel):
             raise ValueError("limit, stop and twap: an order is one of them at most")
         return self
 
+    priority_fee: Amount | None = Field(
+        None,
+        description="SOL paid on top of the network fee (0.000005 SOL) by each attempt "
+        "the chain processes; at most 1",
+        examples=["0.0001"],
+    )
+
+
+class AirdropBody(CamelModel):
+    """What to fund the caller's wallet with from the chain's faucet."""
+
+    model_config = ConfigDict(validate_by_name=False)
+
+    token: str = Field(description="token symbol", examples=["SOL"])
+    amount: Amount
+    request_id: str | None = Field(
+        None, description="a resend with the same id within a day airdrops nothing more"
+    )
+
 
 # -- responses ----------------------------------------------------------------
 
@@ -182,11 +203,19 @@ class RouteLegJSON(CamelModel):
     amount_in: str
     amount_out: str
     fee: str
-    share_bps: int
+    share_bps: int = Field(
+        description="the share of the input token held at this point of the route that the "
+        "leg swaps, as the chain applies it (the last leg on a token takes the rest)"
+    )
+    share_pct: str = Field(
+        description="the leg's share of all the route spends of its input token, in percent; "
+        "the legs on one token add up to 100.00",
+        examples=["43.00"],
+    )
 
     @classmethod
-    def of(cls, leg: market_pb2.RouteLeg) -> RouteLegJSON:
-        return cls.copied(leg, venue=venue_name(leg.venue))
+    def of(cls, leg: market_pb2.RouteLeg, share: Decimal) -> RouteLegJSON:
+        return cls.copied(leg, venue=venue_name(leg.venue), share_pct=str(share))
 
 
 class RouteJSON(CamelModel):
@@ -196,10 +225,28 @@ class RouteJSON(CamelModel):
     amount_in: str
     amount_out: str
     min_amount_out: str = Field(description="the least the swap may give before it fails")
+    price: str = Field(
+        description=f"output tokens one input token gets on this route (amountOut / amountIn), "
+        f"to {PRICE_DIGITS} significant digits",
+        examples=["139.038"],
+    )
+    inverse_price: str = Field(
+        description="input tokens one output token costs (amountIn / amountOut), "
+        f"to {PRICE_DIGITS} significant digits",
+        examples=["0.00719227"],
+    )
 
     @classmethod
     def of(cls, route: market_pb2.Route) -> RouteJSON:
-        return cls.copied(route, legs=[RouteLegJSON.of(leg) for leg in route.legs])
+        return cls.copied(
+            route,
+            legs=[
+                RouteLegJSON.of(leg, share)
+                for leg, share in zip(route.legs, leg_shares(route), strict=True)
+            ],
+            price=decimal_text(price(route.amount_in, route.amount_out)),
+            inverse_price=decimal_text(price(route.amount_out, route.amount_in)),
+        )
 
 
 class QuoteJSON(CamelModel):
@@ -241,6 +288,9 @@ class OrderJSON(CamelModel):
     stop: StopJSON | None = None
     twap: TwapJSON | None = None
     expire_time: str | None = Field(None, description="a waiting order's good-till time")
+    priority_fee: str = Field(
+        description="SOL each processed attempt pays on top of the network fee"
+    )
 
     @classmethod
     def of(cls, order: order_pb2.Order) -> OrderJSON:
@@ -268,7 +318,27 @@ class OrderJSON(CamelModel):
             tx_hash=order.signature or None,
             amount_out=order.amount_out or None,
             failure_reason=order.failure_reason or None,
+            priority_fee=order.priority_fee or "0",
         )
+
+
+class BalanceJSON(CamelModel):
+    token: str = Field(examples=["SOL"])
+    amount: str = Field(description="whole tokens, a decimal string", examples=["12.5"])
+    decimals: int = Field(description="the token's decimals", examples=[9])
+
+    @classmethod
+    def of(cls, balance: wallet_pb2.TokenBalance) -> BalanceJSON:
+        return cls(token=balance.token, amount=balance.amount, decimals=balance.decimals)
+
+
+class BalancesJSON(CamelModel):
+    balances: list[BalanceJSON] = Field(description="every token (or those asked), SOL first")
+
+
+class AirdropReply(CamelModel):
+    balance: BalanceJSON = Field(description="what the wallet holds of the token now")
+    duplicate: bool = Field(description="requestId named an airdrop given before")
 
 
 class OrderListJSON(CamelModel):

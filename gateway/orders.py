@@ -62,7 +62,10 @@ Stub = Annotated[OrdersStub, Depends(orders_stub)]
             "model": SubmitOrderReply,
             "description": "clientOrderId matched an earlier order: that order",
         },
-        409: _error("clientOrderId was used for an order with other parameters"),
+        409: _error(
+            "clientOrderId was used for an order with other parameters; or the wallet "
+            "cannot pay for the order (reason INSUFFICIENT_FUNDS, `error.field` amount)"
+        ),
         **BAD_INPUT,
         **UNAVAILABLE,
     },

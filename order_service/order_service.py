@@ -32,8 +32,15 @@ from order_service.submissions import (
     Submissions,
     Written,
 )
+from order_service.wallets import (
+    WALLETS_UNAVAILABLE,
+    InsufficientFunds,
+    Wallets,
+    WalletsUnavailable,
+)
 from order_service.watch_hub import OrderNotFound, ShuttingDown, TooManyStreams, WatchHub
-from orderengine.errors import FieldError, ItemFailure, abort, abort_invalid
+from orderengine.errors import FieldError, ItemFailure, abort, abort_as, abort_invalid
+from orderengine.fees import parse_priority_fee
 from orderengine.market.prices import format_price, read_prices
 from orderengine.mesh.auth import caller
 from orderengine.mesh.batches import answer_all, answer_one
@@ -48,15 +55,17 @@ from orderengine.store.changes import Change, NewOrder
 from orderengine.store.models import StoredOrder
 from orderengine.store.orders import MAX_PAGE_TOKEN_CHARS, OrderStore, PageTokenError
 from orderengine.store.wire import order_to_proto
-from orderengine.swaps import swap_of
+from orderengine.swaps import amount_field, swap_of, token_field
 from orderengine.transitions import move
 from orderengine.v1 import (
+    execution_service_pb2,
     order_pb2,
     order_service_pb2,
     order_service_pb2_grpc,
     quote_service_pb2,
     quote_service_pb2_grpc,
 )
+from orderengine.wallets import balances_to_proto
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_CLIENT_ORDER_ID = 128
 QUOTE_TIMEOUT_SECONDS = 5.0
+AIRDROP_TIMEOUT_SECONDS = 5.0
 
 
 # A client told the queue is full waits about this long before trying again.
@@ -110,11 +120,7 @@ def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> New
     terms = terms_of(request, swap, datetime.now(UTC))
     if len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
         raise FieldError("client_order_id", f"must be at most {MAX_CLIENT_ORDER_ID} characters")
-    found = _unprintable(request.client_order_id)
-    if found is not None:
-        raise FieldError(
-            "client_order_id", f"must not contain control or format characters, found {found}"
-        )
+    _printable("client_order_id", request.client_order_id)
     return NewOrder(
         owner=owner,
         input_token=swap.input_token,
@@ -122,6 +128,7 @@ def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> New
         amount_in=swap.amount_in,
         slippage_bps=swap.slippage_bps,
         client_order_id=request.client_order_id or None,
+        priority_fee=parse_priority_fee(request.priority_fee),
         order_type=terms.order_type.value,
         min_amount_out=terms.min_amount_out,
         trigger_price=terms.trigger_price,
@@ -129,6 +136,13 @@ def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> New
         twap_slices=terms.twap_slices,
         twap_interval_ms=terms.twap_interval_ms,
     )
+
+
+def _printable(field: str, value: str) -> None:
+    """FieldError when ``value`` holds a control, format or separator character."""
+    found = _unprintable(value)
+    if found is not None:
+        raise FieldError(field, f"must not contain control or format characters, found {found}")
 
 
 def _item_request_ids(header: str | None, count: int) -> list[str | None]:
@@ -155,6 +169,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         submissions: Submissions,
         hub: WatchHub,
         quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub,
+        wallets: Wallets,
         market: AsyncRedis | None = None,
     ) -> None:
         self.store = store
@@ -162,6 +177,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         self.submissions = submissions
         self.hub = hub
         self.quotes = quotes
+        self.wallets = wallets
         # The chain's Redis, where the pools are: QuoteOrder's pair price.
         self.market = market
 
@@ -233,7 +249,10 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             item_id = request_ids[index] if index < len(request_ids) else None
             carried.append(call_carrier if item_id is None else {**call_carrier, HEADER: item_id})
             answers.append(None)
-        outcomes = await self.submissions.submit_many(news, carried) if news else []
+        # Every order of a call is the caller's: one read of one wallet, and
+        # an order it cannot pay for is refused before anything is stored.
+        precluded = await self.wallets.refusals(owner, news) if news else []
+        outcomes = await self.submissions.submit_many(news, carried, precluded) if news else []
         places = (index for index, answer in enumerate(answers) if answer is None)
         for index, new, outcome in zip(places, news, outcomes, strict=True):
             answers[index] = self._answer(requests[index], new, outcome)
@@ -276,6 +295,10 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 },
                 retry_after=outcome.retry_after,
             )
+        if isinstance(outcome, InsufficientFunds):
+            return outcome.failure
+        if isinstance(outcome, WalletsUnavailable):
+            return WALLETS_UNAVAILABLE
         if isinstance(outcome, QueueUnavailable):
             return QUEUE_UNAVAILABLE
         if isinstance(outcome, OperationalError):
@@ -351,6 +374,66 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             log.warning("pair price unavailable: %s", exc)
             return ""
         return format_price(price) if price is not None else ""
+
+    # -- GetBalances, RequestAirdrop ---------------------------------------------
+
+    async def GetBalances(
+        self, request: order_service_pb2.GetBalancesRequest, context: grpc.aio.ServicerContext
+    ) -> order_service_pb2.GetBalancesResponse:
+        try:
+            symbols = [token_field("tokens", symbol).symbol for symbol in request.tokens]
+        except FieldError as exc:
+            await abort_invalid(context, exc)
+        try:
+            held = await self.wallets.holdings(caller())
+        except WalletsUnavailable:
+            await WALLETS_UNAVAILABLE.abort(context)
+        return order_service_pb2.GetBalancesResponse(
+            balances=balances_to_proto(held, *([symbols] if symbols else []))
+        )
+
+    async def RequestAirdrop(
+        self, request: order_service_pb2.RequestAirdropRequest, context: grpc.aio.ServicerContext
+    ) -> order_service_pb2.RequestAirdropResponse:
+        owner = caller()
+        try:
+            found = token_field("token", request.token)
+            amount_field("amount", request.amount, found)
+            if len(request.request_id) > MAX_CLIENT_ORDER_ID:
+                raise FieldError("request_id", f"must be at most {MAX_CLIENT_ORDER_ID} characters")
+            _printable("request_id", request.request_id)
+        except FieldError as exc:
+            await abort_invalid(context, exc)
+        # The chain gives each request id once: the caller's, scoped to the
+        # caller, or one of our own (then every call is an airdrop of its own).
+        request_id = f"{owner}:{request.request_id or uuid.uuid4()}"
+        try:
+            given = await self.wallets.chain.FundWallet(
+                execution_service_pb2.FundWalletRequest(
+                    owner=owner,
+                    token=found.symbol,
+                    amount=request.amount.strip(),
+                    request_id=request_id,
+                ),
+                timeout=within_deadline(context, AIRDROP_TIMEOUT_SECONDS),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            ):
+                await abort_as(context, exc)  # the faucet's own answer, details and all
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the faucet is unavailable; try again"
+                + (" with the same request_id" if request.request_id else ""),
+                "WALLETS_UNAVAILABLE",
+            )
+        return order_service_pb2.RequestAirdropResponse(
+            balance=given.balance, duplicate=given.duplicate
+        )
 
     # -- GetOrder, ListOrders, CancelOrder -------------------------------------
 

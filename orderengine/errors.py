@@ -3,8 +3,9 @@ field, and machine-readable details (ErrorInfo, BadRequest) beside it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -14,6 +15,8 @@ from grpc_status import rpc_status
 from orderengine.v1 import item_error_pb2
 
 DOMAIN = "orderengine.v1"
+# Where gRPC carries a google.rpc.Status with its details.
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 class FieldError(ValueError):
@@ -70,6 +73,20 @@ def status(
 
 async def abort_invalid(context: grpc.aio.ServicerContext, error: FieldError) -> NoReturn:
     await ItemFailure.invalid(error).abort(context)
+
+
+async def abort_as(context: grpc.aio.ServicerContext, error: grpc.aio.AioRpcError) -> NoReturn:
+    """Aborts with a peer's failure as it came: its code, its message and
+    its google.rpc details (ErrorInfo, BadRequest...), for a call whose
+    answer is the peer's own."""
+    metadata = cast("Iterable[tuple[str, str | bytes]]", error.trailing_metadata() or ())
+    for key, value in metadata:
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            await context.abort_with_status(  # type: ignore[attr-defined]
+                rpc_status.to_status(status_pb2.Status.FromString(value))
+            )
+    await context.abort(error.code(), error.details() or "")
+    raise AssertionError("abort returns only by raising")
 
 
 async def abort(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the Python code for protos/ into orderengine/v1/ (generated
-# only: never edit it by hand). CI runs this and fails on any diff.
+# only: never edit it by hand; the client distribution ships it, and the
+# server's uses it). CI runs this and fails on any diff.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -14,3 +15,5 @@ mapfile -t services < <(grep -l '^service ' protos/orderengine/v1/*.proto)
   --plugin=protoc-gen-mypy_grpc="$(dirname "$PY")/protoc-gen-mypy_grpc" --mypy_grpc_out=. --mypy_grpc_opt=quiet \
   "${services[@]}"
 printf '"""Generated from protos/orderengine/v1 by scripts/gen_protos.sh. Do not edit."""\n' > "$out/__init__.py"
+# Typed: the .pyi stubs above reach the client distribution's users (PEP 561).
+: > "$out/py.typed"

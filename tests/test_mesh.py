@@ -16,20 +16,22 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from executor.main import create_execution_server
 from order_service.main import create_order_server
-from orderengine.local.ports import free_port
-from orderengine.mesh.auth import key_metadata, token_metadata
-from orderengine.mesh.channels import (
+from orderengine.client.dialing import (
     ORDER_SERVICE,
     QUOTE_SERVICE,
     RETRY_POLICY,
-    _dial,
-    channel,
+    dial,
     parse_target,
 )
-from orderengine.mesh.keepalive import KEEPALIVE, KeepalivePolicy
+from orderengine.client.keepalive import KEEPALIVE, KeepalivePolicy
+from orderengine.local.ports import free_port
+from orderengine.mesh import serving
+from orderengine.mesh.auth import key_metadata, token_metadata
+from orderengine.mesh.channels import channel
 from orderengine.mesh.serving import SERVER_OPTIONS, Server, Service, create_server
 from orderengine.settings import Settings
 from orderengine.store.orders import OrderStore
@@ -41,7 +43,7 @@ from orderengine.v1 import (
     quote_service_pb2_grpc,
 )
 from tests.conftest import INTERNAL_TOKEN, OWNER, LoopThread
-from tests.helpers import eventually
+from tests.helpers import eventually, fund
 
 QUOTE = quote_service_pb2.GetQuoteRequest(input_token="SOL", output_token="USDC", amount="1")
 
@@ -351,40 +353,49 @@ def test_submit_order_does_not_wait_past_its_deadline(
         return write(self, news)
 
     monkeypatch.setattr(OrderStore, "submit_many", slow_write)
-    with order_service(loop, env["ORDERENGINE_API_KEY"]) as stub:
+    # The chain, for the submit's look at the owner's wallet.
+    chain = loop.run(create_execution_server("127.0.0.1:0", Settings()))
+    monkeypatch.setenv("EXECUTION_SERVICE_ADDRESS", f"127.0.0.1:{chain.port}")
+    fund(env["REDIS_URL"], OWNER)
+    try:
+        with order_service(loop, env["ORDERENGINE_API_KEY"]) as stub:
 
-        def submit(client_order_id: str, timeout: float) -> Any:
-            return stub.SubmitOrder(
-                order_service_pb2.SubmitOrderRequest(
-                    input_token="SOL",
-                    output_token="USDC",
-                    amount="1",
-                    client_order_id=client_order_id,
-                ),
-                timeout=timeout,
+            def submit(client_order_id: str, timeout: float) -> Any:
+                return stub.SubmitOrder(
+                    order_service_pb2.SubmitOrderRequest(
+                        input_token="SOL",
+                        output_token="USDC",
+                        amount="1",
+                        client_order_id=client_order_id,
+                    ),
+                    timeout=timeout,
+                )
+
+            # Its write begins at once and outlives the deadline...
+            first = threading.Thread(
+                target=lambda: deadline_exceeded(lambda: submit("written", 0.3))
             )
-
-        # Its write begins at once and outlives the deadline...
-        first = threading.Thread(target=lambda: deadline_exceeded(lambda: submit("written", 0.3)))
-        first.start()
-        time.sleep(0.1)
-        # ...this one waits for the next batch, and stops waiting on time.
-        assert deadline_exceeded(lambda: submit("dropped", 0.3)) < 0.6
-        first.join()
-        time.sleep(1.0)  # the first batch done
-        stored = store.list_page(OWNER, 10)[0]
-        assert [row.client_order_id for row in stored] == ["written"]
-        # The client that timed out finds its order by its client_order_id.
-        again = submit("written", 10)
-        assert again.already_exists and again.order.order_id == stored[0].order_id
-        assert not submit("dropped", 10).already_exists
+            first.start()
+            time.sleep(0.1)
+            # ...this one waits for the next batch, and stops waiting on time.
+            assert deadline_exceeded(lambda: submit("dropped", 0.3)) < 0.6
+            first.join()
+            time.sleep(1.0)  # the first batch done
+            stored = store.list_page(OWNER, 10)[0]
+            assert [row.client_order_id for row in stored] == ["written"]
+            # The client that timed out finds its order by its client_order_id.
+            again = submit("written", 10)
+            assert again.already_exists and again.order.order_id == stored[0].order_id
+            assert not submit("dropped", 10).already_exists
+    finally:
+        loop.run(chain.stop(0))
 
 
 # -- keepalive --------------------------------------------------------------
 
 
 def test_clients_ping_no_faster_than_servers_allow() -> None:
-    client = dict(_dial("127.0.0.1:1", QUOTE_SERVICE)[2])
+    client = dict(dial("127.0.0.1:1", QUOTE_SERVICE).options)
     server = dict(SERVER_OPTIONS)
     assert (
         client["grpc.keepalive_time_ms"] >= server["grpc.http2.min_ping_interval_without_data_ms"]
@@ -460,3 +471,37 @@ def test_a_client_pinging_too_often_is_cut_off(loop: LoopThread) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         idle_stream_through(loop, strict, eager, idle=3.5)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_an_aged_connection_is_replaced_while_its_stream_goes_on(
+    loop: LoopThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server tells a connection past its age to go away: the client
+    connects again (and asks DNS again, which is how a dns:/// client finds
+    the replicas of a scale-out), while a stream open on it runs to its end."""
+    aged = [
+        (name, 300 if name == "grpc.max_connection_age_ms" else value)
+        for name, value in SERVER_OPTIONS
+    ]
+    assert aged != SERVER_OPTIONS
+    monkeypatch.setattr(serving, "SERVER_OPTIONS", aged)
+    server = loop.run(create_server("127.0.0.1:0", []))
+    states: list[grpc.ChannelConnectivity] = []
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            ch.subscribe(states.append, try_to_connect=False)
+            health = health_pb2_grpc.HealthStub(ch)
+            watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=20)
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            time.sleep(1.0)  # past the age: the server has sent its GOAWAY
+            loop.run(server.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING))
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            watch.cancel()
+            # The old connection closes once its stream is done...
+            ready = states.index(grpc.ChannelConnectivity.READY)
+            eventually(lambda: grpc.ChannelConnectivity.IDLE in states[ready:], timeout=10)
+            # ...and the next call opens a new one.
+            health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert states[-1] == grpc.ChannelConnectivity.READY
+    finally:
+        loop.run(server.stop(0))

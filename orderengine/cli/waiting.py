@@ -1,16 +1,16 @@
 """The CLI's waiting orders: ``submit ... --limit-out 1500 --expires 1h``,
-``--stop 140``, ``--twap 10x30s``, and how an order's type reads in a listing."""
+``--stop 140``, ``--twap 10x30s``, and how an order's type reads in a listing.
+The generated code is imported when a command runs: --help needs none of it."""
 
 from __future__ import annotations
 
 import argparse
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from orderengine.v1 import order_pb2
+if TYPE_CHECKING:
+    from orderengine.v1 import order_pb2
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^(?:(\d+)([smhd]))+$")
@@ -52,6 +52,8 @@ def duration(text: str) -> timedelta | None:
 
 def twap_terms(text: str) -> order_pb2.TwapOrder:
     """``--twap 10x30s``: 10 slices, one every 30 seconds."""
+    from orderengine.v1 import order_pb2
+
     count, _, every = text.strip().partition("x")
     interval = duration(every)
     if not count.isdigit() or interval is None:
@@ -76,19 +78,19 @@ def expiry(text: str, now: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def request_terms(args: argparse.Namespace, now: datetime | None = None) -> dict[str, Any]:
-    """SubmitOrderRequest's order type and expire_time, from the options."""
+def submit_terms(args: argparse.Namespace, now: datetime | None = None) -> dict[str, Any]:
+    """The client's submit arguments for the order type and its expiry."""
+    from orderengine.v1 import order_pb2
+
     terms: dict[str, Any] = {}
     if getattr(args, "limit_out", None):
-        terms["limit"] = order_pb2.LimitOrder(min_amount_out=args.limit_out)
+        terms["order_type"] = order_pb2.LimitOrder(min_amount_out=args.limit_out)
     elif getattr(args, "stop", None):
-        terms["stop"] = order_pb2.StopOrder(trigger_price=args.stop)
+        terms["order_type"] = order_pb2.StopOrder(trigger_price=args.stop)
     elif getattr(args, "twap", None):
-        terms["twap"] = twap_terms(args.twap)
+        terms["order_type"] = twap_terms(args.twap)
     if getattr(args, "expires", None):
-        stamp = Timestamp()
-        stamp.FromDatetime(expiry(args.expires, now or datetime.now(UTC)))
-        terms["expire_time"] = stamp
+        terms["expire_time"] = expiry(args.expires, now or datetime.now(UTC))
     return terms
 
 

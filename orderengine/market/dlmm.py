@@ -1,7 +1,9 @@
 """Meteora DLMM pools: liquidity in discrete price bins, with the arithmetic of
 Meteora's lb_clmm program (MeteoraAg/dlmm-sdk, commons/: price_math.rs,
-u64x64_math.rs, extensions/bin.rs and lb_pair.rs). Long on purpose: it
-follows those modules function by function, to be compared line for line.
+u64x64_math.rs, extensions/bin.rs and lb_pair.rs), as they were before the
+SDK's 0.12 (docs/market.md says why and where 0.12 differs). Long on
+purpose: it follows those modules function by function, to be compared line
+for line.
 
 - Token X is the pool's token_a, token Y its token_b. The price of bin ``i``
   is Y base units per X base unit, ``(1 + bin_step/10_000)^i`` held as a

@@ -28,6 +28,8 @@ class NewOrder:
     amount_in: int
     slippage_bps: int
     client_order_id: str | None = None
+    # Lamports on top of the network fee, per processed attempt.
+    priority_fee: int = 0
     # What it waits for (orderengine.order_types); market waits for nothing.
     order_type: str = "market"
     min_amount_out: int | None = None
@@ -48,6 +50,7 @@ class NewOrder:
             row.output_token,
             row.amount_in,
             row.slippage_bps,
+            row.priority_fee,
             row.order_type,
             row.min_amount_out,
             row.trigger_price,
@@ -58,6 +61,7 @@ class NewOrder:
             self.output_token,
             self.amount_in,
             self.slippage_bps,
+            self.priority_fee,
             self.order_type,
             self.min_amount_out,
             self.trigger_price,

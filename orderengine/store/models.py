@@ -94,6 +94,9 @@ class OrderRow(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Lamports each processed attempt pays on top of the network fee (at
+    # most 1 SOL, orderengine.fees: a plain BIGINT holds it).
+    priority_fee: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # The order type (orderengine.order_types): "market", "limit", "stop",
     # "twap"; what a waiting order waits for is in the columns below.
     order_type: Mapped[str] = mapped_column(String(16), default="market", server_default="market")
@@ -168,6 +171,8 @@ class StoredOrder:
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime
+    # Lamports on top of the network fee, per processed attempt.
+    priority_fee: int = 0
     order_type: str = "market"
     min_amount_out: int | None = None
     trigger_price: str | None = None

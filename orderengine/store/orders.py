@@ -68,6 +68,7 @@ _ORDER_COLUMNS = (
     ORDERS.c.created_at,
     ORDERS.c.updated_at,
     ORDERS.c.route,
+    ORDERS.c.priority_fee,
     ORDERS.c.order_type,
     ORDERS.c.min_amount_out,
     ORDERS.c.trigger_price,
@@ -125,11 +126,9 @@ def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
 
 
 # Where route_pb and the legacy route column stand in _ORDER_COLUMNS: every
-# other column is StoredOrder's field of the same place, the legacy route
-# left out.
+# other column (route_json left out) is StoredOrder's field in the same order.
 _ROUTE_PB = 10
 _ROUTE_JSON = 16
-_ORDER_TYPE = 17
 
 
 def _order(row: Sequence[Any]) -> StoredOrder:
@@ -141,9 +140,9 @@ def _order(row: Sequence[Any]) -> StoredOrder:
         route = route_from_json(route_json)
     else:
         route = None
-    fields = list(row[:_ROUTE_JSON])
+    fields = [*row[:_ROUTE_JSON], *row[_ROUTE_JSON + 1 :]]
     fields[_ROUTE_PB] = route
-    return StoredOrder(*fields, *row[_ORDER_TYPE:])
+    return StoredOrder(*fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +232,7 @@ class OrderStore:
                 None,
                 now,
                 now,
+                new.priority_fee,
                 new.order_type,
                 new.min_amount_out,
                 new.trigger_price,
@@ -263,6 +263,7 @@ class OrderStore:
                     "last_sequence": 1,
                     "created_at": now,
                     "updated_at": now,
+                    "priority_fee": new.priority_fee,
                     "order_type": new.order_type,
                     "min_amount_out": new.min_amount_out,
                     "trigger_price": new.trigger_price,
@@ -538,6 +539,7 @@ def _changed(row: StoredOrder, t: Transition, now: datetime) -> StoredOrder | No
         c.reason[:512] if t.target is Status.FAILED else row.failure_reason,
         row.created_at,
         now,
+        row.priority_fee,
         row.order_type,
         row.min_amount_out,
         row.trigger_price,

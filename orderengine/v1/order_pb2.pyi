@@ -66,7 +66,7 @@ class TwapOrder(_message.Message):
     def __init__(self, slices: _Optional[int] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "status", "input_token", "output_token", "amount", "slippage_bps", "client_order_id", "create_time", "update_time", "attempt", "route", "signature", "amount_out", "failure_reason", "last_sequence", "market", "limit", "stop", "sniper", "twap", "expire_time")
+    __slots__ = ("order_id", "status", "input_token", "output_token", "amount", "slippage_bps", "client_order_id", "create_time", "update_time", "attempt", "route", "signature", "amount_out", "failure_reason", "last_sequence", "priority_fee", "market", "limit", "stop", "sniper", "twap", "expire_time")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class Order(_message.Message):
     AMOUNT_OUT_FIELD_NUMBER: _ClassVar[int]
     FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FEE_FIELD_NUMBER: _ClassVar[int]
     MARKET_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
@@ -103,13 +104,14 @@ class Order(_message.Message):
     amount_out: str
     failure_reason: str
     last_sequence: int
+    priority_fee: str
     market: MarketOrder
     limit: LimitOrder
     stop: StopOrder
     sniper: SniperOrder
     twap: TwapOrder
     expire_time: _timestamp_pb2.Timestamp
-    def __init__(self, order_id: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ..., client_order_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., route: _Optional[_Union[_market_pb2.Route, _Mapping]] = ..., signature: _Optional[str] = ..., amount_out: _Optional[str] = ..., failure_reason: _Optional[str] = ..., last_sequence: _Optional[int] = ..., market: _Optional[_Union[MarketOrder, _Mapping]] = ..., limit: _Optional[_Union[LimitOrder, _Mapping]] = ..., stop: _Optional[_Union[StopOrder, _Mapping]] = ..., sniper: _Optional[_Union[SniperOrder, _Mapping]] = ..., twap: _Optional[_Union[TwapOrder, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, order_id: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ..., client_order_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., route: _Optional[_Union[_market_pb2.Route, _Mapping]] = ..., signature: _Optional[str] = ..., amount_out: _Optional[str] = ..., failure_reason: _Optional[str] = ..., last_sequence: _Optional[int] = ..., priority_fee: _Optional[str] = ..., market: _Optional[_Union[MarketOrder, _Mapping]] = ..., limit: _Optional[_Union[LimitOrder, _Mapping]] = ..., stop: _Optional[_Union[StopOrder, _Mapping]] = ..., sniper: _Optional[_Union[SniperOrder, _Mapping]] = ..., twap: _Optional[_Union[TwapOrder, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class OrderEvent(_message.Message):
     __slots__ = ("order_id", "sequence", "status", "event_time", "attempt", "quotes", "route", "signature", "amount_out", "reason", "reason_code")

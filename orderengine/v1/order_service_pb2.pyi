@@ -4,6 +4,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from orderengine.v1 import item_error_pb2 as _item_error_pb2
 from orderengine.v1 import market_pb2 as _market_pb2
 from orderengine.v1 import order_pb2 as _order_pb2
+from orderengine.v1 import wallet_pb2 as _wallet_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -13,12 +14,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitOrderRequest(_message.Message):
-    __slots__ = ("input_token", "output_token", "amount", "slippage_bps", "client_order_id", "market", "limit", "stop", "sniper", "twap", "expire_time")
+    __slots__ = ("input_token", "output_token", "amount", "slippage_bps", "client_order_id", "priority_fee", "market", "limit", "stop", "sniper", "twap", "expire_time")
     INPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     SLIPPAGE_BPS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FEE_FIELD_NUMBER: _ClassVar[int]
     MARKET_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
@@ -30,13 +32,14 @@ class SubmitOrderRequest(_message.Message):
     amount: str
     slippage_bps: int
     client_order_id: str
+    priority_fee: str
     market: _order_pb2.MarketOrder
     limit: _order_pb2.LimitOrder
     stop: _order_pb2.StopOrder
     sniper: _order_pb2.SniperOrder
     twap: _order_pb2.TwapOrder
     expire_time: _timestamp_pb2.Timestamp
-    def __init__(self, input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ..., client_order_id: _Optional[str] = ..., market: _Optional[_Union[_order_pb2.MarketOrder, _Mapping]] = ..., limit: _Optional[_Union[_order_pb2.LimitOrder, _Mapping]] = ..., stop: _Optional[_Union[_order_pb2.StopOrder, _Mapping]] = ..., sniper: _Optional[_Union[_order_pb2.SniperOrder, _Mapping]] = ..., twap: _Optional[_Union[_order_pb2.TwapOrder, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ..., client_order_id: _Optional[str] = ..., priority_fee: _Optional[str] = ..., market: _Optional[_Union[_order_pb2.MarketOrder, _Mapping]] = ..., limit: _Optional[_Union[_order_pb2.LimitOrder, _Mapping]] = ..., stop: _Optional[_Union[_order_pb2.StopOrder, _Mapping]] = ..., sniper: _Optional[_Union[_order_pb2.SniperOrder, _Mapping]] = ..., twap: _Optional[_Union[_order_pb2.TwapOrder, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SubmitOrderResponse(_message.Message):
     __slots__ = ("order", "already_exists")
@@ -122,3 +125,33 @@ class WatchOrderRequest(_message.Message):
     order_id: str
     after_sequence: int
     def __init__(self, order_id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+
+class GetBalancesRequest(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tokens: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetBalancesResponse(_message.Message):
+    __slots__ = ("balances",)
+    BALANCES_FIELD_NUMBER: _ClassVar[int]
+    balances: _containers.RepeatedCompositeFieldContainer[_wallet_pb2.TokenBalance]
+    def __init__(self, balances: _Optional[_Iterable[_Union[_wallet_pb2.TokenBalance, _Mapping]]] = ...) -> None: ...
+
+class RequestAirdropRequest(_message.Message):
+    __slots__ = ("token", "amount", "request_id")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    amount: str
+    request_id: str
+    def __init__(self, token: _Optional[str] = ..., amount: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RequestAirdropResponse(_message.Message):
+    __slots__ = ("balance", "duplicate")
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    balance: _wallet_pb2.TokenBalance
+    duplicate: bool
+    def __init__(self, balance: _Optional[_Union[_wallet_pb2.TokenBalance, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
