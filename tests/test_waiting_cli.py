@@ -62,15 +62,16 @@ def test_a_limit_order_from_the_cli_waits_open_and_is_cancelled(
     code, out, _ = run_cli(capsys, services, "submit", "SOL", "USDC", "2", "--stop", "140")
     assert code == 0 and "stop at 140 USDC/SOL" in out
     code, out, _ = run_cli(capsys, services, "orders", "--open")
-    lines = out.splitlines()
-    assert code == 0 and len(lines) == 2
-    assert all("OPEN" in line for line in lines)
-    assert order_id in lines[1] and "limit: at least 1500 USDC" in lines[1]
+    header, *rows = out.splitlines()
+    assert code == 0 and header.split()[:3] == ["order", "created", "status"] and len(rows) == 2
+    assert all("OPEN" in row for row in rows)
+    # Newest first: the stop, then the limit.
+    assert order_id in rows[1] and "limit: at least 1500 USDC" in rows[1]
 
     code, out, _ = run_cli(capsys, services, "cancel", order_id)
     assert code == 0 and "CANCELLED" in out
     code, out, _ = run_cli(capsys, services, "orders", "--open")
-    assert order_id not in out and len(out.splitlines()) == 1
+    assert order_id not in out and len(out.splitlines()) == 2
 
 
 def test_limit_and_stop_are_one_or_the_other(

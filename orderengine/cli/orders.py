@@ -112,8 +112,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
             print_json(reply, line=args.watch)
         elif not args.json:
             again = " (already submitted with this client order id)" if reply.already_exists else ""
+            terms = waiting.terms_text(order)
             print(
-                f"order {order.order_id}: {swap(order)}, slippage {order.slippage_bps} bps{again}",
+                f"order {order.order_id}: {swap(order)}, slippage {order.slippage_bps} bps"
+                f"{f', {terms}' if terms else ''}{again}",
                 flush=True,
             )
         if args.watch:
