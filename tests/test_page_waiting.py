@@ -29,7 +29,24 @@ def test_a_limit_order_from_the_page_is_drawn_on_the_chart_and_cancelled(
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
             page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            # Script errors, and server errors by URL: a health check may say
+            # 503 while the engine behind the gateway is still starting.
+            page.on(
+                "console",
+                lambda m: (
+                    problems.append(m.text)
+                    if m.type == "error" and not m.text.startswith("Failed to load resource")
+                    else None
+                ),
+            )
+            page.on(
+                "response",
+                lambda r: (
+                    problems.append(f"{r.status} {r.url}")
+                    if r.status >= 500 and not r.url.endswith("/healthz")
+                    else None
+                ),
+            )
             page.goto(f"{gateway.url}/")
             page.fill("#api-key", key)
             # The pair's price, live (about 140 USDC a SOL).

@@ -104,6 +104,7 @@ class Slicer:
                     amount_in=amount,
                     slippage_bps=row.slippage_bps,
                     client_order_id=slice_id(row.order_id, number),
+                    priority_fee=row.priority_fee,
                 )
             ]
         )
