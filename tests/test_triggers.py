@@ -305,3 +305,21 @@ def test_the_reconcilers_sweep_indexes_again_an_order_the_index_lost(
         return triggers.sweep_page(), TriggerIndex(ctx.redis).waiting()["stop"]
 
     assert run(ctx, redis_url, act) == (1, 1)
+
+
+def test_an_order_crossed_after_its_time_passed_expires_and_never_fires(
+    services: Services, ctx: Context, redis: Redis, redis_url: str
+) -> None:
+    set_price(redis, 200)
+    soon = Timestamp()
+    soon.FromDatetime(datetime.now(UTC) + timedelta(seconds=1))
+    order = stop(services, "190", expire_time=soon)
+    # The trigger part is down while its time passes and the price crosses it.
+    time.sleep(1.1)
+    set_price(redis, 150)
+
+    async def act(triggers: Triggers) -> int:
+        return await triggers.start()
+
+    assert run(ctx, redis_url, act) == 0
+    assert history(ctx, order.order_id) == [("OPEN", ""), ("EXPIRED", Reason.EXPIRED)]

@@ -167,6 +167,7 @@ class Triggers:
         rows = self.ctx.store.get_many([i for ids in crossed.values() for i in ids])
         gone: list[StoredOrder] = []
         due: list[tuple[StoredOrder, Fraction]] = []
+        now = datetime.now(UTC)
         for pair, ids in crossed.items():
             missing = [i for i in ids if i not in rows]
             self.index.forget(pair, missing)
@@ -176,6 +177,8 @@ class Triggers:
                     continue
                 if row.status != Status.OPEN:
                     gone.append(row)
+                elif row.expire_at is not None and _aware(row.expire_at) <= now:
+                    continue  # its time passed: it expires, it does not fire
                 elif fires_at(row, prices[pair]):
                     due.append((row, prices[pair]))
         self.index.remove(gone)
@@ -312,8 +315,10 @@ class Triggers:
         else:
             self.stream_id = "0-0"
         self.build()
-        fired = await self.check(self.index.pairs())
+        # Expiries first: an order whose time passed while this part was
+        # down expires, even if the price crossed it meanwhile.
         self.expire()
+        fired = await self.check(self.index.pairs())
         return fired
 
     async def step(self, block_ms: int) -> Round:
@@ -328,8 +333,8 @@ class Triggers:
         affected = {pair for pair in self.index.pairs() if pools & _pools_of(pair)}
         new = self.newly_open()
         affected |= {pair_of(row) for row in new if OrderType(row.order_type).priced}
-        result.fired += await self.check(affected, changed_at)
         result.expired = self.expire()
+        result.fired += await self.check(affected, changed_at)
         result.sliced = self.slicer.run_due()
         swept = self.sweep_page()
         if swept:  # what the sweep indexed again may be crossed already
