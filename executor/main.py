@@ -3,6 +3,7 @@
 python -m executor.main chain     ExecutionService, the simulated chain
 python -m executor.main worker    an RQ worker driving orders
 python -m executor.main tracker   the confirmation tracker and reconciler
+python -m executor.main triggers  the trigger part: waiting orders' prices and expiries
 """
 
 from __future__ import annotations
@@ -73,19 +74,39 @@ def run_tracker() -> None:
     tracker.run(stopping)
 
 
+def run_triggers() -> None:
+    from executor.driver.context import context
+    from executor.triggers.engine import Triggers
+    from executor.triggers.metrics import report_waiting
+
+    async def follow() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        ctx = context()
+        async with Redis.from_url(ctx.settings.chain_redis_url) as market:
+            triggers = Triggers(ctx, market)
+            report_waiting(triggers.index.waiting)
+            await triggers.run(stopping, ctx.settings.trigger_poll_seconds)
+
+    asyncio.run(follow())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m executor.main",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("part", choices=["chain", "worker", "tracker"])
+    parser.add_argument("part", choices=["chain", "worker", "tracker", "triggers"])
     parser.add_argument("--burst", action="store_true", help="worker: stop when the queue is empty")
     args = parser.parse_args()
     process = {
         "chain": "execution-service",
         "worker": "executor-worker",
         "tracker": "executor-tracker",
+        "triggers": "executor-triggers",
     }[args.part]
     configure_logging(process)
     exit_on_placeholder_token(process)
@@ -94,6 +115,8 @@ def main() -> None:
         asyncio.run(serve("ExecutionService", create_execution_server, "EXECUTION_SERVICE"))
     elif args.part == "worker":
         worker.run(burst=args.burst)
+    elif args.part == "triggers":
+        run_triggers()
     else:
         run_tracker()
 

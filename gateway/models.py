@@ -10,9 +10,18 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from gateway.amounts import Amount
@@ -26,6 +35,7 @@ TERMINAL = frozenset(
         order_pb2.ORDER_STATUS_CONFIRMED,
         order_pb2.ORDER_STATUS_FAILED,
         order_pb2.ORDER_STATUS_CANCELLED,
+        order_pb2.ORDER_STATUS_EXPIRED,
     }
 )
 
@@ -64,6 +74,45 @@ def iso_time(stamp: Timestamp) -> str:
 # -- requests -----------------------------------------------------------------
 
 
+class LimitJSON(CamelModel):
+    model_config = ConfigDict(validate_by_name=False)
+
+    min_amount_out: str = Field(
+        description="the least the swap may give, in whole output tokens", examples=["1500"]
+    )
+
+
+class TwapJSON(CamelModel):
+    model_config = ConfigDict(validate_by_name=False)
+
+    slices: Annotated[StrictInt, Field(ge=0, le=UINT32_MAX)] = Field(
+        description="how many equal market swaps (2-1000)", examples=[10]
+    )
+    interval: str = Field(
+        description="the time between two, in seconds as protobuf JSON writes a Duration",
+        examples=["30s"],
+    )
+
+    @field_validator("interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            Duration().FromJsonString(value)
+        except ValueError:
+            raise ValueError(
+                f"must be seconds such as '30s' or '0.5s', got {value[:32]!r}"
+            ) from None
+        return value
+
+
+class StopJSON(CamelModel):
+    model_config = ConfigDict(validate_by_name=False)
+
+    trigger_price: str = Field(
+        description="output tokens per input token at or below which it swaps", examples=["140"]
+    )
+
+
 class SubmitOrderBody(CamelModel):
     """The seed's body, plus the engine's optional fields. Unknown fields are
     ignored, as the seed did."""
@@ -82,6 +131,29 @@ class SubmitOrderBody(CamelModel):
     client_order_id: str | None = Field(
         None, description="a resubmission with the same id returns the first order"
     )
+    # Waiting orders (docs/api.md, "Order types"): at most one of these.
+    limit: LimitJSON | None = Field(
+        None, description="a limit order: swap only for at least minAmountOut (take-profit)"
+    )
+    stop: StopJSON | None = Field(
+        None, description="a stop order: swap once the price falls to triggerPrice (stop-loss)"
+    )
+    twap: TwapJSON | None = Field(
+        None, description="a TWAP order: the amount in equal market swaps, one every interval"
+    )
+    expire_time: AwareDatetime | None = Field(
+        None,
+        description="a limit or stop order expires at this time (ISO 8601 with a zone); "
+        "none: it waits until cancelled",
+        examples=["2026-12-31T12:00:00Z"],
+    )
+
+    @model_validator(mode="after")
+    def _one_order_type(self) -> Self:
+        if sum(kind is not None for kind in (self.limit, self.stop, self.twap)) > 1:
+            raise ValueError("limit, stop and twap: an order is one of them at most")
+        return self
+
     priority_fee: Amount | None = Field(
         None,
         description="SOL paid on top of the network fee (0.000005 SOL) by each attempt "
@@ -180,11 +252,18 @@ class RouteJSON(CamelModel):
 class QuoteJSON(CamelModel):
     quotes: list[VenueQuoteJSON] = Field(description="each venue's quote, best first")
     route: RouteJSON
+    price: str | None = Field(
+        None,
+        description="the pair's price now, output tokens per input token (the best path's "
+        "mid price): what limit and stop orders are compared to",
+    )
 
     @classmethod
     def of(cls, reply: order_service_pb2.QuoteOrderResponse) -> QuoteJSON:
         return cls(
-            quotes=[VenueQuoteJSON.of(q) for q in reply.quotes], route=RouteJSON.of(reply.route)
+            quotes=[VenueQuoteJSON.of(q) for q in reply.quotes],
+            route=RouteJSON.of(reply.route),
+            price=reply.price or None,
         )
 
 
@@ -204,14 +283,33 @@ class OrderJSON(CamelModel):
     amount_out: str | None = Field(description="what the swap gave, once CONFIRMED")
     failure_reason: str | None
     last_sequence: int
+    order_type: str = Field("market", examples=["limit"], description="market, limit, stop or twap")
+    limit: LimitJSON | None = None
+    stop: StopJSON | None = None
+    twap: TwapJSON | None = None
+    expire_time: str | None = Field(None, description="a waiting order's good-till time")
     priority_fee: str = Field(
         description="SOL each processed attempt pays on top of the network fee"
     )
 
     @classmethod
     def of(cls, order: order_pb2.Order) -> OrderJSON:
+        kind = order.WhichOneof("order_type")
         return cls.copied(
             order,
+            order_type=kind or "market",
+            limit=LimitJSON.model_validate({"minAmountOut": order.limit.min_amount_out})
+            if kind == "limit"
+            else None,
+            stop=StopJSON.model_validate({"triggerPrice": order.stop.trigger_price})
+            if kind == "stop"
+            else None,
+            twap=TwapJSON.model_validate(
+                {"slices": order.twap.slices, "interval": order.twap.interval.ToJsonString()}
+            )
+            if kind == "twap"
+            else None,
+            expire_time=iso_time(order.expire_time) if order.HasField("expire_time") else None,
             status=status_name(order.status),
             client_order_id=order.client_order_id or None,
             create_time=iso_time(order.create_time),

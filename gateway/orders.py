@@ -56,7 +56,7 @@ Stub = Annotated[OrdersStub, Depends(orders_stub)]
     "/orders",
     status_code=status.HTTP_201_CREATED,
     response_model=SubmitOrderReply,
-    summary="Submit a market order",
+    summary="Submit a market, limit, stop or TWAP order",
     responses={
         200: {
             "model": SubmitOrderReply,
@@ -128,11 +128,11 @@ async def get_order(order_id: str, stub: Stub) -> OrderJSON:
 @router.delete(
     "/orders/{order_id}",
     response_model=OrderJSON,
-    summary="Cancel a PENDING order",
+    summary="Cancel a PENDING or OPEN order",
     responses={
         **BAD_INPUT,
         **UNKNOWN_ORDER,
-        409: _error("the order is no longer PENDING"),
+        409: _error("the order is no longer PENDING or OPEN"),
         **UNAVAILABLE,
     },
 )

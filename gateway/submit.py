@@ -30,7 +30,7 @@ JSON = b"application/json"
 
 
 def submit_request(body: SubmitOrderBody) -> order_service_pb2.SubmitOrderRequest:
-    return order_service_pb2.SubmitOrderRequest(
+    request = order_service_pb2.SubmitOrderRequest(
         input_token=body.input_token,
         output_token=body.output_token,
         amount=body.amount,
@@ -38,6 +38,16 @@ def submit_request(body: SubmitOrderBody) -> order_service_pb2.SubmitOrderReques
         client_order_id=body.client_order_id or "",
         priority_fee=body.priority_fee or "",
     )
+    if body.limit is not None:
+        request.limit.min_amount_out = body.limit.min_amount_out
+    elif body.stop is not None:
+        request.stop.trigger_price = body.stop.trigger_price
+    elif body.twap is not None:
+        request.twap.slices = body.twap.slices
+        request.twap.interval.FromJsonString(body.twap.interval)
+    if body.expire_time is not None:
+        request.expire_time.FromDatetime(body.expire_time)
+    return request
 
 
 def submitted(reply: order_service_pb2.SubmitOrderResponse) -> tuple[int, bytes, str]:

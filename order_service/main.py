@@ -46,6 +46,8 @@ async def create_order_server(address: str, settings: Settings) -> Server:
         engine = create_database_engine(settings.database_url)
         opened.callback(engine.dispose)
         redis = opened.enter_context(Redis.from_url(settings.redis_url))
+        # The chain's Redis, where the pools are: QuoteOrder's pair price.
+        market = await opened.enter_async_context(AsyncRedis.from_url(settings.chain_redis_url))
         store = OrderStore(engine)
         hub = WatchHub(
             await opened.enter_async_context(AsyncRedis.from_url(settings.redis_url)),
@@ -93,6 +95,7 @@ async def create_order_server(address: str, settings: Settings) -> Server:
             hub,
             quote_service_pb2_grpc.QuoteServiceStub(quote_channel),
             Wallets(execution_service_pb2_grpc.ExecutionServiceStub(chain_channel)),
+            market,
         )
         # Orders by status and the queue, on this process's /metrics.
         opened.callback(report_orders(store, submissions.queue))

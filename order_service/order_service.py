@@ -14,10 +14,13 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import NoReturn, TypeVar, cast
 
 import grpc
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from order_service.rate_limit import retry_hint
@@ -38,12 +41,14 @@ from order_service.wallets import (
 from order_service.watch_hub import OrderNotFound, ShuttingDown, TooManyStreams, WatchHub
 from orderengine.errors import FieldError, ItemFailure, abort, abort_as, abort_invalid
 from orderengine.fees import parse_priority_fee
+from orderengine.market.prices import format_price, read_prices
 from orderengine.mesh.auth import caller
 from orderengine.mesh.batches import answer_all, answer_one
 from orderengine.mesh.channels import ITEM_REQUEST_IDS, within_deadline
 from orderengine.observability import handoffs
 from orderengine.observability.call_details import metadata_value
 from orderengine.observability.request_ids import HEADER, WELL_FORMED
+from orderengine.order_types import terms_of
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, NewOrder
@@ -112,6 +117,7 @@ def _unprintable(value: str) -> str | None:
 def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> NewOrder:
     """The order a request asks for; FieldError when it is not one."""
     swap = swap_of(request)
+    terms = terms_of(request, swap, datetime.now(UTC))
     if len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
         raise FieldError("client_order_id", f"must be at most {MAX_CLIENT_ORDER_ID} characters")
     _printable("client_order_id", request.client_order_id)
@@ -123,6 +129,12 @@ def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> New
         slippage_bps=swap.slippage_bps,
         client_order_id=request.client_order_id or None,
         priority_fee=parse_priority_fee(request.priority_fee),
+        order_type=terms.order_type.value,
+        min_amount_out=terms.min_amount_out,
+        trigger_price=terms.trigger_price,
+        expire_at=terms.expire_at,
+        twap_slices=terms.twap_slices,
+        twap_interval_ms=terms.twap_interval_ms,
     )
 
 
@@ -158,6 +170,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         hub: WatchHub,
         quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub,
         wallets: Wallets,
+        market: AsyncRedis | None = None,
     ) -> None:
         self.store = store
         self.redis = redis
@@ -165,6 +178,8 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         self.hub = hub
         self.quotes = quotes
         self.wallets = wallets
+        # The chain's Redis, where the pools are: QuoteOrder's pair price.
+        self.market = market
 
     async def _blocking(
         self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: object
@@ -340,7 +355,25 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 "quotes are unavailable right now; try again",
                 "QUOTES_UNAVAILABLE",
             )
-        return order_service_pb2.QuoteOrderResponse(quotes=quote.quotes, route=quote.route)
+        return order_service_pb2.QuoteOrderResponse(
+            quotes=quote.quotes,
+            route=quote.route,
+            price=await self._pair_price(swap.input_token, swap.output_token),
+        )
+
+    async def _pair_price(self, input_token: str, output_token: str) -> str:
+        """The pair's price now (docs/market.md); empty when the pools cannot
+        be read: the quote is still worth answering."""
+        if self.market is None:
+            return ""
+        try:
+            price = (await read_prices(self.market, [(input_token, output_token)]))[
+                (input_token, output_token)
+            ]
+        except RedisError as exc:
+            log.warning("pair price unavailable: %s", exc)
+            return ""
+        return format_price(price) if price is not None else ""
 
     # -- GetBalances, RequestAirdrop ---------------------------------------------
 
@@ -466,7 +499,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             await abort(
                 context,
                 grpc.StatusCode.FAILED_PRECONDITION,
-                f"order {row.order_id} is {status}; only a PENDING order can be cancelled",
+                f"order {row.order_id} is {status}; only a PENDING or OPEN order can be cancelled",
                 "ORDER_NOT_PENDING",
                 metadata={"status": status},
             )

@@ -24,6 +24,7 @@ from orderengine.batching import Coalescer
 from orderengine.events import publish
 from orderengine.observability import handoffs
 from orderengine.order_queue import QUEUED, enqueue_orders
+from orderengine.statuses import Status
 from orderengine.store.changes import NewOrder
 from orderengine.store.models import StoredOrder
 from orderengine.store.orders import OrderStore
@@ -205,25 +206,29 @@ class Submissions:
         ]
         stored = self.store.submit_many(admitted) if admitted else []
         created = [(row, event) for row, event in stored if event is not None]
+        # A waiting order starts OPEN, not queued: the trigger part finds it
+        # in the database (orderengine.triggers).
+        queued = [row.order_id for row, _ in created if row.status == Status.PENDING]
         if created:
             try:
                 with self.redis.pipeline(transaction=False) as pipe:
-                    enqueue_orders(
-                        self.queue,
-                        [row.order_id for row, _ in created],
-                        pipeline=pipe,
-                        carried=dict(
-                            zip(
-                                [row.order_id for row, _ in stored],
-                                [
-                                    c
-                                    for i, c in enumerate(carried)
-                                    if i not in refused and i not in answered
-                                ],
-                                strict=False,
-                            )
-                        ),
-                    )
+                    if queued:
+                        enqueue_orders(
+                            self.queue,
+                            queued,
+                            pipeline=pipe,
+                            carried=dict(
+                                zip(
+                                    [row.order_id for row, _ in stored],
+                                    [
+                                        c
+                                        for i, c in enumerate(carried)
+                                        if i not in refused and i not in answered
+                                    ],
+                                    strict=False,
+                                )
+                            ),
+                        )
                     publish(pipe, [event for _, event in created if event is not None])
                     pipe.execute()
             except RedisError as exc:

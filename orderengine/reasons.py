@@ -40,6 +40,15 @@ class Reason(StrEnum):
     ORDER_INVALID = "ORDER_INVALID"
     # The owner cancelled it.
     CANCELLED = "CANCELLED"
+    # Waiting orders: the trigger fired; a limit order's route or landing
+    # gave less than its minimum (back to OPEN); its expire_time passed.
+    TRIGGERED = "TRIGGERED"
+    LIMIT_NOT_MET = "LIMIT_NOT_MET"
+    EXPIRED = "EXPIRED"
+    # A TWAP order's slice ended (OPEN again, with the amount filled so
+    # far): filled, or failed with its own order's reason.
+    SLICE_FILLED = "SLICE_FILLED"
+    SLICE_FAILED = "SLICE_FAILED"
 
     @classmethod
     def of(cls, code: str) -> Reason:

@@ -155,6 +155,9 @@ class Settings(ClientSettings):
     reconcile_after_seconds: float = field(
         default_factory=lambda: _float("RECONCILE_AFTER_SECONDS", 10.0)
     )
+    # The trigger part waits this long for a pool change before it looks
+    # for orders that became OPEN and for expiries (docs/architecture.md).
+    trigger_poll_seconds: float = field(default_factory=lambda: _float("TRIGGER_POLL_SECONDS", 0.1))
     # ...for less than this long: past it the job is taken to be lost.
     queue_patience_seconds: float = field(
         default_factory=lambda: _float("QUEUE_PATIENCE_SECONDS", 120.0)

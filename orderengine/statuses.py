@@ -1,8 +1,16 @@
 """The order state machine: which status may follow which.
 
 PENDING -> ROUTING -> ROUTED -> SUBMITTED -> CONFIRMED, FAILED from any step
-before CONFIRMED, CANCELLED only from PENDING. A failed attempt that will be
-retried goes back to ROUTING (from ROUTED or SUBMITTED)."""
+before CONFIRMED, CANCELLED only from PENDING or OPEN. A failed attempt that
+will be retried goes back to ROUTING (from ROUTED or SUBMITTED).
+
+A waiting order (limit, stop, twap) starts OPEN. Its trigger moves it to
+ROUTING (then as a market order), its expire_time to EXPIRED. A limit order
+whose route or landing gives less than its minimum goes back to OPEN from
+ROUTING, ROUTED or SUBMITTED. A TWAP order stays OPEN while its slices run
+(each slice is its own market order): OPEN -> OPEN records a slice done,
+with the amount filled so far, and the last one ends it CONFIRMED (or
+FAILED when no slice filled)."""
 
 from __future__ import annotations
 
@@ -20,6 +28,8 @@ class Status(StrEnum):
     CONFIRMED = "CONFIRMED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    OPEN = "OPEN"
+    EXPIRED = "EXPIRED"
 
     @property
     def proto(self) -> order_pb2.OrderStatus:
@@ -36,16 +46,30 @@ class Status(StrEnum):
         return self in TERMINAL
 
 
-TERMINAL = frozenset({Status.CONFIRMED, Status.FAILED, Status.CANCELLED})
+TERMINAL = frozenset({Status.CONFIRMED, Status.FAILED, Status.CANCELLED, Status.EXPIRED})
+# Statuses of an order that waits for its trigger: the trigger part's, not
+# the reconciler's.
+WAITING = frozenset({Status.OPEN})
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.ROUTING, Status.CANCELLED, Status.FAILED}),
-    Status.ROUTING: frozenset({Status.ROUTED, Status.FAILED}),
-    Status.ROUTED: frozenset({Status.SUBMITTED, Status.ROUTING, Status.FAILED}),
-    Status.SUBMITTED: frozenset({Status.CONFIRMED, Status.ROUTING, Status.FAILED}),
+    Status.ROUTING: frozenset({Status.ROUTED, Status.FAILED, Status.OPEN}),
+    Status.ROUTED: frozenset({Status.SUBMITTED, Status.ROUTING, Status.FAILED, Status.OPEN}),
+    Status.SUBMITTED: frozenset({Status.CONFIRMED, Status.ROUTING, Status.FAILED, Status.OPEN}),
     Status.CONFIRMED: frozenset(),
     Status.FAILED: frozenset(),
     Status.CANCELLED: frozenset(),
+    Status.OPEN: frozenset(
+        {
+            Status.ROUTING,
+            Status.EXPIRED,
+            Status.CANCELLED,
+            Status.FAILED,
+            Status.OPEN,
+            Status.CONFIRMED,
+        }
+    ),
+    Status.EXPIRED: frozenset(),
 }
 
 

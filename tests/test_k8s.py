@@ -142,9 +142,12 @@ def test_each_grpc_service_is_headless_and_probed_on_its_health_service(service:
 
 def test_workers_and_trackers_run_and_scale_apart() -> None:
     worker, tracker = named("Deployment", "worker"), named("Deployment", "tracker")
+    triggers = named("Deployment", "triggers")
     assert container(worker)["command"][-2:] == ["executor.main", "worker"]
     assert container(tracker)["command"][-2:] == ["executor.main", "tracker"]
-    assert worker["spec"]["selector"] != tracker["spec"]["selector"]
+    assert container(triggers)["command"][-2:] == ["executor.main", "triggers"]
+    selectors = [d["spec"]["selector"] for d in (worker, tracker, triggers)]
+    assert all(selectors.count(s) == 1 for s in selectors)
 
 
 def test_secrets_and_backends_come_from_secrets_that_exist() -> None:
@@ -164,7 +167,7 @@ def test_secrets_and_backends_come_from_secrets_that_exist() -> None:
     config = named("ConfigMap", "orderengine-config")["data"]
     assert not {"INTERNAL_TOKEN", "DATABASE_URL", "REDIS_URL"} & set(config)
     # Every process that calls an internal service has the token.
-    for name in [*GRPC_SERVICES, "worker", "tracker"]:
+    for name in [*GRPC_SERVICES, "worker", "tracker", "triggers"]:
         sources = container(named("Deployment", name))["envFrom"]
         refs = [source["secretRef"]["name"] for source in sources if "secretRef" in source]
         assert "orderengine-internal-token" in refs, name
@@ -204,7 +207,7 @@ def test_what_kustomize_renders_is_valid(tmp_path: Path) -> None:
     with_tls = kustomize(overlay)
     assert invalid(with_tls) == []
     deployments = [r for r in with_tls if r["kind"] == "Deployment"]
-    assert len(deployments) == 6
+    assert len(deployments) == 7
     for deployment in deployments:
         env = {e["name"]: e["value"] for e in container(deployment)["env"]}
         mounts = {m["name"]: m["mountPath"] for m in container(deployment)["volumeMounts"]}

@@ -216,7 +216,7 @@ def test_cancel_a_pending_order_then_not_again(services: Services) -> None:
         lambda: stub.CancelOrder(order_service_pb2.CancelOrderRequest(order_id=order.order_id))
     )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "CANCELLED" in details(error) and "only a PENDING order" in details(error)
+    assert "CANCELLED" in details(error) and "only a PENDING or OPEN order" in details(error)
 
 
 def test_a_cancelled_order_is_never_driven(services: Services, processes: Processes) -> None:

@@ -36,13 +36,30 @@ def test_skipping_or_going_back_to_pending_is_illegal(current: Status, target: S
     assert not is_legal(current, target)
 
 
-@pytest.mark.parametrize("status", list(Status))
+@pytest.mark.parametrize("status", [s for s in Status if s is not Status.OPEN])
 def test_no_status_may_follow_itself(status: Status) -> None:
     assert not is_legal(status, status)
 
 
-def test_a_retry_goes_back_to_routing_from_routed_or_submitted_only() -> None:
-    assert sources(Status.ROUTING) == {Status.PENDING, Status.ROUTED, Status.SUBMITTED}
+def test_an_open_twap_records_each_slice_as_open_again() -> None:
+    assert is_legal(Status.OPEN, Status.OPEN)
+
+
+def test_routing_follows_pending_a_trigger_or_a_retry_from_routed_or_submitted() -> None:
+    assert sources(Status.ROUTING) == {
+        Status.PENDING,
+        Status.OPEN,
+        Status.ROUTED,
+        Status.SUBMITTED,
+    }
+
+
+def test_a_limit_order_missing_its_minimum_goes_back_to_open_before_it_lands() -> None:
+    assert sources(Status.OPEN) == {Status.ROUTING, Status.ROUTED, Status.SUBMITTED, Status.OPEN}
+
+
+def test_only_an_open_order_expires() -> None:
+    assert sources(Status.EXPIRED) == {Status.OPEN}
 
 
 @pytest.mark.parametrize("status", NON_TERMINAL)
@@ -50,11 +67,11 @@ def test_every_step_before_confirmed_may_fail(status: Status) -> None:
     assert is_legal(status, Status.FAILED)
 
 
-def test_terminal_statuses_are_confirmed_failed_and_cancelled() -> None:
+def test_terminal_statuses_are_confirmed_failed_cancelled_and_expired() -> None:
     assert (
         {s for s in Status if s.terminal}
         == TERMINAL
-        == {Status.CONFIRMED, Status.FAILED, Status.CANCELLED}
+        == {Status.CONFIRMED, Status.FAILED, Status.CANCELLED, Status.EXPIRED}
     )
 
 
@@ -69,21 +86,21 @@ def test_non_terminal_statuses_have_a_way_out(status: Status) -> None:
     assert TRANSITIONS[status]
 
 
-def test_cancelled_only_from_pending() -> None:
-    assert sources(Status.CANCELLED) == {Status.PENDING}
+def test_cancelled_only_from_pending_or_open() -> None:
+    assert sources(Status.CANCELLED) == {Status.PENDING, Status.OPEN}
 
 
-def test_confirmed_only_from_submitted() -> None:
-    assert sources(Status.CONFIRMED) == {Status.SUBMITTED}
+def test_confirmed_from_submitted_or_a_twap_whose_last_slice_is_done() -> None:
+    assert sources(Status.CONFIRMED) == {Status.SUBMITTED, Status.OPEN}
 
 
 def test_every_status_has_a_transition_entry() -> None:
     assert set(TRANSITIONS) == set(Status)
 
 
-def test_pending_is_reachable_from_nowhere_and_everything_is_reachable_from_pending() -> None:
+def test_orders_start_pending_or_open_and_every_status_is_reachable_from_them() -> None:
     assert sources(Status.PENDING) == frozenset()
-    reached, frontier = {Status.PENDING}, [Status.PENDING]
+    reached, frontier = {Status.PENDING, Status.OPEN}, [Status.PENDING, Status.OPEN]
     while frontier:
         for target in TRANSITIONS[frontier.pop()]:
             if target not in reached:

@@ -23,6 +23,7 @@ from redis.client import Pipeline
 from executor.driver.context import RPC_TIMEOUT_SECONDS, Context, context
 from executor.driver.inflight import Inflight, track
 from executor.driver.leases import order_leases
+from executor.driver.limits import hold_to_limit, limit_short
 from executor.driver.progress import attempt_failed
 from orderengine.amounts import format_amount
 from orderengine.fees import format_sol
@@ -200,6 +201,19 @@ def _route(ctx: Context, rows: list[StoredOrder], later: list[str]) -> list[Stor
     for row, quote in _ask_batch(
         ctx, rows, item, ask, "quote orders", later, Reason.NO_ROUTE, "no route"
     ):
+        if row.min_amount_out is not None:
+            short = limit_short(row, quote.route)
+            if short:  # the price moved back since the trigger: wait again
+                steps.append(
+                    Transition(
+                        row.order_id,
+                        Status.OPEN,
+                        Change(reason=short, reason_code=Reason.LIMIT_NOT_MET, next_attempt=True),
+                        row.attempt,
+                    )
+                )
+                continue
+            hold_to_limit(row, quote.route)
         if row.status == Status.PENDING:
             steps.append(Transition(row.order_id, Status.ROUTING, Change(at=began), row.attempt))
         steps.append(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from executor.driver.context import Context
 from executor.driver.retries import RETRYABLE
 from orderengine.order_queue import enqueue_order
+from orderengine.order_types import OrderType
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change
@@ -15,7 +16,11 @@ from orderengine.transitions import move
 
 def attempt_failed(ctx: Context, row: StoredOrder, code: Reason, reason: str) -> None:
     """Retries a transient failure with a new quote after back-off, up to the
-    limit; otherwise the order fails with the reason."""
+    limit; otherwise the order fails with the reason. A limit order whose
+    landing gave less than its minimum waits again (OPEN) instead."""
+    if code is Reason.SLIPPAGE_EXCEEDED and row.order_type == OrderType.LIMIT:
+        back_to_open(ctx, row, f"{reason}; the limit order waits again")
+        return
     if ctx.retry.should_retry(code, row.attempt):
         moved = move(
             ctx.store,
@@ -39,6 +44,20 @@ def attempt_failed(ctx: Context, row: StoredOrder, code: Reason, reason: str) ->
         row.order_id,
         Status.FAILED,
         Change(reason=reason, reason_code=code),
+        attempt=row.attempt,
+        current=row,
+    )
+
+
+def back_to_open(ctx: Context, row: StoredOrder, reason: str) -> StoredOrder | None:
+    """The limit order waits for its price again, on a new attempt (its
+    next swap has a new attempt key); the trigger part finds it OPEN."""
+    return move(
+        ctx.store,
+        ctx.redis,
+        row.order_id,
+        Status.OPEN,
+        Change(reason=reason, reason_code=Reason.LIMIT_NOT_MET, next_attempt=True),
         attempt=row.attempt,
         current=row,
     )

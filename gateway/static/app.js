@@ -8,10 +8,10 @@ const TOKENS = ["SOL", "USDC", "USDT", "JUP", "BONK", "RAY"];
 const QUOTE_EVERY_MS = 4000;
 const HEALTH_EVERY_MS = 5000;
 const RECENT_EVERY_MS = 10000;
-const TERMINAL = new Set(["CONFIRMED", "FAILED", "CANCELLED"]);
+const TERMINAL = new Set(["CONFIRMED", "FAILED", "CANCELLED", "EXPIRED"]);
 // The statuses CancelOrder takes (orderengine/statuses.py): the page offers
 // the button only there.
-const CANCELLABLE = new Set(["PENDING"]);
+const CANCELLABLE = new Set(["PENDING", "OPEN"]);
 const MAX_RESUMES = 5;
 
 const $ = (id) => document.getElementById(id);

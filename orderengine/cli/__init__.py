@@ -17,6 +17,7 @@ from collections.abc import Callable
 from importlib import import_module
 from importlib.metadata import entry_points
 
+from orderengine.cli import waiting
 from orderengine.cli.errors import CommandError
 from orderengine.client.keys import NoApiKey
 from orderengine.client.settings import ClientSettings
@@ -32,6 +33,10 @@ examples:
   orderengine quote SOL USDC 5000
   orderengine submit SOL USDC 10 --watch
   orderengine submit SOL USDC 10 --wait --json
+  orderengine submit SOL USDC 10 --limit-out 1500 --expires 1h
+  orderengine submit SOL USDC 10 --stop 140
+  orderengine submit SOL USDC 10 --twap 10x30s
+  orderengine orders --open
   orderengine orders
   orderengine get ORDER_ID
   orderengine airdrop SOL 10
@@ -84,7 +89,9 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    submit = sub.add_parser("submit", parents=[common], help="submit a market order")
+    submit = sub.add_parser(
+        "submit", parents=[common], help="submit a market, limit, stop or TWAP order"
+    )
     _swap_arguments(submit)
     submit.add_argument("--client-order-id", help="resubmitting with it returns the first order")
     submit.add_argument(
@@ -99,6 +106,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show its statuses as they pass, then the order as it ended (exit 1 unless CONFIRMED)",
     )
+    waiting.add_options(submit)
     submit.set_defaults(run=_on_demand("cmd_submit"))
 
     quote = sub.add_parser(
@@ -117,13 +125,14 @@ def parser() -> argparse.ArgumentParser:
     orders = sub.add_parser("orders", parents=[common], help="list your orders, newest first")
     orders.add_argument("--page-size", type=int, default=20)
     orders.add_argument("--page-token", default="")
+    orders.add_argument("--open", action="store_true", help="only orders waiting (OPEN)")
     orders.set_defaults(run=_on_demand("cmd_orders"))
 
     get = sub.add_parser("get", parents=[common], help="show one order")
     get.add_argument("order_id")
     get.set_defaults(run=_on_demand("cmd_get"))
 
-    cancel = sub.add_parser("cancel", parents=[common], help="cancel a PENDING order")
+    cancel = sub.add_parser("cancel", parents=[common], help="cancel a PENDING or OPEN order")
     cancel.add_argument("order_id")
     cancel.set_defaults(run=_on_demand("cmd_cancel"))
 

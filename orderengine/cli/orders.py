@@ -9,9 +9,11 @@ from collections.abc import Iterator
 
 import grpc
 
+from orderengine.cli import waiting
 from orderengine.cli.show import (
     EventLines,
     Progress,
+    as_json,
     order_lines,
     orders_table,
     print_json,
@@ -103,14 +105,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
             slippage_bps=args.slippage_bps,
             client_order_id=args.client_order_id or "",
             priority_fee=args.priority_fee,
+            **waiting.submit_terms(args),
         )
         order = reply.order
         if args.json and not args.wait:
             print_json(reply, line=args.watch)
         elif not args.json:
             again = " (already submitted with this client order id)" if reply.already_exists else ""
+            terms = waiting.terms_text(order)
             print(
-                f"order {order.order_id}: {swap(order)}, slippage {order.slippage_bps} bps{again}",
+                f"order {order.order_id}: {swap(order)}, slippage {order.slippage_bps} bps"
+                f"{f', {terms}' if terms else ''}{again}",
                 flush=True,
             )
         if args.watch:
@@ -129,6 +134,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
+    if args.open:
+        return _open_orders(args)
     with client(args) as orders:
         reply = orders.list(page_size=args.page_size, page_token=args.page_token)
     if args.json:
@@ -144,6 +151,34 @@ def cmd_orders(args: argparse.Namespace) -> int:
     _print_lines(orders_table(reply.orders))
     if reply.next_page_token:
         print(f"more: orderengine orders --page-token {reply.next_page_token}")
+    return 0
+
+
+# ``orders --open`` looks through at most this many of the newest orders.
+OPEN_SCAN_ORDERS = 10_000
+
+
+def _open_orders(args: argparse.Namespace) -> int:
+    """The caller's OPEN orders, newest first, found page by page."""
+    found: list[order_pb2.Order] = []
+    token, seen = args.page_token, 0
+    with client(args) as orders:
+        while seen < OPEN_SCAN_ORDERS:
+            reply = orders.list(page_size=1000, page_token=token)
+            seen += len(reply.orders)
+            found += [o for o in reply.orders if o.status == order_pb2.ORDER_STATUS_OPEN]
+            token = reply.next_page_token
+            if not token:
+                break
+    if args.json:
+        print_json([as_json(order) for order in found])
+        return 0
+    if not found:
+        print("no orders waiting")
+        return 0
+    _print_lines(orders_table(found))
+    if token:
+        print(f"(looked through the newest {seen}; more: --page-token {token})")
     return 0
 
 

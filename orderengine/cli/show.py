@@ -16,6 +16,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from orderengine.cli.waiting import terms_text
 from orderengine.client.route_figures import leg_shares
 from orderengine.v1 import market_pb2, order_pb2, order_service_pb2
 
@@ -112,6 +113,7 @@ def order_lines(order: order_pb2.Order) -> list[str]:
             ("order", order.order_id),
             ("status", status),
             ("swap", f"{swap(order)}, slippage {order.slippage_bps} bps"),
+            ("waits for", terms_text(order)),
             ("received", f"{order.amount_out} {order.output_token}" if order.amount_out else ""),
             ("reason", order.failure_reason),
             ("route", route_legs(route)),
@@ -150,7 +152,7 @@ def orders_table(orders: Iterable[order_pb2.Order]) -> list[str]:
             order.order_id,
             local_time(order.create_time),
             status_word(order.status),
-            swap(order),
+            swap(order) + (f" ({terms})" if (terms := terms_text(order)) else ""),
             f"{order.amount_out} {order.output_token}" if order.amount_out else "",
         ]
         for order in orders
@@ -179,7 +181,12 @@ def describe(event: order_pb2.OrderEvent, output_token: str) -> str:
         return f"signature {event.signature}"
     if status == order_pb2.ORDER_STATUS_CONFIRMED:
         return f"received {event.amount_out} {output_token}, signature {event.signature}"
-    if status in (order_pb2.ORDER_STATUS_FAILED, order_pb2.ORDER_STATUS_CANCELLED):
+    if status in (
+        order_pb2.ORDER_STATUS_FAILED,
+        order_pb2.ORDER_STATUS_CANCELLED,
+        order_pb2.ORDER_STATUS_OPEN,
+        order_pb2.ORDER_STATUS_EXPIRED,
+    ):
         return event.reason
     return ""
 
@@ -282,4 +289,6 @@ def quote_lines(reply: order_service_pb2.QuoteOrderResponse, slippage_bps: int) 
         )
     lines += ["", "route, leg by leg:", *("  " + line for line in table(legs, right={3, 4, 5}))]
     lines += ["", f"expect {route.amount_out} {dst}, at least {route.min_amount_out} {dst}"]
+    if reply.price:  # under the first line: what limit and stop orders are compared to
+        lines.insert(1, f"price now: {reply.price} {dst} per {src}")
     return lines

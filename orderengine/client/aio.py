@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from types import TracebackType
 
 import grpc
 
 from orderengine.client.connection import ClientBase
 from orderengine.client.dialing import Dial, open_aio_channel
-from orderengine.client.requests import Amount, airdrop_request, quote_request, submit_request
+from orderengine.client.requests import (
+    Amount,
+    OrderType,
+    airdrop_request,
+    quote_request,
+    submit_request,
+)
 from orderengine.client.resumption import Resuming, Watching
 from orderengine.v1 import order_pb2, order_service_pb2
 
@@ -35,9 +42,18 @@ class AsyncClient(ClientBase):
         slippage_bps: int = 0,
         client_order_id: str = "",
         priority_fee: Amount = "",
+        order_type: OrderType | None = None,
+        expire_time: datetime | None = None,
     ) -> order_service_pb2.SubmitOrderResponse:
         request = submit_request(
-            input_token, output_token, amount, slippage_bps, client_order_id, priority_fee
+            input_token,
+            output_token,
+            amount,
+            slippage_bps,
+            client_order_id,
+            priority_fee,
+            order_type,
+            expire_time,
         )
         return await self._stub.SubmitOrder(request, timeout=self.timeout, metadata=self._metadata)
 

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from types import TracebackType
 
 import grpc
 
 from orderengine.client.connection import ClientBase
 from orderengine.client.dialing import Dial, open_channel
-from orderengine.client.requests import Amount, airdrop_request, quote_request, submit_request
+from orderengine.client.requests import (
+    Amount,
+    OrderType,
+    airdrop_request,
+    quote_request,
+    submit_request,
+)
 from orderengine.client.resumption import Resuming, Watching
 from orderengine.v1 import order_pb2, order_service_pb2
 
@@ -38,14 +45,25 @@ class Client(ClientBase):
         slippage_bps: int = 0,
         client_order_id: str = "",
         priority_fee: Amount = "",
+        order_type: OrderType | None = None,
+        expire_time: datetime | None = None,
     ) -> order_service_pb2.SubmitOrderResponse:
-        """A market order: ``.order`` as stored (PENDING), and
-        ``.already_exists`` when ``client_order_id`` named an order made
+        """An order: ``.order`` as stored (PENDING; OPEN for a waiting one),
+        and ``.already_exists`` when ``client_order_id`` named an order made
         before (then that one). ``priority_fee``: SOL paid on top of the
-        network fee. Not retried: repeat it yourself with a
+        network fee. ``order_type``: a LimitOrder, StopOrder or TwapOrder
+        (none: a market order), ``expire_time`` a limit or stop order's
+        good-till time. Not retried: repeat it yourself with a
         ``client_order_id``, which makes a repeat safe."""
         request = submit_request(
-            input_token, output_token, amount, slippage_bps, client_order_id, priority_fee
+            input_token,
+            output_token,
+            amount,
+            slippage_bps,
+            client_order_id,
+            priority_fee,
+            order_type,
+            expire_time,
         )
         return self._stub.SubmitOrder(request, timeout=self.timeout, metadata=self._metadata)
 

@@ -4,11 +4,19 @@ cannot carry an amount exactly."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
-from orderengine.v1 import order_service_pb2
+from orderengine.v1 import order_pb2, order_service_pb2
 
 Amount = str | int | Decimal
+# A waiting order's type (docs/api.md, "Order types"); none: a market order.
+OrderType = order_pb2.LimitOrder | order_pb2.StopOrder | order_pb2.TwapOrder
+_ORDER_TYPE_FIELDS = {
+    order_pb2.LimitOrder: "limit",
+    order_pb2.StopOrder: "stop",
+    order_pb2.TwapOrder: "twap",
+}
 
 # What slippage_bps 0 (unset) means: the contract's default, which the
 # engine applies and the CLI shows.
@@ -50,8 +58,10 @@ def submit_request(
     slippage_bps: int,
     client_order_id: str,
     priority_fee: Amount = "",
+    order_type: OrderType | None = None,
+    expire_time: datetime | None = None,
 ) -> order_service_pb2.SubmitOrderRequest:
-    return order_service_pb2.SubmitOrderRequest(
+    request = order_service_pb2.SubmitOrderRequest(
         input_token=input_token,
         output_token=output_token,
         amount=amount_text("amount", amount),
@@ -59,6 +69,17 @@ def submit_request(
         client_order_id=client_order_id,
         priority_fee=amount_text("priority_fee", priority_fee),
     )
+    if order_type is not None:
+        field = _ORDER_TYPE_FIELDS.get(type(order_type))
+        if field is None:
+            raise TypeError(
+                "order_type: expected a LimitOrder, StopOrder or TwapOrder, "
+                f"got {type(order_type).__name__}"
+            )
+        getattr(request, field).CopyFrom(order_type)
+    if expire_time is not None:
+        request.expire_time.FromDatetime(expire_time)
+    return request
 
 
 def quote_request(

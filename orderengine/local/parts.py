@@ -130,6 +130,9 @@ def parts(
             )
             for i in range(trackers)
         ),
+        # Waiting orders' triggers: one is enough, more are safe (every
+        # firing is a compare-and-set).
+        Part("triggers", [py, "-m", "executor.main", "triggers"]),
         # Other traders, so that the market moves between quote and landing.
         *(
             [

@@ -284,7 +284,11 @@ def banner(settings: Settings, stack: Stack) -> str:
             f"(slot {settings.slot_seconds}s, confirmed "
             f"{settings.confirm_seconds}s after landing)",
         ),
-        ("workers", f"{stack.workers} RQ workers on queue '{settings.queue_name}', {trackers}"),
+        (
+            "workers",
+            f"{stack.workers} RQ workers on queue '{settings.queue_name}', {trackers}, "
+            "the trigger part (waiting orders)",
+        ),
         (
             "market flow",
             f"{settings.market_flow_rate:g} swaps/s by other traders "

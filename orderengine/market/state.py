@@ -52,6 +52,12 @@ return 1
 
 # A CPMM pool's fields for the fees counted apart, in Reserves' order.
 _CPMM_FEES = Reserves._fields[2:]
+# Every pool change, one entry per transaction (a landing round, a market
+# flow swap) naming the pools it moved, written in the MULTI that writes
+# them: the trigger part follows it (docs/market.md, "The price of a pair").
+POOL_CHANGES = "market:pool-changes"
+# Entries the stream keeps, about: a follower further behind re-reads prices.
+POOL_CHANGES_KEPT = 10_000
 
 
 def pool_key(pool_id: str) -> str:
@@ -186,6 +192,13 @@ def write_reserves(
             FLOW_B: str(flow_b + b1 - b0),
         }
         pipe.hset(pool_key(pool_id), mapping=fields)  # type: ignore[arg-type]
+    if reserves:
+        pipe.xadd(
+            POOL_CHANGES,
+            {"pools": " ".join(reserves)},
+            maxlen=POOL_CHANGES_KEPT,
+            approximate=True,
+        )
 
 
 @dataclass(frozen=True)

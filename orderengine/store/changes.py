@@ -30,6 +30,18 @@ class NewOrder:
     client_order_id: str | None = None
     # Lamports on top of the network fee, per processed attempt.
     priority_fee: int = 0
+    # What it waits for (orderengine.order_types); market waits for nothing.
+    order_type: str = "market"
+    min_amount_out: int | None = None
+    trigger_price: str | None = None
+    expire_at: datetime | None = None
+    twap_slices: int | None = None
+    twap_interval_ms: int | None = None
+
+    @property
+    def waits(self) -> bool:
+        """Whether it starts OPEN, waiting for its trigger, rather than queued."""
+        return self.order_type != "market"
 
     def same_as(self, row: StoredOrder) -> bool:
         """Whether ``row`` is this order (a resubmission), not another one."""
@@ -39,12 +51,22 @@ class NewOrder:
             row.amount_in,
             row.slippage_bps,
             row.priority_fee,
+            row.order_type,
+            row.min_amount_out,
+            row.trigger_price,
+            row.twap_slices,
+            row.twap_interval_ms,
         ) == (
             self.input_token,
             self.output_token,
             self.amount_in,
             self.slippage_bps,
             self.priority_fee,
+            self.order_type,
+            self.min_amount_out,
+            self.trigger_price,
+            self.twap_slices,
+            self.twap_interval_ms,
         )
 
 

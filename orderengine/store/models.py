@@ -97,6 +97,19 @@ class OrderRow(Base):
     # Lamports each processed attempt pays on top of the network fee (at
     # most 1 SOL, orderengine.fees: a plain BIGINT holds it).
     priority_fee: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The order type (orderengine.order_types): "market", "limit", "stop",
+    # "twap"; what a waiting order waits for is in the columns below.
+    order_type: Mapped[str] = mapped_column(String(16), default="market", server_default="market")
+    # Limit: base units of the output token the swap must give at least.
+    min_amount_out: Mapped[int | None] = mapped_column(U64)
+    # Stop: the trigger price; sniper: the most it pays per output token. A
+    # decimal string, exact (a float would move the trigger).
+    trigger_price: Mapped[str | None] = mapped_column(String(64))
+    # A waiting order's good-till date; NULL: good till cancelled.
+    expire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # TWAP: how many slices, and the time between two (milliseconds).
+    twap_slices: Mapped[int | None] = mapped_column(Integer)
+    twap_interval_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ApiKeyRow(Base):
@@ -160,3 +173,9 @@ class StoredOrder:
     updated_at: datetime
     # Lamports on top of the network fee, per processed attempt.
     priority_fee: int = 0
+    order_type: str = "market"
+    min_amount_out: int | None = None
+    trigger_price: str | None = None
+    expire_at: datetime | None = None
+    twap_slices: int | None = None
+    twap_interval_ms: int | None = None

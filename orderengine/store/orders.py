@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from orderengine.statuses import TERMINAL, Status, sources
+from orderengine.statuses import TERMINAL, WAITING, Status, sources
 from orderengine.store.changes import NO_CHANGE, Change, NewOrder, Transition, event_of
 from orderengine.store.models import EventRow, OrderRow, StoredOrder
 from orderengine.store.wire import event_from_json, route_from_json, timestamp
@@ -69,6 +69,12 @@ _ORDER_COLUMNS = (
     ORDERS.c.updated_at,
     ORDERS.c.route,
     ORDERS.c.priority_fee,
+    ORDERS.c.order_type,
+    ORDERS.c.min_amount_out,
+    ORDERS.c.trigger_price,
+    ORDERS.c.expire_at,
+    ORDERS.c.twap_slices,
+    ORDERS.c.twap_interval_ms,
 )
 _BY_IDS = select(*_ORDER_COLUMNS).where(ORDERS.c.order_id.in_(bindparam("ids", expanding=True)))
 # Writers lock the rows they read (PostgreSQL; SQLite's writer holds the
@@ -201,9 +207,9 @@ class OrderStore:
         results: list[tuple[StoredOrder, order_pb2.OrderEvent | None]] = []
         rows: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
-        pending = Status.PENDING.value
-        pending_proto = Status.PENDING.proto
         for new in news:
+            # A waiting order starts OPEN: the trigger part, not the queue, moves it.
+            first = Status.OPEN if new.waits else Status.PENDING
             key = (new.owner, new.client_order_id or "")
             if new.client_order_id and key in taken:
                 results.append((taken[key], None))
@@ -213,7 +219,7 @@ class OrderStore:
                 order_id,
                 new.owner,
                 new.client_order_id,
-                pending,
+                first.value,
                 new.input_token,
                 new.output_token,
                 new.amount_in,
@@ -227,11 +233,17 @@ class OrderStore:
                 now,
                 now,
                 new.priority_fee,
+                new.order_type,
+                new.min_amount_out,
+                new.trigger_price,
+                new.expire_at,
+                new.twap_slices,
+                new.twap_interval_ms,
             )
             event = order_pb2.OrderEvent(
                 order_id=order_id,
                 sequence=1,
-                status=pending_proto,
+                status=first.proto,
                 event_time=event_time,
                 attempt=1,
             )
@@ -242,7 +254,7 @@ class OrderStore:
                     "order_id": order_id,
                     "owner": new.owner,
                     "client_order_id": new.client_order_id,
-                    "status": pending,
+                    "status": first.value,
                     "input_token": new.input_token,
                     "output_token": new.output_token,
                     "amount_in": new.amount_in,
@@ -252,9 +264,15 @@ class OrderStore:
                     "created_at": now,
                     "updated_at": now,
                     "priority_fee": new.priority_fee,
+                    "order_type": new.order_type,
+                    "min_amount_out": new.min_amount_out,
+                    "trigger_price": new.trigger_price,
+                    "expire_at": new.expire_at,
+                    "twap_slices": new.twap_slices,
+                    "twap_interval_ms": new.twap_interval_ms,
                 }
             )
-            events.append(_event_values(event, pending, now))
+            events.append(_event_values(event, first.value, now))
             results.append((row, event))
         if not rows:
             return results
@@ -440,16 +458,42 @@ class OrderStore:
         return rows, _encode_page_token(rows[-1])
 
     def stale(self, older_than: timedelta, limit: int = 500) -> list[StoredOrder]:
-        """Non-terminal orders untouched for ``older_than``: the reconciler's work."""
+        """Non-terminal orders untouched for ``older_than``: the reconciler's
+        work. Waiting (OPEN) orders are the trigger part's, not stale."""
         cutoff = _now() - older_than
         query = (
             select(*_ORDER_COLUMNS)
             .where(
-                ORDERS.c.status.not_in([s.value for s in TERMINAL]), ORDERS.c.updated_at < cutoff
+                ORDERS.c.status.not_in([s.value for s in TERMINAL | WAITING]),
+                ORDERS.c.updated_at < cutoff,
             )
             .order_by(ORDERS.c.updated_at)
             .limit(limit)
         )
+        with self._read_engine.connect() as connection:
+            return [_order(r) for r in connection.execute(query)]
+
+    def open_orders(
+        self,
+        since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 1000,
+    ) -> list[StoredOrder]:
+        """OPEN orders by (updated_at, order_id), from ``since`` (None: all)
+        and past ``after`` (the last of the previous page): the trigger
+        part's index is rebuilt, and kept up with, from these."""
+        query = select(*_ORDER_COLUMNS).where(ORDERS.c.status == Status.OPEN.value)
+        if since is not None:
+            query = query.where(ORDERS.c.updated_at >= since)
+        if after is not None:
+            moment, last_id = after
+            query = query.where(
+                or_(
+                    ORDERS.c.updated_at > moment,
+                    and_(ORDERS.c.updated_at == moment, ORDERS.c.order_id > last_id),
+                )
+            )
+        query = query.order_by(ORDERS.c.updated_at, ORDERS.c.order_id).limit(limit)
         with self._read_engine.connect() as connection:
             return [_order(r) for r in connection.execute(query)]
 
@@ -496,6 +540,12 @@ def _changed(row: StoredOrder, t: Transition, now: datetime) -> StoredOrder | No
         row.created_at,
         now,
         row.priority_fee,
+        row.order_type,
+        row.min_amount_out,
+        row.trigger_price,
+        row.expire_at,
+        row.twap_slices,
+        row.twap_interval_ms,
     )
 
 

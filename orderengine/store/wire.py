@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderengine.amounts import format_amount
 from orderengine.fees import FEE_TOKEN
+from orderengine.order_types import add_terms
 from orderengine.statuses import Status
 from orderengine.store.models import StoredOrder
 from orderengine.tokens import token
@@ -45,6 +46,7 @@ def order_to_proto(row: StoredOrder) -> order_pb2.Order:
         order.route.CopyFrom(row.route)
     if row.amount_out is not None:
         order.amount_out = format_amount(row.amount_out, token(row.output_token).decimals)
+    add_terms(row, order)
     return order
 
 

@@ -22,21 +22,32 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from orderengine.v1 import market_pb2 as orderengine_dot_v1_dot_market__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aorderengine/v1/order.proto\x12\x0eorderengine.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1borderengine/v1/market.proto\"\xb5\x03\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.orderengine.v1.OrderStatus\x12\x13\n\x0binput_token\x18\x03 \x01(\t\x12\x14\n\x0coutput_token\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\t\x12\x14\n\x0cslippage_bps\x18\x06 \x01(\r\x12\x17\n\x0f\x63lient_order_id\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\n \x01(\r\x12$\n\x05route\x18\x0b \x01(\x0b\x32\x15.orderengine.v1.Route\x12\x11\n\tsignature\x18\x0c \x01(\t\x12\x12\n\namount_out\x18\r \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x0e \x01(\t\x12\x15\n\rlast_sequence\x18\x0f \x01(\x03\x12\x14\n\x0cpriority_fee\x18\x10 \x01(\t\"\xbc\x02\n\nOrderEvent\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.orderengine.v1.OrderStatus\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12*\n\x06quotes\x18\x06 \x03(\x0b\x32\x1a.orderengine.v1.VenueQuote\x12$\n\x05route\x18\x07 \x01(\x0b\x32\x15.orderengine.v1.Route\x12\x11\n\tsignature\x18\x08 \x01(\t\x12\x12\n\namount_out\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x13\n\x0breason_code\x18\x0b \x01(\t*\xe5\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x18\n\x14ORDER_STATUS_ROUTING\x10\x02\x12\x17\n\x13ORDER_STATUS_ROUTED\x10\x03\x12\x1a\n\x16ORDER_STATUS_SUBMITTED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x05\x12\x17\n\x13ORDER_STATUS_FAILED\x10\x06\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aorderengine/v1/order.proto\x12\x0eorderengine.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1borderengine/v1/market.proto\"\r\n\x0bMarketOrder\"$\n\nLimitOrder\x12\x16\n\x0emin_amount_out\x18\x01 \x01(\t\"\"\n\tStopOrder\x12\x15\n\rtrigger_price\x18\x01 \x01(\t\" \n\x0bSniperOrder\x12\x11\n\tmax_price\x18\x01 \x01(\t\"H\n\tTwapOrder\x12\x0e\n\x06slices\x18\x01 \x01(\r\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xd5\x05\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.orderengine.v1.OrderStatus\x12\x13\n\x0binput_token\x18\x03 \x01(\t\x12\x14\n\x0coutput_token\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\t\x12\x14\n\x0cslippage_bps\x18\x06 \x01(\r\x12\x17\n\x0f\x63lient_order_id\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\n \x01(\r\x12$\n\x05route\x18\x0b \x01(\x0b\x32\x15.orderengine.v1.Route\x12\x11\n\tsignature\x18\x0c \x01(\t\x12\x12\n\namount_out\x18\r \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\x0e \x01(\t\x12\x15\n\rlast_sequence\x18\x0f \x01(\x03\x12\x14\n\x0cpriority_fee\x18\x10 \x01(\t\x12-\n\x06market\x18\x11 \x01(\x0b\x32\x1b.orderengine.v1.MarketOrderH\x00\x12+\n\x05limit\x18\x12 \x01(\x0b\x32\x1a.orderengine.v1.LimitOrderH\x00\x12)\n\x04stop\x18\x13 \x01(\x0b\x32\x19.orderengine.v1.StopOrderH\x00\x12-\n\x06sniper\x18\x14 \x01(\x0b\x32\x1b.orderengine.v1.SniperOrderH\x00\x12)\n\x04twap\x18\x15 \x01(\x0b\x32\x19.orderengine.v1.TwapOrderH\x00\x12/\n\x0b\x65xpire_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0c\n\norder_type\"\xbc\x02\n\nOrderEvent\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.orderengine.v1.OrderStatus\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12*\n\x06quotes\x18\x06 \x03(\x0b\x32\x1a.orderengine.v1.VenueQuote\x12$\n\x05route\x18\x07 \x01(\x0b\x32\x15.orderengine.v1.Route\x12\x11\n\tsignature\x18\x08 \x01(\t\x12\x12\n\namount_out\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x13\n\x0breason_code\x18\x0b \x01(\t*\x96\x02\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x18\n\x14ORDER_STATUS_ROUTING\x10\x02\x12\x17\n\x13ORDER_STATUS_ROUTED\x10\x03\x12\x1a\n\x16ORDER_STATUS_SUBMITTED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x05\x12\x17\n\x13ORDER_STATUS_FAILED\x10\x06\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x07\x12\x15\n\x11ORDER_STATUS_OPEN\x10\x08\x12\x18\n\x14ORDER_STATUS_EXPIRED\x10\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderengine.v1.order_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATUS']._serialized_start=868
-  _globals['_ORDERSTATUS']._serialized_end=1097
-  _globals['_ORDER']._serialized_start=109
-  _globals['_ORDER']._serialized_end=546
-  _globals['_ORDEREVENT']._serialized_start=549
-  _globals['_ORDEREVENT']._serialized_end=865
+  _globals['_ORDERSTATUS']._serialized_start=1385
+  _globals['_ORDERSTATUS']._serialized_end=1663
+  _globals['_MARKETORDER']._serialized_start=140
+  _globals['_MARKETORDER']._serialized_end=153
+  _globals['_LIMITORDER']._serialized_start=155
+  _globals['_LIMITORDER']._serialized_end=191
+  _globals['_STOPORDER']._serialized_start=193
+  _globals['_STOPORDER']._serialized_end=227
+  _globals['_SNIPERORDER']._serialized_start=229
+  _globals['_SNIPERORDER']._serialized_end=261
+  _globals['_TWAPORDER']._serialized_start=263
+  _globals['_TWAPORDER']._serialized_end=335
+  _globals['_ORDER']._serialized_start=338
+  _globals['_ORDER']._serialized_end=1063
+  _globals['_ORDEREVENT']._serialized_start=1066
+  _globals['_ORDEREVENT']._serialized_end=1382
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from orderengine.v1 import item_error_pb2 as _item_error_pb2
 from orderengine.v1 import market_pb2 as _market_pb2
 from orderengine.v1 import order_pb2 as _order_pb2
@@ -11,20 +14,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitOrderRequest(_message.Message):
-    __slots__ = ("input_token", "output_token", "amount", "slippage_bps", "client_order_id", "priority_fee")
+    __slots__ = ("input_token", "output_token", "amount", "slippage_bps", "client_order_id", "priority_fee", "market", "limit", "stop", "sniper", "twap", "expire_time")
     INPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     SLIPPAGE_BPS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FEE_FIELD_NUMBER: _ClassVar[int]
+    MARKET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    SNIPER_FIELD_NUMBER: _ClassVar[int]
+    TWAP_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     input_token: str
     output_token: str
     amount: str
     slippage_bps: int
     client_order_id: str
     priority_fee: str
-    def __init__(self, input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ..., client_order_id: _Optional[str] = ..., priority_fee: _Optional[str] = ...) -> None: ...
+    market: _order_pb2.MarketOrder
+    limit: _order_pb2.LimitOrder
+    stop: _order_pb2.StopOrder
+    sniper: _order_pb2.SniperOrder
+    twap: _order_pb2.TwapOrder
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ..., client_order_id: _Optional[str] = ..., priority_fee: _Optional[str] = ..., market: _Optional[_Union[_order_pb2.MarketOrder, _Mapping]] = ..., limit: _Optional[_Union[_order_pb2.LimitOrder, _Mapping]] = ..., stop: _Optional[_Union[_order_pb2.StopOrder, _Mapping]] = ..., sniper: _Optional[_Union[_order_pb2.SniperOrder, _Mapping]] = ..., twap: _Optional[_Union[_order_pb2.TwapOrder, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SubmitOrderResponse(_message.Message):
     __slots__ = ("order", "already_exists")
@@ -94,12 +109,14 @@ class QuoteOrderRequest(_message.Message):
     def __init__(self, input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ...) -> None: ...
 
 class QuoteOrderResponse(_message.Message):
-    __slots__ = ("quotes", "route")
+    __slots__ = ("quotes", "route", "price")
     QUOTES_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
     quotes: _containers.RepeatedCompositeFieldContainer[_market_pb2.VenueQuote]
     route: _market_pb2.Route
-    def __init__(self, quotes: _Optional[_Iterable[_Union[_market_pb2.VenueQuote, _Mapping]]] = ..., route: _Optional[_Union[_market_pb2.Route, _Mapping]] = ...) -> None: ...
+    price: str
+    def __init__(self, quotes: _Optional[_Iterable[_Union[_market_pb2.VenueQuote, _Mapping]]] = ..., route: _Optional[_Union[_market_pb2.Route, _Mapping]] = ..., price: _Optional[str] = ...) -> None: ...
 
 class WatchOrderRequest(_message.Message):
     __slots__ = ("order_id", "after_sequence")

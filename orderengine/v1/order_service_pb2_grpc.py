@@ -122,7 +122,7 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelOrder(self, request, context):
-        """Cancels a PENDING order; FAILED_PRECONDITION in any other status
+        """Cancels a PENDING or OPEN order; FAILED_PRECONDITION in any other status
         (AIP-136: a custom method returns the resource).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

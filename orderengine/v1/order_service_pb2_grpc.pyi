@@ -51,7 +51,7 @@ class OrderServiceStub:
     ListOrders: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.ListOrdersRequest, _order_service_pb2.ListOrdersResponse]
     """Orders, newest first, paged (AIP-132)."""
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.CancelOrderRequest, _order_pb2.Order]
-    """Cancels a PENDING order; FAILED_PRECONDITION in any other status
+    """Cancels a PENDING or OPEN order; FAILED_PRECONDITION in any other status
     (AIP-136: a custom method returns the resource).
     """
     WatchOrder: _grpc.UnaryStreamMultiCallable[_order_service_pb2.WatchOrderRequest, _order_pb2.OrderEvent]
@@ -96,7 +96,7 @@ class OrderServiceAsyncStub(OrderServiceStub):
     ListOrders: _aio.UnaryUnaryMultiCallable[_order_service_pb2.ListOrdersRequest, _order_service_pb2.ListOrdersResponse]  # type: ignore[assignment]
     """Orders, newest first, paged (AIP-132)."""
     CancelOrder: _aio.UnaryUnaryMultiCallable[_order_service_pb2.CancelOrderRequest, _order_pb2.Order]  # type: ignore[assignment]
-    """Cancels a PENDING order; FAILED_PRECONDITION in any other status
+    """Cancels a PENDING or OPEN order; FAILED_PRECONDITION in any other status
     (AIP-136: a custom method returns the resource).
     """
     WatchOrder: _aio.UnaryStreamMultiCallable[_order_service_pb2.WatchOrderRequest, _order_pb2.OrderEvent]  # type: ignore[assignment]
@@ -168,7 +168,7 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_service_pb2.CancelOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.Order, _abc.Awaitable[_order_pb2.Order]]:
-        """Cancels a PENDING order; FAILED_PRECONDITION in any other status
+        """Cancels a PENDING or OPEN order; FAILED_PRECONDITION in any other status
         (AIP-136: a custom method returns the resource).
         """
 

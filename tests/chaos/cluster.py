@@ -102,7 +102,8 @@ class Cluster:
     """With ``replicas`` > 1, every service and the tracker run that many
     times ("order-1", "order-2", ..., "tracker-1", ...), each server on its
     own port, and every client is given the list of a service's addresses.
-    ``env`` overrides settings for every part."""
+    ``env`` overrides settings for every part; ``triggers`` trigger parts
+    ("triggers-1", ...) run waiting orders."""
 
     def __init__(
         self,
@@ -111,6 +112,7 @@ class Cluster:
         workers: int = 2,
         replicas: int = 1,
         env: dict[str, str] | None = None,
+        triggers: int = 0,
     ) -> None:
         self.redis = RedisServer(workdir / "redis")
         self.chain_redis = RedisServer(workdir / "chain-redis")
@@ -165,6 +167,12 @@ class Cluster:
             {
                 f"worker-{i}": Part(f"worker-{i}", [py, "-m", "executor.main", "worker"])
                 for i in range(workers)
+            }
+        )
+        self.parts.update(
+            {
+                f"triggers-{i}": Part(f"triggers-{i}", [py, "-m", "executor.main", "triggers"])
+                for i in range(1, triggers + 1)
             }
         )
         for part in self.parts.values():

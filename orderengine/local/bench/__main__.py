@@ -26,6 +26,7 @@ from orderengine.local.bench.http_sections import http_section, seed_section
 from orderengine.local.bench.report import Report
 from orderengine.local.bench.running import Backing
 from orderengine.local.bench.stats import Figure
+from orderengine.local.bench.triggers_section import triggers_section
 from orderengine.local.bench.watch_section import watch_section
 
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> Report:
     sections = (
         set(args.only.split(","))
         if args.only
-        else {"ceiling", "accept", "e2e", "watch", "quote", "http", "seed"}
+        else {"ceiling", "accept", "e2e", "watch", "quote", "http", "seed", "triggers"}
     )
     worker_counts = [1, 2] if quick else [1, 2, 4]
     workdir = Path(tempfile.mkdtemp(prefix="orderengine-bench-"))
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> Report:
             http_section(report, backing, workdir, quick, rounds)
         if "seed" in sections:
             seed_section(report, backing, workdir, quick, rounds)
+        if "triggers" in sections:
+            triggers_section(report, backing, workdir, quick)
     finally:
         backing.close()
     return report
@@ -88,7 +91,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated sections: ceiling,accept,e2e,watch,quote,http,seed",
+        help="comma-separated sections: ceiling,accept,e2e,watch,quote,http,seed,triggers",
     )
     parser.add_argument(
         "--json",

@@ -23,6 +23,7 @@ GROUPS = (
     "ExecutionService",
     "workers",
     "tracker",
+    "triggers",
     "market flow",
     "Redis",
 )
