@@ -17,14 +17,15 @@ from fractions import Fraction
 from typing import ClassVar
 
 from orderengine.amounts import format_amount
-from orderengine.market.pools import Pool, PoolState, Venue, all_pools
+from orderengine.market.base import OutOfLiquidityError
+from orderengine.market.pools import Pool, PoolState, Venue, all_pools, quote
 from orderengine.market.routes import Leg, RouteError, RouteFill, apply_route, route_to_proto
 from orderengine.reasons import Reason
 from orderengine.swaps import SwapRequest
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2
 from router_service.legs import legs_for
-from router_service.paths import Path, PathFill, fill_paths, find_paths, path_spot, pool_ids_of
+from router_service.paths import Hop, Path, PathFill, fill_paths, find_paths, path_spot, pool_ids_of
 from router_service.split import DEFAULT_CHUNKS, alone_is_best, greedy_split
 
 
@@ -83,18 +84,30 @@ def route_swap(
     singles = _singles(paths, reserves, amount, at)
     if not singles:
         raise NoRouteError(f"no pool or pair of pools trades {src} for {dst} in this size")
-    best = singles[0]
-    chosen: tuple[list[Leg], RouteFill] | None = None
-    if len(paths) > 1 and not alone_is_best(best, paths, reserves, at, chunks):
-        chosen = _split(request, paths, reserves, at, chunks, better_than=best.amount_out)
-    if chosen is None:
-        # The best path's own legs: apply_route swaps them exactly as
-        # fill_paths priced them.
-        legs = _path_legs(best.path)
-        chosen = legs, apply_route(legs, src, dst, amount, dict(reserves), at)
-    legs, fill = chosen
+    legs, fill = _best(request, paths, singles, reserves, at, chunks)
     route = route_to_proto(fill, src, dst, amount, request.slippage_bps)
     return Routed(venue_quotes(request, paths, singles, reserves), legs, fill, route, singles)
+
+
+def _best(
+    request: SwapRequest,
+    paths: Sequence[Path],
+    singles: Sequence[PathFill],
+    reserves: Mapping[str, PoolState],
+    now: int,
+    chunks: int,
+) -> tuple[list[Leg], RouteFill]:
+    """The route that gives the most over ``paths``: the best single path
+    (``singles[0]``) or a split."""
+    best = singles[0]
+    if len(paths) > 1 and not alone_is_best(best, paths, reserves, now, chunks):
+        split = _split(request, paths, reserves, now, chunks, better_than=best.amount_out)
+        if split is not None:
+            return split
+    # The best path's own legs: apply_route swaps them exactly as fill_paths priced them.
+    legs = _path_legs(best.path)
+    src, dst = request.input_token, request.output_token
+    return legs, apply_route(legs, src, dst, request.amount_in, dict(reserves), now)
 
 
 def _split(
@@ -109,11 +122,28 @@ def _split(
     split = greedy_split(paths, reserves, request.amount_in, now, chunks)
     if split is None or split.paths_used < 2:
         return None
-    legs = legs_for(paths, split.pool_inputs, request.input_token)
+    src, dst, amount = request.input_token, request.output_token, request.amount_in
+
+    def takes(hop: Hop, amount: int) -> bool:
+        # Each pool is on one leg: the route finds it as read.
+        try:
+            quote(hop.pool, reserves[hop.pool.id], hop.input_token, amount, now)
+        except OutOfLiquidityError:
+            return False
+        return True
+
+    legs = legs_for(paths, split.pool_inputs, src, {src: amount}, takes)
     try:
-        fill = apply_route(
-            legs, request.input_token, request.output_token, request.amount_in, dict(reserves), now
-        )
+        firsts = [leg for leg in legs if leg.input_token == src]
+        if len(firsts) < len(legs):
+            # What the first legs buy of each intermediate token, swapped
+            # whole as the route swaps them: its legs share that out.
+            held = {src: amount}
+            for bought in apply_route(firsts, src, dst, amount, dict(reserves), now).fills:
+                token_out = bought.leg.output_token
+                held[token_out] = held.get(token_out, 0) + bought.amount_out
+            legs = legs_for(paths, split.pool_inputs, src, held, takes)
+        fill = apply_route(legs, src, dst, amount, dict(reserves), now)
     except RouteError:
         return None  # a pool cannot take its share whole
     return (legs, fill) if fill.amount_out > better_than else None
