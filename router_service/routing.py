@@ -27,6 +27,12 @@ from orderengine.v1 import market_pb2
 from router_service.legs import legs_for
 from router_service.paths import Hop, Path, PathFill, fill_paths, find_paths, path_spot, pool_ids_of
 from router_service.split import DEFAULT_CHUNKS, alone_is_best, greedy_split
+from router_service.transaction import (
+    ROUTE_UNITS_PER_LEG,
+    Transaction,
+    shapes,
+    transaction_of,
+)
 
 
 class NoRouteError(LookupError):
@@ -65,6 +71,8 @@ class Routed:
     route: market_pb2.Route
     # Every path's fill for the whole amount, best first (those that can take it).
     singles: list[PathFill]
+    # The transaction that carries the route.
+    transaction: Transaction
 
 
 def route_swap(
@@ -77,7 +85,7 @@ def route_swap(
     """Routes the request on the pools as ``reserves`` holds them, at unix
     time ``now`` (the wall clock when None), over ``paths`` (every one- and
     two-pool path when None). Raises NoRouteError when no path can take the
-    amount."""
+    amount, or no route one transaction can carry."""
     at = int(time.time()) if now is None else now
     src, dst, amount = request.input_token, request.output_token, request.amount_in
     paths = candidate_paths(request) if paths is None else paths
@@ -85,8 +93,13 @@ def route_swap(
     if not singles:
         raise NoRouteError(f"no pool or pair of pools trades {src} for {dst} in this size")
     legs, fill = _best(request, paths, singles, reserves, at, chunks)
+    transaction = transaction_of(fill, src, dst, _pools_of(paths), reserves)
+    if not transaction.fits:
+        legs, fill, transaction = _trimmed(request, paths, reserves, at, chunks, fill, transaction)
     route = route_to_proto(fill, src, dst, amount, request.slippage_bps)
-    return Routed(venue_quotes(request, paths, singles, reserves), legs, fill, route, singles)
+    return Routed(
+        venue_quotes(request, paths, singles, reserves), legs, fill, route, singles, transaction
+    )
 
 
 def _best(
@@ -108,6 +121,62 @@ def _best(
     legs = _path_legs(best.path)
     src, dst = request.input_token, request.output_token
     return legs, apply_route(legs, src, dst, request.amount_in, dict(reserves), now)
+
+
+def _trimmed(
+    request: SwapRequest,
+    paths: Sequence[Path],
+    reserves: Mapping[str, PoolState],
+    now: int,
+    chunks: int,
+    fill: RouteFill,
+    transaction: Transaction,
+) -> tuple[list[Leg], RouteFill, Transaction]:
+    """A route one transaction can carry, from one that no transaction can:
+    the pool whose leg gives the least per compute unit is left out and the
+    request routed again over the paths that remain, until the route fits.
+    NoRouteError when no path remains."""
+    src, dst, amount = request.input_token, request.output_token, request.amount_in
+    while True:
+        dropped = _least_per_unit(fill, src, dst, _pools_of(paths), reserves)
+        paths = [p for p in paths if dropped not in p.pool_ids]
+        singles = _singles(paths, reserves, amount, now)
+        if not singles:
+            raise NoRouteError(
+                f"no route for {src} to {dst} in this size fits one transaction: "
+                f"{transaction.refusal}"
+            )
+        legs, fill = _best(request, paths, singles, reserves, now, chunks)
+        transaction = transaction_of(fill, src, dst, _pools_of(paths), reserves)
+        if transaction.fits:
+            return legs, fill, transaction
+
+
+def _least_per_unit(
+    fill: RouteFill,
+    input_token: str,
+    output_token: str,
+    pools: Mapping[str, Pool],
+    reserves: Mapping[str, PoolState],
+) -> str:
+    """The pool whose leg adds the least output per compute unit it costs.
+    An intermediate token is worth what the legs that spend it get for it
+    (they pay out the output token: a path has two pools at most)."""
+    worth = {output_token: Fraction(1)}
+    for token_ in {f.leg.input_token for f in fill.fills} - {input_token}:
+        spending = [f for f in fill.fills if f.leg.input_token == token_]
+        worth[token_] = Fraction(
+            sum(f.amount_out for f in spending), sum(f.amount_in for f in spending)
+        )
+    units = {
+        shape.pool.id: shape.compute_units + ROUTE_UNITS_PER_LEG
+        for shape in shapes(fill, pools, reserves)
+    }
+    least = min(
+        fill.fills,
+        key=lambda f: f.amount_out * worth[f.leg.output_token] / units[f.leg.pool_id],
+    )
+    return least.leg.pool_id
 
 
 def _split(
@@ -147,6 +216,10 @@ def _split(
     except RouteError:
         return None  # a pool cannot take its share whole
     return (legs, fill) if fill.amount_out > better_than else None
+
+
+def _pools_of(paths: Sequence[Path]) -> dict[str, Pool]:
+    return {h.pool.id: h.pool for p in paths for h in p.hops}
 
 
 def _path_legs(path: Path) -> list[Leg]:
