@@ -133,6 +133,11 @@ class RouteJSON(CamelModel):
     amount_in: str
     amount_out: str
     min_amount_out: str = Field(description="the least the swap may give before it fails")
+    price_impact_pct: str = Field(
+        description="how far the route's output falls short of its legs at spot prices with no "
+        "fees, in percent; empty on a route quoted before it was reported",
+        examples=["0.2249"],
+    )
 
     @classmethod
     def of(cls, route: market_pb2.Route) -> RouteJSON:
@@ -143,6 +148,7 @@ class RouteJSON(CamelModel):
             amount_in=route.amount_in,
             amount_out=route.amount_out,
             min_amount_out=route.min_amount_out,
+            price_impact_pct=route.price_impact_pct,
         )
 
 

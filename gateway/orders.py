@@ -62,7 +62,10 @@ Stub = Annotated[OrdersStub, Depends(orders_stub)]
             "model": SubmitOrderReply,
             "description": "clientOrderId matched an earlier order: that order",
         },
-        409: _error("clientOrderId was used for an order with other parameters"),
+        409: _error(
+            "clientOrderId was used for an order with other parameters; or the route's price "
+            "impact is above the most allowed (`PRICE_IMPACT_TOO_HIGH`, field `amount`)"
+        ),
         **BAD_INPUT,
         **UNAVAILABLE,
     },
@@ -147,7 +150,10 @@ async def cancel_order(order_id: str, stub: Stub) -> OrderJSON:
     summary="What an order would get now, on each venue",
     responses={
         **BAD_INPUT,
-        409: _error("no route: no pool or pair of pools trades the pair in this size"),
+        409: _error(
+            "no route: no pool or pair of pools trades the pair in this size; or the route's "
+            "price impact is above the most allowed (`PRICE_IMPACT_TOO_HIGH`, field `amount`)"
+        ),
         **UNAVAILABLE,
     },
 )

@@ -70,7 +70,13 @@ async def create_order_server(address: str, settings: Settings) -> Server:
         )
         opened.callback(submissions.close)
         servicer = OrderServicer(
-            store, redis, submissions, hub, quote_service_pb2_grpc.QuoteServiceStub(quote_channel)
+            store,
+            redis,
+            submissions,
+            hub,
+            quote_service_pb2_grpc.QuoteServiceStub(quote_channel),
+            # At 100% QuoteService refuses no route: nothing to check at submit.
+            check_price_impact=settings.max_price_impact_pct < 100,
         )
         # Orders by status and the queue, on this process's /metrics.
         opened.callback(report_orders(store, submissions.queue))

@@ -20,6 +20,7 @@ import grpc
 from redis import Redis
 from sqlalchemy.exc import OperationalError
 
+from order_service.price_impact import PriceImpactCheck, refusal_of_call
 from order_service.rate_limit import retry_hint
 from order_service.submissions import (
     MAX_BATCH,
@@ -143,12 +144,15 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         submissions: Submissions,
         hub: WatchHub,
         quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub,
+        check_price_impact: bool = True,
     ) -> None:
         self.store = store
         self.redis = redis
         self.submissions = submissions
         self.hub = hub
         self.quotes = quotes
+        # SubmitOrder asks QuoteService for each order's price impact (None: not).
+        self.price_impact = PriceImpactCheck(quotes) if check_price_impact else None
 
     async def _blocking(
         self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: object
@@ -218,11 +222,51 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             item_id = request_ids[index] if index < len(request_ids) else None
             carried.append(call_carrier if item_id is None else {**call_carrier, HEADER: item_id})
             answers.append(None)
+        places = [index for index, answer in enumerate(answers) if answer is None]
+        if news and self.price_impact is not None:
+            refused = await self.price_impact.refusals(news)
+            if refused:
+                answered = await self._refused(requests, news, places, refused)
+                for index, answer in answered.items():
+                    answers[index] = answer
+                kept = [j for j in range(len(news)) if places[j] not in answered]
+                news = [news[j] for j in kept]
+                carried = [carried[j] for j in kept]
+                places = [places[j] for j in kept]
         outcomes = await self.submissions.submit_many(news, carried) if news else []
-        places = (index for index, answer in enumerate(answers) if answer is None)
         for index, new, outcome in zip(places, news, outcomes, strict=True):
             answers[index] = self._answer(requests[index], new, outcome)
         return cast(list[SubmitAnswer], answers)  # every place filled
+
+    async def _refused(
+        self,
+        requests: Sequence[order_service_pb2.SubmitOrderRequest],
+        news: Sequence[NewOrder],
+        places: Sequence[int],
+        refused: dict[int, ItemFailure],
+    ) -> dict[int, SubmitAnswer]:
+        """The answers (by request) to orders refused for their price impact:
+        the refusal, or, for a resubmission of a stored order (its
+        client_order_id), that order, as a full queue answers it."""
+        keys = {
+            (news[j].owner, news[j].client_order_id or "")
+            for j in refused
+            if news[j].client_order_id
+        }
+        found = {}
+        if keys:
+            try:
+                found = await asyncio.to_thread(self.store.by_client_ids, keys)
+            except OperationalError as exc:
+                log.warning("database unavailable: %s", exc.orig)
+        answers: dict[int, SubmitAnswer] = {}
+        for j, failure in refused.items():
+            index, new = places[j], news[j]
+            row = found.get((new.owner, new.client_order_id or ""))
+            answers[index] = (
+                failure if row is None else self._answer(requests[index], new, (row, False))
+            )
+        return answers
 
     def _answer(
         self,
@@ -306,6 +350,9 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 timeout=within_deadline(context, QUOTE_TIMEOUT_SECONDS),
             )
         except grpc.aio.AioRpcError as exc:
+            too_costly = refusal_of_call(exc)
+            if too_costly is not None:
+                await too_costly.abort(context)
             if exc.code() in (
                 grpc.StatusCode.INVALID_ARGUMENT,
                 grpc.StatusCode.FAILED_PRECONDITION,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from fractions import Fraction
 from typing import ClassVar
 
@@ -24,6 +23,7 @@ from orderengine.reasons import Reason
 from orderengine.swaps import SwapRequest
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2
+from router_service.impact import percent, price_impact, route_spot
 from router_service.legs import legs_for
 from router_service.paths import Hop, Path, PathFill, fill_paths, find_paths, path_spot, pool_ids_of
 from router_service.split import DEFAULT_CHUNKS, alone_is_best, greedy_split
@@ -73,6 +73,8 @@ class Routed:
     singles: list[PathFill]
     # The transaction that carries the route.
     transaction: Transaction
+    # The route's price impact (router_service.impact), 0.05 for 5%.
+    price_impact: Fraction
 
 
 def route_swap(
@@ -97,8 +99,18 @@ def route_swap(
     if not transaction.fits:
         legs, fill, transaction = _trimmed(request, paths, reserves, at, chunks, fill, transaction)
     route = route_to_proto(fill, src, dst, amount, request.slippage_bps)
+    impact = price_impact(
+        amount, fill.amount_out, route_spot(fill, src, dst, _pools_of(paths), reserves)
+    )
+    route.price_impact_pct = percent(impact)
     return Routed(
-        venue_quotes(request, paths, singles, reserves), legs, fill, route, singles, transaction
+        venue_quotes(request, paths, singles, reserves),
+        legs,
+        fill,
+        route,
+        singles,
+        transaction,
+        impact,
     )
 
 
@@ -268,7 +280,9 @@ def _venue_quote(
         amount_in=format_amount(fill.amount_in, src.decimals),
         amount_out=format_amount(fill.amount_out, dst.decimals),
         fee=format_amount(fee_in_input(fill), src.decimals),
-        price_impact_pct=price_impact_pct(fill, path_spot(fill.path, reserves)),
+        price_impact_pct=percent(
+            price_impact(fill.amount_in, fill.amount_out, path_spot(fill.path, reserves))
+        ),
     )
 
 
@@ -283,13 +297,3 @@ def fee_in_input(fill: PathFill) -> int:
             break
         rate *= Fraction(swap.amount_in, swap.amount_out)
     return int(total)
-
-
-def price_impact_pct(fill: PathFill, spot: Fraction) -> str:
-    """How far the fill's price falls short of the path's spot price (before
-    fees), in %."""
-    executed_over_spot = Decimal(fill.amount_out * spot.denominator) / Decimal(
-        fill.amount_in * spot.numerator
-    )
-    impact = (1 - executed_over_spot) * 100
-    return f"{impact.quantize(Decimal('0.0001')):f}"

@@ -344,6 +344,8 @@ def test_submit_order_does_not_wait_past_its_deadline(
         return write(self, news)
 
     monkeypatch.setattr(OrderStore, "submit_many", slow_write)
+    # No QuoteService here: SubmitOrder asks it nothing (no price impact limit).
+    monkeypatch.setenv("MAX_PRICE_IMPACT_PCT", "100")
     orders = loop.run(create_order_server("127.0.0.1:0", Settings()))
     try:
         with channel(

@@ -73,7 +73,7 @@ def test_submit_returns_at_once_with_a_stored_pending_order(services: Services) 
 
 
 def test_the_largest_u64_amount_is_an_order_stored_exactly(
-    services: Services, store: OrderStore
+    no_price_impact_limit: None, services: Services, store: OrderStore
 ) -> None:
     """SPL amounts are u64: 2**64 - 1 base units (SOL has 9 decimals) is
     taken and read back to the last digit; one more is refused naming the
