@@ -30,7 +30,11 @@ start from what each path had less one chunk of the pass before (for
 concave outputs the finer optimum gives every path at least that much), so
 each pass hands out about ``factor`` chunks per path in use, not all of
 them. With the defaults (passes of 10, 100 then 200 chunks) the split is
-in half percents for one or two hundred quotes."""
+in half percents for one or two hundred quotes.
+
+Long on purpose: the greedy is one method, read as one, from how a chunk
+is priced and where a pool's capacity cuts one, through the lazy choice of
+the next path and the passes, to the test that skips it all."""
 
 from __future__ import annotations
 
