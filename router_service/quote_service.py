@@ -38,7 +38,7 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
         self.pools = PoolReader(redis)
         # A route whose price impact is above this, in percent, is refused.
         self.max_price_impact_pct = max_price_impact_pct
-        self._most_impact = Fraction(max_price_impact_pct) / 100
+        self._most_pct = Fraction(max_price_impact_pct)
 
     async def GetQuote(
         self, request: quote_service_pb2.GetQuoteRequest, context: grpc.aio.ServicerContext
@@ -107,7 +107,7 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
                 )
                 continue
             quote_priced(read_seconds + time.perf_counter() - routing_began)
-            if routed.price_impact > self._most_impact:
+            if routed.price_impact.above(self._most_pct):
                 answers.append(self._too_much_impact(routed.route.price_impact_pct))
                 continue
             answers.append(

@@ -23,9 +23,17 @@ from orderengine.reasons import Reason
 from orderengine.swaps import SwapRequest
 from orderengine.tokens import token
 from orderengine.v1 import market_pb2
-from router_service.impact import percent, price_impact, route_spot
+from router_service.impact import PriceImpact, Spots
 from router_service.legs import legs_for
-from router_service.paths import Hop, Path, PathFill, fill_paths, find_paths, path_spot, pool_ids_of
+from router_service.paths import (
+    Hop,
+    Path,
+    PathFill,
+    fill_paths,
+    find_paths,
+    pool_ids_of,
+    surely_takes,
+)
 from router_service.split import DEFAULT_CHUNKS, alone_is_best, greedy_split
 from router_service.transaction import (
     ROUTE_UNITS_PER_LEG,
@@ -73,8 +81,8 @@ class Routed:
     singles: list[PathFill]
     # The transaction that carries the route.
     transaction: Transaction
-    # The route's price impact (router_service.impact), 0.05 for 5%.
-    price_impact: Fraction
+    # The route's price impact (router_service.impact).
+    price_impact: PriceImpact
 
 
 def route_swap(
@@ -99,12 +107,11 @@ def route_swap(
     if not transaction.fits:
         legs, fill, transaction = _trimmed(request, paths, reserves, at, chunks, fill, transaction)
     route = route_to_proto(fill, src, dst, amount, request.slippage_bps)
-    impact = price_impact(
-        amount, fill.amount_out, route_spot(fill, src, dst, _pools_of(paths), reserves)
-    )
-    route.price_impact_pct = percent(impact)
+    spots = Spots(reserves)
+    impact = PriceImpact(amount, fill.amount_out, spots.route(fill, src, dst, _pools_of(paths)))
+    route.price_impact_pct = impact.percent()
     return Routed(
-        venue_quotes(request, paths, singles, reserves),
+        venue_quotes(request, paths, singles, spots),
         legs,
         fill,
         route,
@@ -207,18 +214,30 @@ def _split(
 
     def takes(hop: Hop, amount: int) -> bool:
         # Each pool is on one leg: the route finds it as read.
+        state = reserves[hop.pool.id]
+        if surely_takes(hop, state, amount):
+            return True
         try:
-            quote(hop.pool, reserves[hop.pool.id], hop.input_token, amount, now)
+            quote(hop.pool, state, hop.input_token, amount, now)
         except OutOfLiquidityError:
             return False
         return True
 
     legs = legs_for(paths, split.pool_inputs, src, {src: amount}, takes)
+    hops = {h.pool.id: h for p in paths for h in p.hops}
+    onward = [leg for leg in legs if leg.input_token != src]
     try:
         firsts = [leg for leg in legs if leg.input_token == src]
-        if len(firsts) < len(legs):
-            # What the first legs buy of each intermediate token, swapped
-            # whole as the route swaps them: its legs share that out.
+        # A pool that sells an intermediate token on and may be near its
+        # capacity needs its share of what the route will hold exactly:
+        # what the first legs buy, swapped whole (each a basis point off
+        # the split at most, and rounding otherwise than its pieces).
+        if any(
+            not surely_takes(
+                hops[leg.pool_id], reserves[leg.pool_id], split.pool_inputs[leg.pool_id] * 2
+            )
+            for leg in onward
+        ):
             held = {src: amount}
             for bought in apply_route(firsts, src, dst, amount, dict(reserves), now).fills:
                 token_out = bought.leg.output_token
@@ -252,7 +271,7 @@ def venue_quotes(
     request: SwapRequest,
     paths: Sequence[Path],
     singles: Sequence[PathFill],
-    reserves: Mapping[str, PoolState],
+    spots: Spots,
 ) -> list[market_pb2.VenueQuote]:
     """One quote per venue, best first: its best direct pool for the whole
     amount or, where the venue has no pool for the pair, its best two-hop
@@ -265,12 +284,10 @@ def venue_quotes(
             continue
         if (len(fill.path.hops) == 1) == (venue in has_direct):
             quotes[venue] = fill
-    return [_venue_quote(request, f, reserves) for f in quotes.values()]
+    return [_venue_quote(request, f, spots) for f in quotes.values()]
 
 
-def _venue_quote(
-    request: SwapRequest, fill: PathFill, reserves: Mapping[str, PoolState]
-) -> market_pb2.VenueQuote:
+def _venue_quote(request: SwapRequest, fill: PathFill, spots: Spots) -> market_pb2.VenueQuote:
     src, dst = token(request.input_token), token(request.output_token)
     venue = fill.path.venue
     assert venue is not None
@@ -280,9 +297,9 @@ def _venue_quote(
         amount_in=format_amount(fill.amount_in, src.decimals),
         amount_out=format_amount(fill.amount_out, dst.decimals),
         fee=format_amount(fee_in_input(fill), src.decimals),
-        price_impact_pct=percent(
-            price_impact(fill.amount_in, fill.amount_out, path_spot(fill.path, reserves))
-        ),
+        price_impact_pct=PriceImpact(
+            fill.amount_in, fill.amount_out, spots.path(fill.path)
+        ).percent(),
     )
 
 

@@ -75,37 +75,31 @@ class _Running:
     def __init__(self, states: Mapping[str, PoolState], now: int) -> None:
         self.read = states
         self.states = dict(states)
-        self.given = dict.fromkeys(states, 0)  # input so far, per pool
-        self.paid = dict.fromkeys(states, 0)  # what it gave for it
-        self.fees = dict.fromkeys(states, 0)
         self.version = dict.fromkeys(states, 0)
+        # Per constant-product pool: (input, output, fee) of all it was given.
+        self.whole: dict[str, tuple[int, int, int]] = {}
         self.now = now
         self._memo: dict[tuple[str, int, str, int], Swap[PoolState] | None] = {}
 
     def swap(self, hop: Hop, amount: int) -> Swap[PoolState] | None:
         """What ``amount`` more gives on the hop's pool, and the pool after."""
-        pool_id = hop.pool.id
+        pool = hop.pool
+        pool_id = pool.id
         key = (pool_id, self.version[pool_id], hop.input_token, amount)
-        if key not in self._memo:
-            self._memo[key] = self._price(hop, amount)
-        return self._memo[key]
-
-    def _price(self, hop: Hop, amount: int) -> Swap[PoolState] | None:
-        pool, pool_id = hop.pool, hop.pool.id
+        if key in self._memo:
+            return self._memo[key]
+        priced: Swap[PoolState] | None
         try:
-            if not isinstance(pool, CpmmPool):
-                return quote(pool, self.states[pool_id], hop.input_token, amount, self.now)
-            whole = quote(
-                pool, self.read[pool_id], hop.input_token, self.given[pool_id] + amount, self.now
-            )
+            if isinstance(pool, CpmmPool):
+                given, paid, fees = self.whole.get(pool_id, (0, 0, 0))
+                whole = quote(pool, self.read[pool_id], hop.input_token, given + amount, self.now)
+                priced = Swap(amount, whole.amount_out - paid, whole.fee - fees, whole.state)
+            else:
+                priced = quote(pool, self.states[pool_id], hop.input_token, amount, self.now)
         except OutOfLiquidityError:
-            return None
-        return Swap(
-            amount,
-            whole.amount_out - self.paid[pool_id],
-            whole.fee - self.fees[pool_id],
-            whole.state,
-        )
+            priced = None
+        self._memo[key] = priced
+        return priced
 
     def along(self, path: Path, amount: int) -> tuple[int, tuple[Swap[PoolState], ...]] | None:
         """``amount`` down the path on the states now; None when it cannot go."""
@@ -121,12 +115,17 @@ class _Running:
         return amount, tuple(swaps)
 
     def commit(self, path: Path, swaps: tuple[Swap[PoolState], ...]) -> None:
-        for pool_id, swap in zip(path.pool_ids, swaps, strict=True):
+        for hop, swap in zip(path.hops, swaps, strict=True):
+            pool_id = hop.pool.id
             self.states[pool_id] = swap.state
-            self.given[pool_id] += swap.amount_in
-            self.paid[pool_id] += swap.amount_out
-            self.fees[pool_id] += swap.fee
             self.version[pool_id] += 1
+            if isinstance(hop.pool, CpmmPool):
+                given, paid, fees = self.whole.get(pool_id, (0, 0, 0))
+                self.whole[pool_id] = (
+                    given + swap.amount_in,
+                    paid + swap.amount_out,
+                    fees + swap.fee,
+                )
 
 
 @dataclass
@@ -152,9 +151,11 @@ class _Branch:
         return self.priced_for == size
 
     def rate(self) -> int:
-        """What its next chunk gives per unit in, scaled to an integer: the
-        part of a chunk that fits a pool's last room is smaller than a chunk."""
-        return (self.next_out << 64) // self.next_in
+        """What its next chunk gives, scaled to a whole chunk: the part of a
+        chunk that fits a pool's last room is smaller than a chunk."""
+        if self.next_in == self.priced_for:
+            return self.next_out
+        return self.next_out * self.priced_for // self.next_in
 
     def refresh(self, running: _Running, size: int, parts: bool) -> None:
         """Prices the next chunk of ``size``; or, with ``parts``, when it

@@ -100,25 +100,45 @@ class LegShape:
     def accounts(self) -> list[tuple[str, ...]]:
         """The accounts of the venue's swap instruction, its program first,
         as keys naming what each account is (one key, one account)."""
-        pool, tokens = self.pool, (self.input_token, self.output_token)
-        owner = [("owner",), *(("token account", t) for t in tokens)]
-        mints = [("mint", t) for t in tokens]
-        if isinstance(pool, CpmmPool):
-            program = ("program", "raydium-cp-swap")
-            return [
-                program,
-                *owner,
-                ("raydium-cp-swap authority",),
-                ("amm config", str(pool.fee_rate)),
-                ("pool", pool.id),
-                *(("vault", pool.id, t) for t in tokens),
-                ("program", "token"),
-                *mints,
-                ("observation", pool.id),
-            ]
-        program = ("program", "meteora-dlmm")
-        return [
-            program,
+        static = _static_accounts(self.pool, self.input_token, self.output_token)
+        if not self.bins:
+            return list(static)
+        return [*static, *(("bin array", self.pool.id, str(i)) for i in self.bin_arrays)]
+
+    @property
+    def instruction_accounts(self) -> int:
+        """Account indexes the leg adds to the route instruction."""
+        base = CPMM_SWAP_ACCOUNTS if isinstance(self.pool, CpmmPool) else DLMM_SWAP_ACCOUNTS
+        return 1 + base + len(self.bin_arrays)
+
+
+def _static_accounts(
+    pool: Pool, input_token: str, output_token: str
+) -> tuple[tuple[str, ...], ...]:
+    """A leg's accounts but its bin arrays: the same for every swap on the
+    pool in that direction (a route is measured on every quote)."""
+    key = (pool.id, input_token, output_token)
+    found = _STATIC.get(key)
+    if found is not None:
+        return found
+    tokens = (input_token, output_token)
+    owner = [("owner",), *(("token account", t) for t in tokens)]
+    mints = [("mint", t) for t in tokens]
+    if isinstance(pool, CpmmPool):
+        accounts = [
+            ("program", "raydium-cp-swap"),
+            *owner,
+            ("raydium-cp-swap authority",),
+            ("amm config", str(pool.fee_rate)),
+            ("pool", pool.id),
+            *(("vault", pool.id, t) for t in tokens),
+            ("program", "token"),
+            *mints,
+            ("observation", pool.id),
+        ]
+    else:
+        accounts = [
+            ("program", "meteora-dlmm"),
             ("pool", pool.id),
             *(("vault", pool.id, t) for t in (pool.token_a, pool.token_b)),
             *owner,
@@ -126,14 +146,12 @@ class LegShape:
             *mints,
             ("oracle", pool.id),
             ("meteora-dlmm event authority",),
-            *(("bin array", pool.id, str(i)) for i in self.bin_arrays),
         ]
+    _STATIC[key] = tuple(accounts)
+    return _STATIC[key]
 
-    @property
-    def instruction_accounts(self) -> int:
-        """Account indexes the leg adds to the route instruction."""
-        base = CPMM_SWAP_ACCOUNTS if isinstance(self.pool, CpmmPool) else DLMM_SWAP_ACCOUNTS
-        return 1 + base + len(self.bin_arrays)
+
+_STATIC: dict[tuple[str, str, str], tuple[tuple[str, ...], ...]] = {}
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from orderengine.store.changes import NewOrder
 from orderengine.store.orders import OrderStore
 from orderengine.swaps import parse_swap
 from orderengine.v1 import order_service_pb2, quote_service_pb2
+from router_service.impact import PriceImpact
 from router_service.paths import find_paths
 from router_service.routing import route_swap
 from tests.conftest import OWNER, GatewayServer, Processes, Services, auth
@@ -83,7 +84,7 @@ def test_a_split_route_is_measured_against_its_legs_at_spot_prices() -> None:
     # Roughly: 84,000 / 139.6 + 116,000 / 140 = 1,430.29 SOL at spot, and
     # 1 - 1,421.72 / 1,430.29 = 0.60%.
     assert routed.route.price_impact_pct == "0.6009"
-    assert routed.price_impact == impact
+    assert routed.price_impact.value == impact
 
 
 def test_a_route_down_one_path_is_measured_against_the_product_of_its_spots() -> None:
@@ -116,6 +117,16 @@ def test_a_venue_s_route_has_its_quote_s_impact() -> None:
     (quote,) = routed.quotes
     assert quote.pool_id == "raydium-jup-sol>raydium-sol-usdc"
     assert routed.route.price_impact_pct == quote.price_impact_pct
+
+
+def test_the_maximum_is_inclusive() -> None:
+    # 85 of 100 at a spot of 1: exactly 15% lost, not above 15%; 84: above.
+    assert not PriceImpact(100, 85, Fraction(1)).above(Fraction(15))
+    assert PriceImpact(100, 84, Fraction(1)).above(Fraction(15))
+    assert PriceImpact(100, 84, Fraction(1)).percent() == "16.0000"
+    # A spot of 3/2: 150 at spot, 127 is 15.33% short.
+    assert PriceImpact(100, 127, Fraction(3, 2)).above(Fraction(153, 10))
+    assert not PriceImpact(100, 127, Fraction(3, 2)).above(Fraction(154, 10))
 
 
 # -- the refusal --------------------------------------------------------------------
