@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 
 import pytest
@@ -229,3 +230,4 @@ def test_a_route_is_within_a_basis_point_of_the_brute_force_optimum(
     routed = route_swap(request, states, NOW)
 
     assert routed.fill.amount_out >= best * (1 - Fraction(1, 10**4))
+    assert Decimal(routed.route.price_impact_pct) <= 30
