@@ -42,6 +42,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 from orderengine.market.base import OutOfLiquidityError, Swap
 from orderengine.market.pools import CpmmPool, PoolState, quote
@@ -55,6 +56,16 @@ from router_service.paths import Hop, Path, PathFill, rate_ceiling
 DEFAULT_CHUNKS = 200
 FIRST_CHUNKS = 10
 REFINE_FACTOR = 10
+
+
+class Piece(NamedTuple):
+    """What a chunk more does on one pool: in, out, the fee, the pool after.
+    A Swap but lighter: the greedy makes tens of thousands a second."""
+
+    amount_in: int
+    amount_out: int
+    fee: int
+    state: PoolState
 
 
 class _Running:
@@ -79,21 +90,21 @@ class _Running:
         # Per constant-product pool: (input, output, fee) of all it was given.
         self.whole: dict[str, tuple[int, int, int]] = {}
         self.now = now
-        self._memo: dict[tuple[str, int, str, int], Swap[PoolState] | None] = {}
+        self._memo: dict[tuple[str, int, str, int], Piece | Swap[PoolState] | None] = {}
 
-    def swap(self, hop: Hop, amount: int) -> Swap[PoolState] | None:
+    def swap(self, hop: Hop, amount: int) -> Piece | Swap[PoolState] | None:
         """What ``amount`` more gives on the hop's pool, and the pool after."""
         pool = hop.pool
         pool_id = pool.id
         key = (pool_id, self.version[pool_id], hop.input_token, amount)
         if key in self._memo:
             return self._memo[key]
-        priced: Swap[PoolState] | None
+        priced: Piece | Swap[PoolState] | None
         try:
             if isinstance(pool, CpmmPool):
                 given, paid, fees = self.whole.get(pool_id, (0, 0, 0))
                 whole = quote(pool, self.read[pool_id], hop.input_token, given + amount, self.now)
-                priced = Swap(amount, whole.amount_out - paid, whole.fee - fees, whole.state)
+                priced = Piece(amount, whole.amount_out - paid, whole.fee - fees, whole.state)
             else:
                 priced = quote(pool, self.states[pool_id], hop.input_token, amount, self.now)
         except OutOfLiquidityError:
@@ -101,7 +112,9 @@ class _Running:
         self._memo[key] = priced
         return priced
 
-    def along(self, path: Path, amount: int) -> tuple[int, tuple[Swap[PoolState], ...]] | None:
+    def along(
+        self, path: Path, amount: int
+    ) -> tuple[int, tuple[Piece | Swap[PoolState], ...]] | None:
         """``amount`` down the path on the states now; None when it cannot go."""
         swaps = []
         for hop in path.hops:
@@ -114,7 +127,7 @@ class _Running:
             amount = swap.amount_out
         return amount, tuple(swaps)
 
-    def commit(self, path: Path, swaps: tuple[Swap[PoolState], ...]) -> None:
+    def commit(self, path: Path, swaps: tuple[Piece | Swap[PoolState], ...]) -> None:
         for hop, swap in zip(path.hops, swaps, strict=True):
             pool_id = hop.pool.id
             self.states[pool_id] = swap.state
@@ -137,7 +150,7 @@ class _Branch:
     amount: int = 0  # what it was given so far
     next_in: int = 0  # its next chunk: the chunk asked for, or the part of it that fits
     next_out: int = -1  # what its next chunk would give; -1: it cannot take one
-    next_swaps: tuple[Swap[PoolState], ...] = ()
+    next_swaps: tuple[Piece | Swap[PoolState], ...] = ()
     priced_for: int = 0  # the chunk next_out is for; 0: not priced since a pool moved
     # The least input known not to fit the path (0: none known), the part
     # of a chunk found to fit below it, and whether the path took such a
@@ -231,7 +244,7 @@ class _Level:
         self.pool_inputs: dict[str, int] = {}
         self.amount_out = 0
 
-    def give(self, branch: _Branch, out: int, swaps: tuple[Swap[PoolState], ...]) -> None:
+    def give(self, branch: _Branch, out: int, swaps: tuple[Piece | Swap[PoolState], ...]) -> None:
         self.running.commit(branch.path, swaps)
         for pool_id in branch.path.pool_ids:
             for other in self.through[pool_id]:
