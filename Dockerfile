@@ -5,12 +5,13 @@ FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Dependencies first, so code changes do not re-download them.
+# Dependencies first, so code changes do not re-download them: the server's,
+# but the client distribution, which is ./client (installed with it below).
 COPY pyproject.toml ./
-RUN /opt/venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
+RUN /opt/venv/bin/python -c 'import tomllib; print("\n".join(d for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"] if not d.startswith("orderengine-client")))' > /tmp/requirements.txt \
  && /opt/venv/bin/pip install -r /tmp/requirements.txt
 COPY . .
-RUN /opt/venv/bin/pip install --no-deps .
+RUN /opt/venv/bin/pip install --no-deps ./client .
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \

@@ -26,16 +26,23 @@ RUN_ARGS ?=
 REPLICAS ?= 1
 BENCH_ARGS ?=
 
-.PHONY: help install protos check-protos buf-lint lint format test chaos bench run compose-check clean node-client screenshot
+.PHONY: help install protos check-protos buf-lint lint format test chaos bench run compose-check k8s-check clean node-client screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## create .venv and pip install -e '.[dev]' (again when pyproject.toml changes)
+install: $(STAMP) ## create .venv and pip install -e ./client -e '.[dev]' (again when either pyproject.toml changes)
 
-$(STAMP): pyproject.toml
+# The client distribution (client/) and the server's, editable, in one pip
+# call so that the server's requirement of the client is met by this one.
+# pip shows what it downloads and installs: the first time takes a minute or two.
+$(STAMP): pyproject.toml client/pyproject.toml orderengine/client/version.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	$(PY) -m pip install --disable-pip-version-check -e ./client -e '.[dev]'
+	@# A .venv from before the split: removing the old orderengine took the
+	@# console script the client had just written. Put it back.
+	@test -x $(VENV)/bin/orderengine || $(PY) -m pip install --disable-pip-version-check \
+	  -q --no-deps --force-reinstall -e ./client
 	@touch $@
 
 protos: $(STAMP) ## regenerate orderengine/v1/ from protos/
@@ -99,7 +106,25 @@ compose-check: ## validate docker-compose.yml (no engine needed)
 	fi
 	@echo "docker-compose.yml is valid"
 
+K8S := deploy/k8s
+K8S_FILES := $(filter-out %/kustomization.yaml,$(wildcard $(K8S)/*.yaml))
+# The oldest Kubernetes the manifests are for, and the newest the pinned schemas know.
+K8S_VERSIONS := 1.30 1.37
+
+k8s-check: $(STAMP) ## validate the Kubernetes manifests against the API schemas (offline), and what kustomize renders when kubectl is here
+	$(VENV)/bin/kubernetes-validate --strict --quiet $(foreach v,$(K8S_VERSIONS),-k $(v)) $(K8S_FILES)
+	@if command -v kubectl >/dev/null 2>&1; then \
+	  for version in $(K8S_VERSIONS); do \
+	    echo "kubectl kustomize $(K8S) | kubernetes-validate --strict --quiet -k $$version -"; \
+	    kubectl kustomize $(K8S) | $(VENV)/bin/kubernetes-validate --strict --quiet -k $$version -; \
+	  done; \
+	else \
+	  echo "no kubectl: the kustomization itself is checked by tests/test_k8s.py where it is"; \
+	fi
+	@echo "$(K8S) is valid"
+
 clean: ## remove .venv, .tools, caches and runtime state (var/, artifacts/)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist var artifacts *.egg-info
+	rm -rf client/build client/*.egg-info
 	rm -rf tests/node/node_modules
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -17,9 +17,10 @@ from redis.asyncio import Redis
 
 from executor.chain.chain import Chain
 from executor.chain.execution_service import ExecutionServicer
+from executor.chain.faucet import FaucetLimits
 from executor.chain.faults import FailureRates, Faults
 from executor.driver import tracker, worker
-from orderengine.mesh.auth import InternalTokenGuard
+from orderengine.mesh.auth import InternalTokenGuard, exit_on_placeholder_token
 from orderengine.mesh.channels import EXECUTION_SERVICE
 from orderengine.mesh.serving import Server, Service, create_server, serve
 from orderengine.observability.logs import configure_logging
@@ -31,6 +32,7 @@ from orderengine.v1 import execution_service_pb2_grpc
 async def create_execution_server(address: str, settings: Settings) -> Server:
     # Internal: only the engine's own services (raises without INTERNAL_TOKEN).
     internal_only = InternalTokenGuard(settings.internal_token)
+    faucet = FaucetLimits.from_settings(settings)  # a bad limit stops the start here
     # Closed in reverse order, by the server once it stops, or here if it
     # never starts.
     async with AsyncExitStack() as opened:
@@ -55,7 +57,7 @@ async def create_execution_server(address: str, settings: Settings) -> Server:
                 Service(
                     EXECUTION_SERVICE,
                     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server,
-                    ExecutionServicer(chain),
+                    ExecutionServicer(chain, faucet),
                 ),
             ],
             internal_only,
@@ -80,11 +82,13 @@ def main() -> None:
     parser.add_argument("part", choices=["chain", "worker", "tracker"])
     parser.add_argument("--burst", action="store_true", help="worker: stop when the queue is empty")
     args = parser.parse_args()
-    configure_logging(
-        {"chain": "execution-service", "worker": "executor-worker", "tracker": "executor-tracker"}[
-            args.part
-        ]
-    )
+    process = {
+        "chain": "execution-service",
+        "worker": "executor-worker",
+        "tracker": "executor-tracker",
+    }[args.part]
+    configure_logging(process)
+    exit_on_placeholder_token(process)
     serve_metrics(Settings(), f"executor {args.part}")
     if args.part == "chain":
         asyncio.run(serve("ExecutionService", create_execution_server, "EXECUTION_SERVICE"))

@@ -1,5 +1,5 @@
 """The FastAPI app: the HTTP API, the WebSocket, /healthz, the OpenAPI
-document (/openapi.json, /docs) and the page at /."""
+document (/openapi.json, /docs, /redoc) and the page at /."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import errors, health, orders, watch
+from gateway import docs, errors, health, orders, wallet, watch
 from gateway.limits import BodySizeLimit
 from gateway.submit import SubmitFastPath
 from gateway.upstream import Upstream
+from orderengine.client.version import VERSION
 from orderengine.observability.http_requests import ObservedRequests
 from orderengine.observability.metrics import exposition
 from orderengine.settings import Settings
@@ -119,10 +120,13 @@ def create_app(
 
     app = GatewayApp(
         title="Order engine gateway",
-        version="1.0.0",
+        version=VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
         strict_content_type=False,
+        # Served from the package instead (gateway/docs.py): FastAPI's load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.resume_seconds = resume_seconds
     errors.install(app)
@@ -139,6 +143,7 @@ def create_app(
     # Outermost: every answer carries its X-Request-Id and is logged.
     app.add_middleware(ObservedRequests)
     app.include_router(orders.router)
+    app.include_router(wallet.router)
     app.include_router(watch.router)
     app.include_router(health.router)
 
@@ -153,6 +158,7 @@ def create_app(
         return Response(body, media_type=content_type)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    docs.install(app)
     _finish_document(app)
     return app
 

@@ -39,6 +39,16 @@ HTTP_STATUS = {
 BAD_GATEWAY = 502
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
+# OrderService tells a caller without a key which gRPC metadata to send; an
+# HTTP caller is told of the header the gateway reads it from (gateway/upstream.py).
+MISSING_KEY_REASON = "API_KEY_MISSING"
+MISSING_KEY_MESSAGE = (
+    "missing API key: send the header 'Authorization: Bearer <key>' "
+    "(orderengine keys create NAME makes one)"
+)
+# What every 401 names, as HTTP asks (RFC 9110, 15.5.2): how to authenticate.
+WWW_AUTHENTICATE = 'Bearer realm="orderengine"'
+
 
 class ErrorDetail(BaseModel):
     code: str
@@ -83,6 +93,8 @@ class RpcFailure:
         for key, value in metadata:
             if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
                 self._read_details(status_pb2.Status.FromString(value))
+        if self.code is grpc.StatusCode.UNAUTHENTICATED and self.reason == MISSING_KEY_REASON:
+            self.message = MISSING_KEY_MESSAGE
 
     def _read_details(self, status: status_pb2.Status) -> None:
         for detail in status.details:
@@ -109,6 +121,8 @@ class RpcFailure:
         headers = {}
         if self.code is grpc.StatusCode.RESOURCE_EXHAUSTED and self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
+        if self.code is grpc.StatusCode.UNAUTHENTICATED:
+            headers["WWW-Authenticate"] = WWW_AUTHENTICATE
         return error_response(
             self.http_status, self.code.name, self.message, self.field, self.reason, headers
         )

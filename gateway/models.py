@@ -7,14 +7,17 @@ signature is ``txHash``, the seed's name for it."""
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Annotated, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Self
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic.alias_generators import to_camel
 
 from gateway.amounts import Amount
-from orderengine.v1 import market_pb2, order_pb2, order_service_pb2
+from orderengine.client.route_figures import PRICE_DIGITS, decimal_text, leg_shares, price
+from orderengine.v1 import market_pb2, order_pb2, order_service_pb2, wallet_pb2
 
 UINT32_MAX = 2**32 - 1
 
@@ -35,6 +38,13 @@ class CamelModel(BaseModel):
         validate_by_alias=True,
         serialize_by_alias=True,
     )
+
+    @classmethod
+    def copied(cls, message: Message, **converted: Any) -> Self:
+        """The model of ``message``: the fields ``converted`` gives as given,
+        every other one copied from the message's field of the same name."""
+        names = message.DESCRIPTOR.fields_by_name.keys() & cls.model_fields.keys()
+        return cls(**{n: getattr(message, n) for n in names - converted.keys()}, **converted)
 
 
 def status_name(value: int) -> str:
@@ -72,6 +82,24 @@ class SubmitOrderBody(CamelModel):
     client_order_id: str | None = Field(
         None, description="a resubmission with the same id returns the first order"
     )
+    priority_fee: Amount | None = Field(
+        None,
+        description="SOL paid on top of the network fee (0.000005 SOL) by each attempt "
+        "the chain processes; at most 1",
+        examples=["0.0001"],
+    )
+
+
+class AirdropBody(CamelModel):
+    """What to fund the caller's wallet with from the chain's faucet."""
+
+    model_config = ConfigDict(validate_by_name=False)
+
+    token: str = Field(description="token symbol", examples=["SOL"])
+    amount: Amount
+    request_id: str | None = Field(
+        None, description="a resend with the same id within a day airdrops nothing more"
+    )
 
 
 # -- responses ----------------------------------------------------------------
@@ -92,14 +120,7 @@ class VenueQuoteJSON(CamelModel):
 
     @classmethod
     def of(cls, quote: market_pb2.VenueQuote) -> VenueQuoteJSON:
-        return cls(
-            venue=venue_name(quote.venue),
-            pool_id=quote.pool_id,
-            amount_in=quote.amount_in,
-            amount_out=quote.amount_out,
-            fee=quote.fee,
-            price_impact_pct=quote.price_impact_pct,
-        )
+        return cls.copied(quote, venue=venue_name(quote.venue))
 
 
 class RouteLegJSON(CamelModel):
@@ -110,20 +131,19 @@ class RouteLegJSON(CamelModel):
     amount_in: str
     amount_out: str
     fee: str
-    share_bps: int
+    share_bps: int = Field(
+        description="the share of the input token held at this point of the route that the "
+        "leg swaps, as the chain applies it (the last leg on a token takes the rest)"
+    )
+    share_pct: str = Field(
+        description="the leg's share of all the route spends of its input token, in percent; "
+        "the legs on one token add up to 100.00",
+        examples=["43.00"],
+    )
 
     @classmethod
-    def of(cls, leg: market_pb2.RouteLeg) -> RouteLegJSON:
-        return cls(
-            venue=venue_name(leg.venue),
-            pool_id=leg.pool_id,
-            input_token=leg.input_token,
-            output_token=leg.output_token,
-            amount_in=leg.amount_in,
-            amount_out=leg.amount_out,
-            fee=leg.fee,
-            share_bps=leg.share_bps,
-        )
+    def of(cls, leg: market_pb2.RouteLeg, share: Decimal) -> RouteLegJSON:
+        return cls.copied(leg, venue=venue_name(leg.venue), share_pct=str(share))
 
 
 class RouteJSON(CamelModel):
@@ -133,6 +153,16 @@ class RouteJSON(CamelModel):
     amount_in: str
     amount_out: str
     min_amount_out: str = Field(description="the least the swap may give before it fails")
+    price: str = Field(
+        description=f"output tokens one input token gets on this route (amountOut / amountIn), "
+        f"to {PRICE_DIGITS} significant digits",
+        examples=["139.038"],
+    )
+    inverse_price: str = Field(
+        description="input tokens one output token costs (amountIn / amountOut), "
+        f"to {PRICE_DIGITS} significant digits",
+        examples=["0.00719227"],
+    )
     price_impact_pct: str = Field(
         description="how far the route's output falls short of its legs at spot prices with no "
         "fees, in percent; empty on a route quoted before it was reported",
@@ -141,14 +171,14 @@ class RouteJSON(CamelModel):
 
     @classmethod
     def of(cls, route: market_pb2.Route) -> RouteJSON:
-        return cls(
-            legs=[RouteLegJSON.of(leg) for leg in route.legs],
-            input_token=route.input_token,
-            output_token=route.output_token,
-            amount_in=route.amount_in,
-            amount_out=route.amount_out,
-            min_amount_out=route.min_amount_out,
-            price_impact_pct=route.price_impact_pct,
+        return cls.copied(
+            route,
+            legs=[
+                RouteLegJSON.of(leg, share)
+                for leg, share in zip(route.legs, leg_shares(route), strict=True)
+            ],
+            price=decimal_text(price(route.amount_in, route.amount_out)),
+            inverse_price=decimal_text(price(route.amount_out, route.amount_in)),
         )
 
 
@@ -179,26 +209,43 @@ class OrderJSON(CamelModel):
     amount_out: str | None = Field(description="what the swap gave, once CONFIRMED")
     failure_reason: str | None
     last_sequence: int
+    priority_fee: str = Field(
+        description="SOL each processed attempt pays on top of the network fee"
+    )
 
     @classmethod
     def of(cls, order: order_pb2.Order) -> OrderJSON:
-        return cls(
-            order_id=order.order_id,
+        return cls.copied(
+            order,
             status=status_name(order.status),
-            input_token=order.input_token,
-            output_token=order.output_token,
-            amount=order.amount,
-            slippage_bps=order.slippage_bps,
             client_order_id=order.client_order_id or None,
             create_time=iso_time(order.create_time),
             update_time=iso_time(order.update_time),
-            attempt=order.attempt,
             route=RouteJSON.of(order.route) if order.HasField("route") else None,
             tx_hash=order.signature or None,
             amount_out=order.amount_out or None,
             failure_reason=order.failure_reason or None,
-            last_sequence=order.last_sequence,
+            priority_fee=order.priority_fee or "0",
         )
+
+
+class BalanceJSON(CamelModel):
+    token: str = Field(examples=["SOL"])
+    amount: str = Field(description="whole tokens, a decimal string", examples=["12.5"])
+    decimals: int = Field(description="the token's decimals", examples=[9])
+
+    @classmethod
+    def of(cls, balance: wallet_pb2.TokenBalance) -> BalanceJSON:
+        return cls(token=balance.token, amount=balance.amount, decimals=balance.decimals)
+
+
+class BalancesJSON(CamelModel):
+    balances: list[BalanceJSON] = Field(description="every token (or those asked), SOL first")
+
+
+class AirdropReply(CamelModel):
+    balance: BalanceJSON = Field(description="what the wallet holds of the token now")
+    duplicate: bool = Field(description="requestId named an airdrop given before")
 
 
 class OrderListJSON(CamelModel):
@@ -226,12 +273,10 @@ class OrderUpdate(CamelModel):
 
     @classmethod
     def of(cls, event: order_pb2.OrderEvent) -> OrderUpdate:
-        return cls(
-            order_id=event.order_id,
+        return cls.copied(
+            event,
             status=status_name(event.status),
             timestamp=iso_time(event.event_time),
-            sequence=event.sequence,
-            attempt=event.attempt,
             quotes=[VenueQuoteJSON.of(q) for q in event.quotes] or None,
             route=RouteJSON.of(event.route) if event.HasField("route") else None,
             tx_hash=event.signature or None,

@@ -63,8 +63,10 @@ Stub = Annotated[OrdersStub, Depends(orders_stub)]
             "description": "clientOrderId matched an earlier order: that order",
         },
         409: _error(
-            "clientOrderId was used for an order with other parameters; or the route's price "
-            "impact is above the most allowed (`PRICE_IMPACT_TOO_HIGH`, field `amount`)"
+            "clientOrderId was used for an order with other parameters; or the wallet "
+            "cannot pay for the order (reason INSUFFICIENT_FUNDS, `error.field` amount); or "
+            "the route's price impact is above the most allowed (reason "
+            "PRICE_IMPACT_TOO_HIGH, `error.field` amount)"
         ),
         **BAD_INPUT,
         **UNAVAILABLE,

@@ -36,6 +36,7 @@ def submit_request(body: SubmitOrderBody) -> order_service_pb2.SubmitOrderReques
         amount=body.amount,
         slippage_bps=body.slippage_bps or 0,
         client_order_id=body.client_order_id or "",
+        priority_fee=body.priority_fee or "",
     )
 
 

@@ -23,6 +23,7 @@ from contextlib import suppress
 import grpc
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from gateway.errors import MISSING_KEY_REASON, RpcFailure
 from gateway.models import TERMINAL, OrderUpdate, status_name
 from gateway.upstream import Upstream, watch_metadata
 from orderengine.mesh.resumption import RESUMABLE, Resumption
@@ -47,6 +48,10 @@ BEARER_PROTOCOL = "bearer."
 MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 125 bytes with its code
 # after_sequence is an int64 on the wire.
 MAX_AFTER = 2**63 - 1
+MISSING_KEY = (
+    "missing API key: send the Authorization header, the subprotocol "
+    'bearer.<key>, or first {"authorization": "Bearer <key>"}'
+)
 
 
 def _reason(text: str) -> str:
@@ -134,7 +139,10 @@ class Relay:
                 if code is grpc.StatusCode.NOT_FOUND:
                     return NOT_FOUND, f"order {self.order_id} not found"
                 if code is grpc.StatusCode.UNAUTHENTICATED:
-                    return UNAUTHENTICATED, details
+                    # A key OrderService could not read (not "Bearer <key>")
+                    # is a missing one: said in the socket's terms, not gRPC's.
+                    missing = RpcFailure(exc).reason == MISSING_KEY_REASON
+                    return UNAUTHENTICATED, MISSING_KEY if missing else details
                 if code is grpc.StatusCode.INVALID_ARGUMENT:
                     return BAD_REQUEST, details
                 if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -175,13 +183,7 @@ async def watch_order(socket: WebSocket, order_id: str) -> None:
         authorization = await _first_message_authorization(socket)
         if authorization is None:
             with suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await socket.close(
-                    UNAUTHENTICATED,
-                    _reason(
-                        "missing API key: send the Authorization header, the subprotocol "
-                        'bearer.<key>, or first {"authorization": "Bearer <key>"}'
-                    ),
-                )
+                await socket.close(UNAUTHENTICATED, _reason(MISSING_KEY))
             return
     raw_after = socket.query_params.get("after", "0")
     try:

@@ -14,9 +14,15 @@ from order_service.histories import HistoryReads
 from order_service.order_service import OrderServicer
 from order_service.rate_limit import TokenBuckets
 from order_service.submissions import Submissions
+from order_service.wallets import Wallets
 from order_service.watch_hub import WatchHub
 from orderengine.mesh.auth import ApiKeyGuard, token_metadata
-from orderengine.mesh.channels import ORDER_SERVICE, QUOTE_SERVICE, aio_channel
+from orderengine.mesh.channels import (
+    EXECUTION_SERVICE,
+    ORDER_SERVICE,
+    QUOTE_SERVICE,
+    aio_channel,
+)
 from orderengine.mesh.serving import Server, Service, create_server, run
 from orderengine.observability.metrics_orders import report_orders
 from orderengine.order_queue import order_queue
@@ -24,7 +30,11 @@ from orderengine.settings import Settings
 from orderengine.store.api_keys import ApiKeys, KeyCache
 from orderengine.store.database import create_database_engine
 from orderengine.store.orders import OrderStore
-from orderengine.v1 import order_service_pb2_grpc, quote_service_pb2_grpc
+from orderengine.v1 import (
+    execution_service_pb2_grpc,
+    order_service_pb2_grpc,
+    quote_service_pb2_grpc,
+)
 
 
 async def create_order_server(address: str, settings: Settings) -> Server:
@@ -53,6 +63,13 @@ async def create_order_server(address: str, settings: Settings) -> Server:
             service=QUOTE_SERVICE,
         )
         opened.push_async_callback(quote_channel.close, None)
+        # The chain holds the wallets: balances, airdrops and the submit check.
+        chain_channel = aio_channel(
+            settings.execution_service_address,
+            token_metadata(settings.internal_token),
+            service=EXECUTION_SERVICE,
+        )
+        opened.push_async_callback(chain_channel.close, None)
         # Every call names its caller by API key, checked here before a handler runs.
         keys = KeyCache(ApiKeys(engine), settings.api_key_cache_seconds)
         # Per owner, shared by every replica through Redis; 0 turns it off.
@@ -75,6 +92,7 @@ async def create_order_server(address: str, settings: Settings) -> Server:
             submissions,
             hub,
             quote_service_pb2_grpc.QuoteServiceStub(quote_channel),
+            Wallets(execution_service_pb2_grpc.ExecutionServiceStub(chain_channel)),
             # At 100% QuoteService refuses no route: nothing to check at submit.
             check_price_impact=settings.max_price_impact_pct < 100,
         )

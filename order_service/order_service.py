@@ -20,18 +20,26 @@ import grpc
 from redis import Redis
 from sqlalchemy.exc import OperationalError
 
-from order_service.price_impact import PriceImpactCheck, refusal_of_call
+from order_service.price_impact import PriceImpactCheck, TooMuchImpact, refusal_of_call
 from order_service.rate_limit import retry_hint
 from order_service.submissions import (
     MAX_BATCH,
+    Precluded,
     QueueFull,
     QueueUnavailable,
     RateLimited,
     Submissions,
     Written,
 )
+from order_service.wallets import (
+    WALLETS_UNAVAILABLE,
+    InsufficientFunds,
+    Wallets,
+    WalletsUnavailable,
+)
 from order_service.watch_hub import OrderNotFound, ShuttingDown, TooManyStreams, WatchHub
-from orderengine.errors import FieldError, ItemFailure, abort, abort_invalid
+from orderengine.errors import FieldError, ItemFailure, abort, abort_as, abort_invalid
+from orderengine.fees import parse_priority_fee
 from orderengine.mesh.auth import caller
 from orderengine.mesh.batches import answer_all, answer_one
 from orderengine.mesh.channels import ITEM_REQUEST_IDS, within_deadline
@@ -44,15 +52,17 @@ from orderengine.store.changes import Change, NewOrder
 from orderengine.store.models import StoredOrder
 from orderengine.store.orders import MAX_PAGE_TOKEN_CHARS, OrderStore, PageTokenError
 from orderengine.store.wire import order_to_proto
-from orderengine.swaps import swap_of
+from orderengine.swaps import amount_field, swap_of, token_field
 from orderengine.transitions import move
 from orderengine.v1 import (
+    execution_service_pb2,
     order_pb2,
     order_service_pb2,
     order_service_pb2_grpc,
     quote_service_pb2,
     quote_service_pb2_grpc,
 )
+from orderengine.wallets import balances_to_proto
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +72,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_CLIENT_ORDER_ID = 128
 QUOTE_TIMEOUT_SECONDS = 5.0
+AIRDROP_TIMEOUT_SECONDS = 5.0
 
 
 # A client told the queue is full waits about this long before trying again.
@@ -105,11 +116,7 @@ def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> New
     swap = swap_of(request)
     if len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
         raise FieldError("client_order_id", f"must be at most {MAX_CLIENT_ORDER_ID} characters")
-    found = _unprintable(request.client_order_id)
-    if found is not None:
-        raise FieldError(
-            "client_order_id", f"must not contain control or format characters, found {found}"
-        )
+    _printable("client_order_id", request.client_order_id)
     return NewOrder(
         owner=owner,
         input_token=swap.input_token,
@@ -117,7 +124,15 @@ def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> New
         amount_in=swap.amount_in,
         slippage_bps=swap.slippage_bps,
         client_order_id=request.client_order_id or None,
+        priority_fee=parse_priority_fee(request.priority_fee),
     )
+
+
+def _printable(field: str, value: str) -> None:
+    """FieldError when ``value`` holds a control, format or separator character."""
+    found = _unprintable(value)
+    if found is not None:
+        raise FieldError(field, f"must not contain control or format characters, found {found}")
 
 
 def _item_request_ids(header: str | None, count: int) -> list[str | None]:
@@ -144,6 +159,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         submissions: Submissions,
         hub: WatchHub,
         quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub,
+        wallets: Wallets,
         check_price_impact: bool = True,
     ) -> None:
         self.store = store
@@ -151,6 +167,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         self.submissions = submissions
         self.hub = hub
         self.quotes = quotes
+        self.wallets = wallets
         # SubmitOrder asks QuoteService for each order's price impact (None: not).
         self.price_impact = PriceImpactCheck(quotes) if check_price_impact else None
 
@@ -222,51 +239,22 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             item_id = request_ids[index] if index < len(request_ids) else None
             carried.append(call_carrier if item_id is None else {**call_carrier, HEADER: item_id})
             answers.append(None)
-        places = [index for index, answer in enumerate(answers) if answer is None]
+        # Every order of a call is the caller's: one read of one wallet, and
+        # an order it cannot pay for is refused before anything is stored.
+        precluded: list[Precluded | None] = (
+            list(await self.wallets.refusals(owner, news)) if news else []
+        )
         if news and self.price_impact is not None:
-            refused = await self.price_impact.refusals(news)
-            if refused:
-                answered = await self._refused(requests, news, places, refused)
-                for index, answer in answered.items():
-                    answers[index] = answer
-                kept = [j for j in range(len(news)) if places[j] not in answered]
-                news = [news[j] for j in kept]
-                carried = [carried[j] for j in kept]
-                places = [places[j] for j in kept]
-        outcomes = await self.submissions.submit_many(news, carried) if news else []
+            # Then QuoteService's word on the price impact of those it can.
+            payable = [j for j, refusal in enumerate(precluded) if refusal is None]
+            refused = await self.price_impact.refusals([news[j] for j in payable])
+            for k, failure in refused.items():
+                precluded[payable[k]] = TooMuchImpact(failure)
+        outcomes = await self.submissions.submit_many(news, carried, precluded) if news else []
+        places = (index for index, answer in enumerate(answers) if answer is None)
         for index, new, outcome in zip(places, news, outcomes, strict=True):
             answers[index] = self._answer(requests[index], new, outcome)
         return cast(list[SubmitAnswer], answers)  # every place filled
-
-    async def _refused(
-        self,
-        requests: Sequence[order_service_pb2.SubmitOrderRequest],
-        news: Sequence[NewOrder],
-        places: Sequence[int],
-        refused: dict[int, ItemFailure],
-    ) -> dict[int, SubmitAnswer]:
-        """The answers (by request) to orders refused for their price impact:
-        the refusal, or, for a resubmission of a stored order (its
-        client_order_id), that order, as a full queue answers it."""
-        keys = {
-            (news[j].owner, news[j].client_order_id or "")
-            for j in refused
-            if news[j].client_order_id
-        }
-        found = {}
-        if keys:
-            try:
-                found = await asyncio.to_thread(self.store.by_client_ids, keys)
-            except OperationalError as exc:
-                log.warning("database unavailable: %s", exc.orig)
-        answers: dict[int, SubmitAnswer] = {}
-        for j, failure in refused.items():
-            index, new = places[j], news[j]
-            row = found.get((new.owner, new.client_order_id or ""))
-            answers[index] = (
-                failure if row is None else self._answer(requests[index], new, (row, False))
-            )
-        return answers
 
     def _answer(
         self,
@@ -305,6 +293,10 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 },
                 retry_after=outcome.retry_after,
             )
+        if isinstance(outcome, InsufficientFunds | TooMuchImpact):
+            return outcome.failure
+        if isinstance(outcome, WalletsUnavailable):
+            return WALLETS_UNAVAILABLE
         if isinstance(outcome, QueueUnavailable):
             return QUEUE_UNAVAILABLE
         if isinstance(outcome, OperationalError):
@@ -365,6 +357,66 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 "QUOTES_UNAVAILABLE",
             )
         return order_service_pb2.QuoteOrderResponse(quotes=quote.quotes, route=quote.route)
+
+    # -- GetBalances, RequestAirdrop ---------------------------------------------
+
+    async def GetBalances(
+        self, request: order_service_pb2.GetBalancesRequest, context: grpc.aio.ServicerContext
+    ) -> order_service_pb2.GetBalancesResponse:
+        try:
+            symbols = [token_field("tokens", symbol).symbol for symbol in request.tokens]
+        except FieldError as exc:
+            await abort_invalid(context, exc)
+        try:
+            held = await self.wallets.holdings(caller())
+        except WalletsUnavailable:
+            await WALLETS_UNAVAILABLE.abort(context)
+        return order_service_pb2.GetBalancesResponse(
+            balances=balances_to_proto(held, *([symbols] if symbols else []))
+        )
+
+    async def RequestAirdrop(
+        self, request: order_service_pb2.RequestAirdropRequest, context: grpc.aio.ServicerContext
+    ) -> order_service_pb2.RequestAirdropResponse:
+        owner = caller()
+        try:
+            found = token_field("token", request.token)
+            amount_field("amount", request.amount, found)
+            if len(request.request_id) > MAX_CLIENT_ORDER_ID:
+                raise FieldError("request_id", f"must be at most {MAX_CLIENT_ORDER_ID} characters")
+            _printable("request_id", request.request_id)
+        except FieldError as exc:
+            await abort_invalid(context, exc)
+        # The chain gives each request id once: the caller's, scoped to the
+        # caller, or one of our own (then every call is an airdrop of its own).
+        request_id = f"{owner}:{request.request_id or uuid.uuid4()}"
+        try:
+            given = await self.wallets.chain.FundWallet(
+                execution_service_pb2.FundWalletRequest(
+                    owner=owner,
+                    token=found.symbol,
+                    amount=request.amount.strip(),
+                    request_id=request_id,
+                ),
+                timeout=within_deadline(context, AIRDROP_TIMEOUT_SECONDS),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            ):
+                await abort_as(context, exc)  # the faucet's own answer, details and all
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the faucet is unavailable; try again"
+                + (" with the same request_id" if request.request_id else ""),
+                "WALLETS_UNAVAILABLE",
+            )
+        return order_service_pb2.RequestAirdropResponse(
+            balance=given.balance, duplicate=given.duplicate
+        )
 
     # -- GetOrder, ListOrders, CancelOrder -------------------------------------
 

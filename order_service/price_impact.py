@@ -39,6 +39,16 @@ QUOTE_TIMEOUT_SECONDS = 1.0
 OUTAGE_SECONDS = 5.0
 
 
+class TooMuchImpact(Exception):
+    """QuoteService refuses the order's route for its price impact: SubmitOrder
+    refuses the order so, storing nothing (a resubmission of a stored order
+    is answered with it)."""
+
+    def __init__(self, failure: ItemFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
 def refusal(error: item_error_pb2.ItemError) -> ItemFailure:
     """QuoteService's refusal of an order's route, as SubmitOrder's."""
     field = error.field or "amount"

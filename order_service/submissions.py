@@ -11,14 +11,16 @@ resubmission of an order that exists changes nothing, so nothing refuses it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
+from order_service.price_impact import TooMuchImpact
 from order_service.rate_limit import TokenBuckets
+from order_service.wallets import InsufficientFunds, WalletsUnavailable
 from orderengine.batching import Coalescer
 from orderengine.events import publish
 from orderengine.observability import handoffs
@@ -54,9 +56,15 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-Refused = QueueFull | RateLimited
+# Refused before the batch: the owner's wallet cannot pay for the order, or
+# the chain did not say whether it can (order_service.wallets); its route
+# moves the price too much (order_service.price_impact).
+Precluded = InsufficientFunds | WalletsUnavailable | TooMuchImpact
+Refused = QueueFull | RateLimited | Precluded
 Written = tuple[StoredOrder, bool]
 Result = Written | Refused
+# An order, what its job carries, and why it is refused already (None: not).
+Item = tuple[NewOrder, handoffs.Carrier, Precluded | None]
 
 
 class Submissions:
@@ -80,7 +88,7 @@ class Submissions:
         # Each order with what its job carries for the submitting request
         # (its request id and trace: orderengine.observability.handoffs),
         # captured in that request's context, not the batch's.
-        self._batches: Coalescer[tuple[NewOrder, handoffs.Carrier], Written] = Coalescer(
+        self._batches: Coalescer[Item, Written] = Coalescer(
             self._write_batch, MAX_BATCH, executor=self._thread
         )
 
@@ -94,27 +102,42 @@ class Submissions:
         for a batch was told DEADLINE_EXCEEDED (CANCELLED): its order is not
         stored. Once a batch's write has begun it completes, and such an
         order exists (found again by its client_order_id, or by ListOrders)."""
-        return await self._batches.submit((new, handoffs.capture()))
+        return await self._batches.submit((new, handoffs.capture(), None))
 
     async def submit_many(
-        self, news: Sequence[NewOrder], carried: Sequence[handoffs.Carrier]
+        self,
+        news: Sequence[NewOrder],
+        carried: Sequence[handoffs.Carrier],
+        precluded: Sequence[Precluded | None] = (),
     ) -> list[Written | BaseException]:
         """``submit`` for several orders at once, each with what its job
         carries: each one's stored order and whether this call created it,
-        or what ``submit`` would have raised for it, in order."""
-        return await self._batches.submit_many(list(zip(news, carried, strict=True)))
+        or what ``submit`` would have raised for it, in order. An order
+        ``precluded`` is refused so (unless its client_order_id names a
+        stored order, which it is answered with) and takes no rate token."""
+        refusals = list(precluded) or [None] * len(news)
+        return await self._batches.submit_many(list(zip(news, carried, refusals, strict=True)))
 
-    def _write_batch(self, batch: list[tuple[NewOrder, handoffs.Carrier]]) -> list[Result]:
-        return self._write([new for new, _ in batch], [carrier for _, carrier in batch])
+    def _write_batch(self, batch: list[Item]) -> list[Result]:
+        return self._write(
+            [new for new, _, _ in batch],
+            [carrier for _, carrier, _ in batch],
+            {index: refused for index, (_, _, refused) in enumerate(batch) if refused},
+        )
 
-    def _admit(self, news: Sequence[NewOrder]) -> dict[int, Refused]:
+    def _admit(
+        self, news: Sequence[NewOrder], precluded: Mapping[int, Refused] | None = None
+    ) -> dict[int, Refused]:
         """Counts the orders waiting in the queue and takes each owner's
-        tokens in one round trip; the orders refused, by index: by their
-        owner's limit, or, in arrival order, those past the queue's room.
-        Raises QueueUnavailable for the whole batch."""
+        tokens in one round trip; the orders refused, by index: those
+        ``precluded``, then by their owner's limit, or, in arrival order,
+        those past the queue's room. Raises QueueUnavailable for the whole
+        batch."""
+        refused: dict[int, Refused] = dict(precluded or {})
         wanted: dict[str, list[int]] = {}
         for index, new in enumerate(news):
-            wanted.setdefault(new.owner, []).append(index)
+            if index not in refused:
+                wanted.setdefault(new.owner, []).append(index)
         limit = self.rate_limit
         try:
             with self.redis.pipeline(transaction=False) as pipe:
@@ -125,7 +148,6 @@ class Submissions:
                 depth, *taken = pipe.execute(raise_on_error=False)
             if isinstance(depth, Exception):
                 raise depth
-            refused: dict[int, Refused] = {}
             if limit is not None:
                 for (owner, indexes), result in zip(wanted.items(), taken, strict=True):
                     grant = limit.grant(result, owner, len(indexes))
@@ -169,11 +191,14 @@ class Submissions:
         return answered
 
     def _write(
-        self, news: Sequence[NewOrder], carried: Sequence[handoffs.Carrier] = ()
+        self,
+        news: Sequence[NewOrder],
+        carried: Sequence[handoffs.Carrier] = (),
+        precluded: Mapping[int, Refused] | None = None,
     ) -> list[Result]:
         # Refuse before storing anything: an order we cannot queue now would
         # only wait for the reconciler, and a full queue must push back.
-        refused = self._admit(news)
+        refused = self._admit(news, precluded)
         answered = self._answer_resubmissions(news, refused) if refused else {}
         for index in answered:
             del refused[index]

@@ -3,8 +3,9 @@ field, and machine-readable details (ErrorInfo, BadRequest) beside it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -14,6 +15,8 @@ from grpc_status import rpc_status
 from orderengine.v1 import item_error_pb2
 
 DOMAIN = "orderengine.v1"
+# Where gRPC carries a google.rpc.Status with its details.
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 class FieldError(ValueError):
@@ -69,10 +72,21 @@ def status(
 
 
 async def abort_invalid(context: grpc.aio.ServicerContext, error: FieldError) -> NoReturn:
-    await context.abort_with_status(  # type: ignore[attr-defined]
-        status(grpc.StatusCode.INVALID_ARGUMENT, str(error), "INVALID_FIELD", field=error)
-    )
-    raise AssertionError("abort_with_status returns only by raising")
+    await ItemFailure.invalid(error).abort(context)
+
+
+async def abort_as(context: grpc.aio.ServicerContext, error: grpc.aio.AioRpcError) -> NoReturn:
+    """Aborts with a peer's failure as it came: its code, its message and
+    its google.rpc details (ErrorInfo, BadRequest...), for a call whose
+    answer is the peer's own."""
+    metadata = cast("Iterable[tuple[str, str | bytes]]", error.trailing_metadata() or ())
+    for key, value in metadata:
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            await context.abort_with_status(  # type: ignore[attr-defined]
+                rpc_status.to_status(status_pb2.Status.FromString(value))
+            )
+    await context.abort(error.code(), error.details() or "")
+    raise AssertionError("abort returns only by raising")
 
 
 async def abort(
@@ -83,17 +97,15 @@ async def abort(
     metadata: dict[str, str] | None = None,
     retry_after: float | None = None,
 ) -> NoReturn:
-    await context.abort_with_status(  # type: ignore[attr-defined]
-        status(code, message, reason, metadata=metadata, retry_after=retry_after)
-    )
-    raise AssertionError("abort_with_status returns only by raising")
+    await ItemFailure(code, message, reason, None, metadata, retry_after).abort(context)
 
 
 @dataclass(frozen=True)
 class ItemFailure:
     """Why one request (or one item of a batch) gets no answer: what the
     unary call aborts with, and, the same, what a batch answers for the item
-    (an ItemError), so that both come from one piece of code."""
+    (an ItemError), so that both come from one piece of code. A call a guard
+    refuses before its handler runs is answered by one too."""
 
     code: grpc.StatusCode
     message: str

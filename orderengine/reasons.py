@@ -14,7 +14,9 @@ from enum import StrEnum
 
 
 class Reason(StrEnum):
-    # The chain: failures it injects as real swaps meet them (executor.chain.faults).
+    # The chain: failures it injects as real swaps meet them (executor.chain.faults);
+    # INSUFFICIENT_FUNDS is also the owner's wallet short of the fee or the
+    # input at landing (executor.chain.chain).
     BLOCKHASH_EXPIRED = "BLOCKHASH_EXPIRED"
     TRANSACTION_DROPPED = "TRANSACTION_DROPPED"
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"

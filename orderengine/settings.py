@@ -1,21 +1,20 @@
 """Settings, read from environment variables. Every default is documented in
 docs/operations.md ("Settings") and suits one machine; docker-compose.yml overrides
-them for a real deployment."""
+them for a real deployment. What clients read too (OrderService's address, the
+API key, TLS) is orderengine.client.settings, which these extend."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
+from orderengine.client.settings import ORDER_SERVICE_DEFAULT as ORDER_SERVICE_DEFAULT
+from orderengine.client.settings import ClientSettings
+from orderengine.client.settings import env_value as env_value
+
 T = TypeVar("T")
-
-
-def env_value(name: str, default: str) -> str:
-    """The variable's value, stripped; ``default`` when it is unset or blank."""
-    return os.environ.get(name, "").strip() or default
 
 
 def _url(address: str) -> str:
@@ -54,13 +53,8 @@ def _percent(name: str, default: str) -> Decimal:
     return _parsed(name, Decimal(default), parse, "a percentage above 0 and at most 100")
 
 
-# Where the CLI looks for OrderService when not told (make run's banner
-# names any other address).
-ORDER_SERVICE_DEFAULT = "127.0.0.1:50051"
-
-
 @dataclass(frozen=True)
-class Settings:
+class Settings(ClientSettings):
     database_url: str = field(
         default_factory=lambda: env_value("DATABASE_URL", "sqlite:///var/orderengine.db")
     )
@@ -76,11 +70,8 @@ class Settings:
         )
     )
 
-    # Where clients find each service; a server binds to *_BIND, or to its
-    # address when that is unset.
-    order_service_address: str = field(
-        default_factory=lambda: env_value("ORDER_SERVICE_ADDRESS", ORDER_SERVICE_DEFAULT)
-    )
+    # Where clients find each service (OrderService's: ClientSettings); a
+    # server binds to *_BIND, or to its address when that is unset.
     quote_service_address: str = field(
         default_factory=lambda: env_value("QUOTE_SERVICE_ADDRESS", "127.0.0.1:50052")
     )
@@ -137,13 +128,31 @@ class Settings:
     )
     # Seeds the injected failures, for runs that repeat; empty: random.
     chain_seed: str = field(default_factory=lambda: env_value("CHAIN_SEED", ""))
+    # The chain's faucet (RequestAirdrop), per token in whole tokens: the most
+    # one call gives, and the most one owner is given in all. A token not
+    # named is not given. Checked when ExecutionService starts.
+    faucet_max_per_call: str = field(
+        default_factory=lambda: env_value(
+            "FAUCET_MAX_PER_CALL",
+            "SOL=100,USDC=10000,USDT=10000,JUP=10000,RAY=5000,BONK=1000000000",
+        )
+    )
+    faucet_max_per_owner: str = field(
+        default_factory=lambda: env_value(
+            "FAUCET_MAX_PER_OWNER",
+            "SOL=1000,USDC=100000,USDT=100000,JUP=100000,RAY=50000,BONK=10000000000",
+        )
+    )
 
     # Other traders (python -m orderengine.local.traders): make run starts this
-    # many seeded random swaps a second on the chain's pools, landed as the
-    # chain lands swaps, so quotes go stale as on mainnet. Gentle by default;
-    # 0 starts none (tests and benchmarks that need a still market).
+    # many seeded random noise swaps a second on the chain's pools, beside
+    # arbitrageurs that trade them to each token's moving reference price,
+    # landed as the chain lands swaps, so quotes go stale as on mainnet.
+    # Gentle by default; 0 starts none (tests and benchmarks that need a
+    # still market).
     market_flow_rate: float = field(default_factory=lambda: _float("MARKET_FLOW_RATE", 2.0))
-    # The same seed makes the same choices of pool, side and size.
+    # The same seed walks the same reference prices and makes the same
+    # choices of pool, side and size.
     market_flow_seed: int = field(default_factory=lambda: _int("MARKET_FLOW_SEED", 0))
 
     # QuoteService refuses a route whose price impact (docs/market.md, "Price
@@ -183,27 +192,6 @@ class Settings:
     api_key_cache_seconds: float = field(
         default_factory=lambda: _float("API_KEY_CACHE_SECONDS", 5.0)
     )
-    # What the CLI (and make bench, the tests) send: the key itself, or the
-    # file make run wrote it to (mode 0600).
-    api_key: str = field(default_factory=lambda: env_value("ORDERENGINE_API_KEY", ""))
-    api_key_file: str = field(
-        default_factory=lambda: env_value("ORDERENGINE_API_KEY_FILE", "var/api-key")
-    )
-
-    # TLS (docs/operations.md, "TLS"; checked in orderengine.mesh.tls). A server given a
-    # certificate and its key serves TLS only, the gateway HTTPS; clients
-    # speak TLS when TLS_CA_FILE or TLS_CERT_FILE is set, or TLS_ENABLED is
-    # true (then trusting the system roots). All unset: plaintext, as on one
-    # machine.
-    tls_cert_file: str = field(default_factory=lambda: env_value("TLS_CERT_FILE", ""))
-    tls_key_file: str = field(default_factory=lambda: env_value("TLS_KEY_FILE", ""))
-    tls_ca_file: str = field(default_factory=lambda: env_value("TLS_CA_FILE", ""))
-    # The name clients check the servers' certificates for, when the address
-    # does not carry it (a list of IPs, replicas under other names).
-    tls_server_name: str = field(default_factory=lambda: env_value("TLS_SERVER_NAME", ""))
-    # "true" or "false"; empty: on when a certificate or a CA is given.
-    tls_enabled: str = field(default_factory=lambda: env_value("TLS_ENABLED", ""))
-
     # Limits (docs/api.md, "Limits"). SubmitOrder calls per second per owner, a
     # token bucket in Redis shared by every OrderService replica, holding up
     # to submit_burst (default: two seconds' worth); 0 turns it off. The
@@ -238,6 +226,14 @@ class Settings:
     )
     # Where /metrics listens (0.0.0.0 in a container).
     metrics_host: str = field(default_factory=lambda: env_value("METRICS_HOST", "127.0.0.1"))
+    # A second, plaintext port on each gRPC server's host that serves only
+    # the health service: for probes that cannot speak TLS (Kubernetes'
+    # grpc probes). Empty or "off": none.
+    health_port: int | None = field(
+        default_factory=lambda: (
+            None if env_value("HEALTH_PORT", "off").lower() == "off" else _int("HEALTH_PORT", 0)
+        )
+    )
 
     # Observability (docs/operations.md, "Request ids and call logs", "Tracing").
     # Where spans go: none (the default: no tracer, no tracing interceptor),

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orderengine.amounts import AmountError, parse_amount
+from orderengine.client.requests import DEFAULT_SLIPPAGE_BPS as DEFAULT_SLIPPAGE_BPS
 from orderengine.errors import FieldError
-from orderengine.tokens import UnknownTokenError, token
+from orderengine.tokens import Token, UnknownTokenError, token
 
-DEFAULT_SLIPPAGE_BPS = 50
 MAX_SLIPPAGE_BPS = 5_000
 
 
@@ -23,24 +23,32 @@ class SwapRequest:
     slippage_bps: int
 
 
+def token_field(field: str, symbol: str) -> Token:
+    """The token a request's field names; FieldError naming it."""
+    try:
+        return token(symbol)
+    except UnknownTokenError as exc:
+        raise FieldError(field, str(exc)) from None
+
+
+def amount_field(field: str, amount: str, of: Token) -> int:
+    """Base units of ``of`` from a request's whole-token decimal string;
+    FieldError naming the field."""
+    if not amount.strip():
+        raise FieldError(field, 'is required, e.g. "10" or "0.25"')
+    try:
+        return parse_amount(amount, of.decimals)
+    except AmountError as exc:
+        raise FieldError(field, f"{exc}") from None
+
+
 def parse_swap(input_token: str, output_token: str, amount: str, slippage_bps: int) -> SwapRequest:
     """Raises FieldError naming the first bad field."""
-    try:
-        src = token(input_token)
-    except UnknownTokenError as exc:
-        raise FieldError("input_token", str(exc)) from None
-    try:
-        dst = token(output_token)
-    except UnknownTokenError as exc:
-        raise FieldError("output_token", str(exc)) from None
+    src = token_field("input_token", input_token)
+    dst = token_field("output_token", output_token)
     if src == dst:
         raise FieldError("output_token", f"must differ from input_token ({src.symbol})")
-    if not amount.strip():
-        raise FieldError("amount", 'is required, e.g. "10" or "0.25"')
-    try:
-        units = parse_amount(amount, src.decimals)
-    except AmountError as exc:
-        raise FieldError("amount", f"{exc}") from None
+    units = amount_field("amount", amount, src)
     slippage = slippage_bps or DEFAULT_SLIPPAGE_BPS
     if not 1 <= slippage <= MAX_SLIPPAGE_BPS:
         raise FieldError(

@@ -37,7 +37,7 @@ from orderengine.v1 import (
     order_service_pb2_grpc,
     quote_service_pb2_grpc,
 )
-from tests.helpers import eventually
+from tests.helpers import eventually, fund
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,6 +225,10 @@ def services(
         monkeypatch.setenv("EXECUTION_SERVICE_ADDRESS", running.address("execution"))
         servers["order"] = loop.run(create_order_server("127.0.0.1:0", Settings()))
         monkeypatch.setenv("ORDER_SERVICE_ADDRESS", running.address("order"))
+        # Both owners' wallets hold plenty, so that their orders are not
+        # refused for want of funds unless a test empties them.
+        for owner in (OWNER, OTHER_OWNER):
+            fund(settings.chain_redis_url, owner)
         yield running
     finally:
         for channel in running.channels:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import grpc
@@ -13,11 +15,14 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from redis.asyncio import Redis
 
+from executor.chain.faucet import airdrop
+from executor.chain.wallets import FEE_COLLECTOR, MINTED, decode
 from executor.driver.context import Context, context
 from orderengine.market.pools import PoolState, all_pools, balances
 from orderengine.market.state import read_pools
 from orderengine.statuses import TRANSITIONS, Status
 from orderengine.swaps import SwapRequest
+from orderengine.tokens import TOKENS
 from orderengine.v1 import (
     item_error_pb2,
     market_pb2,
@@ -30,6 +35,8 @@ from router_service.routing import route_swap
 T = TypeVar("T")
 
 Submit = order_service_pb2.SubmitOrderRequest
+# The statuses one attempt goes through on its way to the chain.
+ATTEMPT = ["ROUTING", "ROUTED", "SUBMITTED"]
 SOL_USDC = Submit(input_token="SOL", output_token="USDC", amount="1")
 
 
@@ -150,6 +157,32 @@ BAD_SWAP_FIELDS = [
 ]
 
 
+def one_pool_route(
+    pool_id: str,
+    input_token: str,
+    output_token: str,
+    amount_in: str,
+    venue: market_pb2.Venue = market_pb2.VENUE_UNSPECIFIED,
+    **more: str,
+) -> market_pb2.Route:
+    """A route of one leg, all of ``amount_in`` through ``pool_id``; ``more``:
+    the route's other fields (amount_out, min_amount_out)."""
+    leg = market_pb2.RouteLeg(
+        venue=venue,
+        pool_id=pool_id,
+        input_token=input_token,
+        output_token=output_token,
+        share_bps=10_000,
+    )
+    return market_pb2.Route(
+        input_token=input_token,
+        output_token=output_token,
+        amount_in=amount_in,
+        legs=[leg],
+        **more,
+    )
+
+
 def best_route(
     request: SwapRequest,
     reserves: Mapping[str, PoolState],
@@ -176,3 +209,64 @@ async def conservation_errors(redis: Redis) -> list[str]:
             if held != start + moved:
                 errors.append(f"{pool_id}: holds {held} {token}, expected {start} + {moved}")
     return errors
+
+
+# What the conftest's owners hold when a test starts: far more of every token
+# than any test spends, and far from what a token account holds at most.
+PLENTY = {
+    "SOL": "100000000",
+    "USDC": "1000000000",
+    "USDT": "1000000000",
+    "JUP": "1000000000",
+    "RAY": "1000000000",
+    "BONK": "1000000000000",
+}
+
+
+async def fund_wallet(redis: Redis, owner: str, amounts: Mapping[str, str]) -> None:
+    """Credits ``owner``'s wallet on the chain (``redis`` is the chain's) with
+    whole-token amounts, as the faucet does but without its limits."""
+    for symbol, amount in amounts.items():
+        units = int(Decimal(amount).scaleb(TOKENS[symbol].decimals))
+        await airdrop(redis, owner, symbol, units, None)
+
+
+def fund(redis_url: str, owner: str, amounts: Mapping[str, str] = PLENTY) -> None:
+    """``fund_wallet`` from synchronous code."""
+
+    async def run() -> None:
+        client = Redis.from_url(redis_url)
+        try:
+            await fund_wallet(client, owner, amounts)
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+async def token_totals(redis: Redis) -> tuple[dict[str, int], dict[str, int]]:
+    """Per token, in base units: what every wallet, every pool and the fee
+    collector hold together now; and what they held at the start (the
+    pools' first state) plus what the faucet minted. Equal when no swap,
+    fee or airdrop created or lost a base unit."""
+    held = dict.fromkeys(TOKENS, 0)
+    expected = dict.fromkeys(TOKENS, 0)
+    pools = all_pools()
+    states, _ = await read_pools(redis, pools)
+    for pool_id, pool in pools.items():
+        for symbol, now, first in zip(
+            (pool.token_a, pool.token_b),
+            balances(pool, states[pool_id]),
+            balances(pool, pool.initial_state()),
+            strict=True,
+        ):
+            held[symbol] += now
+            expected[symbol] += first
+    async for key in redis.scan_iter(match="chain:wallet:*", count=1000):
+        for symbol, units in decode(await redis.hgetall(key)).items():
+            held[symbol] += units
+    for symbol, units in decode(await redis.hgetall(FEE_COLLECTOR)).items():
+        held[symbol] += units
+    for symbol, units in decode(await redis.hgetall(MINTED)).items():
+        expected[symbol] += units
+    return held, expected

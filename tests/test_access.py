@@ -9,6 +9,7 @@ import logging
 import stat
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +281,12 @@ def test_gateway_answers_401_without_a_good_key(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     bad = "oe_" + "Q" * 43
-    for headers in ({}, {"authorization": f"Bearer {bad}"}, {"authorization": "Bearer"}):
+    for headers in (
+        {},
+        {"authorization": f"Bearer {bad}"},
+        {"authorization": "Bearer"},
+        {"authorization": "Basic dXNlcjpwYXNz"},
+    ):
         for method, path in (
             ("GET", "/api/orders"),
             ("POST", "/api/orders"),
@@ -295,8 +301,17 @@ def test_gateway_answers_401_without_a_good_key(
                 json={"inputToken": "SOL", "outputToken": "USDC", "amount": "1"},
             )
             assert reply.status_code == 401, (headers, path, reply.text)
-            assert reply.json()["error"]["code"] == "UNAUTHENTICATED"
+            error = reply.json()["error"]
+            assert error["code"] == "UNAUTHENTICATED"
             assert bad not in reply.text
+            # HTTP's terms for an HTTP caller: the header to send, not gRPC metadata.
+            assert reply.headers["www-authenticate"].startswith("Bearer")
+            if headers.get("authorization", "").startswith(f"Bearer {bad}"):
+                assert error["message"] == "invalid or revoked API key"
+            else:
+                assert error["reason"] == "API_KEY_MISSING"
+                assert "'Authorization: Bearer <key>'" in error["message"], error
+                assert "metadata" not in error["message"]
     assert bad not in caplog.text
     good = {"authorization": f"Bearer {services.keys[OWNER]}"}
     assert httpx.get(f"{gateway.url}/api/orders", headers=good, timeout=10).status_code == 200
@@ -343,20 +358,36 @@ def test_websocket_takes_the_key_three_ways_and_never_from_the_url(
     for url_key, options in attempts:
         target = f"{order_id}?authorization=Bearer%20{key}&key={key}" if url_key else order_id
         assert first_message(gateway, target, **options)[:2] == (None, 4401), options
+    # A header that holds no bearer key is a missing key, said in the socket's terms.
+    with connect(
+        f"{gateway.ws_url}/ws/orders/{order_id}",
+        open_timeout=10,
+        additional_headers={"authorization": "Basic dXNlcjpwYXNz"},
+    ) as ws:
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.close_code == 4401
+        assert ws.close_reason is not None
+        assert ws.close_reason.startswith("missing API key: send the Authorization header")
+        assert "metadata" not in ws.close_reason
 
 
 # -- the CLI and make run's key file ------------------------------------------------------
 
 
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI's exit code, stdout and stderr. An uncaught error (a
+    traceback) fails here, not as an exit code."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(list(args))
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out, err
+
+
 def test_cli_keys_create_list_revoke(
     env: dict[str, str], capsys: pytest.CaptureFixture[str], store: OrderStore
 ) -> None:
-    def run(*args: str) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exited:
-            cli.main(list(args))
-        out, err = capsys.readouterr()
-        return int(exited.value.code or 0), out, err
-
+    run = partial(run_cli, capsys)
     code, out, err = run("keys", "create", "frank")
     key = out.strip()
     assert code == 0 and key.startswith("oe_") and "shown only now" in err
@@ -375,13 +406,7 @@ def test_cli_keys_finds_the_projects_database_or_says_where_it_looked(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    def run(*args: str) -> tuple[int, str, str]:
-        # An uncaught error (a traceback) fails here, not as an exit code.
-        with pytest.raises(SystemExit) as exited:
-            cli.main(list(args))
-        out, err = capsys.readouterr()
-        return int(exited.value.code or 0), out, err
-
+    run = partial(run_cli, capsys)
     monkeypatch.delenv("DATABASE_URL", raising=False)  # the default: var/orderengine.db
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -22,9 +22,17 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from executor.chain.chain import _SUBMIT as chain_script
-from executor.chain.chain import LANDED_BY_ORDER, Chain, Submitted, b58encode, signature_for
+from executor.chain.chain import (
+    LANDED_BY_ORDER,
+    Chain,
+    Submitted,
+    SwapTransaction,
+    b58encode,
+    signature_for,
+)
 from executor.chain.execution_service import MAX_SWAPS_PER_CALL
 from orderengine.amounts import MAX_BASE_UNITS, format_amount
+from orderengine.client.dialing import RETRIED
 from orderengine.market.cpmm import Reserves
 from orderengine.market.pools import PoolState, all_pools, balances
 from orderengine.market.routes import Leg, apply_route
@@ -36,22 +44,27 @@ from orderengine.market.state import (
     read_reserves,
     write_reserves,
 )
-from orderengine.mesh.channels import RETRIED
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
-from tests.conftest import Services
+from tests.conftest import OWNER, Services
 from tests.helpers import (
     BAD_SWAP_FIELDS,
     conservation_errors,
     details,
     eventually,
     field_violations,
+    fund_wallet,
     item_error_of,
+    one_pool_route,
     rejected,
 )
 
 Commitment = execution_service_pb2.Commitment
-SubmitSwap = execution_service_pb2.SubmitSwapRequest
+# Swaps the conftest's funded owner signs.
+SubmitSwap = functools.partial(execution_service_pb2.SubmitSwapRequest, owner=OWNER)
+# A wallet holding as much SOL as a token account holds, for swaps of the
+# largest amounts.
+WHALE = "whale"
 BatchSubmitSwaps = execution_service_pb2.BatchSubmitSwapsRequest
 Statuses = execution_service_pb2.GetSignatureStatusesRequest
 
@@ -201,7 +214,10 @@ def test_swaps_landed_together_land_one_after_another(
             # Not due for a minute: only this call lands them.
             chain = Chain(client, slot_seconds=60, confirm_seconds=0)
             taken = await chain.submit_many(
-                list(zip([key for _, key in keys], [tight, route, tight, bad], strict=True))
+                [
+                    SwapTransaction(key, r, OWNER)
+                    for (_, key), r in zip(keys, [tight, route, tight, bad], strict=True)
+                ]
             )
             signatures = [t.signature for t in taken if isinstance(t, Submitted)]
             assert len(signatures) == 3, taken  # the route without legs is refused at once
@@ -322,20 +338,7 @@ def test_a_swap_the_market_moved_against_fails_on_slippage_and_leaves_the_pool_a
     route = quote(services)
     leg = route.legs[0]
     # Someone else buys SOL for 200000 USDC in the same pool before our swap is sent.
-    dump = market_pb2.Route(
-        input_token="USDC",
-        output_token="SOL",
-        amount_in="200000",
-        legs=[
-            market_pb2.RouteLeg(
-                venue=leg.venue,
-                pool_id=leg.pool_id,
-                input_token="USDC",
-                output_token="SOL",
-                share_bps=10_000,
-            )
-        ],
-    )
+    dump = one_pool_route(leg.pool_id, "USDC", "SOL", "200000", venue=leg.venue)
     chain = services.chain()
     other_order, other_key = attempt_key()
     dumped = landed(
@@ -665,25 +668,17 @@ def test_a_swap_that_would_overflow_a_pool_reverts_alone_and_writes_nothing(
     most_sol = format_amount(MAX_BASE_UNITS, token("SOL").decimals)
 
     def route(amount: str) -> market_pb2.Route:
-        return market_pb2.Route(
-            input_token="SOL",
-            output_token="USDC",
-            amount_in=amount,
-            legs=[
-                market_pb2.RouteLeg(
-                    pool_id=pool_id, input_token="SOL", output_token="USDC", share_bps=10_000
-                )
-            ],
-        )
+        return one_pool_route(pool_id, "SOL", "USDC", amount)
 
     async def run() -> list[execution_service_pb2.SignatureStatus]:
         client = AsyncRedis.from_url(redis_url)
         try:
             chain = Chain(client, slot_seconds=0.0, confirm_seconds=0.0)
+            await fund_wallet(client, WHALE, {"SOL": most_sol})
             swaps = [
-                (attempt_key()[1], route(most_sol)),
-                (attempt_key()[1], route("1")),
-                (attempt_key()[1], route(most_sol)),
+                SwapTransaction(attempt_key()[1], route(most_sol), WHALE),
+                SwapTransaction(attempt_key()[1], route("1"), WHALE),
+                SwapTransaction(attempt_key()[1], route(most_sol), WHALE),
             ]
             taken = await chain.submit_many(swaps)
             signatures = [outcome.signature for outcome in taken if isinstance(outcome, Submitted)]
@@ -747,7 +742,10 @@ def land(
         try:
             await push_pools(client, pools)
             chain = Chain(client, slot_seconds=0.0, confirm_seconds=0.0)
-            taken = await chain.submit_many([(attempt_key()[1], r) for r in routes])
+            await fund_wallet(client, WHALE, {"SOL": format_amount(MAX_BASE_UNITS, 9)})
+            taken = await chain.submit_many(
+                [SwapTransaction(attempt_key()[1], r, WHALE) for r in routes]
+            )
             signatures = [o.signature for o in taken if isinstance(o, Submitted)]
             assert len(signatures) == len(routes)
             await chain.land_many(signatures)

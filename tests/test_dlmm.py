@@ -226,6 +226,65 @@ def test_a_swap_that_empties_the_last_bin_exactly_stays_there() -> None:
         swap_exact_in(params, s, True, 5_052, NOW)
 
 
+# -- where Meteora's SDK 0.12 parts from the model (docs/market.md) ---------------------------
+#
+# The model follows the SDK before 0.12: in each bin, if what is left exceeds what empties the
+# bin plus the fee on top, the bin is emptied and the rest goes on; otherwise the fee comes out
+# of what is left and the rest fills. 0.12 takes the fee out of what is left first, then fills;
+# it updates the volatility accumulator only in bins that hold the output token.
+
+
+def test_a_swap_one_unit_past_a_bins_capacity_goes_on_to_the_next_bin() -> None:
+    """Bin 0 (price 1) holds 1_089 Y; the fee is 1% (the last swap was long ago, so the
+    references reset to bin 0 and the accumulator is 0 there). Emptying it takes 1_089 +
+    ceil(1_089 * 1e7 / 9.9e8) = 1_089 + ceil(11.0) = 1_100.
+
+    1_101 in, the model (pre-0.12): 1_101 > 1_100, so bin 0 is emptied for 1_100 (out 1_089,
+    fee 11) and 1 unit goes on to bin -1. There the accumulator is 1 bin * 10_000 = 10_000,
+    the fee 1e7 + ceil(10_000 * (10_000 * 100)^2 / 1e11) = 10_100_000, so the unit pays
+    ceil(1 * 0.0101) = 1 and swaps 0, for floor(0 / 1.01) = 0. Out 1_089, fee 12, and the
+    active bin is -1 with accumulator 10_000.
+
+    SDK 0.12 instead: the fee first, ceil(1_101 * 1e7 / 1e9) = ceil(11.01) = 12; 1_101 - 12 =
+    1_089 fills bin 0 exactly and nothing is left. Out 1_089, fee 12, active bin 0,
+    accumulator 0; and with no bin -1 it fills where the model refuses."""
+    two_bins = DlmmState(
+        active_id=0, min_id=-1, bins=(Bin(0, 10**6), Bin(0, 1_089)), last_update=NOW - 1_000
+    )
+    up_to = swap_exact_in(PARAMS, two_bins, True, 1_100, NOW)  # both SDKs agree up to here
+    assert (up_to.amount_out, up_to.fee, up_to.state.active_id) == (1_089, 11, 0)
+    assert up_to.state.bin(0) == Bin(1_100 - 11, 0)
+
+    past = swap_exact_in(PARAMS, two_bins, True, 1_101, NOW)
+    assert (past.amount_out, past.fee) == (1_089, 12)
+    after = past.state
+    assert (after.active_id, after.volatility_accumulator) == (-1, 10_000)
+    assert (after.bin(0), after.bin(-1), after.fee_x) == (Bin(1_089, 0), Bin(0, 10**6), 12)
+
+    one_bin = replace(two_bins, min_id=0, bins=(Bin(0, 1_089),))
+    assert swap_exact_in(PARAMS, one_bin, True, 1_100, NOW).amount_out == 1_089
+    with pytest.raises(OutOfLiquidityError):
+        swap_exact_in(PARAMS, one_bin, True, 1_101, NOW)
+
+
+def test_bins_without_the_output_token_leave_no_mark_on_the_fee() -> None:
+    """Where 0.12's other change shows nothing: bins 0 and -1 hold no Y, bin -2 does. The
+    accumulator is a function of the bin alone (references fixed at the swap's start), so
+    computing it in the empty bins too changes nothing: in bin -2 it is 2 * 10_000 = 20_000,
+    the fee 1e7 + ceil(10_000 * (20_000 * 100)^2 / 1e11) = 10_400_000, so 10_000 in pays
+    ceil(104.0) = 104 and gets floor(9_896 / 1.0201) = floor(9_701.0..) = 9_701; the swap
+    ends there, the accumulator is left at 20_000 under either SDK."""
+    s = DlmmState(
+        active_id=0,
+        min_id=-2,
+        bins=(Bin(0, 10**6), Bin(0, 0), Bin(0, 0)),
+        last_update=NOW - 1_000,
+    )
+    swap = swap_exact_in(PARAMS, s, True, 10_000, NOW)
+    assert (swap.amount_out, swap.fee) == (9_701, 104)
+    assert (swap.state.active_id, swap.state.volatility_accumulator) == (-2, 20_000)
+
+
 def test_the_state_passed_in_is_not_changed() -> None:
     s = state(last_update=NOW - 1_000)
     copy = replace(s)

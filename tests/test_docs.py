@@ -5,6 +5,7 @@ link with a #fragment, to a heading in that file)."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,20 @@ def test_the_slugs_follow_github() -> None:
     assert _slug("API keys and the internal token") == "api-keys-and-the-internal-token"
     assert _slug("Nothing lost, nothing executed twice") == "nothing-lost-nothing-executed-twice"
     assert _slug("API: gRPC, HTTP and WebSocket") == "api-grpc-http-and-websocket"
+
+
+def test_no_file_holds_a_merge_conflict() -> None:
+    # A marker left by a merge reads as prose in Markdown and slips past
+    # every other check.
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    marker = re.compile(rb"^(<{7} |>{7} |={7}$)", re.MULTILINE)
+    conflicted = [
+        name.decode()
+        for name in tracked
+        if name
+        and (ROOT / name.decode()).is_file()
+        and marker.search((ROOT / name.decode()).read_bytes())
+    ]
+    assert conflicted == []

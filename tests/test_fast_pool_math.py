@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orderengine.market.base import OutOfLiquidityError, Swap, Venue
-from orderengine.market.cpmm import CpmmPool, Reserves
+from orderengine.market.cpmm import FEE_DENOMINATOR, CpmmPool, CreatorFeeOn, Reserves
 from orderengine.market.cpmm import swap_exact_in as cpmm_swap
 from orderengine.market.dlmm import (
     MAX_FEE_RATE,
@@ -44,7 +44,7 @@ def reference_swap(
     state = update_references(params, state, now)
     bins = list(state.bins)
     active = state.active_id
-    left, total_out, total_fee = amount_in, 0, 0
+    left, fills = amount_in, []
     volatility = state.volatility_accumulator
     while True:
         volatility = volatility_at(params, state, active)
@@ -62,24 +62,16 @@ def reference_swap(
                 fee = fee_included(left, rate)
                 out = min(_amount_out(left - fee, price, swap_for_y), reserve_out)
                 taken = left
-            into_bin = taken - fee
-            if swap_for_y:
-                bins[k] = Bin(bin_.x + into_bin, bin_.y - out)
-            else:
-                bins[k] = Bin(bin_.x - out, bin_.y + into_bin)
+            bins[k] = bin_.filled(taken - fee, out, swap_for_y)
+            fills.append((taken, out, fee))
             left -= taken
-            total_out += out
-            total_fee += fee
         if left == 0:
             break
         active += -1 if swap_for_y else 1
         if not state.min_id <= active <= state.max_id:
             raise OutOfLiquidityError("out of bins")
-    fee_x, fee_y = (
-        (state.fee_x + total_fee, state.fee_y)
-        if swap_for_y
-        else (state.fee_x, state.fee_y + total_fee)
-    )
+    total_out, total_fee = sum(out for _, out, _ in fills), sum(fee for _, _, fee in fills)
+    fee_x, fee_y = state.fees_with(total_fee, swap_for_y)
     after = replace(
         state,
         active_id=active,
@@ -164,28 +156,64 @@ def test_the_fee_rate_is_capped() -> None:
     assert swap.fee == 10**5
 
 
+@st.composite
+def cpmm_pools(draw: st.DrawFn) -> CpmmPool:
+    fee_rate = draw(st.integers(0, FEE_DENOMINATOR - 1))
+    return CpmmPool(
+        "p",
+        Venue.RAYDIUM,
+        "SOL",
+        "USDC",
+        1,
+        1,
+        fee_rate,
+        protocol_fee_rate=draw(st.sampled_from([0, 120_000, 333_333, FEE_DENOMINATOR - 40_000])),
+        fund_fee_rate=draw(st.sampled_from([0, 40_000])),
+        creator_fee_rate=draw(st.integers(0, FEE_DENOMINATOR - 1 - fee_rate)),
+        creator_fee_on=draw(st.sampled_from(list(CreatorFeeOn))),
+    )
+
+
 @PURE
 @given(
-    a=st.integers(0, 10**19),
-    b=st.integers(0, 10**19),
+    pool=cpmm_pools(),
+    vaults=st.tuples(st.integers(0, 10**19), st.integers(0, 10**19)),
+    accrued=st.lists(st.integers(0, 10**17), min_size=6, max_size=6),
     amount_in=st.integers(1, 10**19),
-    fee_rate=st.integers(0, 1_000_000),
     sells_a=st.booleans(),
 )
 def test_the_inlined_cpmm_quote_gives_what_swap_exact_in_gives(
-    a: int, b: int, amount_in: int, fee_rate: int, sells_a: bool
+    pool: CpmmPool, vaults: tuple[int, int], accrued: list[int], amount_in: int, sells_a: bool
 ) -> None:
-    pool = CpmmPool("p", Venue.RAYDIUM, "SOL", "USDC", a, b, fee_rate)
-    got = pool.quote(Reserves(a, b), "SOL" if sells_a else "USDC", amount_in, 0)
-    reserve_in, reserve_out = (a, b) if sells_a else (b, a)
-    expected = cpmm_swap(reserve_in, reserve_out, amount_in, fee_rate)
+    """Every rate, every creator_fee_on, on vaults holding fees counted apart:
+    the quote's amounts and the state after are swap_exact_in's, step by step,
+    on the trading reserves."""
+    state = Reserves(vaults[0] + sum(accrued[0::2]), vaults[1] + sum(accrued[1::2]), *accrued)
+    assert (state.reserve_a, state.reserve_b) == vaults
+    got = pool.quote(state, "SOL" if sells_a else "USDC", amount_in, 0)
+    reserve_in, reserve_out = vaults if sells_a else vaults[::-1]
+    on_input = pool.creator_fee_on.on_input(sells_a)
+    expected = cpmm_swap(
+        reserve_in,
+        reserve_out,
+        amount_in,
+        pool.fee_rate,
+        pool.protocol_fee_rate,
+        pool.fund_fee_rate,
+        pool.creator_fee_rate,
+        on_input,
+    )
     assert (got.amount_in, got.amount_out, got.fee) == (
         amount_in,
         expected.amount_out,
         expected.fee,
     )
-    assert got.state == (
-        Reserves(a + amount_in, b - expected.amount_out)
-        if sells_a
-        else Reserves(a - expected.amount_out, b + amount_in)
-    )
+    # The vaults take all of the input and pay out what the trader gets; the
+    # fees counted apart grow by the swap's shares, each in its own token.
+    p, f, c = expected.protocol_fee, expected.fund_fee, expected.creator_fee
+    c_in, c_out = (c, 0) if on_input else (0, c)
+    if sells_a:
+        moved = (amount_in, -expected.amount_out, p, 0, f, 0, c_in, c_out)
+    else:
+        moved = (-expected.amount_out, amount_in, 0, p, 0, f, c_out, c_in)
+    assert got.state == Reserves(*(x + d for x, d in zip(state, moved, strict=True)))

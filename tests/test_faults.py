@@ -14,7 +14,7 @@ from executor.chain.faults import FailureRates, Faults
 from orderengine.reasons import Reason
 from orderengine.v1 import order_pb2, order_service_pb2
 from tests.conftest import Services
-from tests.helpers import statuses, watch_all
+from tests.helpers import ATTEMPT, statuses, watch_all
 
 
 def test_fates_follow_the_rates_and_the_seed() -> None:
@@ -102,16 +102,7 @@ def test_a_dropped_transaction_is_retried_once_its_blockhash_expired(
         CHAIN_BLOCKHASH_VALID_SECONDS="0.5",
         MAX_ATTEMPTS="2",
     )
-    assert seen == [
-        "PENDING",
-        "ROUTING",
-        "ROUTED",
-        "SUBMITTED",
-        "ROUTING",
-        "ROUTED",
-        "SUBMITTED",
-        "FAILED",
-    ]
+    assert seen == ["PENDING", *ATTEMPT, *ATTEMPT, "FAILED"]
     submitted, retried = events[3], events[4]
     waited = (retried.event_time.ToDatetime() - submitted.event_time.ToDatetime()).total_seconds()
     assert waited >= 0.5  # not before the blockhash could no longer land

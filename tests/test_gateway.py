@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,21 @@ from grpc_status import rpc_status
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from orderengine.amounts import format_amount
 from orderengine.errors import FieldError, status
 from orderengine.settings import Settings
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
-from tests.conftest import ROOT, GatewayServer, LoopThread, Processes, RecordedHub, Services, auth
-from tests.helpers import eventually
+from tests.conftest import (
+    OWNER,
+    ROOT,
+    GatewayServer,
+    LoopThread,
+    Processes,
+    RecordedHub,
+    Services,
+    auth,
+)
+from tests.helpers import PLENTY, eventually, fund
 
 SEED_BODY = {"inputToken": "SOL", "outputToken": "USDC", "amount": 10}
 STATUSES = ["PENDING", "ROUTING", "ROUTED", "SUBMITTED", "CONFIRMED"]
@@ -139,27 +149,29 @@ def test_json_number_amounts_are_read_exactly(
 
 @pytest.mark.parametrize("quoted", [False, True])
 def test_the_largest_u64_amount_is_taken_exactly_and_one_more_is_refused(
-    no_price_impact_limit: None, http: httpx.Client, quoted: bool
+    no_price_impact_limit: None, http: httpx.Client, quoted: bool, redis_url: str
 ) -> None:
-    """SPL amounts are u64: 2**64 - 1 base units of SOL (9 decimals) is an
+    """SPL amounts are u64: 2**64 - 1 base units of USDC (6 decimals) is an
     order, stored and read back to the last digit, as a JSON number or a
-    string; 2**64 is a 400 naming the field and the bound."""
+    string; 2**64 is a 400 naming the field and the bound. The wallet holds
+    that much USDC, the most a token account holds."""
+    fund(redis_url, OWNER, {"USDC": format_amount(2**64 - 1 - int(PLENTY["USDC"]) * 10**6, 6)})
 
     def post(amount: str) -> httpx.Response:
         raw = f'"{amount}"' if quoted else amount
-        body = f'{{"inputToken": "SOL", "outputToken": "USDC", "amount": {raw}}}'
+        body = f'{{"inputToken": "USDC", "outputToken": "SOL", "amount": {raw}}}'
         return http.post("/api/orders", content=body, headers={"content-type": "application/json"})
 
-    taken = post("18446744073.709551615")
+    taken = post("18446744073709.551615")
     assert taken.status_code == 201, taken.text
     assert http.get(f"/api/orders/{taken.json()['orderId']}").json()["amount"] == (
-        "18446744073.709551615"
+        "18446744073709.551615"
     )
-    refused = post("18446744073.709551616")
+    refused = post("18446744073709.551616")
     assert refused.status_code == 400, refused.text
     error = error_of(refused)
     assert (error["code"], error["field"]) == ("INVALID_ARGUMENT", "amount")
-    assert "too large: at most 18446744073.709551615" in error["message"]
+    assert "too large: at most 18446744073709.551615" in error["message"]
 
 
 def test_slippage_and_client_order_id(http: httpx.Client) -> None:
@@ -310,6 +322,31 @@ def test_list_is_paged_newest_first(http: httpx.Client) -> None:
         assert error_of(reply)["field"] == field
 
 
+def test_a_split_quote_gives_each_legs_share_of_its_token(http: httpx.Client) -> None:
+    # 3000 SOL is split over both SOL/USDC pools and through USDT (docs/market.md).
+    reply = http.get(
+        "/api/quote", params={"inputToken": "SOL", "outputToken": "USDC", "amount": "3000"}
+    )
+    assert reply.status_code == 200, reply.text
+    legs = reply.json()["route"]["legs"]
+    spent: dict[str, Decimal] = {}
+    for leg in legs:
+        spent[leg["inputToken"]] = spent.get(leg["inputToken"], Decimal(0)) + Decimal(
+            leg["amountIn"]
+        )
+    assert spent["SOL"] == 3000 and len([leg for leg in legs if leg["inputToken"] == "SOL"]) > 1
+    shares: dict[str, Decimal] = {}
+    for leg in legs:
+        # Two decimals, within a hundredth of the leg's part of all the route spends of its token.
+        assert re.fullmatch(r"\d{1,3}\.\d\d", leg["sharePct"]), leg
+        exact = Decimal(leg["amountIn"]) * 100 / spent[leg["inputToken"]]
+        assert abs(Decimal(leg["sharePct"]) - exact) < Decimal("0.01"), leg
+        shares[leg["inputToken"]] = shares.get(leg["inputToken"], Decimal(0)) + Decimal(
+            leg["sharePct"]
+        )
+    assert all(total == 100 for total in shares.values()), shares
+
+
 def test_quote_shows_every_venue(http: httpx.Client) -> None:
     reply = http.get(
         "/api/quote", params={"inputToken": "SOL", "outputToken": "USDC", "amount": "10"}
@@ -321,6 +358,13 @@ def test_quote_shows_every_venue(http: httpx.Client) -> None:
     # The route gives at least the best venue (it may split or go through another token).
     assert Decimal(quote["route"]["amountOut"]) >= Decimal(best["amountOut"])
     assert Decimal(quote["route"]["minAmountOut"]) < Decimal(quote["route"]["amountOut"])
+
+    # One pool or a path: every leg spends all it holds; the price is the route's.
+    for leg in quote["route"]["legs"]:
+        assert leg["sharePct"] == "100.00"
+    out, spend = Decimal(quote["route"]["amountOut"]), Decimal(10)
+    assert Decimal(quote["route"]["price"]) == Context(prec=6).divide(out, spend)
+    assert Decimal(quote["route"]["inversePrice"]) == Context(prec=6).divide(spend, out)
 
     bad = http.get(
         "/api/quote", params={"inputToken": "SOL", "outputToken": "DOGE", "amount": "10"}
@@ -743,22 +787,26 @@ def test_gateway_imports_only_the_stubs_the_settings_the_channels_and_its_framew
     # The channel factory is how every client reaches a service (TLS, keepalive,
     # balancing, interceptors); the gateway is one of those clients, nothing more
     # (and resumes a broken watch as every client does: orderengine.mesh.resumption;
-    # and serves HTTPS with the engine's certificate: orderengine.mesh.tls; and gives
+    # and serves HTTPS with the engine's certificate: orderengine.mesh.tls; and says
+    # its version in the OpenAPI document: orderengine.client.version; and gives
     # its requests ids, log lines and spans as every service its calls:
     # orderengine.observability; and gathers its callers' submits as OrderService
-    # gathers its writes: orderengine.batching).
+    # gathers its writes: orderengine.batching; and reads a route's shares and
+    # price as the CLI prints them: orderengine.client.route_figures).
     for path in (ROOT / "gateway").rglob("*.py"):
         for name in _imports(path):
             if name.split(".")[0] in ENGINE_PACKAGES:
                 assert name.split(".")[0] == "gateway" or name.startswith(
                     (
                         "orderengine.v1",
+                        "orderengine.client.version",
                         "orderengine.settings",
                         "orderengine.mesh.channels",
                         "orderengine.mesh.resumption",
                         "orderengine.mesh.tls",
                         "orderengine.observability",
                         "orderengine.batching",
+                        "orderengine.client.route_figures",
                     )
                 ), f"{path}: imports {name}"
 

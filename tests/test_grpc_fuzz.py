@@ -31,7 +31,7 @@ from orderengine.v1 import (
     order_service_pb2,
     quote_service_pb2,
 )
-from tests.conftest import Services
+from tests.conftest import OWNER, Services
 from tests.helpers import details, item_error_of
 
 # Seeded, no example database, and the fixtures' servers serve every example.
@@ -86,6 +86,7 @@ def _methods() -> list[Method]:
         ),
         "SubmitSwap": execution_service_pb2.SubmitSwapRequest(
             attempt_key="fuzz:1",
+            owner=OWNER,
             route=market_pb2.Route(
                 legs=[
                     market_pb2.RouteLeg(
@@ -103,6 +104,14 @@ def _methods() -> list[Method]:
         ),
         "GetSignatureStatuses": execution_service_pb2.GetSignatureStatusesRequest(
             signatures=["1" * 88]
+        ),
+        "GetBalances": order_service_pb2.GetBalancesRequest(tokens=["SOL"]),
+        "RequestAirdrop": order_service_pb2.RequestAirdropRequest(
+            token="USDC", amount="1", request_id="fuzz"
+        ),
+        "GetWallets": execution_service_pb2.GetWalletsRequest(owners=["fuzz"]),
+        "FundWallet": execution_service_pb2.FundWalletRequest(
+            owner="fuzz", token="SOL", amount="0.5", request_id="fuzz"
         ),
     }
     # A batch: the unary examples, and one of each a bad item.
@@ -448,7 +457,7 @@ def test_any_route_over_real_pools_is_taken_or_refused_and_its_status_always_ans
     submit = BY_NAME["SubmitSwap"]
     statuses = BY_NAME["GetSignatureStatuses"]
     request = execution_service_pb2.SubmitSwapRequest(
-        attempt_key=f"fuzz-route:{attempt}", route=route
+        attempt_key=f"fuzz-route:{attempt}", route=route, owner=OWNER
     )
     channel = caller.channels["execution"]
     try:
@@ -487,7 +496,9 @@ def test_any_batch_of_routes_answers_each_as_submit_swap_would(
     batch = BY_NAME["BatchSubmitSwaps"]
     prefix = uuid.uuid4().hex
     requests = [
-        execution_service_pb2.SubmitSwapRequest(attempt_key=f"{prefix}:{n}", route=route)
+        execution_service_pb2.SubmitSwapRequest(
+            attempt_key=f"{prefix}:{n}", route=route, owner=OWNER
+        )
         for route, n in items
     ]
     chain = execution_service_pb2_grpc.ExecutionServiceStub(caller.channels["execution"])

@@ -457,6 +457,12 @@ def test_a_dlmm_pool_starts_at_the_price_in_the_file(entry: dict[str, Any]) -> N
     assert all(bin_.y == 0 for i, bin_ in state.items() if i > state.active_id)
 
 
+CPMM_ENTRY = (
+    '[[pool]]\nid="x"\nvenue="raydium"\nkind="cpmm"\ntoken_a="SOL"\ntoken_b="USDC"\n'
+    'reserve_a="1"\nreserve_b="1"\nfee_rate=2500\nprotocol_fee_rate=120000\nfund_fee_rate=40000\n'
+)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -477,11 +483,15 @@ def test_a_dlmm_pool_starts_at_the_price_in_the_file(entry: dict[str, Any]) -> N
             'liquidity_per_bin="1"',
             "price must be a string",
         ),
+        (CPMM_ENTRY * 2, "appears twice"),
         (
-            '[[pool]]\nid="x"\nvenue="raydium"\nkind="cpmm"\ntoken_a="SOL"\ntoken_b="USDC"\n'
-            'reserve_a="1"\nreserve_b="1"\nfee_rate=2500\n' * 2,
-            "appears twice",
+            CPMM_ENTRY.replace("protocol_fee_rate=120000\n", ""),
+            "pool 'x' has no protocol_fee_rate",
         ),
+        (CPMM_ENTRY + 'creator_fee_on="token_c"', "creator_fee_on must be one of both, token_a"),
+        (CPMM_ENTRY + "creator_fee_rate=997500", "fee_rate \\+ creator_fee_rate must be below"),
+        (CPMM_ENTRY.replace("=40000", "=880001"), "protocol_fee_rate \\+ fund_fee_rate exceed"),
+        (CPMM_ENTRY.replace("=2500", "=-1"), "fee_rate must be 0..1000000, got -1"),
     ],
 )
 def test_a_bad_pools_file_is_refused(text: str, message: str) -> None:
@@ -534,10 +544,16 @@ def test_missing_pools_are_seeded_from_pools_toml(redis: SyncRedis, redis_url: s
         "raydium-sol-usdc": Reserves(250_000 * SOL, 35_000_000 * USDC),
         "meteora-bonk-sol": all_pools()["meteora-bonk-sol"].initial_state(),
     }
+    # A CPMM pool's hash: its vaults, and the fees in them counted apart (none yet).
     assert redis.hgetall(pool_key("raydium-sol-usdc")) == {
         b"kind": b"cpmm",
         b"a": b"250000000000000",
         b"b": b"35000000000000",
+        **{
+            f"{share}_fee_{t}".encode(): b"0"
+            for share in ("protocol", "fund", "creator")
+            for t in "ab"
+        },
     }
     # A DLMM pool's hash holds its vault totals beside its bins.
     fields = redis.hgetall(pool_key("meteora-bonk-sol"))
@@ -551,6 +567,8 @@ def test_states_read_back_what_was_written(redis: SyncRedis, redis_url: str) -> 
     written: dict[str, PoolState] = {
         "raydium-sol-usdc": Reserves(250_001 * SOL, 34_999_860 * USDC),
         "raydium-jup-sol": Reserves(1, 2),
+        # Every fee counted apart, each its own number.
+        "raydium-bonk-sol": Reserves(100, 200, 1, 2, 3, 4, 5, 6),
         "meteora-sol-usdc": moved_dlmm_state(),
     }
     asyncio.run(_write(redis_url, written))
@@ -558,11 +576,22 @@ def test_states_read_back_what_was_written(redis: SyncRedis, redis_url: str) -> 
     got = asyncio.run(
         _read(
             redis_url,
-            ["raydium-sol-usdc", "raydium-jup-sol", "meteora-sol-usdc", "meteora-jup-sol"],
+            [*written, "meteora-jup-sol"],
         )
     )
 
     assert got == {**written, "meteora-jup-sol": all_pools()["meteora-jup-sol"].initial_state()}
+
+
+def test_a_cpmm_hash_an_older_engine_wrote_counts_no_fees_apart(
+    redis: SyncRedis, redis_url: str
+) -> None:
+    # Before fees were counted apart a CPMM hash held its vaults alone: read as
+    # they are, with nothing apart, rather than seeded anew over the market.
+    redis.hset(pool_key("raydium-sol-usdc"), mapping={"kind": "cpmm", "a": "7", "b": "9"})
+    assert asyncio.run(_read(redis_url, ["raydium-sol-usdc"])) == {
+        "raydium-sol-usdc": Reserves(7, 9, 0, 0, 0, 0, 0, 0)
+    }
 
 
 def test_a_dlmm_state_survives_its_hash_fields() -> None:
@@ -690,6 +719,57 @@ def test_concurrent_landings_each_see_the_last_and_conserve_tokens(
     assert (int(fields[b"a"]), int(fields[b"b"])) == balances(pool, after)
 
 
+def test_a_thousand_sol_in_keeps_the_protocol_and_fund_fees_out_of_the_reserve(
+    redis: SyncRedis, redis_url: str
+) -> None:
+    """1,000 SOL sold into raydium-sol-usdc, 100 at a time, landed as the chain
+    lands them. Each swap's fee is ceil(100e9 * 2_500 / 1e6) = 0.25 SOL, of
+    which floor(12%) = 0.03 SOL is the protocol's and floor(4%) = 0.01 SOL the
+    fund's: 0.4 SOL after the ten, growing with volume. They stay in the vault
+    but out of the reserve the curve prices on, and the pool's hash keeps them."""
+    pool = cpmm_of("raydium-sol-usdc")
+    outs: list[int] = []
+
+    async def sell() -> None:
+        client = Redis.from_url(redis_url)
+        try:
+            for i in range(10):
+                leg = [Leg(pool.id, "SOL", "USDC")]
+                landed = await land_route(client, leg, "SOL", "USDC", 100 * SOL, NOW + i)
+                assert landed is not None
+                outs.append(landed.fill.amount_out)
+        finally:
+            await client.aclose()
+
+    asyncio.run(sell())
+
+    fields = redis.hgetall(pool_key(pool.id))
+    assert int(fields[b"a"]) == 251_000 * SOL  # the vault took every unit in
+    assert int(fields[b"protocol_fee_a"]) == 10 * 30_000_000  # 0.3 SOL
+    assert int(fields[b"fund_fee_a"]) == 10 * 10_000_000  # 0.1 SOL
+    assert [fields[f] for f in (b"protocol_fee_b", b"fund_fee_b", b"creator_fee_a")] == [b"0"] * 3
+    state = asyncio.run(_read(redis_url, [pool.id]))[pool.id]
+    assert isinstance(state, Reserves)
+    assert state.reserve_a == 251_000 * SOL - 400_000_000  # the vault less 0.4 SOL
+    assert state.reserve_b == state.b == 35_000_000 * USDC - sum(outs)
+    # The first swap: net 100e9 - 0.25e9 = 99.75e9, out floor(99.75e9 * 35e12 /
+    # (250_000e9 + 99.75e9)) = floor(13_959_430_187.36) = 13_959.430187 USDC.
+    assert outs[0] == 13_959_430_187
+    # Each one is the program's formula on the reserves then: the reserve of SOL
+    # grows by the input less the protocol's and the fund's shares.
+    x, y = 250_000 * SOL, 35_000_000 * USDC
+    net = 100 * SOL - 250_000_000
+    for out in outs:
+        assert out == net * y // (x + net)
+        x, y = x + 100 * SOL - 40_000_000, y - out
+    assert (x, y) == (state.reserve_a, state.reserve_b)
+    # The next quote prices on the reserves: more USDC than the vault, 0.4 SOL
+    # deeper in SOL, would give.
+    net = 1_000 * SOL - 2_500_000_000
+    then = quote(pool, state, "SOL", 1_000 * SOL, NOW).amount_out
+    assert then == net * y // (x + net) > net * y // (x + 400_000_000 + net)
+
+
 def test_a_landing_the_caller_refuses_writes_nothing(redis: SyncRedis, redis_url: str) -> None:
     async def land() -> object:
         client = Redis.from_url(redis_url)
@@ -725,3 +805,32 @@ def test_a_leg_that_would_overflow_a_pool_or_pay_nothing_reverts_with_its_code()
     with pytest.raises(ZeroAmountOutError, match="pays no USDC") as nothing:
         apply_route(leg, "SOL", "USDC", 1, pools)
     assert nothing.value.code == "ZERO_AMOUNT_OUT"
+
+
+def test_a_dlmm_leg_that_would_overflow_a_pool_or_pay_nothing_reverts_with_its_code() -> None:
+    """The same checks on a Meteora pool. meteora-sol-usdc's fee is 0.1% (1e6 in
+    1e9) at rest; its active bin, the nearest to 139.6 USDC a SOL, pays 0.1396
+    base units of USDC a lamport, give or take 0.05%."""
+    pool = all_pools()["meteora-sol-usdc"]
+    assert isinstance(pool, DlmmPool)
+    pools = initial_states()
+    sell = [Leg(pool.id, "SOL", "USDC")]
+    # 1 lamport: fee ceil(1 * 1e6 / 1e9) = 1, nothing left to swap. 7 lamports: fee 1,
+    # out floor(6 * 0.1396) = floor(0.84) = 0. 8: floor(7 * 0.1396) = floor(0.98) = 0.
+    # 9: floor(8 * 0.1396) = floor(1.12) = 1.
+    for lamports in (1, 7, 8):
+        with pytest.raises(ZeroAmountOutError, match="pays no USDC") as nothing:
+            apply_route(sell, "SOL", "USDC", lamports, pools, NOW)
+        assert nothing.value.code == "ZERO_AMOUNT_OUT"
+    assert apply_route(sell, "SOL", "USDC", 9, pools, NOW).amount_out == 1
+    # 1 base unit of USDC buys nothing either way round: its fee is 1.
+    with pytest.raises(ZeroAmountOutError, match="pays no SOL"):
+        apply_route([Leg(pool.id, "USDC", "SOL")], "USDC", "SOL", 1, pools, NOW)
+    # A SOL vault 1_000 lamports short of a u64 (fees waiting beside the bins): 1_000 more
+    # fills it to the bound, 1_001 would pass it.
+    vault_x = sum(b.x for b in pool.initial.bins)
+    full = {**pools, pool.id: replace(pool.initial, fee_x=MAX_BASE_UNITS - 1_000 - vault_x)}
+    assert apply_route(sell, "SOL", "USDC", 1_000, full, NOW).amount_out > 0
+    with pytest.raises(AmountOverflowError, match="would hold more than") as overflow:
+        apply_route(sell, "SOL", "USDC", 1_001, full, NOW)
+    assert overflow.value.code == "AMOUNT_OVERFLOW"

@@ -1,11 +1,13 @@
-"""Other traders: the background flow is seedable, moves prices within a band
-of their reference, and lands through the same transaction as the chain, so
-tokens are conserved."""
+"""Other traders on the chain's pools in Redis: the flow is seedable, lands
+through the chain's transaction so that no token is created, trades back a
+pool that orders pushed away, and runs as a process. Noise traders lean
+toward the reference."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -16,82 +18,92 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from orderengine.local.traders import Flow, FlowTrade, mid_price, run_flow
+from orderengine.local import traders
+from orderengine.local.flow_market import REFERENCE_KEY, RedisMarket
+from orderengine.local.reference import Reference, load_references
+from orderengine.local.traders import FlowTrade, MarketFlow, mid_price, run_flow
 from orderengine.market.pools import PoolState, all_pools, balances, quote
-from orderengine.market.state import FLOW_A, pool_key, read_reserves, write_reserves
+from orderengine.market.routes import Leg
+from orderengine.market.state import FLOW_A, encode, pool_key, read_reserves, write_reserves
 from tests.conftest import ROOT
 from tests.helpers import conservation_errors
+from tests.market_by_hand import START, best_arbitrage, unit_value
 
-START = 1_700_000_000
-
-
-def simulate(seed: int, steps: int) -> tuple[list[tuple[str, str, int]], dict[str, PoolState]]:
-    """The flow on an in-memory market: its swaps and the states it leaves."""
-    flow = Flow(seed)
-    states = {p.id: p.initial_state() for p in all_pools().values()}
-    swaps = []
-    for i in range(steps):
-        pool = flow.choose_pool()
-        swap = flow.choose_swap(pool, states[pool.id])
-        states[pool.id] = quote(
-            pool, states[pool.id], swap.input_token, swap.amount_in, START + i
-        ).state
-        swaps.append((swap.pool_id, swap.input_token, swap.amount_in))
-    return swaps, states
+SLOT = 0.4
 
 
-def test_the_same_seed_makes_the_same_flow_and_another_seed_another() -> None:
-    assert simulate(11, 300) == simulate(11, 300)
-    assert simulate(11, 300)[0] != simulate(12, 300)[0]
+def still_references() -> dict[str, Reference]:
+    return {s: Reference(r.price, 0.0) for s, r in load_references().items()}
 
 
-def test_prices_move_but_stay_within_a_band_of_their_reference() -> None:
-    flow = Flow(5)
-    states = {p.id: p.initial_state() for p in all_pools().values()}
-    moved: set[str] = set()
-    for i in range(4_000):
-        pool = flow.choose_pool()
-        swap = flow.choose_swap(pool, states[pool.id])
-        states[pool.id] = quote(
-            pool, states[pool.id], swap.input_token, swap.amount_in, START + 3 * i
-        ).state
-        deviation = mid_price(pool, states[pool.id]) / flow.reference[pool.id] - 1
-        assert abs(deviation) < Fraction(5, 100), (pool.id, float(deviation))
-        if deviation:
-            moved.add(pool.id)
-    assert moved == set(all_pools())  # every pool's price moved at some point
+# -- noise traders ---------------------------------------------------------------------
 
 
-def test_a_price_pushed_away_is_pulled_back() -> None:
+def test_noise_traders_pull_a_price_pushed_away_back_toward_its_reference() -> None:
     pool = all_pools()["raydium-sol-usdc"]
-    # Someone sold 5_000 SOL: the price is about 4% below its reference.
+    # Someone sold 5,000 SOL: the price is about 4% below its reference of 140.
     state = quote(pool, pool.initial_state(), "SOL", 5_000 * 10**9, START).state
-    flow = Flow(3, pools=[pool])
-    start = mid_price(pool, state) / flow.reference[pool.id] - 1
-    assert start < Fraction(-3, 100)
+    reference = 140 * 10**6 / 10**9
+    start = mid_price(pool, state) / reference - 1
+    assert start < -0.03
+    flow = MarketFlow(
+        3,
+        rate=2.5,
+        slot_seconds=SLOT,
+        pools=[pool],
+        references=still_references(),
+        arbitrageur=lambda walk, pools: None,
+    )
     for i in range(400):
-        swap = flow.choose_swap(pool, state)
+        swap = flow.noise.choose_swap(pool, state)
         state = quote(pool, state, swap.input_token, swap.amount_in, START + i).state
-    assert abs(mid_price(pool, state) / flow.reference[pool.id] - 1) < abs(start) / 2
+    assert abs(mid_price(pool, state) / reference - 1) < abs(start) / 2
 
 
-# -- on the shared market in Redis ------------------------------------------------
+def test_noise_traders_lean_toward_a_reference_that_moved() -> None:
+    """The reference, not pools.toml's price: SOL's moved 3% up, so the
+    noise traders buy more SOL than they sell."""
+    pool = all_pools()["raydium-sol-usdc"]
+    flow = MarketFlow(
+        5,
+        rate=2.5,
+        slot_seconds=SLOT,
+        pools=[pool],
+        references=still_references(),
+        arbitrageur=lambda walk, pools: None,
+    )
+    flow.walk.prices["SOL"] = 144.2
+    swaps = [flow.noise.choose_swap(pool, pool.initial_state()) for _ in range(1_000)]
+    buys = sum(s.input_token == "USDC" for s in swaps)
+    # 3% above: the chance of selling SOL is 50% - 300 bps·20 = 5%, its floor.
+    assert 0.93 < buys / len(swaps) < 0.97
 
 
-async def run_on_redis(redis_url: str, seed: int, count: int) -> list[FlowTrade]:
-    """Runs the flow in Redis as the process would, on a clock of one second a swap."""
+def test_the_flow_swaps_rate_a_second_on_average() -> None:
+    flow = MarketFlow(0, rate=2.0, slot_seconds=SLOT)
+    # 0.8 a slot: 4 every 5 slots, the fractions carried over.
+    assert [flow.noise_swaps() for _ in range(10)] == [0, 1, 1, 1, 1, 0, 1, 1, 1, 1]
+
+
+# -- on the chain's pools in Redis ----------------------------------------------------
+
+
+async def run_on_redis(
+    redis_url: str, seed: int, slots: int, rate: float = 10.0
+) -> list[FlowTrade]:
+    """The flow as the process runs it, on a clock of a slot a step."""
     client = Redis.from_url(redis_url)
     trades: list[FlowTrade] = []
-    ticks = iter(range(START, START + count))
+    clock = iter(START + k * SLOT for k in range(slots))
     try:
         await run_flow(
-            client,
-            Flow(seed),
-            rate=10_000,
-            stopping=asyncio.Event(),
-            count=count,
-            clock=lambda: next(ticks),
+            RedisMarket(client),
+            MarketFlow(seed, rate, SLOT),
+            asyncio.Event(),
+            slots=slots,
+            clock=lambda: next(clock),
             on_trade=trades.append,
+            paced=False,
         )
     finally:
         await client.aclose()
@@ -102,66 +114,71 @@ def market(redis: SyncRedis) -> dict[Any, Any]:
     return {key: redis.hgetall(key) for key in sorted(redis.scan_iter("market:pool:*"))}
 
 
-def test_a_seeded_flow_lands_the_same_swaps_on_a_fresh_market(
+def test_a_seeded_flow_makes_the_same_market_again_and_another_seed_another(
     redis: SyncRedis, redis_url: str
 ) -> None:
-    first = asyncio.run(run_on_redis(redis_url, 21, 120))
+    first = asyncio.run(run_on_redis(redis_url, 21, 25))
     after_first = market(redis)
     redis.flushdb()  # a flushed Redis starts the market again from pools.toml
-    second = asyncio.run(run_on_redis(redis_url, 21, 120))
+    second = asyncio.run(run_on_redis(redis_url, 21, 25))
+    assert first == second and market(redis) == after_first
+    assert {t.trader for t in first} == {"noise", "arbitrage"}
 
-    assert first == second and len(first) == 120
-    assert market(redis) == after_first
+    redis.flushdb()
+    other = asyncio.run(run_on_redis(redis_url, 22, 25))
+    assert other != first and market(redis) != after_first
 
 
-def test_flow_swaps_conserve_tokens_in_every_pool(redis: SyncRedis, redis_url: str) -> None:
-    trades = asyncio.run(run_on_redis(redis_url, 8, 300))
+async def read_all(redis_url: str) -> dict[str, PoolState]:
+    client = Redis.from_url(redis_url)
+    try:
+        return await read_reserves(client, list(all_pools()))
+    finally:
+        await client.aclose()
 
-    moved: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+async def ledger_errors(redis_url: str) -> list[str]:
+    client = Redis.from_url(redis_url)
+    try:
+        return await conservation_errors(client)
+    finally:
+        await client.aclose()
+
+
+def test_no_token_is_created_what_the_pools_gained_the_traders_paid(
+    redis: SyncRedis, redis_url: str
+) -> None:
+    trades = asyncio.run(run_on_redis(redis_url, 8, 60))
+    assert sum(t.trader == "arbitrage" for t in trades) > 5
+    assert sum(t.trader == "noise" for t in trades) > 100
+
+    # What the traders paid in and took out, by token, from their trades.
+    paid: dict[str, int] = defaultdict(int)
     for trade in trades:
-        pool = all_pools()[trade.swap.pool_id]
-        sells_a = trade.swap.input_token == pool.token_a
-        delta = moved[pool.id]
-        delta[0] += trade.swap.amount_in if sells_a else -trade.amount_out
-        delta[1] += -trade.amount_out if sells_a else trade.swap.amount_in
-
-    async def read_all() -> dict[str, PoolState]:
-        client = Redis.from_url(redis_url)
-        try:
-            return await read_reserves(client, list(all_pools()))
-        finally:
-            await client.aclose()
-
-    states = asyncio.run(read_all())
+        paid[trade.input_token] += trade.amount_in
+        paid[trade.output_token] -= trade.amount_out
+        if trade.input_token == trade.output_token:  # a loop pays its arbitrageur
+            assert trade.amount_out > trade.amount_in
+    # What the pools hold now beyond what pools.toml gave them, by token.
+    gained: dict[str, int] = defaultdict(int)
+    states = asyncio.run(read_all(redis_url))
     for pool in all_pools().values():
-        start_a, start_b = balances(pool, pool.initial_state())
-        delta_a, delta_b = moved[pool.id]
-        assert balances(pool, states[pool.id]) == (start_a + delta_a, start_b + delta_b), pool.id
-        raw = redis.hgetall(f"market:pool:{pool.id}")
-        assert (int(raw[b"a"]), int(raw[b"b"])) == balances(pool, states[pool.id])
-    assert len(moved) == len(all_pools())
+        (a0, b0), (a1, b1) = balances(pool, pool.initial_state()), balances(pool, states[pool.id])
+        gained[pool.token_a] += a1 - a0
+        gained[pool.token_b] += b1 - b0
+    assert dict(gained) == dict(paid)
 
-    async def check() -> list[str]:
-        client = Redis.from_url(redis_url)
-        try:
-            return await conservation_errors(client)
-        finally:
-            await client.aclose()
-
-    # The ledger the chaos suite checks agrees with the trades.
-    assert asyncio.run(check()) == []
-    redis.hincrby(pool_key("raydium-sol-usdc"), FLOW_A, 1)  # one SOL unit out of nowhere
-    assert asyncio.run(check()) == [
-        f"raydium-sol-usdc: holds {balances(all_pools()['raydium-sol-usdc'], states['raydium-sol-usdc'])[0]}"
-        f" SOL, expected {balances(all_pools()['raydium-sol-usdc'], all_pools()['raydium-sol-usdc'].initial_state())[0]}"
-        f" + {moved['raydium-sol-usdc'][0] + 1}"
-    ]
+    # The chain's flows ledger agrees, and would see a unit out of nowhere.
+    assert asyncio.run(ledger_errors(redis_url)) == []
+    redis.hincrby(pool_key("raydium-sol-usdc"), FLOW_A, 1)
+    assert len(asyncio.run(ledger_errors(redis_url))) == 1
 
 
-def test_the_flow_trades_on_what_is_in_redis(redis: SyncRedis, redis_url: str) -> None:
-    """A pool pushed far from its reference in Redis (by orders, say) is
-    traded back toward it."""
+def test_arbitrageurs_trade_back_a_pool_that_orders_pushed_away(
+    redis: SyncRedis, redis_url: str
+) -> None:
     pool = all_pools()["raydium-jup-sol"]
+    # An order sold 500,000 JUP into the pool: JUP is some 10% cheap there.
     pushed = quote(pool, pool.initial_state(), "JUP", 500_000 * 10**6, START).state
 
     async def push() -> None:
@@ -174,14 +191,84 @@ def test_the_flow_trades_on_what_is_in_redis(redis: SyncRedis, redis_url: str) -
             await client.aclose()
 
     asyncio.run(push())
-    trades = asyncio.run(run_on_redis(redis_url, 4, 300))
+    usd = {"JUP": Fraction("0.81"), "SOL": Fraction(140)}
+    worth = best_arbitrage(
+        pool, pushed, "SOL", unit_value(usd["SOL"], "SOL"), unit_value(usd["JUP"], "JUP"), START
+    )
+    assert worth > 1_000  # dollars on the table
 
-    on_pool = [t.swap for t in trades if t.swap.pool_id == pool.id]
-    bought_back = sum(s.input_token == "SOL" for s in on_pool)
-    assert bought_back > len(on_pool) * 0.7  # the price is low: mostly buys of JUP
+    trades = asyncio.run(run_on_redis(redis_url, 4, 1, rate=0.0))
+
+    assert any(t.legs == (Leg(pool.id, "SOL", "JUP"),) for t in trades)
+    state = asyncio.run(read_all(redis_url))[pool.id]
+    left = best_arbitrage(
+        pool, state, "SOL", unit_value(usd["SOL"], "SOL"), unit_value(usd["JUP"], "JUP"), START
+    )
+    assert left < Fraction(1, 10)
 
 
-# -- the process --------------------------------------------------------------------
+def test_a_slot_is_decided_again_when_an_order_landed_meanwhile(
+    redis: SyncRedis, redis_url: str
+) -> None:
+    """The slot's trades land on the pools they were decided on, or not at
+    all: an order that lands between the read and the write voids the
+    write, and the slot is decided again on the pools the order left."""
+    pool = all_pools()["raydium-sol-usdc"]
+    order = quote(pool, pool.initial_state(), "SOL", 1_000 * 10**9, START)
+    ordered = encode(pool, order.state)
+    seen: list[PoolState] = []
+
+    def trade(states: dict[str, PoolState]) -> dict[str, PoolState]:
+        seen.append(states[pool.id])
+        if len(seen) == 1:  # an order lands now, on another connection
+            with SyncRedis.from_url(redis_url) as other:
+                other.hset(pool_key(pool.id), mapping=ordered)
+        noise = quote(pool, states[pool.id], "USDC", 10_000 * 10**6, START)
+        return {**states, pool.id: noise.state}
+
+    async def run() -> None:
+        client = Redis.from_url(redis_url)
+        try:
+            await RedisMarket(client).transact([pool.id], trade, {"SOL": 140.0})
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+    assert seen == [pool.initial_state(), order.state]
+    after = quote(pool, order.state, "USDC", 10_000 * 10**6, START).state
+    assert asyncio.run(read_all(redis_url))[pool.id] == after
+
+
+def test_a_flow_that_starts_again_goes_on_from_the_prices_it_left(
+    redis: SyncRedis, redis_url: str
+) -> None:
+    asyncio.run(run_on_redis(redis_url, 3, 10))
+    raw = redis.hgetall(REFERENCE_KEY)
+    stored = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
+    assert set(stored) == set(load_references()) and stored["SOL"] != 140.0
+
+    async def again() -> dict[str, float]:
+        client = Redis.from_url(redis_url)
+        # References that stand still: after a slot they are where it began.
+        flow = MarketFlow(3, 0.0, SLOT, references=still_references())
+        try:
+            await run_flow(
+                RedisMarket(client),
+                flow,
+                asyncio.Event(),
+                slots=1,
+                clock=lambda: START + 60,
+                paced=False,
+            )
+        finally:
+            await client.aclose()
+        return flow.walk.prices
+
+    assert asyncio.run(again()) == stored
+
+
+# -- the process ------------------------------------------------------------------------
 
 
 def test_the_flow_runs_as_a_process(redis: SyncRedis, redis_url: str) -> None:
@@ -194,9 +281,11 @@ def test_the_flow_runs_as_a_process(redis: SyncRedis, redis_url: str) -> None:
             "--seed",
             "1",
             "--rate",
-            "500",
-            "--count",
-            "25",
+            "50",
+            "--slot-seconds",
+            "0.05",
+            "--slots",
+            "20",
         ],
         cwd=ROOT,
         env=env,
@@ -206,18 +295,25 @@ def test_the_flow_runs_as_a_process(redis: SyncRedis, redis_url: str) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "flow: 25 swaps landed" in done.stdout
+    landed = re.search(
+        r"flow: (\d+) swaps landed in 20 slots \((\d+) by noise traders, (\d+) by arbitrageurs\)",
+        done.stdout,
+    )
+    assert landed, done.stdout
+    total, noise, arbitrage = map(int, landed.groups())
+    # 50 a second for 20 slots of 0.05 s: 50 noise swaps, more when a late
+    # slot makes up for those it missed, a few fewer if one did not fit its pool.
+    assert noise >= 45 and arbitrage > 0 and total == noise + arbitrage
     assert redis.keys("market:pool:*")
 
 
-@pytest.mark.parametrize("rate", ["0", "-1"])
-def test_the_flow_needs_a_positive_rate(rate: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "orderengine.local.traders", "--rate", rate],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2 and "--rate" in done.stderr
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--rate", "0"), ("--rate", "-1"), ("--slot-seconds", "0"), ("--slots", "0")],
+)
+def test_the_flow_refuses_a_bad_setting_naming_it(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        traders.main([flag, value])
+    assert exited.value.code == 2 and flag in capsys.readouterr().err

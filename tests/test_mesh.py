@@ -10,25 +10,28 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from executor.main import create_execution_server
 from order_service.main import create_order_server
-from orderengine.local.ports import free_port
-from orderengine.mesh.auth import key_metadata, token_metadata
-from orderengine.mesh.channels import (
+from orderengine.client.dialing import (
     ORDER_SERVICE,
     QUOTE_SERVICE,
     RETRY_POLICY,
-    _dial,
-    channel,
+    dial,
     parse_target,
 )
-from orderengine.mesh.keepalive import KEEPALIVE, KeepalivePolicy
+from orderengine.client.keepalive import KEEPALIVE, KeepalivePolicy
+from orderengine.local.ports import free_port
+from orderengine.mesh import serving
+from orderengine.mesh.auth import key_metadata, token_metadata
+from orderengine.mesh.channels import channel
 from orderengine.mesh.serving import SERVER_OPTIONS, Server, Service, create_server
 from orderengine.settings import Settings
 from orderengine.store.orders import OrderStore
@@ -40,7 +43,7 @@ from orderengine.v1 import (
     quote_service_pb2_grpc,
 )
 from tests.conftest import INTERNAL_TOKEN, OWNER, LoopThread
-from tests.helpers import eventually
+from tests.helpers import eventually, fund
 
 QUOTE = quote_service_pb2.GetQuoteRequest(input_token="SOL", output_token="USDC", amount="1")
 
@@ -254,6 +257,21 @@ def test_submit_order_is_not_retried_but_reads_are(start: Any) -> None:
 # -- deadlines --------------------------------------------------------------
 
 
+@contextmanager
+def order_service(
+    loop: LoopThread, api_key: str
+) -> Iterator[order_service_pb2_grpc.OrderServiceStub]:
+    """A real OrderService on a free port, and a stub calling it as ``api_key``'s owner."""
+    orders = loop.run(create_order_server("127.0.0.1:0", Settings()))
+    try:
+        with channel(
+            f"127.0.0.1:{orders.port}", key_metadata(api_key), service=ORDER_SERVICE
+        ) as ch:
+            yield order_service_pb2_grpc.OrderServiceStub(ch)
+    finally:
+        loop.run(orders.stop(0))
+
+
 def deadline_exceeded(call: Any) -> float:
     """How long ``call`` took to end with DEADLINE_EXCEEDED."""
     began = time.monotonic()
@@ -281,24 +299,15 @@ def test_quote_order_passes_its_deadline_on(
     slow = FakeQuotes("slow", delay=30)
     quotes = start(slow)
     monkeypatch.setenv("QUOTE_SERVICE_ADDRESS", f"127.0.0.1:{quotes.port}")
-    orders = loop.run(create_order_server("127.0.0.1:0", Settings()))
-    try:
-        with channel(
-            f"127.0.0.1:{orders.port}",
-            key_metadata(env["ORDERENGINE_API_KEY"]),
-            service=ORDER_SERVICE,
-        ) as ch:
-            stub = order_service_pb2_grpc.OrderServiceStub(ch)
-            took = deadline_exceeded(
-                lambda: stub.QuoteOrder(
-                    order_service_pb2.QuoteOrderRequest(
-                        input_token="SOL", output_token="USDC", amount="1"
-                    ),
-                    timeout=0.6,
-                )
+    with order_service(loop, env["ORDERENGINE_API_KEY"]) as stub:
+        took = deadline_exceeded(
+            lambda: stub.QuoteOrder(
+                order_service_pb2.QuoteOrderRequest(
+                    input_token="SOL", output_token="USDC", amount="1"
+                ),
+                timeout=0.6,
             )
-    finally:
-        loop.run(orders.stop(0))
+        )
     assert 0.55 < took < 1.5
     # The inner call had what was left of the outer one (not QuoteOrder's
     # own 5 s), and ended with it.
@@ -344,16 +353,14 @@ def test_submit_order_does_not_wait_past_its_deadline(
         return write(self, news)
 
     monkeypatch.setattr(OrderStore, "submit_many", slow_write)
+    # The chain, for the submit's look at the owner's wallet.
+    chain = loop.run(create_execution_server("127.0.0.1:0", Settings()))
+    monkeypatch.setenv("EXECUTION_SERVICE_ADDRESS", f"127.0.0.1:{chain.port}")
+    fund(env["REDIS_URL"], OWNER)
     # No QuoteService here: SubmitOrder asks it nothing (no price impact limit).
     monkeypatch.setenv("MAX_PRICE_IMPACT_PCT", "100")
-    orders = loop.run(create_order_server("127.0.0.1:0", Settings()))
     try:
-        with channel(
-            f"127.0.0.1:{orders.port}",
-            key_metadata(env["ORDERENGINE_API_KEY"]),
-            service=ORDER_SERVICE,
-        ) as ch:
-            stub = order_service_pb2_grpc.OrderServiceStub(ch)
+        with order_service(loop, env["ORDERENGINE_API_KEY"]) as stub:
 
             def submit(client_order_id: str, timeout: float) -> Any:
                 return stub.SubmitOrder(
@@ -383,14 +390,14 @@ def test_submit_order_does_not_wait_past_its_deadline(
             assert again.already_exists and again.order.order_id == stored[0].order_id
             assert not submit("dropped", 10).already_exists
     finally:
-        loop.run(orders.stop(0))
+        loop.run(chain.stop(0))
 
 
 # -- keepalive --------------------------------------------------------------
 
 
 def test_clients_ping_no_faster_than_servers_allow() -> None:
-    client = dict(_dial("127.0.0.1:1", QUOTE_SERVICE)[2])
+    client = dict(dial("127.0.0.1:1", QUOTE_SERVICE).options)
     server = dict(SERVER_OPTIONS)
     assert (
         client["grpc.keepalive_time_ms"] >= server["grpc.http2.min_ping_interval_without_data_ms"]
@@ -466,3 +473,37 @@ def test_a_client_pinging_too_often_is_cut_off(loop: LoopThread) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         idle_stream_through(loop, strict, eager, idle=3.5)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_an_aged_connection_is_replaced_while_its_stream_goes_on(
+    loop: LoopThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server tells a connection past its age to go away: the client
+    connects again (and asks DNS again, which is how a dns:/// client finds
+    the replicas of a scale-out), while a stream open on it runs to its end."""
+    aged = [
+        (name, 300 if name == "grpc.max_connection_age_ms" else value)
+        for name, value in SERVER_OPTIONS
+    ]
+    assert aged != SERVER_OPTIONS
+    monkeypatch.setattr(serving, "SERVER_OPTIONS", aged)
+    server = loop.run(create_server("127.0.0.1:0", []))
+    states: list[grpc.ChannelConnectivity] = []
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            ch.subscribe(states.append, try_to_connect=False)
+            health = health_pb2_grpc.HealthStub(ch)
+            watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=20)
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            time.sleep(1.0)  # past the age: the server has sent its GOAWAY
+            loop.run(server.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING))
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            watch.cancel()
+            # The old connection closes once its stream is done...
+            ready = states.index(grpc.ChannelConnectivity.READY)
+            eventually(lambda: grpc.ChannelConnectivity.IDLE in states[ready:], timeout=10)
+            # ...and the next call opens a new one.
+            health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert states[-1] == grpc.ChannelConnectivity.READY
+    finally:
+        loop.run(server.stop(0))

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from orderengine.local import metrics_targets
 from orderengine.local.ports import free_port
+from orderengine.observability.buckets import seconds_buckets
 from orderengine.observability.metrics import MetricsEndpoint
 from orderengine.observability.metrics_scrape import Samples, scrape, time_breakdown
 from orderengine.settings import Settings
@@ -232,3 +233,11 @@ def test_make_run_gives_each_part_its_port(monkeypatch: pytest.MonkeyPatch, tmp_
         )
         == []
     )
+
+
+def test_histogram_bounds_run_1_2_5_per_decade_from_low_to_high() -> None:
+    assert seconds_buckets(0.0005, 10.0) == (
+        *(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
+        *(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    )
+    assert seconds_buckets(0.3, 2.0) == (0.5, 1.0)

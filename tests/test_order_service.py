@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from redis import Redis
 
+from orderengine.amounts import format_amount
 from orderengine.events import publish
 from orderengine.mesh.auth import key_metadata, with_metadata
 from orderengine.statuses import Status
@@ -22,10 +23,12 @@ from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.conftest import OWNER, Processes, Services
 from tests.helpers import (
     BAD_SWAP_FIELDS,
+    PLENTY,
     Submit,
     details,
     eventually,
     field_violations,
+    fund,
     rejected,
     statuses,
     watch_all,
@@ -73,15 +76,19 @@ def test_submit_returns_at_once_with_a_stored_pending_order(services: Services) 
 
 
 def test_the_largest_u64_amount_is_an_order_stored_exactly(
-    no_price_impact_limit: None, services: Services, store: OrderStore
+    no_price_impact_limit: None, services: Services, store: OrderStore, redis_url: str
 ) -> None:
-    """SPL amounts are u64: 2**64 - 1 base units (SOL has 9 decimals) is
+    """SPL amounts are u64: 2**64 - 1 base units (USDC has 6 decimals) is
     taken and read back to the last digit; one more is refused naming the
-    field and the bound (in BAD_SWAP_FIELDS)."""
-    order = submit(services, amount="18446744073.709551615")
-    assert order.amount == "18446744073.709551615"
+    field and the bound (in BAD_SWAP_FIELDS). The wallet holds that much
+    USDC, the most a token account holds (no wallet holds 2**64 - 1
+    lamports and the fee on top, so a SOL order that large is refused)."""
+    held = int(PLENTY["USDC"]) * 10**6
+    fund(redis_url, OWNER, {"USDC": format_amount(2**64 - 1 - held, 6)})
+    order = submit(services, input_token="USDC", output_token="SOL", amount="18446744073709.551615")
+    assert order.amount == "18446744073709.551615"
     fetched = services.orders().GetOrder(order_service_pb2.GetOrderRequest(order_id=order.order_id))
-    assert fetched.amount == "18446744073.709551615"
+    assert fetched.amount == "18446744073709.551615"
     row = store.get(order.order_id)
     assert row is not None and row.amount_in == 2**64 - 1
 

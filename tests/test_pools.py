@@ -10,7 +10,14 @@ from fractions import Fraction
 import pytest
 
 from orderengine.market.base import OutOfLiquidityError, Venue
-from orderengine.market.cpmm import FEE_DENOMINATOR, CpmmPool, Reserves, SwapResult, swap_exact_in
+from orderengine.market.cpmm import (
+    FEE_DENOMINATOR,
+    CpmmPool,
+    CreatorFeeOn,
+    Reserves,
+    SwapResult,
+    swap_exact_in,
+)
 from orderengine.market.dlmm import (
     MAX_BIN_ID,
     Bin,
@@ -66,6 +73,19 @@ def dlmm(bins: dict[int, Bin], params: DlmmParams = PARAMS, **state: int) -> Dlm
         token_b="USDC",
         params=params,
         initial=initial,
+    )
+
+
+def volatile_dlmm(last_update: int) -> DlmmPool:
+    """One bin of 1_000_000 SOL, after swaps that left index reference 3,
+    volatility reference 15_000 and accumulator 45_000."""
+    return dlmm(
+        {0: Bin(0, 1_000_000)},
+        replace(PARAMS, variable_fee_control=10_000),
+        index_reference=3,
+        volatility_reference=15_000,
+        volatility_accumulator=45_000,
+        last_update=last_update,
     )
 
 
@@ -134,14 +154,7 @@ HAND_COMPUTED = {
     # = 45_000; variable fee ceil(10_000 * (45_000 * 100)^2 / 1e11) = 2_025_000, total
     # 12_025_000 (1.2025%). Fee ceil(10_000 * 0.012025) = ceil(120.25) = 121, out 9_879.
     "dlmm volatile": Case(
-        dlmm(
-            {0: Bin(0, 1_000_000)},
-            replace(PARAMS, variable_fee_control=10_000),
-            index_reference=3,
-            volatility_reference=15_000,
-            volatility_accumulator=45_000,
-            last_update=NOW - 10,
-        ),
+        volatile_dlmm(last_update=NOW - 10),
         "SOL",
         10_000,
         9_879,
@@ -152,14 +165,7 @@ HAND_COMPUTED = {
     # the accumulator is 22_500 + 0; variable fee ceil(10_000 * (22_500 * 100)^2 / 1e11) =
     # 506_250, total 10_506_250. Fee ceil(105.06..) = 106, out 9_894.
     "dlmm volatility decaying": Case(
-        dlmm(
-            {0: Bin(0, 1_000_000)},
-            replace(PARAMS, variable_fee_control=10_000),
-            index_reference=3,
-            volatility_reference=15_000,
-            volatility_accumulator=45_000,
-            last_update=NOW - 60,
-        ),
+        volatile_dlmm(last_update=NOW - 60),
         "SOL",
         10_000,
         9_894,
@@ -205,6 +211,133 @@ def test_the_hand_computed_swaps_move_the_bins_as_they_say() -> None:
 
 
 # -- CPMM details ------------------------------------------------------------------------
+
+
+def raydium(
+    fee_rate: int = 2_500,
+    creator_fee_rate: int = 0,
+    creator_fee_on: CreatorFeeOn = CreatorFeeOn.BOTH,
+) -> CpmmPool:
+    """1_000_000 SOL and 2_000_000 USDC, on Raydium's config: 12% of each
+    trade fee for the protocol, 4% for the fund."""
+    return replace(
+        cpmm(fee_rate),
+        protocol_fee_rate=120_000,
+        fund_fee_rate=40_000,
+        creator_fee_rate=creator_fee_rate,
+        creator_fee_on=creator_fee_on,
+    )
+
+
+@dataclass(frozen=True)
+class FeeCase:
+    pool: CpmmPool
+    state: Reserves
+    input_token: str
+    amount_in: int
+    amount_out: int
+    fee: int
+    after: Reserves
+
+
+CLEAN = Reserves(1_000_000, 2_000_000)
+
+# Reserves(a, b, protocol_fee_a, protocol_fee_b, fund_fee_a, fund_fee_b, creator_fee_a,
+# creator_fee_b): the vaults, then the fees in them counted apart from the reserves.
+FEES_BY_HAND = {
+    # fee = ceil(10_000 * 2_500 / 1e6) = 25; protocol floor(25 * 120_000 / 1e6) = 3, fund
+    # floor(25 * 40_000 / 1e6) = 1. net 9_975, out floor(9_975 * 2e6 / 1_009_975) =
+    # floor(19_752.96..) = 19_752. The vault of SOL takes all 10_000; 4 of them are not
+    # the LPs': the reserve is 1_009_996.
+    "protocol and fund shares": FeeCase(
+        raydium(), CLEAN, "SOL", 10_000, 19_752, 25, Reserves(1_010_000, 1_980_248, 3, 0, 1, 0)
+    ),
+    # fee = ceil(10_001 * 2_500 / 1e6) = ceil(25.0025) = 26; the shares round down:
+    # floor(26 * 0.12) = floor(3.12) = 3, floor(26 * 0.04) = floor(1.04) = 1.
+    "shares round down": FeeCase(
+        raydium(), CLEAN, "SOL", 10_001, 19_752, 26, Reserves(1_010_001, 1_980_248, 3, 0, 1, 0)
+    ),
+    # A creator fee of 0.05% on the input: one fee ceil(10_001 * (2_500 + 500) / 1e6) =
+    # ceil(30.003) = 31, of which the creator's floor(31 * 500 / 3_000) = floor(5.17) = 5 and
+    # the trade fee 26 (shares 3 and 1). net 10_001 - 31 = 9_970, out floor(9_970 * 2e6 /
+    # 1_009_970) = floor(19_743.16..) = 19_743.
+    "creator fee on the input": FeeCase(
+        raydium(creator_fee_rate=500),
+        CLEAN,
+        "SOL",
+        10_001,
+        19_743,
+        31,
+        Reserves(1_010_001, 1_980_257, 3, 0, 1, 0, 5, 0),
+    ),
+    # The creator's fee always in USDC, so off the output when selling SOL: trade fee 25,
+    # the curve pays 19_752, the creator takes ceil(19_752 * 500 / 1e6) = ceil(9.876) = 10,
+    # the trader gets 19_742. The USDC vault keeps those 10 apart: its reserve falls by 19_752.
+    "creator fee on the output": FeeCase(
+        raydium(creator_fee_rate=500, creator_fee_on=CreatorFeeOn.TOKEN_B),
+        CLEAN,
+        "SOL",
+        10_000,
+        19_742,
+        25,
+        Reserves(1_010_000, 1_980_258, 3, 0, 1, 0, 0, 10),
+    ),
+    # The same pool selling USDC: the creator's fee is on the input now. 10_000 USDC: one fee
+    # ceil(10_000 * 3_000 / 1e6) = 30, the creator's floor(30 * 500 / 3_000) = 5, trade fee
+    # 25 (shares 3 and 1, in USDC). net 9_970, out floor(9_970 * 1e6 / 2_009_970) =
+    # floor(4_960.27..) = 4_960.
+    "creator fee in token_b, token_b in": FeeCase(
+        raydium(creator_fee_rate=500, creator_fee_on=CreatorFeeOn.TOKEN_B),
+        CLEAN,
+        "USDC",
+        10_000,
+        4_960,
+        30,
+        Reserves(995_040, 2_010_000, 0, 3, 0, 1, 0, 5),
+    ),
+    # Vaults holding 400 SOL of fees apart (300 protocol, 100 fund): the curve prices on
+    # 1_000_000 SOL, not 1_000_400. 10_000 SOL: fee 25, net 9_975, out floor(9_975 * 2e6 /
+    # 1_009_975) = 19_752, as on a clean pool (on the vault it would be floor(19_745.14..)).
+    "priced on the reserves, selling the token with fees apart": FeeCase(
+        raydium(),
+        Reserves(1_000_400, 2_000_000, 300, 0, 100, 0),
+        "SOL",
+        10_000,
+        19_752,
+        25,
+        Reserves(1_010_400, 1_980_248, 303, 0, 101, 0),
+    ),
+    # And buying it: 10_000 USDC, net 9_975, out floor(9_975 * 1_000_000 / 2_009_975) =
+    # floor(4_962.74..) = 4_962 (on the vault: floor(4_964.73..) = 4_964), paid out of the
+    # SOL vault, whose fees stay apart.
+    "priced on the reserves, buying the token with fees apart": FeeCase(
+        raydium(),
+        Reserves(1_000_400, 2_000_000, 300, 0, 100, 0),
+        "USDC",
+        10_000,
+        4_962,
+        25,
+        Reserves(995_438, 2_010_000, 300, 3, 100, 1),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FEES_BY_HAND.values(), ids=FEES_BY_HAND.keys())
+def test_raydiums_fees_are_split_and_counted_apart_by_hand(case: FeeCase) -> None:
+    swap = quote(case.pool, case.state, case.input_token, case.amount_in, NOW)
+    assert (swap.amount_out, swap.fee, swap.state) == (case.amount_out, case.fee, case.after)
+    # The fees counted apart are not the LPs': the curve's reserves exclude them.
+    assert isinstance(swap.state, Reserves)
+    assert swap.state.reserve_a == case.after.a - sum(case.after[2::2])
+    assert swap.state.reserve_b == case.after.b - sum(case.after[3::2])
+
+
+def test_the_spot_price_is_the_reserves_not_the_vaults() -> None:
+    # 1_000_400 SOL in the vault, 400 of them fees apart: 2_000_000 / 1_000_000 = 2.
+    state = Reserves(1_000_400, 2_000_000, 300, 0, 100, 0)
+    assert spot_price(raydium(), state, "SOL") == 2
+    assert spot_price(raydium(), state, "USDC") == Fraction(1, 2)
+    assert balances(raydium(), state) == (1_000_400, 2_000_000)  # what the pool holds
 
 
 def test_the_cpmm_fee_rounds_up() -> None:
@@ -311,8 +444,13 @@ def check_swap(
         assert (after_a - held_a, after_b - held_b) == (-swap.amount_out, amount_in)
     if isinstance(before, Reserves):
         assert isinstance(swap.state, Reserves) and isinstance(pool, CpmmPool)
-        assert swap.state.a * swap.state.b >= before.a * before.b  # k never falls
+        after = swap.state
+        # k of the reserves the curve prices on never falls
+        assert after.reserve_a * after.reserve_b >= before.reserve_a * before.reserve_b
         assert swap.fee * FEE_DENOMINATOR >= amount_in * pool.fee_rate  # the fee rounds up
+        # Fees counted apart only grow, and never exceed what the vault holds.
+        assert all(now >= then for now, then in zip(after[2:], before[2:], strict=True))
+        assert 0 <= after.reserve_a <= after.a and 0 <= after.reserve_b <= after.b
     else:
         assert isinstance(swap.state, DlmmState) and isinstance(pool, DlmmPool)
         state = swap.state
@@ -332,10 +470,16 @@ def check_swap(
 def test_cpmm_swaps_conserve_tokens_and_never_lower_k() -> None:
     rng = random.Random(42)
     for _ in range(3_000):
-        pool = cpmm(
-            rng.choice([0, 50, 100, 2_000, 2_500, 10_000]),
-            rng.randint(1, 10 ** rng.randint(1, 18)),
-            rng.randint(1, 10 ** rng.randint(1, 18)),
+        pool = replace(
+            cpmm(
+                rng.choice([0, 50, 100, 2_000, 2_500, 10_000]),
+                rng.randint(1, 10 ** rng.randint(1, 18)),
+                rng.randint(1, 10 ** rng.randint(1, 18)),
+            ),
+            protocol_fee_rate=rng.choice([0, 120_000]),
+            fund_fee_rate=rng.choice([0, 40_000]),
+            creator_fee_rate=rng.choice([0, 0, 500, 9_000]),
+            creator_fee_on=rng.choice(list(CreatorFeeOn)),
         )
         state: PoolState = pool.initial_state()
         for _ in range(3):

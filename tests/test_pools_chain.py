@@ -17,8 +17,8 @@ from orderengine.market.routes import Leg, RouteFill, apply_route, route_to_prot
 from orderengine.market.state import decode, encode, pool_key
 from orderengine.tokens import token
 from orderengine.v1 import execution_service_pb2, market_pb2, quote_service_pb2
-from tests.conftest import Services
-from tests.helpers import eventually
+from tests.conftest import OWNER, Services
+from tests.helpers import eventually, one_pool_route
 
 Commitment = execution_service_pb2.Commitment
 
@@ -66,7 +66,9 @@ def priced(
 def land(services: Services, route: market_pb2.Route) -> execution_service_pb2.SignatureStatus:
     chain = services.chain()
     reply = chain.SubmitSwap(
-        execution_service_pb2.SubmitSwapRequest(attempt_key=f"{uuid.uuid4()}:1", route=route),
+        execution_service_pb2.SubmitSwapRequest(
+            attempt_key=f"{uuid.uuid4()}:1", route=route, owner=OWNER
+        ),
         timeout=10,
     )
 
@@ -144,16 +146,7 @@ def test_a_swap_larger_than_the_bins_fails_and_leaves_the_pool_alone(
 ) -> None:
     seeded(redis, "meteora-sol-usdc")
     before = redis.hgetall(pool_key("meteora-sol-usdc"))
-    route = market_pb2.Route(
-        input_token="SOL",
-        output_token="USDC",
-        amount_in="100000",
-        legs=[
-            market_pb2.RouteLeg(
-                pool_id="meteora-sol-usdc", input_token="SOL", output_token="USDC", share_bps=10_000
-            )
-        ],
-    )
+    route = one_pool_route("meteora-sol-usdc", "SOL", "USDC", "100000")
 
     status = land(services, route)
 

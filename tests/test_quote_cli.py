@@ -3,6 +3,7 @@ QuoteOrder RPC of the services running in this process."""
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 
@@ -90,3 +91,24 @@ def test_a_bad_quote_is_an_error_naming_the_field(
     assert code == 2
     assert out == ""
     assert err.startswith("error: INVALID_ARGUMENT: output_token: unknown token 'DOGE'")
+
+
+def test_quote_json_is_the_reply_for_a_script(
+    services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(capsys, services, "quote", "SOL", "USDC", "5000", "--json")
+    assert code == 0, err
+    quoted = json.loads(out)
+    reply = services.orders().QuoteOrder(
+        order_service_pb2.QuoteOrderRequest(input_token="SOL", output_token="USDC", amount="5000"),
+        timeout=10,
+    )
+    assert [(q["venue"], q["amountOut"]) for q in quoted["quotes"]] == [
+        ({1: "VENUE_RAYDIUM", 2: "VENUE_METEORA"}[q.venue], q.amount_out) for q in reply.quotes
+    ]
+    route = quoted["route"]
+    assert (route["amountOut"], route["minAmountOut"]) == (
+        reply.route.amount_out,
+        reply.route.min_amount_out,
+    )
+    assert [leg["poolId"] for leg in route["legs"]] == [leg.pool_id for leg in reply.route.legs]

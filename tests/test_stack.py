@@ -17,8 +17,10 @@ from typing import IO
 
 import pytest
 
+from orderengine.client.version import VERSION
 from orderengine.local.metrics_targets import TARGETS_FILE, read_targets
 from orderengine.local.ports import free_port, port_is_free
+from orderengine.mesh.auth import PLACEHOLDER_INTERNAL_TOKEN
 from orderengine.mesh.channels import channel
 from orderengine.mesh.healthcheck import serving, wait_serving
 from orderengine.observability.metrics_scrape import scrape
@@ -58,6 +60,9 @@ def stack_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
     env.update(CHAIN_SLOT_SECONDS="0.4", CHAIN_CONFIRM_SECONDS="0.6", WORKERS="2")
     # /metrics on free ports: stacks of other test runs may be up beside this one.
     env["METRICS_PORT"] = "0"
+    # The examples' placeholder, as a copied .env would leave it: the parts
+    # refuse it, so the stack must put a token of its own in its place.
+    env["INTERNAL_TOKEN"] = PLACEHOLDER_INTERNAL_TOKEN
     return env
 
 
@@ -141,7 +146,11 @@ def stack(
             break
         assert time.monotonic() < deadline, "".join(banner)
     text = "".join(banner)
-    assert "Order engine is up." in text, text
+    assert f"Order engine {VERSION} is up." in text, text
+    for service in ("OrderService", "QuoteService", "ExecutionService"):
+        assert re.search(rf"^{service} {re.escape(VERSION)} listening on port \d+$", text, re.M), (
+            text
+        )
     assert stack_env["ORDER_SERVICE_ADDRESS"] in text
     assert re.search(
         rf"^  gateway +{re.escape(stack_env['GATEWAY_ADDRESS'])} +HTTP \+ WebSocket, "
@@ -274,6 +283,21 @@ def test_make_run_stack_confirms_an_order_watched_live_and_late(
     )
     assert order_id in listed.stdout and "CONFIRMED" in listed.stdout
 
+    # make run funded the local owner's wallet with 100 SOL; the order took
+    # 10 of them and the network fee, 5,000 lamports.
+    assert re.search(
+        r"^  wallet +owner 'local' holds at least 100 SOL, 10000 USDC", banners[0], re.MULTILINE
+    )
+    held = subprocess.run(
+        [sys.executable, "-m", "orderengine.cli", "balances", "SOL"],
+        cwd=ROOT,
+        env=stack_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert held.stdout.split() == ["SOL", "89.999995"], held
+
     # Every part serves /metrics, listed for Prometheus; together they saw the order through.
     pages = {target.part: target.url for target in read_targets(tmp_path / "var" / TARGETS_FILE)}
     assert {
@@ -286,6 +310,8 @@ def test_make_run_stack_confirms_an_order_watched_live_and_late(
         "tracker",
     } <= set(pages), pages
     figures = scrape(pages.values())
+    # Each says the version it runs.
+    assert figures.get("orderengine_build_info", version=VERSION) == len(pages)
     assert figures.get("orderengine_orders", status="CONFIRMED") == 1
     for status in ("PENDING", "ROUTING", "ROUTED", "SUBMITTED"):
         assert figures.get("orderengine_order_status_seconds_count", status=status) == 1, status

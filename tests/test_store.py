@@ -27,6 +27,7 @@ from orderengine.store.models import EventRow, OrderRow, StoredOrder
 from orderengine.store.orders import OrderStore, PageTokenError
 from orderengine.store.wire import order_to_proto
 from orderengine.v1 import market_pb2, order_pb2
+from tests.helpers import one_pool_route
 
 SOL = 10**9
 
@@ -65,17 +66,8 @@ def count(store: OrderStore, model: type[OrderRow] | type[EventRow]) -> int:
         return connection.scalar(select(func.count()).select_from(model)) or 0
 
 
-A_ROUTE = market_pb2.Route(
-    input_token="SOL",
-    output_token="USDC",
-    amount_in="2",
-    amount_out="280",
-    min_amount_out="278.6",
-    legs=[
-        market_pb2.RouteLeg(
-            pool_id="raydium-sol-usdc", input_token="SOL", output_token="USDC", share_bps=10_000
-        )
-    ],
+A_ROUTE = one_pool_route(
+    "raydium-sol-usdc", "SOL", "USDC", "2", amount_out="280", min_amount_out="278.6"
 )
 
 

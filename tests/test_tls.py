@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -23,11 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from orderengine.client.tls import TlsConfigError, tls
 from orderengine.local.ports import free_port
 from orderengine.mesh.auth import key_metadata, token_metadata
 from orderengine.mesh.channels import QUOTE_SERVICE, channel
 from orderengine.mesh.serving import create_server
-from orderengine.mesh.tls import TlsConfigError, tls
 from orderengine.v1 import (
     order_pb2,
     order_service_pb2,
@@ -206,6 +207,54 @@ def test_plaintext_when_nothing_is_set(loop: LoopThread, monkeypatch: pytest.Mon
             assert health_check(ch) == health_pb2.HealthCheckResponse.SERVING
     finally:
         loop.run(server.stop(0))
+
+
+def test_probes_that_speak_no_tls_get_the_health_service_alone_on_its_own_port(
+    loop: LoopThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HEALTH_PORT: what a Kubernetes grpc probe (plaintext only) asks,
+    while the server itself takes TLS alone."""
+    probe_port = free_port()
+    monkeypatch.setenv("HEALTH_PORT", str(probe_port))
+    server = loop.run(create_server("127.0.0.1:0", []))
+    stopped = False
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as plaintext:
+            assert refused(plaintext).code() == grpc.StatusCode.UNAVAILABLE
+        with grpc.insecure_channel(f"127.0.0.1:{probe_port}") as probe:
+            assert health_check(probe) == health_pb2.HealthCheckResponse.SERVING
+            # Nothing but health: not reflection, not a service's methods.
+            with pytest.raises(grpc.RpcError) as other:
+                quote_service_pb2_grpc.QuoteServiceStub(probe).GetQuote(QUOTE, timeout=3)
+            assert other.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            # A stopping server says so on the probe port too.
+            loop.run(server.health.enter_graceful_shutdown())
+            assert health_check(probe) == health_pb2.HealthCheckResponse.NOT_SERVING
+            loop.run(server.stop(0))
+            stopped = True
+            assert refused(probe).code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        if not stopped:
+            loop.run(server.stop(0))
+
+
+def test_a_taken_health_port_stops_the_start_naming_the_setting(
+    loop: LoopThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("HEALTH_PORT", str(taken.getsockname()[1]))
+        with pytest.raises(OSError, match="HEALTH_PORT"):
+            loop.run(create_server("127.0.0.1:0", []))
+    # Nor may two servers of one host share one: each answers for itself.
+    monkeypatch.setenv("HEALTH_PORT", str(free_port()))
+    first = loop.run(create_server("127.0.0.1:0", []))
+    try:
+        with pytest.raises(OSError, match="HEALTH_PORT"):
+            loop.run(create_server("127.0.0.1:0", []))
+    finally:
+        loop.run(first.stop(0))
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry import propagate
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -257,11 +259,9 @@ def test_request_ids_cross_every_hop_and_untraced_calls_cost_no_span(
     ExecutionService; nothing prints a span or names a trace."""
     caplog.set_level(logging.DEBUG, logger="orderengine.calls")
     assert tracing.server_observers() == []
-    assert not [
-        i
-        for i in [*observability.client_interceptors(), *observability.aio_client_interceptors()]
-        if type(i).__module__ == tracing.__name__
-    ]
+    assert observability.aio_client_interceptors() == []
+    with channel(services.address("quote")) as plain:
+        assert type(plain).__module__.startswith("grpc.")
     printed = {part: tmp_path / f"{part}.out" for part in ("worker", "tracker")}
     for part, output in printed.items():
         start(processes, part, output)
@@ -349,7 +349,10 @@ def test_with_tracing_off_no_tracer_and_no_tracing_interceptor(
     tracing.configure("test")
     assert tracing.tracer() is None
     assert tracing.server_observers() == []
-    assert tracing.client_interceptors() == [] and tracing.aio_client_interceptors() == []
+    assert tracing.aio_client_interceptors() == []
+    plain = grpc.insecure_channel("127.0.0.1:9")
+    assert tracing.traced_channel(plain) is plain
+    plain.close()
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaeger")
     with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER"):
         tracing.configure("test")
@@ -386,3 +389,28 @@ def test_spans_reach_an_otlp_collector(otlp_collector: Collector, services: Serv
     assert names[SERVICE_NAME] == "orders-eu-1"
     sent = [span.name for scope in resource_spans.scope_spans for span in scope.spans]
     assert "orderengine.v1.OrderService/ListOrders" in sent
+
+
+@pytest.fixture
+def no_global_propagator() -> Iterator[None]:
+    """As OTEL_PROPAGATORS=none would leave it: a global propagator that
+    sends nothing. Request it before ``in_memory_spans``."""
+    before = propagate.get_global_textmap()
+    propagate.set_global_textmap(CompositePropagator([]))
+    yield
+    propagate.set_global_textmap(before)
+
+
+def test_channels_send_the_w3c_header_the_servers_read(
+    no_global_propagator: None, in_memory_spans: InMemorySpanExporter, services: Services
+) -> None:
+    """The channels' spans come from a library that injects with the global
+    propagator; tracing sets it to the one the servers and the queue read."""
+    # As the executor's: this process's channel, made with tracing on.
+    traced = channel(services.address("quote"), token_metadata(INTERNAL_TOKEN))
+    services.channels.append(traced)
+    quote = quote_service_pb2.GetQuoteRequest(input_token="SOL", output_token="USDC", amount="1")
+    quote_service_pb2_grpc.QuoteServiceStub(traced).GetQuote(quote, timeout=10)
+    spans = [json.loads(s.to_json()) for s in in_memory_spans.get_finished_spans()]
+    client, server = one(spans, GET_QUOTE, "CLIENT"), one(spans, GET_QUOTE, "SERVER")
+    assert child_of(server, client)

@@ -1,20 +1,24 @@
-"""A watch that outlives its OrderService: the policy (orderengine.mesh.resumption)
-and the CLI's ``watch`` through a real OrderService restart. (The gateway's
-WebSocket: tests/test_gateway.py; replicas killed: tests/chaos/test_replicas.py.)"""
+"""A watch that outlives its OrderService: the policy (orderengine.client.resumption)
+and the client's ``watch()`` (the CLI's), blocking and asyncio, through a real
+OrderService restart. (The gateway's WebSocket: tests/test_gateway.py;
+replicas killed: tests/chaos/test_replicas.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from typing import Any, cast
 
 import grpc
 
-from orderengine.cli.orders import resumed_events
-from orderengine.mesh.auth import key_metadata
-from orderengine.mesh.channels import ORDER_SERVICE, channel
-from orderengine.mesh.resumption import FIRST_DELAY_SECONDS, MAX_DELAY_SECONDS, Resumption
+from orderengine.client import AsyncClient, Client, Resuming
+from orderengine.client.resumption import (
+    FIRST_DELAY_SECONDS,
+    MAX_DELAY_SECONDS,
+    RESUMABLE,
+    Resumption,
+)
 from orderengine.settings import Settings
-from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
+from orderengine.v1 import order_pb2, order_service_pb2
 from tests.conftest import OWNER, Services
 from tests.helpers import eventually
 
@@ -70,62 +74,71 @@ def test_other_codes_end_the_watch() -> None:
         assert resumption.ended(code, resumption.opened()) is None
 
 
-class CountingStub:
-    """The OrderService stub, noting each WatchOrder's after_sequence."""
-
-    def __init__(self, stub: order_service_pb2_grpc.OrderServiceStub) -> None:
-        self.stub = stub
-        self.opened_after: list[int] = []
-
-    def WatchOrder(
-        self,
-        request: order_service_pb2.WatchOrderRequest,  # the stub's name
-        **kwargs: Any,
-    ) -> Any:
-        self.opened_after.append(request.after_sequence)
-        return self.stub.WatchOrder(request, **kwargs)
-
-
-def test_cli_watch_resumes_after_an_order_service_restart(services: Services) -> None:
+def restart_order_service(services: Services) -> None:
+    """OrderService stops (its streams end with UNAVAILABLE) and comes back
+    on the same port."""
     from order_service.main import create_order_server
 
-    # The channel the CLI opens.
-    opened = channel(
-        services.address("order"), key_metadata(services.keys[OWNER]), service=ORDER_SERVICE
-    )
-    services.channels.append(opened)  # closed by the fixture
-    orders = order_service_pb2_grpc.OrderServiceStub(opened)
-    order = orders.SubmitOrder(
-        order_service_pb2.SubmitOrderRequest(input_token="SOL", output_token="USDC", amount="1"),
-        timeout=10,
-    ).order  # stays PENDING
-    counting = CountingStub(orders)
-    seen: list[order_pb2.OrderEvent] = []
-
-    def follow() -> None:
-        stub = cast(order_service_pb2_grpc.OrderServiceStub, counting)
-        seen.extend(resumed_events(stub, order.order_id, 0, give_up_seconds=20))
-
-    watcher = threading.Thread(target=follow, daemon=True)
-    watcher.start()
-    eventually(lambda: len(seen) == 1)
     port = services.servers["order"].port
-    # OrderService stops (its streams end with UNAVAILABLE) and comes back.
     services.loop.run(services.servers["order"].stop(0.5))
     services.servers["order"] = services.loop.run(
         create_order_server(f"127.0.0.1:{port}", Settings())
     )
-    eventually(lambda: len(counting.opened_after) >= 2)
-    # (Waits for the channel to reach the new server: CancelOrder is not retried.)
-    orders.CancelOrder(
-        order_service_pb2.CancelOrderRequest(order_id=order.order_id),
-        timeout=10,
-        wait_for_ready=True,
+
+
+def cancel(services: Services, order_id: str) -> None:
+    # Waits for the channel to reach the new server: CancelOrder is not retried.
+    services.orders().CancelOrder(
+        order_service_pb2.CancelOrderRequest(order_id=order_id), timeout=10, wait_for_ready=True
     )
-    watcher.join(20)
-    assert not watcher.is_alive()
-    assert [(e.sequence, e.status) for e in seen] == [
-        (1, order_pb2.ORDER_STATUS_PENDING),
-        (2, order_pb2.ORDER_STATUS_CANCELLED),
-    ]
-    assert counting.opened_after[0] == 0 and set(counting.opened_after[1:]) == {1}
+
+
+PENDING_THEN_CANCELLED = [
+    (1, order_pb2.ORDER_STATUS_PENDING),
+    (2, order_pb2.ORDER_STATUS_CANCELLED),
+]
+
+
+def test_client_watch_resumes_after_an_order_service_restart(services: Services) -> None:
+    resumed: list[Resuming] = []
+    seen: list[order_pb2.OrderEvent] = []
+    with Client(services.address("order"), api_key=services.keys[OWNER]) as orders:
+        order = orders.submit("SOL", "USDC", "1").order  # stays PENDING: no worker
+
+        def follow() -> None:
+            seen.extend(orders.watch(order.order_id, on_resume=resumed.append))
+
+        watcher = threading.Thread(target=follow, daemon=True)
+        watcher.start()
+        eventually(lambda: len(seen) == 1)
+        restart_order_service(services)
+        eventually(lambda: len(resumed) >= 1)
+        cancel(services, order.order_id)
+        watcher.join(20)
+        assert not watcher.is_alive()
+    # Every event once, in order, across the two streams; each stream after
+    # the first opened after the one event seen.
+    assert [(e.sequence, e.status) for e in seen] == PENDING_THEN_CANCELLED
+    assert {notice.after_sequence for notice in resumed} == {1}
+    assert {notice.code for notice in resumed} <= RESUMABLE
+
+
+def test_async_client_watch_resumes_after_an_order_service_restart(services: Services) -> None:
+    resumed: list[Resuming] = []
+
+    async def follow() -> list[order_pb2.OrderEvent]:
+        seen: list[order_pb2.OrderEvent] = []
+        async with AsyncClient(services.address("order"), api_key=services.keys[OWNER]) as orders:
+            order = (await orders.submit("SOL", "USDC", "1")).order
+            async for event in orders.watch(order.order_id, on_resume=resumed.append):
+                seen.append(event)
+                if len(seen) == 1:
+                    # The stream breaks while the watch waits here for its
+                    # next turn; the cancel lands on the server back.
+                    await asyncio.to_thread(restart_order_service, services)
+                    await asyncio.to_thread(cancel, services, order.order_id)
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(follow(), 30))
+    assert [(e.sequence, e.status) for e in seen] == PENDING_THEN_CANCELLED
+    assert {notice.after_sequence for notice in resumed} == {1}

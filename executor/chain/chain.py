@@ -1,8 +1,9 @@
 """The simulated chain, shaped like a Solana RPC node.
 
 A swap is taken at once and gets its signature; one slot later it lands
-against the pools as they are then (not as quoted), and fails with a
-slippage error when the route gives less than its floor. Its status then
+against the pools and its owner's wallet as they are then (not as quoted),
+and fails with a slippage error when the route gives less than its floor,
+or for insufficient funds when the wallet cannot pay. Its status then
 moves processed -> confirmed -> finalized. All state is in Redis, so any
 replica can answer for any signature, and an attempt key lands at most once:
 the same key always maps to the same transaction.
@@ -26,7 +27,9 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, WatchError
 
 from executor.chain.faults import NO_FAULTS, REASONS, Faults
-from orderengine.amounts import format_amount
+from executor.chain.wallets import Ledger
+from orderengine.amounts import MAX_BASE_UNITS, format_amount
+from orderengine.fees import FEE_TOKEN, format_sol, transaction_fee
 from orderengine.market.pools import PoolState
 from orderengine.market.routes import RouteError, RoutePlan, apply_route, plan_from_proto
 from orderengine.market.state import Flows, pool_key, read_pools, write_reserves
@@ -56,7 +59,7 @@ _SUBMIT = f"""
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   redis.call('HSET', KEYS[2], 'attempt_key', ARGV[2], 'route', ARGV[3],
              'submitted_at', ARGV[4], 'land_at', ARGV[5], 'state', 'pending',
-             'fate', ARGV[6])
+             'fate', ARGV[6], 'owner', ARGV[7], 'priority_fee', ARGV[8])
   if ARGV[6] ~= '{Reason.TRANSACTION_DROPPED}' then
     redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
   end
@@ -105,6 +108,18 @@ def order_of(attempt_key: str) -> str:
 
 
 @dataclass(frozen=True)
+class SwapTransaction:
+    """What a client sends: a route, signed and paid for by its owner."""
+
+    attempt_key: str
+    route: market_pb2.Route
+    # Whose wallet pays the fees, gives the input and gets the output.
+    owner: str
+    # Lamports on top of the network fee.
+    priority_fee: int = 0
+
+
+@dataclass(frozen=True)
 class Submitted:
     signature: str
     duplicate: bool
@@ -121,18 +136,32 @@ class _Pending:
     fate: str
     # None when the stored route cannot be executed, with why in ``error``.
     plan: RoutePlan | None
+    # The signer's wallet ("" for a transaction taken before wallets: no
+    # wallet pays for it, so it fails for insufficient funds) and its
+    # priority fee in lamports.
+    owner: str = ""
+    priority_fee: int = 0
     error: str = ""
+
+    FIELDS = ("state", "attempt_key", "route", "fate", "submitted_at", "owner", "priority_fee")
 
     @classmethod
     def read(cls, signature: str, fields: list[Any]) -> _Pending:
-        _, attempt_key, raw_route, fate, submitted_at = fields
+        _, attempt_key, raw_route, fate, submitted_at, owner, priority_fee = fields
         plan, error = None, ""
         try:
             plan = plan_from_proto(market_pb2.Route.FromString(raw_route or b""))
         except Exception as exc:  # one bad transaction must not hold up the rest
             error = f"route: {exc}"
         return cls(
-            signature, _text(attempt_key) or "", submitted_at, _text(fate) or "", plan, error
+            signature,
+            _text(attempt_key) or "",
+            submitted_at,
+            _text(fate) or "",
+            plan,
+            _text(owner) or "",
+            int(priority_fee or 0),
+            error,
         )
 
 
@@ -151,18 +180,18 @@ class Chain:
         self._submit = redis.register_script(_SUBMIT)
 
     async def submit_many(
-        self, swaps: Sequence[tuple[str, market_pb2.Route]]
+        self, swaps: Sequence[SwapTransaction]
     ) -> list[Submitted | RouteError | RpcTimeout]:
-        """Takes each (attempt key, route), in order, all in one Redis round
-        trip; for each its signature, or RouteError when the route cannot be
-        executed at all, or RpcTimeout (after taking it) when a timeout is
-        injected. A key twice in ``swaps`` is taken once: the second is a
-        duplicate."""
+        """Takes each swap, in order, all in one Redis round trip; for each
+        its signature, or RouteError when the route cannot be executed at
+        all, or RpcTimeout (after taking it) when a timeout is injected. A
+        key twice in ``swaps`` is taken once: the second is a duplicate."""
         outcomes: list[Submitted | RouteError | RpcTimeout] = []
         taking: list[tuple[int, str]] = []  # (index in outcomes, signature)
         calls: list[list[Any]] = []  # each _SUBMIT's keys and arguments
         now = time.time()
-        for attempt_key, route in swaps:
+        for swap in swaps:
+            attempt_key, route = swap.attempt_key, swap.route
             try:
                 plan_from_proto(route)
             except RouteError as exc:
@@ -182,6 +211,8 @@ class Chain:
                     repr(now),
                     repr(now + self.slot_seconds),
                     self.faults.fate(),
+                    swap.owner,
+                    str(swap.priority_fee),
                 ]
             )
         for (index, signature), taken in zip(taking, await self._run_submits(calls), strict=True):
@@ -218,12 +249,14 @@ class Chain:
         return replies
 
     async def land_many(self, signatures: Sequence[str]) -> None:
-        """Lands the pending transactions against the pools now, one after
-        another in the order given, in one optimistic transaction: whoever
-        lands a transaction first wins, everyone else finds it landed. A few
-        round trips for the lot instead of a few per transaction."""
+        """Lands the pending transactions against the pools and their
+        owners' wallets now, one after another: those paying a higher
+        priority fee first, else in the order given. One optimistic
+        transaction: whoever lands a transaction first wins, everyone else
+        finds it landed. A few round trips for the lot instead of a few per
+        transaction."""
         keys = [tx_key(signature) for signature in signatures]
-        fields = ("state", "attempt_key", "route", "fate", "submitted_at")
+        fields = _Pending.FIELDS
         while True:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
@@ -234,11 +267,14 @@ class Chain:
                         for key in keys:
                             reads.hmget(key, *fields)
                         txs = await reads.execute()
-                    pending = [
-                        _Pending.read(signature, tx)
-                        for signature, tx in zip(signatures, txs, strict=True)
-                        if tx[0] == b"pending"
-                    ]
+                    pending = sorted(
+                        (
+                            _Pending.read(signature, tx)
+                            for signature, tx in zip(signatures, txs, strict=True)
+                            if tx[0] == b"pending"
+                        ),
+                        key=lambda tx: -tx.priority_fee,  # stable: ties keep their order
+                    )
                     if not pending:
                         return
                     pool_ids = list(
@@ -251,9 +287,11 @@ class Chain:
                     )
                     before: dict[str, PoolState] = {}
                     flows: Flows = {}
+                    owners = [tx.owner for tx in pending if not tx.fate]
+                    await pipe.watch(*(pool_key(p) for p in pool_ids), *Ledger.keys(owners))
                     if pool_ids:
-                        await pipe.watch(*(pool_key(p) for p in pool_ids))
                         before, flows = await read_pools(self.redis, pool_ids)
+                    ledger = await Ledger.read(self.redis, owners)
                     now = time.time()
                     pools = dict(before)
                     # Everything is decided and checked here, before MULTI:
@@ -262,7 +300,7 @@ class Chain:
                     # and holding within MAX_BASE_UNITS (u64), as the
                     # programs' checked arithmetic does; the pools' fields and
                     # their ledger are decimal strings, set whole.
-                    results = [self._land_one(tx, pools, now) for tx in pending]
+                    results = [self._land_one(tx, pools, ledger, now) for tx in pending]
                     pipe.multi()
                     if pools != before:
                         write_reserves(
@@ -271,6 +309,7 @@ class Chain:
                             before,
                             flows,
                         )
+                    ledger.write(pipe)
                     for tx, result in zip(pending, results, strict=True):
                         pipe.hset(tx_key(tx.signature), mapping=result)
                         if result["state"] == "landed":
@@ -284,48 +323,78 @@ class Chain:
                 continue  # a pool or a transaction moved under us: look again
 
     @staticmethod
-    def _land_one(tx: _Pending, pools: dict[str, PoolState], now: float) -> dict[Any, Any]:
-        """What landing ``tx`` now records; ``pools`` moves on by its fill."""
+    def _land_one(
+        tx: _Pending, pools: dict[str, PoolState], ledger: Ledger, now: float
+    ) -> dict[Any, Any]:
+        """What landing ``tx`` now records; ``pools`` and ``ledger`` move on
+        by what it does. In the order the chain checks: the fee payer can
+        pay the fee, or the transaction is not processed and pays nothing;
+        from there the fee is paid whatever follows. The program prices the
+        route and checks its floor before it moves any token, as Raydium's
+        and Meteora's do; then the token program moves the input out of the
+        wallet (insufficient funds) and the output in (a u64 at most)."""
         result: dict[Any, Any] = {"landed_at": repr(now), "slot": str(current_slot(now))}
-        if tx.fate:  # an injected failure: the pools never see it
-            return {
-                **result,
-                "state": "failed",
-                "error_code": tx.fate,
-                "error": REASONS.get(tx.fate, tx.fate.lower()),
-            }
+
+        def failed(code: str, error: str) -> dict[Any, Any]:
+            return {**result, "state": "failed", "error_code": code, "error": error}
+
+        if tx.fate:  # an injected failure: the pools and wallets never see it
+            return failed(tx.fate, REASONS.get(tx.fate, tx.fate.lower()))
+        fee = transaction_fee(tx.priority_fee)
+        held_sol = ledger.held(tx.owner, FEE_TOKEN)
+        if held_sol < fee:
+            return failed(
+                Reason.INSUFFICIENT_FUNDS,
+                f"insufficient funds for fee: the wallet holds {format_sol(held_sol)} SOL, "
+                f"the fee is {format_sol(fee)} SOL; nothing was charged",
+            )
+        ledger.pay_fee(tx.owner, fee)
+        result["fee"] = format_sol(fee)
         if tx.plan is None:
-            return {**result, "state": "failed", "error_code": RouteError.code, "error": tx.error}
+            return failed(RouteError.code, tx.error)
         plan = tx.plan
         try:
             fill = apply_route(
                 plan.legs, plan.input_token, plan.output_token, plan.amount_in, pools, now=int(now)
             )
         except RouteError as exc:  # the program reverts: AMOUNT_OVERFLOW, out of liquidity...
-            return {**result, "state": "failed", "error_code": exc.code, "error": str(exc)}
+            return failed(exc.code, str(exc))
         except Exception as exc:  # this transaction's alone: the others still land
             log.exception("landing %s failed", tx.signature)
-            return {
-                **result,
-                "state": "failed",
-                "error_code": Reason.PROGRAM_FAILED,
-                "error": f"the swap program failed: {exc}",
-            }
-        decimals = token(plan.output_token).decimals
+            return failed(Reason.PROGRAM_FAILED, f"the swap program failed: {exc}")
+        src, dst = token(plan.input_token), token(plan.output_token)
         if fill.amount_out < plan.min_amount_out:
-            return {
-                **result,
-                "state": "failed",
-                "error_code": Reason.SLIPPAGE_EXCEEDED,
-                "error": (
-                    f"slippage exceeded: the route gives "
-                    f"{format_amount(fill.amount_out, decimals)} "
-                    f"{plan.output_token} at landing, below the minimum "
-                    f"{format_amount(plan.min_amount_out, decimals)}"
-                ),
-            }
+            return failed(
+                Reason.SLIPPAGE_EXCEEDED,
+                f"slippage exceeded: the route gives "
+                f"{format_amount(fill.amount_out, dst.decimals)} "
+                f"{dst.symbol} at landing, below the minimum "
+                f"{format_amount(plan.min_amount_out, dst.decimals)}",
+            )
+        held = ledger.held(tx.owner, src.symbol)
+        if held < plan.amount_in:
+            return failed(
+                Reason.INSUFFICIENT_FUNDS,
+                f"insufficient funds: the wallet holds {format_amount(held, src.decimals)} "
+                f"{src.symbol}, the swap spends {format_amount(plan.amount_in, src.decimals)}",
+            )
+        # What the wallet holds of the output once the input is out (the
+        # same token for a route back to it).
+        room = ledger.room(tx.owner, dst.symbol) + (plan.amount_in if src == dst else 0)
+        if fill.amount_out > room:
+            return failed(
+                Reason.AMOUNT_OVERFLOW,
+                f"the wallet would hold more than {format_amount(MAX_BASE_UNITS, dst.decimals)} "
+                f"{dst.symbol}, the most a token account holds",
+            )
+        ledger.move(tx.owner, src.symbol, -plan.amount_in)
+        ledger.move(tx.owner, dst.symbol, fill.amount_out)
         pools.update(fill.reserves)
-        return {**result, "state": "landed", "amount_out": format_amount(fill.amount_out, decimals)}
+        return {
+            **result,
+            "state": "landed",
+            "amount_out": format_amount(fill.amount_out, dst.decimals),
+        }
 
     async def land_due(self, limit: int = LAND_LIMIT) -> int:
         """Lands every transaction whose slot has come; returns how many."""
@@ -354,6 +423,7 @@ class Chain:
             "error_code",
             "error",
             "fate",
+            "fee",
         )
 
         async def read(which: list[str]) -> list[dict[str, str | None]]:
@@ -395,6 +465,7 @@ class Chain:
         else:
             status.commitment = Commitment.COMMITMENT_PROCESSED
         status.slot = int(values["slot"] or 0)
+        status.fee = values["fee"] or ""
         if state == "failed":
             status.error_code = values["error_code"] or Reason.UNKNOWN
             status.error = values["error"] or ""

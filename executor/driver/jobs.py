@@ -25,6 +25,7 @@ from executor.driver.inflight import Inflight, track
 from executor.driver.leases import order_leases
 from executor.driver.progress import attempt_failed
 from orderengine.amounts import format_amount
+from orderengine.fees import format_sol
 from orderengine.market.routes import AmountOverflowError, ZeroAmountOutError
 from orderengine.observability import handoffs
 from orderengine.order_queue import (
@@ -230,6 +231,9 @@ def _submit(
         return execution_service_pb2.SubmitSwapRequest(
             attempt_key=f"{row.order_id}:{row.attempt}",
             route=row.route if row.route is not None else market_pb2.Route(),
+            # The order's owner signs and pays, from their wallet.
+            owner=row.owner,
+            priority_fee=format_sol(row.priority_fee) if row.priority_fee else "",
         )
 
     def send(

@@ -13,6 +13,7 @@ from orderengine.settings import Settings
 # expired, the transaction was dropped. Also a pool that can no longer fill
 # its leg (other swaps drained a DLMM pool's bins since the quote): the new
 # quote prices every pool as it is then, and leaves out any that cannot fill.
+# Not INSUFFICIENT_FUNDS: no new quote funds the owner's wallet.
 RETRYABLE: frozenset[Reason] = frozenset(
     {
         Reason.SLIPPAGE_EXCEEDED,

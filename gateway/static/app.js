@@ -9,6 +9,9 @@ const QUOTE_EVERY_MS = 4000;
 const HEALTH_EVERY_MS = 5000;
 const RECENT_EVERY_MS = 10000;
 const TERMINAL = new Set(["CONFIRMED", "FAILED", "CANCELLED"]);
+// The statuses CancelOrder takes (orderengine/statuses.py): the page offers
+// the button only there.
+const CANCELLABLE = new Set(["PENDING"]);
 const MAX_RESUMES = 5;
 
 const $ = (id) => document.getElementById(id);
@@ -99,25 +102,115 @@ async function refreshQuote() {
     if (error.name === "AbortError") return;
     list.replaceChildren(el("li", { class: "quote muted small", textContent: error.message }));
     $("best-out").textContent = "–";
-    $("route").textContent = "";
+    $("best-label").textContent = "(best route)";
+    $("route-title").textContent = "Best route";
+    $("route").replaceChildren();
+    $("route-floor").textContent = "";
+    shownRoute = null;
+    showPrice();
   }
 }
 
+// -- routes: one pool, a path of hops, or a split -----------------------------
+
+// The route in a few words. A route spends each token it holds on one leg
+// (a path) or on several (a split); legs count pools, as each pool is on one.
+function routeShape(route) {
+  const tokens = new Set(route.legs.map((leg) => leg.inputToken)).size;
+  const pools = new Set(route.legs.map((leg) => leg.poolId)).size;
+  if (route.legs.length === 1) return { kind: "single", words: "one pool" };
+  if (tokens === route.legs.length) return { kind: "path", words: `${route.legs.length} hops` };
+  return { kind: "split", words: `split across ${pools} pools` };
+}
+
+function hopsText(route) {
+  return [route.inputToken, ...route.legs.map((leg) => leg.outputToken)].join(" → ");
+}
+
+// A path (or one pool): the tokens in turn, then the pool of each hop.
+function pathView(route) {
+  const tokens = [el("li", { class: "token", textContent: route.inputToken })];
+  for (const leg of route.legs) tokens.push(el("li", { class: "token", textContent: leg.outputToken }));
+  const hops = route.legs.map((leg, i) => el("li", {
+    class: "hop", "data-testid": "route-leg", "data-input-token": leg.inputToken, "data-pool-id": leg.poolId,
+    title: `${leg.venue}: ${leg.amountIn} ${leg.inputToken} → ${leg.amountOut} ${leg.outputToken}`,
+  },
+  el("span", { class: "step-no", textContent: `${i + 1}.` }),
+  el("span", { class: "pool", "data-venue": leg.venue, textContent: leg.poolId }),
+  el("span", { class: "to", textContent: `${leg.inputToken} → ${leg.outputToken}` })));
+  return el("div", { class: "route-path", "data-kind": "path" },
+    el("ol", { class: "tokens" }, ...tokens), el("ol", { class: "hops" }, ...hops));
+}
+
+// A split: each token the route holds, and the share of it each leg swaps
+// (the gateway's sharePct, the same figures the CLI prints).
+function splitView(route) {
+  const items = [];
+  const tokens = [...new Set(route.legs.map((leg) => leg.inputToken))];
+  tokens.forEach((token, i) => {
+    const legs = route.legs.filter((leg) => leg.inputToken === token);
+    items.push(el("li", { class: "route-token", textContent: i === 0 ? `${token}, split` : `then the ${token}` }));
+    for (const leg of legs) {
+      const bar = el("span", { class: "bar" });
+      bar.style.width = `${leg.sharePct}%`;
+      items.push(el("li", {
+        class: "leg", "data-testid": "route-leg", "data-input-token": leg.inputToken, "data-pool-id": leg.poolId,
+        title: `${leg.venue}: ${leg.amountIn} ${leg.inputToken} → ${leg.amountOut} ${leg.outputToken}`,
+      },
+      el("span", { class: "share", textContent: `${leg.sharePct} %` }),
+      el("span", { class: "meter" }, bar),
+      el("span", { class: "pool", "data-venue": leg.venue, textContent: leg.poolId }),
+      el("span", { class: "to", textContent: `→ ${leg.outputToken}` })));
+    }
+  });
+  return el("ol", { class: "route-legs", "data-kind": "split" }, ...items);
+}
+
+function routeView(route) {
+  return routeShape(route).kind === "split" ? splitView(route) : pathView(route);
+}
+
+// "1 SOL = 139.038 USDC", or the other way round.
+function priceText(route, inverse) {
+  return inverse
+    ? `1 ${route.outputToken} = ${route.inversePrice} ${route.inputToken}`
+    : `1 ${route.inputToken} = ${route.price} ${route.outputToken}`;
+}
+
+let priceInverse = false;
+let shownRoute = null;
+
+function showPrice() {
+  const button = $("price");
+  button.hidden = !shownRoute;
+  if (!shownRoute) return;
+  button.textContent = priceText(shownRoute, priceInverse);
+  button.title = `${priceText(shownRoute, !priceInverse)} (click to turn round)`;
+}
+
 function renderQuotes(quote) {
-  const output = quote.route.outputToken;
+  const route = quote.route;
+  const output = route.outputToken;
   const rows = quote.quotes.map((q, i) =>
     el("li", { class: i === 0 ? "quote best" : "quote", "data-venue": q.venue, "data-testid": "quote" },
-      el("span", { class: "venue" }, q.venue, i === 0 ? el("span", { class: "badge", textContent: "best" }) : null),
+      el("span", { class: "venue" }, q.venue,
+        i === 0 ? el("span", { class: "badge", "data-testid": "best-venue", textContent: "best single venue" }) : null),
       el("span", { class: "out", textContent: `${q.amountOut} ${output}` }),
       el("span", {
         class: "meta",
-        textContent: `${q.poolId} · fee ${q.fee} ${quote.route.inputToken} · impact ${q.priceImpactPct}%`,
+        textContent: `${q.poolId} · fee ${q.fee} ${route.inputToken} · impact ${q.priceImpactPct}%`,
       })));
   $("quotes").replaceChildren(...rows);
-  $("best-out").textContent = quote.route.amountOut;
-  const legs = quote.route.legs.map((leg) => `${leg.venue} ${leg.poolId}`).join(" → ");
-  $("route").textContent =
-    `route: ${legs} · at least ${quote.route.minAmountOut} ${output} after slippage`;
+  const shape = routeShape(route);
+  $("best-out").textContent = route.amountOut;
+  $("best-label").textContent = `(best route, ${shape.words})`;
+  $("route-title").textContent = shape.kind === "path"
+    ? `Best route (${shape.words}: ${hopsText(route)})`
+    : `Best route (${shape.words})`;
+  $("route").replaceChildren(routeView(route));
+  $("route-floor").textContent = `at least ${route.minAmountOut} ${output} after slippage`;
+  shownRoute = route;
+  showPrice();
 }
 
 let quoteSoon = null;
@@ -135,8 +228,10 @@ function describe(update, output) {
     case "PENDING": return "accepted, queued";
     case "ROUTING": return update.reason ? `attempt ${update.attempt}, after: ${update.reason}` : `attempt ${update.attempt}: asking every venue`;
     case "ROUTED": {
-      const legs = update.route.legs.map((leg) => `${leg.venue} ${leg.poolId}`).join(" → ");
-      return `${legs}, expect ${update.route.amountOut} ${output}`;
+      const shape = routeShape(update.route);
+      const how = shape.kind === "split" ? shape.words
+        : shape.kind === "path" ? hopsText(update.route) : `${update.route.legs[0].venue} ${update.route.legs[0].poolId}`;
+      return `${how}, expect ${update.route.amountOut} ${output}`;
     }
     case "SUBMITTED": return `sent, signature ${update.txHash.slice(0, 16)}…`;
     case "CONFIRMED": return `received ${update.amountOut} ${output}`;
@@ -149,6 +244,23 @@ function setStatus(status) {
   pill.hidden = false;
   pill.textContent = status;
   pill.dataset.status = status;
+  $("cancel-order").hidden = !CANCELLABLE.has(status);
+}
+
+async function cancelWatched() {
+  const w = watching;
+  if (!w) return;
+  const button = $("cancel-order");
+  button.disabled = true;
+  try {
+    // The CANCELLED event arrives on the socket like any other.
+    await api(`/api/orders/${encodeURIComponent(w.orderId)}`, { method: "DELETE" });
+    if (watching === w) button.hidden = true;
+  } catch (error) {
+    if (watching === w) $("watch-note").textContent = `not cancelled: ${error.message}`;
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function showUpdate(update) {
@@ -165,11 +277,12 @@ function showUpdate(update) {
   setStatus(update.status);
   $("order-facts").hidden = false;
   if (update.route) {
-    $("fact-route").textContent = update.route.legs
-      .map((leg) => `${leg.venue} · ${leg.poolId} (${leg.amountIn} ${leg.inputToken} → ${leg.amountOut} ${leg.outputToken})`)
-      .join(", then ");
+    $("fact-route").replaceChildren(
+      el("span", { class: "muted", textContent: routeShape(update.route).words }), routeView(update.route));
     $("fact-expected").textContent =
       `${update.route.amountOut} ${w.output} (at least ${update.route.minAmountOut})`;
+    $("fact-price").textContent = priceText(update.route, false);
+    $("fact-price").title = priceText(update.route, true);
   }
   if (update.txHash) {
     $("signature").textContent = update.txHash;
@@ -190,8 +303,9 @@ function watchOrder(orderId, output) {
   $("order-id").textContent = orderId;
   $("timeline").replaceChildren();
   $("order-facts").hidden = true;
-  for (const id of ["fact-route", "fact-expected", "fact-received", "signature"]) $(id).textContent = "–";
+  for (const id of ["fact-route", "fact-expected", "fact-price", "fact-received", "signature"]) $(id).textContent = "–";
   $("copy-signature").hidden = true;
+  $("cancel-order").hidden = true;
   $("watch-note").textContent = "";
   markWatchedRow();
   connect(watching);
@@ -314,6 +428,8 @@ function start() {
     refreshQuote();
   });
   $("refresh").addEventListener("click", refreshRecent);
+  $("cancel-order").addEventListener("click", cancelWatched);
+  $("price").addEventListener("click", () => { priceInverse = !priceInverse; showPrice(); });
   $("copy-signature").addEventListener("click", () => {
     navigator.clipboard && navigator.clipboard.writeText($("signature").textContent);
   });

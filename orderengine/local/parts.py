@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 
 import grpc
 
+from orderengine.client.tls import tls
 from orderengine.local.ports import free_port, port_is_free
 from orderengine.mesh.channels import channel as orderengine_channel
 from orderengine.mesh.healthcheck import serving
-from orderengine.mesh.tls import tls
 from orderengine.settings import Settings
 
 # Replica k (from 0) of a service listens on the configured port + k·100

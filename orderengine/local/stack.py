@@ -26,8 +26,11 @@ from pathlib import Path
 import grpc
 from prometheus_client import Counter
 
+from orderengine.client.keys import read_key_file
+from orderengine.client.version import VERSION
 from orderengine.local import metrics_targets
 from orderengine.local.embedded_redis import EmbeddedRedis, stopping_with_parent
+from orderengine.local.funding import LOCAL_WALLET, top_up
 from orderengine.local.parts import (
     WORKERS_PER_REPLICA,
     Part,
@@ -37,10 +40,11 @@ from orderengine.local.parts import (
     parts,
     replica_addresses,
 )
+from orderengine.mesh.auth import PLACEHOLDER_INTERNAL_TOKEN
 from orderengine.observability.metrics import MetricsEndpoint
 from orderengine.settings import ORDER_SERVICE_DEFAULT, Settings
 from orderengine.store import migrate
-from orderengine.store.api_keys import ApiKeys, read_key_file, write_key_file
+from orderengine.store.api_keys import ApiKeys, write_key_file
 from orderengine.store.database import create_database_engine
 
 STOP_SECONDS = 15.0
@@ -98,6 +102,8 @@ class Stack:
         # The local key: where it is, and whether this start made it.
         self.key_file: Path | None = None
         self.new_key: str | None = None
+        # Why the local owner's wallet could not be topped up (LOCAL_WALLET).
+        self.wallet_problems: list[str] = []
         # Set by Ctrl-C or SIGTERM: a start under way gives up, nothing restarts.
         self.stopping = False
         self.metrics_endpoint: MetricsEndpoint | None = None
@@ -111,8 +117,10 @@ class Stack:
             env.setdefault("CHAIN_REDIS_URL", f"{self.redis.url}?db=1")
         env.setdefault("DATABASE_URL", f"sqlite:///{self.data_dir / 'orderengine.db'}")
         # The internal services' shared secret: a new one each run, in every
-        # part's environment (never printed).
-        env.setdefault("INTERNAL_TOKEN", secrets.token_urlsafe(32))
+        # part's environment (never printed); also in place of the examples'
+        # placeholder, which the parts would refuse.
+        if env.get("INTERNAL_TOKEN", "").strip() in ("", PLACEHOLDER_INTERNAL_TOKEN):
+            env["INTERNAL_TOKEN"] = secrets.token_urlsafe(32)
         env.setdefault("ORDERENGINE_API_KEY_FILE", str(self.data_dir / "api-key"))
         settings = Settings()
         configured = {
@@ -158,6 +166,9 @@ class Stack:
             RESTARTS.labels(part.name)  # every part's series, at 0 until it restarts
             self.launch(part)
         self._wait_started(time.monotonic() + START_SECONDS)
+        key = read_key_file(self.key_file)
+        if key is not None:
+            self.wallet_problems = top_up(",".join(self.addresses["ORDER_SERVICE"]), key)
         return settings
 
     def launch(self, part: Part) -> None:
@@ -288,6 +299,12 @@ def banner(settings: Settings, stack: Stack) -> str:
         ("database", settings.database_url),
         ("redis", redis),
         ("API key", f"{stack.key_file} (mode 0600; the CLI reads it, or ORDERENGINE_API_KEY)"),
+        (
+            "wallet",
+            f"owner '{LOCAL_OWNER}' holds at least "
+            + ", ".join(f"{amount} {symbol}" for symbol, amount in LOCAL_WALLET.items())
+            + " (orderengine balances; orderengine airdrop SOL 10 for more)",
+        ),
     ]
     width = max(len(name) for name, _ in rows)
     if stack.new_key:
@@ -304,9 +321,10 @@ def banner(settings: Settings, stack: Stack) -> str:
     )
     lines = [
         "",
-        "Order engine is up.",
+        f"Order engine {VERSION} is up.",
         *(f"  {n.ljust(width)}  {v}" for n, v in rows),
         *made,
+        *(f"  {problem}" for problem in stack.wallet_problems),
         "",
         f"Try:  {cli}.venv/bin/orderengine submit SOL USDC 10 --watch",
         f"  or open {settings.gateway_address}/ in a browser",

@@ -1,7 +1,9 @@
 """Meteora DLMM pools: liquidity in discrete price bins, with the arithmetic of
 Meteora's lb_clmm program (MeteoraAg/dlmm-sdk, commons/: price_math.rs,
-u64x64_math.rs, extensions/bin.rs and lb_pair.rs). Long on purpose: it
-follows those modules function by function, to be compared line for line.
+u64x64_math.rs, extensions/bin.rs and lb_pair.rs), as they were before the
+SDK's 0.12 (docs/market.md says why and where 0.12 differs). Long on
+purpose: it follows those modules function by function, to be compared line
+for line.
 
 - Token X is the pool's token_a, token Y its token_b. The price of bin ``i``
   is Y base units per X base unit, ``(1 + bin_step/10_000)^i`` held as a
@@ -178,6 +180,13 @@ class Bin:
     x: int  # token X (token_a) base units
     y: int  # token Y (token_b) base units
 
+    def filled(self, amount_in: int, amount_out: int, swap_for_y: bool) -> Bin:
+        """The bin once a swap put ``amount_in`` (its fee excluded) in and
+        took ``amount_out`` out."""
+        if swap_for_y:
+            return Bin(self.x + amount_in, self.y - amount_out)
+        return Bin(self.x - amount_out, self.y + amount_in)
+
 
 @dataclass(frozen=True)
 class DlmmState:
@@ -207,6 +216,12 @@ class DlmmState:
     def items(self) -> Iterator[tuple[int, Bin]]:
         for k, b in enumerate(self.bins):
             yield self.min_id + k, b
+
+    def fees_with(self, fee: int, swap_for_y: bool) -> tuple[int, int]:
+        """(fee_x, fee_y) once a swap's fee is added: fees are paid in the input token."""
+        if swap_for_y:
+            return self.fee_x + fee, self.fee_y
+        return self.fee_x, self.fee_y + fee
 
     def balances(self) -> tuple[int, int]:
         """The vaults: every bin plus the fees. A state never changes, and
@@ -296,11 +311,7 @@ def swap_exact_in(
                 if out > reserve_out:
                     out = reserve_out
                 taken = left
-            into_bin = taken - fee
-            if swap_for_y:
-                bins[k] = Bin(bin_.x + into_bin, bin_.y - out)
-            else:
-                bins[k] = Bin(bin_.x - out, bin_.y + into_bin)
+            bins[k] = bin_.filled(taken - fee, out, swap_for_y)
             left -= taken
             total_out += out
             total_fee += fee
@@ -312,11 +323,7 @@ def swap_exact_in(
                 f"the bins hold too little {'Y' if swap_for_y else 'X'}: "
                 f"{left} of {amount_in} would be left over"
             )
-    fee_x, fee_y = (
-        (state.fee_x + total_fee, state.fee_y)
-        if swap_for_y
-        else (state.fee_x, state.fee_y + total_fee)
-    )
+    fee_x, fee_y = state.fees_with(total_fee, swap_for_y)
     after = DlmmState(
         active,
         min_id,

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from orderengine.amounts import parse_amount
 from orderengine.market.base import Swap, Venue
-from orderengine.market.cpmm import FEE_DENOMINATOR, CpmmPool, Reserves
+from orderengine.market.cpmm import FEE_DENOMINATOR, CpmmPool, CreatorFeeOn, Reserves
 from orderengine.market.dlmm import (
     ONE,
     DlmmParams,
@@ -82,13 +82,24 @@ def balances(pool: Pool, state: PoolState) -> tuple[int, int]:
 # -- pools.toml ----------------------------------------------------------------------
 
 
-def _cpmm(entry: dict[str, Any], common: dict[str, Any]) -> CpmmPool:
+def _cpmm(entry: dict[str, Any], common: dict[str, Any], defaults: dict[str, Any]) -> CpmmPool:
     a, b = token(common["token_a"]), token(common["token_b"])
+    settings = {**defaults, **entry}
+    on = settings.get("creator_fee_on", CreatorFeeOn.BOTH)
+    if on not in set(CreatorFeeOn):
+        raise ValueError(
+            f"pools.toml: pool {common['id']!r}: creator_fee_on must be one of "
+            f"{', '.join(CreatorFeeOn)}, got {on!r}"
+        )
     return CpmmPool(
         **common,
         initial_a=parse_amount(entry["reserve_a"], a.decimals),
         initial_b=parse_amount(entry["reserve_b"], b.decimals),
-        fee_rate=int(entry["fee_rate"]),
+        fee_rate=int(settings["fee_rate"]),
+        protocol_fee_rate=int(settings["protocol_fee_rate"]),
+        fund_fee_rate=int(settings["fund_fee_rate"]),
+        creator_fee_rate=int(settings.get("creator_fee_rate", 0)),
+        creator_fee_on=CreatorFeeOn(on),
     )
 
 
@@ -131,7 +142,8 @@ def _dlmm(entry: dict[str, Any], common: dict[str, Any], defaults: dict[str, Any
 
 def load_pools(text: str) -> dict[str, Pool]:
     data = tomllib.loads(text)
-    defaults = data.get("dlmm_defaults", {})
+    cpmm_defaults = data.get("cpmm_defaults", {})
+    dlmm_defaults = data.get("dlmm_defaults", {})
     pools: dict[str, Pool] = {}
     for entry in data["pool"]:
         common = {
@@ -144,9 +156,9 @@ def load_pools(text: str) -> dict[str, Pool]:
         pool: Pool
         try:
             if kind == "cpmm":
-                pool = _cpmm(entry, common)
+                pool = _cpmm(entry, common, cpmm_defaults)
             elif kind == "dlmm":
-                pool = _dlmm(entry, common, defaults)
+                pool = _dlmm(entry, common, dlmm_defaults)
             else:
                 raise ValueError(f"pools.toml: pool {entry['id']!r} has unknown kind {kind!r}")
         except KeyError as exc:

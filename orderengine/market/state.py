@@ -3,7 +3,11 @@
 One hash per pool, ``market:pool:<id>``:
 
 - every pool: ``kind`` and ``a``, ``b``: what the pool holds of token_a and
-  token_b (its vaults, fees included; for a CPMM pool these are its reserves);
+  token_b (its vaults, fees included);
+- a CPMM pool also: ``protocol_fee_a``, ``protocol_fee_b``, ``fund_fee_a``,
+  ``fund_fee_b``, ``creator_fee_a``, ``creator_fee_b``: the fees its vaults
+  hold apart from the trading reserves (absent in a hash an older engine
+  wrote: none counted apart yet);
 - a DLMM pool also: ``active_id``, ``volatility_accumulator``,
   ``volatility_reference``, ``index_reference``, ``last_update``, ``fee_a``,
   ``fee_b``, and ``bins`` = ``"<min_id> <x> <y> <x> <y> ..."``: every bin in
@@ -46,6 +50,10 @@ return 1
 """
 
 
+# A CPMM pool's fields for the fees counted apart, in Reserves' order.
+_CPMM_FEES = Reserves._fields[2:]
+
+
 def pool_key(pool_id: str) -> str:
     return f"market:pool:{pool_id}"
 
@@ -59,7 +67,9 @@ def encode(pool: Pool, state: PoolState) -> dict[str, str]:
     """The hash fields for a pool's state."""
     a, b = balances(pool, state)
     fields = {"kind": _kind(pool), "a": str(a), "b": str(b)}
-    if isinstance(state, DlmmState):
+    if isinstance(state, Reserves):
+        fields.update(zip(_CPMM_FEES, map(str, state[2:]), strict=True))
+    elif isinstance(state, DlmmState):
         fields.update(
             {
                 "active_id": str(state.active_id),
@@ -86,7 +96,9 @@ def decode(pool: Pool, raw: Mapping[bytes | str, bytes | str]) -> PoolState | No
         return None
     try:
         if _kind(pool) == "cpmm":
-            return Reserves(int(fields["a"]), int(fields["b"]))
+            return Reserves(
+                int(fields["a"]), int(fields["b"]), *(int(fields.get(f, 0)) for f in _CPMM_FEES)
+            )
         min_id, *amounts = map(int, fields["bins"].split())
         return DlmmState(
             active_id=int(fields["active_id"]),

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import sys
 from collections.abc import Awaitable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from orderengine.client.keys import AUTHORIZATION
+from orderengine.client.keys import key_metadata as key_metadata
+from orderengine.errors import ItemFailure
 from orderengine.observability.call_details import Metadata, metadata_value
+from orderengine.settings import Settings
 from orderengine.store.api_keys import KeyCache
 
-AUTHORIZATION = "authorization"
 INTERNAL_TOKEN_HEADER = "x-internal-token"
 # Services that answer anyone: they carry no orders and no prices.
 
@@ -48,18 +51,9 @@ def caller() -> str:
 # -- servers ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """Why a call may not go on: answered before its handler runs."""
-
-    code: grpc.StatusCode
-    message: str
-    reason: str
-
-
 # What a guard decides from a call's metadata: go on (None), a refusal, or,
 # when it must look further (a key not in the cache), that decision to await.
-Verdict = Refusal | Awaitable[Refusal | None] | None
+Verdict = ItemFailure | Awaitable[ItemFailure | None] | None
 
 
 class Guard:
@@ -91,12 +85,37 @@ class ApiKeyGuard(Guard):
         CALLER.set(owner)
         return None
 
-    async def _verified(self, key: str) -> Refusal | None:
+    async def _verified(self, key: str) -> ItemFailure | None:
         owner = await asyncio.to_thread(self.keys.verify, key)
         if owner is None:
             return _BAD_KEY
         CALLER.set(owner)
         return None
+
+
+# The INTERNAL_TOKEN that docker-compose.yml, .env.example and the
+# Kubernetes manifests ship, to be replaced: a secret everyone can read is
+# none, so a process given it refuses to start (make run makes its own).
+PLACEHOLDER_INTERNAL_TOKEN = "change-me-internal-token"
+
+
+def refuse_placeholder_token(token: str) -> None:
+    """Raises ValueError, naming the setting, when ``token`` is the placeholder."""
+    if token == PLACEHOLDER_INTERNAL_TOKEN:
+        raise ValueError(
+            "INTERNAL_TOKEN is the placeholder shipped in the examples "
+            f"({PLACEHOLDER_INTERNAL_TOKEN!r}); set a secret of your own, "
+            "e.g. INTERNAL_TOKEN=$(openssl rand -hex 32)"
+        )
+
+
+def exit_on_placeholder_token(process: str) -> None:
+    """At a process's start: exits, with the reason on standard error, when
+    INTERNAL_TOKEN is the placeholder."""
+    try:
+        refuse_placeholder_token(Settings().internal_token)
+    except ValueError as exc:
+        sys.exit(f"{process}: {exc}")
 
 
 class InternalTokenGuard(Guard):
@@ -110,6 +129,7 @@ class InternalTokenGuard(Guard):
                 "INTERNAL_TOKEN is not set: internal services take calls only from the "
                 "engine's own services, which must share that secret (make run makes one)"
             )
+        refuse_placeholder_token(token)
         self._token = token.encode()
 
     def check(self, metadata: Metadata | None) -> Verdict:
@@ -123,19 +143,21 @@ class InternalTokenGuard(Guard):
         return None
 
 
-_NO_KEY = Refusal(
+_NO_KEY = ItemFailure(
     grpc.StatusCode.UNAUTHENTICATED,
     "missing API key: send the metadata 'authorization: Bearer <key>' "
     "(orderengine keys create NAME makes one)",
     "API_KEY_MISSING",
 )
-_BAD_KEY = Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked API key", "API_KEY_INVALID")
-_NO_TOKEN = Refusal(
+_BAD_KEY = ItemFailure(
+    grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked API key", "API_KEY_INVALID"
+)
+_NO_TOKEN = ItemFailure(
     grpc.StatusCode.UNAUTHENTICATED,
     "this is an internal service: calls need the internal token",
     "INTERNAL_TOKEN_MISSING",
 )
-_WRONG_TOKEN = Refusal(
+_WRONG_TOKEN = ItemFailure(
     grpc.StatusCode.PERMISSION_DENIED,
     "this is an internal service: the internal token is wrong",
     "INTERNAL_TOKEN_INVALID",
@@ -169,10 +191,6 @@ class _AddMetadata(
 
     def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return continuation(_with_metadata(details, self.metadata), requests)
-
-
-def key_metadata(key: str) -> list[tuple[str, str]]:
-    return [(AUTHORIZATION, f"Bearer {key}")]
 
 
 def token_metadata(token: str) -> list[tuple[str, str]]:

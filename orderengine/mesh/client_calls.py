@@ -92,54 +92,20 @@ class ObservedChannel(grpc.aio.Channel):
         self._inner = inner
         self._fixed: Metadata = tuple(metadata)
 
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        **options: Any,
-    ) -> Any:
-        return _UnaryUnary(
-            self._inner.unary_unary(method, request_serializer, response_deserializer, **options),
-            method,
-            self._fixed,
-        )
+    # The serializers and options pass through untouched: only the metadata
+    # (and, for unary calls, the figures) is ours.
+    def unary_unary(self, method: str, *args: Any, **options: Any) -> Any:
+        inner = self._inner.unary_unary(method, *args, **options)
+        return _UnaryUnary(inner, method, self._fixed)
 
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        **options: Any,
-    ) -> Any:
-        return _WithMetadata(
-            self._inner.unary_stream(method, request_serializer, response_deserializer, **options),
-            self._fixed,
-        )
+    def unary_stream(self, method: str, *args: Any, **options: Any) -> Any:
+        return _WithMetadata(self._inner.unary_stream(method, *args, **options), self._fixed)
 
-    def stream_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        **options: Any,
-    ) -> Any:
-        return _WithMetadata(
-            self._inner.stream_unary(method, request_serializer, response_deserializer, **options),
-            self._fixed,
-        )
+    def stream_unary(self, method: str, *args: Any, **options: Any) -> Any:
+        return _WithMetadata(self._inner.stream_unary(method, *args, **options), self._fixed)
 
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        **options: Any,
-    ) -> Any:
-        return _WithMetadata(
-            self._inner.stream_stream(method, request_serializer, response_deserializer, **options),
-            self._fixed,
-        )
+    def stream_stream(self, method: str, *args: Any, **options: Any) -> Any:
+        return _WithMetadata(self._inner.stream_stream(method, *args, **options), self._fixed)
 
     async def close(self, grace: float | None = None) -> None:
         await self._inner.close(grace)

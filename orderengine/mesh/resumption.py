@@ -1,60 +1,6 @@
-"""When a WatchOrder stream breaks, open it again with ``after_sequence`` =
-the last event seen: the one policy of the CLI's ``watch`` and the gateway's
-WebSocket.
+"""When a WatchOrder stream breaks, open it again after the last event seen:
+the client's policy (orderengine.client.resumption), which the gateway's
+WebSocket follows too."""
 
-A stopping OrderService ends its streams with UNAVAILABLE, one whose grace
-ran out cancels them, and a killed one shows as UNAVAILABLE: the channel
-balances the new stream onto a replica still serving, or onto the same one
-once it is back. Watching resumes after a short back-off, for as long as
-OrderService has been away less than ``give_up_seconds``."""
-
-from __future__ import annotations
-
-import time
-from collections.abc import Callable
-
-import grpc
-
-RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
-FIRST_DELAY_SECONDS = 0.1
-MAX_DELAY_SECONDS = 1.0
-# A stream that stayed open this long was being served, even if no event
-# came: the outage it ended with is a new one. (An unreachable OrderService
-# fails a new stream at once.)
-SERVED_SECONDS = 2.0
-
-
-class Resumption:
-    """The back-off and the give-up clock of one watch."""
-
-    def __init__(self, give_up_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.give_up_seconds = give_up_seconds
-        self._clock = clock
-        self._away_since: float | None = None
-        self._delay = FIRST_DELAY_SECONDS
-
-    def opened(self) -> float:
-        """Call when a stream opens; pass what it returns to ``ended``."""
-        return self._clock()
-
-    def served(self) -> None:
-        """An event arrived: OrderService is there."""
-        self._away_since = None
-        self._delay = FIRST_DELAY_SECONDS
-
-    def ended(self, code: grpc.StatusCode, opened_at: float) -> float | None:
-        """The stream opened at ``opened_at`` ended with ``code``: seconds to
-        wait before opening it again, or None to give up (not a code to
-        resume on, or OrderService away for ``give_up_seconds``)."""
-        if code not in RESUMABLE:
-            return None
-        now = self._clock()
-        if now - opened_at >= SERVED_SECONDS:
-            self.served()
-        if self._away_since is None:
-            self._away_since = now
-        if now - self._away_since >= self.give_up_seconds:
-            return None
-        delay = self._delay
-        self._delay = min(delay * 2, MAX_DELAY_SECONDS)
-        return delay
+from orderengine.client.resumption import RESUMABLE as RESUMABLE
+from orderengine.client.resumption import Resumption as Resumption

@@ -17,11 +17,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from orderengine.client.keepalive import KEEPALIVE
+from orderengine.client.tls import tls
+from orderengine.client.version import VERSION
 from orderengine.mesh import auth
 from orderengine.mesh.arrivals import Arrivals
 from orderengine.mesh.channels import is_single_address
-from orderengine.mesh.keepalive import KEEPALIVE
-from orderengine.mesh.tls import tls
 from orderengine.mesh.wrapped_handlers import wrapped
 from orderengine.observability.logs import configure_logging
 from orderengine.observability.metrics import serve_metrics
@@ -29,11 +30,13 @@ from orderengine.settings import Settings
 
 log = logging.getLogger(__name__)
 
+MAX_CONNECTION_AGE_MS = 300_000
+
 SERVER_OPTIONS = [
     # Bounded so that one bad client cannot make a server buffer without end:
     # the largest request (256 signatures to GetSignatureStatuses) is ~23 KiB.
     ("grpc.max_receive_message_length", 64 * 1024),
-    # What the engine's clients' pings must respect (orderengine.mesh.keepalive).
+    # What the engine's clients' pings must respect (orderengine.client.keepalive).
     *KEEPALIVE.server_options(),
     # gRPC core cancels new calls once 1,000 wait for the server to pick them
     # up; thousands of watchers opening at once (or reconnecting after a
@@ -43,6 +46,11 @@ SERVER_OPTIONS = [
     # ...and cancels a call that waited 30 s for it: 10,000 opening at once
     # take about that long. A caller's own deadline still bounds its wait.
     ("grpc.server_max_unrequested_time_in_server", 120),
+    # A connection this old is told to go away (GOAWAY; calls and streams
+    # under way go on to their end): its client connects again, and asks
+    # DNS again, so replicas added since (a scale-out behind a dns:///
+    # name) get their share of its calls.
+    ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
 ]
 
 
@@ -203,8 +211,43 @@ async def _start(
     )
     if port == 0:
         raise OSError(f"cannot listen on {address}")
-    await server.start()
-    return Server(server, port, health_servicer, names, arrivals)
+    probes = await _probe_server(address, health_servicer, Settings().health_port)
+    try:
+        await server.start()
+    except BaseException:
+        if probes is not None:
+            await probes.stop(None)
+        raise
+    started = Server(server, port, health_servicer, names, arrivals)
+    if probes is not None:
+        # After the server: probes see NOT_SERVING while it drains.
+        started.on_stop.insert(0, lambda: probes.stop(None))
+    return started
+
+
+async def _probe_server(
+    address: str, health_servicer: Any, port: int | None
+) -> grpc.aio.Server | None:
+    """HEALTH_PORT: the same health service, on its own plaintext port of
+    ``address``'s host, for probes that cannot speak TLS. Nothing else is
+    served there, so nothing that needs TLS or a key is exposed."""
+    if port is None:
+        return None
+    # Not shared (gRPC shares a port by default): a second server on this
+    # host given the same port must fail, not take half the probes.
+    probes = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probes)
+    where = f"{address.rpartition(':')[0]}:{port}"
+    try:
+        if not probes.add_insecure_port(where):
+            raise RuntimeError("Failed to bind")
+        await probes.start()
+    except BaseException as exc:
+        await probes.stop(None)
+        if isinstance(exc, RuntimeError):
+            raise OSError(f"HEALTH_PORT: cannot listen on {where} ({exc})") from None
+        raise
+    return probes
 
 
 CreateServer = Callable[[str, Settings], Awaitable[Server]]
@@ -215,7 +258,7 @@ async def serve(name: str, create: CreateServer, address_setting: str) -> None:
     says so on stdout, and serves until SIGTERM or SIGINT."""
     settings = Settings()
     server = await create(settings.bind_address(address_setting), settings)
-    print(f"{name} listening on port {server.port}", flush=True)
+    print(f"{name} {VERSION} listening on port {server.port}", flush=True)
     await serve_until_signal(
         server, settings.shutdown_grace_seconds, settings.shutdown_drain_seconds
     )
@@ -225,6 +268,7 @@ def run(name: str, create: CreateServer, address_setting: str, process: str) -> 
     """A service's main: logs and traces as ``process``, serves /metrics
     (METRICS_PORT), then ``serve``."""
     configure_logging(process)
+    auth.exit_on_placeholder_token(process)
     serve_metrics(Settings(), name)
     asyncio.run(serve(name, create, address_setting))
 

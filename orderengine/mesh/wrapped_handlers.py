@@ -19,9 +19,9 @@ from typing import Any
 
 import grpc
 
-from orderengine.errors import abort
+from orderengine.errors import ItemFailure, abort
 from orderengine.mesh.arrivals import Arrivals
-from orderengine.mesh.auth import Guard, Refusal
+from orderengine.mesh.auth import Guard
 from orderengine.mesh.request_decoding import MALFORMED_REQUEST, MAX_DETAIL_CHARS
 from orderengine.observability.call_details import OPEN_PREFIXES, metadata_value
 from orderengine.observability.request_ids import HEADER, REQUEST_ID, accepted
@@ -60,10 +60,6 @@ def writing(stream: Any) -> Writer:
             await context.write(response)
 
     return write
-
-
-async def _refuse(context: grpc.aio.ServicerContext, refusal: Refusal) -> None:
-    await abort(context, refusal.code, refusal.message, refusal.reason)
 
 
 async def _malformed(context: grpc.aio.ServicerContext, exc: Exception) -> None:
@@ -120,10 +116,10 @@ def wrapped(
             if check is not None:
                 verdict = check(metadata)
                 if verdict is not None:
-                    if not isinstance(verdict, Refusal):
+                    if not isinstance(verdict, ItemFailure):
                         verdict = await verdict
                     if verdict is not None:
-                        await _refuse(context, verdict)
+                        await verdict.abort(context)
             if decode is not None:
                 try:
                     request = known = decode(request)

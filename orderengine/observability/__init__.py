@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
+
 from orderengine.observability import tracing
 
 
-def client_interceptors() -> list[Any]:
-    """For synchronous channels (``grpc.intercept_channel``), outermost first:
-    the span when tracing. What every call sends and reports besides, one
-    interceptor of the channel's does (orderengine.mesh.client_calls)."""
-    return tracing.client_interceptors()
+def traced(channel: grpc.Channel) -> grpc.Channel:
+    """A synchronous channel, its calls spanned when tracing (outermost).
+    What every call sends and reports besides, one interceptor of the
+    channel's does (orderengine.mesh.client_calls)."""
+    return tracing.traced_channel(channel)
 
 
 def aio_client_interceptors() -> list[Any]:

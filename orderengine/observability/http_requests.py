@@ -1,9 +1,9 @@
 """The gateway's HTTP requests get what a gRPC call gets: a request id
 (the client's ``X-Request-Id``, or a new one, answered in the same header
-and sent on to OrderService), a call log line and, when tracing, a SERVER
-span that the OrderService call continues. An ASGI middleware, so nothing
-is buffered; a WebSocket gets the request id only (it may stay open for
-hours: no line, no span)."""
+and sent on to OrderService), a call log line, metrics (metrics_http) and,
+when tracing, a SERVER span that the OrderService call continues. An ASGI
+middleware, so nothing is buffered; a WebSocket gets the request id only
+(it may stay open for hours: no line, no figure, no span)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status
 
 from orderengine.observability import call_logs, request_ids, tracing
+from orderengine.observability.metrics_http import HttpFigures
 from orderengine.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -41,6 +42,7 @@ class ObservedRequests:
         self.app = app
         self.slow_ms = Settings().call_log_slow_ms
         self.tracer = tracing.tracer()
+        self.figures = HttpFigures()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -91,10 +93,12 @@ class ObservedRequests:
         try:
             await self.app(scope, receive, answer)
         finally:
-            milliseconds = (time.perf_counter() - started) * 1000
+            seconds = time.perf_counter() - started
+            milliseconds = seconds * 1000
             # The route's template once routed (/api/orders/{order_id}):
-            # spans are named by kind, not by order.
+            # spans and figures are named by kind, not by order.
             route = getattr(scope.get("route"), "path", None)
+            self.figures.record(route, method, status, seconds)
             if span is not None:
                 span.set_attribute("http.response.status_code", status)
                 if route:

@@ -14,13 +14,27 @@ import os
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Gauge,
+    generate_latest,
+    start_http_server,
+)
 
+from orderengine.client.version import VERSION
 from orderengine.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PATH = "/metrics"
+
+# Which version each process runs (orderengine_build_info{version="..."} 1):
+# a dashboard can tell an upgrade half done.
+BUILD_INFO = Gauge(
+    "orderengine_build_info", "the version this process runs, as its label", ["version"]
+)
+BUILD_INFO.labels(version=VERSION).set(1)
 
 
 @dataclass

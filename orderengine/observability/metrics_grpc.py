@@ -17,24 +17,11 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Histogram
 
+from orderengine.observability.buckets import seconds_buckets
+
 # Calls here take from a fraction of a millisecond (a cached read) to
 # seconds (a stream, a slow database): finer than Prometheus' defaults below.
-SECONDS_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+SECONDS_BUCKETS = seconds_buckets(0.0005, 10.0)
 LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
 

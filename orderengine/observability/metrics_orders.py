@@ -33,6 +33,7 @@ from rq import Queue
 from rq.job import Job
 from rq.utils import utcparse
 
+from orderengine.observability.buckets import seconds_buckets
 from orderengine.statuses import Status
 from orderengine.store.changes import Transition
 from orderengine.store.models import StoredOrder
@@ -43,24 +44,8 @@ log = logging.getLogger(__name__)
 
 # An order waits from milliseconds (a quiet engine) to minutes (a backlog,
 # retries' back-off); a quote or a landing takes milliseconds to a second.
-STATUS_BUCKETS = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    120.0,
-    300.0,
-)
-QUOTE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+STATUS_BUCKETS = (*seconds_buckets(0.005, 10.0), 30.0, 60.0, 120.0, 300.0)
+QUOTE_BUCKETS = seconds_buckets(0.0005, 2.5)
 # What a scrape reads from the database and Redis is kept this long, so that
 # several scrapers (or a fast one) cost one query.
 SCRAPE_CACHE_SECONDS = 1.0

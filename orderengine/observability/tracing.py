@@ -3,6 +3,13 @@ takes and each call its channels make, W3C ``traceparent`` in the metadata
 between them, so that one order's path (gateway, OrderService, the worker's
 job, QuoteService, ExecutionService, the tracker) is one trace.
 
+Channels take their client spans from opentelemetry-instrumentation-grpc's
+interceptors. Servers keep their own hooks, run by the one wrapper of each
+method's handler (orderengine.mesh.wrapped_handlers): that library's server
+interceptors would bring back a chain of interceptors per call, and iterate
+a streaming handler's answers, where the engine's write theirs
+(docs/operations.md, "Tracing").
+
 OTEL_TRACES_EXPORTER picks where spans go: ``console`` (one JSON line a
 span, on standard output), ``otlp`` (to OTEL_EXPORTER_OTLP_ENDPOINT, in
 batches) or ``none``, the default. With none no tracer is installed, no
@@ -10,7 +17,6 @@ interceptor here is added and nothing is carried: tracing off costs nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
@@ -18,7 +24,10 @@ from typing import Any
 
 import grpc
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.grpc import aio_client_interceptors as otel_aio_interceptors
+from opentelemetry.instrumentation.grpc import client_interceptor as otel_client_interceptor
+from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -31,12 +40,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from orderengine.observability import handlers, request_ids
-from orderengine.observability.call_details import (
-    OPEN_PREFIXES,
-    aio_with_metadata,
-    metadata_value,
-    with_metadata,
-)
+from orderengine.observability.call_details import OPEN_PREFIXES, metadata_value
 from orderengine.settings import Settings
 
 EXPORTERS = ("none", "console", "otlp")
@@ -106,6 +110,10 @@ def install(provider: trace.TracerProvider | None) -> None:
     global _tracer, _provider
     _provider = provider
     _tracer = provider.get_tracer("orderengine") if provider is not None else None
+    if provider is not None:
+        # The library's client interceptors inject with the global
+        # propagator: the W3C header the servers and the queue read.
+        propagate.set_global_textmap(_PROPAGATOR)
 
 
 def shutdown() -> None:
@@ -176,17 +184,12 @@ def _rpc_attributes(method: str) -> dict[str, Any]:
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
 
-def _finish(
-    span: trace.Span,
-    code: grpc.StatusCode | None,
-    errors: frozenset[grpc.StatusCode],
-    order_id: str | None = None,
-) -> None:
+def _finish(span: trace.Span, code: grpc.StatusCode | None, order_id: str | None) -> None:
     code = code or grpc.StatusCode.UNKNOWN
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if order_id:
         span.set_attribute(ORDER_ID, order_id)
-    if code in errors:
+    if code in SERVER_ERRORS:
         span.set_status(Status(trace.StatusCode.ERROR, code.name))
     span.end()
 
@@ -235,7 +238,6 @@ class _ServerSpan:
         _finish(
             span,
             handlers.status_code(context, error),
-            SERVER_ERRORS,
             handlers.order_id(self.method, request, response),
         )
 
@@ -252,79 +254,51 @@ class ServerSpans:
         return _ServerSpan(self.tracer, method)
 
 
-def _client_span(tracer: trace.Tracer, method: str) -> tuple[trace.Span, list[tuple[str, str]]]:
-    """A CLIENT span child of the current one, and the metadata that carries it."""
-    attributes = _rpc_attributes(method)
+def _traced(details: Any) -> bool:
+    """A client span for unary calls of the engine's own services: none for
+    health and reflection, nor for a stream, which may stay open for hours.
+    ``details`` is a synchronous call's info or a grpc.aio call's details."""
+    method = _text(getattr(details, "full_method", None) or details.method)
+    return not method.startswith(OPEN_PREFIXES) and not getattr(details, "is_server_stream", False)
+
+
+def _client_request(span: trace.Span, request: Any) -> None:
+    """What the engine adds to the library's client span: the request id;
+    and the RPC conventions' name, without the method's leading slash, as
+    the servers' spans have it."""
+    if not span.is_recording():
+        return
+    name = getattr(span, "name", "")
+    if name.startswith("/"):
+        span.update_name(name[1:])
     request_id = request_ids.current()
     if request_id:
-        attributes[REQUEST_ID] = request_id
-    span = tracer.start_span(method.lstrip("/"), kind=SpanKind.CLIENT, attributes=attributes)
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
-    return span, list(carrier.items())
+        span.set_attribute(REQUEST_ID, request_id)
 
 
-class ClientSpans(grpc.UnaryUnaryClientInterceptor):
-    """Synchronous channels (the executor's): a span per unary call, ended
-    when the call is, so ``.future()`` calls sent side by side each get theirs."""
-
-    def __init__(self, tracer: trace.Tracer) -> None:
-        self.tracer = tracer
-
-    def intercept_unary_unary(
-        self, continuation: Any, client_call_details: Any, request: Any
-    ) -> Any:
-        method = _text(client_call_details.method)
-        if method.startswith(OPEN_PREFIXES):
-            return continuation(client_call_details, request)
-        span, carried = _client_span(self.tracer, method)
-        outcome = continuation(with_metadata(client_call_details, carried), request)
-        outcome.add_done_callback(lambda done: _finish(span, done.code(), _CLIENT_ERRORS))
-        return outcome
-
-
-# A caller sees every failure as one.
-_CLIENT_ERRORS = frozenset(grpc.StatusCode) - {grpc.StatusCode.OK}
-
-
-class AioClientSpans(grpc.aio.UnaryUnaryClientInterceptor):
-    """grpc.aio channels (gateway to OrderService, OrderService to
-    QuoteService): a span per unary call. The interceptor runs in a task made
-    for the call, with a copy of the caller's context: its span is the parent."""
-
-    def __init__(self, tracer: trace.Tracer) -> None:
-        self.tracer = tracer
-
-    async def intercept_unary_unary(
-        self, continuation: Any, client_call_details: Any, request: Any
-    ) -> Any:
-        method = _text(client_call_details.method)
-        if method.startswith(OPEN_PREFIXES):
-            return await continuation(client_call_details, request)
-        span, carried = _client_span(self.tracer, method)
-        code = grpc.StatusCode.UNKNOWN
-        try:
-            call = await continuation(aio_with_metadata(client_call_details, carried), request)
-            await call  # the span ends with the call (its answer is kept for the caller)
-            code = grpc.StatusCode.OK
-            return call
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            raise
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        finally:
-            _finish(span, code, _CLIENT_ERRORS)
+def traced_channel(channel: grpc.Channel) -> grpc.Channel:
+    """A synchronous channel (the executor's) whose unary calls, ``.future()``
+    ones too, each get a CLIENT span, ended when the call is; ``channel``
+    itself when tracing is off."""
+    if _provider is None:
+        return channel
+    spans = otel_client_interceptor(
+        tracer_provider=_provider, filter_=_traced, request_hook=_client_request
+    )
+    return intercept_channel(channel, spans)
 
 
 def server_observers() -> list[handlers.Observer]:
     return [ServerSpans(_tracer)] if _tracer is not None else []
 
 
-def client_interceptors() -> list[Any]:
-    return [ClientSpans(_tracer)] if _tracer is not None else []
-
-
 def aio_client_interceptors() -> list[Any]:
-    return [AioClientSpans(_tracer)] if _tracer is not None else []
+    """For grpc.aio channels (gateway to OrderService, OrderService to
+    QuoteService): a CLIENT span per unary call, child of the caller's
+    current span (the interceptor runs in a task with a copy of its context)."""
+    if _provider is None:
+        return []
+    made = otel_aio_interceptors(
+        tracer_provider=_provider, filter_=_traced, request_hook=_client_request
+    )
+    return [i for i in made if isinstance(i, grpc.aio.UnaryUnaryClientInterceptor)]

@@ -160,14 +160,6 @@ class KeyCache:
         return owner
 
 
-def read_key_file(path: str | Path) -> str | None:
-    """The key in ``path``, or None when there is no such file."""
-    try:
-        return Path(path).read_text().strip() or None
-    except FileNotFoundError:
-        return None
-
-
 def write_key_file(path: str | Path, key: str) -> None:
     """Writes ``key`` to ``path``, readable by its owner only (0600) from the
     first byte on."""
@@ -177,8 +169,3 @@ def write_key_file(path: str | Path, key: str) -> None:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with open(fd, "w") as out:
         out.write(key + "\n")
-
-
-def client_key(api_key: str, api_key_file: str) -> str | None:
-    """What a client sends: ORDERENGINE_API_KEY, else the key file's content."""
-    return api_key or read_key_file(api_key_file)

@@ -28,14 +28,23 @@ class NewOrder:
     amount_in: int
     slippage_bps: int
     client_order_id: str | None = None
+    # Lamports on top of the network fee, per processed attempt.
+    priority_fee: int = 0
 
     def same_as(self, row: StoredOrder) -> bool:
         """Whether ``row`` is this order (a resubmission), not another one."""
-        return (row.input_token, row.output_token, row.amount_in, row.slippage_bps) == (
+        return (
+            row.input_token,
+            row.output_token,
+            row.amount_in,
+            row.slippage_bps,
+            row.priority_fee,
+        ) == (
             self.input_token,
             self.output_token,
             self.amount_in,
             self.slippage_bps,
+            self.priority_fee,
         )
 
 

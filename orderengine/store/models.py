@@ -94,6 +94,9 @@ class OrderRow(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Lamports each processed attempt pays on top of the network fee (at
+    # most 1 SOL, orderengine.fees: a plain BIGINT holds it).
+    priority_fee: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ApiKeyRow(Base):
@@ -155,3 +158,5 @@ class StoredOrder:
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime
+    # Lamports on top of the network fee, per processed attempt.
+    priority_fee: int = 0

@@ -68,6 +68,7 @@ _ORDER_COLUMNS = (
     ORDERS.c.created_at,
     ORDERS.c.updated_at,
     ORDERS.c.route,
+    ORDERS.c.priority_fee,
 )
 _BY_IDS = select(*_ORDER_COLUMNS).where(ORDERS.c.order_id.in_(bindparam("ids", expanding=True)))
 # Writers lock the rows they read (PostgreSQL; SQLite's writer holds the
@@ -118,51 +119,24 @@ def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
         yield ids[start : start + IDS_PER_QUERY]
 
 
+# Where route_pb and the legacy route column stand in _ORDER_COLUMNS: every
+# other column (route_json left out) is StoredOrder's field in the same order.
+_ROUTE_PB = 10
+_ROUTE_JSON = 16
+
+
 def _order(row: Sequence[Any]) -> StoredOrder:
     """A row of _ORDER_COLUMNS as a StoredOrder."""
-    (
-        order_id,
-        owner,
-        client_order_id,
-        status,
-        input_token,
-        output_token,
-        amount_in,
-        slippage_bps,
-        attempt,
-        last_sequence,
-        route_pb,
-        signature,
-        amount_out,
-        failure_reason,
-        created_at,
-        updated_at,
-        route_json,
-    ) = row
+    route_pb, route_json = row[_ROUTE_PB], row[_ROUTE_JSON]
     if route_pb is not None:
         route: market_pb2.Route | None = market_pb2.Route.FromString(route_pb)
     elif route_json:  # written before route_pb
         route = route_from_json(route_json)
     else:
         route = None
-    return StoredOrder(
-        order_id,
-        owner,
-        client_order_id,
-        status,
-        input_token,
-        output_token,
-        amount_in,
-        slippage_bps,
-        attempt,
-        last_sequence,
-        route,
-        signature,
-        amount_out,
-        failure_reason,
-        created_at,
-        updated_at,
-    )
+    fields = [*row[:_ROUTE_JSON], *row[_ROUTE_JSON + 1 :]]
+    fields[_ROUTE_PB] = route
+    return StoredOrder(*fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +226,7 @@ class OrderStore:
                 None,
                 now,
                 now,
+                new.priority_fee,
             )
             event = order_pb2.OrderEvent(
                 order_id=order_id,
@@ -276,6 +251,7 @@ class OrderStore:
                     "last_sequence": 1,
                     "created_at": now,
                     "updated_at": now,
+                    "priority_fee": new.priority_fee,
                 }
             )
             events.append(_event_values(event, pending, now))
@@ -519,6 +495,7 @@ def _changed(row: StoredOrder, t: Transition, now: datetime) -> StoredOrder | No
         c.reason[:512] if t.target is Status.FAILED else row.failure_reason,
         row.created_at,
         now,
+        row.priority_fee,
     )
 
 

@@ -9,6 +9,7 @@ from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderengine.amounts import format_amount
+from orderengine.fees import FEE_TOKEN
 from orderengine.statuses import Status
 from orderengine.store.models import StoredOrder
 from orderengine.tokens import token
@@ -38,6 +39,7 @@ def order_to_proto(row: StoredOrder) -> order_pb2.Order:
         signature=row.signature or "",
         failure_reason=row.failure_reason or "",
         last_sequence=row.last_sequence,
+        priority_fee=format_amount(row.priority_fee, token(FEE_TOKEN).decimals),
     )
     if row.route is not None:
         order.route.CopyFrom(row.route)

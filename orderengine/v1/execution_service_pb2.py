@@ -24,33 +24,44 @@ _sym_db = _symbol_database.Default()
 
 from orderengine.v1 import item_error_pb2 as orderengine_dot_v1_dot_item__error__pb2
 from orderengine.v1 import market_pb2 as orderengine_dot_v1_dot_market__pb2
+from orderengine.v1 import wallet_pb2 as orderengine_dot_v1_dot_wallet__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orderengine/v1/execution_service.proto\x12\x0eorderengine.v1\x1a\x1forderengine/v1/item_error.proto\x1a\x1borderengine/v1/market.proto\"N\n\x11SubmitSwapRequest\x12\x13\n\x0b\x61ttempt_key\x18\x01 \x01(\t\x12$\n\x05route\x18\x02 \x01(\x0b\x32\x15.orderengine.v1.Route\":\n\x12SubmitSwapResponse\x12\x11\n\tsignature\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"N\n\x17\x42\x61tchSubmitSwapsRequest\x12\x33\n\x08requests\x18\x01 \x03(\x0b\x32!.orderengine.v1.SubmitSwapRequest\"\xd4\x01\n\x18\x42\x61tchSubmitSwapsResponse\x12@\n\x07results\x18\x01 \x03(\x0b\x32/.orderengine.v1.BatchSubmitSwapsResponse.Result\x1av\n\x06Result\x12\x36\n\x08response\x18\x01 \x01(\x0b\x32\".orderengine.v1.SubmitSwapResponseH\x00\x12*\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x19.orderengine.v1.ItemErrorH\x00\x42\x08\n\x06result\"1\n\x1bGetSignatureStatusesRequest\x12\x12\n\nsignatures\x18\x01 \x03(\t\"\xa8\x01\n\x0fSignatureStatus\x12\x11\n\tsignature\x18\x01 \x01(\t\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12.\n\ncommitment\x18\x03 \x01(\x0e\x32\x1a.orderengine.v1.Commitment\x12\x0c\n\x04slot\x18\x04 \x01(\x04\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x12\n\namount_out\x18\x07 \x01(\t\"Q\n\x1cGetSignatureStatusesResponse\x12\x31\n\x08statuses\x18\x01 \x03(\x0b\x32\x1f.orderengine.v1.SignatureStatus*\x8e\x01\n\nCommitment\x12\x1a\n\x16\x43OMMITMENT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43OMMITMENT_PENDING\x10\x01\x12\x18\n\x14\x43OMMITMENT_PROCESSED\x10\x02\x12\x18\n\x14\x43OMMITMENT_CONFIRMED\x10\x03\x12\x18\n\x14\x43OMMITMENT_FINALIZED\x10\x04\x32\xc1\x02\n\x10\x45xecutionService\x12S\n\nSubmitSwap\x12!.orderengine.v1.SubmitSwapRequest\x1a\".orderengine.v1.SubmitSwapResponse\x12\x65\n\x10\x42\x61tchSubmitSwaps\x12\'.orderengine.v1.BatchSubmitSwapsRequest\x1a(.orderengine.v1.BatchSubmitSwapsResponse\x12q\n\x14GetSignatureStatuses\x12+.orderengine.v1.GetSignatureStatusesRequest\x1a,.orderengine.v1.GetSignatureStatusesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orderengine/v1/execution_service.proto\x12\x0eorderengine.v1\x1a\x1forderengine/v1/item_error.proto\x1a\x1borderengine/v1/market.proto\x1a\x1borderengine/v1/wallet.proto\"s\n\x11SubmitSwapRequest\x12\x13\n\x0b\x61ttempt_key\x18\x01 \x01(\t\x12$\n\x05route\x18\x02 \x01(\x0b\x32\x15.orderengine.v1.Route\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x14\n\x0cpriority_fee\x18\x04 \x01(\t\":\n\x12SubmitSwapResponse\x12\x11\n\tsignature\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"N\n\x17\x42\x61tchSubmitSwapsRequest\x12\x33\n\x08requests\x18\x01 \x03(\x0b\x32!.orderengine.v1.SubmitSwapRequest\"\xd4\x01\n\x18\x42\x61tchSubmitSwapsResponse\x12@\n\x07results\x18\x01 \x03(\x0b\x32/.orderengine.v1.BatchSubmitSwapsResponse.Result\x1av\n\x06Result\x12\x36\n\x08response\x18\x01 \x01(\x0b\x32\".orderengine.v1.SubmitSwapResponseH\x00\x12*\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x19.orderengine.v1.ItemErrorH\x00\x42\x08\n\x06result\"1\n\x1bGetSignatureStatusesRequest\x12\x12\n\nsignatures\x18\x01 \x03(\t\"\xb5\x01\n\x0fSignatureStatus\x12\x11\n\tsignature\x18\x01 \x01(\t\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12.\n\ncommitment\x18\x03 \x01(\x0e\x32\x1a.orderengine.v1.Commitment\x12\x0c\n\x04slot\x18\x04 \x01(\x04\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x12\n\namount_out\x18\x07 \x01(\t\x12\x0b\n\x03\x66\x65\x65\x18\x08 \x01(\t\"Q\n\x1cGetSignatureStatusesResponse\x12\x31\n\x08statuses\x18\x01 \x03(\x0b\x32\x1f.orderengine.v1.SignatureStatus\"#\n\x11GetWalletsRequest\x12\x0e\n\x06owners\x18\x01 \x03(\t\"G\n\x06Wallet\x12\r\n\x05owner\x18\x01 \x01(\t\x12.\n\x08\x62\x61lances\x18\x02 \x03(\x0b\x32\x1c.orderengine.v1.TokenBalance\"=\n\x12GetWalletsResponse\x12\'\n\x07wallets\x18\x01 \x03(\x0b\x32\x16.orderengine.v1.Wallet\"U\n\x11\x46undWalletRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"V\n\x12\x46undWalletResponse\x12-\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x1c.orderengine.v1.TokenBalance\x12\x11\n\tduplicate\x18\x02 \x01(\x08*\x8e\x01\n\nCommitment\x12\x1a\n\x16\x43OMMITMENT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43OMMITMENT_PENDING\x10\x01\x12\x18\n\x14\x43OMMITMENT_PROCESSED\x10\x02\x12\x18\n\x14\x43OMMITMENT_CONFIRMED\x10\x03\x12\x18\n\x14\x43OMMITMENT_FINALIZED\x10\x04\x32\xeb\x03\n\x10\x45xecutionService\x12S\n\nSubmitSwap\x12!.orderengine.v1.SubmitSwapRequest\x1a\".orderengine.v1.SubmitSwapResponse\x12\x65\n\x10\x42\x61tchSubmitSwaps\x12\'.orderengine.v1.BatchSubmitSwapsRequest\x1a(.orderengine.v1.BatchSubmitSwapsResponse\x12q\n\x14GetSignatureStatuses\x12+.orderengine.v1.GetSignatureStatusesRequest\x1a,.orderengine.v1.GetSignatureStatusesResponse\x12S\n\nGetWallets\x12!.orderengine.v1.GetWalletsRequest\x1a\".orderengine.v1.GetWalletsResponse\x12S\n\nFundWallet\x12!.orderengine.v1.FundWalletRequest\x1a\".orderengine.v1.FundWalletResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderengine.v1.execution_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMMITMENT']._serialized_start=861
-  _globals['_COMMITMENT']._serialized_end=1003
-  _globals['_SUBMITSWAPREQUEST']._serialized_start=120
-  _globals['_SUBMITSWAPREQUEST']._serialized_end=198
-  _globals['_SUBMITSWAPRESPONSE']._serialized_start=200
-  _globals['_SUBMITSWAPRESPONSE']._serialized_end=258
-  _globals['_BATCHSUBMITSWAPSREQUEST']._serialized_start=260
-  _globals['_BATCHSUBMITSWAPSREQUEST']._serialized_end=338
-  _globals['_BATCHSUBMITSWAPSRESPONSE']._serialized_start=341
-  _globals['_BATCHSUBMITSWAPSRESPONSE']._serialized_end=553
-  _globals['_BATCHSUBMITSWAPSRESPONSE_RESULT']._serialized_start=435
-  _globals['_BATCHSUBMITSWAPSRESPONSE_RESULT']._serialized_end=553
-  _globals['_GETSIGNATURESTATUSESREQUEST']._serialized_start=555
-  _globals['_GETSIGNATURESTATUSESREQUEST']._serialized_end=604
-  _globals['_SIGNATURESTATUS']._serialized_start=607
-  _globals['_SIGNATURESTATUS']._serialized_end=775
-  _globals['_GETSIGNATURESTATUSESRESPONSE']._serialized_start=777
-  _globals['_GETSIGNATURESTATUSESRESPONSE']._serialized_end=858
-  _globals['_EXECUTIONSERVICE']._serialized_start=1006
-  _globals['_EXECUTIONSERVICE']._serialized_end=1327
+  _globals['_COMMITMENT']._serialized_start=1288
+  _globals['_COMMITMENT']._serialized_end=1430
+  _globals['_SUBMITSWAPREQUEST']._serialized_start=149
+  _globals['_SUBMITSWAPREQUEST']._serialized_end=264
+  _globals['_SUBMITSWAPRESPONSE']._serialized_start=266
+  _globals['_SUBMITSWAPRESPONSE']._serialized_end=324
+  _globals['_BATCHSUBMITSWAPSREQUEST']._serialized_start=326
+  _globals['_BATCHSUBMITSWAPSREQUEST']._serialized_end=404
+  _globals['_BATCHSUBMITSWAPSRESPONSE']._serialized_start=407
+  _globals['_BATCHSUBMITSWAPSRESPONSE']._serialized_end=619
+  _globals['_BATCHSUBMITSWAPSRESPONSE_RESULT']._serialized_start=501
+  _globals['_BATCHSUBMITSWAPSRESPONSE_RESULT']._serialized_end=619
+  _globals['_GETSIGNATURESTATUSESREQUEST']._serialized_start=621
+  _globals['_GETSIGNATURESTATUSESREQUEST']._serialized_end=670
+  _globals['_SIGNATURESTATUS']._serialized_start=673
+  _globals['_SIGNATURESTATUS']._serialized_end=854
+  _globals['_GETSIGNATURESTATUSESRESPONSE']._serialized_start=856
+  _globals['_GETSIGNATURESTATUSESRESPONSE']._serialized_end=937
+  _globals['_GETWALLETSREQUEST']._serialized_start=939
+  _globals['_GETWALLETSREQUEST']._serialized_end=974
+  _globals['_WALLET']._serialized_start=976
+  _globals['_WALLET']._serialized_end=1047
+  _globals['_GETWALLETSRESPONSE']._serialized_start=1049
+  _globals['_GETWALLETSRESPONSE']._serialized_end=1110
+  _globals['_FUNDWALLETREQUEST']._serialized_start=1112
+  _globals['_FUNDWALLETREQUEST']._serialized_end=1197
+  _globals['_FUNDWALLETRESPONSE']._serialized_start=1199
+  _globals['_FUNDWALLETRESPONSE']._serialized_end=1285
+  _globals['_EXECUTIONSERVICE']._serialized_start=1433
+  _globals['_EXECUTIONSERVICE']._serialized_end=1924
 # @@protoc_insertion_point(module_scope)

@@ -51,6 +51,16 @@ class ExecutionServiceStub:
                 request_serializer=orderengine_dot_v1_dot_execution__service__pb2.GetSignatureStatusesRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_execution__service__pb2.GetSignatureStatusesResponse.FromString,
                 _registered_method=True)
+        self.GetWallets = channel.unary_unary(
+                '/orderengine.v1.ExecutionService/GetWallets',
+                request_serializer=orderengine_dot_v1_dot_execution__service__pb2.GetWalletsRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_execution__service__pb2.GetWalletsResponse.FromString,
+                _registered_method=True)
+        self.FundWallet = channel.unary_unary(
+                '/orderengine.v1.ExecutionService/FundWallet',
+                request_serializer=orderengine_dot_v1_dot_execution__service__pb2.FundWalletRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_execution__service__pb2.FundWalletResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -82,6 +92,23 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWallets(self, request, context):
+        """What each owner's wallet holds, in the order asked (as
+        getTokenAccountsByOwner for each owner): every token, zero included.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FundWallet(self, request, context):
+        """The faucet (devnet's requestAirdrop): credits the owner's wallet at
+        once, within the faucet's limits per call and per owner. A request_id
+        sent again credits nothing more and answers the balance now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +126,16 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.GetSignatureStatuses,
                     request_deserializer=orderengine_dot_v1_dot_execution__service__pb2.GetSignatureStatusesRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_execution__service__pb2.GetSignatureStatusesResponse.SerializeToString,
+            ),
+            'GetWallets': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWallets,
+                    request_deserializer=orderengine_dot_v1_dot_execution__service__pb2.GetWalletsRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_execution__service__pb2.GetWalletsResponse.SerializeToString,
+            ),
+            'FundWallet': grpc.unary_unary_rpc_method_handler(
+                    servicer.FundWallet,
+                    request_deserializer=orderengine_dot_v1_dot_execution__service__pb2.FundWalletRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_execution__service__pb2.FundWalletResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -184,6 +221,60 @@ class ExecutionService:
             '/orderengine.v1.ExecutionService/GetSignatureStatuses',
             orderengine_dot_v1_dot_execution__service__pb2.GetSignatureStatusesRequest.SerializeToString,
             orderengine_dot_v1_dot_execution__service__pb2.GetSignatureStatusesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWallets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.ExecutionService/GetWallets',
+            orderengine_dot_v1_dot_execution__service__pb2.GetWalletsRequest.SerializeToString,
+            orderengine_dot_v1_dot_execution__service__pb2.GetWalletsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FundWallet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.ExecutionService/FundWallet',
+            orderengine_dot_v1_dot_execution__service__pb2.FundWalletRequest.SerializeToString,
+            orderengine_dot_v1_dot_execution__service__pb2.FundWalletResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,15 @@ class ExecutionServiceStub:
     """
     GetSignatureStatuses: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.GetSignatureStatusesRequest, _execution_service_pb2.GetSignatureStatusesResponse]
     """The status of each signature, in the order asked (getSignatureStatuses)."""
+    GetWallets: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.GetWalletsRequest, _execution_service_pb2.GetWalletsResponse]
+    """What each owner's wallet holds, in the order asked (as
+    getTokenAccountsByOwner for each owner): every token, zero included.
+    """
+    FundWallet: _grpc.UnaryUnaryMultiCallable[_execution_service_pb2.FundWalletRequest, _execution_service_pb2.FundWalletResponse]
+    """The faucet (devnet's requestAirdrop): credits the owner's wallet at
+    once, within the faucet's limits per call and per owner. A request_id
+    sent again credits nothing more and answers the balance now.
+    """
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -65,6 +74,15 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     """
     GetSignatureStatuses: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetSignatureStatusesRequest, _execution_service_pb2.GetSignatureStatusesResponse]  # type: ignore[assignment]
     """The status of each signature, in the order asked (getSignatureStatuses)."""
+    GetWallets: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.GetWalletsRequest, _execution_service_pb2.GetWalletsResponse]  # type: ignore[assignment]
+    """What each owner's wallet holds, in the order asked (as
+    getTokenAccountsByOwner for each owner): every token, zero included.
+    """
+    FundWallet: _aio.UnaryUnaryMultiCallable[_execution_service_pb2.FundWalletRequest, _execution_service_pb2.FundWalletResponse]  # type: ignore[assignment]
+    """The faucet (devnet's requestAirdrop): credits the owner's wallet at
+    once, within the faucet's limits per call and per owner. A request_id
+    sent again credits nothing more and answers the balance now.
+    """
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Internal: the simulated chain, shaped like a Solana RPC node. A swap is
@@ -99,5 +117,26 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_execution_service_pb2.GetSignatureStatusesResponse, _abc.Awaitable[_execution_service_pb2.GetSignatureStatusesResponse]]:
         """The status of each signature, in the order asked (getSignatureStatuses)."""
+
+    @_abc_1.abstractmethod
+    def GetWallets(
+        self,
+        request: _execution_service_pb2.GetWalletsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.GetWalletsResponse, _abc.Awaitable[_execution_service_pb2.GetWalletsResponse]]:
+        """What each owner's wallet holds, in the order asked (as
+        getTokenAccountsByOwner for each owner): every token, zero included.
+        """
+
+    @_abc_1.abstractmethod
+    def FundWallet(
+        self,
+        request: _execution_service_pb2.FundWalletRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_service_pb2.FundWalletResponse, _abc.Awaitable[_execution_service_pb2.FundWalletResponse]]:
+        """The faucet (devnet's requestAirdrop): credits the owner's wallet at
+        once, within the faucet's limits per call and per owner. A request_id
+        sent again credits nothing more and answers the balance now.
+        """
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

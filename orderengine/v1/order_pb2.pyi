@@ -31,7 +31,7 @@ ORDER_STATUS_FAILED: OrderStatus
 ORDER_STATUS_CANCELLED: OrderStatus
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "status", "input_token", "output_token", "amount", "slippage_bps", "client_order_id", "create_time", "update_time", "attempt", "route", "signature", "amount_out", "failure_reason", "last_sequence")
+    __slots__ = ("order_id", "status", "input_token", "output_token", "amount", "slippage_bps", "client_order_id", "create_time", "update_time", "attempt", "route", "signature", "amount_out", "failure_reason", "last_sequence", "priority_fee")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,7 @@ class Order(_message.Message):
     AMOUNT_OUT_FIELD_NUMBER: _ClassVar[int]
     FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FEE_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     status: OrderStatus
     input_token: str
@@ -62,7 +63,8 @@ class Order(_message.Message):
     amount_out: str
     failure_reason: str
     last_sequence: int
-    def __init__(self, order_id: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ..., client_order_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., route: _Optional[_Union[_market_pb2.Route, _Mapping]] = ..., signature: _Optional[str] = ..., amount_out: _Optional[str] = ..., failure_reason: _Optional[str] = ..., last_sequence: _Optional[int] = ...) -> None: ...
+    priority_fee: str
+    def __init__(self, order_id: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ..., client_order_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., route: _Optional[_Union[_market_pb2.Route, _Mapping]] = ..., signature: _Optional[str] = ..., amount_out: _Optional[str] = ..., failure_reason: _Optional[str] = ..., last_sequence: _Optional[int] = ..., priority_fee: _Optional[str] = ...) -> None: ...
 
 class OrderEvent(_message.Message):
     __slots__ = ("order_id", "sequence", "status", "event_time", "attempt", "quotes", "route", "signature", "amount_out", "reason", "reason_code")

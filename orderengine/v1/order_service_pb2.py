@@ -25,39 +25,48 @@ _sym_db = _symbol_database.Default()
 from orderengine.v1 import item_error_pb2 as orderengine_dot_v1_dot_item__error__pb2
 from orderengine.v1 import market_pb2 as orderengine_dot_v1_dot_market__pb2
 from orderengine.v1 import order_pb2 as orderengine_dot_v1_dot_order__pb2
+from orderengine.v1 import wallet_pb2 as orderengine_dot_v1_dot_wallet__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"orderengine/v1/order_service.proto\x12\x0eorderengine.v1\x1a\x1forderengine/v1/item_error.proto\x1a\x1borderengine/v1/market.proto\x1a\x1aorderengine/v1/order.proto\"~\n\x12SubmitOrderRequest\x12\x13\n\x0binput_token\x18\x01 \x01(\t\x12\x14\n\x0coutput_token\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x14\n\x0cslippage_bps\x18\x04 \x01(\r\x12\x17\n\x0f\x63lient_order_id\x18\x05 \x01(\t\"S\n\x13SubmitOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.orderengine.v1.Order\x12\x16\n\x0e\x61lready_exists\x18\x02 \x01(\x08\"P\n\x18\x42\x61tchSubmitOrdersRequest\x12\x34\n\x08requests\x18\x01 \x03(\x0b\x32\".orderengine.v1.SubmitOrderRequest\"\xd7\x01\n\x19\x42\x61tchSubmitOrdersResponse\x12\x41\n\x07results\x18\x01 \x03(\x0b\x32\x30.orderengine.v1.BatchSubmitOrdersResponse.Result\x1aw\n\x06Result\x12\x37\n\x08response\x18\x01 \x01(\x0b\x32#.orderengine.v1.SubmitOrderResponseH\x00\x12*\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x19.orderengine.v1.ItemErrorH\x00\x42\x08\n\x06result\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\":\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x12ListOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.orderengine.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"d\n\x11QuoteOrderRequest\x12\x13\n\x0binput_token\x18\x01 \x01(\t\x12\x14\n\x0coutput_token\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x14\n\x0cslippage_bps\x18\x04 \x01(\r\"f\n\x12QuoteOrderResponse\x12*\n\x06quotes\x18\x01 \x03(\x0b\x32\x1a.orderengine.v1.VenueQuote\x12$\n\x05route\x18\x02 \x01(\x0b\x32\x15.orderengine.v1.Route\"=\n\x11WatchOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x32\xd7\x04\n\x0cOrderService\x12V\n\x0bSubmitOrder\x12\".orderengine.v1.SubmitOrderRequest\x1a#.orderengine.v1.SubmitOrderResponse\x12h\n\x11\x42\x61tchSubmitOrders\x12(.orderengine.v1.BatchSubmitOrdersRequest\x1a).orderengine.v1.BatchSubmitOrdersResponse\x12\x42\n\x08GetOrder\x12\x1f.orderengine.v1.GetOrderRequest\x1a\x15.orderengine.v1.Order\x12S\n\nListOrders\x12!.orderengine.v1.ListOrdersRequest\x1a\".orderengine.v1.ListOrdersResponse\x12H\n\x0b\x43\x61ncelOrder\x12\".orderengine.v1.CancelOrderRequest\x1a\x15.orderengine.v1.Order\x12M\n\nWatchOrder\x12!.orderengine.v1.WatchOrderRequest\x1a\x1a.orderengine.v1.OrderEvent0\x01\x12S\n\nQuoteOrder\x12!.orderengine.v1.QuoteOrderRequest\x1a\".orderengine.v1.QuoteOrderResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"orderengine/v1/order_service.proto\x12\x0eorderengine.v1\x1a\x1forderengine/v1/item_error.proto\x1a\x1borderengine/v1/market.proto\x1a\x1aorderengine/v1/order.proto\x1a\x1borderengine/v1/wallet.proto\"\x94\x01\n\x12SubmitOrderRequest\x12\x13\n\x0binput_token\x18\x01 \x01(\t\x12\x14\n\x0coutput_token\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x14\n\x0cslippage_bps\x18\x04 \x01(\r\x12\x17\n\x0f\x63lient_order_id\x18\x05 \x01(\t\x12\x14\n\x0cpriority_fee\x18\x06 \x01(\t\"S\n\x13SubmitOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.orderengine.v1.Order\x12\x16\n\x0e\x61lready_exists\x18\x02 \x01(\x08\"P\n\x18\x42\x61tchSubmitOrdersRequest\x12\x34\n\x08requests\x18\x01 \x03(\x0b\x32\".orderengine.v1.SubmitOrderRequest\"\xd7\x01\n\x19\x42\x61tchSubmitOrdersResponse\x12\x41\n\x07results\x18\x01 \x03(\x0b\x32\x30.orderengine.v1.BatchSubmitOrdersResponse.Result\x1aw\n\x06Result\x12\x37\n\x08response\x18\x01 \x01(\x0b\x32#.orderengine.v1.SubmitOrderResponseH\x00\x12*\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x19.orderengine.v1.ItemErrorH\x00\x42\x08\n\x06result\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\":\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x12ListOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.orderengine.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"d\n\x11QuoteOrderRequest\x12\x13\n\x0binput_token\x18\x01 \x01(\t\x12\x14\n\x0coutput_token\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x14\n\x0cslippage_bps\x18\x04 \x01(\r\"f\n\x12QuoteOrderResponse\x12*\n\x06quotes\x18\x01 \x03(\x0b\x32\x1a.orderengine.v1.VenueQuote\x12$\n\x05route\x18\x02 \x01(\x0b\x32\x15.orderengine.v1.Route\"=\n\x11WatchOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"$\n\x12GetBalancesRequest\x12\x0e\n\x06tokens\x18\x01 \x03(\t\"E\n\x13GetBalancesResponse\x12.\n\x08\x62\x61lances\x18\x01 \x03(\x0b\x32\x1c.orderengine.v1.TokenBalance\"J\n\x15RequestAirdropRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"Z\n\x16RequestAirdropResponse\x12-\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x1c.orderengine.v1.TokenBalance\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x32\x90\x06\n\x0cOrderService\x12V\n\x0bSubmitOrder\x12\".orderengine.v1.SubmitOrderRequest\x1a#.orderengine.v1.SubmitOrderResponse\x12h\n\x11\x42\x61tchSubmitOrders\x12(.orderengine.v1.BatchSubmitOrdersRequest\x1a).orderengine.v1.BatchSubmitOrdersResponse\x12\x42\n\x08GetOrder\x12\x1f.orderengine.v1.GetOrderRequest\x1a\x15.orderengine.v1.Order\x12S\n\nListOrders\x12!.orderengine.v1.ListOrdersRequest\x1a\".orderengine.v1.ListOrdersResponse\x12H\n\x0b\x43\x61ncelOrder\x12\".orderengine.v1.CancelOrderRequest\x1a\x15.orderengine.v1.Order\x12M\n\nWatchOrder\x12!.orderengine.v1.WatchOrderRequest\x1a\x1a.orderengine.v1.OrderEvent0\x01\x12S\n\nQuoteOrder\x12!.orderengine.v1.QuoteOrderRequest\x1a\".orderengine.v1.QuoteOrderResponse\x12V\n\x0bGetBalances\x12\".orderengine.v1.GetBalancesRequest\x1a#.orderengine.v1.GetBalancesResponse\x12_\n\x0eRequestAirdrop\x12%.orderengine.v1.RequestAirdropRequest\x1a&.orderengine.v1.RequestAirdropResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderengine.v1.order_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITORDERREQUEST']._serialized_start=144
-  _globals['_SUBMITORDERREQUEST']._serialized_end=270
-  _globals['_SUBMITORDERRESPONSE']._serialized_start=272
-  _globals['_SUBMITORDERRESPONSE']._serialized_end=355
-  _globals['_BATCHSUBMITORDERSREQUEST']._serialized_start=357
-  _globals['_BATCHSUBMITORDERSREQUEST']._serialized_end=437
-  _globals['_BATCHSUBMITORDERSRESPONSE']._serialized_start=440
-  _globals['_BATCHSUBMITORDERSRESPONSE']._serialized_end=655
-  _globals['_BATCHSUBMITORDERSRESPONSE_RESULT']._serialized_start=536
-  _globals['_BATCHSUBMITORDERSRESPONSE_RESULT']._serialized_end=655
-  _globals['_GETORDERREQUEST']._serialized_start=657
-  _globals['_GETORDERREQUEST']._serialized_end=692
-  _globals['_LISTORDERSREQUEST']._serialized_start=694
-  _globals['_LISTORDERSREQUEST']._serialized_end=752
-  _globals['_LISTORDERSRESPONSE']._serialized_start=754
-  _globals['_LISTORDERSRESPONSE']._serialized_end=838
-  _globals['_CANCELORDERREQUEST']._serialized_start=840
-  _globals['_CANCELORDERREQUEST']._serialized_end=878
-  _globals['_QUOTEORDERREQUEST']._serialized_start=880
-  _globals['_QUOTEORDERREQUEST']._serialized_end=980
-  _globals['_QUOTEORDERRESPONSE']._serialized_start=982
-  _globals['_QUOTEORDERRESPONSE']._serialized_end=1084
-  _globals['_WATCHORDERREQUEST']._serialized_start=1086
-  _globals['_WATCHORDERREQUEST']._serialized_end=1147
-  _globals['_ORDERSERVICE']._serialized_start=1150
-  _globals['_ORDERSERVICE']._serialized_end=1749
+  _globals['_SUBMITORDERREQUEST']._serialized_start=174
+  _globals['_SUBMITORDERREQUEST']._serialized_end=322
+  _globals['_SUBMITORDERRESPONSE']._serialized_start=324
+  _globals['_SUBMITORDERRESPONSE']._serialized_end=407
+  _globals['_BATCHSUBMITORDERSREQUEST']._serialized_start=409
+  _globals['_BATCHSUBMITORDERSREQUEST']._serialized_end=489
+  _globals['_BATCHSUBMITORDERSRESPONSE']._serialized_start=492
+  _globals['_BATCHSUBMITORDERSRESPONSE']._serialized_end=707
+  _globals['_BATCHSUBMITORDERSRESPONSE_RESULT']._serialized_start=588
+  _globals['_BATCHSUBMITORDERSRESPONSE_RESULT']._serialized_end=707
+  _globals['_GETORDERREQUEST']._serialized_start=709
+  _globals['_GETORDERREQUEST']._serialized_end=744
+  _globals['_LISTORDERSREQUEST']._serialized_start=746
+  _globals['_LISTORDERSREQUEST']._serialized_end=804
+  _globals['_LISTORDERSRESPONSE']._serialized_start=806
+  _globals['_LISTORDERSRESPONSE']._serialized_end=890
+  _globals['_CANCELORDERREQUEST']._serialized_start=892
+  _globals['_CANCELORDERREQUEST']._serialized_end=930
+  _globals['_QUOTEORDERREQUEST']._serialized_start=932
+  _globals['_QUOTEORDERREQUEST']._serialized_end=1032
+  _globals['_QUOTEORDERRESPONSE']._serialized_start=1034
+  _globals['_QUOTEORDERRESPONSE']._serialized_end=1136
+  _globals['_WATCHORDERREQUEST']._serialized_start=1138
+  _globals['_WATCHORDERREQUEST']._serialized_end=1199
+  _globals['_GETBALANCESREQUEST']._serialized_start=1201
+  _globals['_GETBALANCESREQUEST']._serialized_end=1237
+  _globals['_GETBALANCESRESPONSE']._serialized_start=1239
+  _globals['_GETBALANCESRESPONSE']._serialized_end=1308
+  _globals['_REQUESTAIRDROPREQUEST']._serialized_start=1310
+  _globals['_REQUESTAIRDROPREQUEST']._serialized_end=1384
+  _globals['_REQUESTAIRDROPRESPONSE']._serialized_start=1386
+  _globals['_REQUESTAIRDROPRESPONSE']._serialized_end=1476
+  _globals['_ORDERSERVICE']._serialized_start=1479
+  _globals['_ORDERSERVICE']._serialized_end=2263
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 from orderengine.v1 import item_error_pb2 as _item_error_pb2
 from orderengine.v1 import market_pb2 as _market_pb2
 from orderengine.v1 import order_pb2 as _order_pb2
+from orderengine.v1 import wallet_pb2 as _wallet_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -10,18 +11,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitOrderRequest(_message.Message):
-    __slots__ = ("input_token", "output_token", "amount", "slippage_bps", "client_order_id")
+    __slots__ = ("input_token", "output_token", "amount", "slippage_bps", "client_order_id", "priority_fee")
     INPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     SLIPPAGE_BPS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FEE_FIELD_NUMBER: _ClassVar[int]
     input_token: str
     output_token: str
     amount: str
     slippage_bps: int
     client_order_id: str
-    def __init__(self, input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ..., client_order_id: _Optional[str] = ...) -> None: ...
+    priority_fee: str
+    def __init__(self, input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount: _Optional[str] = ..., slippage_bps: _Optional[int] = ..., client_order_id: _Optional[str] = ..., priority_fee: _Optional[str] = ...) -> None: ...
 
 class SubmitOrderResponse(_message.Message):
     __slots__ = ("order", "already_exists")
@@ -105,3 +108,33 @@ class WatchOrderRequest(_message.Message):
     order_id: str
     after_sequence: int
     def __init__(self, order_id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+
+class GetBalancesRequest(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tokens: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetBalancesResponse(_message.Message):
+    __slots__ = ("balances",)
+    BALANCES_FIELD_NUMBER: _ClassVar[int]
+    balances: _containers.RepeatedCompositeFieldContainer[_wallet_pb2.TokenBalance]
+    def __init__(self, balances: _Optional[_Iterable[_Union[_wallet_pb2.TokenBalance, _Mapping]]] = ...) -> None: ...
+
+class RequestAirdropRequest(_message.Message):
+    __slots__ = ("token", "amount", "request_id")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    amount: str
+    request_id: str
+    def __init__(self, token: _Optional[str] = ..., amount: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RequestAirdropResponse(_message.Message):
+    __slots__ = ("balance", "duplicate")
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    balance: _wallet_pb2.TokenBalance
+    duplicate: bool
+    def __init__(self, balance: _Optional[_Union[_wallet_pb2.TokenBalance, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...

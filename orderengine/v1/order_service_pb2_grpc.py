@@ -71,6 +71,16 @@ class OrderServiceStub:
                 request_serializer=orderengine_dot_v1_dot_order__service__pb2.QuoteOrderRequest.SerializeToString,
                 response_deserializer=orderengine_dot_v1_dot_order__service__pb2.QuoteOrderResponse.FromString,
                 _registered_method=True)
+        self.GetBalances = channel.unary_unary(
+                '/orderengine.v1.OrderService/GetBalances',
+                request_serializer=orderengine_dot_v1_dot_order__service__pb2.GetBalancesRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_order__service__pb2.GetBalancesResponse.FromString,
+                _registered_method=True)
+        self.RequestAirdrop = channel.unary_unary(
+                '/orderengine.v1.OrderService/RequestAirdrop',
+                request_serializer=orderengine_dot_v1_dot_order__service__pb2.RequestAirdropRequest.SerializeToString,
+                response_deserializer=orderengine_dot_v1_dot_order__service__pb2.RequestAirdropResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -136,6 +146,24 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBalances(self, request, context):
+        """What the caller's wallet on the simulated chain holds: every token,
+        zero included. Landed swaps and their fees move it; nothing else but
+        RequestAirdrop does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestAirdrop(self, request, context):
+        """Funds the caller's wallet from the chain's faucet, as devnet's airdrop
+        does: at once, at most a capped amount per call and in all per owner.
+        Idempotent on request_id (AIP-155): a resend credits nothing more.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -173,6 +201,16 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.QuoteOrder,
                     request_deserializer=orderengine_dot_v1_dot_order__service__pb2.QuoteOrderRequest.FromString,
                     response_serializer=orderengine_dot_v1_dot_order__service__pb2.QuoteOrderResponse.SerializeToString,
+            ),
+            'GetBalances': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBalances,
+                    request_deserializer=orderengine_dot_v1_dot_order__service__pb2.GetBalancesRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_order__service__pb2.GetBalancesResponse.SerializeToString,
+            ),
+            'RequestAirdrop': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestAirdrop,
+                    request_deserializer=orderengine_dot_v1_dot_order__service__pb2.RequestAirdropRequest.FromString,
+                    response_serializer=orderengine_dot_v1_dot_order__service__pb2.RequestAirdropResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -365,6 +403,60 @@ class OrderService:
             '/orderengine.v1.OrderService/QuoteOrder',
             orderengine_dot_v1_dot_order__service__pb2.QuoteOrderRequest.SerializeToString,
             orderengine_dot_v1_dot_order__service__pb2.QuoteOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBalances(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.OrderService/GetBalances',
+            orderengine_dot_v1_dot_order__service__pb2.GetBalancesRequest.SerializeToString,
+            orderengine_dot_v1_dot_order__service__pb2.GetBalancesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestAirdrop(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orderengine.v1.OrderService/RequestAirdrop',
+            orderengine_dot_v1_dot_order__service__pb2.RequestAirdropRequest.SerializeToString,
+            orderengine_dot_v1_dot_order__service__pb2.RequestAirdropResponse.FromString,
             options,
             channel_credentials,
             insecure,

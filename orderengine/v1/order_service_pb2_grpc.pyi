@@ -63,6 +63,16 @@ class OrderServiceStub:
     engine would take. Nothing is stored; the price may move before a
     submitted order is routed.
     """
+    GetBalances: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.GetBalancesRequest, _order_service_pb2.GetBalancesResponse]
+    """What the caller's wallet on the simulated chain holds: every token,
+    zero included. Landed swaps and their fees move it; nothing else but
+    RequestAirdrop does.
+    """
+    RequestAirdrop: _grpc.UnaryUnaryMultiCallable[_order_service_pb2.RequestAirdropRequest, _order_service_pb2.RequestAirdropResponse]
+    """Funds the caller's wallet from the chain's faucet, as devnet's airdrop
+    does: at once, at most a capped amount per call and in all per owner.
+    Idempotent on request_id (AIP-155): a resend credits nothing more.
+    """
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -97,6 +107,16 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """What an order would get now: each venue's quote and the route the
     engine would take. Nothing is stored; the price may move before a
     submitted order is routed.
+    """
+    GetBalances: _aio.UnaryUnaryMultiCallable[_order_service_pb2.GetBalancesRequest, _order_service_pb2.GetBalancesResponse]  # type: ignore[assignment]
+    """What the caller's wallet on the simulated chain holds: every token,
+    zero included. Landed swaps and their fees move it; nothing else but
+    RequestAirdrop does.
+    """
+    RequestAirdrop: _aio.UnaryUnaryMultiCallable[_order_service_pb2.RequestAirdropRequest, _order_service_pb2.RequestAirdropResponse]  # type: ignore[assignment]
+    """Funds the caller's wallet from the chain's faucet, as devnet's airdrop
+    does: at once, at most a capped amount per call and in all per owner.
+    Idempotent on request_id (AIP-155): a resend credits nothing more.
     """
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -171,6 +191,28 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         """What an order would get now: each venue's quote and the route the
         engine would take. Nothing is stored; the price may move before a
         submitted order is routed.
+        """
+
+    @_abc_1.abstractmethod
+    def GetBalances(
+        self,
+        request: _order_service_pb2.GetBalancesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_service_pb2.GetBalancesResponse, _abc.Awaitable[_order_service_pb2.GetBalancesResponse]]:
+        """What the caller's wallet on the simulated chain holds: every token,
+        zero included. Landed swaps and their fees move it; nothing else but
+        RequestAirdrop does.
+        """
+
+    @_abc_1.abstractmethod
+    def RequestAirdrop(
+        self,
+        request: _order_service_pb2.RequestAirdropRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_service_pb2.RequestAirdropResponse, _abc.Awaitable[_order_service_pb2.RequestAirdropResponse]]:
+        """Funds the caller's wallet from the chain's faucet, as devnet's airdrop
+        does: at once, at most a capped amount per call and in all per owner.
+        Idempotent on request_id (AIP-155): a resend credits nothing more.
         """
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

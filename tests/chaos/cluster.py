@@ -21,6 +21,7 @@ from orderengine.mesh.healthcheck import wait_serving
 from orderengine.store.api_keys import ApiKeys
 from orderengine.store.database import create_database_engine
 from tests.conftest import ROOT
+from tests.helpers import fund
 
 
 class RedisServer:
@@ -145,6 +146,8 @@ class Cluster:
             self.api_key, _ = ApiKeys(engine).create("chaos")
         finally:
             engine.dispose()
+        # Its wallet, on the chain's Redis (which no fault flushes or restarts).
+        fund(self.chain_redis.url, "chaos")
         py = sys.executable
         self.parts: dict[str, Part] = {}
         for name, prefix, command in SERVICES:

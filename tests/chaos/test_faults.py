@@ -26,11 +26,13 @@ from sqlalchemy import func, select
 from executor.chain.chain import LANDED_BY_ORDER
 from orderengine.mesh.auth import key_metadata, with_metadata
 from orderengine.statuses import TERMINAL, Status
+from orderengine.store.api_keys import ApiKeys
+from orderengine.store.database import create_database_engine
 from orderengine.store.models import EventRow, OrderRow
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
 from tests.chaos.cluster import Cluster
-from tests.helpers import conservation_errors
+from tests.helpers import conservation_errors, fund, token_totals
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -231,7 +233,8 @@ def account(
         if landed.get(oid, 0) != (1 if s == Status.CONFIRMED else 0)
     ]
     assert (row.lost, row.duplicated, row.gaps, wrong) == (0, 0, 0, []), row
-    # Every pool holds what it started with plus what landed swaps moved.
+    # Every pool holds what it started with plus what landed swaps moved, and
+    # every token is where a landing or an airdrop put it.
     assert asyncio.run(_conservation(chain_redis_url)) == []
     failed_reasons = {r for (r,) in _failure_reasons(store, order_ids)}
     assert row.failed == 0, failed_reasons
@@ -239,9 +242,16 @@ def account(
 
 
 async def _conservation(url: str) -> list[str]:
+    """Pools off their ledger, and tokens whose sum over every wallet, pool
+    and the fee collector is not what was there plus what was minted."""
     client = AsyncRedis.from_url(url)
     try:
-        return await conservation_errors(client)
+        held, expected = await token_totals(client)
+        return await conservation_errors(client) + [
+            f"{symbol}: {held[symbol]} held, {expected[symbol]} expected"
+            for symbol in held
+            if held[symbol] != expected[symbol]
+        ]
     finally:
         await client.aclose()
 
@@ -376,13 +386,28 @@ def test_poison_orders_among_good_ones(cluster: Cluster, store: OrderStore) -> N
     fails alone (AMOUNT_OVERFLOW); the good ones around them all end. (Of
     pairs with two Raydium pools to enter by, SOL -> USDC through USDT, a
     split may share such an amount out so that neither overflows: these
-    pairs have one.)"""
+    pairs have one.) Their owner's wallet holds all a token account holds
+    of each token they sell, and SOL for the fees."""
     poison: list[str] = []
+    engine = create_database_engine(cluster.database_url)
+    try:
+        whale, _ = ApiKeys(engine).create("whale")
+    finally:
+        engine.dispose()
+    fund(
+        cluster.chain_redis.url,
+        "whale",
+        {
+            "SOL": "18446744073.709551615",
+            "JUP": "18446744073709.551615",
+            "RAY": "18446744073709.551615",
+        },
+    )
 
     def submit_poison() -> None:
         with grpc.insecure_channel(cluster.order_address) as channel:
             stub = order_service_pb2_grpc.OrderServiceStub(
-                with_metadata(channel, key_metadata(cluster.api_key))
+                with_metadata(channel, key_metadata(whale))
             )
             for index, (src, dst, most) in enumerate(
                 [

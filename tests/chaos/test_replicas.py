@@ -11,20 +11,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import pytest
 from redis import Redis
 from rq import Worker
 
-from orderengine.cli.orders import resumed_events
-from orderengine.mesh.auth import key_metadata
+from orderengine.client import Client, Resuming
 from orderengine.mesh.channels import ORDER_SERVICE
 from orderengine.mesh.channels import channel as orderengine_channel
 from orderengine.statuses import TERMINAL, Status
 from orderengine.store.orders import OrderStore
-from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
+from orderengine.v1 import order_pb2
 from tests.chaos.cluster import Cluster
 from tests.chaos.test_faults import Load, Row, account
 
@@ -84,28 +83,24 @@ class BalancedLoad(Load):
 
 
 class Watcher:
-    """Follows one order with the CLI's resuming watch, noting the
-    after_sequence of every WatchOrder stream it opens."""
+    """Follows one order with the client's resuming watch (the CLI's),
+    noting the after_sequence of every WatchOrder stream it opens."""
 
-    def __init__(self, channel: grpc.Channel, order_id: str) -> None:
+    def __init__(self, orders: Client, order_id: str) -> None:
         self.order_id = order_id
-        self.stub = order_service_pb2_grpc.OrderServiceStub(channel)
-        self.opened_after: list[int] = []
+        self.orders = orders
+        self.opened_after: list[int] = [0]
         self.events: list[order_pb2.OrderEvent] = []
         self.error: str | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def WatchOrder(
-        self, request: order_service_pb2.WatchOrderRequest, **kwargs: Any
-    ) -> Any:  # the stub's method, for resumed_events
-        self.opened_after.append(request.after_sequence)
-        return self.stub.WatchOrder(request, **kwargs)
+    def _resumed(self, notice: Resuming) -> None:
+        self.opened_after.append(notice.after_sequence)
 
     def _run(self) -> None:
         try:
-            stub = cast(order_service_pb2_grpc.OrderServiceStub, self)
-            for event in resumed_events(stub, self.order_id, 0, give_up_seconds=30):
+            for event in self.orders.watch(self.order_id, on_resume=self._resumed):
                 self.events.append(event)
         except grpc.RpcError as exc:
             self.error = f"{exc.code().name}: {exc.details()}"
@@ -133,9 +128,7 @@ def strike_replicas(
     strikes one replica of each service and a tracker at once; every order
     is accounted for (test_faults.account)."""
     shared = orderengine_channel(cluster.order_address, service=ORDER_SERVICE)
-    watching = orderengine_channel(
-        cluster.order_address, key_metadata(cluster.api_key), service=ORDER_SERVICE
-    )
+    watching = Client(cluster.order_address, api_key=cluster.api_key, watch_give_up_seconds=30)
     try:
         load = BalancedLoad(
             shared, cluster.order_address, f"{fault}-{time.time_ns()}", ORDERS, cluster.api_key

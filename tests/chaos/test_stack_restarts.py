@@ -27,6 +27,7 @@ from tests.chaos.cluster import RedisServer
 from tests.chaos.test_faults import account
 from tests.chaos.test_replicas import ORDER_DEADLINE_SECONDS, BalancedLoad
 from tests.conftest import ROOT
+from tests.helpers import fund
 from tests.test_stack import Output, pids_running, start_stack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
@@ -89,6 +90,8 @@ def test_make_run_restarts_a_killed_worker_and_replica(
         replicas = row.groups()
         address = ",".join(replicas)
         env["ORDERENGINE_API_KEY_FILE"] = str(tmp_path / "var" / "api-key")
+        # make run funds its owner with SOL and USDC; the load trades more tokens.
+        fund(chain_redis.url, "local")
         shared = orderengine_channel(address, service=ORDER_SERVICE)
         try:
             load = BalancedLoad(

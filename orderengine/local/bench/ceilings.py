@@ -10,11 +10,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from redis import Redis
 from rq import Queue
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, insert
 
 from orderengine.store.database import create_database_engine
 
@@ -45,29 +47,40 @@ def rq_jobs_per_second(redis_url: str, workers: int, jobs: int) -> float:
     return jobs / (finished - (started or finished - 1e-9))
 
 
-def inserts_per_second(database_url: str, seconds: float) -> float:
-    """One row per transaction, on one connection, for ``seconds``."""
+@contextmanager
+def _scratch_table(database_url: str) -> Iterator[tuple[Connection, Table]]:
+    """A table of its own, on one connection of the stack's engine, dropped after."""
     engine = create_database_engine(database_url)
     table = Table(
-        f"bench_insert_{time.time_ns()}",
+        f"bench_commit_{time.time_ns()}",
         MetaData(),
         Column("id", Integer, primary_key=True),
         Column("payload", String(64)),
     )
     table.create(engine)
     try:
-        count = 0
-        deadline = time.perf_counter() + seconds
-        start = time.perf_counter()
         with engine.connect() as connection:
-            while time.perf_counter() < deadline:
-                with connection.begin():
-                    connection.execute(insert(table).values(payload="x" * 36))
-                count += 1
-        return count / (time.perf_counter() - start)
+            yield connection, table
     finally:
         table.drop(engine)
         engine.dispose()
+
+
+def _commit_one_row(connection: Connection, table: Table) -> None:
+    with connection.begin():
+        connection.execute(insert(table).values(payload="x" * 36))
+
+
+def inserts_per_second(database_url: str, seconds: float) -> float:
+    """One row per transaction, on one connection, for ``seconds``."""
+    with _scratch_table(database_url) as (connection, table):
+        count = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+        while time.perf_counter() < deadline:
+            _commit_one_row(connection, table)
+            count += 1
+        return count / (time.perf_counter() - start)
 
 
 class EchoServer:
@@ -91,26 +104,13 @@ def commit_latencies(database_url: str, commits: int) -> list[float]:
     """Seconds each of ``commits`` one-row transactions takes, begun and
     committed as the stack's own engine does (its PRAGMAs, its write lock):
     the floor one durable write puts under anything that waits for it."""
-    engine = create_database_engine(database_url)
-    table = Table(
-        f"bench_commit_{time.time_ns()}",
-        MetaData(),
-        Column("id", Integer, primary_key=True),
-        Column("payload", String(64)),
-    )
-    table.create(engine)
-    try:
-        latencies = []
-        with engine.connect() as connection:
-            for _ in range(commits):
-                began = time.perf_counter()
-                with connection.begin():
-                    connection.execute(insert(table).values(payload="x" * 36))
-                latencies.append(time.perf_counter() - began)
-        return latencies
-    finally:
-        table.drop(engine)
-        engine.dispose()
+    latencies = []
+    with _scratch_table(database_url) as (connection, table):
+        for _ in range(commits):
+            began = time.perf_counter()
+            _commit_one_row(connection, table)
+            latencies.append(time.perf_counter() - began)
+    return latencies
 
 
 def synced_commit_latencies(directory: Path, commits: int) -> list[float]:

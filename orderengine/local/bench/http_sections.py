@@ -111,31 +111,16 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
     progress("http: the floor a durable commit sets")
     commits = 200 if quick else 1000
     floor = commit_latencies(backing.database_url, commits)
-    report.add(
-        Row(
-            "http",
-            "commit of one row, stack's engine + PRAGMAs: p50",
-            Figure.of([_ms(floor, 50)]),
-            "ms",
-        )
+    report.figure(
+        "http", "commit of one row, stack's engine + PRAGMAs: p50", [_ms(floor, 50)], "ms"
     )
-    report.add(
-        Row(
-            "http",
-            "commit of one row, stack's engine + PRAGMAs: p99",
-            Figure.of([_ms(floor, 99)]),
-            "ms",
-        )
+    report.figure(
+        "http", "commit of one row, stack's engine + PRAGMAs: p99", [_ms(floor, 99)], "ms"
     )
     if backing.database_url.startswith("sqlite"):
         synced = synced_commit_latencies(workdir, commits)
-        report.add(
-            Row(
-                "http",
-                "commit of one row, SQLite synchronous=FULL: p50",
-                Figure.of([_ms(synced, 50)]),
-                "ms",
-            )
+        report.figure(
+            "http", "commit of one row, SQLite synchronous=FULL: p50", [_ms(synced, 50)], "ms"
         )
 
     progress(f"http: POST /api/orders with make run's workers ({tool_name})")
@@ -145,17 +130,15 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
         for concurrency in [64] if quick else [16, 64, 256]:
             runs = [_accept_load(tool, url, key, concurrency, seconds) for _ in range(rounds)]
             label = f"POST /api/orders, {concurrency} concurrent ({tool_name})"
-            report.add(Row("http", label, Figure.of([r["per_second"] for r in runs]), "req/s"))
-            report.add(Row("http", "  p50", Figure.of([r["p50_ms"] for r in runs]), "ms"))
-            report.add(Row("http", "  p99", Figure.of([r["p99_ms"] for r in runs]), "ms"))
-            report.add(
-                Row(
-                    "http",
-                    "  non-2xx + errors, all rounds",
-                    Figure.of([sum(r["non2xx"] + r["errors"] for r in runs)]),
-                    "requests",
-                    target=Target(False, 0),
-                )
+            report.figure("http", label, [r["per_second"] for r in runs], "req/s")
+            report.figure("http", "  p50", [r["p50_ms"] for r in runs], "ms")
+            report.figure("http", "  p99", [r["p99_ms"] for r in runs], "ms")
+            report.figure(
+                "http",
+                "  non-2xx + errors, all rounds",
+                [sum(r["non2xx"] + r["errors"] for r in runs)],
+                "requests",
+                target=Target(False, 0),
             )
 
     with started_stack(backing, workdir, WORKERS_PER_REPLICA, **MAKE_RUN) as (settings, running):
@@ -163,18 +146,14 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
         count = 200 if quick else 1000
         progress(f"http: {count} orders one at a time on one kept-alive connection")
         one = run_load(python_command("serial", url, count=count))
-        report.add(
-            Row(
-                "http",
-                "one order at a time: p50 (python httpx)",
-                Figure.of([one["p50_ms"]]),
-                "ms",
-                target=Target(False, 4),
-            )
+        report.figure(
+            "http",
+            "one order at a time: p50 (python httpx)",
+            [one["p50_ms"]],
+            "ms",
+            target=Target(False, 4),
         )
-        report.add(
-            Row("http", "one order at a time: p99 (python httpx)", Figure.of([one["p99_ms"]]), "ms")
-        )
+        report.figure("http", "one order at a time: p99 (python httpx)", [one["p99_ms"]], "ms")
         counts = Counts(backing)
         counts.wait_terminal(DRAIN_SECONDS)
         _end_to_end(report, running, backing, counts, tool, url, quick)
@@ -238,99 +217,69 @@ def _end_to_end(
         else 0.0
     )
     label = f"{E2E_RATE:g}/s offered for {sustained:g}s"
-    report.add(
-        Row(
-            "http",
-            f"e2e, {label}: CONFIRMED/s sustained",
-            Figure.of([rate]),
-            "orders/s",
-            target=Target(True, E2E_TARGET),
-        )
+    report.figure(
+        "http",
+        f"e2e, {label}: CONFIRMED/s sustained",
+        [rate],
+        "orders/s",
+        target=Target(True, E2E_TARGET),
     )
-    report.add(
-        Row(
-            "http",
-            "  CONFIRMED/s, first submit to last order ended",
-            Figure.of([confirmed / max(drained - start, 1e-9)]),
-            "orders/s",
-        )
+    report.figure(
+        "http",
+        "  CONFIRMED/s, first submit to last order ended",
+        [confirmed / max(drained - start, 1e-09)],
+        "orders/s",
     )
     # The load keeps a bounded number of connections: when answers come
     # slower than that many per interval, fewer than offered go in.
-    report.add(
-        Row(
-            "http",
-            "  submitted/s, as the load achieved it",
-            Figure.of([result["ok"] / max(submitted_until - start, 1e-9)]),
-            "orders/s",
-        )
+    report.figure(
+        "http",
+        "  submitted/s, as the load achieved it",
+        [result["ok"] / max(submitted_until - start, 1e-09)],
+        "orders/s",
     )
-    report.add(
-        Row(
-            "http",
-            "  last order ended, after the last submit",
-            Figure.of([drained - submitted_until]),
-            "s",
-        )
+    report.figure(
+        "http", "  last order ended, after the last submit", [drained - submitted_until], "s"
     )
-    report.add(Row("http", "  accepted (2xx)", Figure.of([result["ok"]]), "orders"))
-    report.add(
-        Row(
-            "http",
-            "  non-2xx + errors",
-            Figure.of([result["non2xx"] + result["errors"]]),
-            "requests",
-            target=Target(False, 0),
-        )
+    report.figure("http", "  accepted (2xx)", [result["ok"]], "orders")
+    report.figure(
+        "http",
+        "  non-2xx + errors",
+        [result["non2xx"] + result["errors"]],
+        "requests",
+        target=Target(False, 0),
     )
-    report.add(
-        Row(
-            "http",
-            "  stored, less accepted",
-            Figure.of([stored - result["ok"]]),
-            "orders",
-            target=Target(False, 0),
-        )
+    report.figure(
+        "http",
+        "  stored, less accepted",
+        [stored - result["ok"]],
+        "orders",
+        target=Target(False, 0),
     )
-    report.add(Row("http", "  CONFIRMED", Figure.of([confirmed]), "orders"))
-    report.add(
-        Row(
-            "http",
-            "  FAILED with a reason",
-            Figure.of([failed - delta("FAILED without a reason")]),
-            "orders",
-        )
+    report.figure("http", "  CONFIRMED", [confirmed], "orders")
+    report.figure(
+        "http", "  FAILED with a reason", [failed - delta("FAILED without a reason")], "orders"
     )
-    report.add(
-        Row(
-            "http",
-            "  not ended, or FAILED without a reason",
-            Figure.of([Counts.still_open(final) + final["FAILED without a reason"]]),
-            "orders",
-            target=Target(False, 0),
-        )
+    report.figure(
+        "http",
+        "  not ended, or FAILED without a reason",
+        [Counts.still_open(final) + final["FAILED without a reason"]],
+        "orders",
+        target=Target(False, 0),
     )
 
     per_order = cpu.CpuPerOrder.between(cpu_before, cpu_after, confirmed)
     for group, ms in per_order.by_group.items():
-        report.add(Row("cpu", f"{group}", Figure.of([ms]), "ms CPU/order"))
-    report.add(
-        Row(
-            "cpu",
-            "total, every process",
-            Figure.of([per_order.total]),
-            "ms CPU/order",
-            target=Target(False, 2.5),
-        )
+        report.figure("cpu", f"{group}", [ms], "ms CPU/order")
+    report.figure(
+        "cpu", "total, every process", [per_order.total], "ms CPU/order", target=Target(False, 2.5)
     )
-    report.add(
-        Row(
-            "cpu",
-            "accept path (gateway + OrderService)",
-            Figure.of([per_order.accept_path]),
-            "ms CPU/order",
-            target=Target(False, 0.8),
-        )
+    report.figure(
+        "cpu",
+        "accept path (gateway + OrderService)",
+        [per_order.accept_path],
+        "ms CPU/order",
+        target=Target(False, 0.8),
     )
     methods = cpu.method_times(pages_before, pages_after, confirmed)
     report.info["cpu_per_order_ms"] = per_order.by_group
@@ -401,12 +350,10 @@ def seed_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
                 target=Target(False, 2, of_ratio=True) if concurrency == 64 else None,
             )
         )
-        report.add(
-            Row(
-                "seed",
-                "  engine non-2xx + errors, all rounds",
-                Figure.of([sum(seed.median(runs, "engine", concurrency, "bad"))]),
-                "requests",
-                target=Target(False, 0),
-            )
+        report.figure(
+            "seed",
+            "  engine non-2xx + errors, all rounds",
+            [sum(seed.median(runs, "engine", concurrency, "bad"))],
+            "requests",
+            target=Target(False, 0),
         )

@@ -4,6 +4,7 @@ of the part it is built on and the issue's target for it, where there is one."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,12 @@ class Report:
         ratio = f" ({row.ratio():.0%} of {row.ceiling_name})" if row.ratio() is not None else ""
         progress(f"{row.section} / {row.name}: {row.figure.median:,.1f} {row.unit}{ratio}")
         return row
+
+    def figure(
+        self, section: str, name: str, values: Iterable[float], unit: str, **more: Any
+    ) -> Row:
+        """Adds the row of ``values`` (one a round): their median, min and max."""
+        return self.add(Row(section, name, Figure.of(list(values)), unit, **more))
 
     def table(self) -> str:
         head = (

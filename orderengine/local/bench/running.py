@@ -15,14 +15,28 @@ from typing import Any
 from redis import Redis
 from sqlalchemy import delete
 
+from orderengine.client.keys import read_key_file
 from orderengine.local.embedded_redis import EmbeddedRedis
+from orderengine.local.funding import top_up
 from orderengine.local.ports import free_port
 from orderengine.local.stack import Stack
 from orderengine.settings import Settings
 from orderengine.store import migrate
-from orderengine.store.api_keys import read_key_file
 from orderengine.store.database import create_database_engine
 from orderengine.store.models import EventRow, OrderRow
+
+# What the bench's owner holds: ten million SOL and a billion of the others,
+# in whole tokens, far more than any run spends (and the faucet's limits
+# raised to give it).
+BENCH_WALLET = {
+    "SOL": "10000000",
+    "USDC": "1000000000",
+    "USDT": "1000000000",
+    "JUP": "1000000000",
+    "RAY": "1000000000",
+    "BONK": "100000000000000",
+}
+BENCH_FAUCET = ",".join(f"{symbol}={amount}" for symbol, amount in BENCH_WALLET.items())
 
 
 def load(*args: str) -> dict[str, Any]:
@@ -98,6 +112,10 @@ def started_stack(
             "EXECUTION_SERVICE_ADDRESS": f"127.0.0.1:{free_port()}",
             "GATEWAY_ADDRESS": f"http://127.0.0.1:{free_port()}",
             "MARKET_FLOW_RATE": "0",
+            # Every order the bench sends is paid for: the local owner's
+            # wallet is funded with far more than a run spends.
+            "FAUCET_MAX_PER_CALL": BENCH_FAUCET,
+            "FAUCET_MAX_PER_OWNER": BENCH_FAUCET,
             # Every part serves /metrics on a free port (the stack lists them).
             "METRICS_PORT": "0",
             **env,
@@ -108,7 +126,11 @@ def started_stack(
         settings = running.start()
         # The load process calls as the stack's local owner.
         assert running.key_file is not None
-        os.environ["ORDERENGINE_API_KEY"] = read_key_file(running.key_file) or ""
+        key = read_key_file(running.key_file) or ""
+        os.environ["ORDERENGINE_API_KEY"] = key
+        problems = top_up(settings.order_service_address, key, BENCH_WALLET)
+        if problems:
+            raise RuntimeError(f"the bench's wallet: {'; '.join(problems)}")
         yield settings, running
     finally:
         running.stop()

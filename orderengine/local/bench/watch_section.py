@@ -102,19 +102,15 @@ def watch_section(report: Report, backing: Backing, workdir: Path, quick: bool) 
                 report.failures.append(f"watch, {label}: {result['error']}")
                 progress(report.failures[-1])
                 continue
-            report.add(Row("watch", f"{label}: p50", Figure.of([result["p50_ms"]]), "ms"))
-            report.add(
-                Row(
-                    "watch",
-                    f"{label}: p99",
-                    Figure.of([result["p99_ms"]]),
-                    "ms",
-                    target=(
-                        Target(False, P99_MS)
-                        if label == paced_label and streams >= TARGET_STREAMS
-                        else None
-                    ),
-                )
+            report.figure("watch", f"{label}: p50", [result["p50_ms"]], "ms")
+            report.figure(
+                "watch",
+                f"{label}: p99",
+                [result["p99_ms"]],
+                "ms",
+                target=Target(False, P99_MS)
+                if label == paced_label and streams >= TARGET_STREAMS
+                else None,
             )
             if label == paced_label:
                 for row in memory_rows(streams, result["kib_per_stream"], bare_kib):

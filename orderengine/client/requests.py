@@ -1,0 +1,80 @@
+"""The requests the client sends, built once for its blocking and its
+asyncio face. Amounts travel as decimal strings: a float is refused, as it
+cannot carry an amount exactly."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from orderengine.v1 import order_service_pb2
+
+Amount = str | int | Decimal
+
+# What slippage_bps 0 (unset) means: the contract's default, which the
+# engine applies and the CLI shows.
+DEFAULT_SLIPPAGE_BPS = 50
+
+
+def amount_text(field: str, amount: Amount) -> str:
+    """``amount`` as the decimal string the wire carries; TypeError naming
+    ``field`` for anything else (the server checks the string itself)."""
+    if isinstance(amount, str):
+        return amount
+    if isinstance(amount, Decimal):
+        return format(amount, "f")
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        return str(amount)
+    if isinstance(amount, float):
+        raise TypeError(
+            f"{field}: a float cannot carry an amount exactly; pass a decimal string "
+            f"or a Decimal, e.g. '{amount!r}'"
+        )
+    raise TypeError(
+        f"{field}: expected a decimal string, an int or a Decimal, got {type(amount).__name__}"
+    )
+
+
+def slippage(slippage_bps: int) -> int:
+    """0 is the engine's default (50 bps); the server checks the range it takes."""
+    if isinstance(slippage_bps, bool) or not isinstance(slippage_bps, int):
+        raise TypeError(f"slippage_bps: expected an int, got {type(slippage_bps).__name__}")
+    if not 0 <= slippage_bps < 2**32:
+        raise ValueError(f"slippage_bps: must be 0 (the default, 50) or more, got {slippage_bps}")
+    return slippage_bps
+
+
+def submit_request(
+    input_token: str,
+    output_token: str,
+    amount: Amount,
+    slippage_bps: int,
+    client_order_id: str,
+    priority_fee: Amount = "",
+) -> order_service_pb2.SubmitOrderRequest:
+    return order_service_pb2.SubmitOrderRequest(
+        input_token=input_token,
+        output_token=output_token,
+        amount=amount_text("amount", amount),
+        slippage_bps=slippage(slippage_bps),
+        client_order_id=client_order_id,
+        priority_fee=amount_text("priority_fee", priority_fee),
+    )
+
+
+def quote_request(
+    input_token: str, output_token: str, amount: Amount, slippage_bps: int
+) -> order_service_pb2.QuoteOrderRequest:
+    return order_service_pb2.QuoteOrderRequest(
+        input_token=input_token,
+        output_token=output_token,
+        amount=amount_text("amount", amount),
+        slippage_bps=slippage(slippage_bps),
+    )
+
+
+def airdrop_request(
+    token: str, amount: Amount, request_id: str
+) -> order_service_pb2.RequestAirdropRequest:
+    return order_service_pb2.RequestAirdropRequest(
+        token=token, amount=amount_text("amount", amount), request_id=request_id
+    )
