@@ -235,6 +235,11 @@ class RouteJSON(CamelModel):
         f"to {PRICE_DIGITS} significant digits",
         examples=["0.00719227"],
     )
+    price_impact_pct: str = Field(
+        description="how far the route's output falls short of its legs at spot prices with no "
+        "fees, in percent; empty on a route quoted before it was reported",
+        examples=["0.2249"],
+    )
 
     @classmethod
     def of(cls, route: market_pb2.Route) -> RouteJSON:

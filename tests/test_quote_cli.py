@@ -46,7 +46,7 @@ def test_quote_prints_each_venue_beside_the_route_and_its_legs(
             quote.pool_id,
         ]
     route_row = next(line for line in lines if line.startswith("route "))
-    assert route_row.split()[1] == reply.route.amount_out
+    assert route_row.split()[1:3] == [reply.route.amount_out, f"{reply.route.price_impact_pct}%"]
     assert f"{len(reply.route.legs)} legs over" in route_row
     assert "more than the best venue" in route_row  # 5000 SOL is worth splitting
 
