@@ -2,7 +2,10 @@
 
 Field names are camelCase, amounts decimal strings, times ISO-8601 UTC and
 statuses the engine's names (PENDING ... CONFIRMED). The transaction
-signature is ``txHash``, the seed's name for it."""
+signature is ``txHash``, the seed's name for it.
+
+Long on purpose: every body the HTTP API reads or writes is here, so the
+OpenAPI document and its translation from the protos are read in one place."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Dividing one input across several paths, when that gives more out than
-any single path.
+any single path. Long on purpose: the greedy is one method, read as one.
 
 The method: cut the input into equal chunks and hand them out one at a
 time, each to the path whose next chunk gives the most, pricing every chunk

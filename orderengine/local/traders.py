@@ -1,5 +1,6 @@
 """Other traders: a seedable market around the engine's orders, so that
-quotes go stale and prices move as they do on mainnet.
+quotes go stale and prices move as they do on mainnet. Long on purpose:
+one slot's steps (walk, arbitrage, noise, landing) are read in order here.
 
 Every slot of the chain, in this order:
 
