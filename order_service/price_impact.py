@@ -37,6 +37,11 @@ QUOTES_PER_CALL = 64
 QUOTE_TIMEOUT_SECONDS = 1.0
 # ...and after such a failure, submits take their orders unchecked this long.
 OUTAGE_SECONDS = 5.0
+# A route's impact grows with its size: an order no larger than one
+# QuoteService passed for the same pair this recently passes without asking
+# again (the worker that routes it checks the impact once more). Under load
+# most orders are answered so, and QuoteService quotes each order once.
+PASSED_SECONDS = 1.0
 
 
 class TooMuchImpact(Exception):
@@ -96,10 +101,26 @@ class PriceImpactCheck:
     def __init__(self, quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub) -> None:
         self.quotes = quotes
         self._asks_again_at = 0.0  # time.monotonic()
+        # (input, output) -> the largest amount_in passed, and until when it counts.
+        self._passed: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def _known_within(self, new: NewOrder, now: float) -> bool:
+        amount, until = self._passed.get((new.input_token, new.output_token), (0, 0.0))
+        return new.amount_in <= amount and now < until
+
+    def _pass(self, new: NewOrder, now: float) -> None:
+        pair = (new.input_token, new.output_token)
+        amount, until = self._passed.get(pair, (0, 0.0))
+        if new.amount_in >= amount or now >= until:
+            self._passed[pair] = (new.amount_in, now + PASSED_SECONDS)
 
     async def refusals(self, news: Sequence[NewOrder]) -> dict[int, ItemFailure]:
         """The orders (by index) whose route QuoteService refuses for its price impact."""
-        if time.monotonic() < self._asks_again_at:
+        now = time.monotonic()
+        if now < self._asks_again_at:
+            return {}
+        asked = [i for i, new in enumerate(news) if not self._known_within(new, now)]
+        if not asked:
             return {}
         requests = [
             quote_service_pb2.GetQuoteRequest(
@@ -108,7 +129,7 @@ class PriceImpactCheck:
                 amount=format_amount(new.amount_in, token(new.input_token).decimals),
                 slippage_bps=new.slippage_bps,
             )
-            for new in news
+            for new in (news[i] for i in asked)
         ]
         starts = range(0, len(requests), QUOTES_PER_CALL)
         try:
@@ -135,11 +156,13 @@ class PriceImpactCheck:
         refused: dict[int, ItemFailure] = {}
         for start, reply in zip(starts, replies, strict=True):
             for offset, result in enumerate(reply.results):
+                index = asked[start + offset]
                 error = result.error
-                if (
-                    result.WhichOneof("result") == "error"
-                    and error.code == code_pb2.FAILED_PRECONDITION
+                if result.WhichOneof("result") != "error":
+                    self._pass(news[index], now)
+                elif (
+                    error.code == code_pb2.FAILED_PRECONDITION
                     and error.reason == Reason.PRICE_IMPACT_TOO_HIGH
                 ):
-                    refused[start + offset] = refusal(error)
+                    refused[index] = refusal(error)
         return refused

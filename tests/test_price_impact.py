@@ -6,6 +6,7 @@ market moved against it."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from fractions import Fraction
 
@@ -15,6 +16,8 @@ import pytest
 from google.rpc import code_pb2
 from redis import Redis
 
+from order_service import price_impact
+from order_service.price_impact import PriceImpactCheck
 from orderengine.market.pools import PoolState, all_pools, spot_price
 from orderengine.order_queue import enqueue_orders, order_queue
 from orderengine.settings import Settings
@@ -286,3 +289,51 @@ def test_the_maximum_is_a_percentage_above_0_and_at_most_100(
     monkeypatch.setenv("MAX_PRICE_IMPACT_PCT", raw)
     with pytest.raises(ValueError, match="MAX_PRICE_IMPACT_PCT must be a percentage"):
         Settings()
+
+
+def test_an_order_no_larger_than_one_just_passed_is_not_quoted_again(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A route's impact grows with its size: once QuoteService passed an
+    amount of a pair, a smaller one of that pair within PASSED_SECONDS is
+    taken without a quote; a larger one, another pair, or one after that
+    while is quoted, and a refusal is never remembered as a pass."""
+    asked: list[list[tuple[str, str, str]]] = []
+    quotes = services.quotes()
+
+    class Counting:
+        async def BatchGetQuotes(
+            self, request: quote_service_pb2.BatchGetQuotesRequest, timeout: float
+        ) -> quote_service_pb2.BatchGetQuotesResponse:
+            asked.append([(r.input_token, r.output_token, r.amount) for r in request.requests])
+            return quotes.BatchGetQuotes(request, timeout=timeout)
+
+    def new(src: str, dst: str, whole: int) -> NewOrder:
+        units = whole * 10 ** (9 if src == "SOL" else 6)
+        return NewOrder(
+            owner=OWNER, input_token=src, output_token=dst, amount_in=units, slippage_bps=50
+        )
+
+    clock = [1_000.0]
+    monkeypatch.setattr(price_impact.time, "monotonic", lambda: clock[0])
+    check = PriceImpactCheck(Counting())  # type: ignore[arg-type]
+
+    async def run() -> None:
+        assert await check.refusals([new("SOL", "USDC", 10)]) == {}
+        # Smaller, same pair: not asked. The other direction: asked.
+        assert await check.refusals([new("SOL", "USDC", 5), new("USDC", "SOL", 5)]) == {}
+        # Too large: asked and refused, and still asked the next time.
+        assert list(await check.refusals([new(*TOO_MUCH[:2], 100_000)])) == [0]
+        assert list(await check.refusals([new(*TOO_MUCH[:2], 100_000)])) == [0]
+        # What passed a while ago is asked again.
+        clock[0] += price_impact.PASSED_SECONDS
+        assert await check.refusals([new("SOL", "USDC", 5)]) == {}
+
+    asyncio.run(run())
+    assert asked == [
+        [("SOL", "USDC", "10")],
+        [("USDC", "SOL", "5")],
+        [("SOL", "USDC", "100000")],
+        [("SOL", "USDC", "100000")],
+        [("SOL", "USDC", "5")],
+    ]
