@@ -22,6 +22,7 @@ from orderengine.market.pools import PoolState, all_pools, spot_price
 from orderengine.order_queue import enqueue_orders, order_queue
 from orderengine.settings import Settings
 from orderengine.store.changes import NewOrder
+from orderengine.store.models import StoredOrder
 from orderengine.store.orders import OrderStore
 from orderengine.swaps import parse_swap
 from orderengine.v1 import order_service_pb2, quote_service_pb2
@@ -189,6 +190,22 @@ def submit(
     )
 
 
+def stored_too_much(store: OrderStore, client_order_id: str | None = None) -> StoredOrder:
+    """TOO_MUCH, stored as SubmitOrder would have stored it without its check."""
+    src, dst, _ = TOO_MUCH
+    row, _ = store.submit(
+        NewOrder(
+            owner=OWNER,
+            input_token=src,
+            output_token=dst,
+            amount_in=100_000 * 10**9,
+            slippage_bps=50,
+            client_order_id=client_order_id,
+        )
+    )
+    return row
+
+
 def test_submit_refuses_an_order_above_the_maximum_impact_and_stores_nothing(
     services: Services, store: OrderStore
 ) -> None:
@@ -216,17 +233,7 @@ def test_a_resubmission_of_a_stored_order_is_answered_with_it(
 ) -> None:
     """Stored before the market moved (here: before the check existed); the
     same order again names the stored one rather than being refused."""
-    src, dst, _ = TOO_MUCH
-    row, _ = store.submit(
-        NewOrder(
-            owner=OWNER,
-            input_token=src,
-            output_token=dst,
-            amount_in=100_000 * 10**9,
-            slippage_bps=50,
-            client_order_id="big-one",
-        )
-    )
+    row = stored_too_much(store, client_order_id="big-one")
 
     reply = services.orders().SubmitOrder(submit(*TOO_MUCH, client_order_id="big-one"), timeout=10)
 
@@ -262,16 +269,7 @@ def test_an_order_routed_above_the_maximum_impact_fails_with_its_reason(
     """Stored without SubmitOrder's check, as an order the market moved
     against after its submit: its worker's quote refuses it, and it fails
     (not retried) with PRICE_IMPACT_TOO_HIGH."""
-    src, dst, _ = TOO_MUCH
-    row, _ = store.submit(
-        NewOrder(
-            owner=OWNER,
-            input_token=src,
-            output_token=dst,
-            amount_in=100_000 * 10**9,
-            slippage_bps=50,
-        )
-    )
+    row = stored_too_much(store)
     enqueue_orders(order_queue(redis, Settings().queue_name), [row.order_id])
 
     events = watch_all(services.orders(), row.order_id)

@@ -9,18 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from orderengine.cli import main
 from orderengine.v1 import order_service_pb2
 from tests.conftest import Services
-
-
-def run_cli(
-    capsys: pytest.CaptureFixture[str], services: Services, *args: str
-) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(["--address", services.address("order"), *args])
-    out, err = capsys.readouterr()
-    return int(exited.value.code or 0), out, err
+from tests.helpers import run_cli
 
 
 def test_quote_prints_each_venue_beside_the_route_and_its_legs(

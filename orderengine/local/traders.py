@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from orderengine.local.arbitrage import Arbitrageur
+from orderengine.local.arbitrage import AlongLegs, Arbitrageur
 from orderengine.local.flow_market import Market, RedisMarket
 from orderengine.local.reference import Reference, ReferenceWalk
 from orderengine.market.dlmm import DlmmState
@@ -168,21 +168,13 @@ class MarketFlow:
 
 
 @dataclass(frozen=True)
-class FlowTrade:
+class FlowTrade(AlongLegs):
     """A landed swap of the flow: what the trader paid and received."""
 
     trader: str  # "noise" or "arbitrage"
     legs: tuple[Leg, ...]
     amount_in: int
     amount_out: int
-
-    @property
-    def input_token(self) -> str:
-        return self.legs[0].input_token
-
-    @property
-    def output_token(self) -> str:
-        return self.legs[-1].output_token
 
 
 @dataclass
