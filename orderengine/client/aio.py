@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
 from types import TracebackType
+from typing import Unpack
 
 import grpc
 
@@ -13,7 +13,7 @@ from orderengine.client.connection import ClientBase
 from orderengine.client.dialing import Dial, open_aio_channel
 from orderengine.client.requests import (
     Amount,
-    OrderType,
+    SubmitOptions,
     airdrop_request,
     quote_request,
     submit_request,
@@ -38,23 +38,9 @@ class AsyncClient(ClientBase):
         input_token: str,
         output_token: str,
         amount: Amount,
-        *,
-        slippage_bps: int = 0,
-        client_order_id: str = "",
-        priority_fee: Amount = "",
-        order_type: OrderType | None = None,
-        expire_time: datetime | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> order_service_pb2.SubmitOrderResponse:
-        request = submit_request(
-            input_token,
-            output_token,
-            amount,
-            slippage_bps,
-            client_order_id,
-            priority_fee,
-            order_type,
-            expire_time,
-        )
+        request = submit_request(input_token, output_token, amount, **options)
         return await self._stub.SubmitOrder(request, timeout=self.timeout, metadata=self._metadata)
 
     async def get(self, order_id: str) -> order_pb2.Order:
@@ -113,14 +99,11 @@ class AsyncClient(ClientBase):
         while True:
             stream = self._stub.WatchOrder(watching.request(), metadata=self._metadata)
             try:
-                async for event in stream:
-                    watching.seen(event)
+                async for event in watching.relayed_async(stream):
                     yield event
                 return
             except grpc.RpcError as exc:
-                delay = watching.broken(exc.code())
-                if delay is None:
-                    raise
+                delay = watching.broken(exc)
             finally:
                 stream.cancel()
             await asyncio.sleep(delay)

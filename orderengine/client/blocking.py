@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from types import TracebackType
+from typing import Unpack
 
 import grpc
 
@@ -13,7 +13,7 @@ from orderengine.client.connection import ClientBase
 from orderengine.client.dialing import Dial, open_channel
 from orderengine.client.requests import (
     Amount,
-    OrderType,
+    SubmitOptions,
     airdrop_request,
     quote_request,
     submit_request,
@@ -41,12 +41,7 @@ class Client(ClientBase):
         input_token: str,
         output_token: str,
         amount: Amount,
-        *,
-        slippage_bps: int = 0,
-        client_order_id: str = "",
-        priority_fee: Amount = "",
-        order_type: OrderType | None = None,
-        expire_time: datetime | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> order_service_pb2.SubmitOrderResponse:
         """An order: ``.order`` as stored (PENDING; OPEN for a waiting one),
         and ``.already_exists`` when ``client_order_id`` named an order made
@@ -55,16 +50,7 @@ class Client(ClientBase):
         (none: a market order), ``expire_time`` a limit or stop order's
         good-till time. Not retried: repeat it yourself with a
         ``client_order_id``, which makes a repeat safe."""
-        request = submit_request(
-            input_token,
-            output_token,
-            amount,
-            slippage_bps,
-            client_order_id,
-            priority_fee,
-            order_type,
-            expire_time,
-        )
+        request = submit_request(input_token, output_token, amount, **options)
         return self._stub.SubmitOrder(request, timeout=self.timeout, metadata=self._metadata)
 
     def get(self, order_id: str) -> order_pb2.Order:
@@ -133,14 +119,10 @@ class Client(ClientBase):
         while True:
             stream = self._stub.WatchOrder(watching.request(), metadata=self._metadata)
             try:
-                for event in stream:
-                    watching.seen(event)
-                    yield event
+                yield from watching.relayed(stream)
                 return
             except grpc.RpcError as exc:
-                delay = watching.broken(exc.code())
-                if delay is None:
-                    raise
+                delay = watching.broken(exc)
             finally:
                 stream.cancel()
             time.sleep(delay)

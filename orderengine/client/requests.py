@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import TypedDict, Unpack
 
 from orderengine.v1 import order_pb2, order_service_pb2
 
@@ -51,24 +52,35 @@ def slippage(slippage_bps: int) -> int:
     return slippage_bps
 
 
+class SubmitOptions(TypedDict, total=False):
+    """What a submit may say besides its swap, each optional.
+
+    slippage_bps: the most the output may fall below the quote (0: 50).
+    client_order_id: a resubmission with it returns the first order.
+    priority_fee: SOL paid on top of the network fee.
+    order_type: a LimitOrder, StopOrder or TwapOrder (none: a market order).
+    expire_time: when a waiting order expires (none: good till cancelled)."""
+
+    slippage_bps: int
+    client_order_id: str
+    priority_fee: Amount
+    order_type: OrderType | None
+    expire_time: datetime | None
+
+
 def submit_request(
-    input_token: str,
-    output_token: str,
-    amount: Amount,
-    slippage_bps: int,
-    client_order_id: str,
-    priority_fee: Amount = "",
-    order_type: OrderType | None = None,
-    expire_time: datetime | None = None,
+    input_token: str, output_token: str, amount: Amount, **options: Unpack[SubmitOptions]
 ) -> order_service_pb2.SubmitOrderRequest:
     request = order_service_pb2.SubmitOrderRequest(
         input_token=input_token,
         output_token=output_token,
         amount=amount_text("amount", amount),
-        slippage_bps=slippage(slippage_bps),
-        client_order_id=client_order_id,
-        priority_fee=amount_text("priority_fee", priority_fee),
+        slippage_bps=slippage(options.get("slippage_bps", 0)),
+        client_order_id=options.get("client_order_id", ""),
+        priority_fee=amount_text("priority_fee", options.get("priority_fee", "")),
     )
+    order_type = options.get("order_type")
+    expire_time = options.get("expire_time")
     if order_type is not None:
         field = _ORDER_TYPE_FIELDS.get(type(order_type))
         if field is None:

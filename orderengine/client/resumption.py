@@ -11,7 +11,7 @@ OrderService has been away less than ``give_up_seconds``."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -103,10 +103,27 @@ class Watching:
         self._resumption.served()
         self.after_sequence = event.sequence
 
-    def broken(self, code: grpc.StatusCode) -> float | None:
-        """The stream ended with ``code``: seconds to wait before the next,
-        or None to give up (then the caller raises what it caught)."""
+    def relayed(self, stream: Iterable[order_pb2.OrderEvent]) -> Iterator[order_pb2.OrderEvent]:
+        """A blocking stream's events, each noted as seen."""
+        for event in stream:
+            self.seen(event)
+            yield event
+
+    async def relayed_async(
+        self, stream: AsyncIterable[order_pb2.OrderEvent]
+    ) -> AsyncIterator[order_pb2.OrderEvent]:
+        """An asyncio stream's events, each noted as seen."""
+        async for event in stream:
+            self.seen(event)
+            yield event
+
+    def broken(self, error: grpc.RpcError) -> float:
+        """The stream ended with ``error``: seconds to wait before the next;
+        ``error`` raised again when the watch may not go on."""
+        code = error.code()
         delay = self._resumption.ended(code, self._opened_at)
-        if delay is not None and self._on_resume is not None:
+        if delay is None:
+            raise error
+        if self._on_resume is not None:
             self._on_resume(Resuming(code, self.after_sequence, delay))
         return delay
