@@ -17,6 +17,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from executor.driver.context import Context
 from executor.triggers.engine import Triggers
+from orderengine.cli import main
 from orderengine.market import launches
 from orderengine.market.launches import checked
 from orderengine.reasons import Reason
@@ -178,3 +179,34 @@ def test_a_sniper_names_a_token_not_launched_yet_but_a_symbol_and_pays_in_a_know
     request = Submit(input_token="USDC", output_token="NEWT", amount="5")
     error = rejected(lambda: services.orders().SubmitOrder(request, timeout=10))
     assert field_violations(error) == ["output_token"]
+
+
+def test_the_cli_snipes_a_token_not_launched_yet(
+    services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(
+            [
+                "--address",
+                services.address("order"),
+                "snipe",
+                "newtoken",
+                "--with",
+                "5",
+                "USDC",
+                "--max-price",
+                "0.06",
+                "--expires",
+                "1h",
+            ]
+        )
+    out = capsys.readouterr().out
+    assert exited.value.code == 0, out
+    assert "5 USDC -> NEWTOKEN" in out
+    assert "sniper: buys once NEWTOKEN has a pool, at most 0.06 USDC each, expires" in out
+    order_id = out.split()[1].rstrip(":")
+    shown = services.orders().GetOrder(
+        order_service_pb2.GetOrderRequest(order_id=order_id), timeout=10
+    )
+    assert shown.status == order_pb2.ORDER_STATUS_OPEN and shown.amount == "5"
+    assert shown.sniper.max_price == "0.06" and shown.HasField("expire_time")
