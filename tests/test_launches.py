@@ -9,9 +9,11 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from orderengine.cli import main
+from orderengine.local.launcher import Launcher, run_launches
 from orderengine.market import launches
 from orderengine.market.launches import LaunchError, checked
 from orderengine.market.state import POOL_CHANGES
@@ -90,3 +92,38 @@ def test_a_launch_is_announced_on_the_pool_changes(services: Services, redis_url
 
     entries = asyncio.run(go())
     assert entries[-1][1] == {b"pools": b"launch-newt-usdc", b"launch": b"NEWT"}
+
+
+def test_the_market_flow_launches_now_and_then_the_same_for_a_seed(
+    redis: Redis, redis_url: str
+) -> None:
+    first, again = Launcher(7, 3600), Launcher(7, 3600)
+    assert [first.wait_seconds() for _ in range(3)] == [again.wait_seconds() for _ in range(3)]
+    assert first.next() == again.next()
+    # 3,600 an hour is one a second on average: 2,000 waits average about that.
+    waits = [Launcher(seed, 3600).wait_seconds() for seed in range(2000)]
+    assert 0.9 < sum(waits) / len(waits) < 1.1
+    assert Launcher(1, 0).per_hour == 0
+
+    async def go() -> tuple[list[str], list[str]]:
+        async with AsyncRedis.from_url(redis_url) as market:
+            # The second, on the same seed, finds NEW1 taken and goes on.
+            made = [await Launcher(3, 1).launch_one(market) for _ in range(2)]
+            stopping = asyncio.Event()
+            seen: list[str] = []
+            fast = Launcher(4, 3600 * 200)  # about one every 5 ms
+            task = asyncio.create_task(
+                run_launches(market, fast, stopping, lambda new: seen.append(new.symbol))
+            )
+            await asyncio.sleep(0.3)
+            stopping.set()
+            assert await task == len(seen)
+            return [new.symbol for new in made if new is not None], seen
+
+    made, seen = asyncio.run(go())
+    assert made == ["NEW1", "NEW2"]
+    assert len(seen) >= 3 and seen[:1] == ["NEW3"]  # NEW1 and NEW2 were taken
+    held = {
+        key.decode() if isinstance(key, bytes) else key for key in redis.hkeys(launches.LAUNCHES)
+    }
+    assert held == {"NEW1", "NEW2", *seen}
