@@ -2,7 +2,10 @@
 
 Field names are camelCase, amounts decimal strings, times ISO-8601 UTC and
 statuses the engine's names (PENDING ... CONFIRMED). The transaction
-signature is ``txHash``, the seed's name for it."""
+signature is ``txHash``, the seed's name for it.
+
+Long on purpose: every body the HTTP API reads or writes is here, so the
+OpenAPI document and its translation from the protos are read in one place."""
 
 from __future__ import annotations
 
@@ -251,6 +254,11 @@ class RouteJSON(CamelModel):
         description="input tokens one output token costs (amountIn / amountOut), "
         f"to {PRICE_DIGITS} significant digits",
         examples=["0.00719227"],
+    )
+    price_impact_pct: str = Field(
+        description="how far the route's output falls short of its legs at spot prices with no "
+        "fees, in percent; empty on a route quoted before it was reported",
+        examples=["0.2249"],
     )
 
     @classmethod

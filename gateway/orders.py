@@ -64,7 +64,9 @@ Stub = Annotated[OrdersStub, Depends(orders_stub)]
         },
         409: _error(
             "clientOrderId was used for an order with other parameters; or the wallet "
-            "cannot pay for the order (reason INSUFFICIENT_FUNDS, `error.field` amount)"
+            "cannot pay for the order (reason INSUFFICIENT_FUNDS, `error.field` amount); or "
+            "the route's price impact is above the most allowed (reason "
+            "PRICE_IMPACT_TOO_HIGH, `error.field` amount)"
         ),
         **BAD_INPUT,
         **UNAVAILABLE,
@@ -150,7 +152,10 @@ async def cancel_order(order_id: str, stub: Stub) -> OrderJSON:
     summary="What an order would get now, on each venue",
     responses={
         **BAD_INPUT,
-        409: _error("no route: no pool or pair of pools trades the pair in this size"),
+        409: _error(
+            "no route: no pool or pair of pools trades the pair in this size; or the route's "
+            "price impact is above the most allowed (`PRICE_IMPACT_TOO_HIGH`, field `amount`)"
+        ),
         **UNAVAILABLE,
     },
 )

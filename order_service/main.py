@@ -98,6 +98,8 @@ async def create_order_server(address: str, settings: Settings) -> Server:
             quote_service_pb2_grpc.QuoteServiceStub(quote_channel),
             Wallets(execution_service_pb2_grpc.ExecutionServiceStub(chain_channel)),
             market,
+            # At 100% QuoteService refuses no route: nothing to check at submit.
+            check_price_impact=settings.max_price_impact_pct < 100,
         )
         # Orders by status and the queue, on this process's /metrics.
         opened.callback(report_orders(store, submissions.queue))

@@ -23,9 +23,11 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
+from order_service.price_impact import PriceImpactCheck, TooMuchImpact, refusal_of_call
 from order_service.rate_limit import retry_hint
 from order_service.submissions import (
     MAX_BATCH,
+    Precluded,
     QueueFull,
     QueueUnavailable,
     RateLimited,
@@ -181,6 +183,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         quotes: quote_service_pb2_grpc.QuoteServiceAsyncStub,
         wallets: Wallets,
         market: AsyncRedis | None = None,
+        check_price_impact: bool = True,
     ) -> None:
         self.store = store
         self.redis = redis
@@ -190,6 +193,8 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         self.wallets = wallets
         # The chain's Redis, where the pools are: QuoteOrder's pair price.
         self.market = market
+        # SubmitOrder asks QuoteService for each order's price impact (None: not).
+        self.price_impact = PriceImpactCheck(quotes) if check_price_impact else None
 
     async def _blocking(
         self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: object
@@ -261,7 +266,15 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             answers.append(None)
         # Every order of a call is the caller's: one read of one wallet, and
         # an order it cannot pay for is refused before anything is stored.
-        precluded = await self.wallets.refusals(owner, news) if news else []
+        precluded: list[Precluded | None] = (
+            list(await self.wallets.refusals(owner, news)) if news else []
+        )
+        if news and self.price_impact is not None:
+            # Then QuoteService's word on the price impact of those it can.
+            payable = [j for j, refusal in enumerate(precluded) if refusal is None]
+            refused = await self.price_impact.refusals([news[j] for j in payable])
+            for k, failure in refused.items():
+                precluded[payable[k]] = TooMuchImpact(failure)
         outcomes = await self.submissions.submit_many(news, carried, precluded) if news else []
         places = (index for index, answer in enumerate(answers) if answer is None)
         for index, new, outcome in zip(places, news, outcomes, strict=True):
@@ -305,7 +318,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 },
                 retry_after=outcome.retry_after,
             )
-        if isinstance(outcome, InsufficientFunds):
+        if isinstance(outcome, InsufficientFunds | TooMuchImpact):
             return outcome.failure
         if isinstance(outcome, WalletsUnavailable):
             return WALLETS_UNAVAILABLE
@@ -354,6 +367,9 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
                 timeout=within_deadline(context, QUOTE_TIMEOUT_SECONDS),
             )
         except grpc.aio.AioRpcError as exc:
+            too_costly = refusal_of_call(exc)
+            if too_costly is not None:
+                await too_costly.abort(context)
             if exc.code() in (
                 grpc.StatusCode.INVALID_ARGUMENT,
                 grpc.StatusCode.FAILED_PRECONDITION,

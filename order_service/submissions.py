@@ -18,6 +18,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
+from order_service.price_impact import TooMuchImpact
 from order_service.rate_limit import TokenBuckets
 from order_service.wallets import InsufficientFunds, WalletsUnavailable
 from orderengine.batching import Coalescer
@@ -57,8 +58,9 @@ class RateLimited(Exception):
 
 
 # Refused before the batch: the owner's wallet cannot pay for the order, or
-# the chain did not say whether it can (order_service.wallets).
-Precluded = InsufficientFunds | WalletsUnavailable
+# the chain did not say whether it can (order_service.wallets); its route
+# moves the price too much (order_service.price_impact).
+Precluded = InsufficientFunds | WalletsUnavailable | TooMuchImpact
 Refused = QueueFull | RateLimited | Precluded
 Written = tuple[StoredOrder, bool]
 Result = Written | Refused

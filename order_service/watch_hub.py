@@ -1,5 +1,6 @@
 """One Redis subscription per process, fanned out in memory to every open
-WatchOrder stream. Thousands of watchers cost no Redis connection each.
+WatchOrder stream. Thousands of watchers cost no Redis connection each. Long on purpose:
+the subscription, the inboxes and the resync rules share one state.
 
 A watcher's inbox is bounded: a slow watcher loses live events rather than
 holding memory, and reads what it lost from the database (it sees the gap in

@@ -38,6 +38,10 @@ class Reason(StrEnum):
     NO_ROUTE = "NO_ROUTE"
     SWAP_REJECTED = "SWAP_REJECTED"
     ORDER_INVALID = "ORDER_INVALID"
+    # The router: the route's price impact is above MAX_PRICE_IMPACT_PCT.
+    # SubmitOrder refuses such an order; one the market moved against
+    # between its submit and its routing fails with it.
+    PRICE_IMPACT_TOO_HIGH = "PRICE_IMPACT_TOO_HIGH"
     # The owner cancelled it.
     CANCELLED = "CANCELLED"
     # Waiting orders: the trigger fired; a limit order's route or landing

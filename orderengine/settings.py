@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
 from orderengine.client.settings import ORDER_SERVICE_DEFAULT as ORDER_SERVICE_DEFAULT
@@ -35,6 +36,21 @@ def _float(name: str, default: float) -> float:
 
 def _int(name: str, default: int) -> int:
     return _parsed(name, default, int, "an integer")
+
+
+def _percent(name: str, default: str) -> Decimal:
+    """A share in percent, more than 0 and at most 100, read exactly."""
+
+    def parse(raw: str) -> Decimal:
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise ValueError(raw) from None
+        if not value.is_finite() or not 0 < value <= 100:
+            raise ValueError(raw)
+        return value
+
+    return _parsed(name, Decimal(default), parse, "a percentage above 0 and at most 100")
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,13 @@ class Settings(ClientSettings):
     # Token launches the market flow makes an hour, on average (0: none):
     # rare, so that the market stays the one pools.toml describes.
     market_launch_rate: float = field(default_factory=lambda: _float("MARKET_LAUNCH_RATE", 2.0))
+
+    # QuoteService refuses a route whose price impact (docs/market.md, "Price
+    # impact") is above this, in percent: SubmitOrder refuses the order, and
+    # an order whose quote passes it when routed fails. 100 refuses none.
+    max_price_impact_pct: Decimal = field(
+        default_factory=lambda: _percent("MAX_PRICE_IMPACT_PCT", "15")
+    )
 
     # Retries of transient failures: base * factor**(attempt-1), capped, with
     # full jitter; FAILED after max_attempts.

@@ -29,7 +29,7 @@ async def create_quote_server(address: str, settings: Settings) -> Server:
                 Service(
                     QUOTE_SERVICE,
                     quote_service_pb2_grpc.add_QuoteServiceServicer_to_server,
-                    QuoteServicer(redis),
+                    QuoteServicer(redis, settings.max_price_impact_pct),
                 ),
             ],
             internal_only,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from orderengine.market.base import OutOfLiquidityError, Swap
-from orderengine.market.dlmm import FEE_PRECISION, MAX_FEE_RATE, DlmmParams
+from orderengine.market.dlmm import FEE_PRECISION, MAX_FEE_RATE, DlmmParams, DlmmState
 from orderengine.market.pools import (
     FEE_DENOMINATOR,
     CpmmPool,
@@ -18,6 +18,7 @@ from orderengine.market.pools import (
     Pool,
     PoolState,
     Venue,
+    balances,
     quote,
     spot_price,
 )
@@ -170,3 +171,17 @@ def rate_ceiling(hop: Hop, state: PoolState) -> Fraction:
 # What the least fee leaves of a unit, by the fields least_fee reads: asked
 # for every pool of every quote, and pools share a few fee tiers.
 _KEPT: dict[int | DlmmParams, Fraction] = {}
+
+
+def surely_takes(hop: Hop, state: PoolState, amount: int) -> bool:
+    """True when the hop's pool can take ``amount`` for sure, without
+    swapping it: a constant-product pool takes any amount; a DLMM pool does
+    when even at its best rate (``rate_ceiling``) the amount buys less than
+    its bins hold of the output token. False means: swap it to know."""
+    pool = hop.pool
+    if isinstance(pool, CpmmPool):
+        return True
+    a, b = balances(pool, state)  # the bins and the fees beside them
+    assert isinstance(state, DlmmState)
+    held = b - state.fee_y if pool.sells_a(hop.input_token) else a - state.fee_x
+    return amount * rate_ceiling(hop, state) < held

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from decimal import Decimal
+from fractions import Fraction
 
 import grpc
 from redis.asyncio import Redis
@@ -15,6 +17,7 @@ from orderengine.errors import FieldError, ItemFailure
 from orderengine.market.routes import RouteError
 from orderengine.mesh.batches import answer_all, answer_one
 from orderengine.observability.metrics_orders import quote_priced
+from orderengine.reasons import Reason
 from orderengine.swaps import SwapRequest, swap_of
 from orderengine.v1 import quote_service_pb2, quote_service_pb2_grpc
 from router_service.routing import NoRouteError, candidate_pools, route_swap
@@ -30,9 +33,12 @@ Answer = quote_service_pb2.GetQuoteResponse | ItemFailure
 
 
 class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, max_price_impact_pct: Decimal) -> None:
         self.redis = redis
         self.pools = PoolReader(redis)
+        # A route whose price impact is above this, in percent, is refused.
+        self.max_price_impact_pct = max_price_impact_pct
+        self._most_pct = Fraction(max_price_impact_pct)
 
     async def GetQuote(
         self, request: quote_service_pb2.GetQuoteRequest, context: grpc.aio.ServicerContext
@@ -100,8 +106,26 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
                     ItemFailure(grpc.StatusCode.INTERNAL, "the quote failed", "INTERNAL")
                 )
                 continue
+            quote_priced(read_seconds + time.perf_counter() - routing_began)
+            if routed.price_impact.above(self._most_pct):
+                answers.append(self._too_much_impact(routed.route.price_impact_pct))
+                continue
             answers.append(
                 quote_service_pb2.GetQuoteResponse(quotes=routed.quotes, route=routed.route)
             )
-            quote_priced(read_seconds + time.perf_counter() - routing_began)
         return answers
+
+    def _too_much_impact(self, impact_pct: str) -> ItemFailure:
+        most = f"{self.max_price_impact_pct:f}"
+        error = FieldError(
+            "amount",
+            f"the route's price impact would be {impact_pct}%, above the most allowed, "
+            f"{most}% (MAX_PRICE_IMPACT_PCT); a smaller amount moves the price less",
+        )
+        return ItemFailure(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            str(error),
+            Reason.PRICE_IMPACT_TOO_HIGH,
+            field=error,
+            metadata={"price_impact_pct": impact_pct, "max_price_impact_pct": most},
+        )

@@ -1,5 +1,5 @@
 """Dividing one input across several paths, when that gives more out than
-any single path.
+any single path. Long on purpose: the greedy is one method, read as one.
 
 The method: cut the input into equal chunks and hand them out one at a
 time, each to the path whose next chunk gives the most, pricing every chunk
@@ -30,7 +30,11 @@ start from what each path had less one chunk of the pass before (for
 concave outputs the finer optimum gives every path at least that much), so
 each pass hands out about ``factor`` chunks per path in use, not all of
 them. With the defaults (passes of 10, 100 then 200 chunks) the split is
-in half percents for one or two hundred quotes."""
+in half percents for one or two hundred quotes.
+
+Long on purpose: the greedy is one method, read as one, from how a chunk
+is priced and where a pool's capacity cuts one, through the lazy choice of
+the next path and the passes, to the test that skips it all."""
 
 from __future__ import annotations
 
@@ -38,9 +42,10 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 from orderengine.market.base import OutOfLiquidityError, Swap
-from orderengine.market.pools import PoolState, quote
+from orderengine.market.pools import CpmmPool, PoolState, quote
 from router_service.paths import Hop, Path, PathFill, rate_ceiling
 
 # 0.5% a chunk in the end, reached in passes of 10, 100 and 200 chunks: a
@@ -53,29 +58,64 @@ FIRST_CHUNKS = 10
 REFINE_FACTOR = 10
 
 
+class Piece(NamedTuple):
+    """What a chunk more does on one pool: in, out, the fee, the pool after.
+    A Swap but lighter: the greedy makes tens of thousands a second."""
+
+    amount_in: int
+    amount_out: int
+    fee: int
+    state: PoolState
+
+
 class _Running:
-    """The pools' states as chunks land on them, with every quote memoised by
-    the pool's version: two paths through one pool price it once."""
+    """The pools as chunks land on them, with every quote memoised by the
+    pool's version: two paths through one pool price it once.
+
+    A chunk must be priced as the route will swap it: each pool once, for
+    all it is given. On a DLMM pool, swapping pieces one after another at one
+    moment is that swap, but for the rounding (its volatility references
+    hold between swaps less than ``filter_period`` apart), so a chunk is
+    swapped on the pool as the chunks before it left it: a bin or two
+    walked. A constant-product pool keeps the LPs' part of each swap's fee
+    in its reserves, so it gives less for pieces than for their sum in one
+    swap (2.2 bp less for 2,000 pieces of 2.7 million JUP) and the split
+    would lean away from it; there a chunk is priced as one swap of all the
+    pool was given so far and the chunk, on the state read, less what the
+    pool gave so far."""
 
     def __init__(self, states: Mapping[str, PoolState], now: int) -> None:
+        self.read = states
         self.states = dict(states)
-        self.version = dict.fromkeys(self.states, 0)
+        self.version = dict.fromkeys(states, 0)
+        # Per constant-product pool: (input, output, fee) of all it was given.
+        self.whole: dict[str, tuple[int, int, int]] = {}
         self.now = now
-        self._memo: dict[tuple[str, int, str, int], Swap[PoolState] | None] = {}
+        self._memo: dict[tuple[str, int, str, int], Piece | Swap[PoolState] | None] = {}
 
-    def swap(self, hop: Hop, amount: int) -> Swap[PoolState] | None:
-        pool_id = hop.pool.id
+    def swap(self, hop: Hop, amount: int) -> Piece | Swap[PoolState] | None:
+        """What ``amount`` more gives on the hop's pool, and the pool after."""
+        pool = hop.pool
+        pool_id = pool.id
         key = (pool_id, self.version[pool_id], hop.input_token, amount)
-        if key not in self._memo:
-            try:
-                self._memo[key] = quote(
-                    hop.pool, self.states[pool_id], hop.input_token, amount, self.now
-                )
-            except OutOfLiquidityError:
-                self._memo[key] = None
-        return self._memo[key]
+        if key in self._memo:
+            return self._memo[key]
+        priced: Piece | Swap[PoolState] | None
+        try:
+            if isinstance(pool, CpmmPool):
+                given, paid, fees = self.whole.get(pool_id, (0, 0, 0))
+                whole = quote(pool, self.read[pool_id], hop.input_token, given + amount, self.now)
+                priced = Piece(amount, whole.amount_out - paid, whole.fee - fees, whole.state)
+            else:
+                priced = quote(pool, self.states[pool_id], hop.input_token, amount, self.now)
+        except OutOfLiquidityError:
+            priced = None
+        self._memo[key] = priced
+        return priced
 
-    def along(self, path: Path, amount: int) -> tuple[int, tuple[Swap[PoolState], ...]] | None:
+    def along(
+        self, path: Path, amount: int
+    ) -> tuple[int, tuple[Piece | Swap[PoolState], ...]] | None:
         """``amount`` down the path on the states now; None when it cannot go."""
         swaps = []
         for hop in path.hops:
@@ -88,10 +128,18 @@ class _Running:
             amount = swap.amount_out
         return amount, tuple(swaps)
 
-    def commit(self, path: Path, swaps: tuple[Swap[PoolState], ...]) -> None:
-        for pool_id, swap in zip(path.pool_ids, swaps, strict=True):
+    def commit(self, path: Path, swaps: tuple[Piece | Swap[PoolState], ...]) -> None:
+        for hop, swap in zip(path.hops, swaps, strict=True):
+            pool_id = hop.pool.id
             self.states[pool_id] = swap.state
             self.version[pool_id] += 1
+            if isinstance(hop.pool, CpmmPool):
+                given, paid, fees = self.whole.get(pool_id, (0, 0, 0))
+                self.whole[pool_id] = (
+                    given + swap.amount_in,
+                    paid + swap.amount_out,
+                    fees + swap.fee,
+                )
 
 
 @dataclass
@@ -101,19 +149,68 @@ class _Branch:
     index: int
     path: Path
     amount: int = 0  # what it was given so far
+    next_in: int = 0  # its next chunk: the chunk asked for, or the part of it that fits
     next_out: int = -1  # what its next chunk would give; -1: it cannot take one
-    next_swaps: tuple[Swap[PoolState], ...] = ()
+    next_swaps: tuple[Piece | Swap[PoolState], ...] = ()
     priced_for: int = 0  # the chunk next_out is for; 0: not priced since a pool moved
+    # The least input known not to fit the path (0: none known), the part
+    # of a chunk found to fit below it, and whether the path took such a
+    # part, which leaves it no room. A pool's room only shrinks as chunks
+    # land: all three hold for the rest of the pass.
+    room: int = 0
+    part: int = 0
+    full: bool = False
 
     def fresh(self, size: int) -> bool:
         return self.priced_for == size
 
-    def refresh(self, running: _Running, size: int) -> None:
+    def rate(self) -> int:
+        """What its next chunk gives, scaled to a whole chunk: the part of a
+        chunk that fits a pool's last room is smaller than a chunk."""
+        if self.next_in == self.priced_for:
+            return self.next_out
+        return self.next_out * self.priced_for // self.next_in
+
+    def refresh(self, running: _Running, size: int, parts: bool) -> None:
+        """Prices the next chunk of ``size``; or, with ``parts``, when it
+        does not fit, the largest part of it that does."""
         if self.priced_for == size:
             return
-        priced = running.along(self.path, size)
-        self.next_out, self.next_swaps = priced if priced is not None else (-1, ())
         self.priced_for = size
+        self.next_in, self.next_out, self.next_swaps = size, -1, ()
+        if self.full:
+            return
+        priced = running.along(self.path, size) if not self.room or size < self.room else None
+        if priced is None and 0 < self.part < size:
+            # The part found to fit before: it still does unless a chunk of
+            # another path took room from a pool this one shares.
+            priced = running.along(self.path, self.part)
+            if priced is not None:
+                self.next_in = self.part
+        if priced is not None:
+            self.next_out, self.next_swaps = priced
+            return
+        if not parts:
+            return
+        # Near a pool's capacity a whole chunk no longer fits, but part of
+        # one may, at a rate no other path gives. Sending all of the chunk
+        # elsewhere would leave the route short of the optimum by up to a
+        # chunk's worth; so the path takes the part that fits, to 1/256 of
+        # a chunk.
+        step = max(1, size >> 8)
+        fits, short = 0, min(size, self.room or size, self.part or size)
+        found = None
+        while short - fits > step:
+            middle = (fits + short) // 2
+            tried = running.along(self.path, middle)
+            if tried is None:
+                short = middle
+            else:
+                fits, found = middle, tried
+        self.room, self.part = short, fits
+        if found is not None:
+            self.next_in = fits
+            self.next_out, self.next_swaps = found
 
 
 @dataclass(frozen=True)
@@ -148,7 +245,7 @@ class _Level:
         self.pool_inputs: dict[str, int] = {}
         self.amount_out = 0
 
-    def give(self, branch: _Branch, out: int, swaps: tuple[Swap[PoolState], ...]) -> None:
+    def give(self, branch: _Branch, out: int, swaps: tuple[Piece | Swap[PoolState], ...]) -> None:
         self.running.commit(branch.path, swaps)
         for pool_id in branch.path.pool_ids:
             for other in self.through[pool_id]:
@@ -157,45 +254,54 @@ class _Level:
             self.pool_inputs[pool_id] = self.pool_inputs.get(pool_id, 0) + swap.amount_in
         self.amount_out += out
         branch.amount += swaps[0].amount_in
+        branch.full = branch.next_in < branch.priced_for
 
-    def start_from(self, amounts: Sequence[int]) -> bool:
-        """Sends each path its amount, in path order; False when one cannot go."""
+    def start_from(self, amounts: Sequence[int]) -> None:
+        """Sends each path its amount, in path order. A path that cannot take
+        its amount starts from nothing: paths that share a pool fill it in
+        another order than the pass before, and a DLMM pool filled near its
+        capacity may take less from one of them now."""
         for branch, amount in zip(self.branches, amounts, strict=True):
             if amount:
                 priced = self.running.along(branch.path, amount)
-                if priced is None:
-                    return False
-                self.give(branch, *priced)
-        return True
+                if priced is not None:
+                    self.give(branch, *priced)
 
-    def hand_out(self, count: int, size: int) -> _Branch | None:
-        """Gives ``count`` chunks of ``size``, each to the path whose next
-        chunk gives the most; returns the path of the last one (None when no
-        path can take another chunk).
+    def hand_out(self, total: int, size: int, parts: bool) -> _Branch | None:
+        """Gives ``total`` in chunks of ``size`` (the last one what is left),
+        each to the path whose next chunk gives the most per unit; returns
+        the path of the last one (None when no path can take another chunk).
+        A path near a pool's capacity takes the part of a chunk that fits.
 
         Lazily: a path's price for its next chunk, once a chunk through one
         of its pools made it stale, can only have fallen (that pool gives
         less per unit now, or passes less on), so a stale price is an upper
         bound, and is priced again only when it comes to the top."""
-        heap = []
-        for branch in self.branches:
-            branch.refresh(self.running, size)
-            if branch.next_out >= 0:
-                heap.append((-branch.next_out, branch.index))
-        heapq.heapify(heap)
+        left = total
+        want = 0
+        heap: list[tuple[int, int]] = []
         last = None
-        while count:
+        while left > 0:
+            if want != min(size, left):
+                # The first chunk, or the last, smaller one: every path priced for it.
+                want = min(size, left)
+                heap = []
+                for branch in self.branches:
+                    branch.refresh(self.running, want, parts)
+                    if branch.next_out >= 0:
+                        heap.append((-branch.rate(), branch.index))
+                heapq.heapify(heap)
             if not heap:
                 return None
             _, index = heapq.heappop(heap)
             branch = self.branches[index]
-            if branch.fresh(size):
+            if branch.fresh(want):
                 self.give(branch, branch.next_out, branch.next_swaps)
-                count -= 1
+                left -= branch.next_in
                 last = branch
-            branch.refresh(self.running, size)
+            branch.refresh(self.running, want, parts)
             if branch.next_out >= 0:
-                heapq.heappush(heap, (-branch.next_out, index))
+                heapq.heappush(heap, (-branch.rate(), index))
         return last
 
 
@@ -233,9 +339,12 @@ def greedy_split(
     for count in counts:
         size = grid // count
         level = _Level(paths, states, now)
-        if not level.start_from([max(a - previous, 0) for a in amounts]):
-            return None
-        handed = level.hand_out((grid - sum(b.amount for b in level.branches)) // size, size)
+        level.start_from([max(a - previous, 0) for a in amounts])
+        # Parts of chunks in the last pass only: a pass starts from what
+        # each path had less a chunk of the pass before, whole chunks or not.
+        handed = level.hand_out(
+            grid - sum(b.amount for b in level.branches), size, parts=count == final
+        )
         if handed is None:
             return None
         last = handed

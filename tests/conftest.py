@@ -198,6 +198,14 @@ class Services:
 
 
 @pytest.fixture
+def no_price_impact_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAX_PRICE_IMPACT_PCT at 100 (no route refused for its impact), for
+    the services a test asks for after this fixture: orders sized for
+    something else than the market (the largest amount a token holds)."""
+    monkeypatch.setenv("MAX_PRICE_IMPACT_PCT", "100")
+
+
+@pytest.fixture
 def services(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch, api_keys: dict[str, str]
 ) -> Iterator[Services]:

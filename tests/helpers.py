@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import pytest
@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from executor.chain.faucet import airdrop
 from executor.chain.wallets import FEE_COLLECTOR, MINTED, decode
 from executor.driver.context import Context, context
+from orderengine.cli import main as cli_main
 from orderengine.market.pools import PoolState, all_pools, balances
 from orderengine.market.state import read_pools
 from orderengine.statuses import TRANSITIONS, Status
@@ -31,6 +32,9 @@ from orderengine.v1 import (
     order_service_pb2_grpc,
 )
 from router_service.routing import route_swap
+
+if TYPE_CHECKING:
+    from tests.conftest import Services
 
 T = TypeVar("T")
 
@@ -155,6 +159,16 @@ BAD_SWAP_FIELDS = [
     ({"amount": "18446744073.709551616"}, "amount", "is too large: at most 18446744073.709551615"),
     ({"slippage_bps": 5001}, "slippage_bps", "1 to 5000"),
 ]
+
+
+def run_cli(
+    capsys: pytest.CaptureFixture[str], services: Services, *args: str
+) -> tuple[int, str, str]:
+    """The CLI against the test's OrderService: its exit code, stdout and stderr."""
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["--address", services.address("order"), *args])
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out, err
 
 
 def one_pool_route(

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 
+from orderengine.local.flow_market import Prices, Trade
 from orderengine.market.cpmm import CpmmPool, Reserves
 from orderengine.market.dlmm import DlmmPool, DlmmState
 from orderengine.market.pools import Pool, PoolState, all_pools
@@ -210,12 +211,7 @@ class MemoryMarket:
         self.states = states or {p.id: p.initial_state() for p in all_pools().values()}
         self.prices: dict[str, float] = {}
 
-    async def transact(
-        self,
-        pool_ids: Sequence[str],
-        trade: Callable[[dict[str, PoolState]], dict[str, PoolState]],
-        reference: Mapping[str, float],
-    ) -> None:
+    async def transact(self, pool_ids: Sequence[str], trade: Trade, reference: Prices) -> None:
         self.states.update(trade({pool_id: self.states[pool_id] for pool_id in pool_ids}))
         self.prices = dict(reference)
 

@@ -138,7 +138,7 @@ def test_seed_body_answers_201_exactly_as_the_seed(http: httpx.Client) -> None:
     ],
 )
 def test_json_number_amounts_are_read_exactly(
-    http: httpx.Client, raw_amount: str, stored: str
+    no_price_impact_limit: None, http: httpx.Client, raw_amount: str, stored: str
 ) -> None:
     body = f'{{"inputToken": "SOL", "outputToken": "USDC", "amount": {raw_amount}}}'
     reply = http.post("/api/orders", content=body, headers={"content-type": "application/json"})
@@ -149,7 +149,7 @@ def test_json_number_amounts_are_read_exactly(
 
 @pytest.mark.parametrize("quoted", [False, True])
 def test_the_largest_u64_amount_is_taken_exactly_and_one_more_is_refused(
-    http: httpx.Client, quoted: bool, redis_url: str
+    no_price_impact_limit: None, http: httpx.Client, quoted: bool, redis_url: str
 ) -> None:
     """SPL amounts are u64: 2**64 - 1 base units of USDC (6 decimals) is an
     order, stored and read back to the last digit, as a JSON number or a

@@ -22,7 +22,7 @@ from orderengine.local import traders
 from orderengine.local.flow_market import REFERENCE_KEY, RedisMarket
 from orderengine.local.reference import Reference, load_references
 from orderengine.local.traders import FlowTrade, MarketFlow, mid_price, run_flow
-from orderengine.market.pools import PoolState, all_pools, balances, quote
+from orderengine.market.pools import Pool, PoolState, all_pools, balances, quote
 from orderengine.market.routes import Leg
 from orderengine.market.state import FLOW_A, encode, pool_key, read_reserves, write_reserves
 from tests.conftest import ROOT
@@ -39,6 +39,18 @@ def still_references() -> dict[str, Reference]:
 # -- noise traders ---------------------------------------------------------------------
 
 
+def noise_only(seed: int, pool: Pool) -> MarketFlow:
+    """Noise traders on ``pool`` alone, the references still, no arbitrageur."""
+    return MarketFlow(
+        seed,
+        rate=2.5,
+        slot_seconds=SLOT,
+        pools=[pool],
+        references=still_references(),
+        arbitrageur=lambda walk, pools: None,
+    )
+
+
 def test_noise_traders_pull_a_price_pushed_away_back_toward_its_reference() -> None:
     pool = all_pools()["raydium-sol-usdc"]
     # Someone sold 5,000 SOL: the price is about 4% below its reference of 140.
@@ -46,14 +58,7 @@ def test_noise_traders_pull_a_price_pushed_away_back_toward_its_reference() -> N
     reference = 140 * 10**6 / 10**9
     start = mid_price(pool, state) / reference - 1
     assert start < -0.03
-    flow = MarketFlow(
-        3,
-        rate=2.5,
-        slot_seconds=SLOT,
-        pools=[pool],
-        references=still_references(),
-        arbitrageur=lambda walk, pools: None,
-    )
+    flow = noise_only(3, pool)
     for i in range(400):
         swap = flow.noise.choose_swap(pool, state)
         state = quote(pool, state, swap.input_token, swap.amount_in, START + i).state
@@ -64,14 +69,7 @@ def test_noise_traders_lean_toward_a_reference_that_moved() -> None:
     """The reference, not pools.toml's price: SOL's moved 3% up, so the
     noise traders buy more SOL than they sell."""
     pool = all_pools()["raydium-sol-usdc"]
-    flow = MarketFlow(
-        5,
-        rate=2.5,
-        slot_seconds=SLOT,
-        pools=[pool],
-        references=still_references(),
-        arbitrageur=lambda walk, pools: None,
-    )
+    flow = noise_only(5, pool)
     flow.walk.prices["SOL"] = 144.2
     swaps = [flow.noise.choose_swap(pool, pool.initial_state()) for _ in range(1_000)]
     buys = sum(s.input_token == "USDC" for s in swaps)

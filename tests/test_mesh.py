@@ -357,6 +357,8 @@ def test_submit_order_does_not_wait_past_its_deadline(
     chain = loop.run(create_execution_server("127.0.0.1:0", Settings()))
     monkeypatch.setenv("EXECUTION_SERVICE_ADDRESS", f"127.0.0.1:{chain.port}")
     fund(env["REDIS_URL"], OWNER)
+    # No QuoteService here: SubmitOrder asks it nothing (no price impact limit).
+    monkeypatch.setenv("MAX_PRICE_IMPACT_PCT", "100")
     try:
         with order_service(loop, env["ORDERENGINE_API_KEY"]) as stub:
 

@@ -92,9 +92,10 @@ def test_orders_driven_to_confirmed_show_on_every_part(
         here.get("orderengine_execution_seconds_count", commitment="processed")
         - before.get("orderengine_execution_seconds_count", commitment="processed")
     ) == 3
+    # Each order quoted twice: its price impact at submit, its route when routed.
     assert (
         here.get("orderengine_quote_seconds_count") - before.get("orderengine_quote_seconds_count")
-    ) == 3
+    ) == 2 * 3
 
     # Orders by status, from the database (read at most once a second), and the queue drained.
     def settled() -> Samples | None:

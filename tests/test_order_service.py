@@ -76,7 +76,7 @@ def test_submit_returns_at_once_with_a_stored_pending_order(services: Services) 
 
 
 def test_the_largest_u64_amount_is_an_order_stored_exactly(
-    services: Services, store: OrderStore, redis_url: str
+    no_price_impact_limit: None, services: Services, store: OrderStore, redis_url: str
 ) -> None:
     """SPL amounts are u64: 2**64 - 1 base units (USDC has 6 decimals) is
     taken and read back to the last digit; one more is refused naming the

@@ -48,7 +48,7 @@ from orderengine.swaps import DEFAULT_SLIPPAGE_BPS, MAX_SLIPPAGE_BPS, SwapReques
 from orderengine.tokens import TOKENS
 from orderengine.v1 import order_service_pb2
 from tests.conftest import OWNER, Services
-from tests.helpers import field_violations, is_legal
+from tests.helpers import field_violations, is_legal, item_error_of
 
 # Seeded and without an example database: the same cases every run, and no
 # .hypothesis/ directory in the tree.
@@ -466,6 +466,11 @@ def test_submit_order_stores_a_valid_order_and_nothing_for_a_bad_field(
         if bad is not None:
             assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()
             assert field_violations(exc) == [bad]
+            return
+        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            # A valid order whose route would lose more than MAX_PRICE_IMPACT_PCT.
+            assert item_error_of(exc).reason == "PRICE_IMPACT_TOO_HIGH", exc.details()
+            assert field_violations(exc) == ["amount"]
             return
         # A valid order whose client_order_id was taken by another one.
         assert exc.code() == grpc.StatusCode.ALREADY_EXISTS, exc.details()

@@ -9,18 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from orderengine.cli import main
 from orderengine.v1 import order_service_pb2
 from tests.conftest import Services
-
-
-def run_cli(
-    capsys: pytest.CaptureFixture[str], services: Services, *args: str
-) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(["--address", services.address("order"), *args])
-    out, err = capsys.readouterr()
-    return int(exited.value.code or 0), out, err
+from tests.helpers import run_cli
 
 
 def test_quote_prints_each_venue_beside_the_route_and_its_legs(
@@ -46,7 +37,7 @@ def test_quote_prints_each_venue_beside_the_route_and_its_legs(
             quote.pool_id,
         ]
     route_row = next(line for line in lines if line.startswith("route "))
-    assert route_row.split()[1] == reply.route.amount_out
+    assert route_row.split()[1:3] == [reply.route.amount_out, f"{reply.route.price_impact_pct}%"]
     assert f"{len(reply.route.legs)} legs over" in route_row
     assert "more than the best venue" in route_row  # 5000 SOL is worth splitting
 

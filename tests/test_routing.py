@@ -215,14 +215,17 @@ def test_legs_spend_the_input_first_then_each_intermediate_token() -> None:
         "raydium-sol-usdc": 20,
     }
     legs = legs_for(paths, inputs, "USDC")
+    # On each token: the constant-product pools largest first, then the
+    # DLMM pools, then the smallest constant-product pool takes the rest.
     assert [(leg.pool_id, leg.input_token) for leg in legs] == [
+        ("raydium-usdc-usdt", "USDC"),
         ("meteora-sol-usdc", "USDC"),
         ("raydium-sol-usdc", "USDC"),
-        ("raydium-usdc-usdt", "USDC"),
         ("meteora-sol-usdt", "USDT"),
         ("raydium-sol-usdt", "USDT"),
     ]
-    assert [leg.share_bps for leg in legs] == [3000, 2857, FULL_SHARE, 5000, FULL_SHARE]
+    # 50 of 100, then 30 of the 50 left, then the rest.
+    assert [leg.share_bps for leg in legs] == [5000, 6000, FULL_SHARE, 5000, FULL_SHARE]
 
 
 # -- splits against brute force -----------------------------------------------------------

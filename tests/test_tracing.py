@@ -118,8 +118,12 @@ def printed_spans(*outputs: Path) -> list[Span]:
     ]
 
 
+def named(spans: list[Span], name: str, kind: str) -> list[Span]:
+    return [s for s in spans if s["name"] == name and s["kind"] == f"SpanKind.{kind}"]
+
+
 def one(spans: list[Span], name: str, kind: str) -> Span:
-    found = [s for s in spans if s["name"] == name and s["kind"] == f"SpanKind.{kind}"]
+    found = named(spans, name, kind)
     assert len(found) == 1, (name, kind, [(s["name"], s["kind"]) for s in spans])
     return found[0]
 
@@ -160,8 +164,11 @@ def test_one_order_is_one_trace_from_the_gateway_to_the_chain(
 
     submit_client, submit = one(trace, SUBMIT, "CLIENT"), one(trace, SUBMIT, "SERVER")
     drive, confirm = one(trace, "drive order", "INTERNAL"), one(trace, "confirm order", "INTERNAL")
-    quote_client = one(trace, BATCH_GET_QUOTES, "CLIENT")
-    quote = one(trace, BATCH_GET_QUOTES, "SERVER")
+    # Quoted twice: its price impact checked at submit, its route by the worker.
+    [checked_client] = [s for s in named(trace, BATCH_GET_QUOTES, "CLIENT") if child_of(s, submit)]
+    [checked] = [s for s in named(trace, BATCH_GET_QUOTES, "SERVER") if child_of(s, checked_client)]
+    [quote_client] = [s for s in named(trace, BATCH_GET_QUOTES, "CLIENT") if child_of(s, drive)]
+    [quote] = [s for s in named(trace, BATCH_GET_QUOTES, "SERVER") if child_of(s, quote_client)]
     swap_client = one(trace, BATCH_SUBMIT_SWAPS, "CLIENT")
     swap = one(trace, BATCH_SUBMIT_SWAPS, "SERVER")
     # gateway -> OrderService -> (the queue) the worker's job -> QuoteService
@@ -176,7 +183,7 @@ def test_one_order_is_one_trace_from_the_gateway_to_the_chain(
     assert confirm["resource"]["attributes"][SERVICE_NAME] == "executor-tracker"
     for span in (submit, drive, confirm):
         assert span["attributes"]["order.id"] == order_id
-    for span in (post, submit, drive, quote, swap):
+    for span in (post, submit, checked, drive, quote, swap):
         assert span["attributes"]["request.id"] == "order-42"
     # The tracker's status polls are about many orders: no trace at all.
     assert not [s for s in spans if s["name"].endswith("/GetSignatureStatuses")]

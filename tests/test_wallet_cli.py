@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from orderengine.cli import main
 from orderengine.store.api_keys import ApiKeys
 from orderengine.store.orders import OrderStore
 from tests.conftest import Services
+from tests.helpers import run_cli
 
 
 @pytest.fixture
@@ -17,15 +17,6 @@ def carol(services: Services, store: OrderStore, monkeypatch: pytest.MonkeyPatch
     key, _ = ApiKeys(store.engine).create("carol")
     monkeypatch.setenv("ORDERENGINE_API_KEY", key)
     return services
-
-
-def run_cli(
-    capsys: pytest.CaptureFixture[str], services: Services, *args: str
-) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(["--address", services.address("order"), *args])
-    out, err = capsys.readouterr()
-    return int(exited.value.code or 0), out, err
 
 
 def test_airdrop_then_balances_show_the_wallet_aligned_on_the_point(

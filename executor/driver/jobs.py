@@ -113,8 +113,12 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 # Codes of the programs' own refusals, which an item's error carries through
-# the quote: the order fails with that reason rather than the step's.
-_PROGRAM_CODES = frozenset({AmountOverflowError.code, ZeroAmountOutError.code})
+# the quote: the order fails with that reason rather than the step's. So
+# does the router's refusal of a route whose price impact is above the most
+# allowed (the market moved against the order since it was submitted).
+_PROGRAM_CODES = frozenset(
+    {AmountOverflowError.code, ZeroAmountOutError.code, Reason.PRICE_IMPACT_TOO_HIGH}
+)
 
 
 def _ask_batch(

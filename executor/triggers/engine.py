@@ -1,6 +1,8 @@
 """The trigger part's loop: follow the chain's pool changes, fire the
 waiting orders each change crosses, expire those whose time came, and keep
-the index up with the database.
+the index up with the database. Long on purpose: firing, expiring and
+rebuilding share the index and must be read together to see why an order
+fires once.
 
 - **Fire** = the store's compare-and-set OPEN -> ROUTING (event reason
   TRIGGERED, with the price), then the order queue, as a market order

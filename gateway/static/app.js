@@ -1,5 +1,7 @@
 // The live-order page: quotes from /api/quote, orders through /api/orders,
 // statuses from /ws/orders/{orderId}. Plain browser JavaScript, no build step.
+// Long on purpose: one page with no build step is one script; its parts
+// (quote, order, watch, wallet, waiting orders) share the page's state.
 "use strict";
 
 // The engine's tokens (orderengine/market/pools.toml); a pair without a pool

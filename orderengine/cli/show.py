@@ -268,7 +268,7 @@ def quote_lines(reply: order_service_pb2.QuoteOrderResponse, slippage_bps: int) 
             "route",
             route.amount_out,
             "",
-            "",
+            f"{route.price_impact_pct}%" if route.price_impact_pct else "",
             f"{len(route.legs)} leg{'s' if len(route.legs) != 1 else ''} over "
             f"{len(pools)} pool{'s' if len(pools) != 1 else ''}{versus}",
         ]

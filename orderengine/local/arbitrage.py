@@ -56,14 +56,11 @@ SIZE_PRECISION = 1 / 1024
 _HOME = ("USDC", "USDT", "SOL")
 
 
-@dataclass(frozen=True)
-class Arbitrage:
+class AlongLegs:
+    """A trade along ``legs``: it pays the first leg's input token and gets
+    the last leg's output token."""
+
     legs: tuple[Leg, ...]
-    amount_in: int
-    # What the path pays on the states it was sized on.
-    amount_out: int
-    # At the reference prices, before the network fee.
-    profit_usd: float
 
     @property
     def input_token(self) -> str:
@@ -72,6 +69,16 @@ class Arbitrage:
     @property
     def output_token(self) -> str:
         return self.legs[-1].output_token
+
+
+@dataclass(frozen=True)
+class Arbitrage(AlongLegs):
+    legs: tuple[Leg, ...]
+    amount_in: int
+    # What the path pays on the states it was sized on.
+    amount_out: int
+    # At the reference prices, before the network fee.
+    profit_usd: float
 
 
 def _home_rank(symbol: str) -> tuple[int, str]:

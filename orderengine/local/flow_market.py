@@ -37,17 +37,16 @@ return found
 """
 _FLOW_A, _FLOW_B = FLOW_A.encode(), FLOW_B.encode()
 REFERENCE_KEY = "market:reference"
+# What a slot does to the pools it read: their states after.
+Trade = Callable[[dict[str, PoolState]], dict[str, PoolState]]
+# Each token's reference price, in USD.
+Prices = Mapping[str, float]
 
 
 class Market(Protocol):
     """Where the flow trades: pools it reads and moves in one atomic step."""
 
-    async def transact(
-        self,
-        pool_ids: Sequence[str],
-        trade: Callable[[dict[str, PoolState]], dict[str, PoolState]],
-        reference: Mapping[str, float],
-    ) -> None:
+    async def transact(self, pool_ids: Sequence[str], trade: Trade, reference: Prices) -> None:
         """Reads the pools, lets ``trade`` move them (it returns their states
         after) and writes what moved, with the ``reference`` prices they
         were traded at, as one atomic step; ``trade`` runs again on the new
@@ -101,12 +100,7 @@ class RedisMarket:
             for symbol, price in stored.items()
         }
 
-    async def transact(
-        self,
-        pool_ids: Sequence[str],
-        trade: Callable[[dict[str, PoolState]], dict[str, PoolState]],
-        reference: Mapping[str, float],
-    ) -> None:
+    async def transact(self, pool_ids: Sequence[str], trade: Trade, reference: Prices) -> None:
         while True:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:

@@ -1,5 +1,6 @@
 """Other traders: a seedable market around the engine's orders, so that
-quotes go stale and prices move as they do on mainnet.
+quotes go stale and prices move as they do on mainnet. Long on purpose:
+one slot's steps (walk, arbitrage, noise, landing) are read in order here.
 
 Every slot of the chain, in this order:
 
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from orderengine.local.arbitrage import Arbitrageur
+from orderengine.local.arbitrage import AlongLegs, Arbitrageur
 from orderengine.local.flow_market import Market, RedisMarket
 from orderengine.local.launcher import Launcher, run_launches
 from orderengine.local.reference import Reference, ReferenceWalk
@@ -171,21 +172,13 @@ class MarketFlow:
 
 
 @dataclass(frozen=True)
-class FlowTrade:
+class FlowTrade(AlongLegs):
     """A landed swap of the flow: what the trader paid and received."""
 
     trader: str  # "noise" or "arbitrage"
     legs: tuple[Leg, ...]
     amount_in: int
     amount_out: int
-
-    @property
-    def input_token(self) -> str:
-        return self.legs[0].input_token
-
-    @property
-    def output_token(self) -> str:
-        return self.legs[-1].output_token
 
 
 @dataclass

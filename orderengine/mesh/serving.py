@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -258,7 +259,10 @@ async def serve(name: str, create: CreateServer, address_setting: str) -> None:
     says so on stdout, and serves until SIGTERM or SIGINT."""
     settings = Settings()
     server = await create(settings.bind_address(address_setting), settings)
-    print(f"{name} {VERSION} listening on port {server.port}", flush=True)
+    # One write: the supervisor reads every part's output through one pipe,
+    # where print's text and newline, written apart, can be split by another's.
+    sys.stdout.write(f"{name} {VERSION} listening on port {server.port}\n")
+    sys.stdout.flush()
     await serve_until_signal(
         server, settings.shutdown_grace_seconds, settings.shutdown_drain_seconds
     )

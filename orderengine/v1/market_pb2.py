@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1borderengine/v1/market.proto\x12\x0eorderengine.v1\"\x91\x01\n\nVenueQuote\x12$\n\x05venue\x18\x01 \x01(\x0e\x32\x15.orderengine.v1.Venue\x12\x0f\n\x07pool_id\x18\x02 \x01(\t\x12\x11\n\tamount_in\x18\x03 \x01(\t\x12\x12\n\namount_out\x18\x04 \x01(\t\x12\x0b\n\x03\x66\x65\x65\x18\x05 \x01(\t\x12\x18\n\x10price_impact_pct\x18\x06 \x01(\t\"\xb3\x01\n\x08RouteLeg\x12$\n\x05venue\x18\x01 \x01(\x0e\x32\x15.orderengine.v1.Venue\x12\x0f\n\x07pool_id\x18\x02 \x01(\t\x12\x13\n\x0binput_token\x18\x03 \x01(\t\x12\x14\n\x0coutput_token\x18\x04 \x01(\t\x12\x11\n\tamount_in\x18\x05 \x01(\t\x12\x12\n\namount_out\x18\x06 \x01(\t\x12\x0b\n\x03\x66\x65\x65\x18\x07 \x01(\t\x12\x11\n\tshare_bps\x18\x08 \x01(\r\"\x99\x01\n\x05Route\x12&\n\x04legs\x18\x01 \x03(\x0b\x32\x18.orderengine.v1.RouteLeg\x12\x13\n\x0binput_token\x18\x02 \x01(\t\x12\x14\n\x0coutput_token\x18\x03 \x01(\t\x12\x11\n\tamount_in\x18\x04 \x01(\t\x12\x12\n\namount_out\x18\x05 \x01(\t\x12\x16\n\x0emin_amount_out\x18\x06 \x01(\t*D\n\x05Venue\x12\x15\n\x11VENUE_UNSPECIFIED\x10\x00\x12\x11\n\rVENUE_RAYDIUM\x10\x01\x12\x11\n\rVENUE_METEORA\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1borderengine/v1/market.proto\x12\x0eorderengine.v1\"\x91\x01\n\nVenueQuote\x12$\n\x05venue\x18\x01 \x01(\x0e\x32\x15.orderengine.v1.Venue\x12\x0f\n\x07pool_id\x18\x02 \x01(\t\x12\x11\n\tamount_in\x18\x03 \x01(\t\x12\x12\n\namount_out\x18\x04 \x01(\t\x12\x0b\n\x03\x66\x65\x65\x18\x05 \x01(\t\x12\x18\n\x10price_impact_pct\x18\x06 \x01(\t\"\xb3\x01\n\x08RouteLeg\x12$\n\x05venue\x18\x01 \x01(\x0e\x32\x15.orderengine.v1.Venue\x12\x0f\n\x07pool_id\x18\x02 \x01(\t\x12\x13\n\x0binput_token\x18\x03 \x01(\t\x12\x14\n\x0coutput_token\x18\x04 \x01(\t\x12\x11\n\tamount_in\x18\x05 \x01(\t\x12\x12\n\namount_out\x18\x06 \x01(\t\x12\x0b\n\x03\x66\x65\x65\x18\x07 \x01(\t\x12\x11\n\tshare_bps\x18\x08 \x01(\r\"\xb3\x01\n\x05Route\x12&\n\x04legs\x18\x01 \x03(\x0b\x32\x18.orderengine.v1.RouteLeg\x12\x13\n\x0binput_token\x18\x02 \x01(\t\x12\x14\n\x0coutput_token\x18\x03 \x01(\t\x12\x11\n\tamount_in\x18\x04 \x01(\t\x12\x12\n\namount_out\x18\x05 \x01(\t\x12\x16\n\x0emin_amount_out\x18\x06 \x01(\t\x12\x18\n\x10price_impact_pct\x18\x07 \x01(\t*D\n\x05Venue\x12\x15\n\x11VENUE_UNSPECIFIED\x10\x00\x12\x11\n\rVENUE_RAYDIUM\x10\x01\x12\x11\n\rVENUE_METEORA\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderengine.v1.market_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VENUE']._serialized_start=533
-  _globals['_VENUE']._serialized_end=601
+  _globals['_VENUE']._serialized_start=559
+  _globals['_VENUE']._serialized_end=627
   _globals['_VENUEQUOTE']._serialized_start=48
   _globals['_VENUEQUOTE']._serialized_end=193
   _globals['_ROUTELEG']._serialized_start=196
   _globals['_ROUTELEG']._serialized_end=375
   _globals['_ROUTE']._serialized_start=378
-  _globals['_ROUTE']._serialized_end=531
+  _globals['_ROUTE']._serialized_end=557
 # @@protoc_insertion_point(module_scope)

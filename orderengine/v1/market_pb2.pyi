@@ -53,17 +53,19 @@ class RouteLeg(_message.Message):
     def __init__(self, venue: _Optional[_Union[Venue, str]] = ..., pool_id: _Optional[str] = ..., input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount_in: _Optional[str] = ..., amount_out: _Optional[str] = ..., fee: _Optional[str] = ..., share_bps: _Optional[int] = ...) -> None: ...
 
 class Route(_message.Message):
-    __slots__ = ("legs", "input_token", "output_token", "amount_in", "amount_out", "min_amount_out")
+    __slots__ = ("legs", "input_token", "output_token", "amount_in", "amount_out", "min_amount_out", "price_impact_pct")
     LEGS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_IN_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_OUT_FIELD_NUMBER: _ClassVar[int]
     MIN_AMOUNT_OUT_FIELD_NUMBER: _ClassVar[int]
+    PRICE_IMPACT_PCT_FIELD_NUMBER: _ClassVar[int]
     legs: _containers.RepeatedCompositeFieldContainer[RouteLeg]
     input_token: str
     output_token: str
     amount_in: str
     amount_out: str
     min_amount_out: str
-    def __init__(self, legs: _Optional[_Iterable[_Union[RouteLeg, _Mapping]]] = ..., input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount_in: _Optional[str] = ..., amount_out: _Optional[str] = ..., min_amount_out: _Optional[str] = ...) -> None: ...
+    price_impact_pct: str
+    def __init__(self, legs: _Optional[_Iterable[_Union[RouteLeg, _Mapping]]] = ..., input_token: _Optional[str] = ..., output_token: _Optional[str] = ..., amount_in: _Optional[str] = ..., amount_out: _Optional[str] = ..., min_amount_out: _Optional[str] = ..., price_impact_pct: _Optional[str] = ...) -> None: ...

@@ -383,9 +383,11 @@ def test_poison_orders_among_good_ones(cluster: Cluster, store: OrderStore) -> N
     take without a holding passing it: once, they landed, broke a pool's
     flows ledger mid-MULTI, and paid out an amount the tracker could not
     parse, stalling every order whose entry came due with theirs. Each now
-    fails alone (AMOUNT_OVERFLOW); the good ones around them all end. Their
-    owner's wallet holds all a token account holds of SOL and USDC: the
-    largest SOL order it pays for leaves room for the fee, 5,000 lamports."""
+    fails alone (AMOUNT_OVERFLOW); the good ones around them all end. (Of
+    pairs with two Raydium pools to enter by, SOL -> USDC through USDT, a
+    split may share such an amount out so that neither overflows: these
+    pairs have one.) Their owner's wallet holds all a token account holds
+    of each token they sell, and SOL for the fees."""
     poison: list[str] = []
     engine = create_database_engine(cluster.database_url)
     try:
@@ -395,7 +397,11 @@ def test_poison_orders_among_good_ones(cluster: Cluster, store: OrderStore) -> N
     fund(
         cluster.chain_redis.url,
         "whale",
-        {"SOL": "18446744073.709551615", "USDC": "18446744073709.551615"},
+        {
+            "SOL": "18446744073.709551615",
+            "JUP": "18446744073709.551615",
+            "RAY": "18446744073709.551615",
+        },
     )
 
     def submit_poison() -> None:
@@ -405,9 +411,9 @@ def test_poison_orders_among_good_ones(cluster: Cluster, store: OrderStore) -> N
             )
             for index, (src, dst, most) in enumerate(
                 [
-                    ("SOL", "USDC", "18446744073.709546615"),
-                    ("SOL", "USDC", "18446744073.709546615"),
-                    ("USDC", "SOL", "18446744073709.551615"),
+                    ("JUP", "SOL", "18446744073709.551615"),
+                    ("JUP", "USDC", "18446744073709.551615"),
+                    ("RAY", "SOL", "18446744073709.551615"),
                 ]
             ):
                 reply = stub.SubmitOrder(

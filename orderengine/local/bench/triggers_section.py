@@ -1,5 +1,6 @@
 """The waiting orders' rows: what the trigger part costs and how fast it
-acts, measured on make run's stack from outside its processes.
+acts, measured on make run's stack from outside its processes. Long because
+each of its four rows needs its own set-up of waiting orders.
 
 Waiting orders are written straight into the database, as OrderService
 would store them (OPEN): the rows measure the trigger part, not the accept
