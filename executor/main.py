@@ -21,6 +21,7 @@ from executor.chain.execution_service import ExecutionServicer
 from executor.chain.faucet import FaucetLimits
 from executor.chain.faults import FailureRates, Faults
 from executor.driver import tracker, worker
+from orderengine.market import launches
 from orderengine.mesh.auth import InternalTokenGuard, exit_on_placeholder_token
 from orderengine.mesh.channels import EXECUTION_SERVICE
 from orderengine.mesh.serving import Server, Service, create_server, serve
@@ -38,6 +39,7 @@ async def create_execution_server(address: str, settings: Settings) -> Server:
     # never starts.
     async with AsyncExitStack() as opened:
         redis = await opened.enter_async_context(Redis.from_url(settings.chain_redis_url))
+        launches.install(settings.chain_redis_url)
         chain = Chain(
             redis,
             settings.slot_seconds,

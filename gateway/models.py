@@ -116,6 +116,17 @@ class StopJSON(CamelModel):
     )
 
 
+class SniperJSON(CamelModel):
+    model_config = ConfigDict(validate_by_name=False)
+
+    max_price: str | None = Field(
+        None,
+        description="only while one output token costs at most this many input tokens; "
+        "none: any price",
+        examples=["0.05"],
+    )
+
+
 class SubmitOrderBody(CamelModel):
     """The seed's body, plus the engine's optional fields. Unknown fields are
     ignored, as the seed did."""
@@ -144,17 +155,23 @@ class SubmitOrderBody(CamelModel):
     twap: TwapJSON | None = Field(
         None, description="a TWAP order: the amount in equal market swaps, one every interval"
     )
+    sniper: SniperJSON | None = Field(
+        None,
+        description="a sniper order: buy outputToken (which may not be launched yet) as soon "
+        "as a pool for it has liquidity",
+    )
     expire_time: AwareDatetime | None = Field(
         None,
-        description="a limit or stop order expires at this time (ISO 8601 with a zone); "
+        description="a limit, stop or sniper order expires at this time (ISO 8601 with a zone); "
         "none: it waits until cancelled",
         examples=["2026-12-31T12:00:00Z"],
     )
 
     @model_validator(mode="after")
     def _one_order_type(self) -> Self:
-        if sum(kind is not None for kind in (self.limit, self.stop, self.twap)) > 1:
-            raise ValueError("limit, stop and twap: an order is one of them at most")
+        kinds = (self.limit, self.stop, self.twap, self.sniper)
+        if sum(kind is not None for kind in kinds) > 1:
+            raise ValueError("limit, stop, twap and sniper: an order is one of them at most")
         return self
 
     priority_fee: Amount | None = Field(
@@ -291,10 +308,13 @@ class OrderJSON(CamelModel):
     amount_out: str | None = Field(description="what the swap gave, once CONFIRMED")
     failure_reason: str | None
     last_sequence: int
-    order_type: str = Field("market", examples=["limit"], description="market, limit, stop or twap")
+    order_type: str = Field(
+        "market", examples=["limit"], description="market, limit, stop, twap or sniper"
+    )
     limit: LimitJSON | None = None
     stop: StopJSON | None = None
     twap: TwapJSON | None = None
+    sniper: SniperJSON | None = None
     expire_time: str | None = Field(None, description="a waiting order's good-till time")
     priority_fee: str = Field(
         description="SOL each processed attempt pays on top of the network fee"
@@ -316,6 +336,9 @@ class OrderJSON(CamelModel):
                 {"slices": order.twap.slices, "interval": order.twap.interval.ToJsonString()}
             )
             if kind == "twap"
+            else None,
+            sniper=SniperJSON.model_validate({"maxPrice": order.sniper.max_price or None})
+            if kind == "sniper"
             else None,
             expire_time=iso_time(order.expire_time) if order.HasField("expire_time") else None,
             status=status_name(order.status),

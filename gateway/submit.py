@@ -45,6 +45,9 @@ def submit_request(body: SubmitOrderBody) -> order_service_pb2.SubmitOrderReques
     elif body.twap is not None:
         request.twap.slices = body.twap.slices
         request.twap.interval.FromJsonString(body.twap.interval)
+    elif body.sniper is not None:
+        request.sniper.SetInParent()  # any price: still a sniper
+        request.sniper.max_price = body.sniper.max_price or ""
     if body.expire_time is not None:
         request.expire_time.FromDatetime(body.expire_time)
     return request

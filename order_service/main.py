@@ -16,6 +16,7 @@ from order_service.rate_limit import TokenBuckets
 from order_service.submissions import Submissions
 from order_service.wallets import Wallets
 from order_service.watch_hub import WatchHub
+from orderengine.market import launches
 from orderengine.mesh.auth import ApiKeyGuard, token_metadata
 from orderengine.mesh.channels import (
     EXECUTION_SERVICE,
@@ -48,6 +49,7 @@ async def create_order_server(address: str, settings: Settings) -> Server:
         redis = opened.enter_context(Redis.from_url(settings.redis_url))
         # The chain's Redis, where the pools are: QuoteOrder's pair price.
         market = await opened.enter_async_context(AsyncRedis.from_url(settings.chain_redis_url))
+        launches.install(settings.chain_redis_url)
         store = OrderStore(engine)
         hub = WatchHub(
             await opened.enter_async_context(AsyncRedis.from_url(settings.redis_url)),

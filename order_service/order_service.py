@@ -57,7 +57,7 @@ from orderengine.store.changes import Change, NewOrder
 from orderengine.store.models import StoredOrder
 from orderengine.store.orders import MAX_PAGE_TOKEN_CHARS, OrderStore, PageTokenError
 from orderengine.store.wire import order_to_proto
-from orderengine.swaps import amount_field, swap_of, token_field
+from orderengine.swaps import amount_field, parse_swap, swap_of, token_field
 from orderengine.transitions import move
 from orderengine.v1 import (
     execution_service_pb2,
@@ -118,7 +118,17 @@ def _unprintable(value: str) -> str | None:
 
 def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> NewOrder:
     """The order a request asks for; FieldError when it is not one."""
-    swap = swap_of(request)
+    swap = (
+        parse_swap(
+            request.input_token,
+            request.output_token,
+            request.amount,
+            request.slippage_bps,
+            output_launched_later=True,
+        )
+        if request.WhichOneof("order_type") == "sniper"
+        else swap_of(request)
+    )
     terms = terms_of(request, swap, datetime.now(UTC))
     if len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
         raise FieldError("client_order_id", f"must be at most {MAX_CLIENT_ORDER_ID} characters")

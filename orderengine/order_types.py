@@ -42,6 +42,7 @@ class OrderType(StrEnum):
     LIMIT = "limit"
     STOP = "stop"
     TWAP = "twap"
+    SNIPER = "sniper"
 
     @property
     def priced(self) -> bool:
@@ -57,6 +58,7 @@ class OrderTerms:
     # Limit: base units of the output token it must give at least.
     min_amount_out: int | None = None
     # Stop: output tokens per input token at or below which it fires.
+    # Sniper: the most input tokens one output token may cost (None: any).
     trigger_price: str | None = None
     expire_at: datetime | None = None
     twap_slices: int | None = None
@@ -91,7 +93,7 @@ def terms_of(
         if kind == "twap":
             raise FieldError("expire_time", "a TWAP order ends when its slices are done")
         if kind in (None, "market"):
-            raise FieldError("expire_time", "only a waiting order (limit, stop) expires")
+            raise FieldError("expire_time", "only a waiting order (limit, stop, sniper) expires")
         expire_at = request.expire_time.ToDatetime(tzinfo=UTC)
         if expire_at <= now:
             raise FieldError(
@@ -112,6 +114,13 @@ def terms_of(
         return OrderTerms(OrderType.STOP, trigger_price=price, expire_at=expire_at)
     if kind == "twap":
         return _twap(request.twap, swap)
+    if kind == "sniper":
+        bound = (
+            parse_price(request.sniper.max_price, "sniper.max_price")
+            if request.sniper.max_price.strip()
+            else None
+        )
+        return OrderTerms(OrderType.SNIPER, trigger_price=bound, expire_at=expire_at)
     raise FieldError(kind, f"{kind} orders are not supported by this engine yet")
 
 
@@ -157,6 +166,19 @@ def trigger_of(row: StoredOrder) -> Fraction:
     raise ValueError(f"order {row.order_id} ({row.order_type}) has no trigger price")
 
 
+def sniper_affords(row: StoredOrder, amount_out: int) -> bool:
+    """Whether a sniper's swap giving ``amount_out`` base units keeps within
+    its bound: its amount over what it gets, in whole tokens, is at most
+    max_price (input tokens per output token). Nothing out affords nothing."""
+    if amount_out <= 0:
+        return False
+    if row.trigger_price is None:
+        return True
+    paid = Fraction(row.amount_in, 10 ** token(row.input_token).decimals)
+    got = Fraction(amount_out, 10 ** token(row.output_token).decimals)
+    return paid / got <= Fraction(row.trigger_price)
+
+
 def fires_at(row: StoredOrder, price: Fraction) -> bool:
     """Whether the pair at ``price`` meets the order's trigger: a limit at
     its price or better (above), a stop at its trigger or below; a price
@@ -174,6 +196,9 @@ def add_terms(row: StoredOrder, order: order_pb2.Order) -> None:
         )
     elif row.order_type == OrderType.STOP:
         order.stop.trigger_price = row.trigger_price or ""
+    elif row.order_type == OrderType.SNIPER:
+        order.sniper.SetInParent()  # any price: an empty max_price, still a sniper
+        order.sniper.max_price = row.trigger_price or ""
     elif row.order_type == OrderType.TWAP:
         order.twap.slices = row.twap_slices or 0
         order.twap.interval.FromMilliseconds(row.twap_interval_ms or 0)

@@ -154,6 +154,9 @@ class Settings(ClientSettings):
     # The same seed walks the same reference prices and makes the same
     # choices of pool, side and size.
     market_flow_seed: int = field(default_factory=lambda: _int("MARKET_FLOW_SEED", 0))
+    # Token launches the market flow makes an hour, on average (0: none):
+    # rare, so that the market stays the one pools.toml describes.
+    market_launch_rate: float = field(default_factory=lambda: _float("MARKET_LAUNCH_RATE", 2.0))
 
     # QuoteService refuses a route whose price impact (docs/market.md, "Price
     # impact") is above this, in percent: SubmitOrder refuses the order, and

@@ -9,7 +9,7 @@ from typing import Protocol
 from orderengine.amounts import AmountError, parse_amount
 from orderengine.client.requests import DEFAULT_SLIPPAGE_BPS as DEFAULT_SLIPPAGE_BPS
 from orderengine.errors import FieldError
-from orderengine.tokens import Token, UnknownTokenError, token
+from orderengine.tokens import SYMBOL_SHAPE, Token, UnknownTokenError, token
 
 MAX_SLIPPAGE_BPS = 5_000
 
@@ -42,11 +42,38 @@ def amount_field(field: str, amount: str, of: Token) -> int:
         raise FieldError(field, f"{exc}") from None
 
 
-def parse_swap(input_token: str, output_token: str, amount: str, slippage_bps: int) -> SwapRequest:
-    """Raises FieldError naming the first bad field."""
+def symbol_field(field: str, symbol: str) -> str:
+    """A token's symbol, known or not yet launched (a sniper's output);
+    FieldError naming the field when it cannot be a symbol."""
+    try:
+        return token(symbol).symbol
+    except UnknownTokenError:
+        text = symbol.strip().upper() if symbol.isascii() else ""
+        if not SYMBOL_SHAPE.match(text):
+            raise FieldError(
+                field,
+                f"{symbol[:16]!r} is no token symbol (2 to 10 letters and digits, a letter first)",
+            ) from None
+        return text
+
+
+def parse_swap(
+    input_token: str,
+    output_token: str,
+    amount: str,
+    slippage_bps: int,
+    output_launched_later: bool = False,
+) -> SwapRequest:
+    """Raises FieldError naming the first bad field. With
+    ``output_launched_later`` (a sniper) the output token may be one not
+    launched yet: only its symbol's shape is checked."""
     src = token_field("input_token", input_token)
-    dst = token_field("output_token", output_token)
-    if src == dst:
+    dst = (
+        symbol_field("output_token", output_token)
+        if output_launched_later
+        else token_field("output_token", output_token).symbol
+    )
+    if src.symbol == dst:
         raise FieldError("output_token", f"must differ from input_token ({src.symbol})")
     units = amount_field("amount", amount, src)
     slippage = slippage_bps or DEFAULT_SLIPPAGE_BPS
@@ -54,7 +81,7 @@ def parse_swap(input_token: str, output_token: str, amount: str, slippage_bps: i
         raise FieldError(
             "slippage_bps", f"must be 1 to {MAX_SLIPPAGE_BPS} basis points, got {slippage_bps}"
         )
-    return SwapRequest(src.symbol, dst.symbol, units, slippage)
+    return SwapRequest(src.symbol, dst, units, slippage)
 
 
 class SwapFields(Protocol):

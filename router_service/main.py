@@ -6,6 +6,7 @@ from contextlib import AsyncExitStack
 
 from redis.asyncio import Redis
 
+from orderengine.market import launches
 from orderengine.mesh.auth import InternalTokenGuard
 from orderengine.mesh.channels import QUOTE_SERVICE
 from orderengine.mesh.serving import Server, Service, create_server, run
@@ -21,6 +22,7 @@ async def create_quote_server(address: str, settings: Settings) -> Server:
     async with AsyncExitStack() as opened:
         # Pool state is chain state: it lives in the chain's store.
         redis = await opened.enter_async_context(Redis.from_url(settings.chain_redis_url))
+        launches.install(settings.chain_redis_url)
         server = await create_server(
             address,
             [

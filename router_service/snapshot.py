@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
-from orderengine.market.pools import PoolState, all_pools
+from orderengine.market.pools import PoolState, pools_with
 from orderengine.market.state import decode, pool_key, read_reserves
 
 _READ = """
@@ -41,7 +41,7 @@ class PoolReader:
     async def read(self, pool_ids: Iterable[str]) -> dict[str, PoolState]:
         ids = list(dict.fromkeys(pool_ids))
         replies = await self._read(keys=[pool_key(pid) for pid in ids])
-        pools = all_pools()
+        pools = pools_with(ids)
         states: dict[str, PoolState] = {}
         for pool_id, reply in zip(ids, replies, strict=True):
             blob = reply if isinstance(reply, bytes) else str(reply).encode()

@@ -93,6 +93,24 @@ def test_a_twap_order_shows_its_slices(http: httpx.Client) -> None:
     assert few.status_code == 400 and few.json()["error"]["field"] == "twap.slices"
 
 
+def test_a_sniper_for_a_token_not_launched_yet_waits_open(http: httpx.Client) -> None:
+    reply = submit(
+        http, inputToken="USDC", outputToken="NEWTOKEN", amount="5", sniper={"maxPrice": "0.05"}
+    )
+    assert reply.status_code == 201, reply.text
+    order = http.get(f"/api/orders/{reply.json()['orderId']}").json()
+    assert (order["status"], order["orderType"], order["sniper"]) == (
+        "OPEN",
+        "sniper",
+        {"maxPrice": "0.05"},
+    )
+    any_price = submit(http, inputToken="USDC", outputToken="NEWTOKEN", amount="5", sniper={})
+    shown = http.get(f"/api/orders/{any_price.json()['orderId']}").json()
+    assert (shown["orderType"], shown["sniper"]) == ("sniper", {"maxPrice": None})
+    bad = submit(http, inputToken="USDC", outputToken="NEW TOKEN", amount="5", sniper={})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "outputToken"
+
+
 def test_a_quote_shows_the_pairs_price(http: httpx.Client) -> None:
     reply = http.get(
         "/api/quote", params={"inputToken": "SOL", "outputToken": "USDC", "amount": "1"}

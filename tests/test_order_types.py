@@ -124,8 +124,8 @@ PAST = datetime(2020, 1, 1, tzinfo=UTC)
             "expire_time",
         ),
         ({"expire_time": stamp(datetime.now(UTC) + timedelta(hours=1))}, "expire_time"),
-        # Not run by this engine yet: refused, naming it, rather than ignored.
-        ({"sniper": order_pb2.SniperOrder()}, "sniper"),
+        ({"sniper": order_pb2.SniperOrder(max_price="0")}, "sniper.max_price"),
+        ({"sniper": order_pb2.SniperOrder(max_price="cheap")}, "sniper.max_price"),
         (
             {
                 "limit": order_pb2.LimitOrder(min_amount_out="1"),

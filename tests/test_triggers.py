@@ -215,7 +215,7 @@ def test_a_cancelled_order_never_fires(
 
     assert run(ctx, redis_url, act) == 0
     assert [s for s, _ in history(ctx, order.order_id)] == ["OPEN", "CANCELLED"]
-    assert TriggerIndex(ctx.redis).waiting() == {"limit": 0, "stop": 0, "twap": 0}
+    assert TriggerIndex(ctx.redis).waiting() == {"limit": 0, "stop": 0, "twap": 0, "sniper": 0}
 
 
 def test_a_flushed_index_is_rebuilt_and_what_was_crossed_meanwhile_fires(

@@ -11,6 +11,7 @@ from redis import Redis
 from rq import Queue
 
 from executor.driver.retries import RetryPolicy
+from orderengine.market import launches
 from orderengine.mesh.auth import token_metadata
 from orderengine.mesh.channels import EXECUTION_SERVICE, QUOTE_SERVICE, channel
 from orderengine.order_queue import order_queue
@@ -38,6 +39,8 @@ class Context:
 def context() -> Context:
     settings = Settings()
     redis = Redis.from_url(settings.redis_url)
+    # Quotes and landings name launched tokens: their decimals are the chain's.
+    launches.install(settings.chain_redis_url)
     return Context(
         settings=settings,
         store=OrderStore(create_database_engine(settings.database_url)),

@@ -13,6 +13,12 @@ fires once.
 - **Limit orders** crossed by the pair's price are quoted for their whole
   amount first and fire only when the quote gives their minimum: the price
   is a mid price, the swap pays a fee and its own impact.
+- **Sniper orders** wait for their output token's launch (docs/market.md,
+  "Launches"): on a launch entry of the pool changes, a change of a pool
+  of their token, and when they are new, those whose token the chain has
+  now are quoted for their whole amount and fire when a route gives
+  something within their max_price. A launch too thin for that leaves them
+  OPEN, to fire on a later change that makes it, or to expire.
 - **Expiry**: one time index; OPEN -> EXPIRED, once, by compare-and-set.
 - **The database is the truth**: the index is built from it at start and
   whenever its marker is gone (a flushed Redis), orders that became OPEN
@@ -39,16 +45,18 @@ from executor.driver.limits import limit_short
 from executor.triggers import metrics
 from executor.triggers.index import Pair, TriggerIndex, pair_of
 from executor.triggers.twap import Slicer
-from orderengine.amounts import format_amount
+from orderengine.amounts import format_amount, parse_amount
+from orderengine.market import launches
+from orderengine.market.pools import all_pools
 from orderengine.market.prices import format_price, read_prices
 from orderengine.market.state import POOL_CHANGES
 from orderengine.order_queue import enqueue_orders
-from orderengine.order_types import OrderType, fires_at, trigger_of
+from orderengine.order_types import OrderType, fires_at, sniper_affords, trigger_of
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, Transition
 from orderengine.store.models import StoredOrder
-from orderengine.tokens import token
+from orderengine.tokens import TOKENS, token
 from orderengine.transitions import move_many
 from orderengine.v1 import market_pb2, quote_service_pb2
 
@@ -193,12 +201,24 @@ class Triggers:
         self, due: list[tuple[StoredOrder, Fraction]]
     ) -> list[tuple[StoredOrder, Fraction]]:
         """The limit orders a quote for their whole amount fills at their
-        minimum; the others wait on. Orders of one pair and amount share a
-        quote; a quote that cannot be had now leaves them waiting for the
-        next change."""
-        if not due:
-            return []
-        keys = list(dict.fromkeys(_quote_key(row) for row, _ in due))
+        minimum; the others wait on."""
+        routes = self._routes([row for row, _ in due])
+        return [
+            item
+            for item in due
+            if _quote_key(item[0]) in routes
+            and not limit_short(item[0], routes[_quote_key(item[0])])
+        ]
+
+    def _routes(
+        self, rows: Sequence[StoredOrder]
+    ) -> dict[tuple[str, str, int, int], market_pb2.Route]:
+        """A route for each order's whole amount, where one can be had now.
+        Orders of one pair and amount share a quote; a quote that cannot be
+        had now leaves them waiting for the next change."""
+        if not rows:
+            return {}
+        keys = list(dict.fromkeys(_quote_key(row) for row in rows))
         routes: dict[tuple[str, str, int, int], market_pb2.Route] = {}
         for start in range(0, len(keys), QUOTES_PER_CALL):
             chunk = keys[start : start + QUOTES_PER_CALL]
@@ -217,17 +237,53 @@ class Triggers:
                     timeout=RPC_TIMEOUT_SECONDS,
                 ).results
             except grpc.RpcError as exc:
-                log.warning("triggers: quotes unavailable (%s); limit orders wait", exc.code().name)
+                log.warning("triggers: quotes unavailable (%s); orders wait", exc.code().name)
                 continue
             for key, result in zip(chunk, results, strict=True):
                 if result.WhichOneof("result") == "response":
                     routes[key] = result.response.route
-        return [
-            item
-            for item in due
-            if _quote_key(item[0]) in routes
-            and not limit_short(item[0], routes[_quote_key(item[0])])
-        ]
+        return routes
+
+    async def snipe(self, symbols: set[str] | None = None, changed_at: float | None = None) -> int:
+        """Fires the sniper orders waiting for these tokens (None: every
+        one) that the chain has launched, whose whole amount a route now buys
+        within their max_price; returns how many."""
+        if symbols is not None and not symbols:
+            return 0
+        waiting = self.index.sniped()
+        if symbols is not None:
+            waiting = {s: ids for s, ids in waiting.items() if s in symbols}
+        if any(symbol not in TOKENS for symbol in waiting):
+            await launches.refresh(self.market)
+        waiting = {s: ids for s, ids in waiting.items() if s in TOKENS}
+        if not waiting:
+            return 0
+        rows = self.ctx.store.get_many([i for ids in waiting.values() for i in ids])
+        gone: list[StoredOrder] = []
+        due: list[StoredOrder] = []
+        now = datetime.now(UTC)
+        for symbol, ids in waiting.items():
+            self.index.forget_snipers(symbol, [i for i in ids if i not in rows])
+            for order_id in ids:
+                row = rows.get(order_id)
+                if row is None:
+                    continue
+                if row.status != Status.OPEN:
+                    gone.append(row)
+                elif row.expire_at is None or _aware(row.expire_at) > now:
+                    due.append(row)
+        self.index.remove(gone)
+        routes = self._routes(due)
+        prices = await read_prices(self.market, {pair_of(row) for row in due})
+        fired: list[tuple[StoredOrder, Fraction]] = []
+        for row in due:
+            route, price = routes.get(_quote_key(row)), prices.get(pair_of(row))
+            if route is None or price is None:
+                continue  # no route yet (too thin, or no pool): it waits
+            out = parse_amount(route.amount_out, token(row.output_token).decimals)
+            if sniper_affords(row, out):
+                fired.append((row, price))
+        return self.fire(fired, changed_at)
 
     def fire(self, due: Sequence[tuple[StoredOrder, Fraction]], changed_at: float | None) -> int:
         """OPEN -> ROUTING for each, best price then oldest first, and the queue."""
@@ -238,11 +294,7 @@ class Triggers:
             Transition(
                 row.order_id,
                 Status.ROUTING,
-                Change(
-                    reason=f"triggered: the pair's price {format_price(price)} met the "
-                    f"{row.order_type} price {format_price(trigger_of(row))}",
-                    reason_code=Reason.TRIGGERED,
-                ),
+                Change(reason=_fired_because(row, price), reason_code=Reason.TRIGGERED),
                 row.attempt,
             )
             for row, price in ordered
@@ -305,6 +357,8 @@ class Triggers:
                 at = int(text.split("-", 1)[0]) / 1000
                 first = at if first is None else min(first, at)
                 pools.update(fields.get(b"pools", b"").decode().split())
+                if b"launch" in fields:  # a pool this process may not know yet
+                    await launches.refresh(self.market)
         return pools, first
 
     async def start(self) -> int:
@@ -320,7 +374,9 @@ class Triggers:
         # Expiries first: an order whose time passed while this part was
         # down expires, even if the price crossed it meanwhile.
         self.expire()
+        await launches.refresh(self.market)
         fired = await self.check(self.index.pairs())
+        fired += await self.snipe()
         return fired
 
     async def step(self, block_ms: int) -> Round:
@@ -331,16 +387,26 @@ class Triggers:
         if not self.index.built():
             self.build()
             result.fired += await self.check(self.index.pairs())
+            result.fired += await self.snipe()
         pools, changed_at = await self.pool_changes(block_ms)
         affected = {pair for pair in self.index.pairs() if pools & _pools_of(pair)}
         new = self.newly_open()
         affected |= {pair_of(row) for row in new if OrderType(row.order_type).priced}
+        known = all_pools()
+        sniped = {row.output_token for row in new if row.order_type == OrderType.SNIPER} | {
+            symbol
+            for pool_id in pools
+            if pool_id in known
+            for symbol in (known[pool_id].token_a, known[pool_id].token_b)
+        }
         result.expired = self.expire()
         result.fired += await self.check(affected, changed_at)
+        result.fired += await self.snipe(sniped, changed_at)
         result.sliced = self.slicer.run_due()
         swept = self.sweep_page()
         if swept:  # what the sweep indexed again may be crossed already
             result.fired += await self.check(self.index.pairs())
+            result.fired += await self.snipe()
         return result
 
     async def run(self, stopping: asyncio.Event, poll_seconds: float) -> None:
@@ -359,6 +425,19 @@ class Triggers:
                 await asyncio.sleep(1)
 
 
+def _fired_because(row: StoredOrder, price: Fraction) -> str:
+    if row.order_type == OrderType.SNIPER:
+        bound = f", within the max price {row.trigger_price}" if row.trigger_price else ""
+        return (
+            f"triggered: {row.output_token} has a pool; the pair's price "
+            f"{format_price(price)}{bound}"
+        )
+    return (
+        f"triggered: the pair's price {format_price(price)} met the "
+        f"{row.order_type} price {format_price(trigger_of(row))}"
+    )
+
+
 def _quote_key(row: StoredOrder) -> tuple[str, str, int, int]:
     return (row.input_token, row.output_token, row.amount_in, row.slippage_bps)
 
@@ -370,7 +449,10 @@ def _pools_of(pair: Pair) -> frozenset[str]:
 
 
 def _priority(item: tuple[StoredOrder, Fraction]) -> tuple[float, datetime]:
-    """Best price first: the lowest limit price, the highest stop; then oldest."""
+    """Best price first: the lowest limit price, the highest stop; then
+    oldest (snipers by age alone)."""
     row, _ = item
+    if row.order_type == OrderType.SNIPER:
+        return (0.0, _aware(row.created_at))
     trigger = float(trigger_of(row))
     return (trigger if row.order_type == OrderType.LIMIT else -trigger, _aware(row.created_at))

@@ -1,7 +1,8 @@
 """The waiting orders' index in Redis: per pair (input, output) a sorted set
 of limit orders by price (they fire when the pair's price rises to it) and
 one of stop orders by trigger (they fire when it falls to it), and one time
-index of expiries. Scores are floats, so a crossing query is widened by a
+index of expiries; per token not launched yet (or not yet bought) the set of
+sniper orders waiting for it. Scores are floats, so a crossing query is widened by a
 hair and the caller decides exactly, on the stored decimal; the database is
 the truth and the index only narrows the search.
 
@@ -30,6 +31,8 @@ EXPIRY = f"{PREFIX}:expiry"
 # TWAP orders by when their next slice is to be looked at.
 SLICES = f"{PREFIX}:slices"
 BUILT = f"{PREFIX}:built"
+# The output tokens sniper orders wait for; each one's orders in sniper_key.
+SNIPED = f"{PREFIX}:sniped"
 # Relative width a float score may be off the exact price by, and then some.
 HAIR = 1e-12
 
@@ -37,6 +40,10 @@ HAIR = 1e-12
 def side_key(pair: Pair, order_type: str) -> str:
     side = "above" if order_type == OrderType.LIMIT else "below"
     return f"{PREFIX}:{side}:{pair[0]}:{pair[1]}"
+
+
+def sniper_key(symbol: str) -> str:
+    return f"{PREFIX}:sniper:{symbol}"
 
 
 def pair_of(row: StoredOrder) -> Pair:
@@ -59,9 +66,15 @@ class TriggerIndex:
         # thousands of orders at once.
         members: dict[str, dict[str, float]] = defaultdict(dict)
         pairs: set[str] = set()
+        snipers: dict[str, list[str]] = defaultdict(list)
         now = time.time()
         for row in rows:
             if row.order_type == OrderType.TWAP:
+                continue
+            if row.order_type == OrderType.SNIPER:
+                snipers[row.output_token].append(row.order_id)
+                if row.expire_at is not None:
+                    members[EXPIRY][row.order_id] = _seconds(row.expire_at)
                 continue
             pair = pair_of(row)
             members[side_key(pair, row.order_type)][row.order_id] = float(trigger_of(row))
@@ -77,6 +90,9 @@ class TriggerIndex:
             pipe.zadd(key, scored)
         if pairs:
             pipe.sadd(PAIRS, *pairs)
+        for symbol, ids in snipers.items():
+            pipe.sadd(sniper_key(symbol), *ids)
+            pipe.sadd(SNIPED, symbol)
         if slices:
             pipe.zadd(SLICES, slices, nx=True)
         if own:
@@ -85,15 +101,20 @@ class TriggerIndex:
     def remove(self, rows: Iterable[StoredOrder]) -> None:
         """Takes the orders out of every index they may be in."""
         keys: dict[str, list[str]] = defaultdict(list)
+        sets: dict[str, list[str]] = defaultdict(list)
         for row in rows:
             if OrderType(row.order_type).priced:
                 keys[side_key(pair_of(row), row.order_type)].append(row.order_id)
+            if row.order_type == OrderType.SNIPER:
+                sets[sniper_key(row.output_token)].append(row.order_id)
             keys[EXPIRY].append(row.order_id)
             keys[SLICES].append(row.order_id)
         if keys:
             with self.redis.pipeline(transaction=False) as pipe:
                 for key, ids in keys.items():
                     pipe.zrem(key, *ids)
+                for key, ids in sets.items():
+                    pipe.srem(key, *ids)
                 pipe.execute()
 
     def forget(self, pair: Pair, order_ids: Sequence[str]) -> None:
@@ -109,6 +130,28 @@ class TriggerIndex:
         """Takes ids the database no longer has out of the time index."""
         if order_ids:
             self.redis.zrem(EXPIRY, *order_ids)
+
+    def sniped(self) -> dict[str, list[str]]:
+        """The sniper orders indexed, by the token each waits for."""
+        symbols = sorted(_text(s) for s in self.redis.smembers(SNIPED))
+        if not symbols:
+            return {}
+        with self.redis.pipeline(transaction=False) as pipe:
+            for symbol in symbols:
+                pipe.smembers(sniper_key(symbol))
+            replies = pipe.execute()
+        found = {s: sorted(_text(i) for i in ids) for s, ids in zip(symbols, replies, strict=True)}
+        # A token no order waits for any more leaves the list (one added
+        # meanwhile is indexed again by the next poll or sweep).
+        empty = [s for s, ids in found.items() if not ids]
+        if empty:
+            self.redis.srem(SNIPED, *empty)
+        return {s: ids for s, ids in found.items() if ids}
+
+    def forget_snipers(self, symbol: str, order_ids: Sequence[str]) -> None:
+        """Takes ids the database no longer has out of the token's set."""
+        if order_ids:
+            self.redis.srem(sniper_key(symbol), *order_ids)
 
     def pairs(self) -> set[Pair]:
         found: set[Pair] = set()
@@ -166,6 +209,7 @@ class TriggerIndex:
             OrderType.LIMIT.value: 0,
             OrderType.STOP.value: 0,
             OrderType.TWAP.value: int(self.redis.zcard(SLICES)),
+            OrderType.SNIPER.value: sum(len(ids) for ids in self.sniped().values()),
         }
         if not pairs:
             return counts

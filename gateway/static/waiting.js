@@ -42,6 +42,10 @@
   function describe(order) {
     if (order.orderType === "limit") return `limit ≥ ${order.limit.minAmountOut} ${order.outputToken}`;
     if (order.orderType === "stop") return `stop at ${order.stop.triggerPrice}`;
+    if (order.orderType === "sniper") {
+      const bound = order.sniper.maxPrice ? ` ≤ ${order.sniper.maxPrice}` : "";
+      return `sniper ${order.outputToken}${bound}`;
+    }
     if (order.orderType === "twap") {
       const filled = order.amountOut ? `, ${order.amountOut} ${order.outputToken} filled` : "";
       return `twap ${order.twap.slices}×${order.twap.interval}${filled}`;

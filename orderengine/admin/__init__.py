@@ -1,5 +1,5 @@
 """The ``orderengine`` commands that work on the engine's own database
-(``keys``): they come with the server's distribution, not the client's,
+(``keys``) and on the simulated chain (``launch``): they come with the server's distribution, not the client's,
 and the CLI finds them through the entry point group ``orderengine.cli``
 (pyproject.toml). Adding them to the parser imports nothing more; running
 one imports the store."""
@@ -45,3 +45,28 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     revoke.add_argument("prefix", help="as keys list shows it, e.g. oe_AbCd1234")
     revoke.set_defaults(run=_on_demand("cmd_keys_revoke"))
+
+    launch = commands.add_parser(
+        "launch",
+        parents=[common],
+        help="a new token and its pool on the simulated chain (CHAIN_REDIS_URL; needs the server)",
+    )
+    launch.add_argument("token", help="the new token's symbol, e.g. NEWTOKEN")
+    launch.add_argument("--decimals", type=int, default=6, help="the new token's; default 6")
+    launch.add_argument(
+        "--paired-with", default="USDC", help="the listed token it trades against; default USDC"
+    )
+    launch.add_argument(
+        "--reserves",
+        nargs=2,
+        required=True,
+        metavar=("NEW", "PAIRED"),
+        help="what the pool starts with, whole tokens of each, e.g. 1000000 50000",
+    )
+    launch.set_defaults(run=_launch)
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from orderengine.admin.launch import cmd_launch
+
+    return cmd_launch(args)

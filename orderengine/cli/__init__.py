@@ -36,6 +36,7 @@ examples:
   orderengine submit SOL USDC 10 --limit-out 1500 --expires 1h
   orderengine submit SOL USDC 10 --stop 140
   orderengine submit SOL USDC 10 --twap 10x30s
+  orderengine snipe NEWTOKEN --with 5 USDC --max-price 0.01 --expires 1h
   orderengine orders --open
   orderengine orders
   orderengine get ORDER_ID
@@ -108,6 +109,9 @@ def parser() -> argparse.ArgumentParser:
     )
     waiting.add_options(submit)
     submit.set_defaults(run=_on_demand("cmd_submit"))
+
+    snipe = waiting.add_snipe(sub, common)
+    snipe.set_defaults(run=_on_demand("cmd_snipe"))
 
     quote = sub.add_parser(
         "quote", parents=[common], help="what each venue and the route would give now"

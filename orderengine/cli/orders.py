@@ -125,6 +125,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_snipe(args: argparse.Namespace) -> int:
+    return cmd_submit(waiting.sniper_swap(args))
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     with client(args) as orders:
         order = orders.get(args.order_id)

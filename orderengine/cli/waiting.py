@@ -1,5 +1,5 @@
 """The CLI's waiting orders: ``submit ... --limit-out 1500 --expires 1h``,
-``--stop 140``, ``--twap 10x30s``, and how an order's type reads in a listing.
+``--stop 140``, ``--twap 10x30s``, ``snipe NEWTOKEN --with 5 USDC``, and how an order's type reads in a listing.
 The generated code is imported when a command runs: --help needs none of it."""
 
 from __future__ import annotations
@@ -40,6 +40,47 @@ def add_options(submit: argparse.ArgumentParser) -> None:
         help="a waiting order expires after a duration (30s, 15m, 1h, 2d, 1h30m) or at an "
         "ISO time (2026-12-31T12:00:00Z); without it, it waits until cancelled",
     )
+
+
+def add_snipe(commands: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``snipe NEWTOKEN --with 5 USDC [--max-price P] [--expires 1h]``."""
+    snipe = commands.add_parser(
+        "snipe",
+        parents=[common],
+        help="buy a token as soon as a pool for it has liquidity (a launch)",
+    )
+    snipe.add_argument("output_token", help="the token to buy, launched or not yet, e.g. NEWTOKEN")
+    snipe.add_argument(
+        "--with",
+        dest="paying",
+        nargs=2,
+        required=True,
+        metavar=("AMOUNT", "TOKEN"),
+        help="what to pay, in whole tokens of a token there is, e.g. --with 5 USDC",
+    )
+    snipe.add_argument(
+        "--max-price",
+        metavar="PRICE",
+        help="only while one token bought costs at most PRICE of the token paid",
+    )
+    snipe.add_argument(
+        "--expires",
+        metavar="WHEN",
+        help="it expires after a duration (30s, 15m, 1h) or at an ISO time; "
+        "without it, it waits until cancelled",
+    )
+    snipe.add_argument(
+        "--slippage-bps", type=int, default=0, help="most the output may fall below the quote"
+    )
+    snipe.add_argument("--client-order-id", help="resubmitting with it returns the first order")
+    snipe.set_defaults(snipe=True, priority_fee="", watch=False, wait=False)
+    return snipe
+
+
+def sniper_swap(args: argparse.Namespace) -> argparse.Namespace:
+    """``snipe``'s arguments as ``submit``'s: --with AMOUNT TOKEN is the input."""
+    args.amount, args.input_token = args.paying
+    return args
 
 
 def duration(text: str) -> timedelta | None:
@@ -89,6 +130,8 @@ def submit_terms(args: argparse.Namespace, now: datetime | None = None) -> dict[
         terms["order_type"] = order_pb2.StopOrder(trigger_price=args.stop)
     elif getattr(args, "twap", None):
         terms["order_type"] = twap_terms(args.twap)
+    elif getattr(args, "snipe", False):
+        terms["order_type"] = order_pb2.SniperOrder(max_price=args.max_price or "")
     if getattr(args, "expires", None):
         terms["expire_time"] = expiry(args.expires, now or datetime.now(UTC))
     return terms
@@ -101,6 +144,10 @@ def terms_text(order: order_pb2.Order) -> str:
         text = f"limit: at least {order.limit.min_amount_out} {order.output_token}"
     elif kind == "stop":
         text = f"stop at {order.stop.trigger_price} {order.output_token}/{order.input_token}"
+    elif kind == "sniper":
+        text = f"sniper: buys once {order.output_token} has a pool"
+        if order.sniper.max_price:
+            text += f", at most {order.sniper.max_price} {order.input_token} each"
     elif kind == "twap":
         every = order.twap.interval.ToTimedelta().total_seconds()
         text = f"twap: {order.twap.slices} slices every {every:g}s"

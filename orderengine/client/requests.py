@@ -12,10 +12,11 @@ from orderengine.v1 import order_pb2, order_service_pb2
 
 Amount = str | int | Decimal
 # A waiting order's type (docs/api.md, "Order types"); none: a market order.
-OrderType = order_pb2.LimitOrder | order_pb2.StopOrder | order_pb2.TwapOrder
+OrderType = order_pb2.LimitOrder | order_pb2.StopOrder | order_pb2.TwapOrder | order_pb2.SniperOrder
 _ORDER_TYPE_FIELDS = {
     order_pb2.LimitOrder: "limit",
     order_pb2.StopOrder: "stop",
+    order_pb2.SniperOrder: "sniper",
     order_pb2.TwapOrder: "twap",
 }
 

@@ -146,6 +146,8 @@ def parts(
                         str(settings.market_flow_seed),
                         "--rate",
                         str(settings.market_flow_rate),
+                        "--launch-rate",
+                        str(settings.market_launch_rate),
                     ],
                 )
             ]

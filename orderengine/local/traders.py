@@ -25,6 +25,9 @@ a seed makes the same prices, pools and flow on the same market.
 
     python -m orderengine.local.traders --seed 7 --rate 5      # 5 noise swaps a second
 
+Beside them, now and then a token launches (``orderengine.local.launcher``,
+``--launch-rate`` a hour; 0: none).
+
 It trades on the chain's Redis (CHAIN_REDIS_URL, else REDIS_URL)."""
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from redis.asyncio import Redis
 
 from orderengine.local.arbitrage import AlongLegs, Arbitrageur
 from orderengine.local.flow_market import Market, RedisMarket
+from orderengine.local.launcher import Launcher, run_launches
 from orderengine.local.reference import Reference, ReferenceWalk
 from orderengine.market.dlmm import DlmmState
 from orderengine.market.pools import Pool, PoolState, all_pools, balances, spot_price
@@ -309,17 +313,22 @@ async def run_flow(
     return counts
 
 
-async def _main(seed: int, rate: float, slot_seconds: float, slots: int | None) -> None:
+async def _main(
+    seed: int, rate: float, slot_seconds: float, slots: int | None, launch_rate: float = 0.0
+) -> None:
     redis = Redis.from_url(Settings().chain_redis_url)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    launching = asyncio.create_task(run_launches(redis, Launcher(seed, launch_rate), stopping))
     try:
         counts = await run_flow(
             RedisMarket(redis), MarketFlow(seed, rate, slot_seconds), stopping, slots
         )
     finally:
+        stopping.set()
+        await launching
         await redis.aclose()
     print(
         f"flow: {counts.noise + counts.arbitrage} swaps landed in {counts.slots} slots "
@@ -345,7 +354,15 @@ def main(argv: list[str] | None = None) -> None:
         help="a step of the flow (default: CHAIN_SLOT_SECONDS, the chain's slot)",
     )
     parser.add_argument("--slots", type=int, default=None, help="stop after this many slots")
+    parser.add_argument(
+        "--launch-rate",
+        type=float,
+        default=0.0,
+        help="token launches an hour on average (default 0: none)",
+    )
     args = parser.parse_args(argv)
+    if args.launch_rate < 0:
+        parser.error("--launch-rate must be 0 or more")
     if args.rate <= 0:
         parser.error("--rate must be greater than 0")
     slot_seconds = Settings().slot_seconds if args.slot_seconds is None else args.slot_seconds
@@ -354,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.slots is not None and args.slots < 1:
         parser.error("--slots must be 1 or more")
     configure_logging("market-flow")
-    asyncio.run(_main(args.seed, args.rate, slot_seconds, args.slots))
+    asyncio.run(_main(args.seed, args.rate, slot_seconds, args.slots, args.launch_rate))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ amount_in, now)``."""
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from fractions import Fraction
-from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +23,7 @@ from orderengine.market.dlmm import (
     make_bins,
     price_from_id,
 )
-from orderengine.tokens import token
+from orderengine.tokens import load_launches, token
 
 __all__ = [
     "FEE_DENOMINATOR",
@@ -32,6 +32,7 @@ __all__ = [
     "Pool",
     "PoolState",
     "Venue",
+    "add_pool",
     "all_pools",
     "balances",
     "pools_for",
@@ -169,9 +170,39 @@ def load_pools(text: str) -> dict[str, Pool]:
     return pools
 
 
-@cache
+_pools: dict[str, Pool] | None = None
+
+
 def all_pools() -> dict[str, Pool]:
-    return load_pools(DATA_FILE.read_text())
+    """The pools of pools.toml and those launched since (known here yet)."""
+    global _pools
+    if _pools is None:
+        _pools = load_pools(DATA_FILE.read_text())
+    return _pools
+
+
+def add_pool(pool: Pool) -> None:
+    """A launched pool joins the market. A new dict, not the old one
+    changed: whoever keyed a cache by the dict's identity (the router's
+    paths) sees another market."""
+    global _pools
+    _pools = {**all_pools(), pool.id: pool}
+
+
+def pools_with(pool_ids: Iterable[str]) -> dict[str, Pool]:
+    """The market's pools, with the chain's launches registered first when
+    one of the ids is not known here yet (a pool launched by another process)."""
+    pools = all_pools()
+    if any(pool_id not in pools for pool_id in pool_ids):
+        load_launches()
+        pools = all_pools()
+    return pools
+
+
+def forget_pools() -> None:
+    """Back to pools.toml's alone (tests)."""
+    global _pools
+    _pools = None
 
 
 def pools_for(input_token: str, output_token: str) -> list[Pool]:

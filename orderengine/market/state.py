@@ -35,7 +35,7 @@ from redis.exceptions import WatchError
 
 from orderengine.market.cpmm import Reserves
 from orderengine.market.dlmm import Bin, DlmmState
-from orderengine.market.pools import Pool, PoolState, all_pools, balances
+from orderengine.market.pools import Pool, PoolState, all_pools, balances, pools_with
 from orderengine.market.routes import Leg, RouteFill, apply_route
 
 # Seeds a pool only when Redis has none of the right kind: a replica racing
@@ -138,8 +138,8 @@ async def read_pools(
 ) -> tuple[dict[str, PoolState], Flows]:
     """The pools' states and flows ledger now; seeds any pool Redis does not
     hold yet."""
-    pools = all_pools()
     ids = list(dict.fromkeys(pool_ids))
+    pools = pools_with(ids)
     if isinstance(redis, Pipeline):
         # Inside a WATCHed transaction: commands run at once.
         raw = [await redis.hgetall(pool_key(i)) for i in ids]

@@ -1,0 +1,212 @@
+"""Sniper orders: one waits OPEN for its token's launch, fires once when a
+pool for it appears and a route buys within its max_price, and lands as a
+market order; a launch too thin to buy anything leaves it OPEN until it
+expires. Amounts are Raydium's formula worked by hand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from redis.asyncio import Redis as AsyncRedis
+
+from executor.driver.context import Context
+from executor.triggers.engine import Triggers
+from orderengine.cli import main
+from orderengine.market import launches
+from orderengine.market.launches import checked
+from orderengine.reasons import Reason
+from orderengine.statuses import Status
+from orderengine.v1 import order_pb2, order_service_pb2
+from tests.conftest import Processes, Services
+from tests.helpers import Submit, eventually, field_violations, rejected, worker_context
+
+USDC = 10**6
+# Launched with 6 decimals, as USDC: base units alike.
+NEWT = 10**6
+
+
+@pytest.fixture(autouse=True)
+def market_as_listed() -> Iterator[None]:
+    launches.forget()
+    yield
+    launches.forget()
+
+
+@pytest.fixture
+def ctx(services: Services) -> Iterator[Context]:
+    with worker_context() as built:
+        yield built
+
+
+def sniper(
+    services: Services, max_price: str = "", expires_in: float | None = None
+) -> order_pb2.Order:
+    fields: dict[str, Any] = {}
+    if expires_in is not None:
+        stamp = Timestamp()
+        stamp.FromDatetime(datetime.now(UTC) + timedelta(seconds=expires_in))
+        fields["expire_time"] = stamp
+    request = Submit(
+        input_token="USDC",
+        output_token="newt",
+        amount="5",
+        sniper=order_pb2.SniperOrder(max_price=max_price),
+        **fields,
+    )
+    return services.orders().SubmitOrder(request, timeout=10).order
+
+
+async def launch(market: AsyncRedis, new: str, paired: str) -> None:
+    """NEWT against USDC, whole tokens of each."""
+    await launches.launch(
+        market, checked("NEWT", 6, "USDC", int(float(new) * NEWT), int(float(paired) * USDC))
+    )
+
+
+def run(ctx: Context, redis_url: str, act: Callable[[Triggers, AsyncRedis], Any]) -> Any:
+    """``act`` on a started trigger part of its own and the chain's Redis."""
+
+    async def go() -> Any:
+        market = AsyncRedis.from_url(redis_url)
+        try:
+            triggers = Triggers(ctx, market)
+            await triggers.start()
+            return await act(triggers, market)
+        finally:
+            await market.aclose()
+
+    return asyncio.run(go())
+
+
+def history(ctx: Context, order_id: str) -> list[tuple[str, str]]:
+    return [(Status.from_proto(e.status).value, e.reason_code) for e in ctx.store.events(order_id)]
+
+
+def bought(usdc_in: int) -> int:
+    """NEWT base units 5 USDC buy from 1,000,000 NEWT and 50,000 USDC: 0.25%
+    off the input (rounded up), the rest on x·y = k (rounded down)."""
+    net = usdc_in - -(-usdc_in * 2500 // 10**6)
+    return net * (1_000_000 * NEWT) // (50_000 * USDC + net)
+
+
+def test_a_sniper_fires_once_when_its_pool_launches_and_confirms(
+    services: Services, engine: Processes, ctx: Context, redis_url: str
+) -> None:
+    order = sniper(services)
+    assert order.status == order_pb2.ORDER_STATUS_OPEN and order.output_token == "NEWT"
+    assert order.WhichOneof("order_type") == "sniper"
+
+    async def act(triggers: Triggers, market: AsyncRedis) -> list[int]:
+        waiting = (await triggers.step(10)).fired
+        await launch(market, "1000000", "50000")
+        launches.forget()  # the trigger part learns of it from the chain
+        fired = (await triggers.step(10)).fired
+        return [waiting, fired, (await triggers.step(10)).fired]
+
+    assert run(ctx, redis_url, act) == [0, 1, 0]
+
+    def confirmed() -> Any:
+        row = ctx.store.get(order.order_id)
+        return row if row is not None and row.status == Status.CONFIRMED else None
+
+    row = eventually(confirmed)
+    assert row.amount_out == bought(5 * USDC) == 99_740_050
+    steps = history(ctx, order.order_id)
+    assert steps[:2] == [("OPEN", ""), ("ROUTING", Reason.TRIGGERED)]
+    assert [s for s, _ in steps].count("ROUTING") == 1
+    assert "NEWT has a pool" in ctx.store.events(order.order_id)[1].reason
+
+
+def test_a_launch_too_thin_leaves_the_sniper_open_until_it_expires(
+    services: Services, ctx: Context, redis_url: str
+) -> None:
+    order = sniper(services, expires_in=1.0)
+
+    async def act(triggers: Triggers, market: AsyncRedis) -> tuple[int, int, int]:
+        # One base unit of NEWT against 1,000 USDC: 5 USDC buys none of it.
+        await launch(market, "0.000001", "1000")
+        fired = (await triggers.step(10)).fired
+        await asyncio.sleep(1.1)
+        later = await triggers.step(10)
+        return fired, later.fired, later.expired
+
+    assert run(ctx, redis_url, act) == (0, 0, 1)
+    assert history(ctx, order.order_id) == [("OPEN", ""), ("EXPIRED", Reason.EXPIRED)]
+
+
+def test_a_sniper_fires_only_within_its_max_price(
+    services: Services, ctx: Context, redis_url: str
+) -> None:
+    # 5 USDC buy 99.74005 NEWT: 0.0501303... USDC each, fee and impact in.
+    assert 5 * USDC * 10_000 // bought(5 * USDC) == 501  # 0.0501 < cost < 0.0502
+    cheap = sniper(services, max_price="0.0501")
+    enough = sniper(services, max_price="0.0502")
+
+    async def act(triggers: Triggers, market: AsyncRedis) -> int:
+        await launch(market, "1000000", "50000")
+        return (await triggers.step(10)).fired
+
+    assert run(ctx, redis_url, act) == 1
+    assert history(ctx, cheap.order_id) == [("OPEN", "")]
+    assert history(ctx, enough.order_id) == [("OPEN", ""), ("ROUTING", Reason.TRIGGERED)]
+    shown = services.orders().GetOrder(
+        order_service_pb2.GetOrderRequest(order_id=cheap.order_id), timeout=10
+    )
+    assert shown.sniper.max_price == "0.0501"
+
+
+def test_a_sniper_names_a_token_not_launched_yet_but_a_symbol_and_pays_in_a_known_one(
+    services: Services,
+) -> None:
+    def submit(input_token: str, output_token: str) -> grpc.RpcError:
+        request = Submit(
+            input_token=input_token,
+            output_token=output_token,
+            amount="5",
+            sniper=order_pb2.SniperOrder(),
+        )
+        return rejected(lambda: services.orders().SubmitOrder(request, timeout=10))
+
+    assert field_violations(submit("USDC", "new token")) == ["output_token"]
+    assert field_violations(submit("NEWT", "USDC")) == ["input_token"]
+    # A market order still needs a token that is there.
+    request = Submit(input_token="USDC", output_token="NEWT", amount="5")
+    error = rejected(lambda: services.orders().SubmitOrder(request, timeout=10))
+    assert field_violations(error) == ["output_token"]
+
+
+def test_the_cli_snipes_a_token_not_launched_yet(
+    services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(
+            [
+                "--address",
+                services.address("order"),
+                "snipe",
+                "newtoken",
+                "--with",
+                "5",
+                "USDC",
+                "--max-price",
+                "0.06",
+                "--expires",
+                "1h",
+            ]
+        )
+    out = capsys.readouterr().out
+    assert exited.value.code == 0, out
+    assert "5 USDC -> NEWTOKEN" in out
+    assert "sniper: buys once NEWTOKEN has a pool, at most 0.06 USDC each, expires" in out
+    order_id = out.split()[1].rstrip(":")
+    shown = services.orders().GetOrder(
+        order_service_pb2.GetOrderRequest(order_id=order_id), timeout=10
+    )
+    assert shown.status == order_pb2.ORDER_STATUS_OPEN and shown.amount == "5"
+    assert shown.sniper.max_price == "0.06" and shown.HasField("expire_time")
