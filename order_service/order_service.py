@@ -141,12 +141,7 @@ def _new_order(request: order_service_pb2.SubmitOrderRequest, owner: str) -> New
         slippage_bps=swap.slippage_bps,
         client_order_id=request.client_order_id or None,
         priority_fee=parse_priority_fee(request.priority_fee),
-        order_type=terms.order_type.value,
-        min_amount_out=terms.min_amount_out,
-        trigger_price=terms.trigger_price,
-        expire_at=terms.expire_at,
-        twap_slices=terms.twap_slices,
-        twap_interval_ms=terms.twap_interval_ms,
+        terms=terms,
     )
 
 

@@ -65,6 +65,9 @@ class OrderTerms:
     twap_interval_ms: int | None = None
 
 
+MARKET = OrderTerms()
+
+
 def parse_price(text: str, field: str) -> str:
     """The price as a normalized decimal string; FieldError naming ``field``."""
     raw = text.strip()

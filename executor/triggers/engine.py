@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -83,6 +83,21 @@ class Round:
     expired: int = 0
     # TWAP slices started or recorded.
     sliced: int = 0
+
+
+def _still_waiting(
+    ids: Iterable[str], rows: Mapping[str, StoredOrder], now: datetime, gone: list[StoredOrder]
+) -> Iterator[StoredOrder]:
+    """The orders of ``ids`` still OPEN and within their time (one past it
+    expires, it does not fire); those no longer OPEN go to ``gone``."""
+    for order_id in ids:
+        row = rows.get(order_id)
+        if row is None:
+            continue
+        if row.status != Status.OPEN:
+            gone.append(row)
+        elif row.expire_at is None or _aware(row.expire_at) > now:
+            yield row
 
 
 def _aware(moment: datetime) -> datetime:
@@ -181,15 +196,8 @@ class Triggers:
         for pair, ids in crossed.items():
             missing = [i for i in ids if i not in rows]
             self.index.forget(pair, missing)
-            for order_id in ids:
-                row = rows.get(order_id)
-                if row is None:
-                    continue
-                if row.status != Status.OPEN:
-                    gone.append(row)
-                elif row.expire_at is not None and _aware(row.expire_at) <= now:
-                    continue  # its time passed: it expires, it does not fire
-                elif fires_at(row, prices[pair]):
+            for row in _still_waiting(ids, rows, now, gone):
+                if fires_at(row, prices[pair]):
                     due.append((row, prices[pair]))
         self.index.remove(gone)
         due = self._quoted([d for d in due if d[0].order_type == OrderType.LIMIT]) + [
@@ -264,14 +272,7 @@ class Triggers:
         now = datetime.now(UTC)
         for symbol, ids in waiting.items():
             self.index.forget_snipers(symbol, [i for i in ids if i not in rows])
-            for order_id in ids:
-                row = rows.get(order_id)
-                if row is None:
-                    continue
-                if row.status != Status.OPEN:
-                    gone.append(row)
-                elif row.expire_at is None or _aware(row.expire_at) > now:
-                    due.append(row)
+            due += _still_waiting(ids, rows, now, gone)
         self.index.remove(gone)
         routes = self._routes(due)
         prices = await read_prices(self.market, {pair_of(row) for row in due})

@@ -12,6 +12,7 @@ from datetime import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderengine.amounts import format_amount
+from orderengine.order_types import MARKET, OrderTerms, OrderType
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.models import StoredOrder
@@ -30,18 +31,13 @@ class NewOrder:
     client_order_id: str | None = None
     # Lamports on top of the network fee, per processed attempt.
     priority_fee: int = 0
-    # What it waits for (orderengine.order_types); market waits for nothing.
-    order_type: str = "market"
-    min_amount_out: int | None = None
-    trigger_price: str | None = None
-    expire_at: datetime | None = None
-    twap_slices: int | None = None
-    twap_interval_ms: int | None = None
+    # What it waits for; a market order waits for nothing.
+    terms: OrderTerms = MARKET
 
     @property
     def waits(self) -> bool:
         """Whether it starts OPEN, waiting for its trigger, rather than queued."""
-        return self.order_type != "market"
+        return self.terms.order_type is not OrderType.MARKET
 
     def same_as(self, row: StoredOrder) -> bool:
         """Whether ``row`` is this order (a resubmission), not another one."""
@@ -62,11 +58,11 @@ class NewOrder:
             self.amount_in,
             self.slippage_bps,
             self.priority_fee,
-            self.order_type,
-            self.min_amount_out,
-            self.trigger_price,
-            self.twap_slices,
-            self.twap_interval_ms,
+            self.terms.order_type.value,
+            self.terms.min_amount_out,
+            self.terms.trigger_price,
+            self.terms.twap_slices,
+            self.terms.twap_interval_ms,
         )
 
 

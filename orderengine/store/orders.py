@@ -15,7 +15,7 @@ import binascii
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -215,6 +215,8 @@ class OrderStore:
                 results.append((taken[key], None))
                 continue
             order_id = str(uuid.uuid4())
+            # The order's terms as their columns, in StoredOrder's order.
+            terms = {**asdict(new.terms), "order_type": new.terms.order_type.value}
             row = StoredOrder(
                 order_id,
                 new.owner,
@@ -233,12 +235,7 @@ class OrderStore:
                 now,
                 now,
                 new.priority_fee,
-                new.order_type,
-                new.min_amount_out,
-                new.trigger_price,
-                new.expire_at,
-                new.twap_slices,
-                new.twap_interval_ms,
+                *terms.values(),
             )
             event = order_pb2.OrderEvent(
                 order_id=order_id,
@@ -264,12 +261,7 @@ class OrderStore:
                     "created_at": now,
                     "updated_at": now,
                     "priority_fee": new.priority_fee,
-                    "order_type": new.order_type,
-                    "min_amount_out": new.min_amount_out,
-                    "trigger_price": new.trigger_price,
-                    "expire_at": new.expire_at,
-                    "twap_slices": new.twap_slices,
-                    "twap_interval_ms": new.twap_interval_ms,
+                    **terms,
                 }
             )
             events.append(_event_values(event, first.value, now))

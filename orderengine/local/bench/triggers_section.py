@@ -23,6 +23,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from orderengine.market.routes import Leg
 from orderengine.market.state import land_route, read_reserves
 from orderengine.observability import metrics_scrape
 from orderengine.order_queue import enqueue_orders, order_queue
+from orderengine.order_types import MARKET, OrderTerms, OrderType
 from orderengine.settings import Settings
 from orderengine.statuses import Status
 from orderengine.store.changes import NewOrder
@@ -166,7 +168,7 @@ def _crossing_rows(
     )
     # The same burst of market orders, queued at once on the same stack:
     # the rate the engine confirms such a burst at, for the row above.
-    market = _write(store, crossing, {})
+    market = _write(store, crossing, MARKET)
     queued_at = time.time()
     enqueue_orders(order_queue(redis, Settings().queue_name), market)
     deadline = time.monotonic() + 120
@@ -189,7 +191,7 @@ def _expiry_rows(report: Report, store: OrderStore, metrics_url: str, count: int
     now = datetime.now(UTC)
     # A whole second, far enough ahead for the writes and the index.
     second = now.replace(microsecond=0) + timedelta(seconds=15 if count > 1_000 else 6)
-    ids = _write(store, count, {"order_type": "stop", "trigger_price": "1"}, expire_at=second)
+    ids = _write(store, count, OrderTerms(OrderType.STOP, trigger_price="1"), expire_at=second)
     _wait_indexed(metrics_url, "stop", count)
     while datetime.now(UTC) < second:
         time.sleep(0.01)
@@ -227,12 +229,12 @@ def _expiry_rows(report: Report, store: OrderStore, metrics_url: str, count: int
 # -- helpers ---------------------------------------------------------------------
 
 
-def _limit(usdc_per_sol: int) -> dict[str, object]:
-    return {"order_type": "limit", "min_amount_out": AMOUNT * usdc_per_sol * USDC // SOL}
+def _limit(usdc_per_sol: int) -> OrderTerms:
+    return OrderTerms(OrderType.LIMIT, min_amount_out=AMOUNT * usdc_per_sol * USDC // SOL)
 
 
 def _write(
-    store: OrderStore, count: int, terms: dict[str, object], expire_at: datetime | None = None
+    store: OrderStore, count: int, terms: OrderTerms, expire_at: datetime | None = None
 ) -> list[str]:
     """``count`` waiting orders, as OrderService stores them."""
     ids: list[str] = []
@@ -244,8 +246,7 @@ def _write(
                 output_token="USDC",
                 amount_in=AMOUNT,
                 slippage_bps=50,
-                expire_at=expire_at,
-                **terms,  # type: ignore[arg-type]
+                terms=replace(terms, expire_at=expire_at),
             )
             for _ in range(min(WRITE_BATCH, count - start))
         ]
