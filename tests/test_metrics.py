@@ -92,10 +92,13 @@ def test_orders_driven_to_confirmed_show_on_every_part(
         here.get("orderengine_execution_seconds_count", commitment="processed")
         - before.get("orderengine_execution_seconds_count", commitment="processed")
     ) == 3
-    # Each order quoted twice: its price impact at submit, its route when routed.
-    assert (
-        here.get("orderengine_quote_seconds_count") - before.get("orderengine_quote_seconds_count")
-    ) == 2 * 3
+    # Each order's route quoted when routed; at submit, the first order's
+    # price impact, which the two after it (no larger, within a second)
+    # pass on unless the machine held them apart longer than that.
+    quoted = here.get("orderengine_quote_seconds_count") - before.get(
+        "orderengine_quote_seconds_count"
+    )
+    assert 3 + 1 <= quoted <= 3 + 3
 
     # Orders by status, from the database (read at most once a second), and the queue drained.
     def settled() -> Samples | None:
