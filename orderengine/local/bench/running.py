@@ -42,13 +42,15 @@ BENCH_FAUCET = ",".join(f"{symbol}={amount}" for symbol, amount in BENCH_WALLET.
 def load(*args: str) -> dict[str, Any]:
     """Runs the load process and returns what it printed."""
     out = subprocess.run(
-        [sys.executable, "-m", "orderengine.local.bench.load", *args],
+        [sys.executable, "-X", "faulthandler", "-m", "orderengine.local.bench.load", *args],
         capture_output=True,
         text=True,
         check=False,
     )
     if out.returncode != 0:
-        raise RuntimeError(f"load {' '.join(args)} failed:\n{out.stderr[-2000:]}")
+        raise RuntimeError(
+            f"load {' '.join(args)} failed (exit {out.returncode}):\n{out.stderr[-2000:]}"
+        )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
