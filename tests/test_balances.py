@@ -5,6 +5,7 @@ Real services over gRPC, a real worker and tracker where orders land."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ import pytest
 from redis import Redis
 
 from executor.chain.wallets import wallet_key
+from order_service.wallets import KEPT_SECONDS
 from orderengine.store.api_keys import ApiKeys
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_pb2, order_service_pb2, order_service_pb2_grpc
@@ -306,3 +308,32 @@ def test_two_orders_racing_for_one_balance_land_one_and_fail_the_other_for_funds
     assert "the wallet holds 0.39999 SOL, the swap spends 0.6" in failed.reason
     # 1 SOL - 0.6 - two fees of 5,000 lamports.
     assert balances(carol, "SOL") == {"SOL": "0.39999"}
+
+
+def test_a_balance_read_lately_passes_orders_only_while_it_covers_them_all(
+    services: Services, carol: order_service_pb2_grpc.OrderServiceStub, redis_url: str, redis: Redis
+) -> None:
+    """A submit right after another is decided on the balance the first
+    read, less what the orders passed on it since need; past that, or once
+    it is KEPT_SECONDS old, on a fresh read. A debit made outside
+    OrderService goes unseen until then: the chain refuses such an order at
+    landing, as it does any order in flight."""
+    fund(redis_url, "carol", {"SOL": "1"})
+    sol = Submit(input_token="SOL", output_token="USDC", amount="0.4")
+    carol.SubmitOrder(sol, timeout=10)  # read: 1 SOL; 0.599995 left to pass on
+    redis.hset(wallet_key("carol"), "SOL", "0")  # spent elsewhere
+    # Still covered by what is kept: passed without asking the chain.
+    assert carol.SubmitOrder(sol, timeout=10).order.status == order_pb2.ORDER_STATUS_PENDING
+    # 0.19999 SOL left of it: not enough, so a fresh read decides, and refuses.
+    error = rejected(lambda: carol.SubmitOrder(sol, timeout=10))
+    assert item_error_of(error).reason == "INSUFFICIENT_FUNDS"
+    assert dict(item_error_of(error).metadata)["balance"] == "0"
+    # Funded again (not through OrderService): a fresh read sees it.
+    fund(redis_url, "carol", {"SOL": "0.5"})
+    assert carol.SubmitOrder(sol, timeout=10).order.status == order_pb2.ORDER_STATUS_PENDING
+    # Spent elsewhere again: once the kept balance is old, it is read afresh.
+    redis.hset(wallet_key("carol"), "SOL", "0")
+    time.sleep(KEPT_SECONDS + 0.1)
+    assert item_error_of(rejected(lambda: carol.SubmitOrder(sol, timeout=10))).reason == (
+        "INSUFFICIENT_FUNDS"
+    )

@@ -283,10 +283,12 @@ def test_make_run_stack_confirms_an_order_watched_live_and_late(
     )
     assert order_id in listed.stdout and "CONFIRMED" in listed.stdout
 
-    # make run funded the local owner's wallet with 100 SOL; the order took
-    # 10 of them and the network fee, 5,000 lamports.
+    # make run funded the local owner's wallet with a million SOL; the order
+    # took 10 of them and the network fee, 5,000 lamports.
     assert re.search(
-        r"^  wallet +owner 'local' holds at least 100 SOL, 10000 USDC", banners[0], re.MULTILINE
+        r"^  wallet +owner 'local' holds at least 1000000 SOL, 100000000 USDC",
+        banners[0],
+        re.MULTILINE,
     )
     held = subprocess.run(
         [sys.executable, "-m", "orderengine.cli", "balances", "SOL"],
@@ -296,7 +298,7 @@ def test_make_run_stack_confirms_an_order_watched_live_and_late(
         text=True,
         timeout=30,
     )
-    assert held.stdout.split() == ["SOL", "89.999995"], held
+    assert held.stdout.split() == ["SOL", "999989.999995"], held
 
     # Every part serves /metrics, listed for Prometheus; together they saw the order through.
     pages = {target.part: target.url for target in read_targets(tmp_path / "var" / TARGETS_FILE)}

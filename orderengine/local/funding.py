@@ -14,9 +14,19 @@ from orderengine.mesh.auth import key_metadata
 from orderengine.mesh.channels import ORDER_SERVICE, channel
 from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
 
-# What make run's owner holds at least after a start, in whole tokens: a
-# hundred SOL and ten thousand USDC, the faucet's default for one call.
-LOCAL_WALLET = {"SOL": "100", "USDC": "10000"}
+# What make run's owner holds at least after a start, in whole tokens. make
+# run is a local network, as solana-test-validator is: its faucet is the
+# local owner's to draw on, so a load test of any length is paid for.
+LOCAL_WALLET = {"SOL": "1000000", "USDC": "100000000"}
+# make run's faucet limits (FAUCET_MAX_PER_CALL and FAUCET_MAX_PER_OWNER,
+# unless set): a call gives what a local network's would, a thousandfold
+# the defaults of a deployed one.
+LOCAL_FAUCET = {
+    "FAUCET_MAX_PER_CALL": "SOL=1000000,USDC=100000000,USDT=100000000,JUP=100000000,"
+    "RAY=50000000,BONK=1000000000000",
+    "FAUCET_MAX_PER_OWNER": "SOL=10000000,USDC=1000000000,USDT=1000000000,JUP=1000000000,"
+    "RAY=500000000,BONK=10000000000000",
+}
 CALL_SECONDS = 10.0
 
 

@@ -30,7 +30,7 @@ from orderengine.client.keys import read_key_file
 from orderengine.client.version import VERSION
 from orderengine.local import metrics_targets
 from orderengine.local.embedded_redis import EmbeddedRedis, stopping_with_parent
-from orderengine.local.funding import LOCAL_WALLET, top_up
+from orderengine.local.funding import LOCAL_FAUCET, LOCAL_WALLET, top_up
 from orderengine.local.parts import (
     WORKERS_PER_REPLICA,
     Part,
@@ -122,6 +122,8 @@ class Stack:
         if env.get("INTERNAL_TOKEN", "").strip() in ("", PLACEHOLDER_INTERNAL_TOKEN):
             env["INTERNAL_TOKEN"] = secrets.token_urlsafe(32)
         env.setdefault("ORDERENGINE_API_KEY_FILE", str(self.data_dir / "api-key"))
+        for name, limits in LOCAL_FAUCET.items():
+            env.setdefault(name, limits)
         settings = Settings()
         configured = {
             "ORDER_SERVICE": settings.order_service_address,
