@@ -2,7 +2,8 @@
 being written wait for the next one, so under load many orders share one
 database transaction and two Redis round trips (the queue check with each
 owner's rate limit; then jobs, markers, events), and a lone order still goes
-at once.
+at once. Callers are answered once their orders are committed; the second
+round trip follows on the same thread, before the next batch's check.
 
 An order refused (a full queue, its owner's rate limit) whose
 client_order_id names a stored order is answered with that order: the
@@ -11,8 +12,9 @@ resubmission of an order that exists changes nothing, so nothing refuses it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -29,6 +31,7 @@ from orderengine.statuses import Status
 from orderengine.store.changes import NewOrder
 from orderengine.store.models import StoredOrder
 from orderengine.store.orders import OrderStore
+from orderengine.v1 import order_pb2
 
 log = logging.getLogger(__name__)
 
@@ -212,33 +215,26 @@ class Submissions:
         # in the database (orderengine.triggers).
         queued = [row.order_id for row, _ in created if row.status == Status.PENDING]
         if created:
-            try:
-                with self.redis.pipeline(transaction=False) as pipe:
-                    if queued:
-                        enqueue_orders(
-                            self.queue,
-                            queued,
-                            pipeline=pipe,
-                            carried=dict(
-                                zip(
-                                    [row.order_id for row, _ in stored],
-                                    [
-                                        c
-                                        for i, c in enumerate(carried)
-                                        if i not in refused and i not in answered
-                                    ],
-                                    strict=False,
-                                )
-                            ),
-                        )
-                    publish(pipe, [event for _, event in created if event is not None])
-                    pipe.execute()
-            except RedisError as exc:
-                # Stored is accepted: the reconciler queues what Redis did
-                # not take (it failed between the depth check and here).
-                log.warning(
-                    "%d orders stored but not queued (%s); the reconciler will", len(created), exc
-                )
+            # Stored is accepted: the callers are answered now, and their
+            # jobs and events go out next on this thread, before the next
+            # batch's depth check. A process that dies in between leaves
+            # them to the reconciler, as Redis failing here does.
+            self._after_answer(
+                self._queue_and_publish,
+                queued,
+                dict(
+                    zip(
+                        [row.order_id for row, _ in stored],
+                        [
+                            c
+                            for i, c in enumerate(carried)
+                            if i not in refused and i not in answered
+                        ],
+                        strict=False,
+                    )
+                ),
+                [event for _, event in created if event is not None],
+            )
         results = iter([(row, event is not None) for row, event in stored])
         return [
             refused[index]
@@ -248,6 +244,33 @@ class Submissions:
             else next(results)
             for index in range(len(news))
         ]
+
+    def _after_answer(self, step: Callable[..., None], *args: Any) -> None:
+        """Runs ``step`` on this thread once the batch running now has been
+        answered; at once when the thread is closing (it takes nothing new)."""
+        try:
+            self._thread.submit(step, *args)
+        except RuntimeError:
+            step(*args)
+
+    def _queue_and_publish(
+        self,
+        queued: list[str],
+        carried: dict[str, handoffs.Carrier],
+        events: list[order_pb2.OrderEvent],
+    ) -> None:
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                if queued:
+                    enqueue_orders(self.queue, queued, pipeline=pipe, carried=carried)
+                publish(pipe, events)
+                pipe.execute()
+        except RedisError as exc:
+            # The reconciler queues what Redis did not take (it failed
+            # between the depth check and here).
+            log.warning(
+                "%d orders stored but not queued (%s); the reconciler will", len(events), exc
+            )
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)

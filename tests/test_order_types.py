@@ -14,7 +14,7 @@ from redis import Redis
 from orderengine.order_queue import QUEUED
 from orderengine.v1 import order_pb2, order_service_pb2
 from tests.conftest import Services
-from tests.helpers import Submit, field_violations, rejected, statuses, watch_all
+from tests.helpers import Submit, eventually, field_violations, rejected, statuses, watch_all
 
 
 def stamp(moment: datetime) -> Timestamp:
@@ -69,7 +69,8 @@ def test_a_stop_order_keeps_its_trigger_price_exactly(services: Services) -> Non
 def test_a_market_order_still_needs_no_order_type(services: Services, redis: Redis) -> None:
     order = services.orders().SubmitOrder(sol_usdc(), timeout=10).order
     assert order.status == order_pb2.ORDER_STATUS_PENDING
-    assert redis.hget(QUEUED, order.order_id) is not None
+    # Queued right after its answer (the answer waits for the commit alone).
+    eventually(lambda: redis.hget(QUEUED, order.order_id), timeout=5)
     explicit = (
         services.orders().SubmitOrder(sol_usdc(market=order_pb2.MarketOrder()), timeout=10).order
     )
