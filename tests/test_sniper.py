@@ -6,9 +6,10 @@ expires. Amounts are Raydium's formula worked by hand."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -16,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from redis.asyncio import Redis as AsyncRedis
 
 from executor.driver.context import Context
-from executor.triggers.engine import Triggers
+from executor.triggers.engine import SNIPE_RETRY_SECONDS, Triggers
 from orderengine.cli import main
 from orderengine.market import launches
 from orderengine.market.launches import checked
@@ -138,6 +139,46 @@ def test_a_launch_too_thin_leaves_the_sniper_open_until_it_expires(
 
     assert run(ctx, redis_url, act) == (0, 0, 1)
     assert history(ctx, order.order_id) == [("OPEN", ""), ("EXPIRED", Reason.EXPIRED)]
+
+
+class NotLoadedYet:
+    """QuoteService as a process that has not registered the launch yet (it
+    looks at most every LOAD_EVERY_SECONDS): the first BatchGetQuotes asks
+    it for a token it does not know, and gets its real answer to that."""
+
+    def __init__(self, quotes: Any) -> None:
+        self._quotes = quotes
+        self.calls = 0
+
+    def BatchGetQuotes(self, request: Any, **options: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            unknown = type(request)()
+            unknown.CopyFrom(request)
+            for item in unknown.requests:
+                item.output_token = "NEWTX"
+            request = unknown
+        return self._quotes.BatchGetQuotes(request, **options)
+
+
+def test_a_launch_quotes_do_not_know_yet_fires_its_sniper_at_the_next_look(
+    services: Services, ctx: Context, redis_url: str
+) -> None:
+    order = sniper(services)
+    quotes = NotLoadedYet(ctx.quotes)
+    late = dataclasses.replace(ctx, quotes=cast(Any, quotes))
+
+    async def act(triggers: Triggers, market: AsyncRedis) -> list[int]:
+        await launch(market, "1000000", "50000")
+        launches.forget()
+        first = (await triggers.step(10)).fired  # quoted as unknown: not yet
+        soon = (await triggers.step(10)).fired  # not asked again at once
+        await asyncio.sleep(SNIPE_RETRY_SECONDS + 0.05)
+        return [first, soon, (await triggers.step(10)).fired]
+
+    assert run(late, redis_url, act) == [0, 0, 1]
+    assert quotes.calls == 2
+    assert ctx.store.get(order.order_id).status != Status.OPEN  # type: ignore[union-attr]
 
 
 def test_a_sniper_fires_only_within_its_max_price(

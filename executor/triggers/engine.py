@@ -56,7 +56,7 @@ from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.changes import Change, Transition
 from orderengine.store.models import StoredOrder
-from orderengine.tokens import TOKENS, token
+from orderengine.tokens import LOAD_EVERY_SECONDS, TOKENS, token
 from orderengine.transitions import move_many
 from orderengine.v1 import market_pb2, quote_service_pb2
 
@@ -69,12 +69,19 @@ PAGE = 2_000
 OVERLAP = timedelta(seconds=2)
 # Quotes one BatchGetQuotes call asks for: QuoteService's most.
 QUOTES_PER_CALL = 64
+# The fields a quote names when it does not know a token.
+TOKEN_FIELDS = ("input_token", "output_token")
 # The reconciler's check: every OPEN order is indexed again, a page per
 # round at most every REINDEX_PAGE_SECONDS (so that a sweep of 100,000
 # orders never holds up a price move), a sweep every REINDEX_SECONDS: what
 # any drift (a lost write, an entry taken out by a race) can cost.
 REINDEX_SECONDS = 60.0
 REINDEX_PAGE_SECONDS = 0.2
+# A launched token QuoteService does not know yet (it looks for new ones at
+# most every LOAD_EVERY_SECONDS): its snipers are checked again this much
+# later, up to SNIPE_RETRIES times, rather than at the next change or sweep.
+SNIPE_RETRY_SECONDS = 2 * LOAD_EVERY_SECONDS
+SNIPE_RETRIES = 10
 
 
 @dataclass
@@ -119,6 +126,9 @@ class Triggers:
         # (time.monotonic()).
         self.sweep: tuple[datetime, str] | None = None
         self.sweep_at = 0.0
+        # Launched tokens QuoteService did not know at a sniper's check:
+        # symbol -> when to check again (time.monotonic()), and tries left.
+        self.unquoted: dict[str, tuple[float, int]] = {}
 
     # -- the index --------------------------------------------------------------
 
@@ -219,11 +229,12 @@ class Triggers:
         ]
 
     def _routes(
-        self, rows: Sequence[StoredOrder]
+        self, rows: Sequence[StoredOrder], unknown: set[str] | None = None
     ) -> dict[tuple[str, str, int, int], market_pb2.Route]:
         """A route for each order's whole amount, where one can be had now.
         Orders of one pair and amount share a quote; a quote that cannot be
-        had now leaves them waiting for the next change."""
+        had now leaves them waiting for the next change. ``unknown`` gathers
+        the tokens QuoteService refused as unknown."""
         if not rows:
             return {}
         keys = list(dict.fromkeys(_quote_key(row) for row in rows))
@@ -250,6 +261,8 @@ class Triggers:
             for key, result in zip(chunk, results, strict=True):
                 if result.WhichOneof("result") == "response":
                     routes[key] = result.response.route
+                elif unknown is not None and result.error.field in TOKEN_FIELDS:
+                    unknown.add(key[1] if result.error.field == "output_token" else key[0])
         return routes
 
     async def snipe(self, symbols: set[str] | None = None, changed_at: float | None = None) -> int:
@@ -274,7 +287,9 @@ class Triggers:
             self.index.forget_snipers(symbol, [i for i in ids if i not in rows])
             due += _still_waiting(ids, rows, now, gone)
         self.index.remove(gone)
-        routes = self._routes(due)
+        unknown: set[str] = set()
+        routes = self._routes(due, unknown)
+        self._quote_again(set(waiting), unknown)
         prices = await read_prices(self.market, {pair_of(row) for row in due})
         fired: list[tuple[StoredOrder, Fraction]] = []
         for row in due:
@@ -285,6 +300,24 @@ class Triggers:
             if sniper_affords(row, out):
                 fired.append((row, price))
         return self.fire(fired, changed_at)
+
+    def _quote_again(self, checked: set[str], unknown: set[str]) -> None:
+        """Schedules another check of the snipers of each launched token
+        QuoteService did not know yet; one it knew when checked is done with."""
+        now = time.monotonic()
+        for symbol in checked - unknown:
+            self.unquoted.pop(symbol, None)
+        for symbol in unknown:
+            _, left = self.unquoted.get(symbol, (0.0, SNIPE_RETRIES))
+            if left > 0:
+                self.unquoted[symbol] = (now + SNIPE_RETRY_SECONDS, left - 1)
+            else:
+                log.warning("triggers: QuoteService does not know %s yet; snipers wait", symbol)
+                del self.unquoted[symbol]
+
+    def _unquoted_due(self) -> set[str]:
+        now = time.monotonic()
+        return {symbol for symbol, (at, _) in self.unquoted.items() if at <= now}
 
     def fire(self, due: Sequence[tuple[StoredOrder, Fraction]], changed_at: float | None) -> int:
         """OPEN -> ROUTING for each, best price then oldest first, and the queue."""
@@ -394,12 +427,16 @@ class Triggers:
         new = self.newly_open()
         affected |= {pair_of(row) for row in new if OrderType(row.order_type).priced}
         known = all_pools()
-        sniped = {row.output_token for row in new if row.order_type == OrderType.SNIPER} | {
-            symbol
-            for pool_id in pools
-            if pool_id in known
-            for symbol in (known[pool_id].token_a, known[pool_id].token_b)
-        }
+        sniped = (
+            {row.output_token for row in new if row.order_type == OrderType.SNIPER}
+            | {
+                symbol
+                for pool_id in pools
+                if pool_id in known
+                for symbol in (known[pool_id].token_a, known[pool_id].token_b)
+            }
+            | self._unquoted_due()
+        )
         result.expired = self.expire()
         result.fired += await self.check(affected, changed_at)
         result.fired += await self.snipe(sniped, changed_at)
