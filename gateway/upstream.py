@@ -66,6 +66,9 @@ def watch_metadata(authorization: str | None) -> tuple[tuple[str, str], ...]:
 
 # Orders in one BatchSubmitOrders: OrderService's limit, one of its batches.
 MAX_ORDERS_PER_CALL = 256
+# One caller's submit calls on their way at once: the next batch goes while
+# one is answered, and OrderService gathers them into its own batches.
+SUBMITS_IN_FLIGHT = 4
 # API keys with a coalescer at once; past it the oldest goes (its callers
 # still get their answers: it only stops taking new ones).
 MAX_CALLERS = 1024
@@ -197,7 +200,9 @@ class Upstream:
             async def send(items: list[_Submit]) -> list[Submitted | Exception]:
                 return await self._send(metadata, items)
 
-            coalescer = self._submits[authorization] = Coalescer(send, MAX_ORDERS_PER_CALL)
+            coalescer = self._submits[authorization] = Coalescer(
+                send, MAX_ORDERS_PER_CALL, in_flight=SUBMITS_IN_FLIGHT
+            )
         return await coalescer.submit(
             _Submit(request, request_ids.current(), otel_context.get_current())
         )

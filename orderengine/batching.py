@@ -39,15 +39,20 @@ class Coalescer(Generic[T, R]):
         *,
         executor: Executor | None = None,
         key: Callable[[T], Hashable] | None = None,
+        in_flight: int = 1,
     ) -> None:
         """``run``: the batch function, blocking or a coroutine function.
         ``executor``: where a blocking ``run`` runs (None: the loop's default); a
         one-thread executor runs batches in the order they were formed.
         ``key``: items of one key go into one batch together and count as one
         towards ``max_batch`` (as many reads of one row cost one); without
-        it, each item counts."""
+        it, each item counts. ``in_flight``: batches running at once (a
+        call to another process: while one is on its way, the next forms and
+        goes, so the caller's wait is not the sum of the round trips)."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if in_flight < 1:
+            raise ValueError(f"in_flight must be at least 1, got {in_flight}")
         self._run = run
         self._awaited = inspect.iscoroutinefunction(run)
         self.max_batch = max_batch
@@ -57,7 +62,8 @@ class Coalescer(Generic[T, R]):
         self._numbers = count()
         # key -> its items and their futures, in the order keys first came.
         self._queued: dict[Hashable, list[tuple[T, asyncio.Future[R]]]] = {}
-        self._draining: asyncio.Task[None] | None = None
+        self.in_flight = in_flight
+        self._draining: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         """Items waiting for a batch (not those of the batch running)."""
@@ -83,8 +89,8 @@ class Coalescer(Generic[T, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         key = next(self._numbers) if self._key is None else self._key(item)
         self._queued.setdefault(key, []).append((item, future))
-        if self._draining is None:
-            self._draining = asyncio.create_task(self._drain())
+        if len(self._draining) < self.in_flight:
+            self._draining.add(asyncio.create_task(self._drain()))
         return future
 
     async def _drain(self) -> None:
@@ -134,4 +140,6 @@ class Coalescer(Generic[T, R]):
                     else:
                         future.set_result(result)
         finally:
-            self._draining = None
+            # Here, not in a done callback: an item queued from now on
+            # starts a drain of its own.
+            self._draining.discard(cast("asyncio.Task[None]", asyncio.current_task()))

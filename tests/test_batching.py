@@ -199,3 +199,39 @@ def test_a_batch_function_that_answers_the_wrong_number_fails_the_batch() -> Non
 
     got = asyncio.run(short())
     assert isinstance(got, list) and all(isinstance(r, RuntimeError) for r in got)
+
+
+def test_with_two_in_flight_the_next_batch_goes_while_one_is_out_and_none_waits_forever() -> None:
+    """A call to another process (an async batch function): with
+    ``in_flight=2`` a second batch goes while the first is out, a third
+    waits for one of them; once all are answered, a lone item still goes."""
+    out: list[list[int]] = []
+
+    async def crowd() -> tuple[list[object], int]:
+        gate = asyncio.Event()
+
+        async def call(items: list[int]) -> list[int | Exception]:
+            out.append(list(items))
+            await gate.wait()
+            return [item * 2 for item in items]
+
+        batcher: Coalescer[int, int] = Coalescer(call, 2, in_flight=2)
+        first = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2)]
+        await asyncio.sleep(0)
+        second = [asyncio.ensure_future(batcher.submit(i)) for i in (3, 4, 5)]
+        await asyncio.sleep(0.01)
+        out_at_once = len(out)
+        gate.set()
+        results = await asyncio.gather(*first, *second)
+        return [*results, await batcher.submit(6)], out_at_once
+
+    results, out_at_once = asyncio.run(crowd())
+    assert results == [2, 4, 6, 8, 10, 12]
+    # Two batches out together, the rest after one came back, then the lone one.
+    assert out_at_once == 2
+    assert out == [[1, 2], [3, 4], [5], [6]]
+
+
+def test_in_flight_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match="in_flight"):
+        Coalescer(lambda items: items, 4, in_flight=0)
