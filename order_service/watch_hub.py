@@ -294,6 +294,8 @@ class WatchHub:
         """One message off the channel. This is the process's only listener:
         a message it cannot read, or a watcher it cannot reach, costs that
         message or that watcher, never the fan-out itself."""
+        if not self._inboxes:  # nobody watches: nothing to read it for
+            return
         try:
             event = decode(data)
         except Exception as exc:
