@@ -148,12 +148,14 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
         one = run_load(python_command("serial", url, count=count))
         report.figure(
             "http",
-            "one order at a time: p50 (python httpx)",
+            "one order at a time: p50 (python http.client)",
             [one["p50_ms"]],
             "ms",
             target=Target(False, 4),
         )
-        report.figure("http", "one order at a time: p99 (python httpx)", [one["p99_ms"]], "ms")
+        report.figure(
+            "http", "one order at a time: p99 (python http.client)", [one["p99_ms"]], "ms"
+        )
         counts = Counts(backing)
         counts.wait_terminal(DRAIN_SECONDS)
         _end_to_end(report, running, backing, counts, tool, url, quick)
