@@ -110,7 +110,9 @@ class ObservedRequests:
                 span.end()
             at = call_logs.level(
                 failed=status >= 400,
-                server_error=status >= 500,
+                # A health check's 503 is its answer (not serving yet), which
+                # its poller reports: not a fault of the call.
+                server_error=status >= 500 and not (polled and status == 503),
                 milliseconds=milliseconds,
                 slow_ms=self.slow_ms,
                 health=polled,
