@@ -68,6 +68,18 @@ class OrderTerms:
 MARKET = OrderTerms()
 
 
+def stored_terms(row: StoredOrder) -> OrderTerms:
+    """A stored order's terms, in the shape a new order holds them."""
+    return OrderTerms(
+        OrderType(row.order_type),
+        row.min_amount_out,
+        row.trigger_price,
+        row.expire_at,
+        row.twap_slices,
+        row.twap_interval_ms,
+    )
+
+
 def parse_price(text: str, field: str) -> str:
     """The price as a normalized decimal string; FieldError naming ``field``."""
     raw = text.strip()

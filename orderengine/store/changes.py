@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderengine.amounts import format_amount
-from orderengine.order_types import MARKET, OrderTerms, OrderType
+from orderengine.order_types import MARKET, OrderTerms, OrderType, stored_terms
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.store.models import StoredOrder
@@ -40,29 +40,22 @@ class NewOrder:
         return self.terms.order_type is not OrderType.MARKET
 
     def same_as(self, row: StoredOrder) -> bool:
-        """Whether ``row`` is this order (a resubmission), not another one."""
+        """Whether ``row`` is this order (a resubmission), not another one:
+        the same swap and terms (an expiry is a moment, not what is asked)."""
         return (
             row.input_token,
             row.output_token,
             row.amount_in,
             row.slippage_bps,
             row.priority_fee,
-            row.order_type,
-            row.min_amount_out,
-            row.trigger_price,
-            row.twap_slices,
-            row.twap_interval_ms,
+            replace(stored_terms(row), expire_at=None),
         ) == (
             self.input_token,
             self.output_token,
             self.amount_in,
             self.slippage_bps,
             self.priority_fee,
-            self.terms.order_type.value,
-            self.terms.min_amount_out,
-            self.terms.trigger_price,
-            self.terms.twap_slices,
-            self.terms.twap_interval_ms,
+            replace(self.terms, expire_at=None),
         )
 
 
