@@ -21,6 +21,7 @@ import uvicorn
 from redis import Redis
 from sqlalchemy import delete
 
+from executor.driver.context import Context
 from gateway.app import create_app
 from order_service.watch_hub import WatchHub
 from orderengine.local.embedded_redis import EmbeddedRedis
@@ -37,7 +38,7 @@ from orderengine.v1 import (
     order_service_pb2_grpc,
     quote_service_pb2_grpc,
 )
-from tests.helpers import eventually, fund
+from tests.helpers import eventually, fund, worker_context
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,6 +298,13 @@ class Processes:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture
+def ctx(services: Services) -> Iterator[Context]:
+    """What a worker, the tracker or the trigger part holds, beside the services."""
+    with worker_context() as built:
+        yield built
 
 
 @pytest.fixture

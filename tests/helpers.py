@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from executor.chain.faucet import airdrop
 from executor.chain.wallets import FEE_COLLECTOR, MINTED, decode
 from executor.driver.context import Context, context
+from executor.triggers.engine import Triggers
 from orderengine.cli import main as cli_main
 from orderengine.market.pools import PoolState, all_pools, balances
 from orderengine.market.state import read_pools
@@ -56,6 +57,34 @@ def worker_context() -> Iterator[Context]:
         context.cache_clear()
         built.store.engine.dispose()
         built.redis.close()
+
+
+def history(ctx: Context, order_id: str) -> list[tuple[str, str]]:
+    """The order's events as (status, reason code), oldest first."""
+    return [(Status.from_proto(e.status).value, e.reason_code) for e in ctx.store.events(order_id)]
+
+
+def on_trigger_part(
+    ctx: Context, redis_url: str, act: Callable[[Triggers], object], started: bool = False
+) -> Any:
+    """``act`` on a trigger part of its own over the chain's Redis at
+    ``redis_url`` (awaited when it is a coroutine); ``started``: once it has
+    started (its index built, the pool changes followed from now)."""
+
+    async def go() -> Any:
+        market = Redis.from_url(redis_url)
+        try:
+            triggers = Triggers(ctx, market)
+            if started:
+                await triggers.start()
+            result = act(triggers)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+        finally:
+            await market.aclose()
+
+    return asyncio.run(go())
 
 
 def is_legal(current: Status, target: Status) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -25,7 +25,14 @@ from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.v1 import order_pb2, order_service_pb2
 from tests.conftest import Processes, Services
-from tests.helpers import Submit, eventually, field_violations, rejected, worker_context
+from tests.helpers import (
+    Submit,
+    eventually,
+    field_violations,
+    history,
+    on_trigger_part,
+    rejected,
+)
 
 USDC = 10**6
 # Launched with 6 decimals, as USDC: base units alike.
@@ -37,12 +44,6 @@ def market_as_listed() -> Iterator[None]:
     launches.forget()
     yield
     launches.forget()
-
-
-@pytest.fixture
-def ctx(services: Services) -> Iterator[Context]:
-    with worker_context() as built:
-        yield built
 
 
 def sniper(
@@ -70,25 +71,6 @@ async def launch(market: AsyncRedis, new: str, paired: str) -> None:
     )
 
 
-def run(ctx: Context, redis_url: str, act: Callable[[Triggers, AsyncRedis], Any]) -> Any:
-    """``act`` on a started trigger part of its own and the chain's Redis."""
-
-    async def go() -> Any:
-        market = AsyncRedis.from_url(redis_url)
-        try:
-            triggers = Triggers(ctx, market)
-            await triggers.start()
-            return await act(triggers, market)
-        finally:
-            await market.aclose()
-
-    return asyncio.run(go())
-
-
-def history(ctx: Context, order_id: str) -> list[tuple[str, str]]:
-    return [(Status.from_proto(e.status).value, e.reason_code) for e in ctx.store.events(order_id)]
-
-
 def bought(usdc_in: int) -> int:
     """NEWT base units 5 USDC buy from 1,000,000 NEWT and 50,000 USDC: 0.25%
     off the input (rounded up), the rest on x·y = k (rounded down)."""
@@ -103,14 +85,14 @@ def test_a_sniper_fires_once_when_its_pool_launches_and_confirms(
     assert order.status == order_pb2.ORDER_STATUS_OPEN and order.output_token == "NEWT"
     assert order.WhichOneof("order_type") == "sniper"
 
-    async def act(triggers: Triggers, market: AsyncRedis) -> list[int]:
+    async def act(triggers: Triggers) -> list[int]:
         waiting = (await triggers.step(10)).fired
-        await launch(market, "1000000", "50000")
+        await launch(triggers.market, "1000000", "50000")
         launches.forget()  # the trigger part learns of it from the chain
         fired = (await triggers.step(10)).fired
         return [waiting, fired, (await triggers.step(10)).fired]
 
-    assert run(ctx, redis_url, act) == [0, 1, 0]
+    assert on_trigger_part(ctx, redis_url, act, started=True) == [0, 1, 0]
 
     def confirmed() -> Any:
         row = ctx.store.get(order.order_id)
@@ -129,15 +111,15 @@ def test_a_launch_too_thin_leaves_the_sniper_open_until_it_expires(
 ) -> None:
     order = sniper(services, expires_in=1.0)
 
-    async def act(triggers: Triggers, market: AsyncRedis) -> tuple[int, int, int]:
+    async def act(triggers: Triggers) -> tuple[int, int, int]:
         # One base unit of NEWT against 1,000 USDC: 5 USDC buys none of it.
-        await launch(market, "0.000001", "1000")
+        await launch(triggers.market, "0.000001", "1000")
         fired = (await triggers.step(10)).fired
         await asyncio.sleep(1.1)
         later = await triggers.step(10)
         return fired, later.fired, later.expired
 
-    assert run(ctx, redis_url, act) == (0, 0, 1)
+    assert on_trigger_part(ctx, redis_url, act, started=True) == (0, 0, 1)
     assert history(ctx, order.order_id) == [("OPEN", ""), ("EXPIRED", Reason.EXPIRED)]
 
 
@@ -168,15 +150,15 @@ def test_a_launch_quotes_do_not_know_yet_fires_its_sniper_at_the_next_look(
     quotes = NotLoadedYet(ctx.quotes)
     late = dataclasses.replace(ctx, quotes=cast(Any, quotes))
 
-    async def act(triggers: Triggers, market: AsyncRedis) -> list[int]:
-        await launch(market, "1000000", "50000")
+    async def act(triggers: Triggers) -> list[int]:
+        await launch(triggers.market, "1000000", "50000")
         launches.forget()
         first = (await triggers.step(10)).fired  # quoted as unknown: not yet
         soon = (await triggers.step(10)).fired  # not asked again at once
         await asyncio.sleep(SNIPE_RETRY_SECONDS + 0.05)
         return [first, soon, (await triggers.step(10)).fired]
 
-    assert run(late, redis_url, act) == [0, 0, 1]
+    assert on_trigger_part(late, redis_url, act, started=True) == [0, 0, 1]
     assert quotes.calls == 2
     assert ctx.store.get(order.order_id).status != Status.OPEN  # type: ignore[union-attr]
 
@@ -189,11 +171,11 @@ def test_a_sniper_fires_only_within_its_max_price(
     cheap = sniper(services, max_price="0.0501")
     enough = sniper(services, max_price="0.0502")
 
-    async def act(triggers: Triggers, market: AsyncRedis) -> int:
-        await launch(market, "1000000", "50000")
+    async def act(triggers: Triggers) -> int:
+        await launch(triggers.market, "1000000", "50000")
         return (await triggers.step(10)).fired
 
-    assert run(ctx, redis_url, act) == 1
+    assert on_trigger_part(ctx, redis_url, act, started=True) == 1
     assert history(ctx, cheap.order_id) == [("OPEN", "")]
     assert history(ctx, enough.order_id) == [("OPEN", ""), ("ROUTING", Reason.TRIGGERED)]
     shown = services.orders().GetOrder(

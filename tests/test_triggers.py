@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 
 from executor.driver.context import Context
 from executor.driver.jobs import _drive
@@ -33,16 +30,10 @@ from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.v1 import order_pb2, order_service_pb2
 from tests.conftest import Services
-from tests.helpers import Submit, worker_context
+from tests.helpers import Submit, history, on_trigger_part
 
 SOL, USDC = 10**9, 10**6
 PAIR = ("SOL", "USDC")
-
-
-@pytest.fixture
-def ctx(services: Services) -> Iterator[Context]:
-    with worker_context() as built:
-        yield built
 
 
 def set_price(redis: Redis, usdc_per_sol: int) -> None:
@@ -52,22 +43,6 @@ def set_price(redis: Redis, usdc_per_sol: int) -> None:
     state = Reserves(1_000 * SOL, usdc_per_sol * 1_000 * USDC)
     redis.hset(pool_key(pool.id), mapping=encode(pool, state))  # type: ignore[arg-type]
     redis.xadd(POOL_CHANGES, {"pools": pool.id})
-
-
-def run(ctx: Context, redis_url: str, act: Callable[[Triggers], object]) -> Any:
-    """``act`` on a trigger part of its own (awaited when it is a coroutine)."""
-
-    async def go() -> Any:
-        market = AsyncRedis.from_url(redis_url)
-        try:
-            result = act(Triggers(ctx, market))
-            if asyncio.iscoroutine(result):
-                result = await result
-            return result
-        finally:
-            await market.aclose()
-
-    return asyncio.run(go())
 
 
 def submit(services: Services, amount: str = "1", **fields: Any) -> order_pb2.Order:
@@ -83,10 +58,6 @@ def limit(services: Services, minimum: str, amount: str = "1") -> order_pb2.Orde
     return submit(services, amount, limit=order_pb2.LimitOrder(min_amount_out=minimum))
 
 
-def history(ctx: Context, order_id: str) -> list[tuple[str, str]]:
-    return [(Status.from_proto(e.status).value, e.reason_code) for e in ctx.store.events(order_id)]
-
-
 async def built_and_checked(triggers: Triggers) -> int:
     triggers.build()
     return await triggers.check({PAIR})
@@ -98,9 +69,9 @@ def test_a_stop_fires_at_exactly_its_trigger_and_not_above(
     set_price(redis, 200)
     at = stop(services, "180")
     below = stop(services, "179.999")
-    assert run(ctx, redis_url, built_and_checked) == 0
+    assert on_trigger_part(ctx, redis_url, built_and_checked) == 0
     set_price(redis, 180)
-    assert run(ctx, redis_url, built_and_checked) == 1
+    assert on_trigger_part(ctx, redis_url, built_and_checked) == 1
     assert history(ctx, at.order_id) == [("OPEN", ""), ("ROUTING", Reason.TRIGGERED)]
     assert history(ctx, below.order_id) == [("OPEN", "")]
     # Fired means queued, on the market orders' path.
@@ -127,7 +98,7 @@ def test_firing_is_counted_and_its_lag_observed(
         set_price(redis, 180)
         return (await triggers.step(10)).fired
 
-    assert run(ctx, redis_url, act) == 2
+    assert on_trigger_part(ctx, redis_url, act) == 2
     # Both fired by the pool change the stream announced: both lags observed.
     assert (fired(), lags()) == (before[0] + 2, before[1] + 2)
 
@@ -140,7 +111,7 @@ def test_a_limit_fires_only_when_a_quote_gives_its_minimum(
     # (0.25% fee, and its own impact): enough for 199, not for 199.9.
     enough = limit(services, "199")
     short = limit(services, "199.9")
-    assert run(ctx, redis_url, built_and_checked) == 1
+    assert on_trigger_part(ctx, redis_url, built_and_checked) == 1
     assert history(ctx, enough.order_id)[-1] == ("ROUTING", Reason.TRIGGERED)
     assert history(ctx, short.order_id) == [("OPEN", "")]
 
@@ -150,9 +121,9 @@ def test_orders_crossed_by_one_move_fire_best_price_then_oldest_first(
 ) -> None:
     set_price(redis, 200)
     orders = [stop(services, p) for p in ("170", "190", "170", "180")]
-    assert run(ctx, redis_url, built_and_checked) == 0
+    assert on_trigger_part(ctx, redis_url, built_and_checked) == 0
     set_price(redis, 160)
-    assert run(ctx, redis_url, built_and_checked) == 4
+    assert on_trigger_part(ctx, redis_url, built_and_checked) == 4
     # The stop that the falling price met first, then those at 180, then the
     # two at 170 in the order they were submitted.
     (job,) = ctx.queue.get_jobs()
@@ -171,7 +142,7 @@ def test_two_trigger_parts_fire_an_order_once(
         set_price(redis, 150)
         return list(await asyncio.gather(triggers.check({PAIR}), other.check({PAIR})))
 
-    fired: list[int] = run(ctx, redis_url, both)
+    fired: list[int] = on_trigger_part(ctx, redis_url, both)
     assert sum(fired) == 20
     for order_id in ids:
         assert [s for s, _ in history(ctx, order_id)] == ["OPEN", "ROUTING"]
@@ -194,7 +165,7 @@ def test_an_order_expires_once_and_a_fired_one_not_at_all(
         later = time.time() + 5
         return early, crossed, triggers.expire(later), triggers.expire(later)
 
-    assert run(ctx, redis_url, act) == (0, 1, 1, 0)
+    assert on_trigger_part(ctx, redis_url, act) == (0, 1, 1, 0)
     assert history(ctx, waiting.order_id) == [("OPEN", ""), ("EXPIRED", Reason.EXPIRED)]
     assert [s for s, _ in history(ctx, fired.order_id)] == ["OPEN", "ROUTING"]
 
@@ -213,7 +184,7 @@ def test_a_cancelled_order_never_fires(
         set_price(redis, 150)
         return await triggers.check({PAIR})
 
-    assert run(ctx, redis_url, act) == 0
+    assert on_trigger_part(ctx, redis_url, act) == 0
     assert [s for s, _ in history(ctx, order.order_id)] == ["OPEN", "CANCELLED"]
     assert TriggerIndex(ctx.redis).waiting() == {"limit": 0, "stop": 0, "twap": 0, "sniper": 0}
 
@@ -224,7 +195,7 @@ def test_a_flushed_index_is_rebuilt_and_what_was_crossed_meanwhile_fires(
     set_price(redis, 200)
     crossed = stop(services, "190")
     waiting = stop(services, "120")
-    run(ctx, redis_url, lambda triggers: triggers.build())
+    on_trigger_part(ctx, redis_url, lambda triggers: triggers.build())
     # Redis forgets everything (the pools start again from pools.toml at
     # about 140 USDC a SOL): the trigger part sees its marker gone.
     redis.flushdb()
@@ -232,7 +203,7 @@ def test_a_flushed_index_is_rebuilt_and_what_was_crossed_meanwhile_fires(
     async def act(triggers: Triggers) -> int:
         return await triggers.start() + (await triggers.step(10)).fired
 
-    assert run(ctx, redis_url, act) == 1
+    assert on_trigger_part(ctx, redis_url, act) == 1
     assert [s for s, _ in history(ctx, crossed.order_id)] == ["OPEN", "ROUTING"]
     assert history(ctx, waiting.order_id) == [("OPEN", "")]
     assert TriggerIndex(ctx.redis).waiting()["stop"] == 1
@@ -250,7 +221,7 @@ def test_a_new_order_is_indexed_and_a_pool_change_fires_it(
         set_price(redis, 189)
         return before, (await triggers.step(10)).fired
 
-    assert run(ctx, redis_url, act) == (0, 1)
+    assert on_trigger_part(ctx, redis_url, act) == (0, 1)
 
 
 def test_a_limit_whose_route_misses_its_minimum_waits_again_on_a_new_attempt(
@@ -258,7 +229,7 @@ def test_a_limit_whose_route_misses_its_minimum_waits_again_on_a_new_attempt(
 ) -> None:
     set_price(redis, 200)
     order = limit(services, "190")
-    assert run(ctx, redis_url, built_and_checked) == 1
+    assert on_trigger_part(ctx, redis_url, built_and_checked) == 1
     set_price(redis, 170)  # the price moved back before a worker routed it
     _drive(ctx, [order.order_id])
     row = ctx.store.get(order.order_id)
@@ -270,7 +241,7 @@ def test_a_limit_whose_route_misses_its_minimum_waits_again_on_a_new_attempt(
     async def act(triggers: Triggers) -> int:
         return await triggers.start() + (await triggers.step(10)).fired
 
-    assert run(ctx, redis_url, act) == 1
+    assert on_trigger_part(ctx, redis_url, act) == 1
 
 
 def test_a_limit_whose_landing_misses_its_minimum_waits_again(
@@ -280,7 +251,7 @@ def test_a_limit_whose_landing_misses_its_minimum_waits_again(
     # 1 SOL gives about 199.30 USDC: slippage's 50 bps would let it land at
     # 198.30, the limit asks 199.
     order = limit(services, "199")
-    assert run(ctx, redis_url, built_and_checked) == 1
+    assert on_trigger_part(ctx, redis_url, built_and_checked) == 1
     _drive(ctx, [order.order_id])
     row = ctx.store.get(order.order_id)
     assert row is not None and row.status == Status.SUBMITTED
@@ -304,7 +275,7 @@ def test_the_reconcilers_sweep_indexes_again_an_order_the_index_lost(
         triggers.sweep_at = 0.0
         return triggers.sweep_page(), TriggerIndex(ctx.redis).waiting()["stop"]
 
-    assert run(ctx, redis_url, act) == (1, 1)
+    assert on_trigger_part(ctx, redis_url, act) == (1, 1)
 
 
 def test_an_order_crossed_after_its_time_passed_expires_and_never_fires(
@@ -321,5 +292,5 @@ def test_an_order_crossed_after_its_time_passed_expires_and_never_fires(
     async def act(triggers: Triggers) -> int:
         return await triggers.start()
 
-    assert run(ctx, redis_url, act) == 0
+    assert on_trigger_part(ctx, redis_url, act) == 0
     assert history(ctx, order.order_id) == [("OPEN", ""), ("EXPIRED", Reason.EXPIRED)]

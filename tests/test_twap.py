@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import grpc
@@ -24,13 +24,7 @@ from orderengine.statuses import Status
 from orderengine.store.models import StoredOrder
 from orderengine.v1 import order_pb2, order_service_pb2
 from tests.conftest import Processes, Services
-from tests.helpers import Submit, field_violations, rejected, worker_context
-
-
-@pytest.fixture
-def ctx(services: Services) -> Iterator[Context]:
-    with worker_context() as built:
-        yield built
+from tests.helpers import Submit, field_violations, rejected
 
 
 def twap(services: Services, amount: str, slices: int, interval: timedelta) -> order_pb2.Order:
