@@ -68,7 +68,7 @@ def watch_metadata(authorization: str | None) -> tuple[tuple[str, str], ...]:
 MAX_ORDERS_PER_CALL = 256
 # One caller's submit calls on their way at once: the next batch goes while
 # one is answered, and OrderService gathers them into its own batches.
-SUBMITS_IN_FLIGHT = 4
+SUBMITS_IN_FLIGHT = 2
 # API keys with a coalescer at once; past it the oldest goes (its callers
 # still get their answers: it only stops taking new ones).
 MAX_CALLERS = 1024
