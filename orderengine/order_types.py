@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
+from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from orderengine.amounts import AmountError, format_amount, parse_amount
 from orderengine.errors import FieldError
-from orderengine.store.models import StoredOrder
 from orderengine.swaps import SwapRequest
 from orderengine.tokens import token
 from orderengine.v1 import order_pb2, order_service_pb2
@@ -68,7 +68,34 @@ class OrderTerms:
 MARKET = OrderTerms()
 
 
-def stored_terms(row: StoredOrder) -> OrderTerms:
+class OrderRecord(Protocol):
+    """What the functions below read of an order: the store's StoredOrder
+    has it (this module stands below the store, so it names the fields, not
+    the class)."""
+
+    @property
+    def order_id(self) -> str: ...
+    @property
+    def input_token(self) -> str: ...
+    @property
+    def output_token(self) -> str: ...
+    @property
+    def amount_in(self) -> int: ...
+    @property
+    def order_type(self) -> str: ...
+    @property
+    def min_amount_out(self) -> int | None: ...
+    @property
+    def trigger_price(self) -> str | None: ...
+    @property
+    def expire_at(self) -> datetime | None: ...
+    @property
+    def twap_slices(self) -> int | None: ...
+    @property
+    def twap_interval_ms(self) -> int | None: ...
+
+
+def stored_terms(row: OrderRecord) -> OrderTerms:
     """A stored order's terms, in the shape a new order holds them."""
     return OrderTerms(
         OrderType(row.order_type),
@@ -164,7 +191,7 @@ def slice_amounts(amount_in: int, slices: int) -> list[int]:
     return [each] * (slices - 1) + [amount_in - each * (slices - 1)]
 
 
-def limit_price(row: StoredOrder) -> Fraction:
+def limit_price(row: OrderRecord) -> Fraction:
     """A limit order's price: output tokens per input token it asks at least."""
     if row.min_amount_out is None:
         raise ValueError(f"order {row.order_id} is not a limit order")
@@ -172,7 +199,7 @@ def limit_price(row: StoredOrder) -> Fraction:
     return out / Fraction(row.amount_in, 10 ** token(row.input_token).decimals)
 
 
-def trigger_of(row: StoredOrder) -> Fraction:
+def trigger_of(row: OrderRecord) -> Fraction:
     """The price the order's trigger is at: a limit's price, a stop's trigger."""
     if row.order_type == OrderType.LIMIT:
         return limit_price(row)
@@ -181,7 +208,7 @@ def trigger_of(row: StoredOrder) -> Fraction:
     raise ValueError(f"order {row.order_id} ({row.order_type}) has no trigger price")
 
 
-def sniper_affords(row: StoredOrder, amount_out: int) -> bool:
+def sniper_affords(row: OrderRecord, amount_out: int) -> bool:
     """Whether a sniper's swap giving ``amount_out`` base units keeps within
     its bound: its amount over what it gets, in whole tokens, is at most
     max_price (input tokens per output token). Nothing out affords nothing."""
@@ -194,7 +221,7 @@ def sniper_affords(row: StoredOrder, amount_out: int) -> bool:
     return paid / got <= Fraction(row.trigger_price)
 
 
-def fires_at(row: StoredOrder, price: Fraction) -> bool:
+def fires_at(row: OrderRecord, price: Fraction) -> bool:
     """Whether the pair at ``price`` meets the order's trigger: a limit at
     its price or better (above), a stop at its trigger or below; a price
     exactly at the trigger fires both."""
@@ -203,7 +230,7 @@ def fires_at(row: StoredOrder, price: Fraction) -> bool:
     return price <= trigger_of(row)
 
 
-def add_terms(row: StoredOrder, order: order_pb2.Order) -> None:
+def add_terms(row: OrderRecord, order: order_pb2.Order) -> None:
     """Sets the Order's order type and expire_time from the stored row."""
     if row.order_type == OrderType.LIMIT and row.min_amount_out is not None:
         order.limit.min_amount_out = format_amount(
