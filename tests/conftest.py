@@ -240,17 +240,18 @@ def services(
 
 
 class RecordedHub(WatchHub):
-    """An OrderService watch hub that counts what it delivers, and the most
-    events any inbox ever held right after a delivery."""
+    """An OrderService watch hub that records the last sequence it
+    delivered of each order, and the most events any inbox ever held right
+    after a delivery."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.delivered = 0
+        self.last: dict[str, int] = {}
         self.most_held = 0
 
     def _deliver(self, event: order_pb2.OrderEvent) -> None:
         super()._deliver(event)
-        self.delivered += 1
+        self.last[event.order_id] = event.sequence
         for inbox in self._inboxes.get(event.order_id, ()):
             self.most_held = max(self.most_held, len(inbox))
 
