@@ -105,6 +105,23 @@ def test_the_side_by_side_script_s_lines_are_read_back() -> None:
     assert seed.ratio(runs, 64) == 309.0 / 2290.0
 
 
+def test_the_engine_accepting_alone_stands_beside_the_seed_of_its_own_run() -> None:
+    runs = seed.parse(
+        "round 1 seed   c=64       8000 req/s  p50     5 ms  p99    16 ms  non-2xx/errors 0\n"
+        "round 1 engine c=64       2000 req/s  p50    30 ms  p99    80 ms  non-2xx/errors 0\n"
+        "round 1 seed   c=256      6000 req/s  p50    40 ms  p99   150 ms  non-2xx/errors 0\n"
+    )
+    report = Report()
+    http_sections.accepting_alone_rows(report, runs, 64)
+    throughput, p99 = report.rows
+    assert throughput.name == "engine with no workers, 64 concurrent"
+    assert throughput.ratio() == 0.25  # of the seed at 64, not at 256
+    assert round(p99.ratio() or 0, 6) == 5.0
+    # Context, not a target: the targets are the stack's with its workers.
+    assert throughput.target is None and p99.target is None
+    assert throughput.met() is None
+
+
 def test_autocannon_s_summary_in_the_load_s_keys() -> None:
     summary = {
         "requests": {"average": 812.5},

@@ -307,55 +307,110 @@ def seed_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
         f"seed: the seed and our gateway in turn, {rounds} round(s) of {seconds}s "
         f"at {', '.join(map(str, levels))}"
     )
-    with started_stack(backing, workdir, WORKERS_PER_REPLICA, **MAKE_RUN) as (settings, _):
+    runs = _side_by_side(
+        report, backing, workdir, repo, WORKERS_PER_REPLICA, levels, seconds, rounds
+    )
+    if runs is None:
+        return
+    for concurrency in levels:
+        _seed_rows(report, runs, concurrency)
+    if quick:
+        return
+    # The accept tier alone: a stack with no workers stores and queues every
+    # order and executes none while the load runs, as a gateway and an
+    # OrderService do on machines of their own in a deployment.
+    progress("seed: again, against a stack with no workers (accepting alone), one round")
+    alone = _side_by_side(report, backing, workdir, repo, 0, levels, seconds, 1)
+    if alone is None:
+        return
+    for concurrency in levels:
+        accepting_alone_rows(report, alone, concurrency)
+
+
+def _side_by_side(
+    report: Report,
+    backing: Backing,
+    workdir: Path,
+    repo: Path,
+    workers: int,
+    levels: list[int],
+    seconds: int,
+    rounds: int,
+) -> list[seed.Run] | None:
+    """The shared script's runs against make run's stack with ``workers``
+    workers; None (and a failure noted) when it fails."""
+    with started_stack(backing, workdir, workers, **MAKE_RUN) as (settings, _):
         try:
-            runs = seed.side_by_side(
+            return seed.side_by_side(
                 repo, workdir, settings.gateway_address, _key(), levels, seconds, rounds
             )
         except RuntimeError as exc:
             report.failures.append(f"seed side by side: {exc}")
             progress(report.failures[-1])
-            return
-    for concurrency in levels:
+            return None
 
-        def of(name: str, field: str, concurrency: int = concurrency) -> Figure:
-            return Figure.of(seed.median(runs, name, concurrency, field))
 
-        report.add(
-            Row(
-                "seed",
-                f"seed POST /api/orders, {concurrency} concurrent",
-                of("seed", "per_second"),
-                "req/s",
-            )
-        )
-        report.add(
-            Row(
-                "seed",
-                f"engine POST /api/orders, {concurrency} concurrent",
-                of("engine", "per_second"),
-                "req/s",
-                of("seed", "per_second"),
-                "seed",
-                target=Target(True, 0.5, of_ratio=True),
-            )
-        )
-        report.add(Row("seed", "  seed p99", of("seed", "p99_ms"), "ms"))
-        report.add(
-            Row(
-                "seed",
-                "  engine p99",
-                of("engine", "p99_ms"),
-                "ms",
-                of("seed", "p99_ms"),
-                "seed p99",
-                target=Target(False, 2, of_ratio=True) if concurrency == 64 else None,
-            )
-        )
-        report.figure(
+def accepting_alone_rows(report: Report, runs: list[seed.Run], concurrency: int) -> None:
+    """The engine with no workers beside the seed of the same run: the
+    accept tier's own figures, with no target of their own."""
+
+    def of(name: str, field: str) -> Figure:
+        return Figure.of(seed.median(runs, name, concurrency, field))
+
+    report.add(
+        Row(
             "seed",
-            "  engine non-2xx + errors, all rounds",
-            [sum(seed.median(runs, "engine", concurrency, "bad"))],
-            "requests",
-            target=Target(False, 0),
+            f"engine with no workers, {concurrency} concurrent",
+            of("engine", "per_second"),
+            "req/s",
+            of("seed", "per_second"),
+            "seed",
         )
+    )
+    report.add(
+        Row("seed", "  its p99", of("engine", "p99_ms"), "ms", of("seed", "p99_ms"), "seed p99")
+    )
+
+
+def _seed_rows(report: Report, runs: list[seed.Run], concurrency: int) -> None:
+    def of(name: str, field: str) -> Figure:
+        return Figure.of(seed.median(runs, name, concurrency, field))
+
+    report.add(
+        Row(
+            "seed",
+            f"seed POST /api/orders, {concurrency} concurrent",
+            of("seed", "per_second"),
+            "req/s",
+        )
+    )
+    report.add(
+        Row(
+            "seed",
+            f"engine POST /api/orders, {concurrency} concurrent",
+            of("engine", "per_second"),
+            "req/s",
+            of("seed", "per_second"),
+            "seed",
+            target=Target(True, 0.5, of_ratio=True),
+        )
+    )
+    report.add(Row("seed", "  seed p99", of("seed", "p99_ms"), "ms"))
+    report.add(
+        Row(
+            "seed",
+            "  engine p99",
+            of("engine", "p99_ms"),
+            "ms",
+            of("seed", "p99_ms"),
+            "seed p99",
+            target=Target(False, 2, of_ratio=True) if concurrency == 64 else None,
+        )
+    )
+    report.figure(
+        "seed",
+        "  engine non-2xx + errors, all rounds",
+        [sum(seed.median(runs, "engine", concurrency, "bad"))],
+        "requests",
+        target=Target(False, 0),
+    )
