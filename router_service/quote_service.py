@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
 
@@ -14,6 +14,7 @@ import grpc
 from redis.asyncio import Redis
 
 from orderengine.errors import FieldError, ItemFailure
+from orderengine.market.pools import PoolState
 from orderengine.market.routes import RouteError
 from orderengine.mesh.batches import answer_all, answer_one
 from orderengine.observability.metrics_orders import quote_priced
@@ -80,40 +81,47 @@ class QuoteServicer(quote_service_pb2_grpc.QuoteServiceServicer):
         reserves = await self.pools.read(wanted) if wanted else {}
         read_seconds = time.perf_counter() - began
         answers: list[Answer] = []
+        # On one snapshot requests alike have one answer: each is routed
+        # once, and every one of them counts as a quote priced in that time.
+        priced: dict[SwapRequest, tuple[Answer, float | None]] = {}
         for swap in swaps:
             if isinstance(swap, ItemFailure):
                 answers.append(swap)
                 continue
-            routing_began = time.perf_counter()
-            try:
-                routed = route_swap(swap, reserves)
-            except NoRouteError as exc:
-                answers.append(ItemFailure(grpc.StatusCode.FAILED_PRECONDITION, str(exc), exc.code))
-                continue
-            except RouteError as exc:  # the programs would revert it (AMOUNT_OVERFLOW)
-                answers.append(
-                    ItemFailure(grpc.StatusCode.FAILED_PRECONDITION, f"no route: {exc}", exc.code)
-                )
-                continue
-            except Exception:  # one request's bug is its own: the batch goes on
-                log.exception(
-                    "quote for %s %s -> %s failed",
-                    swap.amount_in,
-                    swap.input_token,
-                    swap.output_token,
-                )
-                answers.append(
-                    ItemFailure(grpc.StatusCode.INTERNAL, "the quote failed", "INTERNAL")
-                )
-                continue
-            quote_priced(read_seconds + time.perf_counter() - routing_began)
-            if routed.price_impact.above(self._most_pct):
-                answers.append(self._too_much_impact(routed.route.price_impact_pct))
-                continue
-            answers.append(
-                quote_service_pb2.GetQuoteResponse(quotes=routed.quotes, route=routed.route)
-            )
+            if swap not in priced:
+                priced[swap] = self._quote(swap, reserves)
+            answer, seconds = priced[swap]
+            if seconds is not None:
+                quote_priced(read_seconds + seconds)
+            answers.append(answer)
         return answers
+
+    def _quote(
+        self, swap: SwapRequest, reserves: Mapping[str, PoolState]
+    ) -> tuple[Answer, float | None]:
+        """The swap's quote on ``reserves`` and the seconds its routing took,
+        or why it has none (and None: a refusal is no quote priced)."""
+        routing_began = time.perf_counter()
+        try:
+            routed = route_swap(swap, reserves)
+        except NoRouteError as exc:
+            return ItemFailure(grpc.StatusCode.FAILED_PRECONDITION, str(exc), exc.code), None
+        except RouteError as exc:  # the programs would revert it (AMOUNT_OVERFLOW)
+            failure = ItemFailure(grpc.StatusCode.FAILED_PRECONDITION, f"no route: {exc}", exc.code)
+            return failure, None
+        except Exception:  # one request's bug is its own: the batch goes on
+            log.exception(
+                "quote for %s %s -> %s failed",
+                swap.amount_in,
+                swap.input_token,
+                swap.output_token,
+            )
+            return ItemFailure(grpc.StatusCode.INTERNAL, "the quote failed", "INTERNAL"), None
+        seconds = time.perf_counter() - routing_began
+        if routed.price_impact.above(self._most_pct):
+            return self._too_much_impact(routed.route.price_impact_pct), seconds
+        response = quote_service_pb2.GetQuoteResponse(quotes=routed.quotes, route=routed.route)
+        return response, seconds
 
     def _too_much_impact(self, impact_pct: str) -> ItemFailure:
         most = f"{self.max_price_impact_pct:f}"

@@ -27,9 +27,10 @@ from orderengine.order_queue import enqueue_orders, order_queue
 from orderengine.settings import Settings
 from orderengine.store.changes import NewOrder
 from orderengine.store.orders import OrderStore
-from orderengine.swaps import parse_swap
+from orderengine.swaps import SwapRequest, parse_swap
 from orderengine.tokens import TOKENS, token
 from orderengine.v1 import order_service_pb2, quote_service_pb2, quote_service_pb2_grpc
+from router_service import quote_service
 from router_service.bound import certify
 from router_service.legs import legs_for, shares
 from router_service.paths import Path, find_paths, path_spot
@@ -631,6 +632,32 @@ def test_a_batch_of_quotes_is_priced_on_one_read_of_the_pools(
     assert evalsha_calls(redis) - before == 1
     assert [r.WhichOneof("result") for r in results] == ["response"] * 4
     assert results[0].response == results[3].response
+
+
+def test_requests_alike_in_a_batch_are_routed_once_and_answered_alike(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On one snapshot the same swap has one answer, so it is priced once:
+    a job's orders of one size cost QuoteService one routing, not one each."""
+    routed: list[str] = []
+
+    def counted(request: SwapRequest, *args: object, **kwargs: object) -> Routed:
+        routed.append(f"{request.amount_in} {request.input_token}")
+        return route_swap(request, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(quote_service, "route_swap", counted)
+    same = GetQuote(input_token="SOL", output_token="USDC", amount="10", slippage_bps=50)
+    other = GetQuote(input_token="SOL", output_token="USDC", amount="11", slippage_bps=50)
+    requests = [same, other, same, same, other]
+    quotes = services.quotes()
+
+    results = quotes.BatchGetQuotes(BatchGetQuotes(requests=requests), timeout=10).results
+
+    assert sorted(routed) == ["10000000000 SOL", "11000000000 SOL"]
+    assert [r.WhichOneof("result") for r in results] == ["response"] * 5
+    answers = [r.response for r in results]
+    assert answers[0] == answers[2] == answers[3] != answers[1] == answers[4]
+    assert answers[0].route.amount_in == "10"
 
 
 def test_a_batch_takes_at_most_64_quotes_and_none_answers_none(services: Services) -> None:
