@@ -122,6 +122,34 @@ def test_the_engine_accepting_alone_stands_beside_the_seed_of_its_own_run() -> N
     assert throughput.met() is None
 
 
+def test_what_the_engine_answered_other_than_2xx_is_named_by_status() -> None:
+    runs = seed.parse(
+        "round 1 seed   c=256      6000 req/s  p50    40 ms  p99   150 ms  non-2xx/errors 0\n"
+        "round 1 engine c=64       1000 req/s  p50    60 ms  p99   140 ms  non-2xx/errors 0\n"
+        "round 1 engine c=256      1100 req/s  p50   200 ms  p99   400 ms  non-2xx/errors 250\n"
+    )
+    page = metrics_scrape.parse(
+        [
+            "# TYPE http_requests_total counter\n"
+            'http_requests_total{handler="/api/orders",method="POST",status="201"} 30000\n'
+            'http_requests_total{handler="/api/orders",method="POST",status="429"} 236\n'
+            'http_requests_total{handler="/api/orders",method="POST",status="503"} 4\n'
+            'http_requests_total{handler="/healthz",method="GET",status="503"} 9\n'
+        ]
+    )
+    block = http_sections.not_answered_2xx(runs, page, workers=2)
+    assert "250 requests not answered 2xx" in block
+    assert "429 x236, 503 x4" in block  # the health checks' 503s are not the load's
+    assert "client's side: 10." in block
+    clean = metrics_scrape.parse(
+        [
+            "# TYPE http_requests_total counter\n"
+            'http_requests_total{handler="/api/orders",method="POST",status="201"} 30000\n'
+        ]
+    )
+    assert http_sections.not_answered_2xx(runs[:2], clean, workers=2) == ""
+
+
 def test_autocannon_s_summary_in_the_load_s_keys() -> None:
     summary = {
         "requests": {"average": 812.5},

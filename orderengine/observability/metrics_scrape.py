@@ -38,6 +38,16 @@ class Samples:
             if sample == name and wanted <= have
         )
 
+    def by_label(self, name: str, label: str, **labels: str) -> dict[str, float]:
+        """The samples named ``name`` whose labels include ``labels``, summed
+        by the value of ``label``."""
+        wanted = set(labels.items())
+        found: dict[str, float] = defaultdict(float)
+        for (sample, have), value in self.values.items():
+            if sample == name and wanted <= have:
+                found[dict(have).get(label, "")] += value
+        return dict(found)
+
     def mean(self, histogram: str, **labels: str) -> float | None:
         """The mean of a histogram's observations (None: none yet)."""
         count = self.get(f"{histogram}_count", **labels)

@@ -30,6 +30,7 @@ from orderengine.local.bench.running import Backing, started_stack
 from orderengine.local.bench.stats import Figure, percentile
 from orderengine.local.parts import WORKERS_PER_REPLICA
 from orderengine.local.stack import Stack
+from orderengine.observability import metrics_scrape
 from orderengine.statuses import TERMINAL, Status
 from orderengine.store.models import OrderRow
 
@@ -43,6 +44,8 @@ E2E_TARGET = 500.0  # orders/s CONFIRMED, sustained: the issue's target
 E2E_RATE = 1.2 * E2E_TARGET
 DRAIN_SECONDS = 120.0  # the longest the bench waits for the last orders to end
 REPO = Path(__file__).resolve().parents[3]
+# The seed's route on the gateway, as its /metrics name it.
+SUBMIT_ROUTE = "/api/orders"
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -341,13 +344,44 @@ def _side_by_side(
     workers; None (and a failure noted) when it fails."""
     with started_stack(backing, workdir, workers, **MAKE_RUN) as (settings, _):
         try:
-            return seed.side_by_side(
+            runs = seed.side_by_side(
                 repo, workdir, settings.gateway_address, _key(), levels, seconds, rounds
             )
         except RuntimeError as exc:
             report.failures.append(f"seed side by side: {exc}")
             progress(report.failures[-1])
             return None
+        try:
+            page = metrics_scrape.parse(
+                [metrics_scrape.fetch(f"{settings.gateway_address}/metrics")]
+            )
+        except OSError as exc:
+            progress(f"seed: the gateway's /metrics did not answer: {exc}")
+            return runs
+    block = not_answered_2xx(runs, page, workers)
+    if block:
+        report.blocks.append(block)
+        progress(block)
+    return runs
+
+
+def not_answered_2xx(runs: list[seed.Run], page: metrics_scrape.Samples, workers: int) -> str:
+    """What the engine answered the seed's load other than 2xx, by status, as
+    its gateway counted (http_requests_total), and the rest of the load
+    tool's count: errors and timeouts on the client's side. Empty when
+    every request was answered 2xx."""
+    statuses = page.by_label("http_requests_total", "status", handler=SUBMIT_ROUTE, method="POST")
+    not_2xx = {status: n for status, n in sorted(statuses.items()) if not status.startswith("2")}
+    bad = sum(r.bad for r in runs if r.name == "engine")
+    if not bad and not not_2xx:
+        return ""
+    answered = ", ".join(f"{status} x{n:,.0f}" for status, n in not_2xx.items()) or "none"
+    client = bad - sum(not_2xx.values())
+    return (
+        f"The engine ({workers} workers) on the seed's API: {bad:,} requests not answered 2xx "
+        f"by the load tool's count; answered by the gateway other than 2xx: {answered}; "
+        f"errors and timeouts on the client's side: {max(client, 0):,.0f}."
+    )
 
 
 def accepting_alone_rows(report: Report, runs: list[seed.Run], concurrency: int) -> None:
