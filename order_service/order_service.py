@@ -49,6 +49,7 @@ from orderengine.mesh.batches import answer_all, answer_one
 from orderengine.mesh.channels import ITEM_REQUEST_IDS, within_deadline
 from orderengine.observability import handoffs
 from orderengine.observability.call_details import metadata_value
+from orderengine.observability.metrics_orders import submits_refused
 from orderengine.observability.request_ids import HEADER, WELL_FORMED
 from orderengine.order_types import terms_of
 from orderengine.reasons import Reason
@@ -274,6 +275,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         places = (index for index, answer in enumerate(answers) if answer is None)
         for index, new, outcome in zip(places, news, outcomes, strict=True):
             answers[index] = self._answer(requests[index], new, outcome)
+        submits_refused(a.reason for a in answers if isinstance(a, ItemFailure))
         return cast(list[SubmitAnswer], answers)  # every place filled
 
     def _answer(

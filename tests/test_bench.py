@@ -135,11 +135,15 @@ def test_what_the_engine_answered_other_than_2xx_is_named_by_status() -> None:
             'http_requests_total{handler="/api/orders",method="POST",status="429"} 236\n'
             'http_requests_total{handler="/api/orders",method="POST",status="503"} 4\n'
             'http_requests_total{handler="/healthz",method="GET",status="503"} 9\n'
+            "# TYPE orderengine_submits_refused counter\n"
+            'orderengine_submits_refused_total{reason="QUEUE_FULL"} 236\n'
+            'orderengine_submits_refused_total{reason="INVALID_FIELD"} 0\n'
         ]
     )
     block = http_sections.not_answered_2xx(runs, page, workers=2)
     assert "250 requests not answered 2xx" in block
     assert "429 x236, 503 x4" in block  # the health checks' 503s are not the load's
+    assert "refusals: QUEUE_FULL x236)" in block
     assert "client's side: 10." in block
     clean = metrics_scrape.parse(
         [

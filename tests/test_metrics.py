@@ -83,6 +83,14 @@ def test_orders_driven_to_confirmed_show_on_every_part(
         handled(here, "SubmitOrder", "InvalidArgument")
         - handled(before, "SubmitOrder", "InvalidArgument")
     ) == 1
+    # The refused order, by why: what an operator reads to tell push-back from bad input.
+    assert (
+        here.get("orderengine_submits_refused_total", reason="INVALID_FIELD")
+        - before.get("orderengine_submits_refused_total", reason="INVALID_FIELD")
+    ) == 1
+    assert here.get("orderengine_submits_refused_total", reason="QUEUE_FULL") == before.get(
+        "orderengine_submits_refused_total", reason="QUEUE_FULL"
+    )
     submit_seconds = {"grpc_service": ORDERS, "grpc_method": "SubmitOrder"}
     assert (
         here.get("grpc_server_handling_seconds_count", **submit_seconds)

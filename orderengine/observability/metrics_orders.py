@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from prometheus_client import REGISTRY, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from rq import Queue
@@ -71,6 +71,12 @@ QUOTE_SECONDS = Histogram(
     buckets=QUOTE_BUCKETS,
 )
 WATCH_STREAMS = Gauge("orderengine_watch_streams", "WatchOrder streams open on this OrderService")
+SUBMITS_REFUSED = Counter(
+    "orderengine_submits_refused",
+    "Orders SubmitOrder and BatchSubmitOrders answered with an error and did not store, by "
+    "reason (INVALID_FIELD, QUEUE_FULL, RATE_LIMITED, INSUFFICIENT_FUNDS, ...)",
+    ["reason"],
+)
 
 # Only a status an order can leave has a time in it.
 _LEFT = {status: STATUS_SECONDS.labels(status.value) for status in Status if not status.terminal}
@@ -118,6 +124,12 @@ def swap_landed(submitted_at: bytes | str | None, landed_at: float) -> None:
     ``submitted_at`` (epoch seconds, as it stores them)."""
     if submitted_at:
         _PROCESSED.observe(max(landed_at - float(submitted_at), 0.0))
+
+
+def submits_refused(reasons: Iterable[str]) -> None:
+    """OrderService answered one order with an error for each of ``reasons``."""
+    for reason in reasons:
+        SUBMITS_REFUSED.labels(reason).inc()
 
 
 def quote_priced(seconds: float) -> None:

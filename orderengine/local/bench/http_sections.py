@@ -342,7 +342,7 @@ def _side_by_side(
 ) -> list[seed.Run] | None:
     """The shared script's runs against make run's stack with ``workers``
     workers; None (and a failure noted) when it fails."""
-    with started_stack(backing, workdir, workers, **MAKE_RUN) as (settings, _):
+    with started_stack(backing, workdir, workers, **MAKE_RUN) as (settings, running):
         try:
             runs = seed.side_by_side(
                 repo, workdir, settings.gateway_address, _key(), levels, seconds, rounds
@@ -351,12 +351,10 @@ def _side_by_side(
             report.failures.append(f"seed side by side: {exc}")
             progress(report.failures[-1])
             return None
-        try:
-            page = metrics_scrape.parse(
-                [metrics_scrape.fetch(f"{settings.gateway_address}/metrics")]
-            )
+        try:  # every part's page, summed: the gateway's answers, OrderService's refusals
+            page = metrics_scrape.scrape(target.url for target in running.metrics)
         except OSError as exc:
-            progress(f"seed: the gateway's /metrics did not answer: {exc}")
+            progress(f"seed: a part's /metrics did not answer: {exc}")
             return runs
     block = not_answered_2xx(runs, page, workers)
     if block:
@@ -367,8 +365,9 @@ def _side_by_side(
 
 def not_answered_2xx(runs: list[seed.Run], page: metrics_scrape.Samples, workers: int) -> str:
     """What the engine answered the seed's load other than 2xx, by status, as
-    its gateway counted (http_requests_total), and the rest of the load
-    tool's count: errors and timeouts on the client's side. Empty when
+    its gateway counted (http_requests_total), and why, as OrderService
+    counted its refusals (orderengine_submits_refused); the rest of the load
+    tool's count are errors and timeouts on the client's side. Empty when
     every request was answered 2xx."""
     statuses = page.by_label("http_requests_total", "status", handler=SUBMIT_ROUTE, method="POST")
     not_2xx = {status: n for status, n in sorted(statuses.items()) if not status.startswith("2")}
@@ -376,11 +375,14 @@ def not_answered_2xx(runs: list[seed.Run], page: metrics_scrape.Samples, workers
     if not bad and not not_2xx:
         return ""
     answered = ", ".join(f"{status} x{n:,.0f}" for status, n in not_2xx.items()) or "none"
+    reasons = page.by_label("orderengine_submits_refused_total", "reason")
+    why = ", ".join(f"{reason} x{n:,.0f}" for reason, n in sorted(reasons.items()) if n)
     client = bad - sum(not_2xx.values())
     return (
         f"The engine ({workers} workers) on the seed's API: {bad:,} requests not answered 2xx "
-        f"by the load tool's count; answered by the gateway other than 2xx: {answered}; "
-        f"errors and timeouts on the client's side: {max(client, 0):,.0f}."
+        f"by the load tool's count; answered by the gateway other than 2xx: {answered} "
+        f"(OrderService's refusals: {why or 'none'}); errors and timeouts on the client's "
+        f"side: {max(client, 0):,.0f}."
     )
 
 
