@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -386,13 +387,19 @@ def not_answered_2xx(runs: list[seed.Run], page: metrics_scrape.Samples, workers
     )
 
 
-def accepting_alone_rows(report: Report, runs: list[seed.Run], concurrency: int) -> None:
-    """The engine with no workers beside the seed of the same run: the
-    accept tier's own figures, with no target of their own."""
+def _figures(runs: list[seed.Run], concurrency: int) -> Callable[[str, str], Figure]:
+    """A side's (seed or engine) figure of one field at ``concurrency``, over the runs."""
 
     def of(name: str, field: str) -> Figure:
         return Figure.of(seed.median(runs, name, concurrency, field))
 
+    return of
+
+
+def accepting_alone_rows(report: Report, runs: list[seed.Run], concurrency: int) -> None:
+    """The engine with no workers beside the seed of the same run: the
+    accept tier's own figures, with no target of their own."""
+    of = _figures(runs, concurrency)
     report.add(
         Row(
             "seed",
@@ -409,9 +416,7 @@ def accepting_alone_rows(report: Report, runs: list[seed.Run], concurrency: int)
 
 
 def _seed_rows(report: Report, runs: list[seed.Run], concurrency: int) -> None:
-    def of(name: str, field: str) -> Figure:
-        return Figure.of(seed.median(runs, name, concurrency, field))
-
+    of = _figures(runs, concurrency)
     report.add(
         Row(
             "seed",
