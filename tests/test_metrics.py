@@ -161,14 +161,21 @@ def test_watch_streams_cancels_and_refused_calls(
     stub.CancelOrder(order_service_pb2.CancelOrderRequest(order_id=order_id), timeout=10)
     watcher.join(10)
     assert statuses(events) == ["PENDING", "CANCELLED"]
-    after = scrape([endpoint.url])
+    watch_seconds = {"grpc_method": "WatchOrder", "grpc_type": "server_stream", "grpc_code": "OK"}
+
+    def ended() -> Samples | None:
+        # The server counts a call as it ends it: maybe just after the client has it all.
+        now = scrape([endpoint.url])
+        done = now.get("grpc_server_handled_total", **watch_seconds)
+        return now if done > before.get("grpc_server_handled_total", **watch_seconds) else None
+
+    after = eventually(ended, timeout=5)
     assert after.get("orderengine_watch_streams") == streams
     assert (
         after.get("orderengine_order_status_seconds_count", status="PENDING")
         - before.get("orderengine_order_status_seconds_count", status="PENDING")
     ) == 1
     assert (handled(after, "CancelOrder", "OK") - handled(before, "CancelOrder", "OK")) == 1
-    watch_seconds = {"grpc_method": "WatchOrder", "grpc_type": "server_stream", "grpc_code": "OK"}
     assert (
         after.get("grpc_server_handled_total", **watch_seconds)
         - before.get("grpc_server_handled_total", **watch_seconds)
@@ -178,11 +185,16 @@ def test_watch_streams_cancels_and_refused_calls(
     anonymous = order_service_pb2_grpc.OrderServiceStub(services.bare_channel("order"))
     with pytest.raises(grpc.RpcError):
         anonymous.GetOrder(order_service_pb2.GetOrderRequest(order_id=order_id), timeout=10)
-    refused = scrape([endpoint.url])
-    assert (
-        handled(refused, "GetOrder", "Unauthenticated")
-        - handled(after, "GetOrder", "Unauthenticated")
-    ) == 1
+    # The server counts the call as it ends it, which may be just after the
+    # client has its answer.
+    eventually(
+        lambda: (
+            handled(scrape([endpoint.url]), "GetOrder", "Unauthenticated")
+            - handled(after, "GetOrder", "Unauthenticated")
+            == 1
+        ),
+        timeout=5,
+    )
     eventually(
         lambda: scrape([endpoint.url]).get("orderengine_orders", status="CANCELLED") == 1, timeout=5
     )
