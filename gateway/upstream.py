@@ -8,10 +8,12 @@ as its own SubmitOrder would have been. The batch call carries the first
 order's request id and trace (its client span is the first request's
 child, linked to every other request's span when tracing), and each order's
 own request id in x-item-request-ids, which OrderService hands to that
-order's job."""
+order's job. A batch whose ids would not fit one call's metadata goes as
+several calls, at once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +27,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from orderengine.batching import Coalescer
-from orderengine.mesh.channels import ITEM_REQUEST_IDS, ORDER_SERVICE, aio_channel
+from orderengine.mesh.channels import (
+    ITEM_REQUEST_IDS,
+    ITEM_REQUEST_IDS_MAX_CHARS,
+    ORDER_SERVICE,
+    aio_channel,
+)
 from orderengine.observability import request_ids, tracing
 from orderengine.v1 import item_error_pb2, order_service_pb2, order_service_pb2_grpc
 
@@ -127,6 +134,20 @@ def item_failure(error: item_error_pb2.ItemError) -> grpc.aio.AioRpcError:
     )
 
 
+def _within_metadata(items: list[_Submit]) -> list[list[_Submit]]:
+    """``items`` in order, cut into calls whose ITEM_REQUEST_IDS fit."""
+    calls: list[list[_Submit]] = [[]]
+    chars = 0
+    for item in items:
+        size = len(item.request_id or "") + 1  # and its comma
+        if calls[-1] and chars + size > ITEM_REQUEST_IDS_MAX_CHARS:
+            calls.append([])
+            chars = 0
+        calls[-1].append(item)
+        chars += size
+    return calls
+
+
 @contextmanager
 def _on_behalf_of(items: Sequence[_Submit]) -> Iterator[None]:
     """The call made inside is the first item's (its request id, a child of
@@ -210,28 +231,39 @@ class Upstream:
     async def _send(
         self, metadata: tuple[tuple[str, str], ...], items: list[_Submit]
     ) -> list[Submitted | Exception]:
+        """Each item's answer: one call for ``items``, or several at once
+        when their request ids would not fit one call's metadata."""
+        calls = _within_metadata(items)
+        if len(calls) == 1:
+            return await self._call(metadata, items)
+        answers = await asyncio.gather(*(self._call(metadata, call) for call in calls))
+        return [answer for call in answers for answer in call]
+
+    async def _call(
+        self, metadata: tuple[tuple[str, str], ...], items: list[_Submit]
+    ) -> list[Submitted | Exception]:
         """One call for ``items``: SubmitOrder for one, else BatchSubmitOrders.
         A call that fails as a whole fails every item with its error."""
         with _on_behalf_of(items):
-            if len(items) == 1:
-                try:
+            try:
+                if len(items) == 1:
                     return [
                         await self.orders.SubmitOrder(
                             items[0].request, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS
                         )
                     ]
-                except grpc.aio.AioRpcError as exc:
-                    return [exc]
-            reply = await self.orders.BatchSubmitOrders(
-                order_service_pb2.BatchSubmitOrdersRequest(
-                    requests=[item.request for item in items]
-                ),
-                metadata=(
-                    *metadata,
-                    (ITEM_REQUEST_IDS, ",".join(item.request_id or "" for item in items)),
-                ),
-                timeout=CALL_TIMEOUT_SECONDS,
-            )
+                reply = await self.orders.BatchSubmitOrders(
+                    order_service_pb2.BatchSubmitOrdersRequest(
+                        requests=[item.request for item in items]
+                    ),
+                    metadata=(
+                        *metadata,
+                        (ITEM_REQUEST_IDS, ",".join(item.request_id or "" for item in items)),
+                    ),
+                    timeout=CALL_TIMEOUT_SECONDS,
+                )
+            except grpc.aio.AioRpcError as exc:
+                return [exc] * len(items)
         return [
             result.response
             if result.WhichOneof("result") == "response"

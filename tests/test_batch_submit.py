@@ -11,14 +11,20 @@ import grpc
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from redis import Redis
 
+from gateway.upstream import Upstream
 from order_service.order_service import MAX_ORDERS_PER_CALL
+from orderengine.observability import request_ids
+from orderengine.order_queue import order_queue, take_queued
+from orderengine.settings import Settings
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
 from tests.conftest import OTHER_OWNER, OWNER, GatewayServer, Services
 from tests.helpers import details, field_violations, item_error_of, rejected
 
 Submit = order_service_pb2.SubmitOrderRequest
+Submitted = order_service_pb2.SubmitOrderResponse
 Batch = order_service_pb2.BatchSubmitOrdersRequest
 QUEUE_DEPTH = 3
 
@@ -227,3 +233,39 @@ def test_gathered_submits_over_the_rate_get_retry_after(
             error = reply.json()["error"]
             assert (error["code"], error["reason"]) == ("RESOURCE_EXHAUSTED", "RATE_LIMITED")
             assert int(reply.headers["retry-after"]) >= 1
+
+
+def test_gathered_submits_with_long_request_ids_are_all_taken(
+    services: Services, redis: Redis
+) -> None:
+    """gRPC refuses a call whose metadata is too large (RESOURCE_EXHAUSTED, a
+    429 to every caller of the batch): a batch whose request ids would not
+    fit goes as several calls, and each order's job still carries its own."""
+    ids = [f"{n:03d}" + "r" * 125 for n in range(MAX_ORDERS_PER_CALL)]  # the longest taken
+
+    async def submit(upstream: Upstream, request_id: str) -> Submitted:
+        with request_ids.using(request_id):
+            return await upstream.submit_order(order("0.01"), f"Bearer {services.keys[OWNER]}")
+
+    async def all_at_once() -> list[Submitted]:
+        upstream = Upstream(services.address("order"))
+        try:
+            return list(await asyncio.gather(*(submit(upstream, i) for i in ids)))
+        finally:
+            await upstream.close()
+
+    before = _calls("BatchSubmitOrders")
+    answers = asyncio.run(all_at_once())
+    assert _calls("BatchSubmitOrders") - before > 1
+    queue = order_queue(redis, Settings().queue_name)
+    taken: list[str] = []
+    carried: dict[str, dict[str, str]] = {}
+    while True:  # a worker takes a few jobs at a time
+        orders, carrying = take_queued(queue, room=len(ids))
+        if not orders:
+            break
+        taken += orders
+        carried.update(carrying)
+    order_ids = [answer.order.order_id for answer in answers]
+    assert sorted(taken) == sorted(order_ids)
+    assert [carried[order_id]["x-request-id"] for order_id in order_ids] == ids

@@ -25,6 +25,11 @@ Metadata = Sequence[tuple[str, str]]
 # in item order, for its order's job to carry (the call has one request id,
 # the x-request-id it sends; a gateway's batch gathers several callers').
 ITEM_REQUEST_IDS = "x-item-request-ids"
+# gRPC servers refuse, at random, a call whose metadata passes 8 KiB in all
+# (grpc.max_metadata_size), and every call past 16 KiB: one call's item ids
+# stay within this, leaving room for an API key (at most 512 characters),
+# the call's request id and trace, and gRPC's own headers.
+ITEM_REQUEST_IDS_MAX_CHARS = 6 * 1024
 
 
 def channel(address: str, metadata: Metadata = (), *, service: str = "") -> grpc.Channel:
