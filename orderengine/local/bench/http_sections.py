@@ -45,7 +45,7 @@ E2E_TARGET = 500.0  # orders/s CONFIRMED, sustained: the issue's target
 E2E_RATE = 1.2 * E2E_TARGET
 DRAIN_SECONDS = 120.0  # the longest the bench waits for the last orders to end
 REPO = Path(__file__).resolve().parents[3]
-# The seed's route on the gateway, as its /metrics name it.
+# The seed's route, POSTed to and named so by the gateway's /metrics.
 SUBMIT_ROUTE = "/api/orders"
 
 
@@ -129,7 +129,7 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
 
     progress(f"http: POST /api/orders with make run's workers ({tool_name})")
     with started_stack(backing, workdir, WORKERS_PER_REPLICA, **MAKE_RUN) as (settings, _):
-        url = f"{settings.gateway_address}/api/orders"
+        url = f"{settings.gateway_address}{SUBMIT_ROUTE}"
         key = _key()
         for concurrency in [64] if quick else [16, 64, 256]:
             runs = [_accept_load(tool, url, key, concurrency, seconds) for _ in range(rounds)]
@@ -146,7 +146,7 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
             )
 
     with started_stack(backing, workdir, WORKERS_PER_REPLICA, **MAKE_RUN) as (settings, running):
-        url = f"{settings.gateway_address}/api/orders"
+        url = f"{settings.gateway_address}{SUBMIT_ROUTE}"
         count = 200 if quick else 1000
         progress(f"http: {count} orders one at a time on one kept-alive connection")
         one = run_load(python_command("serial", url, count=count))
