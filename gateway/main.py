@@ -18,7 +18,7 @@ from gateway.config import GatewayConfig
 from gateway.connections import BACKLOG, RepeatLimit, connection_cap, guarded
 from gateway.limits import MAX_WEBSOCKET_MESSAGE_BYTES
 from orderengine.mesh.tls import tls
-from orderengine.observability.logs import configure_logging
+from orderengine.observability.logs import configure_logging, say
 
 
 def public_url(address: str, https: bool) -> str:
@@ -38,10 +38,9 @@ def main() -> None:
         certificate = tls()
     except ValueError as exc:
         sys.exit(f"gateway: {exc}")
-    print(
+    say(
         f"gateway listening on {public_url(config.address, certificate.serves)} -> OrderService "
-        f"at {config.order_service_address}",
-        flush=True,
+        f"at {config.order_service_address}"
     )
     uvicorn.run(
         create_app(config.order_service_address),

@@ -483,3 +483,29 @@ def test_make_run_starts_again_on_the_ports_it_just_released() -> None:
             accepted.close()  # the server side closes first, as a stopping server does
             client.recv(1)
     assert port_is_free("127.0.0.1", port)
+
+
+def test_lines_the_parts_say_at_once_reach_their_shared_output_whole() -> None:
+    """The parts write one pipe, unbuffered as the stack runs them: a line
+    written as its text and then its newline can be split by another part's."""
+    speak = (
+        "import sys, time\n"
+        "from orderengine.observability.logs import say\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "for n in range(2000): say(f'part {sys.argv[1]} says line {n} ' + 'x' * 60)\n"
+    )
+    reader, writer = os.pipe()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    together = repr(time.time() + 1.0)  # all at once, once every one has started
+    parts = [
+        subprocess.Popen(
+            [sys.executable, "-c", speak, str(i), together], stdout=writer, env=env, cwd=ROOT
+        )
+        for i in range(4)
+    ]
+    os.close(writer)
+    with os.fdopen(reader) as output:
+        lines = output.read().splitlines()
+    assert [p.wait(30) for p in parts] == [0] * 4
+    assert len(lines) == 4 * 2000
+    assert all(re.fullmatch(r"part \d says line \d+ x{60}", line) for line in lines)

@@ -41,6 +41,7 @@ from orderengine.local.parts import (
     replica_addresses,
 )
 from orderengine.mesh.auth import PLACEHOLDER_INTERNAL_TOKEN
+from orderengine.observability.logs import say
 from orderengine.observability.metrics import MetricsEndpoint
 from orderengine.settings import ORDER_SERVICE_DEFAULT, Settings
 from orderengine.store import migrate
@@ -243,10 +244,7 @@ class Stack:
                 )
             pause = min(RESTART_FIRST_SECONDS * 2 ** (len(part.exits) - 1), RESTART_MAX_SECONDS)
             part.restart_at = now + pause
-            print(
-                f"{part.name} exited with code {exit_code(code)}; restarting it in {pause:g}s",
-                flush=True,
-            )
+            say(f"{part.name} exited with code {exit_code(code)}; restarting it in {pause:g}s")
         return None
 
     def stop(self) -> None:
@@ -260,7 +258,7 @@ class Stack:
             try:
                 part.process.wait(max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                print(f"{part.name} did not stop in time; killing it", flush=True)
+                say(f"{part.name} did not stop in time; killing it")
                 part.process.kill()
                 part.process.wait()
         if self.redis is not None:
@@ -380,11 +378,11 @@ def main() -> None:
     try:
         settings = stack.start()
         if not stack.stopping:
-            print(banner(settings, stack), flush=True)
+            say(banner(settings, stack))
         while not stack.stopping:
             reason = stack.supervise()
             if reason is not None:
-                print(reason, flush=True)
+                say(reason)
                 code = 1
                 break
             time.sleep(0.1)
@@ -392,9 +390,9 @@ def main() -> None:
         print(f"the stack did not start: {exc}", file=sys.stderr, flush=True)
         code = 1
     finally:
-        print("stopping...", flush=True)
+        say("stopping...")
         stack.stop()
-        print("stopped.", flush=True)
+        say("stopped.")
     sys.exit(code)
 
 

@@ -52,7 +52,7 @@ from orderengine.local.reference import Reference, ReferenceWalk
 from orderengine.market.dlmm import DlmmState
 from orderengine.market.pools import Pool, PoolState, all_pools, balances, spot_price
 from orderengine.market.routes import Leg, RouteError, apply_route
-from orderengine.observability.logs import configure_logging
+from orderengine.observability.logs import configure_logging, say
 from orderengine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -330,10 +330,9 @@ async def _main(
         stopping.set()
         await launching
         await redis.aclose()
-    print(
+    say(
         f"flow: {counts.noise + counts.arbitrage} swaps landed in {counts.slots} slots "
-        f"({counts.noise} by noise traders, {counts.arbitrage} by arbitrageurs)",
-        flush=True,
+        f"({counts.noise} by noise traders, {counts.arbitrage} by arbitrageurs)"
     )
 
 

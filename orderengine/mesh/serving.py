@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from orderengine.mesh import auth
 from orderengine.mesh.arrivals import Arrivals
 from orderengine.mesh.channels import is_single_address
 from orderengine.mesh.wrapped_handlers import wrapped
-from orderengine.observability.logs import configure_logging
+from orderengine.observability.logs import configure_logging, say
 from orderengine.observability.metrics import serve_metrics
 from orderengine.settings import Settings
 
@@ -259,10 +258,7 @@ async def serve(name: str, create: CreateServer, address_setting: str) -> None:
     says so on stdout, and serves until SIGTERM or SIGINT."""
     settings = Settings()
     server = await create(settings.bind_address(address_setting), settings)
-    # One write: the supervisor reads every part's output through one pipe,
-    # where print's text and newline, written apart, can be split by another's.
-    sys.stdout.write(f"{name} {VERSION} listening on port {server.port}\n")
-    sys.stdout.flush()
+    say(f"{name} {VERSION} listening on port {server.port}")
     await serve_until_signal(
         server, settings.shutdown_grace_seconds, settings.shutdown_drain_seconds
     )

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Sequence
 
 from orderengine.observability import tracing
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def say(line: str) -> None:
+    """``line`` on stdout, at once and in one write: a stack's parts share
+    one output, where print's text and newline, written apart (as
+    PYTHONUNBUFFERED writes them), can be split by another part's line."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
 
 
 def configure_logging(service: str = "orderengine", chatter: Sequence[str] = ()) -> None:
