@@ -137,42 +137,52 @@ def stack(
     output: Output,
 ) -> Iterator[subprocess.Popen[str]]:
     process = start_stack(stack_env, tmp_path / "var", *stack_args)
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    banner = []
-    for line in process.stdout:
-        banner.append(line)
-        if "Ctrl-C stops everything" in line:
-            break
-        assert time.monotonic() < deadline, "".join(banner)
-    text = "".join(banner)
-    assert f"Order engine {VERSION} is up." in text, text
-    # The gateway's health answering 503 until OrderService is up is its
-    # answer while starting, not a fault to warn of.
-    assert "/healthz status=503" not in text, text
-    for service in ("OrderService", "QuoteService", "ExecutionService"):
-        assert re.search(rf"^{service} {re.escape(VERSION)} listening on port \d+$", text, re.M), (
-            text
-        )
-    assert stack_env["ORDER_SERVICE_ADDRESS"] in text
-    assert re.search(
-        rf"^  gateway +{re.escape(stack_env['GATEWAY_ADDRESS'])} +HTTP \+ WebSocket, "
-        r"page at /$",
-        text,
-        re.MULTILINE,
-    ), text
-    # The first start made a key for the local owner: printed once, and in
-    # a file only its owner can read, which the banner names.
-    key_file = tmp_path / "var" / "api-key"
-    assert str(key_file) in text, text
-    assert key_file.stat().st_mode & 0o777 == 0o600
-    key = key_file.read_text().strip()
-    assert key.startswith("oe_") and key in text
-    # The CLI finds it there.
-    stack_env["ORDERENGINE_API_KEY_FILE"] = str(key_file)
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        banner = []
+        for line in process.stdout:
+            banner.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+            assert time.monotonic() < deadline, "".join(banner)
+        text = "".join(banner)
+        assert f"Order engine {VERSION} is up." in text, text
+        # The gateway's health answering 503 until OrderService is up is its
+        # answer while starting, not a fault to warn of.
+        assert "/healthz status=503" not in text, text
+        for service in ("OrderService", "QuoteService", "ExecutionService"):
+            assert re.search(
+                rf"^{service} {re.escape(VERSION)} listening on port \d+$", text, re.M
+            ), text
+        assert stack_env["ORDER_SERVICE_ADDRESS"] in text
+        assert re.search(
+            rf"^  gateway +{re.escape(stack_env['GATEWAY_ADDRESS'])} +HTTP \+ WebSocket, "
+            r"page at /$",
+            text,
+            re.MULTILINE,
+        ), text
+        # The first start made a key for the local owner: printed once, and in
+        # a file only its owner can read, which the banner names.
+        key_file = tmp_path / "var" / "api-key"
+        assert str(key_file) in text, text
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        key = key_file.read_text().strip()
+        assert key.startswith("oe_") and key in text
+        # The CLI finds it there.
+        stack_env["ORDERENGINE_API_KEY_FILE"] = str(key_file)
+    except BaseException:  # a stack that did not start right is not left running
+        stop(process)
+        raise
     banners.append(text)
     output.follow(process.stdout)
     yield process
+    stop(process)
+    output.join()
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Ctrl-C to the stack, as a terminal sends it; killed if it does not stop."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
@@ -180,7 +190,6 @@ def stack(
         except subprocess.TimeoutExpired:
             process.kill()  # its parts follow it: they die with their parent
             process.wait()
-    output.join()
 
 
 def processes() -> Iterator[tuple[int, list[str]]]:
