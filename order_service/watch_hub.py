@@ -291,24 +291,28 @@ class WatchHub:
             inbox.push(event)
 
     def _receive(self, data: bytes) -> None:
-        """One message off the channel. This is the process's only listener:
-        a message it cannot read, or a watcher it cannot reach, costs that
-        message or that watcher, never the fan-out itself."""
+        """One message off the channel: the events of one commit. This is
+        the process's only listener: a message it cannot read, or a watcher
+        it cannot reach, costs that message or that watcher, never the
+        fan-out itself."""
         if not self._inboxes:  # nobody watches: nothing to read it for
             return
         try:
-            event = decode(data)
+            events = decode(data)
         except Exception as exc:
             log.warning(
-                "event bus: skipped a message that is not an event (%d bytes): %s", len(data), exc
+                "event bus: skipped a message that is not events (%d bytes): %s", len(data), exc
             )
             return
-        try:
-            self._deliver(event)
-        except Exception:
-            log.exception(
-                "event bus: could not deliver order %s's event %d", event.order_id, event.sequence
-            )
+        for event in events:
+            try:
+                self._deliver(event)
+            except Exception:
+                log.exception(
+                    "event bus: could not deliver order %s's event %d",
+                    event.order_id,
+                    event.sequence,
+                )
 
     def _broadcast(self, item: Signal) -> None:
         for boxes in self._inboxes.values():

@@ -22,6 +22,7 @@ from orderengine.store.database import create_database_engine
 from orderengine.store.models import StoredOrder
 from orderengine.store.orders import OrderStore
 from orderengine.transitions import move, move_many
+from orderengine.v1 import order_pb2
 from tests.conftest import OWNER
 
 SOL = 10**9
@@ -72,8 +73,50 @@ def test_a_change_is_committed_counted_and_published(store: OrderStore, redis: R
     assert left(Status.PENDING) - before == 1
     message = subscription.get_message(timeout=5)
     assert message is not None
-    event = decode(message["data"])
+    [event] = decode(message["data"])
     assert (event.order_id, event.sequence, event.reason_code) == (row.order_id, 2, "CANCELLED")
+    subscription.close()
+
+
+def test_changes_committed_together_are_published_as_one_message_in_order(
+    store: OrderStore, redis: Redis
+) -> None:
+    """A batch's events cost Redis and every subscriber one message; a
+    watcher still hears each order's changes in the order they were made."""
+    rows = [new_order(store) for _ in range(3)]
+    subscription = subscribed(redis)
+
+    moved = move_many(
+        store,
+        redis,
+        [
+            step
+            for row in rows
+            for step in (
+                Transition(row.order_id, Status.ROUTING, attempt=row.attempt),
+                Transition(
+                    row.order_id,
+                    Status.FAILED,
+                    Change(reason="no route", reason_code=Reason.NO_ROUTE),
+                    row.attempt,
+                ),
+            )
+        ],
+        rows,
+    )
+
+    assert all(m is not None for m in moved)
+    message = subscription.get_message(timeout=5)
+    assert message is not None
+    assert [(e.order_id, e.sequence, e.status) for e in decode(message["data"])] == [
+        (row.order_id, sequence, status)
+        for row in rows
+        for sequence, status in (
+            (2, order_pb2.ORDER_STATUS_ROUTING),
+            (3, order_pb2.ORDER_STATUS_FAILED),
+        )
+    ]
+    assert subscription.get_message(timeout=0.5) is None
     subscription.close()
 
 

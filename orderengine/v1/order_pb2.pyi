@@ -138,3 +138,9 @@ class OrderEvent(_message.Message):
     reason: str
     reason_code: str
     def __init__(self, order_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., quotes: _Optional[_Iterable[_Union[_market_pb2.VenueQuote, _Mapping]]] = ..., route: _Optional[_Union[_market_pb2.Route, _Mapping]] = ..., signature: _Optional[str] = ..., amount_out: _Optional[str] = ..., reason: _Optional[str] = ..., reason_code: _Optional[str] = ...) -> None: ...
+
+class OrderEvents(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[OrderEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[OrderEvent, _Mapping]]] = ...) -> None: ...
