@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,6 +95,18 @@ def test_submit_stores_a_pending_order_with_its_first_event(store: OrderStore) -
         2 * SOL,
     )
     assert store.events(row.order_id) == [event]
+
+
+def test_order_ids_are_uuids_that_sort_as_the_orders_were_made(store: OrderStore) -> None:
+    """UUIDv7: each new order's id sorts after the last one's, so a batch's
+    rows and events go to the end of every index keyed by order id."""
+    ids = [submit(store) for _ in range(5)]
+    ids += [row.order_id for row, _ in store.submit_many([new_order() for _ in range(50)])]
+    ids.append(submit(store))
+
+    assert {uuid.UUID(order_id).version for order_id in ids} == {7}
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
 
 
 def test_get_hides_another_owners_order(store: OrderStore) -> None:
