@@ -374,6 +374,57 @@ def test_a_batch_of_changes_gives_each_order_its_own_values(store: OrderStore) -
 # -- idempotent submit --------------------------------------------------------
 
 
+def overtaken_after_read(
+    store: OrderStore, monkeypatch: pytest.MonkeyPatch, order_id: str, target: Status
+) -> None:
+    """Another writer moves the order to ``target`` just after this store
+    next reads it: a change is decided on a read that is already old."""
+    read = store.get_many
+    other = OrderStore(store.engine)
+
+    def read_then_overtaken(order_ids: list[str]) -> dict[str, StoredOrder]:
+        rows = read(order_ids)
+        monkeypatch.setattr(store, "get_many", read)
+        assert other.transition(order_id, target) is not None
+        return rows
+
+    monkeypatch.setattr(store, "get_many", read_then_overtaken)
+
+
+def test_a_change_to_an_order_another_writer_moved_since_it_was_read_is_made_again(
+    store: OrderStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order_id = submit(store)
+    overtaken_after_read(store, monkeypatch, order_id, Status.ROUTING)
+
+    moved = store.transition(order_id, Status.FAILED, Change(reason="no route"))
+
+    assert moved is not None and moved[0].last_sequence == 3
+    assert event_statuses(store, order_id) == [
+        (1, Status.PENDING),
+        (2, Status.ROUTING),
+        (3, Status.FAILED),
+    ]
+
+
+def test_a_change_refused_on_an_old_read_is_decided_again_on_the_order_as_it_is(
+    store: OrderStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ROUTED is not allowed from PENDING, as read; it is from ROUTING, where
+    # another writer has moved the order since.
+    order_id = submit(store)
+    overtaken_after_read(store, monkeypatch, order_id, Status.ROUTING)
+
+    moved = store.transition(order_id, Status.ROUTED, Change(route=A_ROUTE))
+
+    assert moved is not None
+    assert event_statuses(store, order_id) == [
+        (1, Status.PENDING),
+        (2, Status.ROUTING),
+        (3, Status.ROUTED),
+    ]
+
+
 def test_a_repeated_client_order_id_returns_the_same_order_and_no_event(
     store: OrderStore,
 ) -> None:

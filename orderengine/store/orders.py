@@ -325,41 +325,31 @@ class OrderStore:
         """``transition`` for each, in order, in one transaction: several
         orders' changes, or several changes of one order, cost one commit.
 
-        Three statements whatever the batch: the orders read and locked, one
-        executemany UPDATE of those that changed (guarded by the sequence
-        read) and one executemany INSERT of the events. Whether a change is
-        legal is decided here, on the locked rows, change after change."""
-        now = _now()
-        stamp = timestamp(now)
-        results: list[tuple[StoredOrder, order_pb2.OrderEvent] | None] = []
+        The orders are read and every change decided before the write
+        transaction begins: on SQLite one writer holds the whole database,
+        so only the UPDATE and the INSERT of the events go inside it. Each
+        order's UPDATE is guarded by the sequence it was read at; when
+        another writer moved one in between, or a change is refused, none
+        of it is written and the whole batch is decided again on the orders
+        read under the lock (a refusal is only ever decided there)."""
         ids = list(dict.fromkeys(t.order_id for t in transitions))
+        if self._counts_many or len(ids) == 1:
+            decided = _Decided(self.get_many(ids), transitions)
+            if decided.all_legal:
+                try:
+                    with self.engine.begin() as connection:
+                        decided.write(connection, self._counts_many)
+                    return decided.results
+                except ConcurrentChange:
+                    pass
         with self.engine.begin() as connection:
             current: dict[str, StoredOrder] = {}
             for chunk in _chunks(ids):
                 for r in connection.execute(_LOCK_BY_IDS, {"ids": chunk}):
                     current[r.order_id] = _order(r)
-            read_sequence = {order_id: row.last_sequence for order_id, row in current.items()}
-            events: list[dict[str, Any]] = []
-            for t in transitions:
-                row = current.get(t.order_id)
-                moved = _changed(row, t, now) if row is not None else None
-                if moved is None:
-                    results.append(None)
-                    continue
-                current[t.order_id] = moved
-                event = event_of(t, moved, stamp)
-                events.append(_event_values(event, t.target.value, now))
-                results.append((moved, event))
-            if events:
-                _write(
-                    connection,
-                    [current[i] for i in ids if current[i].last_sequence != read_sequence[i]],
-                    read_sequence,
-                    now,
-                    self._counts_many,
-                )
-                connection.execute(_INSERT_EVENT, events)
-        return results
+            decided = _Decided(current, transitions)
+            decided.write(connection, self._counts_many)
+        return decided.results
 
     # -- reading --------------------------------------------------------------
 
@@ -495,12 +485,53 @@ class OrderStore:
 
 
 class ConcurrentChange(RuntimeError):
-    """An order changed under a transaction that had locked it: never
-    expected; the transaction is rolled back rather than write over it."""
+    """An order changed since it was read for a change: the transaction is
+    rolled back rather than write over it (and the change decided again on
+    the order read under the lock)."""
 
 
 # The status values each target may be reached from.
 _SOURCES = {target: frozenset(s.value for s in sources(target)) for target in Status}
+
+
+class _Decided:
+    """Transitions decided on orders as read: each order as it ends, the
+    events, and whether every change was legal."""
+
+    def __init__(self, current: dict[str, StoredOrder], transitions: Sequence[Transition]) -> None:
+        self.now = now = _now()
+        stamp = timestamp(now)
+        self.read_sequence = {order_id: row.last_sequence for order_id, row in current.items()}
+        self.results: list[tuple[StoredOrder, order_pb2.OrderEvent] | None] = []
+        self.events: list[dict[str, Any]] = []
+        current = dict(current)
+        for t in transitions:
+            row = current.get(t.order_id)
+            moved = _changed(row, t, now) if row is not None else None
+            if moved is None:
+                self.results.append(None)
+                continue
+            current[t.order_id] = moved
+            event = event_of(t, moved, stamp)
+            self.events.append(_event_values(event, t.target.value, now))
+            self.results.append((moved, event))
+        self.all_legal = all(result is not None for result in self.results)
+        # In order of id: writers that change orders in one order never
+        # wait on each other's row locks in a circle (PostgreSQL).
+        self.changed = sorted(
+            (
+                r
+                for order_id, r in current.items()
+                if r.last_sequence != self.read_sequence[order_id]
+            ),
+            key=lambda r: r.order_id,
+        )
+
+    def write(self, connection: Connection, counts_many: bool) -> None:
+        """The orders as changed, guarded by the sequences read, and the events."""
+        if self.events:
+            _write(connection, self.changed, self.read_sequence, self.now, counts_many)
+            connection.execute(_INSERT_EVENT, self.events)
 
 
 def _changed(row: StoredOrder, t: Transition, now: datetime) -> StoredOrder | None:
