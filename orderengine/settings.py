@@ -103,7 +103,10 @@ class Settings(ClientSettings):
     queue_name: str = field(default_factory=lambda: env_value("QUEUE_NAME", "orders"))
     # Back-pressure: past this many queued orders SubmitOrder answers
     # RESOURCE_EXHAUSTED instead of letting the backlog grow without end.
-    max_queue_depth: int = field(default_factory=lambda: _int("MAX_QUEUE_DEPTH", 10_000))
+    # About a minute of make run's two workers on two cores: a burst of the
+    # seed's load (10 s at 256 concurrent, accepted at 2-3x the rate the
+    # workers execute) queues rather than being refused.
+    max_queue_depth: int = field(default_factory=lambda: _int("MAX_QUEUE_DEPTH", 50_000))
     # A worker driving an order holds its lease this long; a worker that
     # dies leaves the order to the reconciler once the lease runs out.
     order_lease_seconds: float = field(default_factory=lambda: _float("ORDER_LEASE_SECONDS", 15.0))
