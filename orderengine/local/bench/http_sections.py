@@ -350,7 +350,12 @@ def _side_by_side(
 ) -> list[seed.Run] | None:
     """The shared script's runs against make run's stack with ``workers``
     workers; None (and a failure noted) when it fails."""
-    with started_stack(backing, workdir, workers, **MAKE_RUN) as (settings, running):
+    env = dict(MAKE_RUN)
+    if not workers:
+        # Nothing drains a stack with no workers: make run's queue bound
+        # would refuse what the accept tier takes once it filled.
+        del env["MAX_QUEUE_DEPTH"]
+    with started_stack(backing, workdir, workers, **env) as (settings, running):
         try:
             runs = seed.side_by_side(
                 repo, workdir, settings.gateway_address, _key(), levels, seconds, rounds
