@@ -59,7 +59,8 @@ def move_many(
 ) -> list[StoredOrder | None]:
     """Each change as ``move``, all in one transaction and one publish.
     ``current``: the orders as the caller read them, for the time each spent
-    in its status (README "Live figures"). With a pipeline as ``bus``, the
+    in its status (README "Live figures"), and for the store to decide on
+    rather than read them again. With a pipeline as ``bus``, the
     events go out with its caller's execute().
 
     When the transaction fails, each change is made alone, so that one the
@@ -68,8 +69,9 @@ def move_many(
     one fails (the store is away), the error is raised."""
     if not transitions:
         return []
+    current = list(current)
     try:
-        results = store.transition_many(transitions)
+        results = store.transition_many(transitions, current)
     except Exception:
         if len(transitions) == 1:
             raise

@@ -425,6 +425,28 @@ def test_a_change_refused_on_an_old_read_is_decided_again_on_the_order_as_it_is(
     ]
 
 
+def test_a_change_decided_on_the_caller_s_old_read_is_made_on_the_order_as_it_is(
+    store: OrderStore,
+) -> None:
+    # The caller hands the store the order as it read it, before another
+    # writer moved it: the change is still made after that one, not over it.
+    order_id = submit(store)
+    as_read = store.get(order_id)
+    assert as_read is not None
+    assert OrderStore(store.engine).transition(order_id, Status.ROUTING) is not None
+
+    [moved] = store.transition_many(
+        [Transition(order_id, Status.FAILED, Change(reason="no route"))], [as_read]
+    )
+
+    assert moved is not None and moved[0].last_sequence == 3
+    assert event_statuses(store, order_id) == [
+        (1, Status.PENDING),
+        (2, Status.ROUTING),
+        (3, Status.FAILED),
+    ]
+
+
 def test_a_repeated_client_order_id_returns_the_same_order_and_no_event(
     store: OrderStore,
 ) -> None:

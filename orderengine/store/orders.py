@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -320,7 +320,7 @@ class OrderStore:
         return self.transition_many([Transition(order_id, target, change, attempt)])[0]
 
     def transition_many(
-        self, transitions: Sequence[Transition]
+        self, transitions: Sequence[Transition], read: Iterable[StoredOrder] = ()
     ) -> list[tuple[StoredOrder, order_pb2.OrderEvent] | None]:
         """``transition`` for each, in order, in one transaction: several
         orders' changes, or several changes of one order, cost one commit.
@@ -331,10 +331,16 @@ class OrderStore:
         order's UPDATE is guarded by the sequence it was read at; when
         another writer moved one in between, or a change is refused, none
         of it is written and the whole batch is decided again on the orders
-        read under the lock (a refusal is only ever decided there)."""
+        read under the lock (a refusal is only ever decided there).
+        ``read``: the orders as the caller last read or moved them, decided
+        on instead of reading them again when every one is there."""
         ids = list(dict.fromkeys(t.order_id for t in transitions))
         if self._counts_many or len(ids) == 1:
-            decided = _Decided(self.get_many(ids), transitions)
+            known = {row.order_id: row for row in read}
+            rows = (
+                {i: known[i] for i in ids} if all(i in known for i in ids) else self.get_many(ids)
+            )
+            decided = _Decided(rows, transitions)
             if decided.all_legal:
                 try:
                     with self.engine.begin() as connection:
