@@ -23,6 +23,7 @@ import uuid_utils
 from sqlalchemy import (
     Connection,
     Engine,
+    Select,
     Table,
     and_,
     bindparam,
@@ -124,6 +125,17 @@ _BY_CLIENT_IDS = select(*_ORDER_COLUMNS).where(
 def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(ids), IDS_PER_QUERY):
         yield ids[start : start + IDS_PER_QUERY]
+
+
+def _rows_by_id(
+    connection: Connection, statement: Select[Any], ids: Sequence[str]
+) -> dict[str, StoredOrder]:
+    """The orders ``statement`` (of _ORDER_COLUMNS, by ``ids``) finds."""
+    found: dict[str, StoredOrder] = {}
+    for chunk in _chunks(list(ids)):
+        for r in connection.execute(statement, {"ids": chunk}):
+            found[r.order_id] = _order(r)
+    return found
 
 
 # Where route_pb and the legacy route column stand in _ORDER_COLUMNS: every
@@ -349,11 +361,7 @@ class OrderStore:
                 except ConcurrentChange:
                     pass
         with self.engine.begin() as connection:
-            current: dict[str, StoredOrder] = {}
-            for chunk in _chunks(ids):
-                for r in connection.execute(_LOCK_BY_IDS, {"ids": chunk}):
-                    current[r.order_id] = _order(r)
-            decided = _Decided(current, transitions)
+            decided = _Decided(_rows_by_id(connection, _LOCK_BY_IDS, ids), transitions)
             decided.write(connection, self._counts_many)
         return decided.results
 
@@ -368,12 +376,8 @@ class OrderStore:
     def get_many(self, order_ids: Sequence[str]) -> dict[str, StoredOrder]:
         if not order_ids:
             return {}
-        found: dict[str, StoredOrder] = {}
         with self._read_engine.connect() as connection:
-            for chunk in _chunks(list(order_ids)):
-                for r in connection.execute(_BY_IDS, {"ids": chunk}):
-                    found[r.order_id] = _order(r)
-        return found
+            return _rows_by_id(connection, _BY_IDS, order_ids)
 
     def count_by_status(self) -> dict[str, int]:
         """How many orders are in each status (statuses with none are absent)."""
