@@ -14,8 +14,6 @@ import signal
 import threading
 from contextlib import AsyncExitStack
 
-from redis.asyncio import Redis
-
 from executor.chain.chain import Chain
 from executor.chain.execution_service import ExecutionServicer
 from executor.chain.faucet import FaucetLimits
@@ -24,6 +22,7 @@ from executor.driver import tracker, worker
 from orderengine.market import launches
 from orderengine.mesh.auth import InternalTokenGuard, exit_on_placeholder_token
 from orderengine.mesh.channels import EXECUTION_SERVICE
+from orderengine.mesh.redis_clients import async_redis
 from orderengine.mesh.serving import Server, Service, create_server, serve
 from orderengine.observability.logs import configure_logging
 from orderengine.observability.metrics import serve_metrics
@@ -38,7 +37,7 @@ async def create_execution_server(address: str, settings: Settings) -> Server:
     # Closed in reverse order, by the server once it stops, or here if it
     # never starts.
     async with AsyncExitStack() as opened:
-        redis = await opened.enter_async_context(Redis.from_url(settings.chain_redis_url))
+        redis = await opened.enter_async_context(async_redis(settings.chain_redis_url))
         launches.install(settings.chain_redis_url)
         chain = Chain(
             redis,
@@ -87,7 +86,7 @@ def run_triggers() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         ctx = context()
-        async with Redis.from_url(ctx.settings.chain_redis_url) as market:
+        async with async_redis(ctx.settings.chain_redis_url) as market:
             triggers = Triggers(ctx, market)
             report_waiting(triggers.index.waiting)
             await triggers.run(stopping, ctx.settings.trigger_poll_seconds)

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 
 from order_service.histories import HistoryReads
 from order_service.order_service import OrderServicer
@@ -24,6 +23,7 @@ from orderengine.mesh.channels import (
     QUOTE_SERVICE,
     aio_channel,
 )
+from orderengine.mesh.redis_clients import async_redis
 from orderengine.mesh.serving import Server, Service, create_server, run
 from orderengine.observability.metrics_orders import report_orders
 from orderengine.order_queue import order_queue
@@ -48,11 +48,11 @@ async def create_order_server(address: str, settings: Settings) -> Server:
         opened.callback(engine.dispose)
         redis = opened.enter_context(Redis.from_url(settings.redis_url))
         # The chain's Redis, where the pools are: QuoteOrder's pair price.
-        market = await opened.enter_async_context(AsyncRedis.from_url(settings.chain_redis_url))
+        market = await opened.enter_async_context(async_redis(settings.chain_redis_url))
         launches.install(settings.chain_redis_url)
         store = OrderStore(engine)
         hub = WatchHub(
-            await opened.enter_async_context(AsyncRedis.from_url(settings.redis_url)),
+            await opened.enter_async_context(async_redis(settings.redis_url)),
             HistoryReads(store),
             settings.watch_streams_per_owner,
             store.last_sequences,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
-from redis.asyncio import Redis
-
 from orderengine.market import launches
 from orderengine.mesh.auth import InternalTokenGuard
 from orderengine.mesh.channels import QUOTE_SERVICE
+from orderengine.mesh.redis_clients import async_redis
 from orderengine.mesh.serving import Server, Service, create_server, run
 from orderengine.settings import Settings
 from orderengine.v1 import quote_service_pb2_grpc
@@ -21,7 +20,7 @@ async def create_quote_server(address: str, settings: Settings) -> Server:
     # Closed by the server once it stops, or here if it never starts.
     async with AsyncExitStack() as opened:
         # Pool state is chain state: it lives in the chain's store.
-        redis = await opened.enter_async_context(Redis.from_url(settings.chain_redis_url))
+        redis = await opened.enter_async_context(async_redis(settings.chain_redis_url))
         launches.install(settings.chain_redis_url)
         server = await create_server(
             address,

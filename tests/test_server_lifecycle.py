@@ -82,6 +82,8 @@ class Opened:
             if hasattr(made, name):
                 asynchronous = issubclass(getattr(made, name), AsyncRedis)
                 monkeypatch.setattr(made, name, AioRedis if asynchronous else SyncRedis)
+        if hasattr(made, "async_redis"):
+            monkeypatch.setattr(made, "async_redis", AioRedis.from_url)
         if hasattr(made, "create_database_engine"):
             monkeypatch.setattr(made, "create_database_engine", engine)
 
