@@ -22,14 +22,16 @@ class _HiredisPacking:
         return _PACKER.pack(*args)
 
 
-_PACKED: dict[str, type[AbstractConnection]] = {}
+# redis-py's connection class -> the same, packing with hiredis: one of each.
+_PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {}
 
 
 def _with_hiredis_packing(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
-    name = f"{connection_class.__module__}.{connection_class.__qualname__}"
-    if name not in _PACKED:
-        _PACKED[name] = type(connection_class.__name__, (_HiredisPacking, connection_class), {})
-    return _PACKED[name]
+    if connection_class not in _PACKED:
+        _PACKED[connection_class] = type(
+            connection_class.__name__, (_HiredisPacking, connection_class), {}
+        )
+    return _PACKED[connection_class]
 
 
 def async_redis(url: str) -> Redis:
