@@ -16,7 +16,7 @@ from redis import Redis
 from gateway.upstream import Upstream
 from order_service.order_service import MAX_ORDERS_PER_CALL
 from orderengine.observability import request_ids
-from orderengine.order_queue import order_queue, take_queued
+from orderengine.order_queue import order_queue, queued_since, take_queued
 from orderengine.settings import Settings
 from orderengine.store.orders import OrderStore
 from orderengine.v1 import order_service_pb2, order_service_pb2_grpc
@@ -258,6 +258,10 @@ def test_gathered_submits_with_long_request_ids_are_all_taken(
     answers = asyncio.run(all_at_once())
     # Several calls (the server counts each as it ends it).
     eventually(lambda: _calls("BatchSubmitOrders") - before > 1, timeout=5)
+    order_ids = [answer.order.order_id for answer in answers]
+    # A job follows its order's answer (it is queued once the answer is
+    # given), its marker last: once every marker is there, every job is.
+    eventually(lambda: len(queued_since(redis, order_ids)) == len(order_ids), timeout=5)
     queue = order_queue(redis, Settings().queue_name)
     taken: list[str] = []
     carried: dict[str, dict[str, str]] = {}
@@ -267,6 +271,5 @@ def test_gathered_submits_with_long_request_ids_are_all_taken(
             break
         taken += orders
         carried.update(carrying)
-    order_ids = [answer.order.order_id for answer in answers]
     assert sorted(taken) == sorted(order_ids)
     assert [carried[order_id]["x-request-id"] for order_id in order_ids] == ids
