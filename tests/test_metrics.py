@@ -14,7 +14,8 @@ import grpc
 import pytest
 from fastapi.testclient import TestClient
 
-from orderengine.local import metrics_targets
+from orderengine.local import metrics_targets, ports
+from orderengine.local.parts import check_free
 from orderengine.local.ports import free_port
 from orderengine.observability.buckets import seconds_buckets
 from orderengine.observability.metrics import MetricsEndpoint
@@ -256,6 +257,32 @@ def test_make_run_gives_each_part_its_port(monkeypatch: pytest.MonkeyPatch, tmp_
         )
         == []
     )
+
+
+def _unclaimed_free_port() -> int:
+    """A free port this process has neither given out nor claimed."""
+    return next(p for p in range(20_000, 30_000) if ports.available("127.0.0.1", p))
+
+
+def test_no_metrics_port_is_a_port_a_service_of_the_stack_is_to_bind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The stack checks a service's port when it starts, and its server binds
+    # it a moment later: in between, nothing listens on it.
+    service = _unclaimed_free_port()
+    check_free(f"127.0.0.1:{service}", "ORDER_SERVICE_ADDRESS")
+    # A free port is picked at random: let the first pick be that one.
+    picks = iter([service])
+    pick = ports.random.randint
+    monkeypatch.setattr(ports.random, "randint", lambda a, b: next(picks, None) or pick(a, b))
+    monkeypatch.setenv("METRICS_PORT", "0")
+    worker = _part("worker-1", "-m", "executor.main", "worker")
+    metrics_targets.assign([worker], "http://127.0.0.1:8080", "127.0.0.1")
+    assert int(worker.env["METRICS_PORT"]) != service
+    # Counting up from METRICS_PORT, a service's port is skipped too.
+    monkeypatch.setenv("METRICS_PORT", str(service))
+    metrics_targets.assign([worker], "http://127.0.0.1:8080", "127.0.0.1")
+    assert int(worker.env["METRICS_PORT"]) != service
 
 
 def test_histogram_bounds_run_1_2_5_per_decade_from_low_to_high() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from orderengine.local.ports import free_port, port_is_free
+from orderengine.local.ports import available, claim, free_port
 from orderengine.observability.metrics import PATH
 
 FIRST_PORT = 9101
@@ -53,7 +53,12 @@ def _address(host: str, port: int) -> str:
 
 
 def _port(first: int, wanted: int, host: str) -> int:
-    return wanted if first and wanted < 65536 and port_is_free(host, wanted) else free_port(host)
+    """``wanted`` when METRICS_PORT counts up from ``first`` and it is free,
+    else a free port: never one a server of the stack is to bind."""
+    if first and wanted < 65536 and available(host, wanted):
+        claim(wanted)
+        return wanted
+    return free_port(host)
 
 
 def assign(

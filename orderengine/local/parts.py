@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import grpc
 
 from orderengine.client.tls import tls
-from orderengine.local.ports import free_port, port_is_free
+from orderengine.local.ports import available, claim, free_port, port_is_free
 from orderengine.mesh.channels import channel as orderengine_channel
 from orderengine.mesh.healthcheck import serving
 from orderengine.settings import Settings
@@ -73,7 +73,7 @@ def replica_addresses(setting: str, configured: str, replicas: int) -> list[str]
     addresses = given[:replicas]
     for k in range(len(addresses), replicas):
         wanted = int(port) + REPLICA_PORT_STEP * k
-        chosen = wanted if wanted < 65536 and port_is_free(host, wanted) else free_port(host)
+        chosen = wanted if wanted < 65536 and available(host, wanted) else free_port(host)
         addresses.append(f"[{host}]:{chosen}" if ":" in host else f"{host}:{chosen}")
     return addresses
 
@@ -90,8 +90,11 @@ def check_free(address: str, setting: str) -> None:
     host, port = parsed.hostname or "127.0.0.1", parsed.port
     if port is None and parsed.scheme in ("http", "https"):
         port = 443 if parsed.scheme == "https" else 80
-    if port is not None and not port_is_free(host, port):
-        raise StartError(f"{parsed.netloc} is in use: set {setting}")
+    if port is not None:
+        if not port_is_free(host, port):
+            raise StartError(f"{parsed.netloc} is in use: set {setting}")
+        # Its server binds it later: no metrics endpoint may take it first.
+        claim(port)
 
 
 def service_parts(addresses: dict[str, list[str]]) -> list[Part]:

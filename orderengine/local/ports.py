@@ -37,17 +37,30 @@ def _ephemeral_low() -> int:
 # now cannot be taken by another process's port-0 server (a metrics
 # endpoint) or outgoing connection before its own server binds it.
 _LOWEST = 10_000
+# Ports given out or claimed: a server of this process (or one it starts)
+# binds each soon, though nothing may listen on it yet.
 _given: set[int] = set()
+
+
+def claim(port: int) -> None:
+    """A server this process starts will bind ``port`` (one configured, or
+    given out by another process): free_port never gives it out."""
+    _given.add(port)
+
+
+def available(host: str, port: int) -> bool:
+    """Nothing listens on ``host:port`` and this process has not given it out."""
+    return port not in _given and port_is_free(host, port)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on now (the caller binds it soon after), never
-    one this process gave out before."""
+    one this process gave out or claimed before."""
     highest = _ephemeral_low() - 1
     if highest > _LOWEST:
         for _ in range(1_000):
             port = random.randint(_LOWEST, highest)
-            if port not in _given and port_is_free(host, port):
+            if available(host, port):
                 _given.add(port)
                 return port
     with _socket(host) as probe:  # no room below the ephemeral range
