@@ -154,10 +154,13 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
 
     count = 200 if quick else 1000
     # First with nothing executing: what the accept path alone takes,
-    # without the CPU that executing the orders before takes from it.
-    with started_stack(backing, workdir, 0, **MAKE_RUN) as (settings, _):
-        progress(f"http: {count} orders one at a time, no workers, {rounds}x")
-        alone = _one_at_a_time(f"{settings.gateway_address}{SUBMIT_ROUTE}", count, rounds)
+    # without the CPU that executing the orders before takes from it (not
+    # with --quick: a stack more to start).
+    alone: list[dict[str, Any]] = []
+    if not quick:
+        with started_stack(backing, workdir, 0, **MAKE_RUN) as (settings, _):
+            progress(f"http: {count} orders one at a time, no workers, {rounds}x")
+            alone = _one_at_a_time(f"{settings.gateway_address}{SUBMIT_ROUTE}", count, rounds)
     with started_stack(backing, workdir, WORKERS_PER_REPLICA, **MAKE_RUN) as (settings, running):
         url = f"{settings.gateway_address}{SUBMIT_ROUTE}"
         progress(f"http: {count} orders one at a time on one kept-alive connection, {rounds}x")
@@ -166,6 +169,8 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
             ("one order at a time", executed, Target(False, 4)),
             ("  no workers executing", alone, None),
         ]:
+            if not runs:
+                continue
             report.figure(
                 "http",
                 f"{name}: p50 (python http.client)",
