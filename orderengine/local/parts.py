@@ -85,15 +85,17 @@ class StartError(Exception):
 def check_free(address: str, setting: str) -> None:
     """Raises StartError naming ``setting`` when something already listens
     on ``address`` (HOST:PORT or a URL): the part would fail to bind, after
-    a traceback, and the stack would wait for it in vain."""
+    a traceback, and the stack would wait for it in vain. Else claims the
+    port for that part: nothing the stack picks later (a metrics port) takes
+    it before the part binds it."""
     parsed = urlsplit(address if "://" in address else f"//{address}")
     host, port = parsed.hostname or "127.0.0.1", parsed.port
     if port is None and parsed.scheme in ("http", "https"):
         port = 443 if parsed.scheme == "https" else 80
     if port is not None:
+        # Not ``available``: a port this process gave out is one to check here.
         if not port_is_free(host, port):
             raise StartError(f"{parsed.netloc} is in use: set {setting}")
-        # Its server binds it later: no metrics endpoint may take it first.
         claim(port)
 
 

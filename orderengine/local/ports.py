@@ -61,7 +61,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         for _ in range(1_000):
             port = random.randint(_LOWEST, highest)
             if available(host, port):
-                _given.add(port)
+                claim(port)
                 return port
     with _socket(host) as probe:  # no room below the ephemeral range
         probe.bind((host, 0))

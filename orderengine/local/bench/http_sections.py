@@ -156,7 +156,7 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
     # First with nothing executing: what the accept path alone takes,
     # without the CPU that executing the orders before takes from it (not
     # with --quick: a stack more to start).
-    alone: list[dict[str, Any]] = []
+    alone = None
     if not quick:
         with started_stack(backing, workdir, 0, **MAKE_RUN) as (settings, _):
             progress(f"http: {count} orders one at a time, no workers, {rounds}x")
@@ -165,22 +165,9 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
         url = f"{settings.gateway_address}{SUBMIT_ROUTE}"
         progress(f"http: {count} orders one at a time on one kept-alive connection, {rounds}x")
         executed = _one_at_a_time(url, count, rounds)
-        for name, runs, target in [
-            ("one order at a time", executed, Target(False, 4)),
-            ("  no workers executing", alone, None),
-        ]:
-            if not runs:
-                continue
-            report.figure(
-                "http",
-                f"{name}: p50 (python http.client)",
-                [r["p50_ms"] for r in runs],
-                "ms",
-                target=target,
-            )
-            report.figure(
-                "http", f"{name}: p99 (python http.client)", [r["p99_ms"] for r in runs], "ms"
-            )
+        _one_at_a_time_rows(report, "one order at a time", executed, Target(False, 4))
+        if alone is not None:
+            _one_at_a_time_rows(report, "  no workers executing", alone)
         counts = Counts(backing)
         counts.wait_terminal(DRAIN_SECONDS)
         _end_to_end(report, running, backing, counts, tool, url, quick)
@@ -189,6 +176,14 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
 def _one_at_a_time(url: str, count: int, rounds: int) -> list[dict[str, Any]]:
     """Rounds of ``count`` sequential submits on one kept-alive connection."""
     return [run_load(python_command("serial", url, count=count)) for _ in range(rounds)]
+
+
+def _one_at_a_time_rows(
+    report: Report, name: str, runs: list[dict[str, Any]], target: Target | None = None
+) -> None:
+    p50 = [r["p50_ms"] for r in runs]
+    report.figure("http", f"{name}: p50 (python http.client)", p50, "ms", target=target)
+    report.figure("http", f"{name}: p99 (python http.client)", [r["p99_ms"] for r in runs], "ms")
 
 
 def _end_to_end(
