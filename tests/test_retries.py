@@ -9,12 +9,15 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from pathlib import Path
+from typing import cast
 
 import base58
 import pytest
 from redis import Redis
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from sqlalchemy import update
 
 from executor.driver.context import Context
@@ -283,6 +286,31 @@ def test_the_reconciler_queues_a_retry_no_scheduler_moved_in_time(
     assert drives(ctx.queue.get_jobs()) == [("executor.driver.jobs.drive_orders", ([due_now],))]
     assert len(scheduled.get_job_ids()) == 1  # the later one still waits its turn
     assert reconcile_once(ctx).overdue == 0
+
+
+def test_a_stopped_worker_ends_its_scheduler_at_once_and_frees_its_lock(
+    processes: Processes, ctx: Context, redis: Redis
+) -> None:
+    """SIGTERM to an idle worker ends it and the RQ scheduler it forked
+    without waiting out the scheduler's 1-second sleep, and leaves the
+    scheduler's lock free for the next worker (not a minute later, when it
+    would expire)."""
+    worker = processes.worker()
+    lock = RQScheduler.get_locking_key(ctx.queue.name)
+    name = cast(bytes, eventually(lambda: redis.get(lock)))
+    record = SCHEDULER_KEY_TEMPLATE % name.decode()
+    beat = eventually(lambda: redis.hget(record, "last_heartbeat"))
+    pid = int(redis.hget(record, "pid") or 0)
+    # Just after a heartbeat: the scheduler has a whole sleep ahead of it.
+    eventually(lambda: redis.hget(record, "last_heartbeat") != beat, every=0.005)
+
+    started = time.monotonic()
+    worker.terminate()
+    assert worker.wait(10) == 0
+    assert time.monotonic() - started < 0.9  # RQ's own stop: 1.3 s here
+    assert redis.get(lock) is None
+    assert not redis.exists(record)
+    assert not Path(f"/proc/{pid}").exists()  # killed and reaped
 
 
 @pytest.fixture
