@@ -3,7 +3,8 @@ being written wait for the next one, so under load many orders share one
 database transaction and two Redis round trips (the queue check with each
 owner's rate limit; then jobs, markers, events), and a lone order still goes
 at once. Callers are answered once their orders are committed; the second
-round trip follows on the same thread, before the next batch's check.
+round trip follows on the same thread once they have been, before the next
+batch's check.
 
 An order refused (a full queue, its owner's rate limit) whose
 client_order_id names a stored order is answered with that order: the
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from functools import partial
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -93,8 +94,11 @@ class Submissions:
         # (its request id and trace: orderengine.observability.handoffs),
         # captured in that request's context, not the batch's.
         self._batches: Coalescer[Item, Written] = Coalescer(
-            self._write_batch, MAX_BATCH, executor=self._thread
+            self._write_batch, MAX_BATCH, executor=self._thread, then=self._after_answers
         )
+        # What the batches written leave to do once their callers have
+        # their answers; touched only by the submissions thread.
+        self._left: list[Callable[[], None]] = []
 
     async def submit(self, new: NewOrder) -> tuple[StoredOrder, bool]:
         """The stored order, and whether this call created it. Raises
@@ -219,21 +223,23 @@ class Submissions:
             # jobs and events go out next on this thread, before the next
             # batch's depth check. A process that dies in between leaves
             # them to the reconciler, as Redis failing here does.
-            self._after_answer(
-                self._queue_and_publish,
-                queued,
-                dict(
-                    zip(
-                        [row.order_id for row, _ in stored],
-                        [
-                            c
-                            for i, c in enumerate(carried)
-                            if i not in refused and i not in answered
-                        ],
-                        strict=False,
-                    )
-                ),
-                [event for _, event in created if event is not None],
+            self._left.append(
+                partial(
+                    self._queue_and_publish,
+                    queued,
+                    dict(
+                        zip(
+                            [row.order_id for row, _ in stored],
+                            [
+                                c
+                                for i, c in enumerate(carried)
+                                if i not in refused and i not in answered
+                            ],
+                            strict=False,
+                        )
+                    ),
+                    [event for _, event in created if event is not None],
+                )
             )
         results = iter([(row, event is not None) for row, event in stored])
         return [
@@ -245,13 +251,9 @@ class Submissions:
             for index in range(len(news))
         ]
 
-    def _after_answer(self, step: Callable[..., None], *args: Any) -> None:
-        """Runs ``step`` on this thread once the batch running now has been
-        answered; at once when the thread is closing (it takes nothing new)."""
-        try:
-            self._thread.submit(step, *args)
-        except RuntimeError:
-            step(*args)
+    def _after_answers(self) -> None:
+        while self._left:
+            self._left.pop(0)()
 
     def _queue_and_publish(
         self,
@@ -274,3 +276,4 @@ class Submissions:
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)
+        self._after_answers()  # a batch whose callers were never answered

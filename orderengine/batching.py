@@ -7,7 +7,8 @@ history reads; a gateway may batch its callers' submits the same way): items
 are queued each with its future, one task drains the queue a batch of at
 most ``max_batch`` at a time, the batch function runs on an executor (it
 blocks), and each item gets its own result or exception, or every item the
-exception that failed the whole batch."""
+exception that failed the whole batch. Work a batch leaves that its callers
+need not wait for (``then``) runs once they have been answered."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class Coalescer(Generic[T, R]):
         executor: Executor | None = None,
         key: Callable[[T], Hashable] | None = None,
         in_flight: int = 1,
+        then: Callable[[], None] | None = None,
     ) -> None:
         """``run``: the batch function, blocking or a coroutine function.
         ``executor``: where a blocking ``run`` runs (None: the loop's default); a
@@ -48,11 +50,19 @@ class Coalescer(Generic[T, R]):
         towards ``max_batch`` (as many reads of one row cost one); without
         it, each item counts. ``in_flight``: batches running at once (a
         call to another process: while one is on its way, the next forms and
-        goes, so the caller's wait is not the sum of the round trips)."""
+        goes, so the caller's wait is not the sum of the round trips).
+        ``then``: runs on ``executor`` after each batch, ahead of the next
+        one; after a lone batch, once its callers have been answered and
+        have run on. What a batch leaves to do (Submissions' jobs and
+        events) then does not delay a lone caller's answer, as it would
+        holding the GIL on the executor's thread while the answer is sent,
+        and no batch passes it."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if in_flight < 1:
             raise ValueError(f"in_flight must be at least 1, got {in_flight}")
+        if then is not None and executor is None:
+            raise ValueError("then needs the executor it runs on")
         self._run = run
         self._awaited = inspect.iscoroutinefunction(run)
         self.max_batch = max_batch
@@ -64,6 +74,7 @@ class Coalescer(Generic[T, R]):
         self._queued: dict[Hashable, list[tuple[T, asyncio.Future[R]]]] = {}
         self.in_flight = in_flight
         self._draining: set[asyncio.Task[None]] = set()
+        self._then = then
 
     def __len__(self) -> int:
         """Items waiting for a batch (not those of the batch running)."""
@@ -93,6 +104,13 @@ class Coalescer(Generic[T, R]):
             self._draining.add(asyncio.create_task(self._drain()))
         return future
 
+    def _run_then(self) -> None:
+        assert self._then is not None and self._executor is not None
+        try:
+            self._executor.submit(self._then)
+        except RuntimeError:  # shut down: it takes nothing new, so here
+            self._then()
+
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -109,18 +127,18 @@ class Coalescer(Generic[T, R]):
                 ]
                 if not batch:
                     continue
+                outcome: Sequence[R | Exception] | Exception
                 try:
                     items = [item for item, _ in batch]
-                    results: Sequence[R | Exception]
                     if self._awaited:
-                        results = await cast("AsyncBatchFunction[T, R]", self._run)(items)
+                        outcome = await cast("AsyncBatchFunction[T, R]", self._run)(items)
                     else:
-                        results = await loop.run_in_executor(
+                        outcome = await loop.run_in_executor(
                             self._executor, cast("BatchFunction[T, R]", self._run), items
                         )
-                    if len(results) != len(batch):  # else some caller would wait forever
+                    if len(outcome) != len(batch):  # else some caller would wait forever
                         raise RuntimeError(
-                            f"a batch of {len(batch)} items got {len(results)} results"
+                            f"a batch of {len(batch)} items got {len(outcome)} results"
                         )
                 except asyncio.CancelledError:
                     # The loop is stopping: no caller is left waiting forever.
@@ -128,18 +146,35 @@ class Coalescer(Generic[T, R]):
                         future.cancel()
                     raise
                 except Exception as exc:  # every caller of the batch hears of it
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():  # its caller left while the batch ran
-                        continue
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
+                    outcome = exc
+                if self._then is None:
+                    _answer(batch, outcome)
+                elif self._queued:
+                    # Others wait: what the batch left goes now, beside the
+                    # answers (the next batch would wait for it either way).
+                    self._run_then()
+                    _answer(batch, outcome)
+                else:
+                    # Alone: its callers' answers go out first.
+                    _answer(batch, outcome)
+                    await asyncio.sleep(0)
+                    self._run_then()
         finally:
             # Here, not in a done callback: an item queued from now on
             # starts a drain of its own.
             self._draining.discard(cast("asyncio.Task[None]", asyncio.current_task()))
+
+
+def _answer(
+    batch: list[tuple[T, asyncio.Future[R]]], outcome: Sequence[R | Exception] | Exception
+) -> None:
+    """Each caller of the batch its result or exception, or every one the
+    exception that failed the batch; those who left get nothing."""
+    for index, (_, future) in enumerate(batch):
+        if future.done():  # its caller left while the batch ran
+            continue
+        answer = outcome if isinstance(outcome, Exception) else outcome[index]
+        if isinstance(answer, Exception):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)

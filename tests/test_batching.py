@@ -4,6 +4,7 @@ and real threads."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -235,3 +236,66 @@ def test_with_two_in_flight_the_next_batch_goes_while_one_is_out_and_none_waits_
 def test_in_flight_must_be_at_least_one() -> None:
     with pytest.raises(ValueError, match="in_flight"):
         Coalescer(lambda items: items, 4, in_flight=0)
+
+
+def test_then_follows_each_batch_before_the_next_and_a_lone_one_after_its_answers() -> None:
+    """What a batch leaves to do goes on the executor's thread before the
+    next batch; after a lone batch (nobody else waiting) only once its
+    callers have their answers and have run on. A failed batch is
+    followed too."""
+    seen: list[object] = []
+    threads: set[str] = set()
+    release = threading.Event()
+
+    def run(items: list[int]) -> Sequence[int | Exception]:
+        seen.append(("batch", list(items)))
+        release.wait(10)
+        if 0 in items:
+            raise RuntimeError("the whole batch fails")
+        return items
+
+    def then() -> None:
+        threads.add(threading.current_thread().name)
+        seen.append("then")
+
+    async def crowd() -> None:
+        with ThreadPoolExecutor(1, "writer") as writer:
+            batcher: Coalescer[int, int] = Coalescer(run, 4, executor=writer, then=then)
+
+            async def caller(item: int) -> None:
+                with contextlib.suppress(RuntimeError):
+                    await batcher.submit(item)
+                seen.append(("answered", item))
+
+            first = asyncio.ensure_future(caller(1))
+            while not seen:  # the first batch is running, held
+                await asyncio.sleep(0.001)
+            rest = [asyncio.ensure_future(caller(i)) for i in (2, 3)]  # they wait
+            await asyncio.sleep(0.01)
+            release.set()
+            await asyncio.gather(first, *rest)
+            await caller(0)
+            await asyncio.sleep(0.01)  # the drain hands ``then`` on
+
+    asyncio.run(crowd())
+    # Others were waiting when the first batch ended: its ``then`` went at
+    # once, beside its answer, ahead of the next batch.
+    assert seen.index(("answered", 1)) > seen.index(("batch", [1]))
+    seen.remove(("answered", 1))
+    assert seen == [
+        ("batch", [1]),
+        "then",
+        ("batch", [2, 3]),
+        ("answered", 2),
+        ("answered", 3),
+        "then",
+        ("batch", [0]),
+        ("answered", 0),
+        "then",
+    ]
+    assert len(threads) == 1 and threads.pop().startswith("writer")
+
+
+def test_then_needs_an_executor() -> None:
+    with pytest.raises(ValueError, match="then"):
+        Coalescer(lambda items: items, 4, then=lambda: None)
