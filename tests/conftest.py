@@ -58,6 +58,28 @@ INTERNAL_TOKEN = "test-internal-token"
 OWNER, OTHER_OWNER = "alice", "bob"
 
 
+# The fixtures through which a test reaches the backends it is given.
+BACKENDS = frozenset({"database_url", "redis_url"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With TEST_BACKENDS_ONLY=1 (CI's second pass, on PostgreSQL and
+    Redis, after a whole pass on the embedded ones) only the tests that
+    reach a backend run: through the fixtures, or as the whole stack
+    (marked ``stack``, they read TEST_* themselves). The rest would run
+    the same code on the same input again."""
+    if os.environ.get("TEST_BACKENDS_ONLY") != "1":
+        return
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        reaches = BACKENDS & set(getattr(item, "fixturenames", ()))
+        (keep if reaches or item.get_closest_marker("stack") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("TEST_REDIS_URL")
