@@ -8,7 +8,7 @@ are queued each with its future, one task drains the queue a batch of at
 most ``max_batch`` at a time, the batch function runs on an executor (it
 blocks), and each item gets its own result or exception, or every item the
 exception that failed the whole batch. Work a batch leaves that its callers
-need not wait for (``then``) runs once they have been answered."""
+need not wait for (``then``) runs after it, ahead of the next batch."""
 
 from __future__ import annotations
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 import logging
 import time
 
+from redis import ConnectionPool, Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from rq import SimpleWorker
 
 from executor.driver.context import context
@@ -17,6 +20,8 @@ log = logging.getLogger(__name__)
 
 # After losing Redis, try again this often.
 RESTART_SECONDS = 1.0
+# How long a stopping worker waits for Redis to release its scheduler's lock.
+GIVE_UP_SECONDS = 1.0
 
 
 class OrderWorker(SimpleWorker):
@@ -29,11 +34,34 @@ class OrderWorker(SimpleWorker):
         nothing."""
         scheduler = self.scheduler
         process = scheduler._process if scheduler is not None else None
-        if scheduler is None or process is None or process.exitcode is not None:
+        # Not started (a stop while the worker starts), or ended already.
+        if scheduler is None or process is None or process.pid is None:
+            return
+        if process.exitcode is not None:
             return
         process.kill()
         process.join()
-        scheduler.stop()  # releases the lock it holds, by its name, and its record
+        # Its lock (by its name) and record, released on a connection that
+        # gives up at once: when Redis is going too (the whole stack is
+        # stopping), retrying would only hold up this exit, and both expire.
+        pool = self.connection.connection_pool
+        scheduler._connection = Redis(
+            connection_pool=ConnectionPool(
+                connection_class=pool.connection_class,
+                **{
+                    **pool.connection_kwargs,
+                    "socket_timeout": GIVE_UP_SECONDS,
+                    "socket_connect_timeout": GIVE_UP_SECONDS,
+                    "retry": Retry(NoBackoff(), 0),
+                },
+            )
+        )
+        try:
+            scheduler.stop()
+        except RedisError as exc:
+            log.warning("RQ's scheduler lock left to expire: %s", exc)
+        finally:
+            scheduler._connection.close()
 
 
 def _asked_to_stop(worker: SimpleWorker) -> bool:
