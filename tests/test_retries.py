@@ -25,6 +25,7 @@ from executor.driver.inflight import Inflight, claim_due
 from executor.driver.progress import attempt_failed
 from executor.driver.reconciler import Reconciled, reconcile_once
 from executor.driver.retries import RETRYABLE, RetryPolicy
+from orderengine.local.embedded_redis import EmbeddedRedis
 from orderengine.order_queue import order_queue
 from orderengine.reasons import Reason
 from orderengine.settings import Settings
@@ -311,6 +312,28 @@ def test_a_stopped_worker_ends_its_scheduler_at_once_and_frees_its_lock(
     assert redis.get(lock) is None
     assert not redis.exists(record)
     assert not Path(f"/proc/{pid}").exists()  # killed and reaped
+
+
+def test_a_worker_stops_even_when_releasing_its_scheduler_lock_fails(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """A worker whose SIGTERM finds Redis refusing new connections (as when
+    Redis stops with the whole stack) still stops: the failed release of
+    its scheduler's lock is not taken for a lost connection by RQ's
+    blocking read, which would retry it for ever."""
+    own = EmbeddedRedis(tmp_path / "redis.db", persist=False)
+    try:
+        processes.env = {**processes.env, "REDIS_URL": own.url, "CHAIN_REDIS_URL": own.url}
+        worker = processes.worker()
+        client = Redis.from_url(own.url)
+        eventually(lambda: client.get(RQScheduler.get_locking_key(Settings().queue_name)))
+        time.sleep(0.5)  # idle in its blocking read
+        # New connections now fail; the worker's open ones keep working.
+        client.config_set("requirepass", "not-the-workers")
+        worker.terminate()
+        assert worker.wait(10) == 0
+    finally:
+        own.stop()
 
 
 @pytest.fixture
