@@ -38,6 +38,18 @@ def _int(name: str, default: int) -> int:
     return _parsed(name, default, int, "an integer")
 
 
+def _seconds(name: str, default: float, most: float) -> float:
+    """A duration from 0 to ``most`` seconds."""
+
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not 0 <= value <= most:  # also refuses nan
+            raise ValueError(raw)
+        return value
+
+    return _parsed(name, default, parse, f"a number of seconds from 0 to {most:g}")
+
+
 def _percent(name: str, default: str) -> Decimal:
     """A share in percent, more than 0 and at most 100, read exactly."""
 
@@ -110,6 +122,13 @@ class Settings(ClientSettings):
     # A worker driving an order holds its lease this long; a worker that
     # dies leaves the order to the reconciler once the lease runs out.
     order_lease_seconds: float = field(default_factory=lambda: _float("ORDER_LEASE_SECONDS", 15.0))
+    # A worker whose job is small and has nothing queued behind it waits
+    # this long for more before driving: orders that trickle in are then
+    # driven together, at one job's, one call's and one commit's cost. A
+    # backlog never waits. 0 drives every job at once.
+    drive_linger_seconds: float = field(
+        default_factory=lambda: _seconds("DRIVE_LINGER_SECONDS", 0.02, most=1.0)
+    )
 
     # The simulated chain: a swap lands (processed) one slot after it is
     # taken and is confirmed confirm_seconds later.

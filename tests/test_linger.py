@@ -1,0 +1,89 @@
+"""Orders that trickle in are driven together: a worker whose job is small
+and alone waits DRIVE_LINGER_SECONDS for the jobs behind it; a backlog, or a
+job already large, never waits. Real worker processes, services, Redis and
+the database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from functools import partial
+
+import pytest
+
+from executor.driver.context import Context
+from executor.driver.jobs import LINGER_BELOW, _queued_behind
+from orderengine.order_queue import enqueue_orders
+from orderengine.settings import Settings
+from orderengine.statuses import Status
+from orderengine.store.orders import OrderStore
+from tests.conftest import Processes, Services
+from tests.helpers import SOL_USDC, eventually, worker_context
+
+
+def _routing_time(store: OrderStore, order_id: str) -> datetime | None:
+    """When the order's first ROUTING was committed, once it was."""
+    for event in store.events(order_id):
+        if Status.from_proto(event.status) == Status.ROUTING:
+            return event.event_time.ToDatetime()
+    return None
+
+
+@pytest.mark.parametrize("linger, driven_together", [("0.5", True), ("0", False)])
+def test_orders_submitted_one_at_a_time_are_driven_together_within_the_linger(
+    linger: str,
+    driven_together: bool,
+    services: Services,
+    processes: Processes,
+    store: OrderStore,
+) -> None:
+    processes.env["DRIVE_LINGER_SECONDS"] = linger
+    processes.worker()
+    stub = services.orders()
+    # The worker is up and idle once a first order has been driven.
+    first = stub.SubmitOrder(SOL_USDC, timeout=10).order.order_id
+    eventually(partial(_routing_time, store, first))
+
+    submitted: list[str] = []
+    for _ in range(4):
+        submitted.append(stub.SubmitOrder(SOL_USDC, timeout=10).order.order_id)
+        time.sleep(0.05)
+    times = [eventually(partial(_routing_time, store, i)) for i in submitted]
+
+    # One transaction moves a drive's orders: one ROUTING time for all.
+    assert (len(set(times)) == 1) is driven_together, times
+
+
+@pytest.fixture
+def lingering(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
+    """A worker's context whose linger is a second."""
+    monkeypatch.setenv("DRIVE_LINGER_SECONDS", "1")
+    with worker_context() as built:
+        yield built
+
+
+@pytest.mark.parametrize(
+    "behind, taken, waits", [(0, 1, True), (1, 1, False), (0, LINGER_BELOW, False)]
+)
+def test_only_a_small_job_with_nothing_behind_it_waits(
+    behind: int, taken: int, waits: bool, lingering: Context
+) -> None:
+    queued = [f"queued-{i}" for i in range(behind)]
+    if queued:
+        enqueue_orders(lingering.queue, queued)
+
+    began = time.monotonic()
+    orders, _ = _queued_behind(lingering, taken)
+
+    assert (time.monotonic() - began >= 1) is waits
+    assert orders == queued
+
+
+@pytest.mark.parametrize("raw", ["-0.1", "2", "soon", "nan"])
+def test_the_linger_is_seconds_from_0_to_1(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIVE_LINGER_SECONDS", raw)
+    with pytest.raises(
+        ValueError, match="DRIVE_LINGER_SECONDS must be a number of seconds from 0 to 1"
+    ):
+        Settings()
