@@ -127,7 +127,7 @@ class Settings(ClientSettings):
     # driven together, at one job's, one call's and one commit's cost. A
     # backlog never waits. 0 drives every job at once.
     drive_linger_seconds: float = field(
-        default_factory=lambda: _seconds("DRIVE_LINGER_SECONDS", 0.02, most=1.0)
+        default_factory=lambda: _seconds("DRIVE_LINGER_SECONDS", 0.05, most=1.0)
     )
 
     # The simulated chain: a swap lands (processed) one slot after it is

@@ -83,7 +83,7 @@ def _queued_behind(ctx: Context, taken: int) -> tuple[list[str], dict[str, hando
     small job with none behind it waits DRIVE_LINGER_SECONDS for more first:
     one order at a time costs the stack about five times the CPU an order
     of a batch does (RQ's job, two calls, the commits, the chain's
-    landing), and a few hundredths of a second are a few percent of a slot."""
+    landing), and a twentieth of a second is an eighth of a slot."""
     room = ORDERS_PER_DRIVE - taken
     behind = take_queued(ctx.queue, room)
     linger = ctx.settings.drive_linger_seconds
