@@ -210,9 +210,10 @@ class Submissions:
         answered = self._answer_resubmissions(news, refused) if refused else {}
         for index in answered:
             del refused[index]
-        admitted = [
-            new for index, new in enumerate(news) if index not in refused and index not in answered
+        kept = [
+            index for index in range(len(news)) if index not in refused and index not in answered
         ]
+        admitted = [news[index] for index in kept]
         stored = self.store.submit_many(admitted) if admitted else []
         created = [(row, event) for row, event in stored if event is not None]
         # A waiting order starts OPEN, not queued: the trigger part finds it
@@ -227,17 +228,12 @@ class Submissions:
                 partial(
                     self._queue_and_publish,
                     queued,
-                    dict(
-                        zip(
-                            [row.order_id for row, _ in stored],
-                            [
-                                c
-                                for i, c in enumerate(carried)
-                                if i not in refused and i not in answered
-                            ],
-                            strict=False,
-                        )
-                    ),
+                    # Each stored order's carrier (none without ``carried``).
+                    {
+                        row.order_id: carried[index]
+                        for (row, _), index in zip(stored, kept, strict=True)
+                        if index < len(carried)
+                    },
                     [event for _, event in created if event is not None],
                 )
             )

@@ -35,9 +35,12 @@ class OrderWorker(SimpleWorker):
         scheduler = self.scheduler
         process = scheduler._process if scheduler is not None else None
         # Not started (a stop while the worker starts), or ended already.
-        if scheduler is None or process is None or process.pid is None:
-            return
-        if process.exitcode is not None:
+        if (
+            scheduler is None
+            or process is None
+            or process.pid is None
+            or process.exitcode is not None
+        ):
             return
         process.kill()
         process.join()
