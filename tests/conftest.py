@@ -25,6 +25,7 @@ from executor.driver.context import Context
 from gateway.app import create_app
 from order_service.watch_hub import WatchHub
 from orderengine.local.embedded_redis import EmbeddedRedis
+from orderengine.local.ports import free_port
 from orderengine.mesh.auth import key_metadata, token_metadata, with_metadata
 from orderengine.settings import Settings
 from orderengine.store import migrate
@@ -310,6 +311,13 @@ class Processes:
 
     def tracker(self) -> subprocess.Popen[bytes]:
         return self.start("-m", "executor.main", "tracker")
+
+    def with_metrics(self, part: str) -> str:
+        """Starts ``executor.main part`` serving /metrics; returns its URL."""
+        port = free_port()
+        self.env = {**self.env, "METRICS_PORT": str(port)}
+        self.start("-m", "executor.main", part)
+        return f"http://127.0.0.1:{port}/metrics"
 
     def stop(self) -> None:
         for process in self.running:

@@ -14,6 +14,7 @@ import pytest
 
 from executor.driver.context import Context
 from executor.driver.jobs import LINGER_BELOW, _queued_behind
+from orderengine.observability.metrics_scrape import scrape
 from orderengine.order_queue import enqueue_orders
 from orderengine.settings import Settings
 from orderengine.statuses import Status
@@ -39,7 +40,7 @@ def test_orders_submitted_one_at_a_time_are_driven_together_within_the_linger(
     store: OrderStore,
 ) -> None:
     processes.env["DRIVE_LINGER_SECONDS"] = linger
-    processes.worker()
+    metrics = processes.with_metrics("worker")
     stub = services.orders()
     # The worker is up and idle once a first order has been driven.
     first = stub.SubmitOrder(SOL_USDC, timeout=10).order.order_id
@@ -53,6 +54,11 @@ def test_orders_submitted_one_at_a_time_are_driven_together_within_the_linger(
 
     # One transaction moves a drive's orders: one ROUTING time for all.
     assert (len(set(times)) == 1) is driven_together, times
+    # The worker's figure says the same: the first order's drive, then one
+    # for the four, or more.
+    samples = scrape([metrics])
+    assert samples.get("orderengine_drive_orders_sum") == 5
+    assert (samples.get("orderengine_drive_orders_count") == 2) is driven_together
 
 
 @pytest.fixture

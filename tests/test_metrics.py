@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 
 from orderengine.local import metrics_targets, ports
 from orderengine.local.parts import check_free
-from orderengine.local.ports import free_port
 from orderengine.observability.buckets import seconds_buckets
 from orderengine.observability.metrics import MetricsEndpoint
 from orderengine.observability.metrics_scrape import Samples, scrape, time_breakdown
@@ -34,14 +33,6 @@ def endpoint() -> Any:
     served = MetricsEndpoint.start("127.0.0.1", 0)
     yield served
     served.stop()
-
-
-def start_with_metrics(processes: Processes, part: str) -> str:
-    """Starts ``executor.main part`` serving /metrics; returns its URL."""
-    port = free_port()
-    processes.env = {**processes.env, "METRICS_PORT": str(port)}
-    processes.start("-m", "executor.main", part)
-    return f"http://127.0.0.1:{port}/metrics"
 
 
 def submit(stub: order_service_pb2_grpc.OrderServiceStub, amount: str = "1") -> str:
@@ -65,8 +56,8 @@ def handled(samples: Samples, method: str, code: str, service: str = ORDERS) -> 
 def test_orders_driven_to_confirmed_show_on_every_part(
     services: Services, processes: Processes, endpoint: MetricsEndpoint
 ) -> None:
-    worker = start_with_metrics(processes, "worker")
-    tracker = start_with_metrics(processes, "tracker")
+    worker = processes.with_metrics("worker")
+    tracker = processes.with_metrics("tracker")
     before = scrape([endpoint.url])
     stub = services.orders()
 

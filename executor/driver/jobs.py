@@ -30,6 +30,7 @@ from orderengine.amounts import format_amount
 from orderengine.fees import format_sol
 from orderengine.market.routes import AmountOverflowError, ZeroAmountOutError
 from orderengine.observability import handoffs
+from orderengine.observability.metrics_orders import DRIVE_ORDERS
 from orderengine.order_queue import (
     ORDERS_PER_DRIVE,
     enqueue_order,
@@ -74,6 +75,7 @@ def drive_orders(order_ids: list[str]) -> None:
     if more:
         order_ids = list(dict.fromkeys([*order_ids, *more]))
         carried = {**more_carried, **carried}
+    DRIVE_ORDERS.observe(len(order_ids))
     with handoffs.order_work("drive order", order_ids, carried):
         _drive(ctx, order_ids)
 

@@ -8,6 +8,7 @@ observed where the thing happens:
     orderengine_quote_seconds                       QuoteService
     orderengine_execution_seconds{commitment}       the chain (processed), the tracker (confirmed)
     orderengine_watch_streams                       OrderService
+    orderengine_drive_orders                        workers
 
 Orders by status and the queue are read at scrape time from the database
 and Redis, the truth every replica shares (so every OrderService replica
@@ -69,6 +70,12 @@ QUOTE_SECONDS = Histogram(
     "orderengine_quote_seconds",
     "Time QuoteService took to price a swap on every venue and choose its route",
     buckets=QUOTE_BUCKETS,
+)
+DRIVE_ORDERS = Histogram(
+    "orderengine_drive_orders",
+    "Orders a worker drove at once: its job's and those of the jobs it took from behind it "
+    "(after its linger, when it waited for them)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 WATCH_STREAMS = Gauge("orderengine_watch_streams", "WatchOrder streams open on this OrderService")
 SUBMITS_REFUSED = Counter(
