@@ -11,6 +11,8 @@ from datetime import datetime
 from functools import partial
 
 import pytest
+from redis import Redis
+from rq import Worker
 
 from executor.driver.context import Context
 from executor.driver.jobs import LINGER_BELOW, _queued_behind
@@ -38,13 +40,16 @@ def test_orders_submitted_one_at_a_time_are_driven_together_within_the_linger(
     services: Services,
     processes: Processes,
     store: OrderStore,
+    redis: Redis,
 ) -> None:
     processes.env["DRIVE_LINGER_SECONDS"] = linger
     metrics = processes.with_metrics("worker")
     stub = services.orders()
-    # The worker is up and idle once a first order has been driven.
+    # A first order's drive, then the worker waits for the next job: the
+    # trickle's first order is alone when it is taken.
     first = stub.SubmitOrder(SOL_USDC, timeout=10).order.order_id
     eventually(partial(_routing_time, store, first))
+    eventually(lambda: [w.get_state() for w in Worker.all(connection=redis)] == ["idle"])
 
     submitted: list[str] = []
     for _ in range(4):
