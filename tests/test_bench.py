@@ -66,6 +66,23 @@ def test_server_time_by_method_between_two_scrapes() -> None:
     assert round(methods[0].ms_per_order, 6) == 20.0
 
 
+def test_orders_per_drive_from_the_workers_pages_between_two_scrapes() -> None:
+    def page(drives: int, orders: int) -> metrics_scrape.Samples:
+        return metrics_scrape.parse(
+            [
+                "# TYPE orderengine_drive_orders histogram\n"
+                f"orderengine_drive_orders_count {drives}\n"
+                f"orderengine_drive_orders_sum {orders}\n"
+            ]
+        )
+
+    # Two workers, one of them started between the scrapes; a part without the figure.
+    before = {"worker-1": page(4, 10)}
+    after = {"worker-1": page(10, 40), "worker-2": page(2, 6), "tracker": page(0, 0)}
+    assert cpu.grown(before, after, "orderengine_drive_orders_count") == 8
+    assert cpu.grown(before, after, "orderengine_drive_orders_sum") == 36
+
+
 def test_a_row_s_target_is_met_or_not_in_the_table_and_the_json() -> None:
     report = Report()
     report.add(Row("cpu", "total", Figure.of([2.0, 3.0, 2.4]), "ms", target=Target(False, 2.5)))

@@ -126,6 +126,18 @@ def method_times(
     return sorted(found, key=lambda m: -m.ms_per_order)
 
 
+def grown(
+    before: Mapping[str, metrics_scrape.Samples],
+    after: Mapping[str, metrics_scrape.Samples],
+    name: str,
+) -> float:
+    """How much the counter ``name`` grew, summed over every part's page."""
+    return sum(
+        page.get(name) - (before[part].get(name) if part in before else 0.0)
+        for part, page in after.items()
+    )
+
+
 def scrape_parts(targets: Iterable[tuple[str, str]]) -> dict[str, metrics_scrape.Samples]:
     """Each (part, /metrics URL)'s page, parsed; a part that does not answer
     is left out."""

@@ -164,12 +164,23 @@ def http_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
     with started_stack(backing, workdir, WORKERS_PER_REPLICA, **MAKE_RUN) as (settings, running):
         url = f"{settings.gateway_address}{SUBMIT_ROUTE}"
         progress(f"http: {count} orders one at a time on one kept-alive connection, {rounds}x")
+        pids, targets = _pids(running, backing), _targets(running)
+        cpu_before, pages_before = cpu.sample(pids), cpu.scrape_parts(targets)
         executed = _one_at_a_time(url, count, rounds)
-        _one_at_a_time_rows(report, "one order at a time", executed, Target(False, 4))
-        if alone is not None:
-            _one_at_a_time_rows(report, "  no workers executing", alone)
         counts = Counts(backing)
         counts.wait_terminal(DRAIN_SECONDS)
+        cpu_after, pages_after = cpu.sample(pids), cpu.scrape_parts(targets)
+        _one_at_a_time_rows(report, "one order at a time", executed, Target(False, 4))
+        # What bounds it: the CPU each order costs, accepted and executed,
+        # and how many orders the workers drove together.
+        orders = count * rounds
+        per_order = cpu.CpuPerOrder.between(cpu_before, cpu_after, orders)
+        report.figure("http", "  CPU per order, every process", [per_order.total], "ms CPU/order")
+        drives = cpu.grown(pages_before, pages_after, "orderengine_drive_orders_count")
+        driven = cpu.grown(pages_before, pages_after, "orderengine_drive_orders_sum")
+        report.figure("http", "  orders per drive", [driven / max(drives, 1)], "orders")
+        if alone is not None:
+            _one_at_a_time_rows(report, "  no workers executing", alone)
         _end_to_end(report, running, backing, counts, tool, url, quick)
 
 
@@ -200,10 +211,7 @@ def _end_to_end(
     sustained = 5.0 if quick else 30.0
     warmup = 2.0 if quick else 5.0
     progress(f"http: end to end at {E2E_RATE:g}/s offered for {sustained:g}s")
-    pids = {part.name: part.process.pid for part in running.parts if part.process}
-    if backing.embedded is not None:
-        pids["Redis"] = backing.embedded.pid
-    targets = [(t.part, t.url) for t in running.metrics]
+    pids, targets = _pids(running, backing), _targets(running)
     base = counts.now()
     cpu_before, pages_before = cpu.sample(pids), cpu.scrape_parts(targets)
     command = (
@@ -312,6 +320,19 @@ def _end_to_end(
     report.info["cpu_per_order_ms"] = per_order.by_group
     report.info["rpc_per_order"] = [m.__dict__ for m in methods]
     report.blocks.append(cpu.format_table(per_order, confirmed, methods))
+
+
+def _pids(running: Stack, backing: Backing) -> dict[str, int]:
+    """The stack's processes by part, and the embedded Redis's."""
+    pids = {part.name: part.process.pid for part in running.parts if part.process}
+    if backing.embedded is not None:
+        pids["Redis"] = backing.embedded.pid
+    return pids
+
+
+def _targets(running: Stack) -> list[tuple[str, str]]:
+    """Each part's /metrics."""
+    return [(t.part, t.url) for t in running.metrics]
 
 
 def _key() -> str:
