@@ -41,6 +41,9 @@ QUEUED = "orderengine:queued"
 ORDERS_PER_DRIVE = 64
 # Queued jobs a worker looks at in one round trip, beside its own.
 JOBS_TAKEN_AT_ONCE = 8
+# A job's meta flag: drive its orders without waiting for more
+# (DRIVE_LINGER_SECONDS), for orders whose moment is now.
+AT_ONCE = "at_once"
 
 # A job that has not finished in this long is killed and its order
 # reconciled; the job itself does two gRPC calls and a few writes.
@@ -65,19 +68,22 @@ def enqueue_orders(
     *,
     pipeline: Pipeline | None = None,
     carried: Mapping[str, handoffs.Carrier] | None = None,
+    at_once: bool = False,
 ) -> None:
     """Queues the jobs that drive the orders, in one round trip (or with the
     given pipeline's next execute()); each job carries ``carried``'s context
-    of its orders (the requests that submitted them)."""
+    of its orders (the requests that submitted them). ``at_once``: a worker
+    drives them without waiting for more orders (orders a trigger fired)."""
     pipe = pipeline if pipeline is not None else queue.connection.pipeline()
     batches = [order_ids[i : i + ORDERS_PER_JOB] for i in range(0, len(order_ids), ORDERS_PER_JOB)]
+    flag = {AT_ONCE: True} if at_once else {}
     queue.enqueue_many(
         [
             Queue.prepare_data(
                 DRIVE_ORDERS,
                 (batch,),
                 description=f"drive {len(batch)} orders",
-                meta=handoffs.job_meta(carried or {}, batch),
+                meta={**(handoffs.job_meta(carried or {}, batch) or {}), **flag} or None,
                 **_JOB_OPTIONS,  # type: ignore[arg-type]
             )
             for batch in batches

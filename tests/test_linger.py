@@ -6,7 +6,6 @@ the database."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from functools import partial
 
@@ -17,12 +16,13 @@ from rq import Worker
 from executor.driver.context import Context
 from executor.driver.jobs import LINGER_BELOW, _queued_behind
 from orderengine.observability.metrics_scrape import scrape
-from orderengine.order_queue import enqueue_orders
+from orderengine.order_queue import enqueue_orders, order_queue
 from orderengine.settings import Settings
 from orderengine.statuses import Status
+from orderengine.store.changes import NewOrder
 from orderengine.store.orders import OrderStore
-from tests.conftest import Processes, Services
-from tests.helpers import SOL_USDC, eventually, worker_context
+from tests.conftest import OWNER, Processes, Services
+from tests.helpers import SOL_USDC, eventually
 
 
 def _routing_time(store: OrderStore, order_id: str) -> datetime | None:
@@ -66,29 +66,43 @@ def test_orders_submitted_one_at_a_time_are_driven_together_within_the_linger(
     assert (samples.get("orderengine_drive_orders_count") == 2) is driven_together
 
 
-@pytest.fixture
-def lingering(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
-    """A worker's context whose linger is a second."""
-    monkeypatch.setenv("DRIVE_LINGER_SECONDS", "1")
-    with worker_context() as built:
-        yield built
-
-
 @pytest.mark.parametrize(
     "behind, taken, waits", [(0, 1, True), (1, 1, False), (0, LINGER_BELOW, False)]
 )
 def test_only_a_small_job_with_nothing_behind_it_waits(
-    behind: int, taken: int, waits: bool, lingering: Context
+    behind: int, taken: int, waits: bool, ctx: Context
 ) -> None:
     queued = [f"queued-{i}" for i in range(behind)]
     if queued:
-        enqueue_orders(lingering.queue, queued)
+        enqueue_orders(ctx.queue, queued)
 
     began = time.monotonic()
-    orders, _ = _queued_behind(lingering, taken)
+    orders, _ = _queued_behind(ctx, taken, linger=1.0)
 
     assert (time.monotonic() - began >= 1) is waits
     assert orders == queued
+
+
+@pytest.mark.parametrize("at_once", [True, False])
+def test_an_order_a_trigger_fired_is_driven_without_waiting(
+    at_once: bool, services: Services, processes: Processes, store: OrderStore, redis: Redis
+) -> None:
+    """The trigger part queues what it fires ``at_once``: its moment is the
+    price's, not worth an eighth of a slot of CPU."""
+    processes.env["DRIVE_LINGER_SECONDS"] = "1"
+    processes.worker()
+    eventually(lambda: [w.get_state() for w in Worker.all(connection=redis)] == ["idle"])
+    row, _ = store.submit(
+        NewOrder(
+            owner=OWNER, input_token="SOL", output_token="USDC", amount_in=10**9, slippage_bps=50
+        )
+    )
+
+    queued = time.monotonic()
+    enqueue_orders(order_queue(redis, Settings().queue_name), [row.order_id], at_once=at_once)
+    eventually(partial(_routing_time, store, row.order_id))
+
+    assert (time.monotonic() - queued < 1) is at_once
 
 
 @pytest.mark.parametrize("raw", ["-0.1", "2", "soon", "nan"])

@@ -25,7 +25,7 @@ from executor.triggers.index import TriggerIndex
 from orderengine.market.cpmm import Reserves
 from orderengine.market.pools import all_pools
 from orderengine.market.state import POOL_CHANGES, encode, pool_key
-from orderengine.order_queue import QUEUED
+from orderengine.order_queue import AT_ONCE, QUEUED
 from orderengine.reasons import Reason
 from orderengine.statuses import Status
 from orderengine.v1 import order_pb2, order_service_pb2
@@ -222,6 +222,8 @@ def test_a_new_order_is_indexed_and_a_pool_change_fires_it(
         return before, (await triggers.step(10)).fired
 
     assert on_trigger_part(ctx, redis_url, act) == (0, 1)
+    # Its job asks to be driven at once, not after a worker's linger.
+    assert [job.meta.get(AT_ONCE) for job in ctx.queue.get_jobs()] == [True]
 
 
 def test_a_limit_whose_route_misses_its_minimum_waits_again_on_a_new_attempt(

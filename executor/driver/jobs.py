@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 from redis.client import Pipeline
+from rq import get_current_job
 
 from executor.driver.context import RPC_TIMEOUT_SECONDS, Context, context
 from executor.driver.inflight import Inflight, track
@@ -32,6 +33,7 @@ from orderengine.market.routes import AmountOverflowError, ZeroAmountOutError
 from orderengine.observability import handoffs
 from orderengine.observability.metrics_orders import DRIVE_ORDERS
 from orderengine.order_queue import (
+    AT_ONCE,
     ORDERS_PER_DRIVE,
     enqueue_order,
     picked_up_by_worker,
@@ -71,7 +73,10 @@ def drive_orders(order_ids: list[str]) -> None:
     the orders of jobs queued behind this one, as many as one batch takes."""
     ctx = context()
     carried = handoffs.carried_by_job()
-    more, more_carried = _queued_behind(ctx, len(order_ids))
+    job = get_current_job()
+    at_once = job is not None and bool(job.meta.get(AT_ONCE))
+    linger = 0.0 if at_once else ctx.settings.drive_linger_seconds
+    more, more_carried = _queued_behind(ctx, len(order_ids), linger)
     if more:
         order_ids = list(dict.fromkeys([*order_ids, *more]))
         carried = {**more_carried, **carried}
@@ -80,15 +85,16 @@ def drive_orders(order_ids: list[str]) -> None:
         _drive(ctx, order_ids)
 
 
-def _queued_behind(ctx: Context, taken: int) -> tuple[list[str], dict[str, handoffs.Carrier]]:
+def _queued_behind(
+    ctx: Context, taken: int, linger: float
+) -> tuple[list[str], dict[str, handoffs.Carrier]]:
     """The orders of jobs queued behind this one, and what they carry. A
-    small job with none behind it waits DRIVE_LINGER_SECONDS for more first:
+    small job with none behind it waits ``linger`` for more first:
     one order at a time costs the stack about five times the CPU an order
     of a batch does (RQ's job, two calls, the commits, the chain's
     landing), and a twentieth of a second is an eighth of a slot."""
     room = ORDERS_PER_DRIVE - taken
     behind = take_queued(ctx.queue, room)
-    linger = ctx.settings.drive_linger_seconds
     if behind[0] or linger <= 0 or taken >= LINGER_BELOW:
         return behind
     time.sleep(linger)

@@ -337,7 +337,8 @@ class Triggers:
         moved = move_many(self.ctx.store, self.ctx.redis, steps, rows)
         fired = [row for row, after in zip(rows, moved, strict=True) if after is not None]
         if fired:
-            enqueue_orders(self.ctx.queue, [row.order_id for row in fired])
+            # Fired at this price: driven now, not after a worker's linger.
+            enqueue_orders(self.ctx.queue, [row.order_id for row in fired], at_once=True)
             metrics.fired(fired, changed_at)
         # Only those fired here: one refused stays until a check finds it
         # gone from OPEN (it may be OPEN again, on a new attempt).
