@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
@@ -76,14 +77,13 @@ def enqueue_orders(
     drives them without waiting for more orders (orders a trigger fired)."""
     pipe = pipeline if pipeline is not None else queue.connection.pipeline()
     batches = [order_ids[i : i + ORDERS_PER_JOB] for i in range(0, len(order_ids), ORDERS_PER_JOB)]
-    flag = {AT_ONCE: True} if at_once else {}
     queue.enqueue_many(
         [
             Queue.prepare_data(
                 DRIVE_ORDERS,
                 (batch,),
                 description=f"drive {len(batch)} orders",
-                meta={**(handoffs.job_meta(carried or {}, batch) or {}), **flag} or None,
+                meta=_job_meta(carried or {}, batch, at_once),
                 **_JOB_OPTIONS,  # type: ignore[arg-type]
             )
             for batch in batches
@@ -94,6 +94,16 @@ def enqueue_orders(
     pipe.hset(QUEUED, mapping=dict.fromkeys(order_ids, now))
     if pipeline is None:
         pipe.execute()
+
+
+def _job_meta(
+    carried: Mapping[str, handoffs.Carrier], order_ids: list[str], at_once: bool
+) -> dict[str, Any] | None:
+    """A job's meta: its orders' carriers and the AT_ONCE flag (None: neither)."""
+    meta = handoffs.job_meta(carried, order_ids) or {}
+    if at_once:
+        meta[AT_ONCE] = True
+    return meta or None
 
 
 def enqueue_order(queue: Queue, order_id: str, *, delay_seconds: float = 0.0) -> None:

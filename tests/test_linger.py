@@ -33,6 +33,11 @@ def _routing_time(store: OrderStore, order_id: str) -> datetime | None:
     return None
 
 
+def _worker_idle(redis: Redis) -> bool:
+    """The one worker is up and waiting for a job."""
+    return [w.get_state() for w in Worker.all(connection=redis)] == ["idle"]
+
+
 @pytest.mark.parametrize("linger, driven_together", [("0.5", True), ("0", False)])
 def test_orders_submitted_one_at_a_time_are_driven_together_within_the_linger(
     linger: str,
@@ -49,7 +54,7 @@ def test_orders_submitted_one_at_a_time_are_driven_together_within_the_linger(
     # trickle's first order is alone when it is taken.
     first = stub.SubmitOrder(SOL_USDC, timeout=10).order.order_id
     eventually(partial(_routing_time, store, first))
-    eventually(lambda: [w.get_state() for w in Worker.all(connection=redis)] == ["idle"])
+    eventually(partial(_worker_idle, redis))
 
     submitted: list[str] = []
     for _ in range(4):
@@ -91,7 +96,7 @@ def test_an_order_a_trigger_fired_is_driven_without_waiting(
     price's, not worth an eighth of a slot of CPU."""
     processes.env["DRIVE_LINGER_SECONDS"] = "1"
     processes.worker()
-    eventually(lambda: [w.get_state() for w in Worker.all(connection=redis)] == ["idle"])
+    eventually(partial(_worker_idle, redis))
     row, _ = store.submit(
         NewOrder(
             owner=OWNER, input_token="SOL", output_token="USDC", amount_in=10**9, slippage_bps=50

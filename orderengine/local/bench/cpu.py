@@ -132,10 +132,8 @@ def grown(
     name: str,
 ) -> float:
     """How much the counter ``name`` grew, summed over every part's page."""
-    return sum(
-        page.get(name) - (before[part].get(name) if part in before else 0.0)
-        for part, page in after.items()
-    )
+    empty = metrics_scrape.Samples({})
+    return sum(page.get(name) - before.get(part, empty).get(name) for part, page in after.items())
 
 
 def scrape_parts(targets: Iterable[tuple[str, str]]) -> dict[str, metrics_scrape.Samples]:
