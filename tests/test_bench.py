@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 
 from orderengine.local.bench import cpu, http_sections, seed, watch_section
 from orderengine.local.bench.http_load import autocannon_result
@@ -120,6 +123,44 @@ def test_the_side_by_side_script_s_lines_are_read_back() -> None:
         ("engine", 64, 309.0, 497.0, 3),
     ]
     assert seed.ratio(runs, 64) == 309.0 / 2290.0
+
+
+def test_the_seed_s_cpu_is_read_from_its_own_process_until_it_ends() -> None:
+    # A stand-in for the script: it starts a "seed" (a child whose arguments
+    # hold the seed's entry point) that burns CPU and exits, and another
+    # child that burns CPU too but is not the seed (as autocannon is not).
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    script = (
+        "import subprocess, sys\n"
+        f"seed = subprocess.Popen([sys.executable, '-c', {burn!r}, {seed.SEED_ENTRY!r}])\n"
+        f"other = subprocess.Popen([sys.executable, '-c', {burn!r}, 'autocannon'])\n"
+        "seed.wait(); other.wait()\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    watched = seed._SeedCpu(parent.pid)
+    while parent.poll() is None:
+        watched.read()
+        time.sleep(0.01)
+    # Its CPU as last read before it ended: most of the 0.3 s, the other's not.
+    assert 0.15 <= watched.seconds < 0.45
+
+
+def test_each_side_s_cpu_per_request_stands_beside_the_other() -> None:
+    runs = seed.parse(
+        "round 1 seed   c=64      10000 req/s  p50     5 ms  p99    16 ms  non-2xx/errors 0\n"
+        "round 1 engine c=64       2000 req/s  p50    30 ms  p99    80 ms  non-2xx/errors 0\n"
+        "round 2 seed   c=64      12000 req/s  p50     5 ms  p99    16 ms  non-2xx/errors 0\n"
+    )
+    assert seed.served(runs, "seed", 10) == 220_000
+    assert seed.served(runs, "engine", 10) == 20_000
+    report = Report()
+    http_sections._cpu_per_request_rows(
+        report, http_sections._SeedRun(runs, seed_ms=0.2, engine_ms=0.9), "engine, every process"
+    )
+    seed_row, engine_row = report.rows
+    assert seed_row.name == "CPU per request, seed (node + its Redis)"
+    assert engine_row.name == "CPU per request, engine, every process"
+    assert round(engine_row.ratio() or 0, 6) == 4.5  # the engine spends 4.5 times the seed's
 
 
 def test_the_engine_accepting_alone_stands_beside_the_seed_of_its_own_run() -> None:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -340,6 +341,33 @@ def _key() -> str:
     return os.environ.get("ORDERENGINE_API_KEY", "")
 
 
+@dataclass(frozen=True)
+class _SeedRun:
+    """The script's runs, with the CPU per request each side spent over them."""
+
+    runs: list[seed.Run]
+    seed_ms: float  # the seed's node process and its Redis
+    engine_ms: float  # every process of the stack (its embedded Redis too)
+
+
+def _cpu_per_request_rows(report: Report, run: _SeedRun, engine: str) -> None:
+    """What bounds the ratio: with both sides' cores full, engine / seed is
+    at most the seed's CPU per request over the engine's."""
+    seed_cpu = report.figure(
+        "seed", "CPU per request, seed (node + its Redis)", [run.seed_ms], "ms"
+    )
+    report.add(
+        Row(
+            "seed",
+            f"CPU per request, {engine}",
+            Figure.of([run.engine_ms]),
+            "ms",
+            seed_cpu.figure,
+            "seed",
+        )
+    )
+
+
 def seed_section(report: Report, backing: Backing, workdir: Path, quick: bool, rounds: int) -> None:
     # Run from the repository (make bench), or from anywhere with it installed editable.
     repo = next((r for r in (Path.cwd(), REPO) if seed.why_not(r) is None), None)
@@ -353,13 +381,14 @@ def seed_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
         f"seed: the seed and our gateway in turn, {rounds} round(s) of {seconds}s "
         f"at {', '.join(map(str, levels))}"
     )
-    runs = _side_by_side(
+    both = _side_by_side(
         report, backing, workdir, repo, WORKERS_PER_REPLICA, levels, seconds, rounds
     )
-    if runs is None:
+    if both is None:
         return
     for concurrency in levels:
-        _seed_rows(report, runs, concurrency)
+        _seed_rows(report, both.runs, concurrency)
+    _cpu_per_request_rows(report, both, "engine, every process")
     if quick:
         return
     # The accept tier alone: a stack with no workers stores and queues every
@@ -370,7 +399,8 @@ def seed_section(report: Report, backing: Backing, workdir: Path, quick: bool, r
     if alone is None:
         return
     for concurrency in levels:
-        accepting_alone_rows(report, alone, concurrency)
+        accepting_alone_rows(report, alone.runs, concurrency)
+    _cpu_per_request_rows(report, alone, "engine with no workers, every process")
 
 
 def _side_by_side(
@@ -382,33 +412,45 @@ def _side_by_side(
     levels: list[int],
     seconds: int,
     rounds: int,
-) -> list[seed.Run] | None:
+) -> _SeedRun | None:
     """The shared script's runs against make run's stack with ``workers``
-    workers; None (and a failure noted) when it fails."""
+    workers, with each side's CPU per request; None (and a failure noted)
+    when it fails."""
     env = dict(MAKE_RUN)
     if not workers:
         # Nothing drains a stack with no workers: make run's queue bound
         # would refuse what the accept tier takes once it filled.
         del env["MAX_QUEUE_DEPTH"]
     with started_stack(backing, workdir, workers, **env) as (settings, running):
+        pids = _pids(running, backing)
+        before = cpu.sample(pids)
         try:
-            runs = seed.side_by_side(
+            both = seed.side_by_side(
                 repo, workdir, settings.gateway_address, _key(), levels, seconds, rounds
             )
         except RuntimeError as exc:
             report.failures.append(f"seed side by side: {exc}")
             progress(report.failures[-1])
             return None
+        if workers:  # the CPU of a request is also its order's execution
+            Counts(backing).wait_terminal(DRAIN_SECONDS)
+        # The stack idles through the seed's runs: its CPU is the engine's runs'.
+        engine_seconds = sum(cpu.sample(pids).values()) - sum(before.values())
+        run = _SeedRun(
+            both.runs,
+            both.seed_cpu_seconds * 1000 / max(seed.served(both.runs, "seed", seconds), 1),
+            engine_seconds * 1000 / max(seed.served(both.runs, "engine", seconds), 1),
+        )
         try:  # every part's page, summed: the gateway's answers, OrderService's refusals
             page = metrics_scrape.scrape(target.url for target in running.metrics)
         except OSError as exc:
             progress(f"seed: a part's /metrics did not answer: {exc}")
-            return runs
-    block = not_answered_2xx(runs, page, workers)
+            return run
+    block = not_answered_2xx(run.runs, page, workers)
     if block:
         report.blocks.append(block)
         progress(block)
-    return runs
+    return run
 
 
 def not_answered_2xx(runs: list[seed.Run], page: metrics_scrape.Samples, workers: int) -> str:
