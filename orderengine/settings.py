@@ -30,6 +30,9 @@ def _parsed(name: str, default: T, parse: Callable[[str], T], what: str) -> T:
         raise ValueError(f"{name} must be {what}, got {raw!r}") from None
 
 
+SUBMIT_RATE_DEFAULT = 10000.0  # SubmitOrder orders per second per owner
+
+
 def _float(name: str, default: float) -> float:
     return _parsed(name, default, float, "a number")
 
@@ -223,15 +226,17 @@ class Settings(ClientSettings):
     # Limits (docs/api.md, "Limits"). SubmitOrder calls per second per owner, a
     # token bucket in Redis shared by every OrderService replica, holding up
     # to submit_burst (default: two seconds' worth); 0 turns it off. The
-    # default is above what one OrderService accepts on a small machine
-    # (docs/performance.md), so one client of one replica never meets it; it
-    # keeps one owner from taking every replica of a larger deployment.
+    # default is about twice what one OrderService accepts on a small machine
+    # (up to 5,500 a second with nothing executing, docs/performance.md), so
+    # one client of one replica never meets it; it keeps one owner from
+    # taking every replica of a larger deployment.
     submit_rate_per_second: float = field(
-        default_factory=lambda: _float("SUBMIT_RATE_PER_SECOND", 2000.0)
+        default_factory=lambda: _float("SUBMIT_RATE_PER_SECOND", SUBMIT_RATE_DEFAULT)
     )
     submit_burst: int = field(
         default_factory=lambda: _int(
-            "SUBMIT_BURST", max(1, round(2 * _float("SUBMIT_RATE_PER_SECOND", 2000.0)))
+            "SUBMIT_BURST",
+            max(1, round(2 * _float("SUBMIT_RATE_PER_SECOND", SUBMIT_RATE_DEFAULT))),
         )
     )
     # Open WatchOrder streams per owner on one OrderService process: each

@@ -37,14 +37,15 @@ from orderengine.statuses import TERMINAL, Status
 from orderengine.store.models import OrderRow
 
 # make run's own defaults where the bench's stack differs (a blank value is
-# the default), its queue's bound included: a 429 for QUEUE_FULL under the
-# seed's load is one a user of make run would get. The per-owner limits
-# stay out of reach, as in every section.
+# the default), its queue's bound and its submit rate limit included: a 429
+# (QUEUE_FULL, RATE_LIMITED) under the seed's load is one a user of make run
+# would get. The cap on watch streams stays out of reach, as in every section.
 MAKE_RUN = {
     "MARKET_FLOW_RATE": "",
     "CHAIN_SLOT_SECONDS": "",
     "CHAIN_CONFIRM_SECONDS": "",
     "MAX_QUEUE_DEPTH": "",
+    "SUBMIT_RATE_PER_SECOND": "",
 }
 E2E_TARGET = 500.0  # orders/s CONFIRMED, sustained: the target
 # Offered above the target: a stack offered exactly the target can at best
