@@ -226,8 +226,8 @@ class Settings(ClientSettings):
     # Limits (docs/api.md, "Limits"). SubmitOrder calls per second per owner, a
     # token bucket in Redis shared by every OrderService replica, holding up
     # to submit_burst (default: two seconds' worth); 0 turns it off. The
-    # default is about twice what one OrderService accepts on a small machine
-    # (up to 5,500 a second with nothing executing, docs/performance.md), so
+    # default is above what one OrderService accepts on a small machine
+    # (up to 7,300 a second with nothing executing, docs/performance.md), so
     # one client of one replica never meets it; it keeps one owner from
     # taking every replica of a larger deployment.
     submit_rate_per_second: float = field(
