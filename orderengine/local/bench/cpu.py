@@ -31,34 +31,37 @@ ACCEPT_PATH = ("gateway", "OrderService")
 _REPLICA = re.compile(r"[ -]\d+$")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU the process has used so far (its own threads, not
-    its children's). A process that has gone counts as 0."""
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3 on);
+    None once the process has gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
+        return None
     # The command name (field 2) may hold spaces and parentheses: the
     # fields after it start past its last ")".
-    fields = stat[stat.rindex(")") + 2 :].split()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used so far (its own threads, not
+    its children's). A process that has gone counts as 0."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
     # utime and stime are fields 14 and 15 of the whole line.
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
 
 
 def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The parent's pid is the second field after the command name.
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
+    """The processes whose parent is ``pid`` (field 4 of their stat)."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and (fields := _stat_fields(entry.name)) is not None
+        and int(fields[1]) == pid
+    ]
 
 
 def command_line(pid: int) -> list[str]:
